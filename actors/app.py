@@ -1,0 +1,277 @@
+"""The application: one game server process (Pitaya's ``pitaya.App`` / builder).
+
+A standalone server in a few lines::
+
+    app = App(server_type="chat")
+    app.register(Room)
+    app.listen_tcp("127.0.0.1", 3250)
+    app.listen_ws("127.0.0.1", 3251)
+    app.run()  # until SIGINT/SIGTERM, then a graceful stop
+
+Or inside a running loop (tests, embedding): ``async with app: ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from actors.config import Config
+from actors.gateway import Gateway, Listening, StopAccepting
+from actors.handler import Handler, MethodSpec
+from actors.kernel import ActorRef
+from actors.pipeline import Pipeline
+from actors.session import KickSession
+from actors.sessions import SessionRegistry
+from actors.system import ActorSystem
+from transport.acceptor import Acceptor, ConnectionLimits
+from transport.handshake import HandshakeRequest
+from transport.message import RouteDictionary
+from transport.serializers import JsonSerializer, Serializer, get_serializer
+from transport.tcp import TcpAcceptor
+from transport.websocket import WebSocketAcceptor
+
+log = logging.getLogger(__name__)
+
+HandshakeValidator = Callable[[HandshakeRequest], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRoute:
+    """A route served in this process: the handler actor and its method."""
+
+    ref: ActorRef
+    spec: MethodSpec
+
+
+@dataclass(slots=True)
+class AppStats:
+    """Counters of events that are refused or dropped rather than served."""
+
+    refused_connections: int = 0
+    dropped_notifies: int = 0
+
+
+class App:
+    """A game server: handlers, listeners, sessions, lifecycle. See the module docstring."""
+
+    def __init__(self, config: Config | None = None, **options: Any) -> None:
+        self.config = config if config is not None else Config.from_env(**options)
+        if config is not None and options:
+            raise TypeError("pass either a Config or keyword options, not both")
+        if not self.config.server_id:
+            self.config.server_id = f"{self.config.server_type}-{uuid.uuid4().hex[:8]}"
+        self.server_id = self.config.server_id
+        self.server_type = self.config.server_type
+        self.system = ActorSystem(self.server_id)
+        self.sessions = SessionRegistry()
+        self.pipeline = Pipeline()
+        self.stats = AppStats()
+        self.serializer: Serializer = get_serializer(self.config.serializer)
+        self.fallback_serializer: Serializer = JsonSerializer()
+        self.handshake_validators: list[tuple[str, HandshakeValidator]] = []
+        self.local_routes: dict[str, LocalRoute] = {}
+        self.route_dictionary: RouteDictionary | None = None
+        self.connection_count = 0
+        self._handler_specs: list[tuple[type[Handler], tuple[Any, ...], dict[str, Any]]] = []
+        self._handlers: dict[str, ActorRef] = {}
+        self._acceptors: list[Acceptor] = []
+        self._gateways: list[ActorRef] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._no_connections = asyncio.Event()
+        self._no_connections.set()
+        self._started = False
+        self._stopping = False
+        self._stop_requested: asyncio.Event | None = None
+
+    # -- building --------------------------------------------------------------------------
+
+    def register(self, handler_class: type[Handler], *args: Any, **kwargs: Any) -> None:
+        """Serve ``handler_class(*args, **kwargs)`` as a handler actor (spawned on start)."""
+        if self._started:
+            raise RuntimeError("register handlers before the app starts")
+        if not (isinstance(handler_class, type) and issubclass(handler_class, Handler)):
+            raise TypeError(f"{handler_class!r} is not a Handler subclass")
+        name = handler_class.service_name()
+        if any(cls.service_name() == name for cls, _, _ in self._handler_specs):
+            raise ValueError(f"a handler for service {name!r} is already registered")
+        if not handler_class.method_specs():
+            raise ValueError(f"{handler_class.__name__} declares no @handler method")
+        self._handler_specs.append((handler_class, args, kwargs))
+
+    def add_acceptor(self, acceptor: Acceptor) -> Acceptor:
+        """Listen with any :class:`Acceptor` (TCP, WebSocket, or your own)."""
+        if self._started:
+            raise RuntimeError("add acceptors before the app starts")
+        self._acceptors.append(acceptor)
+        return acceptor
+
+    def listen_tcp(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
+        return self.add_acceptor(TcpAcceptor(host, port, ssl=ssl, limits=self._limits()))
+
+    def listen_ws(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
+        return self.add_acceptor(
+            WebSocketAcceptor(
+                host,
+                port,
+                ssl=ssl,
+                limits=self._limits(),
+                max_frame_size=self.config.max_packet_size + 4,
+            )
+        )
+
+    def _limits(self) -> ConnectionLimits:
+        return ConnectionLimits(max_write_buffer=self.config.max_write_buffer)
+
+    def set_serializer(self, serializer: Serializer | str) -> None:
+        """Choose the serializer announced in the handshake (default JSON)."""
+        if self._started:
+            raise RuntimeError("set the serializer before the app starts")
+        self.serializer = get_serializer(serializer) if isinstance(serializer, str) else serializer
+
+    def add_handshake_validator(self, name: str, validator: HandshakeValidator) -> None:
+        """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400)."""
+        self.handshake_validators.append((name, validator))
+
+    # -- running ---------------------------------------------------------------------------
+
+    @property
+    def acceptors(self) -> list[Acceptor]:
+        return list(self._acceptors)
+
+    @property
+    def addresses(self) -> list[tuple[str, str, int]]:
+        """``(kind, host, port)`` of every listener, once started."""
+        return [(a.kind, *a.address) for a in self._acceptors]
+
+    def address(self, kind: str) -> tuple[str, int]:
+        """The bound address of the first listener of ``kind`` (``"tcp"``/``"ws"``)."""
+        for acceptor in self._acceptors:
+            if acceptor.kind == kind:
+                return acceptor.address
+        raise LookupError(f"no {kind} listener")
+
+    async def start(self) -> None:
+        """Spawn handlers, then open the listeners; returns once they listen."""
+        if self._started:
+            raise RuntimeError("app already started")
+        self._started = True
+        self._spawn_handlers()
+        for acceptor in self._acceptors:
+            self._gateways.append(self.system.spawn(Gateway, acceptor, self))
+        for gateway in self._gateways:
+            await gateway.ask(Listening(), timeout=10)
+        log.info(
+            "[%s] started (%s), serializer %s",
+            self.server_id,
+            self.server_type,
+            self.serializer.name,
+        )
+
+    def _spawn_handlers(self) -> None:
+        for cls, args, kwargs in self._handler_specs:
+            ref = self.system.spawn(cls, *args, name=f"handler:{cls.service_name()}", **kwargs)
+            actor = ref._cell.actor
+            assert isinstance(actor, Handler)
+            actor.app = self
+            service = cls.service_name()
+            self._handlers[service] = ref
+            for method, spec in cls.method_specs().items():
+                route = LocalRoute(ref, spec)
+                self.local_routes[f"{service}.{method}"] = route
+                self.local_routes[f"{self.server_type}.{service}.{method}"] = route
+        if self.config.route_dictionary and self.local_routes:
+            self.route_dictionary = RouteDictionary.from_routes(self.local_routes)
+
+    def handler(self, service: str) -> ActorRef:
+        """The handler actor serving ``service`` (to tell it messages from outside)."""
+        return self._handlers[service]
+
+    async def stop(self) -> None:
+        """Graceful stop: stop accepting, let in-flight requests finish (bounded by
+        ``shutdown_timeout``), kick every session, then stop all actors. Idempotent."""
+        if self._stopping or not self._started:
+            return
+        self._stopping = True
+        log.info("[%s] stopping", self.server_id)
+        for gateway in self._gateways:
+            with contextlib.suppress(Exception):
+                await gateway.ask(StopAccepting(), timeout=5)
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.config.shutdown_timeout)
+        except TimeoutError:
+            log.warning(
+                "[%s] %d request(s) still in flight after %ss",
+                self.server_id,
+                self._in_flight,
+                self.config.shutdown_timeout,
+            )
+        for session in self.sessions:
+            session.ref.tell(KickSession("server shutting down"))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_connections.wait(), 2.0)
+        await self.system.shutdown()
+        log.info("[%s] stopped", self.server_id)
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_forever` to stop gracefully (what SIGINT/SIGTERM do)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def serve_forever(self) -> None:
+        """Start, serve until SIGINT/SIGTERM (or :meth:`request_stop`), then stop gracefully."""
+        self._stop_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            await self.stop()
+
+    def run(self) -> None:
+        """Blocking entry point for ``__main__``: ``asyncio.run(self.serve_forever())``."""
+        asyncio.run(self.serve_forever())
+
+    # -- bookkeeping (called by session and gateway actors) --------------------------------
+
+    def request_started(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight <= 0:
+            self._in_flight = 0
+            self._idle.set()
+
+    def connection_opened(self) -> None:
+        self.connection_count += 1
+        self._no_connections.clear()
+
+    def connection_closed(self) -> None:
+        """A session finished its teardown (close callbacks included)."""
+        self.connection_count -= 1
+        if self.connection_count <= 0:
+            self._no_connections.set()

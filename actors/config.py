@@ -1,0 +1,79 @@
+"""Server configuration: every option with its default, overridable from the environment.
+
+Environment variables win over code: ``PITAYA_`` + the field name in upper case, e.g.
+``PITAYA_HEARTBEAT_INTERVAL=10`` (Pitaya's convention: the key with dots as underscores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "PITAYA_"
+
+
+@dataclass(slots=True)
+class Config:
+    """Options of one server. Defaults match Pitaya's where Pitaya has the option."""
+
+    server_type: str = "game"
+    """The type routes may be prefixed with (``<serverType>.<service>.<method>``)."""
+    server_id: str = ""
+    """Unique id; generated when empty."""
+    heartbeat_interval: float = 30.0
+    """Seconds between server heartbeats; a client silent for twice this is disconnected."""
+    handshake_timeout: float = 10.0
+    """Seconds a new connection has to complete the handshake."""
+    serializer: str = "json"
+    """Serializer announced in the handshake: ``json``, ``msgpack`` or a registered one."""
+    route_dictionary: bool = True
+    """Announce a route dictionary in the handshake so clients can send 2-byte route codes."""
+    compress_data: bool = False
+    """Deflate message payloads sent to clients (flag 0x10) when it makes them smaller."""
+    max_packet_size: int = 1024 * 1024
+    """Largest packet body accepted from a client, bytes; larger closes the connection."""
+    max_route_length: int = 255
+    """Longest route accepted in a client message, bytes."""
+    max_connections: int = 100_000
+    """Connections accepted at once per server; more are refused at accept."""
+    max_pending_requests: int = 64
+    """Messages of one session waiting for their turn; past it requests get ``PIT-429``."""
+    max_write_buffer: int = 4 * 1024 * 1024
+    """Bytes queued for a client that does not read before it is disconnected."""
+    shutdown_timeout: float = 10.0
+    """Seconds a graceful stop waits for in-flight requests before closing sessions."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form options for modules and user code."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Defaults, then ``overrides``, then ``PITAYA_*`` variables (which win)."""
+        config = cls(**overrides)
+        config.apply_env(os.environ if environ is None else environ)
+        return config
+
+    def apply_env(self, environ: Mapping[str, str]) -> None:
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                setattr(self, f.name, _parse(f.name, raw, type(getattr(self, f.name))))
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return lowered in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(
+            f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a valid "
+            f"{kind.__name__}"
+        ) from exc

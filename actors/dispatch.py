@@ -1,0 +1,111 @@
+"""Typed dispatch: which method of an actor class receives which message class.
+
+An actor declares what it receives by naming a method ``on_<something>`` and annotating its
+message parameter::
+
+    @dataclass(frozen=True, slots=True)
+    class Join:
+        name: str
+
+    class Room(Actor):
+        def on_join(self, msg: Join) -> list[str]: ...
+
+The table is built once per actor class, on its first message (annotations may name classes
+defined later in the module), and a message whose class is not in the table is looked up once
+through its MRO, then cached. Per message, dispatch is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+RECEIVER_PREFIX = "on_"
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """A resolved receiver: the plain function and whether it must be awaited."""
+
+    function: Callable[..., Any]
+    is_async: bool
+
+
+class DispatchTable:
+    """Message class -> receiver for one actor class."""
+
+    __slots__ = ("_actor_class", "_table")
+
+    def __init__(self, actor_class: type) -> None:
+        self._actor_class = actor_class
+        self._table: dict[type, Receiver | None] = _collect(actor_class)
+
+    def lookup(self, message_class: type) -> Receiver | None:
+        """The receiver for ``message_class`` or one of its bases, or None."""
+        try:
+            return self._table[message_class]
+        except KeyError:
+            pass
+        found: Receiver | None = None
+        for base in message_class.__mro__[1:]:
+            receiver = self._table.get(base)
+            if receiver is not None:
+                found = receiver
+                break
+        self._table[message_class] = found
+        return found
+
+    def message_classes(self) -> list[type]:
+        """The message classes declared by the actor class (for docs and errors)."""
+        return [cls for cls, receiver in self._table.items() if receiver is not None]
+
+
+_tables: dict[type, DispatchTable] = {}
+
+
+def dispatch_table(actor_class: type) -> DispatchTable:
+    """The (cached) dispatch table of ``actor_class``."""
+    table = _tables.get(actor_class)
+    if table is None:
+        table = _tables[actor_class] = DispatchTable(actor_class)
+    return table
+
+
+def _collect(actor_class: type) -> dict[type, Receiver | None]:
+    table: dict[type, Receiver | None] = {}
+    # Walk from the most derived class so that overrides win.
+    seen: set[str] = set()
+    for klass in actor_class.__mro__:
+        for name, member in vars(klass).items():
+            if not name.startswith(RECEIVER_PREFIX) or name in seen:
+                continue
+            seen.add(name)
+            if not inspect.isfunction(member):
+                continue
+            for message_class in _message_classes(member):
+                table.setdefault(
+                    message_class, Receiver(member, inspect.iscoroutinefunction(member))
+                )
+    return table
+
+
+def _message_classes(function: Callable[..., Any]) -> list[type]:
+    params = list(inspect.signature(function).parameters.values())
+    if len(params) < 2:
+        return []
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception as exc:  # an annotation that names something undefined
+        raise TypeError(
+            f"cannot resolve the message annotation of {function.__qualname__}: {exc}"
+        ) from exc
+    annotation = hints.get(params[1].name)
+    if annotation is None:
+        return []
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return [arg for arg in typing.get_args(annotation) if isinstance(arg, type)]
+    return [annotation] if isinstance(annotation, type) else []

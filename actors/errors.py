@@ -1,0 +1,111 @@
+"""Typed errors of the actor layer.
+
+Two families:
+
+* kernel errors (:class:`ActorError` and subclasses) describe what happened to a message:
+  nobody answered in time, the actor is gone, nobody handles that type;
+* :class:`PitayaError` and subclasses are errors that reach a *client*: they carry the
+  Pitaya error code (``PIT-404`` ...) that Pitaya/pomelo clients already understand. A handler
+  raises ``PitayaError("PIT-403", "not your turn")`` to answer with a custom code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from transport.errorbody import PIT_000, PIT_400, PIT_404, PIT_408, PIT_500, PIT_504
+
+
+class ActorError(Exception):
+    """Base class of the kernel's errors."""
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """``ask`` got no reply within its timeout."""
+
+
+class ActorStopped(ActorError):
+    """The target actor stopped before (or while) handling the message."""
+
+
+class UnhandledMessage(ActorError, TypeError):
+    """The actor declares no receiver for this message type."""
+
+
+class MailboxFull(ActorError):
+    """The actor kind's mailbox limit was reached; the message was dropped and counted."""
+
+
+class ActorNameTaken(ActorError, ValueError):
+    """``spawn(..., name=...)`` with a name another live actor already has."""
+
+
+class PitayaError(Exception):
+    """An error answered to a client as a Pitaya error response.
+
+    ``code`` is the string clients switch on (``PIT-404``), ``msg`` a human text, ``metadata``
+    string pairs that travel with it.
+
+    Example::
+
+        raise PitayaError("PIT-403", "room is full", {"room": room_id})
+    """
+
+    default_code = PIT_000
+
+    def __init__(
+        self,
+        code: str | None = None,
+        msg: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self.code = code or self.default_code
+        self.msg = msg
+        self.metadata: dict[str, str] = dict(metadata or {})
+        super().__init__(f"{self.code}: {msg}" if msg else self.code)
+
+
+class BadRequest(PitayaError):
+    """``PIT-400``: the payload cannot be decoded or does not fit the handler."""
+
+    default_code = PIT_400
+
+    def __init__(self, msg: str = "bad request", metadata: Mapping[str, str] | None = None):
+        super().__init__(PIT_400, msg, metadata)
+
+
+class RouteNotFound(PitayaError):
+    """``PIT-404``: no handler serves the route."""
+
+    default_code = PIT_404
+
+    def __init__(self, route: str) -> None:
+        super().__init__(PIT_404, "route not found", {"route": route})
+        self.route = route
+
+
+class InternalError(PitayaError):
+    """``PIT-500``: the handler failed; details stay in the server log."""
+
+    default_code = PIT_500
+
+    def __init__(self, msg: str = "internal server error") -> None:
+        super().__init__(PIT_500, msg)
+
+
+class RpcTimeout(PitayaError):
+    """``PIT-408``: a remote server did not answer within the RPC timeout (Pitaya's code)."""
+
+    default_code = PIT_408
+
+    def __init__(self, msg: str = "rpc client: request timeout") -> None:
+        super().__init__(PIT_408, msg)
+
+
+class ServiceUnavailable(PitayaError):
+    """``PIT-504``-family timeout seen by a client: the server gave up waiting."""
+
+    default_code = PIT_504
+
+    def __init__(self, msg: str = "timeout") -> None:
+        super().__init__(PIT_504, msg)

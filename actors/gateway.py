@@ -1,0 +1,82 @@
+"""Gateway actors: one per listener; accept connections and spawn their session actors.
+
+The acceptor calls back synchronously on the event loop for every new connection; the gateway
+checks the connection limit and spawns a :class:`SessionActor` child whose mailbox then
+receives the connection's bytes. Handshake and heartbeat are per connection, so they live in
+the session actor (on the sans-I/O ``ServerConnection``), not here: the gateway stays off the
+per-packet path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from actors.actor import Actor
+from actors.session_actor import ConnectionEvents, SessionActor
+from transport.acceptor import Acceptor, Connection, ConnectionHandler
+
+if TYPE_CHECKING:
+    from actors.app import App
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StopAccepting:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Ask it to learn when the listener is up: returns its (host, port)."""
+
+
+class _Refused:
+    """Handler for a connection refused at accept: ignores its events."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        pass
+
+
+class Gateway(Actor):
+    """Owns one :class:`Acceptor`."""
+
+    def __init__(self, acceptor: Acceptor, app: App) -> None:
+        self.acceptor = acceptor
+        self.app = app
+        self.accepting = False
+
+    async def started(self) -> None:
+        await self.acceptor.start(self._on_connection)
+        self.accepting = True
+        host, port = self.acceptor.address
+        log.info("[%s] %s listening on %s:%s", self.app.server_id, self.acceptor.kind, host, port)
+
+    def _on_connection(self, connection: Connection) -> ConnectionHandler:
+        app = self.app
+        if not self.accepting or app.connection_count >= app.config.max_connections:
+            app.stats.refused_connections += 1
+            log.warning(
+                "[%s] refusing %s connection from %s (limit %s reached or stopping)",
+                app.server_id,
+                connection.kind,
+                connection.remote_address,
+                app.config.max_connections,
+            )
+            connection.abort()
+            return _Refused()
+        app.connection_opened()
+        return ConnectionEvents(self.spawn(SessionActor, connection, app))
+
+    def on_listening(self, msg: Listening) -> tuple[str, int]:
+        return self.acceptor.address
+
+    async def on_stop_accepting(self, msg: StopAccepting) -> None:
+        if self.accepting:
+            self.accepting = False
+            await self.acceptor.stop()

@@ -1,0 +1,385 @@
+"""The runtime of one actor: its mailbox, its drain loop, its timers and children.
+
+Why this shape: a hop between actors must cost about a function call. ``tell`` appends to a
+deque and, when the actor is idle, schedules one ``loop.call_soon(drain)``; the drain runs
+synchronous receivers inline, so a sync receiver costs no task and no future. An ``async``
+receiver (or a sync one that returns a coroutine) runs as a task and the drain pauses until it finishes (one message at a time), unless
+the actor class is ``reentrant``. A drain handles at most ``DRAIN_BATCH`` messages before
+yielding the loop, so one busy actor cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from actors.dispatch import DispatchTable, dispatch_table
+from actors.errors import ActorStopped, AskTimeout, MailboxFull
+
+if TYPE_CHECKING:
+    from actors.actor import Actor
+    from actors.system import ActorSystem
+
+log = logging.getLogger(__name__)
+
+DRAIN_BATCH = 256
+
+Reply = Callable[[Any, BaseException | None], None]
+"""Called once with ``(result, None)`` or ``(None, error)`` when a message was handled."""
+
+T = TypeVar("T")
+
+
+class Timer:
+    """A scheduled ``after``/``every`` message; cancelled automatically when the actor stops."""
+
+    __slots__ = ("_cell", "_handle", "_interval", "_message", "cancelled")
+
+    def __init__(self, cell: Cell, delay: float, message: object, interval: float | None):
+        self._cell = cell
+        self._message = message
+        self._interval = interval
+        self.cancelled = False
+        self._handle = cell.loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        if self.cancelled:
+            return
+        if self._interval is None:
+            self.cancelled = True
+            self._cell.timers.discard(self)
+        else:
+            self._handle = self._cell.loop.call_later(self._interval, self._fire)
+        self._cell.enqueue(self._message, None)
+
+    def cancel(self) -> None:
+        """Stop the timer; a message already delivered to the mailbox stays there."""
+        if not self.cancelled:
+            self.cancelled = True
+            self._handle.cancel()
+            self._cell.timers.discard(self)
+
+
+class Cell:
+    """Everything the kernel keeps for one live actor. Users see it only through ActorRef."""
+
+    __slots__ = (
+        "_task",
+        "_terminated",
+        "actor",
+        "busy",
+        "children",
+        "dispatch",
+        "loop",
+        "mailbox",
+        "max_mailbox",
+        "name",
+        "parent",
+        "pending_start",
+        "ref",
+        "scheduled",
+        "stopping",
+        "system",
+        "tasks",
+        "timers",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        actor: Actor,
+        name: str,
+        parent: Cell | None,
+    ) -> None:
+        self.system = system
+        self.actor = actor
+        self.name = name
+        self.parent = parent
+        self.loop = system.loop
+        self.mailbox: deque[tuple[object, Reply | None]] = deque()
+        self.max_mailbox: int | None = type(actor).max_mailbox
+        self.dispatch: DispatchTable = dispatch_table(type(actor))
+        self.scheduled = False
+        self.busy = False
+        self.stopping = False
+        self.pending_start = True
+        self.children: set[Cell] = set()
+        self.timers: set[Timer] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._task: asyncio.Task[Any] | None = None
+        self._terminated: asyncio.Future[None] = self.loop.create_future()
+        self.ref = ActorRef(self)
+
+    # -- sending -------------------------------------------------------------------------
+
+    def enqueue(self, message: object, reply: Reply | None) -> None:
+        """Deliver a message (never blocks). Dead or full mailboxes count the loss."""
+        if self.stopping:
+            self.system.record_dead_letter(self.name, message)
+            if reply is not None:
+                reply(None, ActorStopped(f"actor {self.name} is stopped"))
+            return
+        if self.max_mailbox is not None and len(self.mailbox) >= self.max_mailbox:
+            self.system.record_dropped(type(self.actor), message)
+            if reply is not None:
+                reply(None, MailboxFull(f"mailbox of {self.name} is full ({self.max_mailbox})"))
+            return
+        self.mailbox.append((message, reply))
+        if not self.scheduled and not self.busy:
+            self.scheduled = True
+            self.loop.call_soon(self.drain)
+
+    # -- processing ----------------------------------------------------------------------
+
+    def drain(self) -> None:
+        self.scheduled = False
+        if self.stopping or self.busy:
+            return
+        if self.pending_start:
+            self.pending_start = False
+            if self._run_started():
+                return
+        mailbox = self.mailbox
+        actor = self.actor
+        lookup = self.dispatch.lookup
+        reentrant = type(actor).reentrant
+        for _ in range(DRAIN_BATCH):
+            if not mailbox or self.stopping:
+                return
+            message, reply = mailbox.popleft()
+            receiver = lookup(type(message))
+            if receiver is None:
+                self._unhandled(message, reply)
+                continue
+            try:
+                result = receiver.function(actor, message)
+            except Exception as exc:
+                self._failed(message, reply, exc)
+                continue
+            if receiver.is_async or type(result) is CoroutineType:
+                task = self.loop.create_task(result)
+                if reentrant:
+                    self.tasks.add(task)
+                    task.add_done_callback(lambda t, m=message, r=reply: self._finished(t, m, r))
+                else:
+                    self.busy = True
+                    self._task = task
+                    task.add_done_callback(lambda t, m=message, r=reply: self._resume(t, m, r))
+                    return
+            elif reply is not None:
+                reply(result, None)
+        if mailbox and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.drain)
+
+    def _run_started(self) -> bool:
+        """Run the ``started`` hook; True when an async hook now owns the actor."""
+        try:
+            result = self.actor.started()
+        except Exception:
+            log.exception("actor %s crashed in started(); stopping it", self.name)
+            self.stop()
+            return True
+        if asyncio.iscoroutine(result):
+            self.busy = True
+            self._task = self.loop.create_task(result)
+            self._task.add_done_callback(self._started_done)
+            return True
+        return False
+
+    def _started_done(self, task: asyncio.Task[Any]) -> None:
+        self.busy = False
+        self._task = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("actor %s crashed in started(); stopping it", self.name, exc_info=exc)
+            self.stop()
+            return
+        self._reschedule()
+
+    def _resume(self, task: asyncio.Task[Any], message: object, reply: Reply | None) -> None:
+        self.busy = False
+        self._task = None
+        self._finished(task, message, reply)
+        self._reschedule()
+
+    def _finished(self, task: asyncio.Task[Any], message: object, reply: Reply | None) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            if reply is not None:
+                reply(None, ActorStopped(f"actor {self.name} stopped while handling {message!r}"))
+            return
+        exc = task.exception()
+        if exc is None:
+            if reply is not None:
+                reply(task.result(), None)
+        elif isinstance(exc, Exception):
+            self._failed(message, reply, exc)
+        elif reply is not None:
+            reply(None, exc)
+
+    def _reschedule(self) -> None:
+        if self.mailbox and not self.scheduled and not self.stopping:
+            self.scheduled = True
+            self.loop.call_soon(self.drain)
+
+    def _failed(self, message: object, reply: Reply | None, exc: Exception) -> None:
+        # Resume semantics: the actor keeps running; the asker gets the error.
+        if reply is not None:
+            reply(None, exc)
+        else:
+            log.error(
+                "actor %s failed handling %s", self.name, type(message).__name__, exc_info=exc
+            )
+
+    def _unhandled(self, message: object, reply: Reply | None) -> None:
+        try:
+            result = self.actor.unhandled(message)
+        except Exception as exc:
+            self.system.record_unhandled(self.name, message)
+            if reply is not None:
+                reply(None, exc)
+            return
+        if reply is not None:
+            reply(result, None)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop now: children first, then timers, then the running receiver, then ``stopped``.
+
+        Messages still queued become dead letters and their askers get ActorStopped.
+        """
+        if self.stopping:
+            return
+        self.stopping = True
+        for child in list(self.children):
+            child.stop()
+        for timer in list(self.timers):
+            timer.cancel()
+        running = [self._task, *self.tasks] if self._task else list(self.tasks)
+        for task in running:
+            task.cancel()
+        while self.mailbox:
+            message, reply = self.mailbox.popleft()
+            self.system.record_dead_letter(self.name, message)
+            if reply is not None:
+                reply(None, ActorStopped(f"actor {self.name} stopped"))
+        try:
+            self.actor.stopped()
+        except Exception:
+            log.exception("actor %s failed in stopped()", self.name)
+        if self.parent is not None:
+            self.parent.children.discard(self)
+        self.system.forget(self)
+        if running:
+            # Let cancelled receivers unwind before reporting termination.
+            gathered = asyncio.gather(
+                *(t for t in running if t is not None), return_exceptions=True
+            )
+            gathered.add_done_callback(lambda _: self._set_terminated())
+        else:
+            self._set_terminated()
+
+    def _set_terminated(self) -> None:
+        if not self._terminated.done():
+            self._terminated.set_result(None)
+
+    async def wait_terminated(self) -> None:
+        await asyncio.shield(self._terminated)
+
+
+class ActorRef:
+    """The address of an actor: the only way to talk to it.
+
+    ``tell`` is fire-and-forget and never blocks; ``ask`` awaits the receiver's return value.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        return self._cell.name
+
+    @property
+    def alive(self) -> bool:
+        return not self._cell.stopping
+
+    @property
+    def mailbox_depth(self) -> int:
+        return len(self._cell.mailbox)
+
+    def tell(self, message: object) -> None:
+        """Deliver ``message``; returns at once. A stopped actor counts a dead letter."""
+        self._cell.enqueue(message, None)
+
+    def request(self, message: object, reply: Reply) -> None:
+        """Deliver ``message`` and call ``reply(result, error)`` once it was handled.
+
+        This is ``ask`` without a future, for actors that must not block on the answer:
+        the reply usually ``tell``s the result back to the asking actor.
+        """
+        self._cell.enqueue(message, reply)
+
+    async def ask(self, message: object, timeout: float | None = 5.0) -> Any:
+        """Send ``message`` and return what the receiver returns.
+
+        Raises the receiver's exception, :class:`AskTimeout` after ``timeout`` seconds, or
+        :class:`ActorStopped` if the actor stops first. Never hangs when a timeout is given.
+        """
+        loop = self._cell.loop
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def reply(result: Any, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+        self._cell.enqueue(message, reply)
+        if future.done() or timeout is None:
+            return await future
+        handle = loop.call_later(
+            timeout,
+            reply,
+            None,
+            AskTimeout(f"{self.name} did not answer {type(message).__name__} in {timeout}s"),
+        )
+        try:
+            return await future
+        finally:
+            handle.cancel()
+
+    async def stop(self) -> None:
+        """Stop the actor (and its children) and wait until it has terminated."""
+        self._cell.stop()
+        await self._cell.wait_terminated()
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "stopped"
+        return f"<ActorRef {self.name} {state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+
+def run_coroutine(cell: Cell, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run a helper coroutine owned by the actor: cancelled when the actor stops."""
+    task = cell.loop.create_task(coro)
+    cell.tasks.add(task)
+    task.add_done_callback(cell.tasks.discard)
+    return task

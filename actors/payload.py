@@ -1,0 +1,114 @@
+"""Turning wire payloads into the types handlers declare, and results back into bytes.
+
+A handler annotates its body parameter; the annotation decides the decoding:
+
+* ``bytes``: the raw payload, untouched;
+* a dataclass: the serialized object must be a map whose keys are its fields (``PIT-400``
+  otherwise); fields of simple types (str, int, float, bool, list, dict) are checked;
+* ``dict``: the payload must be an object (``PIT-400`` otherwise);
+* a protobuf message class: decoded by the serializer (``into=``), for the protobuf serializer;
+* anything else (``Any``, no annotation): whatever the serializer produced.
+
+Results go the other way: bytes pass through, dataclasses become maps, the rest is handed to
+the serializer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from actors.errors import BadRequest
+from transport.errors import SerializationError
+from transport.serializers import Serializer
+
+Decoder = Callable[[bytes, Serializer], Any]
+
+_SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),
+    float: (float, int),
+    bool: (bool,),
+    list: (list,),
+    dict: (dict,),
+}
+
+
+def decoder_for(annotation: Any) -> Decoder:
+    """Build (once per handler method) the function that decodes its body."""
+    if annotation is bytes:
+        return lambda data, _serializer: data
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return _dataclass_decoder(annotation)
+    origin = typing.get_origin(annotation) or annotation
+    if origin is dict:
+        return _dict_decoder
+    if isinstance(annotation, type) and _is_protobuf(annotation):
+        return lambda data, serializer: _unmarshal(serializer, data, annotation)
+    return lambda data, serializer: _unmarshal(serializer, data, None)
+
+
+def encode_result(value: Any, serializer: Serializer) -> bytes:
+    """Serialize a handler's result (or a push body) for the wire."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return serializer.marshal(value)
+
+
+def _unmarshal(serializer: Serializer, data: bytes, into: type | None) -> Any:
+    try:
+        return serializer.unmarshal(data, into)
+    except SerializationError as exc:
+        raise BadRequest(f"cannot decode the {serializer.name} body: {exc}") from exc
+
+
+def _dict_decoder(data: bytes, serializer: Serializer) -> dict[str, Any]:
+    value = _unmarshal(serializer, data, None)
+    if not isinstance(value, dict):
+        raise BadRequest(f"the body must be an object, got {type(value).__name__}")
+    return value
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    required = {
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    checks = {
+        name: _SIMPLE_TYPES[typing.get_origin(hints[name]) or hints[name]]
+        for name in fields
+        if (typing.get_origin(hints[name]) or hints[name]) in _SIMPLE_TYPES
+    }
+
+    def decode(data: bytes, serializer: Serializer) -> Any:
+        value = _dict_decoder(data, serializer)
+        unknown = value.keys() - fields.keys()
+        if unknown:
+            raise BadRequest(f"unknown field(s) {sorted(unknown)} for {cls.__name__}")
+        missing = required - value.keys()
+        if missing:
+            raise BadRequest(f"missing field(s) {sorted(missing)} for {cls.__name__}")
+        for name, allowed in checks.items():
+            if name in value and (
+                not isinstance(value[name], allowed)
+                or (bool not in allowed and isinstance(value[name], bool))
+            ):
+                expected = allowed[0].__name__
+                raise BadRequest(f"field {name!r} of {cls.__name__} must be {expected}")
+        return cls(**value)
+
+    return decode
+
+
+def _is_protobuf(cls: type) -> bool:
+    return any(
+        base.__module__.startswith("google.protobuf") and base.__name__ == "Message"
+        for base in cls.__mro__
+    )

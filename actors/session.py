@@ -1,0 +1,175 @@
+"""The session object handlers see: who the client is and what the server keeps about it.
+
+The state belongs to the client's session actor; handlers receive this object with every
+message. Reads and writes of ``data`` are plain attribute access (one event loop, and the
+session actor hands a handler one message of its client at a time). What reaches the client
+(``push``, ``kick``) goes through the session actor's mailbox, so it is ordered with the
+responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from actors.errors import ActorError
+from actors.payload import encode_result
+
+if TYPE_CHECKING:
+    from actors.app import App
+    from actors.kernel import ActorRef
+    from transport.handshake import HandshakeRequest
+
+T = TypeVar("T")
+
+CloseCallback = Callable[["Session"], Awaitable[None] | None]
+
+
+class SessionAlreadyBound(ActorError):
+    """``bind`` on a session that already has a uid."""
+
+
+class SessionClosed(ActorError):
+    """An operation on a session whose connection is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushToClient:
+    """To the session actor: send a push; ``payload`` is already serialized."""
+
+    route: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame:
+    """To the session actor: write a packet encoded once for many sessions (broadcast)."""
+
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KickSession:
+    """To the session actor: send a kick packet, then close."""
+
+    reason: str = ""
+
+
+class Session:
+    """One connected client, as seen by handlers.
+
+    Example::
+
+        @handler
+        async def login(self, session: Session, body: Login) -> dict[str, str]:
+            await session.bind(body.user_id)
+            session.set("level", 3)
+            session.push("onWelcome", {"text": "hi"})
+            return {"result": "ok"}
+    """
+
+    __slots__ = (
+        "_app",
+        "_close_callbacks",
+        "_ref",
+        "closed",
+        "data",
+        "handshake",
+        "id",
+        "remote_address",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        session_id: int,
+        ref: ActorRef,
+        app: App,
+        remote_address: str = "",
+    ) -> None:
+        self.id = session_id
+        self.uid: str | None = None
+        self.data: dict[str, Any] = {}
+        self.handshake: HandshakeRequest | None = None
+        self.remote_address = remote_address
+        self.closed = False
+        self._ref = ref
+        self._app = app
+        self._close_callbacks: list[CloseCallback] = []
+
+    # -- identity --------------------------------------------------------------------------
+
+    async def bind(self, uid: str) -> None:
+        """Attach a user id; runs the app's bind callbacks. Fails if already bound."""
+        if not uid:
+            raise ValueError("uid must be a non-empty string")
+        if self.uid is not None:
+            raise SessionAlreadyBound(f"session {self.id} is already bound to uid {self.uid!r}")
+        if self.closed:
+            raise SessionClosed(f"session {self.id} is closed")
+        await self._app.sessions.bind(self, uid)
+
+    # -- key/value data --------------------------------------------------------------------
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def remove(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    def get_typed(self, key: str, kind: type[T], default: T) -> T:
+        """The value under ``key`` if it is a ``kind``, ``default`` if absent; TypeError else."""
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(
+                f"session key {key!r} holds {type(value).__name__}, not {kind.__name__}"
+            )
+        return value
+
+    def get_str(self, key: str, default: str = "") -> str:
+        return self.get_typed(key, str, default)
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        return self.get_typed(key, int, default)
+
+    def get_float(self, key: str, default: float = 0.0) -> float:
+        if isinstance(self.data.get(key), int) and not isinstance(self.data.get(key), bool):
+            return float(self.data[key])
+        return self.get_typed(key, float, default)
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        return self.get_typed(key, bool, default)
+
+    # -- talking to the client -------------------------------------------------------------
+
+    def push(self, route: str, body: Any) -> None:
+        """Send a push message to this client (serialized with the app's serializer)."""
+        self._ref.tell(PushToClient(route, encode_result(body, self._app.serializer)))
+
+    def kick(self, reason: str = "") -> None:
+        """Send a kick packet and close the connection."""
+        self._ref.tell(KickSession(reason))
+
+    def on_close(self, callback: CloseCallback) -> None:
+        """Call ``callback(session)`` when the connection is gone (may be a coroutine)."""
+        self._close_callbacks.append(callback)
+
+    @property
+    def ref(self) -> ActorRef:
+        """The session actor (for code that sends it frames directly, such as groups)."""
+        return self._ref
+
+    def __repr__(self) -> str:
+        return f"<Session id={self.id} uid={self.uid!r}>"

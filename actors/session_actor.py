@@ -1,0 +1,339 @@
+"""The session actor: one per client connection.
+
+It owns the connection and its sans-I/O protocol state (handshake, heartbeat), turns client
+messages into handler calls, and writes responses and pushes back. It hands a handler the
+client's next message only once the previous one was answered, so one user's messages are
+handled in the order they were sent (a complaint about Pitaya we fix by design) while pushes
+keep flowing in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors.actor import Actor
+from actors.errors import (
+    ActorStopped,
+    AskTimeout,
+    BadRequest,
+    InternalError,
+    MailboxFull,
+    PitayaError,
+    RouteNotFound,
+    ServiceUnavailable,
+)
+from actors.handler import HandleMessage
+from actors.session import KickSession, PushToClient, SendFrame, Session
+from transport.acceptor import Connection
+from transport.connection import (
+    HandshakeAcked,
+    HandshakeReceived,
+    HeartbeatReceived,
+    MessageReceived,
+    ServerConnection,
+    ServerState,
+)
+from transport.errorbody import ErrorBody
+from transport.errors import ProtocolError
+from transport.message import Message, MessageType
+
+if TYPE_CHECKING:
+    from actors.app import App
+
+log = logging.getLogger(__name__)
+
+TOO_MANY_REQUESTS = "PIT-429"
+
+
+@dataclass(frozen=True, slots=True)
+class BytesReceived:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerDone:
+    message: Message
+    payload: bytes | None
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatTick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeDeadline:
+    pass
+
+
+class ConnectionEvents:
+    """Adapter from the transport's callbacks to session-actor messages."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, ref: Any) -> None:
+        self._ref = ref
+
+    def data_received(self, data: bytes) -> None:
+        self._ref.tell(BytesReceived(data))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._ref.tell(ConnectionLost(exc))
+
+
+class SessionActor(Actor):
+    """Serves one connection; see the module docstring."""
+
+    def __init__(self, connection: Connection, app: App) -> None:
+        config = app.config
+        self.app = app
+        self.conn = connection
+        self.proto = ServerConnection(
+            max_packet_size=config.max_packet_size, max_route_length=config.max_route_length
+        )
+        self.pending: deque[Message] = deque()
+        self.in_flight: Message | None = None
+        self.cleaned_up = False
+        self.last_seen = 0.0
+        self.session: Session
+
+    def started(self) -> None:
+        app = self.app
+        self.session = Session(app.sessions.next_id(), self.ref, app, self.conn.remote_address)
+        app.sessions.add(self.session)
+        self.last_seen = self.system.loop.time()
+        self.handshake_timer = self.after(app.config.handshake_timeout, HandshakeDeadline())
+        log.debug(
+            "[%s] session %s connected from %s (%s)",
+            app.server_id,
+            self.session.id,
+            self.conn.remote_address,
+            self.conn.kind,
+        )
+
+    # -- bytes in --------------------------------------------------------------------------
+
+    def on_bytes_received(self, msg: BytesReceived) -> None:
+        self.last_seen = self.system.loop.time()
+        try:
+            events = self.proto.receive_data(msg.data)
+        except ProtocolError as exc:
+            log.info(
+                "[%s] session %s: protocol error from %s: %s",
+                self.app.server_id,
+                self.session.id,
+                self.conn.remote_address,
+                exc,
+            )
+            self.proto.close()
+            self.conn.close()
+            return
+        for event in events:
+            if type(event) is MessageReceived:
+                self._accept(event.message)
+            elif type(event) is HandshakeReceived:
+                self._handshake(event)
+            elif type(event) is HandshakeAcked:
+                self.handshake_timer.cancel()
+                self.every(self.app.config.heartbeat_interval, HeartbeatTick())
+            elif type(event) is HeartbeatReceived:
+                pass  # last_seen is already updated
+
+    def _handshake(self, event: HandshakeReceived) -> None:
+        app = self.app
+        self.session.handshake = event.request
+        for name, validator in app.handshake_validators:
+            try:
+                validator(event.request)
+            except Exception as exc:
+                log.info(
+                    "[%s] session %s: handshake validator %s refused: %s",
+                    app.server_id,
+                    self.session.id,
+                    name,
+                    exc,
+                )
+                self.conn.write(self.proto.reject_handshake(400, str(exc) or name))
+                self.conn.close()
+                return
+        self.conn.write(
+            self.proto.accept_handshake(
+                heartbeat=app.config.heartbeat_interval,
+                routes=app.route_dictionary,
+                serializer=app.serializer.name,
+            )
+        )
+
+    # -- dispatch, one message of this client at a time -------------------------------------
+
+    def _accept(self, message: Message) -> None:
+        if message.type is not MessageType.REQUEST and message.type is not MessageType.NOTIFY:
+            log.info(
+                "[%s] session %s sent a %s message; closing",
+                self.app.server_id,
+                self.session.id,
+                message.type.name,
+            )
+            self.conn.close()
+            return
+        if self.in_flight is None:
+            self._dispatch(message)
+        elif len(self.pending) < self.app.config.max_pending_requests:
+            self.pending.append(message)
+        elif message.type is MessageType.REQUEST:
+            self._respond_error(
+                message, PitayaError(TOO_MANY_REQUESTS, "too many requests in flight")
+            )
+        else:
+            self.app.stats.dropped_notifies += 1
+
+    def _dispatch(self, message: Message) -> None:
+        route = self.app.local_routes.get(message.route)
+        if route is None:
+            if message.type is MessageType.REQUEST:
+                self._respond_error(message, RouteNotFound(message.route))
+            else:
+                log.info(
+                    "[%s] session %s: notify to unknown route %s",
+                    self.app.server_id,
+                    self.session.id,
+                    message.route,
+                )
+            return
+        self.in_flight = message
+        self.app.request_started()
+        ref = self.ref
+        route.ref.request(
+            HandleMessage(
+                route.spec,
+                message.route,
+                self.session,
+                message.data,
+                message.type is MessageType.NOTIFY,
+            ),
+            lambda result, error: ref.tell(HandlerDone(message, result, error)),
+        )
+
+    def on_handler_done(self, msg: HandlerDone) -> None:
+        self.in_flight = None
+        self.app.request_finished()
+        message = msg.message
+        if message.type is MessageType.REQUEST:
+            if msg.error is not None:
+                self._respond_error(message, msg.error)
+            else:
+                self._write(Message(MessageType.RESPONSE, message.id, data=msg.payload or b""))
+        elif msg.error is not None and not isinstance(msg.error, PitayaError):
+            log.warning(
+                "[%s] session %s: notify %s failed: %s",
+                self.app.server_id,
+                self.session.id,
+                message.route,
+                msg.error,
+            )
+        pending = self.pending
+        while pending and self.in_flight is None and not self.conn.closed:
+            self._dispatch(pending.popleft())
+
+    def _respond_error(self, message: Message, error: BaseException) -> None:
+        pitaya = _as_pitaya_error(error)
+        body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).to_value()
+        try:
+            data = self.app.serializer.marshal(body)
+        except Exception:
+            data = self.app.fallback_serializer.marshal(body)
+        self._write(Message(MessageType.RESPONSE, message.id, data=data, error=True))
+
+    # -- bytes out -------------------------------------------------------------------------
+
+    def _write(self, message: Message) -> None:
+        if self.proto.state is ServerState.WORKING:
+            self.conn.write(self.proto.encode(message, compress=self.app.config.compress_data))
+
+    def on_push_to_client(self, msg: PushToClient) -> None:
+        self._write(Message(MessageType.PUSH, route=msg.route, data=msg.payload))
+
+    def on_send_frame(self, msg: SendFrame) -> None:
+        if self.proto.state is ServerState.WORKING:
+            self.conn.write(msg.packet)
+
+    def on_kick_session(self, msg: KickSession) -> None:
+        if self.conn.closed:
+            return
+        log.info(
+            "[%s] session %s kicked%s",
+            self.app.server_id,
+            self.session.id,
+            f": {msg.reason}" if msg.reason else "",
+        )
+        if self.proto.state is not ServerState.CLOSED:
+            self.conn.write(self.proto.kick())
+        self.conn.close()
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def on_heartbeat_tick(self, msg: HeartbeatTick) -> None:
+        interval = self.app.config.heartbeat_interval
+        if self.system.loop.time() - self.last_seen > 2 * interval:
+            log.info("[%s] session %s: heartbeat timeout", self.app.server_id, self.session.id)
+            self.proto.close()
+            self.conn.close()
+        elif self.proto.state is ServerState.WORKING:
+            self.conn.write(self.proto.heartbeat())
+
+    def on_handshake_deadline(self, msg: HandshakeDeadline) -> None:
+        if self.proto.state in (ServerState.AWAITING_HANDSHAKE, ServerState.AWAITING_ACK):
+            log.info(
+                "[%s] session %s: no handshake within %ss",
+                self.app.server_id,
+                self.session.id,
+                self.app.config.handshake_timeout,
+            )
+            self.proto.close()
+            self.conn.close()
+
+    # -- teardown --------------------------------------------------------------------------
+
+    async def on_connection_lost(self, msg: ConnectionLost) -> None:
+        await self._cleanup()
+        self.stop()
+
+    async def _cleanup(self) -> None:
+        if self.cleaned_up:
+            return
+        self.cleaned_up = True
+        self.proto.close()
+        if self.in_flight is not None:
+            self.in_flight = None
+            self.app.request_finished()
+        self.pending.clear()
+        log.debug("[%s] session %s closed", self.app.server_id, self.session.id)
+        try:
+            await self.app.sessions.closed(self.session)
+        finally:
+            self.app.connection_closed()
+
+    def stopped(self) -> None:
+        if not self.conn.closed:
+            self.conn.abort()
+
+
+def _as_pitaya_error(error: BaseException) -> PitayaError:
+    if isinstance(error, PitayaError):
+        return error
+    if isinstance(error, ActorStopped | MailboxFull):
+        return InternalError("handler unavailable")
+    if isinstance(error, AskTimeout):
+        return ServiceUnavailable(str(error))
+    if isinstance(error, ProtocolError):
+        return BadRequest(str(error))
+    return InternalError(str(error) or type(error).__name__)

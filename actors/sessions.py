@@ -1,0 +1,105 @@
+"""The local session pool: find a session by id or uid; bind and close callbacks.
+
+Lookups are synchronous dict reads because every caller lives on the same event loop; the
+pool only indexes sessions, it never mutates them except for ``uid`` on bind.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+
+from actors.session import Session
+
+log = logging.getLogger(__name__)
+
+SessionCallback = Callable[[Session], Awaitable[None] | None]
+
+
+class SessionRegistry:
+    """All sessions connected to this server."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._by_id: dict[int, Session] = {}
+        self._by_uid: dict[str, Session] = {}
+        self._bind: list[SessionCallback] = []
+        self._after_bind: list[SessionCallback] = []
+        self._close: list[SessionCallback] = []
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def on_session_bind(self, callback: SessionCallback) -> SessionCallback:
+        """Runs during ``bind`` with the uid already set; raising refuses the bind."""
+        self._bind.append(callback)
+        return callback
+
+    def on_after_session_bind(self, callback: SessionCallback) -> SessionCallback:
+        """Runs once the bind succeeded; errors are logged, the bind stands."""
+        self._after_bind.append(callback)
+        return callback
+
+    def on_session_close(self, callback: SessionCallback) -> SessionCallback:
+        """Runs for every session when its connection is gone (after its own callbacks)."""
+        self._close.append(callback)
+        return callback
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def get(self, session_id: int) -> Session | None:
+        return self._by_id.get(session_id)
+
+    def by_uid(self, uid: str) -> Session | None:
+        return self._by_uid.get(uid)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._by_id.values()))
+
+    # -- lifecycle (called by session actors) ----------------------------------------------
+
+    def add(self, session: Session) -> None:
+        self._by_id[session.id] = session
+
+    async def bind(self, session: Session, uid: str) -> None:
+        session.uid = uid
+        try:
+            for callback in self._bind:
+                await _call(callback, session)
+        except BaseException:
+            session.uid = None
+            raise
+        if session.closed:  # the connection went away while a callback awaited
+            session.uid = None
+            return
+        self._by_uid[uid] = session
+        for callback in self._after_bind:
+            try:
+                await _call(callback, session)
+            except Exception:
+                log.exception("after-bind callback failed for session %s", session.id)
+
+    async def closed(self, session: Session) -> None:
+        """Forget ``session`` and run its close callbacks, then the app-wide ones."""
+        session.closed = True
+        self._by_id.pop(session.id, None)
+        if session.uid is not None and self._by_uid.get(session.uid) is session:
+            del self._by_uid[session.uid]
+        for callback in [*session._close_callbacks, *self._close]:
+            try:
+                await _call(callback, session)
+            except Exception:
+                log.exception("close callback failed for session %s", session.id)
+
+
+async def _call(callback: SessionCallback, session: Session) -> None:
+    result = callback(session)
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,1 @@
+"""A minimal standalone server: an echo route and a counter, over TCP and WebSocket."""

@@ -1,0 +1,295 @@
+"""A standalone server through real sockets, TCP and WebSocket, with the Python client."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from actors.app import App
+from actors.errors import PitayaError
+from actors.handler import Handler, handler
+from actors.session import Session
+from actors.testing import serve
+from samples.echo.server import Echo
+from tests.rawclient import RawClient
+from transport.client import Client, HandshakeRejected, RequestError
+from transport.errors import ConnectionClosed
+from transport.handshake import HandshakeRequest
+from transport.packet import PacketType
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    seconds: float
+    tag: str
+
+
+class Game(Handler):
+    service = "game"
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.release = asyncio.Event()
+        self.holding = asyncio.Event()
+
+    @handler
+    def boom(self, session: Session) -> dict[str, str]:
+        raise RuntimeError("the dragon ate it")
+
+    @handler
+    def forbidden(self, session: Session) -> dict[str, str]:
+        raise PitayaError("PIT-403", "not your turn", {"turn": "b"})
+
+    @handler
+    def nothing(self, session: Session) -> dict[str, str]:
+        return None  # type: ignore[return-value]
+
+    @handler
+    def only_notify(self, session: Session, body: Any) -> None:
+        pass
+
+    @handler
+    async def delayed(self, session: Session, body: Delay) -> dict[str, str]:
+        await asyncio.sleep(body.seconds)
+        self.order.append(body.tag)
+        return {"tag": body.tag}
+
+    @handler
+    async def hold(self, session: Session) -> dict[str, str]:
+        self.holding.set()
+        await self.release.wait()
+        return {"held": "done"}
+
+    @handler
+    def kick_me(self, session: Session) -> dict[str, str]:
+        session.kick()
+        return {"kicked": "yes"}
+
+
+def make_app(**options: Any) -> App:
+    app = App(server_type="test", **options)
+    app.register(Echo)
+    app.register(Game)
+    return app
+
+
+@pytest.fixture(params=["tcp", "ws"])
+def websocket(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "ws")
+
+
+async def test_request_response_over_tcp_and_websocket(websocket: bool) -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect(websocket=websocket)
+        assert await client.request("echo.echo", {"a": [1, 2]}) == {"a": [1, 2]}
+        assert await client.request("echo.hello", {"name": "ann"}) == {"greeting": "hello, ann"}
+        # the server-type-prefixed form of the same route
+        assert await client.request("test.echo.echo", "x") == "x"
+
+
+async def test_notify_has_no_response_and_handler_can_push(websocket: bool) -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect(websocket=websocket)
+        pushes = client.pushes()
+        await client.notify("echo.count", {})
+        push = await asyncio.wait_for(anext(pushes), 5)
+        assert (push.route, push.body) == ("onCount", {"total": 1})
+        assert await client.request("echo.total") == {"total": 1}
+
+
+async def test_unknown_route_is_pit_404(websocket: bool) -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect(websocket=websocket)
+        with pytest.raises(RequestError) as info:
+            await client.request("nope.nothing", {})
+        assert info.value.code == "PIT-404"
+        assert info.value.metadata == {"route": "nope.nothing"}
+        with pytest.raises(RequestError) as info:
+            await client.request("other.echo.echo", {})  # another server type's route
+        assert info.value.code == "PIT-404"
+
+
+async def test_bad_payloads_are_pit_400_and_session_stays_usable() -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect()
+        with pytest.raises(RequestError) as info:
+            await client.request("echo.hello", {"nom": "x"})
+        assert info.value.code == "PIT-400"
+        with pytest.raises(RequestError) as info:
+            await client.request("echo.hello", ["not", "an", "object"])
+        assert info.value.code == "PIT-400"
+        with pytest.raises(RequestError) as info:
+            await client.request("echo.hello", {"name": 3})
+        assert info.value.code == "PIT-400"
+        raw = await client.request_raw("echo.hello", b"{not json")
+        assert raw.error
+        assert await client.request("echo.echo", 1) == 1
+
+
+async def test_handler_errors_map_to_pitaya_codes() -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect()
+        with pytest.raises(RequestError) as info:
+            await client.request("game.boom")
+        assert info.value.code == "PIT-500"
+        assert "dragon" in info.value.msg
+        with pytest.raises(RequestError) as info:
+            await client.request("game.forbidden")
+        assert (info.value.code, info.value.msg, info.value.metadata) == (
+            "PIT-403",
+            "not your turn",
+            {"turn": "b"},
+        )
+        with pytest.raises(RequestError) as info:
+            await client.request("game.nothing")
+        assert (info.value.code, info.value.msg) == ("PIT-000", "reply must not be null")
+        with pytest.raises(RequestError) as info:
+            await client.request("game.only_notify", {})
+        assert info.value.code == "PIT-400"
+        assert await client.request("echo.echo", "still here") == "still here"
+
+
+async def test_one_clients_messages_are_handled_in_order() -> None:
+    app = make_app()
+    async with serve(app) as server:
+        client = await server.connect()
+        replies = await asyncio.gather(
+            client.request("game.delayed", {"seconds": 0.03, "tag": "first"}),
+            client.request("game.delayed", {"seconds": 0.0, "tag": "second"}),
+            client.request("game.delayed", {"seconds": 0.01, "tag": "third"}),
+        )
+        assert [r["tag"] for r in replies] == ["first", "second", "third"]
+        game = app.handler("game")._cell.actor
+        assert isinstance(game, Game)
+        assert game.order == ["first", "second", "third"]
+
+
+async def test_hundred_concurrent_clients(websocket: bool) -> None:
+    async with serve(make_app()) as server:
+        clients = await asyncio.gather(*(server.connect(websocket=websocket) for _ in range(100)))
+
+        async def talk(i: int, client: Client) -> list[Any]:
+            return [await client.request("echo.echo", {"c": i, "n": n}) for n in range(5)]
+
+        results = await asyncio.gather(*(talk(i, c) for i, c in enumerate(clients)))
+        for i, replies in enumerate(results):
+            assert replies == [{"c": i, "n": n} for n in range(5)]
+        assert len(server.app.sessions) == 100
+
+
+async def test_packet_sent_one_byte_at_a_time() -> None:
+    async with serve(make_app()) as server:
+        raw = await RawClient.connect(*server.app.address("tcp"))
+        await raw.handshake(byte_by_byte=True)
+        response = await raw.request("echo.echo", b'{"slow":true}', byte_by_byte=True)
+        assert response.data == b'{"slow":true}'
+        await raw.close()
+
+
+async def test_heartbeat_timeout_closes_a_silent_client() -> None:
+    async with serve(make_app(heartbeat_interval=0.05)) as server:
+        raw = await RawClient.connect(*server.app.address("tcp"))
+        response = await raw.handshake()
+        assert response.heartbeat == 0.05
+        # The server sends heartbeats, the client never answers: closed after 2 x interval.
+        packets = await raw.read_until_closed(timeout=5)
+        assert PacketType.HEARTBEAT in [p.type for p in packets]
+        await asyncio.wait_for(server.app._no_connections.wait(), 5)
+        assert len(server.app.sessions) == 0
+
+
+async def test_heartbeating_client_stays_connected() -> None:
+    async with serve(make_app(heartbeat_interval=0.05)) as server:
+        client = await server.connect()
+        # Let time pass (this is the property under test, not synchronisation): well over
+        # the 2 x interval timeout, the client answers heartbeats and stays connected.
+        await asyncio.sleep(0.4)
+        assert client.heartbeats_received >= 3
+        assert not client.closed
+        assert await client.request("echo.echo", "alive") == "alive"
+
+
+async def test_data_before_handshake_ack_closes_the_connection() -> None:
+    async with serve(make_app()) as server:
+        raw = await RawClient.connect(*server.app.address("tcp"))
+        await raw.handshake(ack=False)
+        await raw.send_request("echo.echo", b"1")
+        packets = await raw.read_until_closed(timeout=5)
+        assert all(p.type is not PacketType.DATA for p in packets)
+
+
+async def test_handshake_timeout_closes_the_connection() -> None:
+    async with serve(make_app(handshake_timeout=0.05)) as server:
+        raw = await RawClient.connect(*server.app.address("tcp"))
+        assert await raw.read_until_closed(timeout=5) == []
+
+
+async def test_kick_sends_a_kick_packet_then_closes(websocket: bool) -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect(websocket=websocket)
+        assert await client.request("game.kick_me") == {"kicked": "yes"}
+        await client.wait_closed(timeout=5)
+        assert client.kicked
+
+
+async def test_handshake_validator_rejects_with_400() -> None:
+    app = make_app()
+
+    def require_version(handshake: HandshakeRequest) -> None:
+        if handshake.client_version < "2":
+            raise ValueError("client too old, update to 2.x")
+
+    app.add_handshake_validator("version", require_version)
+    async with serve(app) as server:
+        with pytest.raises(HandshakeRejected) as info:
+            await server.connect(handshake_sys={"clientVersion": "1.0"})
+        assert info.value.code == 400
+        client = await server.connect(handshake_sys={"clientVersion": "2.1"})
+        assert await client.request("echo.echo", 2) == 2
+
+
+async def test_too_many_pending_requests_get_an_error() -> None:
+    app = make_app(max_pending_requests=2)
+    async with serve(app) as server:
+        client = await server.connect()
+        held = asyncio.ensure_future(client.request("game.hold"))
+        queued = [asyncio.ensure_future(client.request("echo.echo", i)) for i in range(3)]
+        done, _ = await asyncio.wait(queued, timeout=5, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in done if t.exception() is not None]
+        assert len(failed) == 1
+        error = failed[0].exception()
+        assert isinstance(error, RequestError) and error.code == "PIT-429"
+        game = app.handler("game")._cell.actor
+        assert isinstance(game, Game)
+        game.release.set()
+        assert await asyncio.wait_for(held, 5) == {"held": "done"}
+        assert sorted(await asyncio.gather(*(t for t in queued if t not in failed))) == [0, 1]
+
+
+async def test_graceful_stop_finishes_in_flight_requests_then_kicks() -> None:
+    app = make_app()
+    async with serve(app) as server:
+        client = await server.connect()
+        held = asyncio.ensure_future(client.request("game.hold"))
+        game = app.handler("game")._cell.actor
+        assert isinstance(game, Game)
+        await asyncio.wait_for(game.holding.wait(), 5)
+        stopping = asyncio.ensure_future(app.stop())
+        game.release.set()
+        assert await asyncio.wait_for(held, 5) == {"held": "done"}
+        await asyncio.wait_for(stopping, 10)
+        await client.wait_closed(timeout=5)
+        assert client.kicked
+    with pytest.raises((ConnectionError, OSError)):
+        await Client.connect(*app.address("tcp"), timeout=1)
+
+
+async def test_request_on_a_closed_client_raises() -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect()
+        await client.close()
+        with pytest.raises(ConnectionClosed):
+            await client.request("echo.echo", 1)
