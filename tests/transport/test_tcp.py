@@ -1,0 +1,320 @@
+"""TcpAcceptor against real sockets on 127.0.0.1.
+
+The helpers at the top (Recorder, Hub, tls_contexts) are reused by test_websocket.py.
+Every wait is bounded by TIMEOUT and synchronises on futures/events, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trustme
+
+from transport.acceptor import Acceptor, Connection, ConnectionLimits
+from transport.tcp import TcpAcceptor
+
+TIMEOUT = 5.0
+HOST = "127.0.0.1"
+
+
+class Recorder:
+    """A ConnectionHandler that records what it gets and, if asked, echoes it."""
+
+    def __init__(self, conn: Connection, *, echo: bool) -> None:
+        self.conn = conn
+        self.echo = echo
+        self.chunks: list[bytes] = []
+        self.lost_calls = 0
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self._changed = asyncio.Event()
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        if self.echo:
+            self.conn.write(data)
+        self._changed.set()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost_calls += 1
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    async def wait_bytes(self, n: int) -> bytes:
+        async def until() -> None:
+            while len(self.data) < n:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(until(), TIMEOUT)
+        return self.data
+
+    async def wait_lost(self) -> BaseException | None:
+        return await asyncio.wait_for(asyncio.shield(self.lost), TIMEOUT)
+
+
+class Hub:
+    """An ``on_connection`` that keeps every handler; the first ``fail_first`` calls raise."""
+
+    def __init__(self, *, echo: bool = True, fail_first: int = 0) -> None:
+        self.echo = echo
+        self.fail_first = fail_first
+        self.calls = 0
+        self.all: list[Recorder] = []
+        self._new: asyncio.Queue[Recorder] = asyncio.Queue()
+
+    def __call__(self, conn: Connection) -> Recorder:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            raise RuntimeError("on_connection refuses this one")
+        handler = Recorder(conn, echo=self.echo)
+        self.all.append(handler)
+        self._new.put_nowait(handler)
+        return handler
+
+    async def next(self) -> Recorder:
+        return await asyncio.wait_for(self._new.get(), TIMEOUT)
+
+    async def abort_all(self) -> None:
+        for handler in self.all:
+            handler.conn.abort()
+        for handler in self.all:
+            await handler.wait_lost()
+
+
+@contextlib.asynccontextmanager
+async def running(acceptor: Any, hub: Hub) -> AsyncIterator[tuple[str, int]]:
+    """Start ``acceptor`` with ``hub``; on exit stop it and abort what is left."""
+    await acceptor.start(hub)
+    try:
+        yield acceptor.address
+    finally:
+        await acceptor.stop()
+        await hub.abort_all()
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh certificate for 127.0.0.1 and a client trusting it."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(server)
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client)
+    return server, client
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        await asyncio.wait_for(writer.wait_closed(), TIMEOUT)
+
+
+async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
+    """Read until EOF; a reset counts as EOF (an aborted peer may send RST)."""
+    try:
+        return await asyncio.wait_for(reader.read(), TIMEOUT)
+    except ConnectionResetError:
+        return b""
+
+
+async def test_satisfies_acceptor_protocol_and_reports_port() -> None:
+    acceptor = TcpAcceptor(HOST, 0)
+    assert isinstance(acceptor, Acceptor)
+    assert acceptor.kind == "tcp"
+    assert acceptor.address == (HOST, 0)
+    async with running(acceptor, Hub()) as (host, port):
+        assert host == HOST
+        assert port > 0
+
+
+async def test_echo_round_trip() -> None:
+    hub = Hub()
+    acceptor = TcpAcceptor(HOST, 0)
+    async with running(acceptor, hub) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        handler = await hub.next()
+        assert isinstance(handler.conn, Connection)
+        assert handler.conn.kind == "tcp"
+        assert handler.conn.remote_address == "{}:{}".format(*writer.get_extra_info("sockname"))
+        writer.write(b"hello")
+        assert await asyncio.wait_for(reader.readexactly(5), TIMEOUT) == b"hello"
+        assert acceptor.stats.accepted == 1
+        assert acceptor.stats.active == 1
+        await close_writer(writer)
+        await handler.wait_lost()
+        assert acceptor.stats.active == 0
+
+
+async def test_many_small_writes_arrive_in_order() -> None:
+    hub = Hub(echo=False)
+    async with running(TcpAcceptor(HOST, 0), hub) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        handler = await hub.next()
+        count = 5000
+        for i in range(count):  # spread over many loop iterations, many writes in each
+            handler.conn.write(struct.pack(">I", i))
+            if i % 97 == 0:
+                await asyncio.sleep(0)
+        received = await asyncio.wait_for(reader.readexactly(4 * count), TIMEOUT)
+        assert list(struct.unpack(f">{count}I", received)) == list(range(count))
+        # and the other direction: the handler sees the client's bytes in order
+        sent = b"".join(struct.pack(">I", i) for i in range(count))
+        for i in range(0, len(sent), 7):
+            writer.write(sent[i : i + 7])
+        assert await handler.wait_bytes(len(sent)) == sent
+        await close_writer(writer)
+
+
+async def test_writes_in_one_iteration_are_one_transport_write() -> None:
+    hub = Hub(echo=False)
+    async with running(TcpAcceptor(HOST, 0), hub) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        handler = await hub.next()
+        # Private access on purpose: the spy counts what reaches the asyncio transport.
+        transport = handler.conn._transport  # type: ignore[attr-defined]
+        calls: list[int] = []
+        real_write = transport.write
+
+        def spy(data: bytes) -> None:
+            calls.append(len(data))
+            real_write(data)
+
+        transport.write = spy
+        for i in range(100):
+            handler.conn.write(bytes([i]) * 10)
+        assert calls == []  # nothing written until the loop turns
+        received = await asyncio.wait_for(reader.readexactly(1000), TIMEOUT)
+        assert received == b"".join(bytes([i]) * 10 for i in range(100))
+        assert calls == [1000]
+        await close_writer(writer)
+
+
+async def test_connection_lost_once_when_client_closes() -> None:
+    hub = Hub()
+    async with running(TcpAcceptor(HOST, 0), hub) as (host, port):
+        _, writer = await asyncio.open_connection(host, port)
+        handler = await hub.next()
+        await close_writer(writer)
+        assert await handler.wait_lost() is None
+        await asyncio.sleep(0)  # give a hypothetical second call its chance
+        assert handler.lost_calls == 1
+        assert handler.conn.closed
+
+
+async def test_server_close_flushes_then_closes() -> None:
+    hub = Hub()
+    async with running(TcpAcceptor(HOST, 0), hub) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        handler = await hub.next()
+        handler.conn.write(b"bye")
+        handler.conn.close()
+        handler.conn.close()  # idempotent
+        handler.conn.write(b"ignored")  # no-op after close
+        assert handler.conn.closed
+        assert await read_to_eof(reader) == b"bye"
+        await handler.wait_lost()
+        assert handler.lost_calls == 1
+        await close_writer(writer)
+
+
+async def test_server_abort_drops_pending_and_loses_once() -> None:
+    hub = Hub()
+    async with running(TcpAcceptor(HOST, 0), hub) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        handler = await hub.next()
+        handler.conn.write(b"dropped")
+        handler.conn.abort()
+        handler.conn.abort()
+        assert await read_to_eof(reader) == b""
+        await handler.wait_lost()
+        assert handler.lost_calls == 1
+        await close_writer(writer)
+
+
+async def test_on_connection_raising_does_not_kill_listener(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = Hub(fail_first=1)
+    acceptor = TcpAcceptor(HOST, 0)
+    async with running(acceptor, hub) as (host, port):
+        reader1, writer1 = await asyncio.open_connection(host, port)
+        assert await read_to_eof(reader1) == b""
+        assert "on_connection failed" in caplog.text
+        reader2, writer2 = await asyncio.open_connection(host, port)
+        writer2.write(b"still here")
+        assert await asyncio.wait_for(reader2.readexactly(10), TIMEOUT) == b"still here"
+        assert acceptor.stats.accepted == 1
+        await close_writer(writer1)
+        await close_writer(writer2)
+
+
+async def test_stop_refuses_new_but_keeps_existing_connections() -> None:
+    hub = Hub()
+    acceptor = TcpAcceptor(HOST, 0)
+    async with running(acceptor, hub) as (host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        await hub.next()
+        await acceptor.stop()
+        with pytest.raises(OSError):
+            await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT)
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), TIMEOUT) == b"ping"
+        assert acceptor.address == (host, port)
+        await close_writer(writer)
+
+
+async def test_slow_reader_is_aborted_and_others_are_unaffected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = Hub()
+    acceptor = TcpAcceptor(HOST, 0, limits=ConnectionLimits(max_write_buffer=64 * 1024))
+    async with running(acceptor, hub) as (host, port):
+        _, slow_writer = await asyncio.open_connection(host, port)  # never reads
+        slow = await hub.next()
+
+        async def flood() -> None:
+            chunk = b"x" * (256 * 1024)
+            while not slow.conn.closed:
+                slow.conn.write(chunk)
+                await asyncio.sleep(0)  # let the flush run: one chunk per iteration
+
+        flooding = asyncio.create_task(flood())
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"fine")
+        assert await asyncio.wait_for(reader.readexactly(4), TIMEOUT) == b"fine"
+        await slow.wait_lost()
+        await asyncio.wait_for(flooding, TIMEOUT)
+        assert acceptor.stats.slow_reader_disconnects == 1
+        assert slow.conn.remote_address in caplog.text
+        writer.write(b"still fine")
+        assert await asyncio.wait_for(reader.readexactly(10), TIMEOUT) == b"still fine"
+        await close_writer(writer)
+        await close_writer(slow_writer)
+
+
+async def test_tls_client_works_and_plain_client_fails_handshake() -> None:
+    server_ctx, client_ctx = tls_contexts()
+    hub = Hub()
+    acceptor = TcpAcceptor(HOST, 0, ssl=server_ctx)
+    async with running(acceptor, hub) as (host, port):
+        plain_reader, plain_writer = await asyncio.open_connection(host, port)
+        plain_writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        await read_to_eof(plain_reader)  # whatever alert comes back, the server hangs up
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=client_ctx, server_hostname=HOST
+        )
+        writer.write(b"secret")
+        assert await asyncio.wait_for(reader.readexactly(6), TIMEOUT) == b"secret"
+        assert acceptor.stats.accepted == 1  # the plain client never reached on_connection
+        assert hub.calls == 1
+        await close_writer(plain_writer)
+        await close_writer(writer)

@@ -1,0 +1,300 @@
+"""Plumbing shared by the TCP and WebSocket acceptors.
+
+Both acceptors are ``asyncio.Protocol`` objects on ``loop.create_server`` rather than
+streams: a stream costs a reader task and a buffer copy per connection, while a protocol is
+one object whose callbacks run straight from the event loop. This module holds the two
+pieces they have in common, so that there is one way to do each:
+
+- :class:`BufferedConnection`, the per-connection object. It is at once the asyncio protocol
+  and the :class:`~transport.acceptor.Connection` handed to the layer above. Writes are
+  coalesced: every ``write`` in one event-loop iteration lands in a list that a single
+  ``call_soon`` flush hands to the transport with one ``transport.write``. After each flush the
+  transport's buffer is checked against ``ConnectionLimits.max_write_buffer``; a client that
+  does not read is aborted there, so it can neither grow the server's memory without bound
+  nor slow down anyone else.
+- :class:`Listener`, the listening socket's life cycle (start, stop, address, stats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+from typing import cast
+
+from transport.acceptor import ConnectionFactory, ConnectionHandler, ConnectionLimits
+from transport.stats import AcceptorStats
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMITS = ConnectionLimits()
+"""The limits an acceptor uses unless given others (a frozen value, safe to share)."""
+
+CLOSE_TIMEOUT = 2.0
+"""Seconds a closing connection may take to drain (or to answer a WebSocket close frame)
+before it is aborted: a peer that stopped reading must not hold a socket open forever."""
+
+
+def format_peer(transport: asyncio.BaseTransport) -> str:
+    """``host:port`` of the transport's peer (``[v6]:port`` for IPv6), for log lines."""
+    peer = transport.get_extra_info("peername")
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return str(peer)
+    host, port = peer[0], peer[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+class BufferedConnection(asyncio.Protocol):
+    """One accepted connection: asyncio protocol below, ``Connection`` above.
+
+    Subclasses decide when the connection is *open* (TCP at once, WebSocket after the
+    upgrade) by calling :meth:`_open`, and feed the peer's bytes to :meth:`_deliver`.
+    """
+
+    __slots__ = (
+        "_close_timer",
+        "_closed",
+        "_flush_scheduled",
+        "_handler",
+        "_limits",
+        "_loop",
+        "_lost",
+        "_on_connection",
+        "_peer",
+        "_pending",
+        "_stats",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        on_connection: ConnectionFactory,
+        limits: ConnectionLimits,
+        stats: AcceptorStats,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._on_connection = on_connection
+        self._limits = limits
+        self._stats = stats
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._handler: ConnectionHandler | None = None
+        self._peer = "?"
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self._closed = False
+        self._lost = False
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    # -- Connection protocol -------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """Overridden by each acceptor's connection class."""
+        raise NotImplementedError
+
+    @property
+    def remote_address(self) -> str:
+        """``host:port`` of the peer."""
+        return self._peer
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close``/``abort`` was called or the peer went away."""
+        return self._closed
+
+    def write(self, packet: bytes) -> None:
+        """Queue ``packet``; everything queued in this loop iteration goes out in one write."""
+        if not self._closed:
+            self._enqueue(packet)
+
+    def close(self) -> None:
+        """Flush what is queued, then close; the transport drains its buffer first."""
+        if self._closed:
+            return
+        self._closed = True
+        self._flush()
+        self._close_transport()
+
+    def abort(self) -> None:
+        """Drop what is queued and reset the connection now."""
+        self._closed = True
+        self._pending = []
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._peer = format_peer(transport)
+
+    def eof_received(self) -> bool | None:
+        # The peer will send nothing more: send what is queued, then let asyncio close
+        # the transport (returning None), which drains the buffer before closing.
+        self._closed = True
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._lost = True
+        self._pending = []
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        handler, self._handler = self._handler, None
+        if handler is None:
+            return
+        self._stats.active -= 1
+        try:
+            handler.connection_lost(exc)
+        except Exception:
+            logger.exception("connection_lost handler failed for %s peer %s", self.kind, self._peer)
+
+    # -- for subclasses ------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Hand the connection to the layer above; abort it if ``on_connection`` raises."""
+        try:
+            handler = self._on_connection(self)
+        except Exception:
+            logger.exception(
+                "on_connection failed for %s peer %s; aborting it", self.kind, self._peer
+            )
+            self.abort()
+            return
+        self._handler = handler
+        self._stats.accepted += 1
+        self._stats.active += 1
+
+    def _deliver(self, data: bytes) -> None:
+        """Pass the peer's bytes up; a handler that raises costs its connection, not the loop."""
+        handler = self._handler
+        if handler is None or self._closed:
+            return
+        try:
+            handler.data_received(data)
+        except Exception:
+            logger.exception(
+                "data handler failed for %s peer %s; aborting it", self.kind, self._peer
+            )
+            self.abort()
+
+    def _enqueue(self, data: bytes) -> None:
+        """Queue bytes that are already framed, even after ``close`` (close frames, EOF)."""
+        self._pending.append(data)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """One flush per event-loop iteration, however many writes it holds."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending = self._pending
+        transport = self._transport
+        if not pending or transport is None or transport.is_closing():
+            return
+        self._pending = []
+        transport.write(b"".join(pending))
+        if transport.get_write_buffer_size() > self._limits.max_write_buffer:
+            self._stats.slow_reader_disconnects += 1
+            logger.warning(
+                "%s peer %s does not read: %d bytes buffered (limit %d); aborting it",
+                self.kind,
+                self._peer,
+                transport.get_write_buffer_size(),
+                self._limits.max_write_buffer,
+            )
+            self.abort()
+
+    def _close_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        """Abort after ``CLOSE_TIMEOUT`` unless the connection is gone by then."""
+        if self._close_timer is None and not self._lost and self._transport is not None:
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._transport.abort)
+
+
+class Listener:
+    """The listening socket of an acceptor: start, stop, bound address and stats.
+
+    Subclasses provide ``kind`` and :meth:`_connection`, the per-connection protocol.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None,
+        limits: ConnectionLimits,
+        backlog: int,
+    ) -> None:
+        self.stats = AcceptorStats()
+        self.limits = limits
+        self._host = host
+        self._port = port
+        self._ssl = ssl
+        self._backlog = backlog
+        self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] | None = None
+
+    @property
+    def kind(self) -> str:
+        """Overridden by each acceptor."""
+        raise NotImplementedError
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)`` of the first listening socket once started.
+
+        Before ``start`` it is the requested address (port 0 not yet resolved); it does not
+        raise, so ``isinstance(acceptor, Acceptor)`` works on a fresh acceptor.
+        """
+        if self._address is None:
+            return (self._host, self._port)
+        return self._address
+
+    async def start(self, on_connection: ConnectionFactory) -> None:
+        """Bind and listen; ``on_connection`` is called for every accepted connection."""
+        if self._server is not None:
+            raise RuntimeError(f"{self.kind} acceptor already started")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: self._connection(on_connection, loop),
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            backlog=self._backlog,
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self._address = (str(sockname[0]), int(sockname[1]))
+        logger.info(
+            "%s acceptor listening on %s:%d%s",
+            self.kind,
+            *self._address,
+            " (TLS)" if self._ssl is not None else "",
+        )
+
+    async def stop(self) -> None:
+        """Close the listening socket; accepted connections stay open.
+
+        ``Server.wait_closed`` is deliberately not awaited: from Python 3.12 it waits for
+        every accepted connection to end, which is the opposite of what ``stop`` promises.
+        """
+        server = self._server
+        if server is not None and server.is_serving():
+            server.close()
+            logger.info("%s acceptor on %s:%d stopped accepting", self.kind, *self.address)
+
+    def _connection(
+        self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop
+    ) -> BufferedConnection:
+        raise NotImplementedError

@@ -1,0 +1,71 @@
+"""TCP (and TLS over TCP) acceptor: Pitaya's raw-socket transport.
+
+The peer's bytes go to the handler exactly as the socket delivers them (in arbitrary
+chunks; the packet decoder above reassembles packets). Writes are coalesced and a client
+that does not read is aborted past ``ConnectionLimits.max_write_buffer``; both behaviours
+live in :mod:`transport.listener`, shared with the WebSocket acceptor.
+
+Example::
+
+    acceptor = TcpAcceptor("0.0.0.0", 3250, ssl=context)
+    await acceptor.start(lambda conn: MyHandler(conn))
+    ...
+    await acceptor.stop()   # stop accepting; existing connections stay open
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+
+from transport.acceptor import ConnectionFactory, ConnectionLimits
+from transport.listener import DEFAULT_LIMITS, BufferedConnection, Listener
+
+__all__ = ["TcpAcceptor", "TcpConnection"]
+
+
+class TcpConnection(BufferedConnection):
+    """A TCP client: open as soon as accepted (after the TLS handshake, with TLS)."""
+
+    __slots__ = ()
+
+    @property
+    def kind(self) -> str:
+        return "tcp"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._open()
+
+    def data_received(self, data: bytes) -> None:
+        self._deliver(data)
+
+
+class TcpAcceptor(Listener):
+    """Listens on ``host:port``; with ``ssl`` every connection is TLS.
+
+    A client failing the TLS handshake never reaches ``on_connection``: asyncio completes
+    the handshake before ``connection_made``, and a failure only drops that socket.
+    ``stats`` (:class:`~transport.stats.AcceptorStats`) counts accepted, active and
+    slow-reader disconnects.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog)
+
+    @property
+    def kind(self) -> str:
+        return "tcp"
+
+    def _connection(
+        self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop
+    ) -> TcpConnection:
+        return TcpConnection(on_connection, self.limits, self.stats, loop)

@@ -1,0 +1,270 @@
+"""WebSocket (and WSS) acceptor: Pitaya's WebSocket transport, one packet per binary frame.
+
+It drives the sans-I/O ``websockets.server.ServerProtocol`` from our own
+``asyncio.Protocol`` instead of using websockets' asyncio server, so that
+``Connection.write`` stays synchronous and is coalesced and bounded exactly like TCP (the
+shared logic is :class:`transport.listener.BufferedConnection`). Every byte the state
+machine wants on the wire (handshake response, frames, pongs, close frames) goes through
+the same pending list, so the wire order is the order the state machine produced it.
+
+Choices:
+
+- Any URL path is accepted for the upgrade (Pitaya does the same).
+- Text frames are delivered like binary ones (their UTF-8 bytes go to ``data_received``):
+  some clients can only send text, and the packet decoder above rejects garbage anyway.
+- Fragmented messages are reassembled; ``max_frame_size`` bounds a whole message, and a
+  larger one fails the connection with close code 1009 (websockets' ``max_size``).
+- A plain HTTP ``GET`` (no ``Upgrade`` header) is offered to ``http_handler``, which may
+  serve a page on the same port; otherwise it gets 426 Upgrade Required.
+
+Example::
+
+    def page(path: str) -> HttpResponse | None:
+        if path == "/":
+            return HttpResponse(200, "text/html; charset=utf-8", INDEX_HTML)
+        return None
+
+    acceptor = WebSocketAcceptor("0.0.0.0", 3251, http_handler=page)
+    await acceptor.start(lambda conn: MyHandler(conn))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import ssl as ssl_module
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from websockets.datastructures import Headers
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import CONNECTING, OPEN, SEND_EOF
+from websockets.server import ServerProtocol
+
+from transport.acceptor import ConnectionFactory, ConnectionLimits
+from transport.listener import DEFAULT_LIMITS, BufferedConnection, Listener
+from transport.stats import AcceptorStats
+
+__all__ = ["HttpHandler", "HttpResponse", "WebSocketAcceptor", "WebSocketConnection"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A complete plain-HTTP answer served on the WebSocket port; the connection then closes."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+HttpHandler = Callable[[str], HttpResponse | None]
+"""Called with the request path of a plain HTTP GET; ``None`` means 426 Upgrade Required."""
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class WebSocketConnection(BufferedConnection):
+    """A WebSocket client: open once the upgrade completed; one frame per ``write``."""
+
+    __slots__ = ("_eof_queued", "_fragments", "_http_handler", "_ws")
+
+    def __init__(
+        self,
+        on_connection: ConnectionFactory,
+        limits: ConnectionLimits,
+        stats: AcceptorStats,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_frame_size: int,
+        http_handler: HttpHandler | None,
+    ) -> None:
+        super().__init__(on_connection, limits, stats, loop)
+        self._ws = ServerProtocol(max_size=max_frame_size)
+        self._http_handler = http_handler
+        self._fragments: list[bytes] | None = None
+        self._eof_queued = False
+
+    @property
+    def kind(self) -> str:
+        return "ws"
+
+    @property
+    def closed(self) -> bool:
+        """Also true as soon as the peer's close frame was read, before it is processed."""
+        return self._closed or self._ws.state is not OPEN
+
+    def write(self, packet: bytes) -> None:
+        """Queue ``packet`` as one binary frame, flushed with this iteration's other writes."""
+        ws = self._ws
+        # The state check matters while frames that arrived in the same chunk as the peer's
+        # close frame are delivered: the state machine is already CLOSING by then.
+        if self._closed or ws.state is not OPEN:
+            return
+        ws.send_binary(packet)
+        self._queue_output(ws.data_to_send())
+
+    def close(self) -> None:
+        """Send queued frames, then a 1000 close frame; the peer has ``CLOSE_TIMEOUT`` to answer.
+
+        The TCP connection is closed when the peer's close frame arrives (the server closes
+        first, as RFC 6455 asks) or, failing that, aborted by the close timer.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        ws = self._ws
+        if ws.state is OPEN:
+            ws.send_close(CloseCode.NORMAL_CLOSURE)
+            self._queue_output(ws.data_to_send())
+        self._flush()
+        self._arm_close_timer()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        ws = self._ws
+        handshaking = ws.state is CONNECTING
+        ws.receive_data(data)
+        events = ws.events_received()
+        output = ws.data_to_send()
+        if handshaking and output == [SEND_EOF] and ws.handshake_exc is not None:
+            # websockets drops a request it cannot parse without a word; answer it.
+            reply = ws.reject(http.HTTPStatus.BAD_REQUEST, "Invalid HTTP request.\n")
+            logger.info("ws peer %s sent an invalid HTTP request: %s", self._peer, ws.handshake_exc)
+            output = [reply.serialize(), SEND_EOF]
+        self._queue_output(output)
+        for event in events:
+            if isinstance(event, Frame):
+                self._on_frame(event)
+            elif isinstance(event, Request):
+                self._on_request(event)
+        if ws.state is not OPEN and ws.state is not CONNECTING and not self._closed:
+            # The peer sent a close frame, or broke the protocol (the state machine failed
+            # the connection and queued a close frame): nothing more may be written.
+            self._closed = True
+            if ws.parser_exc is not None:
+                logger.info("ws peer %s failed the connection: %s", self._peer, ws.parser_exc)
+
+    def eof_received(self) -> bool | None:
+        self._ws.receive_eof()
+        self._queue_output(self._ws.data_to_send())
+        return super().eof_received()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _queue_output(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            if chunk:
+                self._enqueue(chunk)
+            else:  # SEND_EOF: the state machine is done; close TCP after the flush
+                self._eof_queued = True
+                self._schedule_flush()
+
+    def _flush(self) -> None:
+        super()._flush()
+        if self._eof_queued and self._transport is not None and not self._transport.is_closing():
+            self._close_transport()
+
+    def _on_frame(self, frame: Frame) -> None:
+        # Ping, pong and close frames are answered by the state machine itself.
+        opcode = frame.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if frame.fin:
+                self._deliver(bytes(frame.data))
+            else:
+                self._fragments = [bytes(frame.data)]
+        elif opcode is Opcode.CONT and self._fragments is not None:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                message, self._fragments = b"".join(self._fragments), None
+                self._deliver(message)
+
+    def _on_request(self, request: Request) -> None:
+        ws = self._ws
+        response: Response | None = None
+        if (
+            self._http_handler is not None
+            and request.method == "GET"
+            and "Upgrade" not in request.headers
+        ):
+            response = self._serve_http(request)
+        if response is None:
+            response = ws.accept(request)  # 101, or the right 4xx when it is no upgrade
+        ws.send_response(response)
+        self._queue_output(ws.data_to_send())
+        if ws.state is OPEN:
+            self._open()
+        else:
+            logger.info(
+                "ws peer %s: %s %s answered %d",
+                self._peer,
+                request.method,
+                request.path,
+                response.status_code,
+            )
+
+    def _serve_http(self, request: Request) -> Response | None:
+        assert self._http_handler is not None
+        try:
+            reply = self._http_handler(request.path)
+        except Exception:
+            logger.exception("http handler failed for ws peer %s on %s", self._peer, request.path)
+            return self._ws.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error.\n")
+        if reply is None:
+            return None
+        headers = Headers(
+            [
+                ("Content-Type", reply.content_type),
+                ("Content-Length", str(len(reply.body))),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(reply.status, _reason(reply.status), headers, reply.body)
+
+
+class WebSocketAcceptor(Listener):
+    """Listens on ``host:port`` for WebSocket upgrades (``wss`` with ``ssl``) on any path.
+
+    ``on_connection`` is called when the upgrade completed, never for a failed handshake
+    or a plain HTTP request. ``stats`` counts upgraded connections only.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
+        max_frame_size: int = 1024 * 1024,
+        http_handler: HttpHandler | None = None,
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog)
+        self._max_frame_size = max_frame_size
+        self._http_handler = http_handler
+
+    @property
+    def kind(self) -> str:
+        return "ws"
+
+    def _connection(
+        self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop
+    ) -> WebSocketConnection:
+        return WebSocketConnection(
+            on_connection,
+            self.limits,
+            self.stats,
+            loop,
+            max_frame_size=self._max_frame_size,
+            http_handler=self._http_handler,
+        )
