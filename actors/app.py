@@ -25,15 +25,18 @@ from typing import Any
 
 from actors.config import Config
 from actors.gateway import Gateway, Listening, StopAccepting
+from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, MethodSpec
 from actors.kernel import ActorRef
 from actors.pipeline import Pipeline
-from actors.session import KickSession
-from actors.sessions import SessionRegistry
+from actors.payload import encode_result
+from actors.session import KickSession, SendFrame
+from actors.sessions import SessionCallback, SessionRegistry
 from actors.system import ActorSystem
 from transport.acceptor import Acceptor, ConnectionLimits
 from transport.handshake import HandshakeRequest
-from transport.message import RouteDictionary
+from transport.message import Message, MessageType, RouteDictionary, encode_message
+from transport.packet import PacketType, encode_packet
 from transport.serializers import JsonSerializer, Serializer, get_serializer
 from transport.tcp import TcpAcceptor
 from transport.websocket import WebSocketAcceptor
@@ -80,6 +83,7 @@ class App:
         self.local_routes: dict[str, LocalRoute] = {}
         self.route_dictionary: RouteDictionary | None = None
         self.connection_count = 0
+        self.groups: GroupService = MemoryGroupService(self)
         self._handler_specs: list[tuple[type[Handler], tuple[Any, ...], dict[str, Any]]] = []
         self._handlers: dict[str, ActorRef] = {}
         self._acceptors: list[Acceptor] = []
@@ -138,6 +142,22 @@ class App:
             raise RuntimeError("set the serializer before the app starts")
         self.serializer = get_serializer(serializer) if isinstance(serializer, str) else serializer
 
+    def set_group_service(self, groups: GroupService) -> None:
+        """Replace the in-memory group service (e.g. with a cluster-wide one)."""
+        self.groups = groups
+
+    def on_session_bind(self, callback: SessionCallback) -> SessionCallback:
+        """Run ``callback(session)`` during every bind; raising refuses the bind."""
+        return self.sessions.on_session_bind(callback)
+
+    def on_after_session_bind(self, callback: SessionCallback) -> SessionCallback:
+        """Run ``callback(session)`` after every successful bind."""
+        return self.sessions.on_after_session_bind(callback)
+
+    def on_session_close(self, callback: SessionCallback) -> SessionCallback:
+        """Run ``callback(session)`` when any session's connection is gone."""
+        return self.sessions.on_session_close(callback)
+
     def add_handshake_validator(self, name: str, validator: HandshakeValidator) -> None:
         """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400)."""
         self.handshake_validators.append((name, validator))
@@ -178,7 +198,12 @@ class App:
         )
 
     def _spawn_handlers(self) -> None:
-        for cls, args, kwargs in self._handler_specs:
+        from actors.docs import Sys
+
+        specs = list(self._handler_specs)
+        if not any(cls.service_name() == Sys.service for cls, _, _ in specs):
+            specs.append((Sys, (), {}))
+        for cls, args, kwargs in specs:
             ref = self.system.spawn(cls, *args, name=f"handler:{cls.service_name()}", **kwargs)
             actor = ref._cell.actor
             assert isinstance(actor, Handler)
@@ -191,6 +216,42 @@ class App:
                 self.local_routes[f"{self.server_type}.{service}.{method}"] = route
         if self.config.route_dictionary and self.local_routes:
             self.route_dictionary = RouteDictionary.from_routes(self.local_routes)
+
+    # -- reaching users ---------------------------------------------------------------------
+
+    def encode_push_packet(self, route: str, payload: bytes) -> bytes:
+        """A whole DATA packet carrying a push, encoded once to be written to many sessions."""
+        message = Message(MessageType.PUSH, route=route, data=payload)
+        body = encode_message(
+            message, routes=self.route_dictionary, compress=self.config.compress_data
+        )
+        return encode_packet(PacketType.DATA, body)
+
+    async def send_push_to_users(self, route: str, body: Any, uids: list[str]) -> list[str]:
+        """Push ``body`` to every uid bound here; returns the uids that could not be reached.
+
+        The body is serialized and framed once, whatever the number of users.
+        """
+        frame = SendFrame(self.encode_push_packet(route, encode_result(body, self.serializer)))
+        unreached: list[str] = []
+        for uid in uids:
+            session = self.sessions.by_uid(uid)
+            if session is None:
+                unreached.append(uid)
+            else:
+                session.ref.tell(frame)
+        return unreached
+
+    async def send_kick_to_users(self, uids: list[str], reason: str = "") -> list[str]:
+        """Kick every uid bound here; returns the uids that could not be reached."""
+        unreached: list[str] = []
+        for uid in uids:
+            session = self.sessions.by_uid(uid)
+            if session is None:
+                unreached.append(uid)
+            else:
+                session.kick(reason)
+        return unreached
 
     def handler(self, service: str) -> ActorRef:
         """The handler actor serving ``service`` (to tell it messages from outside)."""

@@ -1,0 +1,80 @@
+"""``sys.docs``: the built-in route that describes every route of the server.
+
+The answer lists each handler route with the shape of its request and response, so tools such
+as the client CLI can show what a server offers (Pitaya's ``sys.docs`` equivalent)::
+
+    {"handlers": {"room.join": {"input": {"name": "string"},
+                                "output": {"result": "string", "members": ["string"]},
+                                "notify": false}}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from actors.handler import Handler, MethodSpec, handler
+from actors.session import Session
+
+_NAMES: dict[Any, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    bytes: "bytes",
+    dict: "object",
+    list: "array",
+    type(None): "null",
+    Any: "any",
+}
+
+
+def describe(annotation: Any) -> Any:
+    """A JSON-friendly picture of a type annotation."""
+    if annotation is None:
+        return None
+    if annotation in _NAMES:
+        return _NAMES[annotation]
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        hints = typing.get_type_hints(annotation)
+        return {f.name: describe(hints.get(f.name, Any)) for f in dataclasses.fields(annotation)}
+    descriptor = getattr(annotation, "DESCRIPTOR", None)
+    if descriptor is not None and hasattr(descriptor, "fields"):
+        return {"$protobuf": descriptor.full_name, **{f.name: f.type for f in descriptor.fields}}
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return [describe(args[0]) if args else "any"]
+    if origin is dict:
+        return {"<key>": describe(args[1]) if len(args) == 2 else "any"}
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        return {"oneOf": [describe(a) for a in args]}
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def describe_route(spec: MethodSpec) -> dict[str, Any]:
+    return {
+        "input": describe(spec.request_type) if spec.takes_body else None,
+        "output": None if spec.notify_only else describe(spec.response_type),
+        "notify": spec.notify_only,
+    }
+
+
+class Sys(Handler):
+    """Built-in ``sys`` service, registered by every app."""
+
+    service = "sys"
+
+    @handler
+    def docs(self, session: Session) -> dict[str, Any]:
+        routes = self.app.local_routes
+        return {
+            "server_type": self.app.server_type,
+            "handlers": {
+                route: describe_route(local.spec)
+                for route, local in sorted(routes.items())
+                if route.count(".") == 1
+            },
+        }

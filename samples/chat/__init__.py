@@ -1,0 +1,1 @@
+"""The chat room sample: join, chat, see others arrive and leave (standalone server)."""

@@ -1,0 +1,113 @@
+"""The chat sample, in-process and as the README runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from typing import Any
+
+import pytest
+
+from actors.testing import serve
+from samples.chat.room import build_app
+from transport.client import Client, Push, RequestError
+
+
+async def next_push(pushes: Any, route: str) -> Push:
+    while True:
+        push: Push = await asyncio.wait_for(anext(pushes), 5)
+        if push.route == route:
+            return push
+
+
+async def test_join_chat_and_leave_over_tcp_and_websocket() -> None:
+    async with serve(build_app(tcp_port=0, ws_port=0)) as server:
+        ann = await server.connect()
+        ann_pushes = ann.pushes()
+        assert await ann.request("room.join", {"name": "ann"}) == {
+            "result": "success",
+            "members": ["ann"],
+        }
+        bob = await server.connect(websocket=True)
+        bob_pushes = bob.pushes()
+        assert await bob.request("room.join", {"name": "bob"}) == {
+            "result": "success",
+            "members": ["ann", "bob"],
+        }
+        assert (await next_push(ann_pushes, "onNewUser")).body == {"name": "bob"}
+
+        await bob.notify("room.message", {"content": "hi ann"})
+        expected = {"name": "bob", "content": "hi ann"}
+        assert (await next_push(ann_pushes, "onMessage")).body == expected
+        assert (await next_push(bob_pushes, "onMessage")).body == expected
+
+        assert await ann.request("room.message", {"content": "hi bob"}) == {"result": "success"}
+        assert (await next_push(bob_pushes, "onMessage")).body == {
+            "name": "ann",
+            "content": "hi bob",
+        }
+
+        await bob.close()
+        assert (await next_push(ann_pushes, "onUserLeft")).body == {"name": "bob"}
+
+
+async def test_chat_errors() -> None:
+    async with serve(build_app(tcp_port=0, ws_port=0)) as server:
+        client = await server.connect()
+        for route, body, code in [
+            ("room.message", {"content": "too early"}, "PIT-400"),
+            ("room.nope", {}, "PIT-404"),
+            ("room.join", ["not", "an", "object"], "PIT-400"),
+            ("room.join", "just a string", "PIT-400"),
+            ("room.join", {"name": ""}, "PIT-400"),
+        ]:
+            with pytest.raises(RequestError) as info:
+                await client.request(route, body)
+            assert info.value.code == code, (route, body)
+        raw = await client.request_raw("room.join", b"{not json")
+        assert raw.error
+        assert (await client.request("room.join", {"name": "late"}))["members"] == ["late"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_sample_runs_as_a_process_and_stops_on_sigterm() -> None:
+    tcp_port, ws_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "samples.chat",
+        "--tcp-port",
+        str(tcp_port),
+        "--ws-port",
+        str(ws_port),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stderr is not None
+        listening = 0
+        while listening < 2:  # wait for both "listening" log lines
+            line = await asyncio.wait_for(process.stderr.readline(), 20)
+            assert line, "the sample exited before listening"
+            listening += b"listening on" in line
+        tcp = await Client.connect("127.0.0.1", tcp_port)
+        ws = await Client.connect("127.0.0.1", ws_port, websocket=True)
+        assert (await tcp.request("room.join", {"name": "t"}))["members"] == ["t"]
+        assert (await ws.request("room.join", {"name": "w"}))["members"] == ["t", "w"]
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+        await tcp.wait_closed(timeout=5)
+        assert tcp.kicked
+        await ws.close()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
