@@ -21,15 +21,17 @@ import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.config import Config
 from actors.gateway import Gateway, Listening, StopAccepting
 from actors.groups import GroupService, MemoryGroupService
-from actors.handler import Handler, MethodSpec
+from actors.handler import Handler, MethodSpec, Remote
 from actors.kernel import ActorRef
-from actors.pipeline import Pipeline
+from actors.metrics.reporter import Metrics, Reporter
+from actors.metrics.sampler import start_metrics
 from actors.payload import encode_result
+from actors.pipeline import Pipeline
 from actors.session import KickSession, SendFrame
 from actors.sessions import SessionCallback, SessionRegistry
 from actors.system import ActorSystem
@@ -40,6 +42,11 @@ from transport.packet import PacketType, encode_packet
 from transport.serializers import JsonSerializer, Serializer, get_serializer
 from transport.tcp import TcpAcceptor
 from transport.websocket import WebSocketAcceptor
+
+if TYPE_CHECKING:
+    from actors.cluster.cluster import Cluster
+    from actors.cluster.router import RouteFunction
+    from actors.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +91,15 @@ class App:
         self.route_dictionary: RouteDictionary | None = None
         self.connection_count = 0
         self.groups: GroupService = MemoryGroupService(self)
+        self.metrics = Metrics()
+        """Where the framework reports metrics; fans out to :meth:`add_metrics_reporter`'s."""
         self._handler_specs: list[tuple[type[Handler], tuple[Any, ...], dict[str, Any]]] = []
+        self._remote_specs: list[tuple[type[Remote], tuple[Any, ...], dict[str, Any]]] = []
+        self.remote_routes: dict[str, LocalRoute] = {}
+        """User-RPC routes served here (``serverType.service.method``), never by clients."""
+        self.cluster: Cluster | None = None
+        """Set on start in cluster mode: discovery, router and the NATS bridge."""
+        self._custom_routes: dict[str, RouteFunction] = {}
         self._handlers: dict[str, ActorRef] = {}
         self._acceptors: list[Acceptor] = []
         self._gateways: list[ActorRef] = []
@@ -111,6 +126,72 @@ class App:
         if not handler_class.method_specs():
             raise ValueError(f"{handler_class.__name__} declares no @handler method")
         self._handler_specs.append((handler_class, args, kwargs))
+
+    def register_remote(self, remote_class: type[Remote], *args: Any, **kwargs: Any) -> None:
+        """Serve ``remote_class`` as a remote actor: its routes answer user RPCs only."""
+        if self._started:
+            raise RuntimeError("register remotes before the app starts")
+        if not (isinstance(remote_class, type) and issubclass(remote_class, Remote)):
+            raise TypeError(f"{remote_class!r} is not a Remote subclass")
+        self._remote_specs.append((remote_class, args, kwargs))
+
+    def add_route(self, server_type: str, fn: RouteFunction) -> None:
+        """Cluster: choose the server of ``server_type`` with ``fn(session, route, servers)``."""
+        self._custom_routes[server_type] = fn
+        if self.cluster is not None:
+            self.cluster.router.add_route(server_type, fn)
+
+    @property
+    def is_frontend(self) -> bool:
+        """Clients connect here (explicit ``frontend`` option, else: it has listeners)."""
+        if self.config.frontend is not None:
+            return self.config.frontend
+        return bool(self._acceptors)
+
+    def remote_server_type(self, route: str) -> str | None:
+        """The other server type a client route belongs to (cluster mode), else None."""
+        if self.cluster is None:
+            return None
+        server_type, _, rest = route.partition(".")
+        if server_type and server_type != self.server_type and rest.count(".") == 1:
+            return server_type
+        return None
+
+    async def rpc(
+        self,
+        route: str,
+        arg: Any = None,
+        *,
+        session: Session | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """User RPC ``serverType.service.method`` to a server chosen by the router.
+
+        ``session`` (optional) travels with the call: the remote sees it read-only.
+        Raises :class:`PitayaError` (``PIT-408`` on timeout, the remote's own errors).
+        """
+        return await self._require_cluster().rpc(route, arg, session=session, timeout=timeout)
+
+    async def rpc_to(
+        self,
+        server_id: str,
+        route: str,
+        arg: Any = None,
+        *,
+        session: Session | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """User RPC to one server by id."""
+        return await self._require_cluster().rpc_to(
+            server_id, route, arg, session=session, timeout=timeout
+        )
+
+    def _require_cluster(self) -> Cluster:
+        if self.cluster is None:
+            raise RuntimeError(
+                "RPCs need cluster mode (App(mode='cluster', ...)) and a started app"
+            )
+        return self.cluster
 
     def add_acceptor(self, acceptor: Acceptor) -> Acceptor:
         """Listen with any :class:`Acceptor` (TCP, WebSocket, or your own)."""
@@ -162,6 +243,12 @@ class App:
         """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400)."""
         self.handshake_validators.append((name, validator))
 
+    def add_metrics_reporter(self, reporter: Reporter) -> None:
+        """Report metrics to ``reporter`` too (several may be added); see ``actors.metrics``."""
+        if self._started:
+            raise RuntimeError("add metrics reporters before the app starts")
+        self.metrics.add(reporter)
+
     # -- running ---------------------------------------------------------------------------
 
     @property
@@ -185,7 +272,12 @@ class App:
         if self._started:
             raise RuntimeError("app already started")
         self._started = True
+        if self.config.mode not in ("standalone", "cluster"):
+            raise ValueError(f"mode must be 'standalone' or 'cluster', not {self.config.mode!r}")
         self._spawn_handlers()
+        if self.config.mode == "cluster":
+            await self._join_cluster()
+        await start_metrics(self)
         for acceptor in self._acceptors:
             self._gateways.append(self.system.spawn(Gateway, acceptor, self))
         for gateway in self._gateways:
@@ -196,6 +288,22 @@ class App:
             self.server_type,
             self.serializer.name,
         )
+
+    async def _join_cluster(self) -> None:
+        from actors.cluster.cluster import Cluster
+
+        self.sessions.frontend = self.is_frontend
+        self.cluster = Cluster(self)
+        for server_type, fn in self._custom_routes.items():
+            self.cluster.router.add_route(server_type, fn)
+        try:
+            await self.cluster.start()
+        except BaseException:
+            self.cluster = None
+            await self.system.shutdown()
+            raise
+        if isinstance(self.groups, MemoryGroupService):
+            self.groups = self.cluster.group_service()
 
     def _spawn_handlers(self) -> None:
         from actors.docs import Sys
@@ -214,6 +322,15 @@ class App:
                 route = LocalRoute(ref, spec)
                 self.local_routes[f"{service}.{method}"] = route
                 self.local_routes[f"{self.server_type}.{service}.{method}"] = route
+        for cls, args, kwargs in self._remote_specs:
+            ref = self.system.spawn(cls, *args, name=f"remote:{cls.service_name()}", **kwargs)
+            actor = ref._cell.actor
+            assert isinstance(actor, Remote)
+            actor.app = self
+            for method, spec in cls.method_specs().items():
+                self.remote_routes[f"{self.server_type}.{cls.service_name()}.{method}"] = (
+                    LocalRoute(ref, spec)
+                )
         if self.config.route_dictionary and self.local_routes:
             self.route_dictionary = RouteDictionary.from_routes(self.local_routes)
 
@@ -227,31 +344,41 @@ class App:
         )
         return encode_packet(PacketType.DATA, body)
 
-    async def send_push_to_users(self, route: str, body: Any, uids: list[str]) -> list[str]:
-        """Push ``body`` to every uid bound here; returns the uids that could not be reached.
+    async def send_push_to_users(
+        self, route: str, body: Any, uids: list[str], *, frontend_type: str | None = None
+    ) -> list[str]:
+        """Push ``body`` to users by uid; returns the uids that could not be reached.
 
-        The body is serialized and framed once, whatever the number of users.
+        Local users get the bytes framed once; in cluster mode the others are reached through
+        their frontend (``pitaya/<frontendType>/user/<uid>/push``).
         """
-        frame = SendFrame(self.encode_push_packet(route, encode_result(body, self.serializer)))
-        unreached: list[str] = []
+        payload = encode_result(body, self.serializer)
+        frame = SendFrame(self.encode_push_packet(route, payload))
+        elsewhere: list[str] = []
         for uid in uids:
-            session = self.sessions.by_uid(uid)
+            session = self.sessions.by_uid(uid) if self.is_frontend else None
             if session is None:
-                unreached.append(uid)
+                elsewhere.append(uid)
             else:
                 session.ref.tell(frame)
-        return unreached
+        if elsewhere and self.cluster is not None:
+            return await self.cluster.push_to_users(route, payload, elsewhere, frontend_type)
+        return elsewhere
 
-    async def send_kick_to_users(self, uids: list[str], reason: str = "") -> list[str]:
-        """Kick every uid bound here; returns the uids that could not be reached."""
-        unreached: list[str] = []
+    async def send_kick_to_users(
+        self, uids: list[str], reason: str = "", *, frontend_type: str | None = None
+    ) -> list[str]:
+        """Kick users by uid (on any frontend in cluster mode); returns the unreached uids."""
+        elsewhere: list[str] = []
         for uid in uids:
-            session = self.sessions.by_uid(uid)
+            session = self.sessions.by_uid(uid) if self.is_frontend else None
             if session is None:
-                unreached.append(uid)
+                elsewhere.append(uid)
             else:
                 session.kick(reason)
-        return unreached
+        if elsewhere and self.cluster is not None:
+            return await self.cluster.kick_users(elsewhere, reason, frontend_type)
+        return elsewhere
 
     def handler(self, service: str) -> ActorRef:
         """The handler actor serving ``service`` (to tell it messages from outside)."""
@@ -267,6 +394,8 @@ class App:
         for gateway in self._gateways:
             with contextlib.suppress(Exception):
                 await gateway.ask(StopAccepting(), timeout=5)
+        if self.cluster is not None:
+            await self.cluster.leave()  # no new RPCs are routed here from now on
         try:
             await asyncio.wait_for(self._idle.wait(), self.config.shutdown_timeout)
         except TimeoutError:
@@ -280,7 +409,10 @@ class App:
             session.ref.tell(KickSession("server shutting down"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_connections.wait(), 2.0)
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.system.shutdown()
+        await self.metrics.stop()
         log.info("[%s] stopped", self.server_id)
 
     async def __aenter__(self) -> App:

@@ -45,6 +45,47 @@ class Config:
     """Bytes queued for a client that does not read before it is disconnected."""
     shutdown_timeout: float = 10.0
     """Seconds a graceful stop waits for in-flight requests before closing sessions."""
+    game: str = ""
+    """Name of the game; the ``game`` constant label of Prometheus metrics (Pitaya's
+    ``pitaya.game``)."""
+    metrics_period: float = 1.0
+    """Seconds between samples of the sampled metrics (connected clients, mailbox depths,
+    dropped messages, dead letters); only sampled when a metrics reporter is registered."""
+    metrics_prometheus_enabled: bool = False
+    """Serve Prometheus metrics over HTTP on ``/metrics`` (Pitaya's
+    ``pitaya.metrics.prometheus.enabled``)."""
+    metrics_prometheus_host: str = "0.0.0.0"
+    """Interface the Prometheus endpoint listens on (all of them, like Pitaya)."""
+    metrics_prometheus_port: int = 9090
+    """Port of the Prometheus endpoint (0 picks a free one)."""
+    metrics_statsd_enabled: bool = False
+    """Send metrics to a statsd server over UDP (Pitaya's ``pitaya.metrics.statsd.enabled``)."""
+    metrics_statsd_host: str = "localhost"
+    """statsd server host (resolved once at start)."""
+    metrics_statsd_port: int = 9125
+    """statsd server port (9125: the Prometheus statsd_exporter's, Pitaya's default)."""
+    metrics_statsd_prefix: str = "pitaya."
+    """Prepended verbatim to every statsd metric name."""
+    metrics_statsd_rate: float = 1.0
+    """statsd sample rate: the fraction of reports sent (1.0: all)."""
+    mode: str = "standalone"
+    """``standalone`` (no NATS, no etcd) or ``cluster`` (needs both)."""
+    frontend: bool | None = None
+    """Whether clients connect to this server; None: true when it has listeners."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Published in service discovery (e.g. region, version); routers may read it."""
+    nats_url: str = "nats://127.0.0.1:4222"
+    """NATS server(s) for cluster RPCs, comma-separated."""
+    etcd_endpoints: str = "127.0.0.1:2379"
+    """etcd endpoints ``host:port`` for service discovery, comma-separated."""
+    rpc_timeout: float = 5.0
+    """Seconds an RPC (forwarded request or user RPC) may take before ``PIT-408``."""
+    etcd_lease_ttl: int = 60
+    """TTL of this server's discovery lease; it is refreshed every TTL/3."""
+    server_sync_interval: float = 120.0
+    """Seconds between full re-reads of the server table (repairs missed watch events)."""
+    cluster_connect_timeout: float = 5.0
+    """Seconds to reach NATS and etcd at start-up before failing with a clear error."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form options for modules and user code."""
 
@@ -57,7 +98,7 @@ class Config:
 
     def apply_env(self, environ: Mapping[str, str]) -> None:
         for f in dataclasses.fields(self):
-            if f.name == "extra":
+            if f.name in ("extra", "metadata", "frontend"):
                 continue
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:

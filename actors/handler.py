@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from actors.actor import Actor
 from actors.errors import BadRequest, InternalError, PitayaError
+from actors.metrics.names import PROCESS_DELAY
 from actors.payload import Decoder, decoder_for, encode_result
+from transport.serializers import Serializer
 
 if TYPE_CHECKING:
     from actors.app import App
@@ -78,13 +81,20 @@ class MethodSpec:
 
 @dataclass(frozen=True, slots=True)
 class HandleMessage:
-    """Session actor -> handler actor: run one route method for one client message."""
+    """Session actor (or NATS bridge) -> handler actor: run one route method for one message.
+
+    ``serializer`` overrides the app's (user RPCs travel as msgpack between servers).
+    """
 
     spec: MethodSpec
     route: str
     session: Session
     data: bytes
     notify: bool
+    serializer: Serializer | None = None
+    received_ns: int = 0
+    """``time.monotonic_ns()`` when the client message arrived, for the process-delay
+    metric; 0 when metrics are off."""
 
 
 class Handler(Actor):
@@ -112,13 +122,19 @@ class Handler(Actor):
     def on_handle_message(self, msg: HandleMessage) -> Any:
         """Decode, run the pipeline and the method, encode. May return a coroutine."""
         app = self.app
+        if msg.received_ns:
+            app.metrics.report_summary(
+                PROCESS_DELAY,
+                {"route": msg.route, "type": "handler"},
+                time.monotonic_ns() - msg.received_ns,
+            )
         spec = msg.spec
         if spec.notify_only and not msg.notify:
             raise BadRequest(
                 f"route {msg.route} is notify-only: send a notify, not a request",
                 {"route": msg.route},
             )
-        serializer = app.serializer
+        serializer = msg.serializer or app.serializer
         args: tuple[Any, ...] = ()
         if spec.takes_body:
             args = (spec.decode(msg.data, serializer),)
@@ -161,7 +177,24 @@ class Handler(Actor):
         if result is None:
             # Pitaya's rule: a request must be answered with something.
             raise PitayaError("PIT-000", "reply must not be null", {"route": msg.route})
-        return encode_result(result, self.app.serializer)
+        return encode_result(result, msg.serializer or self.app.serializer)
+
+
+class Remote(Handler):
+    """Base class of remote actors: their routes serve user RPCs, never clients.
+
+    Declared like handlers; the first parameter is the caller's session (read-only, None for
+    an RPC made outside a session)::
+
+        class RoomRemote(Remote):
+            service = "roomremote"
+
+            @handler
+            def count(self, caller: Session | None, body: Any) -> int:
+                return len(self.members)
+
+        total = await app.rpc("room.roomremote.count", {})
+    """
 
 
 def _internal(route: str, exc: Exception) -> InternalError:

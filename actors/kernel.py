@@ -3,9 +3,10 @@
 Why this shape: a hop between actors must cost about a function call. ``tell`` appends to a
 deque and, when the actor is idle, schedules one ``loop.call_soon(drain)``; the drain runs
 synchronous receivers inline, so a sync receiver costs no task and no future. An ``async``
-receiver (or a sync one that returns a coroutine) runs as a task and the drain pauses until it finishes (one message at a time), unless
-the actor class is ``reentrant``. A drain handles at most ``DRAIN_BATCH`` messages before
-yielding the loop, so one busy actor cannot starve the others.
+receiver (or a sync one that returns a coroutine) runs as a task and the drain pauses until
+it finishes (one message at a time), unless the actor class is ``reentrant``. A drain handles
+at most ``DRAIN_BATCH`` messages before yielding the loop, so one busy actor cannot starve
+the others.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
+from functools import partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -164,11 +166,11 @@ class Cell:
                 task = self.loop.create_task(result)
                 if reentrant:
                     self.tasks.add(task)
-                    task.add_done_callback(lambda t, m=message, r=reply: self._finished(t, m, r))
+                    task.add_done_callback(partial(self._finished, message, reply))
                 else:
                     self.busy = True
                     self._task = task
-                    task.add_done_callback(lambda t, m=message, r=reply: self._resume(t, m, r))
+                    task.add_done_callback(partial(self._resume, message, reply))
                     return
             elif reply is not None:
                 reply(result, None)
@@ -203,13 +205,13 @@ class Cell:
             return
         self._reschedule()
 
-    def _resume(self, task: asyncio.Task[Any], message: object, reply: Reply | None) -> None:
+    def _resume(self, message: object, reply: Reply | None, task: asyncio.Task[Any]) -> None:
         self.busy = False
         self._task = None
-        self._finished(task, message, reply)
+        self._finished(message, reply, task)
         self._reschedule()
 
-    def _finished(self, task: asyncio.Task[Any], message: object, reply: Reply | None) -> None:
+    def _finished(self, message: object, reply: Reply | None, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if task.cancelled():
             if reply is not None:

@@ -9,7 +9,9 @@ keep flowing in between.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ from actors.errors import (
     ServiceUnavailable,
 )
 from actors.handler import HandleMessage
+from actors.metrics.names import RESPONSE_TIME, UNKNOWN_ROUTE
 from actors.session import KickSession, PushToClient, SendFrame, Session
 from transport.acceptor import Connection
 from transport.connection import (
@@ -37,7 +40,7 @@ from transport.connection import (
     ServerState,
 )
 from transport.errorbody import ErrorBody
-from transport.errors import ProtocolError
+from transport.errors import HandshakeError, ProtocolError
 from transport.message import Message, MessageType
 
 if TYPE_CHECKING:
@@ -100,8 +103,12 @@ class SessionActor(Actor):
         self.proto = ServerConnection(
             max_packet_size=config.max_packet_size, max_route_length=config.max_route_length
         )
-        self.pending: deque[Message] = deque()
+        self.pending: deque[tuple[Message, int]] = deque()
+        """Messages waiting for their turn, with their arrival time (0 when metrics are off)."""
         self.in_flight: Message | None = None
+        self.in_flight_since = 0
+        """Arrival time (``time.monotonic_ns()``) of ``in_flight``, for the response-time
+        metric; 0 when metrics are off."""
         self.cleaned_up = False
         self.last_seen = 0.0
         self.session: Session
@@ -134,6 +141,10 @@ class SessionActor(Actor):
                 self.conn.remote_address,
                 exc,
             )
+            if isinstance(exc, HandshakeError):
+                # Pitaya answers a malformed handshake with code 400 before closing.
+                with contextlib.suppress(ProtocolError):
+                    self.conn.write(self.proto.reject_handshake(400, str(exc)))
             self.proto.close()
             self.conn.close()
             return
@@ -185,22 +196,30 @@ class SessionActor(Actor):
             )
             self.conn.close()
             return
+        received_ns = time.monotonic_ns() if self.app.metrics.enabled else 0
         if self.in_flight is None:
-            self._dispatch(message)
+            self._dispatch(message, received_ns)
         elif len(self.pending) < self.app.config.max_pending_requests:
-            self.pending.append(message)
+            self.pending.append((message, received_ns))
         elif message.type is MessageType.REQUEST:
-            self._respond_error(
-                message, PitayaError(TOO_MANY_REQUESTS, "too many requests in flight")
-            )
+            error = PitayaError(TOO_MANY_REQUESTS, "too many requests in flight")
+            self._respond_error(message, error)
+            if received_ns:
+                # Not yet routed: only a route served here may name a time series.
+                route = message.route if message.route in self.app.local_routes else UNKNOWN_ROUTE
+                self._report_response(route, received_ns, error)
         else:
             self.app.stats.dropped_notifies += 1
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: Message, received_ns: int = 0) -> None:
+        self.in_flight_since = received_ns
         route = self.app.local_routes.get(message.route)
         if route is None:
+            not_found = RouteNotFound(message.route)
+            if received_ns:
+                self._report_response(UNKNOWN_ROUTE, received_ns, not_found)
             if message.type is MessageType.REQUEST:
-                self._respond_error(message, RouteNotFound(message.route))
+                self._respond_error(message, not_found)
             else:
                 log.info(
                     "[%s] session %s: notify to unknown route %s",
@@ -219,7 +238,24 @@ class SessionActor(Actor):
                 self.session,
                 message.data,
                 message.type is MessageType.NOTIFY,
+                received_ns=received_ns,
             ),
+            lambda result, error: ref.tell(HandlerDone(message, result, error)),
+        )
+
+    def _forward(self, message: Message, server_type: str) -> None:
+        """Cluster: the route belongs to another server type; send it there over NATS."""
+        cluster = self.app.cluster
+        assert cluster is not None
+        self.in_flight = message
+        self.app.request_started()
+        ref = self.ref
+        cluster.forward(
+            self.session,
+            message.route,
+            server_type,
+            message.data,
+            message.type is MessageType.NOTIFY,
             lambda result, error: ref.tell(HandlerDone(message, result, error)),
         )
 
@@ -240,18 +276,37 @@ class SessionActor(Actor):
                 message.route,
                 msg.error,
             )
+        if self.in_flight_since:
+            self._report_response(message.route, self.in_flight_since, msg.error)
         pending = self.pending
         while pending and self.in_flight is None and not self.conn.closed:
-            self._dispatch(pending.popleft())
+            self._dispatch(*pending.popleft())
 
     def _respond_error(self, message: Message, error: BaseException) -> None:
-        pitaya = _as_pitaya_error(error)
+        pitaya = as_pitaya_error(error)
         body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).to_value()
         try:
             data = self.app.serializer.marshal(body)
         except Exception:
             data = self.app.fallback_serializer.marshal(body)
         self._write(Message(MessageType.RESPONSE, message.id, data=data, error=True))
+
+    def _report_response(self, route: str, received_ns: int, error: BaseException | None) -> None:
+        """Pitaya's response-time metric: from the message's arrival to its answer.
+
+        ``route`` is the label: the route as sent, or ``UNKNOWN_ROUTE`` for one not served,
+        so made-up routes cannot create unbounded time series.
+        """
+        self.app.metrics.report_summary(
+            RESPONSE_TIME,
+            {
+                "route": route,
+                "status": "ok" if error is None else "failed",
+                "type": "handler",
+                "code": "" if error is None else as_pitaya_error(error).code,
+            },
+            time.monotonic_ns() - received_ns,
+        )
 
     # -- bytes out -------------------------------------------------------------------------
 
@@ -327,7 +382,8 @@ class SessionActor(Actor):
             self.conn.abort()
 
 
-def _as_pitaya_error(error: BaseException) -> PitayaError:
+def as_pitaya_error(error: BaseException) -> PitayaError:
+    """The Pitaya error a client (or a calling server) receives for ``error``."""
     if isinstance(error, PitayaError):
         return error
     if isinstance(error, ActorStopped | MailboxFull):

@@ -28,6 +28,8 @@ class SessionRegistry:
         self._bind: list[SessionCallback] = []
         self._after_bind: list[SessionCallback] = []
         self._close: list[SessionCallback] = []
+        self.frontend = True
+        """False on a cluster backend: sessions live on frontends, lookups here are errors."""
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -52,10 +54,21 @@ class SessionRegistry:
     # -- lookups ---------------------------------------------------------------------------
 
     def get(self, session_id: int) -> Session | None:
+        self._require_frontend("looking up a session by id")
         return self._by_id.get(session_id)
 
     def by_uid(self, uid: str) -> Session | None:
+        self._require_frontend("looking up a session by uid")
         return self._by_uid.get(uid)
+
+    def _require_frontend(self, what: str) -> None:
+        if not self.frontend:
+            from actors.cluster.backend_session import FrontendOnly
+
+            raise FrontendOnly(
+                f"{what} is only possible on a frontend server (sessions live there); "
+                "on a backend, use the session passed to the handler, or app.send_push_to_users"
+            )
 
     def __len__(self) -> int:
         return len(self._by_id)

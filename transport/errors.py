@@ -55,3 +55,11 @@ class SerializationError(TransportError):
 
 class ConnectionClosed(TransportError):
     """The peer closed the connection, or it was closed locally, while an operation waited."""
+
+
+class InvalidState(TransportError):
+    """A connection method was called in a state that does not allow it.
+
+    This is a bug in the caller (e.g. ``encode`` before the handshake was accepted), not
+    something the peer did, so it is not a :class:`ProtocolError`.
+    """

@@ -1,4 +1,7 @@
-"""Run the chat server: python -m samples.chat [--host 127.0.0.1] [--tcp-port 3250] [--ws-port 3251]"""
+"""Run the chat server.
+
+python -m samples.chat [--host 127.0.0.1] [--tcp-port 3250] [--ws-port 3251]
+"""
 
 from __future__ import annotations
 

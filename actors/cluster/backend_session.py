@@ -1,0 +1,96 @@
+"""The session a handler sees on a backend server: a copy of the frontend's session.
+
+It carries the frontend session's id, uid, data and handshake. Changes to ``data`` stay local
+until ``await session.push_to_front()`` sends them back; ``bind`` binds on the frontend;
+``push`` and ``kick`` reach the client through its frontend. Lifecycle callbacks exist only on
+frontends (Pitaya's rule): ``on_close`` here raises :class:`FrontendOnly`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from actors.errors import ActorError
+from actors.payload import encode_result
+from actors.session import CloseCallback, Session, SessionAlreadyBound
+from transport.envelope import SessionSnapshot
+from transport.handshake import HandshakeRequest
+
+if TYPE_CHECKING:
+    from actors.app import App
+    from actors.cluster.cluster import Cluster
+    from actors.kernel import ActorRef
+
+
+class FrontendOnly(ActorError):
+    """An operation that only a frontend server can do was attempted on a backend."""
+
+
+class BackendSession(Session):
+    """See the module docstring."""
+
+    __slots__ = ("_cluster", "frontend_id", "frontend_type", "read_only")
+
+    def __init__(
+        self, snapshot: SessionSnapshot, app: App, cluster: Cluster, *, read_only: bool = False
+    ) -> None:
+        super().__init__(snapshot.id, None, app)  # type: ignore[arg-type]
+        self.uid = snapshot.uid
+        self.data = dict(snapshot.data)
+        if snapshot.handshake is not None:
+            self.handshake = HandshakeRequest(
+                sys=dict(snapshot.handshake.get("sys") or {}),
+                user=dict(snapshot.handshake.get("user") or {}),
+            )
+        self.frontend_id = snapshot.frontend_id
+        self.frontend_type = snapshot.frontend_type
+        self.read_only = read_only
+        self._cluster = cluster
+
+    def _writable(self, what: str) -> None:
+        if self.read_only:
+            raise FrontendOnly(f"{what} on the read-only caller session of an RPC")
+
+    async def bind(self, uid: str) -> None:
+        """Bind ``uid`` on the frontend session (its bind callbacks run there)."""
+        self._writable("bind")
+        if not uid:
+            raise ValueError("uid must be a non-empty string")
+        if self.uid is not None:
+            raise SessionAlreadyBound(f"session {self.id} is already bound to uid {self.uid!r}")
+        await self._cluster.frontend_call(
+            self.frontend_id, "sys.bind", {"sid": self.id, "uid": uid}
+        )
+        self.uid = uid
+
+    async def push_to_front(self) -> None:
+        """Send this copy's ``data`` back to the frontend session (replacing it)."""
+        self._writable("push_to_front")
+        await self._cluster.frontend_call(
+            self.frontend_id, "sys.pushsession", {"sid": self.id, "data": self.data}
+        )
+
+    def push(self, route: str, body: Any) -> None:
+        payload = encode_result(body, self._app.serializer)
+        self._cluster.frontend_notify(
+            self.frontend_id, "sys.push", {"sid": self.id, "route": route, "data": payload}
+        )
+
+    def kick(self, reason: str = "") -> None:
+        self._writable("kick")
+        self._cluster.frontend_notify(
+            self.frontend_id, "sys.kick", {"sid": self.id, "reason": reason}
+        )
+
+    def on_close(self, callback: CloseCallback) -> None:
+        raise FrontendOnly(
+            "on_close is only available on frontend servers; on a backend, observe session "
+            "events with app.on_remote_session_close"
+        )
+
+    @property
+    def ref(self) -> ActorRef:
+        raise FrontendOnly("a backend session has no session actor in this process")
+
+    def __repr__(self) -> str:
+        return f"<BackendSession id={self.id} uid={self.uid!r} frontend={self.frontend_id}>"

@@ -1,0 +1,140 @@
+"""Cluster-wide groups stored in etcd (Pitaya's etcd group service layout).
+
+``pitaya/groups/<name>`` marks the group (JSON with its TTL and lease), and
+``pitaya/groups/<name>/uids/<uid>`` each member. Any server can manage a group and broadcast
+to it; members are reached on whatever frontend they are bound to, through
+``pitaya/<frontendType>/user/<uid>/push``. A group created with a TTL lives on a lease: it
+expires unless used (every operation on it renews the lease) or renewed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from actors.groups import (
+    GroupAlreadyExists,
+    GroupNotFound,
+    MemberAlreadyExists,
+    MemberNotFound,
+    UidPredicate,
+)
+
+if TYPE_CHECKING:
+    from actors.app import App
+    from transport.etcd import EtcdClient
+
+log = logging.getLogger(__name__)
+
+GROUPS_PREFIX = "pitaya/groups/"
+
+
+class EtcdGroupService:
+    """A :class:`actors.groups.GroupService` shared by every server of the cluster."""
+
+    def __init__(self, app: App, etcd: EtcdClient) -> None:
+        self.app = app
+        self.etcd = etcd
+        self._expiry_listeners: list[Callable[[str], None]] = []
+
+    def _group_key(self, name: str) -> str:
+        return f"{GROUPS_PREFIX}{name}"
+
+    def _member_key(self, name: str, uid: str) -> str:
+        return f"{GROUPS_PREFIX}{name}/uids/{uid}"
+
+    async def _lease(self, name: str) -> int:
+        """The group's lease (0 without TTL); GroupNotFound if the group does not exist."""
+        raw = await self.etcd.get(self._group_key(name))
+        if raw is None:
+            raise GroupNotFound(name)
+        lease = int(json.loads(raw).get("lease", 0))
+        if lease:
+            await self.etcd.keep_alive(lease)  # every use renews an expiring group
+        return lease
+
+    async def create(self, name: str, *, ttl: float | None = None) -> None:
+        if ttl is not None and ttl <= 0:
+            raise ValueError("ttl must be positive")
+        lease = await self.etcd.grant(max(1, round(ttl))) if ttl else 0
+        value = json.dumps({"ttl": ttl, "lease": lease}).encode()
+        if not await self.etcd.put_if_absent(self._group_key(name), value, lease=lease):
+            if lease:
+                await self.etcd.revoke(lease)
+            raise GroupAlreadyExists(name)
+
+    async def delete(self, name: str) -> None:
+        lease = await self._lease(name)
+        await self.etcd.delete_prefix(self._group_key(name) + "/")
+        await self.etcd.delete(self._group_key(name))
+        if lease:
+            await self.etcd.revoke(lease)
+
+    async def exists(self, name: str) -> bool:
+        return await self.etcd.get(self._group_key(name)) is not None
+
+    async def add(self, name: str, uid: str) -> None:
+        lease = await self._lease(name)
+        if not await self.etcd.put_if_absent(self._member_key(name, uid), b"1", lease=lease):
+            raise MemberAlreadyExists(name, uid)
+
+    async def remove(self, name: str, uid: str) -> None:
+        await self._lease(name)
+        if not await self.etcd.delete(self._member_key(name, uid)):
+            raise MemberNotFound(name, uid)
+
+    async def remove_all(self, name: str) -> None:
+        await self._lease(name)
+        await self.etcd.delete_prefix(self._group_key(name) + "/uids/")
+
+    async def contains(self, name: str, uid: str) -> bool:
+        await self._lease(name)
+        return await self.etcd.get(self._member_key(name, uid)) is not None
+
+    async def members(self, name: str) -> list[str]:
+        await self._lease(name)
+        prefix = self._group_key(name) + "/uids/"
+        items, _ = await self.etcd.get_prefix(prefix)
+        return sorted(key[len(prefix) :] for key in items)
+
+    async def count(self, name: str) -> int:
+        return len(await self.members(name))
+
+    async def renew_ttl(self, name: str) -> None:
+        await self._lease(name)
+
+    async def broadcast(self, name: str, route: str, body: Any) -> list[str]:
+        return await self.multicast(name, route, body)
+
+    async def multicast(
+        self,
+        name: str,
+        route: str,
+        body: Any,
+        *,
+        uids: Iterable[str] | None = None,
+        where: UidPredicate | None = None,
+    ) -> list[str]:
+        """Push to the selected members wherever they are bound; returns the unreached."""
+        members = await self.members(name)
+        if uids is not None:
+            wanted = set(uids)
+            members = [uid for uid in members if uid in wanted]
+        if where is not None:
+            members = [uid for uid in members if where(uid)]
+        if not members:
+            return []
+        return await self.app.send_push_to_users(route, body, members)
+
+    async def leave_all(self, uid: str) -> None:
+        items, _ = await self.etcd.get_prefix(GROUPS_PREFIX)
+        suffix = f"/uids/{uid}"
+        for key in items:
+            if key.endswith(suffix):
+                await self.etcd.delete(key)
+
+    def on_group_expired(self, listener: Callable[[str], None]) -> None:
+        """Expiry happens in etcd (the lease); listeners are kept for interface parity."""
+        self._expiry_listeners.append(listener)

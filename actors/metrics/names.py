@@ -1,0 +1,123 @@
+"""The metrics the framework reports: their names, kinds, labels and help text, in one table.
+
+Names are the ones reporters receive, as in Pitaya: Pitaya's own metrics keep its short names
+(``response_time_ns``) and Prometheus adds the namespace and a subsystem
+(``pitaya_handler_response_time_ns``); statsd adds only the prefix (``pitaya.response_time_ns``),
+exactly like Pitaya's statsd reporter. Our own metrics carry their subsystem in the name
+(``actor_mailbox_depth``) so a short name never means two things.
+
+A reporter that needs labels up front (Prometheus) declares every metric of
+:data:`KNOWN_METRICS`; names it does not know are user metrics, created on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MetricKind = Literal["counter", "gauge", "summary"]
+
+NAMESPACE = "pitaya"
+"""Prometheus namespace of every metric (Pitaya's)."""
+
+RESPONSE_TIME = "response_time_ns"
+"""Summary: nanoseconds from a client message's arrival to its answer (route, status, type,
+code)."""
+PROCESS_DELAY = "handler_delay_ns"
+"""Summary: nanoseconds a client message waited before its handler started (route, type)."""
+CONNECTED_CLIENTS = "connected_clients"
+"""Gauge: client connections open right now."""
+EXCEEDED_RATE_LIMITING = "exceeded_rate_limiting"
+"""Counter: client packets dropped because their connection was over its rate limit."""
+DROPPED_MESSAGES = "dropped_messages"
+"""Gauge (as in Pitaya): RPC server messages that will not be handled."""
+COUNT_SERVERS = "count_servers"
+"""Gauge: servers known to service discovery, by server type (type)."""
+MAILBOX_DEPTH = "actor_mailbox_depth"
+"""Gauge: messages queued in the mailboxes of live actors, summed by actor class (kind)."""
+ACTOR_DROPPED_MESSAGES = "actor_dropped_messages"
+"""Counter: messages dropped because an actor's mailbox was full, by actor class (kind)."""
+DEAD_LETTERS = "actor_dead_letters"
+"""Counter: messages sent to stopped actors or left in their mailbox when they stopped."""
+
+UNKNOWN_ROUTE = "unknown"
+"""Route label of messages to routes this server does not serve. Not the route itself: a
+client could otherwise create one time series per made-up route."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric the framework reports: what a reporter needs to declare it."""
+
+    name: str
+    kind: MetricKind
+    subsystem: str
+    labels: tuple[str, ...]
+    help: str
+
+
+KNOWN_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        RESPONSE_TIME,
+        "summary",
+        "handler",
+        ("route", "status", "type", "code"),
+        "the time to process a msg in nanoseconds",
+    ),
+    MetricSpec(
+        PROCESS_DELAY,
+        "summary",
+        "handler",
+        ("route", "type"),
+        "the delay to start processing a msg in nanoseconds",
+    ),
+    MetricSpec(
+        CONNECTED_CLIENTS,
+        "gauge",
+        "acceptor",
+        (),
+        "the number of clients connected right now",
+    ),
+    MetricSpec(
+        EXCEEDED_RATE_LIMITING,
+        "counter",
+        "acceptor",
+        (),
+        "the number of blocked requests by exceeded rate limiting",
+    ),
+    MetricSpec(
+        DROPPED_MESSAGES,
+        "gauge",
+        "rpc_server",
+        (),
+        "the number of rpc server dropped messages (messages that are not handled)",
+    ),
+    MetricSpec(
+        COUNT_SERVERS,
+        "gauge",
+        "service_discovery",
+        ("type",),
+        "the number of discovered servers by service discovery",
+    ),
+    MetricSpec(
+        MAILBOX_DEPTH,
+        "gauge",
+        "",
+        ("kind",),
+        "messages queued in the mailboxes of live actors, by actor class",
+    ),
+    MetricSpec(
+        ACTOR_DROPPED_MESSAGES,
+        "counter",
+        "",
+        ("kind",),
+        "messages dropped because an actor mailbox was full, by actor class",
+    ),
+    MetricSpec(
+        DEAD_LETTERS,
+        "counter",
+        "",
+        (),
+        "messages sent to stopped actors or left in their mailbox when they stopped",
+    ),
+)

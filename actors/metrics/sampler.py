@@ -1,0 +1,119 @@
+"""Metrics that are sampled rather than pushed, and wiring metrics into an app.
+
+Counting a connection or a mailbox append at the moment it happens would put a report on the
+hottest paths of the kernel. Those values are already kept as plain integers (the app's
+connection count, the mailboxes, the system's dropped and dead-letter counters), so an actor
+reads them every ``metrics_period`` seconds instead: the cost is O(actors) per period, paid only
+when a reporter exists.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from actors.actor import Actor
+from actors.metrics.names import (
+    ACTOR_DROPPED_MESSAGES,
+    CONNECTED_CLIENTS,
+    DEAD_LETTERS,
+    MAILBOX_DEPTH,
+)
+from actors.metrics.reporter import Reporter
+
+if TYPE_CHECKING:
+    from actors.app import App
+    from actors.config import Config
+
+NO_TAGS: dict[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Timer tick of the :class:`MetricsSampler`."""
+
+
+class MetricsSampler(Actor):
+    """Reports connected clients, mailbox depths, dropped messages and dead letters.
+
+    Gauges are reported as they are; the system's running totals become counter increments
+    (the difference since the previous sample). A kind whose last actor stopped is reported
+    once more with depth 0 so its gauge does not stay at a stale value.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.kinds: set[str] = set()
+        self.dropped: Counter[str] = Counter()
+        self.dead_letters = 0
+        self.first = True
+
+    def started(self) -> None:
+        self.sample()
+        self.every(self.app.config.metrics_period, Sample())
+
+    def on_sample(self, msg: Sample) -> None:
+        self.sample()
+
+    def sample(self) -> None:
+        metrics = self.app.metrics
+        system = self.app.system
+        metrics.report_gauge(CONNECTED_CLIENTS, NO_TAGS, float(self.app.connection_count))
+        depths = system.mailbox_depths()
+        for kind in self.kinds - depths.keys():
+            metrics.report_gauge(MAILBOX_DEPTH, {"kind": kind}, 0.0)
+        for kind, depth in depths.items():
+            metrics.report_gauge(MAILBOX_DEPTH, {"kind": kind}, float(depth))
+        self.kinds = set(depths)
+        for kind, total in system.dropped.items():
+            delta = total - self.dropped[kind]
+            if delta:
+                metrics.report_count(ACTOR_DROPPED_MESSAGES, {"kind": kind}, float(delta))
+                self.dropped[kind] = total
+        delta = system.dead_letters - self.dead_letters
+        if delta or self.first:
+            # Reported once at 0 too, so the series exists before the first dead letter.
+            metrics.report_count(DEAD_LETTERS, NO_TAGS, float(delta))
+            self.dead_letters = system.dead_letters
+        self.first = False
+
+
+def reporters_from_config(config: Config) -> list[Reporter]:
+    """The reporters the ``metrics_*`` options enable, with Pitaya's constant labels."""
+    reporters: list[Reporter] = []
+    if config.metrics_prometheus_enabled:
+        from actors.metrics.prometheus_reporter import PrometheusReporter
+
+        reporters.append(
+            PrometheusReporter(
+                host=config.metrics_prometheus_host,
+                port=config.metrics_prometheus_port,
+                const_labels={"game": config.game, "serverType": config.server_type},
+            )
+        )
+    if config.metrics_statsd_enabled:
+        from actors.metrics.statsd_reporter import StatsdReporter
+
+        tags = {"serverType": config.server_type}
+        if config.game:
+            tags["game"] = config.game
+        reporters.append(
+            StatsdReporter(
+                host=config.metrics_statsd_host,
+                port=config.metrics_statsd_port,
+                prefix=config.metrics_statsd_prefix,
+                rate=config.metrics_statsd_rate,
+                const_tags=tags,
+            )
+        )
+    return reporters
+
+
+async def start_metrics(app: App) -> None:
+    """Called by ``App.start``: add configured reporters, start them, spawn the sampler."""
+    for reporter in reporters_from_config(app.config):
+        app.metrics.add(reporter)
+    await app.metrics.start()
+    if app.metrics.enabled:
+        app.system.spawn(MetricsSampler, app, name="metrics-sampler")

@@ -1,0 +1,168 @@
+"""Real ``nats-server`` and ``etcd`` processes for tests and benchmarks.
+
+Each runs on a free loopback port with its own temporary data dir, is ready when it logs that
+it serves clients (no polling of ports), can be stopped (SIGTERM, or SIGKILL by PID) and
+restarted on the *same* port and data dir mid-test, and is always stopped by PID at the end.
+A missing binary fails with a message naming the Debian package, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def require_binary(name: str, package: str) -> str:
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
+    )
+    if path is None:
+        raise RuntimeError(
+            f"{name} is not installed: `apt-get install {package}` (bash .ci/run does it)"
+        )
+    return path
+
+
+class ServiceProcess:
+    """One external server process, restartable on the same ports."""
+
+    name = "service"
+    ready_marker = ""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+        self.log: list[str] = []
+        self.data_dir = Path(tempfile.mkdtemp(prefix=f"pitaya-{self.name}-"))
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        lines: queue.Queue[str | None] = queue.Queue()
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        stream = self.process.stderr
+        assert stream is not None
+
+        def pump() -> None:
+            for line in stream:
+                self.log.append(line.rstrip())
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True, name=f"{self.name}-log").start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stop(kill=True)
+                raise RuntimeError(f"{self.name} not ready in {START_TIMEOUT}s:\n" + self.tail())
+            try:
+                line = lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"{self.name} exited at start:\n" + self.tail())
+            if self.ready_marker in line:
+                return
+
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM (or SIGKILL) by PID, then wait; idempotent."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop(kill=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log[-lines:])
+
+
+class NatsServer(ServiceProcess):
+    name = "nats"
+    ready_marker = "Server is ready"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.binary = require_binary("nats-server", "nats-server")
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [self.binary, "-a", "127.0.0.1", "-p", str(self.port)]
+
+
+class EtcdServer(ServiceProcess):
+    name = "etcd"
+    ready_marker = "ready to serve client requests"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.binary = require_binary("etcd", "etcd-server")
+        self.client_port = free_port()
+        self.peer_port = free_port()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def command(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            self.binary,
+            "--name", "test",
+            "--data-dir", str(self.data_dir / "data"),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"test={peer}",
+        ]  # fmt: skip

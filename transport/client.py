@@ -1,0 +1,532 @@
+"""An asyncio client speaking the Pitaya wire protocol, over TCP or WebSocket.
+
+Used by tests, samples, benchmarks and the CLI. It is a thin I/O layer over
+:class:`~transport.connection.ClientConnection`: one reader task feeds the state machine and
+routes responses to waiting requests and pushes to callbacks and iterators; one heartbeat
+task sends a heartbeat every interval the server announced and, like pomelo's and
+libpitaya's clients, gives the connection up when nothing arrived for two intervals.
+
+Example::
+
+    async with await Client.connect("127.0.0.1", 3250) as client:
+        client.on_push("onMessage", print)
+        reply = await client.request("room.room.join", {"name": "a"})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl as ssl_module
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from types import TracebackType
+from typing import Any, Protocol
+
+import websockets.exceptions
+from websockets.asyncio.client import ClientConnection as _WebSocket
+from websockets.asyncio.client import connect as _ws_connect
+
+from transport.connection import (
+    ClientConnection,
+    Event,
+    HandshakeResponseReceived,
+    HeartbeatReceived,
+    KickReceived,
+    MessageReceived,
+)
+from transport.errorbody import PIT_504, ErrorBody
+from transport.errors import (
+    ConnectionClosed,
+    HandshakeError,
+    ProtocolError,
+    SerializationError,
+    TransportError,
+)
+from transport.handshake import HandshakeResponse
+from transport.message import Message, MessageType
+from transport.packet import DEFAULT_MAX_PACKET_SIZE, HEADER_SIZE
+from transport.serializers import Serializer, get_serializer
+
+__all__ = [
+    "DEFAULT_HANDSHAKE_SYS",
+    "Client",
+    "HandshakeRejected",
+    "Push",
+    "RequestError",
+    "RequestTimeout",
+]
+
+logger = logging.getLogger(__name__)
+
+try:
+    _LIB_VERSION = metadata.version("pitaya-actors")
+except metadata.PackageNotFoundError:  # running from a source tree
+    _LIB_VERSION = "0.0.0"
+
+#: What the client announces in ``sys`` unless overridden (the keys Pitaya's session reads).
+DEFAULT_HANDSHAKE_SYS: Mapping[str, str] = {
+    "platform": "python",
+    "libVersion": _LIB_VERSION,
+    "clientBuildNumber": "0",
+    "clientVersion": _LIB_VERSION,
+}
+_READ_SIZE = 65536
+_CLOSE_TIMEOUT = 2.0
+
+
+class RequestError(Exception):
+    """The server answered a request with an error (or, for subclasses, did not answer)."""
+
+    def __init__(self, code: str, msg: str = "", metadata: Mapping[str, str] | None = None):
+        super().__init__(f"{code}: {msg}" if msg else code)
+        self.code = code
+        self.msg = msg
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class RequestTimeout(RequestError):
+    """No response in time; code ``PIT-504`` as in Pitaya's Go client."""
+
+
+class HandshakeRejected(TransportError):
+    """The server answered the handshake with a code other than 200."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        detail = f": {message}" if message else ""
+        super().__init__(f"handshake rejected with code {code}{detail}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A message pushed by the server, body already unmarshalled."""
+
+    route: str
+    body: Any
+
+
+class _Channel(Protocol):
+    """One packet stream: raw bytes over TCP, one packet per binary frame over WebSocket."""
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data``; raises OSError or websockets' ConnectionClosed if the link is gone."""
+
+    async def receive(self) -> bytes:
+        """The next bytes from the server; ``b""`` once it is gone."""
+        ...
+
+    async def close(self) -> None:
+        """Close the link (idempotent)."""
+
+
+class _TcpChannel:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def send(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def receive(self) -> bytes:
+        return await self._reader.read(_READ_SIZE)
+
+    async def close(self) -> None:
+        self._writer.close()
+        # Reset by the peer, or it does not answer: the socket is gone either way.
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(self._writer.wait_closed(), _CLOSE_TIMEOUT)
+
+
+class _WebSocketChannel:
+    def __init__(self, ws: _WebSocket) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        await self._ws.send(data)
+
+    async def receive(self) -> bytes:
+        try:
+            frame = await self._ws.recv()
+        except websockets.exceptions.ConnectionClosed:
+            return b""
+        if isinstance(frame, str):
+            raise ProtocolError("the server sent a text frame; packets travel in binary frames")
+        return frame
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+async def _open_channel(
+    host: str,
+    port: int,
+    *,
+    websocket: bool,
+    path: str,
+    ssl: ssl_module.SSLContext | None,
+    max_packet_size: int,
+) -> _Channel:
+    if not websocket:
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+        return _TcpChannel(reader, writer)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    scheme = "wss" if ssl is not None else "ws"
+    ws = await _ws_connect(
+        f"{scheme}://{netloc}/{path.lstrip('/')}",
+        ssl=ssl,
+        compression=None,
+        max_size=max_packet_size + HEADER_SIZE,
+        open_timeout=None,  # Client.connect bounds the whole connection setup
+        close_timeout=_CLOSE_TIMEOUT,
+    )
+    return _WebSocketChannel(ws)
+
+
+class Client:
+    """A connected, handshaken client. Create it with :meth:`connect`."""
+
+    def __init__(
+        self,
+        channel: _Channel,
+        connection: ClientConnection,
+        serializer: Serializer | None,
+        request_timeout: float,
+        push_buffer: int,
+    ) -> None:
+        self._channel = channel
+        self._conn = connection
+        self._serializer: Serializer | None = serializer
+        self._request_timeout = request_timeout
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._next_id = 0
+        self._push_callbacks: dict[str, list[Callable[[Any], object]]] = {}
+        self._push_buffer: deque[Push] = deque(maxlen=push_buffer)
+        self._push_ready = asyncio.Event()
+        self._closed = False
+        self._close_reason = "connection closed"
+        self._close_cause: BaseException | None = None
+        self._kicked = False
+        self._heartbeats_received = 0
+        self._last_received = asyncio.get_running_loop().time()
+        self._response: HandshakeResponse | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        websocket: bool = False,
+        path: str = "/",
+        ssl: ssl_module.SSLContext | None = None,
+        serializer: Serializer | None = None,
+        handshake_sys: Mapping[str, Any] | None = None,
+        handshake_user: Mapping[str, Any] | None = None,
+        timeout: float = 5.0,
+        use_route_dict: bool = True,
+        request_timeout: float = 5.0,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        push_buffer: int = 10_000,
+    ) -> Client:
+        """Connect, handshake and ack, all within ``timeout`` seconds.
+
+        ``serializer`` None means "the one the server announces" (JSON for Pitaya's
+        default). ``handshake_sys`` entries override :data:`DEFAULT_HANDSHAKE_SYS`.
+        ``push_buffer`` bounds the pushes kept for :meth:`pushes` (oldest dropped first).
+        Raises :class:`HandshakeRejected`, ``TimeoutError``, ``OSError``,
+        :class:`ConnectionClosed` or a :class:`ProtocolError`.
+        """
+        sys = {**DEFAULT_HANDSHAKE_SYS, **(handshake_sys or {})}
+        async with asyncio.timeout(timeout):
+            channel = await _open_channel(
+                host, port, websocket=websocket, path=path, ssl=ssl, max_packet_size=max_packet_size
+            )
+            connection = ClientConnection(
+                max_packet_size=max_packet_size, use_route_dict=use_route_dict
+            )
+            client = cls(channel, connection, serializer, request_timeout, push_buffer)
+            try:
+                await client._handshake(sys, handshake_user or {})
+            except BaseException:
+                await channel.close()
+                raise
+        return client
+
+    async def _handshake(self, sys: Mapping[str, Any], user: Mapping[str, Any]) -> None:
+        await self._channel.send(self._conn.handshake(sys, user))
+        leftover: list[Event] = []
+        response: HandshakeResponse | None = None
+        while response is None:
+            data = await self._channel.receive()
+            if not data:
+                raise ConnectionClosed("the server closed the connection during the handshake")
+            for event in self._conn.receive_data(data):
+                if isinstance(event, HandshakeResponseReceived):
+                    response = event.response
+                else:
+                    leftover.append(event)
+        self._response = response
+        if not response.ok:
+            raise HandshakeRejected(response.code, response.message)
+        if self._serializer is None:
+            try:
+                self._serializer = get_serializer(response.serializer)
+            except ValueError as exc:
+                raise HandshakeError(str(exc)) from exc
+        await self._channel.send(self._conn.ack())
+        self._last_received = asyncio.get_running_loop().time()
+        for event in leftover:
+            self._dispatch(event)
+        self._reader_task = asyncio.create_task(self._read_loop(), name="pitaya-client-reader")
+        if response.heartbeat > 0:
+            self._heartbeat_task = asyncio.create_task(
+                self._heartbeat_loop(response.heartbeat), name="pitaya-client-heartbeat"
+            )
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def kicked(self) -> bool:
+        """True once the server sent a KICK packet."""
+        return self._kicked
+
+    @property
+    def handshake_response(self) -> HandshakeResponse:
+        assert self._response is not None  # connect() returns only after the response
+        return self._response
+
+    @property
+    def heartbeats_received(self) -> int:
+        return self._heartbeats_received
+
+    @property
+    def serializer(self) -> Serializer:
+        assert self._serializer is not None  # chosen during the handshake
+        return self._serializer
+
+    # -- requests, notifies, pushes ---------------------------------------------------------
+
+    async def request(self, route: str, body: Any = None, *, timeout: float | None = None) -> Any:
+        """Send a request and return the unmarshalled response.
+
+        Raises :class:`RequestError` for an error response, :class:`RequestTimeout` when no
+        response arrives within ``timeout`` (default: the client's request timeout) and
+        :class:`ConnectionClosed` when the connection ends first.
+        """
+        message = await self.request_raw(route, self.serializer.marshal(body), timeout=timeout)
+        if message.error:
+            raise self._error_from(message.data)
+        return self.serializer.unmarshal(message.data)
+
+    async def request_raw(
+        self, route: str, data: bytes = b"", *, timeout: float | None = None
+    ) -> Message:
+        """Send a request with ``data`` as-is and return the response :class:`Message`."""
+        self._next_id += 1
+        msg_id = self._next_id
+        packet = self._encode(Message(MessageType.REQUEST, msg_id, route, data))
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = future
+        try:
+            # _send turns every OSError into ConnectionClosed and the future only ever holds a
+            # Message or ConnectionClosed, so a TimeoutError here is the deadline's.
+            async with asyncio.timeout(self._request_timeout if timeout is None else timeout):
+                await self._send(packet)
+                return await future
+        except TimeoutError:
+            raise RequestTimeout(PIT_504, "request timeout", {"route": route}) from None
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def notify(self, route: str, body: Any = None) -> None:
+        """Send a notify (no response expected)."""
+        packet = self._encode(Message(MessageType.NOTIFY, 0, route, self.serializer.marshal(body)))
+        async with asyncio.timeout(self._request_timeout):
+            await self._send(packet)
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write ``data`` untouched (one frame over WebSocket); for tests of hostile input."""
+        async with asyncio.timeout(self._request_timeout):
+            await self._send(data)
+
+    def on_push(self, route: str, callback: Callable[[Any], object]) -> None:
+        """Call ``callback(body)`` for every push on ``route`` (exceptions are logged)."""
+        self._push_callbacks.setdefault(route, []).append(callback)
+
+    def pushes(self) -> AsyncIterator[Push]:
+        """Iterate over pushes as they arrive; ends once the connection is closed.
+
+        Pushes are buffered from the moment the client connects, so none is missed between
+        ``connect`` and the first iteration. Several iterators share one buffer.
+        """
+        return self._iterate_pushes()
+
+    async def _iterate_pushes(self) -> AsyncIterator[Push]:
+        while True:
+            while self._push_buffer:
+                yield self._push_buffer.popleft()
+            if self._closed:
+                return
+            self._push_ready.clear()
+            await self._push_ready.wait()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the connection; pending requests get :class:`ConnectionClosed`. Idempotent."""
+        self._mark_closed("closed by the client")
+        await self._channel.close()
+        tasks = self._tasks()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def wait_closed(self, timeout: float | None = None) -> None:
+        """Wait until the connection is closed and its tasks are done (TimeoutError if not)."""
+        tasks = self._tasks()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                raise TimeoutError("the client connection did not close in time")
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        current = asyncio.current_task()
+        return {
+            task
+            for task in (self._reader_task, self._heartbeat_task)
+            if task is not None and task is not current
+        }
+
+    def _encode(self, message: Message) -> bytes:
+        if self._closed:
+            raise self._closed_error()
+        return self._conn.encode(message)
+
+    async def _send(self, data: bytes) -> None:
+        if self._closed:
+            raise self._closed_error()
+        try:
+            await self._channel.send(data)
+        except (OSError, websockets.exceptions.ConnectionClosed) as exc:
+            self._mark_closed("the connection was lost while sending", exc)
+            raise self._closed_error() from exc
+
+    def _closed_error(self) -> ConnectionClosed:
+        error = ConnectionClosed(self._close_reason)
+        error.__cause__ = self._close_cause
+        return error
+
+    def _mark_closed(self, reason: str, cause: BaseException | None = None) -> None:
+        """Record the end of the connection once: fail waiters, end iterators, stop timers."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_reason = reason
+        self._close_cause = cause
+        self._conn.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(self._closed_error())
+        self._pending.clear()
+        self._push_ready.set()
+        task = self._heartbeat_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _read_loop(self) -> None:
+        reason, cause = "the server closed the connection", None
+        try:
+            while not self._closed:
+                data = await self._channel.receive()
+                if not data:
+                    break
+                self._last_received = asyncio.get_running_loop().time()
+                for event in self._conn.receive_data(data):
+                    self._dispatch(event)
+                if self._kicked:
+                    reason = "kicked by the server"
+                    break
+        except (ProtocolError, OSError) as exc:
+            logger.warning("closing the client connection: %s", exc)
+            reason, cause = f"connection failed: {exc}", exc
+        finally:
+            self._mark_closed(reason, cause)
+            await self._channel.close()
+
+    async def _heartbeat_loop(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        packet = self._conn.heartbeat()
+        while not self._closed:
+            await asyncio.sleep(interval)
+            if loop.time() - self._last_received > 2 * interval:
+                self._mark_closed(f"nothing received from the server for {2 * interval:g} s")
+                await self._channel.close()
+                return
+            try:
+                await self._send(packet)
+            except ConnectionClosed:
+                return
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, MessageReceived):
+            message = event.message
+            if message.type is MessageType.RESPONSE:
+                future = self._pending.pop(message.id, None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+            else:
+                self._deliver_push(message)
+        elif isinstance(event, HeartbeatReceived):
+            self._heartbeats_received += 1
+        elif isinstance(event, KickReceived):
+            self._kicked = True
+
+    def _deliver_push(self, message: Message) -> None:
+        try:
+            body = self.serializer.unmarshal(message.data)
+        except SerializationError as exc:
+            logger.warning("dropping a push on %r: %s", message.route, exc)
+            return
+        self._push_buffer.append(Push(message.route, body))
+        self._push_ready.set()
+        for callback in self._push_callbacks.get(message.route, ()):
+            try:
+                callback(body)
+            except Exception:
+                logger.exception("push callback for %r failed", message.route)
+
+    def _error_from(self, data: bytes) -> RequestError:
+        try:
+            value = self.serializer.unmarshal(data)
+        except SerializationError:
+            value = data.decode("utf-8", "replace")
+        body = ErrorBody.from_value(value)
+        return RequestError(body.code, body.msg, body.metadata)

@@ -1,0 +1,176 @@
+"""A small asyncio etcd v3 client for membership: leases, prefix reads and watches.
+
+It wraps ``etcd3aio`` (grpc.aio, current protobuf) and hides its protobuf types behind plain
+values, so the discovery actor deals in keys, bytes and revisions only. ``etcd3aio`` was picked
+over ``aetcd`` because its watch stream reconnects by itself and resumes from the last seen
+revision, which is exactly the etcd-restart behaviour discovery needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from etcd3aio import Etcd3Client, EtcdError
+from etcd3aio._protobuf import LeaseKeepAliveRequest
+from etcd3aio.kv import prefix_range_end
+
+from transport.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+
+class EtcdUnavailable(TransportError):
+    """etcd did not answer (down, unreachable, or timed out)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEvent:
+    """A change under a watched prefix: ``value`` is None for a deletion."""
+
+    key: str
+    value: bytes | None
+
+
+class EtcdClient:
+    """Leases, puts, prefix gets and prefix watches against one etcd cluster."""
+
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self._client = Etcd3Client(
+            self.endpoints, rpc_max_attempts=1, watch_max_reconnect_backoff_seconds=1.0
+        )
+        self._connected = False
+        self._keepalive: Any = None
+
+    async def connect(self) -> None:
+        """Open the channel and check etcd answers; EtcdUnavailable if it does not."""
+        if not self._connected:
+            await self._client.connect()
+            self._connected = True
+        await self.ping()
+
+    async def ping(self) -> None:
+        await self._call(self._kv().get, b"pitaya/ping", timeout=self.timeout)
+
+    async def close(self) -> None:
+        self._drop_keepalive()
+        if self._connected:
+            self._connected = False
+            await self._client.close()
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def grant(self, ttl: int) -> int:
+        response = await self._call(self._lease().grant, ttl, timeout=self.timeout)
+        return int(response.ID)
+
+    async def keep_alive(self, lease_id: int) -> int:
+        """Refresh ``lease_id`` once; returns the remaining TTL, 0 if the lease is gone.
+
+        One bidirectional keep-alive stream is kept open and reused; it is reopened after
+        a failure (etcd restarted), so each refresh costs one write and one read.
+        """
+        try:
+            if self._keepalive is None:
+                self._keepalive = self._lease()._stub.LeaseKeepAlive()
+            call = self._keepalive
+            await asyncio.wait_for(call.write(LeaseKeepAliveRequest(ID=lease_id)), self.timeout)
+            response = await asyncio.wait_for(call.read(), self.timeout)
+        except (grpc.aio.AioRpcError, TimeoutError, asyncio.InvalidStateError) as exc:
+            self._drop_keepalive()
+            raise EtcdUnavailable(f"etcd lease keep-alive failed: {_describe(exc)}") from exc
+        if response is grpc.aio.EOF or response is None:
+            self._drop_keepalive()
+            raise EtcdUnavailable("etcd closed the keep-alive stream")
+        return max(0, int(response.TTL))
+
+    def _drop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+
+    async def revoke(self, lease_id: int) -> None:
+        await self._call(self._lease().revoke, lease_id, timeout=self.timeout)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> None:
+        await self._call(self._kv().put, key, value, lease=lease, timeout=self.timeout)
+
+    async def put_if_absent(self, key: str, value: bytes, *, lease: int = 0) -> bool:
+        """Create ``key`` only if it does not exist (one transaction); True if created."""
+        kv = self._kv()
+        response = await self._call(
+            kv.txn,
+            [kv.txn_compare_version(key, 0)],
+            [kv.txn_op_put(key, value, lease=lease)],
+            timeout=self.timeout,
+        )
+        return bool(response.succeeded)
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; True if it existed."""
+        response = await self._call(self._kv().delete, key, timeout=self.timeout)
+        return bool(response.deleted)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        response = await self._call(
+            self._kv().delete, prefix, range_end=prefix_range_end(prefix), timeout=self.timeout
+        )
+        return int(response.deleted)
+
+    async def get(self, key: str) -> bytes | None:
+        response = await self._call(self._kv().get, key, timeout=self.timeout)
+        return bytes(response.kvs[0].value) if response.kvs else None
+
+    async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
+        """Every key under ``prefix`` and the store revision they were read at."""
+        response = await self._call(
+            self._kv().get, prefix, range_end=prefix_range_end(prefix), timeout=self.timeout
+        )
+        items = {kv.key.decode(): bytes(kv.value) for kv in response.kvs}
+        return items, int(response.header.revision)
+
+    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[KeyEvent]:
+        """Changes under ``prefix`` from ``start_revision`` on; survives etcd restarts."""
+        watch = self._client.watch
+        assert watch is not None, "connect() first"
+        stream = watch.watch(
+            prefix, range_end=prefix_range_end(prefix), start_revision=start_revision
+        )
+        async for response in stream:
+            for event in response.events:
+                deleted = event.type == 1  # mvccpb.Event.DELETE
+                yield KeyEvent(event.kv.key.decode(), None if deleted else bytes(event.kv.value))
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _kv(self) -> Any:
+        if self._client.kv is None:
+            raise EtcdUnavailable("etcd client is not connected")
+        return self._client.kv
+
+    def _lease(self) -> Any:
+        if self._client.lease is None:
+            raise EtcdUnavailable("etcd client is not connected")
+        return self._client.lease
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+            raise EtcdUnavailable(
+                f"etcd at {', '.join(self.endpoints)} did not answer: {_describe(exc)}"
+            ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details() or ''}".strip()
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,135 @@
+"""Serializers: how handler arguments and replies become message data.
+
+A serializer's ``name`` is announced in the handshake (``"serializer": "json"``), so a client
+knows how to read the data of responses and pushes. Pitaya ships ``json`` and ``protobuf``;
+we ship ``json`` and ``msgpack`` and let users register their own (protobuf comes later).
+
+Empty data and ``None``: a response must carry a body that the client can parse — pomelo's
+JS client ``JSON.parse``-s every body and libpitaya treats an empty response body as a
+decode error — so ``marshal(None)`` is the serializer's encoding of null (``b"null"`` for
+JSON, ``b"\\xc0"`` for msgpack), never ``b""``. In the other direction, clients often send a
+request or notify with no data at all, so ``unmarshal(b"")`` returns ``None``.
+
+Example::
+
+    serializer = get_serializer("json")
+    serializer.marshal({"name": "a"})  # -> b'{"name":"a"}'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Protocol, runtime_checkable
+
+import msgpack
+
+from transport.errors import SerializationError
+
+__all__ = [
+    "JsonSerializer",
+    "MsgpackSerializer",
+    "Serializer",
+    "get_serializer",
+    "register_serializer",
+]
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """The seam for payload formats (Pitaya's ``serialize.Serializer``)."""
+
+    @property
+    def name(self) -> str:
+        """The name announced in the handshake, e.g. ``"json"``."""
+        ...
+
+    def marshal(self, value: Any) -> bytes:
+        """Encode ``value``; raise :class:`SerializationError` if it cannot be encoded."""
+        ...
+
+    def unmarshal(self, data: bytes, into: type[Any] | None = None) -> Any:
+        """Decode ``data`` (``b""`` gives None).
+
+        ``into`` lets typed serializers (protobuf) decode to a given class; schemaless ones
+        ignore it. Raises :class:`SerializationError` on malformed data.
+        """
+        ...
+
+
+def _plain(value: Any) -> Any:
+    """Fallback for values the encoders do not know: dataclass instances become dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not serializable")
+
+
+class JsonSerializer:
+    """Compact UTF-8 JSON (``ensure_ascii=False``); NaN and infinities are refused."""
+
+    name = "json"
+
+    def marshal(self, value: Any) -> bytes:
+        try:
+            text = json.dumps(
+                value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain
+            )
+            return text.encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SerializationError(f"cannot encode {type(value).__name__} as JSON") from exc
+
+    def unmarshal(self, data: bytes, into: type[Any] | None = None) -> Any:
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise SerializationError(f"malformed JSON data: {exc}") from exc
+
+
+class MsgpackSerializer:
+    """MessagePack with str/bin distinguished; maps may have non-string keys."""
+
+    name = "msgpack"
+
+    def marshal(self, value: Any) -> bytes:
+        try:
+            data: bytes = msgpack.packb(value, use_bin_type=True, default=_plain)
+            return data
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise SerializationError(f"cannot encode {type(value).__name__} as msgpack") from exc
+
+    def unmarshal(self, data: bytes, into: type[Any] | None = None) -> Any:
+        if not data:
+            return None
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+            raise SerializationError(f"malformed msgpack data: {exc}") from exc
+
+
+_registry: dict[str, Serializer] = {}
+
+
+def register_serializer(serializer: Serializer, *, replace: bool = False) -> None:
+    """Make ``serializer`` available to :func:`get_serializer` under its ``name``.
+
+    Registering a second serializer with a taken name raises ValueError unless ``replace``.
+    """
+    name = serializer.name
+    if name in _registry and not replace and _registry[name] is not serializer:
+        raise ValueError(f"a serializer named {name!r} is already registered")
+    _registry[name] = serializer
+
+
+def get_serializer(name: str) -> Serializer:
+    """The registered serializer called ``name``; ValueError naming the known ones if none."""
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(sorted(_registry))
+        raise ValueError(f"unknown serializer {name!r}; registered: {known}") from None
+
+
+register_serializer(JsonSerializer())
+register_serializer(MsgpackSerializer())
