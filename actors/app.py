@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.config import Config
-from actors.gateway import Gateway, Listening, StopAccepting
+from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, MethodSpec, Remote
 from actors.kernel import ActorRef
@@ -274,14 +274,29 @@ class App:
         self._started = True
         if self.config.mode not in ("standalone", "cluster"):
             raise ValueError(f"mode must be 'standalone' or 'cluster', not {self.config.mode!r}")
-        self._spawn_handlers()
         if self.config.mode == "cluster":
+            await self._connect_cluster()
+        self._spawn_handlers()
+        if self.cluster is not None:
             await self._join_cluster()
-        await start_metrics(self)
-        for acceptor in self._acceptors:
-            self._gateways.append(self.system.spawn(Gateway, acceptor, self))
-        for gateway in self._gateways:
-            await gateway.ask(Listening(), timeout=10)
+        try:
+            await start_metrics(self)
+            for acceptor in self._acceptors:
+                self._gateways.append(self.system.spawn(Gateway, acceptor, self))
+            for gateway in self._gateways:
+                await gateway.ask(Listen(), timeout=10)
+        except BaseException:
+            # A port in use (or a metrics endpoint that cannot bind) stops the start-up
+            # with that error; undo what was started.
+            for gateway in self._gateways:
+                with contextlib.suppress(Exception):
+                    await gateway.ask(StopAccepting(), timeout=5)
+            if self.cluster is not None:
+                await self.cluster.leave()
+                await self.cluster.close()
+            await self.system.shutdown()
+            await self.metrics.stop()
+            raise
         log.info(
             "[%s] started (%s), serializer %s",
             self.server_id,
@@ -289,21 +304,30 @@ class App:
             self.serializer.name,
         )
 
-    async def _join_cluster(self) -> None:
+    async def _connect_cluster(self) -> None:
         from actors.cluster.cluster import Cluster
 
         self.sessions.frontend = self.is_frontend
-        self.cluster = Cluster(self)
+        cluster = Cluster(self)
         for server_type, fn in self._custom_routes.items():
-            self.cluster.router.add_route(server_type, fn)
+            cluster.router.add_route(server_type, fn)
         try:
-            await self.cluster.start()
+            await cluster.connect()
+        except BaseException:
+            await self.system.shutdown()
+            raise
+        self.cluster = cluster
+        if isinstance(self.groups, MemoryGroupService):
+            self.groups = cluster.group_service()
+
+    async def _join_cluster(self) -> None:
+        assert self.cluster is not None
+        try:
+            await self.cluster.join()
         except BaseException:
             self.cluster = None
             await self.system.shutdown()
             raise
-        if isinstance(self.groups, MemoryGroupService):
-            self.groups = self.cluster.group_service()
 
     def _spawn_handlers(self) -> None:
         from actors.docs import Sys

@@ -29,8 +29,8 @@ class StopAccepting:
 
 
 @dataclass(frozen=True, slots=True)
-class Listening:
-    """Ask it to learn when the listener is up: returns its (host, port)."""
+class Listen:
+    """Ask it to open its listener: answered with the bound (host, port), or the error."""
 
 
 class _Refused:
@@ -51,11 +51,13 @@ class Gateway(Actor):
         self.app = app
         self.accepting = False
 
-    async def started(self) -> None:
+    async def on_listen(self, msg: Listen) -> tuple[str, int]:
+        """Open the listener; the asker (App.start) gets the bind error, if any, as is."""
         await self.acceptor.start(self._on_connection)
         self.accepting = True
         host, port = self.acceptor.address
         log.info("[%s] %s listening on %s:%s", self.app.server_id, self.acceptor.kind, host, port)
+        return host, port
 
     def _on_connection(self, connection: Connection) -> ConnectionHandler:
         app = self.app
@@ -72,9 +74,6 @@ class Gateway(Actor):
             return _Refused()
         app.connection_opened()
         return ConnectionEvents(self.spawn(SessionActor, connection, app))
-
-    def on_listening(self, msg: Listening) -> tuple[str, int]:
-        return self.acceptor.address
 
     async def on_stop_accepting(self, msg: StopAccepting) -> None:
         if self.accepting:

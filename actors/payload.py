@@ -22,6 +22,7 @@ from typing import Any
 
 from actors.errors import BadRequest
 from transport.errors import SerializationError
+from transport.protobuf import is_message_class
 from transport.serializers import Serializer
 
 Decoder = Callable[[bytes, Serializer], Any]
@@ -108,7 +109,5 @@ def _dataclass_decoder(cls: type) -> Decoder:
 
 
 def _is_protobuf(cls: type) -> bool:
-    return any(
-        base.__module__.startswith("google.protobuf") and base.__name__ == "Message"
-        for base in cls.__mro__
-    )
+    # Not a check of __module__ along the MRO: message_factory classes have __module__ None.
+    return is_message_class(cls)

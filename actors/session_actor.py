@@ -215,6 +215,10 @@ class SessionActor(Actor):
         self.in_flight_since = received_ns
         route = self.app.local_routes.get(message.route)
         if route is None:
+            server_type = self.app.remote_server_type(message.route)
+            if server_type is not None:
+                self._forward(message, server_type)
+                return
             not_found = RouteNotFound(message.route)
             if received_ns:
                 self._report_response(UNKNOWN_ROUTE, received_ns, not_found)
@@ -277,7 +281,14 @@ class SessionActor(Actor):
                 msg.error,
             )
         if self.in_flight_since:
-            self._report_response(message.route, self.in_flight_since, msg.error)
+            route = message.route
+            if (
+                msg.error is not None
+                and route not in self.app.local_routes
+                and as_pitaya_error(msg.error).code == RouteNotFound.default_code
+            ):
+                route = UNKNOWN_ROUTE  # forwarded, and the remote server has no such route
+            self._report_response(route, self.in_flight_since, msg.error)
         pending = self.pending
         while pending and self.in_flight is None and not self.conn.closed:
             self._dispatch(*pending.popleft())

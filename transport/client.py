@@ -11,25 +11,28 @@ Example::
     async with await Client.connect("127.0.0.1", 3250) as client:
         client.on_push("onMessage", print)
         reply = await client.request("room.room.join", {"name": "a"})
+
+With the protobuf serializer, say what to decode into: ``request(route, JoinRequest(...),
+response_type=JoinResponse)`` and ``connect(..., push_types={"onMessage": ChatMessage})``;
+untyped protobuf responses and pushes come back as raw bytes. Error responses are decoded
+from Pitaya's ``protos.Error`` into :class:`RequestError` whatever the serializer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl as ssl_module
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from importlib import metadata
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import websockets.exceptions
-from websockets.asyncio.client import ClientConnection as _WebSocket
-from websockets.asyncio.client import connect as _ws_connect
 
+from transport.client_channels import CLOSE_TIMEOUT, Channel, open_channel
+from transport.client_errors import HandshakeRejected, RequestError, RequestTimeout, request_error
+from transport.client_pushes import Push, PushDispatcher, decode_body
 from transport.connection import (
     ClientConnection,
     Event,
@@ -38,17 +41,11 @@ from transport.connection import (
     KickReceived,
     MessageReceived,
 )
-from transport.errorbody import PIT_504, ErrorBody
-from transport.errors import (
-    ConnectionClosed,
-    HandshakeError,
-    ProtocolError,
-    SerializationError,
-    TransportError,
-)
+from transport.errorbody import PIT_504
+from transport.errors import ConnectionClosed, HandshakeError, ProtocolError
 from transport.handshake import HandshakeResponse
 from transport.message import Message, MessageType
-from transport.packet import DEFAULT_MAX_PACKET_SIZE, HEADER_SIZE
+from transport.packet import DEFAULT_MAX_PACKET_SIZE
 from transport.serializers import Serializer, get_serializer
 
 __all__ = [
@@ -74,118 +71,6 @@ DEFAULT_HANDSHAKE_SYS: Mapping[str, str] = {
     "clientBuildNumber": "0",
     "clientVersion": _LIB_VERSION,
 }
-_READ_SIZE = 65536
-_CLOSE_TIMEOUT = 2.0
-
-
-class RequestError(Exception):
-    """The server answered a request with an error (or, for subclasses, did not answer)."""
-
-    def __init__(self, code: str, msg: str = "", metadata: Mapping[str, str] | None = None):
-        super().__init__(f"{code}: {msg}" if msg else code)
-        self.code = code
-        self.msg = msg
-        self.metadata: dict[str, str] = dict(metadata or {})
-
-
-class RequestTimeout(RequestError):
-    """No response in time; code ``PIT-504`` as in Pitaya's Go client."""
-
-
-class HandshakeRejected(TransportError):
-    """The server answered the handshake with a code other than 200."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        detail = f": {message}" if message else ""
-        super().__init__(f"handshake rejected with code {code}{detail}")
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A message pushed by the server, body already unmarshalled."""
-
-    route: str
-    body: Any
-
-
-class _Channel(Protocol):
-    """One packet stream: raw bytes over TCP, one packet per binary frame over WebSocket."""
-
-    async def send(self, data: bytes) -> None:
-        """Write ``data``; raises OSError or websockets' ConnectionClosed if the link is gone."""
-
-    async def receive(self) -> bytes:
-        """The next bytes from the server; ``b""`` once it is gone."""
-        ...
-
-    async def close(self) -> None:
-        """Close the link (idempotent)."""
-
-
-class _TcpChannel:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-
-    async def send(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
-
-    async def receive(self) -> bytes:
-        return await self._reader.read(_READ_SIZE)
-
-    async def close(self) -> None:
-        self._writer.close()
-        # Reset by the peer, or it does not answer: the socket is gone either way.
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(self._writer.wait_closed(), _CLOSE_TIMEOUT)
-
-
-class _WebSocketChannel:
-    def __init__(self, ws: _WebSocket) -> None:
-        self._ws = ws
-
-    async def send(self, data: bytes) -> None:
-        await self._ws.send(data)
-
-    async def receive(self) -> bytes:
-        try:
-            frame = await self._ws.recv()
-        except websockets.exceptions.ConnectionClosed:
-            return b""
-        if isinstance(frame, str):
-            raise ProtocolError("the server sent a text frame; packets travel in binary frames")
-        return frame
-
-    async def close(self) -> None:
-        await self._ws.close()
-
-
-async def _open_channel(
-    host: str,
-    port: int,
-    *,
-    websocket: bool,
-    path: str,
-    ssl: ssl_module.SSLContext | None,
-    max_packet_size: int,
-) -> _Channel:
-    if not websocket:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
-        return _TcpChannel(reader, writer)
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    scheme = "wss" if ssl is not None else "ws"
-    ws = await _ws_connect(
-        f"{scheme}://{netloc}/{path.lstrip('/')}",
-        ssl=ssl,
-        compression=None,
-        max_size=max_packet_size + HEADER_SIZE,
-        open_timeout=None,  # Client.connect bounds the whole connection setup
-        close_timeout=_CLOSE_TIMEOUT,
-    )
-    return _WebSocketChannel(ws)
 
 
 class Client:
@@ -193,11 +78,11 @@ class Client:
 
     def __init__(
         self,
-        channel: _Channel,
+        channel: Channel,
         connection: ClientConnection,
         serializer: Serializer | None,
         request_timeout: float,
-        push_buffer: int,
+        pushes: PushDispatcher,
     ) -> None:
         self._channel = channel
         self._conn = connection
@@ -205,9 +90,7 @@ class Client:
         self._request_timeout = request_timeout
         self._pending: dict[int, asyncio.Future[Message]] = {}
         self._next_id = 0
-        self._push_callbacks: dict[str, list[Callable[[Any], object]]] = {}
-        self._push_buffer: deque[Push] = deque(maxlen=push_buffer)
-        self._push_ready = asyncio.Event()
+        self._pushes = pushes
         self._closed = False
         self._close_reason = "connection closed"
         self._close_cause: BaseException | None = None
@@ -235,24 +118,28 @@ class Client:
         request_timeout: float = 5.0,
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         push_buffer: int = 10_000,
+        push_types: Mapping[str, type[Any]] | None = None,
     ) -> Client:
         """Connect, handshake and ack, all within ``timeout`` seconds.
 
         ``serializer`` None means "the one the server announces" (JSON for Pitaya's
         default). ``handshake_sys`` entries override :data:`DEFAULT_HANDSHAKE_SYS`.
         ``push_buffer`` bounds the pushes kept for :meth:`pushes` (oldest dropped first).
+        ``push_types`` maps push routes to the protobuf classes their bodies decode into
+        (ignored by schemaless serializers; see the module docstring).
         Raises :class:`HandshakeRejected`, ``TimeoutError``, ``OSError``,
         :class:`ConnectionClosed` or a :class:`ProtocolError`.
         """
         sys = {**DEFAULT_HANDSHAKE_SYS, **(handshake_sys or {})}
         async with asyncio.timeout(timeout):
-            channel = await _open_channel(
+            channel = await open_channel(
                 host, port, websocket=websocket, path=path, ssl=ssl, max_packet_size=max_packet_size
             )
             connection = ClientConnection(
                 max_packet_size=max_packet_size, use_route_dict=use_route_dict
             )
-            client = cls(channel, connection, serializer, request_timeout, push_buffer)
+            pushes = PushDispatcher(push_buffer, push_types or {})
+            client = cls(channel, connection, serializer, request_timeout, pushes)
             try:
                 await client._handshake(sys, handshake_user or {})
             except BaseException:
@@ -298,6 +185,11 @@ class Client:
         return self._closed
 
     @property
+    def close_reason(self) -> str | None:
+        """Why the connection ended (e.g. "kicked by the server"); None while it is open."""
+        return self._close_reason if self._closed else None
+
+    @property
     def kicked(self) -> bool:
         """True once the server sent a KICK packet."""
         return self._kicked
@@ -318,17 +210,27 @@ class Client:
 
     # -- requests, notifies, pushes ---------------------------------------------------------
 
-    async def request(self, route: str, body: Any = None, *, timeout: float | None = None) -> Any:
+    async def request(
+        self,
+        route: str,
+        body: Any = None,
+        *,
+        timeout: float | None = None,
+        response_type: type[Any] | None = None,
+    ) -> Any:
         """Send a request and return the unmarshalled response.
 
-        Raises :class:`RequestError` for an error response, :class:`RequestTimeout` when no
-        response arrives within ``timeout`` (default: the client's request timeout) and
-        :class:`ConnectionClosed` when the connection ends first.
+        ``response_type`` is the protobuf class of the response (without it a protobuf
+        response is returned as bytes; schemaless serializers ignore it). Raises
+        :class:`RequestError` for an error response, :class:`RequestTimeout` when no response
+        arrives within ``timeout`` (default: the client's request timeout),
+        :class:`ConnectionClosed` when the connection ends first and
+        :class:`SerializationError` when the body or the response cannot be (de)serialized.
         """
         message = await self.request_raw(route, self.serializer.marshal(body), timeout=timeout)
         if message.error:
-            raise self._error_from(message.data)
-        return self.serializer.unmarshal(message.data)
+            raise request_error(self.serializer, message.data)
+        return decode_body(self.serializer, message.data, response_type)
 
     async def request_raw(
         self, route: str, data: bytes = b"", *, timeout: float | None = None
@@ -363,7 +265,7 @@ class Client:
 
     def on_push(self, route: str, callback: Callable[[Any], object]) -> None:
         """Call ``callback(body)`` for every push on ``route`` (exceptions are logged)."""
-        self._push_callbacks.setdefault(route, []).append(callback)
+        self._pushes.on_push(route, callback)
 
     def pushes(self) -> AsyncIterator[Push]:
         """Iterate over pushes as they arrive; ends once the connection is closed.
@@ -371,16 +273,7 @@ class Client:
         Pushes are buffered from the moment the client connects, so none is missed between
         ``connect`` and the first iteration. Several iterators share one buffer.
         """
-        return self._iterate_pushes()
-
-    async def _iterate_pushes(self) -> AsyncIterator[Push]:
-        while True:
-            while self._push_buffer:
-                yield self._push_buffer.popleft()
-            if self._closed:
-                return
-            self._push_ready.clear()
-            await self._push_ready.wait()
+        return self._pushes.iterate()
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -390,7 +283,7 @@ class Client:
         await self._channel.close()
         tasks = self._tasks()
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
             for task in pending:
                 task.cancel()
             if pending:
@@ -456,7 +349,7 @@ class Client:
             if not future.done():
                 future.set_exception(self._closed_error())
         self._pending.clear()
-        self._push_ready.set()
+        self._pushes.close()
         task = self._heartbeat_task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -503,30 +396,8 @@ class Client:
                 if future is not None and not future.done():
                     future.set_result(message)
             else:
-                self._deliver_push(message)
+                self._pushes.deliver(message.route, message.data, self.serializer)
         elif isinstance(event, HeartbeatReceived):
             self._heartbeats_received += 1
         elif isinstance(event, KickReceived):
             self._kicked = True
-
-    def _deliver_push(self, message: Message) -> None:
-        try:
-            body = self.serializer.unmarshal(message.data)
-        except SerializationError as exc:
-            logger.warning("dropping a push on %r: %s", message.route, exc)
-            return
-        self._push_buffer.append(Push(message.route, body))
-        self._push_ready.set()
-        for callback in self._push_callbacks.get(message.route, ()):
-            try:
-                callback(body)
-            except Exception:
-                logger.exception("push callback for %r failed", message.route)
-
-    def _error_from(self, data: bytes) -> RequestError:
-        try:
-            value = self.serializer.unmarshal(data)
-        except SerializationError:
-            value = data.decode("utf-8", "replace")
-        body = ErrorBody.from_value(value)
-        return RequestError(body.code, body.msg, body.metadata)

@@ -2,7 +2,8 @@
 
 A serializer's ``name`` is announced in the handshake (``"serializer": "json"``), so a client
 knows how to read the data of responses and pushes. Pitaya ships ``json`` and ``protobuf``;
-we ship ``json`` and ``msgpack`` and let users register their own (protobuf comes later).
+we ship ``json``, ``msgpack`` and ``protobuf`` (:mod:`transport.protobuf`) and let users
+register their own.
 
 Empty data and ``None``: a response must carry a body that the client can parse — pomelo's
 JS client ``JSON.parse``-s every body and libpitaya treats an empty response body as a
@@ -25,10 +26,12 @@ from typing import Any, Protocol, runtime_checkable
 import msgpack
 
 from transport.errors import SerializationError
+from transport.protobuf import ProtobufSerializer
 
 __all__ = [
     "JsonSerializer",
     "MsgpackSerializer",
+    "ProtobufSerializer",
     "Serializer",
     "get_serializer",
     "register_serializer",
@@ -52,7 +55,10 @@ class Serializer(Protocol):
         """Decode ``data`` (``b""`` gives None).
 
         ``into`` lets typed serializers (protobuf) decode to a given class; schemaless ones
-        ignore it. Raises :class:`SerializationError` on malformed data.
+        ignore it. ``into=ErrorBody`` asks for the data of an error response: a typed
+        serializer returns an :class:`~transport.errorbody.ErrorBody`, a schemaless one the
+        map it decoded (read with ``ErrorBody.from_value``). Raises
+        :class:`SerializationError` on malformed data.
         """
         ...
 
@@ -133,3 +139,4 @@ def get_serializer(name: str) -> Serializer:
 
 register_serializer(JsonSerializer())
 register_serializer(MsgpackSerializer())
+register_serializer(ProtobufSerializer())

@@ -100,25 +100,46 @@ class Cluster:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def connect(self) -> None:
+        """Reach NATS and etcd; ClusterStartupError names the one that cannot be reached."""
         config = self.app.config
         urls = [u.strip() for u in config.nats_url.split(",") if u.strip()]
         try:
-            self.nc = await nats.connect(
-                servers=urls,
-                name=self.app.server_id,
-                connect_timeout=config.cluster_connect_timeout,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                disconnected_cb=self._disconnected,
-                reconnected_cb=self._reconnected,
-                error_cb=self._error,
+            # nats-py retries the first connection forever when reconnects are allowed:
+            # bound it, so an unreachable NATS is reported instead of hanging the start-up.
+            self.nc = await asyncio.wait_for(
+                self._connect_nats(urls), config.cluster_connect_timeout
             )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise ClusterStartupError(
                 f"cannot reach NATS at {config.nats_url}: {exc or type(exc).__name__}"
             ) from exc
+        try:
+            await self.discovery.connect()
+        except EtcdUnavailable as exc:
+            await self.nc.close()
+            raise ClusterStartupError(
+                f"cannot reach etcd at {config.etcd_endpoints}: {exc}"
+            ) from exc
+
+    async def _connect_nats(self, urls: list[str]) -> NatsClient:
+        config = self.app.config
+        return await nats.connect(
+            servers=urls,
+            name=self.app.server_id,
+            connect_timeout=config.cluster_connect_timeout,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
+            error_cb=self._error,
+        )
+
+    async def join(self) -> None:
+        """Serve RPCs and register in discovery (the local actors are spawned by now)."""
+        assert self.nc is not None, "connect() first"
+        config = self.app.config
         self.bridge = self.app.system.spawn(NatsBridge, self.nc, self, name="nats-bridge")
         subject = server_subject(self.me.type, self.me.id)
         await self.nc.subscribe(subject, cb=self._inbound)
@@ -126,9 +147,9 @@ class Cluster:
         try:
             await self.discovery.start()
         except EtcdUnavailable as exc:
-            await self.nc.close()
+            await self.close()
             raise ClusterStartupError(
-                f"cannot reach etcd at {config.etcd_endpoints}: {exc}"
+                f"cannot register in etcd at {config.etcd_endpoints}: {exc}"
             ) from exc
         if self.me.frontend:
             self.app.sessions.on_after_session_bind(self._bound)
@@ -170,7 +191,11 @@ class Cluster:
             log.exception("[%s] leaving discovery failed", self.me.id)
 
     async def close(self) -> None:
-        """Drain and close NATS (after in-flight work finished)."""
+        """Drain and close NATS, release etcd (after in-flight work finished)."""
+        try:
+            await self.discovery.close()
+        except Exception:
+            log.exception("[%s] closing discovery failed", self.me.id)
         if self.nc is not None and not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.drain(), 5)

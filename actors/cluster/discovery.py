@@ -82,8 +82,21 @@ class ServiceDiscovery(Protocol):
     def server(self, server_id: str) -> ServerInfo | None: ...
     def server_types(self) -> set[str]: ...
     def add_listener(self, listener: DiscoveryListener) -> None: ...
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
+    async def connect(self) -> None:
+        """Check the backend is reachable (raise ``EtcdUnavailable``-like errors)."""
+        ...
+
+    async def start(self) -> None:
+        """Register this server and start following the others."""
+        ...
+
+    async def stop(self) -> None:
+        """Deregister (no new traffic should be routed here)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; after ``stop``."""
+        ...
 
 
 class ServerTable:
@@ -301,9 +314,11 @@ class EtcdServiceDiscovery:
     def add_listener(self, listener: DiscoveryListener) -> None:
         self.table.listeners.append(listener)
 
-    async def start(self) -> None:
-        """Connect, register, load the table; raises EtcdUnavailable with a clear message."""
+    async def connect(self) -> None:
         await self.etcd.connect()
+
+    async def start(self) -> None:
+        """Register, load the table, follow changes; raises EtcdUnavailable if etcd fails."""
         config = self.app.config
         self._actor = self.app.system.spawn(
             DiscoveryActor,
@@ -327,4 +342,6 @@ class EtcdServiceDiscovery:
             await self._actor.stop()
             await actor.revoke()
         self._registered = False
+
+    async def close(self) -> None:
         await self.etcd.close()

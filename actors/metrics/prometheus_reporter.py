@@ -52,13 +52,18 @@ REQUEST_TIMEOUT = 10.0
 class _Family:
     """One declared metric: its kind, its prometheus-client object and its tag label names."""
 
-    __slots__ = ("kind", "metric", "tag_names", "tag_set")
+    __slots__ = ("children", "kind", "labelled", "metric", "tag_names", "tag_set")
 
-    def __init__(self, kind: MetricKind, metric: Any, tag_names: tuple[str, ...]) -> None:
+    def __init__(
+        self, kind: MetricKind, metric: Any, tag_names: tuple[str, ...], labelled: bool
+    ) -> None:
         self.kind = kind
         self.metric = metric
         self.tag_names = tag_names
         self.tag_set = frozenset(tag_names)
+        self.labelled = labelled
+        self.children: dict[tuple[tuple[str, str], ...], Any] = {}
+        """Series by the report's tag items: skips label validation on repeat reports."""
 
 
 class PrometheusReporter:
@@ -82,6 +87,10 @@ class PrometheusReporter:
         self.host = host
         self.port = port
         labels = dict(const_labels or {})
+        for spec in KNOWN_METRICS:
+            clash = set(spec.labels) & set(labels)
+            if clash:
+                raise ValueError(f"constant label(s) {sorted(clash)} clash with {spec.name}'s")
         self._const_names = tuple(labels)
         self._const_values = tuple(labels.values())
         if registry is None:
@@ -103,23 +112,24 @@ class PrometheusReporter:
     def report_count(self, metric: str, tags: Mapping[str, str], value: float = 1.0) -> None:
         family = self._family(metric, "counter", tags)
         if family is not None:
-            family.metric.labels(*self._values(metric, family, tags)).inc(value)
+            self._child(metric, family, tags).inc(value)
 
     def report_gauge(self, metric: str, tags: Mapping[str, str], value: float) -> None:
         family = self._family(metric, "gauge", tags)
         if family is not None:
-            family.metric.labels(*self._values(metric, family, tags)).set(value)
+            self._child(metric, family, tags).set(value)
 
     def report_summary(self, metric: str, tags: Mapping[str, str], value: float) -> None:
         family = self._family(metric, "summary", tags)
         if family is not None:
-            family.metric.labels(*self._values(metric, family, tags)).observe(value)
+            self._child(metric, family, tags).observe(value)
 
     def _family(self, metric: str, kind: MetricKind, tags: Mapping[str, str]) -> _Family | None:
         try:
             family = self._families[metric]
         except KeyError:
-            spec = MetricSpec(metric, kind, "", tuple(sorted(tags)), f"user metric {metric}")
+            names = tuple(sorted(k for k in tags if k not in self._const_names))
+            spec = MetricSpec(metric, kind, "", names, f"user metric {metric}")
             family = self._families[metric] = self._declare(spec)
         if family is None:
             return None  # a user metric that could not be declared; already logged
@@ -128,13 +138,23 @@ class PrometheusReporter:
             return None
         return family
 
-    def _values(self, metric: str, family: _Family, tags: Mapping[str, str]) -> list[str]:
+    def _child(self, metric: str, family: _Family, tags: Mapping[str, str]) -> Any:
+        """The series of ``family`` for ``tags`` (prometheus-client's labelled child)."""
+        key = tuple(tags.items())
+        child = family.children.get(key)
+        if child is None:
+            child = family.children[key] = self._new_child(metric, family, tags)
+        return child
+
+    def _new_child(self, metric: str, family: _Family, tags: Mapping[str, str]) -> Any:
         if not family.tag_set.issuperset(tags):
             extra = sorted(set(tags) - family.tag_set)
             self._warn_once(metric, f"has no label(s) {extra}; they were ignored")
+        if not family.labelled:
+            return family.metric  # prometheus-client refuses .labels() without label names
         values = list(self._const_values)
         values.extend(str(tags.get(name, "")) for name in family.tag_names)
-        return values
+        return family.metric.labels(*values)
 
     def _declare(self, spec: MetricSpec) -> _Family | None:
         factory = {"counter": Counter, "gauge": Gauge, "summary": Summary}[spec.kind]
@@ -150,7 +170,7 @@ class PrometheusReporter:
         except ValueError as exc:
             self._warn_once(spec.name, f"cannot be declared ({exc}); its reports are ignored")
             return None
-        return _Family(spec.kind, metric, spec.labels)
+        return _Family(spec.kind, metric, spec.labels, bool(self._const_names or spec.labels))
 
     def _warn_once(self, metric: str, problem: str) -> None:
         if (metric, problem) not in self._warned:

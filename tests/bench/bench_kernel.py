@@ -1,7 +1,7 @@
 """Actor kernel micro-benchmarks: tell throughput (one hop) and ask round trip, one process.
 
-Run: python -m tests.bench.bench_kernel [--messages N]
-Prints a table and writes tests/bench/results/kernel.json.
+Run: python -m tests.bench.bench_kernel [--messages N] [--loop asyncio|uvloop]
+Prints a table and writes tests/bench/results/kernel[-uvloop].json and .png.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from actors.actor import Actor
 from actors.system import ActorSystem
-from tests.bench.report import write_results
+from tests.bench.harness import add_common_args, run
+from tests.bench.report import Panel, plot_bars, write_results
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +98,27 @@ async def measure(messages: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    add_common_args(parser)
     parser.add_argument("--messages", type=int, default=1_000_000)
     args = parser.parse_args()
-    results = asyncio.run(measure(args.messages))
-    write_results("kernel", results)
+    results: dict[str, float | str] = {"loop": args.loop}
+    results.update(run(measure(args.messages), args.loop))
+    name = "kernel" if args.loop == "asyncio" else f"kernel-{args.loop}"
+    write_results(name, results)
+    costs = ["tell_from_outside_us_per_msg", "actor_to_actor_us_per_hop", "ask_round_trip_us"]
+    plot_bars(
+        name,
+        [
+            Panel(
+                "cost per operation (target: a tell under 2 us)",
+                ["tell (outside)", "actor->actor hop", "ask round trip", "spawn"],
+                {"us": [float(results[k]) for k in [*costs, "spawn_us"]]},
+                "microseconds",
+                target=2.0,
+            )
+        ],
+        f"actor kernel, {args.loop} loop",
+    )
 
 
 if __name__ == "__main__":

@@ -93,11 +93,11 @@ async def test_sample_runs_as_a_process_and_stops_on_sigterm() -> None:
     )
     try:
         assert process.stderr is not None
-        listening = 0
-        while listening < 2:  # wait for both "listening" log lines
+        while True:  # the app logs "started" once every listener is up
             line = await asyncio.wait_for(process.stderr.readline(), 20)
             assert line, "the sample exited before listening"
-            listening += b"listening on" in line
+            if b"] started (" in line:
+                break
         tcp = await Client.connect("127.0.0.1", tcp_port)
         ws = await Client.connect("127.0.0.1", ws_port, websocket=True)
         assert (await tcp.request("room.join", {"name": "t"}))["members"] == ["t"]

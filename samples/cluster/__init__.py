@@ -1,0 +1,1 @@
+"""The cluster sample: a ``connector`` frontend and ``room`` backends over NATS and etcd."""

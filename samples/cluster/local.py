@@ -1,0 +1,139 @@
+"""A whole cluster on this machine: nats-server, etcd, one connector and two room servers.
+
+Each runs as its own process (the services on free loopback ports, with a temporary etcd data
+dir); Ctrl-C (or SIGTERM) stops them all gracefully, servers first, then the services.
+Needs the Debian packages ``nats-server`` and ``etcd-server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _binary(name: str, package: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path is None:
+        raise SystemExit(f"{name} not found: apt-get install {package}")
+    return path
+
+
+async def _start(args: list[str], ready: str) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(*args, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    while True:
+        line = await asyncio.wait_for(process.stderr.readline(), 30)
+        if not line:
+            raise SystemExit(f"{args[0]} exited at start")
+        sys.stderr.write(line.decode(errors="replace"))
+        if ready.encode() in line:
+            break
+
+    async def relay(stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            sys.stderr.write(line.decode(errors="replace"))
+
+    asyncio.get_running_loop().create_task(relay(process.stderr))
+    return process
+
+
+async def _run(host: str, tcp_port: int, ws_port: int) -> None:
+    data_dir = tempfile.mkdtemp(prefix="pitaya-local-etcd-")
+    nats_port, etcd_port, peer_port = _free_port(), _free_port(), _free_port()
+    nats_url = f"nats://127.0.0.1:{nats_port}"
+    etcd = f"127.0.0.1:{etcd_port}"
+    processes: list[asyncio.subprocess.Process] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        processes.append(
+            await _start(
+                [_binary("nats-server", "nats-server"), "-a", "127.0.0.1", "-p", str(nats_port)],
+                "Server is ready",
+            )
+        )
+        client, peer = f"http://{etcd}", f"http://127.0.0.1:{peer_port}"
+        processes.append(
+            await _start(
+                [
+                    _binary("etcd", "etcd-server"),
+                    "--name",
+                    "local",
+                    "--data-dir",
+                    data_dir,
+                    "--listen-client-urls",
+                    client,
+                    "--advertise-client-urls",
+                    client,
+                    "--listen-peer-urls",
+                    peer,
+                    "--initial-advertise-peer-urls",
+                    peer,
+                    "--initial-cluster",
+                    f"local={peer}",
+                ],
+                "ready to serve client requests",
+            )
+        )
+        common = ["--nats", nats_url, "--etcd", etcd]
+        for room in ("room-1", "room-2"):
+            processes.append(
+                await _start(
+                    [sys.executable, "-m", "samples.cluster", "room", "--id", room, *common],
+                    "started",
+                )
+            )
+        processes.append(
+            await _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "samples.cluster",
+                    "connector",
+                    "--id",
+                    "connector-1",
+                    "--host",
+                    host,
+                    "--tcp-port",
+                    str(tcp_port),
+                    "--ws-port",
+                    str(ws_port),
+                    *common,
+                ],
+                "started",
+            )
+        )
+        print(
+            f"cluster up: TCP {host}:{tcp_port}, WebSocket {host}:{ws_port} (Ctrl-C stops)",
+            file=sys.stderr,
+        )
+        await stop.wait()
+    finally:
+        for process in reversed(processes):  # servers first, services last
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 15)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(data_dir)
+
+
+def run_local(host: str, tcp_port: int, ws_port: int) -> None:
+    asyncio.run(_run(host, tcp_port, ws_port))

@@ -1,0 +1,195 @@
+"""The cluster sample's servers.
+
+* ``connector`` (frontend, TCP 3250 / WebSocket 3251): clients connect here. It serves
+  ``connector.entry.info`` itself and forwards every ``room.*`` route to a room server.
+* ``room`` (backend): the chat routes ``room.room.join`` / ``room.room.message`` with the same
+  bodies and pushes as the standalone chat sample, ``room.room.whoami`` (which server answered:
+  random routing spreads it), and the remote ``room.roomremote.*`` for user RPCs.
+
+The chat's member list lives in one room server: a custom router pins chat routes to the
+room server with the smallest id, while ``whoami`` keeps the default random choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from actors.app import App
+from actors.cluster.backend_session import BackendSession
+from actors.cluster.discovery import ServerInfo
+from actors.errors import BadRequest
+from actors.groups import GroupAlreadyExists
+from actors.handler import Handler, Remote, handler
+from actors.session import Session
+
+GROUP = "room"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """A member's connection closed on its frontend (sent by the connector as a user RPC)."""
+
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountMembers:
+    pass
+
+
+def pin_chat(session: Session | None, route: str, servers: list[ServerInfo]) -> ServerInfo:
+    """Custom router: chat state lives on one room server; ``whoami`` goes anywhere."""
+    if route.endswith(".whoami"):
+        import random
+
+        return random.choice(servers)
+    return min(servers, key=lambda s: s.id)
+
+
+class Room(Handler):
+    service = "room"
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    async def started(self) -> None:
+        if not await self.app.groups.exists(GROUP):
+            with contextlib.suppress(GroupAlreadyExists):  # another room server was first
+                await self.app.groups.create(GROUP)
+
+    @handler
+    async def join(self, session: Session, body: JoinRequest) -> dict[str, Any]:
+        name = body.name.strip()
+        if not name:
+            raise BadRequest("name must not be empty")
+        if session.uid is not None:
+            raise BadRequest("already joined")
+        uid = f"{getattr(session, 'frontend_id', '')}:{session.id}"
+        await session.bind(uid)  # binds on the frontend, across NATS
+        session.set("name", name)
+        await session.push_to_front()  # type: ignore[attr-defined]
+        self.names[uid] = name
+        await self.app.groups.add(GROUP, uid)
+        others = [u for u in self.names if u != uid]
+        await self.app.groups.multicast(GROUP, "onNewUser", {"name": name}, uids=others)
+        return {"result": "success", "members": list(self.names.values())}
+
+    @handler
+    async def message(self, session: Session, body: ChatMessage) -> dict[str, str]:
+        if session.uid is None or session.uid not in self.names:
+            raise BadRequest("join the room first")
+        push = {"name": self.names[session.uid], "content": body.content}
+        await self.app.groups.broadcast(GROUP, "onMessage", push)
+        return {"result": "success"}
+
+    @handler
+    def whoami(self, session: Session) -> dict[str, str]:
+        return {"server_id": self.app.server_id}
+
+    @handler
+    def session_data(self, session: Session) -> dict[str, Any]:
+        return {"uid": session.uid, "data": session.data}
+
+    async def on_left(self, msg: Left) -> None:
+        name = self.names.pop(msg.uid, None)
+        if name is not None:
+            if await self.app.groups.contains(GROUP, msg.uid):
+                await self.app.groups.remove(GROUP, msg.uid)
+            await self.app.groups.multicast(
+                GROUP, "onUserLeft", {"name": name}, uids=list(self.names)
+            )
+
+    def on_count_members(self, msg: CountMembers) -> int:
+        return len(self.names)
+
+
+class RoomRemote(Remote):
+    """User RPCs: ``room.roomremote.count`` and ``room.roomremote.left``."""
+
+    service = "roomremote"
+
+    @handler
+    async def count(self, caller: Session | None, body: Any) -> dict[str, Any]:
+        members = await self.app.handler("room").ask(CountMembers())
+        asked_by = caller.uid if isinstance(caller, BackendSession) else None
+        return {"members": members, "server_id": self.app.server_id, "asked_by": asked_by}
+
+    @handler
+    async def left(self, caller: Session | None, body: Left) -> dict[str, bool]:
+        await self.app.handler("room").ask(body)
+        return {"ok": True}
+
+
+class Entry(Handler):
+    """The connector's own routes: ``connector.entry.info`` makes a user RPC to a room."""
+
+    service = "entry"
+
+    @handler
+    async def info(self, session: Session) -> dict[str, Any]:
+        rooms = await self.app.rpc("room.roomremote.count", {}, session=session)
+        return {"connector": self.app.server_id, "room": rooms}
+
+
+def build_connector(
+    server_id: str,
+    nats_url: str,
+    etcd: str,
+    *,
+    host: str = "127.0.0.1",
+    tcp_port: int = 3250,
+    ws_port: int = 3251,
+    **options: Any,
+) -> App:
+    app = App(
+        server_type="connector",
+        server_id=server_id,
+        mode="cluster",
+        nats_url=nats_url,
+        etcd_endpoints=etcd,
+        **options,
+    )
+    app.register(Entry)
+    app.add_route("room", pin_chat)
+    app.listen_tcp(host, tcp_port)
+    app.listen_ws(host, ws_port)
+
+    async def tell_room(session: Session) -> None:
+        if session.uid is not None:
+            try:
+                await app.rpc("room.roomremote.left", {"uid": session.uid}, session=None)
+            except Exception as exc:  # the room may be gone; the client is gone anyway
+                import logging
+
+                logging.getLogger(__name__).info("could not tell the room: %s", exc)
+
+    app.on_session_close(tell_room)
+    return app
+
+
+def build_room(server_id: str, nats_url: str, etcd: str, **options: Any) -> App:
+    app = App(
+        server_type="room",
+        server_id=server_id,
+        mode="cluster",
+        frontend=False,
+        nats_url=nats_url,
+        etcd_endpoints=etcd,
+        **options,
+    )
+    app.register(Room)
+    app.register_remote(RoomRemote)
+    app.add_route("room", pin_chat)
+    return app

@@ -1,0 +1,159 @@
+"""The Prometheus reporter, scraped over real HTTP while real clients connect and call."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from actors.app import App
+from actors.metrics import PrometheusReporter
+from actors.metrics.names import CONNECTED_CLIENTS
+from actors.testing import serve
+from samples.echo.server import Echo
+from tests.actors.metrics.recorder import Recorder, http_get, sample, scrape
+from transport.client import RequestError
+
+CONST = {"game": "tetris", "serverType": "echo"}
+RESPONSE = "pitaya_handler_response_time_ns_count"
+CLIENTS = "pitaya_acceptor_connected_clients"
+
+
+def make_app(*reporters: Any, **options: Any) -> App:
+    app = App(server_type="echo", metrics_period=0.02, **options)
+    app.register(Echo)
+    for reporter in reporters:
+        app.add_metrics_reporter(reporter)
+    return app
+
+
+async def wait_for_sample(
+    prometheus: PrometheusReporter, ticks: Recorder, name: str, value: float, **labels: str
+) -> str:
+    """Scrape until ``name`` has ``value``, waiting for the sampler's next report in between."""
+    for _ in range(100):
+        text = await scrape(prometheus.address)
+        if sample(text, name, **labels) == value:
+            return text
+        await ticks.next(lambda c: c.metric == CONNECTED_CLIENTS)
+    raise AssertionError(f"{name}{labels} never became {value}; last scrape:\n{text}")
+
+
+async def test_scrape_follows_clients_and_requests() -> None:
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, const_labels=CONST)
+    ticks = Recorder()
+    async with serve(make_app(prometheus, ticks)) as server:
+        await wait_for_sample(prometheus, ticks, CLIENTS, 0.0, **CONST)
+        first = await server.connect()
+        second = await server.connect(websocket=True)
+        await wait_for_sample(prometheus, ticks, CLIENTS, 2.0, **CONST)
+
+        ok = {"route": "echo.echo", "status": "ok", "type": "handler", "code": ""}
+        await first.request("echo.echo", 1)
+        text = await scrape(prometheus.address)
+        assert sample(text, RESPONSE, **ok, **CONST) == 1.0
+        assert sample(text, "pitaya_handler_response_time_ns_sum", **ok) > 0  # type: ignore[operator]
+        delay = {"route": "echo.echo", "type": "handler"}
+        assert sample(text, "pitaya_handler_handler_delay_ns_count", **delay) == 1.0
+        await second.request("echo.echo", 2)
+        assert sample(await scrape(prometheus.address), RESPONSE, **ok) == 2.0
+
+        with pytest.raises(RequestError):
+            await first.request("nope.nothing", {})
+        text = await scrape(prometheus.address)
+        failed = {"route": "unknown", "status": "failed", "type": "handler", "code": "PIT-404"}
+        assert sample(text, RESPONSE, **failed) == 1.0
+
+        # Sampled kernel metrics are there too.
+        assert sample(text, "pitaya_actor_mailbox_depth", kind="Echo", **CONST) is not None
+        assert sample(text, "pitaya_actor_mailbox_depth", kind="SessionActor") is not None
+        assert sample(text, "pitaya_actor_dead_letters_total", **CONST) is not None
+        assert sample(text, "process_cpu_seconds_total") is not None
+
+        await first.close()
+        await second.close()
+        await wait_for_sample(prometheus, ticks, CLIENTS, 0.0, **CONST)
+    with pytest.raises(RuntimeError):
+        _ = prometheus.address  # stopped with the app
+
+
+async def test_config_enables_prometheus_with_pitaya_const_labels() -> None:
+    app = make_app(
+        metrics_prometheus_enabled=True,
+        metrics_prometheus_host="127.0.0.1",
+        metrics_prometheus_port=0,
+        game="tetris",
+    )
+    async with serve(app) as server:
+        [prometheus] = app.metrics.reporters
+        assert isinstance(prometheus, PrometheusReporter)
+        client = await server.connect()
+        await client.request("echo.echo", 1)
+        text = await scrape(prometheus.address)
+        assert sample(text, RESPONSE, route="echo.echo", **CONST) == 1.0
+
+
+async def test_endpoint_answers_only_metrics_requests() -> None:
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, process_metrics=False)
+    await prometheus.start()
+    address = prometheus.address
+    _, idle = await asyncio.open_connection(*address)
+    try:
+        assert (await http_get(address, "/nope")).startswith(b"HTTP/1.1 404 ")
+        assert (await http_get(address, "/metrics", "POST")).startswith(b"HTTP/1.1 405 ")
+        head = await http_get(address, "/metrics", "HEAD")
+        assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+        assert b"pitaya_acceptor_exceeded_rate_limiting" in await http_get(address)
+        # A scraper that never finishes its request (``idle``) does not hold up the others.
+        assert (await http_get(address)).startswith(b"HTTP/1.1 200 ")
+    finally:
+        await prometheus.stop()
+        idle.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection(*address)
+
+
+async def test_user_metrics_are_declared_on_first_use_and_never_raise() -> None:
+    prometheus = PrometheusReporter(
+        host="127.0.0.1", port=0, const_labels={"serverType": "x"}, process_metrics=False
+    )
+    prometheus.report_count("kills", {"weapon": "axe"}, 2)
+    prometheus.report_count("kills", {"weapon": "bow", "extra": "ignored"})
+    prometheus.report_count("kills", {})  # missing label: empty
+    prometheus.report_gauge("kills", {"weapon": "axe"}, 9)  # wrong kind: ignored
+    prometheus.report_summary("bad name!", {}, 1.0)  # prometheus may refuse the name
+    prometheus.report_gauge("rooms", {"serverType": "shadowed"}, 3)  # const labels win
+    prometheus.report_summary("match_seconds", {"mode": "duel"}, 1.5)
+    prometheus.report_gauge("count_servers", {"type": "room"}, 2)
+    await prometheus.start()
+    try:
+        text = await scrape(prometheus.address)
+    finally:
+        await prometheus.stop()
+    assert sample(text, "pitaya_kills_total", weapon="axe", serverType="x") == 2.0
+    assert sample(text, "pitaya_kills_total", weapon="bow") == 1.0
+    assert sample(text, "pitaya_kills_total", weapon="") == 1.0
+    assert sample(text, "pitaya_rooms", serverType="x") == 3.0
+    assert sample(text, "pitaya_match_seconds_count", mode="duel") == 1.0
+    assert sample(text, "pitaya_service_discovery_count_servers", type="room") == 2.0
+
+
+def test_const_labels_may_not_shadow_metric_labels() -> None:
+    with pytest.raises(ValueError, match="route"):
+        PrometheusReporter(const_labels={"route": "x"}, process_metrics=False)
+
+
+async def test_metrics_without_any_label_work() -> None:
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, process_metrics=False)
+    prometheus.report_gauge("connected_clients", {}, 2)
+    prometheus.report_count("actor_dead_letters", {}, 3)
+    prometheus.report_count("restarts", {})
+    await prometheus.start()
+    try:
+        text = await scrape(prometheus.address)
+    finally:
+        await prometheus.stop()
+    assert sample(text, CLIENTS) == 2.0
+    assert sample(text, "pitaya_actor_dead_letters_total") == 3.0
+    assert sample(text, "pitaya_restarts_total") == 1.0

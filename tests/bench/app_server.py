@@ -1,0 +1,105 @@
+"""Our framework's server for the benchmarks: the echo sample plus a ``bench`` service.
+
+Run: ``python -m tests.bench.app_server --port 0 [--ws-port 0] [--loop uvloop]
+[--profile FILE]``. It prints ``{"tcp": port, "ws": port, "pid": pid}`` once listening, then
+answers ``stats`` on stdin (RSS, actors, sessions) until ``stop`` or end of stdin, and stops
+gracefully (with ``--profile``, cProfile data of the whole serving time goes to FILE).
+
+Routes: ``echo.echo`` (the sample: returns the request body) and, for the broadcast
+benchmark, ``bench.join`` (bind the caller to ``{"uid"}`` and add it to one group; answers
+the size of the push packet members will receive) and ``bench.fanout`` (``{"messages": n}``
+broadcasts to the group n times, one after the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import os
+from typing import Any
+
+import psutil
+
+from actors.app import App
+from actors.handler import Handler, handler
+from actors.payload import encode_result
+from actors.session import Session
+from samples.echo.server import build_app
+from tests.bench.harness import HOST, add_common_args, emit, raise_fd_limit, run, serve_commands
+from tests.bench.wire import PUSH_ROUTE, TICK
+
+GROUP = "bench"
+
+
+class Bench(Handler):
+    """The broadcast benchmark's routes (see the module docstring)."""
+
+    service = "bench"
+
+    @handler
+    async def join(self, session: Session, body: dict[str, Any]) -> dict[str, int]:
+        uid = str(body["uid"])
+        await session.bind(uid)
+        groups = self.app.groups
+        if not await groups.exists(GROUP):
+            await groups.create(GROUP)
+        await groups.add(GROUP, uid)
+        packet = self.app.encode_push_packet(PUSH_ROUTE, encode_result(TICK, self.app.serializer))
+        return {"packet_size": len(packet)}
+
+    @handler
+    async def fanout(self, session: Session, body: dict[str, Any]) -> dict[str, int]:
+        messages = int(body["messages"])
+        unreached = 0
+        for _ in range(messages):
+            unreached += len(await self.app.groups.broadcast(GROUP, PUSH_ROUTE, TICK))
+        return {"sent": messages, "unreached": unreached}
+
+
+def build(port: int, ws_port: int, heartbeat: float) -> App:
+    app = build_app(HOST, port, ws_port, heartbeat_interval=heartbeat)
+    app.register(Bench)
+    return app
+
+
+def stats(app: App) -> dict[str, Any]:
+    gc.collect()
+    return {
+        "rss": psutil.Process().memory_info().rss,
+        "actors": app.system.actor_count,
+        "sessions": len(app.sessions),
+        "connections": app.connection_count,
+    }
+
+
+async def serve(args: argparse.Namespace) -> None:
+    app = build(args.port, args.ws_port, args.heartbeat)
+    profiler = cProfile.Profile() if args.profile else None
+    async with app:
+        emit({"tcp": app.address("tcp")[1], "ws": app.address("ws")[1], "pid": os.getpid()})
+        if profiler is not None:
+            profiler.enable()
+        try:
+            await serve_commands({"stats": lambda: stats(app)}, args.max_seconds)
+        finally:
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_common_args(parser)
+    parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
+    parser.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: any)")
+    parser.add_argument("--heartbeat", type=float, default=30.0, help="heartbeat interval, s")
+    parser.add_argument("--profile", default="", help="write cProfile stats to this file")
+    parser.add_argument("--max-seconds", type=float, default=900.0, help="hard lifetime")
+    args = parser.parse_args()
+    raise_fd_limit()
+    run(serve(args), args.loop)
+
+
+if __name__ == "__main__":
+    main()

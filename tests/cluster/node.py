@@ -1,0 +1,104 @@
+"""A cluster-sample server with a few extra routes for tests, run as its own process.
+
+python -m tests.cluster.node room --id room-1 --nats URL --etcd HOST:PORT
+python -m tests.cluster.node connector --id c-1 --nats URL --etcd HOST:PORT --tcp-port P --ws-port P
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from actors.handler import Handler, handler
+from actors.session import Session
+from samples.cluster.servers import build_connector, build_room
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Uids:
+    uids: list[str]
+
+
+class Ops(Handler):
+    """``room.ops.*`` on room servers: slow answers, pushes and kicks by uid, session edits."""
+
+    service = "ops"
+
+    @handler
+    async def slow(self, session: Session, body: Sleep) -> dict[str, str]:
+        await asyncio.sleep(body.seconds)
+        return {"server_id": self.app.server_id}
+
+    @handler
+    async def push_to(self, session: Session, body: Uids) -> dict[str, list[str]]:
+        failed = await self.app.send_push_to_users(
+            "onPoke", {"from": self.app.server_id}, body.uids
+        )
+        return {"failed": failed}
+
+    @handler
+    async def kick(self, session: Session, body: Uids) -> dict[str, list[str]]:
+        return {"failed": await self.app.send_kick_to_users(body.uids)}
+
+    @handler
+    async def bind_and_store(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        await session.bind(str(body["uid"]))
+        session.set("level", body.get("level", 1))
+        await session.push_to_front()  # type: ignore[attr-defined]
+        session.push("onStored", {"uid": session.uid})
+        return {"uid": session.uid, "server_id": self.app.server_id}
+
+    @handler
+    def lookup_uid(self, session: Session) -> dict[str, str]:
+        try:
+            self.app.sessions.by_uid("anyone")
+        except Exception as exc:
+            return {"error": type(exc).__name__, "msg": str(exc)}
+        return {"error": ""}
+
+
+class Me(Handler):
+    """``connector.me.show``: the frontend's own view of the session."""
+
+    service = "me"
+
+    @handler
+    def show(self, session: Session) -> dict[str, Any]:
+        return {"uid": session.uid, "data": session.data, "server_id": self.app.server_id}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["connector", "room"])
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--nats", required=True)
+    parser.add_argument("--etcd", required=True)
+    parser.add_argument("--tcp-port", type=int, default=0)
+    parser.add_argument("--ws-port", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if args.role == "room":
+        app = build_room(args.id, args.nats, args.etcd)
+        app.register(Ops)
+    else:
+        app = build_connector(
+            args.id, args.nats, args.etcd, tcp_port=args.tcp_port, ws_port=args.ws_port
+        )
+        app.register(Me)
+    app.run()
+
+
+if __name__ == "__main__":
+    main()
