@@ -11,6 +11,7 @@ as the client CLI can show what a server offers (Pitaya's ``sys.docs`` equivalen
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from typing import Any
@@ -42,7 +43,10 @@ def describe(annotation: Any) -> Any:
         return {f.name: describe(hints.get(f.name, Any)) for f in dataclasses.fields(annotation)}
     descriptor = getattr(annotation, "DESCRIPTOR", None)
     if descriptor is not None and hasattr(descriptor, "fields"):
-        return {"$protobuf": descriptor.full_name, **{f.name: f.type for f in descriptor.fields}}
+        return {
+            "$protobuf": descriptor.full_name,
+            **{f.name: _protobuf_type(f) for f in descriptor.fields},
+        }
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (list, tuple, set, frozenset):
@@ -52,6 +56,18 @@ def describe(annotation: Any) -> Any:
     if origin is typing.Union or isinstance(annotation, types.UnionType):
         return {"oneOf": [describe(a) for a in args]}
     return getattr(annotation, "__name__", str(annotation))
+
+
+def _protobuf_type(field: Any) -> str:
+    """A protobuf field's type as a name (``string``, ``int32``, the message's full name)."""
+    if field.message_type is not None:
+        return str(field.message_type.full_name)
+    if field.enum_type is not None:
+        return str(field.enum_type.full_name)
+    for name, value in vars(type(field)).items():
+        if name.startswith("TYPE_") and value == field.type:
+            return name[len("TYPE_") :].lower()
+    return str(field.type)
 
 
 def describe_route(spec: MethodSpec) -> dict[str, Any]:
@@ -68,9 +84,10 @@ class Sys(Handler):
     service = "sys"
 
     @handler
-    def docs(self, session: Session) -> dict[str, Any]:
+    def docs(self, session: Session) -> Any:
+        """The route table; as JSON bytes when the serializer has no schemaless maps."""
         routes = self.app.local_routes
-        return {
+        docs = {
             "server_type": self.app.server_type,
             "handlers": {
                 route: describe_route(local.spec)
@@ -78,3 +95,6 @@ class Sys(Handler):
                 if route.count(".") == 1
             },
         }
+        if self.app.serializer.name == "protobuf":
+            return json.dumps(docs).encode()
+        return docs

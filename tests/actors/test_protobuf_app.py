@@ -8,6 +8,7 @@ from Pitaya's ``protos.Error`` message.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -122,3 +123,13 @@ async def test_handler_returning_a_non_message_is_an_error() -> None:
             await client.request("room.wrong_reply")
         assert info.value.code == "PIT-500"
         assert "encodes protobuf messages, not dict" in info.value.msg
+
+
+async def test_docs_route_works_under_protobuf_and_names_field_types() -> None:
+    async with serve(make_app()) as server:
+        client = await server.connect()
+        raw = await client.request("sys.docs")  # untyped protobuf response: raw bytes
+        docs = json.loads(raw)
+        join = next(v for k, v in docs["handlers"].items() if k.endswith(".join"))
+        assert join["input"]["$protobuf"].endswith("JoinRequest")
+        assert "string" in join["input"].values()
