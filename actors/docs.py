@@ -66,7 +66,7 @@ def _protobuf_type(field: Any) -> str:
         return str(field.enum_type.full_name)
     for name, value in vars(type(field)).items():
         if name.startswith("TYPE_") and value == field.type:
-            return name[len("TYPE_") :].lower()
+            return str(name[len("TYPE_") :].lower())
     return str(field.type)
 
 
