@@ -100,6 +100,7 @@ class App:
         self.cluster: Cluster | None = None
         """Set on start in cluster mode: discovery, router and the NATS bridge."""
         self._custom_routes: dict[str, RouteFunction] = {}
+        self._session_callbacks_used = False
         self._handlers: dict[str, ActorRef] = {}
         self._acceptors: list[Acceptor] = []
         self._gateways: list[ActorRef] = []
@@ -229,15 +230,32 @@ class App:
 
     def on_session_bind(self, callback: SessionCallback) -> SessionCallback:
         """Run ``callback(session)`` during every bind; raising refuses the bind."""
+        self._frontend_only("on_session_bind")
         return self.sessions.on_session_bind(callback)
 
     def on_after_session_bind(self, callback: SessionCallback) -> SessionCallback:
         """Run ``callback(session)`` after every successful bind."""
+        self._frontend_only("on_after_session_bind")
         return self.sessions.on_after_session_bind(callback)
 
     def on_session_close(self, callback: SessionCallback) -> SessionCallback:
         """Run ``callback(session)`` when any session's connection is gone."""
+        self._frontend_only("on_session_close")
         return self.sessions.on_session_close(callback)
+
+    def _frontend_only(self, what: str) -> None:
+        """Session lifecycle callbacks exist on frontends only (Pitaya's rule)."""
+        self._session_callbacks_used = True
+        backend = self.config.frontend is False or (
+            self._started and self.cluster is not None and not self.is_frontend
+        )
+        if backend:
+            from actors.cluster.backend_session import FrontendOnly
+
+            raise FrontendOnly(
+                f"{what} is only available on frontend servers (sessions live there); "
+                "backends see sessions through the handlers they serve"
+            )
 
     def add_handshake_validator(self, name: str, validator: HandshakeValidator) -> None:
         """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400)."""
@@ -305,9 +323,16 @@ class App:
         )
 
     async def _connect_cluster(self) -> None:
+        from actors.cluster.backend_session import FrontendOnly
         from actors.cluster.cluster import Cluster
 
         self.sessions.frontend = self.is_frontend
+        if not self.is_frontend and self._session_callbacks_used:
+            await self.system.shutdown()
+            raise FrontendOnly(
+                f"{self.server_type} is a backend (no listeners): session callbacks "
+                "(on_session_bind/on_after_session_bind/on_session_close) need a frontend"
+            )
         cluster = Cluster(self)
         for server_type, fn in self._custom_routes.items():
             cluster.router.add_route(server_type, fn)
