@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
 from actors.config import Config
 from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import GroupService, MemoryGroupService
@@ -101,6 +102,10 @@ class App:
         """Set on start in cluster mode: discovery, router and the NATS bridge."""
         self._custom_routes: dict[str, RouteFunction] = {}
         self._session_callbacks_used = False
+        self.remote_session_events = RemoteSessionEvents()
+        """Backends: bind/close events of sessions this server served (see on_remote_*)."""
+        self._listening = False
+        self._draining = False
         self._handlers: dict[str, ActorRef] = {}
         self._acceptors: list[Acceptor] = []
         self._gateways: list[ActorRef] = []
@@ -243,6 +248,22 @@ class App:
         self._frontend_only("on_session_close")
         return self.sessions.on_session_close(callback)
 
+    def on_remote_session_bind(
+        self, callback: RemoteSessionCallback, *, route: str | None = None
+    ) -> RemoteSessionCallback:
+        """Cluster backends: ``callback(session)`` when a session this server served binds
+        a uid on its frontend (only sessions that used ``route`` here, if given)."""
+        self.remote_session_events.subscribe(BIND, callback, route)
+        return callback
+
+    def on_remote_session_close(
+        self, callback: RemoteSessionCallback, *, route: str | None = None
+    ) -> RemoteSessionCallback:
+        """Cluster backends: ``callback(session)`` when a session this server served
+        disconnects from its frontend (only sessions that used ``route`` here, if given)."""
+        self.remote_session_events.subscribe(CLOSE, callback, route)
+        return callback
+
     def _frontend_only(self, what: str) -> None:
         """Session lifecycle callbacks exist on frontends only (Pitaya's rule)."""
         self._session_callbacks_used = True
@@ -303,6 +324,10 @@ class App:
                 self._gateways.append(self.system.spawn(Gateway, acceptor, self))
             for gateway in self._gateways:
                 await gateway.ask(Listen(), timeout=10)
+            self._listening = True
+            for reporter in self.metrics.reporters:
+                if getattr(reporter, "readiness", False) is None:
+                    reporter.readiness = self.ready_now  # type: ignore[attr-defined]
         except BaseException:
             # A port in use (or a metrics endpoint that cannot bind) stops the start-up
             # with that error; undo what was started.
@@ -476,8 +501,28 @@ class App:
         if self._stop_requested is not None:
             self._stop_requested.set()
 
+    def ready_now(self) -> bool:
+        """Serving: listeners up (if any) and, in cluster mode, NATS connected and this
+        server registered in discovery. False while starting, draining or stopping."""
+        if not self._started or self._stopping or self._draining:
+            return False
+        if self._acceptors and not self._listening:
+            return False
+        if self.config.mode == "cluster":
+            cluster = self.cluster
+            return cluster is not None and cluster.nats_connected and cluster.discovery.registered
+        return True
+
+    async def is_ready(self) -> bool:
+        """See :meth:`ready_now` (also served as ``GET /ready`` by the Prometheus reporter)."""
+        return self.ready_now()
+
     async def serve_forever(self) -> None:
-        """Start, serve until SIGINT/SIGTERM (or :meth:`request_stop`), then stop gracefully."""
+        """Start, serve until SIGINT/SIGTERM (or :meth:`request_stop`), then stop gracefully.
+
+        With ``drain_sessions`` on, the first signal stops accepting and waits (up to
+        ``drain_timeout``) for the connected clients to leave; a second signal skips the wait.
+        """
         self._stop_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -486,6 +531,12 @@ class App:
         await self.start()
         try:
             await self._stop_requested.wait()
+            if self.config.drain_sessions:
+                from actors.draining import drain_sessions
+
+                self._draining = True
+                self._stop_requested.clear()  # a second signal sets it again
+                await drain_sessions(self, self._stop_requested)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -43,6 +43,11 @@ class Config:
     """Messages of one session waiting for their turn; past it requests get ``PIT-429``."""
     max_write_buffer: int = 4 * 1024 * 1024
     """Bytes queued for a client that does not read before it is disconnected."""
+    drain_sessions: bool = False
+    """On SIGTERM/SIGINT, stop accepting and wait for clients to leave before stopping
+    (off by default, as in Pitaya); a second signal skips the wait."""
+    drain_timeout: float = 60.0
+    """Longest wait for clients to leave when draining, seconds."""
     shutdown_timeout: float = 10.0
     """Seconds a graceful stop waits for in-flight requests before closing sessions."""
     game: str = ""

@@ -78,6 +78,7 @@ class Session:
         "handshake",
         "id",
         "remote_address",
+        "served_by",
         "uid",
     )
 
@@ -94,6 +95,8 @@ class Session:
         self.handshake: HandshakeRequest | None = None
         self.remote_address = remote_address
         self.closed = False
+        self.served_by: dict[str, set[str]] | None = None
+        """Cluster frontends: backend server id -> routes it handled for this session."""
         self._ref = ref
         self._app = app
         self._close_callbacks: list[CloseCallback] = []

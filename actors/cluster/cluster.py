@@ -30,6 +30,7 @@ from nats.aio.msg import Msg
 from actors.cluster.discovery import EtcdServiceDiscovery, ServerInfo, ServiceDiscovery
 from actors.cluster.nats_bridge import NatsBridge, OutboundCall, Publish
 from actors.cluster.router import Router
+from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
 from actors.errors import ActorError, InternalError, PitayaError, RpcTimeout
 from transport.envelope import (
     BindNotice,
@@ -235,12 +236,29 @@ class Cluster:
         except Exception as exc:
             reply(None, exc)
             return
+        if session.served_by is None:
+            session.served_by = {}
+        session.served_by.setdefault(server.id, set()).add(route)
         subject = server_subject(server.type, server.id)
         if notify:
             self.publish(subject, encode_envelope(request))
             reply(None, None)
             return
         self._call(subject, request, _unwrap(reply), self.app.config.rpc_timeout)
+
+    def _session_event(self, session: Session, event: str) -> None:
+        """Tell every backend that served ``session`` that it bound or closed."""
+        if not session.served_by:
+            return
+        for server_id, routes in session.served_by.items():
+            server = self.discovery.server(server_id)
+            if server is None:
+                continue
+            body = msgpack.packb({"event": event, "routes": sorted(routes)}, use_bin_type=True)
+            request = RpcRequest(
+                "sys", SESSION_EVENT_ROUTE, body, snapshot(session, self.me), notify=True
+            )
+            self.publish(server_subject(server.type, server_id), encode_envelope(request))
 
     async def rpc(
         self,
@@ -395,8 +413,10 @@ class Cluster:
         self.publish(
             f"pitaya/{self.me.type}/bindings", encode_envelope(BindNotice(uid, self.me.id))
         )
+        self._session_event(session, BIND)
 
     async def _unbind_subscriptions(self, session: Session) -> None:
+        self._session_event(session, CLOSE)
         uid = session.uid
         if uid is None or self.app.sessions.by_uid(uid) is not None:
             return  # another session holds the uid now

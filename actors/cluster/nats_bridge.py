@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 
 from actors.actor import Actor
 from actors.cluster.backend_session import BackendSession
+from actors.cluster.session_events import SESSION_EVENT_ROUTE
 from actors.errors import BadRequest, InternalError, RouteNotFound, RpcTimeout
 from actors.handler import HandleMessage
 from actors.session import KickSession, PushToClient, SendFrame
@@ -177,6 +178,9 @@ class NatsBridge(Actor):
 
         try:
             body = msgpack.unpackb(request.data, raw=False)
+            if request.route == SESSION_EVENT_ROUTE:
+                await self._session_event(request, body)
+                return
             session = self.app.sessions.get(int(body["sid"]))
             if session is None:
                 raise InternalError(f"session {body['sid']} not found on {self.app.server_id}")
@@ -197,5 +201,14 @@ class NatsBridge(Actor):
         if not request.notify:
             self._respond(reply_to, _ACK)
 
+    async def _session_event(self, request: RpcRequest, body: dict[str, Any]) -> None:
+        """Backend side: a session this server served bound or closed on its frontend."""
+        if request.session is None:
+            raise BadRequest("session event without a session")
+        session = BackendSession(request.session, self.app, self.cluster, read_only=True)
+        await self.app.remote_session_events.dispatch(
+            str(body["event"]), session, {str(r) for r in body.get("routes", [])}
+        )
 
-_CONTROLS = frozenset({"sys.bind", "sys.pushsession", "sys.push", "sys.kick"})
+
+_CONTROLS = frozenset({"sys.bind", "sys.pushsession", "sys.push", "sys.kick", SESSION_EVENT_ROUTE})

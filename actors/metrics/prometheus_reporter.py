@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -187,6 +187,9 @@ class PrometheusReporter:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
+    readiness: Callable[[], bool] | None = None
+    """Answers ``GET /ready`` (200 or 503); the app installs its own readiness check."""
+
     async def start(self) -> None:
         """Listen for scrapes on ``host:port``."""
         if self._server is not None:
@@ -232,7 +235,14 @@ class PrometheusReporter:
         method, target, _ = parts
         if method not in ("GET", "HEAD"):
             return _response(405, "text/plain", b"method not allowed\n")
-        if target.split("?", 1)[0] not in ("/metrics", "/"):
+        path = target.split("?", 1)[0]
+        if path == "/ready":
+            ready = self.readiness is not None and self.readiness()
+            body = b"ready\n" if ready else b"not ready\n"
+            return _response(
+                200 if ready else 503, "text/plain", b"" if method == "HEAD" else body, len(body)
+            )
+        if path not in ("/metrics", "/"):
             return _response(404, "text/plain", b"not found; metrics are at /metrics\n")
         accept = ""
         for line in lines[1:]:
@@ -250,6 +260,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
 }
 
 

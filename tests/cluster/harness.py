@@ -76,6 +76,9 @@ class Node:
                 found = re.search(r"\] (tcp|ws) listening on [\d.]+:(\d+)", line)
                 if found:
                     self.ports[found.group(1)] = int(found.group(2))
+                metrics = re.search(r"prometheus metrics on http://[\d.]+:(\d+)/", line)
+                if metrics:
+                    self.ports["metrics"] = int(metrics.group(1))
                 if f"[{self.server_id}] started (" in line:
                     return
 

@@ -58,12 +58,28 @@ class Ops(Handler):
         return {"uid": session.uid, "server_id": self.app.server_id}
 
     @handler
+    def handshake(self, session: Session) -> dict[str, Any]:
+        hs = session.handshake
+        return {
+            "client_version": hs.client_version if hs else None,
+            "user": hs.user if hs else None,
+        }
+
+    @handler
+    def events(self, session: Session) -> list[list[Any]]:
+        return [list(e) for e in EVENTS]
+
+    @handler
     def lookup_uid(self, session: Session) -> dict[str, str]:
         try:
             self.app.sessions.by_uid("anyone")
         except Exception as exc:
             return {"error": type(exc).__name__, "msg": str(exc)}
         return {"error": ""}
+
+
+EVENTS: list[tuple[str, str | None, int]] = []
+"""Remote session events this room server received: (event, uid, session id)."""
 
 
 class Me(Handler):
@@ -92,11 +108,24 @@ def main() -> None:
     if args.role == "room":
         app = build_room(args.id, args.nats, args.etcd)
         app.register(Ops)
+        app.on_remote_session_bind(lambda s: EVENTS.append(("bind", s.uid, s.id)))
+        app.on_remote_session_close(lambda s: EVENTS.append(("close", s.uid, s.id)))
+        app.on_remote_session_close(
+            lambda s: EVENTS.append(("close-join", s.uid, s.id)), route="room.room.join"
+        )
     else:
         app = build_connector(
             args.id, args.nats, args.etcd, tcp_port=args.tcp_port, ws_port=args.ws_port
         )
         app.register(Me)
+        required = os.environ.get("REQUIRE_CLIENT_VERSION")
+        if required:
+
+            def check_version(handshake: Any) -> None:
+                if handshake.client_version < required:
+                    raise ValueError(f"client {handshake.client_version} too old, need {required}")
+
+            app.add_handshake_validator("client-version", check_version)
     app.run()
 
 
