@@ -57,6 +57,7 @@ class Node:
         self.log: list[str] = []
         self.ports: dict[str, int] = {}
         self._pump: asyncio.Task[None] | None = None
+        self._logged = asyncio.Condition()
 
     async def start(self, timeout: float = 30) -> Node:
         self.process = await asyncio.create_subprocess_exec(
@@ -87,9 +88,23 @@ class Node:
         async def pump() -> None:
             while raw := await stream.readline():
                 self.log.append(raw.decode(errors="replace").rstrip())
+                async with self._logged:
+                    self._logged.notify_all()
 
         self._pump = asyncio.get_running_loop().create_task(pump())
         return self
+
+    async def wait_for_log(self, text: str, timeout: float = 10) -> str:
+        """The first log line containing ``text``, waiting for it to be written."""
+
+        def found() -> str | None:
+            return next((line for line in self.log if text in line), None)
+
+        async with self._logged:
+            await asyncio.wait_for(self._logged.wait_for(lambda: found() is not None), timeout)
+        line = found()
+        assert line is not None
+        return line
 
     @property
     def pid(self) -> int:

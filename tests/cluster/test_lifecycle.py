@@ -59,8 +59,9 @@ async def test_backend_observes_bind_and_close_of_sessions_it_served(
         return list(await observer.request("room.ops.events"))
 
     async def until(kind: str) -> list[list[object]]:
-        while not any(e[0] == kind and e[1] == uid for e in await events()):
-            await asyncio.sleep(0.05)  # polls the backend's record, bounded by wait_for
+        # The backend's record is only visible through a request: poll it, bounded.
+        while not any(e[0] == kind and e[1] == uid for e in await events()):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
         return await events()
 
     await asyncio.wait_for(until("bind"), 10)
@@ -86,8 +87,9 @@ async def test_readiness_flips_with_nats(nats_server: NatsServer, etcd_server: E
         await asyncio.to_thread(nats_server.stop)
 
         async def until(value: bool) -> None:
-            while await app.is_ready() is not value:
-                await asyncio.sleep(0.05)  # NATS notices the loss on its own clock
+            # NATS notices the loss on its own clock: poll the probe, bounded by wait_for.
+            while await app.is_ready() is not value:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
         await asyncio.wait_for(until(False), 10)
         await asyncio.to_thread(nats_server.start)
@@ -115,7 +117,8 @@ async def test_ready_endpoint_on_the_metrics_port(
     await asyncio.to_thread(nats_server.stop)
 
     async def until(status: int) -> None:
-        while await http_get(port, "/ready") != status:
+        # What a load balancer does: poll the probe (bounded by wait_for).
+        while await http_get(port, "/ready") != status:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(until(503), 10)
@@ -140,11 +143,7 @@ async def test_draining_keeps_serving_connected_clients_until_they_leave(
     client = await Client.connect("127.0.0.1", port)
     os.kill(connector.pid, signal.SIGTERM)
 
-    async def drain_logged() -> None:
-        while not any("draining:" in line for line in connector.log):
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(drain_logged(), 10)
+    await connector.wait_for_log("draining:")
     # Still serving the connected client, through the cluster too...
     assert (await client.request("room.room.whoami"))["server_id"] == "room-1"
     # ...but no longer accepting new ones.
@@ -171,11 +170,7 @@ async def test_second_signal_skips_the_drain(
     client = await Client.connect("127.0.0.1", connector.ports["tcp"])
     os.kill(connector.pid, signal.SIGTERM)
 
-    async def logged(text: str) -> None:
-        while not any(text in line for line in connector.log):
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(logged("draining:"), 10)
+    await connector.wait_for_log("draining:")
     os.kill(connector.pid, signal.SIGTERM)
     assert connector.process is not None
     assert await asyncio.wait_for(connector.process.wait(), 20) == 0
