@@ -63,6 +63,18 @@ class MemberNotFound(GroupError):
 UidPredicate = Callable[[str], bool]
 
 
+def select_members(
+    members: Iterable[str], uids: Iterable[str] | None, where: UidPredicate | None
+) -> list[str]:
+    """The members a multicast targets: in ``uids`` (if given) and accepted by ``where``."""
+    if uids is not None:
+        wanted = uids if isinstance(uids, set | frozenset) else set(uids)
+        members = [uid for uid in members if uid in wanted]
+    if where is not None:
+        members = [uid for uid in members if where(uid)]
+    return list(members)
+
+
 class GroupService(Protocol):
     """What any group backend offers (Pitaya's GroupService, plus broadcast/multicast)."""
 
@@ -201,12 +213,7 @@ class GroupActor(Actor):
     def on_deliver(self, msg: Deliver) -> list[str]:
         """Fan one pre-encoded packet out; returns the selected uids with no local session."""
         self._touch()
-        targets: Iterable[str] = self.members
-        if msg.uids is not None:
-            targets = self.members & msg.uids
-        if msg.where is not None:
-            where = msg.where
-            targets = [uid for uid in targets if where(uid)]
+        targets = select_members(self.members, msg.uids, msg.where)
         frame = SendFrame(msg.packet)
         by_uid = self.app.sessions.by_uid
         unreached: list[str] = []

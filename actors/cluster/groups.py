@@ -20,6 +20,7 @@ from actors.groups import (
     MemberAlreadyExists,
     MemberNotFound,
     UidPredicate,
+    select_members,
 )
 
 if TYPE_CHECKING:
@@ -118,12 +119,7 @@ class EtcdGroupService:
         where: UidPredicate | None = None,
     ) -> list[str]:
         """Push to the selected members wherever they are bound; returns the unreached."""
-        members = await self.members(name)
-        if uids is not None:
-            wanted = set(uids)
-            members = [uid for uid in members if uid in wanted]
-        if where is not None:
-            members = [uid for uid in members if where(uid)]
+        members = select_members(await self.members(name), uids, where)
         if not members:
             return []
         return await self.app.send_push_to_users(route, body, members)

@@ -23,18 +23,7 @@ from actors.errors import BadRequest
 from actors.groups import GroupAlreadyExists
 from actors.handler import Handler, Remote, handler
 from actors.session import Session
-
-GROUP = "room"
-
-
-@dataclass(frozen=True, slots=True)
-class JoinRequest:
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    content: str
+from samples.chat.room import GROUP, ChatMessage, JoinRequest
 
 
 @dataclass(frozen=True, slots=True)
