@@ -7,13 +7,15 @@ gracefully (with ``--profile``, cProfile data of the whole serving time goes to 
 
 Routes: ``echo.echo`` (the sample: returns the request body) and, for the broadcast
 benchmark, ``bench.join`` (bind the caller to ``{"uid"}`` and add it to one group; answers
-the size of the push packet members will receive) and ``bench.fanout`` (``{"messages": n}``
-broadcasts to the group n times, one after the other).
+the size of the push packet members will receive) and ``bench.fanout`` (``{"messages": n,
+"burst": false}`` broadcasts to the group n times, each awaited before the next; with
+``"burst": true`` all n are started at once, so their writes to one member can coalesce).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import gc
 import os
@@ -51,9 +53,14 @@ class Bench(Handler):
     @handler
     async def fanout(self, session: Session, body: dict[str, Any]) -> dict[str, int]:
         messages = int(body["messages"])
-        unreached = 0
-        for _ in range(messages):
-            unreached += len(await self.app.groups.broadcast(GROUP, PUSH_ROUTE, TICK))
+        groups = self.app.groups
+        if body.get("burst"):
+            sent = [groups.broadcast(GROUP, PUSH_ROUTE, TICK) for _ in range(messages)]
+            unreached = sum(len(u) for u in await asyncio.gather(*sent))
+        else:
+            unreached = 0
+            for _ in range(messages):
+                unreached += len(await groups.broadcast(GROUP, PUSH_ROUTE, TICK))
         return {"sent": messages, "unreached": unreached}
 
 

@@ -4,7 +4,8 @@ A bare ``asyncio.Protocol`` per connection that frames with :class:`PacketDecode
 the handshake with a pre-encoded response, and echoes every DATA packet's data as a RESPONSE
 with the same id, using the same sans-I/O message codec as the framework. For the broadcast
 benchmark it also serves ``bench.join`` (remember the connection) and ``bench.fanout`` (write
-one pre-framed push to every member, one broadcast per event-loop iteration). No actors, no
+one pre-framed push to every member, one broadcast per event-loop iteration; in burst mode,
+all of them in one write per member). No actors, no
 sessions, no serializer, no handler: the ratio ``framework / baseline`` is therefore the cost
 of the framework itself on top of Python networking and the wire codecs. Over WebSocket it
 drives websockets' sans-I/O ``ServerProtocol``, as our acceptor does.
@@ -87,20 +88,26 @@ class Baseline(asyncio.Protocol):
                     size = json.dumps({"packet_size": len(PUSH_PACKET)}).encode()
                     out.append(response(request.id, size))
                 elif request.route == FANOUT_ROUTE:
-                    messages = json.loads(request.data)["messages"]
-                    asyncio.get_running_loop().create_task(self.fanout(request.id, messages))
+                    asked = json.loads(request.data)
+                    fanout = self.fanout(request.id, asked["messages"], asked.get("burst", False))
+                    asyncio.get_running_loop().create_task(fanout)
             elif packet.type is _HANDSHAKE:
                 out.append(HANDSHAKE_RESPONSE)
             # handshake ack and heartbeats need no answer
         if out:
             self.send(out)
 
-    async def fanout(self, message_id: int, messages: int) -> None:
-        """One broadcast per loop iteration, as a server that also serves requests must."""
-        for _ in range(messages):
+    async def fanout(self, message_id: int, messages: int, burst: bool) -> None:
+        """One broadcast per loop iteration, as a server that also serves requests must;
+        with ``burst``, all of them at once: one write per member."""
+        if burst:
             for member in list(members):
-                member.transport.write(member.push)
-            await asyncio.sleep(0)
+                member.transport.write(member.push * messages)
+        else:
+            for _ in range(messages):
+                for member in list(members):
+                    member.transport.write(member.push)
+                await asyncio.sleep(0)
         self.send([response(message_id, json.dumps({"sent": messages, "unreached": 0}).encode())])
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import pstats
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from tests.bench.harness import (
     add_common_args,
     children,
     client_loop,
+    profile_report,
     run,
     split,
 )
@@ -117,22 +117,6 @@ def _progress(row: dict[str, Any]) -> str:
         f"  p99 {row['p99_ms']:.2f} ms  cpu server {row['server_cpu']:.0%} "
         f"clients {row['client_cpu']:.0%}"
     )
-
-
-def profile_report(path: Path, top: int = 25) -> str:
-    """The ``top`` functions by own time, with their share of the profiled total."""
-    stats = pstats.Stats(str(path))
-    entries = stats.stats  # type: ignore[attr-defined]
-    total = sum(entry[2] for entry in entries.values()) or 1.0
-    ranked = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:top]
-    lines = [f"{'own %':>6} {'cum %':>6} {'calls':>10}  function"]
-    for (filename, line, function), (_, calls, own, cumulative, _) in ranked:
-        where = Path(filename).name if filename != "~" else ""
-        lines.append(
-            f"{own / total:>6.1%} {cumulative / total:>6.1%} {calls:>10}  "
-            f"{function} ({where}:{line})"
-        )
-    return "\n".join(lines)
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import pstats
 import resource
 import sys
 from array import array
@@ -218,6 +219,22 @@ def split(total: int, parts: int) -> list[int]:
     """``total`` items over at most ``parts`` processes, as evenly as possible, none empty."""
     parts = max(1, min(parts, total))
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def profile_report(path: Path, top: int = 25) -> str:
+    """The ``top`` functions by own time, with their share of the profiled total."""
+    stats = pstats.Stats(str(path))
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in entries.values()) or 1.0
+    ranked = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    lines = [f"{'own %':>6} {'cum %':>6} {'calls':>10}  function"]
+    for (filename, line, function), (_, calls, own, cumulative, _) in ranked:
+        where = Path(filename).name if filename != "~" else ""
+        lines.append(
+            f"{own / total:>6.1%} {cumulative / total:>6.1%} {calls:>10}  "
+            f"{function} ({where}:{line})"
+        )
+    return "\n".join(lines)
 
 
 # -- latencies -----------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ async def measure(args: argparse.Namespace) -> None:
     routes = route_dictionary(await conns[0].ready)
     kind = type(conns[0])
     wire = [b""] + [
-        kind.wire(request_packet(i, ROUTE, BODY, routes)) for i in range(1, args.depth + 1)
+        kind.wire(request_packet(i, args.route, BODY, routes)) for i in range(1, args.depth + 1)
     ]
     window = Window()
     drivers = [Driver(conn, wire, args.depth, window) for conn in conns]
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--ws", action="store_true", help="WebSocket instead of TCP")
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--depth", type=int, default=1, help="requests in flight per client")
+    parser.add_argument("--route", default=ROUTE, help="the route requested (body is JSON)")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="hard lifetime")
     args = parser.parse_args()

@@ -97,8 +97,6 @@ class RawConnection(asyncio.Protocol):
     ``ready`` resolves with the server's handshake response once the ack is written.
     """
 
-    websocket = False
-
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
@@ -176,8 +174,6 @@ class RawConnection(asyncio.Protocol):
 
 class RawWebSocket(RawConnection):
     """The same over WebSocket: upgrade first, then one masked binary frame per packet."""
-
-    websocket = True
 
     def __init__(self, host: str, port: int) -> None:
         super().__init__()
