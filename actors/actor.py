@@ -47,7 +47,8 @@ class Actor:
     """When True, ``async`` receivers of this class run concurrently with later messages."""
 
     max_mailbox: ClassVar[int | None] = None
-    """Mailbox limit for this actor kind; messages over it are dropped and counted."""
+    """Mailbox limit for this actor kind; messages over it are dropped and counted.
+    ``Config.mailbox_limits`` (by class name) overrides it at spawn."""
 
     _cell: Cell
 
@@ -72,6 +73,15 @@ class Actor:
 
     def stopped(self) -> None:
         """Called once when the actor stops, after its children, timers and tasks."""
+
+    def overflowed(self, message: object) -> bool:
+        """Called when ``message`` finds the mailbox full, before it is dropped.
+
+        Return True to queue it anyway: for the few messages an actor must never lose (a
+        session actor's connection teardown, without which it would leak). The default
+        drops everything. Runs inside the sender's ``tell``: it must not block.
+        """
+        return False
 
     def unhandled(self, message: object) -> Any:
         """Called for a message no receiver declares; the default raises UnhandledMessage."""

@@ -31,20 +31,25 @@ from actors.handler import Handler, MethodSpec, Remote
 from actors.kernel import ActorRef
 from actors.metrics.reporter import Metrics, Reporter
 from actors.metrics.sampler import start_metrics
+from actors.modules.base import Module, Modules
 from actors.payload import encode_result
 from actors.pipeline import Pipeline
+from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession, SendFrame
 from actors.sessions import SessionCallback, SessionRegistry
 from actors.system import ActorSystem
+from actors.tracing import Tracing
 from transport.acceptor import Acceptor, ConnectionLimits
 from transport.handshake import HandshakeRequest
 from transport.message import Message, MessageType, RouteDictionary, encode_message
 from transport.packet import PacketType, encode_packet
 from transport.serializers import JsonSerializer, Serializer, get_serializer
 from transport.tcp import TcpAcceptor
-from transport.websocket import WebSocketAcceptor
+from transport.websocket import HttpHandler, WebSocketAcceptor
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from actors.cluster.cluster import Cluster
     from actors.cluster.router import RouteFunction
     from actors.session import Session
@@ -68,6 +73,10 @@ class AppStats:
 
     refused_connections: int = 0
     dropped_notifies: int = 0
+    rate_limited: int = 0
+    """Client messages over their connection's rate limit (dropped, or answered PIT-429)."""
+    mailbox_overflows: int = 0
+    """Clients disconnected because their session actor's mailbox was full."""
 
 
 class App:
@@ -81,7 +90,7 @@ class App:
             self.config.server_id = f"{self.config.server_type}-{uuid.uuid4().hex[:8]}"
         self.server_id = self.config.server_id
         self.server_type = self.config.server_type
-        self.system = ActorSystem(self.server_id)
+        self.system = ActorSystem(self.server_id, self.config.mailbox_limits)
         self.sessions = SessionRegistry()
         self.pipeline = Pipeline()
         self.stats = AppStats()
@@ -94,6 +103,10 @@ class App:
         self.groups: GroupService = MemoryGroupService(self)
         self.metrics = Metrics()
         """Where the framework reports metrics; fans out to :meth:`add_metrics_reporter`'s."""
+        self.tracing = Tracing(self.server_id, self.server_type)
+        """Starts the framework's OpenTelemetry spans once :meth:`enable_tracing` was called."""
+        self.modules = Modules(self.server_id, self.config.shutdown_timeout)
+        """Registered modules in start order (see ``actors.modules.base`` for when they run)."""
         self._handler_specs: list[tuple[type[Handler], tuple[Any, ...], dict[str, Any]]] = []
         self._remote_specs: list[tuple[type[Remote], tuple[Any, ...], dict[str, Any]]] = []
         self.remote_routes: dict[str, LocalRoute] = {}
@@ -117,6 +130,7 @@ class App:
         self._started = False
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
+        self._stop_task: asyncio.Task[None] | None = None
 
     # -- building --------------------------------------------------------------------------
 
@@ -209,7 +223,15 @@ class App:
     def listen_tcp(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
         return self.add_acceptor(TcpAcceptor(host, port, ssl=ssl, limits=self._limits()))
 
-    def listen_ws(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
+    def listen_ws(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl.SSLContext | None = None,
+        http_handler: HttpHandler | None = None,
+    ) -> Acceptor:
+        """Listen for WebSocket clients; ``http_handler`` may answer plain HTTP GETs (a page)."""
         return self.add_acceptor(
             WebSocketAcceptor(
                 host,
@@ -217,11 +239,15 @@ class App:
                 ssl=ssl,
                 limits=self._limits(),
                 max_frame_size=self.config.max_packet_size + 4,
+                http_handler=http_handler,
             )
         )
 
     def _limits(self) -> ConnectionLimits:
-        return ConnectionLimits(max_write_buffer=self.config.max_write_buffer)
+        return ConnectionLimits(
+            max_write_buffer=self.config.max_write_buffer,
+            open_timeout=self.config.handshake_timeout,  # TLS and WebSocket upgrade too
+        )
 
     def set_serializer(self, serializer: Serializer | str) -> None:
         """Choose the serializer announced in the handshake (default JSON)."""
@@ -288,6 +314,35 @@ class App:
             raise RuntimeError("add metrics reporters before the app starts")
         self.metrics.add(reporter)
 
+    def enable_tracing(self, tracer_provider: TracerProvider | None = None) -> None:
+        """Trace handler calls and RPCs with OpenTelemetry (see ``actors.tracing``).
+
+        ``tracer_provider`` defaults to OpenTelemetry's global one. Needs the ``tracing``
+        extra; the ``tracing_enabled`` option does the same with the global provider.
+        """
+        self.tracing.enable(tracer_provider)
+
+    def register_module(self, module: Module, name: str) -> None:
+        """Run ``module`` with the server: ``init``/``after_init`` on start (after the cluster
+        is joined, before listeners open), ``before_shutdown``/``shutdown`` in reverse order on
+        stop (after sessions are kicked). Appended to the order, like
+        :meth:`register_module_after`. Names are unique; see :meth:`get_module`."""
+        self.modules.register(module, name)
+
+    def register_module_after(self, module: Module, name: str) -> None:
+        """Register ``module`` after every module registered so far (Pitaya's
+        ``RegisterModuleAfter``)."""
+        self.modules.register(module, name)
+
+    def register_module_before(self, module: Module, name: str) -> None:
+        """Register ``module`` before every module registered so far: it starts first and
+        stops last (Pitaya's ``RegisterModuleBefore``)."""
+        self.modules.register(module, name, first=True)
+
+    def get_module(self, name: str) -> Module:
+        """The module registered as ``name``; KeyError if there is none."""
+        return self.modules.get(name)
+
     # -- running ---------------------------------------------------------------------------
 
     @property
@@ -313,12 +368,16 @@ class App:
         self._started = True
         if self.config.mode not in ("standalone", "cluster"):
             raise ValueError(f"mode must be 'standalone' or 'cluster', not {self.config.mode!r}")
+        check_rate_limit_config(self.config)
+        if self.config.tracing_enabled and not self.tracing.enabled:
+            self.tracing.enable()
         if self.config.mode == "cluster":
             await self._connect_cluster()
         self._spawn_handlers()
         if self.cluster is not None:
             await self._join_cluster()
         try:
+            await self.modules.start()
             await start_metrics(self)
             for acceptor in self._acceptors:
                 self._gateways.append(self.system.spawn(Gateway, acceptor, self))
@@ -334,6 +393,7 @@ class App:
             for gateway in self._gateways:
                 with contextlib.suppress(Exception):
                     await gateway.ask(StopAccepting(), timeout=5)
+            await self.modules.stop()
             if self.cluster is not None:
                 await self.cluster.leave()
                 await self.cluster.close()
@@ -483,6 +543,7 @@ class App:
             session.ref.tell(KickSession("server shutting down"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_connections.wait(), 2.0)
+        await self.modules.stop()
         if self.cluster is not None:
             await self.cluster.close()
         await self.system.shutdown()
@@ -497,9 +558,12 @@ class App:
         await self.stop()
 
     def request_stop(self) -> None:
-        """Ask :meth:`serve_forever` to stop gracefully (what SIGINT/SIGTERM do)."""
+        """Ask :meth:`serve_forever` to stop gracefully (what SIGINT/SIGTERM do); an app
+        started otherwise (``async with``, ``start()``) is stopped in a task."""
         if self._stop_requested is not None:
             self._stop_requested.set()
+        elif self._started and not self._stopping:
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def ready_now(self) -> bool:
         """Serving: listeners up (if any) and, in cluster mode, NATS connected and this

@@ -43,6 +43,24 @@ class Config:
     """Messages of one session waiting for their turn; past it requests get ``PIT-429``."""
     max_write_buffer: int = 4 * 1024 * 1024
     """Bytes queued for a client that does not read before it is disconnected."""
+    mailbox_limits: dict[str, int] = field(default_factory=dict)
+    """Mailbox limit per actor kind, by class name (``{"Room": 10_000}``), applied at spawn.
+    It overrides the class's own ``max_mailbox`` (``SessionActor``: 4096; others unbounded);
+    0 removes a limit. A message to a full mailbox is dropped and counted (``system.dropped``,
+    metric ``actor_dropped_messages``); a session actor also disconnects its client then.
+    Environment: ``PITAYA_MAILBOX_LIMITS="Room=10000,SessionActor=8192"``."""
+    rate_limit_enabled: bool = False
+    """Limit the data messages each connection may send (a token bucket per connection,
+    Pitaya's rate-limiting acceptor wrapper; off by default as in Pitaya). Heartbeats and the
+    handshake never count."""
+    rate_limit_packets: int = 20
+    """Messages a connection may send per ``rate_limit_interval`` (also the burst size)."""
+    rate_limit_interval: float = 1.0
+    """Seconds in which ``rate_limit_packets`` messages are allowed."""
+    rate_limit_action: str = "drop"
+    """Over the limit: ``drop`` the message (Pitaya's behaviour) or ``error``: answer a
+    request with ``PIT-429`` (a notify is dropped either way). Always counted
+    (``app.stats.rate_limited``, metric ``exceeded_rate_limiting``)."""
     drain_sessions: bool = False
     """On SIGTERM/SIGINT, stop accepting and wait for clients to leave before stopping
     (off by default, as in Pitaya); a second signal skips the wait."""
@@ -73,6 +91,9 @@ class Config:
     """Prepended verbatim to every statsd metric name."""
     metrics_statsd_rate: float = 1.0
     """statsd sample rate: the fraction of reports sent (1.0: all)."""
+    tracing_enabled: bool = False
+    """Trace handler calls and RPCs with OpenTelemetry's global tracer provider (needs the
+    ``tracing`` extra); ``App.enable_tracing(provider)`` does the same in code."""
     mode: str = "standalone"
     """``standalone`` (no NATS, no etcd) or ``cluster`` (needs both)."""
     frontend: bool | None = None
@@ -117,6 +138,9 @@ def _parse(name: str, raw: str, kind: type) -> Any:
             if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
                 raise ValueError(raw)
             return lowered in {"1", "true", "yes", "on"}
+        if kind is dict:  # mailbox_limits: "Kind=N,Kind=N"
+            pairs = (item.partition("=") for item in raw.split(",") if item.strip())
+            return {key.strip(): int(value) for key, _, value in pairs}
         return kind(raw)
     except ValueError as exc:
         raise ValueError(

@@ -34,9 +34,12 @@ from actors.actor import Actor
 from actors.errors import BadRequest, InternalError, PitayaError
 from actors.metrics.names import PROCESS_DELAY
 from actors.payload import Decoder, decoder_for, encode_result
+from actors.tracing import run_in_span
 from transport.serializers import Serializer
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from actors.app import App
     from actors.session import Session
 
@@ -95,6 +98,8 @@ class HandleMessage:
     received_ns: int = 0
     """``time.monotonic_ns()`` when the client message arrived, for the process-delay
     metric; 0 when metrics are off."""
+    span: Span | None = None
+    """The tracing span of this call (None when tracing is off): current while it runs."""
 
 
 class Handler(Actor):
@@ -121,6 +126,11 @@ class Handler(Actor):
 
     def on_handle_message(self, msg: HandleMessage) -> Any:
         """Decode, run the pipeline and the method, encode. May return a coroutine."""
+        if msg.span is not None:
+            return run_in_span(msg.span, self._handle_message, msg)
+        return self._handle_message(msg)
+
+    def _handle_message(self, msg: HandleMessage) -> Any:
         app = self.app
         if msg.received_ns:
             app.metrics.report_summary(

@@ -12,6 +12,7 @@ the others.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 256
+
+KERNEL_CONTEXT = contextvars.Context()
+"""Every drain runs in this one empty context: context variables of whoever sent a message
+(e.g. the current tracing span) must not leak into the receiving actor. Drains never nest,
+so one shared context is safe; tasks started by receivers copy it as usual."""
 
 Reply = Callable[[Any, BaseException | None], None]
 """Called once with ``(result, None)`` or ``(None, error)`` when a message was handled."""
@@ -103,7 +109,7 @@ class Cell:
         self.parent = parent
         self.loop = system.loop
         self.mailbox: deque[tuple[object, Reply | None]] = deque()
-        self.max_mailbox: int | None = type(actor).max_mailbox
+        self.max_mailbox: int | None = system.mailbox_limit(type(actor))
         self.dispatch: DispatchTable = dispatch_table(type(actor))
         self.scheduled = False
         self.busy = False
@@ -125,7 +131,11 @@ class Cell:
             if reply is not None:
                 reply(None, ActorStopped(f"actor {self.name} is stopped"))
             return
-        if self.max_mailbox is not None and len(self.mailbox) >= self.max_mailbox:
+        if (
+            self.max_mailbox is not None
+            and len(self.mailbox) >= self.max_mailbox
+            and not self.actor.overflowed(message)
+        ):
             self.system.record_dropped(type(self.actor), message)
             if reply is not None:
                 reply(None, MailboxFull(f"mailbox of {self.name} is full ({self.max_mailbox})"))
@@ -133,7 +143,7 @@ class Cell:
         self.mailbox.append((message, reply))
         if not self.scheduled and not self.busy:
             self.scheduled = True
-            self.loop.call_soon(self.drain)
+            self.loop.call_soon(self.drain, context=KERNEL_CONTEXT)
 
     # -- processing ----------------------------------------------------------------------
 
@@ -176,7 +186,7 @@ class Cell:
                 reply(result, None)
         if mailbox and not self.scheduled:
             self.scheduled = True
-            self.loop.call_soon(self.drain)
+            self.loop.call_soon(self.drain, context=KERNEL_CONTEXT)
 
     def _run_started(self) -> bool:
         """Run the ``started`` hook; True when an async hook now owns the actor."""
@@ -229,7 +239,7 @@ class Cell:
     def _reschedule(self) -> None:
         if self.mailbox and not self.scheduled and not self.stopping:
             self.scheduled = True
-            self.loop.call_soon(self.drain)
+            self.loop.call_soon(self.drain, context=KERNEL_CONTEXT)
 
     def _failed(self, message: object, reply: Reply | None, exc: Exception) -> None:
         # Resume semantics: the actor keeps running; the asker gets the error.

@@ -29,7 +29,9 @@ from actors.errors import (
 )
 from actors.handler import HandleMessage
 from actors.metrics.names import RESPONSE_TIME, UNKNOWN_ROUTE
+from actors.ratelimit import exceeded, new_bucket
 from actors.session import KickSession, PushToClient, SendFrame, Session
+from actors.tracing import end_span
 from transport.acceptor import Connection
 from transport.connection import (
     HandshakeAcked,
@@ -44,6 +46,8 @@ from transport.errors import HandshakeError, ProtocolError
 from transport.message import Message, MessageType
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from actors.app import App
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,11 @@ class ConnectionEvents:
 class SessionActor(Actor):
     """Serves one connection; see the module docstring."""
 
+    max_mailbox = 4096
+    """A session's mailbox only fills when its client floods us or the loop is far behind;
+    then the client is disconnected (see :meth:`overflowed`), never silently shortchanged.
+    ``Config.mailbox_limits["SessionActor"]`` overrides it."""
+
     def __init__(self, connection: Connection, app: App) -> None:
         config = app.config
         self.app = app
@@ -109,8 +118,12 @@ class SessionActor(Actor):
         self.in_flight_since = 0
         """Arrival time (``time.monotonic_ns()``) of ``in_flight``, for the response-time
         metric; 0 when metrics are off."""
+        self.in_flight_span: Span | None = None
+        """Tracing span of ``in_flight`` (None when tracing is off)."""
         self.cleaned_up = False
         self.last_seen = 0.0
+        self.rate_limiter = new_bucket(config)
+        """This connection's token bucket (see ``actors.ratelimit``); None when off."""
         self.session: Session
 
     def started(self) -> None:
@@ -196,6 +209,12 @@ class SessionActor(Actor):
             )
             self.conn.close()
             return
+        # last_seen is the arrival time of the bytes that carried this message.
+        if self.rate_limiter is not None and not self.rate_limiter.take(self.last_seen):
+            error = exceeded(self.app, message)
+            if error is not None:
+                self._respond_error(message, error)
+            return
         received_ns = time.monotonic_ns() if self.app.metrics.enabled else 0
         if self.in_flight is None:
             self._dispatch(message, received_ns)
@@ -234,6 +253,7 @@ class SessionActor(Actor):
             return
         self.in_flight = message
         self.app.request_started()
+        span = self._start_span(message) if self.app.tracing.enabled else None
         ref = self.ref
         route.ref.request(
             HandleMessage(
@@ -243,6 +263,7 @@ class SessionActor(Actor):
                 message.data,
                 message.type is MessageType.NOTIFY,
                 received_ns=received_ns,
+                span=span,
             ),
             lambda result, error: ref.tell(HandlerDone(message, result, error)),
         )
@@ -253,6 +274,7 @@ class SessionActor(Actor):
         assert cluster is not None
         self.in_flight = message
         self.app.request_started()
+        span = self._start_span(message) if self.app.tracing.enabled else None
         ref = self.ref
         cluster.forward(
             self.session,
@@ -261,11 +283,23 @@ class SessionActor(Actor):
             message.data,
             message.type is MessageType.NOTIFY,
             lambda result, error: ref.tell(HandlerDone(message, result, error)),
+            parent=span,
         )
+
+    def _start_span(self, message: Message) -> Span:
+        """Tracing: the SERVER span of the message being dispatched, ended once answered."""
+        span = self.app.tracing.start_handler_span(
+            message.route, self.session.id, self.session.uid, message.type is MessageType.NOTIFY
+        )
+        self.in_flight_span = span
+        return span
 
     def on_handler_done(self, msg: HandlerDone) -> None:
         self.in_flight = None
         self.app.request_finished()
+        if self.in_flight_span is not None:
+            end_span(self.in_flight_span, msg.error)
+            self.in_flight_span = None
         message = msg.message
         if message.type is MessageType.REQUEST:
             if msg.error is not None:
@@ -381,6 +415,9 @@ class SessionActor(Actor):
         if self.in_flight is not None:
             self.in_flight = None
             self.app.request_finished()
+        if self.in_flight_span is not None:
+            end_span(self.in_flight_span)  # the answer, if any, will find no session
+            self.in_flight_span = None
         self.pending.clear()
         log.debug("[%s] session %s closed", self.app.server_id, self.session.id)
         try:
@@ -391,6 +428,23 @@ class SessionActor(Actor):
     def stopped(self) -> None:
         if not self.conn.closed:
             self.conn.abort()
+
+    def overflowed(self, message: object) -> bool:
+        """Mailbox full: drop ``message`` and disconnect the client, whose byte stream or
+        answers would otherwise have a hole. The teardown itself is always queued."""
+        if type(message) is ConnectionLost:
+            return True
+        if not self.conn.closed:
+            self.app.stats.mailbox_overflows += 1
+            log.warning(
+                "[%s] %s: mailbox full (%s messages); disconnecting %s",
+                self.app.server_id,
+                self.name,
+                self._cell.max_mailbox,
+                self.conn.remote_address,
+            )
+            self.conn.abort()
+        return False
 
 
 def as_pitaya_error(error: BaseException) -> PitayaError:

@@ -13,12 +13,13 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from actors.actor import Actor
 from actors.errors import ActorNameTaken
-from actors.kernel import ActorRef, Cell
+from actors.kernel import KERNEL_CONTEXT, ActorRef, Cell
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,13 @@ A = TypeVar("A", bound=Actor)
 class ActorSystem:
     """The registry and supervisor root of all actors on one event loop."""
 
-    def __init__(self, name: str = "system") -> None:
+    def __init__(
+        self, name: str = "system", mailbox_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.name = name
+        self.mailbox_limits: Mapping[str, int] = mailbox_limits or {}
+        """Mailbox limit by actor class name, overriding the class's ``max_mailbox`` at spawn
+        (0: unbounded). The app passes ``Config.mailbox_limits``."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._named: dict[str, Cell] = {}
         self._roots: set[Cell] = set()
@@ -88,8 +94,15 @@ class ActorSystem:
             parent.children.add(cell)
         # The drain runs started() first, before any message.
         cell.scheduled = True
-        self.loop.call_soon(cell.drain)
+        self.loop.call_soon(cell.drain, context=KERNEL_CONTEXT)
         return cell.ref
+
+    def mailbox_limit(self, actor_class: type[Actor]) -> int | None:
+        """The mailbox limit an actor of ``actor_class`` gets at spawn (None: unbounded)."""
+        limit = self.mailbox_limits.get(actor_class.__name__)
+        if limit is None:
+            return actor_class.max_mailbox
+        return limit if limit > 0 else None
 
     def lookup(self, name: str) -> ActorRef | None:
         """The live actor spawned with ``name``, or None."""

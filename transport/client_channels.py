@@ -17,7 +17,7 @@ import websockets.exceptions
 from websockets.asyncio.client import ClientConnection as _WebSocket
 from websockets.asyncio.client import connect as _ws_connect
 
-from transport.errors import ProtocolError
+from transport.errors import ConnectionClosed, ProtocolError
 from transport.packet import HEADER_SIZE
 
 __all__ = ["CLOSE_TIMEOUT", "Channel", "TcpChannel", "WebSocketChannel", "open_channel"]
@@ -100,12 +100,17 @@ async def open_channel(
         return TcpChannel(reader, writer)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     scheme = "wss" if ssl is not None else "ws"
-    ws = await _ws_connect(
-        f"{scheme}://{netloc}/{path.lstrip('/')}",
-        ssl=ssl,
-        compression=None,
-        max_size=max_packet_size + HEADER_SIZE,
-        open_timeout=None,
-        close_timeout=CLOSE_TIMEOUT,
-    )
+    try:
+        ws = await _ws_connect(
+            f"{scheme}://{netloc}/{path.lstrip('/')}",
+            ssl=ssl,
+            compression=None,
+            max_size=max_packet_size + HEADER_SIZE,
+            open_timeout=None,
+            close_timeout=CLOSE_TIMEOUT,
+        )
+    except websockets.exceptions.InvalidHandshake as exc:
+        # E.g. a server at its connection limit drops the socket before its 101 answer:
+        # the caller sees the same error as for a TCP connection closed during setup.
+        raise ConnectionClosed(f"WebSocket upgrade failed: {exc}") from exc
     return WebSocketChannel(ws)

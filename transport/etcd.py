@@ -119,6 +119,18 @@ class EtcdClient:
         response = await self._call(self._kv().delete, key, timeout=self.timeout)
         return bool(response.deleted)
 
+    async def delete_if_value(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` only while it still holds ``value`` (one transaction), so an owner
+        never removes an entry someone else has taken over since; True if deleted."""
+        kv = self._kv()
+        response = await self._call(
+            kv.txn,
+            [kv.txn_compare_value(key, value)],
+            [kv.txn_op_delete(key)],
+            timeout=self.timeout,
+        )
+        return bool(response.succeeded)
+
     async def delete_prefix(self, prefix: str) -> int:
         response = await self._call(
             self._kv().delete, prefix, range_end=prefix_range_end(prefix), timeout=self.timeout

@@ -273,6 +273,7 @@ class Listener:
             self._port,
             ssl=self._ssl,
             backlog=self._backlog,
+            ssl_handshake_timeout=self.limits.open_timeout if self._ssl is not None else None,
         )
         sockname = self._server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))

@@ -75,7 +75,7 @@ def _reason(status: int) -> str:
 class WebSocketConnection(BufferedConnection):
     """A WebSocket client: open once the upgrade completed; one frame per ``write``."""
 
-    __slots__ = ("_eof_queued", "_fragments", "_http_handler", "_ws")
+    __slots__ = ("_eof_queued", "_fragments", "_http_handler", "_open_timer", "_ws")
 
     def __init__(
         self,
@@ -92,6 +92,7 @@ class WebSocketConnection(BufferedConnection):
         self._http_handler = http_handler
         self._fragments: list[bytes] | None = None
         self._eof_queued = False
+        self._open_timer: asyncio.TimerHandle | None = None
 
     @property
     def kind(self) -> str:
@@ -129,6 +130,16 @@ class WebSocketConnection(BufferedConnection):
         self._arm_close_timer()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Until the upgrade completes nobody above knows this socket: without this timer a
+        # peer that never finishes its HTTP request would hold it open forever.
+        self._open_timer = self._loop.call_later(self._limits.open_timeout, self._open_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_open_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         ws = self._ws
@@ -190,6 +201,12 @@ class WebSocketConnection(BufferedConnection):
 
     def _on_request(self, request: Request) -> None:
         ws = self._ws
+        if ws.eof_sent:
+            # Bytes pipelined after the request were no WebSocket frames: the state machine
+            # already failed the connection and queued its end; answering now would crash it.
+            self._cancel_open_timer()
+            logger.info("ws peer %s sent garbage after its HTTP request", self._peer)
+            return
         response: Response | None = None
         if (
             self._http_handler is not None
@@ -201,6 +218,7 @@ class WebSocketConnection(BufferedConnection):
             response = ws.accept(request)  # 101, or the right 4xx when it is no upgrade
         ws.send_response(response)
         self._queue_output(ws.data_to_send())
+        self._cancel_open_timer()
         if ws.state is OPEN:
             self._open()
         else:
@@ -211,6 +229,21 @@ class WebSocketConnection(BufferedConnection):
                 request.path,
                 response.status_code,
             )
+
+    def _open_expired(self) -> None:
+        self._open_timer = None
+        if self._ws.state is CONNECTING and not self._lost:
+            logger.info(
+                "ws peer %s did not complete the upgrade within %ss; aborting it",
+                self._peer,
+                self._limits.open_timeout,
+            )
+            self.abort()
+
+    def _cancel_open_timer(self) -> None:
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
 
     def _serve_http(self, request: Request) -> Response | None:
         assert self._http_handler is not None

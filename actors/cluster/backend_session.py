@@ -59,7 +59,7 @@ class BackendSession(Session):
         if self.uid is not None:
             raise SessionAlreadyBound(f"session {self.id} is already bound to uid {self.uid!r}")
         await self._cluster.frontend_call(
-            self.frontend_id, "sys.bind", {"sid": self.id, "uid": uid}
+            self.frontend_id, "sys.bind", {"sid": self.id, "uid": uid}, self.frontend_type
         )
         self.uid = uid
 
@@ -67,19 +67,25 @@ class BackendSession(Session):
         """Send this copy's ``data`` back to the frontend session (replacing it)."""
         self._writable("push_to_front")
         await self._cluster.frontend_call(
-            self.frontend_id, "sys.pushsession", {"sid": self.id, "data": self.data}
+            self.frontend_id,
+            "sys.pushsession",
+            {"sid": self.id, "data": self.data},
+            self.frontend_type,
         )
 
     def push(self, route: str, body: Any) -> None:
         payload = encode_result(body, self._app.serializer)
         self._cluster.frontend_notify(
-            self.frontend_id, "sys.push", {"sid": self.id, "route": route, "data": payload}
+            self.frontend_id,
+            "sys.push",
+            {"sid": self.id, "route": route, "data": payload},
+            self.frontend_type,
         )
 
     def kick(self, reason: str = "") -> None:
         self._writable("kick")
         self._cluster.frontend_notify(
-            self.frontend_id, "sys.kick", {"sid": self.id, "reason": reason}
+            self.frontend_id, "sys.kick", {"sid": self.id, "reason": reason}, self.frontend_type
         )
 
     def on_close(self, callback: CloseCallback) -> None:

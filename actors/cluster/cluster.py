@@ -32,6 +32,7 @@ from actors.cluster.nats_bridge import NatsBridge, OutboundCall, Publish
 from actors.cluster.router import Router
 from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
 from actors.errors import ActorError, InternalError, PitayaError, RpcTimeout
+from actors.metrics.rpc import observe_rpc
 from transport.envelope import (
     BindNotice,
     RpcRequest,
@@ -47,9 +48,12 @@ from transport.etcd import EtcdUnavailable
 from transport.serializers import MsgpackSerializer
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from actors.app import App
     from actors.groups import GroupService
     from actors.kernel import ActorRef, Reply
+    from actors.modules.binding_storage import UserDelivery
     from actors.session import Session
 
 log = logging.getLogger(__name__)
@@ -93,7 +97,14 @@ class Cluster:
         self.router = Router(self.discovery)
         self.nc: NatsClient | None = None
         self.bridge: ActorRef | None = None
+        self.bindings: UserDelivery | None = None
+        """Set by the binding storage module: pushes and kicks by uid go straight to the
+        frontend each uid is bound on, instead of the per-uid subjects."""
         self._user_subscriptions: dict[str, list[Any]] = {}
+        self.dropped_messages = 0
+        """Inbound NATS messages that will never be handled: malformed envelopes the bridge
+        dropped, and messages NATS dropped because this server read too slowly (slow
+        consumer). Reported as Pitaya's ``rpc_server_dropped_messages`` gauge."""
 
     @property
     def nats_connected(self) -> bool:
@@ -210,15 +221,33 @@ class Cluster:
         log.info("[%s] reconnected to NATS", self.me.id)
 
     async def _error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self.dropped_messages += 1  # NATS dropped an inbound message: we fell behind
         log.warning("[%s] NATS error: %s", self.me.id, exc)
 
     # -- outbound --------------------------------------------------------------------------
 
-    def _call(self, subject: str, request: RpcRequest, reply: Reply, timeout: float) -> None:
+    def _call(
+        self,
+        server: ServerInfo,
+        request: RpcRequest,
+        reply: Reply,
+        timeout: float,
+        parent: Span | None = None,
+    ) -> None:
+        """Send ``request`` to ``server``; ``reply(payload, error)``, the remote's errors
+        decoded. Timed and traced when metrics or tracing are on (``parent``: the span the
+        call belongs to)."""
         if not self.nats_connected or self.bridge is None:
             reply(None, ClusterUnavailable("cluster unavailable: not connected to NATS"))
             return
-        self.bridge.request(OutboundCall(subject, encode_envelope(request), timeout), reply)
+        app = self.app
+        if app.metrics.enabled or app.tracing.enabled:
+            reply = observe_rpc(app, server.id, server.type, request, reply, parent)
+        subject = server_subject(server.type, server.id)
+        self.bridge.request(
+            OutboundCall(subject, encode_envelope(request), timeout), _unwrap(reply)
+        )
 
     def forward(
         self,
@@ -228,8 +257,13 @@ class Cluster:
         data: bytes,
         notify: bool,
         reply: Reply,
+        *,
+        parent: Span | None = None,
     ) -> None:
-        """Send a client message to a server of ``server_type``; ``reply(payload, error)``."""
+        """Send a client message to a server of ``server_type``; ``reply(payload, error)``.
+
+        ``parent``: the tracing span of the client message (its RPC span's parent).
+        """
         try:
             server = self.router.pick(server_type, route, session)
             request = RpcRequest("sys", route, data, snapshot(session, self.me), notify)
@@ -239,12 +273,14 @@ class Cluster:
         if session.served_by is None:
             session.served_by = {}
         session.served_by.setdefault(server.id, set()).add(route)
-        subject = server_subject(server.type, server.id)
         if notify:
-            self.publish(subject, encode_envelope(request))
+            app = self.app
+            if app.metrics.enabled or app.tracing.enabled:
+                reply = observe_rpc(app, server.id, server.type, request, reply, parent)
+            self.publish(server_subject(server.type, server.id), encode_envelope(request))
             reply(None, None)
             return
-        self._call(subject, request, _unwrap(reply), self.app.config.rpc_timeout)
+        self._call(server, request, reply, self.app.config.rpc_timeout, parent)
 
     def _session_event(self, session: Session, event: str) -> None:
         """Tell every backend that served ``session`` that it bound or closed."""
@@ -304,12 +340,7 @@ class Cluster:
                 else:
                     future.set_result(result)
 
-        self._call(
-            server_subject(server.type, server.id),
-            request,
-            _unwrap(reply),
-            timeout or self.app.config.rpc_timeout,
-        )
+        self._call(server, request, reply, timeout or self.app.config.rpc_timeout)
         payload = await future
         return RPC_SERIALIZER.unmarshal(payload) if payload else None
 
@@ -317,10 +348,19 @@ class Cluster:
         if self.bridge is not None and self.nats_connected:
             self.bridge.tell(Publish(subject, payload, reply_to))
 
-    async def frontend_call(self, frontend_id: str, route: str, body: dict[str, Any]) -> None:
-        """A control request from a backend session to its frontend; raises its error."""
+    def _frontend(self, frontend_id: str, frontend_type: str | None) -> ServerInfo | None:
+        """The frontend by id; a backend session knows its frontend's type, so a frontend this
+        server's table has not seen yet (the watch lags) is still reachable."""
         server = self.discovery.server(frontend_id)
-        frontend_type = server.type if server else ""
+        if server is None and frontend_type:
+            server = ServerInfo(id=frontend_id, type=frontend_type, frontend=True)
+        return server
+
+    async def frontend_call(
+        self, frontend_id: str, route: str, body: dict[str, Any], frontend_type: str | None = None
+    ) -> None:
+        """A control request from a backend session to its frontend; raises its error."""
+        server = self._frontend(frontend_id, frontend_type)
         if server is None:
             raise InternalError(f"frontend {frontend_id} not found in discovery")
         request = RpcRequest("sys", route, msgpack.packb(body, use_bin_type=True))
@@ -331,16 +371,13 @@ class Cluster:
             if not future.done():
                 future.set_exception(error) if error else future.set_result(result)
 
-        self._call(
-            server_subject(frontend_type, frontend_id),
-            request,
-            _unwrap(reply),
-            self.app.config.rpc_timeout,
-        )
+        self._call(server, request, reply, self.app.config.rpc_timeout)
         await future
 
-    def frontend_notify(self, frontend_id: str, route: str, body: dict[str, Any]) -> None:
-        server = self.discovery.server(frontend_id)
+    def frontend_notify(
+        self, frontend_id: str, route: str, body: dict[str, Any], frontend_type: str | None = None
+    ) -> None:
+        server = self._frontend(frontend_id, frontend_type)
         if server is None:
             log.warning("[%s] frontend %s unknown; dropping %s", self.me.id, frontend_id, route)
             return
@@ -352,13 +389,21 @@ class Cluster:
     ) -> list[str]:
         """Push to uids bound on any frontend; returns those no frontend acknowledged."""
         types = [frontend_type] if frontend_type else self._frontend_types()
-        return await self._to_users(uids, types, lambda uid: UserPush(uid, route, payload), "push")
+        make = lambda uid: UserPush(uid, route, payload)  # noqa: E731
+        if self.bindings is not None:  # uids it could not look up take the per-uid subjects
+            failed, unknown = await self.bindings.push_to_users(route, payload, uids, types)
+            return failed + await self._to_users(unknown, types, make, "push")
+        return await self._to_users(uids, types, make, "push")
 
     async def kick_users(
         self, uids: list[str], reason: str, frontend_type: str | None
     ) -> list[str]:
         types = [frontend_type] if frontend_type else self._frontend_types()
-        return await self._to_users(uids, types, lambda uid: UserKick(uid, reason), "kick")
+        make = lambda uid: UserKick(uid, reason)  # noqa: E731
+        if self.bindings is not None:
+            failed, unknown = await self.bindings.kick_users(reason, uids, types)
+            return failed + await self._to_users(unknown, types, make, "kick")
+        return await self._to_users(uids, types, make, "kick")
 
     def _frontend_types(self) -> list[str]:
         return sorted(

@@ -25,6 +25,7 @@ from actors.cluster.session_events import SESSION_EVENT_ROUTE
 from actors.errors import BadRequest, InternalError, RouteNotFound, RpcTimeout
 from actors.handler import HandleMessage
 from actors.session import KickSession, PushToClient, SendFrame
+from actors.tracing import end_span
 from transport.envelope import (
     EnvelopeError,
     RpcRequest,
@@ -66,7 +67,6 @@ class NatsBridge(Actor):
         self.nc = nc
         self.cluster = cluster
         self.app = cluster.app
-        self.dropped = 0
 
     # -- out -------------------------------------------------------------------------------
 
@@ -107,7 +107,7 @@ class NatsBridge(Actor):
         try:
             envelope = decode_envelope(msg.data)
         except EnvelopeError as exc:
-            self.dropped += 1
+            self.cluster.dropped_messages += 1
             log.warning(
                 "[%s] dropped a malformed message on %s: %s", self.app.server_id, msg.subject, exc
             )
@@ -153,13 +153,18 @@ class NatsBridge(Actor):
             else None
         )
         bridge = self
+        span = app.tracing.start_rpc_server_span(request) if app.tracing.enabled else None
 
         def reply(result: Any, error: BaseException | None) -> None:
+            app.request_finished()
+            if span is not None:
+                end_span(span, error)
             if error is not None:
                 bridge._respond(reply_to, error_response(error))
             else:
                 bridge._respond(reply_to, RpcResponse(data=result or b""))
 
+        app.request_started()  # a graceful stop waits for inbound RPCs too
         route.ref.request(
             HandleMessage(
                 route.spec,
@@ -168,6 +173,7 @@ class NatsBridge(Actor):
                 request.data,
                 request.notify,
                 RPC_SERIALIZER if request.kind == "user" else None,
+                span=span,
             ),
             reply,
         )
@@ -180,6 +186,11 @@ class NatsBridge(Actor):
             body = msgpack.unpackb(request.data, raw=False)
             if request.route == SESSION_EVENT_ROUTE:
                 await self._session_event(request, body)
+                return
+            if request.route in _USER_CONTROLS:
+                self._user_control(request.route, body)
+                if not request.notify:
+                    self._respond(reply_to, _ACK)
                 return
             session = self.app.sessions.get(int(body["sid"]))
             if session is None:
@@ -210,5 +221,24 @@ class NatsBridge(Actor):
             str(body["event"]), session, {str(r) for r in body.get("routes", [])}
         )
 
+    def _user_control(self, route: str, body: dict[str, Any]) -> None:
+        """Frontend side of a push or kick sent to this frontend by uid (binding storage)."""
+        uid = str(body["uid"])
+        session = self.app.sessions.by_uid(uid)
+        if session is None:
+            raise InternalError(f"uid {uid} is not bound on {self.app.server_id}")
+        if route == PUSH_USER_ROUTE:
+            packet = self.app.encode_push_packet(str(body["route"]), bytes(body["data"]))
+            session.ref.tell(SendFrame(packet))
+        else:
+            session.kick(str(body.get("reason", "")))
 
-_CONTROLS = frozenset({"sys.bind", "sys.pushsession", "sys.push", "sys.kick", SESSION_EVENT_ROUTE})
+
+PUSH_USER_ROUTE = "sys.pushuser"
+"""Push to a uid bound on the target frontend: ``{"uid", "route", "data"}``."""
+KICK_USER_ROUTE = "sys.kickuser"
+"""Kick a uid bound on the target frontend: ``{"uid", "reason"}``."""
+_USER_CONTROLS = frozenset({PUSH_USER_ROUTE, KICK_USER_ROUTE})
+_CONTROLS = frozenset(
+    {"sys.bind", "sys.pushsession", "sys.push", "sys.kick", SESSION_EVENT_ROUTE, *_USER_CONTROLS}
+)

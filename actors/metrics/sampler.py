@@ -17,13 +17,16 @@ from actors.actor import Actor
 from actors.metrics.names import (
     ACTOR_DROPPED_MESSAGES,
     CONNECTED_CLIENTS,
+    COUNT_SERVERS,
     DEAD_LETTERS,
+    DROPPED_MESSAGES,
     MAILBOX_DEPTH,
 )
 from actors.metrics.reporter import Reporter
 
 if TYPE_CHECKING:
     from actors.app import App
+    from actors.cluster.cluster import Cluster
     from actors.config import Config
 
 NO_TAGS: dict[str, str] = {}
@@ -35,11 +38,13 @@ class Sample:
 
 
 class MetricsSampler(Actor):
-    """Reports connected clients, mailbox depths, dropped messages and dead letters.
+    """Reports connected clients, mailbox depths, dropped messages and dead letters; in
+    cluster mode also the servers known to discovery by type and the RPC server's dropped
+    messages.
 
     Gauges are reported as they are; the system's running totals become counter increments
-    (the difference since the previous sample). A kind whose last actor stopped is reported
-    once more with depth 0 so its gauge does not stay at a stale value.
+    (the difference since the previous sample). A kind (or server type) that disappeared is
+    reported once more at 0 so its gauge does not stay at a stale value.
     """
 
     def __init__(self, app: App) -> None:
@@ -48,6 +53,7 @@ class MetricsSampler(Actor):
         self.dropped: Counter[str] = Counter()
         self.dead_letters = 0
         self.first = True
+        self.server_types: set[str] = set()
 
     def started(self) -> None:
         self.sample()
@@ -77,6 +83,21 @@ class MetricsSampler(Actor):
             metrics.report_count(DEAD_LETTERS, NO_TAGS, float(delta))
             self.dead_letters = system.dead_letters
         self.first = False
+        if self.app.cluster is not None:
+            self.sample_cluster(self.app.cluster)
+
+    def sample_cluster(self, cluster: Cluster) -> None:
+        """Pitaya's ``service_discovery_count_servers`` and ``rpc_server_dropped_messages``."""
+        metrics = self.app.metrics
+        discovery = cluster.discovery
+        types = discovery.server_types()
+        for server_type in self.server_types - types:
+            metrics.report_gauge(COUNT_SERVERS, {"type": server_type}, 0.0)
+        for server_type in types:
+            count = float(len(discovery.servers(server_type)))
+            metrics.report_gauge(COUNT_SERVERS, {"type": server_type}, count)
+        self.server_types = types
+        metrics.report_gauge(DROPPED_MESSAGES, NO_TAGS, float(cluster.dropped_messages))
 
 
 def reporters_from_config(config: Config) -> list[Reporter]:

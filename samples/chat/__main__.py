@@ -1,6 +1,8 @@
 """Run the chat server.
 
 python -m samples.chat [--host 127.0.0.1] [--tcp-port 3250] [--ws-port 3251]
+
+Then open the chat page at http://127.0.0.1:3251/ (the WebSocket port serves it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ def main() -> None:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if args.ws_port:
+        logging.getLogger("samples.chat").info("chat page: http://%s:%d/", args.host, args.ws_port)
     build_app(args.host, args.tcp_port, args.ws_port).run()
 
 

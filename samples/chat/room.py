@@ -8,6 +8,8 @@ Routes and bodies (JSON):
   included, gets ``onMessage`` ``{"name": sender, "content": str}``; a request is answered
   ``{"result": "success"}``;
 * a member who disconnects: the others get ``onUserLeft`` ``{"name": str}``.
+
+A browser page using these routes is served on the WebSocket port (see ``static.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from actors.app import App
 from actors.errors import BadRequest
 from actors.handler import Handler, handler
 from actors.session import Session
+from samples.chat.static import WEB_DIR, WEB_FILES, static_files
 
 GROUP = "room"
 
@@ -85,9 +88,12 @@ class Room(Handler):
 def build_app(
     host: str = "127.0.0.1", tcp_port: int = 3250, ws_port: int = 3251, **options: Any
 ) -> App:
-    """The chat server on TCP and WebSocket (port 0 picks a free port)."""
+    """The chat server on TCP and WebSocket (port 0 picks a free port).
+
+    The WebSocket port also serves the chat page: ``http://<host>:<ws_port>/``.
+    """
     app = App(server_type="chat", **options)
     app.register(Room)
     app.listen_tcp(host, tcp_port)
-    app.listen_ws(host, ws_port)
+    app.listen_ws(host, ws_port, http_handler=static_files(WEB_DIR, WEB_FILES))
     return app

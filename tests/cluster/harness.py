@@ -44,7 +44,9 @@ def etcd_server() -> Iterator[EtcdServer]:
 
 
 class Node:
-    """One server process of ``tests.cluster.node``."""
+    """One server process of ``tests.cluster.node`` (or of ``module``, same arguments)."""
+
+    module = "tests.cluster.node"
 
     def __init__(
         self, role: str, server_id: str, nats: NatsServer, etcd: EtcdServer, **env: str
@@ -61,7 +63,7 @@ class Node:
 
     async def start(self, timeout: float = 30) -> Node:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.cluster.node", self.role, *self.args,
+            sys.executable, "-m", self.module, self.role, *self.args,
             stderr=asyncio.subprocess.PIPE, env=self.env,
         )  # fmt: skip
         assert self.process.stderr is not None

@@ -28,6 +28,27 @@ class Uids:
     uids: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    seconds: float
+    tag: str = ""
+
+
+class Load(Handler):
+    """``room.load.wait``: answered after ``seconds``, many at once (a reentrant actor); each
+    tagged arrival is logged so a fault test knows the request reached this server."""
+
+    service = "load"
+    reentrant = True
+
+    @handler
+    async def wait(self, session: Session, body: Wait) -> dict[str, str]:
+        if body.tag:
+            logging.getLogger(__name__).info("[%s] load %s arrived", self.app.server_id, body.tag)
+        await asyncio.sleep(body.seconds)
+        return {"server_id": self.app.server_id, "tag": body.tag}
+
+
 class Ops(Handler):
     """``room.ops.*`` on room servers: slow answers, pushes and kicks by uid, session edits."""
 
@@ -108,6 +129,7 @@ def main() -> None:
     if args.role == "room":
         app = build_room(args.id, args.nats, args.etcd)
         app.register(Ops)
+        app.register(Load)
         app.on_remote_session_bind(lambda s: EVENTS.append(("bind", s.uid, s.id)))
         app.on_remote_session_close(lambda s: EVENTS.append(("close", s.uid, s.id)))
         app.on_remote_session_close(

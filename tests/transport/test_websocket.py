@@ -311,3 +311,20 @@ async def test_server_close_is_bounded_when_peer_never_answers(
         assert handler.lost_calls == 1
         await read_to_eof(reader)
         await close_writer(writer)
+
+
+async def test_garbage_pipelined_after_a_request_closes_without_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found by tests/reliability/test_hostile.py: the bytes after the request are parsed as
+    # frames, fail, and the state machine ends the connection before we answer the request.
+    async with running(WebSocketAcceptor(HOST, 0), Hub()) as (_, port):
+        await raw_http(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+        await raw_http(port, UPGRADE_REQUEST + b"not a frame")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_unfinished_upgrade_is_aborted_after_the_open_timeout() -> None:
+    acceptor = WebSocketAcceptor(HOST, 0, limits=ConnectionLimits(open_timeout=0.05))
+    async with running(acceptor, Hub()) as (_, port):
+        assert await raw_http(port, b"GET / HTTP/1.1\r\n") == b""

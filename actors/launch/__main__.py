@@ -1,0 +1,95 @@
+"""``python -m actors.launch CONFIG.toml [--var name=value ...]``: run a deployment.
+
+Starts every server of the file, logs their pids, and waits for SIGTERM or SIGINT; then stops
+them all gracefully and exits 0 when every server exited cleanly (1 otherwise, 2 when the
+deployment could not start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import select
+import signal
+import sys
+from types import FrameType
+
+from actors.launch.config import LaunchConfigError, load_config
+from actors.launch.launcher import LOG_FORMAT, Launcher, LaunchError
+
+log = logging.getLogger("actors.launch")
+
+
+def parse_vars(pairs: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--var expects name=value, not {pair!r}")
+        values[name] = value
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m actors.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", help="TOML file listing the servers")
+    parser.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="override a [vars] entry"
+    )
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    try:
+        config = load_config(args.config, parse_vars(args.var))
+    except LaunchConfigError as exc:
+        log.error("[launch] %s", exc)
+        return 2
+
+    # A signal only sets a flag; the byte written to the wake-up pipe ends the select below,
+    # even when the signal lands just before it (no lost wake-up).
+    stop_requested: list[int] = []
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+
+    launcher = Launcher(config, log_level=args.log_level)
+    try:
+        pids = launcher.start()
+    except (LaunchError, OSError) as exc:
+        log.error("[launch] could not start the deployment: %s", exc)
+        return 2
+    try:
+        log.info("[launch] running %s; SIGTERM or Ctrl-C stops them all", ", ".join(pids))
+        while not stop_requested:
+            select.select([wake_read], [], [])
+            os.read(wake_read, 512)
+        log.info("[launch] %s received: stopping", signal.Signals(stop_requested[0]).name)
+    finally:
+        returncodes: dict[str, int | None] | None = None
+        try:
+            returncodes = launcher.stop()
+        except LaunchError as exc:  # the actor system is shut down regardless
+            log.error("[launch] %s", exc)
+    if returncodes is None:
+        return 1
+    unclean = {name: code for name, code in returncodes.items() if code != 0}
+    if unclean:
+        log.warning("[launch] not every server exited cleanly: %s", unclean)
+        return 1
+    log.info("[launch] every server stopped cleanly")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The supervisor: the one Thespian actor the launcher talks to.
+
+It creates a :class:`~actors.launch.keeper.ServerKeeper` per server, keeps the deployment's
+state table from the keepers' reports (spawned, exited, stopped), answers status queries from
+that table, and fans a stop out to every keeper. It also watches two things Thespian makes
+easy to get wrong:
+
+* a keeper process that dies (``ChildActorExited``) is replaced; the server it left behind is
+  terminated first, so two copies of one server id never run at once;
+* the launcher process is checked on each wake-up: if it died without stopping the deployment
+  (SIGKILL), the servers are stopped rather than left running unsupervised.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import ActorTypeDispatcher, ChildActorExited, WakeupMessage
+
+from actors.launch.config import ServerCommand
+from actors.launch.keeper import ServerKeeper, pid_alive, terminate_pid
+from actors.launch.messages import (
+    Deploy,
+    Deployed,
+    DeploymentStatus,
+    DeploymentStopped,
+    KeepServer,
+    QueryDeployment,
+    ServerExited,
+    ServerSpawned,
+    ServerState,
+    ServerStopped,
+    StopDeployment,
+    StopServer,
+)
+
+log = logging.getLogger("actors.launch")
+
+WATCH_LAUNCHER = timedelta(seconds=1.0)
+
+
+class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
+    """Owns the keepers of one deployment (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, ServerCommand] = {}
+        self.keepers: dict[str, Any] = {}
+        self.states: dict[str, ServerState] = {}
+        self.launcher_pid = 0
+        self.deploy_requester: Any = None
+        self.unreported: set[str] = set()
+        self.stopping = False
+        self.stop_requester: Any = None
+        self.returncodes: dict[str, int | None] = {}
+
+    # -- deploy ----------------------------------------------------------------------------
+
+    def receiveMsg_Deploy(self, msg: Deploy, sender: Any) -> None:
+        self.deploy_requester = sender
+        self.launcher_pid = msg.launcher_pid
+        for command in msg.commands:
+            self.commands[command.name] = command
+            self.states[command.name] = ServerState(command.name, None, False, 0, None)
+            self.unreported.add(command.name)
+            self._start_keeper(command)
+        self.wakeupAfter(WATCH_LAUNCHER)
+
+    def _start_keeper(self, command: ServerCommand, orphan_pid: int | None = None) -> None:
+        keeper = self.createActor(ServerKeeper)
+        self.keepers[command.name] = keeper
+        self.send(keeper, KeepServer(command, orphan_pid))
+
+    def receiveMsg_ServerSpawned(self, msg: ServerSpawned, sender: Any) -> None:
+        old = self.states[msg.name]
+        self.states[msg.name] = ServerState(
+            msg.name, msg.pid, msg.pid is not None, msg.restarts, old.last_exit
+        )
+        if msg.name in self.unreported:
+            self.unreported.discard(msg.name)
+            if not self.unreported and self.deploy_requester is not None:
+                pids = {name: state.pid for name, state in self.states.items()}
+                self.send(self.deploy_requester, Deployed(pids))
+                self.deploy_requester = None
+
+    def receiveMsg_ServerExited(self, msg: ServerExited, sender: Any) -> None:
+        old = self.states[msg.name]
+        self.states[msg.name] = ServerState(msg.name, None, False, old.restarts, msg.returncode)
+
+    def receiveMsg_QueryDeployment(self, msg: QueryDeployment, sender: Any) -> None:
+        self.send(sender, DeploymentStatus(tuple(self.states.values())))
+
+    # -- watching --------------------------------------------------------------------------
+
+    def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: Any) -> None:
+        name = next((n for n, a in self.keepers.items() if a == msg.childAddress), None)
+        if name is None:
+            return
+        orphan = self.states[name].pid
+        if self.stopping:
+            if name in self.unreported:  # died before answering the stop: finish its job
+                log.error("[launch] the keeper of %s died while stopping it", name)
+                if orphan:
+                    terminate_pid(orphan, self.commands[name].settings.stop_timeout)
+                self.receiveMsg_ServerStopped(ServerStopped(name, None), sender)
+            return
+        log.error(
+            "[launch] the keeper of %s died%s; starting a new keeper",
+            name,
+            f" (server pid {orphan} is stopped first)" if orphan else "",
+        )
+        self._start_keeper(self.commands[name], orphan)
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if self.stopping:
+            return
+        if self.launcher_pid and not pid_alive(self.launcher_pid):
+            log.error(
+                "[launch] the launcher (pid %d) is gone without stopping; stopping every server",
+                self.launcher_pid,
+            )
+            self._stop_all(None)
+            return
+        self.wakeupAfter(WATCH_LAUNCHER)
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def receiveMsg_StopDeployment(self, msg: StopDeployment, sender: Any) -> None:
+        self._stop_all(sender)
+
+    def _stop_all(self, requester: Any) -> None:
+        self.stopping = True
+        self.stop_requester = requester
+        self.unreported = set(self.keepers)
+        for keeper in self.keepers.values():
+            self.send(keeper, StopServer())
+        self._maybe_stopped()
+
+    def receiveMsg_ServerStopped(self, msg: ServerStopped, sender: Any) -> None:
+        self.returncodes[msg.name] = msg.returncode
+        old = self.states[msg.name]
+        self.states[msg.name] = ServerState(msg.name, None, False, old.restarts, msg.returncode)
+        self.unreported.discard(msg.name)
+        self._maybe_stopped()
+
+    def _maybe_stopped(self) -> None:
+        if self.unreported:
+            return
+        if self.stop_requester is not None:
+            self.send(self.stop_requester, DeploymentStopped(dict(self.returncodes)))
+            self.stop_requester = None
+        else:  # nobody to tell: the launcher is gone
+            log.info("[launch] every server stopped")

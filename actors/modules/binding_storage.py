@@ -1,0 +1,269 @@
+"""Binding storage: which frontend each uid is bound on, in etcd (Pitaya's ETCDBindingStorage).
+
+Without it, a push or kick by uid is a NATS request on ``pitaya/<frontendType>/user/<uid>/...``
+tried for every frontend type. With it, the sender reads
+``pitaya/bindings/<frontendType>/<uid>`` -> frontend id and sends one RPC (``sys.pushuser`` /
+``sys.kickuser``) to that frontend's own subject: no fan-out over types, and an unknown uid
+fails at once instead of after a NATS timeout.
+
+Register it on every server that pushes or kicks by uid (backends included); on frontends it
+also maintains the entries:
+
+* written after each bind, under a lease of this frontend (``etcd_lease_ttl``, refreshed every
+  TTL/3), so the entries of a frontend that dies expire with its lease;
+* removed when the session closes, only if the entry still names this frontend (the uid may
+  have been bound elsewhere since);
+* rewritten when the lease was lost (etcd restarted, or unreachable for longer than the TTL).
+
+If etcd cannot be read, pushes and kicks fall back to the per-uid subjects.
+
+::
+
+    app.register_module(BindingStorage(app), "binding_storage")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from actors.cluster.nats_bridge import KICK_USER_ROUTE, PUSH_USER_ROUTE
+from actors.modules.base import ModuleBase
+from transport.etcd import EtcdClient, EtcdUnavailable
+
+if TYPE_CHECKING:
+    from actors.app import App
+    from actors.cluster.cluster import Cluster
+    from actors.session import Session
+
+log = logging.getLogger(__name__)
+
+BINDINGS_PREFIX = "pitaya/bindings/"
+
+
+def binding_key(frontend_type: str, uid: str) -> str:
+    """``pitaya/bindings/<frontendType>/<uid>`` (Pitaya's layout)."""
+    return f"{BINDINGS_PREFIX}{frontend_type}/{uid}"
+
+
+class UserDelivery(Protocol):
+    """How the cluster hands pushes and kicks by uid to the binding storage.
+
+    Both return ``(failed, unknown)``: uids not reached, and uids that could not be looked
+    up (etcd unreachable) which the cluster then sends the default way.
+    """
+
+    async def push_to_users(
+        self, route: str, payload: bytes, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]: ...
+
+    async def kick_users(
+        self, reason: str, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]: ...
+
+
+class BindingStorage(ModuleBase):
+    """uid -> frontend id in etcd; see the module docstring. Needs cluster mode."""
+
+    def __init__(self, app: App, *, lease_ttl: int | None = None) -> None:
+        self.app = app
+        self.lease_ttl = lease_ttl or app.config.etcd_lease_ttl
+        self.etcd: EtcdClient | None = None
+        self.lease: int | None = None
+        self._cluster: Cluster | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._dirty = False
+        """A write failed: every local binding is written again once etcd answers."""
+
+    @property
+    def _me(self) -> tuple[str, str]:
+        return self.app.server_type, self.app.server_id
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def init(self) -> None:
+        cluster = self.app.cluster
+        if cluster is None:
+            raise RuntimeError("the binding storage needs cluster mode (mode='cluster')")
+        config = self.app.config
+        endpoints = [e.strip() for e in config.etcd_endpoints.split(",") if e.strip()]
+        self.etcd = EtcdClient(endpoints, timeout=config.cluster_connect_timeout)
+        await self.etcd.connect()
+        self._cluster = cluster
+        if self.app.is_frontend:
+            self.lease = await self.etcd.grant(self.lease_ttl)
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_alive())
+            self.app.sessions.on_after_session_bind(self._store)
+            self.app.sessions.on_session_close(self._remove)
+        cluster.bindings = self
+        log.info(
+            "[%s] binding storage on (etcd %s%s)",
+            self.app.server_id,
+            config.etcd_endpoints,
+            f", lease ttl {self.lease_ttl}s" if self.lease is not None else "",
+        )
+
+    async def shutdown(self) -> None:
+        if self._cluster is not None and self._cluster.bindings is self:
+            self._cluster.bindings = None
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        etcd, self.etcd = self.etcd, None
+        if etcd is None:
+            return
+        if self.lease is not None:  # drops every binding of this frontend at once
+            with contextlib.suppress(EtcdUnavailable):
+                await etcd.revoke(self.lease)
+            self.lease = None
+        await etcd.close()
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    async def frontend_of(self, uid: str, frontend_types: list[str]) -> str | None:
+        """The id of the frontend ``uid`` is bound on (first of ``frontend_types`` that has
+        it), None if it is bound nowhere. Raises EtcdUnavailable."""
+        etcd = self._require_etcd()
+        for frontend_type in frontend_types:
+            value = await etcd.get(binding_key(frontend_type, uid))
+            if value is not None:
+                return value.decode()
+        return None
+
+    async def claim(self, uid: str) -> str | None:
+        """Frontends: take ``uid`` for this frontend unless another live frontend holds it.
+
+        Returns None when taken (or already ours), else the holder's id. Atomic in etcd, so
+        two frontends binding one uid at once cannot both win (the unique session module's
+        ``refuse`` mode relies on it). Raises EtcdUnavailable.
+        """
+        etcd = self._require_etcd()
+        server_type, server_id = self._me
+        key = binding_key(server_type, uid)
+        if await etcd.put_if_absent(key, server_id.encode(), lease=self.lease or 0):
+            return None
+        holder = await etcd.get(key)
+        holder_id = holder.decode() if holder is not None else ""
+        if holder_id and holder_id != server_id and self._alive(holder_id):
+            return holder_id
+        await etcd.put(key, server_id.encode(), lease=self.lease or 0)  # ours, or a dead one's
+        return None
+
+    def _alive(self, server_id: str) -> bool:
+        """Still in discovery (a dead frontend's bindings outlive it until its lease ends)."""
+        return self._cluster is not None and self._cluster.discovery.server(server_id) is not None
+
+    # -- delivery (UserDelivery) -----------------------------------------------------------
+
+    async def push_to_users(
+        self, route: str, payload: bytes, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]:
+        return await self._deliver(
+            uids,
+            frontend_types,
+            PUSH_USER_ROUTE,
+            lambda uid: {"uid": uid, "route": route, "data": payload},
+        )
+
+    async def kick_users(
+        self, reason: str, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]:
+        return await self._deliver(
+            uids, frontend_types, KICK_USER_ROUTE, lambda uid: {"uid": uid, "reason": reason}
+        )
+
+    async def _deliver(
+        self,
+        uids: list[str],
+        frontend_types: list[str],
+        route: str,
+        body: Callable[[str], dict[str, Any]],
+    ) -> tuple[list[str], list[str]]:
+        cluster = self._cluster
+        if cluster is None or self.etcd is None:
+            return [], list(uids)
+
+        async def one(uid: str) -> str:
+            try:
+                frontend_id = await self.frontend_of(uid, frontend_types)
+            except EtcdUnavailable as exc:
+                log.warning("[%s] binding lookup of %s failed: %s", self.app.server_id, uid, exc)
+                return "unknown"
+            if frontend_id is None:
+                return "failed"
+            log.debug("[%s] %s to %s via %s", self.app.server_id, route, uid, frontend_id)
+            try:
+                await cluster.frontend_call(frontend_id, route, body(uid))
+            except Exception as exc:
+                log.info("[%s] %s to %s failed: %s", self.app.server_id, route, uid, exc)
+                return "failed"
+            return "ok"
+
+        outcomes = await asyncio.gather(*(one(uid) for uid in uids))
+        pairs = list(zip(uids, outcomes, strict=True))
+        return [u for u, o in pairs if o == "failed"], [u for u, o in pairs if o == "unknown"]
+
+    # -- frontend bookkeeping --------------------------------------------------------------
+
+    async def _store(self, session: Session) -> None:
+        if session.uid is None or self.etcd is None:
+            return
+        server_type, server_id = self._me
+        try:
+            await self.etcd.put(
+                binding_key(server_type, session.uid), server_id.encode(), lease=self.lease or 0
+            )
+        except EtcdUnavailable as exc:
+            self._dirty = True
+            log.warning(
+                "[%s] could not store the binding of %s (retried): %s",
+                server_id,
+                session.uid,
+                exc,
+            )
+
+    async def _remove(self, session: Session) -> None:
+        if session.uid is None or self.etcd is None:
+            return
+        if self.app.sessions.by_uid(session.uid) not in (None, session):
+            return  # a newer session here holds the uid now
+        server_type, server_id = self._me
+        key = binding_key(server_type, session.uid)
+        try:
+            await self.etcd.delete_if_value(key, server_id.encode())
+        except EtcdUnavailable as exc:
+            log.warning(
+                "[%s] could not remove the binding of %s (its lease will): %s",
+                server_id,
+                session.uid,
+                exc,
+            )
+
+    async def _keep_alive(self) -> None:
+        """Refresh the lease; when it was lost or a write failed, write every binding again."""
+        etcd = self._require_etcd()
+        interval = max(self.lease_ttl / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                assert self.lease is not None
+                if await etcd.keep_alive(self.lease) == 0:
+                    log.warning("[%s] binding lease lost; storing again", self.app.server_id)
+                    self.lease = await etcd.grant(self.lease_ttl)
+                    self._dirty = True
+                if self._dirty:
+                    self._dirty = False
+                    for session in self.app.sessions:
+                        if session.uid is not None and not session.closed:
+                            await self._store(session)
+            except EtcdUnavailable as exc:
+                log.warning("[%s] binding lease refresh failed: %s", self.app.server_id, exc)
+
+    def _require_etcd(self) -> EtcdClient:
+        if self.etcd is None:
+            raise EtcdUnavailable("the binding storage is not started")
+        return self.etcd

@@ -1,0 +1,143 @@
+"""Unique session: one session per uid across the frontends of a type (Pitaya's UniqueSession).
+
+When a session binds a uid that another session already holds:
+
+* ``on_conflict="kick"`` (default, Pitaya's behaviour): the old session is kicked (a kick
+  packet, then the connection closes) and the new bind stands. On this frontend this happens
+  during the bind; on other frontends of the same type it happens when they receive this
+  frontend's ``BindNotice`` on ``pitaya/<frontendType>/bindings`` (published on every bind).
+* ``on_conflict="refuse"``: the new bind fails with :class:`UidAlreadyBound` (``PIT-409``)
+  and the old session stays. Across frontends this needs to know where the uid is bound *now*,
+  which is what the binding storage module keeps: register
+  :class:`~actors.modules.binding_storage.BindingStorage` too; the claim is one etcd
+  transaction, so two frontends binding a uid at once cannot both win.
+
+Known limit (as in Pitaya): two binds of one uid on two frontends within a NATS round trip can
+kick both sessions in ``kick`` mode, since a notice does not say which bind came first.
+
+::
+
+    app.register_module(UniqueSession(app), "unique_session")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import nats.errors
+
+from actors.errors import PitayaError
+from actors.modules.base import ModuleBase
+from transport.envelope import BindNotice, EnvelopeError, decode_envelope
+from transport.etcd import EtcdUnavailable
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+    from actors.app import App
+    from actors.modules.binding_storage import BindingStorage
+    from actors.session import Session
+
+log = logging.getLogger(__name__)
+
+KICK_REASON = "logged in elsewhere"
+
+
+class UidAlreadyBound(PitayaError):
+    """``PIT-409``: refused bind, the uid is bound to another session (``refuse`` mode)."""
+
+    default_code = "PIT-409"
+
+    def __init__(self, uid: str, holder: str) -> None:
+        super().__init__(self.default_code, f"uid {uid} is already bound on {holder}", {"uid": uid})
+        self.uid = uid
+        self.holder = holder
+
+
+class UniqueSession(ModuleBase):
+    """One session per uid; see the module docstring. Does nothing on backends."""
+
+    def __init__(self, app: App, *, on_conflict: Literal["kick", "refuse"] = "kick") -> None:
+        if on_conflict not in ("kick", "refuse"):
+            raise ValueError(f"on_conflict must be 'kick' or 'refuse', not {on_conflict!r}")
+        self.app = app
+        self.on_conflict = on_conflict
+        self.kicked = 0
+        """Sessions kicked because their uid was bound again (here or elsewhere)."""
+        self._active = False
+        self._subscription: Any = None
+        self._storage: BindingStorage | None = None
+
+    async def init(self) -> None:
+        if not self.app.is_frontend:
+            return
+        cluster = self.app.cluster
+        if cluster is not None and self.on_conflict == "refuse":
+            self._storage = self._find_storage()
+        if cluster is not None and cluster.nc is not None:
+            subject = f"pitaya/{self.app.server_type}/bindings"
+            self._subscription = await cluster.nc.subscribe(subject, cb=self._on_binding)
+        self.app.sessions.on_session_bind(self._check)
+        self._active = True
+
+    async def shutdown(self) -> None:
+        self._active = False
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    def _find_storage(self) -> BindingStorage:
+        from actors.modules.binding_storage import BindingStorage
+
+        for _, module in self.app.modules:
+            if isinstance(module, BindingStorage):
+                return module
+        raise RuntimeError(
+            "unique session with on_conflict='refuse' in cluster mode needs the binding "
+            "storage module (app.register_module(BindingStorage(app), 'binding_storage'))"
+        )
+
+    # -- during a bind on this frontend ----------------------------------------------------
+
+    async def _check(self, session: Session) -> None:
+        """A bind callback: runs with ``session.uid`` set; raising refuses the bind."""
+        uid = session.uid
+        if not self._active or uid is None:
+            return
+        old = self.app.sessions.by_uid(uid)
+        if old is not None and old is not session and not old.closed:
+            if self.on_conflict == "refuse":
+                raise UidAlreadyBound(uid, self.app.server_id)
+            self._kick(old, f"uid {uid} bound again by session {session.id}")
+        if self._storage is not None:
+            try:
+                holder = await self._storage.claim(uid)
+            except EtcdUnavailable as exc:  # cannot know: the bind stands (like kick mode)
+                log.warning("[%s] cannot check uid %s in etcd: %s", self.app.server_id, uid, exc)
+                return
+            if holder is not None:
+                raise UidAlreadyBound(uid, holder)
+
+    # -- binds on other frontends ----------------------------------------------------------
+
+    async def _on_binding(self, msg: Msg) -> None:
+        if not self._active:
+            return
+        try:
+            notice = decode_envelope(msg.data)
+        except EnvelopeError as exc:
+            log.warning("[%s] malformed bind notice: %s", self.app.server_id, exc)
+            return
+        if not isinstance(notice, BindNotice) or notice.frontend_id == self.app.server_id:
+            return
+        session = self.app.sessions.by_uid(notice.uid)
+        if session is not None and not session.closed:
+            self._kick(session, f"uid {notice.uid} bound on {notice.frontend_id}")
+
+    def _kick(self, session: Session, why: str) -> None:
+        self.kicked += 1
+        log.info("[%s] kicking session %d: %s", self.app.server_id, session.id, why)
+        session.kick(KICK_REASON)

@@ -1,0 +1,172 @@
+"""The launcher with real processes: Thespian keepers, restarts with backoff, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from thespian.actors import ActorSystem
+
+from actors.launch import Launcher, parse_config
+from tests.launch.harness import (
+    LauncherProcess,
+    pid_gone,
+    port_closed,
+    wait_pids_gone,
+    wait_port_closed,
+)
+
+DUMMY = "tests.launch.dummy"
+
+
+@pytest.fixture
+async def launchers() -> AsyncIterator[list[LauncherProcess]]:
+    started: list[LauncherProcess] = []
+    try:
+        yield started
+    finally:
+        for launcher in started:
+            await launcher.close()
+
+
+async def launch(started: list[LauncherProcess], config: Path) -> LauncherProcess:
+    launcher = LauncherProcess(config)
+    started.append(launcher)
+    return await launcher.start()
+
+
+async def test_restarts_with_backoff_and_stops_everything(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        f"""
+        [launcher]
+        backoff_initial = 0.1
+        backoff_max = 0.4
+        stop_timeout = 0.5
+
+        [[servers]]
+        name = "serve-{{n}}"
+        module = "{DUMMY}"
+        args = ["serve-{{n}}", "serve"]
+        count = 2
+
+        [[servers]]
+        name = "crash"
+        module = "{DUMMY}"
+        args = ["crash", "crash"]
+        restart = "on-failure"
+
+        [[servers]]
+        name = "stubborn"
+        module = "{DUMMY}"
+        args = ["stubborn", "stubborn"]
+        """
+    )
+    launcher = await launch(launchers, config)
+    pids = {name: await launcher.server_pid(name) for name in ("serve-1", "serve-2", "stubborn")}
+    for name, pid in pids.items():
+        await launcher.wait_line(rf"dummy {name} up pid {pid}")
+    admin_port = await launcher.admin_port()
+
+    # A server that keeps crashing is restarted after 0.1, 0.2, 0.4, 0.4 s (capped).
+    delays = []
+    index = 0
+    for _ in range(4):
+        pattern = r"crash exited with code 3 .* restarting in ([\d.]+)s"
+        found = await launcher.wait_line(pattern, index)
+        delays.append(float(found.group(1)))
+        index = launcher.lines.index(found.string) + 1
+    assert delays == [0.1, 0.2, 0.4, 0.4]
+
+    # kill -9 by PID: the keeper notices and starts a new process.
+    os.kill(pids["serve-1"], signal.SIGKILL)
+    found = await launcher.wait_line(rf"serve-1 killed by SIGKILL \(pid {pids['serve-1']}\)")
+    index = launcher.lines.index(found.string)
+    new_pid = await launcher.server_pid("serve-1", index)
+    assert new_pid != pids["serve-1"]
+    await launcher.wait_line(rf"dummy serve-1 up pid {new_pid}", index)
+
+    # A keeper that dies is replaced; the server it left is stopped before a new one starts.
+    keeper = await launcher.wait_line(r"serve-2 running \(pid \d+; keeper pid (\d+)\)")
+    os.kill(int(keeper.group(1)), signal.SIGKILL)
+    found = await launcher.wait_line(
+        rf"keeper of serve-2 died \(server pid {pids['serve-2']} is stopped first\)"
+    )
+    index = launcher.lines.index(found.string)
+    replacement = await launcher.server_pid("serve-2", index)
+    await wait_pids_gone([pids["serve-2"]])
+
+    # SIGTERM to the launcher: every server gets SIGTERM; the stubborn one SIGKILL later.
+    launcher.signal(signal.SIGTERM)
+    assert await launcher.wait() == 1  # not every server exited cleanly
+    output = launcher.tail(60)
+    assert "serve-1 stopped (exited with code 0)" in output
+    assert "serve-2 stopped (exited with code 0)" in output
+    assert "stubborn did not stop within 0.5s; killing it" in output
+    assert "stubborn stopped (killed by SIGKILL)" in output
+    await wait_pids_gone([new_pid, replacement, pids["stubborn"]])
+    await wait_port_closed(admin_port)  # the Thespian admin is gone too
+
+
+def test_api_start_status_stop(tmp_path: Path) -> None:
+    # Synchronous like Thespian's own API, and on the main thread: the actor system forks,
+    # which must not happen in a process running other threads.
+    config = parse_config(
+        {
+            "launcher": {"log_dir": str(tmp_path)},
+            "servers": [{"name": "d", "module": DUMMY, "args": ["d", "serve"]}],
+        }
+    )
+    with Launcher(config) as launcher:
+        pid = launcher.start()["d"]
+        assert pid is not None
+        [state] = launcher.status()
+        assert (state.name, state.pid, state.running, state.restarts) == ("d", pid, True, 0)
+        poll_until(lambda: f"dummy d up pid {pid}" in (tmp_path / "d.log").read_text())
+        assert launcher.stop() == {"d": 0}  # it handled SIGTERM and exited 0
+        assert not launcher.running
+    poll_until(lambda: pid_gone(pid))
+    poll_until(lambda: port_closed(launcher.admin_port))
+
+
+def poll_until(check: Callable[[], bool], timeout: float = 10) -> None:
+    """Bounded poll of state owned by other processes (a log file, a PID, a port)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{check} still false after {timeout}s"
+        time.sleep(0.05)
+
+
+async def test_servers_stop_when_the_launcher_is_killed(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        f"""
+        [[servers]]
+        name = "serve-{{n}}"
+        module = "{DUMMY}"
+        args = ["serve-{{n}}", "serve"]
+        count = 2
+        """
+    )
+    launcher = await launch(launchers, config)
+    pids = [await launcher.server_pid(f"serve-{n}") for n in (1, 2)]
+    admin_port = await launcher.admin_port()
+    launcher.signal(signal.SIGKILL)
+    await launcher.wait_line(r"the launcher \(pid \d+\) is gone without stopping")
+    await wait_pids_gone(pids)
+    # Thespian's admin outlives its starter: this is how an operator shuts a leftover down.
+    await asyncio.to_thread(
+        lambda: ActorSystem(
+            "multiprocTCPBase", capabilities={"Admin Port": admin_port}, transientUnique=True
+        ).shutdown()
+    )
+    await wait_port_closed(admin_port)
