@@ -65,6 +65,8 @@ class LocalRoute:
 
     ref: ActorRef
     spec: MethodSpec
+    reentrant: bool = False
+    """The handler actor interleaves its messages: a session must not pipeline to it."""
 
 
 @dataclass(slots=True)
@@ -453,7 +455,7 @@ class App:
             service = cls.service_name()
             self._handlers[service] = ref
             for method, spec in cls.method_specs().items():
-                route = LocalRoute(ref, spec)
+                route = LocalRoute(ref, spec, cls.reentrant)
                 self.local_routes[f"{service}.{method}"] = route
                 self.local_routes[f"{self.server_type}.{service}.{method}"] = route
         for cls, args, kwargs in self._remote_specs:
@@ -614,8 +616,9 @@ class App:
     # -- bookkeeping (called by session and gateway actors) --------------------------------
 
     def request_started(self) -> None:
+        if not self._in_flight:
+            self._idle.clear()
         self._in_flight += 1
-        self._idle.clear()
 
     def request_finished(self) -> None:
         self._in_flight -= 1

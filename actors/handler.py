@@ -82,7 +82,9 @@ class MethodSpec:
     is_async: bool
 
 
-@dataclass(frozen=True, slots=True)
+# Hot path: built per message; not frozen because a frozen dataclass is ~5x slower to
+# construct. Treat it as immutable all the same.
+@dataclass(slots=True)
 class HandleMessage:
     """Session actor (or NATS bridge) -> handler actor: run one route method for one message.
 

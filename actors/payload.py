@@ -51,8 +51,13 @@ def decoder_for(annotation: Any) -> Decoder:
     return lambda data, serializer: _unmarshal(serializer, data, None)
 
 
+_PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, tuple})
+
+
 def encode_result(value: Any, serializer: Serializer) -> bytes:
     """Serialize a handler's result (or a push body) for the wire."""
+    if type(value) in _PLAIN_TYPES:  # the common case, without the checks below
+        return serializer.marshal(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -70,6 +70,14 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not serializable")
 
 
+_JSON_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain
+)
+_JSON_DECODER = json.JSONDecoder()
+# Built once: ``json.dumps``/``json.loads`` with options build a new coder per call, and
+# ``loads(bytes)`` sniffs the encoding first; the wire is always UTF-8.
+
+
 class JsonSerializer:
     """Compact UTF-8 JSON (``ensure_ascii=False``); NaN and infinities are refused."""
 
@@ -77,10 +85,7 @@ class JsonSerializer:
 
     def marshal(self, value: Any) -> bytes:
         try:
-            text = json.dumps(
-                value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain
-            )
-            return text.encode("utf-8")
+            return _JSON_ENCODER.encode(value).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"cannot encode {type(value).__name__} as JSON") from exc
 
@@ -88,7 +93,7 @@ class JsonSerializer:
         if not data:
             return None
         try:
-            return json.loads(data)
+            return _JSON_DECODER.decode(data.decode("utf-8"))
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             raise SerializationError(f"malformed JSON data: {exc}") from exc
 

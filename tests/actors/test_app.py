@@ -295,3 +295,23 @@ async def test_request_on_a_closed_client_raises() -> None:
         await client.close()
         with pytest.raises(ConnectionClosed):
             await client.request("echo.echo", 1)
+
+
+async def test_order_holds_across_handler_actors_while_pipelining_within_one() -> None:
+    app = make_app()
+    async with serve(app) as server:
+        client = await server.connect()
+        done: list[str] = []
+
+        async def call(route: str, body: Any, tag: str) -> None:
+            await client.request(route, body)
+            done.append(tag)
+
+        # Two messages for the slow game actor, then one for the echo actor: the echo must
+        # wait for both (another actor), although it would be answered at once.
+        await asyncio.gather(
+            call("game.delayed", {"seconds": 0.05, "tag": "a"}, "slow-1"),
+            call("game.delayed", {"seconds": 0.0, "tag": "b"}, "slow-2"),
+            call("echo.echo", "x", "echo"),
+        )
+        assert done == ["slow-1", "slow-2", "echo"]
