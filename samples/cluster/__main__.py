@@ -8,30 +8,18 @@ python -m samples.cluster room --id room-1
 
 from __future__ import annotations
 
-import argparse
-import logging
-
+from samples.cli import server_arguments, setup_logging
 from samples.cluster.servers import build_connector, build_room
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m samples.cluster",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = server_arguments("python -m samples.cluster", __doc__)
     parser.add_argument("role", choices=["connector", "room", "local"])
     parser.add_argument("--id", default="")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--etcd", default="127.0.0.1:2379")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--tcp-port", type=int, default=3250)
-    parser.add_argument("--ws-port", type=int, default=3251)
-    parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging(args.log_level)
     if args.role == "local":
         from samples.cluster.local import run_local
 

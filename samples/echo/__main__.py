@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
-
+from samples.cli import server_arguments, setup_logging
 from samples.echo.server import build_app
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m samples.echo", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--tcp-port", type=int, default=3250)
-    parser.add_argument("--ws-port", type=int, default=3251)
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args()
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    args = server_arguments("python -m samples.echo", __doc__).parse_args()
+    setup_logging(args.log_level)
     build_app(args.host, args.tcp_port, args.ws_port).run()
 
 
