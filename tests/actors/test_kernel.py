@@ -300,3 +300,23 @@ async def test_request_reply_callback_is_called_once() -> None:
         room.request(Join("a"), reply)
         await asyncio.wait_for(done.wait(), 2)
         assert results == [["a"]]
+
+
+class Picky(Room):
+    """Keeps "vip" joins even when its mailbox is full."""
+
+    def overflowed(self, message: object) -> bool:
+        return isinstance(message, Join) and message.name == "vip"
+
+
+async def test_mailbox_limits_by_kind_and_overflowed_hook() -> None:
+    async with ActorSystem(mailbox_limits={"Picky": 1, "Tiny": 0}) as system:
+        assert system.mailbox_limit(Tiny) is None  # 0 lifts the class's own limit
+        assert system.mailbox_limit(Room) is None
+        picky = system.spawn(Picky)
+        picky.tell(Join("a"))
+        picky.tell(Join("b"))  # full: dropped
+        picky.tell(Join("vip"))  # full, but the actor keeps it
+        assert system.dropped["Picky"] == 1
+        queued = [message for message, _ in picky._cell.mailbox]
+        assert queued == [Join("a"), Join("vip")]

@@ -126,12 +126,15 @@ async def send_chunks(writer: asyncio.StreamWriter, pieces: list[bytes]) -> None
         await asyncio.sleep(0)
 
 
-def check_packets(stream: bytes) -> list[tuple[PacketType, bytes]]:
+def check_packets(decoder: PacketDecoder, data: bytes) -> list[tuple[PacketType, bytes]]:
     """The server's output must be well-formed packets, and data packets server messages."""
-    packets = PacketDecoder(0xFFFFFF).feed_raw(stream)
-    for kind, body in packets:
-        if kind is PacketType.DATA:
-            assert decode_message(body).type in (MessageType.RESPONSE, MessageType.PUSH)
+    try:
+        packets = decoder.feed_raw(data)
+        for kind, body in packets:
+            if kind is PacketType.DATA:
+                assert decode_message(body).type in (MessageType.RESPONSE, MessageType.PUSH)
+    except ProtocolError as exc:
+        raise AssertionError(f"the server wrote malformed packets: {data!r}") from exc
     return packets
 
 
@@ -159,10 +162,7 @@ async def tcp_attack(host: str, port: int, stream: bytes, sizes: list[int], eof:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    try:
-        outcome.packets = check_packets(bytes(received))
-    except ProtocolError as exc:  # pragma: no cover - reported by the assertion
-        raise AssertionError(f"server wrote malformed packets: {bytes(received)!r}") from exc
+    outcome.packets = check_packets(PacketDecoder(0xFFFFFF), bytes(received))
     return outcome
 
 
@@ -256,8 +256,7 @@ async def ws_attack(
                 protocol.receive_data(data)
                 for event in protocol.events_received():
                     if isinstance(event, Frame) and event.opcode is Opcode.BINARY:
-                        for kind, body in packets.feed_raw(event.data):
-                            outcome.packets.append((kind, body))
+                        outcome.packets += check_packets(packets, event.data)
                 for chunk in protocol.data_to_send():
                     if chunk:
                         with contextlib.suppress(OSError):

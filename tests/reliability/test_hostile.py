@@ -35,8 +35,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 SETTINGS = settings(
     max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "60")),
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 
