@@ -114,7 +114,7 @@ class App:
         self.remote_routes: dict[str, LocalRoute] = {}
         """User-RPC routes served here (``serverType.service.method``), never by clients."""
         self.cluster: Cluster | None = None
-        """Set on start in cluster mode: discovery, router and the NATS bridge."""
+        """Set on start in cluster mode: discovery, router, RPC transport and bridge."""
         self._custom_routes: dict[str, RouteFunction] = {}
         self._session_callbacks_used = False
         self.remote_session_events = RemoteSessionEvents()
@@ -370,6 +370,13 @@ class App:
         self._started = True
         if self.config.mode not in ("standalone", "cluster"):
             raise ValueError(f"mode must be 'standalone' or 'cluster', not {self.config.mode!r}")
+        from actors.cluster.rpc import TRANSPORTS
+
+        if self.config.rpc_transport not in TRANSPORTS:
+            raise ValueError(
+                f"rpc_transport must be one of {', '.join(TRANSPORTS)}, "
+                f"not {self.config.rpc_transport!r}"
+            )
         check_rate_limit_config(self.config)
         if self.config.tracing_enabled and not self.tracing.enabled:
             self.tracing.enable()
@@ -486,7 +493,8 @@ class App:
         """Push ``body`` to users by uid; returns the uids that could not be reached.
 
         Local users get the bytes framed once; in cluster mode the others are reached through
-        their frontend (``pitaya/<frontendType>/user/<uid>/push``).
+        their frontend (found by the binding storage module when registered, else NATS's
+        ``pitaya/<frontendType>/user/<uid>/push``; see ``actors.cluster.users``).
         """
         payload = encode_result(body, self.serializer)
         frame = SendFrame(self.encode_push_packet(route, payload))
@@ -568,15 +576,16 @@ class App:
             self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def ready_now(self) -> bool:
-        """Serving: listeners up (if any) and, in cluster mode, NATS connected and this
-        server registered in discovery. False while starting, draining or stopping."""
+        """Serving: listeners up (if any) and, in cluster mode, the RPC transport up (NATS
+        connected, or the gRPC server listening) and this server registered in discovery.
+        False while starting, draining or stopping."""
         if not self._started or self._stopping or self._draining:
             return False
         if self._acceptors and not self._listening:
             return False
         if self.config.mode == "cluster":
             cluster = self.cluster
-            return cluster is not None and cluster.nats_connected and cluster.discovery.registered
+            return cluster is not None and cluster.connected and cluster.discovery.registered
         return True
 
     async def is_ready(self) -> bool:

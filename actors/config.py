@@ -95,13 +95,24 @@ class Config:
     """Trace handler calls and RPCs with OpenTelemetry's global tracer provider (needs the
     ``tracing`` extra); ``App.enable_tracing(provider)`` does the same in code."""
     mode: str = "standalone"
-    """``standalone`` (no NATS, no etcd) or ``cluster`` (needs both)."""
+    """``standalone`` (no NATS, no etcd) or ``cluster`` (needs etcd, and NATS unless
+    ``rpc_transport`` is ``grpc``)."""
     frontend: bool | None = None
     """Whether clients connect to this server; None: true when it has listeners."""
     metadata: dict[str, str] = field(default_factory=dict)
     """Published in service discovery (e.g. region, version); routers may read it."""
+    rpc_transport: str = "nats"
+    """How cluster servers send each other RPCs: ``nats`` (Pitaya's default) or ``grpc``
+    (each server listens on ``grpc_host:grpc_port``; needs the binding storage module and no
+    NATS). See ``actors.cluster.rpc``."""
     nats_url: str = "nats://127.0.0.1:4222"
-    """NATS server(s) for cluster RPCs, comma-separated."""
+    """NATS server(s) for cluster RPCs, comma-separated (``rpc_transport="nats"``)."""
+    grpc_host: str = "127.0.0.1"
+    """Interface the gRPC RPC server listens on (``rpc_transport="grpc"``). It is also the
+    host advertised to the other servers (discovery metadata ``grpcHost``, Pitaya's key),
+    unless ``metadata`` sets ``grpcHost``; ``0.0.0.0`` advertises this machine's hostname."""
+    grpc_port: int = 0
+    """Port of the gRPC RPC server; 0 picks a free one. Advertised as ``grpcPort``."""
     etcd_endpoints: str = "127.0.0.1:2379"
     """etcd endpoints ``host:port`` for service discovery, comma-separated."""
     rpc_timeout: float = 5.0
@@ -111,7 +122,8 @@ class Config:
     server_sync_interval: float = 120.0
     """Seconds between full re-reads of the server table (repairs missed watch events)."""
     cluster_connect_timeout: float = 5.0
-    """Seconds to reach NATS and etcd at start-up before failing with a clear error."""
+    """Seconds to reach NATS (with the NATS transport) and etcd at start-up before failing
+    with a clear error."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form options for modules and user code."""
 

@@ -1,45 +1,47 @@
-"""Cluster mode: NATS RPCs between servers found in etcd (Pitaya's subjects and rules).
+"""Cluster mode: RPCs between servers found in etcd (Pitaya's rules), over NATS or gRPC.
 
-Subjects (as Pitaya's NATS RPC):
+The pieces, one module each:
 
-* ``pitaya/servers/<type>/<id>``: requests to one server (forwarded client messages, user
-  RPCs, and the frontend controls ``sys.bind``/``sys.pushsession``/``sys.push``/``sys.kick``
-  that backend sessions use);
-* ``pitaya/<frontendType>/user/<uid>/push`` and ``.../kick``: to a bound user's frontend;
-* ``pitaya/<frontendType>/bindings``: a uid was bound (for unique-session modules).
+* ``discovery``: who is alive, by type (etcd, Pitaya's keys); ``router``: which one serves a
+  route;
+* ``rpc``: the RPCClient/RPCServer seam, implemented by ``nats_rpc`` (default, Pitaya's
+  subjects) and ``grpc_rpc`` (``rpc_transport="grpc"``, no NATS);
+* ``bridge``: the reentrant actor every call goes out through and every inbound envelope is
+  dispatched by (to handler and remote actors, or frontend controls);
+* ``users``: push and kick by uid, bind notices, backends' session events;
+* ``backend_session``: the session a backend handler sees; ``groups``: etcd groups.
 
-Outbound calls go through the reentrant :class:`NatsBridge` actor; inbound messages are handed
-to it by the NATS subscription and dispatched to handler and remote actors without waiting.
-A target that does not answer within ``rpc_timeout`` gives ``PIT-408`` (Pitaya's code);
-requests while NATS is down fail at once with ``PIT-500``.
+A target that does not answer within ``rpc_timeout`` (or cannot be reached) gives
+``PIT-408`` (Pitaya's code); requests while this server's transport is down fail at once with
+``PIT-500``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-import nats
-import nats.errors
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
+from actors.cluster.bridge import Inbound, OutboundCall, RpcBridge
 from actors.cluster.discovery import EtcdServiceDiscovery, ServerInfo, ServiceDiscovery
-from actors.cluster.nats_bridge import NatsBridge, OutboundCall, Publish
+from actors.cluster.nats_rpc import NatsRpc, server_subject, user_subject
 from actors.cluster.router import Router
-from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
-from actors.errors import ActorError, InternalError, PitayaError, RpcTimeout
+from actors.cluster.rpc import (
+    GRPC,
+    ClusterStartupError,
+    ClusterUnavailable,
+    Respond,
+    create_rpc,
+)
+from actors.cluster.users import ClusterUsers
+from actors.errors import InternalError, PitayaError, RpcTimeout
 from actors.metrics.rpc import observe_rpc
 from transport.envelope import (
-    BindNotice,
     RpcRequest,
     RpcResponse,
     SessionSnapshot,
-    UserKick,
-    UserPush,
     decode_envelope,
     encode_envelope,
 )
@@ -62,24 +64,8 @@ RPC_SERIALIZER = MsgpackSerializer()
 """User RPC arguments and results travel as msgpack between servers."""
 
 
-class ClusterStartupError(ActorError):
-    """NATS or etcd cannot be reached when a cluster server starts; says which."""
-
-
-class ClusterUnavailable(InternalError):
-    """``PIT-500``: NATS is not connected, so the request cannot leave this server."""
-
-
-def server_subject(server_type: str, server_id: str) -> str:
-    return f"pitaya/servers/{server_type}/{server_id}"
-
-
-def user_subject(frontend_type: str, uid: str, what: str) -> str:
-    return f"pitaya/{frontend_type}/user/{uid}/{what}"
-
-
 class Cluster:
-    """The cluster side of one server: discovery, router, NATS bridge."""
+    """The cluster side of one server: discovery, router, RPC client and server, bridge."""
 
     def __init__(self, app: App, discovery: ServiceDiscovery | None = None) -> None:
         self.app = app
@@ -95,83 +81,85 @@ class Cluster:
             app, self.me, endpoints
         )
         self.router = Router(self.discovery)
-        self.nc: NatsClient | None = None
+        self.rpc_client, self.rpc_server = create_rpc(self)
+        self.nats: NatsRpc | None = (
+            self.rpc_client if isinstance(self.rpc_client, NatsRpc) else None
+        )
+        """The NATS transport, for what only NATS has (per-uid and bindings subjects)."""
+        self.users = ClusterUsers(self)
         self.bridge: ActorRef | None = None
         self.bindings: UserDelivery | None = None
         """Set by the binding storage module: pushes and kicks by uid go straight to the
-        frontend each uid is bound on, instead of the per-uid subjects."""
-        self._user_subscriptions: dict[str, list[Any]] = {}
+        frontend each uid is bound on (the only way over gRPC)."""
         self.dropped_messages = 0
-        """Inbound NATS messages that will never be handled: malformed envelopes the bridge
+        """Inbound messages that will never be handled: malformed envelopes the bridge
         dropped, and messages NATS dropped because this server read too slowly (slow
         consumer). Reported as Pitaya's ``rpc_server_dropped_messages`` gauge."""
 
     @property
-    def nats_connected(self) -> bool:
-        return self.nc is not None and self.nc.is_connected
+    def connected(self) -> bool:
+        """RPCs can go out and come in (readiness; discovery registration aside)."""
+        return self.rpc_client.connected and self.rpc_server.serving
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Reach NATS and etcd; ClusterStartupError names the one that cannot be reached."""
+        """Reach the RPC transport and etcd; ClusterStartupError names what cannot be
+        reached (or what is missing)."""
         config = self.app.config
-        urls = [u.strip() for u in config.nats_url.split(",") if u.strip()]
-        try:
-            # nats-py retries the first connection forever when reconnects are allowed:
-            # bound it, so an unreachable NATS is reported instead of hanging the start-up.
-            self.nc = await asyncio.wait_for(
-                self._connect_nats(urls), config.cluster_connect_timeout
-            )
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
-            raise ClusterStartupError(
-                f"cannot reach NATS at {config.nats_url}: {exc or type(exc).__name__}"
-            ) from exc
+        if config.rpc_transport == GRPC:
+            self._require_binding_storage()
+        await self.rpc_client.connect()
         try:
             await self.discovery.connect()
         except EtcdUnavailable as exc:
-            await self.nc.close()
+            await self.rpc_client.close()
             raise ClusterStartupError(
                 f"cannot reach etcd at {config.etcd_endpoints}: {exc}"
             ) from exc
 
-    async def _connect_nats(self, urls: list[str]) -> NatsClient:
-        config = self.app.config
-        return await nats.connect(
-            servers=urls,
-            name=self.app.server_id,
-            connect_timeout=config.cluster_connect_timeout,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            disconnected_cb=self._disconnected,
-            reconnected_cb=self._reconnected,
-            error_cb=self._error,
-        )
+    def _require_binding_storage(self) -> None:
+        from actors.modules.binding_storage import BindingStorage
+
+        if not any(isinstance(module, BindingStorage) for _, module in self.app.modules):
+            raise ClusterStartupError(
+                "rpc_transport='grpc' needs the binding storage module to reach users by uid "
+                "(as Pitaya's gRPC RPC): app.register_module(BindingStorage(app), "
+                "'binding_storage') on every server"
+            )
 
     async def join(self) -> None:
         """Serve RPCs and register in discovery (the local actors are spawned by now)."""
-        assert self.nc is not None, "connect() first"
         config = self.app.config
-        self.bridge = self.app.system.spawn(NatsBridge, self.nc, self, name="nats-bridge")
-        subject = server_subject(self.me.type, self.me.id)
-        await self.nc.subscribe(subject, cb=self._inbound)
-        await self.nc.flush(timeout=max(1, round(config.cluster_connect_timeout)))
+        bridge = self.bridge = self.app.system.spawn(
+            RpcBridge, self.rpc_client, self, name="rpc-bridge"
+        )
+
+        def dispatch(data: bytes, respond: Respond | None) -> None:
+            bridge.tell(Inbound(data, respond))
+
         try:
+            await self.rpc_server.start(dispatch)
+            # Before registering: peers read how to reach this server from discovery (gRPC).
+            self.me.metadata.update(self.rpc_server.metadata)
             await self.discovery.start()
         except EtcdUnavailable as exc:
             await self.close()
             raise ClusterStartupError(
                 f"cannot register in etcd at {config.etcd_endpoints}: {exc}"
             ) from exc
+        except BaseException:
+            await self.close()
+            raise
         if self.me.frontend:
-            self.app.sessions.on_after_session_bind(self._bound)
-            self.app.sessions.on_session_close(self._unbind_subscriptions)
-        log.info(
-            "[%s] joined the cluster (nats %s, etcd %s)",
-            self.me.id,
-            config.nats_url,
-            config.etcd_endpoints,
+            self.app.sessions.on_after_session_bind(self.users.bound)
+            self.app.sessions.on_session_close(self.users.closed)
+        via = (
+            f"nats {config.nats_url}"
+            if self.nats is not None
+            else f"{config.rpc_transport} {self.me.metadata}"
         )
+        log.info("[%s] joined the cluster (%s, etcd %s)", self.me.id, via, config.etcd_endpoints)
 
     def group_service(self) -> GroupService:
         """The etcd-backed group service (cluster default); members leave on disconnect."""
@@ -203,27 +191,16 @@ class Cluster:
             log.exception("[%s] leaving discovery failed", self.me.id)
 
     async def close(self) -> None:
-        """Drain and close NATS, release etcd (after in-flight work finished)."""
+        """Stop serving RPCs and release etcd and connections (after in-flight work)."""
         try:
             await self.discovery.close()
         except Exception:
             log.exception("[%s] closing discovery failed", self.me.id)
-        if self.nc is not None and not self.nc.is_closed:
+        for what, step in (("server", self.rpc_server.stop), ("client", self.rpc_client.close)):
             try:
-                await asyncio.wait_for(self.nc.drain(), 5)
+                await step()
             except Exception:
-                await self.nc.close()
-
-    async def _disconnected(self) -> None:
-        log.warning("[%s] disconnected from NATS; requests fail until it is back", self.me.id)
-
-    async def _reconnected(self) -> None:
-        log.info("[%s] reconnected to NATS", self.me.id)
-
-    async def _error(self, exc: Exception) -> None:
-        if isinstance(exc, nats.errors.SlowConsumerError):
-            self.dropped_messages += 1  # NATS dropped an inbound message: we fell behind
-        log.warning("[%s] NATS error: %s", self.me.id, exc)
+                log.exception("[%s] closing the RPC %s failed", self.me.id, what)
 
     # -- outbound --------------------------------------------------------------------------
 
@@ -238,16 +215,21 @@ class Cluster:
         """Send ``request`` to ``server``; ``reply(payload, error)``, the remote's errors
         decoded. Timed and traced when metrics or tracing are on (``parent``: the span the
         call belongs to)."""
-        if not self.nats_connected or self.bridge is None:
-            reply(None, ClusterUnavailable("cluster unavailable: not connected to NATS"))
+        if self.bridge is None or not self.rpc_client.connected:
+            reply(None, ClusterUnavailable(f"cluster unavailable: not connected to {self._via}"))
             return
         app = self.app
         if app.metrics.enabled or app.tracing.enabled:
             reply = observe_rpc(app, server.id, server.type, request, reply, parent)
-        subject = server_subject(server.type, server.id)
-        self.bridge.request(
-            OutboundCall(subject, encode_envelope(request), timeout), _unwrap(reply)
-        )
+        self.bridge.request(OutboundCall(server, encode_envelope(request), timeout), _unwrap(reply))
+
+    @property
+    def _via(self) -> str:
+        return "NATS" if self.nats is not None else self.app.config.rpc_transport
+
+    def _notify(self, server: ServerInfo, request: RpcRequest) -> None:
+        if self.rpc_client.connected:
+            self.rpc_client.notify(server, encode_envelope(request))
 
     def forward(
         self,
@@ -277,24 +259,10 @@ class Cluster:
             app = self.app
             if app.metrics.enabled or app.tracing.enabled:
                 reply = observe_rpc(app, server.id, server.type, request, reply, parent)
-            self.publish(server_subject(server.type, server.id), encode_envelope(request))
+            self._notify(server, request)
             reply(None, None)
             return
         self._call(server, request, reply, self.app.config.rpc_timeout, parent)
-
-    def _session_event(self, session: Session, event: str) -> None:
-        """Tell every backend that served ``session`` that it bound or closed."""
-        if not session.served_by:
-            return
-        for server_id, routes in session.served_by.items():
-            server = self.discovery.server(server_id)
-            if server is None:
-                continue
-            body = msgpack.packb({"event": event, "routes": sorted(routes)}, use_bin_type=True)
-            request = RpcRequest(
-                "sys", SESSION_EVENT_ROUTE, body, snapshot(session, self.me), notify=True
-            )
-            self.publish(server_subject(server.type, server_id), encode_envelope(request))
 
     async def rpc(
         self,
@@ -330,8 +298,11 @@ class Cluster:
             encode_result(arg, RPC_SERIALIZER),
             snapshot(session, self.me) if session is not None else None,
         )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        payload = await self._ask(server, request, timeout or self.app.config.rpc_timeout)
+        return RPC_SERIALIZER.unmarshal(payload) if payload else None
+
+    async def _ask(self, server: ServerInfo, request: RpcRequest, timeout: float) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def reply(result: Any, error: BaseException | None) -> None:
             if not future.done():
@@ -340,13 +311,8 @@ class Cluster:
                 else:
                     future.set_result(result)
 
-        self._call(server, request, reply, timeout or self.app.config.rpc_timeout)
-        payload = await future
-        return RPC_SERIALIZER.unmarshal(payload) if payload else None
-
-    def publish(self, subject: str, payload: bytes, reply_to: str = "") -> None:
-        if self.bridge is not None and self.nats_connected:
-            self.bridge.tell(Publish(subject, payload, reply_to))
+        self._call(server, request, reply, timeout)
+        return await future
 
     def _frontend(self, frontend_id: str, frontend_type: str | None) -> ServerInfo | None:
         """The frontend by id; a backend session knows its frontend's type, so a frontend this
@@ -364,15 +330,7 @@ class Cluster:
         if server is None:
             raise InternalError(f"frontend {frontend_id} not found in discovery")
         request = RpcRequest("sys", route, msgpack.packb(body, use_bin_type=True))
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-
-        def reply(result: Any, error: BaseException | None) -> None:
-            if not future.done():
-                future.set_exception(error) if error else future.set_result(result)
-
-        self._call(server, request, reply, self.app.config.rpc_timeout)
-        await future
+        await self._ask(server, request, self.app.config.rpc_timeout)
 
     def frontend_notify(
         self, frontend_id: str, route: str, body: dict[str, Any], frontend_type: str | None = None
@@ -382,92 +340,19 @@ class Cluster:
             log.warning("[%s] frontend %s unknown; dropping %s", self.me.id, frontend_id, route)
             return
         request = RpcRequest("sys", route, msgpack.packb(body, use_bin_type=True), notify=True)
-        self.publish(server_subject(server.type, frontend_id), encode_envelope(request))
+        self._notify(server, request)
 
     async def push_to_users(
         self, route: str, payload: bytes, uids: list[str], frontend_type: str | None
     ) -> list[str]:
         """Push to uids bound on any frontend; returns those no frontend acknowledged."""
-        types = [frontend_type] if frontend_type else self._frontend_types()
-        make = lambda uid: UserPush(uid, route, payload)  # noqa: E731
-        if self.bindings is not None:  # uids it could not look up take the per-uid subjects
-            failed, unknown = await self.bindings.push_to_users(route, payload, uids, types)
-            return failed + await self._to_users(unknown, types, make, "push")
-        return await self._to_users(uids, types, make, "push")
+        return await self.users.push_to_users(route, payload, uids, frontend_type)
 
     async def kick_users(
         self, uids: list[str], reason: str, frontend_type: str | None
     ) -> list[str]:
-        types = [frontend_type] if frontend_type else self._frontend_types()
-        make = lambda uid: UserKick(uid, reason)  # noqa: E731
-        if self.bindings is not None:
-            failed, unknown = await self.bindings.kick_users(reason, uids, types)
-            return failed + await self._to_users(unknown, types, make, "kick")
-        return await self._to_users(uids, types, make, "kick")
-
-    def _frontend_types(self) -> list[str]:
-        return sorted(
-            {
-                s.type
-                for t in self.discovery.server_types()
-                for s in self.discovery.servers(t)
-                if s.frontend
-            }
-        )
-
-    async def _to_users(self, uids: list[str], types: list[str], make: Any, what: str) -> list[str]:
-        if self.nc is None or not self.nats_connected:
-            return list(uids)
-        nc = self.nc
-        timeout = self.app.config.rpc_timeout
-
-        async def one(uid: str) -> bool:
-            payload = encode_envelope(make(uid))
-            for frontend_type in types:
-                try:
-                    await nc.request(user_subject(frontend_type, uid, what), payload, timeout)
-                    return True
-                except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                    continue
-                except nats.errors.Error:
-                    return False
-            return False
-
-        results = await asyncio.gather(*(one(uid) for uid in uids))
-        return [uid for uid, ok in zip(uids, results, strict=True) if not ok]
-
-    # -- inbound ---------------------------------------------------------------------------
-
-    async def _inbound(self, msg: Msg) -> None:
-        if self.bridge is not None:
-            self.bridge.tell(msg)
-
-    async def _bound(self, session: Session) -> None:
-        """Frontend: listen on the user subjects of a newly bound uid; announce the bind."""
-        uid = session.uid
-        if uid is None or self.nc is None:
-            return
-        subs = [
-            await self.nc.subscribe(user_subject(self.me.type, uid, "push"), cb=self._inbound),
-            await self.nc.subscribe(user_subject(self.me.type, uid, "kick"), cb=self._inbound),
-        ]
-        old = self._user_subscriptions.pop(uid, None)
-        self._user_subscriptions[uid] = subs
-        for sub in old or []:
-            await sub.unsubscribe()
-        self.publish(
-            f"pitaya/{self.me.type}/bindings", encode_envelope(BindNotice(uid, self.me.id))
-        )
-        self._session_event(session, BIND)
-
-    async def _unbind_subscriptions(self, session: Session) -> None:
-        self._session_event(session, CLOSE)
-        uid = session.uid
-        if uid is None or self.app.sessions.by_uid(uid) is not None:
-            return  # another session holds the uid now
-        for sub in self._user_subscriptions.pop(uid, []):
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+        """Kick uids bound on any frontend; returns those no frontend acknowledged."""
+        return await self.users.kick_users(uids, reason, frontend_type)
 
 
 def snapshot(session: Session, me: ServerInfo) -> SessionSnapshot:

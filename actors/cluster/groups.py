@@ -2,9 +2,10 @@
 
 ``pitaya/groups/<name>`` marks the group (JSON with its TTL and lease), and
 ``pitaya/groups/<name>/uids/<uid>`` each member. Any server can manage a group and broadcast
-to it; members are reached on whatever frontend they are bound to, through
-``pitaya/<frontendType>/user/<uid>/push``. A group created with a TTL lives on a lease: it
-expires unless used (every operation on it renews the lease) or renewed.
+to it; members are reached on whatever frontend they are bound to, as any push by uid
+(``actors.cluster.users``: the binding storage, or NATS's per-uid subjects). A group created
+with a TTL lives on a lease: it expires unless used (every operation on it renews the lease)
+or renewed.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Without it, a push or kick by uid is a NATS request on ``pitaya/<frontendType>/user/<uid>/...``
 tried for every frontend type. With it, the sender reads
 ``pitaya/bindings/<frontendType>/<uid>`` -> frontend id and sends one RPC (``sys.pushuser`` /
-``sys.kickuser``) to that frontend's own subject: no fan-out over types, and an unknown uid
-fails at once instead of after a NATS timeout.
+``sys.kickuser``) to that frontend: no fan-out over types, and an unknown uid fails at once
+instead of after a NATS timeout. With ``rpc_transport="grpc"`` it is the only way (there are no
+per-uid subjects), so every server must register it, as in Pitaya.
 
 Register it on every server that pushes or kicks by uid (backends included); on frontends it
 also maintains the entries:
@@ -15,7 +16,8 @@ also maintains the entries:
   have been bound elsewhere since);
 * rewritten when the lease was lost (etcd restarted, or unreachable for longer than the TTL).
 
-If etcd cannot be read, pushes and kicks fall back to the per-uid subjects.
+If etcd cannot be read, pushes and kicks fall back to the per-uid subjects (NATS; over gRPC
+they fail).
 
 ::
 
@@ -30,7 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors.cluster.nats_bridge import KICK_USER_ROUTE, PUSH_USER_ROUTE
+from actors.cluster.bridge import KICK_USER_ROUTE, PUSH_USER_ROUTE
 from actors.modules.base import ModuleBase
 from transport.etcd import EtcdClient, EtcdUnavailable
 
@@ -63,6 +65,10 @@ class UserDelivery(Protocol):
     async def kick_users(
         self, reason: str, uids: list[str], frontend_types: list[str]
     ) -> tuple[list[str], list[str]]: ...
+
+    async def frontend_of(self, uid: str, frontend_types: list[str]) -> str | None:
+        """The id of the frontend ``uid`` is bound on; raises EtcdUnavailable."""
+        ...
 
 
 class BindingStorage(ModuleBase):

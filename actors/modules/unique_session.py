@@ -5,14 +5,15 @@ When a session binds a uid that another session already holds:
 * ``on_conflict="kick"`` (default, Pitaya's behaviour): the old session is kicked (a kick
   packet, then the connection closes) and the new bind stands. On this frontend this happens
   during the bind; on other frontends of the same type it happens when they receive this
-  frontend's ``BindNotice`` on ``pitaya/<frontendType>/bindings`` (published on every bind).
+  frontend's ``BindNotice``: over NATS published on ``pitaya/<frontendType>/bindings`` at every
+  bind; over gRPC sent to the frontend the binding storage names for the uid (Pitaya's way).
 * ``on_conflict="refuse"``: the new bind fails with :class:`UidAlreadyBound` (``PIT-409``)
   and the old session stays. Across frontends this needs to know where the uid is bound *now*,
   which is what the binding storage module keeps: register
   :class:`~actors.modules.binding_storage.BindingStorage` too; the claim is one etcd
   transaction, so two frontends binding a uid at once cannot both win.
 
-Known limit (as in Pitaya): two binds of one uid on two frontends within a NATS round trip can
+Known limit (as in Pitaya): two binds of one uid on two frontends within a network round trip can
 kick both sessions in ``kick`` mode, since a notice does not say which bind came first.
 
 ::
@@ -22,23 +23,18 @@ kick both sessions in ``kick`` mode, since a notice does not say which bind came
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Literal
-
-import nats.errors
+from typing import TYPE_CHECKING, Literal
 
 from actors.errors import PitayaError
 from actors.modules.base import ModuleBase
-from transport.envelope import BindNotice, EnvelopeError, decode_envelope
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
-    from nats.aio.msg import Msg
-
     from actors.app import App
     from actors.modules.binding_storage import BindingStorage
     from actors.session import Session
+    from transport.envelope import BindNotice
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +63,6 @@ class UniqueSession(ModuleBase):
         self.kicked = 0
         """Sessions kicked because their uid was bound again (here or elsewhere)."""
         self._active = False
-        self._subscription: Any = None
         self._storage: BindingStorage | None = None
 
     async def init(self) -> None:
@@ -76,18 +71,13 @@ class UniqueSession(ModuleBase):
         cluster = self.app.cluster
         if cluster is not None and self.on_conflict == "refuse":
             self._storage = self._find_storage()
-        if cluster is not None and cluster.nc is not None:
-            subject = f"pitaya/{self.app.server_type}/bindings"
-            self._subscription = await cluster.nc.subscribe(subject, cb=self._on_binding)
+        if cluster is not None:
+            await cluster.users.watch_binds(self._on_binding)
         self.app.sessions.on_session_bind(self._check)
         self._active = True
 
     async def shutdown(self) -> None:
-        self._active = False
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+        self._active = False  # the cluster's bind notices stop with its transport
 
     def _find_storage(self) -> BindingStorage:
         from actors.modules.binding_storage import BindingStorage
@@ -123,15 +113,8 @@ class UniqueSession(ModuleBase):
 
     # -- binds on other frontends ----------------------------------------------------------
 
-    async def _on_binding(self, msg: Msg) -> None:
-        if not self._active:
-            return
-        try:
-            notice = decode_envelope(msg.data)
-        except EnvelopeError as exc:
-            log.warning("[%s] malformed bind notice: %s", self.app.server_id, exc)
-            return
-        if not isinstance(notice, BindNotice) or notice.frontend_id == self.app.server_id:
+    def _on_binding(self, notice: BindNotice) -> None:
+        if not self._active or notice.frontend_id == self.app.server_id:
             return
         session = self.app.sessions.by_uid(notice.uid)
         if session is not None and not session.closed:

@@ -1,4 +1,10 @@
-"""Cluster test harness: real nats-server and etcd, servers in their own processes."""
+"""Cluster test harness: real nats-server and etcd, servers in their own processes.
+
+Tests that apply to both RPC transports take them as a parameter (``@both_transports``): the
+``rpc_transport`` fixture puts ``PITAYA_RPC_TRANSPORT`` in the environment, which server
+processes inherit and in-process apps read. With gRPC, nats-server is not even started: the
+cluster must work without it.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +29,25 @@ NODE_ENV = {
 }
 
 
+TRANSPORTS = ["nats", "grpc"]
+both_transports = pytest.mark.parametrize("rpc_transport", TRANSPORTS, indirect=True)
+"""Run a test once over NATS and once over gRPC."""
+
+
 @pytest.fixture
-def nats_server() -> Iterator[NatsServer]:
+def rpc_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``nats`` unless parametrized (``@both_transports``); exported to every server."""
+    transport: str = getattr(request, "param", "nats")
+    monkeypatch.setenv("PITAYA_RPC_TRANSPORT", transport)
+    return transport
+
+
+@pytest.fixture
+def nats_server(rpc_transport: str) -> Iterator[NatsServer]:
+    """A running nats-server; with gRPC one that is never started (nothing listens)."""
     server = NatsServer()
-    server.start()
+    if rpc_transport == "nats":
+        server.start()
     try:
         yield server
     finally:
@@ -86,6 +107,8 @@ class Node:
                     return
 
         await asyncio.wait_for(until_started(), timeout)
+        if self.env.get("PITAYA_RPC_TRANSPORT") == "grpc":  # the parametrization took effect
+            assert any("gRPC RPC server on" in line for line in self.log), self.log[-10:]
 
         async def pump() -> None:
             while raw := await stream.readline():

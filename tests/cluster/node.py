@@ -2,6 +2,9 @@
 
 python -m tests.cluster.node room --id room-1 --nats URL --etcd HOST:PORT
 python -m tests.cluster.node connector --id c-1 --nats URL --etcd HOST:PORT --tcp-port P --ws-port P
+
+With ``PITAYA_RPC_TRANSPORT=grpc`` the server also registers the binding storage module, which
+the gRPC transport requires.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.handler import Handler, handler
+from actors.modules.binding_storage import BindingStorage
 from actors.session import Session
 from samples.cluster.servers import build_connector, build_room
 
@@ -148,6 +152,8 @@ def main() -> None:
                     raise ValueError(f"client {handshake.client_version} too old, need {required}")
 
             app.add_handshake_validator("client-version", check_version)
+    if app.config.rpc_transport == "grpc":
+        app.register_module(BindingStorage(app), "binding_storage")
     app.run()
 
 

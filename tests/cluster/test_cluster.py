@@ -1,14 +1,16 @@
-"""Cluster mode against real nats-server and etcd, each server in its own process."""
+"""Cluster mode against real nats-server and etcd, each server in its own process; the tests
+that apply to both RPC transports run over NATS and over gRPC (``@both_transports``)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Node, start_node
+from tests.cluster.harness import Node, both_transports, start_node
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client, Push, RequestError
 from transport.errors import ConnectionClosed
@@ -29,8 +31,9 @@ async def connect(node: Node, websocket: bool = False) -> Client:
     return await Client.connect("127.0.0.1", port, websocket=websocket, request_timeout=10)
 
 
+@both_transports
 async def test_forwarding_chat_rpc_and_backend_session(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
@@ -63,8 +66,9 @@ async def test_forwarding_chat_rpc_and_backend_session(
     assert (await next_push(ann_pushes, "onUserLeft")).body == {"name": "bob"}
 
 
+@both_transports
 async def test_backend_bind_push_to_front_and_rules(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
@@ -81,8 +85,9 @@ async def test_backend_bind_push_to_front_and_rules(
     assert rules["error"] == "FrontendOnly"
 
 
+@both_transports
 async def test_random_routing_spreads_and_custom_router_pins(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     for room in ("room-1", "room-2"):
         await start_node(nodes, "room", room, nats_server, etcd_server)
@@ -95,8 +100,9 @@ async def test_random_routing_spreads_and_custom_router_pins(
     assert set(counts) == {"room-1"}
 
 
+@both_transports
 async def test_push_and_kick_across_frontends(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     c1 = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
@@ -122,8 +128,9 @@ async def test_push_and_kick_across_frontends(
     assert not ann.closed
 
 
+@both_transports
 async def test_server_death_gives_an_error_and_leaves_discovery(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     room1 = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     await start_node(nodes, "room", "room-2", nats_server, etcd_server)
@@ -182,8 +189,9 @@ async def test_nats_restart_fails_fast_then_recovers(
     assert not client.closed
 
 
+@both_transports
 async def test_etcd_restart_keeps_serving_and_discovers_new_servers(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
@@ -229,8 +237,47 @@ async def test_cluster_start_names_the_unreachable_service(
         await app.start()
 
 
+@pytest.mark.parametrize("rpc_transport", ["grpc"], indirect=True)
+async def test_grpc_start_needs_binding_storage_etcd_and_its_port(
+    rpc_transport: str, etcd_server: EtcdServer
+) -> None:
+    from actors.app import App
+    from actors.cluster.cluster import ClusterStartupError
+    from actors.modules.binding_storage import BindingStorage
+
+    def grpc_app(**options: Any) -> App:
+        options.setdefault("etcd_endpoints", etcd_server.endpoint)
+        return App(server_type="room", mode="cluster", cluster_connect_timeout=1, **options)
+
+    with pytest.raises(ClusterStartupError, match="binding storage"):
+        await grpc_app().start()
+    app = grpc_app(etcd_endpoints="127.0.0.1:1")
+    app.register_module(BindingStorage(app), "binding_storage")
+    with pytest.raises(ClusterStartupError, match="etcd"):
+        await app.start()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = grpc_app(grpc_port=taken.getsockname()[1])
+        app.register_module(BindingStorage(app), "binding_storage")
+        with pytest.raises(ClusterStartupError, match="gRPC"):
+            await app.start()
+    # No NATS anywhere (nothing listens on the default URL here): ready once registered.
+    app = grpc_app(nats_url="nats://127.0.0.1:1")
+    app.register_module(BindingStorage(app), "binding_storage")
+    assert not await app.is_ready()
+    async with app:
+        assert await app.is_ready()
+        assert app.cluster is not None
+        me = app.cluster.discovery.server(app.server_id)
+        assert me is not None and me.metadata["grpcHost"] == "127.0.0.1"
+        assert int(me.metadata["grpcPort"]) > 0
+    assert not await app.is_ready()
+
+
+@both_transports
 async def test_kicked_client_sees_connection_closed(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)

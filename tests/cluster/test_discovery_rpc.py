@@ -1,4 +1,5 @@
-"""Discovery, RPC rules, backend rules and etcd groups against real nats-server and etcd."""
+"""Discovery, RPC rules, backend rules and etcd groups against real nats-server and etcd (RPC
+rules over both transports)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,20 @@ from actors.cluster.discovery import ServerInfo
 from actors.cluster.groups import EtcdGroupService
 from actors.errors import PitayaError
 from actors.groups import GroupAlreadyExists, GroupNotFound, MemberAlreadyExists, MemberNotFound
-from tests.cluster.harness import Node, start_node
+from actors.modules.binding_storage import BindingStorage
+from tests.cluster.harness import Node, both_transports, start_node
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client, RequestError
-from transport.envelope import BindNotice, decode_envelope
+from transport.envelope import BindNotice, RpcResponse, decode_envelope
+from transport.grpc_rpc import GrpcChannel
 
 
 @asynccontextmanager
 async def watcher(
     nats_server: NatsServer, etcd_server: EtcdServer, **options: Any
 ) -> AsyncIterator[App]:
-    """An in-process backend of type ``watcher`` that joins the cluster."""
+    """An in-process backend of type ``watcher`` that joins the cluster (over the transport
+    of ``PITAYA_RPC_TRANSPORT``)."""
     app = App(
         server_type="watcher",
         mode="cluster",
@@ -37,6 +41,8 @@ async def watcher(
         rpc_timeout=2,
         **options,
     )
+    if app.config.rpc_transport == "grpc":
+        app.register_module(BindingStorage(app), "binding_storage")
     await app.start()
     try:
         yield app
@@ -70,8 +76,9 @@ async def test_discovery_notifies_and_graceful_stop_revokes_at_once(
         assert app.cluster.discovery.servers("room") == []
 
 
+@both_transports
 async def test_user_rpc_rpc_to_timeouts_and_remote_not_reachable_by_clients(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
@@ -97,7 +104,7 @@ async def test_user_rpc_rpc_to_timeouts_and_remote_not_reachable_by_clients(
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(RequestError) as err:
-        await client.request("room.ops.slow", {"seconds": 8}, timeout=10)
+        await client.request("room.ops.slow", {"seconds": 4}, timeout=10)
     assert err.value.code == "PIT-408"
     assert loop.time() - started < 5
     await client.close()
@@ -139,6 +146,25 @@ async def test_malformed_rpc_is_answered_and_the_server_keeps_serving(
     async with watcher(nats_server, etcd_server) as app:
         assert (await app.rpc("room.roomremote.count", {}))["server_id"] == "room-1"
     await nc.close()
+
+
+@pytest.mark.parametrize("rpc_transport", ["grpc"], indirect=True)
+async def test_malformed_rpc_over_grpc_is_answered_and_the_server_keeps_serving(
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    await start_node(nodes, "room", "room-1", nats_server, etcd_server)
+    async with watcher(nats_server, etcd_server) as app:
+        assert app.cluster is not None
+        room = app.cluster.discovery.server("room-1")
+        assert room is not None
+        channel = GrpcChannel(f"{room.metadata['grpcHost']}:{room.metadata['grpcPort']}")
+        for garbage in (b"\x00garbage", msgpack.packb({"v": 99, "k": "req"}), msgpack.packb([1])):
+            answer = decode_envelope(await channel.call(garbage, timeout=5))
+            assert isinstance(answer, RpcResponse) and answer.error is not None
+            assert answer.error.code == "PIT-400"
+        channel.notify(b"\x00garbage")  # no answer expected: dropped and counted
+        await channel.close()
+        assert (await app.rpc("room.roomremote.count", {}))["server_id"] == "room-1"
 
 
 async def test_backends_refuse_session_callbacks_and_lookups(

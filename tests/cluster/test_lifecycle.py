@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from actors.app import App
-from tests.cluster.harness import Node, start_node
+from tests.cluster.harness import Node, both_transports, start_node
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client, HandshakeRejected
 
@@ -43,8 +43,9 @@ async def test_validator_rejects_old_clients_and_backends_read_the_handshake(
     await client.close()
 
 
+@both_transports
 async def test_backend_observes_bind_and_close_of_sessions_it_served(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
@@ -126,8 +127,9 @@ async def test_ready_endpoint_on_the_metrics_port(
     await asyncio.wait_for(until(200), 20)
 
 
+@both_transports
 async def test_draining_keeps_serving_connected_clients_until_they_leave(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(
@@ -144,8 +146,14 @@ async def test_draining_keeps_serving_connected_clients_until_they_leave(
     os.kill(connector.pid, signal.SIGTERM)
 
     await connector.wait_for_log("draining:")
-    # Still serving the connected client, through the cluster too...
+    # Still serving the connected client, through the cluster too, both ways: the backend
+    # reaches the frontend, which has left discovery, to bind and push.
     assert (await client.request("room.room.whoami"))["server_id"] == "room-1"
+    pushes = client.pushes()
+    reply = await client.request("room.ops.bind_and_store", {"uid": "drained-1"})
+    assert reply == {"uid": "drained-1", "server_id": "room-1"}
+    push = await asyncio.wait_for(anext(pushes), 10)
+    assert (push.route, push.body) == ("onStored", {"uid": "drained-1"})
     # ...but no longer accepting new ones.
     with pytest.raises(OSError):
         await Client.connect("127.0.0.1", port, timeout=2)

@@ -1,14 +1,16 @@
 """Modules across real server processes, nats-server and etcd: unique session, binding storage,
-and a graceful SIGTERM that loses no request in flight."""
+and a graceful SIGTERM that loses no request in flight; over both RPC transports (gRPC servers
+always run the binding storage, which that transport requires)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Node
+from tests.cluster.harness import Node, both_transports
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client, Push, RequestError
 from transport.etcd import EtcdClient
@@ -21,6 +23,8 @@ class ModuleNode(Node):
 async def start(
     nodes: list[Node], role: str, server_id: str, nats: NatsServer, etcd: EtcdServer, **env: str
 ) -> Node:
+    if os.environ.get("PITAYA_RPC_TRANSPORT") == "grpc":
+        env = {"BINDING_STORAGE": "1", **env}
     node = ModuleNode(role, server_id, nats, etcd, **env)
     nodes.append(node)
     return await node.start()
@@ -65,8 +69,9 @@ async def etcd(etcd_server: EtcdServer) -> Any:
         await client.close()
 
 
+@both_transports
 async def test_unique_session_kicks_the_old_session_across_frontends(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     c1 = await start(nodes, "connector", "c-1", nats_server, etcd_server, UNIQUE_SESSION="kick")
     c2 = await start(nodes, "connector", "c-2", nats_server, etcd_server, UNIQUE_SESSION="kick")
@@ -85,8 +90,13 @@ async def test_unique_session_kicks_the_old_session_across_frontends(
     assert (await carl.request("connector.me.show"))["uid"] == "u1"
 
 
+@both_transports
 async def test_unique_session_refuses_a_second_bind_with_binding_storage(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node], etcd: EtcdClient
+    rpc_transport: str,
+    nats_server: NatsServer,
+    etcd_server: EtcdServer,
+    nodes: list[Node],
+    etcd: EtcdClient,
 ) -> None:
     env = {"UNIQUE_SESSION": "refuse", "BINDING_STORAGE": "1"}
     c1 = await start(nodes, "connector", "c-1", nats_server, etcd_server, **env)
@@ -105,8 +115,13 @@ async def test_unique_session_refuses_a_second_bind_with_binding_storage(
     assert (await login(bob, "u1"))["server_id"] == "c-2"
 
 
+@both_transports
 async def test_binding_storage_routes_push_and_kick_and_expires_with_the_frontend(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node], etcd: EtcdClient
+    rpc_transport: str,
+    nats_server: NatsServer,
+    etcd_server: EtcdServer,
+    nodes: list[Node],
+    etcd: EtcdClient,
 ) -> None:
     room = await start(nodes, "room", "room-1", nats_server, etcd_server, BINDING_STORAGE="1")
     c1 = await start(nodes, "connector", "c-1", nats_server, etcd_server, BINDING_STORAGE="1")
@@ -143,8 +158,9 @@ async def test_binding_storage_routes_push_and_kick_and_expires_with_the_fronten
     await etcd_value_becomes(etcd, ann_key, None)
 
 
+@both_transports
 async def test_sigterm_loses_no_request_in_flight(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
     env = {"PITAYA_RPC_TIMEOUT": "10"}  # longer than the slow requests
     room1 = await start(nodes, "room", "room-1", nats_server, etcd_server, **env)

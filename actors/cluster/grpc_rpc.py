@@ -1,0 +1,282 @@
+"""gRPC RPC (``rpc_transport="grpc"``): servers call each other directly, without NATS.
+
+As Pitaya's gRPC RPC client and server:
+
+* every server runs a gRPC server on ``grpc_host:grpc_port`` (0: a free port) and advertises
+  it in its discovery metadata under Pitaya's keys ``grpcHost`` and ``grpcPort``;
+* the client keeps one channel per peer server, opened from the peer's metadata on first use
+  and reused; a peer that leaves discovery is not chosen any more (the router reads the same
+  table), and its channel is closed once the calls in flight on it have finished (a server
+  stopping gracefully leaves discovery first and still answers what it already received);
+* a peer that does not answer within the RPC timeout (``DEADLINE_EXCEEDED``) or cannot be
+  reached (``UNAVAILABLE``: dead, not listening) gives ``PIT-408``, as over NATS;
+* there are no per-uid subjects and no bind broadcasts: pushes and kicks by uid find the uid's
+  frontend through the binding storage module (required with gRPC, as in Pitaya), and a bind
+  notice (for the unique session module) goes to the frontend the storage names.
+
+Notifies to one peer keep their order (one stream per peer); a notify and a later call to the
+same peer may overtake each other, which NATS would not do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+import grpc
+
+from actors.cluster.discovery import ServerInfo
+from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, Dispatch
+from actors.errors import InternalError, RpcTimeout
+from transport.etcd import EtcdUnavailable
+from transport.grpc_rpc import GrpcBindError, GrpcCallError, GrpcChannel, GrpcListener
+
+if TYPE_CHECKING:
+    from actors.cluster.cluster import Cluster
+
+log = logging.getLogger(__name__)
+
+GRPC_HOST_KEY = "grpcHost"
+"""Discovery metadata key of the host a server's gRPC server is reached on (Pitaya's)."""
+GRPC_PORT_KEY = "grpcPort"
+"""Discovery metadata key of its port (Pitaya's)."""
+
+STOP_GRACE = 0.25
+"""Seconds the gRPC server waits on stop for calls still open. The app has already waited for
+its in-flight work by then; what is still open is mostly the peers' idle notify streams."""
+
+
+def grpc_address(server: ServerInfo) -> str | None:
+    """``host:port`` from ``server``'s discovery metadata, None if it advertises none."""
+    host = server.metadata.get(GRPC_HOST_KEY)
+    port = server.metadata.get(GRPC_PORT_KEY)
+    if not host or not port:
+        return None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Peer:
+    """The channel to one server, and the ServerInfo it was opened for."""
+
+    __slots__ = ("channel", "server")
+
+    def __init__(self, server: ServerInfo, address: str) -> None:
+        self.server = server
+        self.channel = GrpcChannel(address)
+
+
+class GrpcRPCClient:
+    """:class:`~actors.cluster.rpc.RPCClient` over gRPC; see the module docstring."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.server_id = cluster.me.id
+        self._peers: dict[str, _Peer] = {}
+        self._addresses: dict[str, str] = {}
+        """The last gRPC address seen for each server id."""
+        self._resolving: dict[str, list[bytes]] = {}
+        """Notifies to servers whose channel is being opened, in order."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._open = False
+        cluster.discovery.add_listener(self._server_changed)
+
+    @property
+    def connected(self) -> bool:
+        """Nothing to be connected to: peers are dialled on demand."""
+        return self._open
+
+    async def connect(self) -> None:
+        self._open = True
+
+    async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
+        peer = self._peers.get(server.id)
+        if peer is None or peer.server is not server:
+            peer = await self._peer(server)  # new, moved, or a stand-in ServerInfo
+        try:
+            return await peer.channel.call(request, timeout)
+        except GrpcCallError as exc:
+            raise _pitaya_error(exc, server) from None
+
+    def notify(self, server: ServerInfo, request: bytes) -> None:
+        peer = self._peers.get(server.id)
+        if peer is not None and (peer.server is server or grpc_address(server) is None):
+            peer.channel.notify(request)  # the peer, or a stand-in without metadata for it
+            return
+        waiting = self._resolving.get(server.id)
+        if waiting is not None:  # behind the notifies already waiting for this channel
+            waiting.append(request)
+            return
+        self._resolving[server.id] = [request]
+        task = asyncio.get_running_loop().create_task(self._notify_when_open(server))
+        self._tasks.add(task)  # held until done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify_when_open(self, server: ServerInfo) -> None:
+        try:
+            peer = await self._peer(server)
+        except Exception as exc:
+            dropped = self._resolving.pop(server.id, [])
+            log.warning(
+                "[%s] %d notify(s) to %s dropped: %s", self.server_id, len(dropped), server.id, exc
+            )
+            return
+        for request in self._resolving.pop(server.id, []):
+            peer.channel.notify(request)
+
+    async def _peer(self, server: ServerInfo) -> _Peer:
+        """The peer of ``server.id``, opened (or reopened on a new address) as needed."""
+        if not self._open:
+            raise ClusterUnavailable("cluster unavailable: the gRPC client is closed")
+        address = grpc_address(server)
+        if address is not None:
+            self._addresses[server.id] = address
+        else:  # a stand-in ServerInfo, without metadata
+            peer = self._peers.get(server.id)
+            if peer is not None:
+                return peer
+            address = await self._address_of(server)
+        peer = self._peers.get(server.id)  # (again: another call may have opened it meanwhile)
+        if peer is not None and peer.channel.address == address:
+            if server.metadata:
+                peer.server = server
+            return peer
+        if peer is not None:  # the server came back on another address
+            self._retire(peer)
+        peer = self._peers[server.id] = _Peer(server, address)
+        log.debug("[%s] gRPC channel to %s at %s", self.server_id, server.id, address)
+        return peer
+
+    async def _address_of(self, server: ServerInfo) -> str:
+        """Where a server known only by id and type is: a backend session's frontend that
+        this server's table has not seen yet (the watch lags), or no longer lists (it left
+        discovery to drain its clients and still serves them)."""
+        address = self._addresses.get(server.id)
+        if address is None:
+            known = self.cluster.discovery.server(server.id) or await self._lookup(server)
+            address = grpc_address(known) if known is not None else None
+        if address is None:
+            raise InternalError(
+                f"server {server.id} advertises no gRPC address ({GRPC_HOST_KEY}/"
+                f"{GRPC_PORT_KEY} in its discovery metadata)"
+            )
+        self._addresses[server.id] = address
+        return address
+
+    async def _lookup(self, server: ServerInfo) -> ServerInfo | None:
+        """Read ``server``'s discovery entry from etcd."""
+        etcd = getattr(self.cluster.discovery, "etcd", None)
+        if etcd is None:
+            return None
+        try:
+            value = await etcd.get(server.key)
+        except EtcdUnavailable:
+            return None
+        try:
+            return ServerInfo.from_json(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def _server_changed(self, server: ServerInfo, added: bool) -> None:
+        address = grpc_address(server)
+        if added and address is not None:
+            self._addresses[server.id] = address
+        elif not added:
+            # Not chosen any more (the router reads the same table). Its address is kept for
+            # the sessions it may still serve while it drains (a channel reopened for them
+            # lives until this client closes).
+            peer = self._peers.pop(server.id, None)
+            if peer is not None:
+                self._retire(peer)
+
+    def _retire(self, peer: _Peer, wait: float | None = None) -> None:
+        """Close ``peer``'s channel once its calls in flight are done, waiting at most
+        ``wait`` seconds (default: as long as a call may take, the RPC timeout, plus slack)."""
+        if wait is None:
+            wait = self.cluster.app.config.rpc_timeout + 1.0
+        task = asyncio.get_running_loop().create_task(peer.channel.close(wait_idle=wait))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self._open = False
+        peers, self._peers = list(self._peers.values()), {}
+        for peer in peers:  # this server's own work is done: only stragglers are left
+            self._retire(peer, wait=1.0)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _pitaya_error(exc: GrpcCallError, server: ServerInfo) -> Exception:
+    code = exc.code
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return RpcTimeout()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return RpcTimeout(f"rpc client: server {server.id} unreachable ({exc.details})")
+    if code == grpc.StatusCode.CANCELLED:
+        return ClusterUnavailable(f"cluster unavailable: call to {server.id} cancelled")
+    return InternalError(f"rpc client: call to {server.id} failed: {exc}")
+
+
+class GrpcRPCServer:
+    """:class:`~actors.cluster.rpc.RPCServer` over gRPC: this server's gRPC service."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._listener: GrpcListener | None = None
+        self._dispatch: Dispatch | None = None
+        self._metadata: dict[str, str] = {}
+
+    @property
+    def serving(self) -> bool:
+        return self._listener is not None and self._listener.serving
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._metadata)
+
+    async def start(self, dispatch: Dispatch) -> None:
+        config = self.cluster.app.config
+        self._dispatch = dispatch
+        listener = GrpcListener(
+            config.grpc_host, config.grpc_port, on_call=self._call, on_notify=self._notify
+        )
+        try:
+            port = await listener.start()
+        except GrpcBindError as exc:
+            raise ClusterStartupError(str(exc)) from exc
+        self._listener = listener
+        # What the operator put in the metadata wins (an address behind NAT or a port map).
+        self._metadata = {
+            GRPC_HOST_KEY: config.metadata.get(GRPC_HOST_KEY) or _advertised(config.grpc_host),
+            GRPC_PORT_KEY: config.metadata.get(GRPC_PORT_KEY) or str(port),
+        }
+        log.info(
+            "[%s] gRPC RPC server on %s:%d", self.cluster.me.id, config.grpc_host, listener.port
+        )
+
+    async def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop(STOP_GRACE)
+
+    async def _call(self, data: bytes) -> bytes:
+        assert self._dispatch is not None
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def respond(payload: bytes) -> None:
+            if not future.done():  # the caller may have given up (deadline)
+                future.set_result(payload)
+
+        self._dispatch(data, respond)
+        return await future
+
+    def _notify(self, data: bytes) -> None:
+        assert self._dispatch is not None
+        self._dispatch(data, None)
+
+
+def _advertised(host: str) -> str:
+    """The host peers dial: the listening one, or this machine's name for a wildcard."""
+    return socket.gethostname() if host in ("", "0.0.0.0", "::") else host

@@ -1,0 +1,117 @@
+"""The RPC seam: how cluster servers hand each other envelopes (Pitaya's RPCClient/RPCServer).
+
+Pitaya has two RPC implementations, NATS (default) and gRPC; so do we, chosen with the
+``rpc_transport`` option:
+
+* ``"nats"``: :class:`~actors.cluster.nats_rpc.NatsRpc`, one NATS connection that is both
+  client and server, on Pitaya's subjects (``pitaya/servers/<type>/<id>`` ...);
+* ``"grpc"``: :class:`~actors.cluster.grpc_rpc.GrpcRPCClient` and
+  :class:`~actors.cluster.grpc_rpc.GrpcRPCServer`: every server listens on its own port and
+  advertises it in discovery (``grpcHost``/``grpcPort``); no NATS at all. Pushes and kicks by
+  uid then need the binding storage module to find a uid's frontend, as in Pitaya.
+
+Both only move bytes: an encoded :class:`~transport.envelope.RpcRequest` in, an encoded
+:class:`~transport.envelope.RpcResponse` out. Everything above them (routing, the bridge
+actor's dispatch to handler and remote actors, error codes, metrics, tracing) is shared, so
+a request behaves the same over either. A server hands inbound envelopes to a
+:data:`Dispatch` callback (the bridge actor's mailbox); the bridge answers through the
+:data:`Respond` it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from actors.errors import ActorError, InternalError
+
+if TYPE_CHECKING:
+    from actors.cluster.cluster import Cluster
+    from actors.cluster.discovery import ServerInfo
+
+NATS = "nats"
+GRPC = "grpc"
+TRANSPORTS = (NATS, GRPC)
+
+Respond = Callable[[bytes], None]
+"""Answers one inbound request with an encoded RpcResponse; called at most once."""
+
+Dispatch = Callable[[bytes, "Respond | None"], None]
+"""Takes one inbound envelope; ``respond`` is None when the sender expects no answer.
+Must not block: it queues the envelope for the bridge actor."""
+
+
+class ClusterStartupError(ActorError):
+    """NATS, etcd or the gRPC port cannot be reached or bound when a cluster server starts;
+    says which."""
+
+
+class ClusterUnavailable(InternalError):
+    """``PIT-500``: this server's RPC transport is down, so the request cannot leave it."""
+
+
+class RPCClient(Protocol):
+    """Sends requests to other servers."""
+
+    @property
+    def connected(self) -> bool:
+        """Requests can leave this server now (part of readiness)."""
+        ...
+
+    async def connect(self) -> None:
+        """Reach the transport; ClusterStartupError names what cannot be reached."""
+        ...
+
+    async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
+        """Send an encoded RpcRequest to ``server``; return its encoded RpcResponse.
+
+        Raises :class:`~actors.errors.RpcTimeout` (``PIT-408``) when the server does not
+        answer within ``timeout`` or cannot be reached, :class:`ClusterUnavailable` when this
+        server's own transport is down.
+        """
+        ...
+
+    def notify(self, server: ServerInfo, request: bytes) -> None:
+        """Send an encoded request that expects no answer, keeping the order of notifies
+        to one server. Never blocks; a failure is logged."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (after in-flight calls finished)."""
+        ...
+
+
+class RPCServer(Protocol):
+    """Receives the requests other servers send to this one."""
+
+    @property
+    def serving(self) -> bool: ...
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """What other servers need to reach this one, published in discovery (once
+        started): gRPC's ``grpcHost``/``grpcPort``; nothing for NATS."""
+        ...
+
+    async def start(self, dispatch: Dispatch) -> None:
+        """Begin receiving requests for this server and hand each one to ``dispatch``."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving (after this server left discovery and finished its work)."""
+        ...
+
+
+def create_rpc(cluster: Cluster) -> tuple[RPCClient, RPCServer]:
+    """The client and server of the configured ``rpc_transport``."""
+    transport = cluster.app.config.rpc_transport
+    if transport == NATS:
+        from actors.cluster.nats_rpc import NatsRpc
+
+        nats = NatsRpc(cluster)
+        return nats, nats
+    if transport == GRPC:
+        from actors.cluster.grpc_rpc import GrpcRPCClient, GrpcRPCServer
+
+        return GrpcRPCClient(cluster), GrpcRPCServer(cluster)
+    raise ValueError(f"rpc_transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")

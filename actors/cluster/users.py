@@ -1,0 +1,181 @@
+"""Reaching users across the cluster, and what a frontend tells others about its sessions.
+
+* Push and kick by uid: with the binding storage module, the uid's frontend is read from etcd
+  and sent one ``sys.pushuser``/``sys.kickuser`` request (any transport). Without it (NATS
+  only) the uid's per-user subject is requested for each frontend type; uids the storage could
+  not look up (etcd down) take that way too over NATS, and fail over gRPC.
+* Bind notices (for the unique session module): over NATS every bind is published on
+  ``pitaya/<frontendType>/bindings``; over gRPC there is no broadcast, so a frontend that
+  watches binds sends the notice to the one frontend the binding storage names for the uid,
+  before its own binding replaces that entry (Pitaya's gRPC ``BroadcastSessionBind``).
+* Session events: every backend that served a session hears of its bind and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
+from transport.envelope import (
+    BindNotice,
+    Envelope,
+    RpcRequest,
+    UserKick,
+    UserPush,
+    encode_envelope,
+)
+from transport.etcd import EtcdUnavailable
+
+if TYPE_CHECKING:
+    from actors.cluster.cluster import Cluster
+    from actors.session import Session
+
+log = logging.getLogger(__name__)
+
+BindListener = Callable[[BindNotice], None]
+"""Called with the notice of a uid bound on another frontend of this server's type."""
+
+
+class ClusterUsers:
+    """The user side of one server's :class:`~actors.cluster.cluster.Cluster`."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.me = cluster.me
+        self._bind_listeners: list[BindListener] = []
+
+    # -- push and kick by uid --------------------------------------------------------------
+
+    async def push_to_users(
+        self, route: str, payload: bytes, uids: list[str], frontend_type: str | None
+    ) -> list[str]:
+        """Push to uids bound on any frontend; returns those no frontend acknowledged."""
+        types = [frontend_type] if frontend_type else self._frontend_types()
+        bindings = self.cluster.bindings
+        if bindings is not None:
+            failed, unknown = await bindings.push_to_users(route, payload, uids, types)
+        else:
+            failed, unknown = [], list(uids)
+        return failed + await self._by_subject(
+            unknown, types, lambda uid: UserPush(uid, route, payload), "push"
+        )
+
+    async def kick_users(
+        self, uids: list[str], reason: str, frontend_type: str | None
+    ) -> list[str]:
+        types = [frontend_type] if frontend_type else self._frontend_types()
+        bindings = self.cluster.bindings
+        if bindings is not None:
+            failed, unknown = await bindings.kick_users(reason, uids, types)
+        else:
+            failed, unknown = [], list(uids)
+        return failed + await self._by_subject(
+            unknown, types, lambda uid: UserKick(uid, reason), "kick"
+        )
+
+    def _frontend_types(self) -> list[str]:
+        discovery = self.cluster.discovery
+        return sorted(
+            {s.type for t in discovery.server_types() for s in discovery.servers(t) if s.frontend}
+        )
+
+    async def _by_subject(
+        self, uids: list[str], types: list[str], make: Callable[[str], Envelope], what: str
+    ) -> list[str]:
+        """NATS's per-uid subjects, trying each frontend type; the uids nobody took."""
+        nats = self.cluster.nats
+        if not uids or nats is None:
+            return list(uids)
+        timeout = self.cluster.app.config.rpc_timeout
+
+        async def one(uid: str) -> bool:
+            payload = encode_envelope(make(uid))
+            for frontend_type in types:
+                outcome = await nats.request_user(frontend_type, uid, what, payload, timeout)
+                if outcome is not None:
+                    return outcome
+            return False
+
+        results = await asyncio.gather(*(one(uid) for uid in uids))
+        return [uid for uid, ok in zip(uids, results, strict=True) if not ok]
+
+    # -- bind notices ----------------------------------------------------------------------
+
+    async def watch_binds(self, listener: BindListener) -> None:
+        """Frontends: call ``listener`` when another frontend of this type binds a uid."""
+        self._bind_listeners.append(listener)
+        if self.cluster.nats is not None:
+            await self.cluster.nats.watch_binds(self.bind_noticed)
+
+    def bind_noticed(self, notice: BindNotice) -> None:
+        if notice.frontend_id == self.me.id:
+            return
+        for listener in self._bind_listeners:
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("[%s] bind listener failed", self.me.id)
+
+    async def _announce_bind(self, uid: str) -> None:
+        cluster = self.cluster
+        notice = encode_envelope(BindNotice(uid, self.me.id))
+        if cluster.nats is not None:
+            await cluster.nats.announce_bind(notice)
+            return
+        # gRPC: no broadcast. Only frontends that watch binds (unique session) pay the lookup;
+        # this runs before the binding storage stores the new bind (the cluster's after-bind
+        # callback is registered at join, before modules start), so it finds the old holder.
+        bindings = cluster.bindings
+        if not self._bind_listeners or bindings is None:
+            return
+        try:
+            holder = await bindings.frontend_of(uid, [self.me.type])
+        except EtcdUnavailable as exc:
+            log.warning("[%s] cannot find where %s was bound: %s", self.me.id, uid, exc)
+            return
+        server = cluster.discovery.server(holder) if holder and holder != self.me.id else None
+        if server is not None:
+            cluster.rpc_client.notify(server, notice)
+
+    # -- this frontend's sessions ----------------------------------------------------------
+
+    async def bound(self, session: Session) -> None:
+        """Frontend, after a bind: announce it, take the uid's subjects (NATS), tell the
+        backends that served the session."""
+        uid = session.uid
+        if uid is None:
+            return
+        await self._announce_bind(uid)
+        if self.cluster.nats is not None:
+            await self.cluster.nats.listen_user(uid)
+        self.session_event(session, BIND)
+
+    async def closed(self, session: Session) -> None:
+        self.session_event(session, CLOSE)
+        uid = session.uid
+        if uid is None or self.cluster.app.sessions.by_uid(uid) is not None:
+            return  # another session holds the uid now
+        if self.cluster.nats is not None:
+            await self.cluster.nats.forget_user(uid)
+
+    def session_event(self, session: Session, event: str) -> None:
+        """Tell every backend that served ``session`` that it bound or closed."""
+        if not session.served_by:
+            return
+        from actors.cluster.cluster import snapshot
+
+        cluster = self.cluster
+        for server_id, routes in session.served_by.items():
+            server = cluster.discovery.server(server_id)
+            if server is None:
+                continue
+            body: Any = msgpack.packb({"event": event, "routes": sorted(routes)}, use_bin_type=True)
+            request = RpcRequest(
+                "sys", SESSION_EVENT_ROUTE, body, snapshot(session, self.me), notify=True
+            )
+            cluster.rpc_client.notify(server, encode_envelope(request))

@@ -1,0 +1,113 @@
+"""The gRPC byte pipe on 127.0.0.1: calls, ordered notifies, failures as status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from transport.grpc_rpc import GrpcBindError, GrpcCallError, GrpcChannel, GrpcListener
+
+
+class Peer:
+    """A listener that echoes calls (slowly for ``b"slow"``) and records notifies."""
+
+    def __init__(self) -> None:
+        self.notifies: list[bytes] = []
+        self.got = asyncio.Event()
+        self.listener = GrpcListener("127.0.0.1", 0, on_call=self.echo, on_notify=self.record)
+
+    async def echo(self, data: bytes) -> bytes:
+        if data == b"slow":
+            await asyncio.sleep(0.5)
+        return data[::-1]
+
+    def record(self, data: bytes) -> None:
+        self.notifies.append(data)
+        self.got.set()
+
+    async def received(self, count: int) -> list[bytes]:
+        while len(self.notifies) < count:
+            self.got.clear()
+            await asyncio.wait_for(self.got.wait(), 5)
+        return self.notifies
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    server = Peer()
+    await server.listener.start()
+    try:
+        yield server
+    finally:
+        await server.listener.stop(None)
+
+
+async def test_calls_and_notifies_in_order(peer: Peer) -> None:
+    channel = GrpcChannel(f"127.0.0.1:{peer.listener.port}")
+    assert await channel.call(b"abc", timeout=5) == b"cba"
+    # Many calls at once (more than gRPC's default pending-call limit lets through).
+    replies = await asyncio.gather(*(channel.call(b"%d" % i, timeout=10) for i in range(2000)))
+    assert replies == [(b"%d" % i)[::-1] for i in range(2000)]
+    for i in range(500):
+        channel.notify(b"%d" % i)
+    assert await peer.received(500) == [b"%d" % i for i in range(500)]
+    await channel.close(wait_idle=1)
+
+
+async def test_a_slow_peer_misses_the_deadline_and_close_waits_for_calls(peer: Peer) -> None:
+    channel = GrpcChannel(f"127.0.0.1:{peer.listener.port}")
+    with pytest.raises(GrpcCallError) as info:
+        await channel.call(b"slow", timeout=0.1)
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    pending = asyncio.ensure_future(channel.call(b"slow", timeout=5))
+    await asyncio.sleep(0.1)
+    assert not channel.idle
+    await channel.close(wait_idle=5)  # returns once the call in flight is answered
+    assert pending.done() and pending.result() == b"wols"
+
+
+async def test_a_dead_peer_is_unavailable_and_a_restarted_one_is_reached_again() -> None:
+    peer = Peer()
+    port = await peer.listener.start()
+    channel = GrpcChannel(f"127.0.0.1:{port}")
+    channel.notify(b"before")
+    await peer.received(1)
+    await peer.listener.stop(None)
+    with pytest.raises(GrpcCallError) as info:
+        await channel.call(b"x", timeout=2)
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    again = Peer()
+    again.listener.port = port
+    await again.listener.start()
+    try:
+
+        async def reached() -> None:
+            while True:
+                try:
+                    await channel.call(b"x", timeout=1)
+                    return
+                except GrpcCallError:
+                    await asyncio.sleep(0.1)  # the channel's reconnect backoff is short
+
+        await asyncio.wait_for(reached(), 10)
+        channel.notify(b"after")  # on a new stream: the old one ended with the old peer
+        assert await again.received(1) == [b"after"]
+    finally:
+        await channel.close()
+        await again.listener.stop(None)
+
+
+async def test_a_taken_port_is_an_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listener = GrpcListener(
+            "127.0.0.1", taken.getsockname()[1], on_call=Peer().echo, on_notify=print
+        )
+        with pytest.raises(GrpcBindError, match="cannot listen"):
+            await listener.start()
+        assert not listener.serving
