@@ -14,9 +14,7 @@ Or inside a running loop (tests, embedding): ``async with app: ...``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import ssl
 import uuid
 from collections.abc import Callable
@@ -25,19 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
 from actors.config import Config
-from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, MethodSpec, Remote
 from actors.kernel import ActorRef
 from actors.metrics.reporter import Metrics, Reporter
-from actors.metrics.sampler import start_metrics
 from actors.modules.base import Module, Modules
 from actors.payload import encode_result
 from actors.pipeline import Pipeline
-from actors.ratelimit import check_config as check_rate_limit_config
-from actors.session import KickSession, SendFrame
+from actors.session import SendFrame
 from actors.sessions import SessionCallback, SessionRegistry
 from actors.system import ActorSystem
+from actors.tally import Tally
 from actors.tracing import Tracing
 from transport.acceptor import Acceptor, ConnectionLimits
 from transport.handshake import HandshakeRequest
@@ -101,7 +97,6 @@ class App:
         self.handshake_validators: list[tuple[str, HandshakeValidator]] = []
         self.local_routes: dict[str, LocalRoute] = {}
         self.route_dictionary: RouteDictionary | None = None
-        self.connection_count = 0
         self.groups: GroupService = MemoryGroupService(self)
         self.metrics = Metrics()
         """Where the framework reports metrics; fans out to :meth:`add_metrics_reporter`'s."""
@@ -124,11 +119,10 @@ class App:
         self._handlers: dict[str, ActorRef] = {}
         self._acceptors: list[Acceptor] = []
         self._gateways: list[ActorRef] = []
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._no_connections = asyncio.Event()
-        self._no_connections.set()
+        self.requests_in_flight = Tally()
+        """Client messages and inbound RPCs being handled; a graceful stop waits for none."""
+        self.connections = Tally()
+        """Sessions whose teardown has not finished; draining and stopping wait for none."""
         self._started = False
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
@@ -364,118 +358,14 @@ class App:
         raise LookupError(f"no {kind} listener")
 
     async def start(self) -> None:
-        """Spawn handlers, then open the listeners; returns once they listen."""
-        if self._started:
-            raise RuntimeError("app already started")
-        self._started = True
-        if self.config.mode not in ("standalone", "cluster"):
-            raise ValueError(f"mode must be 'standalone' or 'cluster', not {self.config.mode!r}")
-        from actors.cluster.rpc import TRANSPORTS
+        """Spawn handlers, then open the listeners; returns once they listen.
 
-        if self.config.rpc_transport not in TRANSPORTS:
-            raise ValueError(
-                f"rpc_transport must be one of {', '.join(TRANSPORTS)}, "
-                f"not {self.config.rpc_transport!r}"
-            )
-        check_rate_limit_config(self.config)
-        if self.config.tracing_enabled and not self.tracing.enabled:
-            self.tracing.enable()
-        if self.config.mode == "cluster":
-            await self._connect_cluster()
-        self._spawn_handlers()
-        if self.cluster is not None:
-            await self._join_cluster()
-        try:
-            await self.modules.start()
-            await start_metrics(self)
-            for acceptor in self._acceptors:
-                self._gateways.append(self.system.spawn(Gateway, acceptor, self))
-            for gateway in self._gateways:
-                await gateway.ask(Listen(), timeout=10)
-            self._listening = True
-            for reporter in self.metrics.reporters:
-                if getattr(reporter, "readiness", False) is None:
-                    reporter.readiness = self.ready_now  # type: ignore[attr-defined]
-        except BaseException:
-            # A port in use (or a metrics endpoint that cannot bind) stops the start-up
-            # with that error; undo what was started.
-            for gateway in self._gateways:
-                with contextlib.suppress(Exception):
-                    await gateway.ask(StopAccepting(), timeout=5)
-            await self.modules.stop()
-            if self.cluster is not None:
-                await self.cluster.leave()
-                await self.cluster.close()
-            await self.system.shutdown()
-            await self.metrics.stop()
-            raise
-        log.info(
-            "[%s] started (%s), serializer %s",
-            self.server_id,
-            self.server_type,
-            self.serializer.name,
-        )
+        The sequence (cluster, handlers, modules, metrics, listeners) is in
+        ``actors.lifecycle``.
+        """
+        from actors.lifecycle import start_app
 
-    async def _connect_cluster(self) -> None:
-        from actors.cluster.backend_session import FrontendOnly
-        from actors.cluster.cluster import Cluster
-
-        self.sessions.frontend = self.is_frontend
-        if not self.is_frontend and self._session_callbacks_used:
-            await self.system.shutdown()
-            raise FrontendOnly(
-                f"{self.server_type} is a backend (no listeners): session callbacks "
-                "(on_session_bind/on_after_session_bind/on_session_close) need a frontend"
-            )
-        cluster = Cluster(self)
-        for server_type, fn in self._custom_routes.items():
-            cluster.router.add_route(server_type, fn)
-        try:
-            await cluster.connect()
-        except BaseException:
-            await self.system.shutdown()
-            raise
-        self.cluster = cluster
-        if isinstance(self.groups, MemoryGroupService):
-            self.groups = cluster.group_service()
-
-    async def _join_cluster(self) -> None:
-        assert self.cluster is not None
-        try:
-            await self.cluster.join()
-        except BaseException:
-            self.cluster = None
-            await self.system.shutdown()
-            raise
-
-    def _spawn_handlers(self) -> None:
-        from actors.docs import Sys
-
-        specs = list(self._handler_specs)
-        if not any(cls.service_name() == Sys.service for cls, _, _ in specs):
-            specs.append((Sys, (), {}))
-        for cls, args, kwargs in specs:
-            ref = self.system.spawn(cls, *args, name=f"handler:{cls.service_name()}", **kwargs)
-            actor = ref._cell.actor
-            assert isinstance(actor, Handler)
-            actor.app = self
-            service = cls.service_name()
-            self._handlers[service] = ref
-            for method, spec in cls.method_specs().items():
-                route = LocalRoute(ref, spec, cls.reentrant)
-                self.local_routes[f"{service}.{method}"] = route
-                self.local_routes[f"{self.server_type}.{service}.{method}"] = route
-        for cls, args, kwargs in self._remote_specs:
-            ref = self.system.spawn(cls, *args, name=f"remote:{cls.service_name()}", **kwargs)
-            actor = ref._cell.actor
-            assert isinstance(actor, Remote)
-            actor.app = self
-            for method, spec in cls.method_specs().items():
-                self.remote_routes[f"{self.server_type}.{cls.service_name()}.{method}"] = (
-                    LocalRoute(ref, spec)
-                )
-        if self.config.route_dictionary and self.local_routes:
-            self.route_dictionary = RouteDictionary.from_routes(self.local_routes)
+        await start_app(self)
 
     # -- reaching users ---------------------------------------------------------------------
 
@@ -529,36 +419,12 @@ class App:
         return self._handlers[service]
 
     async def stop(self) -> None:
-        """Graceful stop: stop accepting, let in-flight requests finish (bounded by
-        ``shutdown_timeout``), kick every session, then stop all actors. Idempotent."""
-        if self._stopping or not self._started:
-            return
-        self._stopping = True
-        log.info("[%s] stopping", self.server_id)
-        for gateway in self._gateways:
-            with contextlib.suppress(Exception):
-                await gateway.ask(StopAccepting(), timeout=5)
-        if self.cluster is not None:
-            await self.cluster.leave()  # no new RPCs are routed here from now on
-        try:
-            await asyncio.wait_for(self._idle.wait(), self.config.shutdown_timeout)
-        except TimeoutError:
-            log.warning(
-                "[%s] %d request(s) still in flight after %ss",
-                self.server_id,
-                self._in_flight,
-                self.config.shutdown_timeout,
-            )
-        for session in self.sessions:
-            session.ref.tell(KickSession("server shutting down"))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._no_connections.wait(), 2.0)
-        await self.modules.stop()
-        if self.cluster is not None:
-            await self.cluster.close()
-        await self.system.shutdown()
-        await self.metrics.stop()
-        log.info("[%s] stopped", self.server_id)
+        """Graceful stop: stop accepting, deregister, let in-flight requests finish (bounded
+        by ``shutdown_timeout``), kick every session, stop modules, then every actor.
+        Idempotent."""
+        from actors.lifecycle import stop_app
+
+        await stop_app(self)
 
     async def __aenter__(self) -> App:
         await self.start()
@@ -598,25 +464,9 @@ class App:
         With ``drain_sessions`` on, the first signal stops accepting and waits (up to
         ``drain_timeout``) for the connected clients to leave; a second signal skips the wait.
         """
-        self._stop_requested = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
-        await self.start()
-        try:
-            await self._stop_requested.wait()
-            if self.config.drain_sessions:
-                from actors.draining import drain_sessions
+        from actors.lifecycle import serve_app
 
-                self._draining = True
-                self._stop_requested.clear()  # a second signal sets it again
-                await drain_sessions(self, self._stop_requested)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
-            await self.stop()
+        await serve_app(self)
 
     def run(self) -> None:
         """Blocking entry point for ``__main__``: ``asyncio.run(self.serve_forever())``."""
@@ -624,23 +474,20 @@ class App:
 
     # -- bookkeeping (called by session and gateway actors) --------------------------------
 
+    @property
+    def connection_count(self) -> int:
+        """Connections accepted and not yet torn down."""
+        return self.connections.count
+
     def request_started(self) -> None:
-        if not self._in_flight:
-            self._idle.clear()
-        self._in_flight += 1
+        self.requests_in_flight.up()
 
     def request_finished(self) -> None:
-        self._in_flight -= 1
-        if self._in_flight <= 0:
-            self._in_flight = 0
-            self._idle.set()
+        self.requests_in_flight.down()
 
     def connection_opened(self) -> None:
-        self.connection_count += 1
-        self._no_connections.clear()
+        self.connections.up()
 
     def connection_closed(self) -> None:
         """A session finished its teardown (close callbacks included)."""
-        self.connection_count -= 1
-        if self.connection_count <= 0:
-            self._no_connections.set()
+        self.connections.down()

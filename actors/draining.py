@@ -38,7 +38,7 @@ async def drain_sessions(app: App, skip: asyncio.Event) -> None:
         app.connection_count,
         app.config.drain_timeout,
     )
-    empty = asyncio.ensure_future(app._no_connections.wait())
+    empty = asyncio.ensure_future(app.connections.zero.wait())
     skipped = asyncio.ensure_future(skip.wait())
     try:
         while True:

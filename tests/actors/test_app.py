@@ -197,7 +197,7 @@ async def test_heartbeat_timeout_closes_a_silent_client() -> None:
         # The server sends heartbeats, the client never answers: closed after 2 x interval.
         packets = await raw.read_until_closed(timeout=5)
         assert PacketType.HEARTBEAT in [p.type for p in packets]
-        await asyncio.wait_for(server.app._no_connections.wait(), 5)
+        await asyncio.wait_for(server.app.connections.zero.wait(), 5)
         assert len(server.app.sessions) == 0
 
 
