@@ -117,7 +117,8 @@ class Me(Handler):
         return {"uid": session.uid, "data": session.data, "server_id": self.app.server_id}
 
 
-def main() -> None:
+def node_arguments() -> argparse.Namespace:
+    """The command line every test server process takes; also sets up logging."""
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=["connector", "room"])
     parser.add_argument("--id", required=True)
@@ -130,6 +131,11 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    return args
+
+
+def main() -> None:
+    args = node_arguments()
     if args.role == "room":
         app = build_room(args.id, args.nats, args.etcd)
         app.register(Ops)

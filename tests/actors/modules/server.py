@@ -9,7 +9,6 @@ a test knows the request is in flight.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -22,7 +21,7 @@ from actors.modules.binding_storage import BindingStorage
 from actors.modules.unique_session import UniqueSession
 from actors.session import Session
 from samples.cluster.servers import build_connector, build_room
-from tests.cluster.node import Me, Ops
+from tests.cluster.node import Me, Ops, node_arguments
 
 log = logging.getLogger("tests.modules")
 
@@ -67,18 +66,7 @@ def add_modules(app: App) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["connector", "room"])
-    parser.add_argument("--id", required=True)
-    parser.add_argument("--nats", required=True)
-    parser.add_argument("--etcd", required=True)
-    parser.add_argument("--tcp-port", type=int, default=0)
-    parser.add_argument("--ws-port", type=int, default=0)
-    args = parser.parse_args()
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    args = node_arguments()
     if args.role == "room":
         app = build_room(args.id, args.nats, args.etcd)
         app.register(Ops)
