@@ -43,6 +43,16 @@ class MemberLeft:
     uid: str
 
 
+def joining_name(session: Session, body: JoinRequest) -> str:
+    """The display name of a join, or ``PIT-400`` (empty name, or this session joined)."""
+    name = body.name.strip()
+    if not name:
+        raise BadRequest("name must not be empty")
+    if session.uid is not None:
+        raise BadRequest("already joined")
+    return name
+
+
 class Room(Handler):
     service = "room"
 
@@ -54,11 +64,7 @@ class Room(Handler):
 
     @handler
     async def join(self, session: Session, body: JoinRequest) -> dict[str, Any]:
-        name = body.name.strip()
-        if not name:
-            raise BadRequest("name must not be empty")
-        if session.uid is not None:
-            raise BadRequest("already joined")
+        name = joining_name(session, body)
         uid = str(session.id)
         await session.bind(uid)
         self.names[uid] = name

@@ -23,7 +23,7 @@ from actors.errors import BadRequest
 from actors.groups import GroupAlreadyExists
 from actors.handler import Handler, Remote, handler
 from actors.session import Session
-from samples.chat.room import GROUP, ChatMessage, JoinRequest
+from samples.chat.room import GROUP, ChatMessage, JoinRequest, joining_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +60,7 @@ class Room(Handler):
 
     @handler
     async def join(self, session: Session, body: JoinRequest) -> dict[str, Any]:
-        name = body.name.strip()
-        if not name:
-            raise BadRequest("name must not be empty")
-        if session.uid is not None:
-            raise BadRequest("already joined")
+        name = joining_name(session, body)
         uid = f"{getattr(session, 'frontend_id', '')}:{session.id}"
         await session.bind(uid)  # binds on the frontend, across NATS
         session.set("name", name)
