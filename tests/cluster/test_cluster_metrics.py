@@ -7,7 +7,6 @@ through NATS and find each other through etcd, as separate processes would.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -16,40 +15,15 @@ import nats
 import pytest
 
 from actors.app import App
-from actors.errors import PitayaError
-from actors.handler import Handler, Remote, handler
+from actors.handler import Handler, handler
 from actors.metrics import PrometheusReporter
 from actors.metrics.names import COUNT_SERVERS, DROPPED_MESSAGES, RESPONSE_TIME
 from actors.session import Session
 from actors.testing import serve
 from tests.actors.metrics.recorder import Call, Recorder, is_, sample, scrape
+from tests.cluster.probe import Probe, ProbeRemote
 from tests.services import EtcdServer, NatsServer
 from transport.client import RequestError
-
-
-class Probe(Handler):
-    service = "probe"
-
-    @handler
-    def whoami(self, session: Session) -> dict[str, str]:
-        return {"server_id": self.app.server_id}
-
-    @handler
-    def fail(self, session: Session) -> dict[str, str]:
-        raise PitayaError("PIT-403", "not allowed")
-
-    @handler
-    async def slow(self, session: Session) -> dict[str, str]:
-        await asyncio.sleep(2.0)
-        return {}
-
-
-class ProbeRemote(Remote):
-    service = "proberemote"
-
-    @handler
-    def ping(self, caller: Session | None, body: Any) -> dict[str, bool]:
-        return {"pong": True}
 
 
 class Entry(Handler):

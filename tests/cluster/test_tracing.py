@@ -20,37 +20,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from actors.app import App
-from actors.errors import PitayaError
-from actors.handler import Handler, Remote, handler
+from actors.handler import Handler, handler
 from actors.session import Session
 from actors.testing import TestServer, serve
 from actors.tracing import RPC_SPAN_NAME, TracingUnavailable
+from tests.cluster.probe import Probe, ProbeRemote
 from tests.services import EtcdServer, NatsServer
 from transport.client import RequestError
-
-
-class Probe(Handler):
-    """``room.probe.*`` on the backend."""
-
-    service = "probe"
-
-    @handler
-    def whoami(self, session: Session) -> dict[str, str]:
-        return {"server_id": self.app.server_id}
-
-    @handler
-    def fail(self, session: Session) -> dict[str, str]:
-        raise PitayaError("PIT-403", "not allowed")
-
-
-class ProbeRemote(Remote):
-    """``room.proberemote.ping``: a user RPC target."""
-
-    service = "proberemote"
-
-    @handler
-    def ping(self, caller: Session | None, body: Any) -> dict[str, bool]:
-        return {"pong": True}
 
 
 class Entry(Handler):
