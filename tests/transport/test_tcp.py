@@ -174,21 +174,29 @@ async def test_many_small_writes_arrive_in_order() -> None:
         await close_writer(writer)
 
 
+def spy_transport_writes(conn: object) -> list[int]:
+    """The sizes of the writes that reach ``conn``'s asyncio transport, as they happen.
+
+    Private access on purpose: it counts what the coalescing hands to the transport.
+    """
+    transport = conn._transport  # type: ignore[attr-defined]
+    calls: list[int] = []
+    real_write = transport.write
+
+    def spy(data: bytes) -> None:
+        calls.append(len(data))
+        real_write(data)
+
+    transport.write = spy
+    return calls
+
+
 async def test_writes_in_one_iteration_are_one_transport_write() -> None:
     hub = Hub(echo=False)
     async with running(TcpAcceptor(HOST, 0), hub) as (host, port):
         reader, writer = await asyncio.open_connection(host, port)
         handler = await hub.next()
-        # Private access on purpose: the spy counts what reaches the asyncio transport.
-        transport = handler.conn._transport  # type: ignore[attr-defined]
-        calls: list[int] = []
-        real_write = transport.write
-
-        def spy(data: bytes) -> None:
-            calls.append(len(data))
-            real_write(data)
-
-        transport.write = spy
+        calls = spy_transport_writes(handler.conn)
         for i in range(100):
             handler.conn.write(bytes([i]) * 10)
         assert calls == []  # nothing written until the loop turns

@@ -16,6 +16,7 @@ from tests.transport.test_tcp import (
     close_writer,
     read_to_eof,
     running,
+    spy_transport_writes,
     tls_contexts,
 )
 from transport import listener
@@ -84,15 +85,7 @@ async def test_each_write_is_one_frame_and_one_transport_write() -> None:
     hub = Hub(echo=False)
     async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port), client(port) as ws:
         handler = await hub.next()
-        transport = handler.conn._transport  # type: ignore[attr-defined]
-        calls: list[int] = []
-        real_write = transport.write
-
-        def spy(data: bytes) -> None:
-            calls.append(len(data))
-            real_write(data)
-
-        transport.write = spy
+        calls = spy_transport_writes(handler.conn)
         for packet in (b"a", b"bb", b"ccc"):
             handler.conn.write(packet)
         assert [await recv(ws) for _ in range(3)] == [b"a", b"bb", b"ccc"]
