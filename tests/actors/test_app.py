@@ -76,11 +76,6 @@ def make_app(**options: Any) -> App:
     return app
 
 
-@pytest.fixture(params=["tcp", "ws"])
-def websocket(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param == "ws")
-
-
 async def test_request_response_over_tcp_and_websocket(websocket: bool) -> None:
     async with serve(make_app()) as server:
         client = await server.connect(websocket=websocket)

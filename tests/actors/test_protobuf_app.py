@@ -45,11 +45,6 @@ def make_app() -> App:
     return app
 
 
-@pytest.fixture(params=["tcp", "ws"])
-def websocket(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param == "ws")
-
-
 async def test_request_and_push_with_protobuf_messages(websocket: bool) -> None:
     async with serve(make_app()) as server:
         client = await server.connect(websocket=websocket, push_types={"onJoined": ChatPush})

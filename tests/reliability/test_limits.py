@@ -29,11 +29,6 @@ from transport.message import Message, MessageType, encode_message
 from transport.packet import PacketType
 
 
-@pytest.fixture(params=["tcp", "ws"])
-def websocket(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param == "ws")
-
-
 async def session_id(client: Client) -> int:
     return int((await client.request("probe.me"))["id"])
 

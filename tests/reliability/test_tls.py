@@ -20,11 +20,6 @@ from transport.client import Client
 from transport.errors import ConnectionClosed
 
 
-@pytest.fixture(params=["tcp", "ws"])
-def websocket(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param == "ws")
-
-
 @contextlib.asynccontextmanager
 async def tls_server(**options: float) -> AsyncIterator[tuple[TestServer, ssl.SSLContext]]:
     server_ctx, client_ctx = tls_contexts()
