@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from actors.errors import ActorError
+from actors.errors import ActorError, PitayaError
 from actors.payload import encode_result
+from transport.errorbody import PIT_409
 
 if TYPE_CHECKING:
     from actors.app import App
@@ -26,8 +27,20 @@ T = TypeVar("T")
 CloseCallback = Callable[["Session"], Awaitable[None] | None]
 
 
-class SessionAlreadyBound(ActorError):
-    """``bind`` on a session that already has a uid."""
+class SessionAlreadyBound(PitayaError):
+    """``PIT-409``: ``bind`` on a session that already has a uid.
+
+    An expected condition a client can trigger (log in twice on one connection), so it is a
+    :class:`~actors.errors.PitayaError`: a handler that lets it propagate answers the client
+    ``{"code": "PIT-409", "msg": "session 7 is already bound to uid 'ann'"}``, not ``PIT-500``.
+    The same code as the unique-session module's refused bind (``UidAlreadyBound``): both say
+    "this bind conflicts with an existing binding".
+    """
+
+    default_code = PIT_409
+
+    def __init__(self, msg: str = "session already bound") -> None:
+        super().__init__(PIT_409, msg)
 
 
 class SessionClosed(ActorError):

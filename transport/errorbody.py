@@ -8,6 +8,9 @@ out. The codes are Pitaya's (``pkg/errors`` and the places that raise them):
 - ``PIT-400`` bad request (undecodable route or argument, request sent to a notify handler)
 - ``PIT-404`` not found (no such handler or remote)
 - ``PIT-408`` RPC timeout between servers ("rpc client: request timeout")
+- ``PIT-409`` conflict: a bind of a session that is already bound, or of a uid the unique
+  session module refuses (ours; Pitaya answers a plain error there)
+- ``PIT-429`` too many requests: the session's pending limit or the rate limit (ours)
 - ``PIT-498`` / ``PIT-499`` request closed / closed by the client
 - ``PIT-500`` internal error (also "no servers of that type")
 - ``PIT-504`` client-side timeout (set by clients, Pitaya's Go client included)
@@ -28,6 +31,7 @@ __all__ = [
     "PIT_400",
     "PIT_404",
     "PIT_408",
+    "PIT_409",
     "PIT_498",
     "PIT_499",
     "PIT_500",
@@ -39,6 +43,7 @@ PIT_000 = "PIT-000"
 PIT_400 = "PIT-400"
 PIT_404 = "PIT-404"
 PIT_408 = "PIT-408"
+PIT_409 = "PIT-409"
 PIT_498 = "PIT-498"
 PIT_499 = "PIT-499"
 PIT_500 = "PIT-500"
