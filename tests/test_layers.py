@@ -1,0 +1,515 @@
+"""The layers of ``actors/`` and ``transport/`` stay as ``DESIGN.md`` ("Layers") draws them.
+
+Every import of every module is read with :mod:`ast` (module level, inside functions, and under
+``if TYPE_CHECKING:``, the last kind counted apart) and each module is given a layer::
+
+    transport < kernel < building blocks < cluster < app < edge (lifecycle, launch, testing)
+
+Broken rules:
+
+- ``transport->actors``: ``transport`` imports ``actors`` (any kind of import);
+- ``up``: a runtime import (module or function level) of a higher layer;
+- ``up (typing)``: an import under ``TYPE_CHECKING`` of a higher layer (no import-time cost,
+  but the lower module still knows the higher one: pass it what it uses instead);
+- ``cycle``: a runtime import that lies on an import cycle. Cycles closed only by typing
+  imports are allowed inside one layer (the kernel trio names each other's types); a typing
+  cycle across layers always contains an ``up (typing)`` arrow, reported as such.
+
+``BASELINE`` lists the violations the code had when this test was written (a ratchet): the
+test fails on any violation not in it, and also when one in it is gone, so the list only
+shrinks. The failure message prints both lists ready to paste. To see the arrows of a module,
+``python -m tests.test_layers [module ...]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("actors", "transport")
+
+# Lowest first. A module takes the layer of its longest matching name (a name matches itself
+# and the modules under it). A module matching nothing fails the test: place it on purpose.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("transport", ("transport",)),
+    (
+        "kernel",
+        (
+            "actors",
+            "actors.actor",
+            "actors.kernel",
+            "actors.system",
+            "actors.dispatch",
+            "actors.errors",  # the kernel raises them; every layer above shares them
+        ),
+    ),
+    (
+        "building blocks",
+        (
+            "actors.config",
+            "actors.tally",
+            "actors.payload",
+            "actors.tracing",
+            "actors.metrics",
+            "actors.session",
+            "actors.sessions",
+            "actors.session_actor",
+            "actors.gateway",
+            "actors.ratelimit",
+            "actors.handler",
+            "actors.invocation",
+            "actors.pipeline",
+            "actors.groups",
+            "actors.docs",
+            "actors.modules",
+        ),
+    ),
+    (
+        "cluster",
+        ("actors.cluster", "actors.modules.binding_storage", "actors.modules.unique_session"),
+    ),
+    ("app", ("actors.app",)),
+    (
+        "edge",
+        (
+            "actors.lifecycle",
+            "actors.draining",
+            "actors.launch",
+            "actors.testing",
+            "actors.pytest_plugin",
+        ),
+    ),
+)
+
+BASELINE: frozenset[str] = frozenset(
+    {
+        # -- up (2)
+        "up: actors.app -> actors.lifecycle",
+        "up: actors.sessions -> actors.cluster.backend_session",
+        # -- up (typing) (15)
+        "up (typing): actors.cluster.backend_session -> actors.app",
+        "up (typing): actors.cluster.cluster -> actors.app",
+        "up (typing): actors.cluster.groups -> actors.app",
+        "up (typing): actors.gateway -> actors.app",
+        "up (typing): actors.groups -> actors.app",
+        "up (typing): actors.handler -> actors.app",
+        "up (typing): actors.metrics.rpc -> actors.app",
+        "up (typing): actors.metrics.sampler -> actors.app",
+        "up (typing): actors.metrics.sampler -> actors.cluster.cluster",
+        "up (typing): actors.modules.binary -> actors.app",
+        "up (typing): actors.modules.binding_storage -> actors.app",
+        "up (typing): actors.modules.unique_session -> actors.app",
+        "up (typing): actors.ratelimit -> actors.app",
+        "up (typing): actors.session -> actors.app",
+        "up (typing): actors.session_actor -> actors.app",
+        # -- cycle (16)
+        "cycle: actors.app -> actors.lifecycle",
+        "cycle: actors.cluster.bridge -> actors.cluster.cluster",
+        "cycle: actors.cluster.cluster -> actors.cluster.bridge",
+        "cycle: actors.cluster.cluster -> actors.cluster.users",
+        "cycle: actors.cluster.cluster -> actors.modules.binding_storage",
+        "cycle: actors.cluster.grpc_rpc -> actors.cluster.rpc",
+        "cycle: actors.cluster.nats_rpc -> actors.cluster.rpc",
+        "cycle: actors.cluster.rpc -> actors.cluster.grpc_rpc",
+        "cycle: actors.cluster.rpc -> actors.cluster.nats_rpc",
+        "cycle: actors.cluster.users -> actors.cluster.cluster",
+        "cycle: actors.handler -> actors.tracing",
+        "cycle: actors.lifecycle -> actors.app",
+        "cycle: actors.modules.binding_storage -> actors.cluster.bridge",
+        "cycle: actors.session_actor -> actors.handler",
+        "cycle: actors.session_actor -> actors.tracing",
+        "cycle: actors.tracing -> actors.session_actor",
+        # -- cycle (typing) (74)
+        "cycle (typing): actors.app -> actors.cluster.backend_session",
+        "cycle (typing): actors.app -> actors.cluster.cluster",
+        "cycle (typing): actors.app -> actors.cluster.router",
+        "cycle (typing): actors.app -> actors.cluster.session_events",
+        "cycle (typing): actors.app -> actors.groups",
+        "cycle (typing): actors.app -> actors.handler",
+        "cycle (typing): actors.app -> actors.pipeline",
+        "cycle (typing): actors.app -> actors.session",
+        "cycle (typing): actors.app -> actors.sessions",
+        "cycle (typing): actors.app -> actors.tracing",
+        "cycle (typing): actors.cluster.backend_session -> actors.app",
+        "cycle (typing): actors.cluster.backend_session -> actors.cluster.cluster",
+        "cycle (typing): actors.cluster.backend_session -> actors.session",
+        "cycle (typing): actors.cluster.bridge -> actors.cluster.backend_session",
+        "cycle (typing): actors.cluster.bridge -> actors.cluster.rpc",
+        "cycle (typing): actors.cluster.bridge -> actors.cluster.session_events",
+        "cycle (typing): actors.cluster.bridge -> actors.handler",
+        "cycle (typing): actors.cluster.bridge -> actors.session",
+        "cycle (typing): actors.cluster.bridge -> actors.tracing",
+        "cycle (typing): actors.cluster.cluster -> actors.app",
+        "cycle (typing): actors.cluster.cluster -> actors.cluster.groups",
+        "cycle (typing): actors.cluster.cluster -> actors.cluster.nats_rpc",
+        "cycle (typing): actors.cluster.cluster -> actors.cluster.router",
+        "cycle (typing): actors.cluster.cluster -> actors.cluster.rpc",
+        "cycle (typing): actors.cluster.cluster -> actors.groups",
+        "cycle (typing): actors.cluster.cluster -> actors.metrics.rpc",
+        "cycle (typing): actors.cluster.cluster -> actors.session",
+        "cycle (typing): actors.cluster.cluster -> actors.session_actor",
+        "cycle (typing): actors.cluster.groups -> actors.app",
+        "cycle (typing): actors.cluster.groups -> actors.groups",
+        "cycle (typing): actors.cluster.grpc_rpc -> actors.cluster.cluster",
+        "cycle (typing): actors.cluster.nats_rpc -> actors.cluster.cluster",
+        "cycle (typing): actors.cluster.router -> actors.session",
+        "cycle (typing): actors.cluster.rpc -> actors.cluster.cluster",
+        "cycle (typing): actors.cluster.session_events -> actors.session",
+        "cycle (typing): actors.cluster.users -> actors.cluster.session_events",
+        "cycle (typing): actors.cluster.users -> actors.session",
+        "cycle (typing): actors.docs -> actors.handler",
+        "cycle (typing): actors.docs -> actors.session",
+        "cycle (typing): actors.draining -> actors.app",
+        "cycle (typing): actors.draining -> actors.gateway",
+        "cycle (typing): actors.gateway -> actors.app",
+        "cycle (typing): actors.gateway -> actors.session_actor",
+        "cycle (typing): actors.groups -> actors.app",
+        "cycle (typing): actors.groups -> actors.session",
+        "cycle (typing): actors.handler -> actors.app",
+        "cycle (typing): actors.handler -> actors.session",
+        "cycle (typing): actors.lifecycle -> actors.cluster.backend_session",
+        "cycle (typing): actors.lifecycle -> actors.cluster.cluster",
+        "cycle (typing): actors.lifecycle -> actors.cluster.rpc",
+        "cycle (typing): actors.lifecycle -> actors.docs",
+        "cycle (typing): actors.lifecycle -> actors.draining",
+        "cycle (typing): actors.lifecycle -> actors.gateway",
+        "cycle (typing): actors.lifecycle -> actors.groups",
+        "cycle (typing): actors.lifecycle -> actors.handler",
+        "cycle (typing): actors.lifecycle -> actors.metrics.sampler",
+        "cycle (typing): actors.lifecycle -> actors.ratelimit",
+        "cycle (typing): actors.lifecycle -> actors.session",
+        "cycle (typing): actors.metrics.rpc -> actors.app",
+        "cycle (typing): actors.metrics.rpc -> actors.session_actor",
+        "cycle (typing): actors.metrics.rpc -> actors.tracing",
+        "cycle (typing): actors.metrics.sampler -> actors.app",
+        "cycle (typing): actors.metrics.sampler -> actors.cluster.cluster",
+        "cycle (typing): actors.modules.binding_storage -> actors.app",
+        "cycle (typing): actors.modules.binding_storage -> actors.cluster.cluster",
+        "cycle (typing): actors.modules.binding_storage -> actors.session",
+        "cycle (typing): actors.pipeline -> actors.session",
+        "cycle (typing): actors.ratelimit -> actors.app",
+        "cycle (typing): actors.session -> actors.app",
+        "cycle (typing): actors.session_actor -> actors.app",
+        "cycle (typing): actors.session_actor -> actors.ratelimit",
+        "cycle (typing): actors.session_actor -> actors.session",
+        "cycle (typing): actors.sessions -> actors.cluster.backend_session",
+        "cycle (typing): actors.sessions -> actors.session",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    """``source`` imports ``target``; ``kind`` is ``module``, ``function`` or ``typing``."""
+
+    source: str
+    target: str
+    kind: str
+
+    @property
+    def runtime(self) -> bool:
+        return self.kind != "typing"
+
+
+def module_files(root: Path = ROOT) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the checked packages."""
+    modules: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+class _ImportVisitor(ast.NodeVisitor):
+    """Collects the imports of one module with the context they sit in."""
+
+    def __init__(self, module: str, is_package: bool, known: set[str]) -> None:
+        self.module = module
+        self.package = module if is_package else module.rpartition(".")[0]
+        self.known = known
+        self.found: list[Import] = []
+        self._functions = 0
+        self._typing = 0
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._nested_function(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._nested_function(node)
+
+    def _nested_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._functions += 1
+        self.generic_visit(node)
+        self._functions -= 1
+
+    def visit_If(self, node: ast.If) -> None:
+        test = ast.unparse(node.test)
+        if test in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            self._typing += 1
+            for child in node.body:
+                self.visit(child)
+            self._typing -= 1
+            for child in node.orelse:
+                self.visit(child)
+        else:
+            self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            base = self.package.split(".")
+            base = base[: len(base) - (node.level - 1)]
+            module = ".".join([*base, node.module] if node.module else base)
+        else:
+            module = node.module or ""
+        for alias in node.names:
+            # ``from actors import app`` imports the module actors.app.
+            submodule = f"{module}.{alias.name}"
+            self._add(submodule if submodule in self.known else module)
+
+    def _add(self, name: str) -> None:
+        while name and name not in self.known:
+            name = name.rpartition(".")[0]
+        if not name or name == self.module:
+            return
+        kind = "typing" if self._typing else "function" if self._functions else "module"
+        self.found.append(Import(self.module, name, kind))
+
+
+def scan(root: Path = ROOT) -> list[Import]:
+    """Every import between modules of the checked packages, one per (source, target, kind)."""
+    files = module_files(root)
+    known = set(files)
+    imports: set[Import] = set()
+    for module, path in files.items():
+        visitor = _ImportVisitor(module, path.name == "__init__.py", known)
+        visitor.visit(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        imports.update(visitor.found)
+    return sorted(imports, key=lambda i: (i.source, i.target, i.kind))
+
+
+def layer_of(module: str) -> int | None:
+    """Index in :data:`LAYERS` of ``module`` (longest matching name wins), None if unplaced."""
+    best: tuple[int, int] | None = None  # (length of the matching name, layer)
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            matches = module == name or module.startswith(name + ".")
+            if matches and (best is None or len(name) > best[0]):
+                best = (len(name), index)
+    return None if best is None else best[1]
+
+
+def _cycle_arrows(arrows: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The arrows whose two ends lie in one strongly connected component (Tarjan)."""
+    graph: dict[str, set[str]] = {}
+    for source, target in arrows:
+        graph.setdefault(source, set()).add(target)
+        graph.setdefault(target, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    component: dict[str, int] = {}
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+
+    for root in sorted(graph):
+        if root in index:
+            continue
+        visit(root)
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(graph[root])))]
+        while work:  # an iterative depth-first search: (node, its successors left)
+            node, successors = work[-1]
+            for succ in successors:
+                if succ not in index:
+                    visit(succ)
+                    work.append((succ, iter(sorted(graph[succ]))))
+                    break
+                if succ in on_stack:
+                    low[node] = min(low[node], index[succ])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component[member] = index[node]
+                        if member == node:
+                            break
+    return {(s, t) for s, targets in graph.items() for t in targets if component[s] == component[t]}
+
+
+def violations(imports: list[Import]) -> tuple[set[str], list[str]]:
+    """The broken rules (as in :data:`BASELINE`) and the modules placed in no layer."""
+    unplaced = sorted({m for i in imports for m in (i.source, i.target) if layer_of(m) is None})
+    found: set[str] = set()
+    runtime = {(i.source, i.target) for i in imports if i.runtime}
+    every = {(i.source, i.target) for i in imports}
+    kernel = next(n for n, (name, _) in enumerate(LAYERS) if name == "kernel")
+    for source, target in sorted(every):
+        arrow = f"{source} -> {target}"
+        if source.startswith("transport") and target.startswith("actors"):
+            found.add(f"transport->actors: {arrow}")
+            continue
+        low, high = layer_of(source), layer_of(target)
+        if low is not None and high is not None and high > low:
+            found.add(f"{'up' if (source, target) in runtime else 'up (typing)'}: {arrow}")
+    runtime_cycles = _cycle_arrows(runtime)
+    for source, target in runtime_cycles:
+        found.add(f"cycle: {source} -> {target}")
+    for source, target in _cycle_arrows(every) - runtime_cycles:
+        if not layer_of(source) == layer_of(target) == kernel:
+            found.add(f"cycle (typing): {source} -> {target}")
+    return found, unplaced
+
+
+def _format(entries: Iterable[str]) -> str:
+    return "\n".join(f'        "{entry}",' for entry in sorted(entries))
+
+
+def test_every_module_has_a_layer() -> None:
+    modules = module_files()
+    unplaced = sorted(m for m in modules if layer_of(m) is None)
+    assert not unplaced, (
+        f"{len(unplaced)} module(s) in no layer; add them to LAYERS in tests/test_layers.py "
+        f"(see DESIGN.md, 'Layers'): {', '.join(unplaced)}"
+    )
+
+
+def test_layers_hold_apart_from_the_baseline() -> None:
+    found, _ = violations(scan())
+    new = found - BASELINE
+    gone = BASELINE - found
+    message = [f"{len(found)} layer violation(s) now, {len(BASELINE)} in the baseline."]
+    if new:
+        message.append(
+            f"{len(new)} NEW violation(s) (fix the import; DESIGN.md, 'Layers'):\n" + _format(new)
+        )
+    if gone:
+        message.append(
+            f"{len(gone)} baselined violation(s) are gone: remove them from BASELINE in "
+            "tests/test_layers.py so they cannot come back:\n" + _format(gone)
+        )
+    assert not new and not gone, "\n".join(message)
+
+
+def test_transport_never_imports_actors() -> None:
+    # No baseline for this one: the rule holds today and must keep holding.
+    found, _ = violations(scan())
+    assert not {v for v in found if v.startswith("transport->actors")}
+
+
+# -- the checker itself ------------------------------------------------------------------
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for package in PACKAGES:
+        (tmp_path / package).mkdir(exist_ok=True)
+        (tmp_path / package / "__init__.py").touch()
+    return tmp_path
+
+
+def test_scan_tells_module_function_and_typing_imports_apart(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "actors/session.py": (
+                "from typing import TYPE_CHECKING\n"
+                "from actors import kernel\n"
+                "import actors.errors\n"
+                "if TYPE_CHECKING:\n"
+                "    from actors.app import App\n"
+                "else:\n"
+                "    from actors.payload import x\n"
+                "def f():\n"
+                "    from actors.cluster.router import Router\n"
+                "    from .handler import y\n"
+            ),
+            "actors/kernel.py": "",
+            "actors/errors.py": "",
+            "actors/app.py": "",
+            "actors/payload.py": "",
+            "actors/handler.py": "",
+            "actors/cluster/__init__.py": "",
+            "actors/cluster/router.py": "",
+        },
+    )
+    found = {(i.target, i.kind) for i in scan(root) if i.source == "actors.session"}
+    assert found == {
+        ("actors.kernel", "module"),
+        ("actors.errors", "module"),
+        ("actors.app", "typing"),
+        ("actors.payload", "module"),
+        ("actors.cluster.router", "function"),
+        ("actors.handler", "function"),
+    }
+
+
+def test_violations_name_each_broken_rule(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "transport/packet.py": "from actors.kernel import Cell\n",
+            "actors/kernel.py": "from actors.session import Session\n",
+            "actors/session.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from actors.app import App\n"
+                "def f():\n"
+                "    import actors.kernel\n"
+            ),
+            "actors/app.py": "",
+            # A typing-only cycle inside one layer is allowed.
+            "actors/actor.py": "from actors.system import ActorSystem\n",
+            "actors/system.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from actors.actor import Actor\n"
+            ),
+        },
+    )
+    found, unplaced = violations(scan(root))
+    assert unplaced == []
+    assert found == {
+        "transport->actors: transport.packet -> actors.kernel",
+        "up: actors.kernel -> actors.session",
+        "up (typing): actors.session -> actors.app",
+        "cycle: actors.kernel -> actors.session",
+        "cycle: actors.session -> actors.kernel",
+    }
+
+
+def test_layer_of_takes_the_longest_matching_name() -> None:
+    names = [name for name, _ in LAYERS]
+    assert names[layer_of("actors.modules.base") or 0] == "building blocks"
+    assert names[layer_of("actors.modules.binding_storage") or 0] == "cluster"
+    assert names[layer_of("actors.cluster.router") or 0] == "cluster"
+    assert names[layer_of("transport.client") or 0] == "transport"
+    assert layer_of("actorsx") is None
+
+
+if __name__ == "__main__":
+    wanted = set(sys.argv[1:])
+    for imp in scan():
+        if not wanted or imp.source in wanted or imp.target in wanted:
+            print(f"{imp.source} -> {imp.target} ({imp.kind})")
