@@ -7,7 +7,6 @@ Nothing sleeps to synchronise: tests wait on events with timeouts.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -280,19 +279,25 @@ async def test_request_raw_keeps_the_error_flag(client: Client) -> None:
     assert not ok.error and ok.data == b"\x00\x01"
 
 
+@pytest.mark.looptime  # virtual time: see "timers" below
 async def test_timeout(client: Client, server: FakeServer) -> None:
+    started = asyncio.get_running_loop().time()
     with pytest.raises(RequestTimeout) as info:
-        await client.request("test.silent", timeout=0.05)
+        await client.request("test.silent", timeout=3.0)
+    assert asyncio.get_running_loop().time() - started == pytest.approx(3.0)
     assert info.value.code == PIT_504
     assert info.value.metadata == {"route": "test.silent"}
     assert isinstance(info.value, RequestError)
     assert await client.request("test.echo", "still fine") == "still fine"
 
 
+@pytest.mark.looptime
 async def test_default_request_timeout(server: FakeServer) -> None:
-    async with await Client.connect("127.0.0.1", server.port, request_timeout=0.05) as client:
+    async with await Client.connect("127.0.0.1", server.port, request_timeout=4.0) as client:
+        started = asyncio.get_running_loop().time()
         with pytest.raises(RequestTimeout):
             await client.request("test.silent")
+        assert asyncio.get_running_loop().time() - started == pytest.approx(4.0)
 
 
 async def test_push_reaches_callbacks_and_iterator(client: Client) -> None:
@@ -352,26 +357,96 @@ async def test_hostile_bytes_make_the_server_hang_up(client: Client, server: Fak
     assert client.closed
 
 
+# -- timers, on looptime's virtual clock -------------------------------------------------------
+#
+# The client reads ``loop.time()`` and sleeps with ``asyncio.sleep``; under
+# ``pytest.mark.looptime`` the loop's clock jumps to the next timer whenever nothing is ready to
+# run and loopback I/O takes no time, so these tests state *when* things happen, exactly.
+
+INTERVAL = 10.0
+"""A heartbeat interval far above any real I/O latency, so windows are unmistakable."""
+NEVER = 1000 * INTERVAL
+"""A virtual-time bound for waits that must end; reaching it is a failure, and cheap."""
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+@pytest.mark.looptime
 async def test_heartbeats_follow_the_announced_interval(make_server: ServerFactory) -> None:
-    server = await make_server(heartbeat=0.05)
+    server = await make_server(heartbeat=INTERVAL)
     async with await Client.connect("127.0.0.1", server.port) as client:
-        await server.until(lambda: len(server.heartbeat_times) >= 5)
-        times = server.heartbeat_times
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) > 0.03, gaps
-        assert sum(gaps) / len(gaps) < 0.15, gaps
-        assert client.heartbeats_received >= 4
+        connected = now()
+        await server.until(lambda: len(server.heartbeat_times) >= 20, timeout=NEVER)
+        # One heartbeat every interval, neither sooner nor later; the server answers each,
+        # so the client never gives up.
+        expected = [connected + k * INTERVAL for k in range(1, 21)]
+        assert server.heartbeat_times == pytest.approx(expected)
+        assert client.heartbeats_received >= 19  # the last answer may still be on its way
         assert not client.closed
 
 
-async def test_silent_server_is_given_up(make_server: ServerFactory) -> None:
-    server = await make_server(heartbeat=0.05, answer_heartbeats=False)
+async def wait_given_up(client: Client) -> float:
+    """When the client gave the connection up."""
+    await client.wait_closed(NEVER)
+    assert client.close_reason == f"nothing received from the server for {2 * INTERVAL:g} s"
+    return now()
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    ("offset", "silence"),
+    [
+        # Nothing after the handshake: the ticks at 1 and 2 intervals see at most 2
+        # intervals of silence; the third gives up.
+        (0.0, 3 * INTERVAL),
+        # Last bytes half an interval in: given up on the tick at 3 intervals, after 2.5
+        # intervals of silence (a 1 x rule would give up at 1.5, a 3 x rule at 3.5).
+        (0.5 * INTERVAL, 2.5 * INTERVAL),
+    ],
+)
+async def test_a_silent_server_is_given_up_between_2_and_3_intervals(
+    make_server: ServerFactory, offset: float, silence: float
+) -> None:
+    server = await make_server(heartbeat=INTERVAL, answer_heartbeats=False)
     client = await Client.connect("127.0.0.1", server.port)
-    pending = asyncio.create_task(client.request("test.silent", timeout=5))
-    await client.wait_closed(2)
+    last_received = now()
+    if offset:
+        await asyncio.sleep(offset)
+        await client.request("test.echo", "the last thing the server says")
+        last_received = now()
+    pending = asyncio.create_task(client.request("test.silent", timeout=NEVER))
+    gave_up = await wait_given_up(client)
     with pytest.raises(ConnectionClosed, match="nothing received"):
         await pending
-    await server.until(lambda: server.disconnects == 1)
+    assert 2 * INTERVAL <= gave_up - last_received <= 3 * INTERVAL
+    assert gave_up - last_received == pytest.approx(silence)
+    await server.until(lambda: server.disconnects == 1, timeout=NEVER)
+
+
+@pytest.mark.looptime
+async def test_a_server_heard_from_just_within_2_intervals_is_kept(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(heartbeat=INTERVAL, answer_heartbeats=False)
+    async with await Client.connect("127.0.0.1", server.port) as client:
+        # The server says something every 1.99 intervals (an answer), never a heartbeat:
+        # the silence never exceeds 2 intervals, so the client keeps the connection.
+        for n in range(25):
+            await asyncio.sleep(1.99 * INTERVAL)
+            assert await client.request("test.echo", n) == n
+        assert not client.closed
+
+
+@pytest.mark.looptime
+async def test_connect_times_out_without_a_handshake_answer(make_server: ServerFactory) -> None:
+    server = await make_server(answer_handshake=False)
+    started = now()
+    with pytest.raises(TimeoutError):
+        await Client.connect("127.0.0.1", server.port, timeout=7.0)
+    assert now() - started == pytest.approx(7.0)
+    await server.until(lambda: server.disconnects == 1, timeout=NEVER)
 
 
 async def test_handshake_rejected(make_server: ServerFactory) -> None:
@@ -379,13 +454,6 @@ async def test_handshake_rejected(make_server: ServerFactory) -> None:
     with pytest.raises(HandshakeRejected) as info:
         await Client.connect("127.0.0.1", server.port)
     assert info.value.code == 403 and info.value.message == "go away"
-    await server.until(lambda: server.disconnects == 1)
-
-
-async def test_connect_times_out_without_a_handshake_answer(make_server: ServerFactory) -> None:
-    server = await make_server(answer_handshake=False)
-    with pytest.raises(TimeoutError):
-        await Client.connect("127.0.0.1", server.port, timeout=0.1)
     await server.until(lambda: server.disconnects == 1)
 
 
