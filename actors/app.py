@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
 from actors.config import Config
 from actors.groups import GroupService, MemoryGroupService
-from actors.handler import Handler, MethodSpec, Remote
+from actors.handler import Handler, Remote
+from actors.invocation import Invoker, LocalRoute
 from actors.kernel import ActorRef
 from actors.metrics.reporter import Metrics, Reporter
 from actors.modules.base import Module, Modules
@@ -53,16 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HandshakeValidator = Callable[[HandshakeRequest], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class LocalRoute:
-    """A route served in this process: the handler actor and its method."""
-
-    ref: ActorRef
-    spec: MethodSpec
-    reentrant: bool = False
-    """The handler actor interleaves its messages: a session must not pipeline to it."""
 
 
 @dataclass(slots=True)
@@ -117,12 +108,20 @@ class App:
         self._listening = False
         self._draining = False
         self._handlers: dict[str, ActorRef] = {}
-        self._acceptors: list[Acceptor] = []
-        self._gateways: list[ActorRef] = []
         self.requests_in_flight = Tally()
         """Client messages and inbound RPCs being handled; a graceful stop waits for none."""
         self.connections = Tally()
         """Sessions whose teardown has not finished; draining and stopping wait for none."""
+        self.invoker = Invoker(
+            self.serializer,
+            self.pipeline,
+            self.metrics,
+            self.requests_in_flight,
+            self.config.max_concurrent_handlers,
+        )
+        """Runs route methods for clients and forwarded messages (``actors.invocation``)."""
+        self._acceptors: list[Acceptor] = []
+        self._gateways: list[ActorRef] = []
         self._started = False
         self._stopping = False
         self._stop_requested: asyncio.Event | None = None
@@ -250,6 +249,7 @@ class App:
         if self._started:
             raise RuntimeError("set the serializer before the app starts")
         self.serializer = get_serializer(serializer) if isinstance(serializer, str) else serializer
+        self.invoker.serializer = self.serializer
 
     def set_group_service(self, groups: GroupService) -> None:
         """Replace the in-memory group service (e.g. with a cluster-wide one)."""

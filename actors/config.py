@@ -41,6 +41,12 @@ class Config:
     """Connections accepted at once per server; more are refused at accept."""
     max_pending_requests: int = 64
     """Messages of one session waiting for their turn; past it requests get ``PIT-429``."""
+    max_concurrent_handlers: int = 10_000
+    """Handler invocations that may be running at once on this server (client messages and
+    inbound RPCs whose method is still awaiting something); past it new requests get
+    ``PIT-429`` and notifies are dropped and counted. Pitaya's ``dispatch`` concurrency is
+    25 goroutines; an asyncio task costs far less, hence the higher default. Bounds the memory
+    that slow handlers (a database, an RPC) can hold under load."""
     max_write_buffer: int = 4 * 1024 * 1024
     """Bytes queued for a client that does not read before it is disconnected."""
     mailbox_limits: dict[str, int] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from transport.errorbody import PIT_000, PIT_400, PIT_404, PIT_408, PIT_500, PIT_504
+from transport.errors import ProtocolError
 
 
 class ActorError(Exception):
@@ -109,3 +110,26 @@ class ServiceUnavailable(PitayaError):
 
     def __init__(self, msg: str = "timeout") -> None:
         super().__init__(PIT_504, msg)
+
+
+class TooManyRequests(PitayaError):
+    """``PIT-429``: this session has too many messages waiting, or this server too many
+    handler invocations running (``max_pending_requests``, ``max_concurrent_handlers``)."""
+
+    default_code = "PIT-429"
+
+    def __init__(self, msg: str = "too many requests in flight") -> None:
+        super().__init__("PIT-429", msg)
+
+
+def as_pitaya_error(error: BaseException) -> PitayaError:
+    """The Pitaya error a client (or a calling server) receives for ``error``."""
+    if isinstance(error, PitayaError):
+        return error
+    if isinstance(error, ActorStopped | MailboxFull):
+        return InternalError("handler unavailable")
+    if isinstance(error, AskTimeout):
+        return ServiceUnavailable(str(error))
+    if isinstance(error, ProtocolError):
+        return BadRequest(str(error))
+    return InternalError(str(error) or type(error).__name__)

@@ -15,35 +15,30 @@ A handler is an actor; each method marked with :func:`handler` is the route
 
 A method annotated ``-> None`` is notify-only: a *request* to it is answered ``PIT-400``.
 The body parameter is optional; its annotation picks the decoding (see ``actors.payload``).
-Because a handler is an actor, one instance handles one message at a time: room state needs no
-lock. Per-user ordering is kept by the session actor, which sends a user's next message only
-when the previous one was handled.
+
+Route methods run through ``actors.invocation``: a synchronous method runs to its end with
+nothing interleaved; an ``async`` one runs as a task, concurrently with other sessions'
+messages, while one session's messages are handled in the order sent. State that must change
+one message at a time across ``await``s (a room, a match) lives in an actor of its own that
+the handler ``ask``s (``samples/chat/room.py``). A handler is still an actor: it has
+``started``, timers and children, and tests can ``ask`` it a :class:`Call`.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
-import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from actors.actor import Actor
-from actors.errors import BadRequest, InternalError, PitayaError
-from actors.metrics.names import PROCESS_DELAY
-from actors.payload import Decoder, decoder_for, encode_result
-from actors.tracing import run_in_span
-from transport.serializers import Serializer
+from actors.errors import RouteNotFound
+from actors.payload import Decoder, decoder_for
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from actors.app import App
     from actors.session import Session
-
-log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _MARK = "__pitaya_handler__"
@@ -82,34 +77,39 @@ class MethodSpec:
     is_async: bool
 
 
-# Hot path: built per message; not frozen because a frozen dataclass is ~5x slower to
-# construct. Treat it as immutable all the same.
-@dataclass(slots=True)
-class HandleMessage:
-    """Session actor (or NATS bridge) -> handler actor: run one route method for one message.
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Ask a handler actor to run one route method with a Python body, no bytes involved.
 
-    ``serializer`` overrides the app's (user RPCs travel as msgpack between servers).
+    The way to test a handler without an app or sockets::
+
+        async with ActorSystem() as system:
+            room = system.spawn(Room)
+            session = TestSession(1)  # actors.testing
+            assert await room.ask(Call("join", session, JoinRequest("ann"))) == {...}
+
+    The answer is the method's return value as it is (not encoded); its exception is raised.
+    Clients' messages do not take this way: they run through ``actors.invocation``.
     """
 
-    spec: MethodSpec
-    route: str
-    session: Session
-    data: bytes
-    notify: bool
-    serializer: Serializer | None = None
-    received_ns: int = 0
-    """``time.monotonic_ns()`` when the client message arrived, for the process-delay
-    metric; 0 when metrics are off."""
-    span: Span | None = None
-    """The tracing span of this call (None when tracing is off): current while it runs."""
+    method: str
+    session: Session | None
+    body: Any = None
 
 
 class Handler(Actor):
-    """Base class of handler actors. Set ``service`` (default: class name, first letter lower)."""
+    """Base class of handler actors. Set ``service`` (default: class name, first letter lower).
+
+    Route methods run concurrently across sessions (an ``async`` method that awaits does not
+    hold other sessions' messages) and in order per session; see ``actors.invocation``.
+    Keep state that needs one-at-a-time changes in an actor of its own.
+    """
 
     service: ClassVar[str | None] = None
     app: App
-    """The app hosting this handler (serializer, sessions, groups, RPC); set before started."""
+    """The app hosting this handler (serializer, sessions, groups, RPC); set before
+    ``started`` when the app spawns it. A handler spawned bare in an ``ActorSystem`` (tests)
+    has none unless the test sets it."""
 
     @classmethod
     def service_name(cls) -> str:
@@ -126,70 +126,23 @@ class Handler(Actor):
             cls._method_specs = cached  # type: ignore[attr-defined]
         return cached
 
-    def on_handle_message(self, msg: HandleMessage) -> Any:
-        """Decode, run the pipeline and the method, encode. May return a coroutine."""
-        if msg.span is not None:
-            return run_in_span(msg.span, self._handle_message, msg)
-        return self._handle_message(msg)
-
-    def _handle_message(self, msg: HandleMessage) -> Any:
-        app = self.app
-        if msg.received_ns:
-            app.metrics.report_summary(
-                PROCESS_DELAY,
-                {"route": msg.route, "type": "handler"},
-                time.monotonic_ns() - msg.received_ns,
+    def __getattr__(self, name: str) -> Any:
+        if name == "app":
+            raise AttributeError(
+                f"{type(self).__name__} has no app: it was spawned outside an App. "
+                "Set handler.app in the test, or give the handler what it uses."
             )
-        spec = msg.spec
-        if spec.notify_only and not msg.notify:
-            raise BadRequest(
-                f"route {msg.route} is notify-only: send a notify, not a request",
-                {"route": msg.route},
-            )
-        serializer = msg.serializer or app.serializer
-        args: tuple[Any, ...] = ()
-        if spec.takes_body:
-            args = (spec.decode(msg.data, serializer),)
-        pipeline = app.pipeline
-        if pipeline.active or spec.is_async:
-            return self._run_async(msg, spec, args)
-        try:
-            result = getattr(self, spec.attribute)(msg.session, *args)
-        except PitayaError:
-            raise
-        except Exception as exc:
-            raise _internal(msg.route, exc) from exc
-        return self._encode(msg, result)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    async def _run_async(self, msg: HandleMessage, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
-        pipeline = self.app.pipeline
-        result: Any = None
-        error: PitayaError | None = None
-        try:
-            if args:
-                args = (await pipeline.run_before(msg.session, msg.route, args[0]),)
-            else:
-                await pipeline.run_before(msg.session, msg.route, None)
-            result = getattr(self, spec.attribute)(msg.session, *args)
-            if inspect.isawaitable(result):
-                result = await result
-        except PitayaError as exc:
-            error = exc
-        except Exception as exc:
-            error = _internal(msg.route, exc)
-        if pipeline.active:
-            result, error = await pipeline.run_after(msg.session, msg.route, result, error)
-        if error is not None:
-            raise error
-        return self._encode(msg, result)
-
-    def _encode(self, msg: HandleMessage, result: Any) -> bytes | None:
-        if msg.notify:
-            return None
-        if result is None:
-            # Pitaya's rule: a request must be answered with something.
-            raise PitayaError("PIT-000", "reply must not be null", {"route": msg.route})
-        return encode_result(result, msg.serializer or self.app.serializer)
+    async def on_call(self, msg: Call) -> Any:
+        spec = self.method_specs().get(msg.method)
+        if spec is None:
+            raise RouteNotFound(f"{self.service_name()}.{msg.method}")
+        args = (msg.body,) if spec.takes_body else ()
+        result = getattr(self, spec.attribute)(msg.session, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
 
 class Remote(Handler):
@@ -207,13 +160,6 @@ class Remote(Handler):
 
         total = await app.rpc("room.roomremote.count", {})
     """
-
-
-def _internal(route: str, exc: Exception) -> InternalError:
-    log.error("handler %s failed", route, exc_info=exc)
-    error = InternalError(str(exc) or type(exc).__name__)
-    error.metadata["route"] = route
-    return error
 
 
 def _collect_specs(cls: type) -> dict[str, MethodSpec]:

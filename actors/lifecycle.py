@@ -18,10 +18,10 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from actors.app import LocalRoute
 from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import MemoryGroupService
 from actors.handler import Handler, Remote
+from actors.invocation import LocalRoute
 from actors.metrics.sampler import start_metrics
 from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession
@@ -136,7 +136,7 @@ def spawn_handlers(app: App) -> None:
         service = cls.service_name()
         app._handlers[service] = ref
         for method, spec in cls.method_specs().items():
-            route = LocalRoute(ref, spec, cls.reentrant)
+            route = LocalRoute(actor, spec)
             app.local_routes[f"{service}.{method}"] = route
             app.local_routes[f"{app.server_type}.{service}.{method}"] = route
     for cls, args, kwargs in app._remote_specs:
@@ -146,7 +146,7 @@ def spawn_handlers(app: App) -> None:
         actor.app = app
         for method, spec in cls.method_specs().items():
             app.remote_routes[f"{app.server_type}.{cls.service_name()}.{method}"] = LocalRoute(
-                ref, spec
+                actor, spec
             )
     if app.config.route_dictionary and app.local_routes:
         app.route_dictionary = RouteDictionary.from_routes(app.local_routes)
@@ -173,6 +173,7 @@ async def stop_app(app: App) -> None:
             app.requests_in_flight.count,
             app.config.shutdown_timeout,
         )
+        app.invoker.cancel()
     for session in app.sessions:
         session.ref.tell(KickSession("server shutting down"))
     with contextlib.suppress(TimeoutError):

@@ -17,17 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.actor import Actor
-from actors.errors import (
-    ActorStopped,
-    AskTimeout,
-    BadRequest,
-    InternalError,
-    MailboxFull,
-    PitayaError,
-    RouteNotFound,
-    ServiceUnavailable,
-)
-from actors.handler import HandleMessage
+from actors.errors import PitayaError, RouteNotFound, TooManyRequests, as_pitaya_error
+from actors.invocation import LocalRoute
 from actors.metrics.names import RESPONSE_TIME, UNKNOWN_ROUTE
 from actors.ratelimit import exceeded, new_bucket
 from actors.session import KickSession, PushToClient, SendFrame, Session
@@ -53,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_REQUESTS = "PIT-429"
-
 
 # Hot path: built per message; not frozen because a frozen dataclass is ~5x slower to
 # construct. Treat it as immutable all the same.
@@ -68,13 +57,55 @@ class ConnectionLost:
     error: BaseException | None
 
 
-# Hot path: built per message; not frozen because a frozen dataclass is ~5x slower to
-# construct. Treat it as immutable all the same.
-@dataclass(slots=True)
 class HandlerDone:
-    message: Message
-    payload: bytes | None
-    error: BaseException | None
+    """A client message handed to a handler (or forwarded), and then its answer.
+
+    It is the ``done`` callback the invocation path (or the cluster) calls once with
+    ``(payload, error)``: the call records the answer and tells this entry to the session
+    actor, behind whatever the handler pushed meanwhile, so pushes reach the client before
+    the response, as they did when the handler ran in an actor of its own. One object per
+    message, no closure.
+    """
+
+    __slots__ = (
+        "error",
+        "finished",
+        "forwarded",
+        "message",
+        "open",
+        "payload",
+        "received_ns",
+        "session_ref",
+        "span",
+    )
+
+    def __init__(
+        self,
+        session_ref: ActorRef,
+        message: Message,
+        received_ns: int,
+        span: Span | None,
+        forwarded: bool,
+    ) -> None:
+        self.session_ref = session_ref
+        self.message = message
+        self.received_ns = received_ns
+        """Arrival time (``time.monotonic_ns()``) for the response-time metric; 0 if off."""
+        self.span = span
+        """Tracing span, ended once answered (None when tracing is off)."""
+        self.forwarded = forwarded
+        self.payload: bytes | None = None
+        self.error: BaseException | None = None
+        self.finished = False
+        """The answer is known (the handler returned or failed)."""
+        self.open = False
+        """Still running when handed over: later messages of this client wait for it."""
+
+    def __call__(self, payload: Any, error: BaseException | None) -> None:
+        self.payload = payload
+        self.error = error
+        self.finished = True
+        self.session_ref.tell(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,29 +134,7 @@ class ConnectionEvents:
 
 
 MAX_PIPELINED = 64
-"""Messages of one client in flight at once to the same handler actor."""
-
-
-class InFlight:
-    """A client message handed to a handler (or forwarded) and not answered yet."""
-
-    __slots__ = ("message", "received_ns", "span")
-
-    def __init__(self, message: Message, received_ns: int, span: Span | None) -> None:
-        self.message = message
-        self.received_ns = received_ns
-        """Arrival time (``time.monotonic_ns()``) for the response-time metric; 0 if off."""
-        self.span = span
-        """Tracing span, ended once answered (None when tracing is off)."""
-
-
-def _take(in_flight: deque[InFlight], message: Message) -> InFlight | None:
-    """Remove and return the entry of ``message`` (almost always the oldest)."""
-    for index, entry in enumerate(in_flight):
-        if entry.message is message:
-            del in_flight[index]
-            return entry
-    return None
+"""Forwarded messages of one client in flight at once to the same server and service."""
 
 
 class SessionActor(Actor):
@@ -145,10 +154,14 @@ class SessionActor(Actor):
         )
         self.pending: deque[tuple[Message, int]] = deque()
         """Messages waiting for their turn, with their arrival time (0 when metrics are off)."""
-        self.in_flight: deque[InFlight] = deque()
-        """Messages handed over and not answered yet, oldest first (see ``_can_dispatch``)."""
-        self.in_flight_target: ActorRef | None = None
-        """The handler actor every message in flight went to (None: forwarded)."""
+        self.in_flight: deque[HandlerDone] = deque()
+        """Messages handed over and not answered yet, oldest first."""
+        self.open = 0
+        """Messages handed over whose handler is still running: while any, this client's
+        next message waits (per-session order), except a forward that may pipeline."""
+        self.open_target: tuple[str, str] | None = None
+        """Where the open messages went when they were all forwarded: (server id, service);
+        None when one runs here."""
         self.cleaned_up = False
         self.last_seen = 0.0
         self.rate_limiter = new_bucket(config)
@@ -245,12 +258,12 @@ class SessionActor(Actor):
                 self._respond_error(message, error)
             return
         received_ns = time.monotonic_ns() if self.app.metrics.enabled else 0
-        if not self.pending and self._can_dispatch(message):
-            self._dispatch(message, received_ns)
-        elif len(self.pending) < self.app.config.max_pending_requests:
+        if not self.pending and self._try_dispatch(message, received_ns):
+            return
+        if len(self.pending) < self.app.config.max_pending_requests:
             self.pending.append((message, received_ns))
         elif message.type is MessageType.REQUEST:
-            error = PitayaError(TOO_MANY_REQUESTS, "too many requests in flight")
+            error = TooManyRequests()
             self._respond_error(message, error)
             if received_ns:
                 # Not yet routed: only a route served here may name a time series.
@@ -259,78 +272,100 @@ class SessionActor(Actor):
         else:
             self.app.stats.dropped_notifies += 1
 
-    def _can_dispatch(self, message: Message) -> bool:
-        """Whether ``message`` may go now without breaking this client's order.
+    def _try_dispatch(self, message: Message, received_ns: int) -> bool:
+        """Hand ``message`` over now if this client's order allows it; False: it must wait.
 
-        Nothing in flight: yes. Otherwise only if it goes to the same handler actor as the
-        messages in flight and that actor is not reentrant: its mailbox is FIFO and it takes
-        one message at a time, so they are still *handled* in the order sent, while a
-        pipelining client gets its answers in one batch instead of one per loop iteration.
+        A message goes when nothing of this client is still running; a forwarded one also
+        when everything running was forwarded to the same server and service (NATS and the
+        backend's per-session sequencer keep their order), up to ``MAX_PIPELINED``. A
+        synchronous handler finishes inside :meth:`_invoke`, so a pipelining client's
+        messages to one are all handled in one turn.
         """
-        if not self.in_flight:
+        app = self.app
+        route = app.local_routes.get(message.route)
+        if route is not None:
+            if self.open:
+                return False
+            self._invoke(route, message, received_ns)
             return True
-        target = self.in_flight_target
-        if target is None or len(self.in_flight) >= MAX_PIPELINED:
-            return False
-        route = self.app.local_routes.get(message.route)
-        return route is not None and route.ref is target and not route.reentrant
+        server_type = app.remote_server_type(message.route)
+        if server_type is None:
+            if self.open:
+                return False
+            self._not_found(message, received_ns)
+            return True
+        return self._forward(message, server_type, received_ns)
 
-    def _dispatch(self, message: Message, received_ns: int = 0) -> None:
-        route = self.app.local_routes.get(message.route)
-        if route is None:
-            server_type = self.app.remote_server_type(message.route)
-            if server_type is not None:
-                self._forward(message, server_type, received_ns)
-                return
-            not_found = RouteNotFound(message.route)
-            if received_ns:
-                self._report_response(UNKNOWN_ROUTE, received_ns, not_found)
-            if message.type is MessageType.REQUEST:
-                self._respond_error(message, not_found)
-            else:
-                log.info(
-                    "[%s] session %s: notify to unknown route %s",
-                    self.app.server_id,
-                    self.session.id,
-                    message.route,
-                )
-            return
-        span = self._start_span(message) if self.app.tracing.enabled else None
-        self.in_flight.append(InFlight(message, received_ns, span))
-        self.in_flight_target = route.ref
-        self.app.request_started()
-        ref = self.ref
-        route.ref.request(
-            HandleMessage(
-                route.spec,
-                message.route,
-                self.session,
-                message.data,
-                message.type is MessageType.NOTIFY,
-                received_ns=received_ns,
-                span=span,
-            ),
-            lambda result, error: ref.tell(HandlerDone(message, result, error)),
-        )
-
-    def _forward(self, message: Message, server_type: str, received_ns: int) -> None:
-        """Cluster: the route belongs to another server type; send it there over NATS."""
-        cluster = self.app.cluster
-        assert cluster is not None
-        span = self._start_span(message) if self.app.tracing.enabled else None
-        self.in_flight.append(InFlight(message, received_ns, span))
-        self.in_flight_target = None
-        self.app.request_started()
-        ref = self.ref
-        cluster.forward(
-            self.session,
+    def _invoke(self, route: LocalRoute, message: Message, received_ns: int) -> None:
+        app = self.app
+        span = self._start_span(message) if app.tracing.enabled else None
+        entry = HandlerDone(self.ref, message, received_ns, span, forwarded=False)
+        self.in_flight.append(entry)
+        app.invoker.invoke(
+            route,
             message.route,
-            server_type,
+            self.session,
             message.data,
             message.type is MessageType.NOTIFY,
-            lambda result, error: ref.tell(HandlerDone(message, result, error)),
+            entry,
+            received_ns=received_ns,
+            span=span,
+        )
+        if not entry.finished:
+            entry.open = True
+            self.open += 1
+            self.open_target = None
+
+    def _not_found(self, message: Message, received_ns: int) -> None:
+        not_found = RouteNotFound(message.route)
+        if received_ns:
+            self._report_response(UNKNOWN_ROUTE, received_ns, not_found)
+        if message.type is MessageType.REQUEST:
+            self._respond_error(message, not_found)
+        else:
+            log.info(
+                "[%s] session %s: notify to unknown route %s",
+                self.app.server_id,
+                self.session.id,
+                message.route,
+            )
+
+    def _forward(self, message: Message, server_type: str, received_ns: int) -> bool:
+        """Cluster: the route belongs to another server type; send it there."""
+        app = self.app
+        cluster = app.cluster
+        assert cluster is not None
+        try:
+            server = cluster.router.pick(server_type, message.route, self.session)
+        except Exception as exc:
+            if self.open:
+                return False
+            if message.type is MessageType.REQUEST:
+                self._respond_error(message, exc)
+            if received_ns:
+                self._report_response(message.route, received_ns, exc)
+            return True
+        target = (server.id, message.route.rpartition(".")[0])
+        if self.open and (target != self.open_target or self.open >= MAX_PIPELINED):
+            return False
+        span = self._start_span(message) if app.tracing.enabled else None
+        entry = HandlerDone(self.ref, message, received_ns, span, forwarded=True)
+        self.in_flight.append(entry)
+        app.request_started()
+        cluster.forward(
+            server,
+            self.session,
+            message.route,
+            message.data,
+            message.type is MessageType.NOTIFY,
+            entry,
             parent=span,
         )
+        if not entry.finished:
+            entry.open = True
+            self.open += 1
+            self.open_target = target
+        return True
 
     def _start_span(self, message: Message) -> Span:
         """Tracing: the SERVER span of the message being dispatched, ended once answered."""
@@ -338,39 +373,45 @@ class SessionActor(Actor):
             message.route, self.session.id, self.session.uid, message.type is MessageType.NOTIFY
         )
 
-    def on_handler_done(self, msg: HandlerDone) -> None:
-        message = msg.message
-        entry = _take(self.in_flight, message)
-        if entry is None:
+    def on_handler_done(self, entry: HandlerDone) -> None:
+        if entry.open:
+            entry.open = False
+            self.open -= 1
+        try:
+            self.in_flight.remove(entry)  # almost always the oldest
+        except ValueError:
             return  # answered after the session was torn down
-        self.app.request_finished()
+        message = entry.message
+        if entry.forwarded:
+            self.app.request_finished()
         if entry.span is not None:
-            end_span(entry.span, msg.error)
+            end_span(entry.span, entry.error)
+        error = entry.error
         if message.type is MessageType.REQUEST:
-            if msg.error is not None:
-                self._respond_error(message, msg.error)
+            if error is not None:
+                self._respond_error(message, error)
             else:
-                self._write(Message(MessageType.RESPONSE, message.id, data=msg.payload or b""))
-        elif msg.error is not None and not isinstance(msg.error, PitayaError):
+                self._write(Message(MessageType.RESPONSE, message.id, data=entry.payload or b""))
+        elif error is not None and not isinstance(error, PitayaError):
             log.warning(
                 "[%s] session %s: notify %s failed: %s",
                 self.app.server_id,
                 self.session.id,
                 message.route,
-                msg.error,
+                error,
             )
         if entry.received_ns:
             route = message.route
             if (
-                msg.error is not None
+                error is not None
                 and route not in self.app.local_routes
-                and as_pitaya_error(msg.error).code == RouteNotFound.default_code
+                and as_pitaya_error(error).code == RouteNotFound.default_code
             ):
                 route = UNKNOWN_ROUTE  # forwarded, and the remote server has no such route
-            self._report_response(route, entry.received_ns, msg.error)
+            self._report_response(route, entry.received_ns, error)
         pending = self.pending
-        while pending and not self.conn.closed and self._can_dispatch(pending[0][0]):
-            self._dispatch(*pending.popleft())
+        while pending and not self.conn.closed and self._try_dispatch(*pending[0]):
+            pending.popleft()
 
     def _respond_error(self, message: Message, error: BaseException) -> None:
         pitaya = as_pitaya_error(error)
@@ -459,7 +500,8 @@ class SessionActor(Actor):
         self.proto.close()
         while self.in_flight:
             entry = self.in_flight.popleft()
-            self.app.request_finished()
+            if entry.forwarded:
+                self.app.request_finished()  # local ones are counted by the invocation path
             if entry.span is not None:
                 end_span(entry.span)  # the answer, if any, will find no session
         self.pending.clear()
@@ -489,16 +531,3 @@ class SessionActor(Actor):
             )
             self.conn.abort()
         return False
-
-
-def as_pitaya_error(error: BaseException) -> PitayaError:
-    """The Pitaya error a client (or a calling server) receives for ``error``."""
-    if isinstance(error, PitayaError):
-        return error
-    if isinstance(error, ActorStopped | MailboxFull):
-        return InternalError("handler unavailable")
-    if isinstance(error, AskTimeout):
-        return ServiceUnavailable(str(error))
-    if isinstance(error, ProtocolError):
-        return BadRequest(str(error))
-    return InternalError(str(error) or type(error).__name__)

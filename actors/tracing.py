@@ -185,7 +185,7 @@ def end_span(span: Span, error: BaseException | None = None) -> None:
     if error is not None:
         from opentelemetry.trace import Status, StatusCode
 
-        from actors.session_actor import as_pitaya_error
+        from actors.errors import as_pitaya_error
 
         pitaya = as_pitaya_error(error)
         span.set_attribute(ERROR_CODE, pitaya.code)

@@ -16,7 +16,7 @@ Reentrant, because it mostly waits on the network: many calls are in flight at o
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from actors.actor import Actor
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.session_events import SESSION_EVENT_ROUTE
 from actors.errors import BadRequest, InternalError, RouteNotFound
-from actors.handler import HandleMessage
+from actors.invocation import Sequencer
 from actors.session import KickSession, PushToClient, SendFrame
 from actors.tracing import end_span
 from transport.envelope import (
@@ -84,6 +84,8 @@ class RpcBridge(Actor):
         self.client = client
         self.cluster = cluster
         self.app = cluster.app
+        self.sequencer = Sequencer()
+        """Forwarded messages of one session run one after another, in arrival order."""
 
     # -- out -------------------------------------------------------------------------------
 
@@ -148,9 +150,9 @@ class RpcBridge(Actor):
             else None
         )
         span = app.tracing.start_rpc_server_span(request) if app.tracing.enabled else None
+        serializer = RPC_SERIALIZER if request.kind == "user" else None
 
         def reply(result: Any, error: BaseException | None) -> None:
-            app.request_finished()
             if span is not None:
                 end_span(span, error)
             if respond is not None:
@@ -159,19 +161,29 @@ class RpcBridge(Actor):
                 else:
                     respond(encode_envelope(RpcResponse(data=result or b"")))
 
-        app.request_started()  # a graceful stop waits for inbound RPCs too
-        route.ref.request(
-            HandleMessage(
-                route.spec,
+        def run(finish: Callable[[], None] | None = None) -> None:
+            def done(result: Any, error: BaseException | None) -> None:
+                reply(result, error)
+                if finish is not None:
+                    finish()
+
+            app.invoker.invoke(
+                route,
                 request.route,
-                session,  # type: ignore[arg-type]
+                session,
                 request.data,
                 request.notify,
-                RPC_SERIALIZER if request.kind == "user" else None,
+                done,
+                serializer=serializer,
                 span=span,
-            ),
-            reply,
-        )
+            )
+
+        if request.kind == "sys" and request.session is not None:
+            # A frontend pipelines one session's messages here: handle them in that order.
+            key = (request.session.frontend_id, request.session.id)
+            self.sequencer.submit(key, run)
+        else:
+            run()
 
     async def _control(self, request: RpcRequest, respond: Respond | None) -> None:
         """Frontend side of what a backend session asks: bind, push data, push, kick."""

@@ -233,21 +233,20 @@ class Cluster:
 
     def forward(
         self,
+        server: ServerInfo,
         session: Session,
         route: str,
-        server_type: str,
         data: bytes,
         notify: bool,
         reply: Reply,
         *,
         parent: Span | None = None,
     ) -> None:
-        """Send a client message to a server of ``server_type``; ``reply(payload, error)``.
+        """Send a client message to ``server`` (the router's pick); ``reply(payload, error)``.
 
         ``parent``: the tracing span of the client message (its RPC span's parent).
         """
         try:
-            server = self.router.pick(server_type, route, session)
             request = RpcRequest("sys", route, data, snapshot(session, self.me), notify)
         except Exception as exc:
             reply(None, exc)
@@ -398,7 +397,7 @@ def _unwrap(reply: Reply) -> Reply:
 
 
 def error_response(error: BaseException) -> RpcResponse:
-    from actors.session_actor import as_pitaya_error
+    from actors.errors import as_pitaya_error
 
     pitaya = as_pitaya_error(error)
     return RpcResponse(error=ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata))

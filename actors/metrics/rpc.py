@@ -65,7 +65,7 @@ def report_rpc_time(app: App, route: str, started_ns: int, error: BaseException 
     A route the remote server does not serve is labelled ``unknown``: forwarded routes come
     from clients, and made-up ones must not create unbounded time series.
     """
-    from actors.session_actor import as_pitaya_error
+    from actors.errors import as_pitaya_error
 
     code = "" if error is None else as_pitaya_error(error).code
     if code == RouteNotFound.default_code:

@@ -154,25 +154,22 @@ async def test_session_mailbox_limit_from_config_disconnects_and_counts() -> Non
         await assert_serving(server, good)
 
 
-async def test_handler_mailbox_limit_answers_an_error_and_counts() -> None:
-    app = make_app(mailbox_limits={"Probe": 2})
+async def test_server_limit_on_running_handlers_answers_429_and_recovers() -> None:
+    app = make_app(max_concurrent_handlers=2)
     async with serve(app) as server:
-        holder = await server.connect()
-        held = asyncio.ensure_future(holder.request("probe.hold"))
-        await asyncio.wait_for(probe(app).holding.wait(), 5)
-        others = [await server.connect() for _ in range(3)]
-        queued = []
-        for client in others:  # one at a time, so the third finds the mailbox full
-            queued.append(asyncio.ensure_future(client.request("probe.me")))
-            await until(lambda: app.handler("probe").mailbox_depth == min(len(queued), 2))
+        holders = [await server.connect() for _ in range(2)]
+        held = [asyncio.ensure_future(c.request("probe.hold")) for c in holders]
+        await until(lambda: app.invoker.running == 2)
+        late = await server.connect()
         with pytest.raises(RequestError) as info:
-            await asyncio.wait_for(queued[2], 5)
-        assert info.value.code == "PIT-500"
-        assert app.system.dropped["Probe"] == 1
+            await late.request("probe.hold")
+        assert info.value.code == "PIT-429"
+        # A synchronous route never waits, so it is served even at the limit.
+        assert await late.request("probe.me") == {"id": await session_id(late)}
         probe(app).release.set()
-        assert await asyncio.wait_for(held, 5) == {"held": "done"}
-        assert [len(await q) for q in queued[:2]] == [1, 1]
-        await assert_serving(server, others[2])
+        assert [await asyncio.wait_for(h, 5) for h in held] == [{"held": "done"}] * 2
+        assert app.invoker.running == 0
+        assert await late.request("probe.hold") == {"held": "done"}
 
 
 # -- rate limiting --------------------------------------------------------------------------

@@ -1,0 +1,304 @@
+"""The one invocation path: how a route method runs, for client messages and forwarded ones.
+
+Every message a handler method serves goes through :meth:`Invoker.invoke`, whether a session
+actor hands it over (standalone, or the frontend's own routes) or the RPC bridge does (a
+request forwarded by a frontend, a user RPC). It does, in one place: the notify-only rule,
+decoding, the pipeline, the tracing span, the process-delay metric, error mapping, the count
+of requests in flight (a graceful stop waits for it) and the server-wide limit on invocations
+running at once.
+
+Concurrency, the contract users build on (see the README's "Concurrency model"):
+
+* A synchronous method runs inline and answers before ``invoke`` returns: it costs no task
+  and no actor hop, and nothing can interleave with it.
+* An ``async`` method (or any method when pipeline hooks are registered) runs as its own
+  task: while it awaits a database or an RPC, other sessions' messages are served. Nothing
+  here orders one session's messages; the caller does: the session actor hands over a
+  client's next message only once the previous one finished, and the bridge runs the
+  messages of one forwarded session through a :class:`Sequencer`.
+* At most ``limit`` invocations run as tasks at once (``max_concurrent_handlers``); past it
+  a request to an async method is answered ``PIT-429`` at once (a notify is dropped), so
+  slow handlers cannot pile up memory without bound. Synchronous methods never wait, so
+  they are served even then.
+
+State that needs one-at-a-time changes (a room, a match) belongs in an actor of its own that
+handlers ``ask``; see ``samples/chat/room.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests
+from actors.metrics.names import PROCESS_DELAY
+from actors.payload import encode_result
+from actors.tracing import run_in_span
+from transport.serializers import Serializer
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from actors.handler import Handler, MethodSpec
+    from actors.kernel import ActorRef, Reply
+    from actors.metrics.reporter import Metrics
+    from actors.pipeline import Pipeline
+    from actors.session import Session
+    from actors.tally import Tally
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRoute:
+    """A route served in this process: the handler (an actor) and its method."""
+
+    handler: Handler
+    spec: MethodSpec
+
+    @property
+    def ref(self) -> ActorRef:
+        """The handler actor's address (to tell it messages of your own)."""
+        return self.handler.ref
+
+
+class Invoker:
+    """Runs route methods for one server; see the module docstring.
+
+    It gets what it uses: the server's serializer, pipeline, metrics, the in-flight tally a
+    graceful stop waits on, and the limit of invocations running at once.
+    """
+
+    __slots__ = ("_tasks", "in_flight", "limit", "metrics", "pipeline", "running", "serializer")
+
+    def __init__(
+        self,
+        serializer: Serializer,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        in_flight: Tally,
+        limit: int,
+    ) -> None:
+        self.serializer = serializer
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.in_flight = in_flight
+        self.limit = limit
+        self.running = 0
+        """Invocations whose method is still running (awaiting something)."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def invoke(
+        self,
+        route: LocalRoute,
+        name: str,
+        session: Session | None,
+        data: bytes,
+        notify: bool,
+        done: Reply,
+        *,
+        serializer: Serializer | None = None,
+        received_ns: int = 0,
+        span: Span | None = None,
+    ) -> None:
+        """Run ``route``'s method for one message; ``done(payload, error)`` is called once.
+
+        ``payload`` is the encoded answer (None for a notify); ``error`` a
+        :class:`PitayaError` the caller answers with. A synchronous method calls ``done``
+        before this returns. ``serializer`` overrides the server's (user RPCs);
+        ``received_ns`` (``time.monotonic_ns()`` at arrival, 0 when metrics are off) feeds the
+        process-delay metric; ``span`` is made current while the method runs.
+        """
+        if received_ns:
+            self.metrics.report_summary(
+                PROCESS_DELAY,
+                {"route": name, "type": "handler"},
+                time.monotonic_ns() - received_ns,
+            )
+        spec = route.spec
+        if spec.notify_only and not notify:
+            done(
+                None,
+                BadRequest(
+                    f"route {name} is notify-only: send a notify, not a request", {"route": name}
+                ),
+            )
+            return
+        codec = serializer or self.serializer
+        try:
+            args = (spec.decode(data, codec),) if spec.takes_body else ()
+        except PitayaError as exc:
+            done(None, exc)
+            return
+        except Exception as exc:
+            done(None, _internal(name, exc))
+            return
+        if self.pipeline.active or spec.is_async:
+            if self.running >= self.limit:
+                done(None, TooManyRequests("too many handlers running on this server"))
+                return
+            call = _run_async(self.pipeline, route.handler, spec, name, session, args)
+            if span is not None:
+                call = run_in_span(span, lambda: call)
+            self._start(call, name, notify, codec, done)
+            return
+        self.in_flight.up()
+        try:
+            if span is None:
+                result = getattr(route.handler, spec.attribute)(session, *args)
+            else:
+                result = run_in_span(span, getattr(route.handler, spec.attribute), session, *args)
+            payload = _encode(name, notify, result, codec)
+        except PitayaError as exc:
+            self.in_flight.down()
+            done(None, exc)
+            return
+        except Exception as exc:
+            self.in_flight.down()
+            done(None, _internal(name, exc))
+            return
+        self.in_flight.down()
+        done(payload, None)
+
+    def _start(self, call: Any, name: str, notify: bool, codec: Serializer, done: Reply) -> None:
+        self.running += 1
+        self.in_flight.up()
+        task = asyncio.get_running_loop().create_task(call)
+        self._tasks.add(task)
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            self._tasks.discard(task)
+            self.running -= 1
+            self.in_flight.down()
+            if task.cancelled():
+                done(None, InternalError("handler cancelled (server stopping)"))
+                return
+            error = task.exception()
+            if error is not None:
+                done(None, error if isinstance(error, PitayaError) else _internal(name, error))
+                return
+            try:
+                payload = _encode(name, notify, task.result(), codec)
+            except PitayaError as exc:
+                done(None, exc)
+                return
+            except Exception as exc:
+                done(None, _internal(name, exc))
+                return
+            done(payload, None)
+
+        task.add_done_callback(finished)
+
+    def cancel(self) -> None:
+        """Cancel the invocations still running (a stop that waited long enough)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+
+async def _run_async(
+    pipeline: Pipeline,
+    target: Handler,
+    spec: MethodSpec,
+    name: str,
+    session: Session | None,
+    args: tuple[Any, ...],
+) -> Any:
+    """An async method, or any method wrapped by the pipeline's hooks."""
+    result: Any = None
+    error: PitayaError | None = None
+    try:
+        if pipeline.active:
+            body = await pipeline.run_before(session, name, args[0] if args else None)  # type: ignore[arg-type]
+            if args:
+                args = (body,)
+        result = getattr(target, spec.attribute)(session, *args)
+        if inspect.isawaitable(result):
+            result = await result
+    except PitayaError as exc:
+        error = exc
+    except Exception as exc:
+        error = _internal(name, exc)
+    if pipeline.active:
+        result, error = await pipeline.run_after(session, name, result, error)  # type: ignore[arg-type]
+    if error is not None:
+        raise error
+    return result
+
+
+def _encode(name: str, notify: bool, result: Any, serializer: Serializer) -> bytes | None:
+    if notify:
+        return None
+    if result is None:
+        # Pitaya's rule: a request must be answered with something.
+        raise PitayaError("PIT-000", "reply must not be null", {"route": name})
+    return encode_result(result, serializer)
+
+
+def _internal(route: str, exc: BaseException) -> InternalError:
+    log.error("handler %s failed", route, exc_info=exc)
+    error = InternalError(str(exc) or type(exc).__name__)
+    error.metadata["route"] = route
+    return error
+
+
+Job = Callable[[Callable[[], None]], None]
+"""Work for a :class:`Sequencer`: called with ``finish``, which it calls once when done."""
+
+
+class _Lane:
+    __slots__ = ("busy", "jobs", "pumping")
+
+    def __init__(self) -> None:
+        self.jobs: deque[Job] = deque()
+        self.busy = False
+        self.pumping = False
+
+
+class Sequencer:
+    """One job at a time per key, in submission order; different keys run concurrently.
+
+    The RPC bridge keys forwarded messages by (frontend, session): a frontend pipelines one
+    session's messages to a backend, and this keeps them handled in the order sent. A lane
+    exists only while it has work, so memory follows the sessions currently busy.
+    """
+
+    __slots__ = ("_lanes",)
+
+    def __init__(self) -> None:
+        self._lanes: dict[Hashable, _Lane] = {}
+
+    def __len__(self) -> int:
+        return len(self._lanes)
+
+    def submit(self, key: Hashable, job: Job) -> None:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        lane.jobs.append(job)
+        self._pump(key, lane)
+
+    def _pump(self, key: Hashable, lane: _Lane) -> None:
+        if lane.pumping:
+            return  # a job finished synchronously inside the loop below: it goes on
+        lane.pumping = True
+        try:
+            while lane.jobs and not lane.busy:
+                job = lane.jobs.popleft()
+                lane.busy = True
+                job(lambda: self._finished(key, lane))
+        finally:
+            lane.pumping = False
+        if not lane.busy and not lane.jobs and self._lanes.get(key) is lane:
+            del self._lanes[key]
+
+    def _finished(self, key: Hashable, lane: _Lane) -> None:
+        if not lane.busy:
+            return  # finish called twice: ignore
+        lane.busy = False
+        self._pump(key, lane)
