@@ -94,7 +94,8 @@ ConnectionFactory = Callable[[Connection], ConnectionHandler]
 
 @runtime_checkable
 class Acceptor(Protocol):
-    """A listener. Implementations: ``TcpAcceptor``, ``WebSocketAcceptor``, or your own."""
+    """A listener. Implementations: ``TcpAcceptor``, ``WebSocketAcceptor``, ``MemoryAcceptor``
+    (no socket: ``transport.memory``, for tests), or your own."""
 
     @property
     def kind(self) -> str:

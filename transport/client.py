@@ -16,6 +16,9 @@ With the protobuf serializer, say what to decode into: ``request(route, JoinRequ
 response_type=JoinResponse)`` and ``connect(..., push_types={"onMessage": ChatMessage})``;
 untyped protobuf responses and pushes come back as raw bytes. Error responses are decoded
 from Pitaya's ``protos.Error`` into :class:`RequestError` whatever the serializer.
+
+Over another packet stream, such as the in-memory pipes of :mod:`transport.memory` that
+tests use: ``client = await Client.over(await acceptor.connect())``.
 """
 
 from __future__ import annotations
@@ -130,21 +133,53 @@ class Client:
         Raises :class:`HandshakeRejected`, ``TimeoutError``, ``OSError``,
         :class:`ConnectionClosed` or a :class:`ProtocolError`.
         """
-        sys = {**DEFAULT_HANDSHAKE_SYS, **(handshake_sys or {})}
         async with asyncio.timeout(timeout):
             channel = await open_channel(
                 host, port, websocket=websocket, path=path, ssl=ssl, max_packet_size=max_packet_size
             )
-            connection = ClientConnection(
-                max_packet_size=max_packet_size, use_route_dict=use_route_dict
+            return await cls.over(
+                channel,
+                serializer=serializer,
+                handshake_sys=handshake_sys,
+                handshake_user=handshake_user,
+                timeout=None,
+                use_route_dict=use_route_dict,
+                request_timeout=request_timeout,
+                max_packet_size=max_packet_size,
+                push_buffer=push_buffer,
+                push_types=push_types,
             )
-            pushes = PushDispatcher(push_buffer, push_types or {})
-            client = cls(channel, connection, serializer, request_timeout, pushes)
-            try:
+
+    @classmethod
+    async def over(
+        cls,
+        channel: Channel,
+        *,
+        serializer: Serializer | None = None,
+        handshake_sys: Mapping[str, Any] | None = None,
+        handshake_user: Mapping[str, Any] | None = None,
+        timeout: float | None = 5.0,
+        use_route_dict: bool = True,
+        request_timeout: float = 5.0,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        push_buffer: int = 10_000,
+        push_types: Mapping[str, type[Any]] | None = None,
+    ) -> Client:
+        """Handshake and ack over an open ``channel`` (any packet stream, e.g. the in-memory
+        one of :mod:`transport.memory`) within ``timeout`` seconds; the options and errors
+        are :meth:`connect`'s. The channel is closed if the handshake fails."""
+        sys = {**DEFAULT_HANDSHAKE_SYS, **(handshake_sys or {})}
+        connection = ClientConnection(
+            max_packet_size=max_packet_size, use_route_dict=use_route_dict
+        )
+        pushes = PushDispatcher(push_buffer, push_types or {})
+        client = cls(channel, connection, serializer, request_timeout, pushes)
+        try:
+            async with asyncio.timeout(timeout):
                 await client._handshake(sys, handshake_user or {})
-            except BaseException:
-                await channel.close()
-                raise
+        except BaseException:
+            await channel.close()
+            raise
         return client
 
     async def _handshake(self, sys: Mapping[str, Any], user: Mapping[str, Any]) -> None:
