@@ -1,53 +1,165 @@
-"""Test harness: run an app in-process on free loopback ports and talk to it with real clients.
+"""Testing your handlers: three ways, from the smallest to the whole server.
 
-Tests of your own handlers stay short::
+1. A handler actor alone, with no app and no bytes: spawn it in an :class:`ActorSystem` and
+   ask it a :class:`~actors.handler.Call` with a :class:`TestSession`, which records what the
+   handler pushes and whether it kicks::
 
-    async def test_join() -> None:
-        app = App(server_type="chat")
-        app.register(Room)
-        async with serve(app) as server:
-            client = await server.connect()
-            assert await client.request("room.join", {"name": "a"}) == {"result": "success"}
+       async with ActorSystem() as system:
+           room = system.spawn(Room)
+           session = TestSession(1)
+           assert await room.ask(Call("join", session, Join("a"))) == {"members": ["a"]}
+           assert session.pushes == [Push("onJoin", {"name": "a"})]
 
-``serve`` adds a TCP and a WebSocket listener on 127.0.0.1 (port 0) when the app has none,
-starts the app, and on exit closes every client it made and stops the app gracefully.
+2. The whole app, driven through the wire protocol in memory (no sockets, no ports), like
+   Starlette's ``TestClient``: the client is a real :class:`~transport.client.Client`::
+
+       async with TestClient(app) as client:
+           assert await client.request("room.join", {"name": "a"}) == {"members": ["a"]}
+
+3. The whole app on real sockets (TCP and WebSocket on free loopback ports)::
+
+       async with serve(app) as server:
+           client = await server.connect()              # or connect(websocket=True)
+
+``TestClient`` and ``serve`` start the app and, on exit, close every client they made and
+stop the app gracefully (every actor stopped). Installed with this package, a pytest plugin
+(``actors.pytest_plugin``) runs ``async def`` tests with no asyncio settings and offers the
+``actor_system`` and ``test_client`` fixtures.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.app import App
+from actors.session import KickSession, PushToClient, SendFrame, Session
+from actors.sessions import SessionRegistry
 from transport.client import Client
+from transport.client_pushes import Push, decode_body
+from transport.memory import MemoryAcceptor
+from transport.message import decode_message
+from transport.packet import PacketDecoder, PacketType
+from transport.serializers import Serializer, get_serializer
+
+if TYPE_CHECKING:
+    from actors.kernel import ActorRef
+
+__all__ = ["Push", "TestClient", "TestServer", "TestSession", "serve"]
 
 
-class TestServer:
-    """A started app plus a factory of connected clients."""
+class _Clients:
+    """The clients a test made, closed together at the end."""
 
-    __test__ = False  # not a pytest test class
+    __test__ = False
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.clients: list[Client] = []
 
-    async def connect(self, *, websocket: bool = False, **options: Any) -> Client:
-        """A handshaken client over TCP (default) or WebSocket."""
-        host, port = self.app.address("ws" if websocket else "tcp")
-        client = await Client.connect(host, port, websocket=websocket, **options)
+    def _keep(self, client: Client) -> Client:
         self.clients.append(client)
         return client
 
     async def close_clients(self) -> None:
-        for client in self.clients:
+        """Close every client made so far (idempotent)."""
+        clients, self.clients = self.clients, []
+        for client in clients:
             await client.close()
-        self.clients.clear()
+
+
+# -- in memory ----------------------------------------------------------------------------
+
+
+class TestClient(_Clients):
+    """Start ``app`` with an in-memory acceptor and connect a handshaken client to it.
+
+    ``async with TestClient(app) as client`` gives the first :class:`Client`; more clients of
+    the same app come from :meth:`connect`::
+
+        test = TestClient(app)
+        async with test as ann:
+            bob = await test.connect(handshake_user={"name": "bob"})
+            await ann.request("room.join", {"name": "ann"})
+            push = await anext(aiter(bob.pushes()))
+
+    ``options`` are :meth:`Client.over`'s (``serializer``, ``handshake_user``,
+    ``request_timeout``, ``push_types`` ...), for every client; ``connect`` may override them.
+    A failing first handshake (``HandshakeRejected``) stops the app before it is raised.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, app: App, **options: Any) -> None:
+        super().__init__(app)
+        self.options = options
+        self.acceptor = MemoryAcceptor()
+        """The app's in-memory listener: ``await acceptor.connect()`` gives a raw channel
+        (bytes in, bytes out) for tests of the protocol itself."""
+        self._started = False
+
+    async def start(self) -> None:
+        """Add the in-memory acceptor and start the app (``__aenter__`` does this)."""
+        if self._started:
+            raise RuntimeError("TestClient already started")
+        self.app.add_acceptor(self.acceptor)
+        await self.app.start()
+        self._started = True
+
+    async def connect(self, **options: Any) -> Client:
+        """One more handshaken client of the app."""
+        channel = await self.acceptor.connect()
+        return self._keep(await Client.over(channel, **{**self.options, **options}))
+
+    async def stop(self) -> None:
+        """Close the clients, then stop the app gracefully (``__aexit__`` does this)."""
+        try:
+            await self.close_clients()
+        finally:
+            if self._started:
+                self._started = False
+                await self.app.stop()
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        try:
+            return await self.connect()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+# -- on real sockets ----------------------------------------------------------------------
+
+
+class TestServer(_Clients):
+    """A started app plus a factory of connected clients (see :func:`serve`)."""
+
+    __test__ = False  # not a pytest test class
+
+    async def connect(self, *, websocket: bool = False, **options: Any) -> Client:
+        """A handshaken client over TCP (default) or WebSocket."""
+        host, port = self.app.address("ws" if websocket else "tcp")
+        return self._keep(await Client.connect(host, port, websocket=websocket, **options))
 
 
 @asynccontextmanager
 async def serve(app: App, *, host: str = "127.0.0.1") -> AsyncIterator[TestServer]:
-    """Start ``app`` for a test; see the module docstring."""
+    """Start ``app`` for a test on real sockets.
+
+    Adds a TCP and a WebSocket listener on ``host`` (port 0) when the app has none, starts
+    the app, and on exit closes every client made and stops the app gracefully.
+    """
     if not app.acceptors:
         app.listen_tcp(host, 0)
         app.listen_ws(host, 0)
@@ -57,3 +169,108 @@ async def serve(app: App, *, host: str = "127.0.0.1") -> AsyncIterator[TestServe
             yield server
         finally:
             await server.close_clients()
+
+
+# -- a session with no connection ---------------------------------------------------------
+
+
+class _SessionHost:
+    """What a :class:`Session` uses of its server: the session registry and the serializer."""
+
+    def __init__(self, sessions: SessionRegistry, serializer: Serializer) -> None:
+        self.sessions = sessions
+        self.serializer = serializer
+
+
+class _Recorder:
+    """Stands in for the session actor: records what would reach the client, synchronously."""
+
+    def __init__(self, serializer: Serializer, push_types: Mapping[str, type[Any]]) -> None:
+        self.serializer = serializer
+        self.push_types = dict(push_types)
+        self.pushes: list[Push] = []
+        self.kicks: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return "test-session"
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+    def tell(self, message: object) -> None:
+        if isinstance(message, PushToClient):
+            self._push(message.route, message.payload)
+        elif isinstance(message, SendFrame):  # a broadcast, framed once for many sessions
+            for packet in PacketDecoder().feed(message.packet):
+                if packet.type is PacketType.DATA:
+                    push = decode_message(packet.body)
+                    self._push(push.route, push.data)
+        elif isinstance(message, KickSession):
+            self.kicks.append(message.reason)
+        else:
+            raise TypeError(f"a session actor receives no {type(message).__name__}")
+
+    def _push(self, route: str, payload: bytes) -> None:
+        body = decode_body(self.serializer, payload, self.push_types.get(route))
+        self.pushes.append(Push(route, body))
+
+
+class TestSession(Session):
+    """A :class:`Session` with no connection, for handler tests without an app.
+
+    What a handler sends the client is recorded, decoded as the client would read it:
+    ``pushes`` (a list of :class:`Push`, direct pushes and group broadcasts alike),
+    ``kicked`` and ``kick_reason``. ``await session.bind(uid)`` runs the bind callbacks of
+    ``registry`` (a fresh :class:`SessionRegistry` unless given; share one between sessions
+    to look them up by uid); ``uid=`` makes a session that arrives already bound, as a
+    backend sees it (no callback runs). :meth:`disconnect` plays the client going away (its
+    close callbacks run)::
+
+        session = TestSession(7, uid="ann", data={"room": "lobby"})
+        await room.ask(Call("leave", session))
+        assert session.pushes == [Push("onLeave", {"uid": "ann"})]
+    """
+
+    __test__ = False  # not a pytest test class
+    __slots__ = ("_recorder", "registry")
+
+    def __init__(
+        self,
+        session_id: int = 1,
+        *,
+        uid: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        serializer: Serializer | str = "json",
+        push_types: Mapping[str, type[Any]] | None = None,
+        registry: SessionRegistry | None = None,
+        remote_address: str = "test",
+    ) -> None:
+        codec = get_serializer(serializer) if isinstance(serializer, str) else serializer
+        recorder = _Recorder(codec, push_types or {})
+        self.registry = registry if registry is not None else SessionRegistry()
+        host = _SessionHost(self.registry, codec)
+        super().__init__(session_id, cast("ActorRef", recorder), cast(App, host), remote_address)
+        self._recorder = recorder
+        self.registry.add(self)
+        self.data.update(data or {})
+        self.uid = uid
+
+    @property
+    def pushes(self) -> list[Push]:
+        """Every push so far, oldest first (clear it with ``session.pushes.clear()``)."""
+        return self._recorder.pushes
+
+    @property
+    def kicked(self) -> bool:
+        return bool(self._recorder.kicks)
+
+    @property
+    def kick_reason(self) -> str | None:
+        """The reason of the first kick, None if not kicked."""
+        return self._recorder.kicks[0] if self._recorder.kicks else None
+
+    async def disconnect(self) -> None:
+        """The client went away: the session is closed and close callbacks run."""
+        await self.registry.closed(self)
