@@ -100,13 +100,16 @@ async def test_user_rpc_rpc_to_timeouts_and_remote_not_reachable_by_clients(
     with pytest.raises(RequestError) as err:
         await client.request("room.roomremote.count", {})
     assert err.value.code == "PIT-404"
-    # A backend that never answers in time: PIT-408 within the RPC timeout (2 s here).
+    # A backend that does not answer in time: PIT-408 at the RPC timeout (2 s here,
+    # tests/cluster/harness.py), not before it, and not when the handler would have answered
+    # (after 5 s, which would be a success). The upper bound is the behaviour under test; its
+    # margin over 2 s is for a loaded machine.
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(RequestError) as err:
-        await client.request("room.ops.slow", {"seconds": 4}, timeout=10)
+        await client.request("room.ops.slow", {"seconds": 5}, timeout=10)
     assert err.value.code == "PIT-408"
-    assert loop.time() - started < 5
+    assert 2.0 <= loop.time() - started < 2.0 + 2.5
     await client.close()
 
 

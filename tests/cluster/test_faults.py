@@ -119,9 +119,13 @@ async def test_backend_killed_mid_request_answers_pit_408_and_nothing_hangs(
     loop = asyncio.get_running_loop()
     killed_at = loop.time()
     await room1.kill()
-    results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 8)
+    results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
     assert all(isinstance(r, RequestError) and r.code == "PIT-408" for r in results), results
-    assert loop.time() - killed_at < 2 + 2  # the RPC timeout, plus scheduling slack
+    # The bound is the behaviour under test: the requests the dead server held end with
+    # PIT-408 by their RPC timeout (2 s, tests/cluster/harness.py; at once over gRPC, whose
+    # channel sees the peer go), never left to the client's own timeout (10 s). The margin
+    # over 2 s is for a loaded machine.
+    assert loop.time() - killed_at < 2.0 + 5.0
     # After room-1's lease expires nobody routes there: requests succeed again.
     load.phase = "after room-1's lease"
 

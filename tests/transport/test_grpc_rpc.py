@@ -13,17 +13,26 @@ from transport.grpc_rpc import GrpcBindError, GrpcCallError, GrpcChannel, GrpcLi
 
 
 class Peer:
-    """A listener that echoes calls (slowly for ``b"slow"``) and records notifies."""
+    """A listener that echoes calls (slowly for ``b"slow..."``) and records notifies."""
 
     def __init__(self) -> None:
         self.notifies: list[bytes] = []
         self.got = asyncio.Event()
+        self.slow_calls: list[bytes] = []
+        self.slow_call_arrived = asyncio.Event()
         self.listener = GrpcListener("127.0.0.1", 0, on_call=self.echo, on_notify=self.record)
 
     async def echo(self, data: bytes) -> bytes:
-        if data == b"slow":
+        if data.startswith(b"slow"):
+            self.slow_calls.append(data)
+            self.slow_call_arrived.set()
             await asyncio.sleep(0.5)
         return data[::-1]
+
+    async def slow_call_reached(self, data: bytes) -> None:
+        while data not in self.slow_calls:
+            self.slow_call_arrived.clear()
+            await asyncio.wait_for(self.slow_call_arrived.wait(), 5)
 
     def record(self, data: bytes) -> None:
         self.notifies.append(data)
@@ -63,11 +72,11 @@ async def test_a_slow_peer_misses_the_deadline_and_close_waits_for_calls(peer: P
     with pytest.raises(GrpcCallError) as info:
         await channel.call(b"slow", timeout=0.1)
     assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    pending = asyncio.ensure_future(channel.call(b"slow", timeout=5))
-    await asyncio.sleep(0.1)
+    pending = asyncio.ensure_future(channel.call(b"slow-2", timeout=5))
+    await peer.slow_call_reached(b"slow-2")  # in flight: the peer is handling it
     assert not channel.idle
     await channel.close(wait_idle=5)  # returns once the call in flight is answered
-    assert pending.done() and pending.result() == b"wols"
+    assert pending.done() and pending.result() == b"2-wols"
 
 
 async def test_a_dead_peer_is_unavailable_and_a_restarted_one_is_reached_again() -> None:
