@@ -11,9 +11,12 @@ Broken rules:
 - ``up``: a runtime import (module or function level) of a higher layer;
 - ``up (typing)``: an import under ``TYPE_CHECKING`` of a higher layer (no import-time cost,
   but the lower module still knows the higher one: pass it what it uses instead);
-- ``cycle``: a runtime import that lies on an import cycle. Cycles closed only by typing
-  imports are allowed inside one layer (the kernel trio names each other's types); a typing
-  cycle across layers always contains an ``up (typing)`` arrow, reported as such.
+- ``cycle``: a runtime import on a cycle of imports between modules of one layer;
+- ``cycle (typing)``: the same, for a cycle closed by a typing import. Allowed in the
+  kernel only (the trio names each other's types).
+
+A cycle across layers always contains an arrow pointing up, so it is reported as ``up`` or
+``up (typing)``: fixing those arrows breaks it (today's big circle is of that kind).
 
 ``BASELINE`` lists the violations the code had when this test was written (a ratchet): the
 test fails on any violation not in it, and also when one in it is gone, so the list only
@@ -106,8 +109,7 @@ BASELINE: frozenset[str] = frozenset(
         "up (typing): actors.ratelimit -> actors.app",
         "up (typing): actors.session -> actors.app",
         "up (typing): actors.session_actor -> actors.app",
-        # -- cycle (16)
-        "cycle: actors.app -> actors.lifecycle",
+        # -- cycle (10)
         "cycle: actors.cluster.bridge -> actors.cluster.cluster",
         "cycle: actors.cluster.cluster -> actors.cluster.bridge",
         "cycle: actors.cluster.cluster -> actors.cluster.users",
@@ -117,87 +119,17 @@ BASELINE: frozenset[str] = frozenset(
         "cycle: actors.cluster.rpc -> actors.cluster.grpc_rpc",
         "cycle: actors.cluster.rpc -> actors.cluster.nats_rpc",
         "cycle: actors.cluster.users -> actors.cluster.cluster",
-        "cycle: actors.handler -> actors.tracing",
-        "cycle: actors.lifecycle -> actors.app",
         "cycle: actors.modules.binding_storage -> actors.cluster.bridge",
-        "cycle: actors.session_actor -> actors.handler",
-        "cycle: actors.session_actor -> actors.tracing",
-        "cycle: actors.tracing -> actors.session_actor",
-        # -- cycle (typing) (74)
-        "cycle (typing): actors.app -> actors.cluster.backend_session",
-        "cycle (typing): actors.app -> actors.cluster.cluster",
-        "cycle (typing): actors.app -> actors.cluster.router",
-        "cycle (typing): actors.app -> actors.cluster.session_events",
-        "cycle (typing): actors.app -> actors.groups",
-        "cycle (typing): actors.app -> actors.handler",
-        "cycle (typing): actors.app -> actors.pipeline",
-        "cycle (typing): actors.app -> actors.session",
-        "cycle (typing): actors.app -> actors.sessions",
-        "cycle (typing): actors.app -> actors.tracing",
-        "cycle (typing): actors.cluster.backend_session -> actors.app",
+        # -- cycle (typing) (9)
         "cycle (typing): actors.cluster.backend_session -> actors.cluster.cluster",
-        "cycle (typing): actors.cluster.backend_session -> actors.session",
         "cycle (typing): actors.cluster.bridge -> actors.cluster.backend_session",
         "cycle (typing): actors.cluster.bridge -> actors.cluster.rpc",
-        "cycle (typing): actors.cluster.bridge -> actors.cluster.session_events",
-        "cycle (typing): actors.cluster.bridge -> actors.handler",
-        "cycle (typing): actors.cluster.bridge -> actors.session",
-        "cycle (typing): actors.cluster.bridge -> actors.tracing",
-        "cycle (typing): actors.cluster.cluster -> actors.app",
-        "cycle (typing): actors.cluster.cluster -> actors.cluster.groups",
         "cycle (typing): actors.cluster.cluster -> actors.cluster.nats_rpc",
-        "cycle (typing): actors.cluster.cluster -> actors.cluster.router",
         "cycle (typing): actors.cluster.cluster -> actors.cluster.rpc",
-        "cycle (typing): actors.cluster.cluster -> actors.groups",
-        "cycle (typing): actors.cluster.cluster -> actors.metrics.rpc",
-        "cycle (typing): actors.cluster.cluster -> actors.session",
-        "cycle (typing): actors.cluster.cluster -> actors.session_actor",
-        "cycle (typing): actors.cluster.groups -> actors.app",
-        "cycle (typing): actors.cluster.groups -> actors.groups",
         "cycle (typing): actors.cluster.grpc_rpc -> actors.cluster.cluster",
         "cycle (typing): actors.cluster.nats_rpc -> actors.cluster.cluster",
-        "cycle (typing): actors.cluster.router -> actors.session",
         "cycle (typing): actors.cluster.rpc -> actors.cluster.cluster",
-        "cycle (typing): actors.cluster.session_events -> actors.session",
-        "cycle (typing): actors.cluster.users -> actors.cluster.session_events",
-        "cycle (typing): actors.cluster.users -> actors.session",
-        "cycle (typing): actors.docs -> actors.handler",
-        "cycle (typing): actors.docs -> actors.session",
-        "cycle (typing): actors.draining -> actors.app",
-        "cycle (typing): actors.draining -> actors.gateway",
-        "cycle (typing): actors.gateway -> actors.app",
-        "cycle (typing): actors.gateway -> actors.session_actor",
-        "cycle (typing): actors.groups -> actors.app",
-        "cycle (typing): actors.groups -> actors.session",
-        "cycle (typing): actors.handler -> actors.app",
-        "cycle (typing): actors.handler -> actors.session",
-        "cycle (typing): actors.lifecycle -> actors.cluster.backend_session",
-        "cycle (typing): actors.lifecycle -> actors.cluster.cluster",
-        "cycle (typing): actors.lifecycle -> actors.cluster.rpc",
-        "cycle (typing): actors.lifecycle -> actors.docs",
-        "cycle (typing): actors.lifecycle -> actors.draining",
-        "cycle (typing): actors.lifecycle -> actors.gateway",
-        "cycle (typing): actors.lifecycle -> actors.groups",
-        "cycle (typing): actors.lifecycle -> actors.handler",
-        "cycle (typing): actors.lifecycle -> actors.metrics.sampler",
-        "cycle (typing): actors.lifecycle -> actors.ratelimit",
-        "cycle (typing): actors.lifecycle -> actors.session",
-        "cycle (typing): actors.metrics.rpc -> actors.app",
-        "cycle (typing): actors.metrics.rpc -> actors.session_actor",
-        "cycle (typing): actors.metrics.rpc -> actors.tracing",
-        "cycle (typing): actors.metrics.sampler -> actors.app",
-        "cycle (typing): actors.metrics.sampler -> actors.cluster.cluster",
-        "cycle (typing): actors.modules.binding_storage -> actors.app",
         "cycle (typing): actors.modules.binding_storage -> actors.cluster.cluster",
-        "cycle (typing): actors.modules.binding_storage -> actors.session",
-        "cycle (typing): actors.pipeline -> actors.session",
-        "cycle (typing): actors.ratelimit -> actors.app",
-        "cycle (typing): actors.session -> actors.app",
-        "cycle (typing): actors.session_actor -> actors.app",
-        "cycle (typing): actors.session_actor -> actors.ratelimit",
-        "cycle (typing): actors.session_actor -> actors.session",
-        "cycle (typing): actors.sessions -> actors.cluster.backend_session",
-        "cycle (typing): actors.sessions -> actors.session",
     }
 )
 
@@ -370,13 +302,37 @@ def violations(imports: list[Import]) -> tuple[set[str], list[str]]:
         low, high = layer_of(source), layer_of(target)
         if low is not None and high is not None and high > low:
             found.add(f"{'up' if (source, target) in runtime else 'up (typing)'}: {arrow}")
-    runtime_cycles = _cycle_arrows(runtime)
+
+    # A cycle across layers has an arrow pointing up, reported above; so only the arrows
+    # inside one layer are searched for cycles.
+    def level(arrows: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {(s, t) for s, t in arrows if layer_of(s) == layer_of(t) is not None}
+
+    runtime_cycles = _cycle_arrows(level(runtime))
     for source, target in runtime_cycles:
         found.add(f"cycle: {source} -> {target}")
-    for source, target in _cycle_arrows(every) - runtime_cycles:
-        if not layer_of(source) == layer_of(target) == kernel:
+    for source, target in _cycle_arrows(level(every)) - runtime_cycles:
+        if layer_of(source) != kernel:
             found.add(f"cycle (typing): {source} -> {target}")
     return found, unplaced
+
+
+def largest_circle(imports: Iterable[Import]) -> int:
+    """Modules in the largest strongly connected component of all imports (0 if none)."""
+    arrows = _cycle_arrows({(i.source, i.target) for i in imports})
+    graph: dict[str, set[str]] = {}
+    for source, target in arrows:
+        graph.setdefault(source, set()).add(target)
+    best: set[str] = set()
+    for start in graph:  # every arrow here is inside a component: its reach is that component
+        seen, stack = {start}, [start]
+        while stack:
+            for succ in graph.get(stack.pop(), ()):
+                if succ not in seen:
+                    seen.add(succ)
+                    stack.append(succ)
+        best = max(best, seen, key=len)
+    return len(best)
 
 
 def _format(entries: Iterable[str]) -> str:
@@ -393,10 +349,14 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_layers_hold_apart_from_the_baseline() -> None:
-    found, _ = violations(scan())
+    imports = scan()
+    found, _ = violations(imports)
     new = found - BASELINE
     gone = BASELINE - found
-    message = [f"{len(found)} layer violation(s) now, {len(BASELINE)} in the baseline."]
+    message = [
+        f"{len(found)} layer violation(s) now, {len(BASELINE)} in the baseline; the largest "
+        f"import circle (every kind of import) has {largest_circle(imports)} modules."
+    ]
     if new:
         message.append(
             f"{len(new)} NEW violation(s) (fix the import; DESIGN.md, 'Layers'):\n" + _format(new)
@@ -473,13 +433,21 @@ def test_violations_name_each_broken_rule(tmp_path: Path) -> None:
             "actors/kernel.py": "from actors.session import Session\n",
             "actors/session.py": (
                 "from typing import TYPE_CHECKING\n"
+                "from actors.handler import Handler\n"
                 "if TYPE_CHECKING:\n"
                 "    from actors.app import App\n"
                 "def f():\n"
                 "    import actors.kernel\n"
             ),
-            "actors/app.py": "",
-            # A typing-only cycle inside one layer is allowed.
+            "actors/handler.py": "def g():\n    from actors.session import Session\n",
+            "actors/app.py": "import actors.lifecycle\n",
+            "actors/lifecycle.py": "import actors.app\n",
+            "actors/cluster/__init__.py": "",
+            "actors/cluster/rpc.py": "from actors.cluster.node import Node\n",
+            "actors/cluster/node.py": (
+                "import typing\nif typing.TYPE_CHECKING:\n    from actors.cluster.rpc import Rpc\n"
+            ),
+            # A typing-only cycle inside the kernel is allowed.
             "actors/actor.py": "from actors.system import ActorSystem\n",
             "actors/system.py": (
                 "from typing import TYPE_CHECKING\n"
@@ -492,10 +460,14 @@ def test_violations_name_each_broken_rule(tmp_path: Path) -> None:
     assert unplaced == []
     assert found == {
         "transport->actors: transport.packet -> actors.kernel",
+        # kernel -> session -> kernel is a cycle across layers: reported by its up arrow.
         "up: actors.kernel -> actors.session",
+        "up: actors.app -> actors.lifecycle",
         "up (typing): actors.session -> actors.app",
-        "cycle: actors.kernel -> actors.session",
-        "cycle: actors.session -> actors.kernel",
+        "cycle: actors.session -> actors.handler",
+        "cycle: actors.handler -> actors.session",
+        "cycle (typing): actors.cluster.rpc -> actors.cluster.node",
+        "cycle (typing): actors.cluster.node -> actors.cluster.rpc",
     }
 
 
