@@ -386,6 +386,28 @@ class App:
         their frontend (found by the binding storage module when registered, else NATS's
         ``pitaya/<frontendType>/user/<uid>/push``; see ``actors.cluster.users``).
         """
+        payload, elsewhere = self._push_here(route, body, uids)
+        if elsewhere and self.cluster is not None:
+            return await self.cluster.push_to_users(route, payload, elsewhere, frontend_type)
+        return elsewhere
+
+    def push_to_users(
+        self, route: str, body: Any, uids: list[str], *, frontend_type: str | None = None
+    ) -> None:
+        """Push ``body`` to users by uid and return at once: a tell, the way for an actor
+        that must not wait on the network inside its turn (a room, a match).
+
+        Local users get the bytes now; in cluster mode the others are published to their
+        frontends in call order (see ``ClusterUsers.publish_push``). Nothing is reported
+        back: await :meth:`send_push_to_users`, outside any actor's turn, to learn which uids
+        were not reached.
+        """
+        payload, elsewhere = self._push_here(route, body, uids)
+        if elsewhere and self.cluster is not None:
+            self.cluster.users.publish_push(route, payload, elsewhere, frontend_type)
+
+    def _push_here(self, route: str, body: Any, uids: list[str]) -> tuple[bytes, list[str]]:
+        """Encode once, hand the frame to the uids bound here; the payload and the rest."""
         payload = encode_result(body, self.serializer)
         frame = SendFrame(self.encode_push_packet(route, payload))
         elsewhere: list[str] = []
@@ -395,9 +417,7 @@ class App:
                 elsewhere.append(uid)
             else:
                 session.ref.tell(frame)
-        if elsewhere and self.cluster is not None:
-            return await self.cluster.push_to_users(route, payload, elsewhere, frontend_type)
-        return elsewhere
+        return payload, elsewhere
 
     async def send_kick_to_users(
         self, uids: list[str], reason: str = "", *, frontend_type: str | None = None

@@ -122,6 +122,17 @@ class TooManyRequests(PitayaError):
         super().__init__("PIT-429", msg)
 
 
+class UserNotHere(PitayaError):
+    """``PIT-404``: a push or kick by uid reached a frontend where that uid is not bound
+    (its session is closing or gone). Answered at once, never left to time out."""
+
+    default_code = PIT_404
+
+    def __init__(self, uid: str) -> None:
+        super().__init__(PIT_404, "user not bound here", {"uid": uid})
+        self.uid = uid
+
+
 def as_pitaya_error(error: BaseException) -> PitayaError:
     """The Pitaya error a client (or a calling server) receives for ``error``."""
     if isinstance(error, PitayaError):

@@ -16,6 +16,7 @@ from actors.session import Session
 log = logging.getLogger(__name__)
 
 SessionCallback = Callable[[Session], Awaitable[None] | None]
+ClosingCallback = Callable[[Session], None]
 
 
 class SessionRegistry:
@@ -28,6 +29,7 @@ class SessionRegistry:
         self._bind: list[SessionCallback] = []
         self._after_bind: list[SessionCallback] = []
         self._close: list[SessionCallback] = []
+        self._closing: list[ClosingCallback] = []
         self.frontend = True
         """False on a cluster backend: sessions live on frontends, lookups here are errors."""
 
@@ -49,6 +51,13 @@ class SessionRegistry:
     def on_session_close(self, callback: SessionCallback) -> SessionCallback:
         """Runs for every session when its connection is gone (after its own callbacks)."""
         self._close.append(callback)
+        return callback
+
+    def on_session_closing(self, callback: ClosingCallback) -> ClosingCallback:
+        """Runs synchronously the moment a session is forgotten, before any close callback
+        awaits: for the framework's own bookkeeping that must not lag (the cluster drops the
+        uid's push subjects here). Must not block; errors are logged."""
+        self._closing.append(callback)
         return callback
 
     # -- lookups ---------------------------------------------------------------------------
@@ -105,6 +114,11 @@ class SessionRegistry:
         self._by_id.pop(session.id, None)
         if session.uid is not None and self._by_uid.get(session.uid) is session:
             del self._by_uid[session.uid]
+        for closing in self._closing:
+            try:
+                closing(session)
+            except Exception:
+                log.exception("closing callback failed for session %s", session.id)
         for callback in [*session._close_callbacks, *self._close]:
             try:
                 await _call(callback, session)

@@ -25,7 +25,7 @@ import msgpack
 from actors.actor import Actor
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.session_events import SESSION_EVENT_ROUTE
-from actors.errors import BadRequest, InternalError, RouteNotFound
+from actors.errors import BadRequest, InternalError, RouteNotFound, UserNotHere
 from actors.invocation import Sequencer
 from actors.session import KickSession, PushToClient, SendFrame
 from actors.tracing import end_span
@@ -110,17 +110,20 @@ class RpcBridge(Actor):
             return
         if isinstance(envelope, RpcRequest):
             self._request(envelope, respond)
-        elif isinstance(envelope, UserPush):
+        elif isinstance(envelope, UserPush | UserKick):
             session = self.app.sessions.by_uid(envelope.uid)
-            if session is not None:
+            if session is None:
+                # Closing or gone: say so at once, so a caller that asked never waits for
+                # the RPC timeout over an answer already known.
+                if respond is not None:
+                    respond(encode_envelope(error_response(UserNotHere(envelope.uid))))
+            elif isinstance(envelope, UserPush):
                 session.ref.tell(
                     SendFrame(self.app.encode_push_packet(envelope.route, envelope.data))
                 )
                 if respond is not None:
                     respond(_ACK)
-        elif isinstance(envelope, UserKick):
-            session = self.app.sessions.by_uid(envelope.uid)
-            if session is not None:
+            else:
                 session.kick(envelope.reason)
                 if respond is not None:
                     respond(_ACK)
@@ -234,7 +237,7 @@ class RpcBridge(Actor):
         uid = str(body["uid"])
         session = self.app.sessions.by_uid(uid)
         if session is None:
-            raise InternalError(f"uid {uid} is not bound on {self.app.server_id}")
+            raise UserNotHere(uid)
         if route == PUSH_USER_ROUTE:
             packet = self.app.encode_push_packet(str(body["route"]), bytes(body["data"]))
             session.ref.tell(SendFrame(packet))

@@ -153,7 +153,7 @@ class Cluster:
             raise
         if self.me.frontend:
             self.app.sessions.on_after_session_bind(self.users.bound)
-            self.app.sessions.on_session_close(self.users.closed)
+            self.app.sessions.on_session_closing(self.users.closing)
         via = (
             f"nats {config.nats_url}"
             if self.nats is not None

@@ -31,7 +31,7 @@ from nats.aio.msg import Msg
 
 from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, Dispatch
 from actors.errors import RpcTimeout
-from transport.envelope import BindNotice, EnvelopeError, decode_envelope
+from transport.envelope import BindNotice, EnvelopeError, RpcResponse, decode_envelope
 
 if TYPE_CHECKING:
     from actors.cluster.cluster import Cluster
@@ -208,17 +208,23 @@ class NatsRpc:
         self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
     ) -> bool | None:
         """Request a uid's ``push``/``kick`` subject: True when its frontend acknowledged,
-        None when no frontend of this type answered, False when NATS failed."""
+        None when no frontend of this type holds the uid (nobody answered, or its frontend
+        answered that the session is gone), False when NATS failed."""
         nc = self.nc
         if nc is None or not nc.is_connected:
             return False
         try:
-            await nc.request(user_subject(frontend_type, uid, what), payload, timeout)
+            answer = await nc.request(user_subject(frontend_type, uid, what), payload, timeout)
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             return None
         except nats.errors.Error:
             return False
-        return True
+        try:
+            response = decode_envelope(answer.data)
+        except EnvelopeError:
+            return False
+        # An error answer: the frontend that holds the subject no longer holds the uid.
+        return None if isinstance(response, RpcResponse) and response.error else True
 
     async def announce_bind(self, notice: bytes) -> None:
         """Publish a bind notice now, not behind queued messages: the other frontends should

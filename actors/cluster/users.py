@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from actors.cluster.nats_rpc import user_subject
 from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
 from transport.envelope import (
     BindNotice,
@@ -48,6 +50,10 @@ class ClusterUsers:
         self.cluster = cluster
         self.me = cluster.me
         self._bind_listeners: list[BindListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Unsubscriptions and fire-and-forget pushes under way (kept referenced)."""
+        self._pushes: deque[tuple[str, bytes, list[str], list[str]]] = deque()
+        self._pusher: asyncio.Task[None] | None = None
 
     # -- push and kick by uid --------------------------------------------------------------
 
@@ -64,6 +70,46 @@ class ClusterUsers:
         return failed + await self._by_subject(
             unknown, types, lambda uid: UserPush(uid, route, payload), "push"
         )
+
+    def publish_push(
+        self, route: str, payload: bytes, uids: list[str], frontend_type: str | None
+    ) -> None:
+        """Push to uids bound on other frontends without waiting for anyone (Pitaya's push
+        by uid is a publish). Over NATS alone: one publish per uid and frontend type, in the
+        order of the calls. With the binding storage module: an ordered queue worked off by
+        one task (each uid's frontend is looked up in etcd first). Nothing is reported back;
+        ``push_to_users`` is the one to await for the uids nobody took."""
+        types = [frontend_type] if frontend_type else self._frontend_types()
+        nats = self.cluster.nats
+        if self.cluster.bindings is None:
+            if nats is None:
+                return
+            for uid in uids:
+                data = encode_envelope(UserPush(uid, route, payload))
+                for kind in types:
+                    nats.publish(user_subject(kind, uid, "push"), data)
+            return
+        self._pushes.append((route, payload, list(uids), types))
+        if self._pusher is None:
+            self._pusher = asyncio.get_running_loop().create_task(self._work_off_pushes())
+
+    async def _work_off_pushes(self) -> None:
+        try:
+            while self._pushes:
+                route, payload, uids, types = self._pushes.popleft()
+                try:
+                    unreached = await self.push_to_users(route, payload, uids, types[0])
+                    for kind in types[1:]:
+                        unreached = await self.push_to_users(route, payload, unreached, kind)
+                except Exception as exc:
+                    log.warning(
+                        "[%s] push %s to %d uid(s) failed: %s", self.me.id, route, len(uids), exc
+                    )
+                    continue
+                if unreached:
+                    log.debug("[%s] push %s reached nobody for %s", self.me.id, route, unreached)
+        finally:
+            self._pusher = None
 
     async def kick_users(
         self, uids: list[str], reason: str, frontend_type: str | None
@@ -155,13 +201,18 @@ class ClusterUsers:
             await self.cluster.nats.listen_user(uid)
         self.session_event(session, BIND)
 
-    async def closed(self, session: Session) -> None:
+    def closing(self, session: Session) -> None:
+        """Frontend, the moment a session is forgotten (before the close callbacks await):
+        drop the uid's push/kick subjects now, so pushes stop coming to a uid that is gone,
+        and tell the backends that served the session."""
         self.session_event(session, CLOSE)
         uid = session.uid
-        if uid is None or self.cluster.app.sessions.by_uid(uid) is not None:
-            return  # another session holds the uid now
-        if self.cluster.nats is not None:
-            await self.cluster.nats.forget_user(uid)
+        nats = self.cluster.nats
+        if uid is None or nats is None or self.cluster.app.sessions.by_uid(uid) is not None:
+            return  # no subjects, or another session holds the uid now
+        task = asyncio.get_running_loop().create_task(nats.forget_user(uid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def session_event(self, session: Session, event: str) -> None:
         """Tell every backend that served ``session`` that it bound or closed."""

@@ -1,4 +1,5 @@
-"""The chat room handler (``room.join``, ``room.message``) and the app factory.
+"""The chat room: a stateless handler (``room.join``, ``room.message``) in front of one room
+actor that holds the members, and the app factory.
 
 Routes and bodies (JSON):
 
@@ -9,14 +10,21 @@ Routes and bodies (JSON):
   ``{"result": "success"}``;
 * a member who disconnects: the others get ``onUserLeft`` ``{"name": str}``.
 
+Why two pieces: handler methods run concurrently across sessions (``room.join`` awaits the
+bind), so the member list lives in :class:`ChatRoom`, an actor that takes one message at a
+time and never waits on the network inside its turn: its pushes are tells
+(``app.push_to_users``). The handler validates, binds, then ``ask``s the room.
+
 A browser page using these routes is served on the WebSocket port (see ``static.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from actors.actor import Actor
 from actors.app import App
 from actors.errors import BadRequest
 from actors.handler import Handler, handler
@@ -24,6 +32,10 @@ from actors.session import Session
 from samples.chat.static import WEB_DIR, WEB_FILES, static_files
 
 GROUP = "room"
+"""The name of the chat's group in the cluster sample (etcd groups)."""
+
+Push = Callable[[str, Any, list[str]], None]
+"""Push ``(route, body, uids)`` without waiting: ``App.push_to_users``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +49,69 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class MemberLeft:
-    """Sent to the room actor by a member's close callback."""
+class Join:
+    """To the room: ``uid`` joins as ``name``; answered with the member names, in join
+    order. The others are told ``onNewUser``."""
 
     uid: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """To the room: ``uid`` says ``content`` to everyone (``PIT-400`` if not a member)."""
+
+    uid: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    """To the room: ``uid``'s connection is gone; the others are told ``onUserLeft``."""
+
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountMembers:
+    """To the room: how many members it has."""
+
+
+class ChatRoom(Actor):
+    """One chat room's state: its members, changed one message at a time (no lock).
+
+    It gets what it uses: a ``push`` function (a tell). Test it with no app at all::
+
+        pushed = []
+        async with ActorSystem() as system:
+            room = system.spawn(ChatRoom, lambda *p: pushed.append(p))
+            assert await room.ask(Join("1", "ann")) == ["ann"]
+    """
+
+    def __init__(self, push: Push) -> None:
+        self.push = push
+        self.names: dict[str, str] = {}
+        """uid -> display name, in join order."""
+
+    def on_join(self, msg: Join) -> list[str]:
+        others = list(self.names)
+        self.names[msg.uid] = msg.name
+        self.push("onNewUser", {"name": msg.name}, others)
+        return list(self.names.values())
+
+    def on_say(self, msg: Say) -> None:
+        name = self.names.get(msg.uid)
+        if name is None:
+            raise BadRequest("join the room first")
+        self.push("onMessage", {"name": name, "content": msg.content}, list(self.names))
+
+    def on_member_left(self, msg: MemberLeft) -> None:
+        name = self.names.pop(msg.uid, None)
+        if name is not None:
+            self.push("onUserLeft", {"name": name}, list(self.names))
+
+    def on_count_members(self, msg: CountMembers) -> int:
+        return len(self.names)
 
 
 def joining_name(session: Session, body: JoinRequest) -> str:
@@ -54,41 +125,30 @@ def joining_name(session: Session, body: JoinRequest) -> str:
 
 
 class Room(Handler):
+    """The chat routes. Stateless: the members live in the :class:`ChatRoom` it spawns."""
+
     service = "room"
 
-    def __init__(self) -> None:
-        self.names: dict[str, str] = {}  # uid -> display name, in join order
-
-    async def started(self) -> None:
-        await self.app.groups.create(GROUP)
+    def started(self) -> None:
+        self.room = self.spawn(ChatRoom, self.app.push_to_users, name="chat-room")
 
     @handler
     async def join(self, session: Session, body: JoinRequest) -> dict[str, Any]:
         name = joining_name(session, body)
         uid = str(session.id)
         await session.bind(uid)
-        self.names[uid] = name
         session.set("name", name)
-        room = self.ref
+        room = self.room
         session.on_close(lambda s: room.tell(MemberLeft(uid)))
-        await self.app.groups.add(GROUP, uid)
-        await self.app.groups.multicast(GROUP, "onNewUser", {"name": name}, where=uid.__ne__)
-        return {"result": "success", "members": list(self.names.values())}
+        members = await room.ask(Join(uid, name))
+        return {"result": "success", "members": members}
 
     @handler
     async def message(self, session: Session, body: ChatMessage) -> dict[str, str]:
-        if session.uid is None or session.uid not in self.names:
+        if session.uid is None:
             raise BadRequest("join the room first")
-        push = {"name": self.names[session.uid], "content": body.content}
-        await self.app.groups.broadcast(GROUP, "onMessage", push)
+        await self.room.ask(Say(session.uid, body.content))
         return {"result": "success"}
-
-    async def on_member_left(self, msg: MemberLeft) -> None:
-        name = self.names.pop(msg.uid, None)
-        if name is not None:
-            await self.app.groups.multicast(
-                GROUP, "onUserLeft", {"name": name}, where=msg.uid.__ne__
-            )
 
 
 def build_app(

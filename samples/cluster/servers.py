@@ -6,8 +6,10 @@
   bodies and pushes as the standalone chat sample, ``room.room.whoami`` (which server answered:
   random routing spreads it), and the remote ``room.roomremote.*`` for user RPCs.
 
-The chat's member list lives in one room server: a custom router pins chat routes to the
-room server with the smallest id, while ``whoami`` keeps the default random choice.
+The chat's member list lives in one room server, in its :class:`ChatRoom` actor (the same
+actor as the standalone chat's): a custom router pins chat routes to the room server with
+the smallest id, while ``whoami`` keeps the default random choice. The room actor's pushes
+are tells (``app.push_to_users``): members leaving together never stall it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,22 @@ from typing import Any
 from actors.app import App
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.discovery import ServerInfo
-from actors.errors import BadRequest
-from actors.groups import GroupAlreadyExists
+from actors.errors import BadRequest, InternalError
+from actors.groups import GroupAlreadyExists, GroupNotFound, MemberNotFound
 from actors.handler import Handler, Remote, handler
+from actors.kernel import ActorRef
 from actors.session import Session
-from samples.chat.room import GROUP, ChatMessage, JoinRequest, joining_name
+from samples.chat.room import (
+    GROUP,
+    ChatMessage,
+    ChatRoom,
+    CountMembers,
+    Join,
+    JoinRequest,
+    MemberLeft,
+    Say,
+    joining_name,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +46,8 @@ class Left:
     uid: str
 
 
-@dataclass(frozen=True, slots=True)
-class CountMembers:
-    pass
+ROOM_ACTOR = "chat-room"
+"""The name of the room server's :class:`ChatRoom` actor (``system.lookup``)."""
 
 
 def pin_chat(session: Session | None, route: str, servers: list[ServerInfo]) -> ServerInfo:
@@ -47,13 +59,23 @@ def pin_chat(session: Session | None, route: str, servers: list[ServerInfo]) -> 
     return min(servers, key=lambda s: s.id)
 
 
+def chat_room(handler: Handler) -> ActorRef:
+    """The room server's chat room actor (spawned by :class:`Room`)."""
+    ref = handler.system.lookup(ROOM_ACTOR)
+    if ref is None:
+        raise InternalError("the chat room is not running on this server")
+    return ref
+
+
 class Room(Handler):
+    """The chat routes on a room server: stateless, in front of the :class:`ChatRoom` actor
+    that holds the members. What awaits the network (the bind on the frontend, etcd groups)
+    happens here, never inside the room actor's turn."""
+
     service = "room"
 
-    def __init__(self) -> None:
-        self.names: dict[str, str] = {}
-
     async def started(self) -> None:
+        self.spawn(ChatRoom, self.app.push_to_users, name=ROOM_ACTOR)
         if not await self.app.groups.exists(GROUP):
             with contextlib.suppress(GroupAlreadyExists):  # another room server was first
                 await self.app.groups.create(GROUP)
@@ -65,18 +87,15 @@ class Room(Handler):
         await session.bind(uid)  # binds on the frontend, across NATS
         session.set("name", name)
         await session.push_to_front()  # type: ignore[attr-defined]
-        self.names[uid] = name
         await self.app.groups.add(GROUP, uid)
-        others = [u for u in self.names if u != uid]
-        await self.app.groups.multicast(GROUP, "onNewUser", {"name": name}, uids=others)
-        return {"result": "success", "members": list(self.names.values())}
+        members = await chat_room(self).ask(Join(uid, name))
+        return {"result": "success", "members": members}
 
     @handler
     async def message(self, session: Session, body: ChatMessage) -> dict[str, str]:
-        if session.uid is None or session.uid not in self.names:
+        if session.uid is None:
             raise BadRequest("join the room first")
-        push = {"name": self.names[session.uid], "content": body.content}
-        await self.app.groups.broadcast(GROUP, "onMessage", push)
+        await chat_room(self).ask(Say(session.uid, body.content))
         return {"result": "success"}
 
     @handler
@@ -87,18 +106,6 @@ class Room(Handler):
     def session_data(self, session: Session) -> dict[str, Any]:
         return {"uid": session.uid, "data": session.data}
 
-    async def on_left(self, msg: Left) -> None:
-        name = self.names.pop(msg.uid, None)
-        if name is not None:
-            if await self.app.groups.contains(GROUP, msg.uid):
-                await self.app.groups.remove(GROUP, msg.uid)
-            await self.app.groups.multicast(
-                GROUP, "onUserLeft", {"name": name}, uids=list(self.names)
-            )
-
-    def on_count_members(self, msg: CountMembers) -> int:
-        return len(self.names)
-
 
 class RoomRemote(Remote):
     """User RPCs: ``room.roomremote.count`` and ``room.roomremote.left``."""
@@ -107,13 +114,15 @@ class RoomRemote(Remote):
 
     @handler
     async def count(self, caller: Session | None, body: Any) -> dict[str, Any]:
-        members = await self.app.handler("room").ask(CountMembers())
+        members = await chat_room(self).ask(CountMembers())
         asked_by = caller.uid if isinstance(caller, BackendSession) else None
         return {"members": members, "server_id": self.app.server_id, "asked_by": asked_by}
 
     @handler
     async def left(self, caller: Session | None, body: Left) -> dict[str, bool]:
-        await self.app.handler("room").ask(body)
+        chat_room(self).tell(MemberLeft(body.uid))
+        with contextlib.suppress(GroupNotFound, MemberNotFound):
+            await self.app.groups.remove(GROUP, body.uid)
         return {"ok": True}
 
 
