@@ -2,8 +2,9 @@
 
 Node.js runs its codecs, compared byte for byte with ``transport``'s on fixed and random
 cases (the references independent of ours, hand-written bytes, Pitaya's golden tables and
-pomelo-protocol, are in ``test_js_codec_vectors.py``); headless Chromium runs the client against a live chat server (requests, errors,
-timeouts, pushes, deflated data, heartbeats, kick). Needs the Debian packages ``nodejs`` and
+pomelo-protocol, are in ``test_js_codec_vectors.py``); headless Chromium runs the client
+against a live chat server (requests, errors, timeouts, pushes, deflated data, heartbeats,
+kick). Needs the Debian packages ``nodejs`` and
 ``chromium`` (``bash .ci/run`` installs them); without them the tests fail saying so.
 """
 
