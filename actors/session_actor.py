@@ -276,8 +276,9 @@ class SessionActor(Actor):
         """Hand ``message`` over now if this client's order allows it; False: it must wait.
 
         A message goes when nothing of this client is still running; a forwarded one also
-        when everything running was forwarded to the same server and service (NATS and the
-        backend's per-session sequencer keep their order), up to ``MAX_PIPELINED``. A
+        when everything running was forwarded to the same server and service over an
+        ordered transport (NATS; the backend's per-session sequencer keeps the order), up to
+        ``MAX_PIPELINED``. A
         synchronous handler finishes inside :meth:`_invoke`, so a pipelining client's
         messages to one are all handled in one turn.
         """
@@ -346,7 +347,9 @@ class SessionActor(Actor):
                 self._report_response(message.route, received_ns, exc)
             return True
         target = (server.id, message.route.rpartition(".")[0])
-        if self.open and (target != self.open_target or self.open >= MAX_PIPELINED):
+        if self.open and (
+            target != self.open_target or self.open >= MAX_PIPELINED or not cluster.ordered
+        ):
             return False
         span = self._start_span(message) if app.tracing.enabled else None
         entry = HandlerDone(self.ref, message, received_ns, span, forwarded=True)

@@ -70,6 +70,15 @@ class OutboundCall:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundNotify:
+    """Send ``payload`` (an encoded RpcRequest that expects no answer) to ``server``, in
+    this bridge's order with the calls."""
+
+    server: ServerInfo
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     """An envelope that arrived for this server; ``respond`` is None for a notify."""
 
@@ -93,6 +102,9 @@ class RpcBridge(Actor):
         # The client's coroutine itself, not an ``async def`` awaiting it: the kernel runs a
         # returned coroutine as the message's task, and a frame less per call counts here.
         return self.client.call(msg.server, msg.payload, msg.timeout)
+
+    def on_outbound_notify(self, msg: OutboundNotify) -> Coroutine[Any, Any, None]:
+        return self.client.send_notify(msg.server, msg.payload)
 
     # -- in --------------------------------------------------------------------------------
 

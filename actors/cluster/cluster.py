@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from actors.cluster.bridge import Inbound, OutboundCall, RpcBridge
+from actors.cluster.bridge import Inbound, OutboundCall, OutboundNotify, RpcBridge
 from actors.cluster.discovery import EtcdServiceDiscovery, ServerInfo, ServiceDiscovery
 from actors.cluster.nats_rpc import NatsRpc, server_subject, user_subject
 from actors.cluster.router import Router
@@ -227,8 +227,19 @@ class Cluster:
     def _via(self) -> str:
         return "NATS" if self.nats is not None else self.app.config.rpc_transport
 
+    @property
+    def ordered(self) -> bool:
+        """Forwarded messages sent one after another reach a server in that order (NATS):
+        a frontend may pipeline a session's messages (see ``RPCClient.ordered``)."""
+        return self.rpc_client.ordered
+
     def _notify(self, server: ServerInfo, request: RpcRequest) -> None:
-        if self.rpc_client.connected:
+        if not self.rpc_client.connected:
+            return
+        if self.bridge is not None:
+            # Through the bridge, in order with the calls sent before and after it.
+            self.bridge.tell(OutboundNotify(server, encode_envelope(request)))
+        else:
             self.rpc_client.notify(server, encode_envelope(request))
 
     def forward(
@@ -254,13 +265,8 @@ class Cluster:
         if session.served_by is None:
             session.served_by = {}
         session.served_by.setdefault(server.id, set()).add(route)
-        if notify:
-            app = self.app
-            if app.metrics.enabled or app.tracing.enabled:
-                reply = observe_rpc(app, server.id, server.type, request, reply, parent)
-            self._notify(server, request)
-            reply(None, None)
-            return
+        # A notify is a request too, answered with an empty ack once handled (as Pitaya
+        # does): the session's next message, maybe for another server, waits for it.
         self._call(server, request, reply, self.app.config.rpc_timeout, parent)
 
     async def rpc(

@@ -70,6 +70,9 @@ class _Peer:
 class GrpcRPCClient:
     """:class:`~actors.cluster.rpc.RPCClient` over gRPC; see the module docstring."""
 
+    ordered = False
+    """A stream per call: two calls started in order may arrive in either order."""
+
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.server_id = cluster.me.id
@@ -98,6 +101,9 @@ class GrpcRPCClient:
             return await peer.channel.call(request, timeout)
         except GrpcCallError as exc:
             raise _pitaya_error(exc, server) from None
+
+    async def send_notify(self, server: ServerInfo, request: bytes) -> None:
+        self.notify(server, request)
 
     def notify(self, server: ServerInfo, request: bytes) -> None:
         peer = self._peers.get(server.id)

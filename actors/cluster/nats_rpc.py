@@ -56,6 +56,10 @@ class NatsRpc:
     """:class:`~actors.cluster.rpc.RPCClient` and :class:`~actors.cluster.rpc.RPCServer`
     over NATS, plus the per-uid and bindings subjects only NATS has."""
 
+    ordered = True
+    """One connection and one subject per server: what is published in order arrives in
+    order (see ``RPCClient.ordered``)."""
+
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.server_id = cluster.me.id
@@ -124,6 +128,16 @@ class NatsRpc:
 
     def notify(self, server: ServerInfo, request: bytes) -> None:
         self.publish(server_subject(server.type, server.id), request)
+
+    async def send_notify(self, server: ServerInfo, request: bytes) -> None:
+        # Published from the task's first step, like ``call``'s request: tasks started in
+        # order put their messages on the connection in order.
+        if not self.connected:
+            return
+        try:
+            await self.nc.publish(server_subject(server.type, server.id), request)  # type: ignore[union-attr]
+        except nats.errors.Error as exc:
+            log.warning("[%s] notify to %s failed: %s", self.server_id, server.id, exc)
 
     def publish(self, subject: str, payload: bytes) -> None:
         """Queue a publish; one task sends the queue in order. Dropped while disconnected

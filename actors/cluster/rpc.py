@@ -53,6 +53,12 @@ class ClusterUnavailable(InternalError):
 class RPCClient(Protocol):
     """Sends requests to other servers."""
 
+    ordered: bool
+    """Calls and notifies started one after another (from the bridge, in its mailbox order)
+    reach one server in that order: true over NATS (one connection, one subject per server),
+    false over gRPC (a stream per call). Only then does a frontend pipeline one session's
+    forwarded messages; otherwise each waits for the previous answer."""
+
     @property
     def connected(self) -> bool:
         """Requests can leave this server now (part of readiness)."""
@@ -74,6 +80,12 @@ class RPCClient(Protocol):
     def notify(self, server: ServerInfo, request: bytes) -> None:
         """Send an encoded request that expects no answer, keeping the order of notifies
         to one server. Never blocks; a failure is logged."""
+        ...
+
+    async def send_notify(self, server: ServerInfo, request: bytes) -> None:
+        """:meth:`notify` as a coroutine that the bridge runs as a task, in its mailbox
+        order with the calls (so an ``ordered`` transport keeps a session's forwarded
+        notifies in place among its requests). A failure is logged."""
         ...
 
     async def close(self) -> None:

@@ -1,0 +1,161 @@
+"""The concurrency contract across the cluster, against real nats-server and etcd.
+
+* Per-session order holds across a forwarded hop, with random handler delays, two room
+  servers and random routing (a property test; the servers run in this process).
+* A stateful room never stalls: two members leaving together, and join/leave churn, never
+  hold a steady member's requests (the sample servers, each in its own process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors.app import App
+from actors.testing import TestServer, serve
+from tests.actors.concurrency_support import Journal, Other, Send, Steps, body
+from tests.cluster.harness import Node, start_node
+from tests.cluster.test_cluster import connect, next_push
+from tests.reliability.support import until
+from tests.services import EtcdServer, NatsServer
+from transport.client import Client
+
+STEADY_TIMEOUT = 3.0
+"""How long the steady member's requests may take. The servers' RPC timeout is set far
+above it (20 s): a request held behind an RPC that waits for its timeout fails this bound.
+The bound is the behaviour under test, with a wide margin over a normal answer (ms)."""
+
+SLOW_RPC = {"PITAYA_RPC_TIMEOUT": "20"}
+
+
+@asynccontextmanager
+async def two_rooms(
+    nats: NatsServer, etcd: EtcdServer, journal: Journal
+) -> AsyncIterator[TestServer]:
+    common: dict[str, Any] = {
+        "mode": "cluster",
+        "nats_url": nats.url,
+        "etcd_endpoints": etcd.endpoint,
+        "etcd_lease_ttl": 5,
+    }
+    rooms = []
+    for i in (1, 2):
+        room = App(server_type="room", server_id=f"room-{i}", **common)
+        room.register(Steps, journal)
+        room.register(Other, journal)
+        rooms.append(room)
+    connector = App(server_type="connector", server_id="connector-1", **common)
+    async with rooms[0], rooms[1], serve(connector) as server:
+        cluster = connector.cluster
+        assert cluster is not None
+        # etcd's watch announces the rooms a little after they register (a bounded poll).
+        await until(lambda: len(cluster.discovery.servers("room")) == 2)
+        yield server
+
+
+FORWARDED = st.builds(
+    Send,
+    route=st.sampled_from(
+        ["room.steps.quick", "room.steps.slow", "room.other.quick", "room.other.slow"]
+    ),
+    notify=st.booleans(),
+    spins=st.integers(0, 3),
+    delay=st.sampled_from([0.0, 0.001, 0.004]),
+)
+
+
+async def send_all(client: Client, sends: list[Send], first_n: int) -> list[int]:
+    calls = []
+    for i, send in enumerate(sends):
+        n = first_n + i
+        call = client.notify if send.notify else client.request
+        calls.append(asyncio.ensure_future(call(send.route, body(n, send))))
+    await asyncio.gather(*calls)
+    last = first_n + len(sends)
+    assert await client.request("room.steps.quick", {"n": last}) == {"n": last}
+    return [*range(first_n, last + 1)]
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sequences=st.lists(st.lists(FORWARDED, min_size=2, max_size=10), min_size=1, max_size=3))
+async def test_per_session_order_holds_across_a_forwarded_hop(
+    sequences: list[list[Send]], nats_server: NatsServer, etcd_server: EtcdServer
+) -> None:
+    journal: Journal = []
+    async with two_rooms(nats_server, etcd_server, journal) as server:
+        clients = [await server.connect(request_timeout=10) for _ in sequences]
+        sent_lists = await asyncio.gather(
+            *(
+                send_all(c, seq, 1000 * k)
+                for k, (c, seq) in enumerate(zip(clients, sequences, strict=True))
+            )
+        )
+    # A backend session has its frontend session's id; each client's numbers start at 1000*k.
+    for numbers in sent_lists:
+        session_ids = {sid for sid, n, _ in journal if n == numbers[0]}
+        assert len(session_ids) == 1
+        (session_id,) = session_ids
+        events = [(n, what) for sid, n, what in journal if sid == session_id]
+        assert events == [(n, what) for n in numbers for what in ("start", "end")]
+
+
+# -- a stateful room never stalls (the sample servers) -------------------------------------
+
+
+async def chat_member(connector: Node, name: str) -> Client:
+    client = await connect(connector)
+    reply = await client.request("room.room.join", {"name": name})
+    assert reply["result"] == "success"
+    return client
+
+
+async def test_two_members_leaving_together_never_stall_the_room(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    await start_node(nodes, "room", "room-1", nats_server, etcd_server, **SLOW_RPC)
+    connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server, **SLOW_RPC)
+    steady = await chat_member(connector, "steady")
+    pushes = steady.pushes()
+    leaving = [await chat_member(connector, name) for name in ("ann", "bob")]
+    await asyncio.gather(*(c.close() for c in leaving))  # at the same moment
+    reply = await steady.request("room.room.message", {"content": "hi"}, timeout=STEADY_TIMEOUT)
+    assert reply == {"result": "success"}
+    left = {(await next_push(pushes, "onUserLeft")).body["name"] for _ in leaving}
+    assert left == {"ann", "bob"}
+    assert (await next_push(pushes, "onMessage")).body == {"name": "steady", "content": "hi"}
+
+
+async def test_join_and_leave_churn_never_stalls_a_steady_member(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    await start_node(nodes, "room", "room-1", nats_server, etcd_server, **SLOW_RPC)
+    connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server, **SLOW_RPC)
+    steady = await chat_member(connector, "steady")
+    churning = True
+    answered = 0
+
+    async def keep_talking() -> None:
+        nonlocal answered
+        while churning:
+            reply = await steady.request(
+                "room.room.message", {"content": str(answered)}, timeout=STEADY_TIMEOUT
+            )
+            assert reply == {"result": "success"}
+            answered += 1
+
+    talker = asyncio.ensure_future(keep_talking())
+    for wave in range(3):  # 15 join, then all leave at once, three times
+        members = await asyncio.gather(*(chat_member(connector, f"w{wave}-{i}") for i in range(15)))
+        await asyncio.gather(*(m.close() for m in members))
+    churning = False
+    await talker  # raises if any request of the steady member failed or took too long
+    assert answered > 0
+    members = await steady.request("connector.entry.info", timeout=STEADY_TIMEOUT)
+    assert members["room"]["members"] >= 1
