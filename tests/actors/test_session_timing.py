@@ -187,6 +187,19 @@ async def test_a_handshake_finished_just_before_the_timeout_stands() -> None:
         await raw.close()
 
 
+async def test_an_unfinished_websocket_upgrade_is_closed_at_the_handshake_timeout() -> None:
+    # The upgrade request is part of the handshake's time (the listener's open timeout).
+    app = make_app(handshake_timeout=HANDSHAKE_TIMEOUT, heartbeat_interval=INTERVAL)
+    async with serve(app) as server:
+        connected = now()
+        reader, writer = await asyncio.open_connection(*server.app.address("ws"))
+        await asyncio.sleep(0.9 * HANDSHAKE_TIMEOUT)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finishes the request
+        assert await asyncio.wait_for(reader.read(), NEVER) == b""
+        assert now() - connected == pytest.approx(HANDSHAKE_TIMEOUT)
+        writer.close()
+
+
 async def test_heartbeats_before_the_handshake_do_not_buy_time() -> None:
     app = make_app(handshake_timeout=HANDSHAKE_TIMEOUT, heartbeat_interval=INTERVAL)
     async with serve(app) as server:
