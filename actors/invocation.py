@@ -143,12 +143,16 @@ class Invoker:
             if self.running >= self.limit:
                 done(None, TooManyRequests("too many handlers running on this server"))
                 return
-            call = _run_async(self.pipeline, route.handler, spec, name, session, args)
+            if self.pipeline.active:
+                call = _run_async(self.pipeline, route.handler, spec, name, session, args)
+            else:  # the method's own coroutine: one frame less on every resume
+                call = getattr(route.handler, spec.attribute)(session, *args)
             if span is not None:
                 call = run_in_span(span, lambda: call)
             self._start(call, name, notify, codec, done)
             return
-        self.in_flight.up()
+        # Synchronous: it runs to its end right here, so no in-flight count is needed (a
+        # graceful stop cannot look in between).
         try:
             if span is None:
                 result = getattr(route.handler, spec.attribute)(session, *args)
@@ -156,14 +160,11 @@ class Invoker:
                 result = run_in_span(span, getattr(route.handler, spec.attribute), session, *args)
             payload = _encode(name, notify, result, codec)
         except PitayaError as exc:
-            self.in_flight.down()
             done(None, exc)
             return
         except Exception as exc:
-            self.in_flight.down()
             done(None, _internal(name, exc))
             return
-        self.in_flight.down()
         done(payload, None)
 
     def _start(self, call: Any, name: str, notify: bool, codec: Serializer, done: Reply) -> None:
@@ -209,7 +210,7 @@ async def _run_async(
     session: Session | None,
     args: tuple[Any, ...],
 ) -> Any:
-    """An async method, or any method wrapped by the pipeline's hooks."""
+    """A method wrapped by the pipeline's hooks (sync or async)."""
     result: Any = None
     error: PitayaError | None = None
     try:

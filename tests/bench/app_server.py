@@ -5,7 +5,9 @@ Run: ``python -m tests.bench.app_server --port 0 [--ws-port 0] [--loop uvloop]
 answers ``stats`` on stdin (RSS, actors, sessions) until ``stop`` or end of stdin, and stops
 gracefully (with ``--profile``, cProfile data of the whole serving time goes to FILE).
 
-Routes: ``echo.echo`` (the sample: returns the request body) and, for the broadcast
+Routes: ``echo.echo`` (the sample: returns the request body), ``slow.nowait``,
+``slow.wait10ms`` and ``slow.wait500ms`` (async handlers awaiting 0, 10 or 500 ms, for
+``bench_slow_handler``) and, for the broadcast
 benchmark, ``bench.join`` (bind the caller to ``{"uid"}`` and add it to one group; answers
 the size of the push packet members will receive) and ``bench.fanout`` (``{"messages": n,
 "burst": false}`` broadcasts to the group n times, each awaited before the next; with
@@ -64,9 +66,31 @@ class Bench(Handler):
         return {"sent": messages, "unreached": unreached}
 
 
+class Slow(Handler):
+    """The slow-handler benchmark's routes: handlers that await, standing in for a database
+    call. ``nowait`` is the same async handler without the await (the reference)."""
+
+    service = "slow"
+
+    @handler
+    async def nowait(self, session: Session, body: Any) -> dict[str, bool]:
+        return {"ok": True}
+
+    @handler
+    async def wait10ms(self, session: Session, body: Any) -> dict[str, bool]:
+        await asyncio.sleep(0.010)
+        return {"ok": True}
+
+    @handler
+    async def wait500ms(self, session: Session, body: Any) -> dict[str, bool]:
+        await asyncio.sleep(0.5)
+        return {"ok": True}
+
+
 def build(port: int, ws_port: int, heartbeat: float) -> App:
     app = build_app(HOST, port, ws_port, heartbeat_interval=heartbeat)
     app.register(Bench)
+    app.register(Slow)
     return app
 
 
