@@ -8,9 +8,7 @@ package's ``pytest11`` entry point.
 from __future__ import annotations
 
 import asyncio
-import re
 from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
 
@@ -205,23 +203,3 @@ async def test_the_fixtures_in_this_suite_share_its_loop(
     client = await test_client(app)
     assert await client.request("echo.echo", [1]) == [1]
     assert app.system.loop is asyncio.get_running_loop()
-
-
-def readme_section(title: str) -> str:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    start = text.index(f"## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
-
-
-def test_the_readmes_testing_examples_pass_as_user_test_files(pytester: pytest.Pytester) -> None:
-    # "Testing your handlers" shows complete test files: run each as a user would, with no
-    # asyncio settings, and as a script (each ends with an ``asyncio.run`` of its test).
-    blocks = re.findall(r"```python\n(.*?)```", readme_section("Testing your handlers"), re.S)
-    assert len(blocks) == 3
-    files = {f"test_readme_{n}": block for n, block in enumerate(blocks)}
-    pytester.makepyfile(**files)
-    run(pytester).assert_outcomes(passed=3)
-    for name in files:
-        script = pytester.runpython(pytester.path / f"{name}.py")
-        assert script.ret == 0, script.stderr.str()
