@@ -26,7 +26,7 @@ import msgpack
 
 from actors.cluster.bridge import Inbound, OutboundCall, OutboundNotify, RpcBridge
 from actors.cluster.discovery import EtcdServiceDiscovery, ServerInfo, ServiceDiscovery
-from actors.cluster.nats_rpc import NatsRpc, server_subject, user_subject
+from actors.cluster.nats_rpc import NatsRpc
 from actors.cluster.router import Router
 from actors.cluster.rpc import (
     GRPC,
@@ -35,6 +35,7 @@ from actors.cluster.rpc import (
     Respond,
     create_rpc,
 )
+from actors.cluster.subjects import server_subject, user_subject
 from actors.cluster.users import ClusterUsers
 from actors.errors import InternalError, PitayaError, RpcTimeout
 from actors.metrics.rpc import observe_rpc

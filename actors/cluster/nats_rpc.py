@@ -30,6 +30,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, Dispatch
+from actors.cluster.subjects import bindings_subject, server_subject, user_subject
 from actors.errors import RpcTimeout
 from transport.envelope import BindNotice, EnvelopeError, RpcResponse, decode_envelope
 
@@ -38,18 +39,6 @@ if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo
 
 log = logging.getLogger(__name__)
-
-
-def server_subject(server_type: str, server_id: str) -> str:
-    return f"pitaya/servers/{server_type}/{server_id}"
-
-
-def user_subject(frontend_type: str, uid: str, what: str) -> str:
-    return f"pitaya/{frontend_type}/user/{uid}/{what}"
-
-
-def bindings_subject(frontend_type: str) -> str:
-    return f"pitaya/{frontend_type}/bindings"
 
 
 class NatsRpc:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from actors.cluster.nats_rpc import user_subject
 from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
+from actors.cluster.subjects import user_subject
 from transport.envelope import (
     BindNotice,
     Envelope,
