@@ -27,6 +27,7 @@ shrinks. The failure message prints both lists ready to paste. To see the arrows
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -373,6 +374,26 @@ def test_transport_never_imports_actors() -> None:
     # No baseline for this one: the rule holds today and must keep holding.
     found, _ = violations(scan())
     assert not {v for v in found if v.startswith("transport->actors")}
+
+
+def test_the_readmes_architecture_section_is_true_to_the_code() -> None:
+    # The request paths it tells name files, classes and methods: they must exist.
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Architecture\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    paths = set(re.findall(r"`((?:actors|transport|tests)/[\w/.]*)`", section))
+    assert len(paths) > 20, paths
+    missing = sorted(path for path in paths if not (ROOT / path).exists())
+    names = set(re.findall(r"`([A-Z]\w+)(?:\.(\w+))?`", section))
+    sources = [path.read_text(encoding="utf-8") for path in module_files().values()]
+    for cls, method in sorted(names):
+        defining = [src for src in sources if re.search(rf"^class {cls}\b", src, re.M)]
+        method_def = re.compile(rf"^    (async )?def {method}\(", re.M)
+        if not defining:
+            missing.append(cls)
+        elif method and not any(method_def.search(src) for src in defining):
+            missing.append(f"{cls}.{method}")
+    assert not missing, f"README.md's Architecture section names what is gone: {missing}"
 
 
 # -- the checker itself ------------------------------------------------------------------
