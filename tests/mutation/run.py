@@ -1,0 +1,273 @@
+"""Mutation testing of the core, one module at a time (mutmut 3; not run by CI: too slow).
+
+Each module is mutated against the small, fast test files that cover it, never the whole
+suite. For every module the script lays a fresh copy of ``actors/``, ``transport/``,
+``tests/``, ``samples/`` and ``pyproject.toml`` in ``.mutation/<name>/`` (git-ignored), writes a
+``setup.cfg`` with a ``[mutmut]`` section that mutates only that module, runs
+``mutmut run`` there under ``nice -n 19``, and prints a score per module::
+
+    pip install -e '.[dev,mutation]'
+    python tests/mutation/run.py                      # every module in MODULES
+    python tests/mutation/run.py packet kernel        # some of them (names below)
+    python tests/mutation/run.py ratelimit --diff     # and the diff of each survivor
+    python tests/mutation/run.py --list               # the modules and their tests
+
+The score is ``(killed + timeout) / (mutants - skipped)``. Survivors judged equivalent are
+listed, with the reason, in ``tests/mutation/equivalent.toml``; they are still reported as
+survivors (a mutant name can move when its function changes: re-check them then), and the
+table gives a second score that leaves them out. mutmut mutates function bodies only, not
+module-level constants or class attributes.
+
+To look at one survivor afterwards: ``cd .mutation/<name> && mutmut show <mutant>``, or
+``mutmut apply <mutant>`` there to try it in the copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".mutation"
+EQUIVALENT = Path(__file__).with_name("equivalent.toml")
+
+
+@dataclass(frozen=True)
+class Module:
+    """One module to mutate and the test files (or node ids) that run against its mutants."""
+
+    source: str
+    tests: tuple[str, ...]
+
+
+MODULES: dict[str, Module] = {
+    "packet": Module("transport/packet.py", ("tests/transport/test_packet.py",)),
+    "message": Module("transport/message.py", ("tests/transport/test_message.py",)),
+    "handshake": Module("transport/handshake.py", ("tests/transport/test_handshake.py",)),
+    "connection": Module(
+        "transport/connection.py",
+        ("tests/transport/test_connection.py", "tests/transport/test_memory.py"),
+    ),
+    "kernel": Module("actors/kernel.py", ("tests/actors/test_kernel.py",)),
+    "dispatch": Module(
+        "actors/dispatch.py", ("tests/actors/test_dispatch.py", "tests/actors/test_kernel.py")
+    ),
+    "session_actor": Module(
+        "actors/session_actor.py",
+        (
+            "tests/actors/test_session_actor.py",
+            "tests/actors/test_session_features.py",
+            "tests/actors/test_session_timing.py",
+            "tests/actors/test_concurrency.py",
+            "tests/actors/test_error_codes.py",
+            "tests/actors/test_testing.py",
+            "tests/reliability/test_limits.py",
+        ),
+    ),
+    "invocation": Module(
+        "actors/invocation.py",
+        (
+            "tests/actors/test_invocation.py",
+            "tests/actors/test_concurrency.py",
+            "tests/actors/test_error_codes.py",
+            "tests/actors/test_testing.py",
+            "tests/actors/test_session_features.py",
+        ),
+    ),
+    "groups": Module("actors/groups.py", ("tests/actors/test_groups.py",)),
+    "ratelimit": Module(
+        "actors/ratelimit.py",
+        ("tests/actors/test_ratelimit.py", "tests/reliability/test_limits.py"),
+    ),
+    # The pure parts (ServerInfo, the table, the actor's handlers) have unit tests; the etcd
+    # lease and watch loops only run against a real etcd (tests/cluster/test_discovery_rpc.py,
+    # about 20 s a run): add ``--with-etcd`` to mutate against it too.
+    "discovery": Module(
+        "actors/cluster/discovery.py",
+        ("tests/actors/cluster/test_discovery.py", "tests/actors/cluster/test_router.py"),
+    ),
+}
+ETCD_TESTS = ("tests/cluster/test_discovery_rpc.py",)
+
+# Copied into each work directory; the rest of the repository is not needed to run the tests.
+COPY = ("actors", "transport", "tests", "samples", "pyproject.toml")
+IGNORE = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc", "mutation")
+
+# Loaded into pytest in the copy: hypothesis runs derandomized and without deadlines, so
+# that a survivor is reproducible and a slow machine does not kill a mutant by a deadline.
+PROFILE_PLUGIN = """\
+from hypothesis import settings
+
+settings.register_profile("mutation", deadline=None, derandomize=True)
+settings.load_profile("mutation")
+"""
+
+RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
+
+
+@dataclass
+class Score:
+    """The outcome of one module's run."""
+
+    name: str
+    stats: dict[str, int]
+    survivors: list[str] = field(default_factory=list)
+    equivalent: list[str] = field(default_factory=list)
+
+    @property
+    def counted(self) -> int:
+        return self.stats["total"] - self.stats["skipped"]
+
+    @property
+    def caught(self) -> int:
+        return self.stats["killed"] + self.stats["timeout"] + self.stats["segfault"]
+
+    def percent(self, leave_out: int = 0) -> float:
+        total = self.counted - leave_out
+        return 100.0 * self.caught / total if total else 100.0
+
+
+def load_equivalent() -> dict[str, str]:
+    """Mutant name -> why it is equivalent (or why it is not worth a test)."""
+    if not EQUIVALENT.exists():
+        return {}
+    data = tomllib.loads(EQUIVALENT.read_text("utf-8"))
+    return {name: entry["reason"] for name, entry in data.items()}
+
+
+def prepare(name: str, module: Module, tests: tuple[str, ...]) -> Path:
+    """Lay a fresh copy of the tree in the module's work directory and configure mutmut."""
+    work = WORK / name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    for item in COPY:
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, work / item, ignore=IGNORE)
+        else:
+            shutil.copy2(src, work / item)
+    (work / "mutation_profile.py").write_text(PROFILE_PLUGIN, "utf-8")
+    existing = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
+    lines = [
+        "[mutmut]",
+        "source_paths =\n    actors\n    transport",
+        f"only_mutate = {module.source}",
+        "pytest_add_cli_args_test_selection =\n" + "\n".join(f"    {t}" for t in existing),
+        "pytest_add_cli_args =\n    -p\n    mutation_profile",
+        "also_copy =\n    samples\n    mutation_profile.py",
+        "use_git_change_detection = false",
+    ]
+    (work / "setup.cfg").write_text("\n".join(lines) + "\n", "utf-8")
+    return work
+
+
+def run_module(name: str, module: Module, tests: tuple[str, ...], jobs: int) -> Score:
+    """Run mutmut on one module and collect its counts and survivors."""
+    work = prepare(name, module, tests)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    mutmut = [sys.executable, "-m", "mutmut"]
+    with open(work / "mutmut.log", "w", encoding="utf-8") as log:
+        code = subprocess.call(
+            ["nice", "-n", "19", *mutmut, "run", "--max-children", str(jobs)],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if code != 0:
+        raise SystemExit(f"{name}: mutmut run failed ({code}); see {work / 'mutmut.log'}")
+    subprocess.run([*mutmut, "export-cicd-stats"], cwd=work, env=env, capture_output=True)
+    stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text("utf-8"))
+    listing = subprocess.run(
+        [*mutmut, "results"], cwd=work, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    survivors = []
+    for line in listing.splitlines():
+        match = RESULT_LINE.match(line)
+        if match and match.group(2) in ("survived", "no tests", "suspicious"):
+            survivors.append(match.group(1))
+    return Score(name, stats, survivors)
+
+
+def show(name: str, mutant: str) -> str:
+    """The diff of one mutant, as ``mutmut show`` prints it."""
+    return subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", mutant],
+        cwd=WORK / name,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def report(scores: list[Score], equivalent: dict[str, str], diff: bool) -> None:
+    for score in scores:
+        if not score.survivors:
+            continue
+        print(f"\n{score.name}: {len(score.survivors)} survivor(s)")
+        for mutant in score.survivors:
+            reason = equivalent.get(mutant)
+            print(f"  {mutant}" + (f"  [equivalent: {reason}]" if reason else ""))
+            if diff:
+                print("    " + show(score.name, mutant).replace("\n", "\n    ").rstrip())
+    print(
+        f"\n{'module':<15}{'mutants':>8}{'killed':>8}{'timeout':>8}{'survived':>9}"
+        f"{'score':>8}{'equiv.':>7}{'w/o equiv.':>11}"
+    )
+    for s in scores:
+        equivalents = [m for m in s.survivors if m in equivalent]
+        print(
+            f"{s.name:<15}{s.counted:>8}{s.stats['killed']:>8}{s.stats['timeout']:>8}"
+            f"{len(s.survivors):>9}{s.percent():>7.1f}%{len(equivalents):>7}"
+            f"{s.percent(len(equivalents)):>10.1f}%"
+        )
+    stale = set(equivalent) - {m for s in scores for m in s.survivors}
+    mutated = {s.name for s in scores}
+    stale = {m for m in stale if any(_module_of(m) == MODULES[n].source for n in mutated)}
+    for mutant in sorted(stale):
+        print(f"note: {mutant} is listed in equivalent.toml but did not survive this run")
+
+
+def _module_of(mutant: str) -> str:
+    """``transport.packet.x_encode__mutmut_1`` -> ``transport/packet.py``."""
+    parts = mutant.split(".")
+    return "/".join(parts[:-1]) + ".py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"any of: {', '.join(MODULES)}")
+    parser.add_argument("--jobs", type=int, default=2, help="mutmut --max-children (2)")
+    parser.add_argument("--diff", action="store_true", help="print each survivor's diff")
+    parser.add_argument(
+        "--with-etcd", action="store_true", help="discovery also against a real etcd"
+    )
+    parser.add_argument("--list", action="store_true", help="list modules and tests")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, module in MODULES.items():
+            print(f"{name:<15}{module.source:<30}{' '.join(module.tests)}")
+        return 0
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+    scores = []
+    for name in args.modules or list(MODULES):
+        module = MODULES[name]
+        tests = module.tests + (ETCD_TESTS if name == "discovery" and args.with_etcd else ())
+        print(f"mutating {module.source} against {' '.join(tests)}", flush=True)
+        scores.append(run_module(name, module, tests, args.jobs))
+    report(scores, load_equivalent(), args.diff)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
