@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tracemalloc
 import zlib
 from typing import Any
 
@@ -56,23 +57,33 @@ def test_non_string_sys_values_read_as_empty() -> None:
     assert request.sys == {"clientVersion": 2}
 
 
+def assert_reason(error: BaseException, reason: str) -> None:
+    """The error says which rule was broken; a trailing "..." stands for the JSON parser's
+    or zlib's own words."""
+    if reason.endswith("..."):
+        assert str(error).startswith(reason.removesuffix("..."))
+    else:
+        assert str(error) == reason
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "reason"),
     [
-        b"not json",
-        b"[1,2]",
-        b'"text"',
-        b"null",
-        b'{"sys":[]}',
-        b'{"user":"x"}',
-        b"\xff\xfe\x00",
-        b"{" * 100_000,
-        b'{"sys":{}',
+        (b"not json", "handshake request is not valid JSON: ..."),
+        (b"[1,2]", "handshake request is a JSON list, not an object"),
+        (b'"text"', "handshake request is a JSON str, not an object"),
+        (b"null", "handshake request is a JSON NoneType, not an object"),
+        (b'{"sys":[]}', "handshake.sys is a JSON list, not an object"),
+        (b'{"user":"x"}', "handshake.user is a JSON str, not an object"),
+        (b"\xff\xfe\x00", "handshake request is not valid JSON: ..."),
+        (b"{" * 100_000, "handshake request is not valid JSON: ..."),
+        (b'{"sys":{}', "handshake request is not valid JSON: ..."),
     ],
 )
-def test_bad_requests(body: bytes) -> None:
-    with pytest.raises(HandshakeError):
+def test_bad_requests(body: bytes, reason: str) -> None:
+    with pytest.raises(HandshakeError) as info:
         decode_handshake_request(body)
+    assert_reason(info.value, reason)
 
 
 def test_request_round_trip() -> None:
@@ -89,8 +100,9 @@ def test_request_omits_empty_user() -> None:
 
 
 def test_request_with_unserializable_data() -> None:
-    with pytest.raises(HandshakeError):
+    with pytest.raises(HandshakeError) as info:
         encode_handshake_request({"x": object()}, {})
+    assert_reason(info.value, "handshake data is not JSON-serializable: ...")
 
 
 def test_response_matches_pitaya_bytes() -> None:
@@ -113,8 +125,9 @@ def test_response_heartbeat_representation() -> None:
     assert heartbeat(0.05) == 0.05
     assert heartbeat(0) == 0
     for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError) as info:
             heartbeat(bad)
+        assert str(info.value) == f"heartbeat must be a finite number of seconds >= 0, not {bad}"
 
 
 @pytest.mark.parametrize("routes", [None, {}])
@@ -154,31 +167,81 @@ def test_defaults_when_sys_is_missing() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "reason"),
     [
-        b"",
-        b"garbage",
-        b"[]",
-        b'{"sys":{}}',
-        b'{"code":"200"}',
-        b'{"code":true}',
-        b'{"code":200,"sys":[]}',
-        b'{"code":200,"sys":{"heartbeat":"30"}}',
-        b'{"code":200,"sys":{"heartbeat":-1}}',
-        b'{"code":200,"sys":{"serializer":1}}',
-        b'{"code":200,"sys":{"dict":[]}}',
-        b'{"code":200,"sys":{"dict":{"a":"1"}}}',
-        b'{"code":200,"sys":{"dict":{"a":0}}}',
-        b'{"code":200,"sys":{"dict":{"a":1,"b":1}}}',
-        b'{"code":200,"sys":{"dict":{"":1}}}',
-        zlib.compress(b"[]"),
-        b"\x78\x9c\x00\x01",  # zlib header, broken stream
-        zlib.compress(b" " * (2 * 1024 * 1024)),  # inflates past the limit
+        (b"", "handshake response is not valid JSON: ..."),
+        (b"garbage", "handshake response is not valid JSON: ..."),
+        (b"[]", "handshake response is a JSON list, not an object"),
+        (b'{"sys":{}}', "handshake response code None is not an integer"),
+        (b'{"code":"200"}', "handshake response code '200' is not an integer"),
+        (b'{"code":true}', "handshake response code True is not an integer"),
+        (b'{"code":200,"sys":[]}', "handshake response.sys is a JSON list, not an object"),
+        (b'{"code":200,"sys":{"heartbeat":"30"}}', "handshake heartbeat '30' is not a number >= 0"),
+        (b'{"code":200,"sys":{"heartbeat":-1}}', "handshake heartbeat -1 is not a number >= 0"),
+        (b'{"code":200,"sys":{"serializer":1}}', "handshake serializer 1 is not a string"),
+        (
+            b'{"code":200,"sys":{"dict":[]}}',
+            "handshake response sys.dict is a JSON list, not an object",
+        ),
+        (b'{"code":200,"sys":{"dict":{"a":"1"}}}', "route 'a' has a non-integer code '1'"),
+        (b'{"code":200,"sys":{"dict":{"a":0}}}', "route 'a' has code 0, outside 1..65535"),
+        (b'{"code":200,"sys":{"dict":{"a":65536}}}', "route 'a' has code 65536, outside 1..65535"),
+        (
+            b'{"code":200,"sys":{"dict":{"a":1,"b":1}}}',
+            "handshake route dictionary has duplicate codes",
+        ),
+        (b'{"code":200,"sys":{"dict":{"":1}}}', "route '' has code 1, outside 1..65535"),
+        (zlib.compress(b"[]"), "handshake response is a JSON list, not an object"),
+        (b"\x78\x9c\xff\xff", "compressed handshake response is not valid zlib: ..."),
+        # a zlib header and a stream that stops: truncated
+        (b"\x78\x9c\x00\x01", "compressed handshake response is truncated or too large"),
+        (b"\x78\x9c\x03", "compressed handshake response is truncated or too large"),
+        (zlib.compress(b"{}")[:-3], "compressed handshake response is truncated or too large"),
+        (
+            zlib.compress(b" " * (2 * 1024 * 1024)),  # inflates past the limit
+            "compressed handshake response is truncated or too large",
+        ),
+        # Two bytes are too short to be zlib; "8" (0x38) has zlib's method nibble but no
+        # valid header checksum with what follows: both are read as JSON.
+        (b"\x78\x9c", "handshake response is not valid JSON: ..."),
+        (b"888", "handshake response is a JSON int, not an object"),
     ],
 )
-def test_bad_responses(body: bytes) -> None:
-    with pytest.raises(HandshakeError):
+def test_bad_responses(body: bytes, reason: str) -> None:
+    with pytest.raises(HandshakeError) as info:
         decode_handshake_response(body)
+    assert_reason(info.value, reason)
+
+
+def test_compressed_response_of_exactly_the_limit_is_accepted() -> None:
+    plain = b'{"code":200}'
+    plain += b" " * (1024 * 1024 - len(plain))
+    assert decode_handshake_response(zlib.compress(plain)) == HandshakeResponse(200)
+
+
+def test_compressed_response_is_never_inflated_past_the_limit() -> None:
+    # 64 MiB of spaces in 64 KiB: decoding stops at the 1 MiB limit, not after inflating all.
+    bomb = zlib.compress(b" " * (64 * 1024 * 1024), 9)
+    tracemalloc.start()
+    try:
+        with pytest.raises(HandshakeError, match="truncated or too large"):
+            decode_handshake_response(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
+
+
+def test_response_message_key_and_non_string_message() -> None:
+    # Pitaya writes "msg"; some servers write "message"; a non-string is shown as text.
+    assert decode_handshake_response(b'{"code":400,"message":"old"}').message == "old"
+    assert decode_handshake_response(b'{"code":400,"msg":"a","message":"b"}').message == "a"
+    assert decode_handshake_response(b'{"code":400,"msg":42}').message == "42"
+
+
+def test_response_route_codes_up_to_65535() -> None:
+    body = b'{"code":200,"sys":{"dict":{"a":65535,"b":1}}}'
+    assert decode_handshake_response(body).routes == {"a": 65535, "b": 1}
 
 
 @given(st.binary(max_size=100))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tracemalloc
 import zlib
 
 import pytest
@@ -60,6 +61,8 @@ def test_the_brief_request_vector() -> None:
         (Message(RESPONSE, id=3, data=b"e", error=True), None, "240365"),
         # multi-byte ids: 300 -> ac 02, 2**63 -> ten bytes
         (Message(RESPONSE, id=300), None, "04ac02"),
+        # the last group is exactly 0x7f: it ends the varint (no 0x80 bit, no extra 00)
+        (Message(RESPONSE, id=0x3FFF), None, "04ff7f"),
         (Message(REQUEST, id=127, route="r"), None, "007f0172"),
         (Message(REQUEST, id=128, route="r"), None, "0080010172"),
         (Message(RESPONSE, id=2**63), None, "0480808080808080808001"),
@@ -111,6 +114,18 @@ def test_compression_only_when_shorter() -> None:
     assert encode_message(Message(RESPONSE), compress=True) == b"\x04\x00"
 
 
+def test_compression_is_off_by_default() -> None:
+    msg = Message(RESPONSE, id=1, data=b"bla" * 13)
+    assert encode_message(msg) == b"\x04\x01" + b"bla" * 13
+    assert encode_message(msg, compress=False) == b"\x04\x01" + b"bla" * 13
+
+
+def test_compression_is_skipped_when_it_saves_nothing() -> None:
+    # Data that deflates to exactly its own length is sent as it is.
+    data = next(b"a" * n for n in range(1, 64) if len(zlib.compress(b"a" * n)) == n)
+    assert encode_message(Message(RESPONSE, id=1, data=data), compress=True) == b"\x04\x01" + data
+
+
 def test_high_flag_bits_are_ignored_like_pitaya() -> None:
     assert decode_message(b"\xc2\x01a") == Message(NOTIFY, route="a")
     # the route-compressed bit means nothing on a response
@@ -128,31 +143,48 @@ def test_id_is_not_encoded_for_notify_and_push() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "error"),
+    ("body", "error", "reason"),
     [
-        (b"", MalformedMessage),
-        (b"\x08", MalformedMessage),  # type 4
-        (b"\x0e\x00", MalformedMessage),  # type 7
-        (b"\x00", MalformedMessage),  # request without id
-        (b"\x00\x80", MalformedMessage),  # truncated varint
-        (b"\x04" + b"\xff" * 10 + b"\x01", MalformedMessage),  # 11-byte varint
-        (b"\x04" + b"\xff" * 9 + b"\x02", MalformedMessage),  # 2**64
-        (b"\x00\x01", MalformedMessage),  # request without route length
-        (b"\x02", MalformedMessage),  # notify without route length
-        (b"\x02\x05abc", MalformedMessage),  # truncated route
-        (b"\x03\x00", MalformedMessage),  # truncated route code
-        (b"\x03\x00\x01", InvalidRoute),  # compressed route, no dictionary
-        (b"\x02\x02\xff\xfe", InvalidRoute),  # route not UTF-8
-        (b"\x02\x00", InvalidRoute),  # notify with empty route
-        (b"\x00\x01\x00", InvalidRoute),  # request with empty route
-        (b"\x14\x00not zlib", MalformedMessage),
-        (b"\x14\x00" + zlib.compress(b"abc")[:-2], MalformedMessage),  # truncated stream
-        (b"\x14\x00" + zlib.compress(b"abc") + b"!", MalformedMessage),  # trailing bytes
+        (b"", MalformedMessage, "empty message (no flag byte)"),
+        (b"\x08", MalformedMessage, "unknown message type 4 in flag byte 0x08"),
+        (b"\x0e\x00", MalformedMessage, "unknown message type 7 in flag byte 0x0e"),
+        (b"\x00", MalformedMessage, "message id varint is truncated"),  # request without id
+        (b"\x00\x80", MalformedMessage, "message id varint is truncated"),
+        (
+            b"\x04" + b"\xff" * 10 + b"\x01",
+            MalformedMessage,
+            "message id varint is longer than 10 bytes",
+        ),
+        (b"\x04" + b"\xff" * 9 + b"\x02", MalformedMessage, "message id does not fit in 64 bits"),
+        (b"\x00\x01", MalformedMessage, "route length is missing"),  # request
+        (b"\x02", MalformedMessage, "route length is missing"),  # notify
+        (b"\x02\x05abc", MalformedMessage, "route of 5 bytes is truncated"),
+        (b"\x03\x00", MalformedMessage, "compressed route code is truncated"),
+        (b"\x03\x00\x01", InvalidRoute, "compressed route code 1 but no route dictionary"),
+        (b"\x02\x02\xff\xfe", InvalidRoute, "route is not valid UTF-8"),
+        (b"\x02\x00", InvalidRoute, "a notify needs a non-empty route"),
+        (b"\x00\x01\x00", InvalidRoute, "a request needs a non-empty route"),
+        (b"\x14\x00not zlib", MalformedMessage, "compressed data is not valid zlib: ..."),
+        (
+            b"\x14\x00" + zlib.compress(b"abc")[:-2],
+            MalformedMessage,
+            "compressed data is truncated",
+        ),
+        (
+            b"\x14\x00" + zlib.compress(b"abc") + b"!",
+            MalformedMessage,
+            "trailing bytes after the compressed data",
+        ),
     ],
 )
-def test_malformed(body: bytes, error: type[ProtocolError]) -> None:
-    with pytest.raises(error):
+def test_malformed(body: bytes, error: type[ProtocolError], reason: str) -> None:
+    # The message names the broken rule: it is what a server logs when it drops a client.
+    with pytest.raises(error) as info:
         decode_message(body)
+    if reason.endswith("..."):  # the rest is zlib's own words
+        assert str(info.value).startswith(reason.removesuffix("..."))
+    else:
+        assert str(info.value) == reason
 
 
 def test_unknown_route_code() -> None:
@@ -183,16 +215,47 @@ def test_zip_bomb_is_bounded() -> None:
         decode_message(ok, max_inflated_size=999)
 
 
-@pytest.mark.parametrize("route", ["", "é" * 128, "\ud800"])
-def test_encode_rejects_bad_routes(route: str) -> None:
-    with pytest.raises(InvalidRoute):
-        encode_message(Message(REQUEST, id=1, route=route))
+def test_zip_bomb_is_never_inflated_past_the_limit() -> None:
+    # 64 MiB of zeros in 64 KiB: the decoder must stop at the limit, not inflate it all first.
+    bomb = b"\x14\x00" + zlib.compress(bytes(64 * 1024 * 1024), 9)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MalformedMessage, match="exceeds the limit of 1048576 bytes"):
+            decode_message(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("msg_type", "route", "reason"),
+    [
+        (REQUEST, "", "a request needs a non-empty route"),
+        (NOTIFY, "", "a notify needs a non-empty route"),
+        (PUSH, "", "a push needs a non-empty route"),
+        (REQUEST, "é" * 128, "route of 256 bytes exceeds the limit of 255 bytes"),
+        (REQUEST, "\ud800", "route '\\ud800' cannot be encoded as UTF-8"),
+    ],
+)
+def test_encode_rejects_bad_routes(msg_type: MessageType, route: str, reason: str) -> None:
+    with pytest.raises(InvalidRoute) as info:
+        encode_message(Message(msg_type, id=1, route=route))
+    assert str(info.value) == reason
 
 
 @pytest.mark.parametrize("msg_id", [-1, 2**64])
 def test_encode_rejects_ids_outside_64_bits(msg_id: int) -> None:
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(MalformedMessage) as info:
         encode_message(Message(RESPONSE, id=msg_id))
+    assert str(info.value) == f"message id {msg_id} is outside 0..2**64-1"
+
+
+@pytest.mark.parametrize("bad_type", [4, -1])
+def test_encode_rejects_an_unknown_type(bad_type: int) -> None:
+    with pytest.raises(MalformedMessage) as info:
+        encode_message(Message(bad_type, route="a"))  # type: ignore[arg-type]
+    assert str(info.value) == f"unknown message type {bad_type}"
 
 
 def test_encode_accepts_the_longest_route() -> None:
@@ -227,6 +290,21 @@ def test_route_dictionary_from_routes_is_sorted() -> None:
 def test_route_dictionary_rejects_bad_codes(mapping: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RouteDictionary(mapping)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "reason"),
+    [
+        ({"": 1}, "route dictionary key '' is not a non-empty string"),
+        ({"a": 0}, "route 'a' has code 0; codes are 1..65535"),
+        ({"a": True}, "route 'a' has code True; codes are 1..65535"),
+        ({"a": 7, "b": 7}, "code 7 is used by both 'a' and 'b'"),
+    ],
+)
+def test_route_dictionary_errors_name_the_entry(mapping: dict[str, object], reason: str) -> None:
+    with pytest.raises(ValueError) as info:
+        RouteDictionary(mapping)  # type: ignore[arg-type]
+    assert str(info.value) == reason
 
 
 def test_as_dict_is_a_copy() -> None:

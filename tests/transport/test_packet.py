@@ -136,9 +136,53 @@ def test_decoder_stays_failed() -> None:
         decoder.feed(b"")
 
 
+def test_failed_decoder_says_why_and_chains_the_first_error() -> None:
+    decoder = PacketDecoder()
+    with pytest.raises(InvalidPacketType) as first:
+        decoder.feed(b"\x09")
+    with pytest.raises(ProtocolError) as again:
+        decoder.feed(HEARTBEAT_PACKET)
+    assert str(again.value) == f"packet decoder already failed: {first.value}"
+    assert again.value.__cause__ is first.value
+
+
 def test_max_packet_size_must_fit_24_bits() -> None:
-    with pytest.raises(ValueError):
-        PacketDecoder(max_packet_size=MAX_BODY_LENGTH + 1)
+    for bad in (MAX_BODY_LENGTH + 1, -1):
+        with pytest.raises(ValueError) as info:
+            PacketDecoder(max_packet_size=bad)
+        assert str(info.value) == f"max_packet_size must be within 0..{MAX_BODY_LENGTH}"
+
+
+def test_max_packet_size_bounds_are_inclusive() -> None:
+    # 0: only empty-bodied packets (heartbeats, acks, kicks) are accepted.
+    decoder = PacketDecoder(max_packet_size=0)
+    assert decoder.feed(HEARTBEAT_PACKET + KICK_PACKET) == [
+        Packet(PacketType.HEARTBEAT),
+        Packet(PacketType.KICK),
+    ]
+    with pytest.raises(PacketTooLarge):
+        decoder.feed(encode_packet(PacketType.DATA, b"x"))
+    # The 24-bit maximum: a header announcing it is accepted (and waits for the body).
+    decoder = PacketDecoder(max_packet_size=MAX_BODY_LENGTH)
+    assert decoder.feed(b"\x04\xff\xff\xff") == []
+    assert decoder.buffered == 4
+
+
+def test_encode_packet_body_defaults_to_empty() -> None:
+    assert encode_packet(PacketType.HEARTBEAT) == b"\x03\x00\x00\x00"
+    assert encode_packet(PacketType.KICK) == KICK_PACKET
+
+
+@pytest.mark.parametrize("length", [0x000100, 0x0001FF, 0x000302, 0x010203])
+def test_decode_reads_every_byte_of_the_length(length: int) -> None:
+    body = bytes(i % 251 for i in range(length))
+    header = bytes([4, length >> 16, (length >> 8) & 0xFF, length & 0xFF])
+    decoder = PacketDecoder(max_packet_size=MAX_BODY_LENGTH)
+    assert decoder.feed(header + body + HEARTBEAT_PACKET) == [
+        Packet(PacketType.DATA, body),
+        Packet(PacketType.HEARTBEAT),
+    ]
+    assert decoder.buffered == 0
 
 
 def test_decoded_bodies_are_bytes_not_views() -> None:
