@@ -332,3 +332,101 @@ def test_well_framed_garbage_raises_only_protocol_errors(
                 conn.receive_data(stream[i : i + cut])
         except ProtocolError:
             pass
+
+
+# -- rules pinned by mutation testing (tests/README.md) -------------------------------------
+
+
+def test_misuse_errors_name_the_method_and_the_state() -> None:
+    def reason(call: object) -> str:
+        assert callable(call)
+        with pytest.raises(InvalidState) as info:
+            call()
+        return str(info.value)
+
+    server = ServerConnection()
+    accept = server.accept_handshake
+    assert (
+        reason(lambda: accept(heartbeat=1, routes=None, serializer="json"))
+        == "accept_handshake in state 'awaiting handshake'"
+    )
+    push = Message(MessageType.PUSH, route="a")
+    assert reason(lambda: server.encode(push)) == "encode in state 'awaiting handshake'"
+    client = ClientConnection()
+    notify = Message(MessageType.NOTIFY, route="a")
+    assert reason(lambda: client.encode(notify)) == "encode in state 'initial'"
+    assert reason(client.ack) == "ack in state 'initial'"
+    client.handshake({}, {})
+    assert (
+        reason(lambda: client.handshake({}, {}))
+        == "handshake in state 'awaiting handshake response'"
+    )
+    server, _ = working_pair()
+    assert reason(server.reject_handshake) == "reject_handshake after the handshake was accepted"
+
+
+def test_nothing_is_known_before_the_handshake() -> None:
+    server, client = ServerConnection(), ClientConnection()
+    assert (server.routes, server.handshake) == (None, None)
+    assert (client.routes, client.handshake_response) == (None, None)
+
+
+def test_an_empty_route_dictionary_is_no_dictionary() -> None:
+    server, client = working_pair(routes=RouteDictionary())
+    assert server.routes is None and client.routes is None
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_compression_only_when_asked(side: str) -> None:
+    server, client = working_pair()
+    if side == "server":
+        msg = Message(MessageType.PUSH, route="room.room.say", data=b"bla" * 20)
+        plain, packed = server.encode(msg), server.encode(msg, compress=True)
+        assert client.receive_data(packed) == [MessageReceived(msg)]
+    else:
+        msg = Message(MessageType.NOTIFY, route="room.room.say", data=b"bla" * 20)
+        plain, packed = client.encode(msg), client.encode(msg, compress=True)
+        assert server.receive_data(packed) == [MessageReceived(msg)]
+    assert plain == encode_packet(PacketType.DATA, encode_message(msg, routes=ROUTES))
+    assert packed == encode_packet(
+        PacketType.DATA, encode_message(msg, routes=ROUTES, compress=True)
+    )
+    assert len(packed) < len(plain)
+
+
+def test_server_inflates_no_more_than_its_limit() -> None:
+    server = ServerConnection(max_inflated_size=100)
+    server.receive_data(HANDSHAKE)
+    server.accept_handshake(heartbeat=1, routes=None, serializer="json")
+    server.receive_data(HANDSHAKE_ACK_PACKET)
+    fits = Message(MessageType.NOTIFY, route="a", data=b"x" * 100)
+    too_big = Message(MessageType.NOTIFY, route="a", data=b"x" * 101)
+    assert server.receive_data(encode_packet(PacketType.DATA, encode_message(fits, compress=True)))
+    with pytest.raises(ProtocolError, match="exceeds the limit of 100 bytes"):
+        server.receive_data(encode_packet(PacketType.DATA, encode_message(too_big, compress=True)))
+
+
+def test_client_enforces_its_route_and_inflate_limits() -> None:
+    def working_client(**limits: int) -> ClientConnection:
+        client = ClientConnection(**limits)  # type: ignore[arg-type]
+        client.handshake({}, {})
+        client.receive_data(encode_packet(PacketType.HANDSHAKE, b'{"code":200}'))
+        client.ack()
+        return client
+
+    long_route = encode_packet(PacketType.DATA, b"\x06\x04abcd")
+    assert working_client().receive_data(long_route)
+    with pytest.raises(InvalidRoute, match="exceeds the limit of 3 bytes"):
+        working_client(max_route_length=3).receive_data(long_route)
+    push = Message(MessageType.PUSH, route="a", data=b"y" * 101)
+    packed = encode_packet(PacketType.DATA, encode_message(push, compress=True))
+    assert working_client(max_inflated_size=101).receive_data(packed) == [MessageReceived(push)]
+    with pytest.raises(ProtocolError, match="exceeds the limit of 100 bytes"):
+        working_client(max_inflated_size=100).receive_data(packed)
+
+
+def test_client_close_ignores_further_data() -> None:
+    _, client = working_pair()
+    client.close()
+    assert client.state is ClientState.CLOSED
+    assert client.receive_data(b"\xff\xff") == []
