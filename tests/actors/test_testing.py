@@ -17,7 +17,7 @@ from actors.sessions import SessionRegistry
 from actors.system import ActorSystem
 from actors.testing import Push, TestClient, TestSession, serve
 from transport.client import Client, HandshakeRejected, RequestError
-from transport.errors import ConnectionClosed
+from transport.errors import ConnectionClosed, SerializationError
 from transport.handshake import HandshakeRequest, decode_handshake_response
 from transport.memory import MemoryAcceptor
 from transport.packet import PacketDecoder, PacketType, encode_packet
@@ -350,7 +350,7 @@ async def test_a_test_session_decodes_pushes_with_its_serializer() -> None:
     session = TestSession(serializer="msgpack")
     session.push("onBytes", {"raw": b"\x00\x01"})
     assert session.pushes == [Push("onBytes", {"raw": b"\x00\x01"})]
-    with pytest.raises(Exception, match="cannot"):
+    with pytest.raises(SerializationError, match="cannot encode"):
         TestSession().push("onBad", object())  # what the app would fail to send, too
 
 
