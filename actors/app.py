@@ -108,6 +108,7 @@ class App:
         self._listening = False
         self._draining = False
         self._handlers: dict[str, ActorRef] = {}
+        self._remotes: dict[str, ActorRef] = {}
         self.requests_in_flight = Tally()
         """Client messages and inbound RPCs being handled; a graceful stop waits for none."""
         self.connections = Tally()

@@ -97,6 +97,12 @@ class Call:
     body: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Answered once the handler's ``started`` hook has finished (the app waits for every
+    handler before it serves: route methods do not go through the mailbox)."""
+
+
 class Handler(Actor):
     """Base class of handler actors. Set ``service`` (default: class name, first letter lower).
 
@@ -133,6 +139,9 @@ class Handler(Actor):
                 "Set handler.app in the test, or give the handler what it uses."
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def on_ready(self, msg: Ready) -> None:
+        return None
 
     async def on_call(self, msg: Call) -> Any:
         spec = self.method_specs().get(msg.method)

@@ -18,9 +18,10 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
+from actors.errors import ActorStopped
 from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import MemoryGroupService
-from actors.handler import Handler, Remote
+from actors.handler import Handler, Ready, Remote
 from actors.invocation import LocalRoute
 from actors.metrics.sampler import start_metrics
 from actors.ratelimit import check_config as check_rate_limit_config
@@ -53,6 +54,7 @@ async def start_app(app: App) -> None:
     if app.config.mode == "cluster":
         await _connect_cluster(app)
     spawn_handlers(app)
+    await _handlers_started(app)
     if app.cluster is not None:
         await _join_cluster(app)
     try:
@@ -88,8 +90,8 @@ async def start_app(app: App) -> None:
 
 
 async def _connect_cluster(app: App) -> None:
-    from actors.cluster.backend_session import FrontendOnly
     from actors.cluster.cluster import Cluster
+    from actors.errors import FrontendOnly
 
     app.sessions.frontend = app.is_frontend
     if not app.is_frontend and app._session_callbacks_used:
@@ -121,6 +123,23 @@ async def _join_cluster(app: App) -> None:
         raise
 
 
+async def _handlers_started(app: App) -> None:
+    """Wait until every handler's and remote's ``started`` hook finished: route methods are
+    invoked directly, not through the mailbox, so nothing else would hold a request back
+    until then. A hook that fails stops the start-up with a clear error."""
+    refs = [*app._handlers.values(), *app._remotes.values()]
+    try:
+        await asyncio.gather(*(ref.ask(Ready(), timeout=None) for ref in refs))
+    except ActorStopped as exc:
+        failed = [ref.name for ref in refs if not ref.alive]
+        await app.system.shutdown()
+        if app.cluster is not None:
+            await app.cluster.close()
+        raise RuntimeError(
+            f"{', '.join(failed) or 'a handler'} failed in started() (see the log above)"
+        ) from exc
+
+
 def spawn_handlers(app: App) -> None:
     """Spawn every handler and remote actor and index their routes (and the dictionary)."""
     from actors.docs import Sys
@@ -141,6 +160,7 @@ def spawn_handlers(app: App) -> None:
             app.local_routes[f"{app.server_type}.{service}.{method}"] = route
     for cls, args, kwargs in app._remote_specs:
         ref = app.system.spawn(cls, *args, name=f"remote:{cls.service_name()}", **kwargs)
+        app._remotes[cls.service_name()] = ref
         actor = ref._cell.actor
         assert isinstance(actor, Remote)
         actor.app = app

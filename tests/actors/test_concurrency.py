@@ -175,3 +175,65 @@ async def test_room_actor_refuses_a_stranger_and_never_pushes_to_non_members() -
             await room.ask(Say("2", "hi"))
         await room.ask(Say("1", "hi"))
     assert pushes[-1] == ("onMessage", {"name": "ann", "content": "hi"}, ["1"])
+
+
+# -- handlers are started before they serve -------------------------------------------------
+
+
+class SlowStart(Handler):
+    """``started`` awaits (say, a database): no request may reach ``ready`` before it ends."""
+
+    service = "slowstart"
+
+    def __init__(self, entered: asyncio.Event, gate: asyncio.Event) -> None:
+        self.entered = entered
+        self.gate = gate
+        self.loaded = False
+
+    async def started(self) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        self.loaded = True
+
+    @handler
+    def ready(self, session: Session) -> dict[str, bool]:
+        return {"loaded": self.loaded}
+
+
+async def test_the_app_serves_only_once_every_handler_has_started() -> None:
+    entered, gate = asyncio.Event(), asyncio.Event()
+    app = App(server_type="game")
+    app.register(SlowStart, entered, gate)
+    serving = serve(app)
+    starting = asyncio.ensure_future(serving.__aenter__())
+    await entered.wait()
+    # The start-up must not finish while the hook waits. A bound is the behaviour here: were
+    # it not waiting, it would finish (listeners open) well within this time.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(starting), 0.5)
+    gate.set()
+    server = await starting
+    try:
+        client = await server.connect()
+        assert await client.request("slowstart.ready") == {"loaded": True}
+    finally:
+        await serving.__aexit__(None, None, None)
+
+
+class BrokenStart(Handler):
+    service = "broken"
+
+    def started(self) -> None:
+        raise RuntimeError("no database")
+
+    @handler
+    def ping(self, session: Session) -> dict[str, bool]:
+        return {"pong": True}
+
+
+async def test_a_handler_failing_in_started_stops_the_start_up_with_its_name() -> None:
+    app = App(server_type="game")
+    app.register(BrokenStart)
+    app.listen_tcp("127.0.0.1", 0)
+    with pytest.raises(RuntimeError, match="handler:broken failed in started"):
+        await app.start()

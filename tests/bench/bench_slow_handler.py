@@ -35,7 +35,8 @@ CLIENT_TIMEOUT = 5.0
 async def batch(port: int, clients: int) -> dict[str, Any]:
     """``clients`` clients, one 0.5 s request each, sent at once."""
     connected = [
-        await Client.connect("127.0.0.1", port, request_timeout=30) for _ in range(clients)
+        await Client.connect("127.0.0.1", port, request_timeout=CLIENT_TIMEOUT)
+        for _ in range(clients)
     ]
     started = time.perf_counter()
     answers = await asyncio.gather(
@@ -75,6 +76,7 @@ async def throughput(
         "p99_ms": histogram.percentile(99),
         "errors": result["errors"],
         "server_cpu": server_cpu,
+        "client_cpu": result["cpu"],
     }
 
 
@@ -97,7 +99,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"  {route:>14} {args.clients} clients: {row['req_per_s']:,.0f} req/s "
                 f"p50 {row['p50_ms']:.1f} ms p99 {row['p99_ms']:.1f} ms "
-                f"server cpu {row['server_cpu']:.0%}",
+                f"cpu server {row['server_cpu']:.0%} clients {row['client_cpu']:.0%}",
                 flush=True,
             )
     return {"batches": batches, "throughput": rows}
