@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
 from actors.config import Config
+from actors.errors import FrontendOnly
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, Remote
 from actors.invocation import Invoker, LocalRoute
@@ -294,8 +295,6 @@ class App:
             self._started and self.cluster is not None and not self.is_frontend
         )
         if backend:
-            from actors.cluster.backend_session import FrontendOnly
-
             raise FrontendOnly(
                 f"{what} is only available on frontend servers (sessions live there); "
                 "backends see sessions through the handlers they serve"

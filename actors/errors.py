@@ -41,6 +41,11 @@ class ActorNameTaken(ActorError, ValueError):
     """``spawn(..., name=...)`` with a name another live actor already has."""
 
 
+class FrontendOnly(ActorError):
+    """An operation that only a frontend server can do was attempted on a backend (session
+    lifecycle callbacks, session lookups, writes to an RPC caller's read-only session)."""
+
+
 class PitayaError(Exception):
     """An error answered to a client as a Pitaya error response.
 

@@ -11,6 +11,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 
+from actors.errors import FrontendOnly
 from actors.session import Session
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ class SessionRegistry:
 
     def _require_frontend(self, what: str) -> None:
         if not self.frontend:
-            from actors.cluster.backend_session import FrontendOnly
-
             raise FrontendOnly(
                 f"{what} is only possible on a frontend server (sessions live there); "
                 "on a backend, use the session passed to the handler, or app.send_push_to_users"

@@ -91,9 +91,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 BASELINE: frozenset[str] = frozenset(
     {
-        # -- up (2)
+        # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        "up: actors.sessions -> actors.cluster.backend_session",
         # -- up (typing) (15)
         "up (typing): actors.cluster.backend_session -> actors.app",
         "up (typing): actors.cluster.cluster -> actors.app",

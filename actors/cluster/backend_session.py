@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from actors.errors import ActorError
+from actors.errors import FrontendOnly
 from actors.payload import encode_result
 from actors.session import CloseCallback, Session, SessionAlreadyBound
 from transport.envelope import SessionSnapshot
@@ -21,9 +21,8 @@ if TYPE_CHECKING:
     from actors.cluster.cluster import Cluster
     from actors.kernel import ActorRef
 
-
-class FrontendOnly(ActorError):
-    """An operation that only a frontend server can do was attempted on a backend."""
+# FrontendOnly lives in actors.errors (lower layers raise it too); users import it from here.
+__all__ = ["BackendSession", "FrontendOnly"]
 
 
 class BackendSession(Session):
