@@ -158,14 +158,10 @@ class Invoker:
                 result = getattr(route.handler, spec.attribute)(session, *args)
             else:
                 result = run_in_span(span, getattr(route.handler, spec.attribute), session, *args)
-            payload = _encode(name, notify, result, codec)
-        except PitayaError as exc:
-            done(None, exc)
-            return
         except Exception as exc:
-            done(None, _internal(name, exc))
+            _answer_error(done, name, exc)
             return
-        done(payload, None)
+        _answer(done, name, notify, result, codec)
 
     def _start(self, call: Any, name: str, notify: bool, codec: Serializer, done: Reply) -> None:
         self.running += 1
@@ -182,17 +178,9 @@ class Invoker:
                 return
             error = task.exception()
             if error is not None:
-                done(None, error if isinstance(error, PitayaError) else _internal(name, error))
-                return
-            try:
-                payload = _encode(name, notify, task.result(), codec)
-            except PitayaError as exc:
-                done(None, exc)
-                return
-            except Exception as exc:
-                done(None, _internal(name, exc))
-                return
-            done(payload, None)
+                _answer_error(done, name, error)
+            else:
+                _answer(done, name, notify, task.result(), codec)
 
         task.add_done_callback(finished)
 
@@ -232,13 +220,27 @@ async def _run_async(
     return result
 
 
-def _encode(name: str, notify: bool, result: Any, serializer: Serializer) -> bytes | None:
+def _answer(done: Reply, name: str, notify: bool, result: Any, serializer: Serializer) -> None:
+    """``done`` with the encoded result (None for a notify), or with the encoding's error."""
     if notify:
-        return None
+        done(None, None)
+        return
     if result is None:
         # Pitaya's rule: a request must be answered with something.
-        raise PitayaError("PIT-000", "reply must not be null", {"route": name})
-    return encode_result(result, serializer)
+        done(None, PitayaError("PIT-000", "reply must not be null", {"route": name}))
+        return
+    try:
+        payload = encode_result(result, serializer)
+    except Exception as exc:
+        _answer_error(done, name, exc)
+        return
+    done(payload, None)
+
+
+def _answer_error(done: Reply, name: str, error: BaseException) -> None:
+    """``done`` with ``error`` as the caller sees it: a PitayaError as it is, anything else
+    logged and answered ``PIT-500``."""
+    done(None, error if isinstance(error, PitayaError) else _internal(name, error))
 
 
 def _internal(route: str, exc: BaseException) -> InternalError:

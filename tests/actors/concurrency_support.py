@@ -16,6 +16,7 @@ from typing import Any
 
 from actors.handler import Handler, handler
 from actors.session import Session
+from transport.client import Client
 
 Journal = list[tuple[int, int, str]]
 
@@ -67,6 +68,19 @@ class Send:
 
 def body(n: int, send: Send) -> dict[str, Any]:
     return {"n": n, "spins": send.spins, "delay": send.delay}
+
+
+async def send_all(client: Client, sends: list[Send], first_n: int, last_route: str) -> list[int]:
+    """Send every message at once (pipelined), numbered from ``first_n``, then a last request
+    to ``last_route`` (a ``quick`` one), which runs after them all; the numbers, in order."""
+    calls = []
+    for i, send in enumerate(sends):
+        call = client.notify if send.notify else client.request
+        calls.append(asyncio.ensure_future(call(send.route, body(first_n + i, send))))
+    await asyncio.gather(*calls)
+    last = first_n + len(sends)
+    assert await client.request(last_route, {"n": last}) == {"n": last}
+    return [*range(first_n, last + 1)]
 
 
 def assert_in_order_per_session(

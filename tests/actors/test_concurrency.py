@@ -27,9 +27,8 @@ from tests.actors.concurrency_support import (
     Send,
     Steps,
     assert_in_order_per_session,
-    body,
+    send_all,
 )
-from transport.client import Client
 
 
 class Gate(Handler):
@@ -88,21 +87,6 @@ SENDS = st.builds(
 )
 
 
-async def send_all(client: Client, sends: list[Send], first_n: int) -> list[int]:
-    """Send every message at once (pipelined), then a last request that runs after them."""
-    calls = []
-    for i, send in enumerate(sends):
-        n = first_n + i
-        if send.notify:
-            calls.append(asyncio.ensure_future(client.notify(send.route, body(n, send))))
-        else:
-            calls.append(asyncio.ensure_future(client.request(send.route, body(n, send))))
-    await asyncio.gather(*calls)
-    last = first_n + len(sends)
-    assert await client.request("steps.quick", {"n": last}) == {"n": last}
-    return [*range(first_n, last + 1)]
-
-
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -116,7 +100,7 @@ async def test_per_session_order_holds_under_random_delays(sequences: list[list[
         clients = [await server.connect() for _ in sequences]
         sent_lists = await asyncio.gather(
             *(
-                send_all(c, seq, 1000 * k)
+                send_all(c, seq, 1000 * k, "steps.quick")
                 for k, (c, seq) in enumerate(zip(clients, sequences, strict=True))
             )
         )
