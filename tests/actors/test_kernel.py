@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from actors.actor import Actor
 from actors.errors import ActorNameTaken, ActorStopped, AskTimeout, MailboxFull, UnhandledMessage
+from actors.kernel import ActorRef
 from actors.system import ActorSystem
 
 
@@ -320,3 +325,425 @@ async def test_mailbox_limits_by_kind_and_overflowed_hook() -> None:
         assert system.dropped["Picky"] == 1
         queued = [message for message, _ in picky._cell.mailbox]
         assert queued == [Join("a"), Join("vip")]
+
+
+# -- rules pinned by mutation testing (tests/README.md) -------------------------------------
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (a few hundred turns at most)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+def actor_of(ref: ActorRef) -> Any:
+    return ref._cell.actor
+
+
+def logged(caplog: pytest.LogCaptureFixture, message: str) -> logging.LogRecord:
+    """The one record whose formatted message is ``message``."""
+    (record,) = [r for r in caplog.records if r.getMessage() == message]
+    return record
+
+
+async def test_ref_repr_equality_and_hash() -> None:
+    async with ActorSystem() as system:
+        room = system.spawn(Room, name="lobby")
+        other = system.spawn(Room)
+        assert repr(room) == "<ActorRef lobby alive>"
+        same = ActorRef(room._cell)
+        assert same == room and hash(same) == hash(room)
+        assert room != other and hash(room) != hash(other)
+        assert room != "lobby"
+        await room.stop()
+        assert repr(room) == "<ActorRef lobby stopped>"
+
+
+class Recorder(Actor):
+    def __init__(self, seen: asyncio.Queue[str]) -> None:
+        self.seen = seen
+
+    def on_join(self, msg: Join) -> None:
+        self.seen.put_nowait(msg.name)
+
+
+async def test_timers_say_whether_they_are_cancelled() -> None:
+    seen: asyncio.Queue[str] = asyncio.Queue()
+    async with ActorSystem() as system:
+        ref = system.spawn(Recorder, seen)
+        actor = actor_of(ref)
+        once = actor.after(0.01, Join("once"))
+        assert once.cancelled is False and once in ref._cell.timers
+        assert await asyncio.wait_for(seen.get(), 2) == "once"
+        assert once.cancelled is True and once not in ref._cell.timers
+        every = actor.every(0.01, Join("tick"))
+        assert await asyncio.wait_for(seen.get(), 2) == "tick"
+        every.cancel()
+        assert every.cancelled is True and every not in ref._cell.timers
+        dropped = actor.after(0.01, Join("cancelled"))
+        dropped.cancel()
+        assert dropped.cancelled is True
+        actor.after(0.03, Join("later"))
+        assert await asyncio.wait_for(seen.get(), 2) == "later"
+
+
+async def test_stopping_a_child_alone_detaches_it_from_its_parent() -> None:
+    log: list[str] = []
+    async with ActorSystem() as system:
+        parent = system.spawn(Parent, log)
+        child = await parent.ask(Members())
+        await child.stop()
+        assert log == ["child"]
+        assert system.actor_count == 1
+        assert not parent._cell.children
+
+
+async def test_messages_to_a_stopped_actor_say_so(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.system")
+    async with ActorSystem() as system:
+        room = system.spawn(Room, name="room")
+        await room.stop()
+        room.tell(Join("late"))
+        assert logged(caplog, "dead letter to room: Join")
+        with pytest.raises(ActorStopped) as info:
+            await room.ask(Members())
+        assert str(info.value) == "actor room is stopped"
+
+
+@pytest.mark.parametrize("kind", [Room, ReentrantRoom])
+async def test_stop_tells_each_asker_what_was_cut_short(
+    kind: type[Room], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.system")
+    async with ActorSystem() as system:
+        room = system.spawn(kind, name="room")
+        running = asyncio.ensure_future(room.ask(Slow(5, "x")))
+        await until(lambda: actor_of(room).log == ["start x"])
+        queued = asyncio.ensure_future(room.ask(Members()))
+        if kind is Room:  # one message at a time: the second waits in the mailbox
+            await until(lambda: room.mailbox_depth == 1)
+        else:  # reentrant: answered while the first is still running
+            assert await queued == []
+        await room.stop()
+        with pytest.raises(ActorStopped) as info:
+            await running
+        assert str(info.value) == "actor room stopped while handling Slow(seconds=5, tag='x')"
+        if kind is Room:
+            with pytest.raises(ActorStopped) as info:
+                await queued
+            assert str(info.value) == "actor room stopped"
+            assert logged(caplog, "dead letter to room: Members")
+
+
+async def test_mailbox_full_names_the_actor_and_the_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Tiny, name="tiny")
+        ref.tell(Join("1"))
+        ref.tell(Join("2"))
+        with pytest.raises(MailboxFull) as info:
+            await ref.ask(Members())
+        assert str(info.value) == "mailbox of tiny is full (2)"
+        assert logged(caplog, "mailbox of Tiny full: dropped Members").levelno == logging.WARNING
+
+
+class Lenient(Room):
+    """Answers messages it has no receiver for."""
+
+    def unhandled(self, message: object) -> object:
+        return ("ignored", message)
+
+
+async def test_unhandled_messages(caplog: pytest.LogCaptureFixture) -> None:
+    async with ActorSystem() as system:
+        room = system.spawn(Room, name="room")
+        with pytest.raises(UnhandledMessage) as info:
+            await room.ask("text")
+        assert str(info.value) == "Room has no receiver for <class 'str'>"
+        assert logged(caplog, "room has no receiver for str").levelno == logging.WARNING
+        lenient = system.spawn(Lenient)
+        assert await lenient.ask("text") == ("ignored", "text")
+        lenient.tell("again")  # a tell has no one to answer; nothing is counted
+        assert await lenient.ask(Join("a")) == ["a"]
+        assert system.unhandled_messages == 1
+
+
+async def test_a_failing_or_unhandled_message_does_not_end_the_batch() -> None:
+    async with ActorSystem() as system:
+        room = system.spawn(Room)
+        await room.ask(Members())  # started and idle
+        room.tell(Boom())
+        room.tell("no receiver")
+        room.tell(Join("a"))
+        await asyncio.sleep(0)  # one drain handles all three
+        assert actor_of(room).members == ["a"]
+
+
+class Deferring(Actor):
+    """A sync receiver that returns a coroutine: the kernel runs it like an async one."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def on_slow(self, msg: Slow) -> Coroutine[Any, Any, str]:
+        return self._later(msg)
+
+    async def _later(self, msg: Slow) -> str:
+        self.log.append(f"start {msg.tag}")
+        await asyncio.sleep(msg.seconds)
+        self.log.append(f"end {msg.tag}")
+        return msg.tag
+
+
+async def test_a_sync_receiver_returning_a_coroutine_runs_as_a_task() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Deferring)
+        first = asyncio.ensure_future(ref.ask(Slow(0.02, "a")))
+        second = asyncio.ensure_future(ref.ask(Slow(0, "b")))
+        assert await asyncio.wait_for(asyncio.gather(first, second), 2) == ["a", "b"]
+        assert actor_of(ref).log == ["start a", "end a", "start b", "end b"]
+
+
+async def test_a_message_sent_while_an_async_receiver_runs_waits_its_turn() -> None:
+    async with ActorSystem() as system:
+        room = system.spawn(Room)
+        first = asyncio.ensure_future(room.ask(Slow(0.05, "a")))
+        await until(lambda: actor_of(room).log == ["start a"])
+        second = asyncio.ensure_future(room.ask(Slow(0, "b")))
+        assert await asyncio.wait_for(asyncio.gather(first, second), 2) == ["a", "b"]
+        assert actor_of(room).log == ["start a", "end a", "start b", "end b"]
+
+
+class Fatal(BaseException):
+    """Not an Exception: the kernel hands it to the asker as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    fatal: bool = False
+
+
+class AsyncFailer(Actor):
+    async def on_crash(self, msg: Crash) -> None:
+        await asyncio.sleep(0)
+        if msg.fatal:
+            raise Fatal()
+        raise ValueError("async boom")
+
+
+class ReentrantFailer(AsyncFailer):
+    reentrant = True
+
+
+@pytest.mark.parametrize("kind", [AsyncFailer, ReentrantFailer])
+async def test_async_receiver_failures(
+    kind: type[AsyncFailer], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(kind, name="failer")
+        with pytest.raises(ValueError, match="async boom"):
+            await ref.ask(Crash(), timeout=2)
+        with pytest.raises(Fatal):
+            await ref.ask(Crash(fatal=True), timeout=2)
+        ref.tell(Crash())
+        await until(lambda: bool(caplog.records))
+        record = logged(caplog, "actor failer failed handling Crash")
+        assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+        assert ref.alive
+        assert not ref._cell.tasks  # finished receivers are forgotten
+
+
+async def test_a_failing_tell_is_logged_with_its_error(caplog: pytest.LogCaptureFixture) -> None:
+    async with ActorSystem() as system:
+        room = system.spawn(Room, name="room")
+        room.tell(Boom())
+        assert await room.ask(Members()) == []
+        record = logged(caplog, "actor room failed handling Boom")
+        assert record.exc_info is not None and str(record.exc_info[1]) == "boom"
+
+
+class CrashSyncStart(Actor):
+    def started(self) -> None:
+        raise RuntimeError("no")
+
+
+@pytest.mark.parametrize("kind", [CrashSyncStart, CrashOnStart])
+async def test_a_crash_in_started_is_logged(
+    kind: type[Actor], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(kind, name="crasher")
+        with pytest.raises(ActorStopped):
+            await ref.ask(Join("a"), timeout=2)
+        record = logged(caplog, "actor crasher crashed in started(); stopping it")
+        assert record.exc_info is not None and str(record.exc_info[1]) == "no"
+
+
+class BadStop(Room):
+    def stopped(self) -> None:
+        raise RuntimeError("in stopped")
+
+
+async def test_a_failure_in_stopped_is_logged_and_the_actor_still_terminates(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(BadStop, name="bad")
+        await ref.ask(Members())
+        await asyncio.wait_for(ref.stop(), 2)
+        record = logged(caplog, "actor bad failed in stopped()")
+        assert record.exc_info is not None and str(record.exc_info[1]) == "in stopped"
+        assert system.actor_count == 0
+
+
+class SlowStart(Actor):
+    def __init__(self, gate: asyncio.Event) -> None:
+        self.gate = gate
+        self.log: list[str] = []
+
+    async def started(self) -> None:
+        self.log.append("starting")
+        await self.gate.wait()
+        self.log.append("started")
+
+    def on_join(self, msg: Join) -> list[str]:
+        self.log.append(msg.name)
+        return list(self.log)
+
+
+async def test_an_async_started_holds_every_message_until_it_finishes() -> None:
+    gate = asyncio.Event()
+    async with ActorSystem() as system:
+        ref = system.spawn(SlowStart, gate)
+        await until(lambda: actor_of(ref).log == ["starting"])
+        answer = asyncio.ensure_future(ref.ask(Join("a"), timeout=2))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert actor_of(ref).log == ["starting"]
+        gate.set()
+        assert await answer == ["starting", "started", "a"]
+        assert await ref.ask(Join("b"), timeout=2) == ["starting", "started", "a", "b"]
+
+
+class Starter(Actor):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def started(self) -> None:
+        self.log.append("started")
+
+    def stopped(self) -> None:
+        self.log.append("stopped")
+
+
+async def test_an_actor_stopped_before_its_first_turn_never_starts() -> None:
+    log: list[str] = []
+    async with ActorSystem() as system:
+        ref = system.spawn(Starter, log)
+        await ref.stop()
+        for _ in range(5):
+            await asyncio.sleep(0)  # the drain scheduled at spawn runs, and does nothing
+    assert log == ["stopped"]
+
+
+class Cleaner(Actor):
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    async def on_slow(self, msg: Slow) -> None:
+        self.log.append("running")
+        try:
+            await asyncio.sleep(msg.seconds)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)
+            self.log.append("cleaned up")
+            raise
+
+
+async def test_stop_waits_for_cancelled_receivers_to_unwind() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Cleaner)
+        ref.tell(Slow(5, "x"))
+        await until(lambda: actor_of(ref).log == ["running"])
+        await asyncio.wait_for(ref.stop(), 2)
+        assert actor_of(ref).log == ["running", "cleaned up"]
+
+
+@pytest.mark.looptime
+async def test_ask_times_out_after_five_seconds_by_default() -> None:
+    async with ActorSystem() as system:
+        room = system.spawn(Room, name="room")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(AskTimeout) as info:
+            await room.ask(Slow(60, "x"))
+        assert loop.time() - start == pytest.approx(5.0)
+        assert str(info.value) == "room did not answer Slow in 5.0s"
+
+
+async def test_ask_without_timeout() -> None:
+    async with ActorSystem() as system:
+        room = system.spawn(Room)
+        assert await room.ask(Join("a"), timeout=None) == ["a"]
+        await room.stop()
+        with pytest.raises(ActorStopped):
+            await room.ask(Join("b"), timeout=None)
+
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+class Reader(Actor):
+    def on_members(self, msg: Members) -> str:
+        return VAR.get()
+
+
+async def test_the_senders_context_variables_do_not_reach_the_receiver() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Reader)
+        assert await ref.ask(Members()) == "unset"  # started and idle
+        token = VAR.set("sender")
+        try:
+            assert await ref.ask(Members()) == "unset"
+        finally:
+            VAR.reset(token)
+
+
+async def test_run_task_is_owned_by_the_actor() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Room)
+        await ref.ask(Members())
+        actor = actor_of(ref)
+
+        async def work(value: str) -> str:
+            await asyncio.sleep(0)
+            return value
+
+        task = actor.run_task(work("done"))
+        assert task in ref._cell.tasks
+        assert await task == "done"
+        assert task not in ref._cell.tasks
+        long = actor.run_task(asyncio.sleep(60))
+        await ref.stop()
+        assert long.cancelled()
+
+
+async def test_the_kernel_raises_nothing_into_the_event_loop() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with ActorSystem() as system:
+            room = system.spawn(Room)
+            for i in range(3):
+                room.tell(Join(str(i)))
+            assert await room.ask(Members()) == ["0", "1", "2"]
+            for _ in range(5):
+                await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []
