@@ -103,11 +103,24 @@ IGNORE = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc", "mutation
 
 # Loaded into pytest in the copy: hypothesis runs derandomized and without deadlines, so
 # that a survivor is reproducible and a slow machine does not kill a mutant by a deadline.
+# Dispatch tables are cached per actor class for the life of the process, and mutmut runs
+# every mutant in a process forked after the test modules (and their actor classes) were
+# imported: without clearing the cache before each test, a mutant of actors/dispatch.py
+# would never run.
 PROFILE_PLUGIN = """\
+import pytest
 from hypothesis import settings
 
 settings.register_profile("mutation", deadline=None, derandomize=True)
 settings.load_profile("mutation")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dispatch_tables():
+    from actors import dispatch
+
+    dispatch._tables.clear()
+    yield
 """
 
 RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
