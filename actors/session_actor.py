@@ -1,10 +1,12 @@
 """The session actor: one per client connection.
 
-It owns the connection and its sans-I/O protocol state (handshake, heartbeat), turns client
-messages into handler calls, and writes responses and pushes back. It hands a handler the
-client's next message only once the previous one was answered, so one user's messages are
-handled in the order they were sent (a complaint about Pitaya we fix by design) while pushes
-keep flowing in between.
+It owns the connection and its sans-I/O protocol state (handshake, heartbeat), hands client
+messages to the invocation path (``actors.invocation``) or forwards them to another server,
+and writes responses and pushes back. It is the sequencer of its client: the next message is
+handed over only once the previous one finished, so one user's messages are handled in the
+order they were sent (a complaint about Pitaya we fix by design), while other sessions' run
+concurrently and pushes keep flowing in between. A synchronous handler finishes inside the
+hand-over, so a pipelining client's messages to one are all handled in one turn.
 """
 
 from __future__ import annotations
