@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from actors.cluster.cluster import Cluster
+    from actors.cluster.discovery import ServiceDiscovery
     from actors.cluster.router import RouteFunction
+    from actors.cluster.rpc import RPCClient, RPCServer
     from actors.session import Session
 
 log = logging.getLogger(__name__)
@@ -72,10 +74,36 @@ class AppStats:
 class App:
     """A game server: handlers, listeners, sessions, lifecycle. See the module docstring."""
 
-    def __init__(self, config: Config | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        discovery: ServiceDiscovery | None = None,
+        rpc: tuple[RPCClient, RPCServer] | None = None,
+        **options: Any,
+    ) -> None:
+        """A :class:`Config`, or its fields as keyword ``options`` (``PITAYA_*`` environment
+        variables fill in the rest).
+
+        In cluster mode, ``discovery`` (a :class:`~actors.cluster.discovery.ServiceDiscovery`)
+        and ``rpc`` (an RPC client and server, ``actors.cluster.rpc``) replace the etcd
+        discovery and the ``rpc_transport`` the config would build: your own, or the
+        in-memory ones of :class:`actors.testing.MemoryCluster`, which put several apps of
+        one process in one cluster without NATS or etcd::
+
+            network = MemoryCluster()
+            room = App(
+                server_type="room",
+                mode="cluster",
+                discovery=network.discovery(),
+                rpc=network.rpc(),
+            )
+        """
         self.config = config if config is not None else Config.from_env(**options)
         if config is not None and options:
             raise TypeError("pass either a Config or keyword options, not both")
+        if (discovery is not None or rpc is not None) and self.config.mode != "cluster":
+            raise ValueError("discovery and rpc are the cluster's seams: add mode='cluster'")
         if not self.config.server_id:
             self.config.server_id = f"{self.config.server_type}-{uuid.uuid4().hex[:8]}"
         self.server_id = self.config.server_id
@@ -102,6 +130,8 @@ class App:
         """User-RPC routes served here (``serverType.service.method``), never by clients."""
         self.cluster: Cluster | None = None
         """Set on start in cluster mode: discovery, router, RPC transport and bridge."""
+        self._discovery = discovery
+        self._rpc = rpc
         self._custom_routes: dict[str, RouteFunction] = {}
         self._session_callbacks_used = False
         self.remote_session_events = RemoteSessionEvents()

@@ -100,17 +100,19 @@ async def _connect_cluster(app: App) -> None:
             f"{app.server_type} is a backend (no listeners): session callbacks "
             "(on_session_bind/on_after_session_bind/on_session_close) need a frontend"
         )
-    cluster = Cluster(app)
+    cluster = Cluster(app, discovery=app._discovery, rpc=app._rpc)
     for server_type, fn in app._custom_routes.items():
         cluster.router.add_route(server_type, fn)
     try:
+        # The group service the discovery keeps, unless the app was given one.
+        groups = cluster.group_service() if isinstance(app.groups, MemoryGroupService) else None
         await cluster.connect()
     except BaseException:
         await app.system.shutdown()
         raise
     app.cluster = cluster
-    if isinstance(app.groups, MemoryGroupService):
-        app.groups = cluster.group_service()
+    if groups is not None:
+        app.groups = groups
 
 
 async def _join_cluster(app: App) -> None:

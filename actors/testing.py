@@ -25,6 +25,14 @@
 stop the app gracefully (every actor stopped). Installed with this package, a pytest plugin
 (``actors.pytest_plugin``) runs ``async def`` tests with no asyncio settings and offers the
 ``actor_system`` and ``test_client`` fixtures.
+
+A whole cluster in one process: a :class:`MemoryCluster` gives each app an in-memory discovery
+and RPC (``actors.cluster.memory``), so frontends and backends forward, push and call each
+other with no NATS, etcd or socket; drive the frontends with ``TestClient``::
+
+    network = MemoryCluster()
+    room = App(server_type="room", mode="cluster", discovery=network.discovery(),
+               rpc=network.rpc())
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from actors.app import App
+from actors.cluster.memory import MemoryCluster, MemoryDiscovery, MemoryRpc, MemoryStore
 from actors.session import KickSession, PushToClient, SendFrame, Session
 from actors.sessions import SessionRegistry
 from transport.client import Client
@@ -47,7 +56,17 @@ from transport.serializers import Serializer, get_serializer
 if TYPE_CHECKING:
     from actors.kernel import ActorRef
 
-__all__ = ["Push", "TestClient", "TestServer", "TestSession", "serve"]
+__all__ = [
+    "MemoryCluster",
+    "MemoryDiscovery",
+    "MemoryRpc",
+    "MemoryStore",
+    "Push",
+    "TestClient",
+    "TestServer",
+    "TestSession",
+    "serve",
+]
 
 
 class _Clients:

@@ -93,10 +93,9 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (15)
+        # -- up (typing) (14)
         "up (typing): actors.cluster.backend_session -> actors.app",
         "up (typing): actors.cluster.cluster -> actors.app",
-        "up (typing): actors.cluster.groups -> actors.app",
         "up (typing): actors.gateway -> actors.app",
         "up (typing): actors.groups -> actors.app",
         "up (typing): actors.handler -> actors.app",
@@ -109,26 +108,16 @@ BASELINE: frozenset[str] = frozenset(
         "up (typing): actors.ratelimit -> actors.app",
         "up (typing): actors.session -> actors.app",
         "up (typing): actors.session_actor -> actors.app",
-        # -- cycle (10)
+        # -- cycle (6)
         "cycle: actors.cluster.bridge -> actors.cluster.cluster",
         "cycle: actors.cluster.cluster -> actors.cluster.bridge",
         "cycle: actors.cluster.cluster -> actors.cluster.users",
         "cycle: actors.cluster.cluster -> actors.modules.binding_storage",
-        "cycle: actors.cluster.grpc_rpc -> actors.cluster.rpc",
-        "cycle: actors.cluster.nats_rpc -> actors.cluster.rpc",
-        "cycle: actors.cluster.rpc -> actors.cluster.grpc_rpc",
-        "cycle: actors.cluster.rpc -> actors.cluster.nats_rpc",
         "cycle: actors.cluster.users -> actors.cluster.cluster",
         "cycle: actors.modules.binding_storage -> actors.cluster.bridge",
-        # -- cycle (typing) (9)
+        # -- cycle (typing) (3)
         "cycle (typing): actors.cluster.backend_session -> actors.cluster.cluster",
         "cycle (typing): actors.cluster.bridge -> actors.cluster.backend_session",
-        "cycle (typing): actors.cluster.bridge -> actors.cluster.rpc",
-        "cycle (typing): actors.cluster.cluster -> actors.cluster.nats_rpc",
-        "cycle (typing): actors.cluster.cluster -> actors.cluster.rpc",
-        "cycle (typing): actors.cluster.grpc_rpc -> actors.cluster.cluster",
-        "cycle (typing): actors.cluster.nats_rpc -> actors.cluster.cluster",
-        "cycle (typing): actors.cluster.rpc -> actors.cluster.cluster",
         "cycle (typing): actors.modules.binding_storage -> actors.cluster.cluster",
     }
 )

@@ -5,7 +5,9 @@ The pieces, one module each:
 * ``discovery``: who is alive, by type (etcd, Pitaya's keys); ``router``: which one serves a
   route;
 * ``rpc``: the RPCClient/RPCServer seam, implemented by ``nats_rpc`` (default, Pitaya's
-  subjects) and ``grpc_rpc`` (``rpc_transport="grpc"``, no NATS);
+  subjects) and ``grpc_rpc`` (``rpc_transport="grpc"``, no NATS); ``defaults`` builds the
+  discovery and RPC from the config when the app was given none (``memory`` has in-memory
+  ones for tests);
 * ``bridge``: the reentrant actor every call goes out through and every inbound envelope is
   dispatched by (to handler and remote actors, or frontend controls);
 * ``users``: push and kick by uid, bind notices, backends' session events;
@@ -25,15 +27,17 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from actors.cluster.bridge import Inbound, OutboundCall, OutboundNotify, RpcBridge
-from actors.cluster.discovery import EtcdServiceDiscovery, ServerInfo, ServiceDiscovery
-from actors.cluster.nats_rpc import NatsRpc
+from actors.cluster.defaults import default_discovery, default_rpc
+from actors.cluster.discovery import ServerInfo, ServiceDiscovery
 from actors.cluster.router import Router
 from actors.cluster.rpc import (
     GRPC,
+    NATS,
     ClusterStartupError,
     ClusterUnavailable,
     Respond,
-    create_rpc,
+    RPCClient,
+    RPCServer,
 )
 from actors.cluster.subjects import server_subject, user_subject
 from actors.cluster.users import ClusterUsers
@@ -66,9 +70,19 @@ RPC_SERIALIZER = MsgpackSerializer()
 
 
 class Cluster:
-    """The cluster side of one server: discovery, router, RPC client and server, bridge."""
+    """The cluster side of one server: discovery, router, RPC client and server, bridge.
 
-    def __init__(self, app: App, discovery: ServiceDiscovery | None = None) -> None:
+    ``discovery`` and ``rpc`` (a client and a server) are the seams the app was given, or
+    built from the config (``actors.cluster.defaults``) when None.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        discovery: ServiceDiscovery | None = None,
+        rpc: tuple[RPCClient, RPCServer] | None = None,
+    ) -> None:
         self.app = app
         config = app.config
         self.me = ServerInfo(
@@ -77,25 +91,29 @@ class Cluster:
             frontend=app.is_frontend,
             metadata=dict(config.metadata),
         )
-        endpoints = [e.strip() for e in config.etcd_endpoints.split(",") if e.strip()]
-        self.discovery: ServiceDiscovery = discovery or EtcdServiceDiscovery(
-            app, self.me, endpoints
-        )
-        self.router = Router(self.discovery)
-        self.rpc_client, self.rpc_server = create_rpc(self)
-        self.nats: NatsRpc | None = (
-            self.rpc_client if isinstance(self.rpc_client, NatsRpc) else None
-        )
-        """The NATS transport, for what only NATS has (per-uid and bindings subjects)."""
-        self.users = ClusterUsers(self)
-        self.bridge: ActorRef | None = None
-        self.bindings: UserDelivery | None = None
-        """Set by the binding storage module: pushes and kicks by uid go straight to the
-        frontend each uid is bound on (the only way over gRPC)."""
         self.dropped_messages = 0
         """Inbound messages that will never be handled: malformed envelopes the bridge
         dropped, and messages NATS dropped because this server read too slowly (slow
         consumer). Reported as Pitaya's ``rpc_server_dropped_messages`` gauge."""
+        self.discovery: ServiceDiscovery = (
+            discovery if discovery is not None else default_discovery(config, app.system)
+        )
+        self.router = Router(self.discovery)
+        if rpc is None:
+            rpc = default_rpc(config, self.discovery, on_dropped=self._dropped)
+            self._via = {NATS: "NATS", GRPC: "gRPC"}.get(config.rpc_transport, "RPC")
+        else:
+            self._via = type(rpc[0]).__name__
+        self.rpc_client: RPCClient = rpc[0]
+        self.rpc_server: RPCServer = rpc[1]
+        self.users = ClusterUsers(self, self.rpc_client.user_subjects)
+        self.bridge: ActorRef | None = None
+        self.bindings: UserDelivery | None = None
+        """Set by the binding storage module: pushes and kicks by uid go straight to the
+        frontend each uid is bound on (the only way without per-uid subjects, as gRPC)."""
+
+    def _dropped(self) -> None:
+        self.dropped_messages += 1
 
     @property
     def connected(self) -> bool:
@@ -108,7 +126,7 @@ class Cluster:
         """Reach the RPC transport and etcd; ClusterStartupError names what cannot be
         reached (or what is missing)."""
         config = self.app.config
-        if config.rpc_transport == GRPC:
+        if self.rpc_client.user_subjects is None:
             self._require_binding_storage()
         await self.rpc_client.connect()
         try:
@@ -123,9 +141,10 @@ class Cluster:
         from actors.modules.binding_storage import BindingStorage
 
         if not any(isinstance(module, BindingStorage) for _, module in self.app.modules):
+            what = "rpc_transport='grpc'" if self._via == "gRPC" else self._via
             raise ClusterStartupError(
-                "rpc_transport='grpc' needs the binding storage module to reach users by uid "
-                "(as Pitaya's gRPC RPC): app.register_module(BindingStorage(app), "
+                f"{what} has no per-uid subjects: reaching users by uid needs the binding "
+                "storage module (as Pitaya's gRPC RPC): app.register_module(BindingStorage(app), "
                 "'binding_storage') on every server"
             )
 
@@ -140,10 +159,10 @@ class Cluster:
             bridge.tell(Inbound(data, respond))
 
         try:
-            await self.rpc_server.start(dispatch)
+            await self.rpc_server.start(self.me, dispatch)
             # Before registering: peers read how to reach this server from discovery (gRPC).
             self.me.metadata.update(self.rpc_server.metadata)
-            await self.discovery.start()
+            await self.discovery.start(self.me)
         except EtcdUnavailable as exc:
             await self.close()
             raise ClusterStartupError(
@@ -155,21 +174,22 @@ class Cluster:
         if self.me.frontend:
             self.app.sessions.on_after_session_bind(self.users.bound)
             self.app.sessions.on_session_closing(self.users.closing)
-        via = (
-            f"nats {config.nats_url}"
-            if self.nats is not None
-            else f"{config.rpc_transport} {self.me.metadata}"
+        log.info(
+            "[%s] joined the cluster (%s, %s)",
+            self.me.id,
+            self._via,
+            type(self.discovery).__name__,
         )
-        log.info("[%s] joined the cluster (%s, etcd %s)", self.me.id, via, config.etcd_endpoints)
 
     def group_service(self) -> GroupService:
-        """The etcd-backed group service (cluster default); members leave on disconnect."""
-        from actors.cluster.groups import EtcdGroupService
-
-        etcd = getattr(self.discovery, "etcd", None)
-        if etcd is None:
-            raise RuntimeError("cluster groups need the etcd discovery (or set_group_service)")
-        groups = EtcdGroupService(self.app, etcd)
+        """The group service the discovery keeps (etcd groups by default), the cluster's
+        default; members leave on disconnect. ClusterStartupError if it keeps none."""
+        groups = self.discovery.group_service(self.app.send_push_to_users)
+        if groups is None:
+            raise ClusterStartupError(
+                f"{type(self.discovery).__name__} keeps no groups: set a group service shared "
+                "by the servers (app.set_group_service(...)) before the app starts"
+            )
         if self.me.frontend:
 
             async def leave(session: Session) -> None:
@@ -223,10 +243,6 @@ class Cluster:
         if app.metrics.enabled or app.tracing.enabled:
             reply = observe_rpc(app, server.id, server.type, request, reply, parent)
         self.bridge.request(OutboundCall(server, encode_envelope(request), timeout), _unwrap(reply))
-
-    @property
-    def _via(self) -> str:
-        return "NATS" if self.nats is not None else self.app.config.rpc_transport
 
     @property
     def ordered(self) -> bool:

@@ -9,6 +9,10 @@ a watch could have missed.
 
 Routers read the table synchronously through :class:`ServerTable` (same event loop; only the
 actor writes it).
+
+:class:`ServiceDiscovery` is the seam: ``App(mode="cluster", discovery=...)`` takes any
+implementation; :class:`~actors.cluster.memory.MemoryDiscovery` is the in-memory one for
+tests.
 """
 
 from __future__ import annotations
@@ -19,11 +23,17 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from actors.actor import Actor
+from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.errors import ActorError
 from transport.etcd import EtcdClient, EtcdUnavailable, KeyEvent
+
+if TYPE_CHECKING:
+    from actors.groups import GroupService
+    from actors.kernel import ActorRef
+    from actors.system import ActorSystem
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +84,18 @@ DiscoveryListener = Callable[[ServerInfo, bool], None]
 
 
 class ServiceDiscovery(Protocol):
-    """What the cluster needs from a discovery backend (plug your own)."""
+    """What the cluster needs from a discovery backend (plug your own:
+    ``App(mode="cluster", discovery=...)``).
+
+    The table (``servers``, ``server``, ``server_types``) is read synchronously on every
+    routed message: keep it in memory and follow the backend in the background.
+    """
 
     @property
-    def registered(self) -> bool: ...
+    def registered(self) -> bool:
+        """This server is registered now (part of readiness)."""
+        ...
+
     def servers(self, server_type: str) -> list[ServerInfo]: ...
     def server(self, server_id: str) -> ServerInfo | None: ...
     def server_types(self) -> set[str]: ...
@@ -86,8 +104,20 @@ class ServiceDiscovery(Protocol):
         """Check the backend is reachable (raise ``EtcdUnavailable``-like errors)."""
         ...
 
-    async def start(self) -> None:
-        """Register this server and start following the others."""
+    async def start(self, me: ServerInfo) -> None:
+        """Register ``me`` (this server; its metadata is final) and follow the others."""
+        ...
+
+    async def lookup(self, server_type: str, server_id: str) -> ServerInfo | None:
+        """Read one server's entry from the backend itself, not the table (which may lag
+        behind, or no longer list a server that left to drain); None if it has none or
+        cannot be read now."""
+        ...
+
+    def group_service(self, push: PushToUsers) -> GroupService | None:
+        """The cluster-wide group service kept in this backend's store (etcd groups for
+        etcd), members reached with ``push``; None if it keeps none (the app then needs one
+        set with ``app.set_group_service``)."""
         ...
 
     async def stop(self) -> None:
@@ -285,15 +315,31 @@ def _parse(key: str, value: bytes) -> ServerInfo | None:
 
 
 class EtcdServiceDiscovery:
-    """The default :class:`ServiceDiscovery`, backed by etcd."""
+    """The default :class:`ServiceDiscovery`, backed by etcd.
 
-    def __init__(self, app: Any, me: ServerInfo, endpoints: list[str]) -> None:
-        self.app = app
-        self.me = me
-        self.etcd = EtcdClient(endpoints, timeout=app.config.cluster_connect_timeout)
+    ``system``: where its :class:`DiscoveryActor` runs; ``endpoints``: etcd's ``host:port``
+    list; ``timeout``: per etcd operation (and twice that for the first registration);
+    ``lease_ttl`` and ``sync_interval``: seconds, see the module docstring.
+    """
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        endpoints: list[str],
+        *,
+        timeout: float,
+        lease_ttl: int,
+        sync_interval: float,
+    ) -> None:
+        self.system = system
+        self.etcd = EtcdClient(endpoints, timeout=timeout)
+        """The etcd connection, shared with the etcd group service (:meth:`group_service`)."""
+        self.timeout = timeout
+        self.lease_ttl = lease_ttl
+        self.sync_interval = sync_interval
         self.table = ServerTable()
         self._registered = False
-        self._actor: Any = None
+        self._actor: ActorRef | None = None
 
     @property
     def registered(self) -> bool:
@@ -317,28 +363,38 @@ class EtcdServiceDiscovery:
     async def connect(self) -> None:
         await self.etcd.connect()
 
-    async def start(self) -> None:
+    async def start(self, me: ServerInfo) -> None:
         """Register, load the table, follow changes; raises EtcdUnavailable if etcd fails."""
-        config = self.app.config
-        self._actor = self.app.system.spawn(
+        self._actor = self.system.spawn(
             DiscoveryActor,
             self.etcd,
-            self.me,
+            me,
             self.table,
-            config.etcd_lease_ttl,
-            config.server_sync_interval,
+            self.lease_ttl,
+            self.sync_interval,
             self._set_registered,
             name="discovery",
         )
         # Wait for started() (registration + first table) to finish.
         try:
-            await self._actor.ask(Registered(), timeout=config.cluster_connect_timeout * 2)
+            await self._actor.ask(Registered(), timeout=self.timeout * 2)
         except ActorError as exc:
             raise EtcdUnavailable(f"discovery could not register in etcd: {exc}") from exc
+
+    async def lookup(self, server_type: str, server_id: str) -> ServerInfo | None:
+        try:
+            value = await self.etcd.get(f"{SERVERS_PREFIX}{server_type}/{server_id}")
+        except EtcdUnavailable:
+            return None
+        return _parse(server_id, value) if value is not None else None
+
+    def group_service(self, push: PushToUsers) -> GroupService:
+        return EtcdGroupService(self.etcd, push)
 
     async def stop(self) -> None:
         if self._actor is not None and self._actor.alive:
             actor = self._actor._cell.actor
+            assert isinstance(actor, DiscoveryActor)
             await self._actor.stop()
             await actor.revoke()
         self._registered = False

@@ -6,14 +6,17 @@ to it; members are reached on whatever frontend they are bound to, as any push b
 (``actors.cluster.users``: the binding storage, or NATS's per-uid subjects). A group created
 with a TTL lives on a lease: it expires unless used (every operation on it renews the lease)
 or renewed.
+
+The store is anything with etcd's key and lease operations (:class:`KeyValueStore`): the etcd
+client, or :class:`~actors.cluster.memory.MemoryStore` in tests.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from actors.groups import (
     GroupAlreadyExists,
@@ -24,21 +27,35 @@ from actors.groups import (
     select_members,
 )
 
-if TYPE_CHECKING:
-    from actors.app import App
-    from transport.etcd import EtcdClient
-
 log = logging.getLogger(__name__)
 
 GROUPS_PREFIX = "pitaya/groups/"
 
+PushToUsers = Callable[[str, Any, list[str]], Awaitable[list[str]]]
+"""``push(route, body, uids)`` reaches uids wherever they are bound and returns those it
+could not reach (the app's ``send_push_to_users``)."""
+
+
+class KeyValueStore(Protocol):
+    """The etcd operations the groups use (:class:`transport.etcd.EtcdClient` has them)."""
+
+    async def grant(self, ttl: int) -> int: ...
+    async def keep_alive(self, lease_id: int) -> int: ...
+    async def revoke(self, lease_id: int) -> None: ...
+    async def put_if_absent(self, key: str, value: bytes, *, lease: int = 0) -> bool: ...
+    async def delete(self, key: str) -> bool: ...
+    async def delete_prefix(self, prefix: str) -> int: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]: ...
+
 
 class EtcdGroupService:
-    """A :class:`actors.groups.GroupService` shared by every server of the cluster."""
+    """A :class:`actors.groups.GroupService` shared by every server of the cluster, kept in
+    ``etcd``; a broadcast reaches the members with ``push``."""
 
-    def __init__(self, app: App, etcd: EtcdClient) -> None:
-        self.app = app
+    def __init__(self, etcd: KeyValueStore, push: PushToUsers) -> None:
         self.etcd = etcd
+        self.push = push
         self._expiry_listeners: list[Callable[[str], None]] = []
 
     def _group_key(self, name: str) -> str:
@@ -123,7 +140,7 @@ class EtcdGroupService:
         members = select_members(await self.members(name), uids, where)
         if not members:
             return []
-        return await self.app.send_push_to_users(route, body, members)
+        return await self.push(route, body, members)
 
     async def leave_all(self, uid: str) -> None:
         items, _ = await self.etcd.get_prefix(GROUPS_PREFIX)

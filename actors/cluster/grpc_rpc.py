@@ -23,18 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import grpc
 
-from actors.cluster.discovery import ServerInfo
+from actors.cluster.discovery import ServerInfo, ServiceDiscovery
 from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, Dispatch
 from actors.errors import InternalError, RpcTimeout
-from transport.etcd import EtcdUnavailable
 from transport.grpc_rpc import GrpcBindError, GrpcCallError, GrpcChannel, GrpcListener
-
-if TYPE_CHECKING:
-    from actors.cluster.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +64,23 @@ class _Peer:
 
 
 class GrpcRPCClient:
-    """:class:`~actors.cluster.rpc.RPCClient` over gRPC; see the module docstring."""
+    """:class:`~actors.cluster.rpc.RPCClient` over gRPC; see the module docstring.
+
+    ``discovery``: where peers' addresses are read (and followed); ``name``: this server's
+    id (for logs); ``rpc_timeout``: how long a call may take (a retired channel lives that
+    long for the calls still on it).
+    """
 
     ordered = False
     """A stream per call: two calls started in order may arrive in either order."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.server_id = cluster.me.id
+    user_subjects = None
+    """No per-uid subjects over gRPC: pushes and kicks by uid need the binding storage."""
+
+    def __init__(self, discovery: ServiceDiscovery, *, name: str, rpc_timeout: float) -> None:
+        self.discovery = discovery
+        self.server_id = name
+        self.rpc_timeout = rpc_timeout
         self._peers: dict[str, _Peer] = {}
         self._addresses: dict[str, str] = {}
         """The last gRPC address seen for each server id."""
@@ -83,7 +88,7 @@ class GrpcRPCClient:
         """Notifies to servers whose channel is being opened, in order."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._open = False
-        cluster.discovery.add_listener(self._server_changed)
+        discovery.add_listener(self._server_changed)
 
     @property
     def connected(self) -> bool:
@@ -160,7 +165,9 @@ class GrpcRPCClient:
         discovery to drain its clients and still serves them)."""
         address = self._addresses.get(server.id)
         if address is None:
-            known = self.cluster.discovery.server(server.id) or await self._lookup(server)
+            known = self.discovery.server(server.id) or await self.discovery.lookup(
+                server.type, server.id
+            )
             address = grpc_address(known) if known is not None else None
         if address is None:
             raise InternalError(
@@ -169,20 +176,6 @@ class GrpcRPCClient:
             )
         self._addresses[server.id] = address
         return address
-
-    async def _lookup(self, server: ServerInfo) -> ServerInfo | None:
-        """Read ``server``'s discovery entry from etcd."""
-        etcd = getattr(self.cluster.discovery, "etcd", None)
-        if etcd is None:
-            return None
-        try:
-            value = await etcd.get(server.key)
-        except EtcdUnavailable:
-            return None
-        try:
-            return ServerInfo.from_json(value) if value is not None else None
-        except ValueError:
-            return None
 
     def _server_changed(self, server: ServerInfo, added: bool) -> None:
         address = grpc_address(server)
@@ -200,7 +193,7 @@ class GrpcRPCClient:
         """Close ``peer``'s channel once its calls in flight are done, waiting at most
         ``wait`` seconds (default: as long as a call may take, the RPC timeout, plus slack)."""
         if wait is None:
-            wait = self.cluster.app.config.rpc_timeout + 1.0
+            wait = self.rpc_timeout + 1.0
         task = asyncio.get_running_loop().create_task(peer.channel.close(wait_idle=wait))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -226,10 +219,14 @@ def _pitaya_error(exc: GrpcCallError, server: ServerInfo) -> Exception:
 
 
 class GrpcRPCServer:
-    """:class:`~actors.cluster.rpc.RPCServer` over gRPC: this server's gRPC service."""
+    """:class:`~actors.cluster.rpc.RPCServer` over gRPC: this server's gRPC service, on
+    ``host:port`` (0: a free port). ``metadata``: this server's discovery metadata, where an
+    operator's ``grpcHost``/``grpcPort`` win over what is advertised by default."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
+    def __init__(self, host: str, port: int, *, metadata: Mapping[str, str] | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.configured = dict(metadata or {})
         self._listener: GrpcListener | None = None
         self._dispatch: Dispatch | None = None
         self._metadata: dict[str, str] = {}
@@ -242,12 +239,9 @@ class GrpcRPCServer:
     def metadata(self) -> dict[str, str]:
         return dict(self._metadata)
 
-    async def start(self, dispatch: Dispatch) -> None:
-        config = self.cluster.app.config
+    async def start(self, me: ServerInfo, dispatch: Dispatch) -> None:
         self._dispatch = dispatch
-        listener = GrpcListener(
-            config.grpc_host, config.grpc_port, on_call=self._call, on_notify=self._notify
-        )
+        listener = GrpcListener(self.host, self.port, on_call=self._call, on_notify=self._notify)
         try:
             port = await listener.start()
         except GrpcBindError as exc:
@@ -255,12 +249,10 @@ class GrpcRPCServer:
         self._listener = listener
         # What the operator put in the metadata wins (an address behind NAT or a port map).
         self._metadata = {
-            GRPC_HOST_KEY: config.metadata.get(GRPC_HOST_KEY) or _advertised(config.grpc_host),
-            GRPC_PORT_KEY: config.metadata.get(GRPC_PORT_KEY) or str(port),
+            GRPC_HOST_KEY: self.configured.get(GRPC_HOST_KEY) or _advertised(self.host),
+            GRPC_PORT_KEY: self.configured.get(GRPC_PORT_KEY) or str(port),
         }
-        log.info(
-            "[%s] gRPC RPC server on %s:%d", self.cluster.me.id, config.grpc_host, listener.port
-        )
+        log.info("[%s] gRPC RPC server on %s:%d", me.id, self.host, listener.port)
 
     async def stop(self) -> None:
         listener, self._listener = self._listener, None

@@ -29,13 +29,18 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, Dispatch
+from actors.cluster.rpc import (
+    BindListener,
+    ClusterStartupError,
+    ClusterUnavailable,
+    Dispatch,
+    UserSubjects,
+)
 from actors.cluster.subjects import bindings_subject, server_subject, user_subject
 from actors.errors import RpcTimeout
 from transport.envelope import BindNotice, EnvelopeError, RpcResponse, decode_envelope
 
 if TYPE_CHECKING:
-    from actors.cluster.cluster import Cluster
     from actors.cluster.discovery import ServerInfo
 
 log = logging.getLogger(__name__)
@@ -43,15 +48,32 @@ log = logging.getLogger(__name__)
 
 class NatsRpc:
     """:class:`~actors.cluster.rpc.RPCClient` and :class:`~actors.cluster.rpc.RPCServer`
-    over NATS, plus the per-uid and bindings subjects only NATS has."""
+    over NATS, and the :class:`~actors.cluster.rpc.UserSubjects` only NATS has.
+
+    ``nats_url``: comma-separated server URLs; ``name``: the connection's name (this server's
+    id); ``connect_timeout``: how long the first connection may take;
+    ``on_dropped``: called for each inbound message NATS dropped because this server read
+    too slowly (slow consumer).
+    """
 
     ordered = True
     """One connection and one subject per server: what is published in order arrives in
     order (see ``RPCClient.ordered``)."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.server_id = cluster.me.id
+    def __init__(
+        self,
+        nats_url: str,
+        *,
+        name: str,
+        connect_timeout: float,
+        on_dropped: Callable[[], None] | None = None,
+    ) -> None:
+        self.nats_url = nats_url
+        self.server_id = name
+        self.connect_timeout = connect_timeout
+        self.on_dropped = on_dropped
+        self.me: ServerInfo | None = None
+        """This server, once :meth:`start` was called."""
         self.nc: NatsClient | None = None
         self._dispatch: Dispatch | None = None
         self._outbox: deque[tuple[str, bytes]] = deque()
@@ -69,11 +91,14 @@ class NatsRpc:
     def metadata(self) -> dict[str, str]:
         return {}
 
+    @property
+    def user_subjects(self) -> UserSubjects:
+        return self
+
     # -- client ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        config = self.cluster.app.config
-        urls = [u.strip() for u in config.nats_url.split(",") if u.strip()]
+        urls = [u.strip() for u in self.nats_url.split(",") if u.strip()]
         try:
             # nats-py retries the first connection forever when reconnects are allowed:
             # bound it, so an unreachable NATS is reported instead of hanging the start-up.
@@ -81,7 +106,7 @@ class NatsRpc:
                 nats.connect(
                     servers=urls,
                     name=self.server_id,
-                    connect_timeout=config.cluster_connect_timeout,
+                    connect_timeout=self.connect_timeout,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
@@ -89,11 +114,11 @@ class NatsRpc:
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
                 ),
-                config.cluster_connect_timeout,
+                self.connect_timeout,
             )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise ClusterStartupError(
-                f"cannot reach NATS at {config.nats_url}: {exc or type(exc).__name__}"
+                f"cannot reach NATS at {self.nats_url}: {exc or type(exc).__name__}"
             ) from exc
 
     async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
@@ -168,12 +193,12 @@ class NatsRpc:
 
     # -- server ----------------------------------------------------------------------------
 
-    async def start(self, dispatch: Dispatch) -> None:
+    async def start(self, me: ServerInfo, dispatch: Dispatch) -> None:
         nc = self._require_connected()
+        self.me = me
         self._dispatch = dispatch
-        me = self.cluster.me
         await nc.subscribe(server_subject(me.type, me.id), cb=self._inbound)
-        await nc.flush(timeout=max(1, round(self.cluster.app.config.cluster_connect_timeout)))
+        await nc.flush(timeout=max(1, round(self.connect_timeout)))
 
     async def stop(self) -> None:
         """Nothing to do: :meth:`close` drains the subscriptions after delivering what is
@@ -184,14 +209,13 @@ class NatsRpc:
             respond = partial(self.publish, msg.reply) if msg.reply else None
             self._dispatch(msg.data, respond)
 
-    # -- per-uid and bindings subjects (NATS only) ------------------------------------------
+    # -- per-uid and bindings subjects (UserSubjects, NATS only) -----------------------------
 
     async def listen_user(self, uid: str) -> None:
         """Frontend: take pushes and kicks on the subjects of ``uid``, bound here."""
-        nc = self.nc
-        if nc is None:
+        nc, me = self.nc, self.me
+        if nc is None or me is None:
             return
-        me = self.cluster.me
         subs = [
             await nc.subscribe(user_subject(me.type, uid, "push"), cb=self._inbound),
             await nc.subscribe(user_subject(me.type, uid, "kick"), cb=self._inbound),
@@ -206,6 +230,9 @@ class NatsRpc:
         for sub in self._user_subscriptions.pop(uid, []):
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+    def publish_user(self, frontend_type: str, uid: str, what: str, payload: bytes) -> None:
+        self.publish(user_subject(frontend_type, uid, what), payload)
 
     async def request_user(
         self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
@@ -232,19 +259,19 @@ class NatsRpc:
     async def announce_bind(self, notice: bytes) -> None:
         """Publish a bind notice now, not behind queued messages: the other frontends should
         see it before this bind's client hears back (a later bind elsewhere must win)."""
-        nc = self.nc
-        if nc is None or not nc.is_connected:
+        nc, me = self.nc, self.me
+        if nc is None or not nc.is_connected or me is None:
             return
         try:
-            await nc.publish(bindings_subject(self.cluster.me.type), notice)
+            await nc.publish(bindings_subject(me.type), notice)
         except nats.errors.Error as exc:
             log.warning("[%s] bind notice not published: %s", self.server_id, exc)
 
-    async def watch_binds(self, deliver: Callable[[BindNotice], None]) -> None:
+    async def watch_binds(self, deliver: BindListener) -> None:
         """Frontend: hand the bind notices of the frontends of this type to ``deliver``,
         straight from the subscription (no actor hop: the sooner an older session is
         kicked, the smaller the window in which it could kick a newer one)."""
-        if self._watching_binds or self.nc is None:
+        if self._watching_binds or self.nc is None or self.me is None:
             return
         self._watching_binds = True
 
@@ -257,7 +284,7 @@ class NatsRpc:
             if isinstance(notice, BindNotice):
                 deliver(notice)
 
-        await self.nc.subscribe(bindings_subject(self.cluster.me.type), cb=on_notice)
+        await self.nc.subscribe(bindings_subject(self.me.type), cb=on_notice)
 
     # -- connection events -----------------------------------------------------------------
 
@@ -268,6 +295,6 @@ class NatsRpc:
         log.info("[%s] reconnected to NATS", self.server_id)
 
     async def _error(self, exc: Exception) -> None:
-        if isinstance(exc, nats.errors.SlowConsumerError):
-            self.cluster.dropped_messages += 1  # NATS dropped an inbound message: we fell behind
+        if isinstance(exc, nats.errors.SlowConsumerError) and self.on_dropped is not None:
+            self.on_dropped()  # NATS dropped an inbound message: we fell behind
         log.warning("[%s] NATS error: %s", self.server_id, exc)

@@ -1,7 +1,7 @@
 """The RPC seam: how cluster servers hand each other envelopes (Pitaya's RPCClient/RPCServer).
 
 Pitaya has two RPC implementations, NATS (default) and gRPC; so do we, chosen with the
-``rpc_transport`` option:
+``rpc_transport`` option (built in ``actors.cluster.defaults``):
 
 * ``"nats"``: :class:`~actors.cluster.nats_rpc.NatsRpc`, one NATS connection that is both
   client and server, on Pitaya's subjects (``pitaya/servers/<type>/<id>`` ...);
@@ -9,6 +9,9 @@ Pitaya has two RPC implementations, NATS (default) and gRPC; so do we, chosen wi
   :class:`~actors.cluster.grpc_rpc.GrpcRPCServer`: every server listens on its own port and
   advertises it in discovery (``grpcHost``/``grpcPort``); no NATS at all. Pushes and kicks by
   uid then need the binding storage module to find a uid's frontend, as in Pitaya.
+
+Or your own pair, given to the app: ``App(mode="cluster", rpc=(client, server))``; the
+in-memory :class:`~actors.cluster.memory.MemoryRpc` (for tests) is one.
 
 Both only move bytes: an encoded :class:`~transport.envelope.RpcRequest` in, an encoded
 :class:`~transport.envelope.RpcResponse` out. Everything above them (routing, the bridge
@@ -21,13 +24,13 @@ a request behaves the same over either. A server hands inbound envelopes to a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from actors.errors import ActorError, InternalError
 
 if TYPE_CHECKING:
-    from actors.cluster.cluster import Cluster
     from actors.cluster.discovery import ServerInfo
+    from transport.envelope import BindNotice
 
 NATS = "nats"
 GRPC = "grpc"
@@ -39,6 +42,9 @@ Respond = Callable[[bytes], None]
 Dispatch = Callable[[bytes, "Respond | None"], None]
 """Takes one inbound envelope; ``respond`` is None when the sender expects no answer.
 Must not block: it queues the envelope for the bridge actor."""
+
+BindListener = Callable[["BindNotice"], None]
+"""Called with the notice of a uid bound on another frontend of this server's type."""
 
 
 class ClusterStartupError(ActorError):
@@ -77,6 +83,12 @@ class RPCClient(Protocol):
         """
         ...
 
+    @property
+    def user_subjects(self) -> UserSubjects | None:
+        """Pitaya's per-uid and bindings subjects, when this transport has them (NATS);
+        None (gRPC) leaves pushes and kicks by uid to the binding storage module."""
+        ...
+
     def notify(self, server: ServerInfo, request: bytes) -> None:
         """Send an encoded request that expects no answer, keeping the order of notifies
         to one server. Never blocks; a failure is logged."""
@@ -105,8 +117,9 @@ class RPCServer(Protocol):
         started): gRPC's ``grpcHost``/``grpcPort``; nothing for NATS."""
         ...
 
-    async def start(self, dispatch: Dispatch) -> None:
-        """Begin receiving requests for this server and hand each one to ``dispatch``."""
+    async def start(self, me: ServerInfo, dispatch: Dispatch) -> None:
+        """Begin receiving the requests for ``me`` (this server) and hand each one to
+        ``dispatch``."""
         ...
 
     async def stop(self) -> None:
@@ -114,16 +127,46 @@ class RPCServer(Protocol):
         ...
 
 
-def create_rpc(cluster: Cluster) -> tuple[RPCClient, RPCServer]:
-    """The client and server of the configured ``rpc_transport``."""
-    transport = cluster.app.config.rpc_transport
-    if transport == NATS:
-        from actors.cluster.nats_rpc import NatsRpc
+class RpcPair(NamedTuple):
+    """An RPC client and server, as ``App(mode="cluster", rpc=...)`` takes them (one object
+    may be both, as :class:`~actors.cluster.nats_rpc.NatsRpc` is)."""
 
-        nats = NatsRpc(cluster)
-        return nats, nats
-    if transport == GRPC:
-        from actors.cluster.grpc_rpc import GrpcRPCClient, GrpcRPCServer
+    client: RPCClient
+    server: RPCServer
 
-        return GrpcRPCClient(cluster), GrpcRPCServer(cluster)
-    raise ValueError(f"rpc_transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+
+class UserSubjects(Protocol):
+    """Reaching a uid without knowing its frontend, and telling the frontends of a type about
+    every bind: Pitaya's ``pitaya/<frontendType>/user/<uid>/push|kick`` and
+    ``pitaya/<frontendType>/bindings`` subjects (see ``actors.cluster.subjects``). NATS has
+    them, gRPC does not; :attr:`RPCClient.user_subjects` says which. ``payload`` and ``notice``
+    are encoded envelopes (``UserPush``/``UserKick``, ``BindNotice``); what arrives on a
+    uid's subjects goes to the :data:`Dispatch` given to :meth:`RPCServer.start`."""
+
+    async def listen_user(self, uid: str) -> None:
+        """Frontend: take the push and kick subjects of ``uid``, bound here (again: no-op)."""
+        ...
+
+    async def forget_user(self, uid: str) -> None:
+        """Frontend: drop them (the uid's session is gone)."""
+        ...
+
+    def publish_user(self, frontend_type: str, uid: str, what: str, payload: bytes) -> None:
+        """Send to a uid's ``push``/``kick`` subject expecting no answer, in call order."""
+        ...
+
+    async def request_user(
+        self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
+    ) -> bool | None:
+        """Request a uid's ``push``/``kick`` subject: True when its frontend acknowledged,
+        None when no frontend of this type holds the uid, False when the transport failed."""
+        ...
+
+    async def announce_bind(self, notice: bytes) -> None:
+        """Tell every frontend of this server's type that a uid was bound here, now (not
+        behind queued messages)."""
+        ...
+
+    async def watch_binds(self, deliver: BindListener) -> None:
+        """Frontend: hand the bind notices of the frontends of this type to ``deliver``."""
+        ...

@@ -8,6 +8,10 @@
   ``pitaya/<frontendType>/bindings``; over gRPC there is no broadcast, so a frontend that
   watches binds sends the notice to the one frontend the binding storage names for the uid,
   before its own binding replaces that entry (Pitaya's gRPC ``BroadcastSessionBind``).
+
+"Over NATS" means: through the transport's
+:class:`~actors.cluster.rpc.UserSubjects` (``RPCClient.user_subjects``), which NATS and the
+in-memory RPC have; "over gRPC": a transport without them.
 * Session events: every backend that served a session hears of its bind and close.
 """
 
@@ -21,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from actors.cluster.rpc import BindListener
 from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
-from actors.cluster.subjects import user_subject
 from transport.envelope import (
     BindNotice,
     Envelope,
@@ -35,19 +39,19 @@ from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
     from actors.cluster.cluster import Cluster
+    from actors.cluster.rpc import UserSubjects
     from actors.session import Session
 
 log = logging.getLogger(__name__)
 
-BindListener = Callable[[BindNotice], None]
-"""Called with the notice of a uid bound on another frontend of this server's type."""
-
 
 class ClusterUsers:
-    """The user side of one server's :class:`~actors.cluster.cluster.Cluster`."""
+    """The user side of one server's :class:`~actors.cluster.cluster.Cluster`; ``subjects``:
+    the transport's per-uid and bindings subjects, None if it has none."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, subjects: UserSubjects | None) -> None:
         self.cluster = cluster
+        self.subjects = subjects
         self.me = cluster.me
         self._bind_listeners: list[BindListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,14 +84,14 @@ class ClusterUsers:
         one task (each uid's frontend is looked up in etcd first). Nothing is reported back;
         ``push_to_users`` is the one to await for the uids nobody took."""
         types = [frontend_type] if frontend_type else self._frontend_types()
-        nats = self.cluster.nats
+        subjects = self.subjects
         if self.cluster.bindings is None:
-            if nats is None:
+            if subjects is None:
                 return
             for uid in uids:
                 data = encode_envelope(UserPush(uid, route, payload))
                 for kind in types:
-                    nats.publish(user_subject(kind, uid, "push"), data)
+                    subjects.publish_user(kind, uid, "push", data)
             return
         self._pushes.append((route, payload, list(uids), types))
         if self._pusher is None:
@@ -133,16 +137,16 @@ class ClusterUsers:
     async def _by_subject(
         self, uids: list[str], types: list[str], make: Callable[[str], Envelope], what: str
     ) -> list[str]:
-        """NATS's per-uid subjects, trying each frontend type; the uids nobody took."""
-        nats = self.cluster.nats
-        if not uids or nats is None:
+        """The per-uid subjects, trying each frontend type; the uids nobody took."""
+        subjects = self.subjects
+        if not uids or subjects is None:
             return list(uids)
         timeout = self.cluster.app.config.rpc_timeout
 
         async def one(uid: str) -> bool:
             payload = encode_envelope(make(uid))
             for frontend_type in types:
-                outcome = await nats.request_user(frontend_type, uid, what, payload, timeout)
+                outcome = await subjects.request_user(frontend_type, uid, what, payload, timeout)
                 if outcome is not None:
                     return outcome
             return False
@@ -155,8 +159,8 @@ class ClusterUsers:
     async def watch_binds(self, listener: BindListener) -> None:
         """Frontends: call ``listener`` when another frontend of this type binds a uid."""
         self._bind_listeners.append(listener)
-        if self.cluster.nats is not None:
-            await self.cluster.nats.watch_binds(self.bind_noticed)
+        if self.subjects is not None:
+            await self.subjects.watch_binds(self.bind_noticed)
 
     def bind_noticed(self, notice: BindNotice) -> None:
         if notice.frontend_id == self.me.id:
@@ -170,8 +174,8 @@ class ClusterUsers:
     async def _announce_bind(self, uid: str) -> None:
         cluster = self.cluster
         notice = encode_envelope(BindNotice(uid, self.me.id))
-        if cluster.nats is not None:
-            await cluster.nats.announce_bind(notice)
+        if self.subjects is not None:
+            await self.subjects.announce_bind(notice)
             return
         # gRPC: no broadcast. Only frontends that watch binds (unique session) pay the lookup;
         # this runs before the binding storage stores the new bind (the cluster's after-bind
@@ -197,8 +201,8 @@ class ClusterUsers:
         if uid is None:
             return
         await self._announce_bind(uid)
-        if self.cluster.nats is not None:
-            await self.cluster.nats.listen_user(uid)
+        if self.subjects is not None:
+            await self.subjects.listen_user(uid)
         self.session_event(session, BIND)
 
     def closing(self, session: Session) -> None:
@@ -207,10 +211,10 @@ class ClusterUsers:
         and tell the backends that served the session."""
         self.session_event(session, CLOSE)
         uid = session.uid
-        nats = self.cluster.nats
-        if uid is None or nats is None or self.cluster.app.sessions.by_uid(uid) is not None:
+        subjects = self.subjects
+        if uid is None or subjects is None or self.cluster.app.sessions.by_uid(uid) is not None:
             return  # no subjects, or another session holds the uid now
-        task = asyncio.get_running_loop().create_task(nats.forget_user(uid))
+        task = asyncio.get_running_loop().create_task(subjects.forget_user(uid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -13,7 +13,7 @@ import pytest
 
 from actors.actor import Actor
 from actors.errors import ActorNameTaken, ActorStopped, AskTimeout, MailboxFull, UnhandledMessage
-from actors.kernel import ActorRef
+from actors.kernel import DRAIN_BATCH, ActorRef
 from actors.system import ActorSystem
 
 
@@ -747,3 +747,54 @@ async def test_the_kernel_raises_nothing_into_the_event_loop() -> None:
     finally:
         loop.set_exception_handler(None)
     assert errors == []
+
+
+class CountingLoop:
+    """The real loop, counting the drains the kernel schedules with ``call_soon``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.drains = 0
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        self.drains += 1
+        return self._loop.call_soon(callback, *args, context=context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
+async def test_one_drain_is_scheduled_per_idle_to_busy_turn() -> None:
+    # The module's promise: a tell to an idle actor schedules one drain; more tells before it
+    # runs, or while an async receiver runs, schedule nothing more.
+    async with ActorSystem() as system:
+        room = system.spawn(Room)
+        await room.ask(Members())  # started and idle
+        counting = CountingLoop(room._cell.loop)
+        room._cell.loop = counting  # type: ignore[assignment]
+
+        async def drained() -> int:
+            await until(lambda: room.mailbox_depth == 0 and not room._cell.scheduled)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            count, counting.drains = counting.drains, 0
+            return count
+
+        for i in range(3):
+            room.tell(Join(str(i)))
+        assert await drained() == 1
+        for _ in range(DRAIN_BATCH):  # exactly one batch: one drain
+            room.tell(Members())
+        assert await drained() == 1
+        for _ in range(DRAIN_BATCH + 1):  # one more: the drain yields and schedules another
+            room.tell(Members())
+        assert await drained() == 2
+        slow = asyncio.ensure_future(room.ask(Slow(0.02, "a")))
+        await until(lambda: actor_of(room).log[-1:] == ["start a"])
+        room.tell(Join("x"))  # busy: queued, no drain
+        room.tell(Join("y"))
+        assert counting.drains == 1
+        assert await slow == "a"
+        assert await drained() == 2  # the end of the receiver resumes the mailbox
+        assert await room.ask(Slow(0, "b")) == "b"
+        assert await drained() == 1  # ...and schedules nothing when it is empty

@@ -1,0 +1,64 @@
+"""The seams a cluster server gets when the app is given none: built from the config.
+
+* discovery: :class:`~actors.cluster.discovery.EtcdServiceDiscovery` on ``etcd_endpoints``;
+* RPC: ``rpc_transport`` ``"nats"`` gives one :class:`~actors.cluster.nats_rpc.NatsRpc` (client
+  and server) on ``nats_url``; ``"grpc"`` gives a
+  :class:`~actors.cluster.grpc_rpc.GrpcRPCClient` and a
+  :class:`~actors.cluster.grpc_rpc.GrpcRPCServer` on ``grpc_host:grpc_port``.
+
+``App(mode="cluster", discovery=..., rpc=...)`` replaces either one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from actors.cluster.discovery import EtcdServiceDiscovery
+from actors.cluster.rpc import GRPC, NATS, TRANSPORTS, RpcPair
+
+if TYPE_CHECKING:
+    from actors.cluster.discovery import ServiceDiscovery
+    from actors.config import Config
+    from actors.system import ActorSystem
+
+
+def default_discovery(config: Config, system: ActorSystem) -> EtcdServiceDiscovery:
+    """etcd discovery on the configured endpoints, its actor spawned in ``system``."""
+    endpoints = [e.strip() for e in config.etcd_endpoints.split(",") if e.strip()]
+    return EtcdServiceDiscovery(
+        system,
+        endpoints,
+        timeout=config.cluster_connect_timeout,
+        lease_ttl=config.etcd_lease_ttl,
+        sync_interval=config.server_sync_interval,
+    )
+
+
+def default_rpc(
+    config: Config,
+    discovery: ServiceDiscovery,
+    *,
+    on_dropped: Callable[[], None] | None = None,
+) -> RpcPair:
+    """The client and server of the configured ``rpc_transport``; ``on_dropped`` is called
+    for each inbound message the transport dropped (NATS's slow consumer)."""
+    transport = config.rpc_transport
+    if transport == NATS:
+        from actors.cluster.nats_rpc import NatsRpc
+
+        nats = NatsRpc(
+            config.nats_url,
+            name=config.server_id,
+            connect_timeout=config.cluster_connect_timeout,
+            on_dropped=on_dropped,
+        )
+        return RpcPair(nats, nats)
+    if transport == GRPC:
+        from actors.cluster.grpc_rpc import GrpcRPCClient, GrpcRPCServer
+
+        return RpcPair(
+            GrpcRPCClient(discovery, name=config.server_id, rpc_timeout=config.rpc_timeout),
+            GrpcRPCServer(config.grpc_host, config.grpc_port, metadata=config.metadata),
+        )
+    raise ValueError(f"rpc_transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
