@@ -651,26 +651,43 @@ async def test_an_actor_stopped_before_its_first_turn_never_starts() -> None:
 
 
 class Cleaner(Actor):
+    """Cleans up when cancelled: at once for tag "quick", after a short await otherwise."""
+
     def __init__(self) -> None:
         self.log: list[str] = []
 
     async def on_slow(self, msg: Slow) -> None:
-        self.log.append("running")
+        self.log.append(f"running {msg.tag}")
         try:
             await asyncio.sleep(msg.seconds)
         except asyncio.CancelledError:
-            await asyncio.sleep(0.01)
-            self.log.append("cleaned up")
+            if msg.tag != "quick":
+                await asyncio.sleep(0.01)
+            self.log.append(f"cleaned up {msg.tag}")
             raise
+
+
+class ReentrantCleaner(Cleaner):
+    reentrant = True
 
 
 async def test_stop_waits_for_cancelled_receivers_to_unwind() -> None:
     async with ActorSystem() as system:
         ref = system.spawn(Cleaner)
         ref.tell(Slow(5, "x"))
-        await until(lambda: actor_of(ref).log == ["running"])
+        await until(lambda: actor_of(ref).log == ["running x"])
         await asyncio.wait_for(ref.stop(), 2)
-        assert actor_of(ref).log == ["running", "cleaned up"]
+        assert actor_of(ref).log == ["running x", "cleaned up x"]
+
+
+async def test_stop_waits_for_every_running_receiver_not_the_first_to_end() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(ReentrantCleaner)
+        ref.tell(Slow(5, "quick"))
+        ref.tell(Slow(5, "slow"))
+        await until(lambda: len(actor_of(ref).log) == 2)
+        await asyncio.wait_for(ref.stop(), 2)
+        assert sorted(actor_of(ref).log[2:]) == ["cleaned up quick", "cleaned up slow"]
 
 
 @pytest.mark.looptime
