@@ -382,11 +382,12 @@ class EtcdServiceDiscovery:
             raise EtcdUnavailable(f"discovery could not register in etcd: {exc}") from exc
 
     async def lookup(self, server_type: str, server_id: str) -> ServerInfo | None:
+        key = f"{SERVERS_PREFIX}{server_type}/{server_id}"
         try:
-            value = await self.etcd.get(f"{SERVERS_PREFIX}{server_type}/{server_id}")
+            value = await self.etcd.get(key)
         except EtcdUnavailable:
             return None
-        return _parse(server_id, value) if value is not None else None
+        return _parse(key, value) if value is not None else None
 
     def group_service(self, push: PushToUsers) -> GroupService:
         return EtcdGroupService(self.etcd, push)

@@ -1,0 +1,49 @@
+"""The in-memory store keeps etcd's rules for keys and leases (the groups rely on them)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.cluster.memory_store import MemoryStore
+
+
+async def test_keys_prefixes_and_conditional_puts() -> None:
+    store = MemoryStore()
+    assert await store.put_if_absent("a/1", b"x")
+    assert not await store.put_if_absent("a/1", b"y")
+    await store.put("a/2", b"z")
+    await store.put("b/1", b"w")
+    items, revision = await store.get_prefix("a/")
+    assert items == {"a/1": b"x", "a/2": b"z"} and revision == 3
+    assert await store.get("a/1") == b"x" and await store.get("nope") is None
+    assert await store.delete("a/1") and not await store.delete("a/1")
+    assert await store.delete_prefix("a/") == 1
+    assert store.data == {"b/1": b"w"}
+
+
+@pytest.mark.looptime
+async def test_a_lease_ends_its_keys_unless_kept_alive() -> None:
+    store = MemoryStore()
+    lease = await store.grant(10)
+    await store.put("k", b"1", lease=lease)
+    await asyncio.sleep(8)
+    assert await store.keep_alive(lease) == 10
+    await asyncio.sleep(8)
+    assert await store.get("k") == b"1"
+    await asyncio.sleep(3)
+    assert await store.get("k") is None
+    assert await store.keep_alive(lease) == 0  # gone
+    with pytest.raises(ValueError, match="lease"):
+        await store.put("k", b"2", lease=lease)
+
+
+async def test_revoking_a_lease_deletes_only_the_keys_still_under_it() -> None:
+    store = MemoryStore()
+    lease = await store.grant(60)
+    await store.put("moved", b"1", lease=lease)
+    await store.put("kept", b"1", lease=lease)
+    await store.put("moved", b"2")  # put again without the lease
+    await store.revoke(lease)
+    assert store.data == {"moved": b"2"}
