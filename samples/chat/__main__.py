@@ -1,6 +1,7 @@
 """Run the chat server.
 
 python -m samples.chat [--host 127.0.0.1] [--tcp-port 3250] [--ws-port 3251]
+pitaya-chat ...         (the same, from an installed package)
 
 Then open the chat page at http://127.0.0.1:3251/ (the WebSocket port serves it).
 """
@@ -14,7 +15,7 @@ from samples.cli import server_arguments, setup_logging
 
 
 def main() -> None:
-    args = server_arguments("python -m samples.chat", __doc__).parse_args()
+    args = server_arguments("samples.chat", __doc__).parse_args()
     setup_logging(args.log_level)
     if args.ws_port:
         logging.getLogger("samples.chat").info("chat page: http://%s:%d/", args.host, args.ws_port)

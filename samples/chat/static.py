@@ -6,16 +6,18 @@ costs a dict lookup on the event loop and no path from a request ever reaches th
 Example::
 
     app.listen_ws("0.0.0.0", 3251, http_handler=static_files(WEB_DIR, WEB_FILES))
+    app.listen_ws("0.0.0.0", 3251, http_handler=chat_page("room."))  # on a cluster connector
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import html
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from transport.websocket import HttpHandler, HttpResponse
 
-__all__ = ["CONTENT_TYPES", "WEB_DIR", "WEB_FILES", "static_files"]
+__all__ = ["CONTENT_TYPES", "WEB_DIR", "WEB_FILES", "chat_page", "static_files"]
 
 WEB_DIR = Path(__file__).with_name("web")
 #: What the chat page needs; ``/`` serves the first one.
@@ -32,9 +34,15 @@ CONTENT_TYPES = {
 _NOT_FOUND = HttpResponse(404, "text/plain; charset=utf-8", b"not found\n")
 
 
-def static_files(directory: Path, names: Iterable[str]) -> HttpHandler:
+def static_files(
+    directory: Path,
+    names: Iterable[str],
+    *,
+    rewrite: Callable[[str, bytes], bytes] | None = None,
+) -> HttpHandler:
     """An HTTP handler serving ``names`` from ``directory``; ``/`` is the first name.
 
+    ``rewrite(name, content)``, if given, changes a file's content once, when it is read.
     Raises ``OSError`` now if a file is missing, and ``ValueError`` for a name with a
     directory part or an unknown extension. Any other path answers 404.
     """
@@ -43,7 +51,10 @@ def static_files(directory: Path, names: Iterable[str]) -> HttpHandler:
         path = directory / name
         if Path(name).name != name or path.suffix not in CONTENT_TYPES:
             raise ValueError(f"cannot serve {name!r}: plain file names with a known type only")
-        response = HttpResponse(200, CONTENT_TYPES[path.suffix], path.read_bytes())
+        content = path.read_bytes()
+        if rewrite is not None:
+            content = rewrite(name, content)
+        response = HttpResponse(200, CONTENT_TYPES[path.suffix], content)
         pages.setdefault("/", response)
         pages["/" + name] = response
 
@@ -51,3 +62,20 @@ def static_files(directory: Path, names: Iterable[str]) -> HttpHandler:
         return pages.get(request_path.split("?", 1)[0], _NOT_FOUND)
 
     return serve
+
+
+def chat_page(route_prefix: str = "") -> HttpHandler:
+    """The chat page, its routes prefixed with ``route_prefix``.
+
+    On a cluster connector, ``chat_page("room.")`` makes the page send ``room.room.join``
+    and ``room.room.message`` (forwarded to a room server); the bodies and pushes are the
+    standalone chat's. The prefix reaches the page as ``<meta name="pitaya-route-prefix">``.
+    """
+    meta = f'<meta name="pitaya-route-prefix" content="{html.escape(route_prefix)}">'
+
+    def add_prefix(name: str, content: bytes) -> bytes:
+        if name != "index.html" or not route_prefix:
+            return content
+        return content.replace(b"<head>", b"<head>\n" + meta.encode(), 1)
+
+    return static_files(WEB_DIR, WEB_FILES, rewrite=add_prefix)

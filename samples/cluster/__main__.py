@@ -4,6 +4,7 @@ python -m samples.cluster local                      # nats-server + etcd + 1 co
 python -m samples.cluster connector --id connector-1 [--tcp-port 3250 --ws-port 3251]
 python -m samples.cluster room --id room-1
 (both take --nats nats://127.0.0.1:4222 --etcd 127.0.0.1:2379)
+pitaya-cluster local|connector|room ...              (the same, from an installed package)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from samples.cluster.servers import build_connector, build_room
 
 
 def main() -> None:
-    parser = server_arguments("python -m samples.cluster", __doc__)
+    parser = server_arguments("samples.cluster", __doc__)
     parser.add_argument("role", choices=["connector", "room", "local"])
     parser.add_argument("--id", default="")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")

@@ -117,10 +117,7 @@ async def _run(host: str, tcp_port: int, ws_port: int) -> None:
                 "started",
             )
         )
-        print(
-            f"cluster up: TCP {host}:{tcp_port}, WebSocket {host}:{ws_port} (Ctrl-C stops)",
-            file=sys.stderr,
-        )
+        print(summary(host, tcp_port, ws_port, nats_url, etcd), file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         for process in reversed(processes):  # servers first, services last
@@ -133,6 +130,20 @@ async def _run(host: str, tcp_port: int, ws_port: int) -> None:
                     await process.wait()
         with contextlib.suppress(OSError):
             shutil.rmtree(data_dir)
+
+
+def summary(host: str, tcp_port: int, ws_port: int, nats_url: str, etcd: str) -> str:
+    """What the local cluster started, and where: printed once every piece is up."""
+    return "\n".join(
+        [
+            "cluster up (Ctrl-C stops it all):",
+            f"  NATS       {nats_url}",
+            f"  etcd       {etcd}",
+            f"  TCP        {host}:{tcp_port}  (connector-1)",
+            f"  WebSocket  ws://{host}:{ws_port}/  (chat page: http://{host}:{ws_port}/)",
+            f"  add a room: pitaya-cluster room --id room-3 --nats {nats_url} --etcd {etcd}",
+        ]
+    )
 
 
 def run_local(host: str, tcp_port: int, ws_port: int) -> None:

@@ -1,7 +1,9 @@
 """The cluster sample's servers.
 
 * ``connector`` (frontend, TCP 3250 / WebSocket 3251): clients connect here. It serves
-  ``connector.entry.info`` itself and forwards every ``room.*`` route to a room server.
+  ``connector.entry.info`` itself and forwards every ``room.*`` route to a room server. Its
+  WebSocket port also serves the chat page (``http://127.0.0.1:3251/``), which sends the
+  chat routes as ``room.room.join`` / ``room.room.message``.
 * ``room`` (backend): the chat routes ``room.room.join`` / ``room.room.message`` with the same
   bodies and pushes as the standalone chat sample, ``room.room.whoami`` (which server answered:
   random routing spreads it), and the remote ``room.roomremote.*`` for user RPCs.
@@ -37,6 +39,7 @@ from samples.chat.room import (
     Say,
     joining_name,
 )
+from samples.chat.static import chat_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +161,7 @@ def build_connector(
     app.register(Entry)
     app.add_route("room", pin_chat)
     app.listen_tcp(host, tcp_port)
-    app.listen_ws(host, ws_port)
+    app.listen_ws(host, ws_port, http_handler=chat_page("room."))
 
     async def tell_room(session: Session) -> None:
         if session.uid is not None:

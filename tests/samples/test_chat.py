@@ -111,3 +111,18 @@ async def test_sample_runs_as_a_process_and_stops_on_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_chat_page_with_a_route_prefix() -> None:
+    """A cluster connector serves the page with its routes prefixed (``room.room.join``)."""
+    from samples.chat.static import WEB_DIR, WEB_FILES, chat_page, static_files
+
+    plain = static_files(WEB_DIR, WEB_FILES)("/")
+    prefixed = chat_page("room.")("/")
+    assert plain is not None and prefixed is not None
+    meta = b'<meta name="pitaya-route-prefix" content="room.">'
+    assert meta not in plain.body and meta in prefixed.body
+    assert prefixed.body.replace(b"\n" + meta, b"") == plain.body
+    assert chat_page()("/") == plain
+    script = chat_page("room.")("/chat.js")
+    assert script is not None and b"`${routePrefix}room.join`" in script.body

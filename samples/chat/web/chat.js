@@ -2,11 +2,15 @@
  * The chat page: join with a name, see members arrive and leave, chat.
  * Routes (samples/chat/room.py): request room.join {name}, notify room.message {content};
  * pushes onNewUser {name}, onUserLeft {name}, onMessage {name, content}.
+ * A cluster connector serves this page with <meta name="pitaya-route-prefix" content="room.">,
+ * so the same routes go to a room server: room.room.join, room.room.message.
  */
 import { PitayaClient } from "./pitaya-client.js";
 
 const $ = (id) => document.getElementById(id);
 const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`;
+const routePrefix =
+  document.querySelector('meta[name="pitaya-route-prefix"]')?.getAttribute("content") ?? "";
 
 /** @type {PitayaClient | null} */
 let client = null;
@@ -85,7 +89,7 @@ async function join(name) {
     showRoom(false);
   });
   try {
-    const reply = await current.request("room.join", { name });
+    const reply = await current.request(`${routePrefix}room.join`, { name });
     myName = name.trim();
     members = reply.members;
     renderMembers();
@@ -109,7 +113,7 @@ $("send-form").addEventListener("submit", (event) => {
   const text = $("text").value;
   if (!text || !client) return;
   try {
-    client.notify("room.message", { content: text });
+    client.notify(`${routePrefix}room.message`, { content: text });
     $("text").value = "";
   } catch (error) {
     showError(error);
