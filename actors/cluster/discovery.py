@@ -306,11 +306,30 @@ class DiscoveryActor(Actor):
             self.lease = None
 
 
+_warned_keys: set[str] = set()
+"""Keys of malformed entries already logged: each is reported once, not at every resync."""
+_MAX_WARNED_KEYS = 1024
+
+
 def _parse(key: str, value: bytes) -> ServerInfo | None:
+    """The entry at ``key``, or None (skipped, warned once per key) if it is not one.
+
+    Anyone with write access to etcd can put garbage there (a list as metadata, JSON nested
+    thousands deep): no error of any kind may escape into the watch or the resync.
+    """
     try:
         return ServerInfo.from_json(value)
-    except (ValueError, TypeError) as exc:
-        log.warning("ignoring malformed discovery entry %s: %s", key, exc)
+    except Exception as exc:  # ValueError, TypeError, AttributeError, RecursionError, ...
+        if key not in _warned_keys:
+            if len(_warned_keys) >= _MAX_WARNED_KEYS:
+                _warned_keys.clear()
+            _warned_keys.add(key)
+            log.warning(
+                "ignoring malformed discovery entry %s: %s: %s",
+                key,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
         return None
 
 
