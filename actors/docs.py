@@ -3,9 +3,14 @@
 The answer lists each handler route with the shape of its request and response, so tools such
 as the client CLI can show what a server offers (Pitaya's ``sys.docs`` equivalent)::
 
-    {"handlers": {"room.join": {"input": {"name": "string"},
+    {"server_type": "chat",
+     "handlers": {"room.join": {"input": {"name": "string"},
                                 "output": {"result": "string", "members": ["string"]},
                                 "notify": false}}}
+
+In cluster mode it also lists the server types in discovery (``"server_types": ["connector",
+"room"]``); a frontend forwards ``<type>.sys.docs`` to a server of that type, so a client
+reads every type's routes through the frontend it is connected to (``pitaya-cli routes``).
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ class Sys(Handler):
     def docs(self, session: Session) -> Any:
         """The route table; as JSON bytes when the serializer has no schemaless maps."""
         routes = self.app.local_routes
-        docs = {
+        docs: dict[str, Any] = {
             "server_type": self.app.server_type,
             "handlers": {
                 route: describe_route(local.spec)
@@ -95,6 +100,10 @@ class Sys(Handler):
                 if route.count(".") == 1
             },
         }
+        cluster = self.app.cluster
+        if cluster is not None:
+            types = cluster.discovery.server_types() | {self.app.server_type}
+            docs["server_types"] = sorted(types)
         if self.app.serializer.name == "protobuf":
             return json.dumps(docs).encode()
         return docs

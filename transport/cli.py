@@ -5,7 +5,7 @@ they arrive::
 
     >>> connect 127.0.0.1:3250            (or: connect ws://127.0.0.1:3251/)
     connected to 127.0.0.1:3250 (serializer json)
-    >>> routes
+    >>> routes                           (or: routes room, one server type's)
     >>> request room.join {"name": "ann"}
     response room.join {"result":"success","members":["ann"]}
     >>> notify room.message {"content": "hi"}
@@ -42,7 +42,8 @@ __all__ = ["Address", "Cli", "main", "parse_address"]
 
 HELP = """commands:
   connect <host:port>            connect over TCP (ws://host:port/path or wss://... for WebSocket)
-  routes                         list the server's routes (from sys.docs)
+  routes [server type]           list the routes of every server type reachable through this
+                                 server (sys.docs, <type>.sys.docs), or of one type
   request <route> [json]         send a request and print the response
   notify <route> [json]          send a notify
   wait <route> [seconds]         wait for a push on <route> (default 5 s)
@@ -145,7 +146,7 @@ class Cli:
                 await self.close()
                 self.print("disconnected")
             elif command == "routes":
-                await self._routes()
+                await self._routes(rest)
             elif command in ("request", "notify"):
                 await self._send(command, rest)
             elif command == "wait":
@@ -212,19 +213,59 @@ class Cli:
         if name not in ("json", "msgpack"):
             self.print(f"note: bodies are typed as JSON; {name} responses are shown as hex")
 
-    async def _routes(self) -> None:
+    async def _routes(self, wanted: str) -> None:
+        """The connected server's routes, then those of every other server type it knows
+        (cluster mode: ``server_types`` in its ``sys.docs``), asked through it with
+        ``<type>.sys.docs`` and shown as a client sends them there (``room.room.join``).
+        With a type named, that type's routes only."""
         client = await self._require_client()
-        docs = await client.request("sys.docs")
+        front = await self._docs(client, "sys.docs")
+        front_type = str(front.get("server_type", "?"))
+        if wanted and wanted != front_type:
+            try:
+                docs = await self._docs(client, f"{wanted}.sys.docs")
+            except RequestError as exc:
+                known = ", ".join(str(t) for t in front.get("server_types", [front_type]))
+                raise _UsageError(
+                    f"no routes of server type {wanted!r} through {front_type!r}"
+                    f" ({exc.code}: {exc.msg}; server types: {known})"
+                ) from None
+            self._print_routes(docs, wanted, f"{wanted}.", front_type)
+            return
+        self._print_routes(front, front_type, "", front_type)
+        if wanted:
+            return
+        for server_type in front.get("server_types", []):
+            if server_type == front_type:
+                continue
+            try:
+                docs = await self._docs(client, f"{server_type}.sys.docs")
+            except RequestError as exc:  # e.g. no server of the type is up any more
+                self.print(f"error {exc.code}: routes of server type {server_type!r}: {exc.msg}")
+                continue
+            self._print_routes(docs, str(server_type), f"{server_type}.", front_type)
+
+    async def _docs(self, client: Client, route: str) -> dict[str, Any]:
+        docs = await client.request(route)
+        if isinstance(docs, bytes):  # protobuf servers answer JSON bytes
+            with contextlib.suppress(ValueError):
+                docs = json.loads(docs)
         if not isinstance(docs, dict) or not isinstance(docs.get("handlers"), dict):
-            raise _UsageError(f"unexpected sys.docs answer: {_show(docs)}")
-        self.print(f"routes of server type {docs.get('server_type', '?')!r}:")
+            raise _UsageError(f"unexpected {route} answer: {_show(docs)}")
+        return docs
+
+    def _print_routes(
+        self, docs: dict[str, Any], server_type: str, prefix: str, front_type: str
+    ) -> None:
+        through = f" (through {front_type!r})" if prefix else ""
+        self.print(f"routes of server type {server_type!r}{through}:")
         for route, doc in sorted(docs["handlers"].items()):
             doc = doc if isinstance(doc, dict) else {}
             kind = "notify " if doc.get("notify") else "request"
             shapes = f"input {_show(doc.get('input'))}"
             if not doc.get("notify"):
                 shapes += f"  output {_show(doc.get('output'))}"
-            self.print(f"  {kind} {route}  {shapes}")
+            self.print(f"  {kind} {prefix}{route}  {shapes}")
 
     async def _send(self, command: str, rest: str) -> None:
         route, _, text = rest.partition(" ")

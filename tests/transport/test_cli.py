@@ -7,6 +7,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,40 @@ def test_parse_address_rejects(text: str) -> None:
 def test_address_str() -> None:
     assert str(Address("::1", 3250)) == "[::1]:3250"
     assert str(Address("h", 1, websocket=True, path="/p", tls=True)) == "wss://h:1/p"
+
+
+async def test_routes_of_every_server_type_through_a_frontend() -> None:
+    """In one process (``MemoryCluster``): ``routes`` lists the connector's routes and the
+    room's, asked through the connector (``room.sys.docs``); ``routes room`` only the room's."""
+    from actors.testing import MemoryCluster
+    from samples.cluster.servers import build_connector, build_room
+
+    network = MemoryCluster()
+    seams: dict[str, Any] = {"discovery": network.discovery(), "rpc": network.rpc()}
+    room = build_room("room-1", "nats://127.0.0.1:1", "127.0.0.1:1", **seams)
+    seams = {"discovery": network.discovery(), "rpc": network.rpc()}
+    connector = build_connector(
+        "c-1", "nats://127.0.0.1:1", "127.0.0.1:1", tcp_port=0, ws_port=0, **seams
+    )
+    out = io.StringIO()
+    cli = Cli(out, timeout=5)
+    async with room, serve(connector) as server:
+        host, port = server.app.address("tcp")
+        for line in (f"connect {host}:{port}", "routes", "routes room", "routes nope"):
+            assert await cli.execute(line)
+        await cli.close()
+    lines = out.getvalue().splitlines()
+    everything = lines[1 : lines.index("routes of server type 'room' (through 'connector'):", 2)]
+    assert everything[0] == "routes of server type 'connector':"
+    assert any(line.split()[:2] == ["request", "entry.info"] for line in everything)
+    rooms = lines[len(everything) + 1 :]
+    first, second = (i for i, line in enumerate(rooms) if line.startswith("routes of"))
+    assert rooms[first] == rooms[second] == "routes of server type 'room' (through 'connector'):"
+    assert rooms[first + 1 : second] == rooms[second + 1 : -1]  # `routes` == `routes room`
+    listed = [line.split()[1] for line in rooms[first + 1 : second]]
+    assert {"room.room.join", "room.room.message", "room.room.whoami", "room.sys.docs"} <= set(
+        listed
+    ), listed
+    assert 'input {"name":"string"}' in rooms[first + 1 + listed.index("room.room.join")]
+    assert rooms[-1].startswith("error: no routes of server type 'nope' through 'connector' (")
+    assert "server types: connector, room" in rooms[-1]
