@@ -17,6 +17,7 @@ import asyncio
 import logging
 import ssl
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -464,9 +465,26 @@ class App:
             return await self.cluster.kick_users(elsewhere, reason, frontend_type)
         return elsewhere
 
-    def handler(self, service: str) -> ActorRef:
-        """The handler actor serving ``service`` (to tell it messages from outside)."""
+    def handler_ref(self, service: str) -> ActorRef:
+        """The address of the handler actor serving ``service`` (to tell or ask it messages
+        of your own, e.g. a :class:`~actors.handler.Call` in a test). KeyError if none."""
         return self._handlers[service]
+
+    def handler_instance(self, service: str) -> Handler:
+        """The handler object serving ``service``, for tests that inspect its state."""
+        for route in self.local_routes.values():
+            if route.handler.service_name() == service:
+                return route.handler
+        raise KeyError(service)
+
+    def handler(self, service: str) -> ActorRef:
+        """Deprecated: :meth:`handler_ref` (this name is also the ``@handler`` decorator's)."""
+        warnings.warn(
+            "App.handler(service) is renamed App.handler_ref(service)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.handler_ref(service)
 
     async def stop(self) -> None:
         """Graceful stop: stop accepting, deregister, let in-flight requests finish (bounded

@@ -157,7 +157,7 @@ async def test_one_clients_messages_are_handled_in_order() -> None:
             client.request("game.delayed", {"seconds": 0.01, "tag": "third"}),
         )
         assert [r["tag"] for r in replies] == ["first", "second", "third"]
-        game = app.handler("game")._cell.actor
+        game = app.handler_instance("game")
         assert isinstance(game, Game)
         assert game.order == ["first", "second", "third"]
 
@@ -259,7 +259,7 @@ async def test_too_many_pending_requests_get_an_error() -> None:
         assert len(failed) == 1
         error = failed[0].exception()
         assert isinstance(error, RequestError) and error.code == "PIT-429"
-        game = app.handler("game")._cell.actor
+        game = app.handler_instance("game")
         assert isinstance(game, Game)
         game.release.set()
         assert await asyncio.wait_for(held, 5) == {"held": "done"}
@@ -271,7 +271,7 @@ async def test_graceful_stop_finishes_in_flight_requests_then_kicks() -> None:
     async with serve(app) as server:
         client = await server.connect()
         held = asyncio.ensure_future(client.request("game.hold"))
-        game = app.handler("game")._cell.actor
+        game = app.handler_instance("game")
         assert isinstance(game, Game)
         await asyncio.wait_for(game.holding.wait(), 5)
         stopping = asyncio.ensure_future(app.stop())
@@ -310,3 +310,16 @@ async def test_order_holds_across_handler_actors_while_pipelining_within_one() -
             call("echo.echo", "x", "echo"),
         )
         assert done == ["slow-1", "slow-2", "echo"]
+
+
+async def test_handler_ref_and_instance_name_the_serving_handler() -> None:
+    app = App(server_type="chat")
+    app.register(Game)
+    async with serve(app):
+        game = app.handler_instance("game")
+        assert isinstance(game, Game)
+        assert app.handler_ref("game") == game.ref
+        with pytest.warns(DeprecationWarning, match="handler_ref"):
+            assert app.handler("game") == game.ref
+        with pytest.raises(KeyError):
+            app.handler_instance("nope")

@@ -90,7 +90,7 @@ def make_app(**options: Any) -> App:
 
 
 def sweep_actor(app: App) -> Sweep:
-    actor = app.handler("sweep")._cell.actor
+    actor = app.handler_instance("sweep")
     assert isinstance(actor, Sweep)
     return actor
 

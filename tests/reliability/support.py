@@ -50,7 +50,7 @@ def make_app(**options: Any) -> App:
 
 
 def probe(app: App) -> Probe:
-    actor = app.handler("probe")._cell.actor
+    actor = app.handler_instance("probe")
     assert isinstance(actor, Probe)
     return actor
 

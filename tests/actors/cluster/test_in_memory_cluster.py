@@ -330,7 +330,7 @@ async def test_an_unanswered_forward_is_pitayas_rpc_timeout() -> None:
         with pytest.raises(RequestError) as caught:
             await client.request("room.ops.wait")
         assert caught.value.code == "PIT-408"
-        ops = net.rooms[0].handler("ops")._cell.actor
+        ops = net.rooms[0].handler_instance("ops")
         assert isinstance(ops, Ops)
         ops.release.set()
 
