@@ -537,8 +537,20 @@ class App:
         await serve_app(self)
 
     def run(self) -> None:
-        """Blocking entry point for ``__main__``: ``asyncio.run(self.serve_forever())``."""
-        asyncio.run(self.serve_forever())
+        """Blocking entry point for ``__main__``: ``asyncio.run(self.serve_forever())``.
+
+        A cluster server that cannot reach NATS or etcd (or bind its gRPC port) exits with
+        status 1 and one line naming the service, the address and the cause, credentials
+        masked (``SystemExit``; see ``actors.startup``), instead of a traceback.
+        """
+        from actors.cluster.rpc import ClusterStartupError
+        from actors.startup import describe_startup_failure
+
+        try:
+            asyncio.run(self.serve_forever())
+        except ClusterStartupError as exc:
+            reason = describe_startup_failure(exc, self.config.cluster_connect_timeout)
+            raise SystemExit(f"{self.server_id} cannot start: {reason}") from None
 
     # -- bookkeeping (called by session and gateway actors) --------------------------------
 

@@ -76,7 +76,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "cluster",
         ("actors.cluster", "actors.modules.binding_storage", "actors.modules.unique_session"),
     ),
-    ("app", ("actors.app",)),
+    ("app", ("actors.app", "actors.startup")),
     (
         "edge",
         (
