@@ -70,6 +70,7 @@ MODULES: dict[str, Module] = {
             "tests/actors/test_error_codes.py",
             "tests/actors/test_testing.py",
             "tests/reliability/test_limits.py",
+            "tests/actors/cluster/test_in_memory_cluster.py",
         ),
     ),
     "invocation": Module(

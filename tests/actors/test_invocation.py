@@ -1,0 +1,462 @@
+"""The invocation path on its own: ``Invoker.invoke`` called directly, and the Sequencer.
+
+The app is started in memory only to build the routes and the invoker the way it always
+does; each test then calls ``app.invoker.invoke`` and looks at what ``done`` gets. The same
+rules seen from a client are in test_error_codes.py and test_concurrency.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from actors.app import App
+from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests
+from actors.handler import Handler, handler
+from actors.invocation import Sequencer
+from actors.metrics.names import PROCESS_DELAY
+from actors.session import Session
+from actors.testing import TestClient
+from tests.actors.metrics.recorder import Recorder
+from transport.serializers import MsgpackSerializer
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    x: int
+
+
+class Inv(Handler):
+    service = "inv"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.calls: list[Any] = []
+        self.spans: list[Any] = []
+
+    @handler
+    def echo(self, session: Session | None, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("echo", session, body))
+        self.spans.append(trace.get_current_span())
+        return body
+
+    @handler
+    async def aecho(self, session: Session | None, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("aecho", session, body))
+        self.spans.append(trace.get_current_span())
+        await asyncio.sleep(0)
+        return body
+
+    @handler
+    async def hold(self, session: Session | None) -> dict[str, str]:
+        await self.gate.wait()
+        return {"held": "done"}
+
+    @handler
+    def point(self, session: Session | None, body: Point) -> dict[str, int]:
+        return {"x": body.x}
+
+    @handler
+    def note(self, session: Session | None, body: dict[str, Any]) -> None:
+        self.calls.append(("note", session, body))
+
+    @handler
+    def nothing(self, session: Session | None) -> dict[str, Any]:
+        return None  # type: ignore[return-value]
+
+    @handler
+    def fail(self, session: Session | None) -> dict[str, Any]:
+        raise ValueError("bad input")
+
+    @handler
+    def fail_silently(self, session: Session | None) -> dict[str, Any]:
+        raise KeyError()
+
+    @handler
+    async def afail(self, session: Session | None) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        raise ValueError("async bad")
+
+    @handler
+    async def arefuse(self, session: Session | None) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        raise PitayaError("PIT-403", "no", {"why": "test"})
+
+    @handler
+    def unencodable(self, session: Session | None) -> Any:
+        return {"x": object()}
+
+    @handler
+    def raw(self, session: Session | None) -> bytes:
+        return b"\x01\x02"
+
+
+class Done:
+    """A ``done`` callback that records its one call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, BaseException | None]] = []
+        self.event = asyncio.Event()
+
+    def __call__(self, payload: Any, error: BaseException | None) -> None:
+        self.calls.append((payload, error))
+        self.event.set()
+
+    async def result(self) -> tuple[Any, BaseException | None]:
+        await asyncio.wait_for(self.event.wait(), 5)
+        assert len(self.calls) == 1
+        return self.calls[0]
+
+
+@asynccontextmanager
+async def started(setup: Callable[[App], None] | None = None, **options: Any) -> AsyncIterator[App]:
+    app = App(server_type="inv", server_id="i1", **options)
+    app.register(Inv)
+    if setup is not None:
+        setup(app)
+    test = TestClient(app)
+    await test.start()
+    try:
+        yield app
+    finally:
+        inv(app).gate.set()
+        await test.stop()
+
+
+def inv(app: App) -> Inv:
+    actor = app.handler_ref("inv")._cell.actor
+    assert isinstance(actor, Inv)
+    return actor
+
+
+def invoke(
+    app: App, route: str, data: bytes = b"{}", *, notify: bool = False, **options: Any
+) -> Done:
+    done = Done()
+    app.invoker.invoke(app.local_routes[route], route, None, data, notify, done, **options)
+    return done
+
+
+# -- synchronous and asynchronous methods ---------------------------------------------------
+
+
+async def test_a_sync_method_answers_before_invoke_returns() -> None:
+    async with started() as app:
+        done = invoke(app, "inv.echo", b'{"a":1}')
+        assert done.calls == [(b'{"a":1}', None)]
+        assert app.invoker.running == 0
+
+
+async def test_an_async_method_runs_as_a_counted_task() -> None:
+    async with started() as app:
+        done = invoke(app, "inv.hold")
+        assert done.calls == []
+        assert (app.invoker.running, app.requests_in_flight.count) == (1, 1)
+        assert len(app.invoker._tasks) == 1
+        inv(app).gate.set()
+        assert await done.result() == (b'{"held":"done"}', None)
+        assert (app.invoker.running, app.requests_in_flight.count) == (0, 0)
+        assert not app.invoker._tasks
+
+
+async def test_the_method_gets_the_session_and_the_decoded_body() -> None:
+    async with started() as app:
+        session = Session(7, None, app)  # type: ignore[arg-type]
+        done = Done()
+        route = app.local_routes["inv.aecho"]
+        app.invoker.invoke(route, "inv.aecho", session, b'{"k":"v"}', False, done)
+        assert await done.result() == (b'{"k":"v"}', None)
+        assert inv(app).calls == [("aecho", session, {"k": "v"})]
+        done = invoke(app, "inv.point", b'{"x":3}')
+        assert done.calls == [(b'{"x":3}', None)]
+        assert invoke(app, "inv.raw").calls == [(b"\x01\x02", None)]
+
+
+async def test_a_notify_is_answered_with_nothing() -> None:
+    async with started() as app:
+        done = invoke(app, "inv.echo", b'{"a":1}', notify=True)
+        assert done.calls == [(None, None)]
+        done = invoke(app, "inv.aecho", b'{"a":2}', notify=True)
+        assert await done.result() == (None, None)
+        assert invoke(app, "inv.note", b'{"n":1}', notify=True).calls == [(None, None)]
+
+
+async def test_another_serializer_for_one_call() -> None:
+    async with started() as app:
+        packed = MsgpackSerializer().marshal({"a": 1})
+        done = invoke(app, "inv.echo", packed, serializer=MsgpackSerializer())
+        assert done.calls == [(packed, None)]
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def error_of(done: Done) -> PitayaError:
+    ((payload, error),) = done.calls
+    assert payload is None and isinstance(error, PitayaError)
+    return error
+
+
+async def test_a_request_to_a_notify_only_route_is_a_bad_request() -> None:
+    async with started() as app:
+        error = error_of(invoke(app, "inv.note"))
+        assert isinstance(error, BadRequest)
+        assert (error.code, error.msg, error.metadata) == (
+            "PIT-400",
+            "route inv.note is notify-only: send a notify, not a request",
+            {"route": "inv.note"},
+        )
+        assert inv(app).calls == []
+
+
+async def test_bodies_that_do_not_decode() -> None:
+    async with started() as app:
+        assert error_of(invoke(app, "inv.echo", b"not json")).code == "PIT-400"
+        error = error_of(invoke(app, "inv.point", b'{"x":"three"}'))
+        assert error.code == "PIT-400"
+
+
+async def test_a_failing_method_is_logged_and_answered_pit_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with started() as app:
+        error = error_of(invoke(app, "inv.fail"))
+        assert isinstance(error, InternalError)
+        assert (error.code, error.msg, error.metadata) == (
+            "PIT-500",
+            "bad input",
+            {"route": "inv.fail"},
+        )
+        (record,) = [r for r in caplog.records if r.getMessage() == "handler inv.fail failed"]
+        assert record.levelno == logging.ERROR
+        assert record.exc_info is not None and str(record.exc_info[1]) == "bad input"
+        # No message: the exception's class name is the text.
+        assert error_of(invoke(app, "inv.fail_silently")).msg == "KeyError"
+
+
+async def test_async_failures_are_answered_like_sync_ones() -> None:
+    async with started() as app:
+        done = invoke(app, "inv.afail")
+        await done.result()
+        error = error_of(done)
+        assert (error.code, error.msg, error.metadata) == (
+            "PIT-500",
+            "async bad",
+            {"route": "inv.afail"},
+        )
+        done = invoke(app, "inv.arefuse")
+        await done.result()
+        error = error_of(done)
+        assert (error.code, error.msg, error.metadata) == ("PIT-403", "no", {"why": "test"})
+
+
+async def test_a_request_must_be_answered_with_something() -> None:
+    async with started() as app:
+        error = error_of(invoke(app, "inv.nothing"))
+        assert (error.code, error.msg, error.metadata) == (
+            "PIT-000",
+            "reply must not be null",
+            {"route": "inv.nothing"},
+        )
+
+
+async def test_a_result_that_does_not_encode_is_pit_500() -> None:
+    async with started() as app:
+        error = error_of(invoke(app, "inv.unencodable"))
+        assert error.code == "PIT-500" and error.metadata == {"route": "inv.unencodable"}
+
+
+# -- the limit on running invocations --------------------------------------------------------
+
+
+async def test_at_most_limit_async_invocations_run_and_sync_ones_always_do() -> None:
+    async with started(max_concurrent_handlers=2) as app:
+        first, second = invoke(app, "inv.hold"), invoke(app, "inv.hold")
+        assert app.invoker.running == 2
+        refused = error_of(invoke(app, "inv.hold"))
+        assert isinstance(refused, TooManyRequests)
+        assert (refused.code, refused.msg) == (
+            "PIT-429",
+            "too many handlers running on this server",
+        )
+        assert invoke(app, "inv.echo", b"{}").calls == [(b"{}", None)]  # sync: never waits
+        inv(app).gate.set()
+        await first.result()
+        await second.result()
+        assert app.invoker.running == 0
+        done = invoke(app, "inv.aecho", b"{}")
+        assert await done.result() == (b"{}", None)
+
+
+async def test_cancel_answers_every_running_invocation() -> None:
+    async with started() as app:
+        done = invoke(app, "inv.hold")
+        app.invoker.cancel()
+        await done.result()
+        error = error_of(done)
+        assert isinstance(error, InternalError)
+        assert error.msg == "handler cancelled (server stopping)"
+        assert (app.invoker.running, app.requests_in_flight.count) == (0, 0)
+
+
+# -- metrics, pipeline, tracing --------------------------------------------------------------
+
+
+async def test_the_process_delay_is_reported_when_the_arrival_is_known() -> None:
+    recorder = Recorder()
+    async with started(lambda app: app.add_metrics_reporter(recorder)) as app:
+        invoke(app, "inv.echo")  # no arrival time: nothing to report
+        assert not recorder.find(lambda c: c.metric == PROCESS_DELAY)
+        import time
+
+        invoke(app, "inv.echo", received_ns=time.monotonic_ns())
+        (call,) = recorder.find(lambda c: c.metric == PROCESS_DELAY)
+        assert call.method == "summary"
+        assert call.tags == {"route": "inv.echo", "type": "handler"}
+        assert 0 < call.value < 5e9
+
+
+async def test_pipeline_hooks_wrap_sync_methods_as_tasks() -> None:
+    seen: list[Any] = []
+
+    def setup(app: App) -> None:
+        @app.pipeline.before
+        def before(session: Session | None, route: str, body: Any) -> Any:
+            seen.append(("before", route, body))
+            return {**body, "added": True} if isinstance(body, dict) else body
+
+        @app.pipeline.after
+        def after(
+            session: Session | None, route: str, result: Any, error: PitayaError | None
+        ) -> tuple[Any, PitayaError | None]:
+            seen.append(("after", route, result, error and error.code))
+            return result, error
+
+    async with started(setup) as app:
+        done = invoke(app, "inv.echo", b'{"a":1}')
+        assert done.calls == []  # a task, because of the hooks
+        assert await done.result() == (b'{"a":1,"added":true}', None)
+        done = invoke(app, "inv.fail")
+        await done.result()
+        assert error_of(done).msg == "bad input"
+        done = invoke(app, "inv.arefuse")
+        await done.result()
+        assert error_of(done).code == "PIT-403"
+        done = invoke(app, "inv.raw")
+        assert await done.result() == (b"\x01\x02", None)
+        # Its result is checked by the xfail test below; here only that the hook saw the error.
+        failed_async = seen.pop(5)
+        assert (failed_async[0], failed_async[1], failed_async[3]) == (
+            "after",
+            "inv.arefuse",
+            "PIT-403",
+        )
+        assert seen == [
+            ("before", "inv.echo", {"a": 1}),
+            ("after", "inv.echo", {"a": 1, "added": True}, None),
+            ("before", "inv.fail", None),
+            ("after", "inv.fail", None, "PIT-500"),
+            ("before", "inv.arefuse", None),
+            ("before", "inv.raw", None),
+            ("after", "inv.raw", b"\x01\x02", None),
+        ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: _run_async hands the after hooks the method's coroutine object as the "
+    "result when an async method raises (the assignment of the awaited value never happens)",
+)
+async def test_after_hooks_see_no_result_when_an_async_method_fails() -> None:
+    results: list[Any] = []
+
+    def setup(app: App) -> None:
+        @app.pipeline.after
+        def after(
+            session: Session | None, route: str, result: Any, error: PitayaError | None
+        ) -> tuple[Any, PitayaError | None]:
+            results.append(result)
+            return result, error
+
+    async with started(setup) as app:
+        done = invoke(app, "inv.arefuse")
+        await done.result()
+        assert results == [None]
+
+
+async def test_the_span_is_current_while_the_method_runs() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    async with started() as app:
+        for route in ("inv.echo", "inv.aecho"):
+            span = tracer.start_span(route)
+            done = invoke(app, route, b"{}", span=span)
+            await done.result()
+            assert inv(app).spans[-1] is span
+            span.end()
+        done = invoke(app, "inv.aecho", b"{}")
+        await done.result()
+        assert inv(app).spans[-1] is trace.INVALID_SPAN
+
+
+# -- the sequencer ---------------------------------------------------------------------------
+
+
+def test_the_sequencer_runs_one_job_per_key_in_order() -> None:
+    sequencer = Sequencer()
+    log: list[str] = []
+    finishers: dict[str, Callable[[], None]] = {}
+
+    def job(name: str) -> Callable[[Callable[[], None]], None]:
+        def run(finish: Callable[[], None]) -> None:
+            log.append(name)
+            finishers[name] = finish
+
+        return run
+
+    sequencer.submit("a", job("a1"))
+    sequencer.submit("a", job("a2"))
+    sequencer.submit("b", job("b1"))
+    assert log == ["a1", "b1"] and len(sequencer) == 2
+    finishers["a1"]()
+    assert log == ["a1", "b1", "a2"]
+    finishers["a1"]()  # a second finish is ignored
+    assert log == ["a1", "b1", "a2"]
+    finishers["a2"]()
+    assert len(sequencer) == 1  # lane "a" is gone once idle
+    finishers["b1"]()
+    assert len(sequencer) == 0
+
+
+def test_jobs_that_finish_at_once_run_in_one_pass() -> None:
+    sequencer = Sequencer()
+    log: list[str] = []
+
+    def instant(name: str) -> Callable[[Callable[[], None]], None]:
+        def run(finish: Callable[[], None]) -> None:
+            log.append(name)
+            finish()
+
+        return run
+
+    def submitting(finish: Callable[[], None]) -> None:
+        # A job that submits more work for its own key, then finishes: it queues behind.
+        log.append("outer")
+        sequencer.submit("k", instant("inner"))
+        assert log == ["outer"]
+        finish()
+
+    sequencer.submit("k", submitting)
+    assert log == ["outer", "inner"]
+    assert len(sequencer) == 0
+    for name in ("x", "y", "z"):
+        sequencer.submit("k", instant(name))
+    assert log == ["outer", "inner", "x", "y", "z"]
+    assert len(sequencer) == 0
