@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from typing import Any
 
@@ -14,10 +15,12 @@ from actors.groups import (
     GroupNotFound,
     MemberAlreadyExists,
     MemberNotFound,
+    MemoryGroupService,
+    select_members,
 )
 from actors.handler import Handler, handler
 from actors.session import Session
-from actors.testing import serve
+from actors.testing import TestClient, serve
 from transport.client import Client
 
 
@@ -178,3 +181,176 @@ async def test_push_and_kick_by_uid_report_unreached_users() -> None:
         await bob.wait_closed(timeout=5)
         assert bob.kicked
         assert not alice.closed
+
+
+# -- rules pinned by mutation testing (tests/README.md) -------------------------------------
+
+
+def test_group_errors_carry_codes_texts_and_the_group() -> None:
+    cases = [
+        (GroupNotFound("g"), "PIT-404", "group 'g' not found"),
+        (GroupAlreadyExists("g"), "PIT-409", "group 'g' already exists"),
+        (MemberAlreadyExists("g", "u"), "PIT-409", "uid 'u' is already in group 'g'"),
+        (MemberNotFound("g", "u"), "PIT-404", "uid 'u' is not in group 'g'"),
+    ]
+    for error, code, msg in cases:
+        assert (error.code, error.msg, error.metadata) == (code, msg, {"group": "g"})
+
+
+def test_select_members_by_uids_and_predicate() -> None:
+    members = ["a", "b", "c", "d"]
+    assert select_members(members, None, None) == members
+    assert select_members(iter(members), None, None) == members  # always a list
+    assert select_members(members, ["d", "b", "x"], None) == ["b", "d"]  # members' order
+    assert select_members(members, frozenset({"a", "c"}), None) == ["a", "c"]
+    assert select_members(members, {"a"}, None) == ["a"]
+    assert select_members(members, None, lambda uid: uid > "b") == ["c", "d"]
+    assert select_members(members, ["a", "b", "c"], lambda uid: uid != "b") == ["a", "c"]
+    assert select_members(members, [], None) == []
+
+
+async def test_membership_is_indexed_by_uid_both_ways() -> None:
+    app = make_app()
+    async with TestClient(app):
+        groups = app.groups
+        assert isinstance(groups, MemoryGroupService)
+        for name in ("g1", "g2", "g3"):
+            await groups.create(name)
+        for name in ("g2", "g1"):
+            await groups.add(name, "u")
+        await groups.add("g3", "v")
+        assert await groups.groups_of("u") == ["g1", "g2"]
+        assert await groups.groups_of("nobody") == []
+        await groups.remove("g1", "u")
+        assert await groups.groups_of("u") == ["g2"]
+        await groups.add("g3", "u")
+        await groups.remove_all("g3")
+        assert await groups.groups_of("u") == ["g2"]
+        assert await groups.groups_of("v") == []
+        await groups.add("g3", "u")
+        await groups.delete("g3")
+        assert await groups.groups_of("u") == ["g2"]
+        await groups.renew_ttl("g2")
+        await groups.leave_all("u")
+        assert await groups.groups_of("u") == []
+        assert await groups.members("g2") == []
+        await groups.leave_all("u")  # nothing left: nothing to do
+
+
+async def test_a_ttl_must_be_positive_and_a_deleted_group_is_gone() -> None:
+    app = make_app()
+    async with TestClient(app):
+        groups = app.groups
+        for ttl in (0, -1.0):
+            with pytest.raises(ValueError, match=r"^ttl must be positive$"):
+                await groups.create("bad", ttl=ttl)
+        assert not await groups.exists("bad")
+        await groups.create("g")
+        ref = groups._groups["g"]  # type: ignore[attr-defined]
+        await ref.stop()  # stopped behind the service's back (as by an expiry)
+        with pytest.raises(GroupNotFound):
+            await groups.contains("g", "u")
+        await groups.create("h")
+        pending = asyncio.ensure_future(groups.members("h"))
+        await groups.delete("h")  # deleted while the ask is in flight
+        with pytest.raises(GroupNotFound) as info:
+            await pending
+        assert info.value.msg == "group 'h' not found"
+
+
+async def test_multicast_reaches_the_selected_members_and_reports_the_rest() -> None:
+    app = make_app()
+    test = TestClient(app)
+    async with test as ann:
+        await ann.request("lobby.login", {"uid": "ann"})
+        bob = await test.connect()
+        await bob.request("lobby.login", {"uid": "bob"})
+        groups = app.groups
+        await groups.create("g")
+        for uid in ("ann", "bob", "gone"):
+            await groups.add("g", uid)
+        pushes = {"ann": ann.pushes(), "bob": bob.pushes()}
+        assert await groups.multicast("g", "onA", {"n": 1}, uids=["bob", "gone"]) == ["gone"]
+        assert await groups.multicast("g", "onB", {"n": 2}, where=lambda u: u == "ann") == []
+        assert await groups.broadcast("g", "onC", {"n": 3}) == ["gone"]
+        got = {
+            uid: [(p.route, p.body) for p in [await anext(it), await anext(it)]]
+            for uid, it in pushes.items()
+        }
+        assert got == {
+            "ann": [("onB", {"n": 2}), ("onC", {"n": 3})],
+            "bob": [("onA", {"n": 1}), ("onC", {"n": 3})],
+        }
+
+
+async def test_an_expiry_listener_that_fails_is_logged_and_the_others_still_hear(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.groups")
+    app = make_app()
+    async with TestClient(app):
+        groups = app.groups
+        heard: asyncio.Queue[str] = asyncio.Queue()
+
+        def broken(name: str) -> None:
+            raise RuntimeError("listener bug")
+
+        groups.on_group_expired(broken)
+        groups.on_group_expired(heard.put_nowait)
+        await groups.create("short", ttl=0.02)
+        await groups.add("short", "u")
+        assert await asyncio.wait_for(heard.get(), 5) == "short"
+        assert await groups.groups_of("u") == []
+        (record,) = [
+            r for r in caplog.records if r.getMessage() == "group expiry listener failed for short"
+        ]
+        assert record.exc_info is not None and str(record.exc_info[1]) == "listener bug"
+        expired = [r.getMessage() for r in caplog.records if "expired after" in r.getMessage()]
+        assert expired == [f"[{app.server_id}] group short expired after 0.02s idle"]
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    ("ttl", "expires_at"),
+    [
+        (10.0, 10.0),  # checked every ttl / 2: idle for exactly the ttl at the second check
+        (100.0, 120.0),  # checked every 30 s at most: the first check past 100 s
+    ],
+)
+async def test_a_group_expires_at_the_first_check_after_its_ttl(
+    ttl: float, expires_at: float
+) -> None:
+    app = make_app()
+    async with TestClient(app):
+        loop = asyncio.get_running_loop()
+        expired: asyncio.Future[float] = loop.create_future()
+        app.groups.on_group_expired(lambda name: expired.set_result(loop.time()))
+        start = loop.time()
+        await app.groups.create("g", ttl=ttl)
+        assert await expired - start == pytest.approx(expires_at)
+
+
+@pytest.mark.looptime
+async def test_any_use_of_a_group_puts_off_its_expiry() -> None:
+    app = make_app()
+    async with TestClient(app):
+        loop = asyncio.get_running_loop()
+        groups = app.groups
+        expired: asyncio.Future[float] = loop.create_future()
+        groups.on_group_expired(lambda name: expired.set_result(loop.time()))
+        start = loop.time()
+        await groups.create("g", ttl=10.0)
+        uses = [
+            groups.add("g", "u"),
+            groups.contains("g", "u"),
+            groups.members("g"),
+            groups.renew_ttl("g"),
+            groups.broadcast("g", "onX", {}),
+            groups.remove("g", "u"),
+            groups.remove_all("g"),
+        ]
+        for use in uses:  # one use every 4 s: never idle for 10 s
+            await asyncio.sleep(4)
+            await use
+        # Last use at 28 s; checks every 5 s: idle 7 s at 35, 12 s at 40.
+        assert await expired - start == pytest.approx(40.0)
