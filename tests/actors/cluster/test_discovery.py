@@ -1,0 +1,484 @@
+"""Discovery without etcd: the entry format, the table, and the discovery actor on a fake etcd.
+
+The fake keeps etcd's data model (keys, leases, revisions, prefix watches) in memory and can
+be taken down, so the actor's lease keep-alive, outage, watch-retry and resync loops run on
+looptime's virtual clock in milliseconds. The same against a real etcd is in
+tests/cluster/test_discovery_rpc.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from actors.cluster import discovery
+from actors.cluster.discovery import (
+    SERVERS_PREFIX,
+    DiscoveryActor,
+    EtcdServiceDiscovery,
+    Registered,
+    ServerInfo,
+    ServerTable,
+)
+from actors.cluster.groups import EtcdGroupService
+from actors.kernel import ActorRef
+from actors.system import ActorSystem
+from transport.etcd import EtcdUnavailable, KeyEvent
+
+LOGGER = "actors.cluster.discovery"
+
+
+def info(server_id: str, server_type: str = "room", **more: Any) -> ServerInfo:
+    return ServerInfo(id=server_id, type=server_type, hostname="h", **more)
+
+
+# -- the entry -------------------------------------------------------------------------------
+
+
+def test_an_entry_is_pitayas_json_under_its_key() -> None:
+    server = ServerInfo("room-1", "room", True, "host", {"region": "eu"})
+    assert server.key == "pitaya/servers/room/room-1"
+    assert json.loads(server.to_json()) == {
+        "id": "room-1",
+        "type": "room",
+        "metadata": {"region": "eu"},
+        "frontend": True,
+        "hostname": "host",
+    }
+    assert ServerInfo.from_json(server.to_json()) == server
+
+
+def test_an_entry_may_omit_everything_but_its_id() -> None:
+    assert ServerInfo.from_json(b'{"id": "x"}') == ServerInfo("x", "", False, "", {})
+    parsed = ServerInfo.from_json(
+        b'{"id": "x", "type": 7, "frontend": 1, "hostname": 5, "metadata": {"n": 1}}'
+    )
+    assert parsed == ServerInfo("x", "7", True, "5", {"n": "1"})
+    assert ServerInfo.from_json(b'{"id": "x", "metadata": null}').metadata == {}
+
+
+@pytest.mark.parametrize("data", [b"[1]", b'{"id": 1}', b'{"type": "room"}', b'"x"'])
+def test_what_is_not_an_entry_says_so(data: bytes) -> None:
+    with pytest.raises(ValueError) as caught:
+        ServerInfo.from_json(data)
+    assert str(caught.value) == f"not a server entry: {data!r}"
+
+
+def test_a_long_non_entry_is_quoted_up_to_100_bytes() -> None:
+    data = b'{"x": "' + b"a" * 200 + b'"}'
+    with pytest.raises(ValueError) as caught:
+        ServerInfo.from_json(data)
+    assert str(caught.value) == f"not a server entry: {data[:100]!r}"
+
+
+@pytest.fixture(autouse=True)
+def no_warned_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(discovery, "_warned_keys", set())
+    yield
+
+
+def test_a_malformed_entry_is_skipped_and_warned_once_per_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parse = discovery._parse
+    assert parse("k", info("a").to_json()) == info("a")
+    assert parse("pitaya/servers/room/bad", b"[1]") is None
+    assert parse("pitaya/servers/room/bad", b"[2]") is None
+    assert parse("pitaya/servers/room/deep", b"[" * 100_000) is None
+    messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert messages[0] == (
+        "ignoring malformed discovery entry pitaya/servers/room/bad: "
+        "ValueError: not a server entry: b'[1]'"
+    )
+    assert messages[1].startswith("ignoring malformed discovery entry pitaya/servers/room/deep: ")
+    assert len(messages) == 2
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_the_warned_keys_are_forgotten_past_1024() -> None:
+    for i in range(1024):
+        assert discovery._parse(f"k{i}", b"[]") is None
+    assert len(discovery._warned_keys) == 1024
+    assert discovery._parse("one more", b"[]") is None
+    assert discovery._warned_keys == {"one more"}
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+def test_the_table_by_id_and_type_and_its_listeners(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    table = ServerTable()
+    heard: list[tuple[str, bool]] = []
+
+    def broken(server: ServerInfo, added: bool) -> None:
+        raise RuntimeError("listener bug")
+
+    table.listeners.append(broken)
+    table.listeners.append(lambda server, added: heard.append((server.id, added)))
+    table.put(info("r1"))
+    table.put(info("r2"))
+    table.put(info("c1", "connector"))
+    assert table.by_type == {
+        "room": [info("r1"), info("r2")],
+        "connector": [info("c1", "connector")],
+    }
+    assert heard == [("r1", True), ("r2", True), ("c1", True)]
+    table.put(info("r1"))  # the same: nothing happens
+    changed = info("r1", metadata={"v": "2"})
+    table.put(changed)  # changed: replaced in place of the old, no second "added"
+    assert table.by_id["r1"] == changed
+    assert table.by_type["room"] == [info("r2"), changed]
+    assert heard == [("r1", True), ("r2", True), ("c1", True)]
+    table.delete("c1")
+    assert "connector" not in table.by_type
+    table.delete("r1")
+    table.delete("nobody")
+    assert table.by_type == {"room": [info("r2")]}
+    assert set(table.by_id) == {"r2"}
+    assert heard[3:] == [("c1", False), ("r1", False)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "server added r1 (room)" in messages
+    assert "server removed c1 (connector)" in messages
+    failures = [r for r in caplog.records if r.getMessage() == "discovery listener failed"]
+    assert len(failures) == 5 and failures[0].exc_info is not None
+
+
+# -- the discovery actor on a fake etcd ------------------------------------------------------
+
+
+class FakeEtcd:
+    """etcd's data model in memory: keys, leases, revisions and prefix watches."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.leases: dict[int, set[str]] = {}
+        self.revision = 0
+        self.down = False
+        self.calls: list[tuple[Any, ...]] = []
+        self.watch_from: list[int] = []
+        self.broken_watches = 0
+        self._watchers: list[asyncio.Queue[KeyEvent | None]] = []
+        self._ids = itertools.count(1)
+
+    def _check(self) -> None:
+        if self.down:
+            raise EtcdUnavailable("etcd is down")
+
+    async def grant(self, ttl: int) -> int:
+        self._check()
+        lease = next(self._ids)
+        self.leases[lease] = set()
+        self.calls.append(("grant", ttl))
+        return lease
+
+    async def keep_alive(self, lease: int) -> int:
+        self._check()
+        self.calls.append(("keep_alive", lease))
+        return 60 if lease in self.leases else 0
+
+    async def revoke(self, lease: int) -> None:
+        self._check()
+        self.calls.append(("revoke", lease))
+        self.expire(lease)
+
+    def expire(self, lease: int) -> None:
+        for key in self.leases.pop(lease, set()):
+            self.delete(key)
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> None:
+        self._check()
+        self.calls.append(("put", key, lease))
+        self.data[key] = value
+        self.revision += 1
+        if lease:
+            self.leases[lease].add(key)
+        self._publish(KeyEvent(key, value))
+
+    def delete(self, key: str) -> None:
+        if self.data.pop(key, None) is not None:
+            self.revision += 1
+            self._publish(KeyEvent(key, None))
+
+    async def get(self, key: str) -> bytes | None:
+        self._check()
+        return self.data.get(key)
+
+    async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
+        self._check()
+        self.calls.append(("get_prefix", prefix))
+        return {k: v for k, v in self.data.items() if k.startswith(prefix)}, self.revision
+
+    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[KeyEvent]:
+        self.watch_from.append(start_revision)
+        if self.broken_watches:
+            self.broken_watches -= 1
+            raise EtcdUnavailable("watch broke")
+        queue: asyncio.Queue[KeyEvent | None] = asyncio.Queue()
+        self._watchers.append(queue)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._watchers.remove(queue)
+
+    def end_watches(self) -> None:
+        for queue in self._watchers:
+            queue.put_nowait(None)
+
+    def _publish(self, event: KeyEvent) -> None:
+        for queue in self._watchers:
+            queue.put_nowait(event)
+
+
+ME = info("me")
+
+
+class Node:
+    def __init__(self, etcd: FakeEtcd, ref: ActorRef, table: ServerTable) -> None:
+        self.etcd = etcd
+        self.ref = ref
+        self.table = table
+        self.registered: list[bool] = []
+
+    @property
+    def actor(self) -> DiscoveryActor:
+        actor = self.ref._cell.actor
+        assert isinstance(actor, DiscoveryActor)
+        return actor
+
+
+@asynccontextmanager
+async def node(
+    etcd: FakeEtcd | None = None, *, ttl: int = 3, sync_interval: float = 1000.0
+) -> AsyncIterator[Node]:
+    etcd = etcd or FakeEtcd()
+    table = ServerTable()
+    async with ActorSystem() as system:
+        registered: list[bool] = []
+        ref = system.spawn(DiscoveryActor, etcd, ME, table, ttl, sync_interval, registered.append)
+        result = Node(etcd, ref, table)
+        result.registered = registered
+        assert await ref.ask(Registered()) is True
+        yield result
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.looptime
+async def test_start_registers_under_a_lease_and_loads_the_table(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    etcd = FakeEtcd()
+    await etcd.put(info("other").key, info("other").to_json())
+    await etcd.put(SERVERS_PREFIX + "room/bad", b"garbage")
+    await etcd.put("elsewhere/x", info("x").to_json())
+    async with node(etcd) as n:
+        assert ("grant", 3) in etcd.calls
+        assert ("put", ME.key, 1) in etcd.calls
+        assert etcd.data[ME.key] == ME.to_json()
+        assert n.registered == [True]
+        assert set(n.table.by_id) == {"me", "other"}
+        assert etcd.watch_from == [etcd.revision + 1]
+        assert "[me] registered in etcd (lease 1, ttl 3s)" in caplog.messages
+
+
+@pytest.mark.looptime
+async def test_watched_changes_reach_the_table() -> None:
+    async with node() as n:
+        etcd = n.etcd
+        await etcd.put(info("r2").key, info("r2").to_json())
+        await settle()
+        assert "r2" in n.table.by_id
+        await etcd.put(SERVERS_PREFIX + "room/r3", b"not json")
+        etcd.delete(info("r2").key)
+        etcd.delete(ME.key)  # my own entry vanishing does not remove me from my table
+        await settle()
+        assert set(n.table.by_id) == {"me"}
+
+
+@pytest.mark.looptime
+async def test_a_resync_replaces_the_table_but_keeps_me() -> None:
+    async with node(sync_interval=10.0) as n:
+        etcd = n.etcd
+        n.table.put(info("ghost"))  # missed a deletion
+        etcd.data[info("new").key] = info("new").to_json()  # missed a put
+        etcd.data[SERVERS_PREFIX + "room/bad"] = b"garbage"
+        del etcd.data[ME.key]
+        await asyncio.sleep(10.5)
+        assert set(n.table.by_id) == {"me", "new"}
+        etcd.down = True
+        await asyncio.sleep(10)  # a failed periodic read changes nothing
+        etcd.down = False
+        etcd.data[info("later").key] = info("later").to_json()
+        await asyncio.sleep(10)
+        assert set(n.table.by_id) == {"me", "new", "later"}
+
+
+@pytest.mark.looptime
+async def test_the_lease_is_kept_alive_every_third_of_its_ttl() -> None:
+    async with node(ttl=6) as n:
+        start = asyncio.get_running_loop().time()
+        await asyncio.sleep(6.5)
+        alive = [c for c in n.etcd.calls if c[0] == "keep_alive"]
+        assert alive == [("keep_alive", 1)] * 3  # at 2, 4 and 6 s
+        assert asyncio.get_running_loop().time() - start == pytest.approx(6.5)
+
+
+@pytest.mark.looptime
+async def test_a_very_short_ttl_is_kept_alive_every_200_ms() -> None:
+    async with node(ttl=0) as n:
+        await asyncio.sleep(1.05)
+        assert len([c for c in n.etcd.calls if c[0] == "keep_alive"]) == 5
+
+
+@pytest.mark.looptime
+async def test_a_lost_lease_registers_again(caplog: pytest.LogCaptureFixture) -> None:
+    async with node(ttl=3) as n:
+        n.etcd.expire(1)
+        await asyncio.sleep(1.5)
+        assert ("grant", 3) in n.etcd.calls[2:]
+        assert n.etcd.data[ME.key] == ME.to_json()
+        assert n.actor.lease == 2
+        assert "[me] discovery lease lost; registering again" in caplog.messages
+
+
+@pytest.mark.looptime
+async def test_an_outage_is_ridden_out_and_the_registration_confirmed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    async with node(ttl=9) as n:  # keep-alive every 3 s; during an outage every 1 s
+        etcd = n.etcd
+        n.table.put(info("known"))
+        etcd.down = True
+        await asyncio.sleep(3.5)
+        assert n.registered == [True, False]
+        await asyncio.sleep(2)  # two more failed tries: warned once
+        assert n.registered == [True, False, False, False]
+        outage = [m for m in caplog.messages if "etcd unreachable" in m]
+        assert outage == [
+            "[me] etcd unreachable (etcd is down); serving from the last known server table"
+        ]
+        assert "known" in n.table.by_id  # still served from the last table
+        del etcd.data[ME.key]  # the lease survived but the key did not
+        etcd.data[info("back").key] = info("back").to_json()
+        etcd.down = False
+        await asyncio.sleep(1)
+        await settle()
+        assert n.registered[-1] is True
+        assert etcd.data[ME.key] == ME.to_json()
+        assert "[me] etcd is back; registration confirmed" in caplog.messages
+        assert set(n.table.by_id) == {"me", "back"}  # resynced
+        calls = len(etcd.calls)
+        await asyncio.sleep(2.5)  # back to one keep-alive every 3 s
+        assert [c[0] for c in etcd.calls[calls:]] == ["keep_alive"]
+
+
+@pytest.mark.looptime
+async def test_a_broken_watch_resyncs_and_watches_again_after_a_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    etcd = FakeEtcd()
+    etcd.broken_watches = 2
+    async with node(etcd) as n:
+        first = etcd.watch_from[0]
+        etcd.data[info("missed").key] = info("missed").to_json()
+        etcd.revision += 5
+        await asyncio.sleep(0.5)
+        assert len(etcd.watch_from) == 1
+        await asyncio.sleep(1)
+        await settle()
+        assert etcd.watch_from == [first, etcd.revision + 1]
+        assert "missed" in n.table.by_id
+        etcd.down = True
+        await asyncio.sleep(1)  # the resync fails: watch again from the same revision
+        etcd.down = False
+        await settle()
+        assert etcd.watch_from[2] == etcd.watch_from[1]
+        assert caplog.messages.count("[me] etcd watch failed (watch broke); retrying") == 2
+        etcd.end_watches()  # a watch that ends is not restarted
+        await settle()
+        assert len(etcd.watch_from) == 3
+
+
+@pytest.mark.looptime
+async def test_revoke_drops_the_lease_and_survives_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with node() as n:
+        await n.actor.revoke()
+        assert ("revoke", 1) in n.etcd.calls and ME.key not in n.etcd.data
+        assert n.actor.lease is None
+        await n.actor.revoke()  # no lease: nothing to do
+        assert n.etcd.calls.count(("revoke", 1)) == 1
+        assert await n.ref.ask(Registered()) is False
+    async with node() as n:
+        n.etcd.down = True
+        await n.actor.revoke()
+        assert n.actor.lease is None
+        assert "[me] could not revoke the discovery lease: etcd is down" in caplog.messages
+
+
+# -- the service around it -------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_the_service_reads_its_table_and_stops_by_revoking() -> None:
+    etcd = FakeEtcd()
+    await etcd.put(info("r1").key, info("r1").to_json())
+    await etcd.put(info("c1", "connector").key, info("c1", "connector").to_json())
+    async with ActorSystem() as system:
+        service = EtcdServiceDiscovery(
+            system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=5, sync_interval=30.0
+        )
+        service.etcd = etcd  # type: ignore[assignment]
+        heard: list[str] = []
+        service.add_listener(lambda server, added: heard.append(server.id))
+        assert not service.registered
+        await service.start(ME)
+        assert service.registered
+        assert service.servers("room") == [info("r1"), ME]
+        assert service.servers("nothing") == []
+        assert service.server("c1") == info("c1", "connector")
+        assert service.server("nobody") is None
+        assert service.server_types() == {"room", "connector"}
+        assert sorted(heard) == ["c1", "me", "r1"]
+        assert await service.lookup("room", "r1") == info("r1")
+        assert await service.lookup("room", "nobody") is None
+        etcd.data[SERVERS_PREFIX + "room/bad"] = b"garbage"
+        assert await service.lookup("room", "bad") is None
+        etcd.down = True
+        assert await service.lookup("room", "r1") is None
+        etcd.down = False
+        assert isinstance(service.group_service(lambda *a: None), EtcdGroupService)  # type: ignore[arg-type]
+        await service.stop()
+        assert not service.registered
+        assert ME.key not in etcd.data
+        await service.stop()  # idempotent
+
+
+@pytest.mark.looptime
+async def test_the_service_fails_to_start_when_etcd_is_down() -> None:
+    etcd = FakeEtcd()
+    etcd.down = True
+    async with ActorSystem() as system:
+        service = EtcdServiceDiscovery(
+            system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=5, sync_interval=30.0
+        )
+        service.etcd = etcd  # type: ignore[assignment]
+        with pytest.raises(EtcdUnavailable) as caught:
+            await service.start(ME)
+        assert str(caught.value).startswith("discovery could not register in etcd: ")
+        assert not service.registered
