@@ -198,23 +198,22 @@ async def _run_async(
     session: Session | None,
     args: tuple[Any, ...],
 ) -> Any:
-    """A method wrapped by the pipeline's hooks (sync or async)."""
+    """A method (sync or async) wrapped by the pipeline's before and after hooks."""
     result: Any = None
     error: PitayaError | None = None
     try:
-        if pipeline.active:
-            body = await pipeline.run_before(session, name, args[0] if args else None)  # type: ignore[arg-type]
-            if args:
-                args = (body,)
-        result = getattr(target, spec.attribute)(session, *args)
-        if inspect.isawaitable(result):
-            result = await result
+        body = await pipeline.run_before(session, name, args[0] if args else None)  # type: ignore[arg-type]
+        if args:
+            args = (body,)
+        value = getattr(target, spec.attribute)(session, *args)
+        if inspect.isawaitable(value):
+            value = await value
+        result = value  # only once it is a value: a failed method has no result
     except PitayaError as exc:
         error = exc
     except Exception as exc:
         error = _internal(name, exc)
-    if pipeline.active:
-        result, error = await pipeline.run_after(session, name, result, error)  # type: ignore[arg-type]
+    result, error = await pipeline.run_after(session, name, result, error)  # type: ignore[arg-type]
     if error is not None:
         raise error
     return result

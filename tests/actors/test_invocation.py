@@ -370,11 +370,6 @@ async def test_pipeline_hooks_wrap_sync_methods_as_tasks() -> None:
         ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _run_async hands the after hooks the method's coroutine object as the "
-    "result when an async method raises (the assignment of the awaited value never happens)",
-)
 async def test_after_hooks_see_no_result_when_an_async_method_fails() -> None:
     results: list[Any] = []
 
