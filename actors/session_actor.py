@@ -414,41 +414,13 @@ class SessionActor(Actor):
             ):
                 route = UNKNOWN_ROUTE  # forwarded, and the remote server has no such route
             self._report_response(route, entry.received_ns, error)
-        if (
-            entry.forwarded
-            and error is not None
-            and as_pitaya_error(error).code == RouteNotFound.default_code
-        ):
-            self._not_served(entry.server_id, message.route)
-        self._dispatch_pending()
-
-    def _not_served(self, server_id: str, route: str) -> None:
-        """The server answered ``route`` with PIT-404: it has no such route, so it is not one
-        the session's bind/close events are for (a client cannot grow that record by making
-        routes up)."""
-        served = self.session.served_by
-        routes = served.get(server_id) if served else None
-        if served is not None and routes is not None:
-            routes.discard(route)
-            if not routes:
-                del served[server_id]
-
-    def _dispatch_pending(self) -> None:
-        """Hand over the waiting messages, in order, as far as this client's order and the
-        loop's decode budget allow."""
         pending = self.pending
-        while pending and not self.conn.closed:
-            message, received_ns = pending[0]
-            size = len(message.data)  # before the hand-over drops it
-            if not self._try_dispatch(message, received_ns):
-                return
+        while pending and not self.conn.closed and self._try_dispatch(*pending[0]):
             pending.popleft()
-            self.queued_bytes -= size
 
     def _respond_error(self, message: Message, error: BaseException) -> None:
         pitaya = as_pitaya_error(error)
-        # Bounded: an error may repeat what the client sent (unknown fields, a route).
-        body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).bounded().to_value()
+        body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).to_value()
         try:
             data = self.app.serializer.marshal(body)
         except Exception:
@@ -457,7 +429,7 @@ class SessionActor(Actor):
             except Exception:
                 # Metadata no serializer can write (say, bytes): answer the code and text
                 # alone, so the request is answered and the session goes on.
-                bare = ErrorBody(pitaya.code, pitaya.msg).bounded().to_value()
+                bare = ErrorBody(pitaya.code, pitaya.msg).to_value()
                 data = self.app.fallback_serializer.marshal(bare)
         self._write(Message(MessageType.RESPONSE, message.id, data=data, error=True))
 
