@@ -8,7 +8,8 @@ exits by itself is reported to the supervisor and restarted after an exponential
 
 Stopping is graceful: SIGTERM (the server then stops accepting, drains, kicks and exits 0),
 SIGKILL after ``stop_timeout``. Servers run in their own session, so a Ctrl-C meant for the
-launcher does not reach them behind the keeper's back.
+launcher does not reach them behind the keeper's back. A keeper gets SIGTERM (its exit request)
+when its supervisor dies, and a server when its keeper dies (``actors.launch.orphans``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from actors.launch.messages import (
     ServerStopped,
     StopServer,
 )
+from actors.launch.orphans import die_with_parent
 
 log = logging.getLogger("actors.launch")
 
@@ -106,6 +108,7 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
     # -- messages --------------------------------------------------------------------------
 
     def receiveMsg_KeepServer(self, msg: KeepServer, sender: Any) -> None:
+        die_with_parent()
         self.command = msg.command
         self.supervisor = sender
         if msg.orphan_pid is not None:
@@ -178,6 +181,8 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
                 stdout=output,
                 stderr=subprocess.STDOUT if output is not None else None,
                 start_new_session=True,
+                # In the child before exec; safe here: a keeper process runs no threads.
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             self.process = None

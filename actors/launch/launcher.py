@@ -37,6 +37,7 @@ from actors.launch.messages import (
     ServerState,
     StopDeployment,
 )
+from actors.launch.orphans import child_pids, reap_new_children
 from actors.launch.supervisor import Supervisor
 
 log = logging.getLogger("actors.launch")
@@ -99,17 +100,18 @@ class Launcher:
                 f"admin port {self.admin_port} is in use: is another deployment (or a leftover "
                 "Thespian admin) running? Stop it, or set admin_port = 0"
             )
+        children = child_pids()
         self._system = ActorSystem(
             "multiprocTCPBase",
             capabilities={"Admin Port": self.admin_port},
             logDefs=thespian_log_defs(self.log_level),
             transientUnique=True,
         )
+        reap_new_children(children)  # the admin's starter, which Thespian never waits for
         try:
             self._supervisor = self._system.createActor(Supervisor)
-            deployed = self._request(
-                Deploy(self.config.servers, os.getpid()), Deployed, timeout, "start"
-            )
+            deploy = Deploy(self.config.servers, os.getpid(), self.admin_port)
+            deployed = self._request(deploy, Deployed, timeout, "start")
         except BaseException:
             self._shutdown()
             raise

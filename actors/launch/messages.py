@@ -21,6 +21,9 @@ class Deploy:
     commands: tuple[ServerCommand, ...]
     launcher_pid: int
     """Watched by the supervisor: if the launcher dies without stopping, the servers stop."""
+    admin_port: int = 0
+    """The actor system's admin port: shut down once the servers stopped after the launcher
+    died (0: left running)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,11 @@ easy to get wrong:
 * a keeper process that dies (``ChildActorExited``) is replaced; the server it left behind is
   terminated first, so two copies of one server id never run at once;
 * the launcher process is checked on each wake-up: if it died without stopping the deployment
-  (SIGKILL), the servers are stopped rather than left running unsupervised.
+  (SIGKILL), the servers are stopped rather than left running unsupervised, then the actor
+  system is shut down (``actors.launch.orphans``), so no process is left behind.
+
+The supervisor dies with the admin, and each keeper with the supervisor (``PR_SET_PDEATHSIG``
+on Linux, SIGTERM: the keeper's exit request, which stops its server).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from actors.launch.messages import (
     StopDeployment,
     StopServer,
 )
+from actors.launch.orphans import die_with_parent, shut_down_later
 
 log = logging.getLogger("actors.launch")
 
@@ -50,6 +55,7 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
         self.keepers: dict[str, Any] = {}
         self.states: dict[str, ServerState] = {}
         self.launcher_pid = 0
+        self.admin_port = 0
         self.deploy_requester: Any = None
         self.unreported: set[str] = set()
         self.stopping = False
@@ -59,8 +65,10 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
     # -- deploy ----------------------------------------------------------------------------
 
     def receiveMsg_Deploy(self, msg: Deploy, sender: Any) -> None:
+        die_with_parent()
         self.deploy_requester = sender
         self.launcher_pid = msg.launcher_pid
+        self.admin_port = msg.admin_port
         for command in msg.commands:
             self.commands[command.name] = command
             self.states[command.name] = ServerState(command.name, None, False, 0, None)
@@ -153,3 +161,6 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
             self.stop_requester = None
         else:  # nobody to tell: the launcher is gone
             log.info("[launch] every server stopped")
+            if self.admin_port:
+                log.info("[launch] shutting the actor system down (admin port %d)", self.admin_port)
+                shut_down_later(self.admin_port)

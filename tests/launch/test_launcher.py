@@ -9,10 +9,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import psutil
 import pytest
-from thespian.actors import ActorSystem
 
 from actors.launch import Launcher, parse_config
+from actors.launch.orphans import shut_down
 from tests.launch.harness import (
     LauncherProcess,
     pid_gone,
@@ -144,9 +145,21 @@ def poll_until(check: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-async def test_servers_stop_when_the_launcher_is_killed(
+def deployment_processes(admin_port: int) -> list[psutil.Process]:
+    """Thespian's admin on ``admin_port`` and every process under it (logger, supervisor,
+    keepers, servers)."""
+    for process in psutil.process_iter(["cmdline"]):
+        if f"ActorAddr-(T|:{admin_port})" in " ".join(process.info["cmdline"] or []):
+            return [process, *process.children(recursive=True)]
+    raise AssertionError(f"no Thespian admin on port {admin_port}")
+
+
+async def test_nothing_is_left_when_the_launcher_is_killed(
     tmp_path: Path, launchers: list[LauncherProcess]
 ) -> None:
+    """SIGKILL of the launcher: the supervisor stops the servers, then shuts the actor system
+    down; the admin, its logger, the supervisor and the keepers all exit by themselves. While
+    it ran, the launcher had no defunct child (Thespian's admin starter is reaped)."""
     config = tmp_path / "deploy.toml"
     config.write_text(
         f"""
@@ -160,13 +173,46 @@ async def test_servers_stop_when_the_launcher_is_killed(
     launcher = await launch(launchers, config)
     pids = [await launcher.server_pid(f"serve-{n}") for n in (1, 2)]
     admin_port = await launcher.admin_port()
+    children = psutil.Process(launcher.pid).children()
+    assert [c.pid for c in children if c.status() == psutil.STATUS_ZOMBIE] == []
+    processes = deployment_processes(admin_port)
+    assert set(pids) <= {p.pid for p in processes}
+    names = sorted(" ".join(p.cmdline()).split(" ")[0] for p in processes if p.pid not in pids)
+    assert names == ["MultiProcAdmin", "ServerKeeper", "ServerKeeper", "Supervisor", "logger"]
+
     launcher.signal(signal.SIGKILL)
     await launcher.wait_line(r"the launcher \(pid \d+\) is gone without stopping")
     await wait_pids_gone(pids)
-    # Thespian's admin outlives its starter: this is how an operator shuts a leftover down.
-    await asyncio.to_thread(
-        lambda: ActorSystem(
-            "multiprocTCPBase", capabilities={"Admin Port": admin_port}, transientUnique=True
-        ).shutdown()
+    _, alive = await asyncio.to_thread(psutil.wait_procs, processes, 15)
+    assert alive == [], alive
+    assert port_closed(admin_port)
+
+
+async def test_a_server_stops_when_its_keeper_is_killed_and_not_replaced(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    """A keeper and its supervisor both gone (SIGKILL): the server gets SIGTERM from the
+    kernel (parent-death signal) instead of running on unsupervised."""
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        f"""
+        [[servers]]
+        name = "serve"
+        module = "{DUMMY}"
+        args = ["serve", "serve"]
+        """
     )
+    launcher = await launch(launchers, config)
+    found = await launcher.wait_line(r"serve running \(pid (\d+); keeper pid (\d+)\)")
+    server, keeper = int(found.group(1)), int(found.group(2))
+    await launcher.wait_line(rf"dummy serve up pid {server}")
+    supervisor = psutil.Process(keeper).ppid()
+    os.kill(supervisor, signal.SIGKILL)  # nobody left to replace the keeper
+    os.kill(keeper, signal.SIGKILL)
+    await wait_pids_gone([server], timeout=10)
+    # No supervisor to stop the deployment: end the launcher and the admin directly.
+    admin_port = await launcher.admin_port()
+    launcher.signal(signal.SIGKILL)
+    await asyncio.to_thread(shut_down, admin_port)
     await wait_port_closed(admin_port)
+    await launcher.wait()  # its output pipe closes with the admin's processes
