@@ -37,6 +37,19 @@ class Config:
     """Largest packet body accepted from a client, bytes; larger closes the connection."""
     max_route_length: int = 255
     """Longest route accepted in a client message, bytes."""
+    max_handshake_size: int = 8 * 1024
+    """Largest handshake body accepted from a client, bytes; larger is answered with code 400
+    and the connection closed, as soon as the packet header announces it. A session keeps its
+    handshake for its whole life: at ``max_connections`` sessions this bounds that memory
+    (100,000 x 8 KiB = 800 MiB at most). Real clients send a few hundred bytes."""
+    max_session_buffer: int = 2 * 1024 * 1024
+    """Bytes of message bodies one connection may hold at once: the messages waiting for
+    their turn (as received, still compressed) plus the body of the message its handler is
+    working on (inflated). A message that would go past it is refused like one past
+    ``max_pending_requests`` (a request gets ``PIT-429``, a notify is dropped). Compressed
+    messages (flag 0x10) are inflated only when their turn comes, one at a time, each within
+    1 MiB, so a connection holds at most about this much whatever it sends. The default has
+    room for a largest packet waiting behind a largest inflated body."""
     max_connections: int = 100_000
     """Connections accepted at once per server; more are refused at accept."""
     max_pending_requests: int = 64

@@ -2,9 +2,12 @@
 
 The acceptor calls back synchronously on the event loop for every new connection; the gateway
 checks the connection limit and spawns a :class:`SessionActor` child whose mailbox then
-receives the connection's bytes. Handshake and heartbeat are per connection, so they live in
-the session actor (on the sans-I/O ``ServerConnection``), not here: the gateway stays off the
-per-packet path.
+receives the connection's bytes. Our listeners also ask the gateway at accept, before any byte
+(:meth:`Gateway._admit`): sockets still opening (a WebSocket upgrade) count toward
+``max_connections`` as well, so half-open upgrades cannot pile up beside the limit.
+
+Handshake and heartbeat are per connection, so they live in the session actor (on the sans-I/O
+``ServerConnection``), not here: the gateway stays off the per-packet path.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 from actors.actor import Actor
 from actors.session_actor import ConnectionEvents, SessionActor
 from transport.acceptor import Acceptor, Connection, ConnectionHandler
+from transport.listener import Listener
 
 if TYPE_CHECKING:
     from actors.app import App
@@ -53,11 +57,32 @@ class Gateway(Actor):
 
     async def on_listen(self, msg: Listen) -> tuple[str, int]:
         """Open the listener; the asker (App.start) gets the bind error, if any, as is."""
-        await self.acceptor.start(self._on_connection)
+        if isinstance(self.acceptor, Listener):
+            await self.acceptor.start(self._on_connection, admit=self._admit)
+        else:  # a user's acceptor: checked when it hands a connection over
+            await self.acceptor.start(self._on_connection)
         self.accepting = True
         host, port = self.acceptor.address
         log.info("[%s] %s listening on %s:%s", self.app.server_id, self.acceptor.kind, host, port)
         return host, port
+
+    def _admit(self) -> bool:
+        """At accept: room for one more socket, counting those still opening on every
+        listener of the app (``AcceptorStats.opening``)?"""
+        app = self.app
+        opening = sum(a.stats.opening for a in app.acceptors if isinstance(a, Listener))
+        if self.accepting and app.connection_count + opening < app.config.max_connections:
+            return True
+        app.stats.refused_connections += 1
+        log.warning(
+            "[%s] refusing a %s connection at accept (limit %s reached, %s still opening, "
+            "or stopping)",
+            app.server_id,
+            self.acceptor.kind,
+            app.config.max_connections,
+            opening,
+        )
+        return False
 
     def _on_connection(self, connection: Connection) -> ConnectionHandler:
         app = self.app

@@ -134,7 +134,7 @@ class Invoker:
         try:
             args = (spec.decode(data, codec),) if spec.takes_body else ()
         except PitayaError as exc:
-            done(None, exc)
+            done(None, _detached(exc))
             return
         except Exception as exc:
             done(None, _internal(name, exc))
@@ -240,6 +240,19 @@ def _answer_error(done: Reply, name: str, error: BaseException) -> None:
     """``done`` with ``error`` as the caller sees it: a PitayaError as it is, anything else
     logged and answered ``PIT-500``."""
     done(None, error if isinstance(error, PitayaError) else _internal(name, error))
+
+
+def _detached(error: PitayaError) -> PitayaError:
+    """``error`` without its traceback and chained errors.
+
+    A decoder's error is answered to the client and not logged; its traceback would keep the
+    decoder's frames alive, and with them the decoded body (20 MiB of objects for 1 MiB of
+    ``[[],[],...]``) for as long as the answer waits in a mailbox.
+    """
+    error.__traceback__ = None
+    error.__cause__ = None
+    error.__context__ = None
+    return error
 
 
 def _internal(route: str, exc: BaseException) -> InternalError:

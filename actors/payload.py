@@ -16,6 +16,7 @@ the serializer.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -97,7 +98,7 @@ def _dataclass_decoder(cls: type) -> Decoder:
         value = _dict_decoder(data, serializer)
         unknown = value.keys() - fields.keys()
         if unknown:
-            raise BadRequest(f"unknown field(s) {sorted(unknown)} for {cls.__name__}")
+            raise BadRequest(f"unknown field(s) {_some(unknown)} for {cls.__name__}")
         missing = required - value.keys()
         if missing:
             raise BadRequest(f"missing field(s) {sorted(missing)} for {cls.__name__}")
@@ -111,6 +112,25 @@ def _dataclass_decoder(cls: type) -> Decoder:
         return cls(**value)
 
     return decode
+
+
+_NAMES_SHOWN = 5
+_NAME_LENGTH = 40
+
+
+def _some(names: set[Any]) -> str:
+    """A few of the client's field ``names``, for an error message: sorted when they can be
+    (msgpack map keys may be of any type), each cut short, never all of 80,000."""
+    try:
+        first: list[Any] = heapq.nsmallest(_NAMES_SHOWN, names)
+    except TypeError:
+        first = heapq.nsmallest(_NAMES_SHOWN, names, key=repr)
+    shown = [
+        text if len(text) <= _NAME_LENGTH else text[: _NAME_LENGTH - 3] + "..."
+        for text in map(repr, first)
+    ]
+    more = len(names) - len(shown)
+    return "[" + ", ".join(shown) + (f", ... ({more} more)" if more else "") + "]"
 
 
 def _is_protobuf(cls: type) -> bool:

@@ -25,6 +25,7 @@ from actors.metrics.names import RESPONSE_TIME, UNKNOWN_ROUTE
 from actors.ratelimit import exceeded, new_bucket
 from actors.session import KickSession, PushToClient, SendFrame, Session
 from actors.tracing import end_span
+from actors.turns import COMPRESSED_ESTIMATE, SMALL_BODY, turns_for
 from transport.acceptor import Connection
 from transport.connection import (
     HandshakeAcked,
@@ -77,6 +78,7 @@ class HandlerDone:
         "open",
         "payload",
         "received_ns",
+        "server_id",
         "session_ref",
         "span",
     )
@@ -88,14 +90,18 @@ class HandlerDone:
         received_ns: int,
         span: Span | None,
         forwarded: bool,
+        server_id: str = "",
     ) -> None:
         self.session_ref = session_ref
         self.message = message
+        """The message without its body (dropped once handed over: it is not needed here)."""
         self.received_ns = received_ns
         """Arrival time (``time.monotonic_ns()``) for the response-time metric; 0 if off."""
         self.span = span
         """Tracing span, ended once answered (None when tracing is off)."""
         self.forwarded = forwarded
+        self.server_id = server_id
+        """Where a forwarded message went."""
         self.payload: bytes | None = None
         self.error: BaseException | None = None
         self.finished = False
@@ -118,6 +124,11 @@ class HeartbeatTick:
 @dataclass(frozen=True, slots=True)
 class HandshakeDeadline:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeTurn:
+    """The loop's decode budget granted this session a share (see ``actors.turns``)."""
 
 
 class ConnectionEvents:
@@ -152,10 +163,22 @@ class SessionActor(Actor):
         self.app = app
         self.conn = connection
         self.proto = ServerConnection(
-            max_packet_size=config.max_packet_size, max_route_length=config.max_route_length
+            max_packet_size=config.max_packet_size,
+            max_route_length=config.max_route_length,
+            max_handshake_size=config.max_handshake_size,
+            inflate=False,  # only when its turn comes: see _ready
         )
         self.pending: deque[tuple[Message, int]] = deque()
-        """Messages waiting for their turn, with their arrival time (0 when metrics are off)."""
+        """Messages waiting for their turn, with their arrival time (0 when metrics are off),
+        compressed ones still compressed."""
+        self.queued_bytes = 0
+        """Bytes of the bodies in ``pending``."""
+        self.open_bytes = 0
+        """Bytes of the (inflated) body of the local message still being handled."""
+        self.turn_waiting = False
+        """Waiting for the loop's decode budget (``actors.turns``) to grant a share."""
+        self.turn_granted = False
+        """A share was granted and not used yet."""
         self.in_flight: deque[HandlerDone] = deque()
         """Messages handed over and not answered yet, oldest first."""
         self.open = 0
@@ -262,15 +285,27 @@ class SessionActor(Actor):
         received_ns = time.monotonic_ns() if self.app.metrics.enabled else 0
         if not self.pending and self._try_dispatch(message, received_ns):
             return
-        if len(self.pending) < self.app.config.max_pending_requests:
+        config = self.app.config
+        size = len(message.data)
+        if (
+            len(self.pending) < config.max_pending_requests
+            and self.queued_bytes + self.open_bytes + size <= config.max_session_buffer
+        ):
             self.pending.append((message, received_ns))
+            self.queued_bytes += size
+        elif self.conn.closed:
+            pass  # refused while being handed over (a body that is not zlib)
         elif message.type is MessageType.REQUEST:
-            error = TooManyRequests()
-            self._respond_error(message, error)
+            refused = TooManyRequests(
+                "too many requests in flight"
+                if len(self.pending) >= config.max_pending_requests
+                else "too much data waiting for this session"
+            )
+            self._respond_error(message, refused)
             if received_ns:
                 # Not yet routed: only a route served here may name a time series.
                 route = message.route if message.route in self.app.local_routes else UNKNOWN_ROUTE
-                self._report_response(route, received_ns, error)
+                self._report_response(route, received_ns, refused)
         else:
             self.app.stats.dropped_notifies += 1
 
@@ -289,7 +324,10 @@ class SessionActor(Actor):
         if route is not None:
             if self.open:
                 return False
-            self._invoke(route, message, received_ns)
+            data = self._ready(message)
+            if data is None:
+                return self.conn.closed
+            self._invoke(route, message, data, received_ns)
             return True
         server_type = app.remote_server_type(message.route)
         if server_type is None:
@@ -299,16 +337,64 @@ class SessionActor(Actor):
             return True
         return self._forward(message, server_type, received_ns)
 
-    def _invoke(self, route: LocalRoute, message: Message, received_ns: int) -> None:
+    def _ready(self, message: Message) -> bytes | None:
+        """The body of ``message`` (inflated) if it may be handed over now, else None.
+
+        A large or compressed body first gets a share of the loop's decode budget
+        (``actors.turns``); without one, None: the message waits, and :class:`DecodeTurn`
+        comes on a later turn. A compressed body that is not valid zlib, or inflates past the
+        limit, closes the connection (as any malformed packet does); None then too.
+        """
+        data = message.data
+        if not message.compressed and len(data) <= SMALL_BODY:
+            return data
+        if self.turn_granted:
+            self.turn_granted = False
+        elif self.turn_waiting:
+            return None
+        else:
+            estimate = COMPRESSED_ESTIMATE if message.compressed else len(data)
+            if not turns_for(self.system.loop).take(estimate, self._wake):
+                self.turn_waiting = True
+                return None
+        if not message.compressed:
+            return data
+        try:
+            data = self.proto.inflate(message).data
+        except ProtocolError as exc:
+            log.info(
+                "[%s] session %s: protocol error from %s: %s",
+                self.app.server_id,
+                self.session.id,
+                self.conn.remote_address,
+                exc,
+            )
+            self.conn.close()
+            return None
+        turns_for(self.system.loop).charge(len(data) - COMPRESSED_ESTIMATE)
+        return data
+
+    def _wake(self) -> None:
+        """Called by the decode budget on a later turn: the share is granted."""
+        if not self.cleaned_up:
+            self.ref.tell(DecodeTurn())
+
+    def on_decode_turn(self, msg: DecodeTurn) -> None:
+        self.turn_waiting = False
+        self.turn_granted = True
+        self._dispatch_pending()
+
+    def _invoke(self, route: LocalRoute, message: Message, data: bytes, received_ns: int) -> None:
         app = self.app
         span = self._start_span(message) if app.tracing.enabled else None
         entry = HandlerDone(self.ref, message, received_ns, span, forwarded=False)
         self.in_flight.append(entry)
+        message.data = b""  # the entry needs no body; a running handler must not pin two
         app.invoker.invoke(
             route,
             message.route,
             self.session,
-            message.data,
+            data,
             message.type is MessageType.NOTIFY,
             entry,
             received_ns=received_ns,
@@ -318,6 +404,7 @@ class SessionActor(Actor):
             entry.open = True
             self.open += 1
             self.open_target = None
+            self.open_bytes = len(data)
 
     def _not_found(self, message: Message, received_ns: int) -> None:
         not_found = RouteNotFound(message.route)
@@ -353,15 +440,19 @@ class SessionActor(Actor):
             target != self.open_target or self.open >= MAX_PIPELINED or not cluster.ordered
         ):
             return False
+        data = self._ready(message)
+        if data is None:
+            return self.conn.closed
         span = self._start_span(message) if app.tracing.enabled else None
-        entry = HandlerDone(self.ref, message, received_ns, span, forwarded=True)
+        entry = HandlerDone(self.ref, message, received_ns, span, True, server.id)
         self.in_flight.append(entry)
+        message.data = b""  # the entry needs no body
         app.request_started()
         cluster.forward(
             server,
             self.session,
             message.route,
-            message.data,
+            data,
             message.type is MessageType.NOTIFY,
             entry,
             parent=span,
@@ -382,6 +473,8 @@ class SessionActor(Actor):
         if entry.open:
             entry.open = False
             self.open -= 1
+            if not entry.forwarded:
+                self.open_bytes = 0
         try:
             self.in_flight.remove(entry)  # almost always the oldest
         except ValueError:
@@ -414,13 +507,41 @@ class SessionActor(Actor):
             ):
                 route = UNKNOWN_ROUTE  # forwarded, and the remote server has no such route
             self._report_response(route, entry.received_ns, error)
+        if (
+            entry.forwarded
+            and error is not None
+            and as_pitaya_error(error).code == RouteNotFound.default_code
+        ):
+            self._not_served(entry.server_id, message.route)
+        self._dispatch_pending()
+
+    def _not_served(self, server_id: str, route: str) -> None:
+        """The server answered ``route`` with PIT-404: it has no such route, so it is not one
+        the session's bind/close events are for (a client cannot grow that record by making
+        routes up)."""
+        served = self.session.served_by
+        routes = served.get(server_id) if served else None
+        if served is not None and routes is not None:
+            routes.discard(route)
+            if not routes:
+                del served[server_id]
+
+    def _dispatch_pending(self) -> None:
+        """Hand over the waiting messages, in order, as far as this client's order and the
+        loop's decode budget allow."""
         pending = self.pending
-        while pending and not self.conn.closed and self._try_dispatch(*pending[0]):
+        while pending and not self.conn.closed:
+            message, received_ns = pending[0]
+            size = len(message.data)  # before the hand-over drops it
+            if not self._try_dispatch(message, received_ns):
+                return
             pending.popleft()
+            self.queued_bytes -= size
 
     def _respond_error(self, message: Message, error: BaseException) -> None:
         pitaya = as_pitaya_error(error)
-        body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).to_value()
+        # Bounded: an error may repeat what the client sent (unknown fields, a route).
+        body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).bounded().to_value()
         try:
             data = self.app.serializer.marshal(body)
         except Exception:
@@ -429,7 +550,7 @@ class SessionActor(Actor):
             except Exception:
                 # Metadata no serializer can write (say, bytes): answer the code and text
                 # alone, so the request is answered and the session goes on.
-                bare = ErrorBody(pitaya.code, pitaya.msg).to_value()
+                bare = ErrorBody(pitaya.code, pitaya.msg).bounded().to_value()
                 data = self.app.fallback_serializer.marshal(bare)
         self._write(Message(MessageType.RESPONSE, message.id, data=data, error=True))
 
@@ -516,6 +637,7 @@ class SessionActor(Actor):
             if entry.span is not None:
                 end_span(entry.span)  # the answer, if any, will find no session
         self.pending.clear()
+        self.queued_bytes = 0
         log.debug("[%s] session %s closed", self.app.server_id, self.session.id)
         try:
             await self.app.sessions.closed(self.session)

@@ -38,6 +38,7 @@ from typing import Any, TypeAlias
 
 from transport.errors import InvalidState, ProtocolError, UnexpectedPacket
 from transport.handshake import (
+    DEFAULT_MAX_HANDSHAKE_SIZE,
     HandshakeRequest,
     HandshakeResponse,
     decode_handshake_request,
@@ -54,6 +55,7 @@ from transport.message import (
     RouteDictionary,
     decode_message,
     encode_message,
+    inflate_message,
 )
 from transport.packet import (
     DEFAULT_MAX_PACKET_SIZE,
@@ -165,14 +167,19 @@ def _unexpected(kind: PacketType, state: Enum) -> UnexpectedPacket:
 class ServerConnection:
     """The server's view of one client connection.
 
-    ``max_packet_size`` bounds a received packet body, ``max_route_length`` an uncompressed
-    route, ``max_inflated_size`` the data of a compressed message after inflation.
+    ``max_packet_size`` bounds a received packet body, ``max_handshake_size`` the client's
+    handshake (refused from its header, with a :class:`HandshakeError`), ``max_route_length``
+    an uncompressed route, ``max_inflated_size`` the data of a compressed message after
+    inflation. With ``inflate=False`` compressed messages come out still compressed
+    (``Message.compressed``) and the caller inflates each with :meth:`inflate` once it is
+    willing to handle it.
     """
 
     __slots__ = (
         "_accepted",
         "_decoder",
         "_handshake",
+        "_inflate",
         "_max_inflated_size",
         "_max_route_length",
         "_routes",
@@ -185,10 +192,13 @@ class ServerConnection:
         max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
         max_route_length: int = MAX_ROUTE_LENGTH,
         max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        inflate: bool = True,
     ) -> None:
-        self._decoder = PacketDecoder(max_packet_size)
+        self._decoder = PacketDecoder(max_packet_size, max_handshake_size=max_handshake_size)
         self._max_route_length = max_route_length
         self._max_inflated_size = max_inflated_size
+        self._inflate = inflate
         self._state = ServerState.AWAITING_HANDSHAKE
         self._routes: RouteDictionary | None = None
         self._handshake: HandshakeRequest | None = None
@@ -235,10 +245,25 @@ class ServerConnection:
             routes=self._routes,
             max_route_length=self._max_route_length,
             max_inflated_size=self._max_inflated_size,
+            inflate=self._inflate,
         )
         if message.type is MessageType.RESPONSE or message.type is MessageType.PUSH:
             raise UnexpectedPacket(f"a client may not send a {message.type.name} message")
         return message
+
+    def inflate(self, message: Message) -> Message:
+        """``message`` with its data inflated, within ``max_inflated_size``.
+
+        Raises :class:`MalformedMessage` (and moves to CLOSED) for data that is not valid
+        zlib or inflates past the limit, as :meth:`receive_data` would have.
+        """
+        if not message.compressed:
+            return message
+        try:
+            return inflate_message(message, self._max_inflated_size)
+        except ProtocolError:
+            self._state = ServerState.CLOSED
+            raise
 
     def _handle_control(self, kind: PacketType, body: bytes) -> Event:
         state = self._state

@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "MAX_METADATA_ITEMS",
+    "MAX_METADATA_KEY",
+    "MAX_METADATA_VALUE",
+    "MAX_MSG_LENGTH",
     "PIT_000",
     "PIT_400",
     "PIT_404",
@@ -50,6 +54,16 @@ PIT_500 = "PIT-500"
 PIT_504 = "PIT-504"
 
 
+MAX_MSG_LENGTH = 1024
+"""Characters of an error message sent to a client (:meth:`ErrorBody.bounded`)."""
+MAX_METADATA_ITEMS = 16
+"""Metadata pairs sent with an error."""
+MAX_METADATA_KEY = 64
+"""Characters of a metadata key (and of the code)."""
+MAX_METADATA_VALUE = 256
+"""Characters of a metadata value."""
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorBody:
     """A Pitaya error: a ``PIT-xxx`` code, a human message, string metadata."""
@@ -57,6 +71,33 @@ class ErrorBody:
     code: str
     msg: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def bounded(self) -> ErrorBody:
+        """This error cut to the sizes a client is sent (:data:`MAX_MSG_LENGTH`,
+        :data:`MAX_METADATA_ITEMS`, ...): an error may repeat what a client sent, and must not
+        amplify it. Cut text ends with ``...``.
+
+        >>> ErrorBody("PIT-400", "x" * 5000).bounded().msg[-6:]
+        'xxx...'
+        """
+        metadata = self.metadata
+        if (
+            _fits(self.msg, MAX_MSG_LENGTH)
+            and len(metadata) <= MAX_METADATA_ITEMS
+            and all(
+                _fits(k, MAX_METADATA_KEY) and _fits(v, MAX_METADATA_VALUE)
+                for k, v in metadata.items()
+            )
+        ):
+            return self
+        return ErrorBody(
+            _cut(self.code, MAX_METADATA_KEY),
+            _cut(self.msg, MAX_MSG_LENGTH),
+            {
+                _cut(k, MAX_METADATA_KEY): _cut(v, MAX_METADATA_VALUE)
+                for k, v in list(metadata.items())[:MAX_METADATA_ITEMS]
+            },
+        )
 
     def to_value(self) -> dict[str, Any]:
         """The value to hand to a serializer; ``msg``/``metadata`` omitted when empty."""
@@ -85,6 +126,18 @@ class ErrorBody:
             "" if msg is None else _text(msg),
             {_text(k): _text(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {},
         )
+
+
+def _fits(text: Any, limit: int) -> bool:
+    return not isinstance(text, str) or len(text) <= limit
+
+
+def _cut(text: Any, limit: int) -> Any:
+    """``text`` cut to ``limit`` characters; a value that is not a string is left as it is
+    (metadata should be strings, but a handler may put anything there)."""
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
 
 
 def _text(value: Any) -> str:

@@ -45,6 +45,18 @@ class HandshakeError(ProtocolError):
     """A handshake request or response is not the JSON object the protocol expects."""
 
 
+class HandshakeTooLarge(HandshakeError, PacketTooLarge):
+    """A handshake packet announces a body longer than ``max_handshake_size``.
+
+    A handshake error (the server answers it with code 400) raised from the header alone,
+    before the body is buffered.
+    """
+
+    def __init__(self, length: int, limit: int) -> None:
+        PacketTooLarge.__init__(self, length, limit)
+        self.args = (f"handshake of {length} bytes exceeds the limit of {limit} bytes",)
+
+
 class UnexpectedPacket(ProtocolError):
     """A packet arrived in a connection state where it is not allowed (e.g. data before ack)."""
 

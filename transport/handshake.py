@@ -24,9 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from transport.bounded import check_json_text, container_limit
 from transport.errors import HandshakeError
 
 __all__ = [
+    "DEFAULT_MAX_HANDSHAKE_SIZE",
     "HANDSHAKE_OK",
     "HandshakeRequest",
     "HandshakeResponse",
@@ -38,6 +40,11 @@ __all__ = [
 ]
 
 HANDSHAKE_OK = 200
+DEFAULT_MAX_HANDSHAKE_SIZE = 8 * 1024
+"""Bytes a client's handshake body may have (``Config.max_handshake_size``): a session keeps
+it for its whole life, so it must stay small. Real clients send a few hundred bytes."""
+MAX_HANDSHAKE_CONTAINERS = 256
+"""Objects and arrays a client's handshake may hold (real ones hold three)."""
 _MAX_INFLATED_HANDSHAKE = 1024 * 1024
 _MAX_CODE = 0xFFFF
 
@@ -106,12 +113,23 @@ def decode_handshake_request(body: bytes) -> HandshakeRequest:
     """Parse a client's handshake body.
 
     An empty body or missing/null ``sys``/``user`` give empty dicts (Pitaya answers 400 to
-    an empty body; we accept it so minimal clients work). Non-JSON, a non-object, or a
-    ``sys``/``user`` that is not an object raise :class:`HandshakeError`.
+    an empty body; we accept it so minimal clients work). Non-JSON, a non-object, a
+    ``sys``/``user`` that is not an object, more than ``MAX_HANDSHAKE_CONTAINERS`` objects and
+    arrays, or text that cannot be written back (an unpaired surrogate escape: the handshake
+    travels on to other servers) raise :class:`HandshakeError`. Its size is bounded before
+    this, by the packet decoder (``max_handshake_size``).
     """
     if not body.strip():
         return HandshakeRequest({}, {})
+    try:
+        container_limit(body, MAX_HANDSHAKE_CONTAINERS)
+    except ValueError as exc:
+        raise HandshakeError(f"handshake request: {exc}") from None
     value = _loads_object(body, "handshake request")
+    try:
+        check_json_text(body, value)
+    except ValueError as exc:
+        raise HandshakeError(f"handshake request: {exc}") from None
     return HandshakeRequest(
         _object_field(value, "sys", "handshake"), _object_field(value, "user", "handshake")
     )

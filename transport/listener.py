@@ -21,6 +21,7 @@ import asyncio
 import logging
 import ssl as ssl_module
 import weakref
+from collections.abc import Callable
 from typing import cast
 
 from transport.acceptor import ConnectionFactory, ConnectionHandler, ConnectionLimits
@@ -105,6 +106,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
     """
 
     __slots__ = (
+        "_admit",
         "_close_timer",
         "_closed",
         "_flush_scheduled",
@@ -113,6 +115,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
         "_loop",
         "_lost",
         "_on_connection",
+        "_opening",
         "_peer",
         "_pending",
         "_shared",
@@ -140,6 +143,10 @@ class BufferedConnection(asyncio.BufferedProtocol):
         self._lost = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._shared = _shared_for(loop)
+        self._admit: Callable[[], bool] | None = None
+        """Set by :meth:`Listener.start`: asked at accept whether this socket may stay."""
+        self._opening = False
+        """Accepted, counted in ``stats.opening``, not handed over yet."""
 
     # -- Connection protocol -------------------------------------------------------------
 
@@ -191,8 +198,17 @@ class BufferedConnection(asyncio.BufferedProtocol):
         self._deliver(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Accepted: refused at once if the listener's ``admit`` says so (subclasses check
+        ``closed`` after calling this), else counted as opening until handed over."""
         self._transport = cast(asyncio.Transport, transport)
         self._peer = format_peer(transport)
+        if self._admit is not None and not self._admit():
+            self._stats.refused += 1
+            self._closed = True
+            self._transport.abort()
+            return
+        self._opening = True
+        self._stats.opening += 1
 
     def eof_received(self) -> bool | None:
         # The peer will send nothing more: send what is queued, then let asyncio close
@@ -205,6 +221,9 @@ class BufferedConnection(asyncio.BufferedProtocol):
         self._closed = True
         self._lost = True
         self._pending = []
+        if self._opening:
+            self._opening = False
+            self._stats.opening -= 1
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
@@ -221,6 +240,9 @@ class BufferedConnection(asyncio.BufferedProtocol):
 
     def _open(self) -> None:
         """Hand the connection to the layer above; abort it if ``on_connection`` raises."""
+        if self._opening:
+            self._opening = False
+            self._stats.opening -= 1
         try:
             handler = self._on_connection(self)
         except Exception:
@@ -310,6 +332,7 @@ class Listener:
         self._backlog = backlog
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
+        self._admit: Callable[[], bool] | None = None
 
     @property
     def kind(self) -> str:
@@ -327,13 +350,21 @@ class Listener:
             return (self._host, self._port)
         return self._address
 
-    async def start(self, on_connection: ConnectionFactory) -> None:
-        """Bind and listen; ``on_connection`` is called for every accepted connection."""
+    async def start(
+        self, on_connection: ConnectionFactory, *, admit: Callable[[], bool] | None = None
+    ) -> None:
+        """Bind and listen; ``on_connection`` is called for every accepted connection.
+
+        ``admit`` (optional) is asked as each socket is accepted, before any byte is read:
+        False closes it at once (``stats.refused``). A server's connection limit uses it so
+        that sockets still opening (a WebSocket upgrade, a slowloris) count too.
+        """
         if self._server is not None:
             raise RuntimeError(f"{self.kind} acceptor already started")
         loop = asyncio.get_running_loop()
+        self._admit = admit
         self._server = await loop.create_server(
-            lambda: self._connection(on_connection, loop),
+            lambda: self._accepted(on_connection, loop),
             self._host,
             self._port,
             ssl=self._ssl,
@@ -359,6 +390,13 @@ class Listener:
         if server is not None and server.is_serving():
             server.close()
             logger.info("%s acceptor on %s:%d stopped accepting", self.kind, *self.address)
+
+    def _accepted(
+        self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop
+    ) -> BufferedConnection:
+        connection = self._connection(on_connection, loop)
+        connection._admit = self._admit
+        return connection
 
     def _connection(
         self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop

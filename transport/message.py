@@ -40,6 +40,7 @@ __all__ = [
     "RouteDictionary",
     "decode_message",
     "encode_message",
+    "inflate_message",
 ]
 
 FLAG_ROUTE_COMPRESSED = 0x01
@@ -84,6 +85,9 @@ class Message:
     route: str = ""
     data: bytes = b""
     error: bool = False
+    compressed: bool = False
+    """``data`` is still zlib-deflated (decoded with ``inflate=False``): see
+    :func:`inflate_message`."""
 
 
 class RouteDictionary:
@@ -182,7 +186,9 @@ def encode_message(
     if type_bits != _RESPONSE:
         _encode_route(msg.route, _TYPES[type_bits], routes, head)
     data = msg.data
-    if compress and data:
+    if msg.compressed:
+        head[0] |= FLAG_DATA_COMPRESSED
+    elif compress and data:
         deflated = zlib.compress(data)
         if len(deflated) < len(data):
             head[0] |= FLAG_DATA_COMPRESSED
@@ -218,12 +224,15 @@ def decode_message(
     routes: RouteDictionary | None = None,
     max_route_length: int = MAX_ROUTE_LENGTH,
     max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE,
+    inflate: bool = True,
 ) -> Message:
     """Decode the body of a ``DATA`` packet; inverse of :func:`encode_message`.
 
     Every malformed input raises :class:`MalformedMessage` (or its subclass
     :class:`InvalidRoute`), never an ``IndexError``, ``UnicodeDecodeError`` or
-    ``zlib.error``.
+    ``zlib.error``. With ``inflate=False`` compressed data is left as it came
+    (``Message.compressed``), for a server that inflates it only once the message may be
+    handled (:func:`inflate_message`): a queued or refused message then costs only its bytes.
     """
     size = len(body)
     if size == 0:
@@ -275,8 +284,21 @@ def decode_message(
                 raise InvalidRoute(f"a {kind} needs a non-empty route")
     data = body[offset:] if offset < size else b""
     if flag & FLAG_DATA_COMPRESSED:
+        if not inflate:
+            return Message(_TYPES[type_bits], msg_id, route, data, flag & FLAG_ERROR != 0, True)
         data = _inflate(data, max_inflated_size)
     return Message(_TYPES[type_bits], msg_id, route, bytes(data), flag & FLAG_ERROR != 0)
+
+
+def inflate_message(msg: Message, max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE) -> Message:
+    """``msg`` with its data inflated (``msg`` itself when it was not compressed).
+
+    Raises :class:`MalformedMessage` for data that is not zlib, is truncated or has trailing
+    bytes, or inflates to more than ``max_inflated_size`` bytes (never producing more).
+    """
+    if not msg.compressed:
+        return msg
+    return Message(msg.type, msg.id, msg.route, _inflate(msg.data, max_inflated_size), msg.error)
 
 
 def _decode_varint(body: bytes, offset: int) -> tuple[int, int]:

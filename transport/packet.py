@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from transport.errors import InvalidPacketType, PacketTooLarge, ProtocolError
+from transport.errors import HandshakeTooLarge, InvalidPacketType, PacketTooLarge, ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_PACKET_SIZE",
@@ -67,6 +67,7 @@ DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
 # is a placeholder: the decoder rejects type 0 before looking it up.
 _TYPES: tuple[PacketType, ...] = (PacketType.HANDSHAKE, *PacketType)
 _FIRST_INVALID_TYPE = len(_TYPES)
+_HANDSHAKE_BYTE = int(PacketType.HANDSHAKE)
 # type:u8 | length:u24 is one big-endian u32; one struct call is the cheapest way to build it.
 _pack_header = struct.Struct(">I").pack
 
@@ -91,17 +92,26 @@ KICK_PACKET = encode_packet(PacketType.KICK)
 class PacketDecoder:
     """Incremental packet decoder: feed it bytes, get whole packets back.
 
-    ``max_packet_size`` bounds the body length a header may announce. After a
+    ``max_packet_size`` bounds the body length a header may announce; ``max_handshake_size``
+    (a server's decoder) that of a HANDSHAKE packet, with :class:`HandshakeTooLarge`. After a
     :class:`ProtocolError` the decoder stays failed (the stream has lost its framing and
     cannot be resynchronised), and every later :meth:`feed` raises again.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_packet_size")
+    __slots__ = ("_buffer", "_error", "_max_handshake_size", "_max_packet_size")
 
-    def __init__(self, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE) -> None:
+    def __init__(
+        self,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        *,
+        max_handshake_size: int | None = None,
+    ) -> None:
         if not 0 <= max_packet_size <= MAX_BODY_LENGTH:
             raise ValueError(f"max_packet_size must be within 0..{MAX_BODY_LENGTH}")
         self._max_packet_size = max_packet_size
+        self._max_handshake_size = (
+            max_packet_size if max_handshake_size is None else max_handshake_size
+        )
         # Holds only an incomplete packet between calls; empty most of the time, which lets
         # feed() parse straight from the caller's bytes without copying them.
         self._buffer = bytearray()
@@ -158,6 +168,7 @@ class PacketDecoder:
         end = len(source)
         offset = 0
         limit = self._max_packet_size
+        handshake_limit = self._max_handshake_size
         while offset < end:
             type_byte = source[offset]
             if type_byte == 0 or type_byte >= _FIRST_INVALID_TYPE:
@@ -169,6 +180,8 @@ class PacketDecoder:
             length = (source[offset + 1] << 16) | (source[offset + 2] << 8) | source[offset + 3]
             if length > limit:
                 raise PacketTooLarge(length, limit)
+            if type_byte == _HANDSHAKE_BYTE and length > handshake_limit:
+                raise HandshakeTooLarge(length, handshake_limit)
             body_end = body_start + length
             if body_end > end:
                 break

@@ -25,6 +25,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgpack
 
+from transport.bounded import (
+    DEFAULT_MAX_CONTAINERS,
+    ContainerCounter,
+    check_json_text,
+    collector_paused,
+    container_limit,
+)
 from transport.errors import SerializationError
 from transport.protobuf import ProtobufSerializer
 
@@ -79,9 +86,17 @@ _JSON_DECODER = json.JSONDecoder()
 
 
 class JsonSerializer:
-    """Compact UTF-8 JSON (``ensure_ascii=False``); NaN and infinities are refused."""
+    """Compact UTF-8 JSON (``ensure_ascii=False``); NaN and infinities are refused.
+
+    ``unmarshal`` accepts only what ``marshal`` can write back (no unpaired surrogate
+    escapes such as ``"\\ud800"``) and at most ``max_containers`` arrays and objects per body
+    (see :mod:`transport.bounded`); anything else is a :class:`SerializationError`.
+    """
 
     name = "json"
+
+    def __init__(self, max_containers: int = DEFAULT_MAX_CONTAINERS) -> None:
+        self.max_containers = max_containers
 
     def marshal(self, value: Any) -> bytes:
         try:
@@ -93,15 +108,27 @@ class JsonSerializer:
         if not data:
             return None
         try:
-            return _JSON_DECODER.decode(data.decode("utf-8"))
+            container_limit(data, self.max_containers)
+            with collector_paused(len(data)):
+                value = _JSON_DECODER.decode(data.decode("utf-8"))
+            check_json_text(data, value, _JSON_ENCODER.encode)
+            return value
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            raise SerializationError(f"malformed JSON data: {exc}") from exc
+            # Not chained: a JSONDecodeError holds the whole text, which must not outlive this.
+            raise SerializationError(f"malformed JSON data: {exc}") from None
 
 
 class MsgpackSerializer:
-    """MessagePack with str/bin distinguished; maps may have non-string keys."""
+    """MessagePack with str/bin distinguished; maps may have non-string keys.
+
+    ``unmarshal`` stops at ``max_containers`` arrays and maps per body (see
+    :mod:`transport.bounded`); strings are strict UTF-8, so what it returns can be written back.
+    """
 
     name = "msgpack"
+
+    def __init__(self, max_containers: int = DEFAULT_MAX_CONTAINERS) -> None:
+        self.max_containers = max_containers
 
     def marshal(self, value: Any) -> bytes:
         try:
@@ -114,9 +141,19 @@ class MsgpackSerializer:
         if not data:
             return None
         try:
-            return msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if len(data) <= self.max_containers:  # a container takes at least one byte
+                return msgpack.unpackb(data, raw=False, strict_map_key=False)
+            counter = ContainerCounter(self.max_containers)
+            with collector_paused(len(data)):
+                return msgpack.unpackb(
+                    data,
+                    raw=False,
+                    strict_map_key=False,
+                    list_hook=counter,
+                    object_hook=counter,
+                )
         except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
-            raise SerializationError(f"malformed msgpack data: {exc}") from exc
+            raise SerializationError(f"malformed msgpack data: {exc}") from None
 
 
 _registry: dict[str, Serializer] = {}

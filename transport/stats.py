@@ -17,9 +17,13 @@ class AcceptorStats:
     ``accepted``: connections handed to ``on_connection`` since start (a WebSocket counts
     once its upgrade completed). ``active``: of those, the ones still open.
     ``slow_reader_disconnects``: connections aborted because their write buffer grew past
-    ``ConnectionLimits.max_write_buffer``.
+    ``ConnectionLimits.max_write_buffer``. ``opening``: sockets accepted and not handed over
+    yet (a WebSocket upgrade in progress). ``refused``: sockets closed at accept because the
+    ``admit`` check of ``start`` said no.
     """
 
     accepted: int = 0
     active: int = 0
     slow_reader_disconnects: int = 0
+    opening: int = 0
+    refused: int = 0

@@ -35,7 +35,8 @@ class TcpConnection(BufferedConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._open()
+        if not self._closed:  # not refused at accept
+            self._open()
 
     def data_received(self, data: bytes) -> None:
         self._deliver(data)

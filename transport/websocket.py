@@ -11,7 +11,8 @@ Choices:
 
 - Any URL path is accepted for the upgrade (Pitaya does the same).
 - Text frames are delivered like binary ones (their UTF-8 bytes go to ``data_received``):
-  some clients can only send text, and the packet decoder above rejects garbage anyway.
+  some clients can only send text. A text message that is not valid UTF-8 fails the
+  connection with close code 1007 (invalid data), as RFC 6455 requires.
 - Fragmented messages are reassembled; ``max_frame_size`` bounds a whole message, and a
   larger one fails the connection with close code 1009 (websockets' ``max_size``).
 - A plain HTTP ``GET`` (no ``Upgrade`` header) is offered to ``http_handler``, which may
@@ -75,7 +76,14 @@ def _reason(status: int) -> str:
 class WebSocketConnection(BufferedConnection):
     """A WebSocket client: open once the upgrade completed; one frame per ``write``."""
 
-    __slots__ = ("_eof_queued", "_fragments", "_http_handler", "_open_timer", "_ws")
+    __slots__ = (
+        "_eof_queued",
+        "_fragments",
+        "_fragments_text",
+        "_http_handler",
+        "_open_timer",
+        "_ws",
+    )
 
     def __init__(
         self,
@@ -91,6 +99,8 @@ class WebSocketConnection(BufferedConnection):
         self._ws = ServerProtocol(max_size=max_frame_size)
         self._http_handler = http_handler
         self._fragments: list[bytes] | None = None
+        self._fragments_text = False
+        """The message being reassembled began with a text frame."""
         self._eof_queued = False
         self._open_timer: asyncio.TimerHandle | None = None
 
@@ -133,6 +143,8 @@ class WebSocketConnection(BufferedConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self._closed:
+            return  # refused at accept
         # Until the upgrade completes nobody above knows this socket: without this timer a
         # peer that never finishes its HTTP request would hold it open forever.
         self._open_timer = self._loop.call_later(self._limits.open_timeout, self._open_expired)
@@ -190,14 +202,34 @@ class WebSocketConnection(BufferedConnection):
         opcode = frame.opcode
         if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
             if frame.fin:
-                self._deliver(bytes(frame.data))
+                self._deliver_message(bytes(frame.data), opcode is Opcode.TEXT)
             else:
                 self._fragments = [bytes(frame.data)]
+                self._fragments_text = opcode is Opcode.TEXT
         elif opcode is Opcode.CONT and self._fragments is not None:
             self._fragments.append(bytes(frame.data))
             if frame.fin:
                 message, self._fragments = b"".join(self._fragments), None
-                self._deliver(message)
+                self._deliver_message(message, self._fragments_text)
+
+    def _deliver_message(self, message: bytes, text: bool) -> None:
+        if text:
+            try:
+                message.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                logger.info("ws peer %s sent a text frame that is not UTF-8", self._peer)
+                self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
+                return
+        self._deliver(message)
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        """Fail the connection: close frame ``code``, then the end of the TCP stream."""
+        ws = self._ws
+        if ws.state is OPEN:
+            ws.fail(code, reason)
+            self._queue_output(ws.data_to_send())
+        self._closed = True
+        self._arm_close_timer()
 
     def _on_request(self, request: Request) -> None:
         ws = self._ws

@@ -76,7 +76,16 @@ def assert_reason(error: BaseException, reason: str) -> None:
         (b'{"sys":[]}', "handshake.sys is a JSON list, not an object"),
         (b'{"user":"x"}', "handshake.user is a JSON str, not an object"),
         (b"\xff\xfe\x00", "handshake request is not valid JSON: ..."),
-        (b"{" * 100_000, "handshake request is not valid JSON: ..."),
+        (b'{"a":' * 200 + b"1" + b"}" * 199, "handshake request is not valid JSON: ..."),
+        (
+            b"{" * 100_000,
+            "handshake request: body may hold 100000 arrays and objects; the limit is 256",
+        ),
+        (
+            b'{"user":{"name":"\\ud800evil"}}',
+            "handshake request: text holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff),"
+            " which cannot be written back as UTF-8",
+        ),
         (b'{"sys":{}', "handshake request is not valid JSON: ..."),
     ],
 )
