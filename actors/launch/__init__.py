@@ -1,10 +1,10 @@
 """Spawn an actor system of servers: several server processes on one machine, supervised.
 
 ``python -m actors.launch deploy.toml`` (or :class:`Launcher` from code) starts every server
-listed in a TOML file (format: :mod:`actors.launch.config`) as a child process of its own
-Thespian keeper actor; a server that dies is restarted with exponential backoff; SIGTERM or
-SIGINT to the launcher stops every server gracefully, then the actor system. Only control
-messages cross Thespian; game traffic stays in asyncio and NATS.
+listed in a TOML file (format: :mod:`actors.launch.config`) as a child process of the
+deployment's Thespian keeper actor; a server that dies is restarted with exponential backoff;
+SIGTERM or SIGINT to the launcher stops every server gracefully, then the actor system. Only
+control messages cross Thespian; game traffic stays in asyncio and NATS.
 """
 
 from actors.launch.config import (

@@ -1,10 +1,13 @@
-"""The keeper: a Thespian actor (its own process) that keeps one server process running.
+"""The keeper: one Thespian actor (its own process) that keeps the servers of a host running.
+
+One keeper per host, not one per server: a Thespian actor process costs ~17 MiB RSS, and a
+keeper only polls. Each server is a :class:`KeptServer`, plain state the keeper drives.
 
 Why polling: a Thespian actor must keep returning from its receive method to stay responsive
-(to a stop, a status query, an exit request), so it never blocks on the child. It starts the
-server with ``subprocess.Popen`` and checks it with ``wakeupAfter`` every 0.2 s. A process that
-exits by itself is reported to the supervisor and restarted after an exponential backoff
-(``KeeperSettings.backoff``); a run longer than ``stable_after`` resets the backoff.
+(to a stop, a status query, an exit request), so it never blocks on a child. It starts each
+server with ``subprocess.Popen`` and checks them all with one ``wakeupAfter`` every 0.2 s. A
+process that exits by itself is reported to the supervisor and restarted after an exponential
+backoff (``KeeperSettings.backoff``); a run longer than ``stable_after`` resets the backoff.
 
 Stopping is graceful: SIGTERM (the server then stops accepting, drains, kicks and exits 0),
 SIGKILL after ``stop_timeout``. Servers run in their own session, so a Ctrl-C meant for the
@@ -87,13 +90,12 @@ def terminate_pid(pid: int, timeout: float) -> None:
             time.sleep(0.05)
 
 
-class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
-    """Starts, watches, restarts and stops one server process (see the module docstring)."""
+class KeptServer:
+    """One server process and its restart bookkeeping; the keeper actor drives it and sends
+    the messages its methods return."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.command: ServerCommand | None = None
-        self.supervisor: Any = None
+    def __init__(self, command: ServerCommand) -> None:
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.crashes = 0
@@ -103,71 +105,13 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
         self.stop_requester: Any = None
         self.stop_deadline = 0.0
         self.finished = False
-        self.wakeup_pending = False
 
-    # -- messages --------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self.stop_requester is not None
 
-    def receiveMsg_KeepServer(self, msg: KeepServer, sender: Any) -> None:
-        die_with_parent()
-        self.command = msg.command
-        self.supervisor = sender
-        if msg.orphan_pid is not None:
-            log.warning(
-                "[launch] %s: stopping pid %d left by a dead keeper",
-                msg.command.name,
-                msg.orphan_pid,
-            )
-            terminate_pid(msg.orphan_pid, msg.command.settings.stop_timeout)
-        self._spawn()
-        self._poll(POLL)
-
-    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
-        self.wakeup_pending = False
-        if self.finished or self.command is None:
-            return
-        if self.stop_requester is not None:
-            self._check_stopping()
-        else:
-            self._check_running()
-        if not self.finished:
-            self._poll(STOP_POLL if self.stop_requester is not None else POLL)
-
-    def receiveMsg_StopServer(self, msg: StopServer, sender: Any) -> None:
-        assert self.command is not None
-        self.restart_at = None
-        process = self.process
-        if process is None or process.poll() is not None:
-            self._finish(sender, process.returncode if process is not None else None)
-            return
-        log.info("[launch] stopping %s (pid %d)", self.command.name, process.pid)
-        process.terminate()
-        self.stop_requester = sender
-        self.stop_deadline = time.monotonic() + self.command.settings.stop_timeout
-        self._poll(STOP_POLL)
-
-    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
-        """The actor system shuts down without a StopServer first: still stop the server."""
-        process = self.process
-        if process is not None and process.poll() is None and self.command is not None:
-            process.terminate()
-            try:
-                process.wait(self.command.settings.stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.info("[launch] %s %s", self.command.name, describe_exit(process.returncode))
-
-    # -- process handling ------------------------------------------------------------------
-
-    def _poll(self, period: timedelta) -> None:
-        # Wake-ups cannot be cancelled: keep at most one pending.
-        if not self.wakeup_pending:
-            self.wakeup_pending = True
-            self.wakeupAfter(period)
-
-    def _spawn(self) -> None:
+    def spawn(self) -> ServerSpawned:
         command = self.command
-        assert command is not None
         output: IO[bytes] | None = None
         try:
             if command.log_file:
@@ -188,8 +132,7 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
             self.process = None
             log.error("[launch] %s could not be started: %s", command.name, exc)
             self._schedule_restart()
-            self.send(self.supervisor, ServerSpawned(command.name, None, self.restarts))
-            return
+            return ServerSpawned(command.name, None, self.restarts)
         finally:
             if output is not None:
                 output.close()
@@ -201,16 +144,16 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
             f", restart {self.restarts}" if self.restarts else "",
             os.getpid(),
         )
-        self.send(self.supervisor, ServerSpawned(command.name, self.process.pid, self.restarts))
+        return ServerSpawned(command.name, self.process.pid, self.restarts)
 
-    def _check_running(self) -> None:
+    def check_running(self) -> ServerExited | ServerSpawned | None:
+        """An exit to report, or a restart that was due; None when nothing changed."""
         command = self.command
-        assert command is not None
         process = self.process
         if process is not None:
             returncode = process.poll()
             if returncode is None:
-                return
+                return None
             self.process = None
             uptime = time.monotonic() - self.started_at
             if uptime >= command.settings.stable_after:
@@ -225,27 +168,40 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
                 uptime,
                 f"restarting in {delay:.1f}s" if delay is not None else "not restarted",
             )
-            self.send(self.supervisor, ServerExited(command.name, process.pid, returncode, delay))
-        elif self.restart_at is not None and time.monotonic() >= self.restart_at:
+            return ServerExited(command.name, process.pid, returncode, delay)
+        if self.restart_at is not None and time.monotonic() >= self.restart_at:
             self.restart_at = None
             self.restarts += 1
-            self._spawn()
+            return self.spawn()
+        return None
 
     def _schedule_restart(self) -> float:
-        assert self.command is not None
         self.crashes += 1
         delay = self.command.settings.backoff(self.crashes)
         self.restart_at = time.monotonic() + delay
         return delay
 
-    def _check_stopping(self) -> None:
+    def begin_stop(self, requester: Any) -> ServerStopped | None:
+        """SIGTERM the process; its :class:`ServerStopped` now if it is not running."""
+        self.restart_at = None
+        process = self.process
+        if process is None or process.poll() is not None:
+            return self._finish(process.returncode if process is not None else None)
+        log.info("[launch] stopping %s (pid %d)", self.command.name, process.pid)
+        process.terminate()
+        self.stop_requester = requester
+        self.stop_deadline = time.monotonic() + self.command.settings.stop_timeout
+        return None
+
+    def check_stopping(self) -> ServerStopped | None:
+        """Its :class:`ServerStopped` once the process exited (SIGKILL past the deadline)."""
         command = self.command
         process = self.process
-        assert command is not None and process is not None
+        assert process is not None
         returncode = process.poll()
         if returncode is None:
             if time.monotonic() < self.stop_deadline:
-                return
+                return None
             log.warning(
                 "[launch] %s did not stop within %.1fs; killing it",
                 command.name,
@@ -254,11 +210,95 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
             process.kill()
             returncode = process.wait()
         log.info("[launch] %s stopped (%s)", command.name, describe_exit(returncode))
-        self._finish(self.stop_requester, returncode)
+        return self._finish(returncode)
 
-    def _finish(self, requester: Any, returncode: int | None) -> None:
-        assert self.command is not None
+    def _finish(self, returncode: int | None) -> ServerStopped:
         self.finished = True
         self.stop_requester = None
         self.process = None
-        self.send(requester, ServerStopped(self.command.name, returncode))
+        return ServerStopped(self.command.name, returncode)
+
+
+class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
+    """Starts, watches, restarts and stops the server processes of one host (see the module
+    docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.supervisor: Any = None
+        self.servers: dict[str, KeptServer] = {}
+        self.wakeup_pending = False
+
+    # -- messages --------------------------------------------------------------------------
+
+    def receiveMsg_KeepServer(self, msg: KeepServer, sender: Any) -> None:
+        if self.supervisor is None:
+            die_with_parent()  # SIGTERM (our exit request) if the supervisor dies
+        self.supervisor = sender
+        if msg.orphan_pid is not None:
+            log.warning(
+                "[launch] %s: stopping pid %d left by a dead keeper",
+                msg.command.name,
+                msg.orphan_pid,
+            )
+            terminate_pid(msg.orphan_pid, msg.command.settings.stop_timeout)
+        server = self.servers[msg.command.name] = KeptServer(msg.command)
+        self.send(sender, server.spawn())
+        self._poll(POLL)
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        self.wakeup_pending = False
+        for server in self.servers.values():
+            if server.finished:
+                continue
+            if server.stopping:
+                requester = server.stop_requester
+                if (stopped := server.check_stopping()) is not None:
+                    self.send(requester, stopped)
+            elif (report := server.check_running()) is not None:
+                self.send(self.supervisor, report)
+        if any(server.stopping for server in self.servers.values()):
+            self._poll(STOP_POLL)
+        elif not all(server.finished for server in self.servers.values()):
+            self._poll(POLL)
+
+    def receiveMsg_StopServer(self, msg: StopServer, sender: Any) -> None:
+        server = self.servers.get(msg.name)
+        if server is None or server.finished:
+            self.send(sender, ServerStopped(msg.name, None))
+            return
+        if (stopped := server.begin_stop(sender)) is not None:
+            self.send(sender, stopped)
+        else:
+            self._poll(STOP_POLL)
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
+        """The actor system shuts down without a StopServer first: still stop the servers,
+        all at once (SIGTERM each, SIGKILL those still running after their stop_timeout)."""
+        running = [
+            server
+            for server in self.servers.values()
+            if server.process is not None and server.process.poll() is None
+        ]
+        start = time.monotonic()
+        for server in running:
+            assert server.process is not None
+            server.process.terminate()
+        for server in running:
+            process = server.process
+            assert process is not None
+            left = start + server.command.settings.stop_timeout - time.monotonic()
+            try:
+                process.wait(max(left, 0.0))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.info("[launch] %s %s", server.command.name, describe_exit(process.returncode))
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _poll(self, period: timedelta) -> None:
+        # Wake-ups cannot be cancelled: keep at most one pending.
+        if not self.wakeup_pending:
+            self.wakeup_pending = True
+            self.wakeupAfter(period)

@@ -71,7 +71,8 @@ class DeploymentStopped:
 
 @dataclass(frozen=True, slots=True)
 class KeepServer:
-    """Start ``command`` and keep it running."""
+    """Start ``command`` and keep it running (one message per server; one keeper keeps
+    them all)."""
 
     command: ServerCommand
     orphan_pid: int | None = None
@@ -100,8 +101,10 @@ class ServerExited:
 
 @dataclass(frozen=True, slots=True)
 class StopServer:
-    """SIGTERM the server, SIGKILL it after its ``stop_timeout``; answered with
+    """SIGTERM the server ``name``, SIGKILL it after its ``stop_timeout``; answered with
     :class:`ServerStopped`."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ The process tree of a deployment (``ps --forest``)::
     Thespian admin (its own session, parent 1)
       +- Thespian logger
       +- Supervisor actor
-           +- ServerKeeper actor (one per server)
-                +- server (its own session)
+           +- ServerKeeper actor (one for the host's servers)
+                +- server (its own session), one per server
 
 Three holes, three fixes:
 

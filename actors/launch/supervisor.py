@@ -1,12 +1,12 @@
 """The supervisor: the one Thespian actor the launcher talks to.
 
-It creates a :class:`~actors.launch.keeper.ServerKeeper` per server, keeps the deployment's
-state table from the keepers' reports (spawned, exited, stopped), answers status queries from
-that table, and fans a stop out to every keeper. It also watches two things Thespian makes
-easy to get wrong:
+It creates one :class:`~actors.launch.keeper.ServerKeeper` for the host's servers, keeps the
+deployment's state table from the keeper's reports (spawned, exited, stopped), answers status
+queries from that table, and sends the keeper a stop per server. It also watches two things
+Thespian makes easy to get wrong:
 
-* a keeper process that dies (``ChildActorExited``) is replaced; the server it left behind is
-  terminated first, so two copies of one server id never run at once;
+* a keeper process that dies (``ChildActorExited``) is replaced; the servers it left behind
+  are terminated first, so two copies of one server id never run at once;
 * the launcher process is checked on each wake-up: if it died without stopping the deployment
   (SIGKILL), the servers are stopped rather than left running unsupervised, then the actor
   system is shut down (``actors.launch.orphans``), so no process is left behind.
@@ -52,7 +52,7 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commands: dict[str, ServerCommand] = {}
-        self.keepers: dict[str, Any] = {}
+        self.keeper: Any = None
         self.states: dict[str, ServerState] = {}
         self.launcher_pid = 0
         self.admin_port = 0
@@ -73,13 +73,14 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
             self.commands[command.name] = command
             self.states[command.name] = ServerState(command.name, None, False, 0, None)
             self.unreported.add(command.name)
-            self._start_keeper(command)
+        self._start_keeper({})
         self.wakeupAfter(WATCH_LAUNCHER)
 
-    def _start_keeper(self, command: ServerCommand, orphan_pid: int | None = None) -> None:
-        keeper = self.createActor(ServerKeeper)
-        self.keepers[command.name] = keeper
-        self.send(keeper, KeepServer(command, orphan_pid))
+    def _start_keeper(self, orphans: dict[str, int | None]) -> None:
+        """One keeper for every server; ``orphans``: server processes a dead keeper left."""
+        self.keeper = self.createActor(ServerKeeper)
+        for name, command in self.commands.items():
+            self.send(self.keeper, KeepServer(command, orphans.get(name)))
 
     def receiveMsg_ServerSpawned(self, msg: ServerSpawned, sender: Any) -> None:
         old = self.states[msg.name]
@@ -103,23 +104,23 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
     # -- watching --------------------------------------------------------------------------
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: Any) -> None:
-        name = next((n for n, a in self.keepers.items() if a == msg.childAddress), None)
-        if name is None:
+        if self.keeper is None or msg.childAddress != self.keeper:
             return
-        orphan = self.states[name].pid
+        orphans = {name: state.pid for name, state in self.states.items()}
         if self.stopping:
-            if name in self.unreported:  # died before answering the stop: finish its job
+            for name in sorted(self.unreported):  # died before answering: finish its job
                 log.error("[launch] the keeper of %s died while stopping it", name)
-                if orphan:
+                if orphan := orphans[name]:
                     terminate_pid(orphan, self.commands[name].settings.stop_timeout)
                 self.receiveMsg_ServerStopped(ServerStopped(name, None), sender)
             return
-        log.error(
-            "[launch] the keeper of %s died%s; starting a new keeper",
-            name,
-            f" (server pid {orphan} is stopped first)" if orphan else "",
-        )
-        self._start_keeper(self.commands[name], orphan)
+        for name, orphan in orphans.items():
+            log.error(
+                "[launch] the keeper of %s died%s; starting a new keeper",
+                name,
+                f" (server pid {orphan} is stopped first)" if orphan else "",
+            )
+        self._start_keeper(orphans)
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self.stopping:
@@ -141,9 +142,9 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
     def _stop_all(self, requester: Any) -> None:
         self.stopping = True
         self.stop_requester = requester
-        self.unreported = set(self.keepers)
-        for keeper in self.keepers.values():
-            self.send(keeper, StopServer())
+        self.unreported = set(self.commands)
+        for name in self.commands:
+            self.send(self.keeper, StopServer(name))
         self._maybe_stopped()
 
     def receiveMsg_ServerStopped(self, msg: ServerStopped, sender: Any) -> None:

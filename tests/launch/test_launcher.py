@@ -94,15 +94,16 @@ async def test_restarts_with_backoff_and_stops_everything(
     assert new_pid != pids["serve-1"]
     await launcher.wait_line(rf"dummy serve-1 up pid {new_pid}", index)
 
-    # A keeper that dies is replaced; the server it left is stopped before a new one starts.
+    # The keeper (one for every server) that dies is replaced; the servers it left are
+    # stopped before new ones start.
     keeper = await launcher.wait_line(r"serve-2 running \(pid \d+; keeper pid (\d+)\)")
     os.kill(int(keeper.group(1)), signal.SIGKILL)
     found = await launcher.wait_line(
         rf"keeper of serve-2 died \(server pid {pids['serve-2']} is stopped first\)"
     )
     index = launcher.lines.index(found.string)
-    replacement = await launcher.server_pid("serve-2", index)
-    await wait_pids_gone([pids["serve-2"]])
+    replacements = [await launcher.server_pid(name, index) for name in pids]
+    await wait_pids_gone([pids["serve-2"], pids["stubborn"], new_pid])
 
     # SIGTERM to the launcher: every server gets SIGTERM; the stubborn one SIGKILL later.
     launcher.signal(signal.SIGTERM)
@@ -112,7 +113,7 @@ async def test_restarts_with_backoff_and_stops_everything(
     assert "serve-2 stopped (exited with code 0)" in output
     assert "stubborn did not stop within 0.5s; killing it" in output
     assert "stubborn stopped (killed by SIGKILL)" in output
-    await wait_pids_gone([new_pid, replacement, pids["stubborn"]])
+    await wait_pids_gone(replacements)
     await wait_port_closed(admin_port)  # the Thespian admin is gone too
 
 
@@ -178,7 +179,7 @@ async def test_nothing_is_left_when_the_launcher_is_killed(
     processes = deployment_processes(admin_port)
     assert set(pids) <= {p.pid for p in processes}
     names = sorted(" ".join(p.cmdline()).split(" ")[0] for p in processes if p.pid not in pids)
-    assert names == ["MultiProcAdmin", "ServerKeeper", "ServerKeeper", "Supervisor", "logger"]
+    assert names == ["MultiProcAdmin", "ServerKeeper", "Supervisor", "logger"]  # one keeper
 
     launcher.signal(signal.SIGKILL)
     await launcher.wait_line(r"the launcher \(pid \d+\) is gone without stopping")
