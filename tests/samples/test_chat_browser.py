@@ -106,3 +106,36 @@ async def test_two_pages_join_chat_and_leave(tmp_path: Path) -> None:
         await ann.screenshot(ARTIFACTS / "4-ann-final.png")
         assert ann.errors == []
         assert bob.errors == []
+
+
+async def test_the_page_through_a_cluster_connector(tmp_path: Path) -> None:
+    """The cluster sample's connector serves the same page; its routes go to a room server
+    (``room.room.join``), here an in-process cluster (``MemoryCluster``)."""
+    from actors.testing import MemoryCluster
+    from samples.cluster.servers import build_connector, build_room
+
+    network = MemoryCluster()
+    room = build_room(
+        "room-1", "nats://unused:1", "unused:1", discovery=network.discovery(), rpc=network.rpc()
+    )
+    connector = build_connector(
+        "connector-1", "nats://unused:1", "unused:1", tcp_port=0, ws_port=0,
+        discovery=network.discovery(), rpc=network.rpc(),
+    )  # fmt: skip
+    async with room, serve(connector) as server, Chromium.launch(tmp_path) as browser:
+        host, port = server.app.address("ws")
+        ann = await browser.new_page(f"http://{host}:{port}/")
+        bob = await browser.new_page(f"http://{host}:{port}/")
+        await join(ann, "ann")
+        await ann.wait_for(members_are(["ann"]))
+        await join(bob, "bob")
+        await bob.wait_for(members_are(["ann", "bob"]))
+        await ann.wait_for(log_has("bob joined"))
+        await say(bob, "hi from the cluster")
+        await ann.wait_for(log_has("bob: hi from the cluster"))
+        await bob.click("#leave")
+        await ann.wait_for(log_has("bob left"))
+        await ann.wait_for(members_are(["ann"]))
+        await ann.screenshot(ARTIFACTS / "cluster-ann.png")
+        assert ann.errors == []
+        assert bob.errors == []
