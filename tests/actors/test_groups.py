@@ -251,8 +251,10 @@ async def test_a_ttl_must_be_positive_and_a_deleted_group_is_gone() -> None:
         with pytest.raises(GroupNotFound):
             await groups.contains("g", "u")
         await groups.create("h")
+        await groups.members("h")  # started and idle
         pending = asyncio.ensure_future(groups.members("h"))
-        await groups.delete("h")  # deleted while the ask is in flight
+        await asyncio.sleep(0)  # the ask is in the group's mailbox...
+        await groups.delete("h")  # ...when the group is deleted
         with pytest.raises(GroupNotFound) as info:
             await pending
         assert info.value.msg == "group 'h' not found"
@@ -328,6 +330,53 @@ async def test_a_group_expires_at_the_first_check_after_its_ttl(
         start = loop.time()
         await app.groups.create("g", ttl=ttl)
         assert await expired - start == pytest.approx(expires_at)
+
+
+@pytest.mark.looptime
+async def test_a_group_is_checked_every_half_ttl() -> None:
+    app = make_app()
+    async with TestClient(app):
+        loop = asyncio.get_running_loop()
+        expired: asyncio.Future[float] = loop.create_future()
+        app.groups.on_group_expired(lambda name: expired.set_result(loop.time()))
+        start = loop.time()
+        await app.groups.create("g", ttl=4.0)
+        await asyncio.sleep(1)
+        await app.groups.renew_ttl("g")
+        # Checks at 2, 4 and 6 s; idle for 4 s since 1 s only at the third.
+        assert await expired - start == pytest.approx(6.0)
+
+
+async def test_errors_name_the_group_and_the_uid() -> None:
+    app = make_app()
+    async with TestClient(app):
+        groups = app.groups
+        await groups.create("g")
+        await groups.add("g", "u")
+        with pytest.raises(GroupAlreadyExists) as exists:
+            await groups.create("g")
+        with pytest.raises(MemberAlreadyExists) as member:
+            await groups.add("g", "u")
+        with pytest.raises(MemberNotFound) as missing:
+            await groups.remove("g", "nobody")
+        assert [exists.value.msg, member.value.msg, missing.value.msg] == [
+            "group 'g' already exists",
+            "uid 'u' is already in group 'g'",
+            "uid 'nobody' is not in group 'g'",
+        ]
+
+
+async def test_leaving_tolerates_a_stale_index(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app()
+    async with TestClient(app):
+        groups = app.groups
+        assert isinstance(groups, MemoryGroupService)
+        await groups.create("g")
+        groups._of_uid["ghost"] = {"g"}  # as if it had left in between
+        await groups.leave_all("ghost")
+        assert await groups.members("g") == []  # the group handled the removal first
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert await groups.groups_of("ghost") == []
 
 
 @pytest.mark.looptime

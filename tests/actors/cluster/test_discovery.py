@@ -102,6 +102,18 @@ def test_a_malformed_entry_is_skipped_and_warned_once_per_key(
     assert all(r.levelno == logging.WARNING for r in caplog.records)
 
 
+def test_a_warning_quotes_at_most_200_characters_of_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A JSON string is not an entry; its UTF-8 bytes are quoted as \x escapes: a long text.
+    data = json.dumps("é" * 100, ensure_ascii=False).encode()
+    assert discovery._parse("k", data) is None
+    (message,) = caplog.messages
+    error = message.removeprefix("ignoring malformed discovery entry k: ValueError: ")
+    assert len(error) == 200
+    assert error == f"not a server entry: {data[:100]!r}"[:200]
+
+
 def test_the_warned_keys_are_forgotten_past_1024() -> None:
     for i in range(1024):
         assert discovery._parse(f"k{i}", b"[]") is None
@@ -165,7 +177,8 @@ class FakeEtcd:
         self.calls: list[tuple[Any, ...]] = []
         self.watch_from: list[int] = []
         self.broken_watches = 0
-        self._watchers: list[asyncio.Queue[KeyEvent | None]] = []
+        self.hang = False
+        self._watchers: list[tuple[str, asyncio.Queue[KeyEvent | None]]] = []
         self._ids = itertools.count(1)
 
     def _check(self) -> None:
@@ -174,6 +187,8 @@ class FakeEtcd:
 
     async def grant(self, ttl: int) -> int:
         self._check()
+        if self.hang:
+            await asyncio.Event().wait()
         lease = next(self._ids)
         self.leases[lease] = set()
         self.calls.append(("grant", ttl))
@@ -209,6 +224,7 @@ class FakeEtcd:
 
     async def get(self, key: str) -> bytes | None:
         self._check()
+        self.calls.append(("get", key))
         return self.data.get(key)
 
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
@@ -222,20 +238,22 @@ class FakeEtcd:
             self.broken_watches -= 1
             raise EtcdUnavailable("watch broke")
         queue: asyncio.Queue[KeyEvent | None] = asyncio.Queue()
-        self._watchers.append(queue)
+        watcher = (prefix, queue)
+        self._watchers.append(watcher)
         try:
             while (event := await queue.get()) is not None:
                 yield event
         finally:
-            self._watchers.remove(queue)
+            self._watchers.remove(watcher)
 
     def end_watches(self) -> None:
-        for queue in self._watchers:
+        for _, queue in self._watchers:
             queue.put_nowait(None)
 
     def _publish(self, event: KeyEvent) -> None:
-        for queue in self._watchers:
-            queue.put_nowait(event)
+        for prefix, queue in self._watchers:
+            if event.key.startswith(prefix):
+                queue.put_nowait(event)
 
 
 ME = info("me")
@@ -295,29 +313,38 @@ async def test_start_registers_under_a_lease_and_loads_the_table(
 
 
 @pytest.mark.looptime
-async def test_watched_changes_reach_the_table() -> None:
+async def test_watched_changes_reach_the_table(caplog: pytest.LogCaptureFixture) -> None:
     async with node() as n:
         etcd = n.etcd
         await etcd.put(info("r2").key, info("r2").to_json())
+        await etcd.put("elsewhere/r9", info("r9").to_json())  # not under the prefix
         await settle()
-        assert "r2" in n.table.by_id
-        await etcd.put(SERVERS_PREFIX + "room/r3", b"not json")
+        assert set(n.table.by_id) == {"me", "r2"}
+        await etcd.put(SERVERS_PREFIX + "room/r3", b"[3]")
         etcd.delete(info("r2").key)
         etcd.delete(ME.key)  # my own entry vanishing does not remove me from my table
         await settle()
         assert set(n.table.by_id) == {"me"}
+        assert (
+            "ignoring malformed discovery entry pitaya/servers/room/r3: "
+            "ValueError: not a server entry: b'[3]'"
+        ) in caplog.messages
 
 
 @pytest.mark.looptime
-async def test_a_resync_replaces_the_table_but_keeps_me() -> None:
-    async with node(sync_interval=10.0) as n:
+async def test_a_resync_replaces_the_table_but_keeps_me(caplog: pytest.LogCaptureFixture) -> None:
+    async with node(ttl=300, sync_interval=10.0) as n:  # keep-alives far apart
         etcd = n.etcd
         n.table.put(info("ghost"))  # missed a deletion
         etcd.data[info("new").key] = info("new").to_json()  # missed a put
-        etcd.data[SERVERS_PREFIX + "room/bad"] = b"garbage"
+        etcd.data[SERVERS_PREFIX + "room/bad"] = b"[1]"
         del etcd.data[ME.key]
         await asyncio.sleep(10.5)
         assert set(n.table.by_id) == {"me", "new"}
+        assert (
+            "ignoring malformed discovery entry pitaya/servers/room/bad: "
+            "ValueError: not a server entry: b'[1]'"
+        ) in caplog.messages
         etcd.down = True
         await asyncio.sleep(10)  # a failed periodic read changes nothing
         etcd.down = False
@@ -331,8 +358,8 @@ async def test_the_lease_is_kept_alive_every_third_of_its_ttl() -> None:
     async with node(ttl=6) as n:
         start = asyncio.get_running_loop().time()
         await asyncio.sleep(6.5)
-        alive = [c for c in n.etcd.calls if c[0] == "keep_alive"]
-        assert alive == [("keep_alive", 1)] * 3  # at 2, 4 and 6 s
+        after_start = n.etcd.calls[n.etcd.calls.index(("get_prefix", SERVERS_PREFIX)) + 1 :]
+        assert after_start == [("keep_alive", 1)] * 3  # at 2, 4 and 6 s, and nothing else
         assert asyncio.get_running_loop().time() - start == pytest.approx(6.5)
 
 
@@ -379,11 +406,19 @@ async def test_an_outage_is_ridden_out_and_the_registration_confirmed(
         await settle()
         assert n.registered[-1] is True
         assert etcd.data[ME.key] == ME.to_json()
+        assert ME.key in etcd.leases[n.actor.lease or 0]  # put back under the same lease
         assert "[me] etcd is back; registration confirmed" in caplog.messages
         assert set(n.table.by_id) == {"me", "back"}  # resynced
         calls = len(etcd.calls)
         await asyncio.sleep(2.5)  # back to one keep-alive every 3 s
         assert [c[0] for c in etcd.calls[calls:]] == ["keep_alive"]
+        # Another outage, and this time the key survives it: it is not written again.
+        etcd.down = True
+        await asyncio.sleep(3)
+        etcd.down = False
+        calls = len(etcd.calls)
+        await asyncio.sleep(1)
+        assert [c[0] for c in etcd.calls[calls:]] == ["keep_alive", "get", "get_prefix"]
 
 
 @pytest.mark.looptime
@@ -435,7 +470,9 @@ async def test_revoke_drops_the_lease_and_survives_an_outage(
 
 
 @pytest.mark.looptime
-async def test_the_service_reads_its_table_and_stops_by_revoking() -> None:
+async def test_the_service_reads_its_table_and_stops_by_revoking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     etcd = FakeEtcd()
     await etcd.put(info("r1").key, info("r1").to_json())
     await etcd.put(info("c1", "connector").key, info("c1", "connector").to_json())
@@ -443,12 +480,17 @@ async def test_the_service_reads_its_table_and_stops_by_revoking() -> None:
         service = EtcdServiceDiscovery(
             system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=5, sync_interval=30.0
         )
+        real = service.etcd
+        assert (real.endpoints, real.timeout) == (["127.0.0.1:1"], 1.0)
+        await service.stop()  # before start: nothing to stop
         service.etcd = etcd  # type: ignore[assignment]
         heard: list[str] = []
         service.add_listener(lambda server, added: heard.append(server.id))
-        assert not service.registered
+        assert service.registered is False
         await service.start(ME)
-        assert service.registered
+        assert service.registered is True
+        assert ("grant", 5) in etcd.calls
+        assert system.lookup("discovery") is not None
         assert service.servers("room") == [info("r1"), ME]
         assert service.servers("nothing") == []
         assert service.server("c1") == info("c1", "connector")
@@ -457,14 +499,25 @@ async def test_the_service_reads_its_table_and_stops_by_revoking() -> None:
         assert sorted(heard) == ["c1", "me", "r1"]
         assert await service.lookup("room", "r1") == info("r1")
         assert await service.lookup("room", "nobody") is None
-        etcd.data[SERVERS_PREFIX + "room/bad"] = b"garbage"
+        assert not caplog.messages  # a missing entry is not a malformed one
+        etcd.data[SERVERS_PREFIX + "room/bad"] = b"[1]"
         assert await service.lookup("room", "bad") is None
+        assert caplog.messages == [
+            "ignoring malformed discovery entry pitaya/servers/room/bad: "
+            "ValueError: not a server entry: b'[1]'"
+        ]
+        etcd.data[info("late").key] = info("late").to_json()
+        await asyncio.sleep(31)  # the periodic resync, every 30 s
+        assert service.server("late") == info("late")
         etcd.down = True
         assert await service.lookup("room", "r1") is None
         etcd.down = False
-        assert isinstance(service.group_service(lambda *a: None), EtcdGroupService)  # type: ignore[arg-type]
+        push: Any = object()
+        groups = service.group_service(push)
+        assert isinstance(groups, EtcdGroupService)
+        assert (groups.etcd, groups.push) == (etcd, push)
         await service.stop()
-        assert not service.registered
+        assert service.registered is False
         assert ME.key not in etcd.data
         await service.stop()  # idempotent
 
@@ -482,3 +535,19 @@ async def test_the_service_fails_to_start_when_etcd_is_down() -> None:
             await service.start(ME)
         assert str(caught.value).startswith("discovery could not register in etcd: ")
         assert not service.registered
+
+
+@pytest.mark.looptime
+async def test_the_service_waits_twice_its_timeout_for_the_registration() -> None:
+    etcd = FakeEtcd()
+    etcd.hang = True
+    async with ActorSystem() as system:
+        service = EtcdServiceDiscovery(
+            system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=5, sync_interval=30.0
+        )
+        service.etcd = etcd  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(EtcdUnavailable):
+            await service.start(ME)
+        assert loop.time() - start == pytest.approx(2.0)
