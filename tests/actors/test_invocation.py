@@ -34,6 +34,15 @@ class Point:
     x: int
 
 
+@dataclass(frozen=True)
+class Positive:
+    x: int
+
+    def __post_init__(self) -> None:
+        if self.x <= 0:
+            raise ValueError("x must be positive")
+
+
 class Inv(Handler):
     service = "inv"
 
@@ -63,6 +72,20 @@ class Inv(Handler):
     @handler
     def point(self, session: Session | None, body: Point) -> dict[str, int]:
         return {"x": body.x}
+
+    @handler
+    def positive(self, session: Session | None, body: Positive) -> dict[str, int]:
+        return {"x": body.x}
+
+    @handler
+    def whose(self, session: Session | None) -> dict[str, Any]:
+        self.calls.append(("whose", session))
+        return {"id": session.id if session is not None else None}
+
+    @handler
+    async def anothing(self, session: Session | None) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return None  # type: ignore[return-value]
 
     @handler
     def note(self, session: Session | None, body: dict[str, Any]) -> None:
@@ -224,6 +247,18 @@ async def test_bodies_that_do_not_decode() -> None:
         assert error.code == "PIT-400"
 
 
+async def test_a_body_type_that_refuses_its_fields_is_pit_500_naming_the_route() -> None:
+    # The decoder checked the shape; the class's own validation raising is the server's error.
+    async with started() as app:
+        assert invoke(app, "inv.positive", b'{"x":2}').calls == [(b'{"x":2}', None)]
+        error = error_of(invoke(app, "inv.positive", b'{"x":0}'))
+        assert (error.code, error.msg, error.metadata) == (
+            "PIT-500",
+            "x must be positive",
+            {"route": "inv.positive"},
+        )
+
+
 async def test_a_failing_method_is_logged_and_answered_pit_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -266,12 +301,19 @@ async def test_a_request_must_be_answered_with_something() -> None:
             "reply must not be null",
             {"route": "inv.nothing"},
         )
+        done = invoke(app, "inv.anothing")
+        await done.result()
+        assert error_of(done).metadata == {"route": "inv.anothing"}
 
 
 async def test_a_result_that_does_not_encode_is_pit_500() -> None:
     async with started() as app:
         error = error_of(invoke(app, "inv.unencodable"))
-        assert error.code == "PIT-500" and error.metadata == {"route": "inv.unencodable"}
+        assert (error.code, error.msg, error.metadata) == (
+            "PIT-500",
+            "cannot encode dict as JSON",
+            {"route": "inv.unencodable"},
+        )
 
 
 # -- the limit on running invocations --------------------------------------------------------
@@ -387,6 +429,47 @@ async def test_after_hooks_see_no_result_when_an_async_method_fails() -> None:
         assert results == [None]
 
 
+async def test_hooks_and_methods_get_the_session_on_every_path() -> None:
+    seen: list[Any] = []
+
+    def setup(app: App) -> None:
+        @app.pipeline.before
+        def before(session: Session | None, route: str, body: Any) -> Any:
+            seen.append(("before", session))
+            return body
+
+        @app.pipeline.after
+        def after(
+            session: Session | None, route: str, result: Any, error: PitayaError | None
+        ) -> tuple[Any, PitayaError | None]:
+            seen.append(("after", session, error and error.metadata))
+            return result, error
+
+    tracer = TracerProvider().get_tracer("test")
+    async with started(setup) as app:
+        session = Session(7, None, app)  # type: ignore[arg-type]
+        for route in ("inv.whose", "inv.fail"):
+            done = Done()
+            app.invoker.invoke(app.local_routes[route], route, session, b"{}", False, done)
+            await done.result()
+        assert inv(app).calls == [("whose", session)]
+        assert seen == [
+            ("before", session),
+            ("after", session, None),
+            ("before", session),
+            ("after", session, {"route": "inv.fail"}),
+        ]
+    async with started() as app:  # no hooks: the synchronous path, with a span
+        session = Session(8, None, app)  # type: ignore[arg-type]
+        done = Done()
+        span = tracer.start_span("inv.whose")
+        app.invoker.invoke(
+            app.local_routes["inv.whose"], "inv.whose", session, b"", False, done, span=span
+        )
+        assert done.calls == [(b'{"id":8}', None)]
+        span.end()
+
+
 async def test_the_span_is_current_while_the_method_runs() -> None:
     tracer = TracerProvider().get_tracer("test")
     async with started() as app:
@@ -427,6 +510,20 @@ def test_the_sequencer_runs_one_job_per_key_in_order() -> None:
     finishers["a2"]()
     assert len(sequencer) == 1  # lane "a" is gone once idle
     finishers["b1"]()
+    assert len(sequencer) == 0
+
+
+def test_a_long_queue_of_instant_jobs_runs_without_recursion() -> None:
+    # Jobs that finish inside their own call are run by the loop that started them, not by
+    # nested calls: 10,000 of them behind a held one must not exhaust the stack.
+    sequencer = Sequencer()
+    release: list[Callable[[], None]] = []
+    ran: list[int] = []
+    sequencer.submit("k", release.append)
+    for i in range(10_000):
+        sequencer.submit("k", lambda finish, i=i: (ran.append(i), finish()))
+    release[0]()
+    assert ran == list(range(10_000))
     assert len(sequencer) == 0
 
 
