@@ -11,6 +11,7 @@ suite. For every module the script lays a fresh copy of ``actors/``, ``transport
     python tests/mutation/run.py packet kernel        # some of them (names below)
     python tests/mutation/run.py ratelimit --diff     # and the diff of each survivor
     python tests/mutation/run.py --list               # the modules and their tests
+    python tests/mutation/run.py --rev HEAD           # a commit, not the work tree
 
 The score is ``(killed + timeout) / (mutants - skipped)``. Survivors judged equivalent are
 listed, with the reason, in ``tests/mutation/equivalent.toml``; they are still reported as
@@ -25,12 +26,14 @@ To look at one survivor afterwards: ``cd .mutation/<name> && mutmut show <mutant
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,20 +160,36 @@ def load_equivalent() -> dict[str, str]:
     return {name: entry["reason"] for name, entry in data.items()}
 
 
-def prepare(name: str, module: Module, tests: tuple[str, ...]) -> Path:
-    """Lay a fresh copy of the tree in the module's work directory and configure mutmut."""
+def snapshot(rev: str) -> Path:
+    """The files of commit ``rev`` (``git archive``), in ``.mutation/_tree``.
+
+    The working tree may hold other people's half-done edits; a commit is what the numbers
+    in tests/README.md are measured on.
+    """
+    tree = WORK / "_tree"
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def prepare(name: str, module: Module, tests: tuple[str, ...], source: Path) -> Path:
+    """Lay a fresh copy of ``source`` in the module's work directory and configure mutmut."""
     work = WORK / name
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     for item in COPY:
-        src = ROOT / item
+        src = source / item
         if src.is_dir():
             shutil.copytree(src, work / item, ignore=IGNORE)
         else:
             shutil.copy2(src, work / item)
     (work / "mutation_profile.py").write_text(PROFILE_PLUGIN, "utf-8")
-    existing = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
+    existing = [t for t in tests if (source / t.split("::")[0]).exists()]
     lines = [
         "[mutmut]",
         "source_paths =\n    actors\n    transport",
@@ -184,9 +203,9 @@ def prepare(name: str, module: Module, tests: tuple[str, ...]) -> Path:
     return work
 
 
-def run_module(name: str, module: Module, tests: tuple[str, ...], jobs: int) -> Score:
+def run_module(name: str, module: Module, tests: tuple[str, ...], jobs: int, source: Path) -> Score:
     """Run mutmut on one module and collect its counts and survivors."""
-    work = prepare(name, module, tests)
+    work = prepare(name, module, tests, source)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     mutmut = [sys.executable, "-m", "mutmut"]
     with open(work / "mutmut.log", "w", encoding="utf-8") as log:
@@ -265,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         "--with-etcd", action="store_true", help="discovery also against a real etcd"
     )
     parser.add_argument("--list", action="store_true", help="list modules and tests")
+    parser.add_argument(
+        "--rev", help="mutate the files of this commit (git archive) instead of the work tree"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for name, module in MODULES.items():
@@ -273,12 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+    source = snapshot(args.rev) if args.rev else ROOT
     scores = []
     for name in args.modules or list(MODULES):
         module = MODULES[name]
         tests = module.tests + (ETCD_TESTS if name == "discovery" and args.with_etcd else ())
         print(f"mutating {module.source} against {' '.join(tests)}", flush=True)
-        scores.append(run_module(name, module, tests, args.jobs))
+        scores.append(run_module(name, module, tests, args.jobs, source))
     report(scores, load_equivalent(), args.diff)
     return 0
 
