@@ -93,13 +93,11 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (14)
-        "up (typing): actors.cluster.backend_session -> actors.app",
+        # -- up (typing) (12)
         "up (typing): actors.cluster.cluster -> actors.app",
         "up (typing): actors.gateway -> actors.app",
         "up (typing): actors.groups -> actors.app",
         "up (typing): actors.handler -> actors.app",
-        "up (typing): actors.metrics.rpc -> actors.app",
         "up (typing): actors.metrics.sampler -> actors.app",
         "up (typing): actors.metrics.sampler -> actors.cluster.cluster",
         "up (typing): actors.modules.binary -> actors.app",
@@ -108,17 +106,6 @@ BASELINE: frozenset[str] = frozenset(
         "up (typing): actors.ratelimit -> actors.app",
         "up (typing): actors.session -> actors.app",
         "up (typing): actors.session_actor -> actors.app",
-        # -- cycle (6)
-        "cycle: actors.cluster.bridge -> actors.cluster.cluster",
-        "cycle: actors.cluster.cluster -> actors.cluster.bridge",
-        "cycle: actors.cluster.cluster -> actors.cluster.users",
-        "cycle: actors.cluster.cluster -> actors.modules.binding_storage",
-        "cycle: actors.cluster.users -> actors.cluster.cluster",
-        "cycle: actors.modules.binding_storage -> actors.cluster.bridge",
-        # -- cycle (typing) (3)
-        "cycle (typing): actors.cluster.backend_session -> actors.cluster.cluster",
-        "cycle (typing): actors.cluster.bridge -> actors.cluster.backend_session",
-        "cycle (typing): actors.modules.binding_storage -> actors.cluster.cluster",
     }
 )
 

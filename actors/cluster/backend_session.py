@@ -10,30 +10,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from actors.cluster.control import SessionBind, SessionData, SessionKick, SessionPush
 from actors.errors import FrontendOnly
 from actors.payload import encode_result
 from actors.session import CloseCallback, Session, SessionAlreadyBound
-from transport.envelope import SessionSnapshot
 from transport.handshake import HandshakeRequest
 
 if TYPE_CHECKING:
-    from actors.app import App
-    from actors.cluster.cluster import Cluster
+    from actors.cluster.codec import SessionSnapshot
+    from actors.cluster.control import FrontendLink
     from actors.kernel import ActorRef
+    from transport.serializers import Serializer
 
 # FrontendOnly lives in actors.errors (lower layers raise it too); users import it from here.
 __all__ = ["BackendSession", "FrontendOnly"]
 
 
 class BackendSession(Session):
-    """See the module docstring."""
+    """See the module docstring. ``frontend``: how controls reach the frontend (the
+    cluster's :class:`~actors.cluster.outbound.Outbound`); ``serializer``: the client
+    serializer pushes are encoded with."""
 
-    __slots__ = ("_cluster", "frontend_id", "frontend_type", "read_only")
+    __slots__ = ("_frontend", "_serializer", "frontend_id", "frontend_type", "read_only")
 
     def __init__(
-        self, snapshot: SessionSnapshot, app: App, cluster: Cluster, *, read_only: bool = False
+        self,
+        snapshot: SessionSnapshot,
+        frontend: FrontendLink,
+        serializer: Serializer,
+        *,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(snapshot.id, None, app)  # type: ignore[arg-type]
+        super().__init__(snapshot.id, None, None)  # type: ignore[arg-type]
         self.uid = snapshot.uid
         self.data = dict(snapshot.data)
         if snapshot.handshake is not None:
@@ -44,7 +52,8 @@ class BackendSession(Session):
         self.frontend_id = snapshot.frontend_id
         self.frontend_type = snapshot.frontend_type
         self.read_only = read_only
-        self._cluster = cluster
+        self._frontend = frontend
+        self._serializer = serializer
 
     def _writable(self, what: str) -> None:
         if self.read_only:
@@ -57,34 +66,28 @@ class BackendSession(Session):
             raise ValueError("uid must be a non-empty string")
         if self.uid is not None:
             raise SessionAlreadyBound(f"session {self.id} is already bound to uid {self.uid!r}")
-        await self._cluster.frontend_call(
-            self.frontend_id, "sys.bind", {"sid": self.id, "uid": uid}, self.frontend_type
+        await self._frontend.frontend_call(
+            self.frontend_id, SessionBind(self.id, uid), self.frontend_type
         )
         self.uid = uid
 
     async def push_to_front(self) -> None:
         """Send this copy's ``data`` back to the frontend session (replacing it)."""
         self._writable("push_to_front")
-        await self._cluster.frontend_call(
-            self.frontend_id,
-            "sys.pushsession",
-            {"sid": self.id, "data": self.data},
-            self.frontend_type,
+        await self._frontend.frontend_call(
+            self.frontend_id, SessionData(self.id, self.data), self.frontend_type
         )
 
     def push(self, route: str, body: Any) -> None:
-        payload = encode_result(body, self._app.serializer)
-        self._cluster.frontend_notify(
-            self.frontend_id,
-            "sys.push",
-            {"sid": self.id, "route": route, "data": payload},
-            self.frontend_type,
+        payload = encode_result(body, self._serializer)
+        self._frontend.frontend_notify(
+            self.frontend_id, SessionPush(self.id, route, payload), self.frontend_type
         )
 
     def kick(self, reason: str = "") -> None:
         self._writable("kick")
-        self._cluster.frontend_notify(
-            self.frontend_id, "sys.kick", {"sid": self.id, "reason": reason}, self.frontend_type
+        self._frontend.frontend_notify(
+            self.frontend_id, SessionKick(self.id, reason), self.frontend_type
         )
 
     def on_close(self, callback: CloseCallback) -> None:

@@ -1,15 +1,19 @@
-"""Cluster mode: RPCs between servers found in etcd (Pitaya's rules), over NATS or gRPC.
+"""Cluster mode: one server's node in a cluster found in etcd (Pitaya's rules), over NATS or gRPC.
 
-The pieces, one module each:
+This module wires the pieces and runs the node's life (connect, join, leave, close); each
+piece is a module with one job:
 
 * ``discovery``: who is alive, by type (etcd, Pitaya's keys); ``router``: which one serves a
   route;
 * ``rpc``: the RPCClient/RPCServer seam, implemented by ``nats_rpc`` (default, Pitaya's
-  subjects) and ``grpc_rpc`` (``rpc_transport="grpc"``, no NATS); ``defaults`` builds the
-  discovery and RPC from the config when the app was given none (``memory`` has in-memory
-  ones for tests);
-* ``bridge``: the reentrant actor every call goes out through and every inbound envelope is
-  dispatched by (to handler and remote actors, or frontend controls);
+  subjects, over ``transport.nats``) and ``grpc_rpc`` (``rpc_transport="grpc"``, over
+  ``transport.grpc_rpc``); ``defaults`` builds the discovery and RPC from the config when the
+  app was given none (``memory`` has in-memory ones for tests);
+* ``codec``: envelopes to bytes and back, the one place that knows the wire format;
+* ``outbound``: calls to other servers (forwarded client messages, user RPCs, controls);
+* ``bridge``: the reentrant actor every call goes out through and every inbound envelope
+  comes in by (to the invocation path, or to the controls);
+* ``control``: the typed control messages (bind, push, kick, ...) and their handling;
 * ``users``: push and kick by uid, bind notices, backends' session events;
 * ``backend_session``: the session a backend handler sees; ``groups``: etcd groups.
 
@@ -20,15 +24,15 @@ A target that does not answer within ``rpc_timeout`` (or cannot be reached) give
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import msgpack
-
-from actors.cluster.bridge import Inbound, OutboundCall, OutboundNotify, RpcBridge
+from actors.cluster.backend_session import BackendSession
+from actors.cluster.bridge import Inbound, RpcBridge
+from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
 from actors.cluster.discovery import ServerInfo, ServiceDiscovery
+from actors.cluster.outbound import Outbound
 from actors.cluster.router import Router
 from actors.cluster.rpc import (
     GRPC,
@@ -40,40 +44,27 @@ from actors.cluster.rpc import (
     RPCServer,
 )
 from actors.cluster.subjects import server_subject, user_subject
-from actors.cluster.users import ClusterUsers
-from actors.errors import InternalError, PitayaError, RpcTimeout
-from actors.metrics.rpc import observe_rpc
-from transport.envelope import (
-    RpcRequest,
-    RpcResponse,
-    SessionSnapshot,
-    decode_envelope,
-    encode_envelope,
-)
-from transport.errorbody import ErrorBody
+from actors.cluster.users import ClusterUsers, UserDelivery
+from actors.errors import RpcTimeout
 from transport.etcd import EtcdUnavailable
-from transport.serializers import MsgpackSerializer
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from actors.app import App
+    from actors.cluster.codec import SessionSnapshot
     from actors.groups import GroupService
-    from actors.kernel import ActorRef, Reply
-    from actors.modules.binding_storage import UserDelivery
+    from actors.kernel import ActorRef
     from actors.session import Session
 
 log = logging.getLogger(__name__)
-
-RPC_SERIALIZER = MsgpackSerializer()
-"""User RPC arguments and results travel as msgpack between servers."""
 
 
 class Cluster:
     """The cluster side of one server: discovery, router, RPC client and server, bridge.
 
     ``discovery`` and ``rpc`` (a client and a server) are the seams the app was given, or
-    built from the config (``actors.cluster.defaults``) when None.
+    built from the config (``actors.cluster.defaults``) when None. The app reaches the others
+    through :attr:`outbound` (``forward``, ``rpc``, ``rpc_to``, also bound here) and
+    :attr:`users` (``push_to_users``, ``kick_users``, also bound here).
     """
 
     def __init__(
@@ -106,11 +97,31 @@ class Cluster:
             self._via = type(rpc[0]).__name__
         self.rpc_client: RPCClient = rpc[0]
         self.rpc_server: RPCServer = rpc[1]
-        self.users = ClusterUsers(self, self.rpc_client.user_subjects)
+        self.outbound = Outbound(
+            me=self.me,
+            discovery=self.discovery,
+            router=self.router,
+            client=self.rpc_client,
+            rpc_timeout=config.rpc_timeout,
+            metrics=app.metrics,
+            tracing=app.tracing,
+            via=self._via,
+        )
+        self.users = ClusterUsers(
+            me=self.me,
+            subjects=self.rpc_client.user_subjects,
+            client=self.rpc_client,
+            discovery=self.discovery,
+            sessions=app.sessions,
+            rpc_timeout=config.rpc_timeout,
+        )
         self.bridge: ActorRef | None = None
-        self.bindings: UserDelivery | None = None
-        """Set by the binding storage module: pushes and kicks by uid go straight to the
-        frontend each uid is bound on (the only way without per-uid subjects, as gRPC)."""
+        # The calls the app and the session actors make, bound once (no wrapper per call).
+        self.forward = self.outbound.forward
+        self.rpc = self.outbound.rpc
+        self.rpc_to = self.outbound.rpc_to
+        self.push_to_users = self.users.push_to_users
+        self.kick_users = self.users.kick_users
 
     def _dropped(self) -> None:
         self.dropped_messages += 1
@@ -120,6 +131,15 @@ class Cluster:
         """RPCs can go out and come in (readiness; discovery registration aside)."""
         return self.rpc_client.connected and self.rpc_server.serving
 
+    @property
+    def ordered(self) -> bool:
+        """Forwarded messages sent one after another reach a server in that order (NATS):
+        a frontend may pipeline a session's messages (see ``RPCClient.ordered``)."""
+        return self.rpc_client.ordered
+
+    def _backend_session(self, snapshot: SessionSnapshot, read_only: bool) -> Session:
+        return BackendSession(snapshot, self.outbound, self.app.serializer, read_only=read_only)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -127,7 +147,7 @@ class Cluster:
         reached (or what is missing)."""
         config = self.app.config
         if self.rpc_client.user_subjects is None:
-            self._require_binding_storage()
+            self._require_user_delivery()
         await self.rpc_client.connect()
         try:
             await self.discovery.connect()
@@ -137,10 +157,8 @@ class Cluster:
                 f"cannot reach etcd at {config.etcd_endpoints}: {exc}"
             ) from exc
 
-    def _require_binding_storage(self) -> None:
-        from actors.modules.binding_storage import BindingStorage
-
-        if not any(isinstance(module, BindingStorage) for _, module in self.app.modules):
+    def _require_user_delivery(self) -> None:
+        if not any(isinstance(module, UserDelivery) for _, module in self.app.modules):
             what = "rpc_transport='grpc'" if self._via == "gRPC" else self._via
             raise ClusterStartupError(
                 f"{what} has no per-uid subjects: reaching users by uid needs the binding "
@@ -150,30 +168,49 @@ class Cluster:
 
     async def join(self) -> None:
         """Serve RPCs and register in discovery (the local actors are spawned by now)."""
-        config = self.app.config
-        bridge = self.bridge = self.app.system.spawn(
-            RpcBridge, self.rpc_client, self, name="rpc-bridge"
+        app = self.app
+        controls = ControlHandler(
+            server_id=self.me.id,
+            sessions=app.sessions,
+            encode_push_packet=app.encode_push_packet,
+            session_events=app.remote_session_events,
+            backend_session=self._backend_session,
+        )
+        bridge = self.bridge = self.outbound.bridge = app.system.spawn(
+            RpcBridge,
+            self.rpc_client,
+            server_id=self.me.id,
+            invoker=app.invoker,
+            local_routes=app.local_routes,
+            remote_routes=app.remote_routes,
+            tracing=app.tracing,
+            frontend=self.outbound,
+            serializer=app.serializer,
+            controls=controls,
+            on_bind_notice=self.users.bind_noticed,
+            on_dropped=self._dropped,
+            name="rpc-bridge",
         )
 
-        def dispatch(data: bytes, respond: Respond | None) -> None:
+        def deliver(data: bytes, respond: Respond | None) -> None:
             bridge.tell(Inbound(data, respond))
 
         try:
-            await self.rpc_server.start(self.me, dispatch)
+            await self.rpc_server.start(self.me, deliver)
             # Before registering: peers read how to reach this server from discovery (gRPC).
             self.me.metadata.update(self.rpc_server.metadata)
             await self.discovery.start(self.me)
         except EtcdUnavailable as exc:
             await self.close()
             raise ClusterStartupError(
-                f"cannot register in etcd at {config.etcd_endpoints}: {exc}"
+                f"cannot register in etcd at {app.config.etcd_endpoints}: {exc}"
             ) from exc
         except BaseException:
             await self.close()
             raise
         if self.me.frontend:
-            self.app.sessions.on_after_session_bind(self.users.bound)
-            self.app.sessions.on_session_closing(self.users.closing)
+            app.sessions.on_after_session_bind(self.users.bound)
+            app.sessions.on_session_closing(self.users.closing)
         log.info(
             "[%s] joined the cluster (%s, %s)",
             self.me.id,
@@ -223,216 +260,12 @@ class Cluster:
             except Exception:
                 log.exception("[%s] closing the RPC %s failed", self.me.id, what)
 
-    # -- outbound --------------------------------------------------------------------------
-
-    def _call(
-        self,
-        server: ServerInfo,
-        request: RpcRequest,
-        reply: Reply,
-        timeout: float,
-        parent: Span | None = None,
-    ) -> None:
-        """Send ``request`` to ``server``; ``reply(payload, error)``, the remote's errors
-        decoded. Timed and traced when metrics or tracing are on (``parent``: the span the
-        call belongs to)."""
-        if self.bridge is None or not self.rpc_client.connected:
-            reply(None, ClusterUnavailable(f"cluster unavailable: not connected to {self._via}"))
-            return
-        app = self.app
-        if app.metrics.enabled or app.tracing.enabled:
-            reply = observe_rpc(app, server.id, server.type, request, reply, parent)
-        self.bridge.request(OutboundCall(server, encode_envelope(request), timeout), _unwrap(reply))
-
-    @property
-    def ordered(self) -> bool:
-        """Forwarded messages sent one after another reach a server in that order (NATS):
-        a frontend may pipeline a session's messages (see ``RPCClient.ordered``)."""
-        return self.rpc_client.ordered
-
-    def _notify(self, server: ServerInfo, request: RpcRequest) -> None:
-        if not self.rpc_client.connected:
-            return
-        if self.bridge is not None:
-            # Through the bridge, in order with the calls sent before and after it.
-            self.bridge.tell(OutboundNotify(server, encode_envelope(request)))
-        else:
-            self.rpc_client.notify(server, encode_envelope(request))
-
-    def forward(
-        self,
-        server: ServerInfo,
-        session: Session,
-        route: str,
-        data: bytes,
-        notify: bool,
-        reply: Reply,
-        *,
-        parent: Span | None = None,
-    ) -> None:
-        """Send a client message to ``server`` (the router's pick); ``reply(payload, error)``.
-
-        ``parent``: the tracing span of the client message (its RPC span's parent).
-        """
-        try:
-            request = RpcRequest("sys", route, data, snapshot(session, self.me), notify)
-        except Exception as exc:
-            reply(None, exc)
-            return
-        if session.served_by is None:
-            session.served_by = {}
-        session.served_by.setdefault(server.id, set()).add(route)
-        # A notify is a request too, answered with an empty ack once handled (as Pitaya
-        # does): the session's next message, maybe for another server, waits for it.
-        self._call(server, request, reply, self.app.config.rpc_timeout, parent)
-
-    async def rpc(
-        self,
-        route: str,
-        arg: Any = None,
-        *,
-        session: Session | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """User RPC to a server of the route's type, chosen by the router."""
-        server_type = _server_type(route)
-        server = self.router.pick(server_type, route, session)
-        return await self.rpc_to(server.id, route, arg, session=session, timeout=timeout)
-
-    async def rpc_to(
-        self,
-        server_id: str,
-        route: str,
-        arg: Any = None,
-        *,
-        session: Session | None = None,
-        timeout: float | None = None,
-    ) -> Any:
-        """User RPC to one server by id; returns the remote method's result."""
-        server = self.discovery.server(server_id)
-        if server is None:
-            raise InternalError(f"server {server_id} not found in discovery")
-        from actors.payload import encode_result
-
-        request = RpcRequest(
-            "user",
-            route,
-            encode_result(arg, RPC_SERIALIZER),
-            snapshot(session, self.me) if session is not None else None,
-        )
-        payload = await self._ask(server, request, timeout or self.app.config.rpc_timeout)
-        return RPC_SERIALIZER.unmarshal(payload) if payload else None
-
-    async def _ask(self, server: ServerInfo, request: RpcRequest, timeout: float) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def reply(result: Any, error: BaseException | None) -> None:
-            if not future.done():
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
-
-        self._call(server, request, reply, timeout)
-        return await future
-
-    def _frontend(self, frontend_id: str, frontend_type: str | None) -> ServerInfo | None:
-        """The frontend by id; a backend session knows its frontend's type, so a frontend this
-        server's table has not seen yet (the watch lags) is still reachable."""
-        server = self.discovery.server(frontend_id)
-        if server is None and frontend_type:
-            server = ServerInfo(id=frontend_id, type=frontend_type, frontend=True)
-        return server
-
-    async def frontend_call(
-        self, frontend_id: str, route: str, body: dict[str, Any], frontend_type: str | None = None
-    ) -> None:
-        """A control request from a backend session to its frontend; raises its error."""
-        server = self._frontend(frontend_id, frontend_type)
-        if server is None:
-            raise InternalError(f"frontend {frontend_id} not found in discovery")
-        request = RpcRequest("sys", route, msgpack.packb(body, use_bin_type=True))
-        await self._ask(server, request, self.app.config.rpc_timeout)
-
-    def frontend_notify(
-        self, frontend_id: str, route: str, body: dict[str, Any], frontend_type: str | None = None
-    ) -> None:
-        server = self._frontend(frontend_id, frontend_type)
-        if server is None:
-            log.warning("[%s] frontend %s unknown; dropping %s", self.me.id, frontend_id, route)
-            return
-        request = RpcRequest("sys", route, msgpack.packb(body, use_bin_type=True), notify=True)
-        self._notify(server, request)
-
-    async def push_to_users(
-        self, route: str, payload: bytes, uids: list[str], frontend_type: str | None
-    ) -> list[str]:
-        """Push to uids bound on any frontend; returns those no frontend acknowledged."""
-        return await self.users.push_to_users(route, payload, uids, frontend_type)
-
-    async def kick_users(
-        self, uids: list[str], reason: str, frontend_type: str | None
-    ) -> list[str]:
-        """Kick uids bound on any frontend; returns those no frontend acknowledged."""
-        return await self.users.kick_users(uids, reason, frontend_type)
-
-
-def snapshot(session: Session, me: ServerInfo) -> SessionSnapshot:
-    handshake = session.handshake
-    return SessionSnapshot(
-        id=session.id,
-        frontend_id=getattr(session, "frontend_id", me.id),
-        frontend_type=getattr(session, "frontend_type", me.type),
-        uid=session.uid,
-        data=session.data,
-        handshake={"sys": handshake.sys, "user": handshake.user} if handshake else None,
-    )
-
-
-def _server_type(route: str) -> str:
-    parts = route.split(".")
-    if len(parts) != 3 or not all(parts):
-        raise PitayaError("PIT-400", f"RPC route must be serverType.service.method, not {route!r}")
-    return parts[0]
-
-
-def _unwrap(reply: Reply) -> Reply:
-    """Turn the bridge's RpcResponse into ``reply(payload, None)`` or a PitayaError."""
-
-    def unwrap(result: Any, error: BaseException | None) -> None:
-        if error is not None:
-            reply(None, error)
-            return
-        try:
-            response = decode_envelope(result)
-        except Exception as exc:
-            reply(None, InternalError(f"malformed RPC response: {exc}"))
-            return
-        if not isinstance(response, RpcResponse):
-            reply(None, InternalError("RPC answered with a non-response envelope"))
-        elif response.error is not None:
-            e = response.error
-            reply(None, PitayaError(e.code, e.msg, e.metadata))
-        else:
-            reply(response.data, None)
-
-    return unwrap
-
-
-def error_response(error: BaseException) -> RpcResponse:
-    from actors.errors import as_pitaya_error
-
-    pitaya = as_pitaya_error(error)
-    return RpcResponse(error=ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata))
-
 
 __all__ = [
     "Cluster",
     "ClusterStartupError",
     "ClusterUnavailable",
     "RpcTimeout",
-    "error_response",
     "server_subject",
-    "snapshot",
     "user_subject",
 ]

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import grpc
 
 from actors.cluster.discovery import ServerInfo, ServiceDiscovery
-from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, Dispatch
+from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, DeliverInbound
 from actors.errors import InternalError, RpcTimeout
 from transport.grpc_rpc import GrpcBindError, GrpcCallError, GrpcChannel, GrpcListener
 
@@ -228,7 +228,7 @@ class GrpcRPCServer:
         self.port = port
         self.configured = dict(metadata or {})
         self._listener: GrpcListener | None = None
-        self._dispatch: Dispatch | None = None
+        self._deliver: DeliverInbound | None = None
         self._metadata: dict[str, str] = {}
 
     @property
@@ -239,8 +239,8 @@ class GrpcRPCServer:
     def metadata(self) -> dict[str, str]:
         return dict(self._metadata)
 
-    async def start(self, me: ServerInfo, dispatch: Dispatch) -> None:
-        self._dispatch = dispatch
+    async def start(self, me: ServerInfo, deliver: DeliverInbound) -> None:
+        self._deliver = deliver
         listener = GrpcListener(self.host, self.port, on_call=self._call, on_notify=self._notify)
         try:
             port = await listener.start()
@@ -260,19 +260,19 @@ class GrpcRPCServer:
             await listener.stop(STOP_GRACE)
 
     async def _call(self, data: bytes) -> bytes:
-        assert self._dispatch is not None
+        assert self._deliver is not None
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
         def respond(payload: bytes) -> None:
             if not future.done():  # the caller may have given up (deadline)
                 future.set_result(payload)
 
-        self._dispatch(data, respond)
+        self._deliver(data, respond)
         return await future
 
     def _notify(self, data: bytes) -> None:
-        assert self._dispatch is not None
-        self._dispatch(data, None)
+        assert self._deliver is not None
+        self._deliver(data, None)
 
 
 def _advertised(host: str) -> str:

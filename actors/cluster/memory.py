@@ -34,10 +34,10 @@ from actors.cluster.discovery import DiscoveryListener, ServerInfo
 from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.cluster.memory_store import MemoryStore
 from actors.cluster.rpc import (
-    BindListener,
     ClusterStartupError,
     ClusterUnavailable,
-    Dispatch,
+    DeliverBytes,
+    DeliverInbound,
     Respond,
     RpcPair,
     UserSubjects,
@@ -45,7 +45,6 @@ from actors.cluster.rpc import (
 from actors.cluster.subjects import bindings_subject, server_subject, user_subject
 from actors.errors import RpcTimeout
 from actors.groups import GroupService
-from transport.envelope import BindNotice, EnvelopeError, RpcResponse, decode_envelope
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +170,7 @@ class MemoryRpc:
         self.network = network
         self.me: ServerInfo | None = None
         self._open = False
-        self._dispatch: Dispatch | None = None
+        self._deliver: DeliverInbound | None = None
         self._subject: str | None = None
         self._users: set[str] = set()
         self._bind_watch: tuple[str, Callable[[bytes], None]] | None = None
@@ -226,23 +225,23 @@ class MemoryRpc:
     async def close(self) -> None:
         await self.stop()
         self._open = False
-        self._dispatch = None
+        self._deliver = None
 
     # -- server ----------------------------------------------------------------------------
 
-    async def start(self, me: ServerInfo, dispatch: Dispatch) -> None:
+    async def start(self, me: ServerInfo, deliver: DeliverInbound) -> None:
         if not self._open:
             raise ClusterUnavailable("cluster unavailable: connect the in-memory RPC first")
         subject = server_subject(me.type, me.id)
         if subject in self.network._endpoints:
             raise ClusterStartupError(f"another server already serves {subject}")
         self.me = me
-        self._dispatch = dispatch
+        self._deliver = deliver
         self._subject = subject
         self.network._endpoints[subject] = self
 
     async def stop(self) -> None:
-        """Receive nothing new (what was already handed over is still dispatched)."""
+        """Receive nothing new (what was already handed over is still delivered)."""
         network = self.network
         if self._subject is not None and network._endpoints.get(self._subject) is self:
             del network._endpoints[self._subject]
@@ -255,8 +254,8 @@ class MemoryRpc:
             self._bind_watch = None
 
     def _inbound(self, data: bytes, respond: Respond | None) -> None:
-        if self._dispatch is not None:
-            self._dispatch(data, respond)
+        if self._deliver is not None:
+            self._deliver(data, respond)
 
     # -- per-uid and bindings subjects (UserSubjects) ----------------------------------------
 
@@ -290,9 +289,9 @@ class MemoryRpc:
 
     async def request_user(
         self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
-    ) -> bool | None:
+    ) -> bytes | None:
         if not self._open:
-            return False
+            raise ClusterUnavailable("cluster unavailable: the in-memory RPC is closed")
         takers = self.network._subscribers.get(user_subject(frontend_type, uid, what), [])
         if not takers:
             return None  # no responders
@@ -300,13 +299,9 @@ class MemoryRpc:
         for target in takers:  # the first answer wins, as a NATS request's
             _send(target, payload, partial(_answer, answer))
         try:
-            data = await asyncio.wait_for(answer, timeout)
-            response = decode_envelope(data)
+            return await asyncio.wait_for(answer, timeout)
         except TimeoutError:
             return None
-        except EnvelopeError:
-            return False
-        return None if isinstance(response, RpcResponse) and response.error else True
 
     async def announce_bind(self, notice: bytes) -> None:
         if not self._open or self.me is None:
@@ -315,22 +310,12 @@ class MemoryRpc:
         for watcher in self.network._bind_watchers.get(bindings_subject(self.me.type), []):
             loop.call_soon(watcher, notice)
 
-    async def watch_binds(self, deliver: BindListener) -> None:
+    async def watch_binds(self, deliver: DeliverBytes) -> None:
         if self.me is None or self._bind_watch is not None:
             return
-
-        def on_notice(data: bytes) -> None:
-            try:
-                notice = decode_envelope(data)
-            except EnvelopeError as exc:
-                log.warning("malformed bind notice: %s", exc)
-                return
-            if isinstance(notice, BindNotice):
-                deliver(notice)
-
         subject = bindings_subject(self.me.type)
-        self.network._bind_watchers.setdefault(subject, []).append(on_notice)
-        self._bind_watch = (subject, on_notice)
+        self.network._bind_watchers.setdefault(subject, []).append(deliver)
+        self._bind_watch = (subject, deliver)
 
 
 def _send(target: MemoryRpc, data: bytes, respond: Respond | None) -> None:

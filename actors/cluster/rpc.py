@@ -15,9 +15,9 @@ in-memory :class:`~actors.cluster.memory.MemoryRpc` (for tests) is one.
 
 Both only move bytes: an encoded :class:`~transport.envelope.RpcRequest` in, an encoded
 :class:`~transport.envelope.RpcResponse` out. Everything above them (routing, the bridge
-actor's dispatch to handler and remote actors, error codes, metrics, tracing) is shared, so
+actor's hand-off to handler and remote actors, error codes, metrics, tracing) is shared, so
 a request behaves the same over either. A server hands inbound envelopes to a
-:data:`Dispatch` callback (the bridge actor's mailbox); the bridge answers through the
+:data:`DeliverInbound` callback (the bridge actor's mailbox); the bridge answers through the
 :data:`Respond` it was given.
 """
 
@@ -39,12 +39,15 @@ TRANSPORTS = (NATS, GRPC)
 Respond = Callable[[bytes], None]
 """Answers one inbound request with an encoded RpcResponse; called at most once."""
 
-Dispatch = Callable[[bytes, "Respond | None"], None]
+DeliverInbound = Callable[[bytes, "Respond | None"], None]
 """Takes one inbound envelope; ``respond`` is None when the sender expects no answer.
 Must not block: it queues the envelope for the bridge actor."""
 
 BindListener = Callable[["BindNotice"], None]
 """Called with the notice of a uid bound on another frontend of this server's type."""
+
+DeliverBytes = Callable[[bytes], None]
+"""Takes one encoded message (a bind notice) that expects no answer."""
 
 
 class ClusterStartupError(ActorError):
@@ -117,9 +120,9 @@ class RPCServer(Protocol):
         started): gRPC's ``grpcHost``/``grpcPort``; nothing for NATS."""
         ...
 
-    async def start(self, me: ServerInfo, dispatch: Dispatch) -> None:
+    async def start(self, me: ServerInfo, deliver: DeliverInbound) -> None:
         """Begin receiving the requests for ``me`` (this server) and hand each one to
-        ``dispatch``."""
+        ``deliver``."""
         ...
 
     async def stop(self) -> None:
@@ -139,9 +142,10 @@ class UserSubjects(Protocol):
     """Reaching a uid without knowing its frontend, and telling the frontends of a type about
     every bind: Pitaya's ``pitaya/<frontendType>/user/<uid>/push|kick`` and
     ``pitaya/<frontendType>/bindings`` subjects (see ``actors.cluster.subjects``). NATS has
-    them, gRPC does not; :attr:`RPCClient.user_subjects` says which. ``payload`` and ``notice``
-    are encoded envelopes (``UserPush``/``UserKick``, ``BindNotice``); what arrives on a
-    uid's subjects goes to the :data:`Dispatch` given to :meth:`RPCServer.start`."""
+    them, gRPC does not; :attr:`RPCClient.user_subjects` says which. Like the RPC client and
+    server, it moves bytes only: ``payload`` and ``notice`` are encoded by the cluster
+    (``actors.cluster.codec``); what arrives on a uid's subjects goes to the
+    :data:`DeliverInbound` given to :meth:`RPCServer.start`."""
 
     async def listen_user(self, uid: str) -> None:
         """Frontend: take the push and kick subjects of ``uid``, bound here (again: no-op)."""
@@ -157,9 +161,10 @@ class UserSubjects(Protocol):
 
     async def request_user(
         self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
-    ) -> bool | None:
-        """Request a uid's ``push``/``kick`` subject: True when its frontend acknowledged,
-        None when no frontend of this type holds the uid, False when the transport failed."""
+    ) -> bytes | None:
+        """Request a uid's ``push``/``kick`` subject: the answer of the frontend that holds
+        it, None when nobody answered; :class:`ClusterUnavailable` when the transport
+        failed."""
         ...
 
     async def announce_bind(self, notice: bytes) -> None:
@@ -167,6 +172,7 @@ class UserSubjects(Protocol):
         behind queued messages)."""
         ...
 
-    async def watch_binds(self, deliver: BindListener) -> None:
-        """Frontend: hand the bind notices of the frontends of this type to ``deliver``."""
+    async def watch_binds(self, deliver: DeliverBytes) -> None:
+        """Frontend: hand the (encoded) bind notices of the frontends of this type to
+        ``deliver``."""
         ...

@@ -3,7 +3,8 @@
 In Pitaya a backend never learns that a player it served bound a uid or disconnected. Here a
 frontend remembers, per session, which backend servers handled its messages and through which
 routes; when the session binds or closes it sends those servers a ``sys.sessionevent`` notify
-with a snapshot of the session. A backend subscribes globally or for one route::
+(:class:`~actors.cluster.control.SessionEvent`) with a snapshot of the session. A backend
+subscribes globally or for one route::
 
     app.on_remote_session_close(lambda s: rooms.tell(PlayerLeft(s.uid)))
     app.on_remote_session_close(save_progress, route="room.room.join")
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_EVENT_ROUTE = "sys.sessionevent"
 BIND = "bind"
 CLOSE = "close"
 
@@ -46,7 +46,7 @@ class RemoteSessionEvents:
     def wanted(self) -> bool:
         return any(self._subscriptions.values())
 
-    async def dispatch(self, event: str, session: Session, routes: set[str]) -> None:
+    async def emit(self, event: str, session: Session, routes: set[str]) -> None:
         """Run the callbacks of ``event`` whose route filter matches ``routes``."""
         for route, callback in self._subscriptions.get(event, []):
             if route is not None and route not in routes:

@@ -21,38 +21,81 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import msgpack
-
-from actors.cluster.rpc import BindListener
-from actors.cluster.session_events import BIND, CLOSE, SESSION_EVENT_ROUTE
-from transport.envelope import (
+from actors.cluster.codec import (
     BindNotice,
     Envelope,
+    EnvelopeError,
     RpcRequest,
     UserKick,
     UserPush,
-    encode_envelope,
+    decode,
+    encode,
+    is_refusal,
+    snapshot,
 )
+from actors.cluster.control import SessionEvent, encode_control
+from actors.cluster.rpc import BindListener, ClusterUnavailable
+from actors.cluster.session_events import BIND, CLOSE
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
-    from actors.cluster.cluster import Cluster
-    from actors.cluster.rpc import UserSubjects
+    from actors.cluster.discovery import ServerInfo, ServiceDiscovery
+    from actors.cluster.rpc import RPCClient, UserSubjects
     from actors.session import Session
+    from actors.sessions import SessionRegistry
 
 log = logging.getLogger(__name__)
 
 
-class ClusterUsers:
-    """The user side of one server's :class:`~actors.cluster.cluster.Cluster`; ``subjects``:
-    the transport's per-uid and bindings subjects, None if it has none."""
+@runtime_checkable
+class UserDelivery(Protocol):
+    """How pushes and kicks by uid reach the frontend each uid is bound on, when something
+    knows it (the binding storage module, ``actors.modules.binding_storage``).
 
-    def __init__(self, cluster: Cluster, subjects: UserSubjects | None) -> None:
-        self.cluster = cluster
+    Both return ``(failed, unknown)``: uids not reached, and uids that could not be looked
+    up (etcd unreachable) which the cluster then sends the default way.
+    """
+
+    async def push_to_users(
+        self, route: str, payload: bytes, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]: ...
+
+    async def kick_users(
+        self, reason: str, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]: ...
+
+    async def frontend_of(self, uid: str, frontend_types: list[str]) -> str | None:
+        """The id of the frontend ``uid`` is bound on; raises EtcdUnavailable."""
+        ...
+
+
+class ClusterUsers:
+    """The user side of one cluster server (``me``): ``subjects``, the transport's per-uid
+    and bindings subjects (None if it has none); ``client`` sends notices to single servers
+    found in ``discovery``; ``sessions``: this server's sessions; ``rpc_timeout``: how long a
+    frontend may take to acknowledge a push or kick."""
+
+    def __init__(
+        self,
+        *,
+        me: ServerInfo,
+        subjects: UserSubjects | None,
+        client: RPCClient,
+        discovery: ServiceDiscovery,
+        sessions: SessionRegistry,
+        rpc_timeout: float,
+    ) -> None:
+        self.me = me
         self.subjects = subjects
-        self.me = cluster.me
+        self.client = client
+        self.discovery = discovery
+        self.sessions = sessions
+        self.rpc_timeout = rpc_timeout
+        self.bindings: UserDelivery | None = None
+        """Set by the binding storage module: pushes and kicks by uid go straight to the
+        frontend each uid is bound on (the only way without per-uid subjects, as gRPC)."""
         self._bind_listeners: list[BindListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         """Unsubscriptions and fire-and-forget pushes under way (kept referenced)."""
@@ -66,7 +109,7 @@ class ClusterUsers:
     ) -> list[str]:
         """Push to uids bound on any frontend; returns those no frontend acknowledged."""
         types = [frontend_type] if frontend_type else self._frontend_types()
-        bindings = self.cluster.bindings
+        bindings = self.bindings
         if bindings is not None:
             failed, unknown = await bindings.push_to_users(route, payload, uids, types)
         else:
@@ -85,11 +128,11 @@ class ClusterUsers:
         ``push_to_users`` is the one to await for the uids nobody took."""
         types = [frontend_type] if frontend_type else self._frontend_types()
         subjects = self.subjects
-        if self.cluster.bindings is None:
+        if self.bindings is None:
             if subjects is None:
                 return
             for uid in uids:
-                data = encode_envelope(UserPush(uid, route, payload))
+                data = encode(UserPush(uid, route, payload))
                 for kind in types:
                     subjects.publish_user(kind, uid, "push", data)
             return
@@ -119,7 +162,7 @@ class ClusterUsers:
         self, uids: list[str], reason: str, frontend_type: str | None
     ) -> list[str]:
         types = [frontend_type] if frontend_type else self._frontend_types()
-        bindings = self.cluster.bindings
+        bindings = self.bindings
         if bindings is not None:
             failed, unknown = await bindings.kick_users(reason, uids, types)
         else:
@@ -129,7 +172,7 @@ class ClusterUsers:
         )
 
     def _frontend_types(self) -> list[str]:
-        discovery = self.cluster.discovery
+        discovery = self.discovery
         return sorted(
             {s.type for t in discovery.server_types() for s in discovery.servers(t) if s.frontend}
         )
@@ -141,14 +184,23 @@ class ClusterUsers:
         subjects = self.subjects
         if not uids or subjects is None:
             return list(uids)
-        timeout = self.cluster.app.config.rpc_timeout
+        timeout = self.rpc_timeout
 
         async def one(uid: str) -> bool:
-            payload = encode_envelope(make(uid))
+            payload = encode(make(uid))
             for frontend_type in types:
-                outcome = await subjects.request_user(frontend_type, uid, what, payload, timeout)
-                if outcome is not None:
-                    return outcome
+                try:
+                    answer = await subjects.request_user(frontend_type, uid, what, payload, timeout)
+                except ClusterUnavailable:
+                    return False
+                if answer is None:
+                    continue  # no frontend of this type holds the uid
+                refused = is_refusal(answer)
+                if refused is None:
+                    return False  # not an answer
+                if not refused:
+                    return True
+                # Refused: the frontend that held the subject no longer holds the uid.
             return False
 
         results = await asyncio.gather(*(one(uid) for uid in uids))
@@ -160,7 +212,16 @@ class ClusterUsers:
         """Frontends: call ``listener`` when another frontend of this type binds a uid."""
         self._bind_listeners.append(listener)
         if self.subjects is not None:
-            await self.subjects.watch_binds(self.bind_noticed)
+            await self.subjects.watch_binds(self._bind_notice_arrived)
+
+    def _bind_notice_arrived(self, data: bytes) -> None:
+        try:
+            notice = decode(data)
+        except EnvelopeError as exc:
+            log.warning("[%s] malformed bind notice: %s", self.me.id, exc)
+            return
+        if isinstance(notice, BindNotice):
+            self.bind_noticed(notice)
 
     def bind_noticed(self, notice: BindNotice) -> None:
         if notice.frontend_id == self.me.id:
@@ -172,15 +233,14 @@ class ClusterUsers:
                 log.exception("[%s] bind listener failed", self.me.id)
 
     async def _announce_bind(self, uid: str) -> None:
-        cluster = self.cluster
-        notice = encode_envelope(BindNotice(uid, self.me.id))
+        notice = encode(BindNotice(uid, self.me.id))
         if self.subjects is not None:
             await self.subjects.announce_bind(notice)
             return
         # gRPC: no broadcast. Only frontends that watch binds (unique session) pay the lookup;
         # this runs before the binding storage stores the new bind (the cluster's after-bind
         # callback is registered at join, before modules start), so it finds the old holder.
-        bindings = cluster.bindings
+        bindings = self.bindings
         if not self._bind_listeners or bindings is None:
             return
         try:
@@ -188,9 +248,9 @@ class ClusterUsers:
         except EtcdUnavailable as exc:
             log.warning("[%s] cannot find where %s was bound: %s", self.me.id, uid, exc)
             return
-        server = cluster.discovery.server(holder) if holder and holder != self.me.id else None
+        server = self.discovery.server(holder) if holder and holder != self.me.id else None
         if server is not None:
-            cluster.rpc_client.notify(server, notice)
+            self.client.notify(server, notice)
 
     # -- this frontend's sessions ----------------------------------------------------------
 
@@ -212,7 +272,7 @@ class ClusterUsers:
         self.session_event(session, CLOSE)
         uid = session.uid
         subjects = self.subjects
-        if uid is None or subjects is None or self.cluster.app.sessions.by_uid(uid) is not None:
+        if uid is None or subjects is None or self.sessions.by_uid(uid) is not None:
             return  # no subjects, or another session holds the uid now
         task = asyncio.get_running_loop().create_task(subjects.forget_user(uid))
         self._tasks.add(task)
@@ -222,15 +282,13 @@ class ClusterUsers:
         """Tell every backend that served ``session`` that it bound or closed."""
         if not session.served_by:
             return
-        from actors.cluster.cluster import snapshot
-
-        cluster = self.cluster
+        me = self.me
         for server_id, routes in session.served_by.items():
-            server = cluster.discovery.server(server_id)
+            server = self.discovery.server(server_id)
             if server is None:
                 continue
-            body: Any = msgpack.packb({"event": event, "routes": sorted(routes)}, use_bin_type=True)
+            body = encode_control(SessionEvent(event, frozenset(routes)))
             request = RpcRequest(
-                "sys", SESSION_EVENT_ROUTE, body, snapshot(session, self.me), notify=True
+                "sys", SessionEvent.route, body, snapshot(session, me.id, me.type), notify=True
             )
-            cluster.rpc_client.notify(server, encode_envelope(request))
+            self.client.notify(server, encode(request))

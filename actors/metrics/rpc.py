@@ -4,8 +4,9 @@
 Pitaya's NATS RPC client times every call it sends (forwarded client requests, user RPCs,
 its own sys RPCs) and reports ``response_time_ns`` with ``type="rpc"``; the server that
 handled a forwarded request reports nothing for it, the frontend's session reports the whole
-client request with ``type="handler"``. We do the same, from ``Cluster._call``, only when a
-metrics reporter or tracing is on (the call site checks both flags first).
+client request with ``type="handler"``. We do the same, from ``Outbound.call``
+(``actors.cluster.outbound``), only when a metrics reporter or tracing is on (the call site
+checks both flags first).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from actors.tracing import end_span
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from actors.app import App
     from actors.kernel import Reply
+    from actors.metrics.reporter import Metrics
+    from actors.tracing import Tracing
     from transport.envelope import RpcRequest
 
 RPC = "rpc"
@@ -29,7 +31,8 @@ RPC = "rpc"
 
 
 def observe_rpc(
-    app: App,
+    metrics: Metrics,
+    tracing: Tracing,
     server_id: str,
     server_type: str,
     request: RpcRequest,
@@ -42,24 +45,26 @@ def observe_rpc(
     this before encoding the request); ``parent`` is the span the call belongs to, if any.
     """
     span = (
-        app.tracing.start_rpc_client_span(request, server_id, server_type, parent)
-        if app.tracing.enabled
+        tracing.start_rpc_client_span(request, server_id, server_type, parent)
+        if tracing.enabled
         else None
     )
-    started_ns = time.monotonic_ns() if app.metrics.enabled else 0
+    started_ns = time.monotonic_ns() if metrics.enabled else 0
     route = request.route
 
     def observed(result: Any, error: BaseException | None) -> None:
         if span is not None:
             end_span(span, error)
         if started_ns:
-            report_rpc_time(app, route, started_ns, error)
+            report_rpc_time(metrics, route, started_ns, error)
         reply(result, error)
 
     return observed
 
 
-def report_rpc_time(app: App, route: str, started_ns: int, error: BaseException | None) -> None:
+def report_rpc_time(
+    metrics: Metrics, route: str, started_ns: int, error: BaseException | None
+) -> None:
     """Report ``response_time_ns{type="rpc"}`` for a call sent at ``started_ns``.
 
     A route the remote server does not serve is labelled ``unknown``: forwarded routes come
@@ -70,7 +75,7 @@ def report_rpc_time(app: App, route: str, started_ns: int, error: BaseException 
     code = "" if error is None else as_pitaya_error(error).code
     if code == RouteNotFound.default_code:
         route = UNKNOWN_ROUTE
-    app.metrics.report_summary(
+    metrics.report_summary(
         RESPONSE_TIME,
         {
             "route": route,

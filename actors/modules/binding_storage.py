@@ -2,10 +2,11 @@
 
 Without it, a push or kick by uid is a NATS request on ``pitaya/<frontendType>/user/<uid>/...``
 tried for every frontend type. With it, the sender reads
-``pitaya/bindings/<frontendType>/<uid>`` -> frontend id and sends one RPC (``sys.pushuser`` /
-``sys.kickuser``) to that frontend: no fan-out over types, and an unknown uid fails at once
-instead of after a NATS timeout. With ``rpc_transport="grpc"`` it is the only way (there are no
-per-uid subjects), so every server must register it, as in Pitaya.
+``pitaya/bindings/<frontendType>/<uid>`` -> frontend id and sends one RPC (the controls
+``sys.pushuser`` / ``sys.kickuser`` of ``actors.cluster.control``) to that frontend: no fan-out
+over types, and an unknown uid fails at once instead of after a NATS timeout. With
+``rpc_transport="grpc"`` it is the only way (there are no per-uid subjects), so every server
+must register it, as in Pitaya.
 
 Register it on every server that pushes or kicks by uid (backends included); on frontends it
 also maintains the entries:
@@ -30,15 +31,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-from actors.cluster.bridge import KICK_USER_ROUTE, PUSH_USER_ROUTE
+from actors.cluster.control import Control, UidKick, UidPush
+from actors.cluster.users import UserDelivery
 from actors.modules.base import ModuleBase
 from transport.etcd import EtcdClient, EtcdUnavailable
 
 if TYPE_CHECKING:
     from actors.app import App
-    from actors.cluster.cluster import Cluster
+    from actors.cluster.discovery import ServiceDiscovery
+    from actors.cluster.outbound import Outbound
+    from actors.cluster.users import ClusterUsers
     from actors.session import Session
 
 log = logging.getLogger(__name__)
@@ -51,35 +55,18 @@ def binding_key(frontend_type: str, uid: str) -> str:
     return f"{BINDINGS_PREFIX}{frontend_type}/{uid}"
 
 
-class UserDelivery(Protocol):
-    """How the cluster hands pushes and kicks by uid to the binding storage.
-
-    Both return ``(failed, unknown)``: uids not reached, and uids that could not be looked
-    up (etcd unreachable) which the cluster then sends the default way.
-    """
-
-    async def push_to_users(
-        self, route: str, payload: bytes, uids: list[str], frontend_types: list[str]
-    ) -> tuple[list[str], list[str]]: ...
-
-    async def kick_users(
-        self, reason: str, uids: list[str], frontend_types: list[str]
-    ) -> tuple[list[str], list[str]]: ...
-
-    async def frontend_of(self, uid: str, frontend_types: list[str]) -> str | None:
-        """The id of the frontend ``uid`` is bound on; raises EtcdUnavailable."""
-        ...
-
-
 class BindingStorage(ModuleBase):
-    """uid -> frontend id in etcd; see the module docstring. Needs cluster mode."""
+    """uid -> frontend id in etcd; see the module docstring. Needs cluster mode. A
+    :class:`~actors.cluster.users.UserDelivery`."""
 
     def __init__(self, app: App, *, lease_ttl: int | None = None) -> None:
         self.app = app
         self.lease_ttl = lease_ttl or app.config.etcd_lease_ttl
         self.etcd: EtcdClient | None = None
         self.lease: int | None = None
-        self._cluster: Cluster | None = None
+        self._outbound: Outbound | None = None
+        self._discovery: ServiceDiscovery | None = None
+        self._users: ClusterUsers | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._dirty = False
         """A write failed: every local binding is written again once etcd answers."""
@@ -98,13 +85,14 @@ class BindingStorage(ModuleBase):
         endpoints = [e.strip() for e in config.etcd_endpoints.split(",") if e.strip()]
         self.etcd = EtcdClient(endpoints, timeout=config.cluster_connect_timeout)
         await self.etcd.connect()
-        self._cluster = cluster
+        self._outbound, self._discovery = cluster.outbound, cluster.discovery
+        self._users = cluster.users
         if self.app.is_frontend:
             self.lease = await self.etcd.grant(self.lease_ttl)
             self._keeper = asyncio.get_running_loop().create_task(self._keep_alive())
             self.app.sessions.on_after_session_bind(self._store)
             self.app.sessions.on_session_close(self._remove)
-        cluster.bindings = self
+        cluster.users.bindings = self
         log.info(
             "[%s] binding storage on (etcd %s%s)",
             self.app.server_id,
@@ -113,8 +101,8 @@ class BindingStorage(ModuleBase):
         )
 
     async def shutdown(self) -> None:
-        if self._cluster is not None and self._cluster.bindings is self:
-            self._cluster.bindings = None
+        if self._users is not None and self._users.bindings is self:
+            self._users.bindings = None
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,36 +149,28 @@ class BindingStorage(ModuleBase):
 
     def _alive(self, server_id: str) -> bool:
         """Still in discovery (a dead frontend's bindings outlive it until its lease ends)."""
-        return self._cluster is not None and self._cluster.discovery.server(server_id) is not None
+        return self._discovery is not None and self._discovery.server(server_id) is not None
 
     # -- delivery (UserDelivery) -----------------------------------------------------------
 
     async def push_to_users(
         self, route: str, payload: bytes, uids: list[str], frontend_types: list[str]
     ) -> tuple[list[str], list[str]]:
-        return await self._deliver(
-            uids,
-            frontend_types,
-            PUSH_USER_ROUTE,
-            lambda uid: {"uid": uid, "route": route, "data": payload},
-        )
+        return await self._deliver(uids, frontend_types, lambda uid: UidPush(uid, route, payload))
 
     async def kick_users(
         self, reason: str, uids: list[str], frontend_types: list[str]
     ) -> tuple[list[str], list[str]]:
-        return await self._deliver(
-            uids, frontend_types, KICK_USER_ROUTE, lambda uid: {"uid": uid, "reason": reason}
-        )
+        return await self._deliver(uids, frontend_types, lambda uid: UidKick(uid, reason))
 
     async def _deliver(
         self,
         uids: list[str],
         frontend_types: list[str],
-        route: str,
-        body: Callable[[str], dict[str, Any]],
+        control: Callable[[str], Control],
     ) -> tuple[list[str], list[str]]:
-        cluster = self._cluster
-        if cluster is None or self.etcd is None:
+        outbound = self._outbound
+        if outbound is None or self.etcd is None:
             return [], list(uids)
 
         async def one(uid: str) -> str:
@@ -201,11 +181,12 @@ class BindingStorage(ModuleBase):
                 return "unknown"
             if frontend_id is None:
                 return "failed"
-            log.debug("[%s] %s to %s via %s", self.app.server_id, route, uid, frontend_id)
+            message = control(uid)
+            log.debug("[%s] %s to %s via %s", self.app.server_id, message.route, uid, frontend_id)
             try:
-                await cluster.frontend_call(frontend_id, route, body(uid))
+                await outbound.frontend_call(frontend_id, message)
             except Exception as exc:
-                log.info("[%s] %s to %s failed: %s", self.app.server_id, route, uid, exc)
+                log.info("[%s] %s to %s failed: %s", self.app.server_id, message.route, uid, exc)
                 return "failed"
             return "ok"
 
@@ -273,3 +254,6 @@ class BindingStorage(ModuleBase):
         if self.etcd is None:
             raise EtcdUnavailable("the binding storage is not started")
         return self.etcd
+
+
+__all__ = ["BINDINGS_PREFIX", "BindingStorage", "UserDelivery", "binding_key"]

@@ -1,0 +1,238 @@
+"""NATS as a byte pipe between cluster servers: one connection, subjects and bytes.
+
+This module knows nothing of envelopes, servers or Pitaya errors (as ``transport.grpc_rpc``
+for gRPC): it connects, publishes in order, subscribes, and requests with a timeout,
+reporting a failure as a :class:`NatsError` subclass that ``actors.cluster.nats_rpc`` maps to
+``PIT-408``/``PIT-500``. Subject names are the caller's (``actors.cluster.subjects``).
+
+::
+
+    pipe = NatsPipe("nats://127.0.0.1:4222", name="room-1", connect_timeout=2)
+    await pipe.connect()
+    await pipe.subscribe("echo", lambda data, reply: reply and pipe.publish(reply, data))
+    assert await pipe.request("echo", b"ping", timeout=1) == b"ping"
+    pipe.publish("news", b"hello")  # queued, sent in order by one task, never blocks
+
+Publishes are queued and sent by one task in order, so an answer published after a push
+reaches the peer after it. A publish while disconnected is dropped (nats-py would hold it
+until reconnected, long after anyone waits for it); a request while disconnected fails at once
+with :class:`NatsDown` (nats-py would otherwise buffer it until the timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from transport.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+OnMessage = Callable[[bytes, "str | None"], None]
+"""Takes one message: its bytes and its reply subject (None when no answer is expected)."""
+
+
+class NatsError(TransportError):
+    """A NATS operation failed."""
+
+
+class NatsUnreachable(NatsError):
+    """The first connection could not be made within the connect timeout."""
+
+
+class NatsDown(NatsError):
+    """This connection is down (closed, reconnecting, stale, or its buffer is full)."""
+
+
+class NatsTimeout(NatsError):
+    """Nobody answered a request within its timeout."""
+
+
+class NatsNoResponders(NatsTimeout):
+    """Nobody listens on the subject of a request (answered at once by the server)."""
+
+
+class NatsPipe:
+    """One NATS connection: publish, subscribe, request.
+
+    ``urls``: comma-separated server URLs; ``name``: the connection's name (the server id,
+    also in log lines); ``connect_timeout``: how long the first connection may take;
+    ``on_slow_consumer``: called for each inbound message NATS dropped because this process
+    read too slowly.
+    """
+
+    def __init__(
+        self,
+        urls: str,
+        *,
+        name: str,
+        connect_timeout: float,
+        on_slow_consumer: Callable[[], None] | None = None,
+    ) -> None:
+        self.urls = urls
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.on_slow_consumer = on_slow_consumer
+        self.nc: NatsClient | None = None
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._groups: dict[str, list[Any]] = {}
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    async def connect(self) -> None:
+        """Connect (reconnecting forever afterwards); NatsUnreachable if the first connection
+        fails within ``connect_timeout``."""
+        urls = [u.strip() for u in self.urls.split(",") if u.strip()]
+        try:
+            # nats-py retries the first connection forever when reconnects are allowed:
+            # bound it, so an unreachable NATS is reported instead of hanging the start-up.
+            self.nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=urls,
+                    name=self.name,
+                    connect_timeout=self.connect_timeout,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected,
+                    error_cb=self._error,
+                ),
+                self.connect_timeout,
+            )
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise NatsUnreachable(
+                f"cannot reach NATS at {self.urls}: {exc or type(exc).__name__}"
+            ) from exc
+
+    # -- out -------------------------------------------------------------------------------
+
+    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
+        """The answer to ``payload`` on ``subject``; NatsTimeout, NatsNoResponders, NatsDown."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            raise NatsDown("not connected to NATS")
+        try:
+            response = await nc.request(subject, payload, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise NatsNoResponders(f"no server answering on {subject}") from None
+        except nats.errors.TimeoutError:
+            raise NatsTimeout(f"no answer on {subject} within {timeout}s") from None
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.OutboundBufferLimitError,
+            nats.errors.StaleConnectionError,
+        ) as exc:
+            raise NatsDown(str(exc)) from exc
+        except nats.errors.Error as exc:
+            raise NatsError(str(exc)) from exc
+        data: bytes = response.data
+        return data
+
+    def publish(self, subject: str, payload: bytes) -> None:
+        """Queue a publish; one task sends the queue in order. Dropped while disconnected."""
+        if self.nc is None or not self.nc.is_connected:
+            log.debug("[%s] NATS down; dropping a message to %s", self.name, subject)
+            return
+        self._outbox.append((subject, payload))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def publish_now(self, subject: str, payload: bytes) -> None:
+        """Publish from this coroutine's first step, not behind the queue (tasks started in
+        order put their messages on the connection in order, as requests). Dropped while
+        disconnected; a failure is logged."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            return
+        try:
+            await nc.publish(subject, payload)
+        except nats.errors.Error as exc:
+            log.warning("[%s] publish to %s failed: %s", self.name, subject, exc)
+
+    async def _flush(self) -> None:
+        try:
+            while self._outbox and self.nc is not None:
+                subject, payload = self._outbox.popleft()
+                try:
+                    await self.nc.publish(subject, payload)
+                except nats.errors.Error as exc:
+                    log.warning("[%s] publish to %s failed: %s", self.name, subject, exc)
+        finally:
+            self._flusher = None
+
+    # -- in --------------------------------------------------------------------------------
+
+    async def subscribe(self, subject: str, on_message: OnMessage) -> Any:
+        """Hand every message on ``subject`` to ``on_message``; returns the subscription."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            raise NatsDown("not connected to NATS")
+
+        async def deliver(msg: Msg) -> None:
+            on_message(msg.data, msg.reply or None)
+
+        return await nc.subscribe(subject, cb=deliver)
+
+    async def subscribe_group(self, key: str, subjects: list[str], on_message: OnMessage) -> None:
+        """Subscribe to ``subjects`` as the group ``key`` (a uid's push and kick subjects),
+        replacing the group's earlier subscriptions. Nothing while disconnected."""
+        if not self.connected:
+            return
+        subs = [await self.subscribe(subject, on_message) for subject in subjects]
+        old = self._groups.pop(key, None)
+        self._groups[key] = subs
+        for sub in old or []:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def unsubscribe_group(self, key: str) -> None:
+        """Drop the subscriptions of the group ``key`` (none: nothing)."""
+        for sub in self._groups.pop(key, []):
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until the server has seen everything sent so far (subscriptions included)."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            raise NatsDown("not connected to NATS")
+        await nc.flush(timeout=max(1, round(timeout)))
+
+    async def close(self) -> None:
+        """Send what is queued, then drain (delivers pending inbound messages) and close."""
+        nc = self.nc
+        if nc is None or nc.is_closed:
+            return
+        try:
+            if self._flusher is not None:
+                await asyncio.wait_for(asyncio.shield(self._flusher), 5)
+            await asyncio.wait_for(nc.drain(), 5)
+        except Exception:
+            await nc.close()
+
+    # -- connection events -----------------------------------------------------------------
+
+    async def _disconnected(self) -> None:
+        log.warning("[%s] disconnected from NATS; requests fail until it is back", self.name)
+
+    async def _reconnected(self) -> None:
+        log.info("[%s] reconnected to NATS", self.name)
+
+    async def _error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError) and self.on_slow_consumer is not None:
+            self.on_slow_consumer()  # NATS dropped an inbound message: we fell behind
+        log.warning("[%s] NATS error: %s", self.name, exc)
