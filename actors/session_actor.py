@@ -390,6 +390,7 @@ class SessionActor(Actor):
         entry = HandlerDone(self.ref, message, received_ns, span, forwarded=False)
         self.in_flight.append(entry)
         message.data = b""  # the entry needs no body; a running handler must not pin two
+        started = time.perf_counter() if len(data) > SMALL_BODY else 0.0
         app.invoker.invoke(
             route,
             message.route,
@@ -400,6 +401,8 @@ class SessionActor(Actor):
             received_ns=received_ns,
             span=span,
         )
+        if started:  # a budgeted body: tell the loop's budget what its decoding cost
+            turns_for(self.system.loop).spent(time.perf_counter() - started)
         if not entry.finished:
             entry.open = True
             self.open += 1

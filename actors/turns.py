@@ -7,7 +7,10 @@ could keep the loop busy for seconds, answering no one else. So a session hands 
 over only once it got a share of this loop turn's budget (:data:`BYTES_PER_TURN`); when the
 turn's budget is spent, the session waits (its messages stay queued, in order) and is woken
 on a later turn, in the order the sessions started waiting. Between two turns the loop polls
-its sockets and runs every other ready callback, so the other clients are answered.
+its sockets and runs every other ready callback, so the other clients are answered. And a turn
+that spent time decoding (:meth:`DecodeTurns.spent`) is followed by a pause as long (up to
+:data:`MAX_PAUSE`) before the next one: large bodies get at most about half of the loop's time
+while others have work, whatever their number.
 
 Small uncompressed bodies (up to :data:`SMALL_BODY`) never wait: their decode cost is
 bounded by the bytes that arrived, like the rest of the work a read causes.
@@ -35,8 +38,13 @@ per turn, whatever its size). Decoding 1 MiB costs about 10 ms (JSON, collector 
 SMALL_BODY = 4 * 1024
 """Uncompressed bodies up to this size are handed over at once, outside the budget."""
 
-COMPRESSED_ESTIMATE = 256 * 1024
-"""What a compressed body counts for until it is inflated (its real size is charged then)."""
+COMPRESSED_ESTIMATE = 1024 * 1024
+"""What a compressed body counts for until it is inflated: the most it may inflate to (the
+difference is given back once its real size is known). So however many sessions wait with
+compressed bodies, one is inflated and decoded per turn."""
+
+MAX_PAUSE = 0.1
+"""Longest pause between two turns, seconds."""
 
 WAKE_PER_TURN = 4
 """Waiting sessions granted a share per turn, at most: a grant is spent on the next turn,
@@ -46,7 +54,7 @@ when the woken session's actor runs, so the grants of one turn must fit in one t
 class DecodeTurns:
     """The budget of one event loop; see the module docstring."""
 
-    __slots__ = ("_loop", "_scheduled", "_waiting", "used")
+    __slots__ = ("_busy", "_loop", "_scheduled", "_waiting", "used")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -54,6 +62,7 @@ class DecodeTurns:
         """Bytes taken in the current turn."""
         self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
         self._scheduled = False
+        self._busy = 0.0
 
     @property
     def waiting(self) -> int:
@@ -82,7 +91,11 @@ class DecodeTurns:
     def charge(self, size: int) -> None:
         """Correct this turn's spending by ``size`` bytes (a body's inflated size, less the
         estimate it was taken for)."""
-        self.used += size
+        self.used = max(0, self.used + size)
+
+    def spent(self, seconds: float) -> None:
+        """Report ``seconds`` of loop time spent decoding (and handling) a budgeted body."""
+        self._busy += seconds
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -91,6 +104,13 @@ class DecodeTurns:
 
     def _next_turn(self) -> None:
         self._scheduled = False
+        if self._busy > 0.0:
+            # Pause as long as the turn decoded; until then nothing fits (used is full).
+            pause, self._busy = min(self._busy, MAX_PAUSE), 0.0
+            self.used = BYTES_PER_TURN
+            self._scheduled = True
+            self._loop.call_later(pause, self._next_turn)
+            return
         self.used = 0
         waiting = self._waiting
         granted = 0

@@ -1,7 +1,7 @@
 """Hostile-input attacks of issue 18 (findings 1-4): peak RSS and a bystander's worst latency.
 
-Run: ``python -m tests.bench.bench_attack [--scenario all|decode-json|decode-msgpack|pinned|
-surrogate|handshake] [--seconds 6]``
+Run: ``python -m tests.bench.bench_attack [--scenario all|decode-json|decode-msgpack|
+decode-many|pinned|surrogate|handshake] [--seconds 4]``
 
 Each scenario starts a fresh chat server (``samples.chat``) in its own process. A
 well-behaved client (handshaken, then one ``room.message`` request every 10 ms, answered
@@ -12,6 +12,7 @@ its RSS 2 s after the attack ended. Scenarios:
 
 - ``decode-json`` / ``decode-msgpack`` (finding 1): one connection pipelines 24 requests of
   ~1 KiB, zlib-compressed, each inflating to 1 MiB of nested data (``{"content":[[],[],...]}``).
+- ``decode-many``: the msgpack attack from 16 connections at once (384 requests).
 - ``pinned`` (finding 2): 2 connections x 300 such requests (a 1 MiB string each).
 - ``surrogate`` (finding 3): a join named ``"\\ud800evil"``, then 20 ordinary joins over other
   connections; prints the codes they got (``PIT-500`` before the fix).
@@ -169,10 +170,27 @@ class Bystander:
 # -- scenarios ----------------------------------------------------------------------------
 
 
-async def attack_decode(port: int, serializer: str) -> dict[str, Any]:
-    peer = await Peer.open(port)
+def decode_attack(serializer: str) -> bytes:
     data = nested(serializer)
-    peer.writer.write(b"".join(compressed_request("room.join", data, i) for i in range(1, 25)))
+    return b"".join(compressed_request("room.join", data, i) for i in range(1, 25))
+
+
+def pinned_attack() -> bytes:
+    data = json.dumps({"name": "x" * MIB}).encode()[: MIB - 8] + b'"}'
+    one = compressed_request("room.join", data, 1)
+    # The same deflated body under ids 1..127 (compressing 300 MiB here would take seconds).
+    return b"".join(one[:5] + bytes([i % 127 + 1]) + one[6:] for i in range(300))
+
+
+async def attack_decode(port: int, attack: bytes, connections: int = 1) -> dict[str, Any]:
+    if connections > 1:
+        results = await asyncio.gather(*(attack_decode(port, attack) for _ in range(connections)))
+        return {
+            "answers": sorted({code for r in results for code in r["answers"]}),
+            "answered": sum(r["answered"] for r in results),
+        }
+    peer = await Peer.open(port)
+    peer.writer.write(attack)
     codes = []
     try:
         while len(codes) < 24:
@@ -187,9 +205,7 @@ async def attack_decode(port: int, serializer: str) -> dict[str, Any]:
     return {"answers": sorted(set(codes)), "answered": len(codes)}
 
 
-async def attack_pinned(port: int) -> dict[str, Any]:
-    data = json.dumps({"name": "x" * MIB}).encode()[: MIB - 8] + b'"}'
-    packet = b"".join(compressed_request("room.join", data, i % 127 + 1) for i in range(300))
+async def attack_pinned(port: int, packet: bytes) -> dict[str, Any]:
 
     async def one() -> int:
         peer = await Peer.open(port)
@@ -245,7 +261,7 @@ async def attack_handshake(port: int) -> dict[str, Any]:
 
 
 async def scenario(name: str, seconds: float) -> dict[str, Any]:
-    serializer = "msgpack" if name == "decode-msgpack" else "json"
+    serializer = "msgpack" if name in ("decode-msgpack", "decode-many") else "json"
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -259,6 +275,13 @@ async def scenario(name: str, seconds: float) -> dict[str, Any]:
     ready = json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
     port, pid = ready["tcp"], ready["pid"]
     rss_before = _status(pid, "VmRSS")
+    # Built before the bystander starts: this process's own work must not count as the
+    # server's latency.
+    attack = b""
+    if name.startswith("decode"):
+        attack = decode_attack(serializer)
+    elif name == "pinned":
+        attack = pinned_attack()
     bystander = Bystander()
     watching = asyncio.ensure_future(bystander.run(port))
     await asyncio.sleep(0.5)
@@ -266,9 +289,9 @@ async def scenario(name: str, seconds: float) -> dict[str, Any]:
     bystander.worst = 0.0
     start = time.perf_counter()
     if name.startswith("decode"):
-        result = await attack_decode(port, serializer)
+        result = await attack_decode(port, attack, 16 if name == "decode-many" else 1)
     elif name == "pinned":
-        result = await attack_pinned(port)
+        result = await attack_pinned(port, attack)
     elif name == "surrogate":
         result = await attack_surrogate(port)
     else:
@@ -299,7 +322,7 @@ async def scenario(name: str, seconds: float) -> dict[str, Any]:
     return result
 
 
-SCENARIOS = ["decode-json", "decode-msgpack", "pinned", "surrogate", "handshake"]
+SCENARIOS = ["decode-json", "decode-msgpack", "decode-many", "pinned", "surrogate", "handshake"]
 
 
 def main() -> None:
