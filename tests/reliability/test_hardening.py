@@ -508,3 +508,42 @@ async def test_websocket_upgrades_in_progress_count_toward_max_connections() -> 
         await until(lambda: sum(a.stats.opening for a in app.acceptors) == 0)
         late = await server.connect(websocket=True)
         assert await late.request("echo.echo", 2) == 2
+
+
+# -- 6. served_by ---------------------------------------------------------------------------
+
+
+async def test_served_by_keeps_only_routes_a_backend_serves() -> None:
+    """A client making up routes of a backend type: the backend answers PIT-404 and the
+    frontend's record of what served the session does not grow (before the fix: one entry per
+    made-up route, for the session's life)."""
+    from actors.testing import MemoryCluster
+
+    network = MemoryCluster()
+    room = App(
+        server_type="room",
+        server_id="room-1",
+        mode="cluster",
+        frontend=False,
+        discovery=network.discovery(),
+        rpc=network.rpc(),
+    )
+    room.register(Forms)
+    connector = App(
+        server_type="connector",
+        server_id="c-1",
+        mode="cluster",
+        discovery=network.discovery(),
+        rpc=network.rpc(),
+    )
+    async with room, serve(connector) as server:
+        client = await server.connect(use_route_dict=False)
+        assert await client.request("room.form.fill", {"name": "a"}) == {"name": "a"}
+        replies = []
+        for batch in range(8):  # under max_pending_requests at a time
+            routes = [f"room.form.made{batch}-{i}" for i in range(25)]
+            routes += [f"room.nope{batch}-{i}.x" for i in range(25)]
+            replies += await asyncio.gather(*(client.request_raw(r, b"{}") for r in routes))
+        assert {ErrorBody.from_value(json.loads(m.data)).code for m in replies} == {"PIT-404"}
+        session = next(iter(connector.sessions))
+        assert session.served_by == {"room-1": {"room.form.fill"}}
