@@ -13,7 +13,8 @@ So every untrusted decode goes through here:
   decode (the objects being built cannot form cycles; the collector would traverse them
   again and again as they grow);
 - :func:`check_json_text`: a JSON body whose strings cannot be encoded back as UTF-8 is
-  refused.
+  refused; :func:`refuse_constant` (a decoder's ``parse_constant``) refuses ``NaN`` and
+  ``Infinity``, which Python reads but strict JSON writers (ours included) cannot write.
 
 Each raises :class:`ValueError` naming the rule; callers turn it into their own layer's
 error (``SerializationError``, ``HandshakeError``).
@@ -35,6 +36,7 @@ __all__ = [
     "check_json_text",
     "collector_paused",
     "container_limit",
+    "refuse_constant",
 ]
 
 DEFAULT_MAX_CONTAINERS = 100_000
@@ -93,6 +95,12 @@ def collector_paused(size: int) -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def refuse_constant(name: str) -> Any:
+    """``parse_constant`` for JSON decoders: ``NaN``, ``Infinity`` and ``-Infinity`` are not
+    JSON, and a value holding one could not be written back."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def check_json_text(data: bytes, value: Any, encode: Callable[[Any], str] | None = None) -> None:

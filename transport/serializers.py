@@ -31,6 +31,7 @@ from transport.bounded import (
     check_json_text,
     collector_paused,
     container_limit,
+    refuse_constant,
 )
 from transport.errors import SerializationError
 from transport.protobuf import ProtobufSerializer
@@ -80,7 +81,7 @@ def _plain(value: Any) -> Any:
 _JSON_ENCODER = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain
 )
-_JSON_DECODER = json.JSONDecoder()
+_JSON_DECODER = json.JSONDecoder(parse_constant=refuse_constant)
 # Built once: ``json.dumps``/``json.loads`` with options build a new coder per call, and
 # ``loads(bytes)`` sniffs the encoding first; the wire is always UTF-8.
 
@@ -89,8 +90,9 @@ class JsonSerializer:
     """Compact UTF-8 JSON (``ensure_ascii=False``); NaN and infinities are refused.
 
     ``unmarshal`` accepts only what ``marshal`` can write back (no unpaired surrogate
-    escapes such as ``"\\ud800"``) and at most ``max_containers`` arrays and objects per body
-    (see :mod:`transport.bounded`); anything else is a :class:`SerializationError`.
+    escapes such as ``"\\ud800"``, no ``NaN`` or ``Infinity``) and at most
+    ``max_containers`` arrays and objects per body (see :mod:`transport.bounded`); anything
+    else is a :class:`SerializationError`.
     """
 
     name = "json"

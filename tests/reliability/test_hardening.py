@@ -280,6 +280,18 @@ async def test_unwritable_text_is_refused_and_does_not_break_other_clients() -> 
         assert not reply.error and "\U0001f600" in json.loads(reply.data)["members"]
 
 
+async def test_json_constants_that_cannot_be_written_back_are_refused(websocket: bool) -> None:
+    """``NaN``/``Infinity`` parse in Python but our JSON encoder refuses them: an echo of one
+    was PIT-500 (and kept in a room's state, it would break every answer that holds it)."""
+    async with serve(make_app()) as server:
+        client = await server.connect(websocket=websocket)
+        for body in (b"NaN", b'{"x": Infinity}', b"[-Infinity]"):
+            message = await client.request_raw("echo.echo", body)
+            error = ErrorBody.from_value(json.loads(message.data))
+            assert message.error and error.code == "PIT-400", (body, error)
+        assert await client.request("echo.echo", {"x": 1.5}) == {"x": 1.5}
+
+
 async def test_msgpack_non_string_keys_are_a_bad_request() -> None:
     app = make_app(serializer="msgpack")
     async with serve(app) as server:
