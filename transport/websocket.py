@@ -300,7 +300,8 @@ class WebSocketAcceptor(Listener):
     """Listens on ``host:port`` for WebSocket upgrades (``wss`` with ``ssl``) on any path.
 
     ``on_connection`` is called when the upgrade completed, never for a failed handshake
-    or a plain HTTP request. ``stats`` counts upgraded connections only.
+    or a plain HTTP request. ``stats`` counts upgraded connections (``accepted``,
+    ``active``) and, apart, the sockets whose upgrade is still in progress (``opening``).
     """
 
     def __init__(
