@@ -146,13 +146,18 @@ def poll_until(check: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-def deployment_processes(admin_port: int) -> list[psutil.Process]:
+def deployment_processes(admin_port: int, timeout: float = 10) -> list[psutil.Process]:
     """Thespian's admin on ``admin_port`` and every process under it (logger, supervisor,
-    keepers, servers)."""
-    for process in psutil.process_iter(["cmdline"]):
-        if f"ActorAddr-(T|:{admin_port})" in " ".join(process.info["cmdline"] or []):
-            return [process, *process.children(recursive=True)]
-    raise AssertionError(f"no Thespian admin on port {admin_port}")
+    keepers, servers). A bounded poll: the admin names itself in its command line a moment
+    after it starts, later on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for process in psutil.process_iter(["cmdline"]):
+            if f"ActorAddr-(T|:{admin_port})" in " ".join(process.info["cmdline"] or []):
+                return [process, *process.children(recursive=True)]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no Thespian admin on port {admin_port}")
+        time.sleep(0.05)
 
 
 async def test_nothing_is_left_when_the_launcher_is_killed(
