@@ -20,7 +20,7 @@ Every cluster module encodes and decodes through these names, never through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.errors import InternalError, PitayaError, as_pitaya_error
 from transport.envelope import (
@@ -39,7 +39,7 @@ from transport.errorbody import ErrorBody
 from transport.serializers import MsgpackSerializer
 
 if TYPE_CHECKING:
-    from actors.session import Session
+    from transport.handshake import HandshakeRequest
 
 RPC_SERIALIZER = MsgpackSerializer()
 """User RPC arguments and results travel as msgpack between servers."""
@@ -84,7 +84,23 @@ def is_refusal(data: bytes) -> bool | None:
     return isinstance(response, RpcResponse) and response.error is not None
 
 
-def snapshot(session: Session, frontend_id: str, frontend_type: str) -> SessionSnapshot:
+class SessionFields(Protocol):
+    """What :func:`snapshot` reads of a session (``actors.session.Session`` has it)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def uid(self) -> str | None: ...
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+    @property
+    def handshake(self) -> HandshakeRequest | None: ...
+
+
+def snapshot(session: SessionFields, frontend_id: str, frontend_type: str) -> SessionSnapshot:
     """What travels of ``session``; a backend session keeps its own frontend's id and type,
     a frontend's session takes ``frontend_id``/``frontend_type`` (this server)."""
     handshake = session.handshake
@@ -106,6 +122,7 @@ __all__ = [
     "EnvelopeError",
     "RpcRequest",
     "RpcResponse",
+    "SessionFields",
     "SessionSnapshot",
     "UserKick",
     "UserPush",
