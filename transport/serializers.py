@@ -27,6 +27,7 @@ import msgpack
 
 from transport.bounded import (
     DEFAULT_MAX_CONTAINERS,
+    LARGE_BODY,
     ContainerCounter,
     check_json_text,
     collector_paused,
@@ -110,10 +111,15 @@ class JsonSerializer:
         if not data:
             return None
         try:
-            container_limit(data, self.max_containers)
-            with collector_paused(len(data)):
+            size = len(data)
+            if size < LARGE_BODY and size < 2 * self.max_containers:  # the common case
                 value = _JSON_DECODER.decode(data.decode("utf-8"))
-            check_json_text(data, value, _JSON_ENCODER.encode)
+            else:
+                container_limit(data, self.max_containers)
+                with collector_paused(len(data)):
+                    value = _JSON_DECODER.decode(data.decode("utf-8"))
+            if b"\\u" in data:
+                check_json_text(data, value, _JSON_ENCODER.encode)
             return value
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             # Not chained: a JSONDecodeError holds the whole text, which must not outlive this.
