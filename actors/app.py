@@ -19,7 +19,6 @@ import ssl
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
@@ -35,6 +34,7 @@ from actors.payload import encode_result
 from actors.pipeline import Pipeline
 from actors.session import SendFrame
 from actors.sessions import SessionCallback, SessionRegistry
+from actors.stats import AppStats
 from actors.system import ActorSystem
 from actors.tally import Tally
 from actors.tracing import Tracing
@@ -58,18 +58,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HandshakeValidator = Callable[[HandshakeRequest], Any]
-
-
-@dataclass(slots=True)
-class AppStats:
-    """Counters of events that are refused or dropped rather than served."""
-
-    refused_connections: int = 0
-    dropped_notifies: int = 0
-    rate_limited: int = 0
-    """Client messages over their connection's rate limit (dropped, or answered PIT-429)."""
-    mailbox_overflows: int = 0
-    """Clients disconnected because their session actor's mailbox was full."""
 
 
 class App:

@@ -18,7 +18,8 @@ Over the limit, ``rate_limit_action`` says what happens:
 * ``"error"``: a request is answered with ``PIT-429`` "rate limit exceeded" (the code of "too
   many requests" that ``max_pending_requests`` uses too); a notify is dropped.
 
-Either way ``app.stats.rate_limited`` counts it and, with a metrics reporter, the counter
+Either way ``stats.rate_limited`` (the app's ``AppStats``) counts it and, with a metrics
+reporter, the counter
 ``exceeded_rate_limiting`` (``pitaya_acceptor_exceeded_rate_limiting`` in Prometheus).
 
 Example::
@@ -36,8 +37,9 @@ from actors.metrics.names import EXCEEDED_RATE_LIMITING
 from transport.message import Message, MessageType
 
 if TYPE_CHECKING:
-    from actors.app import App
     from actors.config import Config
+    from actors.metrics.reporter import Metrics
+    from actors.stats import AppStats
 
 ACTIONS = ("drop", "error")
 RATE_LIMITED = "PIT-429"
@@ -99,11 +101,13 @@ def new_bucket(config: Config) -> TokenBucket | None:
     return TokenBucket(config.rate_limit_packets, config.rate_limit_interval, now=0.0)
 
 
-def exceeded(app: App, message: Message) -> PitayaError | None:
+def exceeded(
+    config: Config, stats: AppStats, metrics: Metrics, message: Message
+) -> PitayaError | None:
     """Count ``message``, which is over its connection's limit; the error to answer, if any."""
-    app.stats.rate_limited += 1
-    if app.metrics.enabled:
-        app.metrics.report_count(EXCEEDED_RATE_LIMITING, NO_TAGS)
-    if app.config.rate_limit_action == "error" and message.type is MessageType.REQUEST:
+    stats.rate_limited += 1
+    if metrics.enabled:
+        metrics.report_count(EXCEEDED_RATE_LIMITING, NO_TAGS)
+    if config.rate_limit_action == "error" and message.type is MessageType.REQUEST:
         return PitayaError(RATE_LIMITED, "rate limit exceeded")
     return None

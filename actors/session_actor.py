@@ -278,7 +278,8 @@ class SessionActor(Actor):
             return
         # last_seen is the arrival time of the bytes that carried this message.
         if self.rate_limiter is not None and not self.rate_limiter.take(self.last_seen):
-            error = exceeded(self.app, message)
+            app = self.app
+            error = exceeded(app.config, app.stats, app.metrics, message)
             if error is not None:
                 self._respond_error(message, error)
             return

@@ -93,7 +93,7 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (12)
+        # -- up (typing) (11)
         "up (typing): actors.cluster.cluster -> actors.app",
         "up (typing): actors.gateway -> actors.app",
         "up (typing): actors.groups -> actors.app",
@@ -103,7 +103,6 @@ BASELINE: frozenset[str] = frozenset(
         "up (typing): actors.modules.binary -> actors.app",
         "up (typing): actors.modules.binding_storage -> actors.app",
         "up (typing): actors.modules.unique_session -> actors.app",
-        "up (typing): actors.ratelimit -> actors.app",
         "up (typing): actors.session -> actors.app",
         "up (typing): actors.session_actor -> actors.app",
     }
