@@ -79,6 +79,11 @@ class Svc(Handler):
         raise PitayaError("PIT-403", "no", {"why": "test"})
 
     @handler
+    async def login(self, session: Session, body: dict[str, str]) -> dict[str, str]:
+        await session.bind(body["uid"])
+        return {}
+
+    @handler
     def kick_me(self, session: Session, body: dict[str, str]) -> dict[str, str]:
         session.kick(body.get("reason", ""))
         return {}
@@ -379,7 +384,8 @@ async def test_an_error_no_serializer_can_encode_still_answers_and_frees_the_ses
         await raw.handshake()
         await raw.send(raw.request("odd.refuse") + raw.request("odd.echo", b"2"))
         first = await raw.message()
-        assert first.id == 1 and first.error
+        assert first.id == 1
+        assert error_of(first) == ErrorBody("PIT-403", "no", {})  # code and text alone
         second = await raw.message()
         assert (second.id, second.data) == (2, b"2")
 
@@ -452,6 +458,43 @@ async def test_a_mailbox_overflow_is_logged_counted_once_and_torn_down(
             f" disconnecting {raw.address}",
         )
         assert record.levelno == logging.WARNING
+
+
+async def test_the_teardown_is_queued_even_into_a_full_mailbox() -> None:
+    app = make_app(mailbox_limits={"SessionActor": 2})
+    async with running(app) as test:
+        for expected in (1, 2):  # counted once per connection, added up
+            raw = await connect(test)
+            await raw.handshake()
+            session = session_of(app, raw)
+            ref = session.ref
+            await until(lambda ref=ref: ref.mailbox_depth == 0 and not ref._cell.scheduled)
+            raw.channel.server_side.abort()  # the connection is lost: its teardown is due...
+            session.push("onA", {})  # ...behind two messages that fill the mailbox
+            session.push("onB", {})
+            await until(lambda: len(app.sessions) == 0)
+            assert app.stats.mailbox_overflows == expected - 1
+            raw = await connect(test)
+            await raw.handshake()
+            session = session_of(app, raw)
+            for _ in range(3):
+                session.push("onFlood", {})
+            await raw.until_closed()
+            await until(lambda: len(app.sessions) == 0)
+            assert app.stats.mailbox_overflows == expected
+
+
+async def test_large_bodies_take_turns_and_keep_their_order() -> None:
+    # Three bodies of 700 KB in one read: one fits the loop's decode budget per turn, the
+    # others wait for their turn (DecodeTurn), in order.
+    app = make_app()
+    async with running(app) as test:
+        raw = await connect(test)
+        await raw.handshake()
+        bodies = [b'"' + bytes([c]) * 700_000 + b'"' for c in b"abc"]
+        await raw.send(b"".join(raw.request("svc.echo", body) for body in bodies))
+        answers = [await raw.message() for _ in range(3)]
+        assert [(a.id, a.data) for a in answers] == [(1, bodies[0]), (2, bodies[1]), (3, bodies[2])]
 
 
 async def test_a_session_actor_stopped_with_its_connection_open_aborts_it() -> None:
@@ -542,12 +585,20 @@ async def test_each_message_is_traced_and_its_span_ended() -> None:
             "msg.type": "request",
         }
         assert note.attributes["msg.type"] == "notify"
+        # A bound session's spans name its user.
+        await raw.send(raw.request("svc.login", b'{"uid":"ann"}') + raw.request("svc.echo", b"3"))
+        await raw.message()
+        await raw.message()
+        await until(lambda: len(exporter.get_finished_spans()) == 5)
+        bound = exporter.get_finished_spans()[4]
+        assert bound.attributes is not None and bound.attributes["user.id"] == "ann"
+        before_hold = 5
         # A request still running when the client leaves: its span is ended with the session.
         await raw.send(raw.request("svc.hold"))
         await until(lambda: app.invoker.running == 1)
         await raw.channel.close()
-        await until(lambda: len(exporter.get_finished_spans()) == 4)
-        assert exporter.get_finished_spans()[3].name == "svc.hold"
+        await until(lambda: len(exporter.get_finished_spans()) == before_hold + 1)
+        assert exporter.get_finished_spans()[before_hold].name == "svc.hold"
         svc(app).gate.set()
 
 
@@ -727,6 +778,10 @@ async def test_forwarded_messages_are_traced() -> None:
 
         await until(lambda: len(servers()) == 2)
         echo, nope = servers()
+        calls = [s for s in exporter.get_finished_spans() if s.name == "NATS RPC Call"]
+        assert len(calls) == 2
+        assert calls[0].parent is not None and echo.context is not None
+        assert calls[0].parent.span_id == echo.context.span_id  # the RPC is part of the request
         assert (echo.name, nope.name) == ("room.ops.echo", "room.ops.nope")
         assert echo.status.status_code is StatusCode.UNSET
         assert nope.status.status_code is StatusCode.ERROR
@@ -738,3 +793,33 @@ async def test_forwarded_messages_are_traced() -> None:
         await net.raw.channel.close()
         await until(lambda: len(servers()) == 3)
         assert net.front.requests_in_flight.count == 0
+
+
+async def test_a_custom_route_sees_the_route_and_the_session() -> None:
+    chosen: list[tuple[Any, str]] = []
+
+    def pick(session: Session | None, route: str, servers: list[Any]) -> Any:
+        chosen.append((session, route))
+        return servers[0]
+
+    async with frontend_and_backend(lambda app: app.add_route("room", pick)) as net:
+        await net.raw.send(net.raw.request("room.ops.echo", b"1"))
+        assert (await net.raw.message()).data == b"1"
+        assert chosen == [(session_of(net.front, net.raw), "room.ops.echo")]
+
+
+async def test_a_route_the_backend_does_not_serve_is_forgotten_from_served_by() -> None:
+    async with frontend_and_backend() as net:
+        session = session_of(net.front, net.raw)
+        await net.raw.send(net.raw.request("room.ops.echo", b"1") + net.raw.request("room.ops.no"))
+        await net.raw.message()
+        assert error_of(await net.raw.message()).code == "PIT-404"
+        assert session.served_by == {"room-1": {"room.ops.echo"}}
+        await net.raw.send(net.raw.request("room.more.nope"))
+        await net.raw.message()
+        assert session.served_by == {"room-1": {"room.ops.echo"}}
+    async with frontend_and_backend() as net:
+        session = session_of(net.front, net.raw)
+        await net.raw.send(net.raw.request("room.ops.no"))
+        await net.raw.message()
+        assert session.served_by == {}  # the server's last route gone: the server too
