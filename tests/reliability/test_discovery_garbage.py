@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 
 import pytest
 
@@ -19,15 +20,19 @@ from transport.etcd import EtcdClient
 
 __all__ = ["etcd_server", "nats_server", "rpc_transport"]
 
+# Unique keys per run: "warned once" is per key and per process.
+_RUN = uuid.uuid4().hex[:8]
 GARBAGE = {
-    "pitaya/servers/room/metadata-list": json.dumps({"id": "x", "metadata": [1, 2]}).encode(),
-    "pitaya/servers/room/metadata-str": json.dumps({"id": "y", "metadata": "abc"}).encode(),
-    "pitaya/servers/room/deep": b'{"id": "z", "metadata": {"k": '
+    f"pitaya/servers/room/metadata-list-{_RUN}": json.dumps(
+        {"id": "x", "metadata": [1, 2]}
+    ).encode(),
+    f"pitaya/servers/room/metadata-str-{_RUN}": json.dumps({"id": "y", "metadata": "abc"}).encode(),
+    f"pitaya/servers/room/deep-{_RUN}": b'{"id": "z", "metadata": {"k": '
     + b"[" * 100_000
     + b"]" * 100_000
     + b"}}",
-    "pitaya/servers/room/deep-value": b"[" * 100_000 + b"]" * 100_000,
-    "pitaya/servers/room/not-json": b"\xff\xfe",
+    f"pitaya/servers/room/deep-value-{_RUN}": b"[" * 100_000 + b"]" * 100_000,
+    f"pitaya/servers/room/not-json-{_RUN}": b"\xff\xfe",
 }
 
 
