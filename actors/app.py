@@ -106,7 +106,9 @@ class App:
         self.handshake_validators: list[tuple[str, HandshakeValidator]] = []
         self.local_routes: dict[str, LocalRoute] = {}
         self.route_dictionary: RouteDictionary | None = None
-        self.groups: GroupService = MemoryGroupService(self)
+        self.groups: GroupService = MemoryGroupService(
+            self.system, self.sessions, self.encode_push, self.server_id
+        )
         self.metrics = Metrics()
         """Where the framework reports metrics; fans out to :meth:`add_metrics_reporter`'s."""
         self.tracing = Tracing(self.server_id, self.server_type)
@@ -387,6 +389,10 @@ class App:
         await start_app(self)
 
     # -- reaching users ---------------------------------------------------------------------
+
+    def encode_push(self, route: str, body: Any) -> bytes:
+        """A whole DATA packet pushing ``body`` (serialized with the app's serializer)."""
+        return self.encode_push_packet(route, encode_result(body, self.serializer))
 
     def encode_push_packet(self, route: str, payload: bytes) -> bytes:
         """A whole DATA packet carrying a push, encoded once to be written to many sessions."""

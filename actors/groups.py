@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.actor import Actor
 from actors.errors import ActorStopped, PitayaError
 from actors.kernel import ActorRef
-from actors.payload import encode_result
 from actors.session import SendFrame
 
 if TYPE_CHECKING:
-    from actors.app import App
     from actors.session import Session
+    from actors.sessions import SessionRegistry
+    from actors.system import ActorSystem
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class MemberNotFound(GroupError):
 
 
 UidPredicate = Callable[[str], bool]
+PushPacket = Callable[[str, Any], bytes]
+"""``(route, body) -> packet``: a push encoded once, to write to every member."""
 
 
 def select_members(
@@ -156,13 +158,15 @@ class GroupActor(Actor):
     def __init__(
         self,
         name: str,
-        app: App,
+        sessions: SessionRegistry,
+        server_id: str,
         ttl: float | None,
         on_member_change: Callable[[str, str, bool], None],
         on_expired: Callable[[str], None],
     ) -> None:
         self.group = name
-        self.app = app
+        self.sessions = sessions
+        self.server_id = server_id
         self.ttl = ttl
         self.members: set[str] = set()
         self.on_member_change = on_member_change
@@ -215,7 +219,7 @@ class GroupActor(Actor):
         self._touch()
         targets = select_members(self.members, msg.uids, msg.where)
         frame = SendFrame(msg.packet)
-        by_uid = self.app.sessions.by_uid
+        by_uid = self.sessions.by_uid
         unreached: list[str] = []
         for uid in targets:
             session = by_uid(uid)
@@ -228,9 +232,7 @@ class GroupActor(Actor):
     def on_check_expiry(self, msg: CheckExpiry) -> None:
         assert self.ttl is not None
         if self.system.loop.time() - self.last_used >= self.ttl:
-            log.info(
-                "[%s] group %s expired after %ss idle", self.app.server_id, self.group, self.ttl
-            )
+            log.info("[%s] group %s expired after %ss idle", self.server_id, self.group, self.ttl)
             self.on_expired(self.group)
             self.stop()
 
@@ -238,12 +240,23 @@ class GroupActor(Actor):
 class MemoryGroupService:
     """In-process groups for a standalone server (members must be local sessions)."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        system: ActorSystem,
+        sessions: SessionRegistry,
+        push_packet: PushPacket,
+        server_id: str = "",
+    ) -> None:
+        """``push_packet(route, body)``: the whole packet a push of ``body`` is, encoded once
+        per broadcast (``App`` passes its own, with its serializer and route dictionary)."""
+        self.system = system
+        self.sessions = sessions
+        self.push_packet = push_packet
+        self.server_id = server_id
         self._groups: dict[str, ActorRef] = {}
         self._of_uid: dict[str, set[str]] = {}
         self._expiry_listeners: list[Callable[[str], None]] = []
-        app.sessions.on_session_close(self._session_closed)
+        sessions.on_session_close(self._session_closed)
 
     def on_group_expired(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(name)`` when a group with a TTL expires."""
@@ -285,8 +298,14 @@ class MemoryGroupService:
             raise GroupAlreadyExists(name)
         if ttl is not None and ttl <= 0:
             raise ValueError("ttl must be positive")
-        self._groups[name] = self.app.system.spawn(
-            GroupActor, name, self.app, ttl, self._member_changed, self._expired
+        self._groups[name] = self.system.spawn(
+            GroupActor,
+            name,
+            self.sessions,
+            self.server_id,
+            ttl,
+            self._member_changed,
+            self._expired,
         )
 
     def _expired(self, name: str) -> None:
@@ -346,7 +365,7 @@ class MemoryGroupService:
         where: UidPredicate | None = None,
     ) -> list[str]:
         """Push to the members in ``uids`` and/or accepted by ``where``; returns unreached."""
-        packet = self.app.encode_push_packet(route, encode_result(body, self.app.serializer))
+        packet = self.push_packet(route, body)
         selected = frozenset(uids) if uids is not None else None
         result: list[str] = await self._ask(name, Deliver(packet, selected, where))
         return result

@@ -93,10 +93,9 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (11)
+        # -- up (typing) (10)
         "up (typing): actors.cluster.cluster -> actors.app",
         "up (typing): actors.gateway -> actors.app",
-        "up (typing): actors.groups -> actors.app",
         "up (typing): actors.handler -> actors.app",
         "up (typing): actors.metrics.sampler -> actors.app",
         "up (typing): actors.metrics.sampler -> actors.cluster.cluster",
