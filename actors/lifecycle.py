@@ -23,7 +23,7 @@ from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import MemoryGroupService
 from actors.handler import Handler, Ready, Remote
 from actors.invocation import LocalRoute
-from actors.metrics.sampler import start_metrics
+from actors.metrics.sampler import ClusterCounts, MetricsSampler, reporters_from_config
 from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession
 from transport.message import RouteDictionary
@@ -140,6 +140,33 @@ async def _handlers_started(app: App) -> None:
         raise RuntimeError(
             f"{', '.join(failed) or 'a handler'} failed in started() (see the log above)"
         ) from exc
+
+
+async def start_metrics(app: App) -> None:
+    """Add the reporters the options enable, start them, and spawn the sampler (which reads
+    the app's counts through the functions it is given)."""
+    for reporter in reporters_from_config(app.config):
+        app.metrics.add(reporter)
+    await app.metrics.start()
+    if not app.metrics.enabled:
+        return
+
+    def cluster_counts() -> ClusterCounts | None:
+        cluster = app.cluster
+        if cluster is None:
+            return None
+        discovery = cluster.discovery
+        servers = {kind: len(discovery.servers(kind)) for kind in discovery.server_types()}
+        return ClusterCounts(servers, cluster.dropped_messages)
+
+    app.system.spawn(
+        MetricsSampler,
+        app.metrics,
+        app.config.metrics_period,
+        lambda: app.connection_count,
+        cluster_counts,
+        name="metrics-sampler",
+    )
 
 
 def spawn_handlers(app: App) -> None:

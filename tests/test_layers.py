@@ -93,12 +93,10 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (10)
+        # -- up (typing) (8)
         "up (typing): actors.cluster.cluster -> actors.app",
         "up (typing): actors.gateway -> actors.app",
         "up (typing): actors.handler -> actors.app",
-        "up (typing): actors.metrics.sampler -> actors.app",
-        "up (typing): actors.metrics.sampler -> actors.cluster.cluster",
         "up (typing): actors.modules.binary -> actors.app",
         "up (typing): actors.modules.binding_storage -> actors.app",
         "up (typing): actors.modules.unique_session -> actors.app",

@@ -1,4 +1,4 @@
-"""Metrics that are sampled rather than pushed, and wiring metrics into an app.
+"""Metrics that are sampled rather than pushed, and the reporters the options enable.
 
 Counting a connection or a mailbox append at the moment it happens would put a report on the
 hottest paths of the kernel. Those values are already kept as plain integers (the app's
@@ -10,6 +10,7 @@ when a reporter exists.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,11 +26,23 @@ from actors.metrics.names import (
 from actors.metrics.reporter import Reporter
 
 if TYPE_CHECKING:
-    from actors.app import App
-    from actors.cluster.cluster import Cluster
     from actors.config import Config
+    from actors.metrics.reporter import Metrics
 
 NO_TAGS: dict[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCounts:
+    """What a cluster node reports: servers known to discovery by type, and the inbound
+    messages that will never be handled (Pitaya's ``rpc_server_dropped_messages``)."""
+
+    servers: dict[str, int]
+    dropped_messages: int
+
+
+ClusterSource = Callable[[], "ClusterCounts | None"]
+"""Read the cluster counts now (None: standalone, or not joined yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +60,17 @@ class MetricsSampler(Actor):
     reported once more at 0 so its gauge does not stay at a stale value.
     """
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        metrics: Metrics,
+        period: float,
+        connection_count: Callable[[], int],
+        cluster: ClusterSource | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.period = period
+        self.connection_count = connection_count
+        self.cluster = cluster
         self.kinds: set[str] = set()
         self.dropped: Counter[str] = Counter()
         self.dead_letters = 0
@@ -57,15 +79,15 @@ class MetricsSampler(Actor):
 
     def started(self) -> None:
         self.sample()
-        self.every(self.app.config.metrics_period, Sample())
+        self.every(self.period, Sample())
 
     def on_sample(self, msg: Sample) -> None:
         self.sample()
 
     def sample(self) -> None:
-        metrics = self.app.metrics
-        system = self.app.system
-        metrics.report_gauge(CONNECTED_CLIENTS, NO_TAGS, float(self.app.connection_count))
+        metrics = self.metrics
+        system = self.system
+        metrics.report_gauge(CONNECTED_CLIENTS, NO_TAGS, float(self.connection_count()))
         depths = system.mailbox_depths()
         for kind in self.kinds - depths.keys():
             metrics.report_gauge(MAILBOX_DEPTH, {"kind": kind}, 0.0)
@@ -83,21 +105,20 @@ class MetricsSampler(Actor):
             metrics.report_count(DEAD_LETTERS, NO_TAGS, float(delta))
             self.dead_letters = system.dead_letters
         self.first = False
-        if self.app.cluster is not None:
-            self.sample_cluster(self.app.cluster)
+        counts = self.cluster() if self.cluster is not None else None
+        if counts is not None:
+            self.sample_cluster(counts)
 
-    def sample_cluster(self, cluster: Cluster) -> None:
+    def sample_cluster(self, counts: ClusterCounts) -> None:
         """Pitaya's ``service_discovery_count_servers`` and ``rpc_server_dropped_messages``."""
-        metrics = self.app.metrics
-        discovery = cluster.discovery
-        types = discovery.server_types()
+        metrics = self.metrics
+        types = set(counts.servers)
         for server_type in self.server_types - types:
             metrics.report_gauge(COUNT_SERVERS, {"type": server_type}, 0.0)
-        for server_type in types:
-            count = float(len(discovery.servers(server_type)))
-            metrics.report_gauge(COUNT_SERVERS, {"type": server_type}, count)
+        for server_type, count in counts.servers.items():
+            metrics.report_gauge(COUNT_SERVERS, {"type": server_type}, float(count))
         self.server_types = types
-        metrics.report_gauge(DROPPED_MESSAGES, NO_TAGS, float(cluster.dropped_messages))
+        metrics.report_gauge(DROPPED_MESSAGES, NO_TAGS, float(counts.dropped_messages))
 
 
 def reporters_from_config(config: Config) -> list[Reporter]:
@@ -129,12 +150,3 @@ def reporters_from_config(config: Config) -> list[Reporter]:
             )
         )
     return reporters
-
-
-async def start_metrics(app: App) -> None:
-    """Called by ``App.start``: add configured reporters, start them, spawn the sampler."""
-    for reporter in reporters_from_config(app.config):
-        app.metrics.add(reporter)
-    await app.metrics.start()
-    if app.metrics.enabled:
-        app.system.spawn(MetricsSampler, app, name="metrics-sampler")
