@@ -6,7 +6,13 @@ and writes responses and pushes back. It is the sequencer of its client: the nex
 handed over only once the previous one finished, so one user's messages are handled in the
 order they were sent (a complaint about Pitaya we fix by design), while other sessions' run
 concurrently and pushes keep flowing in between. A synchronous handler finishes inside the
-hand-over, so a pipelining client's messages to one are all handled in one turn.
+hand-over, so a pipelining client's small messages to one are all handled in one turn.
+
+What one client may cost is bounded here too: its waiting messages and the body being
+handled hold at most ``max_session_buffer`` bytes (compressed bodies wait compressed and are
+inflated when their turn comes, see :meth:`SessionActor._ready`), and a large or compressed
+body is handed over only within the loop's decode budget (``actors.turns``), so a client
+sending bodies costly to decode cannot keep the others waiting.
 """
 
 from __future__ import annotations
