@@ -130,6 +130,10 @@ def _fresh_dispatch_tables():
 RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
 
 
+class RunFailed(Exception):
+    """mutmut stopped (a failing test, or no test reaching the module): no score."""
+
+
 @dataclass
 class Score:
     """The outcome of one module's run."""
@@ -217,7 +221,7 @@ def run_module(name: str, module: Module, tests: tuple[str, ...], jobs: int, sou
             stderr=subprocess.STDOUT,
         )
     if code != 0:
-        raise SystemExit(f"{name}: mutmut run failed ({code}); see {work / 'mutmut.log'}")
+        raise RunFailed(f"{name}: mutmut run failed ({code}); see {work / 'mutmut.log'}")
     subprocess.run([*mutmut, "export-cicd-stats"], cwd=work, env=env, capture_output=True)
     stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text("utf-8"))
     listing = subprocess.run(
@@ -297,13 +301,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
     source = snapshot(args.rev) if args.rev else ROOT
     scores = []
+    failed = []
     for name in args.modules or list(MODULES):
         module = MODULES[name]
         tests = module.tests + (ETCD_TESTS if name == "discovery" and args.with_etcd else ())
         print(f"mutating {module.source} against {' '.join(tests)}", flush=True)
-        scores.append(run_module(name, module, tests, args.jobs, source))
+        try:
+            scores.append(run_module(name, module, tests, args.jobs, source))
+        except RunFailed as exc:
+            print(exc, flush=True)
+            failed.append(name)
     report(scores, load_equivalent(), args.diff)
-    return 0
+    for name in failed:
+        print(f"{name}: no score (see above)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
