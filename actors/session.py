@@ -18,13 +18,15 @@ from actors.payload import encode_result
 from transport.errorbody import PIT_409
 
 if TYPE_CHECKING:
-    from actors.app import App
     from actors.kernel import ActorRef
     from transport.handshake import HandshakeRequest
+    from transport.serializers import Serializer
 
 T = TypeVar("T")
 
 CloseCallback = Callable[["Session"], Awaitable[None] | None]
+BindSession = Callable[["Session", str], Awaitable[None]]
+"""Binds a uid to a session (the session registry's ``bind``)."""
 
 
 class SessionAlreadyBound(PitayaError):
@@ -87,9 +89,10 @@ class Session:
     """
 
     __slots__ = (
-        "_app",
+        "_bind",
         "_close_callbacks",
         "_ref",
+        "_serializer",
         "closed",
         "data",
         "handshake",
@@ -103,9 +106,12 @@ class Session:
         self,
         session_id: int,
         ref: ActorRef,
-        app: App,
+        bind: BindSession,
+        serializer: Serializer,
         remote_address: str = "",
     ) -> None:
+        """``bind``: how a uid is bound (the session registry's ``bind``: callbacks, the uid
+        index); ``serializer``: what pushes are encoded with. The session actor makes it."""
         self.id = session_id
         self.uid: str | None = None
         self.data: dict[str, Any] = {}
@@ -115,7 +121,8 @@ class Session:
         self.served_by: dict[str, set[str]] | None = None
         """Cluster frontends: backend server id -> routes it handled for this session."""
         self._ref = ref
-        self._app = app
+        self._bind = bind
+        self._serializer = serializer
         self._close_callbacks: list[CloseCallback] = []
 
     # -- identity --------------------------------------------------------------------------
@@ -128,7 +135,7 @@ class Session:
             raise SessionAlreadyBound(f"session {self.id} is already bound to uid {self.uid!r}")
         if self.closed:
             raise SessionClosed(f"session {self.id} is closed")
-        await self._app.sessions.bind(self, uid)
+        await self._bind(self, uid)
 
     # -- key/value data --------------------------------------------------------------------
 
@@ -176,7 +183,7 @@ class Session:
 
     def push(self, route: str, body: Any) -> None:
         """Send a push message to this client (serialized with the app's serializer)."""
-        self._ref.tell(PushToClient(route, encode_result(body, self._app.serializer)))
+        self._ref.tell(PushToClient(route, encode_result(body, self._serializer)))
 
     def kick(self, reason: str = "") -> None:
         """Send a kick packet and close the connection."""

@@ -201,7 +201,13 @@ class SessionActor(Actor):
 
     def started(self) -> None:
         app = self.app
-        self.session = Session(app.sessions.next_id(), self.ref, app, self.conn.remote_address)
+        self.session = Session(
+            app.sessions.next_id(),
+            self.ref,
+            app.sessions.bind,
+            app.serializer,
+            self.conn.remote_address,
+        )
         app.sessions.add(self.session)
         self.last_seen = self.system.loop.time()
         self.handshake_timer = self.after(app.config.handshake_timeout, HandshakeDeadline())

@@ -193,14 +193,6 @@ async def serve(app: App, *, host: str = "127.0.0.1") -> AsyncIterator[TestServe
 # -- a session with no connection ---------------------------------------------------------
 
 
-class _SessionHost:
-    """What a :class:`Session` uses of its server: the session registry and the serializer."""
-
-    def __init__(self, sessions: SessionRegistry, serializer: Serializer) -> None:
-        self.sessions = sessions
-        self.serializer = serializer
-
-
 class _Recorder:
     """Stands in for the session actor: records what would reach the client, synchronously."""
 
@@ -269,8 +261,9 @@ class TestSession(Session):
         codec = get_serializer(serializer) if isinstance(serializer, str) else serializer
         recorder = _Recorder(codec, push_types or {})
         self.registry = registry if registry is not None else SessionRegistry()
-        host = _SessionHost(self.registry, codec)
-        super().__init__(session_id, cast("ActorRef", recorder), cast(App, host), remote_address)
+        super().__init__(
+            session_id, cast("ActorRef", recorder), self.registry.bind, codec, remote_address
+        )
         self._recorder = recorder
         self.registry.add(self)
         self.data.update(data or {})

@@ -93,14 +93,13 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (8)
+        # -- up (typing) (7)
         "up (typing): actors.cluster.cluster -> actors.app",
         "up (typing): actors.gateway -> actors.app",
         "up (typing): actors.handler -> actors.app",
         "up (typing): actors.modules.binary -> actors.app",
         "up (typing): actors.modules.binding_storage -> actors.app",
         "up (typing): actors.modules.unique_session -> actors.app",
-        "up (typing): actors.session -> actors.app",
         "up (typing): actors.session_actor -> actors.app",
     }
 )

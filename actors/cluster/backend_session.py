@@ -31,7 +31,7 @@ class BackendSession(Session):
     cluster's :class:`~actors.cluster.outbound.Outbound`); ``serializer``: the client
     serializer pushes are encoded with."""
 
-    __slots__ = ("_frontend", "_serializer", "frontend_id", "frontend_type", "read_only")
+    __slots__ = ("_frontend", "frontend_id", "frontend_type", "read_only")
 
     def __init__(
         self,
@@ -41,7 +41,8 @@ class BackendSession(Session):
         *,
         read_only: bool = False,
     ) -> None:
-        super().__init__(snapshot.id, None, None)  # type: ignore[arg-type]
+        # No actor and no registry here: pushes and binds go to the frontend (methods below).
+        super().__init__(snapshot.id, None, _frontend_binds, serializer)  # type: ignore[arg-type]
         self.uid = snapshot.uid
         self.data = dict(snapshot.data)
         if snapshot.handshake is not None:
@@ -53,7 +54,6 @@ class BackendSession(Session):
         self.frontend_type = snapshot.frontend_type
         self.read_only = read_only
         self._frontend = frontend
-        self._serializer = serializer
 
     def _writable(self, what: str) -> None:
         if self.read_only:
@@ -102,3 +102,7 @@ class BackendSession(Session):
 
     def __repr__(self) -> str:
         return f"<BackendSession id={self.id} uid={self.uid!r} frontend={self.frontend_id}>"
+
+
+async def _frontend_binds(session: Session, uid: str) -> None:
+    raise FrontendOnly("a backend session binds through its frontend (BackendSession.bind)")

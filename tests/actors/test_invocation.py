@@ -192,7 +192,7 @@ async def test_an_async_method_runs_as_a_counted_task() -> None:
 
 async def test_the_method_gets_the_session_and_the_decoded_body() -> None:
     async with started() as app:
-        session = Session(7, None, app)  # type: ignore[arg-type]
+        session = Session(7, None, app.sessions.bind, app.serializer)  # type: ignore[arg-type]
         done = Done()
         route = app.local_routes["inv.aecho"]
         app.invoker.invoke(route, "inv.aecho", session, b'{"k":"v"}', False, done)
@@ -447,7 +447,7 @@ async def test_hooks_and_methods_get_the_session_on_every_path() -> None:
 
     tracer = TracerProvider().get_tracer("test")
     async with started(setup) as app:
-        session = Session(7, None, app)  # type: ignore[arg-type]
+        session = Session(7, None, app.sessions.bind, app.serializer)  # type: ignore[arg-type]
         for route in ("inv.whose", "inv.fail"):
             done = Done()
             app.invoker.invoke(app.local_routes[route], route, session, b"{}", False, done)
@@ -460,7 +460,7 @@ async def test_hooks_and_methods_get_the_session_on_every_path() -> None:
             ("after", session, {"route": "inv.fail"}),
         ]
     async with started() as app:  # no hooks: the synchronous path, with a span
-        session = Session(8, None, app)  # type: ignore[arg-type]
+        session = Session(8, None, app.sessions.bind, app.serializer)  # type: ignore[arg-type]
         done = Done()
         span = tracer.start_span("inv.whose")
         app.invoker.invoke(
