@@ -22,7 +22,7 @@ from transport.acceptor import Acceptor, Connection, ConnectionHandler
 from transport.listener import Listener
 
 if TYPE_CHECKING:
-    from actors.app import App
+    from actors.session_host import GatewayHost
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class _Refused:
 class Gateway(Actor):
     """Owns one :class:`Acceptor`."""
 
-    def __init__(self, acceptor: Acceptor, app: App) -> None:
+    def __init__(self, acceptor: Acceptor, app: GatewayHost) -> None:
         self.acceptor = acceptor
         self.app = app
         self.accepting = False

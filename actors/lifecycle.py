@@ -26,6 +26,7 @@ from actors.invocation import LocalRoute
 from actors.metrics.sampler import ClusterCounts, MetricsSampler, reporters_from_config
 from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession
+from actors.session_host import GatewayHost
 from transport.message import RouteDictionary
 
 if TYPE_CHECKING:
@@ -60,8 +61,9 @@ async def start_app(app: App) -> None:
     try:
         await app.modules.start()
         await start_metrics(app)
+        host: GatewayHost = app  # checked here: the app is what gateways and sessions use
         for acceptor in app._acceptors:
-            app._gateways.append(app.system.spawn(Gateway, acceptor, app))
+            app._gateways.append(app.system.spawn(Gateway, acceptor, host))
         for gateway in app._gateways:
             await gateway.ask(Listen(), timeout=10)
         app._listening = True

@@ -48,8 +48,8 @@ from transport.message import Message, MessageType
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from actors.app import App
     from actors.kernel import ActorRef
+    from actors.session_host import SessionHost
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class SessionActor(Actor):
     then the client is disconnected (see :meth:`overflowed`), never silently shortchanged.
     ``Config.mailbox_limits["SessionActor"]`` overrides it."""
 
-    def __init__(self, connection: Connection, app: App) -> None:
+    def __init__(self, connection: Connection, app: SessionHost) -> None:
         config = app.config
         self.app = app
         self.conn = connection
@@ -442,7 +442,7 @@ class SessionActor(Actor):
         cluster = app.cluster
         assert cluster is not None
         try:
-            server = cluster.router.pick(server_type, message.route, self.session)
+            server = cluster.pick(server_type, message.route, self.session)
         except Exception as exc:
             if self.open:
                 return False

@@ -62,6 +62,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "actors.session",
             "actors.sessions",
             "actors.session_actor",
+            "actors.session_host",
+            "actors.stats",
+            "actors.turns",
             "actors.gateway",
             "actors.ratelimit",
             "actors.handler",
@@ -93,14 +96,12 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (7)
+        # -- up (typing) (5)
         "up (typing): actors.cluster.cluster -> actors.app",
-        "up (typing): actors.gateway -> actors.app",
         "up (typing): actors.handler -> actors.app",
         "up (typing): actors.modules.binary -> actors.app",
         "up (typing): actors.modules.binding_storage -> actors.app",
         "up (typing): actors.modules.unique_session -> actors.app",
-        "up (typing): actors.session_actor -> actors.app",
     }
 )
 

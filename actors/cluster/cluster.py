@@ -118,6 +118,7 @@ class Cluster:
         self.bridge: ActorRef | None = None
         # The calls the app and the session actors make, bound once (no wrapper per call).
         self.forward = self.outbound.forward
+        self.pick = self.router.pick
         self.rpc = self.outbound.rpc
         self.rpc_to = self.outbound.rpc_to
         self.push_to_users = self.users.push_to_users
