@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from actors.cluster.discovery import ServiceDiscovery
     from actors.cluster.router import RouteFunction
     from actors.cluster.rpc import RPCClient, RPCServer
+    from actors.modules.host import ModuleHost
     from actors.session import Session
 
 log = logging.getLogger(__name__)
@@ -565,3 +566,9 @@ class App:
     def connection_closed(self) -> None:
         """A session finished its teardown (close callbacks included)."""
         self.connections.down()
+
+
+if TYPE_CHECKING:
+
+    def _app_is_a_module_host(app: App) -> ModuleHost:
+        return app  # mypy checks here that the App has what the built-in modules use

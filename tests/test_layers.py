@@ -77,7 +77,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "cluster",
-        ("actors.cluster", "actors.modules.binding_storage", "actors.modules.unique_session"),
+        (
+            "actors.cluster",
+            "actors.modules.binding_storage",
+            "actors.modules.unique_session",
+            "actors.modules.host",
+        ),
     ),
     ("app", ("actors.app", "actors.startup")),
     (
@@ -96,12 +101,9 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (5)
+        # -- up (typing) (2)
         "up (typing): actors.cluster.cluster -> actors.app",
         "up (typing): actors.handler -> actors.app",
-        "up (typing): actors.modules.binary -> actors.app",
-        "up (typing): actors.modules.binding_storage -> actors.app",
-        "up (typing): actors.modules.unique_session -> actors.app",
     }
 )
 

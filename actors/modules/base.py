@@ -27,6 +27,16 @@ from typing import Protocol, runtime_checkable
 log = logging.getLogger(__name__)
 
 
+class ProcessHost(Protocol):
+    """What a module that runs a process uses of its server (the binary module): who to
+    log as, and how to stop the server. ``actors.app.App`` is one."""
+
+    @property
+    def server_id(self) -> str: ...
+
+    def request_stop(self) -> None: ...
+
+
 @runtime_checkable
 class Module(Protocol):
     """What the app calls on a module; see the module docstring for when."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from actors.modules.base import ModuleBase
 
 if TYPE_CHECKING:
-    from actors.app import App
+    from actors.modules.base import ProcessHost
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class BinaryModule(ModuleBase):
 
     def __init__(
         self,
-        app: App,
+        app: ProcessHost,
         argv: Sequence[str],
         *,
         name: str | None = None,

@@ -39,10 +39,10 @@ from actors.modules.base import ModuleBase
 from transport.etcd import EtcdClient, EtcdUnavailable
 
 if TYPE_CHECKING:
-    from actors.app import App
     from actors.cluster.discovery import ServiceDiscovery
     from actors.cluster.outbound import Outbound
     from actors.cluster.users import ClusterUsers
+    from actors.modules.host import ModuleHost
     from actors.session import Session
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class BindingStorage(ModuleBase):
     """uid -> frontend id in etcd; see the module docstring. Needs cluster mode. A
     :class:`~actors.cluster.users.UserDelivery`."""
 
-    def __init__(self, app: App, *, lease_ttl: int | None = None) -> None:
+    def __init__(self, app: ModuleHost, *, lease_ttl: int | None = None) -> None:
         self.app = app
         self.lease_ttl = lease_ttl or app.config.etcd_lease_ttl
         self.etcd: EtcdClient | None = None

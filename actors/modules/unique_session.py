@@ -31,8 +31,8 @@ from actors.modules.base import ModuleBase
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
-    from actors.app import App
     from actors.modules.binding_storage import BindingStorage
+    from actors.modules.host import ModuleHost
     from actors.session import Session
     from transport.envelope import BindNotice
 
@@ -55,7 +55,7 @@ class UidAlreadyBound(PitayaError):
 class UniqueSession(ModuleBase):
     """One session per uid; see the module docstring. Does nothing on backends."""
 
-    def __init__(self, app: App, *, on_conflict: Literal["kick", "refuse"] = "kick") -> None:
+    def __init__(self, app: ModuleHost, *, on_conflict: Literal["kick", "refuse"] = "kick") -> None:
         if on_conflict not in ("kick", "refuse"):
             raise ValueError(f"on_conflict must be 'kick' or 'refuse', not {on_conflict!r}")
         self.app = app
