@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from actors.cluster.cluster import Cluster
     from actors.cluster.discovery import ServiceDiscovery
+    from actors.cluster.host import ClusterHost
     from actors.cluster.router import RouteFunction
     from actors.cluster.rpc import RPCClient, RPCServer
     from actors.modules.host import ModuleHost
@@ -572,3 +573,6 @@ if TYPE_CHECKING:
 
     def _app_is_a_module_host(app: App) -> ModuleHost:
         return app  # mypy checks here that the App has what the built-in modules use
+
+    def _app_is_a_cluster_host(app: App) -> ClusterHost:
+        return app  # ... and what a cluster node uses

@@ -101,8 +101,7 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (2)
-        "up (typing): actors.cluster.cluster -> actors.app",
+        # -- up (typing) (1)
         "up (typing): actors.handler -> actors.app",
     }
 )

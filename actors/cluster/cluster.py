@@ -49,8 +49,8 @@ from actors.errors import RpcTimeout
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
-    from actors.app import App
     from actors.cluster.codec import SessionSnapshot
+    from actors.cluster.host import ClusterHost
     from actors.groups import GroupService
     from actors.kernel import ActorRef
     from actors.session import Session
@@ -69,7 +69,7 @@ class Cluster:
 
     def __init__(
         self,
-        app: App,
+        app: ClusterHost,
         *,
         discovery: ServiceDiscovery | None = None,
         rpc: tuple[RPCClient, RPCServer] | None = None,
