@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from actors.cluster.host import ClusterHost
     from actors.cluster.router import RouteFunction
     from actors.cluster.rpc import RPCClient, RPCServer
+    from actors.handler import HandlerApp
     from actors.modules.host import ModuleHost
     from actors.session import Session
 
@@ -461,6 +462,13 @@ class App:
             return await self.cluster.kick_users(elsewhere, reason, frontend_type)
         return elsewhere
 
+    def known_server_types(self) -> set[str]:
+        """This server's type and, in cluster mode, every server type in discovery."""
+        types = {self.server_type}
+        if self.cluster is not None:
+            types |= self.cluster.discovery.server_types()
+        return types
+
     def handler_ref(self, service: str) -> ActorRef:
         """The address of the handler actor serving ``service`` (to tell or ask it messages
         of your own, e.g. a :class:`~actors.handler.Call` in a test). KeyError if none."""
@@ -576,3 +584,6 @@ if TYPE_CHECKING:
 
     def _app_is_a_cluster_host(app: App) -> ClusterHost:
         return app  # ... and what a cluster node uses
+
+    def _app_is_a_handler_app(app: App) -> HandlerApp:
+        return app  # ... and what handlers use

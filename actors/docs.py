@@ -100,10 +100,8 @@ class Sys(Handler):
                 if route.count(".") == 1
             },
         }
-        cluster = self.app.cluster
-        if cluster is not None:
-            types = cluster.discovery.server_types() | {self.app.server_type}
-            docs["server_types"] = sorted(types)
+        if self.app.config.mode == "cluster":  # the server types a client can reach
+            docs["server_types"] = sorted(self.app.known_server_types())
         if self.app.serializer.name == "protobuf":
             return json.dumps(docs).encode()
         return docs

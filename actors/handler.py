@@ -28,17 +28,21 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload
 
 from actors.actor import Actor
 from actors.errors import RouteNotFound
 from actors.payload import Decoder, decoder_for
 
 if TYPE_CHECKING:
-    from actors.app import App
+    from actors.config import Config
+    from actors.groups import GroupService
+    from actors.kernel import ActorRef
     from actors.session import Session
+    from actors.sessions import SessionRegistry
+    from transport.serializers import Serializer
 
 F = TypeVar("F", bound=Callable[..., Any])
 _MARK = "__pitaya_handler__"
@@ -97,6 +101,74 @@ class Call:
     body: Any = None
 
 
+class RoutedMethod(Protocol):
+    """A route served here, as ``sys.docs`` reads it (``actors.invocation.LocalRoute``)."""
+
+    @property
+    def spec(self) -> MethodSpec: ...
+
+
+class HandlerApp(Protocol):
+    """What a handler may use of the server it runs in (``self.app``): ``actors.app.App``
+    is one (mypy checks it in ``actors.app``). Declared here so handlers stay below the app
+    in the layers; a test may give a bare handler any object with what it uses."""
+
+    @property
+    def server_id(self) -> str: ...
+    @property
+    def server_type(self) -> str: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def serializer(self) -> Serializer: ...
+    @property
+    def sessions(self) -> SessionRegistry: ...
+    @property
+    def groups(self) -> GroupService: ...
+    @property
+    def local_routes(self) -> Mapping[str, RoutedMethod]: ...
+
+    def known_server_types(self) -> set[str]:
+        """This server's type and, in cluster mode, every type in discovery."""
+        ...
+
+    async def rpc(
+        self,
+        route: str,
+        arg: Any = None,
+        *,
+        session: Session | None = None,
+        timeout: float | None = None,
+    ) -> Any: ...
+
+    async def rpc_to(
+        self,
+        server_id: str,
+        route: str,
+        arg: Any = None,
+        *,
+        session: Session | None = None,
+        timeout: float | None = None,
+    ) -> Any: ...
+
+    def push_to_users(
+        self, route: str, body: Any, uids: list[str], *, frontend_type: str | None = None
+    ) -> None: ...
+
+    async def send_push_to_users(
+        self, route: str, body: Any, uids: list[str], *, frontend_type: str | None = None
+    ) -> list[str]: ...
+
+    async def send_kick_to_users(
+        self, uids: list[str], reason: str = "", *, frontend_type: str | None = None
+    ) -> list[str]: ...
+
+    def encode_push_packet(self, route: str, payload: bytes) -> bytes: ...
+    def handler_ref(self, service: str) -> ActorRef: ...
+    def ready_now(self) -> bool: ...
+    def request_stop(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Ready:
     """Answered once the handler's ``started`` hook has finished (the app waits for every
@@ -112,7 +184,7 @@ class Handler(Actor):
     """
 
     service: ClassVar[str | None] = None
-    app: App
+    app: HandlerApp
     """The app hosting this handler (serializer, sessions, groups, RPC); set before
     ``started`` when the app spawns it. A handler spawned bare in an ``ActorSystem`` (tests)
     has none unless the test sets it."""

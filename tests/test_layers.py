@@ -101,8 +101,6 @@ BASELINE: frozenset[str] = frozenset(
     {
         # -- up (1)
         "up: actors.app -> actors.lifecycle",
-        # -- up (typing) (1)
-        "up (typing): actors.handler -> actors.app",
     }
 )
 
