@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -151,9 +152,11 @@ def deployment_processes(admin_port: int, timeout: float = 10) -> list[psutil.Pr
     keepers, servers). A bounded poll: the admin names itself in its command line a moment
     after it starts, later on a loaded machine."""
     deadline = time.monotonic() + timeout
+    admin_address = re.compile(rf"ActorAddr-\(T\|[^)]*:{admin_port}\)")
     while True:
         for process in psutil.process_iter(["cmdline"]):
-            if f"ActorAddr-(T|:{admin_port})" in " ".join(process.info["cmdline"] or []):
+            # "ActorAddr-(T|:PORT)", or with the address Thespian chose: "(T|HOST:PORT)".
+            if admin_address.search(" ".join(process.info["cmdline"] or [])):
                 return [process, *process.children(recursive=True)]
         if time.monotonic() > deadline:
             raise AssertionError(f"no Thespian admin on port {admin_port}")
