@@ -210,7 +210,12 @@ class NatsPipe:
         nc = self.nc
         if nc is None or not nc.is_connected:
             raise NatsDown("not connected to NATS")
-        await nc.flush(timeout=max(1, round(timeout)))
+        try:
+            await nc.flush(timeout=max(1, round(timeout)))
+        except nats.errors.FlushTimeoutError as exc:
+            raise NatsTimeout(f"NATS did not confirm within {timeout}s") from exc
+        except nats.errors.Error as exc:
+            raise NatsDown(f"NATS: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
         """Send what is queued, then drain (delivers pending inbound messages) and close."""

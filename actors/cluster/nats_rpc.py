@@ -16,6 +16,7 @@ first. Requests while NATS is down fail at once with ``PIT-500``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ from transport.nats import (
     NatsTimeout,
     NatsUnreachable,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo
@@ -170,10 +173,17 @@ class NatsRpc:
             raise ClusterUnavailable(f"cluster unavailable: {exc}") from exc
 
     async def announce_bind(self, notice: bytes) -> None:
-        """Publish a bind notice now, not behind queued messages: the other frontends should
-        see it before this bind's client hears back (a later bind elsewhere must win)."""
-        if self.me is not None:
-            await self.pipe.publish_now(bindings_subject(self.me.type), notice)
+        """Publish a bind notice now, not behind queued messages, and wait until the NATS
+        server has it: the other frontends should see it before this bind's client hears
+        back (a later bind elsewhere must win, not be kicked by this older one's notice
+        arriving late). A round trip per bind; binds are rare."""
+        if self.me is None:
+            return
+        await self.pipe.publish_now(bindings_subject(self.me.type), notice)
+        try:
+            await self.pipe.flush(self.pipe.connect_timeout)
+        except (NatsDown, NatsTimeout) as exc:
+            log.warning("[%s] bind notice not confirmed by NATS: %s", self.me.id, exc)
 
     async def watch_binds(self, deliver: DeliverBytes) -> None:
         """Frontend: hand the bind notices of the frontends of this type to ``deliver``,
