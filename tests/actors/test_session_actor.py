@@ -398,6 +398,37 @@ async def test_a_compressed_body_is_inflated_when_its_turn_comes() -> None:
         assert [(a.id, a.data) for a in answers] == [(1, bodies[0]), (2, bodies[1])]
 
 
+async def test_a_compressed_body_is_inflated_only_when_its_turn_comes() -> None:
+    # Bad zlib behind a running request: the request is still answered, then the close.
+    app = make_app()
+    async with running(app) as test:
+        raw = await connect(test)
+        await raw.handshake()
+        await raw.send(raw.request("svc.hold"))
+        await until(lambda: app.invoker.running == 1)
+        await raw.send(encode_packet(PacketType.DATA, b"\x10\x02\x08svc.echonot zlib"))
+        await asyncio.sleep(0.01)
+        svc(app).gate.set()
+        packets = await raw.until_closed()
+        assert [decode_message(p.body).id for p in packets] == [1]
+
+
+async def test_the_handshake_size_limit_applies() -> None:
+    app = make_app(max_handshake_size=64)
+    async with running(app) as test:
+        raw = await connect(test)
+        assert (await raw.handshake({"n": "x" * 10})).ok
+        raw = await connect(test)
+        body = encode_handshake_request({"platform": "raw"}, {"n": "x" * 100})
+        await raw.send(encode_packet(PacketType.HANDSHAKE, body))
+        (packet,) = await raw.until_closed()
+        response = decode_handshake_response(packet.body)
+        assert (response.code, response.message) == (
+            400,
+            f"handshake of {len(body)} bytes exceeds the limit of 64 bytes",
+        )
+
+
 async def test_a_compressed_body_that_is_not_zlib_closes_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
