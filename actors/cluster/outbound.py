@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class UnsendableRequest(Exception):
+    """A request this server cannot encode: its own data the envelope cannot carry (say,
+    session data a handler set). A server error (``PIT-500``), not the client's, and not a
+    ``PitayaError``, so a failed forwarded notify is logged."""
+
+
 class Outbound:
     """This server's calls to the others (a :class:`~actors.cluster.control.FrontendLink`).
 
@@ -94,7 +100,12 @@ class Outbound:
             reply = observe_rpc(
                 self.metrics, self.tracing, server.id, server.type, request, reply, parent
             )
-        bridge.request(OutboundCall(server, encode(request), timeout), _unwrap(reply))
+        try:
+            payload = encode(request)
+        except Exception as exc:
+            reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
+            return
+        bridge.request(OutboundCall(server, payload, timeout), _unwrap(reply))
 
     def notify(self, server: ServerInfo, request: RpcRequest) -> None:
         """Send ``request`` expecting no answer, in order with the calls around it."""

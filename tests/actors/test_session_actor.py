@@ -927,12 +927,6 @@ async def test_a_route_the_backend_does_not_serve_is_forgotten_from_served_by() 
         assert session.served_by == {}  # the server's last route gone: the server too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Outbound.forward (actors/cluster/outbound.py) encodes the request outside "
-    "its try: session data msgpack cannot encode raises EnvelopeError out of the session "
-    "actor's BytesReceived; the message is never answered and requests_in_flight stays up",
-)
 async def test_a_forwarded_notify_that_cannot_be_sent_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
