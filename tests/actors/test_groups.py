@@ -248,8 +248,9 @@ async def test_a_ttl_must_be_positive_and_a_deleted_group_is_gone() -> None:
         await groups.create("g")
         ref = groups._groups["g"]  # type: ignore[attr-defined]
         await ref.stop()  # stopped behind the service's back (as by an expiry)
-        with pytest.raises(GroupNotFound):
+        with pytest.raises(GroupNotFound) as gone:
             await groups.contains("g", "u")
+        assert gone.value.msg == "group 'g' not found"
         await groups.create("h")
         await groups.members("h")  # started and idle
         pending = asyncio.ensure_future(groups.members("h"))

@@ -218,6 +218,8 @@ class FakeEtcd:
         self._publish(KeyEvent(key, value))
 
     def delete(self, key: str) -> None:
+        for keys in self.leases.values():
+            keys.discard(key)
         if self.data.pop(key, None) is not None:
             self.revision += 1
             self._publish(KeyEvent(key, None))
@@ -399,7 +401,7 @@ async def test_an_outage_is_ridden_out_and_the_registration_confirmed(
             "[me] etcd unreachable (etcd is down); serving from the last known server table"
         ]
         assert "known" in n.table.by_id  # still served from the last table
-        del etcd.data[ME.key]  # the lease survived but the key did not
+        etcd.delete(ME.key)  # the lease survived but the key did not
         etcd.data[info("back").key] = info("back").to_json()
         etcd.down = False
         await asyncio.sleep(1)
@@ -482,6 +484,7 @@ async def test_the_service_reads_its_table_and_stops_by_revoking(
         )
         real = service.etcd
         assert (real.endpoints, real.timeout) == (["127.0.0.1:1"], 1.0)
+        assert service.registered is False
         await service.stop()  # before start: nothing to stop
         service.etcd = etcd  # type: ignore[assignment]
         heard: list[str] = []
