@@ -22,6 +22,7 @@ from transport.connection import (
 )
 from transport.errors import (
     HandshakeError,
+    HandshakeTooLarge,
     InvalidPacketType,
     InvalidRoute,
     InvalidState,
@@ -430,3 +431,34 @@ def test_client_close_ignores_further_data() -> None:
     client.close()
     assert client.state is ClientState.CLOSED
     assert client.receive_data(b"\xff\xff") == []
+
+
+def test_the_server_bounds_the_handshake_from_its_header() -> None:
+    server = ServerConnection(max_handshake_size=20)
+    with pytest.raises(HandshakeTooLarge):
+        server.receive_data(b"\x01\x00\x00\x15")  # 21 bytes announced
+    assert server.state is ServerState.CLOSED
+    assert ServerConnection(max_handshake_size=len(HANDSHAKE) - 4).receive_data(HANDSHAKE)
+
+
+def test_a_server_that_does_not_inflate_hands_compressed_messages_over_as_they_are() -> None:
+    def working(**options: bool) -> ServerConnection:
+        server = ServerConnection(**options)
+        server.receive_data(HANDSHAKE)
+        server.accept_handshake(heartbeat=1, routes=None, serializer="json")
+        server.receive_data(HANDSHAKE_ACK_PACKET)
+        return server
+
+    msg = Message(MessageType.REQUEST, 1, "a.b.c", b"bla" * 20)
+    packet = encode_packet(PacketType.DATA, encode_message(msg, compress=True))
+    assert working().receive_data(packet) == [MessageReceived(msg)]  # inflated by default
+    server = working(inflate=False)
+    (event,) = server.receive_data(packet)
+    assert isinstance(event, MessageReceived) and event.message.compressed
+    assert server.inflate(event.message) == msg
+    plain = Message(MessageType.NOTIFY, route="a.b.c", data=b"x")
+    assert server.inflate(plain) is plain
+    broken = Message(MessageType.NOTIFY, route="a.b.c", data=b"not zlib", compressed=True)
+    with pytest.raises(ProtocolError):
+        server.inflate(broken)
+    assert server.state is ServerState.CLOSED

@@ -87,6 +87,11 @@ def assert_reason(error: BaseException, reason: str) -> None:
             " which cannot be written back as UTF-8",
         ),
         (b'{"sys":{}', "handshake request is not valid JSON: ..."),
+        (b'{"sys":{"x":NaN}}', "handshake request is not valid JSON: NaN is not a JSON value"),
+        (
+            b'{"user":{"x":-Infinity}}',
+            "handshake request is not valid JSON: -Infinity is not a JSON value",
+        ),
     ],
 )
 def test_bad_requests(body: bytes, reason: str) -> None:

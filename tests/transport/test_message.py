@@ -17,6 +17,7 @@ from transport.message import (
     RouteDictionary,
     decode_message,
     encode_message,
+    inflate_message,
 )
 from transport.packet import PacketType, encode_packet
 
@@ -374,3 +375,35 @@ def test_mutated_messages_raise_only_protocol_errors(
     cut = data.draw(st.integers(0, len(body)))
     with contextlib.suppress(ProtocolError):
         decode_message(bytes(body[:cut]), routes=ROUTES)
+
+
+# -- compressed data carried as it is (decoded without inflating, inflated later) -----------
+
+
+def test_decoding_without_inflating_keeps_the_data_compressed() -> None:
+    packed = zlib.compress(b"bla" * 20)
+    body = encode_message(Message(PUSH, route="a", data=b"bla" * 20, error=True), compress=True)
+    assert decode_message(body, inflate=False) == Message(PUSH, 0, "a", packed, True, True)
+    request = encode_message(Message(REQUEST, id=9, route="r", data=b"bla" * 20), compress=True)
+    assert decode_message(request, inflate=False) == Message(REQUEST, 9, "r", packed, False, True)
+    plain = encode_message(Message(NOTIFY, route="a", data=b"xy"))
+    assert decode_message(plain, inflate=False) == Message(NOTIFY, 0, "a", b"xy")
+
+
+def test_inflate_message() -> None:
+    plain = Message(REQUEST, 9, "r", b"xy")
+    assert inflate_message(plain) is plain
+    packed = Message(PUSH, 0, "a", zlib.compress(b"bla" * 20), True, True)
+    assert inflate_message(packed) == Message(PUSH, 0, "a", b"bla" * 20, True)
+    assert inflate_message(packed, 60) == Message(PUSH, 0, "a", b"bla" * 20, True)
+    with pytest.raises(MalformedMessage, match="exceeds the limit of 59 bytes"):
+        inflate_message(packed, 59)
+
+
+def test_encoding_data_that_is_already_compressed() -> None:
+    packed = zlib.compress(b"bla" * 20)
+    msg = Message(PUSH, route="a", data=packed, error=True, compressed=True)
+    routes = RouteDictionary({"a": 1})
+    # flag: push (0x06) | route code (0x01) | error (0x20) | compressed (0x10); data as it is
+    assert encode_message(msg, routes=routes) == b"\x37\x00\x01" + packed
+    assert encode_message(msg) == b"\x36\x01a" + packed

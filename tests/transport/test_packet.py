@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transport.errors import InvalidPacketType, PacketTooLarge, ProtocolError
+from transport.errors import HandshakeTooLarge, InvalidPacketType, PacketTooLarge, ProtocolError
 from transport.packet import (
     DEFAULT_MAX_PACKET_SIZE,
     HANDSHAKE_ACK_PACKET,
@@ -232,3 +232,29 @@ def test_garbage_only_raises_protocol_errors(chunks: list[bytes]) -> None:
         for packet in packets:
             assert isinstance(packet.type, PacketType)
             assert len(packet.body) <= 1000
+
+
+# -- the handshake limit (checked from the header) --------------------------------------------
+
+
+def test_a_handshake_is_bounded_by_its_own_limit_data_by_the_packet_limit() -> None:
+    decoder = PacketDecoder(max_packet_size=1000, max_handshake_size=10)
+    assert decoder.feed(encode_packet(PacketType.HANDSHAKE, bytes(10))) == [
+        Packet(PacketType.HANDSHAKE, bytes(10))
+    ]
+    assert decoder.feed(encode_packet(PacketType.DATA, bytes(11))) == [
+        Packet(PacketType.DATA, bytes(11))
+    ]
+    with pytest.raises(HandshakeTooLarge) as info:
+        decoder.feed(b"\x01\x00\x00\x0b")  # announces 11 bytes; no body sent
+    assert (info.value.length, info.value.limit) == (11, 10)
+    assert str(info.value) == "handshake of 11 bytes exceeds the limit of 10 bytes"
+
+
+def test_without_a_handshake_limit_the_packet_limit_applies() -> None:
+    decoder = PacketDecoder(max_packet_size=100)
+    assert decoder.feed(encode_packet(PacketType.HANDSHAKE, bytes(100))) == [
+        Packet(PacketType.HANDSHAKE, bytes(100))
+    ]
+    with pytest.raises(PacketTooLarge):
+        decoder.feed(b"\x01\x00\x00\x65")
