@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -442,7 +443,7 @@ def test_the_server_bounds_the_handshake_from_its_header() -> None:
 
 
 def test_a_server_that_does_not_inflate_hands_compressed_messages_over_as_they_are() -> None:
-    def working(**options: bool) -> ServerConnection:
+    def working(**options: Any) -> ServerConnection:
         server = ServerConnection(**options)
         server.receive_data(HANDSHAKE)
         server.accept_handshake(heartbeat=1, routes=None, serializer="json")
@@ -462,3 +463,8 @@ def test_a_server_that_does_not_inflate_hands_compressed_messages_over_as_they_a
     with pytest.raises(ProtocolError):
         server.inflate(broken)
     assert server.state is ServerState.CLOSED
+    bounded = working(inflate=False, max_inflated_size=59)
+    (event,) = bounded.receive_data(packet)
+    assert isinstance(event, MessageReceived)
+    with pytest.raises(ProtocolError, match="exceeds the limit of 59 bytes"):
+        bounded.inflate(event.message)
