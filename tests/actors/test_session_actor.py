@@ -1067,3 +1067,16 @@ async def test_the_buffer_is_free_once_a_local_handler_is_done() -> None:
         net.ops.gate.set()
         answers = [await raw.message() for _ in range(3)]
         assert [(a.id, a.error) for a in answers] == [(2, False), (3, False), (4, False)]
+
+
+async def test_the_whole_buffer_is_there_while_only_a_forward_is_open() -> None:
+    async with frontend_and_backend(max_session_buffer=100) as net:
+        raw = net.raw
+        await raw.send(raw.request("room.ops.hold", b"1"))  # no local body held
+        await until(lambda: net.front.requests_in_flight.count == 1)
+        fits = b'"' + b"f" * 48 + b'"'  # 50 + 50 == 100, exactly the limit
+        await raw.send(raw.request("svc.echo", fits) + raw.request("svc.echo", fits))
+        await asyncio.sleep(0.01)
+        net.ops.gate.set()
+        answers = [await raw.message() for _ in range(3)]
+        assert [(a.id, a.error) for a in answers] == [(1, False), (2, False), (3, False)]
