@@ -28,6 +28,7 @@ from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, Remote
 from actors.invocation import Invoker, LocalRoute
 from actors.kernel import ActorRef
+from actors.lifecycle import Blueprint, Lifecycle
 from actors.metrics.reporter import Metrics, Reporter
 from actors.modules.base import Module, Modules
 from actors.payload import encode_result
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from actors.cluster.router import RouteFunction
     from actors.cluster.rpc import RPCClient, RPCServer
     from actors.handler import HandlerApp
+    from actors.lifecycle import LifecycleHost
     from actors.modules.host import ModuleHost
     from actors.session import Session
 
@@ -118,22 +120,14 @@ class App:
         """Starts the framework's OpenTelemetry spans once :meth:`enable_tracing` was called."""
         self.modules = Modules(self.server_id, self.config.shutdown_timeout)
         """Registered modules in start order (see ``actors.modules.base`` for when they run)."""
-        self._handler_specs: list[tuple[type[Handler], tuple[Any, ...], dict[str, Any]]] = []
-        self._remote_specs: list[tuple[type[Remote], tuple[Any, ...], dict[str, Any]]] = []
         self.remote_routes: dict[str, LocalRoute] = {}
         """User-RPC routes served here (``serverType.service.method``), never by clients."""
         self.cluster: Cluster | None = None
         """Set on start in cluster mode: discovery, router, RPC transport and bridge."""
-        self._discovery = discovery
-        self._rpc = rpc
-        self._custom_routes: dict[str, RouteFunction] = {}
-        self._session_callbacks_used = False
+        self._parts = Blueprint(discovery=discovery, rpc=rpc)
+        """What is registered before the start (handlers, remotes, listeners, seams)."""
         self.remote_session_events = RemoteSessionEvents()
         """Backends: bind/close events of sessions this server served (see on_remote_*)."""
-        self._listening = False
-        self._draining = False
-        self._handlers: dict[str, ActorRef] = {}
-        self._remotes: dict[str, ActorRef] = {}
         self.requests_in_flight = Tally()
         """Client messages and inbound RPCs being handled; a graceful stop waits for none."""
         self.connections = Tally()
@@ -146,39 +140,35 @@ class App:
             self.config.max_concurrent_handlers,
         )
         """Runs route methods for clients and forwarded messages (``actors.invocation``)."""
-        self._acceptors: list[Acceptor] = []
-        self._gateways: list[ActorRef] = []
-        self._started = False
-        self._stopping = False
-        self._stop_requested: asyncio.Event | None = None
-        self._stop_task: asyncio.Task[None] | None = None
+        self._lifecycle = Lifecycle(self, self._parts)
+        """Starts, serves and stops this server, and owns its running state."""
 
     # -- building --------------------------------------------------------------------------
 
     def register(self, handler_class: type[Handler], *args: Any, **kwargs: Any) -> None:
         """Serve ``handler_class(*args, **kwargs)`` as a handler actor (spawned on start)."""
-        if self._started:
+        if self._lifecycle.started:
             raise RuntimeError("register handlers before the app starts")
         if not (isinstance(handler_class, type) and issubclass(handler_class, Handler)):
             raise TypeError(f"{handler_class!r} is not a Handler subclass")
         name = handler_class.service_name()
-        if any(cls.service_name() == name for cls, _, _ in self._handler_specs):
+        if any(cls.service_name() == name for cls, _, _ in self._parts.handlers):
             raise ValueError(f"a handler for service {name!r} is already registered")
         if not handler_class.method_specs():
             raise ValueError(f"{handler_class.__name__} declares no @handler method")
-        self._handler_specs.append((handler_class, args, kwargs))
+        self._parts.handlers.append((handler_class, args, kwargs))
 
     def register_remote(self, remote_class: type[Remote], *args: Any, **kwargs: Any) -> None:
         """Serve ``remote_class`` as a remote actor: its routes answer user RPCs only."""
-        if self._started:
+        if self._lifecycle.started:
             raise RuntimeError("register remotes before the app starts")
         if not (isinstance(remote_class, type) and issubclass(remote_class, Remote)):
             raise TypeError(f"{remote_class!r} is not a Remote subclass")
-        self._remote_specs.append((remote_class, args, kwargs))
+        self._parts.remotes.append((remote_class, args, kwargs))
 
     def add_route(self, server_type: str, fn: RouteFunction) -> None:
         """Cluster: choose the server of ``server_type`` with ``fn(session, route, servers)``."""
-        self._custom_routes[server_type] = fn
+        self._parts.custom_routes[server_type] = fn
         if self.cluster is not None:
             self.cluster.router.add_route(server_type, fn)
 
@@ -187,7 +177,7 @@ class App:
         """Clients connect here (explicit ``frontend`` option, else: it has listeners)."""
         if self.config.frontend is not None:
             return self.config.frontend
-        return bool(self._acceptors)
+        return bool(self._parts.acceptors)
 
     def remote_server_type(self, route: str) -> str | None:
         """The other server type a client route belongs to (cluster mode), else None."""
@@ -236,9 +226,9 @@ class App:
 
     def add_acceptor(self, acceptor: Acceptor) -> Acceptor:
         """Listen with any :class:`Acceptor` (TCP, WebSocket, or your own)."""
-        if self._started:
+        if self._lifecycle.started:
             raise RuntimeError("add acceptors before the app starts")
-        self._acceptors.append(acceptor)
+        self._parts.acceptors.append(acceptor)
         return acceptor
 
     def listen_tcp(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
@@ -272,7 +262,7 @@ class App:
 
     def set_serializer(self, serializer: Serializer | str) -> None:
         """Choose the serializer announced in the handshake (default JSON)."""
-        if self._started:
+        if self._lifecycle.started:
             raise RuntimeError("set the serializer before the app starts")
         self.serializer = get_serializer(serializer) if isinstance(serializer, str) else serializer
         self.invoker.serializer = self.serializer
@@ -314,9 +304,9 @@ class App:
 
     def _frontend_only(self, what: str) -> None:
         """Session lifecycle callbacks exist on frontends only (Pitaya's rule)."""
-        self._session_callbacks_used = True
+        self._parts.session_callbacks_used = True
         backend = self.config.frontend is False or (
-            self._started and self.cluster is not None and not self.is_frontend
+            self._lifecycle.started and self.cluster is not None and not self.is_frontend
         )
         if backend:
             raise FrontendOnly(
@@ -330,7 +320,7 @@ class App:
 
     def add_metrics_reporter(self, reporter: Reporter) -> None:
         """Report metrics to ``reporter`` too (several may be added); see ``actors.metrics``."""
-        if self._started:
+        if self._lifecycle.started:
             raise RuntimeError("add metrics reporters before the app starts")
         self.metrics.add(reporter)
 
@@ -367,16 +357,16 @@ class App:
 
     @property
     def acceptors(self) -> list[Acceptor]:
-        return list(self._acceptors)
+        return list(self._parts.acceptors)
 
     @property
     def addresses(self) -> list[tuple[str, str, int]]:
         """``(kind, host, port)`` of every listener, once started."""
-        return [(a.kind, *a.address) for a in self._acceptors]
+        return [(a.kind, *a.address) for a in self._parts.acceptors]
 
     def address(self, kind: str) -> tuple[str, int]:
         """The bound address of the first listener of ``kind`` (``"tcp"``/``"ws"``)."""
-        for acceptor in self._acceptors:
+        for acceptor in self._parts.acceptors:
             if acceptor.kind == kind:
                 return acceptor.address
         raise LookupError(f"no {kind} listener")
@@ -387,9 +377,7 @@ class App:
         The sequence (cluster, handlers, modules, metrics, listeners) is in
         ``actors.lifecycle``.
         """
-        from actors.lifecycle import start_app
-
-        await start_app(self)
+        await self._lifecycle.start()
 
     # -- reaching users ---------------------------------------------------------------------
 
@@ -472,7 +460,7 @@ class App:
     def handler_ref(self, service: str) -> ActorRef:
         """The address of the handler actor serving ``service`` (to tell or ask it messages
         of your own, e.g. a :class:`~actors.handler.Call` in a test). KeyError if none."""
-        return self._handlers[service]
+        return self._lifecycle.handlers[service]
 
     def handler_instance(self, service: str) -> Handler:
         """The handler object serving ``service``, for tests that inspect its state."""
@@ -494,9 +482,7 @@ class App:
         """Graceful stop: stop accepting, deregister, let in-flight requests finish (bounded
         by ``shutdown_timeout``), kick every session, stop modules, then every actor.
         Idempotent."""
-        from actors.lifecycle import stop_app
-
-        await stop_app(self)
+        await self._lifecycle.stop()
 
     async def __aenter__(self) -> App:
         await self.start()
@@ -508,18 +494,13 @@ class App:
     def request_stop(self) -> None:
         """Ask :meth:`serve_forever` to stop gracefully (what SIGINT/SIGTERM do); an app
         started otherwise (``async with``, ``start()``) is stopped in a task."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
-        elif self._started and not self._stopping:
-            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
+        self._lifecycle.request_stop()
 
     def ready_now(self) -> bool:
         """Serving: listeners up (if any) and, in cluster mode, the RPC transport up (NATS
         connected, or the gRPC server listening) and this server registered in discovery.
         False while starting, draining or stopping."""
-        if not self._started or self._stopping or self._draining:
-            return False
-        if self._acceptors and not self._listening:
+        if not self._lifecycle.serving:
             return False
         if self.config.mode == "cluster":
             cluster = self.cluster
@@ -536,9 +517,7 @@ class App:
         With ``drain_sessions`` on, the first signal stops accepting and waits (up to
         ``drain_timeout``) for the connected clients to leave; a second signal skips the wait.
         """
-        from actors.lifecycle import serve_app
-
-        await serve_app(self)
+        await self._lifecycle.serve_forever()
 
     def run(self) -> None:
         """Blocking entry point for ``__main__``: ``asyncio.run(self.serve_forever())``.
@@ -587,3 +566,6 @@ if TYPE_CHECKING:
 
     def _app_is_a_handler_app(app: App) -> HandlerApp:
         return app  # ... and what handlers use
+
+    def _app_is_a_lifecycle_host(app: App) -> LifecycleHost:
+        return app  # ... and what its life cycle uses

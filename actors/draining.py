@@ -8,14 +8,11 @@ leaves service discovery, but keeps serving the players already connected until 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from actors.gateway import StopAccepting
-
 if TYPE_CHECKING:
-    from actors.app import App
+    from actors.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +20,21 @@ PROGRESS_EVERY = 5.0
 """Seconds between two progress lines while draining."""
 
 
-async def drain_sessions(app: App, skip: asyncio.Event) -> None:
-    """Wait until no client is connected, ``skip`` is set, or the drain timeout passes."""
-    for gateway in app._gateways:
-        with contextlib.suppress(Exception):
-            await gateway.ask(StopAccepting(), timeout=5)
-    if app.cluster is not None:
-        await app.cluster.leave()
+async def drain_sessions(
+    connections: Tally, drain_timeout: float, server_id: str, skip: asyncio.Event
+) -> None:
+    """Wait until no client is connected (``connections`` at zero), ``skip`` is set, or
+    ``drain_timeout`` passes, logging progress. The caller has already stopped accepting and
+    left discovery."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + app.config.drain_timeout
+    deadline = loop.time() + drain_timeout
     log.info(
         "[%s] draining: %d session(s) connected, waiting up to %ss (signal again to stop now)",
-        app.server_id,
-        app.connection_count,
-        app.config.drain_timeout,
+        server_id,
+        connections.count,
+        drain_timeout,
     )
-    empty = asyncio.ensure_future(app.connections.zero.wait())
+    empty = asyncio.ensure_future(connections.zero.wait())
     skipped = asyncio.ensure_future(skip.wait())
     try:
         while True:
@@ -46,8 +42,8 @@ async def drain_sessions(app: App, skip: asyncio.Event) -> None:
             if remaining <= 0:
                 log.warning(
                     "[%s] drain timeout: %d session(s) still connected",
-                    app.server_id,
-                    app.connection_count,
+                    server_id,
+                    connections.count,
                 )
                 return
             done, _ = await asyncio.wait(
@@ -56,18 +52,16 @@ async def drain_sessions(app: App, skip: asyncio.Event) -> None:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if empty in done:
-                log.info("[%s] drained: every session left", app.server_id)
+                log.info("[%s] drained: every session left", server_id)
                 return
             if skipped in done:
                 log.info(
                     "[%s] drain skipped by a second signal: %d session(s) connected",
-                    app.server_id,
-                    app.connection_count,
+                    server_id,
+                    connections.count,
                 )
                 return
-            log.info(
-                "[%s] draining: %d session(s) still connected", app.server_id, app.connection_count
-            )
+            log.info("[%s] draining: %d session(s) still connected", server_id, connections.count)
     finally:
         empty.cancel()
         skipped.cancel()
