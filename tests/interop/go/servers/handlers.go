@@ -88,6 +88,19 @@ func (o *Ops) Show(ctx context.Context) (*Reply, error) {
 	return &r, nil
 }
 
+// Handshake is what the client sent in its handshake (empty on a backend: Pitaya does not
+// forward it).
+func (o *Ops) Handshake(ctx context.Context) (*Reply, error) {
+	s := o.server.App.GetSessionFromCtx(ctx)
+	r := o.who()
+	if hs := s.GetHandshakeData(); hs != nil {
+		r["platform"] = hs.Sys.Platform
+		r["version"] = hs.Sys.Version
+		r["user"] = hs.User
+	}
+	return &r, nil
+}
+
 // Notify (a notify: no answer) records body["tag"]; Notified lists the tags recorded.
 func (o *Ops) Notify(ctx context.Context, body *Body) {
 	o.mu.Lock()

@@ -1,0 +1,235 @@
+"""Python servers with the same routes as the Go interop servers (tests/interop/go/servers),
+so a test runs the same scenario against a backend or frontend of either language.
+
+python -m tests.interop.pynodes room --id room-py-1 --nats URL --etcd HOST:PORT
+python -m tests.interop.pynodes connector --id connector-py-1 --nats URL --etcd HOST:PORT
+
+Routes (README.md has the table): the client service ``room.room.*`` on a room server and
+``connector.me.*`` on a connector; the remote ``room.roomremote.*`` /
+``connector.connectorremote.*`` with ``google.protobuf.StringValue`` arguments and answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from google.protobuf.wrappers_pb2 import StringValue
+
+from actors.app import App
+from actors.errors import PitayaError
+from actors.handler import Handler, Remote, handler
+from actors.session import Session
+
+
+def _who(app: Any) -> dict[str, Any]:
+    return {"server": app.server_id, "lang": "py"}
+
+
+async def call_remote(app: Any, route: str, msg: str, server_id: str = "") -> str:
+    """A user RPC with a StringValue argument and answer (by route, or to ``server_id``)."""
+    arg = StringValue(value=msg)
+    if server_id:
+        reply = await app.rpc_to(server_id, route, arg)
+    else:
+        reply = await app.rpc(route, arg)
+    if isinstance(reply, StringValue):
+        return reply.value
+    if isinstance(reply, bytes):
+        return StringValue.FromString(reply).value
+    raise TypeError(f"a user RPC answered {type(reply).__name__}, not a StringValue")
+
+
+class Ops(Handler):
+    """``room.room.*``: what the Go room's ``Ops`` serves, answered the same way."""
+
+    service = "room"
+
+    def __init__(self) -> None:
+        self.tags: list[str] = []
+
+    @handler
+    def echo(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        return {**_who(self.app), "uid": session.uid or "", "body": body}
+
+    @handler
+    def show(self, session: Session) -> dict[str, Any]:
+        return {
+            **_who(self.app),
+            "uid": session.uid or "",
+            "data": dict(session.data),
+            "session_id": session.id,
+        }
+
+    @handler
+    def handshake(self, session: Session) -> dict[str, Any]:
+        hs = session.handshake
+        if hs is None:  # a backend session of a frontend that does not forward it
+            return _who(self.app)
+        return {
+            **_who(self.app),
+            "platform": hs.platform,
+            "version": hs.client_version,
+            "user": dict(hs.user),
+        }
+
+    @handler
+    def notify(self, session: Session, body: dict[str, Any]) -> None:
+        self.tags.append(str(body.get("tag", "")))
+
+    @handler
+    def notified(self, session: Session) -> dict[str, Any]:
+        return {**_who(self.app), "tags": list(self.tags)}
+
+    @handler
+    async def bind(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        await session.bind(str(body["uid"]))
+        return {**_who(self.app), "uid": session.uid}
+
+    @handler
+    async def setdata(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        for key, value in sorted(dict(body.get("data") or {}).items()):
+            session.set(key, value)
+        push_to_front = getattr(session, "push_to_front", None)  # a backend session's
+        if push_to_front is not None:
+            await push_to_front()
+        return {**_who(self.app), "data": dict(session.data)}
+
+    @handler
+    def push(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        payload = {"from": self.app.server_id, "lang": "py", "body": body.get("body")}
+        session.push(str(body.get("route") or "onPush"), payload)
+        return {**_who(self.app), "pushed": True}
+
+    @handler
+    def kick(self, session: Session) -> None:
+        session.kick()
+
+    @handler
+    async def pushto(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        payload = {"from": self.app.server_id, "lang": "py", "body": body.get("body")}
+        failed = await self.app.send_push_to_users(
+            str(body.get("route") or "onPushTo"),
+            payload,
+            [str(u) for u in body.get("uids", [])],
+            frontend_type=str(body.get("frontend_type") or "connector"),
+        )
+        return {**_who(self.app), "failed": list(failed)}
+
+    @handler
+    async def kickusers(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        failed = await self.app.send_kick_to_users(
+            [str(u) for u in body.get("uids", [])],
+            frontend_type=str(body.get("frontend_type") or "connector"),
+        )
+        return {**_who(self.app), "failed": list(failed)}
+
+    @handler
+    async def rpc(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        reply = await call_remote(
+            self.app, str(body["route"]), str(body.get("msg", "")), str(body.get("server_id", ""))
+        )
+        return {**_who(self.app), "reply": reply}
+
+    @handler
+    def fail(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        metadata = {"lang": "py", **{k: str(v) for k, v in (body.get("metadata") or {}).items()}}
+        raise PitayaError(str(body.get("code") or "PIT-500"), str(body.get("msg", "")), metadata)
+
+    @handler
+    async def silent(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(float(body.get("seconds", 30)))
+        return _who(self.app)
+
+
+class Me(Ops):
+    """``connector.me.*`` on a connector (the same methods)."""
+
+    service = "me"
+
+
+class RoomRemote(Remote):
+    """``room.roomremote.*``: StringValue in, StringValue out."""
+
+    service = "roomremote"
+
+    @handler
+    def echo(self, caller: Session | None, body: StringValue) -> StringValue:
+        return StringValue(value=f"py:{self.app.server_id}:{body.value}")
+
+    @handler
+    def fail(self, caller: Session | None, body: StringValue) -> StringValue:
+        raise PitayaError(body.value, "remote failed on purpose", {"lang": "py"})
+
+    @handler
+    async def silent(self, caller: Session | None, body: StringValue) -> StringValue:
+        await asyncio.sleep(float(body.value or 30))
+        return StringValue(value="late")
+
+
+class ConnectorRemote(RoomRemote):
+    """``connector.connectorremote.*`` (the same methods)."""
+
+    service = "connectorremote"
+
+
+def standalone(host: str = "127.0.0.1", tcp_port: int = 0, ws_port: int = 0) -> App:
+    """A standalone Python frontend (type ``connector``) with the ``me`` routes."""
+    app = App(server_type="connector", server_id="connector-py-standalone")
+    app.register(Me)
+    app.listen_tcp(host, tcp_port)
+    app.listen_ws(host, ws_port)
+    return app
+
+
+def connector(server_id: str, nats_url: str, etcd: str, tcp_port: int, ws_port: int) -> App:
+    from actors.modules.unique_session import UniqueSession
+
+    app = App(
+        server_type="connector",
+        server_id=server_id,
+        mode="cluster",
+        nats_url=nats_url,
+        etcd_endpoints=etcd,
+    )
+    app.register(Me)
+    app.register_remote(ConnectorRemote)
+    app.listen_tcp("127.0.0.1", tcp_port)
+    app.listen_ws("127.0.0.1", ws_port)
+    if os.environ.get("INTEROP_UNIQUE_SESSION", "1") == "1":
+        app.register_module(UniqueSession(app), "unique_session")
+    return app
+
+
+def room(server_id: str, nats_url: str, etcd: str) -> App:
+    app = App(
+        server_type="room",
+        server_id=server_id,
+        mode="cluster",
+        frontend=False,
+        nats_url=nats_url,
+        etcd_endpoints=etcd,
+    )
+    app.register(Ops)
+    app.register_remote(RoomRemote)
+    return app
+
+
+def main() -> None:
+    from tests.cluster.node import node_arguments
+
+    args = node_arguments()
+    if args.role == "room":
+        app = room(args.id, args.nats, args.etcd)
+    else:
+        app = connector(args.id, args.nats, args.etcd, args.tcp_port, args.ws_port)
+    if app.config.rpc_transport == "grpc":
+        from actors.modules.binding_storage import BindingStorage
+
+        app.register_module(BindingStorage(app), "binding_storage")
+    app.run()
+
+
+if __name__ == "__main__":
+    main()
