@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from actors.actor import Actor
-from actors.session_actor import ConnectionEvents, SessionActor
+from actors.session_actor import SessionActor
+from actors.session_messages import ConnectionEvents
 from transport.acceptor import Acceptor, Connection, ConnectionHandler
 from transport.listener import Listener
 

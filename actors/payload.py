@@ -21,7 +21,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from actors.errors import BadRequest
+from actors.errors import BadRequest, as_pitaya_error
+from transport.errorbody import ErrorBody
 from transport.errors import SerializationError
 from transport.protobuf import is_message_class
 from transport.serializers import Serializer
@@ -64,6 +65,26 @@ def encode_result(value: Any, serializer: Serializer) -> bytes:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     return serializer.marshal(value)
+
+
+def encode_error(error: BaseException, serializer: Serializer, fallback: Serializer) -> bytes:
+    """The body of an error response: Pitaya's ``{code, msg, metadata}`` for ``error``.
+
+    Bounded, since an error may repeat what the client sent (unknown fields, a route).
+    Written with ``serializer``, else with ``fallback`` (JSON; a protobuf serializer has no
+    message type for it), else without the metadata no serializer can write (bytes, say):
+    the request is always answered, so the session goes on.
+    """
+    pitaya = as_pitaya_error(error)
+    body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).bounded().to_value()
+    try:
+        return serializer.marshal(body)
+    except Exception:
+        try:
+            return fallback.marshal(body)
+        except Exception:
+            bare = ErrorBody(pitaya.code, pitaya.msg).bounded().to_value()
+            return fallback.marshal(bare)
 
 
 def _unmarshal(serializer: Serializer, data: bytes, into: type | None) -> Any:

@@ -21,15 +21,24 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from actors.actor import Actor
 from actors.errors import PitayaError, RouteNotFound, TooManyRequests, as_pitaya_error
 from actors.invocation import LocalRoute
-from actors.metrics.names import RESPONSE_TIME, UNKNOWN_ROUTE
+from actors.metrics.handler import report_handler_time
+from actors.metrics.names import UNKNOWN_ROUTE
+from actors.payload import encode_error
 from actors.ratelimit import exceeded, new_bucket
 from actors.session import KickSession, PushToClient, SendFrame, Session
+from actors.session_messages import (
+    BytesReceived,
+    ConnectionLost,
+    DecodeTurn,
+    HandlerDone,
+    HandshakeDeadline,
+    HeartbeatTick,
+)
 from actors.tracing import end_span
 from actors.turns import COMPRESSED_ESTIMATE, SMALL_BODY, turns_for
 from transport.acceptor import Connection
@@ -41,115 +50,15 @@ from transport.connection import (
     ServerConnection,
     ServerState,
 )
-from transport.errorbody import ErrorBody
 from transport.errors import HandshakeError, ProtocolError
 from transport.message import Message, MessageType
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from actors.kernel import ActorRef
     from actors.session_host import SessionHost
 
 log = logging.getLogger(__name__)
-
-
-# Hot path: built per message; not frozen because a frozen dataclass is ~5x slower to
-# construct. Treat it as immutable all the same.
-@dataclass(slots=True)
-class BytesReceived:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLost:
-    error: BaseException | None
-
-
-class HandlerDone:
-    """A client message handed to a handler (or forwarded), and then its answer.
-
-    It is the ``done`` callback the invocation path (or the cluster) calls once with
-    ``(payload, error)``: the call records the answer and tells this entry to the session
-    actor, behind whatever the handler pushed meanwhile, so pushes reach the client before
-    the response, as they did when the handler ran in an actor of its own. One object per
-    message, no closure.
-    """
-
-    __slots__ = (
-        "error",
-        "finished",
-        "forwarded",
-        "message",
-        "open",
-        "payload",
-        "received_ns",
-        "server_id",
-        "session_ref",
-        "span",
-    )
-
-    def __init__(
-        self,
-        session_ref: ActorRef,
-        message: Message,
-        received_ns: int,
-        span: Span | None,
-        forwarded: bool,
-        server_id: str = "",
-    ) -> None:
-        self.session_ref = session_ref
-        self.message = message
-        """The message without its body (dropped once handed over: it is not needed here)."""
-        self.received_ns = received_ns
-        """Arrival time (``time.monotonic_ns()``) for the response-time metric; 0 if off."""
-        self.span = span
-        """Tracing span, ended once answered (None when tracing is off)."""
-        self.forwarded = forwarded
-        self.server_id = server_id
-        """Where a forwarded message went."""
-        self.payload: bytes | None = None
-        self.error: BaseException | None = None
-        self.finished = False
-        """The answer is known (the handler returned or failed)."""
-        self.open = False
-        """Still running when handed over: later messages of this client wait for it."""
-
-    def __call__(self, payload: Any, error: BaseException | None) -> None:
-        self.payload = payload
-        self.error = error
-        self.finished = True
-        self.session_ref.tell(self)
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatTick:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class HandshakeDeadline:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeTurn:
-    """The loop's decode budget granted this session a share (see ``actors.turns``)."""
-
-
-class ConnectionEvents:
-    """Adapter from the transport's callbacks to session-actor messages."""
-
-    __slots__ = ("_ref",)
-
-    def __init__(self, ref: Any) -> None:
-        self._ref = ref
-
-    def data_received(self, data: bytes) -> None:
-        self._ref.tell(BytesReceived(data))
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._ref.tell(ConnectionLost(exc))
 
 
 MAX_PIPELINED = 64
@@ -555,37 +464,14 @@ class SessionActor(Actor):
             self.queued_bytes -= size
 
     def _respond_error(self, message: Message, error: BaseException) -> None:
-        pitaya = as_pitaya_error(error)
-        # Bounded: an error may repeat what the client sent (unknown fields, a route).
-        body = ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata).bounded().to_value()
-        try:
-            data = self.app.serializer.marshal(body)
-        except Exception:
-            try:
-                data = self.app.fallback_serializer.marshal(body)
-            except Exception:
-                # Metadata no serializer can write (say, bytes): answer the code and text
-                # alone, so the request is answered and the session goes on.
-                bare = ErrorBody(pitaya.code, pitaya.msg).bounded().to_value()
-                data = self.app.fallback_serializer.marshal(bare)
+        app = self.app
+        data = encode_error(error, app.serializer, app.fallback_serializer)
         self._write(Message(MessageType.RESPONSE, message.id, data=data, error=True))
 
     def _report_response(self, route: str, received_ns: int, error: BaseException | None) -> None:
-        """Pitaya's response-time metric: from the message's arrival to its answer.
-
-        ``route`` is the label: the route as sent, or ``UNKNOWN_ROUTE`` for one not served,
-        so made-up routes cannot create unbounded time series.
-        """
-        self.app.metrics.report_summary(
-            RESPONSE_TIME,
-            {
-                "route": route,
-                "status": "ok" if error is None else "failed",
-                "type": "handler",
-                "code": "" if error is None else as_pitaya_error(error).code,
-            },
-            time.monotonic_ns() - received_ns,
-        )
+        """Pitaya's response-time metric for this client's message (``route``: as sent, or
+        ``UNKNOWN_ROUTE`` for one not served)."""
+        report_handler_time(self.app.metrics, route, received_ns, error)
 
     # -- bytes out -------------------------------------------------------------------------
 

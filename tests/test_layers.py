@@ -62,6 +62,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "actors.session",
             "actors.sessions",
             "actors.session_actor",
+            "actors.session_messages",
             "actors.session_host",
             "actors.stats",
             "actors.turns",

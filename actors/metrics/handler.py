@@ -1,0 +1,42 @@
+"""The handler side of Pitaya's response-time metric: from a message's arrival to its answer.
+
+Reported with ``type="handler"`` by the server whose client sent the message (the frontend's
+session actor, for local and forwarded routes alike) and by the server that ran the handler
+of a forwarded message (its RPC bridge), so a backend's load is visible on the backend too.
+The caller's side of an RPC is ``actors.metrics.rpc``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from actors.errors import as_pitaya_error
+from actors.metrics.names import RESPONSE_TIME
+
+if TYPE_CHECKING:
+    from actors.metrics.reporter import Metrics
+
+HANDLER = "handler"
+"""The ``type`` label of handler timings (Pitaya's)."""
+
+
+def report_handler_time(
+    metrics: Metrics, route: str, received_ns: int, error: BaseException | None
+) -> None:
+    """Report ``response_time_ns{type="handler"}`` for a message received at
+    ``received_ns`` (``time.monotonic_ns()``) and answered now.
+
+    ``route`` is the label: the route as sent, or ``UNKNOWN_ROUTE`` for one not served, so
+    made-up routes cannot create unbounded time series (the caller decides).
+    """
+    metrics.report_summary(
+        RESPONSE_TIME,
+        {
+            "route": route,
+            "status": "ok" if error is None else "failed",
+            "type": HANDLER,
+            "code": "" if error is None else as_pitaya_error(error).code,
+        },
+        time.monotonic_ns() - received_ns,
+    )
