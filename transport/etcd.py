@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from etcd3aio import Etcd3Client, EtcdError
 from etcd3aio._protobuf import LeaseKeepAliveRequest
+from etcd3aio.errors import EtcdUnauthenticatedError
 from etcd3aio.kv import prefix_range_end
 
 from transport.errors import TransportError
@@ -25,7 +26,44 @@ log = logging.getLogger(__name__)
 
 
 class EtcdUnavailable(TransportError):
-    """etcd did not answer (down, unreachable, or timed out)."""
+    """etcd did not answer (down, unreachable, or timed out), or refused us (authentication,
+    permissions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdSecurity:
+    """How to authenticate to etcd: ``user``/``password`` (etcd's auth, a token renewed
+    when etcd rejects it) and TLS: ``ca_file`` (PEM CA that signed etcd's certificate;
+    setting it turns TLS on), ``cert_file``/``key_file`` (PEM client certificate and key,
+    for etcd's ``--client-cert-auth``), ``server_name`` (the name to check etcd's
+    certificate against, when it differs from the endpoints' host).
+
+    ``repr`` never shows the password.
+    """
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+    def pem_files(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """(CA, client certificate, client key) as PEM bytes; all None without a CA."""
+        if not self.ca_file:
+            if self.cert_file or self.key_file:
+                raise ValueError("etcd client certificates need a CA file (etcd_tls_ca)")
+            return None, None, None
+        return (
+            _read(self.ca_file),
+            _read(self.cert_file) if self.cert_file else None,
+            _read(self.key_file) if self.key_file else None,
+        )
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,26 +75,69 @@ class KeyEvent:
 
 
 class EtcdClient:
-    """Leases, puts, prefix gets and prefix watches against one etcd cluster."""
+    """Leases, puts, prefix gets and prefix watches against one etcd cluster.
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
+    ``probe_key``: the key :meth:`ping` reads (under the prefix the caller may read, for an
+    etcd whose roles grant only that prefix); ``security``: credentials and TLS.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = 5.0,
+        probe_key: str = "pitaya/ping",
+        security: EtcdSecurity | None = None,
+    ) -> None:
         self.endpoints = list(endpoints)
         self.timeout = timeout
+        self.probe_key = probe_key
+        self.security = security or EtcdSecurity()
+        ca, cert, key = self.security.pem_files()
         self._client = Etcd3Client(
-            self.endpoints, rpc_max_attempts=1, watch_max_reconnect_backoff_seconds=1.0
+            self.endpoints,
+            rpc_max_attempts=1,
+            watch_max_reconnect_backoff_seconds=1.0,
+            tls_server_name=self.security.server_name or None,
+            ca_cert=ca,
+            cert_chain=cert,
+            cert_key=key,
         )
         self._connected = False
         self._keepalive: Any = None
+        self._token: str | None = None
 
     async def connect(self) -> None:
-        """Open the channel and check etcd answers; EtcdUnavailable if it does not."""
+        """Open the channel, authenticate (with a user) and check etcd answers;
+        EtcdUnavailable if it does not, or refuses the credentials."""
         if not self._connected:
             await self._client.connect()
             self._connected = True
+        if self.security.user and self._token is None:
+            await self._authenticate()
         await self.ping()
 
     async def ping(self) -> None:
-        await self._call(self._kv().get, b"pitaya/ping", timeout=self.timeout)
+        await self._call(self._kv().get, self.probe_key.encode(), timeout=self.timeout)
+
+    async def _authenticate(self) -> None:
+        """Get a token for ``security.user`` (etcd's simple tokens die with a restart of etcd
+        and after 5 idle minutes: :meth:`_call` gets a new one when etcd rejects it)."""
+        auth = self._client.auth
+        if auth is None:
+            raise EtcdUnavailable("etcd client is not connected")
+        try:
+            response = await auth.authenticate(
+                self.security.user, self.security.password, timeout=self.timeout
+            )
+        except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+            raise EtcdUnavailable(
+                f"etcd at {', '.join(self.endpoints)} refused the credentials of user "
+                f"{self.security.user!r}: {_describe(exc)}"
+            ) from exc
+        self._token = str(response.token)
+        self._client.set_token(self._token)
+        self._drop_keepalive()  # the stream carries the token it was opened with
 
     async def close(self) -> None:
         self._drop_keepalive()
@@ -77,13 +158,27 @@ class EtcdClient:
         a failure (etcd restarted), so each refresh costs one write and one read.
         """
         try:
+            return await self._keep_alive_once(lease_id)
+        except _Unauthenticated:
+            await self._authenticate()  # the token expired or etcd restarted
+            return await self._keep_alive_once(lease_id)
+
+    async def _keep_alive_once(self, lease_id: int) -> int:
+        try:
             if self._keepalive is None:
-                self._keepalive = self._lease()._stub.LeaseKeepAlive()
+                metadata = (("token", self._token),) if self._token else None
+                self._keepalive = self._lease()._stub.LeaseKeepAlive(metadata=metadata)
             call = self._keepalive
             await asyncio.wait_for(call.write(LeaseKeepAliveRequest(ID=lease_id)), self.timeout)
             response = await asyncio.wait_for(call.read(), self.timeout)
         except (grpc.aio.AioRpcError, TimeoutError, asyncio.InvalidStateError) as exc:
             self._drop_keepalive()
+            if (
+                self.security.user
+                and isinstance(exc, grpc.aio.AioRpcError)
+                and exc.code() == grpc.StatusCode.UNAUTHENTICATED
+            ):
+                raise _Unauthenticated from exc
             raise EtcdUnavailable(f"etcd lease keep-alive failed: {_describe(exc)}") from exc
         if response is grpc.aio.EOF or response is None:
             self._drop_keepalive()
@@ -141,6 +236,18 @@ class EtcdClient:
         response = await self._call(self._kv().get, key, timeout=self.timeout)
         return bytes(response.kvs[0].value) if response.kvs else None
 
+    async def get_with_lease(self, key: str) -> tuple[bytes, int] | None:
+        """``key``'s value and the lease it is attached to (0: none); None if absent."""
+        response = await self._call(self._kv().get, key, timeout=self.timeout)
+        if not response.kvs:
+            return None
+        return bytes(response.kvs[0].value), int(response.kvs[0].lease)
+
+    async def lease_ttl(self, lease_id: int) -> int:
+        """Seconds ``lease_id`` has left (-1: expired or unknown)."""
+        response = await self._call(self._lease().time_to_live, lease_id, timeout=self.timeout)
+        return int(response.TTL)
+
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
         """Every key under ``prefix`` and the store revision they were read at."""
         response = await self._call(
@@ -175,11 +282,21 @@ class EtcdClient:
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await method(*args, **kwargs)
+            try:
+                return await method(*args, **kwargs)
+            except EtcdUnauthenticatedError:
+                if not self.security.user:
+                    raise
+                await self._authenticate()  # the token expired or etcd restarted
+                return await method(*args, **kwargs)
         except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
             raise EtcdUnavailable(
                 f"etcd at {', '.join(self.endpoints)} did not answer: {_describe(exc)}"
             ) from exc
+
+
+class _Unauthenticated(Exception):
+    """etcd rejected the token of a keep-alive stream (authenticate, then try again)."""
 
 
 def _describe(exc: BaseException) -> str:
