@@ -1,11 +1,15 @@
-"""Cluster-wide groups stored in etcd (Pitaya's etcd group service layout).
+"""Cluster-wide groups stored in etcd (Pitaya's etcd group service layout, so Go and Python
+servers share groups).
 
-``pitaya/groups/<name>`` marks the group (JSON with its TTL and lease), and
-``pitaya/groups/<name>/uids/<uid>`` each member. Any server can manage a group and broadcast
-to it; members are reached on whatever frontend they are bound to, as any push by uid
-(``actors.cluster.users``: the binding storage, or NATS's per-uid subjects). A group created
-with a TTL lives on a lease: it expires unless used (every operation on it renews the lease)
-or renewed.
+``<prefix>groups/<name>`` marks the group and ``<prefix>groups/<name>/uids/<uid>`` each member,
+all with empty values (``prefix``: the ``etcd_prefix`` option, ``pitaya/`` by default, as Go
+Pitaya's ``pitaya.groups.etcd.prefix``); a group created with a TTL has its key and its
+members' keys on one lease, read from the group key itself.
+
+Any server can manage a group and broadcast to it; members are reached on whatever frontend
+they are bound to, as any push by uid (``actors.cluster.users``: the binding storage, or NATS's
+per-uid subjects). A group created with a TTL lives on a lease: it expires unless used (every
+operation on it renews the lease) or renewed.
 
 The store is anything with etcd's key and lease operations (:class:`KeyValueStore`): the etcd
 client, or :class:`~actors.cluster.memory.MemoryStore` in tests.
@@ -13,7 +17,6 @@ client, or :class:`~actors.cluster.memory.MemoryStore` in tests.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -30,6 +33,7 @@ from actors.groups import (
 log = logging.getLogger(__name__)
 
 GROUPS_PREFIX = "pitaya/groups/"
+"""The groups' keys under the default prefix."""
 
 PushToUsers = Callable[[str, Any, list[str]], Awaitable[list[str]]]
 """``push(route, body, uids)`` reaches uids wherever they are bound and returns those it
@@ -46,30 +50,32 @@ class KeyValueStore(Protocol):
     async def delete(self, key: str) -> bool: ...
     async def delete_prefix(self, prefix: str) -> int: ...
     async def get(self, key: str) -> bytes | None: ...
+    async def get_with_lease(self, key: str) -> tuple[bytes, int] | None: ...
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]: ...
 
 
 class EtcdGroupService:
     """A :class:`actors.groups.GroupService` shared by every server of the cluster, kept in
-    ``etcd``; a broadcast reaches the members with ``push``."""
+    ``etcd`` under ``prefix``; a broadcast reaches the members with ``push``."""
 
-    def __init__(self, etcd: KeyValueStore, push: PushToUsers) -> None:
+    def __init__(self, etcd: KeyValueStore, push: PushToUsers, *, prefix: str = "pitaya/") -> None:
         self.etcd = etcd
         self.push = push
+        self.groups_prefix = f"{prefix}groups/"
         self._expiry_listeners: list[Callable[[str], None]] = []
 
     def _group_key(self, name: str) -> str:
-        return f"{GROUPS_PREFIX}{name}"
+        return f"{self.groups_prefix}{name}"
 
     def _member_key(self, name: str, uid: str) -> str:
-        return f"{GROUPS_PREFIX}{name}/uids/{uid}"
+        return f"{self.groups_prefix}{name}/uids/{uid}"
 
     async def _lease(self, name: str) -> int:
         """The group's lease (0 without TTL); GroupNotFound if the group does not exist."""
-        raw = await self.etcd.get(self._group_key(name))
-        if raw is None:
+        found = await self.etcd.get_with_lease(self._group_key(name))
+        if found is None:
             raise GroupNotFound(name)
-        lease = int(json.loads(raw).get("lease", 0))
+        lease = found[1]
         if lease:
             await self.etcd.keep_alive(lease)  # every use renews an expiring group
         return lease
@@ -78,8 +84,7 @@ class EtcdGroupService:
         if ttl is not None and ttl <= 0:
             raise ValueError("ttl must be positive")
         lease = await self.etcd.grant(max(1, round(ttl))) if ttl else 0
-        value = json.dumps({"ttl": ttl, "lease": lease}).encode()
-        if not await self.etcd.put_if_absent(self._group_key(name), value, lease=lease):
+        if not await self.etcd.put_if_absent(self._group_key(name), b"", lease=lease):
             if lease:
                 await self.etcd.revoke(lease)
             raise GroupAlreadyExists(name)
@@ -96,7 +101,7 @@ class EtcdGroupService:
 
     async def add(self, name: str, uid: str) -> None:
         lease = await self._lease(name)
-        if not await self.etcd.put_if_absent(self._member_key(name, uid), b"1", lease=lease):
+        if not await self.etcd.put_if_absent(self._member_key(name, uid), b"", lease=lease):
             raise MemberAlreadyExists(name, uid)
 
     async def remove(self, name: str, uid: str) -> None:
@@ -143,7 +148,7 @@ class EtcdGroupService:
         return await self.push(route, body, members)
 
     async def leave_all(self, uid: str) -> None:
-        items, _ = await self.etcd.get_prefix(GROUPS_PREFIX)
+        items, _ = await self.etcd.get_prefix(self.groups_prefix)
         suffix = f"/uids/{uid}"
         for key in items:
             if key.endswith(suffix):

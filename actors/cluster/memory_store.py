@@ -77,6 +77,10 @@ class MemoryStore:
     async def get(self, key: str) -> bytes | None:
         return self.data.get(key)
 
+    async def get_with_lease(self, key: str) -> tuple[bytes, int] | None:
+        value = self.data.get(key)
+        return None if value is None else (value, self._lease_of.get(key, 0))
+
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
         return {k: v for k, v in self.data.items() if k.startswith(prefix)}, self.revision
 
