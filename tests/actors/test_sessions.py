@@ -1,0 +1,254 @@
+"""The session registry (``actors.sessions``): lookups by id and uid, bind with its
+callbacks, and a session's close with its closing and close callbacks.
+
+Sessions are ``TestSession``s sharing one registry (no connection, no app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from actors.errors import FrontendOnly, PitayaError
+from actors.session import Session
+from actors.sessions import SessionRegistry
+from actors.testing import TestSession
+
+
+def session(registry: SessionRegistry, session_id: int | None = None) -> TestSession:
+    return TestSession(session_id or registry.next_id(), registry=registry)
+
+
+# -- lookups -------------------------------------------------------------------------------
+
+
+def test_ids_count_from_one() -> None:
+    registry = SessionRegistry()
+    assert [registry.next_id() for _ in range(3)] == [1, 2, 3]
+    assert SessionRegistry().next_id() == 1  # per registry
+
+
+def test_added_sessions_are_found_by_id_counted_and_listed() -> None:
+    registry = SessionRegistry()
+    a, b = session(registry), session(registry)
+    assert len(registry) == 2
+    assert registry.get(a.id) is a and registry.get(b.id) is b
+    assert registry.get(99) is None
+    assert registry.by_uid("nobody") is None
+    listed = []
+    for s in registry:  # a snapshot: adding while iterating is fine
+        listed.append(s)
+        session(registry)
+    assert listed == [a, b] and len(registry) == 4
+
+
+def test_a_backend_registry_refuses_lookups() -> None:
+    registry = SessionRegistry()
+    assert registry.frontend
+    registry.frontend = False
+    with pytest.raises(FrontendOnly, match="looking up a session by id is only possible on a"):
+        registry.get(1)
+    with pytest.raises(FrontendOnly, match="looking up a session by uid is only possible on a"):
+        registry.by_uid("ann")
+
+
+# -- bind ------------------------------------------------------------------------------------
+
+
+async def test_bind_sets_the_uid_runs_the_callbacks_in_order_then_indexes_it() -> None:
+    registry = SessionRegistry()
+    calls: list[Any] = []
+
+    @registry.on_session_bind
+    def first(s: Session) -> None:
+        calls.append(("bind1", s.uid, registry.by_uid("ann")))
+
+    @registry.on_session_bind
+    async def second(s: Session) -> None:
+        await asyncio.sleep(0)
+        calls.append(("bind2", s.uid))
+
+    @registry.on_after_session_bind
+    async def after(s: Session) -> None:
+        calls.append(("after", registry.by_uid("ann") is s))
+
+    ann = session(registry)
+    await ann.bind("ann")
+    assert ann.uid == "ann" and registry.by_uid("ann") is ann
+    # the uid is set during the bind callbacks, indexed only once they all passed
+    assert calls == [("bind1", "ann", None), ("bind2", "ann"), ("after", True)]
+
+
+def test_the_callback_registrations_return_the_callback() -> None:
+    registry = SessionRegistry()
+
+    def callback(s: Session) -> None: ...
+
+    assert registry.on_session_bind(callback) is callback
+    assert registry.on_after_session_bind(callback) is callback
+    assert registry.on_session_close(callback) is callback
+    assert registry.on_session_closing(callback) is callback
+
+
+async def test_a_bind_callback_that_raises_refuses_the_bind() -> None:
+    registry = SessionRegistry()
+    later: list[str] = []
+
+    @registry.on_session_bind
+    async def refuse(s: Session) -> None:
+        raise PitayaError("PIT-409", "taken")
+
+    registry.on_session_bind(lambda s: later.append("bind"))
+    registry.on_after_session_bind(lambda s: later.append("after"))
+    ann = session(registry)
+    with pytest.raises(PitayaError, match="taken"):
+        await ann.bind("ann")
+    assert ann.uid is None and registry.by_uid("ann") is None
+    assert later == []
+
+
+async def test_a_cancelled_bind_leaves_the_session_unbound() -> None:
+    registry = SessionRegistry()
+    gate = asyncio.Event()
+
+    @registry.on_session_bind
+    async def slow(s: Session) -> None:
+        await gate.wait()
+
+    ann = session(registry)
+    binding = asyncio.ensure_future(ann.bind("ann"))
+    await asyncio.sleep(0)
+    assert ann.uid == "ann"
+    binding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await binding
+    assert ann.uid is None and registry.by_uid("ann") is None
+
+
+async def test_a_session_closed_while_a_bind_callback_awaits_stays_unbound() -> None:
+    registry = SessionRegistry()
+    gate = asyncio.Event()
+    after: list[Session] = []
+
+    @registry.on_session_bind
+    async def slow(s: Session) -> None:
+        await gate.wait()
+
+    registry.on_after_session_bind(after.append)
+    ann = session(registry)
+    binding = asyncio.ensure_future(ann.bind("ann"))
+    await asyncio.sleep(0)
+    await ann.disconnect()
+    gate.set()
+    await binding  # no error: the connection is gone, nobody to answer
+    assert ann.uid is None and registry.by_uid("ann") is None
+    assert after == []
+
+
+async def test_a_failing_after_bind_callback_is_logged_and_the_bind_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = SessionRegistry()
+    ran: list[str] = []
+
+    @registry.on_after_session_bind
+    def broken(s: Session) -> None:
+        raise RuntimeError("after-bind bug")
+
+    registry.on_after_session_bind(lambda s: ran.append("next"))
+    ann = session(registry, 7)
+    await ann.bind("ann")
+    assert registry.by_uid("ann") is ann and ran == ["next"]
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "after-bind callback failed for session 7"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "after-bind bug"
+
+
+async def test_binding_a_uid_again_points_it_at_the_newer_session() -> None:
+    registry = SessionRegistry()
+    old, new = session(registry), session(registry)
+    await old.bind("ann")
+    await new.bind("ann")
+    assert registry.by_uid("ann") is new
+    await old.disconnect()  # the older session leaving does not unbind the newer one
+    assert registry.by_uid("ann") is new
+    await new.disconnect()
+    assert registry.by_uid("ann") is None
+
+
+# -- close -----------------------------------------------------------------------------------
+
+
+async def test_closed_forgets_the_session_and_runs_closing_then_own_then_app_callbacks() -> None:
+    registry = SessionRegistry()
+    order: list[Any] = []
+    gate = asyncio.Event()
+
+    @registry.on_session_close
+    async def app_wide(s: Session) -> None:
+        order.append(("app", s.id))
+
+    @registry.on_session_closing
+    def closing(s: Session) -> None:
+        order.append(("closing", s.closed, registry.get(s.id), registry.by_uid("ann")))
+
+    ann = session(registry, 5)
+    await ann.bind("ann")
+
+    async def own(s: Session) -> None:
+        order.append(("own", s.id))
+        await gate.wait()
+
+    ann.on_close(own)
+    other = session(registry)
+    closing_task = asyncio.ensure_future(registry.closed(ann))
+    await asyncio.sleep(0)
+    # Closing callbacks ran at once, before the first close callback awaited.
+    assert order == [("closing", True, None, None), ("own", 5)]
+    assert len(registry) == 1 and registry.get(other.id) is other
+    gate.set()
+    await closing_task
+    assert order[-1] == ("app", 5)
+
+
+async def test_failing_closing_and_close_callbacks_are_logged_and_the_rest_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = SessionRegistry()
+    ran: list[str] = []
+
+    def bad_closing(s: Session) -> None:
+        raise RuntimeError("closing bug")
+
+    async def bad_close(s: Session) -> None:
+        raise RuntimeError("close bug")
+
+    registry.on_session_closing(bad_closing)
+    registry.on_session_closing(lambda s: ran.append("closing"))
+    registry.on_session_close(bad_close)
+    registry.on_session_close(lambda s: ran.append("close"))
+    ann = session(registry, 9)
+    ann.on_close(bad_close)
+    ann.on_close(lambda s: ran.append("own"))
+    await registry.closed(ann)
+    assert ran == ["closing", "own", "close"]
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert messages == [
+        "closing callback failed for session 9",
+        "close callback failed for session 9",
+        "close callback failed for session 9",
+    ]
+
+
+async def test_closing_an_unknown_or_unbound_session_is_harmless() -> None:
+    registry = SessionRegistry()
+    stranger = TestSession(42)  # another registry's
+    await registry.closed(stranger)
+    assert stranger.closed and len(registry) == 0
+    lone = session(registry)
+    await registry.closed(lone)
+    await registry.closed(lone)  # twice: nothing left to forget
+    assert len(registry) == 0
