@@ -102,7 +102,8 @@ def _dict_decoder(data: bytes, serializer: Serializer) -> dict[str, Any]:
 
 
 def _dataclass_decoder(cls: type) -> Decoder:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    # A field the constructor does not take (init=False) is not the client's to send.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     required = {
         name

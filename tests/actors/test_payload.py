@@ -125,11 +125,6 @@ class Stamped:
     created: float = field(default=0.0, init=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a field with init=False is accepted from the client, then the dataclass "
-    "constructor raises TypeError (answered PIT-500, not PIT-400)",
-)
 def test_a_field_the_constructor_does_not_take_is_a_bad_request() -> None:
     assert decode(Stamped, b'{"name":"a"}') == Stamped("a")
     with pytest.raises(BadRequest, match="created"):
