@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
 from actors.config import Config
 from actors.errors import FrontendOnly
+from actors.eventloop import loop_factory
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, Remote
 from actors.invocation import Invoker, LocalRoute
@@ -520,7 +521,8 @@ class App:
         await self._lifecycle.serve_forever()
 
     def run(self) -> None:
-        """Blocking entry point for ``__main__``: ``asyncio.run(self.serve_forever())``.
+        """Blocking entry point for ``__main__``: :meth:`serve_forever` on a new event loop,
+        uvloop's when installed (the ``event_loop`` option, ``actors.eventloop``).
 
         A cluster server that cannot reach NATS or etcd (or bind its gRPC port) exits with
         status 1 and one line naming the service, the address and the cause, credentials
@@ -529,8 +531,10 @@ class App:
         from actors.cluster.rpc import ClusterStartupError
         from actors.startup import describe_startup_failure
 
+        factory = loop_factory(self.config.event_loop)
         try:
-            asyncio.run(self.serve_forever())
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(self.serve_forever())
         except ClusterStartupError as exc:
             reason = describe_startup_failure(exc, self.config.cluster_connect_timeout)
             raise SystemExit(f"{self.server_id} cannot start: {reason}") from None

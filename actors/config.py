@@ -113,6 +113,9 @@ class Config:
     tracing_enabled: bool = False
     """Trace handler calls and RPCs with OpenTelemetry's global tracer provider (needs the
     ``tracing`` extra); ``App.enable_tracing(provider)`` does the same in code."""
+    event_loop: str = "auto"
+    """The event loop ``App.run`` serves on: ``auto`` (uvloop when installed, else asyncio's),
+    ``asyncio`` or ``uvloop`` (an error when it is not installed). See ``actors.eventloop``."""
     mode: str = "standalone"
     """``standalone`` (no NATS, no etcd) or ``cluster`` (needs etcd, and NATS unless
     ``rpc_transport`` is ``grpc``)."""

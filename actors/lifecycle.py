@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.cluster.host import ClusterHost
 from actors.errors import ActorStopped, FrontendOnly
+from actors.eventloop import CHOICES as EVENT_LOOPS
 from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, HandlerApp, Ready, Remote
@@ -129,6 +130,10 @@ class Lifecycle:
                 f"rpc_transport must be one of {', '.join(TRANSPORTS)}, "
                 f"not {config.rpc_transport!r}"
             )
+        if config.event_loop not in EVENT_LOOPS:
+            raise ValueError(
+                f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {config.event_loop!r}"
+            )
         check_rate_limit_config(config)
         if config.tracing_enabled and not host.tracing.enabled:
             host.tracing.enable()
@@ -162,10 +167,11 @@ class Lifecycle:
             await host.metrics.stop()
             raise
         log.info(
-            "[%s] started (%s), serializer %s",
+            "[%s] started (%s), serializer %s, %s loop",
             host.server_id,
             host.server_type,
             host.serializer.name,
+            type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
     async def _connect_cluster(self) -> None:
