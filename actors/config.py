@@ -128,15 +128,67 @@ class Config:
     (each server listens on ``grpc_host:grpc_port``; needs the binding storage module and no
     NATS). See ``actors.cluster.rpc``."""
     nats_url: str = "nats://127.0.0.1:4222"
-    """NATS server(s) for cluster RPCs, comma-separated (``rpc_transport="nats"``)."""
+    """NATS server(s) for cluster RPCs, comma-separated (``rpc_transport="nats"``). Credentials
+    may be in the URL (``nats://user:password@host:4222``, ``nats://token@host:4222``), as in
+    Go Pitaya, or in the ``nats_*`` options below; they are never logged."""
+    nats_user: str = ""
+    """NATS user (with ``nats_password``; the server's ``authorization { users }``)."""
+    nats_password: str = field(default="", repr=False)
+    """Password of ``nats_user``."""
+    nats_token: str = field(default="", repr=False)
+    """NATS token (the server's ``authorization { token }``)."""
+    nats_nkey_seed: str = ""
+    """Path of a file holding an NKey seed (``SU...``): this server signs the NATS server's
+    challenge with it (the server lists the matching public key ``U...``)."""
+    nats_creds: str = ""
+    """Path of a NATS ``.creds`` file (a user JWT and its NKey seed, decentralised auth)."""
+    nats_tls_ca: str = ""
+    """PEM file of the CA that signed the NATS server's certificate; setting it (or a client
+    certificate) turns TLS on (``tls://`` URLs do too)."""
+    nats_tls_cert: str = ""
+    """PEM client certificate presented to NATS (the server's ``tls { verify: true }``)."""
+    nats_tls_key: str = ""
+    """PEM private key of ``nats_tls_cert``."""
     grpc_host: str = "127.0.0.1"
     """Interface the gRPC RPC server listens on (``rpc_transport="grpc"``). It is also the
     host advertised to the other servers (discovery metadata ``grpcHost``, Pitaya's key),
     unless ``metadata`` sets ``grpcHost``; ``0.0.0.0`` advertises this machine's hostname."""
     grpc_port: int = 0
     """Port of the gRPC RPC server; 0 picks a free one. Advertised as ``grpcPort``."""
+    grpc_tls_ca: str = ""
+    """PEM file of the CA of the cluster's gRPC certificates. With ``grpc_tls_cert`` and
+    ``grpc_tls_key`` it turns on mutual TLS: the gRPC server presents its certificate and
+    accepts only clients with a certificate signed by this CA; the client checks the peer's
+    certificate against it and presents its own. Every server of the cluster needs all
+    three (``rpc_transport="grpc"``)."""
+    grpc_tls_cert: str = ""
+    """PEM certificate of this server (used as server and as client certificate)."""
+    grpc_tls_key: str = ""
+    """PEM private key of ``grpc_tls_cert``."""
+    grpc_tls_server_name: str = ""
+    """Name the peers' certificates are checked against, when not the advertised
+    ``grpcHost`` (e.g. one certificate for ``pitaya-cluster`` shared by every server)."""
     etcd_endpoints: str = "127.0.0.1:2379"
     """etcd endpoints ``host:port`` for service discovery, comma-separated."""
+    etcd_prefix: str = "pitaya/"
+    """Prefix of every key in etcd: servers ``<prefix>servers/<type>/<id>``, binding storage
+    ``<prefix>bindings/<frontendType>/<uid>``, groups ``<prefix>groups/<name>`` (Go Pitaya's
+    ``pitaya.cluster.sd.etcd.prefix``, and its groups' and binding storage's ``prefix``, all
+    ``pitaya/`` by default). Servers see each other only with the same prefix; one etcd can
+    host several clusters with different prefixes."""
+    etcd_user: str = ""
+    """etcd user (etcd's ``auth enable``; Go Pitaya's ``pitaya.cluster.sd.etcd.user``)."""
+    etcd_password: str = field(default="", repr=False)
+    """Password of ``etcd_user`` (Go Pitaya's ``pitaya.cluster.sd.etcd.pass``)."""
+    etcd_tls_ca: str = ""
+    """PEM file of the CA that signed etcd's certificate; setting it turns TLS on."""
+    etcd_tls_cert: str = ""
+    """PEM client certificate presented to etcd (its ``--client-cert-auth``); needs the CA."""
+    etcd_tls_key: str = ""
+    """PEM private key of ``etcd_tls_cert``."""
+    etcd_tls_server_name: str = ""
+    """Name etcd's certificate is checked against, when not the endpoints' host (needed with
+    several endpoints, e.g. ``etcd.internal``)."""
     rpc_timeout: float = 5.0
     """Seconds an RPC (forwarded request or user RPC) may take before ``PIT-408``."""
     etcd_lease_ttl: int = 60

@@ -31,7 +31,7 @@ from actors.cluster.backend_session import BackendSession
 from actors.cluster.bridge import Inbound, RpcBridge
 from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
-from actors.cluster.discovery import ServerInfo, ServiceDiscovery
+from actors.cluster.discovery import DuplicateServerId, ServerInfo, ServiceDiscovery
 from actors.cluster.outbound import Outbound
 from actors.cluster.router import Router
 from actors.cluster.rpc import (
@@ -206,6 +206,9 @@ class Cluster:
             raise ClusterStartupError(
                 f"cannot register in etcd at {app.config.etcd_endpoints}: {exc}"
             ) from exc
+        except DuplicateServerId as exc:
+            await self.close()
+            raise ClusterStartupError(str(exc)) from None
         except BaseException:
             await self.close()
             raise

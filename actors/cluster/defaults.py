@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from actors.cluster.discovery import EtcdServiceDiscovery
+from actors.cluster.discovery import EtcdServiceDiscovery, etcd_endpoints, etcd_security
 from actors.cluster.rpc import GRPC, NATS, TRANSPORTS, RpcPair
 
 if TYPE_CHECKING:
@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 
 def default_discovery(config: Config, system: ActorSystem) -> EtcdServiceDiscovery:
     """etcd discovery on the configured endpoints, its actor spawned in ``system``."""
-    endpoints = [e.strip() for e in config.etcd_endpoints.split(",") if e.strip()]
     return EtcdServiceDiscovery(
         system,
-        endpoints,
+        etcd_endpoints(config),
         timeout=config.cluster_connect_timeout,
         lease_ttl=config.etcd_lease_ttl,
         sync_interval=config.server_sync_interval,
+        prefix=config.etcd_prefix,
+        security=etcd_security(config),
     )
 
 

@@ -1,11 +1,18 @@
 """Service discovery: which servers are alive, by type (etcd, Pitaya's key layout).
 
-This server is registered under ``pitaya/servers/<type>/<id>`` with a JSON value
-``{"id","type","metadata","frontend","hostname"}`` attached to a lease (TTL 60 s by default,
-refreshed every TTL/3). The :class:`DiscoveryActor` watches the prefix and keeps the table;
-if etcd goes away it keeps serving from the last table it knew and, when etcd is back,
-re-registers (with a new lease if the old one expired). A periodic full read repairs any event
-a watch could have missed.
+This server is registered under ``<prefix>servers/<type>/<id>`` (``prefix``: the
+``etcd_prefix`` option, ``pitaya/`` by default as Go Pitaya's ``pitaya.cluster.sd.etcd.prefix``)
+with a JSON value ``{"id","type","metadata","frontend","hostname"}`` attached to a lease (TTL
+60 s by default, refreshed every TTL/3). The :class:`DiscoveryActor` watches the prefix and
+keeps the table; if etcd goes away it keeps serving from the last table it knew and, when etcd
+is back, re-registers (with a new lease if the old one expired). A periodic full read repairs
+any event a watch could have missed.
+
+Server ids are unique: the entry is created in one etcd transaction only if no entry with that
+id exists, so a server started beside a live one with the same id refuses to start
+(:class:`DuplicateServerId`). Once registered, a server that sees its own entry vanish (deleted
+by hand, or its lease lost) while it runs puts it back, again only if no other server took the
+id meanwhile.
 
 Routers read the table synchronously through :class:`ServerTable` (same event loop; only the
 actor writes it).
@@ -18,6 +25,7 @@ tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -28,16 +36,29 @@ from typing import TYPE_CHECKING, Protocol
 from actors.actor import Actor
 from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.errors import ActorError
-from transport.etcd import EtcdClient, EtcdUnavailable, KeyEvent
+from transport.etcd import EtcdClient, EtcdSecurity, EtcdUnavailable, KeyEvent
 
 if TYPE_CHECKING:
+    from actors.config import Config
     from actors.groups import GroupService
     from actors.kernel import ActorRef
     from actors.system import ActorSystem
 
 log = logging.getLogger(__name__)
 
-SERVERS_PREFIX = "pitaya/servers/"
+DEFAULT_PREFIX = "pitaya/"
+"""Where Pitaya keeps its keys in etcd unless ``etcd_prefix`` says otherwise."""
+SERVERS_PREFIX = f"{DEFAULT_PREFIX}servers/"
+"""The servers' keys under the default prefix (:func:`servers_prefix` for any prefix)."""
+
+
+def servers_prefix(prefix: str = DEFAULT_PREFIX) -> str:
+    """``<prefix>servers/``: where every server's entry lives."""
+    return f"{prefix}servers/"
+
+
+class DuplicateServerId(ActorError):
+    """Another live server is registered with this server's id: this one must not start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +71,9 @@ class ServerInfo:
     hostname: str = field(default_factory=socket.gethostname)
     metadata: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return f"{SERVERS_PREFIX}{self.type}/{self.id}"
+    def key(self, prefix: str = DEFAULT_PREFIX) -> str:
+        """``<prefix>servers/<type>/<id>``, this server's entry."""
+        return f"{servers_prefix(prefix)}{self.type}/{self.id}"
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -185,7 +206,12 @@ class Registered:
 
 
 class DiscoveryActor(Actor):
-    """Owns the etcd registration and the watch; applies changes to the table in order."""
+    """Owns the etcd registration and the watch; applies changes to the table in order.
+
+    ``prefix``: the etcd prefix (``etcd_prefix``). A server that cannot register (etcd
+    down, or its id taken: :class:`DuplicateServerId`) answers :class:`Registered` with
+    that error and does nothing else.
+    """
 
     def __init__(
         self,
@@ -195,6 +221,7 @@ class DiscoveryActor(Actor):
         ttl: int,
         sync_interval: float,
         on_registered: Callable[[bool], None],
+        prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self.etcd = etcd
         self.me = me
@@ -202,21 +229,115 @@ class DiscoveryActor(Actor):
         self.ttl = ttl
         self.sync_interval = sync_interval
         self.registration_changed = on_registered
+        self.prefix = servers_prefix(prefix)
+        self.key = me.key(prefix)
+        self.value = me.to_json()
         self.lease: int | None = None
+        self.refused: Exception | None = None
+        self._registering = asyncio.Lock()
+        self._displaced = False
+        """Another server holds this server's key (logged once, until we hold it again)."""
 
     async def started(self) -> None:
-        await self._register()
-        items, revision = await self.etcd.get_prefix(SERVERS_PREFIX)
+        try:
+            items, revision = await self.etcd.get_prefix(self.prefix)
+            self._refuse_if_taken_elsewhere(items)
+            await self._register()
+        except (EtcdUnavailable, DuplicateServerId) as exc:
+            self.refused = exc
+            return
+        items[self.key] = self.value
         self.on_resync(Resync(items))
         self.run_task(self._keep_alive())
         self.run_task(self._watch(revision + 1))
         self.run_task(self._sync())
 
+    def _refuse_if_taken_elsewhere(self, items: dict[str, bytes]) -> None:
+        """The same id under another server type is a duplicate too (ids are unique)."""
+        for key, value in items.items():
+            if key != self.key and key.rsplit("/", 1)[-1] == self.me.id:
+                other = _parse(key, value)
+                if other is not None and other.id == self.me.id:
+                    raise DuplicateServerId(
+                        f"server id {self.me.id!r} is already registered by a {other.type!r} "
+                        f"server on {other.hostname or 'an unknown host'} ({key}): give each "
+                        "server its own id"
+                    )
+
     async def _register(self) -> None:
-        self.lease = await self.etcd.grant(self.ttl)
-        await self.etcd.put(self.me.key, self.me.to_json(), lease=self.lease)
+        """Create this server's entry under a new lease, only if no entry has its id (one
+        transaction); DuplicateServerId if one does."""
+        lease = await self.etcd.grant(self.ttl)
+        try:
+            created = await self.etcd.put_if_absent(self.key, self.value, lease=lease)
+            if not created:
+                reason = await self._holder()
+        except BaseException:
+            with contextlib.suppress(EtcdUnavailable):
+                await self.etcd.revoke(lease)
+            raise
+        if not created:
+            with contextlib.suppress(EtcdUnavailable):
+                await self.etcd.revoke(lease)
+            raise DuplicateServerId(reason)
+        self.lease = lease
+        self._displaced = False
         self.registration_changed(True)
-        log.info("[%s] registered in etcd (lease %x, ttl %ss)", self.me.id, self.lease, self.ttl)
+        log.info("[%s] registered in etcd (lease %x, ttl %ss)", self.me.id, lease, self.ttl)
+
+    async def _holder(self) -> str:
+        """Why our key is taken, in one sentence: who holds it and when it would expire."""
+        found = await self.etcd.get_with_lease(self.key)
+        if found is None:  # gone in between: a retry would succeed; say so
+            return f"server id {self.me.id!r} was registered by another server a moment ago"
+        value, lease = found
+        other = _parse(self.key, value)
+        host = other.hostname if other is not None and other.hostname else "an unknown host"
+        expiry = ""
+        if lease:
+            left = await self.etcd.lease_ttl(lease)
+            if left >= 0:
+                expiry = f"; if that server is gone, its entry expires in {left} s"
+        return (
+            f"server id {self.me.id!r} is already registered by a live server on {host} "
+            f"({self.key}{expiry}): give each server its own id"
+        )
+
+    async def _ensure_registered(self) -> None:
+        """Put this server's entry back if it is gone (deleted, lease lost, etcd restarted
+        without its data), unless another server holds the id now (logged once)."""
+        async with self._registering:
+            lost = self.lease is None or await self.etcd.keep_alive(self.lease) == 0
+            if lost:
+                self.lease = await self.etcd.grant(self.ttl)
+            current = await self.etcd.get(self.key)
+            if current == self.value:
+                return
+            if current is None:
+                assert self.lease is not None
+                if await self.etcd.put_if_absent(self.key, self.value, lease=self.lease):
+                    log.warning(
+                        "[%s] %s; registered again",
+                        self.me.id,
+                        "discovery lease lost"
+                        if lost
+                        else "this server's discovery entry vanished",
+                    )
+                    self._displaced = False
+                    self.registration_changed(True)
+                    return
+            self._displace()
+
+    def _displace(self) -> None:
+        self.registration_changed(False)
+        if not self._displaced:
+            self._displaced = True
+            log.error(
+                "[%s] another server registered with this server's id (%s): this server is "
+                "no longer in discovery; stop one of them",
+                self.me.id,
+                self.key,
+            )
 
     async def _keep_alive(self) -> None:
         interval = max(self.ttl / 3, 0.2)
@@ -224,17 +345,14 @@ class DiscoveryActor(Actor):
         while True:
             await asyncio.sleep(interval if not outage else min(1.0, interval))
             try:
-                if self.lease is None or await self.etcd.keep_alive(self.lease) == 0:
-                    log.warning("[%s] discovery lease lost; registering again", self.me.id)
-                    await self._register()
-                elif outage and await self.etcd.get(self.me.key) is None:
-                    # The lease survived the outage but our key did not: put it back.
-                    await self.etcd.put(self.me.key, self.me.to_json(), lease=self.lease)
+                if outage or self.lease is None or await self.etcd.keep_alive(self.lease) == 0:
+                    await self._ensure_registered()
                 if outage:
                     outage = False
-                    self.registration_changed(True)
+                    if not self._displaced:
+                        self.registration_changed(True)
                     log.info("[%s] etcd is back; registration confirmed", self.me.id)
-                    items, _ = await self.etcd.get_prefix(SERVERS_PREFIX)
+                    items, _ = await self.etcd.get_prefix(self.prefix)
                     self.ref.tell(Resync(items))
             except EtcdUnavailable as exc:
                 if not outage:
@@ -249,14 +367,14 @@ class DiscoveryActor(Actor):
     async def _watch(self, revision: int) -> None:
         while True:
             try:
-                async for event in self.etcd.watch_prefix(SERVERS_PREFIX, revision):
+                async for event in self.etcd.watch_prefix(self.prefix, revision):
                     self.ref.tell(KeyChanged(event))
                 return
             except Exception as exc:  # the watch gave up: resync and watch again
                 log.warning("[%s] etcd watch failed (%s); retrying", self.me.id, exc)
                 await asyncio.sleep(1.0)
                 try:
-                    items, last = await self.etcd.get_prefix(SERVERS_PREFIX)
+                    items, last = await self.etcd.get_prefix(self.prefix)
                     self.ref.tell(Resync(items))
                     revision = last + 1
                 except EtcdUnavailable:
@@ -266,16 +384,21 @@ class DiscoveryActor(Actor):
         while True:
             await asyncio.sleep(self.sync_interval)
             try:
-                items, _ = await self.etcd.get_prefix(SERVERS_PREFIX)
+                items, _ = await self.etcd.get_prefix(self.prefix)
             except EtcdUnavailable:
                 continue
             self.ref.tell(Resync(items))
 
     def on_registered_query(self, msg: Registered) -> bool:
+        if self.refused is not None:
+            raise self.refused
         return self.lease is not None
 
     def on_key_changed(self, msg: KeyChanged) -> None:
         event = msg.event
+        if event.key == self.key:
+            self._own_key_changed(event.value)
+            return
         server_id = event.key.rsplit("/", 1)[-1]
         if event.value is None:
             if server_id != self.me.id:
@@ -285,17 +408,32 @@ class DiscoveryActor(Actor):
         if server is not None:
             self.table.put(server)
 
+    def _own_key_changed(self, value: bytes | None) -> None:
+        """Our entry vanished: put it back; someone else wrote it: say so (once)."""
+        if value is None:
+            self.run_task(self._repair())
+        elif value != self.value:
+            self._displace()
+
+    async def _repair(self) -> None:
+        # In an outage the keep-alive loop registers again when it ends.
+        with contextlib.suppress(EtcdUnavailable):
+            await self._ensure_registered()
+
     def on_resync(self, msg: Resync) -> None:
         seen: set[str] = set()
         for key, value in msg.items.items():
             server = _parse(key, value)
             if server is not None:
                 seen.add(server.id)
-                self.table.put(server)
+                if server.id != self.me.id:
+                    self.table.put(server)
         self.table.put(self.me)
         for server_id in list(self.table.by_id):
             if server_id not in seen and server_id != self.me.id:
                 self.table.delete(server_id)
+        if self.lease is not None and msg.items.get(self.key) != self.value:
+            self._own_key_changed(msg.items.get(self.key))
 
     async def revoke(self) -> None:
         if self.lease is not None:
@@ -333,12 +471,41 @@ def _parse(key: str, value: bytes) -> ServerInfo | None:
         return None
 
 
+def etcd_endpoints(config: Config) -> list[str]:
+    """The ``etcd_endpoints`` option as a list."""
+    return [e.strip() for e in config.etcd_endpoints.split(",") if e.strip()]
+
+
+def etcd_security(config: Config) -> EtcdSecurity:
+    """The ``etcd_user``/``etcd_password`` and ``etcd_tls_*`` options."""
+    return EtcdSecurity(
+        user=config.etcd_user,
+        password=config.etcd_password,
+        ca_file=config.etcd_tls_ca,
+        cert_file=config.etcd_tls_cert,
+        key_file=config.etcd_tls_key,
+        server_name=config.etcd_tls_server_name,
+    )
+
+
+def etcd_client(config: Config) -> EtcdClient:
+    """An etcd client as the options say (endpoints, credentials, TLS, prefix): the one
+    discovery uses, and the binding storage's."""
+    return EtcdClient(
+        etcd_endpoints(config),
+        timeout=config.cluster_connect_timeout,
+        probe_key=f"{config.etcd_prefix}ping",
+        security=etcd_security(config),
+    )
+
+
 class EtcdServiceDiscovery:
     """The default :class:`ServiceDiscovery`, backed by etcd.
 
     ``system``: where its :class:`DiscoveryActor` runs; ``endpoints``: etcd's ``host:port``
     list; ``timeout``: per etcd operation (and twice that for the first registration);
-    ``lease_ttl`` and ``sync_interval``: seconds, see the module docstring.
+    ``lease_ttl`` and ``sync_interval``: seconds, see the module docstring; ``prefix``: where
+    the keys live (``etcd_prefix``); ``security``: etcd credentials and TLS.
     """
 
     def __init__(
@@ -349,9 +516,14 @@ class EtcdServiceDiscovery:
         timeout: float,
         lease_ttl: int,
         sync_interval: float,
+        prefix: str = DEFAULT_PREFIX,
+        security: EtcdSecurity | None = None,
     ) -> None:
         self.system = system
-        self.etcd = EtcdClient(endpoints, timeout=timeout)
+        self.prefix = prefix
+        self.etcd = EtcdClient(
+            endpoints, timeout=timeout, probe_key=f"{prefix}ping", security=security
+        )
         """The etcd connection, shared with the etcd group service (:meth:`group_service`)."""
         self.timeout = timeout
         self.lease_ttl = lease_ttl
@@ -392,16 +564,21 @@ class EtcdServiceDiscovery:
             self.lease_ttl,
             self.sync_interval,
             self._set_registered,
+            self.prefix,
             name="discovery",
         )
         # Wait for started() (registration + first table) to finish.
         try:
             await self._actor.ask(Registered(), timeout=self.timeout * 2)
-        except ActorError as exc:
+        except DuplicateServerId:
+            await self._actor.stop()
+            raise
+        except (ActorError, EtcdUnavailable) as exc:
+            await self._actor.stop()
             raise EtcdUnavailable(f"discovery could not register in etcd: {exc}") from exc
 
     async def lookup(self, server_type: str, server_id: str) -> ServerInfo | None:
-        key = f"{SERVERS_PREFIX}{server_type}/{server_id}"
+        key = f"{servers_prefix(self.prefix)}{server_type}/{server_id}"
         try:
             value = await self.etcd.get(key)
         except EtcdUnavailable:
@@ -409,7 +586,7 @@ class EtcdServiceDiscovery:
         return _parse(key, value) if value is not None else None
 
     def group_service(self, push: PushToUsers) -> GroupService:
-        return EtcdGroupService(self.etcd, push)
+        return EtcdGroupService(self.etcd, push, prefix=self.prefix)
 
     async def stop(self) -> None:
         if self._actor is not None and self._actor.alive:

@@ -2,7 +2,8 @@
 
 Without it, a push or kick by uid is a NATS request on ``pitaya/<frontendType>/user/<uid>/...``
 tried for every frontend type. With it, the sender reads
-``pitaya/bindings/<frontendType>/<uid>`` -> frontend id and sends one RPC (the controls
+``<prefix>bindings/<frontendType>/<uid>`` -> frontend id (``prefix``: the ``etcd_prefix`` option,
+``pitaya/`` by default) and sends one RPC (the controls
 ``sys.pushuser`` / ``sys.kickuser`` of ``actors.cluster.control``) to that frontend: no fan-out
 over types, and an unknown uid fails at once instead of after a NATS timeout. With
 ``rpc_transport="grpc"`` it is the only way (there are no per-uid subjects), so every server
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from actors.cluster.control import Control, UidKick, UidPush
+from actors.cluster.discovery import etcd_client
 from actors.cluster.users import UserDelivery
 from actors.modules.base import ModuleBase
 from transport.etcd import EtcdClient, EtcdUnavailable
@@ -50,9 +52,9 @@ log = logging.getLogger(__name__)
 BINDINGS_PREFIX = "pitaya/bindings/"
 
 
-def binding_key(frontend_type: str, uid: str) -> str:
-    """``pitaya/bindings/<frontendType>/<uid>`` (Pitaya's layout)."""
-    return f"{BINDINGS_PREFIX}{frontend_type}/{uid}"
+def binding_key(frontend_type: str, uid: str, prefix: str = "pitaya/") -> str:
+    """``<prefix>bindings/<frontendType>/<uid>`` (Pitaya's layout)."""
+    return f"{prefix}bindings/{frontend_type}/{uid}"
 
 
 class BindingStorage(ModuleBase):
@@ -82,8 +84,7 @@ class BindingStorage(ModuleBase):
         if cluster is None:
             raise RuntimeError("the binding storage needs cluster mode (mode='cluster')")
         config = self.app.config
-        endpoints = [e.strip() for e in config.etcd_endpoints.split(",") if e.strip()]
-        self.etcd = EtcdClient(endpoints, timeout=config.cluster_connect_timeout)
+        self.etcd = etcd_client(config)
         await self.etcd.connect()
         self._outbound, self._discovery = cluster.outbound, cluster.discovery
         self._users = cluster.users
@@ -123,7 +124,7 @@ class BindingStorage(ModuleBase):
         it), None if it is bound nowhere. Raises EtcdUnavailable."""
         etcd = self._require_etcd()
         for frontend_type in frontend_types:
-            value = await etcd.get(binding_key(frontend_type, uid))
+            value = await etcd.get(binding_key(frontend_type, uid, self.app.config.etcd_prefix))
             if value is not None:
                 return value.decode()
         return None
@@ -137,7 +138,7 @@ class BindingStorage(ModuleBase):
         """
         etcd = self._require_etcd()
         server_type, server_id = self._me
-        key = binding_key(server_type, uid)
+        key = binding_key(server_type, uid, self.app.config.etcd_prefix)
         if await etcd.put_if_absent(key, server_id.encode(), lease=self.lease or 0):
             return None
         holder = await etcd.get(key)
@@ -202,7 +203,9 @@ class BindingStorage(ModuleBase):
         server_type, server_id = self._me
         try:
             await self.etcd.put(
-                binding_key(server_type, session.uid), server_id.encode(), lease=self.lease or 0
+                binding_key(server_type, session.uid, self.app.config.etcd_prefix),
+                server_id.encode(),
+                lease=self.lease or 0,
             )
         except EtcdUnavailable as exc:
             self._dirty = True
@@ -219,7 +222,7 @@ class BindingStorage(ModuleBase):
         if self.app.sessions.by_uid(session.uid) not in (None, session):
             return  # a newer session here holds the uid now
         server_type, server_id = self._me
-        key = binding_key(server_type, session.uid)
+        key = binding_key(server_type, session.uid, self.app.config.etcd_prefix)
         try:
             await self.etcd.delete_if_value(key, server_id.encode())
         except EtcdUnavailable as exc:

@@ -61,7 +61,7 @@ async def test_garbage_entries_are_skipped_and_warned_once(
             for key, value in GARBAGE.items():
                 await etcd.put(key, value + b" ")
             good = ServerInfo("room-ok", "room", metadata={"a": "b"})
-            await etcd.put(good.key, good.to_json())
+            await etcd.put(good.key(), good.to_json())
             deadline = asyncio.get_running_loop().time() + 10
             while discovery.server("room-ok") is None:
                 assert asyncio.get_running_loop().time() < deadline

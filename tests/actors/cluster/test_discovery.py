@@ -44,7 +44,7 @@ def info(server_id: str, server_type: str = "room", **more: Any) -> ServerInfo:
 
 def test_an_entry_is_pitayas_json_under_its_key() -> None:
     server = ServerInfo("room-1", "room", True, "host", {"region": "eu"})
-    assert server.key == "pitaya/servers/room/room-1"
+    assert server.key() == "pitaya/servers/room/room-1"
     assert json.loads(server.to_json()) == {
         "id": "room-1",
         "type": "room",
@@ -224,10 +224,28 @@ class FakeEtcd:
             self.revision += 1
             self._publish(KeyEvent(key, None))
 
+    async def put_if_absent(self, key: str, value: bytes, *, lease: int = 0) -> bool:
+        self._check()
+        if key in self.data:
+            return False
+        await self.put(key, value, lease=lease)
+        return True
+
     async def get(self, key: str) -> bytes | None:
         self._check()
         self.calls.append(("get", key))
         return self.data.get(key)
+
+    async def get_with_lease(self, key: str) -> tuple[bytes, int] | None:
+        self._check()
+        if key not in self.data:
+            return None
+        lease = next((lease for lease, keys in self.leases.items() if key in keys), 0)
+        return self.data[key], lease
+
+    async def lease_ttl(self, lease: int) -> int:
+        self._check()
+        return 60 if lease in self.leases else -1
 
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
         self._check()
@@ -301,16 +319,18 @@ async def test_start_registers_under_a_lease_and_loads_the_table(
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     etcd = FakeEtcd()
-    await etcd.put(info("other").key, info("other").to_json())
+    await etcd.put(info("other").key(), info("other").to_json())
     await etcd.put(SERVERS_PREFIX + "room/bad", b"garbage")
     await etcd.put("elsewhere/x", info("x").to_json())
     async with node(etcd) as n:
         assert ("grant", 3) in etcd.calls
-        assert ("put", ME.key, 1) in etcd.calls
-        assert etcd.data[ME.key] == ME.to_json()
+        assert ("put", ME.key(), 1) in etcd.calls
+        assert etcd.data[ME.key()] == ME.to_json()
         assert n.registered == [True]
         assert set(n.table.by_id) == {"me", "other"}
-        assert etcd.watch_from == [etcd.revision + 1]
+        # The table is read before the registration, and watched from there (our own put
+        # included: nothing registered in between is missed).
+        assert etcd.watch_from == [etcd.revision]
         assert "[me] registered in etcd (lease 1, ttl 3s)" in caplog.messages
 
 
@@ -318,13 +338,13 @@ async def test_start_registers_under_a_lease_and_loads_the_table(
 async def test_watched_changes_reach_the_table(caplog: pytest.LogCaptureFixture) -> None:
     async with node() as n:
         etcd = n.etcd
-        await etcd.put(info("r2").key, info("r2").to_json())
+        await etcd.put(info("r2").key(), info("r2").to_json())
         await etcd.put("elsewhere/r9", info("r9").to_json())  # not under the prefix
         await settle()
         assert set(n.table.by_id) == {"me", "r2"}
         await etcd.put(SERVERS_PREFIX + "room/r3", b"[3]")
-        etcd.delete(info("r2").key)
-        etcd.delete(ME.key)  # my own entry vanishing does not remove me from my table
+        etcd.delete(info("r2").key())
+        etcd.delete(ME.key())  # my own entry vanishing does not remove me from my table
         await settle()
         assert set(n.table.by_id) == {"me"}
         assert (
@@ -338,9 +358,9 @@ async def test_a_resync_replaces_the_table_but_keeps_me(caplog: pytest.LogCaptur
     async with node(ttl=300, sync_interval=10.0) as n:  # keep-alives far apart
         etcd = n.etcd
         n.table.put(info("ghost"))  # missed a deletion
-        etcd.data[info("new").key] = info("new").to_json()  # missed a put
+        etcd.data[info("new").key()] = info("new").to_json()  # missed a put
         etcd.data[SERVERS_PREFIX + "room/bad"] = b"[1]"
-        del etcd.data[ME.key]
+        del etcd.data[ME.key()]
         await asyncio.sleep(10.5)
         assert set(n.table.by_id) == {"me", "new"}
         assert (
@@ -350,7 +370,7 @@ async def test_a_resync_replaces_the_table_but_keeps_me(caplog: pytest.LogCaptur
         etcd.down = True
         await asyncio.sleep(10)  # a failed periodic read changes nothing
         etcd.down = False
-        etcd.data[info("later").key] = info("later").to_json()
+        etcd.data[info("later").key()] = info("later").to_json()
         await asyncio.sleep(10)
         assert set(n.table.by_id) == {"me", "new", "later"}
 
@@ -360,7 +380,7 @@ async def test_the_lease_is_kept_alive_every_third_of_its_ttl() -> None:
     async with node(ttl=6) as n:
         start = asyncio.get_running_loop().time()
         await asyncio.sleep(6.5)
-        after_start = n.etcd.calls[n.etcd.calls.index(("get_prefix", SERVERS_PREFIX)) + 1 :]
+        after_start = n.etcd.calls[n.etcd.calls.index(("put", ME.key(), 1)) + 1 :]
         assert after_start == [("keep_alive", 1)] * 3  # at 2, 4 and 6 s, and nothing else
         assert asyncio.get_running_loop().time() - start == pytest.approx(6.5)
 
@@ -378,9 +398,9 @@ async def test_a_lost_lease_registers_again(caplog: pytest.LogCaptureFixture) ->
         n.etcd.expire(1)
         await asyncio.sleep(1.5)
         assert ("grant", 3) in n.etcd.calls[2:]
-        assert n.etcd.data[ME.key] == ME.to_json()
+        assert n.etcd.data[ME.key()] == ME.to_json()
         assert n.actor.lease == 2
-        assert "[me] discovery lease lost; registering again" in caplog.messages
+        assert "[me] discovery lease lost; registered again" in caplog.messages
 
 
 @pytest.mark.looptime
@@ -401,14 +421,14 @@ async def test_an_outage_is_ridden_out_and_the_registration_confirmed(
             "[me] etcd unreachable (etcd is down); serving from the last known server table"
         ]
         assert "known" in n.table.by_id  # still served from the last table
-        etcd.delete(ME.key)  # the lease survived but the key did not
-        etcd.data[info("back").key] = info("back").to_json()
+        etcd.delete(ME.key())  # the lease survived but the key did not
+        etcd.data[info("back").key()] = info("back").to_json()
         etcd.down = False
         await asyncio.sleep(1)
         await settle()
         assert n.registered[-1] is True
-        assert etcd.data[ME.key] == ME.to_json()
-        assert ME.key in etcd.leases[n.actor.lease or 0]  # put back under the same lease
+        assert etcd.data[ME.key()] == ME.to_json()
+        assert ME.key() in etcd.leases[n.actor.lease or 0]  # put back under the same lease
         assert "[me] etcd is back; registration confirmed" in caplog.messages
         assert set(n.table.by_id) == {"me", "back"}  # resynced
         calls = len(etcd.calls)
@@ -431,7 +451,7 @@ async def test_a_broken_watch_resyncs_and_watches_again_after_a_second(
     etcd.broken_watches = 2
     async with node(etcd) as n:
         first = etcd.watch_from[0]
-        etcd.data[info("missed").key] = info("missed").to_json()
+        etcd.data[info("missed").key()] = info("missed").to_json()
         etcd.revision += 5
         await asyncio.sleep(0.5)
         assert len(etcd.watch_from) == 1
@@ -456,7 +476,7 @@ async def test_revoke_drops_the_lease_and_survives_an_outage(
 ) -> None:
     async with node() as n:
         await n.actor.revoke()
-        assert ("revoke", 1) in n.etcd.calls and ME.key not in n.etcd.data
+        assert ("revoke", 1) in n.etcd.calls and ME.key() not in n.etcd.data
         assert n.actor.lease is None
         await n.actor.revoke()  # no lease: nothing to do
         assert n.etcd.calls.count(("revoke", 1)) == 1
@@ -476,8 +496,8 @@ async def test_the_service_reads_its_table_and_stops_by_revoking(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     etcd = FakeEtcd()
-    await etcd.put(info("r1").key, info("r1").to_json())
-    await etcd.put(info("c1", "connector").key, info("c1", "connector").to_json())
+    await etcd.put(info("r1").key(), info("r1").to_json())
+    await etcd.put(info("c1", "connector").key(), info("c1", "connector").to_json())
     async with ActorSystem() as system:
         service = EtcdServiceDiscovery(
             system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=5, sync_interval=30.0
@@ -509,7 +529,7 @@ async def test_the_service_reads_its_table_and_stops_by_revoking(
             "ignoring malformed discovery entry pitaya/servers/room/bad: "
             "ValueError: not a server entry: b'[1]'"
         ]
-        etcd.data[info("late").key] = info("late").to_json()
+        etcd.data[info("late").key()] = info("late").to_json()
         await asyncio.sleep(31)  # the periodic resync, every 30 s
         assert service.server("late") == info("late")
         etcd.down = True
@@ -521,7 +541,7 @@ async def test_the_service_reads_its_table_and_stops_by_revoking(
         assert (groups.etcd, groups.push) == (etcd, push)
         await service.stop()
         assert service.registered is False
-        assert ME.key not in etcd.data
+        assert ME.key() not in etcd.data
         await service.stop()  # idempotent
 
 
