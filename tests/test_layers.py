@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "actors.sessions",
             "actors.session_actor",
             "actors.session_messages",
+            "actors.eventloop",
             "actors.session_host",
             "actors.stats",
             "actors.turns",
