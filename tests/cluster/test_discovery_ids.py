@@ -173,8 +173,12 @@ async def test_the_etcd_prefix_moves_every_key(
             assert json.loads(await etcd.get(a_key) or b"null")["id"] == a_room.server_id
             assert json.loads(await etcd.get(b_key) or b"null")["id"] == b_room.server_id
             # Each cluster sees its own servers only.
-            a_sees = a_connector.cluster.discovery.servers("room")
-            assert [s.id for s in a_sees] == [a_room.server_id]
+            a_discovery = a_connector.cluster.discovery
+            deadline = time.monotonic() + 10
+            while not a_discovery.servers("room"):  # the room started after the connector
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            assert [s.id for s in a_discovery.servers("room")] == [a_room.server_id]
             assert b_room.cluster.discovery.server(a_room.server_id) is None
             assert b_room.cluster.discovery.server(a_connector.server_id) is None
             # Groups: Go Pitaya's layout under the prefix (empty values).
