@@ -233,7 +233,11 @@ class App:
         return acceptor
 
     def listen_tcp(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
-        return self.add_acceptor(TcpAcceptor(host, port, ssl=ssl, limits=self._limits()))
+        return self.add_acceptor(
+            TcpAcceptor(
+                host, port, ssl=ssl, limits=self._limits(), reuse_port=self.config.reuse_port
+            )
+        )
 
     def listen_ws(
         self,
@@ -252,6 +256,7 @@ class App:
                 limits=self._limits(),
                 max_frame_size=self.config.max_packet_size + 4,
                 http_handler=http_handler,
+                reuse_port=self.config.reuse_port,
             )
         )
 

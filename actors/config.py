@@ -52,6 +52,10 @@ class Config:
     room for a largest packet waiting behind a largest inflated body."""
     max_connections: int = 100_000
     """Connections accepted at once per server; more are refused at accept."""
+    reuse_port: bool = False
+    """Listen with ``SO_REUSEPORT``: frontends of one type on one machine share their client
+    ports, one process per core, and the kernel spreads connections across them (set for
+    every server of an entry by the launcher's ``reuse_port = true``)."""
     max_pending_requests: int = 64
     """Messages of one session waiting for their turn; past it requests get ``PIT-429``."""
     max_concurrent_handlers: int = 10_000

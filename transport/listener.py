@@ -313,6 +313,11 @@ class Listener:
     """The listening socket of an acceptor: start, stop, bound address and stats.
 
     Subclasses provide ``kind`` and :meth:`_connection`, the per-connection protocol.
+
+    ``reuse_port`` sets ``SO_REUSEPORT``: several processes (frontends of one type on one
+    machine) listen on the same port and the kernel spreads new connections across them, so
+    a Python server, one core per process, uses every core behind one address. Every
+    process sharing the port must set it.
     """
 
     def __init__(
@@ -323,6 +328,7 @@ class Listener:
         ssl: ssl_module.SSLContext | None,
         limits: ConnectionLimits,
         backlog: int,
+        reuse_port: bool = False,
     ) -> None:
         self.stats = AcceptorStats()
         self.limits = limits
@@ -330,6 +336,7 @@ class Listener:
         self._port = port
         self._ssl = ssl
         self._backlog = backlog
+        self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
         self._admit: Callable[[], bool] | None = None
@@ -369,15 +376,17 @@ class Listener:
             self._port,
             ssl=self._ssl,
             backlog=self._backlog,
+            reuse_port=self._reuse_port or None,
             ssl_handshake_timeout=self.limits.open_timeout if self._ssl is not None else None,
         )
         sockname = self._server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
         logger.info(
-            "%s acceptor listening on %s:%d%s",
+            "%s acceptor listening on %s:%d%s%s",
             self.kind,
             *self._address,
             " (TLS)" if self._ssl is not None else "",
+            " (port shared: SO_REUSEPORT)" if self._reuse_port else "",
         )
 
     async def stop(self) -> None:

@@ -59,8 +59,9 @@ class TcpAcceptor(Listener):
         ssl: ssl_module.SSLContext | None = None,
         limits: ConnectionLimits = DEFAULT_LIMITS,
         backlog: int = 1024,
+        reuse_port: bool = False,
     ) -> None:
-        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog)
+        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog, reuse_port=reuse_port)
 
     @property
     def kind(self) -> str:

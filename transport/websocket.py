@@ -314,8 +314,9 @@ class WebSocketAcceptor(Listener):
         max_frame_size: int = 1024 * 1024,
         http_handler: HttpHandler | None = None,
         backlog: int = 1024,
+        reuse_port: bool = False,
     ) -> None:
-        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog)
+        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog, reuse_port=reuse_port)
         self._max_frame_size = max_frame_size
         self._http_handler = http_handler
 

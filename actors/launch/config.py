@@ -15,6 +15,15 @@ Example (``samples/cluster/launch.toml`` is a complete one)::
     count = 4
     ports = { tcp = 3250 }       # {tcp} is 3250 + i for instance i
 
+    [[servers]]
+    name = "connector-{n}"
+    module = "samples.cluster"
+    args = ["connector", "--id", "connector-{n}", "--tcp-port", "{tcp}"]
+    count = 2                    # one per core
+    ports = { tcp = 3250 }
+    reuse_port = true            # every instance on 3250 (SO_REUSEPORT); the kernel spreads
+                                 # connections across them (PITAYA_REUSE_PORT=1 in their env)
+
 Parsing expands every entry into one :class:`ServerCommand` per instance, so what crosses
 Thespian is a plain, picklable description of a process: argv, environment, working directory.
 Mistakes (an unknown placeholder, two servers with one name) are :class:`LaunchConfigError`
@@ -145,7 +154,11 @@ def _expand(
     log_dir: str | None,
     where: str,
 ) -> list[ServerCommand]:
-    _only(entry, {"name", "module", "args", "env", "count", "ports", *_OVERRIDES}, where)
+    _only(
+        entry,
+        {"name", "module", "args", "env", "count", "ports", "reuse_port", *_OVERRIDES},
+        where,
+    )
     module = entry.get("module")
     if not isinstance(module, str) or not module:
         raise LaunchConfigError(f"{where}: 'module' (a Python module to run with -m) is required")
@@ -159,12 +172,19 @@ def _expand(
     ports = entry.get("ports", {})
     if not isinstance(ports, dict) or not all(isinstance(p, int) for p in ports.values()):
         raise LaunchConfigError(f"{where}: 'ports' must map names to base port numbers")
+    reuse_port = entry.get("reuse_port", False)
+    if not isinstance(reuse_port, bool):
+        raise LaunchConfigError(f"{where}: 'reuse_port' must be true or false")
     env = {**common_env, **_str_table(entry.get("env", {}), f"{where} env")}
+    if reuse_port:
+        env["PITAYA_REUSE_PORT"] = "1"  # actors.config.Config.reuse_port
     settings = _settings(entry, defaults, where)
     commands = []
     for i in range(count):
         slots = {**values, "n": str(i + 1), "i": str(i)}
-        slots.update({key: str(base + i) for key, base in ports.items()})
+        # Shared ports: every instance listens on the base port itself.
+        offset = 0 if reuse_port else i
+        slots.update({key: str(base + offset) for key, base in ports.items()})
         server_name = _fill(str(name), slots, f"{where} name")
         commands.append(
             ServerCommand(

@@ -1,9 +1,15 @@
 """Our framework's server for the benchmarks: the echo sample plus a ``bench`` service.
 
 Run: ``python -m tests.bench.app_server --port 0 [--ws-port 0] [--loop uvloop]
-[--profile FILE]``. It prints ``{"tcp": port, "ws": port, "pid": pid}`` once listening, then
-answers ``stats`` on stdin (RSS, actors, sessions) until ``stop`` or end of stdin, and stops
-gracefully (with ``--profile``, cProfile data of the whole serving time goes to FILE).
+[--profile FILE] [--procs N]``. It prints ``{"tcp": port, "ws": port, "pid": pid}`` once
+listening, then answers ``stats`` on stdin (RSS, actors, sessions) until ``stop`` or end of
+stdin, and stops gracefully (with ``--profile``, cProfile data of the whole serving time goes
+to FILE).
+
+``--procs N`` serves from N processes sharing the ports with ``SO_REUSEPORT`` (the app's
+``reuse_port`` option, what the launcher's ``reuse_port = true`` sets): this process and N-1
+children it starts (they stop when its stdin closes); ``pid`` is this process, whose tree
+holds them all. ``stats`` reports this process only.
 
 Routes: ``echo.echo`` (the sample: returns the request body), ``slow.nowait``,
 ``slow.wait10ms`` and ``slow.wait500ms`` (async handlers awaiting 0, 10 or 500 ms, for
@@ -30,7 +36,16 @@ from actors.handler import Handler, handler
 from actors.payload import encode_result
 from actors.session import Session
 from samples.echo.server import build_app
-from tests.bench.harness import HOST, add_common_args, emit, raise_fd_limit, run, serve_commands
+from tests.bench.harness import (
+    HOST,
+    Child,
+    add_common_args,
+    children,
+    emit,
+    raise_fd_limit,
+    run,
+    serve_commands,
+)
 from tests.bench.wire import PUSH_ROUTE, TICK
 
 GROUP = "bench"
@@ -87,8 +102,8 @@ class Slow(Handler):
         return {"ok": True}
 
 
-def build(port: int, ws_port: int, heartbeat: float) -> App:
-    app = build_app(HOST, port, ws_port, heartbeat_interval=heartbeat)
+def build(port: int, ws_port: int, heartbeat: float, reuse_port: bool = False) -> App:
+    app = build_app(HOST, port, ws_port, heartbeat_interval=heartbeat, reuse_port=reuse_port)
     app.register(Bench)
     app.register(Slow)
     return app
@@ -105,10 +120,21 @@ def stats(app: App) -> dict[str, Any]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    app = build(args.port, args.ws_port, args.heartbeat)
+    shared = args.procs > 1 or args.reuse_port
+    app = build(args.port, args.ws_port, args.heartbeat, reuse_port=shared)
     profiler = cProfile.Profile() if args.profile else None
-    async with app:
-        emit({"tcp": app.address("tcp")[1], "ws": app.address("ws")[1], "pid": os.getpid()})
+    async with app, children() as others:
+        ports = {"tcp": app.address("tcp")[1], "ws": app.address("ws")[1]}
+        for _ in range(args.procs - 1):
+            other = await Child.start(
+                "app_server",
+                *("--port", ports["tcp"], "--ws-port", ports["ws"], "--reuse-port"),
+                *("--loop", args.loop, "--heartbeat", args.heartbeat),
+                *("--max-seconds", args.max_seconds),
+            )
+            others.append(other)
+            await other.expect(timeout=60)
+        emit({**ports, "pid": os.getpid(), "procs": args.procs})
         if profiler is not None:
             profiler.enable()
         try:
@@ -126,6 +152,8 @@ def main() -> None:
     parser.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: any)")
     parser.add_argument("--heartbeat", type=float, default=30.0, help="heartbeat interval, s")
     parser.add_argument("--profile", default="", help="write cProfile stats to this file")
+    parser.add_argument("--procs", type=int, default=1, help="processes sharing the ports")
+    parser.add_argument("--reuse-port", action="store_true", help="listen with SO_REUSEPORT")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="hard lifetime")
     args = parser.parse_args()
     raise_fd_limit()

@@ -237,6 +237,48 @@ def profile_report(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+# -- a server's cost, read from /proc -----------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (pinus runs its connector as a child of its master)."""
+    import psutil
+
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name (field 2) may hold spaces: split after its closing parenthesis.
+        return stat.read().rpartition(")")[2].split()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live children, from ``/proc/<pid>/stat``
+    (utime, stime: fields 14 and 15, here 11 and 12 counted after the name)."""
+    ticks = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = _stat_fields(member)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / _TICKS
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its live children, from ``/proc/<pid>/statm``."""
+    pages = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/statm") as statm:
+            pages += int(statm.read().split()[1])
+    return pages * _PAGE
+
+
 # -- latencies -----------------------------------------------------------------------------------
 
 _BUCKETS_PER_E = 100  # bucket width: 1% of the value

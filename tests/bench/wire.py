@@ -32,7 +32,13 @@ from transport.handshake import (
     encode_handshake_request,
 )
 from transport.message import Message, MessageType, RouteDictionary, encode_message
-from transport.packet import HANDSHAKE_ACK_PACKET, PacketDecoder, PacketType, encode_packet
+from transport.packet import (
+    HANDSHAKE_ACK_PACKET,
+    HEARTBEAT_PACKET,
+    PacketDecoder,
+    PacketType,
+    encode_packet,
+)
 
 HANDSHAKE_PACKET = encode_packet(
     PacketType.HANDSHAKE, encode_handshake_request({"platform": "bench", "libVersion": "0"}, {})
@@ -94,7 +100,10 @@ class FrameReader:
 class RawConnection(asyncio.Protocol):
     """A TCP Pitaya client: handshake on connect, then the packet stream goes to ``sink``.
 
-    ``ready`` resolves with the server's handshake response once the ack is written.
+    ``ready`` resolves with the server's handshake response once the ack is written. From
+    then on it sends a heartbeat every interval the server asked for, as real clients do:
+    pinus closes a connection that stays silent for two intervals (3 s in its template),
+    whatever else it sends.
     """
 
     def __init__(self) -> None:
@@ -105,6 +114,7 @@ class RawConnection(asyncio.Protocol):
         self.sink: Sink | None = None
         self._decoder = PacketDecoder()
         self._early: list[bytes] = []
+        self._beat: asyncio.TimerHandle | None = None
 
     @staticmethod
     def wire(packet: bytes) -> bytes:
@@ -154,6 +164,8 @@ class RawConnection(asyncio.Protocol):
                     return
                 self.write(self.wire(HANDSHAKE_ACK_PACKET))
                 self.ready.set_result(response)
+                if response.heartbeat > 0:
+                    self._heartbeat(response.heartbeat)
                 # Packets behind the response in the same chunk (none in practice) go to the
                 # caller's sink like everything after them.
                 rest = b"".join(encode_packet(p.type, p.body) for p in packets[index + 1 :])
@@ -161,7 +173,21 @@ class RawConnection(asyncio.Protocol):
                     self._early.append(rest)
                 return
 
+    def _heartbeat(self, interval: float) -> None:
+        """Write a heartbeat now and every ``interval`` seconds until the connection ends."""
+        loop = asyncio.get_running_loop()
+
+        def beat() -> None:
+            if self.transport is None or self.transport.is_closing():
+                return
+            self.write(self.wire(HEARTBEAT_PACKET))
+            self._beat = loop.call_later(interval, beat)
+
+        self._beat = loop.call_later(interval, beat)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before the handshake: {exc}"))
         if not self.lost.done():

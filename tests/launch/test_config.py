@@ -50,6 +50,28 @@ def test_servers_expand_per_instance_with_ports_vars_and_overrides() -> None:
     assert config.admin_port == 0
 
 
+def test_reuse_port_gives_every_instance_the_same_ports_and_the_env_switch() -> None:
+    config = parse_config(
+        {
+            "servers": [
+                {
+                    "name": "connector-{n}",
+                    "module": "samples.cluster",
+                    "args": ["connector", "--tcp-port", "{tcp}", "--ws-port", "{ws}"],
+                    "count": 3,
+                    "ports": {"tcp": 3250, "ws": 3260},
+                    "reuse_port": True,
+                },
+                {"name": "room", "module": "samples.cluster", "ports": {"tcp": 4000}},
+            ]
+        }
+    )
+    *connectors, room = config.servers
+    assert [c.argv[-3:] for c in connectors] == [("3250", "--ws-port", "3260")] * 3
+    assert all(dict(c.env)["PITAYA_REUSE_PORT"] == "1" for c in connectors)
+    assert "PITAYA_REUSE_PORT" not in dict(room.env)
+
+
 def test_backoff_doubles_up_to_the_maximum() -> None:
     settings = KeeperSettings(backoff_initial=0.5, backoff_max=3.0)
     assert [settings.backoff(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
@@ -69,6 +91,7 @@ def test_backoff_doubles_up_to_the_maximum() -> None:
         ({"servers": [{"module": "m", "count": 0}]}, "'count'"),
         ({"servers": [{"module": "m", "colour": "red"}]}, "unknown key"),
         ({"launcher": {"admin_port": -1}, "servers": [{"module": "m"}]}, "admin_port"),
+        ({"servers": [{"module": "m", "reuse_port": "yes"}]}, "'reuse_port'"),
     ],
 )
 def test_mistakes_name_the_entry(data: dict[str, object], message: str) -> None:

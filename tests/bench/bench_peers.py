@@ -1,0 +1,325 @@
+"""Ours next to its peers, in one run: the bare asyncio limit, pinus (Node), Go Pitaya v3.
+
+Run: ``python -m tests.bench.bench_peers [--servers ours,asyncio,pinus,go]
+[--loads 10x10,100x1,1000x1] [--seconds 3] [--rounds 2] [--sessions 10000]``
+
+Servers (each its own process tree, started once; see ``peers.py`` for how pinus and Go
+Pitaya are fetched and built outside the repository):
+
+- ``ours``: the echo sample as it is (``app_server``), one process;
+- ``ours-reuseport``: the same in ``--procs`` processes sharing one port (``SO_REUSEPORT``);
+- ``asyncio``: ``baseline_server``, a bare ``asyncio.Protocol`` with the same codecs;
+- ``pinus``: pinus 1.7.4's template game server (master + connector);
+- ``go``: Go Pitaya v3.0.0-beta.6, a standalone frontend (``go-deflate``: its default
+  response compression left on).
+
+Every load (``clients x in flight per client``) is driven by the same closed-loop
+``loadgen`` process against each server in turn (servers alternate within a round, so
+drift hits all alike); ``--rounds`` repeats the whole sweep and the table shows medians.
+Per server and load: requests/s, p50/p99 latency and **server CPU µs per request**: user +
+system time of the server's process tree (``/proc/<pid>/stat``, children included) over the
+measuring window, divided by the requests answered in it. Then, per server, a fresh process
+gets ``--sessions`` idle handshaken sessions (heartbeating, from a ``members`` process):
+memory per idle session = (RSS of its tree after - before) / sessions, read from
+``/proc/<pid>/statm`` the same way for all. Writes ``results/<name>.json``, ``.md`` (the
+markdown table) and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from typing import Any
+
+from tests.bench.harness import (
+    Child,
+    Histogram,
+    add_common_args,
+    children,
+    client_loop,
+    raise_fd_limit,
+    run,
+    tree_cpu_seconds,
+    tree_rss,
+)
+from tests.bench.peers import ROUTES, prepare
+from tests.bench.report import RESULTS, Panel, machine, plot_bars, write_results
+
+SERVERS = ("ours", "ours-reuseport", "asyncio", "pinus", "go", "go-deflate")
+LABELS = {
+    "ours": "ours (1 process)",
+    "ours-reuseport": "ours (N processes, one port)",
+    "asyncio": "bare asyncio",
+    "pinus": "pinus 1.7.4",
+    "go": "Go Pitaya v3",
+    "go-deflate": "Go Pitaya v3, deflate on",
+}
+
+
+def server_command(name: str, args: argparse.Namespace) -> tuple[str, list[Any]]:
+    """The benchmark child module and its arguments for server ``name``."""
+    if name == "ours":
+        return "app_server", ["--port", 0, "--loop", args.loop]
+    if name == "ours-reuseport":
+        return "app_server", ["--port", 0, "--loop", args.loop, "--procs", args.procs]
+    if name == "asyncio":
+        return "baseline_server", ["--port", 0, "--loop", args.loop]
+    return "peers", [name]
+
+
+async def start_server(name: str, args: argparse.Namespace) -> tuple[Child, dict[str, Any]]:
+    module, server_args = server_command(name, args)
+    child = await Child.start(module, *server_args)
+    return child, await child.expect(timeout=120)
+
+
+async def run_load(
+    name: str, server: dict[str, Any], clients: int, depth: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One closed-loop load against one server; the table row."""
+    pid = server["pid"]
+    async with children() as workers:
+        worker = await Child.start(
+            "loadgen",
+            *("--port", server["tcp"], "--route", ROUTES[name.split("-")[0]]),
+            *("--clients", clients, "--depth", depth, "--loop", client_loop(args)),
+            *("--seconds", args.seconds, "--warmup", args.warmup),
+        )
+        workers.append(worker)
+        await worker.expect(timeout=120)
+        worker.send("go")
+        await asyncio.sleep(args.warmup)
+        cpu_start, start = tree_cpu_seconds(pid), time.perf_counter()
+        await asyncio.sleep(args.seconds)
+        cpu = tree_cpu_seconds(pid) - cpu_start
+        elapsed = time.perf_counter() - start
+        result = await worker.expect(timeout=args.warmup + args.seconds + 60)
+    histogram = Histogram.merged([result["histogram"]])
+    rate = result["count"] / result["elapsed"]
+    return {
+        "server": name,
+        "load": f"{clients}x{depth}",
+        "req_per_s": rate,
+        "p50_ms": histogram.percentile(50),
+        "p99_ms": histogram.percentile(99),
+        "cpu_us_per_req": cpu / elapsed / rate * 1e6 if rate else float("nan"),
+        "server_cpu": cpu / elapsed,
+        "client_cpu": result["cpu"],
+        "errors": result["errors"],
+    }
+
+
+async def measure_loads(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    async with children(stop_timeout=20) as servers:
+        started = {}
+        for name in args.servers:
+            child, info = await start_server(name, args)
+            servers.append(child)
+            started[name] = info
+        await asyncio.sleep(1.0)  # let start-up work (pinus' master/connector sync) settle
+        for round_no in range(args.rounds):
+            for clients, depth in args.loads:
+                for name in args.servers:
+                    row = await run_load(name, started[name], clients, depth, args)
+                    rows.append({**row, "round": round_no + 1})
+                    print(_progress(row), flush=True)
+    return rows
+
+
+async def measure_memory(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    async with children(stop_timeout=30) as procs:
+        server, info = await start_server(name, args)
+        procs.append(server)
+        await asyncio.sleep(2.0)
+        before = tree_rss(info["pid"])
+        holder = await Child.start(
+            "members",
+            *("--port", info["tcp"], "--count", args.sessions, "--loop", client_loop(args)),
+            *("--timeout", args.connect_timeout),
+        )
+        procs.append(holder)
+        start = time.monotonic()
+        ready = await holder.expect(timeout=args.connect_timeout + 30)
+        connect_s = time.monotonic() - start
+        await asyncio.sleep(3.0)  # what the handshakes scheduled settles, a heartbeat passes
+        after = tree_rss(info["pid"])
+    sessions = int(ready["ready"])
+    row = {
+        "server": name,
+        "sessions": sessions,
+        "rss_before_mib": before / 2**20,
+        "rss_after_mib": after / 2**20,
+        "kib_per_session": (after - before) / max(sessions, 1) / 1024,
+        "connect_s": connect_s,
+    }
+    print(
+        f"  {name:>14} memory: {row['kib_per_session']:.1f} KiB/session "
+        f"({sessions:,} sessions, {row['rss_before_mib']:.0f} -> {row['rss_after_mib']:.0f} MiB)",
+        flush=True,
+    )
+    return row
+
+
+def _progress(row: dict[str, Any]) -> str:
+    return (
+        f"  {row['server']:>14} {row['load']:>7} {row['req_per_s']:>9,.0f} req/s  "
+        f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  "
+        f"{row['cpu_us_per_req']:.1f} us CPU/req  server {row['server_cpu']:.0%} "
+        f"client {row['client_cpu']:.0%}  errors {row['errors']}"
+    )
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians over rounds, one row per server and load, in the order measured."""
+    keys: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        keys.setdefault((row["server"], row["load"]), []).append(row)
+    table = []
+    for (server, load), group in keys.items():
+        summary: dict[str, Any] = {"server": server, "load": load, "rounds": len(group)}
+        for column in ("req_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu"):
+            summary[column] = statistics.median(r[column] for r in group)
+        summary["req_per_s_range"] = (
+            min(r["req_per_s"] for r in group),
+            max(r["req_per_s"] for r in group),
+        )
+        summary["errors"] = sum(r["errors"] for r in group)
+        table.append(summary)
+    return table
+
+
+def markdown(
+    table: list[dict[str, Any]], memory: list[dict[str, Any]], args: argparse.Namespace
+) -> str:
+    """The README's table: one row per load and server, then memory per idle session."""
+    info = machine()
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {info['cpus']} "
+        f"CPUs ({info['platform']}), Python {info['python']}, load average at the end "
+        f"{info.get('load_average', '?')}; {args.rounds} round(s) of {args.seconds:g} s per "
+        "load, medians (range of req/s in brackets).",
+        "",
+        "| load (clients x in flight) | server | req/s | p50 ms | p99 ms | server CPU µs/req |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for load in dict.fromkeys(r["load"] for r in table):
+        for row in (r for r in table if r["load"] == load):
+            low, high = row["req_per_s_range"]
+            spread = f" [{low:,.0f}-{high:,.0f}]" if row["rounds"] > 1 else ""
+            lines.append(
+                f"| {load.replace('x', ' x ')} | {LABELS[row['server']]} | "
+                f"{row['req_per_s']:,.0f}{spread} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                f"{row['cpu_us_per_req']:.1f} |"
+            )
+    if memory:
+        lines += ["", f"| server | memory per idle session ({memory[0]['sessions']:,}) |"]
+        lines.append("| --- | --- |")
+        for row in memory:
+            lines.append(f"| {LABELS[row['server']]} | {row['kib_per_session']:.1f} KiB |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(name: str, table: list[dict[str, Any]], memory: list[dict[str, Any]]) -> None:
+    loads = list(dict.fromkeys(r["load"] for r in table))
+    servers = list(dict.fromkeys(r["server"] for r in table))
+    keyed = {(r["server"], r["load"]): r for r in table}
+
+    def series(column: str) -> dict[str, list[float]]:
+        return {
+            LABELS[s]: [
+                keyed[(s, load)][column] if (s, load) in keyed else float("nan") for load in loads
+            ]
+            for s in servers
+        }
+
+    labels = [f"{load.replace('x', ' x ')}" for load in loads]
+    panels = [
+        Panel("throughput", labels, series("req_per_s"), "requests/s"),
+        Panel("server CPU per request (process tree)", labels, series("cpu_us_per_req"), "µs"),
+        Panel("p99 latency", labels, series("p99_ms"), "ms (log)", log=True),
+    ]
+    if memory:
+        panels.append(
+            Panel(
+                f"memory per idle session ({memory[0]['sessions']:,} sessions)",
+                [LABELS[r["server"]] for r in memory],
+                {"KiB": [r["kib_per_session"] for r in memory]},
+                "KiB per session",
+            )
+        )
+    plot_bars(name, panels, "echo request/response, TCP, closed loop (clients x in flight)")
+
+
+def parse_loads(text: str) -> list[tuple[int, int]]:
+    loads = []
+    for item in text.split(","):
+        clients, _, depth = item.partition("x")
+        loads.append((int(clients), int(depth or 1)))
+    return loads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_common_args(parser, seconds=3.0, clients=True)
+    parser.add_argument("--servers", default="ours,asyncio,pinus,go")
+    parser.add_argument("--loads", default="10x10,100x1,1000x1", help="clients x in flight")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--procs", type=int, default=2, help="processes of ours-reuseport")
+    parser.add_argument("--sessions", type=int, default=10_000, help="0: skip the memory test")
+    parser.add_argument("--connect-timeout", type=float, default=180.0)
+    parser.add_argument("--name", default="peers")
+    args = parser.parse_args()
+    args.servers = args.servers.split(",")
+    unknown = set(args.servers) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers {sorted(unknown)}; choose from {', '.join(SERVERS)}")
+    args.loads = parse_loads(args.loads)
+    limit = raise_fd_limit()
+    if args.sessions and limit < args.sessions + 100:
+        parser.error(f"the fd limit is {limit}; {args.sessions} sessions need more")
+    prepare(args.servers)
+
+    async def everything() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        rows = await measure_loads(args)
+        memory = []
+        if args.sessions:
+            for name in args.servers:
+                memory.append(await measure_memory(name, args))
+        return rows, memory
+
+    rows, memory = run(everything())
+    table = summarize(rows)
+    write_results(
+        args.name,
+        {
+            "loop": args.loop,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "client_loop": client_loop(args),
+            "per_round": rows,
+            "memory": memory,
+        },
+        rows=table,
+        columns=[
+            "server",
+            "load",
+            "req_per_s",
+            "p50_ms",
+            "p99_ms",
+            "cpu_us_per_req",
+            "server_cpu",
+            "errors",
+        ],
+    )
+    text = markdown(table, memory, args)
+    (RESULTS / f"{args.name}.md").write_text(text)
+    print("\n" + text)
+    plot(args.name, table, memory)
+
+
+if __name__ == "__main__":
+    main()
