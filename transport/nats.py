@@ -17,6 +17,11 @@ Publishes are queued and sent by one task in order, so an answer published after
 reaches the peer after it. A publish while disconnected is dropped (nats-py would hold it
 until reconnected, long after anyone waits for it); a request while disconnected fails at once
 with :class:`NatsDown` (nats-py would otherwise buffer it until the timeout).
+
+Credentials (:class:`NatsSecurity`: user and password, token, NKey seed, ``.creds`` file, TLS
+with a CA and a client certificate; or ``user:password@`` in a URL) never reach a log line or
+an error message. An outage is logged once when it starts and once when it ends, with how
+long it lasted and how many reconnection attempts failed; a clean close logs nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -61,13 +70,74 @@ class NatsNoResponders(NatsTimeout):
     """Nobody listens on the subject of a request (answered at once by the server)."""
 
 
+@dataclass(frozen=True, slots=True)
+class NatsSecurity:
+    """How to authenticate to NATS and encrypt the connection.
+
+    ``user``/``password``, ``token``, ``nkey_seed_file`` (a file holding an NKey seed) or
+    ``creds_file`` (a ``.creds`` file: user JWT and seed) authenticate; ``ca_file`` (PEM CA of
+    the server's certificate), ``cert_file``/``key_file`` (PEM client certificate, for a
+    server with ``tls { verify: true }``) and ``server_name`` (the name checked in the
+    server's certificate, when not the URL's host) set up TLS. Any TLS option turns TLS on;
+    a ``tls://`` URL does too (with the system's CAs). ``repr`` shows no secret.
+    """
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    nkey_seed_file: str = ""
+    creds_file: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context the options describe; None when they set no TLS option."""
+        if not (self.ca_file or self.cert_file or self.key_file):
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file or None)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file or None)
+        return context
+
+    def connect_options(self) -> dict[str, Any]:
+        """nats-py's ``connect`` arguments for these options (only those that are set)."""
+        options: dict[str, Any] = {}
+        if self.user:
+            options["user"], options["password"] = self.user, self.password
+        if self.token:
+            options["token"] = self.token
+        if self.nkey_seed_file:
+            options["nkeys_seed"] = self.nkey_seed_file
+        if self.creds_file:
+            options["user_credentials"] = self.creds_file
+        context = self.ssl_context()
+        if context is not None:
+            options["tls"] = context
+        if self.server_name:
+            options["tls_hostname"] = self.server_name
+        return options
+
+
+def mask_url(url: str) -> str:
+    """``nats://user:secret@host:4222`` -> ``nats://***@host:4222`` (a token too)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable NATS URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 class NatsPipe:
     """One NATS connection: publish, subscribe, request.
 
     ``urls``: comma-separated server URLs; ``name``: the connection's name (the server id,
     also in log lines); ``connect_timeout``: how long the first connection may take;
     ``on_slow_consumer``: called for each inbound message NATS dropped because this process
-    read too slowly.
+    read too slowly; ``security``: credentials and TLS.
     """
 
     def __init__(
@@ -77,8 +147,12 @@ class NatsPipe:
         name: str,
         connect_timeout: float,
         on_slow_consumer: Callable[[], None] | None = None,
+        security: NatsSecurity | None = None,
     ) -> None:
         self.urls = urls
+        self.display_urls = ",".join(mask_url(u.strip()) for u in urls.split(",") if u.strip())
+        """``urls`` with any credentials masked: the only form that may be logged."""
+        self.security = security or NatsSecurity()
         self.name = name
         self.connect_timeout = connect_timeout
         self.on_slow_consumer = on_slow_consumer
@@ -86,6 +160,10 @@ class NatsPipe:
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._groups: dict[str, list[Any]] = {}
+        self._closing = False
+        self._down_since: float | None = None
+        self._failed_attempts = 0
+        self._last_error = ""
 
     @property
     def connected(self) -> bool:
@@ -95,6 +173,11 @@ class NatsPipe:
         """Connect (reconnecting forever afterwards); NatsUnreachable if the first connection
         fails within ``connect_timeout``."""
         urls = [u.strip() for u in self.urls.split(",") if u.strip()]
+        self._closing = False
+        try:
+            options = self.security.connect_options()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise NatsUnreachable(f"cannot use the NATS TLS files: {exc}") from exc
         try:
             # nats-py retries the first connection forever when reconnects are allowed:
             # bound it, so an unreachable NATS is reported instead of hanging the start-up.
@@ -109,13 +192,14 @@ class NatsPipe:
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
+                    **options,
                 ),
                 self.connect_timeout,
             )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
-            raise NatsUnreachable(
-                f"cannot reach NATS at {self.urls}: {exc or type(exc).__name__}"
-            ) from exc
+            # A timeout has no text: the start-up line fills in the cause (actors.startup).
+            reason = _describe(exc) if str(exc) else ""
+            raise NatsUnreachable(f"cannot reach NATS at {self.display_urls}: {reason}") from exc
 
     # -- out -------------------------------------------------------------------------------
 
@@ -222,6 +306,7 @@ class NatsPipe:
         nc = self.nc
         if nc is None or nc.is_closed:
             return
+        self._closing = True  # the disconnection that follows is ours: not an outage
         try:
             if self._flusher is not None:
                 await asyncio.wait_for(asyncio.shield(self._flusher), 5)
@@ -231,13 +316,50 @@ class NatsPipe:
 
     # -- connection events -----------------------------------------------------------------
 
+    # nats-py reports every failed reconnection attempt (two a second) to error_cb: during an
+    # outage they are counted, and told once, when it ends.
+
     async def _disconnected(self) -> None:
-        log.warning("[%s] disconnected from NATS; requests fail until it is back", self.name)
+        if self._closing or self.nc is None or self._down_since is not None:
+            return  # our own close, the first connection, or the same outage
+        self._down_since = time.monotonic()
+        self._failed_attempts = 0
+        log.warning(
+            "[%s] lost the connection to NATS (%s); requests fail and pushes are dropped "
+            "until it is back, reconnecting",
+            self.name,
+            self.display_urls,
+        )
 
     async def _reconnected(self) -> None:
-        log.info("[%s] reconnected to NATS", self.name)
+        down_since, self._down_since = self._down_since, None
+        took = f" after {time.monotonic() - down_since:.1f} s" if down_since is not None else ""
+        failed = self._failed_attempts
+        self._failed_attempts = 0
+        log.info(
+            "[%s] reconnected to NATS%s (%d failed attempt%s)",
+            self.name,
+            took,
+            failed,
+            "" if failed == 1 else "s",
+        )
 
     async def _error(self, exc: Exception) -> None:
-        if isinstance(exc, nats.errors.SlowConsumerError) and self.on_slow_consumer is not None:
-            self.on_slow_consumer()  # NATS dropped an inbound message: we fell behind
-        log.warning("[%s] NATS error: %s", self.name, exc)
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            if self.on_slow_consumer is not None:
+                self.on_slow_consumer()  # NATS dropped an inbound message: we fell behind
+            log.warning("[%s] NATS: %s", self.name, exc)
+            return
+        self._last_error = _describe(exc)
+        if self._closing:
+            return
+        if self._down_since is not None or self.nc is None:
+            self._failed_attempts += 1  # a reconnection (or first connection) attempt failed
+            return
+        log.warning("[%s] NATS error: %s", self.name, self._last_error)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error of nats-py in one line, any URL in it masked."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return " ".join(mask_url(word) if "://" in word else word for word in text.split(" "))

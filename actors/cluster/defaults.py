@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from actors.cluster.discovery import ServiceDiscovery
     from actors.config import Config
     from actors.system import ActorSystem
+    from transport.nats import NatsSecurity
 
 
 def default_discovery(config: Config, system: ActorSystem) -> EtcdServiceDiscovery:
@@ -33,6 +34,22 @@ def default_discovery(config: Config, system: ActorSystem) -> EtcdServiceDiscove
         sync_interval=config.server_sync_interval,
         prefix=config.etcd_prefix,
         security=etcd_security(config),
+    )
+
+
+def nats_security(config: Config) -> NatsSecurity:
+    """The ``nats_*`` credential and TLS options."""
+    from transport.nats import NatsSecurity
+
+    return NatsSecurity(
+        user=config.nats_user,
+        password=config.nats_password,
+        token=config.nats_token,
+        nkey_seed_file=config.nats_nkey_seed,
+        creds_file=config.nats_creds,
+        ca_file=config.nats_tls_ca,
+        cert_file=config.nats_tls_cert,
+        key_file=config.nats_tls_key,
     )
 
 
@@ -53,6 +70,7 @@ def default_rpc(
             name=config.server_id,
             connect_timeout=config.cluster_connect_timeout,
             on_dropped=on_dropped,
+            security=nats_security(config),
         )
         return RpcPair(nats, nats)
     if transport == GRPC:

@@ -35,6 +35,7 @@ from transport.nats import (
     NatsError,
     NatsNoResponders,
     NatsPipe,
+    NatsSecurity,
     NatsTimeout,
     NatsUnreachable,
 )
@@ -54,7 +55,7 @@ class NatsRpc:
     ``nats_url``: comma-separated server URLs; ``name``: the connection's name (this server's
     id); ``connect_timeout``: how long the first connection may take;
     ``on_dropped``: called for each inbound message NATS dropped because this server read
-    too slowly (slow consumer).
+    too slowly (slow consumer); ``security``: NATS credentials and TLS.
     """
 
     ordered = True
@@ -68,9 +69,14 @@ class NatsRpc:
         name: str,
         connect_timeout: float,
         on_dropped: Callable[[], None] | None = None,
+        security: NatsSecurity | None = None,
     ) -> None:
         self.pipe = NatsPipe(
-            nats_url, name=name, connect_timeout=connect_timeout, on_slow_consumer=on_dropped
+            nats_url,
+            name=name,
+            connect_timeout=connect_timeout,
+            on_slow_consumer=on_dropped,
+            security=security,
         )
         self.me: ServerInfo | None = None
         """This server, once :meth:`start` was called."""
