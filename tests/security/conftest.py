@@ -16,10 +16,10 @@ import nkeys  # type: ignore[import-untyped]
 import pytest
 import trustme
 
-from tests.cluster.harness import etcd_server, nodes
+from tests.cluster.harness import etcd_server, nats_server, nodes, rpc_transport
 from tests.services import EtcdServer, NatsServer
 
-__all__ = ["etcd_server", "nodes"]
+__all__ = ["etcd_server", "nats_server", "nodes", "rpc_transport"]
 
 PASSWORD = "s3cret-pw"
 """Never to be seen in any log line or error message."""
