@@ -25,6 +25,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cluster.harness import NODE_ENV
 from tests.services import EtcdServer, NatsServer, free_port
 
@@ -32,6 +34,14 @@ GO_MODULE = Path(__file__).parent / "go"
 GO_INSTALL = "/usr/local/go/bin/go"
 GO_BUILD_TIMEOUT = 600.0
 PROGRAMS = ("connector", "room", "driver")
+
+
+PROTOCOL_PENDING = pytest.mark.xfail(
+    strict=True,
+    reason="issue 16 point 1 not in yet (H1): our cluster protocol is msgpack, Go Pitaya's is "
+    "protobuf (protos.Request/Response, BindMsg, Push, KickMsg; gRPC service protos.Pitaya)",
+)
+"""Marks the mixed-cluster tests until our servers speak Pitaya's protobuf cluster protocol."""
 
 
 class GoToolchainMissing(RuntimeError):
@@ -347,3 +357,31 @@ class GoClient(GoProcess):
 def _json(data: Any) -> Any:
     """The driver sends ``data`` as the JSON it is (None: an empty body)."""
     return data if data is not None else {}
+
+
+async def wait_known(client: GoClient, route: str, server_id: str, timeout: float = 10) -> None:
+    """Polls ``route`` (a ``servers`` route) until its server lists ``server_id`` in its
+    discovery: a server learns of another through an etcd watch, a moment after it starts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        answer = await client.request(route)
+        if server_id in answer["servers"]:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"{answer['server']} never saw {server_id}: {answer['servers']}")
+        await asyncio.sleep(0.05)  # the next poll; the request above is the synchronisation
+
+
+def main() -> None:
+    """``python -m tests.interop.harness``: build (or reuse) the programs; .ci/run's Go step."""
+    import time
+
+    started = time.monotonic()
+    for name, path in build_programs().items():
+        print(f"{name}: {path}")
+    print(f"go programs ready in {time.monotonic() - started:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -63,6 +63,15 @@ class Ops(Handler):
         }
 
     @handler
+    def servers(self, session: Session) -> dict[str, Any]:
+        cluster = getattr(self.app, "cluster", None)
+        ids = {self.app.server_id}
+        if cluster is not None:
+            for server_type in self.app.known_server_types():
+                ids.update(s.id for s in cluster.discovery.servers(server_type))
+        return {**_who(self.app), "servers": sorted(ids)}
+
+    @handler
     def handshake(self, session: Session) -> dict[str, Any]:
         hs = session.handshake
         if hs is None:  # a backend session of a frontend that does not forward it

@@ -88,6 +88,18 @@ func (o *Ops) Show(ctx context.Context) (*Reply, error) {
 	return &r, nil
 }
 
+// Servers lists the ids of the servers this one knows from discovery (itself included).
+func (o *Ops) Servers(ctx context.Context) (*Reply, error) {
+	ids := []string{}
+	for _, sv := range o.server.App.GetServers() {
+		ids = append(ids, sv.ID)
+	}
+	sort.Strings(ids)
+	r := o.who()
+	r["servers"] = ids
+	return &r, nil
+}
+
 // Handshake is what the client sent in its handshake (empty on a backend: Pitaya does not
 // forward it).
 func (o *Ops) Handshake(ctx context.Context) (*Reply, error) {
