@@ -153,8 +153,10 @@ async def test_backend_bind_and_push_to_front(mixed: Mixed) -> None:
     assert (await client.request("room.room.echo", {}))["uid"] == "ann"
 
     stored = await client.request("room.room.setdata", {"data": {"level": 3, "name": "Ann"}})
-    assert stored["data"] == {"level": 3, "name": "Ann"}
+    assert stored["data"].items() >= {"level": 3, "name": "Ann"}.items()
     shown = await client.request("connector.me.show")
+    # A Go frontend puts "ipversion" in every session's data itself; the rest is ours.
+    shown["data"].pop("ipversion", None)
     assert shown["data"] == {"level": 3, "name": "Ann"}
 
 
