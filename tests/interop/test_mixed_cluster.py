@@ -269,3 +269,38 @@ async def test_dead_backend(mixed: Mixed) -> None:
     code, text = dead_peer_code(mixed.lang(mixed.frontend), mixed.transport)
     body = await failure(client, "room.room.echo", {})
     assert body["code"] == code and text in body["msg"], body
+
+
+async def test_custom_etcd_prefix(
+    direction: str,
+    rpc_transport: str,
+    nats_server: NatsServer,
+    etcd_server: EtcdServer,
+    go_servers: Any,
+    py_nodes: Any,
+    go_clients: Callable[..., GoClient],
+) -> None:
+    """Both languages under the prefix "game-a/" find each other, and not a server that
+    registered under Pitaya's default prefix on the same etcd."""
+    front, back = direction.split("-")
+    prefix = "game-a/"
+
+    async def start_with_prefix(lang: str, role: str, server_id: str) -> Server:
+        if lang == "go":
+            server: Server = await go_servers(
+                role, server_id, nats_server, etcd_server, prefix=prefix
+            )
+        else:
+            server = await py_nodes(
+                role, server_id, nats_server, etcd_server, PITAYA_ETCD_PREFIX=prefix
+            )
+        return server
+
+    await go_servers("room", "room-default-prefix", nats_server, etcd_server)
+    backend = await start_with_prefix(back, "room", f"room-{back}-a")
+    frontend = await start_with_prefix(front, "connector", f"connector-{front}-a")
+    cluster = Mixed(frontend, backend, rpc_transport, go_clients)
+    client = await cluster.client()
+    assert (await client.request("room.room.echo", {}))["server"] == backend.server_id
+    known = (await client.request("connector.me.servers"))["servers"]
+    assert "room-default-prefix" not in known
