@@ -20,6 +20,7 @@ from transport.connection import (
     MessageReceived,
     ServerConnection,
     ServerState,
+    encode_response_packet,
 )
 from transport.errors import (
     HandshakeError,
@@ -468,3 +469,29 @@ def test_a_server_that_does_not_inflate_hands_compressed_messages_over_as_they_a
     assert isinstance(event, MessageReceived)
     with pytest.raises(ProtocolError, match="exceeds the limit of 59 bytes"):
         bounded.inflate(event.message)
+
+
+@given(
+    st.integers(min_value=0, max_value=2**64 - 1) | st.integers(min_value=0, max_value=200),
+    st.binary(max_size=300),
+    st.booleans(),
+)
+def test_the_response_fast_path_writes_the_same_bytes_as_the_general_one(
+    message_id: int, data: bytes, error: bool
+) -> None:
+    general = encode_packet(
+        PacketType.DATA,
+        encode_message(Message(MessageType.RESPONSE, message_id, data=data, error=error)),
+    )
+    assert encode_response_packet(message_id, data, error=error) == general
+    server = ServerConnection()
+    server._state = ServerState.WORKING
+    assert server.encode_response(message_id, data, error=error) == general
+    assert server.encode(Message(MessageType.RESPONSE, message_id, data=data, error=error)) == (
+        general
+    )
+
+
+def test_encode_response_needs_an_accepted_handshake() -> None:
+    with pytest.raises(InvalidState):
+        ServerConnection().encode_response(1, b"{}")
