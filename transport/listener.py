@@ -191,7 +191,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
         return self._shared.view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._shared.buffer[:nbytes]))
+        self.data_received(self._shared.view[:nbytes].tobytes())  # one copy, not two
 
     def data_received(self, data: bytes) -> None:
         """The peer's bytes (a copy out of the shared read buffer); subclasses override."""
