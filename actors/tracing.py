@@ -13,7 +13,9 @@ The spans, as Pitaya makes them (names and attribute keys are Pitaya's where it 
   context (the pomelo protocol has none), so each one starts a new trace;
 * a CLIENT span ``"NATS RPC Call"`` for every RPC a server sends (forwarded requests, user
   RPCs, a backend session's bind/push to its frontend); the trace context goes in the
-  request's ``metadata`` through the global propagator (W3C ``traceparent`` by default);
+  request's ``metadata`` under ``otel-span`` (Go Pitaya's key), a carrier filled by the
+  global propagator (W3C ``traceparent`` by default), so Go and Python servers continue each
+  other's traces;
 * a SERVER span named by the route on the server that receives an RPC, child of the caller's
   client span, so a forwarded request is one trace across frontend and backend.
 
@@ -27,12 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
-
-    from transport.envelope import RpcRequest
 
 INSTRUMENTATION_NAME = "pitaya-actors"
 """The tracer's instrumentation scope name."""
@@ -45,11 +45,38 @@ LOCAL_ID = "local.id"
 LOCAL_TYPE = "local.serverType"
 PEER_ID = "peer.id"
 PEER_TYPE = "peer.serverType"
+SPAN_CARRIER = "otel-span"
+"""Request metadata key of the trace carrier (Go Pitaya's)."""
+PEER_SERVICE = "peer.service"
+"""Request metadata key of the caller's server type (Go Pitaya's)."""
 SESSION_ID = "session.id"
 USER_ID = "user.id"
 MSG_TYPE = "msg.type"
 RPC_TYPE = "rpc.type"
 ERROR_CODE = "error.code"
+
+
+class TracedSession(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def uid(self) -> str | None: ...
+
+
+class RpcRequest(Protocol):
+    """What tracing reads of a cluster request (``actors.cluster.codec.RpcRequest``), and
+    writes: the carrier into ``metadata``."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def notify(self) -> bool: ...
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+    @property
+    def session(self) -> TracedSession | None: ...
 
 
 class TracingUnavailable(RuntimeError):
@@ -123,7 +150,8 @@ class Tracing:
         from opentelemetry.trace import SpanKind
 
         metadata = request.metadata
-        parent = propagate.extract(metadata, Context())
+        carrier = metadata.get(SPAN_CARRIER)
+        parent = propagate.extract(carrier if isinstance(carrier, dict) else {}, Context())
         attributes: dict[str, str | int] = {
             ROUTE: request.route,
             LOCAL_ID: self.server_id,
@@ -131,10 +159,10 @@ class Tracing:
             RPC_TYPE: request.kind,
             MSG_TYPE: "notify" if request.notify else "request",
         }
-        for key in (PEER_ID, PEER_TYPE):
+        for key, attribute in ((PEER_ID, PEER_ID), (PEER_SERVICE, PEER_TYPE)):
             value = metadata.get(key)
-            if value is not None:
-                attributes[key] = value
+            if isinstance(value, str):
+                attributes[attribute] = value
         session = request.session
         if session is not None:
             attributes[SESSION_ID] = session.id
@@ -172,11 +200,10 @@ class Tracing:
                 RPC_TYPE: request.kind,
             },
         )
-        metadata = request.metadata
-        propagate.inject(metadata, trace.set_span_in_context(span, Context()))
-        # The callee names its caller in its server span (Pitaya propagates the same).
-        metadata[PEER_ID] = self.server_id
-        metadata[PEER_TYPE] = self.server_type
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, trace.set_span_in_context(span, Context()))
+        # The codec adds peer.id and peer.service (the callee names its caller with them).
+        request.metadata[SPAN_CARRIER] = carrier
         return span
 
 

@@ -1,12 +1,20 @@
 """gRPC as a byte pipe between cluster servers: a channel per peer, a listener per process.
 
-The service (``transport/protos/cluster.proto``) carries the bytes of cluster envelopes:
-``Call`` is unary (a request and its answer), ``Notify`` a client stream that stays open per
-peer, so notifies reach the peer in the order they were sent (a push before a kick), without
-waiting a round trip each. This module knows nothing of envelopes, servers or Pitaya errors:
-it moves bytes and reports a failed call as :class:`GrpcCallError` with the gRPC status code,
-which ``actors.cluster.grpc_rpc`` maps to ``PIT-408``/``PIT-500``. It uses grpcio's asyncio
-API: calls and the listener run on the server's event loop.
+The service is Go Pitaya's ``protos.Pitaya`` (``transport/protos/pitaya.proto``): ``Call``
+(a ``protos.Request``, answered with a ``protos.Response``), ``PushToUser``, ``KickUser`` and
+``SessionBindRemote``, so Go servers call ours and ours call Go's. The messages go through as
+bytes (generic handlers with identity (de)serializers: the cluster codec already encoded
+them). Beside it, our servers serve ``pitaya_actors.Extras/Notify``, a client stream that
+stays open per peer, so notifies reach one of our peers in the order they were sent (a push
+before a kick), without waiting a round trip each; Go servers have no such method and are
+only sent ``Call``.
+
+This module knows nothing of Pitaya's messages, servers or errors: it moves bytes and reports
+a failed call as :class:`GrpcCallError` with the gRPC status code, which
+``actors.cluster.grpc_rpc`` maps to ``PIT-408``/``PIT-500``. A handler refuses a call with
+:class:`GrpcRefused` (a gRPC error, as a Go server's ``PushToUser`` answers for a uid it does
+not hold). It uses grpcio's asyncio API: calls and the listener run on the server's event
+loop.
 
 ::
 
@@ -24,13 +32,13 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import grpc
 import grpc.aio
 
 from transport.errors import TransportError
-from transport.protos import cluster_pb2, cluster_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +61,21 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.server.max_pending_requests_hard_limit", 100_000),
 ]
 
-_EMPTY = cluster_pb2.Empty()
+SERVICE = "protos.Pitaya"
+"""Go Pitaya's gRPC service."""
+CALL = "Call"
+PUSH_TO_USER = "PushToUser"
+KICK_USER = "KickUser"
+SESSION_BIND_REMOTE = "SessionBindRemote"
+METHODS = (CALL, PUSH_TO_USER, KICK_USER, SESSION_BIND_REMOTE)
+"""The unary methods of ``protos.Pitaya``."""
+EXTRAS_SERVICE = "pitaya_actors.Extras"
+"""Ours: ``Notify``, a stream of ``protos.Request`` that expect no answer."""
+NOTIFY = "Notify"
+
+
+def _path(service: str, method: str) -> str:
+    return f"/{service}/{method}"
 
 
 class GrpcCallError(TransportError):
@@ -70,6 +92,15 @@ class GrpcBindError(TransportError):
     """The listener cannot bind its address (port in use, unknown host)."""
 
 
+class GrpcRefused(TransportError):
+    """Raised by a handler to answer its call with a gRPC error (``UNKNOWN`` and
+    ``details``, what a Go server's handler error becomes) instead of bytes."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self.details = details
+
+
 class GrpcChannel:
     """Calls and notifies to one peer ``host:port``; gRPC connects on first use and
     reconnects by itself."""
@@ -77,9 +108,12 @@ class GrpcChannel:
     def __init__(self, address: str) -> None:
         self.address = address
         self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        stub = cluster_pb2_grpc.PitayaStub(self._channel)
-        self._call = stub.Call
-        self._open_stream = stub.Notify
+        # No (de)serializers: bytes in, bytes out (the cluster codec encoded them).
+        self._methods = {
+            method: self._channel.unary_unary(_path(SERVICE, method)) for method in METHODS
+        }
+        self._call = self._methods[CALL]
+        self._open_stream = self._channel.stream_unary(_path(EXTRAS_SERVICE, NOTIFY))
         self._stream: Any = None
         self._queue: deque[bytes] = deque()
         self._pump: asyncio.Task[None] | None = None
@@ -96,18 +130,23 @@ class GrpcChannel:
         return not self._calls and self._pump is None
 
     async def call(self, data: bytes, timeout: float) -> bytes:
-        """The peer's answer to ``data``; GrpcCallError if it fails or misses ``timeout``."""
+        """The peer's answer to ``data`` (``Call``); GrpcCallError if it fails or misses
+        ``timeout``."""
+        return await self.invoke(CALL, data, timeout)
+
+    async def invoke(self, method: str, data: bytes, timeout: float) -> bytes:
+        """The peer's answer to ``data`` on ``method`` (one of :data:`METHODS`)."""
         self._calls += 1
         self._idle.clear()
         try:
-            response = await self._call(cluster_pb2.Envelope(data=data), timeout=timeout)
+            response: bytes = await self._methods[method](data, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise GrpcCallError(exc.code(), exc.details() or "", self.address) from None
         finally:
             self._calls -= 1
             if self.idle:
                 self._idle.set()
-        return bytes(response.data)
+        return response
 
     def notify(self, data: bytes) -> None:
         """Queue ``data`` for the peer; sent in order on the notify stream. Never blocks."""
@@ -119,13 +158,13 @@ class GrpcChannel:
     async def _send_queued(self) -> None:
         try:
             while self._queue:
-                await self._write(cluster_pb2.Envelope(data=self._queue.popleft()))
+                await self._write(self._queue.popleft())
         finally:
             self._pump = None
             if self.idle:
                 self._idle.set()
 
-    async def _write(self, message: cluster_pb2.Envelope) -> None:
+    async def _write(self, message: bytes) -> None:
         # A stream opened before the peer restarted fails on the next write: open a new one
         # and try once more before giving the notify up.
         for attempt in (1, 2):
@@ -163,37 +202,62 @@ def _describe(exc: BaseException) -> str:
 
 CallHandler = Callable[[bytes], Awaitable[bytes]]
 """Answers the bytes of a ``Call`` (awaited: the answer may come from another actor)."""
+MethodHandler = Callable[[str, bytes], Awaitable[bytes]]
+"""Answers the bytes of ``PushToUser``/``KickUser``/``SessionBindRemote`` (the method's name
+first); raises :class:`GrpcRefused` to answer with a gRPC error."""
 NotifyHandler = Callable[[bytes], None]
 """Takes the bytes of one notify; must not block (the stream's next message waits)."""
 
 
-class _Servicer(cluster_pb2_grpc.PitayaServicer):
-    def __init__(self, on_call: CallHandler, on_notify: NotifyHandler) -> None:
-        self.on_call = on_call
-        self.on_notify = on_notify
+def _unary(answer: Callable[[bytes], Awaitable[bytes]]) -> grpc.RpcMethodHandler:
+    async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            return await answer(request)
+        except GrpcRefused as exc:
+            await context.abort(grpc.StatusCode.UNKNOWN, exc.details)
+            raise  # abort raises; this line is for type checkers
 
-    async def Call(  # the method names are the proto's
-        self, request: cluster_pb2.Envelope, context: grpc.aio.ServicerContext
-    ) -> cluster_pb2.Envelope:
-        return cluster_pb2.Envelope(data=await self.on_call(request.data))
+    return grpc.unary_unary_rpc_method_handler(handle)
 
-    async def Notify(
-        self, requests: AsyncIterator[cluster_pb2.Envelope], context: grpc.aio.ServicerContext
-    ) -> cluster_pb2.Empty:
+
+def _handlers(
+    on_call: CallHandler, on_method: MethodHandler | None, on_notify: NotifyHandler
+) -> tuple[grpc.GenericRpcHandler, ...]:
+    methods = {CALL: _unary(on_call)}
+    if on_method is not None:
+        for name in METHODS[1:]:
+            methods[name] = _unary(partial(on_method, name))
+
+    async def notify(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
         async for request in requests:
-            self.on_notify(request.data)
-        return _EMPTY
+            on_notify(request)
+        return b""
+
+    return (
+        grpc.method_handlers_generic_handler(SERVICE, methods),
+        grpc.method_handlers_generic_handler(
+            EXTRAS_SERVICE, {NOTIFY: grpc.stream_unary_rpc_method_handler(notify)}
+        ),
+    )
 
 
 class GrpcListener:
-    """The ``Pitaya`` gRPC service of this process on ``host:port`` (0: a free port)."""
+    """The ``protos.Pitaya`` gRPC service of this process on ``host:port`` (0: a free
+    port), and our ``Notify`` stream. ``on_method`` serves ``PushToUser``/``KickUser``/
+    ``SessionBindRemote`` (None: ``UNIMPLEMENTED``)."""
 
     def __init__(
-        self, host: str, port: int, *, on_call: CallHandler, on_notify: NotifyHandler
+        self,
+        host: str,
+        port: int,
+        *,
+        on_call: CallHandler,
+        on_notify: NotifyHandler,
+        on_method: MethodHandler | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self._servicer = _Servicer(on_call, on_notify)
+        self._handlers = _handlers(on_call, on_method, on_notify)
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -203,7 +267,7 @@ class GrpcListener:
     async def start(self) -> int:
         """Bind and serve; returns the bound port. GrpcBindError if it cannot bind."""
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        cluster_pb2_grpc.add_PitayaServicer_to_server(self._servicer, server)
+        server.add_generic_rpc_handlers(self._handlers)
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         try:
             port = server.add_insecure_port(address)

@@ -31,7 +31,7 @@ class BackendSession(Session):
     cluster's :class:`~actors.cluster.outbound.Outbound`); ``serializer``: the client
     serializer pushes are encoded with."""
 
-    __slots__ = ("_frontend", "frontend_id", "frontend_type", "read_only")
+    __slots__ = ("_frontend", "frontend_extras", "frontend_id", "frontend_type", "read_only")
 
     def __init__(
         self,
@@ -52,6 +52,8 @@ class BackendSession(Session):
             )
         self.frontend_id = snapshot.frontend_id
         self.frontend_type = snapshot.frontend_type
+        self.frontend_extras = snapshot.extras
+        """The frontend is one of ours (takes our extra routes), as its request said."""
         self.read_only = read_only
         self._frontend = frontend
 
@@ -67,7 +69,7 @@ class BackendSession(Session):
         if self.uid is not None:
             raise SessionAlreadyBound(f"session {self.id} is already bound to uid {self.uid!r}")
         await self._frontend.frontend_call(
-            self.frontend_id, SessionBind(self.id, uid), self.frontend_type
+            self.frontend_id, SessionBind(self.id, uid), self.frontend_type, self.frontend_extras
         )
         self.uid = uid
 
@@ -75,19 +77,28 @@ class BackendSession(Session):
         """Send this copy's ``data`` back to the frontend session (replacing it)."""
         self._writable("push_to_front")
         await self._frontend.frontend_call(
-            self.frontend_id, SessionData(self.id, self.data), self.frontend_type
+            self.frontend_id,
+            SessionData(self.id, self.uid, self.data),
+            self.frontend_type,
+            self.frontend_extras,
         )
 
     def push(self, route: str, body: Any) -> None:
         payload = encode_result(body, self._serializer)
         self._frontend.frontend_notify(
-            self.frontend_id, SessionPush(self.id, route, payload), self.frontend_type
+            self.frontend_id,
+            SessionPush(self.id, self.uid, route, payload),
+            self.frontend_type,
+            self.frontend_extras,
         )
 
     def kick(self, reason: str = "") -> None:
         self._writable("kick")
         self._frontend.frontend_notify(
-            self.frontend_id, SessionKick(self.id, reason), self.frontend_type
+            self.frontend_id,
+            SessionKick(self.id, self.uid, reason),
+            self.frontend_type,
+            self.frontend_extras,
         )
 
     def on_close(self, callback: CloseCallback) -> None:

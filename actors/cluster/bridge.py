@@ -4,14 +4,15 @@ It sits on top of the RPC seam (``actors.cluster.rpc``) and is the same for NATS
 Reentrant, because it mostly waits on the network: many calls are in flight at once.
 
 * Out: an :class:`OutboundCall` is sent with the :class:`~actors.cluster.rpc.RPCClient`; the
-  answer (an encoded RpcResponse) is the reply.
-* In: the :class:`~actors.cluster.rpc.RPCServer` tells it an :class:`Inbound` per envelope.
+  answer (an encoded ``protos.Response``) is the reply.
+* In: the :class:`~actors.cluster.rpc.RPCServer` tells it an :class:`Inbound` per message.
   It is decoded (``actors.cluster.codec``) and handed on without waiting: a forwarded client
-  message runs through the invocation path with a backend session, a user RPC too (on the
-  remote routes), a control (``actors.cluster.control``) goes to the :class:`ControlHandler`;
-  the answer goes back through the envelope's ``respond`` when the handler replies. A
-  malformed envelope is answered with ``PIT-400`` (when an answer is expected), logged and
-  counted, and never stops the bridge.
+  message (Sys) runs through the invocation path with a backend session, a user RPC too (on
+  the remote routes), a control (``actors.cluster.control``) goes to the
+  :class:`ControlHandler`, and so do pushes and kicks by uid; the answer goes back through
+  the message's ``respond`` when the handler replies (a notify is answered ``ack``, as Go
+  does). A malformed message is answered with ``PIT-400`` (when an answer is expected),
+  logged and counted, and never stops the bridge.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ from typing import TYPE_CHECKING, Any
 from actors.actor import Actor
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.codec import (
-    RPC_SERIALIZER,
-    BindNotice,
-    EnvelopeError,
+    ACK,
+    SYS,
+    CodecError,
     RpcRequest,
-    UserKick,
-    UserPush,
-    decode,
+    decode_bind,
+    decode_kick,
+    decode_push,
+    decode_request,
     encode_answer,
     encode_error,
+    rpc_serializer,
 )
-from actors.cluster.control import CONTROL_ROUTES
+from actors.cluster.control import control_route
+from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import BadRequest, RouteNotFound
 from actors.invocation import Sequencer
 from actors.tracing import end_span
@@ -52,8 +56,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class OutboundCall:
-    """Send ``payload`` (an encoded RpcRequest) to ``server``; the reply is the raw answer
-    (an encoded RpcResponse)."""
+    """Send ``payload`` (an encoded ``protos.Request``) to ``server``; the reply is the raw
+    answer (an encoded ``protos.Response``)."""
 
     server: ServerInfo
     payload: bytes
@@ -62,8 +66,8 @@ class OutboundCall:
 
 @dataclass(frozen=True, slots=True)
 class OutboundNotify:
-    """Send ``payload`` (an encoded RpcRequest that expects no answer) to ``server``, in
-    this bridge's order with the calls."""
+    """Send ``payload`` (an encoded ``protos.Request`` that expects no answer) to ``server``,
+    in this bridge's order with the calls."""
 
     server: ServerInfo
     payload: bytes
@@ -71,8 +75,10 @@ class OutboundNotify:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """An envelope that arrived for this server; ``respond`` is None for a notify."""
+    """A message of ``kind`` (``actors.cluster.rpc.REQUEST`` ...) that arrived for this
+    server; ``respond`` is None when the sender expects no answer."""
 
+    kind: str
     data: bytes
     respond: Respond | None
 
@@ -82,7 +88,7 @@ class RpcBridge(Actor):
     on ``local_routes`` (forwarded client messages) or ``remote_routes`` (user RPCs), with a
     :class:`BackendSession` that reaches its frontend through ``frontend`` and pushes with
     ``serializer``, traced with ``tracing``; controls go to ``controls``,
-    bind notices to ``on_bind_notice``; ``on_dropped`` counts malformed envelopes."""
+    bind notices to ``on_bind_notice``; ``on_dropped`` counts malformed messages."""
 
     reentrant = True
 
@@ -129,28 +135,33 @@ class RpcBridge(Actor):
 
     def on_inbound(self, msg: Inbound) -> None:
         respond = msg.respond
+        kind = msg.kind
         try:
-            envelope = decode(msg.data)
-        except EnvelopeError as exc:
+            if kind == REQUEST:
+                self._request(decode_request(msg.data), respond)
+            elif kind == PUSH:
+                self.controls.on_user_message(decode_push(msg.data), respond)
+            elif kind == KICK:
+                self.controls.on_user_message(decode_kick(msg.data), respond)
+            elif kind == BIND:
+                self.on_bind_notice(decode_bind(msg.data))
+                if respond is not None:
+                    respond(ACK)
+            else:
+                raise CodecError(f"unknown inbound kind {kind!r}")
+        except CodecError as exc:
             self.on_dropped()
             log.warning("[%s] dropped a malformed message: %s", self.server_id, exc)
             if respond is not None:
                 respond(encode_error(BadRequest(str(exc))))
-            return
-        if isinstance(envelope, RpcRequest):
-            self._request(envelope, respond)
-        elif isinstance(envelope, UserPush | UserKick):
-            self.controls.on_user_envelope(envelope, respond)
-        elif isinstance(envelope, BindNotice):
-            self.on_bind_notice(envelope)
-        else:
-            log.debug("[%s] ignoring %s", self.server_id, type(envelope).__name__)
 
     def _request(self, request: RpcRequest, respond: Respond | None) -> None:
-        sys = request.kind == "sys"
-        if sys and request.route in CONTROL_ROUTES:
-            self.run_task(self.controls.on_request(request, respond))
-            return
+        sys = request.kind == SYS
+        if not sys:
+            control = control_route(request.route)
+            if control is not None:
+                self.run_task(self.controls.on_request(control, request, respond))
+                return
         route = (self.local_routes if sys else self.remote_routes).get(request.route)
         if route is None:
             if respond is not None:
@@ -167,8 +178,9 @@ class RpcBridge(Actor):
         )
         tracing = self.tracing
         span = tracing.start_rpc_server_span(request) if tracing.enabled else None
-        serializer = None if sys else RPC_SERIALIZER
+        serializer = None if sys else rpc_serializer(request)
         invoke = self.invoker.invoke
+        notify = request.notify
 
         def reply(result: Any, error: BaseException | None) -> None:
             if span is not None:
@@ -176,6 +188,8 @@ class RpcBridge(Actor):
             if respond is not None:
                 if error is not None:
                     respond(encode_error(error))
+                elif notify:
+                    respond(ACK)
                 else:
                     respond(encode_answer(result or b""))
 

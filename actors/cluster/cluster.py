@@ -9,9 +9,10 @@ piece is a module with one job:
   subjects, over ``transport.nats``) and ``grpc_rpc`` (``rpc_transport="grpc"``, over
   ``transport.grpc_rpc``); ``defaults`` builds the discovery and RPC from the config when the
   app was given none (``memory`` has in-memory ones for tests);
-* ``codec``: envelopes to bytes and back, the one place that knows the wire format;
+* ``codec``: Pitaya's protobuf messages to bytes and back, the one place that knows the wire
+  format;
 * ``outbound``: calls to other servers (forwarded client messages, user RPCs, controls);
-* ``bridge``: the reentrant actor every call goes out through and every inbound envelope
+* ``bridge``: the reentrant actor every call goes out through and every inbound message
   comes in by (to the invocation path, or to the controls);
 * ``control``: the typed control messages (bind, push, kick, ...) and their handling;
 * ``users``: push and kick by uid, bind notices, backends' session events;
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.bridge import Inbound, RpcBridge
+from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION
 from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
 from actors.cluster.discovery import DuplicateServerId, ServerInfo, ServiceDiscovery
@@ -80,10 +82,10 @@ class Cluster:
             id=app.server_id,
             type=app.server_type,
             frontend=app.is_frontend,
-            metadata=dict(config.metadata),
+            metadata={**config.metadata, EXTRAS_KEY: EXTRAS_VERSION},
         )
         self.dropped_messages = 0
-        """Inbound messages that will never be handled: malformed envelopes the bridge
+        """Inbound messages that will never be handled: malformed messages the bridge
         dropped, and messages NATS dropped because this server read too slowly (slow
         consumer). Reported as Pitaya's ``rpc_server_dropped_messages`` gauge."""
         self.discovery: ServiceDiscovery = (
@@ -193,8 +195,8 @@ class Cluster:
             name="rpc-bridge",
         )
 
-        def deliver(data: bytes, respond: Respond | None) -> None:
-            bridge.tell(Inbound(data, respond))
+        def deliver(kind: str, data: bytes, respond: Respond | None) -> None:
+            bridge.tell(Inbound(kind, data, respond))
 
         try:
             await self.rpc_server.start(self.me, deliver)

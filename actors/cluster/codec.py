@@ -1,87 +1,516 @@
-"""The cluster's wire codec: the one place that knows how envelopes become bytes.
+"""The cluster's wire codec: Pitaya's protobuf protocol, and the one place that knows its bytes.
 
-Every cluster module encodes and decodes through these names, never through
-``transport.envelope`` directly, so replacing the protocol (Pitaya's protobuf ``Request`` /
-``Response`` for Go interop) changes this module and ``actors.cluster.control`` only.
+Servers talk Go Pitaya v3's messages (``transport/protos/pitaya.proto``, package ``protos``),
+byte for byte, so a Python server can sit in a Go Pitaya cluster. Every cluster module encodes
+and decodes through the names here, never through ``pitaya_pb2`` directly.
 
-* :func:`encode` / :func:`decode`: an envelope to bytes and back (``EnvelopeError`` on bad
-  input);
-* answers: :data:`ACK`, :func:`encode_answer`, :func:`encode_error`, and :func:`read_answer`
-  on the caller's side (the payload, or the remote's error raised as a ``PitayaError``);
-* :func:`snapshot`: the part of a session that travels with a request;
-* :data:`RPC_SERIALIZER`: how user RPC arguments and results travel.
+* A request (:class:`RpcRequest`) is a ``protos.Request``: ``type`` Sys for a client message a
+  frontend forwards, User for an RPC server code makes; ``msg`` {id, route, data, type
+  Request/Notify}; ``session`` {id, uid, data: a JSON object}; ``frontendID``; ``metadata``:
+  a JSON object that always holds ``peer.id``, ``peer.service`` and ``reqTimeout`` (a Go
+  duration, ``"5s"``), and the trace carrier under ``otel-span`` when tracing (an empty one
+  makes a Go server answer PIT-500). :func:`encode_request` / :func:`decode_request`.
+* An answer is a ``protos.Response``: ``data``, or ``error`` {code, msg, metadata}. A notify
+  is answered :data:`ACK` (``data = "ack"``, as Go's handler pool does); Pitaya's frontend
+  controls (``sys.bindsession``, ``sys.pushsession``, ``sys.kick``) answer a Response whose
+  data is itself a marshalled ``Response``/``KickAnswer`` (:data:`CONTROL_ACK`,
+  :func:`encode_kick_answer`), as Go's ``remote.Sys`` does through its user RPC path.
+* Push and kick by uid: a ``protos.Push`` / ``protos.KickMsg``; a bind broadcast: a
+  ``protos.BindMsg``.
+
+What we offer beyond Pitaya rides on the same messages (a Go peer ignores it, and is never
+sent our extra routes: see ``actors.cluster.control``):
+
+* metadata key :data:`SESSION_KEY` (``"py.session"``): ``{"ftype": <the session's frontend
+  type>, "hs": <its handshake {"sys", "user"} or null>}``, on requests that carry a session
+  held by one of our frontends (a backend sees the handshake; its presence also says the
+  session's frontend understands our extra routes);
+* metadata key :data:`ARGS_KEY` (``"py.args": "msgpack"``): a user RPC whose argument (and
+  answer) is msgpack, not protobuf (:data:`RPC_SERIALIZER`, between our servers only);
+* discovery metadata :data:`EXTRAS_KEY` (``"pitayaActors": "1"``): this server understands
+  the extras (the extra sys routes, acknowledged push and kick by uid).
 
 ::
 
-    snap = snapshot(session, "connector-1", "connector")
-    answer = await rpc_client.call(server, encode(RpcRequest("user", route, b"", snap)), 5)
+    wire = encode_request(RpcRequest("user", "room.room.count", b""), "connector-1",
+                          "connector", 5.0)
+    answer = await rpc_client.call(server, wire, 5)
     payload = read_answer(answer)  # raises PitayaError("PIT-404", ...) if the route is unknown
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from google.protobuf.message import DecodeError, EncodeError
+from google.protobuf.message import Message as ProtoMessage
+
 from actors.errors import InternalError, PitayaError, as_pitaya_error
-from transport.envelope import (
-    BindNotice,
-    Envelope,
-    EnvelopeError,
-    RpcRequest,
-    RpcResponse,
-    SessionSnapshot,
-    UserKick,
-    UserPush,
-)
-from transport.envelope import decode_envelope as decode
-from transport.envelope import encode_envelope as encode
-from transport.errorbody import ErrorBody
+from transport.errors import ProtocolError, SerializationError
+from transport.protobuf import is_message_class
+from transport.protos import pitaya_pb2 as pb
 from transport.serializers import MsgpackSerializer
 
 if TYPE_CHECKING:
     from transport.handshake import HandshakeRequest
 
-RPC_SERIALIZER = MsgpackSerializer()
-"""User RPC arguments and results travel as msgpack between servers."""
+SYS = "sys"
+""":attr:`RpcRequest.kind` of a client message forwarded by a frontend (``RPCType.Sys``)."""
+USER = "user"
+""":attr:`RpcRequest.kind` of an RPC made by server code (``RPCType.User``)."""
 
-ACK = encode(RpcResponse())
-"""The empty answer: a notify handled, a control done."""
+PEER_ID_KEY = "peer.id"
+PEER_SERVICE_KEY = "peer.service"
+TIMEOUT_KEY = "reqTimeout"
+SPAN_KEY = "otel-span"
+"""Go Pitaya's metadata keys: the sender's id and type, its timeout, the trace carrier."""
+
+SESSION_KEY = "py.session"
+"""Our metadata key: the session's frontend type and handshake (see the module docstring)."""
+ARGS_KEY = "py.args"
+"""Our metadata key: ``"msgpack"`` when a user RPC's argument and answer are msgpack."""
+MSGPACK_ARGS = "msgpack"
+EXTRAS_KEY = "pitayaActors"
+"""Discovery metadata key a server of ours advertises (value :data:`EXTRAS_VERSION`)."""
+EXTRAS_VERSION = "1"
+
+
+class CodecError(ProtocolError):
+    """Bytes from a peer that are not the Pitaya message expected there, or a value this
+    server cannot put in one (session data that is not a JSON object)."""
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """The part of a frontend session that travels with a request.
+
+    ``extras``: the session's frontend is one of ours (it takes our extra routes).
+    """
+
+    id: int
+    frontend_id: str
+    frontend_type: str
+    uid: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    handshake: dict[str, Any] | None = None
+    extras: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RpcRequest:
+    """``kind`` is :data:`SYS` (forwarded client message) or :data:`USER` (RPC); ``mid``: the
+    client's message id of a forwarded request; ``metadata``: what travels beside Pitaya's own
+    keys (the trace carrier under ``otel-span``, our ``py.*`` keys); the encoder adds
+    ``peer.id``, ``peer.service`` and ``reqTimeout``."""
+
+    kind: str
+    route: str
+    data: bytes
+    session: SessionSnapshot | None = None
+    notify: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    mid: int = 0
+
+
+_SEPARATORS = (",", ":")
+_dumps = json.JSONEncoder(separators=_SEPARATORS, ensure_ascii=False).encode
+
+
+def encode_request(request: RpcRequest, sender_id: str, sender_type: str, timeout: float) -> bytes:
+    """``request`` as the ``protos.Request`` bytes a Go server reads; ``sender_*``: this
+    server; ``timeout``: the caller's, as ``reqTimeout``. Raises CodecError when the session's
+    data is not a JSON object."""
+    metadata: dict[str, Any] = {
+        PEER_ID_KEY: sender_id,
+        PEER_SERVICE_KEY: sender_type,
+        TIMEOUT_KEY: go_duration(timeout),
+    }
+    if request.metadata:
+        metadata.update(request.metadata)
+    message = pb.Request(
+        type=pb.Sys if request.kind == SYS else pb.User,
+        msg=pb.Msg(
+            id=request.mid,
+            route=request.route,
+            data=request.data,
+            type=pb.MsgNotify if request.notify else pb.MsgRequest,
+        ),
+    )
+    session = request.session
+    try:
+        if session is not None:
+            message.frontendID = session.frontend_id
+            message.session.id = session.id
+            if session.uid:
+                message.session.uid = session.uid
+            message.session.data = _dumps(session.data).encode()
+            if session.extras:
+                metadata[SESSION_KEY] = {"ftype": session.frontend_type, "hs": session.handshake}
+        message.metadata = _dumps(metadata).encode()
+        return message.SerializeToString()  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError, EncodeError) as exc:
+        raise CodecError(f"cannot encode the request for {request.route}: {exc}") from exc
+
+
+def decode_request(data: bytes) -> RpcRequest:
+    """A ``protos.Request`` from a peer (Go or ours); every malformed input raises CodecError.
+
+    Without our ``py.session`` key (a Go frontend) the session's frontend type is the
+    sender's ``peer.service`` when the sender is that frontend, else empty (found in
+    discovery).
+    """
+    try:
+        message = pb.Request.FromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise CodecError(f"not a protos.Request: {exc}") from exc
+    if not message.HasField("msg"):
+        raise CodecError("protos.Request without msg")
+    msg = message.msg
+    if not msg.route:
+        raise CodecError("protos.Request without a route")
+    if message.type not in (pb.Sys, pb.User):
+        raise CodecError(f"unknown RPC type {message.type}")
+    metadata = _json_object(message.metadata, "metadata") if message.metadata else {}
+    session = None
+    if message.HasField("session"):
+        s = message.session
+        extras = metadata.get(SESSION_KEY)
+        frontend_id = message.frontendID
+        if isinstance(extras, dict):
+            frontend_type = extras.get("ftype")
+            handshake = extras.get("hs")
+            if not isinstance(frontend_type, str):
+                raise CodecError(f"metadata {SESSION_KEY}.ftype must be a string")
+            if handshake is not None and not isinstance(handshake, dict):
+                raise CodecError(f"metadata {SESSION_KEY}.hs must be an object")
+        elif extras is None:
+            same = metadata.get(PEER_ID_KEY) == frontend_id
+            peer_type = metadata.get(PEER_SERVICE_KEY)
+            frontend_type = peer_type if same and isinstance(peer_type, str) else ""
+            handshake = None
+        else:
+            raise CodecError(f"metadata {SESSION_KEY} must be an object")
+        session = SessionSnapshot(
+            id=s.id,
+            frontend_id=frontend_id,
+            frontend_type=frontend_type,
+            uid=s.uid or None,
+            data=_json_object(s.data, "session data") if s.data else {},
+            handshake=handshake,
+            extras=extras is not None,
+        )
+    return RpcRequest(
+        kind=SYS if message.type == pb.Sys else USER,
+        route=msg.route,
+        data=msg.data,
+        session=session,
+        notify=msg.type == pb.MsgNotify,
+        metadata=metadata,
+        mid=msg.id,
+    )
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CodecError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise CodecError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+# -- durations (Go's time.Duration strings) -----------------------------------------------------
+
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+@lru_cache(maxsize=64)
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go's ``time.ParseDuration`` reads it (``5.0`` -> ``"5s"``, ``0.25`` ->
+    ``"250ms"``)."""
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    millis = seconds * 1000
+    if abs(millis - round(millis)) < 1e-9:
+        return f"{round(millis)}ms"
+    return f"{seconds!r}s"
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds of a Go duration string (``"5s"``, ``"1m30s"``, ``"250ms"``); CodecError
+    otherwise."""
+    if text in ("0", "+0", "-0"):
+        return 0.0
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    position, total = 0, 0.0
+    for match in _DURATION.finditer(body):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if not body or position != len(body):
+        raise CodecError(f"not a Go duration: {text!r}")
+    return sign * total
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+ACK: bytes = pb.Response(data=b"ack").SerializeToString()
+"""The answer to a notify (Go answers forwarded notifies, and its pushes by uid, "ack")."""
+
+CONTROL_ACK: bytes = pb.Response(data=ACK).SerializeToString()
+"""The answer of ``sys.bindsession``/``sys.pushsession``: Go's Sys remote returns a
+``Response{data: "ack"}``, which its user RPC path marshals into the data of the answer."""
 
 
 def encode_answer(data: bytes) -> bytes:
-    """A successful answer carrying ``data``."""
-    return encode(RpcResponse(data=data)) if data else ACK
+    """A successful ``protos.Response`` carrying ``data``."""
+    return pb.Response(data=data).SerializeToString() if data else b""
 
 
 def encode_error(error: BaseException) -> bytes:
-    """An error answer: ``error`` as Pitaya's code, message and metadata."""
+    """An error ``protos.Response``: ``error`` as Pitaya's code, message and metadata."""
     pitaya = as_pitaya_error(error)
-    return encode(RpcResponse(error=ErrorBody(pitaya.code, pitaya.msg, pitaya.metadata)))
+    message = pb.Response()
+    message.error.code = pitaya.code
+    message.error.msg = pitaya.msg
+    for key, value in pitaya.metadata.items():
+        message.error.metadata[str(key)] = str(value)
+    return message.SerializeToString()  # type: ignore[no-any-return]
+
+
+def encode_kick_answer(kicked: bool = True) -> bytes:
+    """The answer of ``sys.kick``: a Response whose data is a ``KickAnswer`` (Go's)."""
+    return encode_answer(pb.KickAnswer(kicked=kicked).SerializeToString())
+
+
+def _response(data: bytes) -> Any:
+    try:
+        return pb.Response.FromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InternalError(f"malformed RPC response: {exc}") from exc
 
 
 def read_answer(data: bytes) -> bytes:
-    """The payload of an answer; its error raised as a PitayaError (InternalError when the
-    bytes are not an answer)."""
-    try:
-        response = decode(data)
-    except Exception as exc:
-        raise InternalError(f"malformed RPC response: {exc}") from exc
-    if not isinstance(response, RpcResponse):
-        raise InternalError("RPC answered with a non-response envelope")
-    if response.error is not None:
-        e = response.error
-        raise PitayaError(e.code, e.msg, e.metadata)
-    return response.data
+    """The payload of an answer; its error raised as a PitayaError (an error without a code
+    is Go's ``PIT-000``; InternalError when the bytes are not a Response)."""
+    response = _response(data)
+    if response.HasField("error"):
+        error = response.error
+        raise PitayaError(error.code or "PIT-000", error.msg, dict(error.metadata))
+    return response.data  # type: ignore[no-any-return]
 
 
 def is_refusal(data: bytes) -> bool | None:
     """Of an answer to a push or kick by uid: True when it is an error (the frontend no
     longer holds the uid), False when it acknowledged, None when it is not an answer."""
     try:
-        response = decode(data)
-    except EnvelopeError:
+        return _response(data).HasField("error")  # type: ignore[no-any-return]
+    except InternalError:
         return None
-    return isinstance(response, RpcResponse) and response.error is not None
+
+
+def kick_answer_of(answer: bytes) -> bytes:
+    """gRPC ``KickUser`` returns a bare ``KickAnswer``: the one of a successful answer
+    (raises the PitayaError of an error answer)."""
+    read_answer(answer)
+    return pb.KickAnswer(kicked=True).SerializeToString()  # type: ignore[no-any-return]
+
+
+def read_kick_answer(data: bytes) -> bool:
+    """``kicked`` of a bare ``KickAnswer`` (gRPC ``KickUser``)."""
+    try:
+        return pb.KickAnswer.FromString(data).kicked  # type: ignore[no-any-return]
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InternalError(f"malformed KickAnswer: {exc}") from exc
+
+
+# -- push, kick, bind by uid ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserPush:
+    """A ``protos.Push``: ``data`` (serialized) on ``route`` to the client of ``uid``."""
+
+    uid: str
+    route: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UserKick:
+    """A ``protos.KickMsg``: kick the client of ``uid``."""
+
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class BindNotice:
+    """A ``protos.BindMsg``: ``uid`` was bound on the frontend ``frontend_id``."""
+
+    uid: str
+    frontend_id: str
+
+
+def encode_push(push: UserPush) -> bytes:
+    return pb.Push(route=push.route, uid=push.uid, data=push.data).SerializeToString()  # type: ignore[no-any-return]
+
+
+def decode_push(data: bytes, *, uid_required: bool = True) -> UserPush:
+    """A ``protos.Push``; its uid may be empty only when not ``uid_required`` (a push to an
+    unbound session, ``pysys.push``)."""
+    message = _parse(pb.Push, data)
+    if not message.route or (uid_required and not message.uid):
+        raise CodecError("protos.Push needs a uid and a route")
+    return UserPush(message.uid, message.route, message.data)
+
+
+def encode_kick(kick: UserKick) -> bytes:
+    return pb.KickMsg(userId=kick.uid).SerializeToString()  # type: ignore[no-any-return]
+
+
+def decode_kick(data: bytes) -> UserKick:
+    message = _parse(pb.KickMsg, data)
+    if not message.userId:
+        raise CodecError("protos.KickMsg needs a userId")
+    return UserKick(message.userId)
+
+
+def encode_bind(notice: BindNotice) -> bytes:
+    return pb.BindMsg(uid=notice.uid, fid=notice.frontend_id).SerializeToString()  # type: ignore[no-any-return]
+
+
+def decode_bind(data: bytes) -> BindNotice:
+    message = _parse(pb.BindMsg, data)
+    if not message.uid or not message.fid:
+        raise CodecError("protos.BindMsg needs a uid and a fid")
+    return BindNotice(message.uid, message.fid)
+
+
+def _parse(cls: Any, data: bytes) -> Any:
+    try:
+        return cls.FromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise CodecError(f"not a protos.{cls.__name__}: {exc}") from exc
+
+
+# -- control bodies (``actors.cluster.control``) ------------------------------------------------
+
+
+def encode_session_body(sid: int, uid: str | None, data: dict[str, Any] | None) -> bytes:
+    """The ``protos.Session`` argument of ``sys.bindsession`` (no data) and
+    ``sys.pushsession``; CodecError when ``data`` is not a JSON object."""
+    message = pb.Session(id=sid, uid=uid or "")
+    if data is not None:
+        try:
+            message.data = _dumps(data).encode()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"session data is not a JSON object: {exc}") from exc
+    return message.SerializeToString()  # type: ignore[no-any-return]
+
+
+def decode_session_body(body: bytes) -> tuple[int, str | None, dict[str, Any] | None]:
+    """``(id, uid, data)`` of a ``protos.Session`` argument; data None when absent."""
+    message = _parse(pb.Session, body)
+    data = _json_object(message.data, "session data") if message.data else None
+    return message.id, message.uid or None, data
+
+
+def encode_json_body(value: dict[str, Any]) -> bytes:
+    """The body of one of our extra routes that is no Pitaya message (a session event)."""
+    return _dumps(value).encode()
+
+
+def decode_json_body(body: bytes) -> dict[str, Any]:
+    return _json_object(body, "body")
+
+
+def encode_text_body(text: str) -> bytes:
+    return text.encode()
+
+
+def decode_text_body(body: bytes) -> str:
+    try:
+        return body.decode()
+    except UnicodeDecodeError as exc:
+        raise CodecError(f"body is not UTF-8: {exc}") from exc
+
+
+def has_extras(metadata: Mapping[str, str]) -> bool:
+    """A server's discovery ``metadata`` says it is one of ours (takes the extras)."""
+    return metadata.get(EXTRAS_KEY) == EXTRAS_VERSION
+
+
+# -- user RPC arguments -------------------------------------------------------------------------
+
+RPC_SERIALIZER = MsgpackSerializer()
+"""User RPC arguments and results between our servers when the argument is no protobuf
+message (marked ``py.args: msgpack``): any msgpack value."""
+
+
+class ProtobufRpcSerializer:
+    """User RPC arguments and results as Pitaya's: protobuf messages only (a Go caller, or
+    ours calling with a protobuf message or bytes). Anything else is refused with a message
+    that says what to declare."""
+
+    name = "protobuf"
+
+    def marshal(self, value: Any) -> bytes:
+        if isinstance(value, ProtoMessage):
+            return value.SerializeToString()  # type: ignore[no-any-return]
+        if value is None:
+            return b""
+        raise SerializationError(
+            f"this RPC's caller reads protobuf (Pitaya's remotes): return a protobuf message "
+            f"or bytes, not {type(value).__name__}"
+        )
+
+    def unmarshal(self, data: bytes, into: type[Any] | None = None) -> Any:
+        if into is not None and is_message_class(into):
+            try:
+                return into.FromString(data)
+            except (DecodeError, RuntimeError, ValueError) as exc:
+                raise SerializationError(f"not a {into.__name__}: {exc}") from exc
+        if not data:
+            return None
+        raise SerializationError(
+            "the caller sent a protobuf argument (Pitaya's remotes): declare the remote's "
+            "parameter as a protobuf message class or bytes"
+        )
+
+
+PROTOBUF_RPC_SERIALIZER = ProtobufRpcSerializer()
+
+
+def rpc_serializer(request: RpcRequest) -> Any:
+    """The serializer of a user RPC's argument and answer: msgpack when the caller marked it
+    (one of ours), else Pitaya's protobuf."""
+    if request.metadata.get(ARGS_KEY) == MSGPACK_ARGS:
+        return RPC_SERIALIZER
+    return PROTOBUF_RPC_SERIALIZER
+
+
+# -- sessions ---------------------------------------------------------------------------------
 
 
 class SessionFields(Protocol):
@@ -101,8 +530,8 @@ class SessionFields(Protocol):
 
 
 def snapshot(session: SessionFields, frontend_id: str, frontend_type: str) -> SessionSnapshot:
-    """What travels of ``session``; a backend session keeps its own frontend's id and type,
-    a frontend's session takes ``frontend_id``/``frontend_type`` (this server)."""
+    """What travels of ``session``; a backend session keeps its own frontend's id, type and
+    ``extras``, a frontend's session takes ``frontend_id``/``frontend_type`` (this server)."""
     handshake = session.handshake
     return SessionSnapshot(
         id=session.id,
@@ -111,26 +540,55 @@ def snapshot(session: SessionFields, frontend_id: str, frontend_type: str) -> Se
         uid=session.uid,
         data=session.data,
         handshake={"sys": handshake.sys, "user": handshake.user} if handshake else None,
+        extras=getattr(session, "frontend_extras", True),
     )
 
 
 __all__ = [
     "ACK",
+    "ARGS_KEY",
+    "CONTROL_ACK",
+    "EXTRAS_KEY",
+    "EXTRAS_VERSION",
+    "MSGPACK_ARGS",
+    "PROTOBUF_RPC_SERIALIZER",
     "RPC_SERIALIZER",
+    "SESSION_KEY",
+    "SPAN_KEY",
+    "SYS",
+    "USER",
     "BindNotice",
-    "Envelope",
-    "EnvelopeError",
+    "CodecError",
+    "ProtobufRpcSerializer",
     "RpcRequest",
-    "RpcResponse",
     "SessionFields",
     "SessionSnapshot",
     "UserKick",
     "UserPush",
-    "decode",
-    "encode",
+    "decode_bind",
+    "decode_json_body",
+    "decode_kick",
+    "decode_push",
+    "decode_request",
+    "decode_session_body",
+    "decode_text_body",
     "encode_answer",
+    "encode_bind",
     "encode_error",
+    "encode_json_body",
+    "encode_kick",
+    "encode_kick_answer",
+    "encode_push",
+    "encode_request",
+    "encode_session_body",
+    "encode_text_body",
+    "go_duration",
+    "has_extras",
     "is_refusal",
+    "kick_answer_of",
+    "parse_go_duration",
     "read_answer",
+    "read_kick_answer",
+    "rpc_serializer",
     "snapshot",
 ]

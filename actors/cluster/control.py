@@ -1,24 +1,30 @@
 """Control messages between cluster servers: one typed class per control, handled here.
 
 A backend's session reaches its client through the frontend that holds it, and a server
-reaches a uid through the frontend it is bound on. These controls travel as sys requests
-(``actors.cluster.codec``) whose route names the control and whose body is a msgpack map:
+reaches a uid through the frontend it is bound on. Controls travel as user RPCs
+(``protos.Request``, ``actors.cluster.codec``) to the frontend; Pitaya's own where Pitaya has
+one, so a Go frontend understands them, and extra ``pysys.*`` routes that only our servers
+(discovery metadata ``pitayaActors``) are sent:
 
-===================  ===================  ===========================  ==================
-class                route                body                         sent by
-===================  ===================  ===========================  ==================
-:class:`SessionBind` ``sys.bind``         ``{sid, uid}``               backend session
-:class:`SessionData` ``sys.pushsession``  ``{sid, data}``              backend session
-:class:`SessionPush` ``sys.push``         ``{sid, route, data}``       backend session
-:class:`SessionKick` ``sys.kick``         ``{sid, reason}``            backend session
-:class:`UidPush`     ``sys.pushuser``     ``{uid, route, data}``       binding storage
-:class:`UidKick`     ``sys.kickuser``     ``{uid, reason}``            binding storage
-:class:`SessionEvent` ``sys.sessionevent`` ``{event, routes}``         frontend
-===================  ===================  ===========================  ==================
+=====================  =======================  ===========================  ================
+class                  route                    body                         answer
+=====================  =======================  ===========================  ================
+:class:`SessionBind`   ``sys.bindsession``      ``Session{id, uid}``         Response{Response}
+:class:`SessionData`   ``sys.pushsession``      ``Session{id, uid, data}``   Response{Response}
+:class:`UidKick`       ``sys.kick``             ``KickMsg{userId}``          Response{KickAnswer}
+:class:`SessionPush`   ``pysys.push``           ``Push``; session ``{id}``   ack (notify)
+:class:`SessionKick`   ``pysys.kick``           reason (text); ``{id}``      ack (notify)
+:class:`UidPush`       ``pysys.pushuser``       ``Push``                     ack / PIT-404
+:class:`SessionEvent`  ``pysys.sessionevent``   ``{"event", "routes"}``      ack (notify)
+=====================  =======================  ===========================  ================
 
-(A session event goes the other way, to the backends that served a session; its session is
-the request's snapshot.) :func:`encode_control` and :func:`decode_control` are the only
-places that know these bodies, and :class:`ControlHandler` is where a server acts on them.
+The first three are Go Pitaya's ``remote.Sys`` (answers nested as Go's user RPC path nests
+them). A Go frontend has no ``pysys.*`` routes: toward it ``actors.cluster.outbound`` pushes
+by uid the Go way (``protos.Push`` on the uid's subject, or gRPC ``PushToUser``) and kicks a
+bound session with ``sys.kick``; an unbound session cannot be reached there (as in Go). A
+session event goes the other way, to the backends of ours that served a session; its session
+is the request's. :func:`control_request` and :meth:`ControlHandler.on_request` are the only
+places that know these bodies (through ``actors.cluster.codec``).
 """
 
 from __future__ import annotations
@@ -28,14 +34,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import msgpack
-
-from actors.cluster.codec import ACK, UserKick, UserPush, encode_error
+from actors.cluster.codec import (
+    ACK,
+    CONTROL_ACK,
+    USER,
+    RpcRequest,
+    SessionSnapshot,
+    UserKick,
+    UserPush,
+    decode_json_body,
+    decode_kick,
+    decode_push,
+    decode_session_body,
+    decode_text_body,
+    encode_error,
+    encode_json_body,
+    encode_kick,
+    encode_kick_answer,
+    encode_push,
+    encode_session_body,
+    encode_text_body,
+)
 from actors.errors import BadRequest, InternalError, UserNotHere
 from actors.session import KickSession, PushToClient, SendFrame
 
 if TYPE_CHECKING:
-    from actors.cluster.codec import RpcRequest, SessionSnapshot
     from actors.cluster.rpc import Respond
     from actors.cluster.session_events import RemoteSessionEvents
     from actors.session import Session
@@ -48,7 +71,7 @@ log = logging.getLogger(__name__)
 class SessionBind:
     """Bind ``uid`` on the frontend session ``sid`` (its bind callbacks run there)."""
 
-    route: ClassVar[str] = "sys.bind"
+    route: ClassVar[str] = "sys.bindsession"
     sid: int
     uid: str
 
@@ -59,15 +82,17 @@ class SessionData:
 
     route: ClassVar[str] = "sys.pushsession"
     sid: int
+    uid: str | None
     data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class SessionPush:
-    """Push ``data`` (serialized) on ``route`` to the client of session ``sid``."""
+    """Push ``data`` (serialized) on ``push_route`` to the client of session ``sid``."""
 
-    route: ClassVar[str] = "sys.push"
+    route: ClassVar[str] = "pysys.push"
     sid: int
+    uid: str | None
     push_route: str
     data: bytes
 
@@ -76,8 +101,9 @@ class SessionPush:
 class SessionKick:
     """Kick the client of session ``sid``."""
 
-    route: ClassVar[str] = "sys.kick"
+    route: ClassVar[str] = "pysys.kick"
     sid: int
+    uid: str | None
     reason: str = ""
 
 
@@ -85,7 +111,7 @@ class SessionKick:
 class UidPush:
     """Push to ``uid``, bound on the target frontend (binding storage)."""
 
-    route: ClassVar[str] = "sys.pushuser"
+    route: ClassVar[str] = "pysys.pushuser"
     uid: str
     push_route: str
     data: bytes
@@ -93,19 +119,20 @@ class UidPush:
 
 @dataclass(frozen=True, slots=True)
 class UidKick:
-    """Kick ``uid``, bound on the target frontend (binding storage)."""
+    """Kick ``uid``, bound on the target frontend (binding storage). ``reason`` stays here
+    (Pitaya's ``KickMsg`` has none)."""
 
-    route: ClassVar[str] = "sys.kickuser"
+    route: ClassVar[str] = "sys.kick"
     uid: str
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
-    """To a backend: a session it served (the request's snapshot) bound or closed;
+    """To a backend: a session it served (the request's session) bound or closed;
     ``routes``: the routes it handled for that session."""
 
-    route: ClassVar[str] = "sys.sessionevent"
+    route: ClassVar[str] = "pysys.sessionevent"
     event: str
     routes: frozenset[str]
 
@@ -114,60 +141,121 @@ Control = SessionBind | SessionData | SessionPush | SessionKick | UidPush | UidK
 
 SESSION_EVENT_ROUTE = SessionEvent.route
 
-_BODIES: dict[type[Any], Callable[[Any], dict[str, Any]]] = {
-    SessionBind: lambda c: {"sid": c.sid, "uid": c.uid},
-    SessionData: lambda c: {"sid": c.sid, "data": c.data},
-    SessionPush: lambda c: {"sid": c.sid, "route": c.push_route, "data": c.data},
-    SessionKick: lambda c: {"sid": c.sid, "reason": c.reason},
-    UidPush: lambda c: {"uid": c.uid, "route": c.push_route, "data": c.data},
-    UidKick: lambda c: {"uid": c.uid, "reason": c.reason},
-    SessionEvent: lambda c: {"event": c.event, "routes": sorted(c.routes)},
+GO_CONTROL_ROUTES = frozenset({SessionBind.route, SessionData.route, UidKick.route})
+"""Go Pitaya's ``remote.Sys`` routes: every frontend, Go or ours, takes them."""
+CONTROL_ROUTES = GO_CONTROL_ROUTES | {
+    SessionPush.route,
+    SessionKick.route,
+    UidPush.route,
+    SessionEvent.route,
 }
-
-_DECODERS: dict[str, Callable[[dict[str, Any]], Control]] = {
-    SessionBind.route: lambda b: SessionBind(int(b["sid"]), str(b["uid"])),
-    SessionData.route: lambda b: SessionData(int(b["sid"]), dict(b["data"])),
-    SessionPush.route: lambda b: SessionPush(int(b["sid"]), str(b["route"]), bytes(b["data"])),
-    SessionKick.route: lambda b: SessionKick(int(b["sid"]), str(b.get("reason", ""))),
-    UidPush.route: lambda b: UidPush(str(b["uid"]), str(b["route"]), bytes(b["data"])),
-    UidKick.route: lambda b: UidKick(str(b["uid"]), str(b.get("reason", ""))),
-    SessionEvent.route: lambda b: SessionEvent(
-        str(b["event"]), frozenset(str(r) for r in b.get("routes", []))
-    ),
-}
-
-CONTROL_ROUTES = frozenset(_DECODERS)
-"""The sys routes that are controls, not client routes."""
+"""The routes that are controls, not remotes."""
 
 
-def encode_control(control: Control) -> bytes:
-    """The body of ``control``'s request (its route is ``control.route``)."""
-    return msgpack.packb(_BODIES[type(control)](control), use_bin_type=True)  # type: ignore[no-any-return]
+def control_route(route: str) -> str | None:
+    """The control ``route`` names, or None: Go looks remotes up by ``service.method``, so a
+    Go caller's ``connector.sys.kick`` is ``sys.kick`` too."""
+    if route in CONTROL_ROUTES:
+        return route
+    if route.count(".") == 2:
+        short = route.split(".", 1)[1]
+        if short in CONTROL_ROUTES:
+            return short
+    return None
 
 
-def decode_control(route: str, body: bytes) -> Control:
-    """The control a request of ``route`` carries; raises on a malformed body."""
-    return _DECODERS[route](msgpack.unpackb(body, raw=False))
+def _target(sid: int, uid: str | None) -> SessionSnapshot:
+    """The session a ``pysys.push``/``pysys.kick`` is for, as the request's session."""
+    return SessionSnapshot(id=sid, frontend_id="", frontend_type="", uid=uid, extras=False)
+
+
+def control_request(control: Control, notify: bool = False) -> RpcRequest:
+    """The user RPC that carries ``control`` (its route is ``control.route``)."""
+    if isinstance(control, SessionBind):
+        body = encode_session_body(control.sid, control.uid, None)
+    elif isinstance(control, SessionData):
+        body = encode_session_body(control.sid, control.uid, control.data)
+    elif isinstance(control, UidKick):
+        body = encode_kick(UserKick(control.uid))
+    elif isinstance(control, UidPush):
+        body = encode_push(UserPush(control.uid, control.push_route, control.data))
+    elif isinstance(control, SessionPush):
+        push = UserPush(control.uid or "", control.push_route, control.data)
+        return RpcRequest(
+            USER, control.route, encode_push(push), _target(control.sid, control.uid), notify
+        )
+    elif isinstance(control, SessionKick):
+        return RpcRequest(
+            USER,
+            control.route,
+            encode_text_body(control.reason),
+            _target(control.sid, control.uid),
+            notify,
+        )
+    else:
+        body = encode_json_body({"event": control.event, "routes": sorted(control.routes)})
+    return RpcRequest(USER, control.route, body, notify=notify)
+
+
+def decode_control(route: str, request: RpcRequest) -> Control:
+    """The control a request of ``route`` (from :func:`control_route`) carries; raises a
+    CodecError or BadRequest on a malformed one."""
+    body = request.data
+    if route == SessionBind.route:
+        sid, uid, _ = decode_session_body(body)
+        if not uid:
+            raise BadRequest("sys.bindsession needs a uid")
+        return SessionBind(sid, uid)
+    if route == SessionData.route:
+        sid, uid, data = decode_session_body(body)
+        return SessionData(sid, uid, data if data is not None else {})
+    if route == UidKick.route:
+        return UidKick(decode_kick(body).uid)
+    if route == UidPush.route:
+        push = decode_push(body)
+        return UidPush(push.uid, push.route, push.data)
+    if route == SessionEvent.route:
+        value = decode_json_body(body)
+        event, routes = value.get("event"), value.get("routes", [])
+        if not isinstance(event, str) or not isinstance(routes, list):
+            raise BadRequest("a session event needs an event name and a list of routes")
+        return SessionEvent(event, frozenset(str(r) for r in routes))
+    target = request.session
+    if target is None:
+        raise BadRequest(f"{route} without the target session")
+    if route == SessionPush.route:
+        push = decode_push(body, uid_required=False)
+        return SessionPush(target.id, target.uid, push.route, push.data)
+    return SessionKick(target.id, target.uid, decode_text_body(body))
 
 
 class FrontendLink(Protocol):
     """How a backend session sends its controls to its frontend
-    (:class:`~actors.cluster.outbound.Outbound`)."""
+    (:class:`~actors.cluster.outbound.Outbound`). ``frontend_type`` and ``extras`` (the
+    frontend is one of ours) come from the request the session arrived with."""
 
     async def frontend_call(
-        self, frontend_id: str, control: Control, frontend_type: str | None = None
+        self,
+        frontend_id: str,
+        control: Control,
+        frontend_type: str | None = None,
+        extras: bool | None = None,
     ) -> None:
         """Send ``control`` and wait for the frontend's answer; raises its error."""
         ...
 
     def frontend_notify(
-        self, frontend_id: str, control: Control, frontend_type: str | None = None
+        self,
+        frontend_id: str,
+        control: Control,
+        frontend_type: str | None = None,
+        extras: bool | None = None,
     ) -> None:
         """Send ``control`` expecting no answer, in order with this server's other calls."""
         ...
 
 
-BackendSessionFactory = Callable[["SessionSnapshot", bool], "Session"]
+BackendSessionFactory = Callable[[SessionSnapshot, bool], "Session"]
 """Makes the session a backend sees from a snapshot (``read_only`` second)."""
 
 
@@ -192,31 +280,51 @@ class ControlHandler:
         self.session_events = session_events
         self.backend_session = backend_session
 
-    async def on_request(self, request: RpcRequest, respond: Respond | None) -> None:
-        """A control request (``request.route`` in :data:`CONTROL_ROUTES`): act, then
-        answer ``ACK`` or the error (logged when nobody waits for the answer)."""
+    async def on_request(self, route: str, request: RpcRequest, respond: Respond | None) -> None:
+        """A control request (``route`` from :func:`control_route`): act, then answer as
+        Pitaya does (or the error; logged when nobody waits for the answer)."""
         try:
-            control = decode_control(request.route, request.data)
-            if isinstance(control, SessionEvent):
-                await self._session_event(control, request.session)
-                return
-            if isinstance(control, UidPush | UidKick):
-                self._to_uid(control.uid, control)
-            else:
-                await self._to_session(control)
+            control = decode_control(route, request)
+            answer = await self._act(control, request)
         except Exception as exc:
             if respond is not None:
                 respond(encode_error(exc))
             else:
-                log.warning("[%s] %s failed: %s", self.server_id, request.route, exc)
+                log.warning("[%s] %s failed: %s", self.server_id, route, exc)
             return
         if respond is not None:
-            respond(ACK)
+            respond(answer)
 
-    def on_user_envelope(self, envelope: UserPush | UserKick, respond: Respond | None) -> None:
-        """A push or kick that came on a uid's subject (NATS): act, and answer at once."""
+    async def _act(self, control: Control, request: RpcRequest) -> bytes:
+        if isinstance(control, SessionEvent):
+            await self._session_event(control, request.session)
+            return ACK
+        if isinstance(control, UidPush):
+            self.to_uid(UserPush(control.uid, control.push_route, control.data))
+            return ACK
+        if isinstance(control, UidKick):
+            self.to_uid(UserKick(control.uid))
+            return encode_kick_answer(True)
+        session = self.sessions.get(control.sid)
+        if session is None:
+            raise InternalError(f"session {control.sid} not found on {self.server_id}")
+        if isinstance(control, SessionBind):
+            await session.bind(control.uid)
+            return CONTROL_ACK
+        if isinstance(control, SessionData):
+            session.data = dict(control.data)
+            return CONTROL_ACK
+        if isinstance(control, SessionPush):
+            session.ref.tell(PushToClient(control.push_route, control.data))
+        else:
+            session.ref.tell(KickSession(control.reason))
+        return ACK
+
+    def on_user_message(self, message: UserPush | UserKick, respond: Respond | None) -> None:
+        """A push or kick by uid (a uid's subject over NATS, ``PushToUser``/``KickUser``
+        over gRPC): act, and answer at once when asked (Go never asks over NATS)."""
         try:
-            self._to_uid(envelope.uid, envelope)
+            self.to_uid(message)
         except UserNotHere as exc:
             # Closing or gone: say so at once, so a caller that asked never waits for the
             # RPC timeout over an answer already known.
@@ -226,31 +334,15 @@ class ControlHandler:
         if respond is not None:
             respond(ACK)
 
-    def _to_uid(self, uid: str, what: UidPush | UidKick | UserPush | UserKick) -> None:
-        session = self.sessions.by_uid(uid)
+    def to_uid(self, message: UserPush | UserKick) -> None:
+        """Push to or kick the session ``message.uid`` is bound to here; UserNotHere."""
+        session = self.sessions.by_uid(message.uid)
         if session is None:
-            raise UserNotHere(uid)
-        if isinstance(what, UidPush):
-            session.ref.tell(SendFrame(self.encode_push_packet(what.push_route, what.data)))
-        elif isinstance(what, UidKick | UserKick):
-            session.kick(what.reason)
-        else:  # UserPush
-            session.ref.tell(SendFrame(self.encode_push_packet(what.route, what.data)))
-
-    async def _to_session(
-        self, control: SessionBind | SessionData | SessionPush | SessionKick
-    ) -> None:
-        session = self.sessions.get(control.sid)
-        if session is None:
-            raise InternalError(f"session {control.sid} not found on {self.server_id}")
-        if isinstance(control, SessionBind):
-            await session.bind(control.uid)
-        elif isinstance(control, SessionData):
-            session.data = dict(control.data)
-        elif isinstance(control, SessionPush):
-            session.ref.tell(PushToClient(control.push_route, control.data))
+            raise UserNotHere(message.uid)
+        if isinstance(message, UserKick):
+            session.kick()
         else:
-            session.ref.tell(KickSession(control.reason))
+            session.ref.tell(SendFrame(self.encode_push_packet(message.route, message.data)))
 
     async def _session_event(self, control: SessionEvent, snapshot: SessionSnapshot | None) -> None:
         """Backend side: a session this server served bound or closed on its frontend."""

@@ -1,6 +1,7 @@
 """gRPC RPC (``rpc_transport="grpc"``): servers call each other directly, without NATS.
 
-As Pitaya's gRPC RPC client and server:
+As Pitaya's gRPC RPC client and server, on Go's service ``protos.Pitaya`` (Go servers and
+ours call each other):
 
 * every server runs a gRPC server on ``grpc_host:grpc_port`` (0: a free port) and advertises
   it in its discovery metadata under Pitaya's keys ``grpcHost`` and ``grpcPort``;
@@ -11,11 +12,15 @@ As Pitaya's gRPC RPC client and server:
 * a peer that does not answer within the RPC timeout (``DEADLINE_EXCEEDED``) or cannot be
   reached (``UNAVAILABLE``: dead, not listening) gives ``PIT-408``, as over NATS;
 * there are no per-uid subjects and no bind broadcasts: pushes and kicks by uid find the uid's
-  frontend through the binding storage module (required with gRPC, as in Pitaya), and a bind
-  notice (for the unique session module) goes to the frontend the storage names.
+  frontend through the binding storage module (required with gRPC, as in Pitaya) and go to it
+  with ``PushToUser`` and ``Call("sys.kick")``, and a bind notice (for the unique session
+  module) goes to the frontend the storage names with ``SessionBindRemote``; this server
+  serves ``PushToUser``, ``KickUser`` and ``SessionBindRemote`` as Go's does (a uid not bound
+  here is a gRPC error).
 
-Notifies to one peer keep their order (one stream per peer); a notify and a later call to the
-same peer may overtake each other, which NATS would not do.
+Notifies to one of our peers keep their order (one ``pitaya_actors.Extras/Notify`` stream per
+peer); a notify and a later call to the same peer may overtake each other, which NATS would
+not do.
 """
 
 from __future__ import annotations
@@ -27,10 +32,29 @@ from collections.abc import Mapping
 
 import grpc
 
+from actors.cluster.codec import kick_answer_of, read_answer
 from actors.cluster.discovery import ServerInfo, ServiceDiscovery
-from actors.cluster.rpc import ClusterStartupError, ClusterUnavailable, DeliverInbound
-from actors.errors import InternalError, RpcTimeout
-from transport.grpc_rpc import GrpcBindError, GrpcCallError, GrpcChannel, GrpcListener
+from actors.cluster.rpc import (
+    BIND,
+    KICK,
+    PUSH,
+    REQUEST,
+    ClusterStartupError,
+    ClusterUnavailable,
+    DeliverInbound,
+    DirectUserCalls,
+)
+from actors.errors import InternalError, PitayaError, RpcTimeout
+from transport.grpc_rpc import (
+    KICK_USER,
+    PUSH_TO_USER,
+    SESSION_BIND_REMOTE,
+    GrpcBindError,
+    GrpcCallError,
+    GrpcChannel,
+    GrpcListener,
+    GrpcRefused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +130,30 @@ class GrpcRPCClient:
             return await peer.channel.call(request, timeout)
         except GrpcCallError as exc:
             raise _pitaya_error(exc, server) from None
+
+    # -- DirectUserCalls: Go's other methods ---------------------------------------------------
+
+    @property
+    def direct(self) -> DirectUserCalls:
+        return self
+
+    async def _invoke(self, server: ServerInfo, method: str, data: bytes, timeout: float) -> bytes:
+        peer = self._peers.get(server.id)
+        if peer is None or peer.server is not server:
+            peer = await self._peer(server)
+        try:
+            return await peer.channel.invoke(method, data, timeout)
+        except GrpcCallError as exc:
+            raise _pitaya_error(exc, server) from None
+
+    async def push_to_user(self, server: ServerInfo, push: bytes, timeout: float) -> bytes:
+        return await self._invoke(server, PUSH_TO_USER, push, timeout)
+
+    async def kick_user(self, server: ServerInfo, kick: bytes, timeout: float) -> bytes:
+        return await self._invoke(server, KICK_USER, kick, timeout)
+
+    async def bind_remote(self, server: ServerInfo, bind: bytes, timeout: float) -> bytes:
+        return await self._invoke(server, SESSION_BIND_REMOTE, bind, timeout)
 
     async def send_notify(self, server: ServerInfo, request: bytes) -> None:
         self.notify(server, request)
@@ -215,6 +263,8 @@ def _pitaya_error(exc: GrpcCallError, server: ServerInfo) -> Exception:
         return RpcTimeout(f"rpc client: server {server.id} unreachable ({exc.details})")
     if code == grpc.StatusCode.CANCELLED:
         return ClusterUnavailable(f"cluster unavailable: call to {server.id} cancelled")
+    if code == grpc.StatusCode.UNKNOWN:  # the handler's own error (Go: "session not found")
+        return PitayaError("PIT-000", exc.details or "unknown error", {"server": server.id})
     return InternalError(f"rpc client: call to {server.id} failed: {exc}")
 
 
@@ -241,7 +291,13 @@ class GrpcRPCServer:
 
     async def start(self, me: ServerInfo, deliver: DeliverInbound) -> None:
         self._deliver = deliver
-        listener = GrpcListener(self.host, self.port, on_call=self._call, on_notify=self._notify)
+        listener = GrpcListener(
+            self.host,
+            self.port,
+            on_call=self._call,
+            on_notify=self._notify,
+            on_method=self._method,
+        )
         try:
             port = await listener.start()
         except GrpcBindError as exc:
@@ -259,7 +315,7 @@ class GrpcRPCServer:
         if listener is not None:
             await listener.stop(STOP_GRACE)
 
-    async def _call(self, data: bytes) -> bytes:
+    async def _call(self, data: bytes, kind: str = REQUEST) -> bytes:
         assert self._deliver is not None
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
@@ -267,12 +323,28 @@ class GrpcRPCServer:
             if not future.done():  # the caller may have given up (deadline)
                 future.set_result(payload)
 
-        self._deliver(data, respond)
+        self._deliver(kind, data, respond)
         return await future
+
+    async def _method(self, method: str, data: bytes) -> bytes:
+        """``PushToUser``/``KickUser``/``SessionBindRemote``: answered as Go answers them (a
+        Response, a bare KickAnswer), a refusal as a gRPC error."""
+        kind = _KINDS[method]
+        answer = await self._call(data, kind)
+        try:
+            if kind == KICK:
+                return kick_answer_of(answer)
+            read_answer(answer)  # raises a refusal
+        except PitayaError as exc:
+            raise GrpcRefused(exc.msg or exc.code) from None
+        return answer
 
     def _notify(self, data: bytes) -> None:
         assert self._deliver is not None
-        self._deliver(data, None)
+        self._deliver(REQUEST, data, None)
+
+
+_KINDS = {PUSH_TO_USER: PUSH, KICK_USER: KICK, SESSION_BIND_REMOTE: BIND}
 
 
 def _advertised(host: str) -> str:

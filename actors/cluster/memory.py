@@ -34,6 +34,9 @@ from actors.cluster.discovery import DiscoveryListener, ServerInfo
 from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.cluster.memory_store import MemoryStore
 from actors.cluster.rpc import (
+    KICK,
+    PUSH,
+    REQUEST,
     ClusterStartupError,
     ClusterUnavailable,
     DeliverBytes,
@@ -191,6 +194,9 @@ class MemoryRpc:
     def user_subjects(self) -> UserSubjects:
         return self
 
+    direct = None
+    """As NATS: pushes and kicks by uid go on the uid's subjects."""
+
     # -- client ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -204,7 +210,7 @@ class MemoryRpc:
         if target is None:
             raise RpcTimeout(f"rpc client: no server answering on {subject}")
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        _send(target, request, partial(_answer, answer))
+        _send(target, REQUEST, request, partial(_answer, answer))
         try:
             return await asyncio.wait_for(answer, timeout)
         except TimeoutError:
@@ -217,7 +223,7 @@ class MemoryRpc:
         if target is None:
             log.debug("nobody serves %s; dropping a notify", server.id)
             return
-        _send(target, request, None)
+        _send(target, REQUEST, request, None)
 
     async def send_notify(self, server: ServerInfo, request: bytes) -> None:
         self.notify(server, request)
@@ -253,9 +259,9 @@ class MemoryRpc:
             network._bind_watchers.get(subject, []).remove(watcher)
             self._bind_watch = None
 
-    def _inbound(self, data: bytes, respond: Respond | None) -> None:
+    def _inbound(self, kind: str, data: bytes, respond: Respond | None) -> None:
         if self._deliver is not None:
-            self._deliver(data, respond)
+            self._deliver(kind, data, respond)
 
     # -- per-uid and bindings subjects (UserSubjects) ----------------------------------------
 
@@ -284,8 +290,9 @@ class MemoryRpc:
     def publish_user(self, frontend_type: str, uid: str, what: str, payload: bytes) -> None:
         if not self._open:
             return
+        kind = _USER_KINDS[what]
         for target in self.network._subscribers.get(user_subject(frontend_type, uid, what), []):
-            _send(target, payload, None)
+            _send(target, kind, payload, None)
 
     async def request_user(
         self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
@@ -297,7 +304,7 @@ class MemoryRpc:
             return None  # no responders
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         for target in takers:  # the first answer wins, as a NATS request's
-            _send(target, payload, partial(_answer, answer))
+            _send(target, _USER_KINDS[what], payload, partial(_answer, answer))
         try:
             return await asyncio.wait_for(answer, timeout)
         except TimeoutError:
@@ -318,5 +325,8 @@ class MemoryRpc:
         self._bind_watch = (subject, deliver)
 
 
-def _send(target: MemoryRpc, data: bytes, respond: Respond | None) -> None:
-    asyncio.get_running_loop().call_soon(target._inbound, data, respond)
+_USER_KINDS = {"push": PUSH, "kick": KICK}
+
+
+def _send(target: MemoryRpc, kind: str, data: bytes, respond: Respond | None) -> None:
+    asyncio.get_running_loop().call_soon(target._inbound, kind, data, respond)

@@ -2,11 +2,13 @@
 
 Subjects, as Pitaya's NATS RPC (``actors.cluster.subjects``):
 
-* ``pitaya/servers/<type>/<id>``: requests to one server (forwarded client messages, user
-  RPCs, frontend controls such as ``sys.bind``), answered on the request's reply subject;
-* ``pitaya/<frontendType>/user/<uid>/push`` and ``.../kick``: a frontend listens on these for
-  every uid bound on it, so a push or kick by uid needs no lookup;
-* ``pitaya/<frontendType>/bindings``: a frontend announces every bind (unique session).
+* ``pitaya/servers/<type>/<id>``: ``protos.Request`` to one server (forwarded client
+  messages, user RPCs, frontend controls such as ``sys.bindsession``), answered with a
+  ``protos.Response`` on the request's reply subject;
+* ``pitaya/<frontendType>/user/<uid>/push`` and ``.../kick``: a ``protos.Push``/``KickMsg``;
+  a frontend listens on these for every uid bound on it, so a push or kick by uid needs no
+  lookup (Go publishes them; ours may ask, and our frontends then answer);
+* ``pitaya/<frontendType>/bindings``: a frontend announces every bind (``protos.BindMsg``).
 
 The bytes move through :class:`transport.nats.NatsPipe`; this adapter names the subjects and
 maps the pipe's errors to ``actors.errors``. Answers and notifies are queued and published by
@@ -22,6 +24,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from actors.cluster.rpc import (
+    KICK,
+    PUSH,
+    REQUEST,
     ClusterStartupError,
     ClusterUnavailable,
     DeliverBytes,
@@ -44,8 +49,6 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo
-
-PUSH_KICK = ("push", "kick")
 
 
 class NatsRpc:
@@ -96,6 +99,9 @@ class NatsRpc:
     @property
     def user_subjects(self) -> UserSubjects:
         return self
+
+    direct = None
+    """No ``PushToUser``/``KickUser`` methods over NATS: the uid subjects do that."""
 
     # -- client ----------------------------------------------------------------------------
 
@@ -148,7 +154,15 @@ class NatsRpc:
 
     def _inbound(self, data: bytes, reply: str | None) -> None:
         if self._deliver is not None:
-            self._deliver(data, partial(self.pipe.publish, reply) if reply else None)
+            self._deliver(REQUEST, data, partial(self.pipe.publish, reply) if reply else None)
+
+    def _user_push(self, data: bytes, reply: str | None) -> None:
+        if self._deliver is not None:
+            self._deliver(PUSH, data, partial(self.pipe.publish, reply) if reply else None)
+
+    def _user_kick(self, data: bytes, reply: str | None) -> None:
+        if self._deliver is not None:
+            self._deliver(KICK, data, partial(self.pipe.publish, reply) if reply else None)
 
     # -- per-uid and bindings subjects (UserSubjects, NATS only) -----------------------------
 
@@ -157,11 +171,18 @@ class NatsRpc:
         me = self.me
         if me is None:
             return
-        subjects = [user_subject(me.type, uid, what) for what in PUSH_KICK]
-        await self.pipe.subscribe_group(uid, subjects, self._inbound)
+        # One group per subject: what arrives is told apart by the callback (a Push and a
+        # KickMsg are both bare protobuf).
+        await self.pipe.subscribe_group(
+            f"{uid}/push", [user_subject(me.type, uid, "push")], self._user_push
+        )
+        await self.pipe.subscribe_group(
+            f"{uid}/kick", [user_subject(me.type, uid, "kick")], self._user_kick
+        )
 
     async def forget_user(self, uid: str) -> None:
-        await self.pipe.unsubscribe_group(uid)
+        await self.pipe.unsubscribe_group(f"{uid}/push")
+        await self.pipe.unsubscribe_group(f"{uid}/kick")
 
     def publish_user(self, frontend_type: str, uid: str, what: str, payload: bytes) -> None:
         self.pipe.publish(user_subject(frontend_type, uid, what), payload)

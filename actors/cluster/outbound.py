@@ -13,14 +13,40 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import Message as ProtoMessage
+
 from actors.cluster.bridge import OutboundCall, OutboundNotify
-from actors.cluster.codec import RPC_SERIALIZER, RpcRequest, encode, read_answer, snapshot
-from actors.cluster.control import Control, encode_control
+from actors.cluster.codec import (
+    ARGS_KEY,
+    EXTRAS_KEY,
+    EXTRAS_VERSION,
+    MSGPACK_ARGS,
+    RPC_SERIALIZER,
+    SYS,
+    USER,
+    RpcRequest,
+    UserPush,
+    encode_push,
+    encode_request,
+    has_extras,
+    read_answer,
+    snapshot,
+)
+from actors.cluster.control import (
+    Control,
+    SessionEvent,
+    SessionKick,
+    SessionPush,
+    UidKick,
+    UidPush,
+    control_request,
+)
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable
-from actors.errors import InternalError, PitayaError
+from actors.errors import BadRequest, InternalError, PitayaError
 from actors.metrics.rpc import observe_rpc
 from actors.payload import encode_result
+from transport.protobuf import is_message_class
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -37,9 +63,14 @@ log = logging.getLogger(__name__)
 
 
 class UnsendableRequest(Exception):
-    """A request this server cannot encode: its own data the envelope cannot carry (say,
-    session data a handler set). A server error (``PIT-500``), not the client's, and not a
-    ``PitayaError``, so a failed forwarded notify is logged."""
+    """A request this server cannot encode: its own data a ``protos.Request`` cannot carry
+    (say, session data a handler set that is not JSON). A server error (``PIT-500``), not the
+    client's, and not a ``PitayaError``, so a failed forwarded notify is logged."""
+
+
+class RpcArgumentError(BadRequest):
+    """``PIT-400``: a user RPC argument the target cannot read: a server that is not ours
+    (Go Pitaya) takes protobuf messages only (or bytes already encoded)."""
 
 
 class Outbound:
@@ -100,22 +131,34 @@ class Outbound:
             reply = observe_rpc(
                 self.metrics, self.tracing, server.id, server.type, request, reply, parent
             )
+        me = self.me
         try:
-            payload = encode(request)
+            payload = encode_request(request, me.id, me.type, timeout)
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return
         bridge.request(OutboundCall(server, payload, timeout), _unwrap(reply))
 
     def notify(self, server: ServerInfo, request: RpcRequest) -> None:
-        """Send ``request`` expecting no answer, in order with the calls around it."""
+        """Send ``request`` expecting no answer, in order with the calls around it. A Go
+        server answers every request (and logs a failed reply to a publish), so it is sent a
+        call whose answer is only logged if it is an error."""
         if not self.client.connected:
+            return
+        if not has_extras(server.metadata):
+            self.call(server, request, _log_failure(self.me.id, request.route), self.rpc_timeout)
+            return
+        me = self.me
+        try:
+            payload = encode_request(request, me.id, me.type, self.rpc_timeout)
+        except Exception as exc:
+            log.warning("[%s] cannot send %s to %s: %s", me.id, request.route, server.id, exc)
             return
         if self.bridge is not None:
             # Through the bridge, in order with the calls sent before and after it.
-            self.bridge.tell(OutboundNotify(server, encode(request)))
+            self.bridge.tell(OutboundNotify(server, payload))
         else:
-            self.client.notify(server, encode(request))
+            self.client.notify(server, payload)
 
     async def ask(self, server: ServerInfo, request: RpcRequest, timeout: float) -> bytes:
         """:meth:`call` awaited: the answer's payload, or its error raised."""
@@ -150,7 +193,7 @@ class Outbound:
         """
         me = self.me
         try:
-            request = RpcRequest("sys", route, data, snapshot(session, me.id, me.type), notify)
+            request = RpcRequest(SYS, route, data, snapshot(session, me.id, me.type), notify)
         except Exception as exc:
             reply(None, exc)
             return
@@ -170,11 +213,15 @@ class Outbound:
         *,
         session: Session | None = None,
         timeout: float | None = None,
+        reply: type[Any] | None = None,
     ) -> Any:
-        """User RPC to a server of the route's type, chosen by the router."""
+        """User RPC to a server of the route's type, chosen by the router (see
+        :meth:`rpc_to`)."""
         server_type = _server_type(route)
         server = self.router.pick(server_type, route, session)
-        return await self.rpc_to(server.id, route, arg, session=session, timeout=timeout)
+        return await self.rpc_to(
+            server.id, route, arg, session=session, timeout=timeout, reply=reply
+        )
 
     async def rpc_to(
         self,
@@ -184,52 +231,171 @@ class Outbound:
         *,
         session: Session | None = None,
         timeout: float | None = None,
+        reply: type[Any] | None = None,
     ) -> Any:
-        """User RPC to one server by id; returns the remote method's result."""
+        """User RPC to one server by id; returns the remote method's result.
+
+        As Pitaya: ``arg`` a protobuf message (or bytes already encoded, or None for no
+        argument), and the answer's bytes are returned, or parsed into ``reply`` (a protobuf
+        message class). This is the way to call any server, Go Pitaya's included.
+
+        Between our servers only (discovery metadata ``pitayaActors``), for convenience:
+        any other ``arg`` (a dict, a list, a dataclass...) travels as msgpack, and the
+        remote's result comes back decoded. A server that is not ours gets no such call:
+        :class:`RpcArgumentError` (``PIT-400``) is raised here instead.
+        """
         server = self.discovery.server(server_id)
         if server is None:
             raise InternalError(f"server {server_id} not found in discovery")
+        metadata: dict[str, Any] = {}
+        if isinstance(arg, ProtoMessage):
+            data = arg.SerializeToString()
+        elif isinstance(arg, bytes | bytearray | memoryview):
+            data = bytes(arg)
+        elif has_extras(server.metadata):
+            data = encode_result(arg, RPC_SERIALIZER)
+            metadata[ARGS_KEY] = MSGPACK_ARGS
+        elif arg is None:
+            data = b""
+        else:
+            raise RpcArgumentError(
+                f"{server_id} is not a pitaya-actors server (Go Pitaya?): its remotes take "
+                f"protobuf messages, not {type(arg).__name__}; pass a protobuf message"
+            )
         me = self.me
         request = RpcRequest(
-            "user",
+            USER,
             route,
-            encode_result(arg, RPC_SERIALIZER),
+            data,
             snapshot(session, me.id, me.type) if session is not None else None,
+            metadata=metadata,
         )
         payload = await self.ask(server, request, timeout or self.rpc_timeout)
-        return RPC_SERIALIZER.unmarshal(payload) if payload else None
+        if reply is not None:
+            if not is_message_class(reply):
+                raise TypeError(f"reply must be a protobuf message class, not {reply!r}")
+            return reply.FromString(payload)
+        if metadata:
+            return RPC_SERIALIZER.unmarshal(payload) if payload else None
+        return payload
 
     # -- controls to a frontend (FrontendLink) ---------------------------------------------
 
-    def _frontend(self, frontend_id: str, frontend_type: str | None) -> ServerInfo | None:
-        """The frontend by id; a backend session knows its frontend's type, so a frontend this
-        server's table has not seen yet (the watch lags) is still reachable."""
+    def _frontend(
+        self, frontend_id: str, frontend_type: str | None, extras: bool | None
+    ) -> ServerInfo | None:
+        """The frontend by id; a backend session knows its frontend's type (and whether it is
+        ours), so a frontend this server's table has not seen yet (the watch lags) is still
+        reachable."""
         server = self.discovery.server(frontend_id)
         if server is None and frontend_type:
-            server = ServerInfo(id=frontend_id, type=frontend_type, frontend=True)
+            metadata = {EXTRAS_KEY: EXTRAS_VERSION} if extras else {}
+            server = ServerInfo(
+                id=frontend_id, type=frontend_type, frontend=True, metadata=metadata
+            )
         return server
 
     async def frontend_call(
-        self, frontend_id: str, control: Control, frontend_type: str | None = None
+        self,
+        frontend_id: str,
+        control: Control,
+        frontend_type: str | None = None,
+        extras: bool | None = None,
     ) -> None:
         """A control request to a frontend; raises its error."""
-        server = self._frontend(frontend_id, frontend_type)
+        server = self._frontend(frontend_id, frontend_type, extras)
         if server is None:
             raise InternalError(f"frontend {frontend_id} not found in discovery")
-        request = RpcRequest("sys", control.route, encode_control(control))
-        await self.ask(server, request, self.rpc_timeout)
+        if isinstance(control, UidPush):
+            await self._push_to_user(server, control)
+        elif isinstance(control, SessionPush | SessionKick | SessionEvent) and not has_extras(
+            server.metadata
+        ):
+            self._to_go_frontend(server, control)
+        else:
+            await self.ask(server, control_request(control), self.rpc_timeout)
 
     def frontend_notify(
-        self, frontend_id: str, control: Control, frontend_type: str | None = None
+        self,
+        frontend_id: str,
+        control: Control,
+        frontend_type: str | None = None,
+        extras: bool | None = None,
     ) -> None:
         """A control to a frontend expecting no answer (logged and dropped if unknown)."""
-        server = self._frontend(frontend_id, frontend_type)
+        server = self._frontend(frontend_id, frontend_type, extras)
         if server is None:
             log.warning(
                 "[%s] frontend %s unknown; dropping %s", self.me.id, frontend_id, control.route
             )
             return
-        self.notify(server, RpcRequest("sys", control.route, encode_control(control), notify=True))
+        if isinstance(control, SessionPush | SessionKick | SessionEvent) and not has_extras(
+            server.metadata
+        ):
+            self._to_go_frontend(server, control)
+            return
+        self.notify(server, control_request(control, notify=True))
+
+    async def _push_to_user(self, server: ServerInfo, control: UidPush) -> None:
+        """A push by uid to the frontend holding it: gRPC's ``PushToUser`` (acknowledged by
+        Go's frontends and ours); over NATS our ``pysys.pushuser`` to ours, and Go's
+        publish on the uid's subject to a Go frontend (delivered, for all this server can
+        know)."""
+        push = encode_push(UserPush(control.uid, control.push_route, control.data))
+        direct = self.client.direct
+        if direct is not None:
+            await direct.push_to_user(server, push, self.rpc_timeout)
+        elif has_extras(server.metadata):
+            await self.ask(server, control_request(control), self.rpc_timeout)
+        else:
+            subjects = self.client.user_subjects
+            if subjects is None:
+                raise InternalError(f"no way to push to {control.uid} on {server.id}")
+            subjects.publish_user(server.type, control.uid, "push", push)
+
+    def _to_go_frontend(
+        self, server: ServerInfo, control: SessionPush | SessionKick | SessionEvent
+    ) -> None:
+        """What a frontend that is not ours can do of our controls: push to and kick a bound
+        session by its uid, as Go's backends do; nothing for an unbound one (Go's
+        ``ErrNoUIDBind``), nor session events."""
+        if isinstance(control, SessionEvent):
+            return
+        uid = control.uid
+        if not uid:
+            log.warning(
+                "[%s] %s to session %d on %s dropped: a Go frontend reaches only bound sessions",
+                self.me.id,
+                control.route,
+                control.sid,
+                server.id,
+            )
+            return
+        if isinstance(control, SessionKick):
+            self.notify(server, control_request(UidKick(uid)))
+            return
+        push = encode_push(UserPush(uid, control.push_route, control.data))
+        direct = self.client.direct
+        if direct is not None:
+            task = asyncio.get_running_loop().create_task(
+                direct.push_to_user(server, push, self.rpc_timeout)
+            )
+            task.add_done_callback(_log_task_failure)
+        elif (subjects := self.client.user_subjects) is not None:
+            subjects.publish_user(server.type, uid, "push", push)
+
+
+def _log_failure(server_id: str, route: str) -> Reply:
+    def logged(_result: Any, error: BaseException | None) -> None:
+        if error is not None:
+            log.warning("[%s] %s failed: %s", server_id, route, error)
+
+    return logged
+
+
+def _log_task_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("push failed: %s", task.exception())
 
 
 def _server_type(route: str) -> str:

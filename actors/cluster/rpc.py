@@ -1,4 +1,4 @@
-"""The RPC seam: how cluster servers hand each other envelopes (Pitaya's RPCClient/RPCServer).
+"""The RPC seam: how cluster servers hand each other Pitaya's messages (its RPCClient/RPCServer).
 
 Pitaya has two RPC implementations, NATS (default) and gRPC; so do we, chosen with the
 ``rpc_transport`` option (built in ``actors.cluster.defaults``):
@@ -13,11 +13,13 @@ Pitaya has two RPC implementations, NATS (default) and gRPC; so do we, chosen wi
 Or your own pair, given to the app: ``App(mode="cluster", rpc=(client, server))``; the
 in-memory :class:`~actors.cluster.memory.MemoryRpc` (for tests) is one.
 
-Both only move bytes: an encoded :class:`~transport.envelope.RpcRequest` in, an encoded
-:class:`~transport.envelope.RpcResponse` out. Everything above them (routing, the bridge
-actor's hand-off to handler and remote actors, error codes, metrics, tracing) is shared, so
-a request behaves the same over either. A server hands inbound envelopes to a
-:data:`DeliverInbound` callback (the bridge actor's mailbox); the bridge answers through the
+Both only move bytes: an encoded ``protos.Request`` in, an encoded ``protos.Response`` out
+(``actors.cluster.codec``). Everything above them (routing, the bridge actor's hand-off to
+handler and remote actors, error codes, metrics, tracing) is shared, so a request behaves the
+same over either. A server hands what arrives to a :data:`DeliverInbound` callback (the bridge
+actor's mailbox) with its kind (:data:`REQUEST`, or :data:`PUSH`/:data:`KICK`/:data:`BIND`
+for a ``protos.Push``/``KickMsg``/``BindMsg`` that came on a uid's subject or gRPC's
+``PushToUser``/``KickUser``/``SessionBindRemote``); the bridge answers through the
 :data:`Respond` it was given.
 """
 
@@ -29,19 +31,28 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from actors.errors import ActorError, InternalError
 
 if TYPE_CHECKING:
+    from actors.cluster.codec import BindNotice
     from actors.cluster.discovery import ServerInfo
-    from transport.envelope import BindNotice
 
 NATS = "nats"
 GRPC = "grpc"
 TRANSPORTS = (NATS, GRPC)
 
-Respond = Callable[[bytes], None]
-"""Answers one inbound request with an encoded RpcResponse; called at most once."""
+REQUEST = "request"
+"""Inbound kind: a ``protos.Request`` (answered with a ``protos.Response``)."""
+PUSH = "push"
+"""Inbound kind: a ``protos.Push`` to a uid bound here."""
+KICK = "kick"
+"""Inbound kind: a ``protos.KickMsg`` for a uid bound here."""
+BIND = "bind"
+"""Inbound kind: a ``protos.BindMsg`` from another frontend of this type (gRPC)."""
 
-DeliverInbound = Callable[[bytes, "Respond | None"], None]
-"""Takes one inbound envelope; ``respond`` is None when the sender expects no answer.
-Must not block: it queues the envelope for the bridge actor."""
+Respond = Callable[[bytes], None]
+"""Answers one inbound message with an encoded ``protos.Response``; called at most once."""
+
+DeliverInbound = Callable[[str, bytes, "Respond | None"], None]
+"""Takes one inbound message of a kind (:data:`REQUEST` ...); ``respond`` is None when the
+sender expects no answer. Must not block: it queues the message for the bridge actor."""
 
 BindListener = Callable[["BindNotice"], None]
 """Called with the notice of a uid bound on another frontend of this server's type."""
@@ -92,9 +103,16 @@ class RPCClient(Protocol):
         None (gRPC) leaves pushes and kicks by uid to the binding storage module."""
         ...
 
+    @property
+    def direct(self) -> DirectUserCalls | None:
+        """gRPC's ``PushToUser``/``KickUser``/``SessionBindRemote`` to one frontend, when this
+        transport has them; None (NATS) uses the uid's subjects instead."""
+        ...
+
     def notify(self, server: ServerInfo, request: bytes) -> None:
         """Send an encoded request that expects no answer, keeping the order of notifies
-        to one server. Never blocks; a failure is logged."""
+        to one server. Never blocks; a failure is logged. Only to servers of ours (a Go
+        server answers every request, so it is sent calls whose answer is dropped)."""
         ...
 
     async def send_notify(self, server: ServerInfo, request: bytes) -> None:
@@ -136,6 +154,19 @@ class RpcPair(NamedTuple):
 
     client: RPCClient
     server: RPCServer
+
+
+class DirectUserCalls(Protocol):
+    """Go Pitaya's gRPC methods besides ``Call``, to one frontend (both Go's and ours serve
+    them). Each returns the frontend's answer bytes (a ``protos.Response``, or a
+    ``KickAnswer`` for :meth:`kick_user`) and raises a PitayaError when it refused
+    (the uid is not bound there: Go answers a gRPC error)."""
+
+    async def push_to_user(self, server: ServerInfo, push: bytes, timeout: float) -> bytes: ...
+
+    async def kick_user(self, server: ServerInfo, kick: bytes, timeout: float) -> bytes: ...
+
+    async def bind_remote(self, server: ServerInfo, bind: bytes, timeout: float) -> bytes: ...
 
 
 class UserSubjects(Protocol):

@@ -1,18 +1,24 @@
 """Reaching users across the cluster, and what a frontend tells others about its sessions.
 
 * Push and kick by uid: with the binding storage module, the uid's frontend is read from etcd
-  and sent one ``sys.pushuser``/``sys.kickuser`` request (any transport). Without it (NATS
-  only) the uid's per-user subject is requested for each frontend type; uids the storage could
-  not look up (etcd down) take that way too over NATS, and fail over gRPC.
-* Bind notices (for the unique session module): over NATS every bind is published on
-  ``pitaya/<frontendType>/bindings``; over gRPC there is no broadcast, so a frontend that
-  watches binds sends the notice to the one frontend the binding storage names for the uid,
-  before its own binding replaces that entry (Pitaya's gRPC ``BroadcastSessionBind``).
+  and sent one push (``PushToUser`` over gRPC, ``pysys.pushuser`` over NATS) or ``sys.kick``
+  (``actors.cluster.outbound``). Without it (NATS only) a ``protos.Push``/``KickMsg`` goes on
+  the uid's subject ``pitaya/<frontendType>/user/<uid>/push|kick`` for each frontend type, as
+  Go publishes it; when every frontend of that type is one of ours (discovery metadata
+  ``pitayaActors``) it is a NATS request instead, which our frontends acknowledge (or refuse:
+  the uid is gone), so the caller learns who was reached. A Go frontend never answers: a
+  publish to it counts as delivered. Uids the storage could not look up (etcd down) take the
+  subjects too over NATS, and fail over gRPC.
+* Bind notices (for the unique session module): over NATS every bind is published as a
+  ``protos.BindMsg`` on ``pitaya/<frontendType>/bindings``; over gRPC there is no broadcast,
+  so a frontend that watches binds sends it (``SessionBindRemote``) to the one frontend the
+  binding storage names for the uid, before its own binding replaces that entry (Pitaya's
+  gRPC ``BroadcastSessionBind``).
 
 "Over NATS" means: through the transport's
 :class:`~actors.cluster.rpc.UserSubjects` (``RPCClient.user_subjects``), which NATS and the
 in-memory RPC have; "over gRPC": a transport without them.
-* Session events: every backend that served a session hears of its bind and close.
+* Session events: every backend of ours that served a session hears of its bind and close.
 """
 
 from __future__ import annotations
@@ -21,21 +27,24 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from actors.cluster.codec import (
     BindNotice,
-    Envelope,
-    EnvelopeError,
-    RpcRequest,
+    CodecError,
     UserKick,
     UserPush,
-    decode,
-    encode,
+    decode_bind,
+    encode_bind,
+    encode_kick,
+    encode_push,
+    encode_request,
+    has_extras,
     is_refusal,
     snapshot,
 )
-from actors.cluster.control import SessionEvent, encode_control
+from actors.cluster.control import SessionEvent, control_request
 from actors.cluster.rpc import BindListener, ClusterUnavailable
 from actors.cluster.session_events import BIND, CLOSE
 from transport.etcd import EtcdUnavailable
@@ -115,7 +124,7 @@ class ClusterUsers:
         else:
             failed, unknown = [], list(uids)
         return failed + await self._by_subject(
-            unknown, types, lambda uid: UserPush(uid, route, payload), "push"
+            unknown, types, lambda uid: encode_push(UserPush(uid, route, payload)), "push"
         )
 
     def publish_push(
@@ -132,7 +141,7 @@ class ClusterUsers:
             if subjects is None:
                 return
             for uid in uids:
-                data = encode(UserPush(uid, route, payload))
+                data = encode_push(UserPush(uid, route, payload))
                 for kind in types:
                     subjects.publish_user(kind, uid, "push", data)
             return
@@ -168,7 +177,7 @@ class ClusterUsers:
         else:
             failed, unknown = [], list(uids)
         return failed + await self._by_subject(
-            unknown, types, lambda uid: UserKick(uid, reason), "kick"
+            unknown, types, lambda uid: encode_kick(UserKick(uid)), "kick"
         )
 
     def _frontend_types(self) -> list[str]:
@@ -177,18 +186,29 @@ class ClusterUsers:
             {s.type for t in discovery.server_types() for s in discovery.servers(t) if s.frontend}
         )
 
+    def _all_ours(self, frontend_type: str) -> bool:
+        """Every frontend of ``frontend_type`` is one of ours: they answer on uid subjects."""
+        servers = self.discovery.servers(frontend_type)
+        return bool(servers) and all(has_extras(s.metadata) for s in servers)
+
     async def _by_subject(
-        self, uids: list[str], types: list[str], make: Callable[[str], Envelope], what: str
+        self, uids: list[str], types: list[str], make: Callable[[str], bytes], what: str
     ) -> list[str]:
-        """The per-uid subjects, trying each frontend type; the uids nobody took."""
+        """The per-uid subjects, trying each frontend type; the uids nobody took. Where a
+        frontend of the type is not ours (Go never answers there) it is Go's publish, and the
+        uid counts as reached."""
         subjects = self.subjects
         if not uids or subjects is None:
             return list(uids)
         timeout = self.rpc_timeout
+        asking = {frontend_type: self._all_ours(frontend_type) for frontend_type in types}
 
         async def one(uid: str) -> bool:
-            payload = encode(make(uid))
+            payload = make(uid)
             for frontend_type in types:
+                if not asking[frontend_type]:
+                    subjects.publish_user(frontend_type, uid, what, payload)
+                    return True  # delivered, for all a publish can tell
                 try:
                     answer = await subjects.request_user(frontend_type, uid, what, payload, timeout)
                 except ClusterUnavailable:
@@ -216,12 +236,11 @@ class ClusterUsers:
 
     def _bind_notice_arrived(self, data: bytes) -> None:
         try:
-            notice = decode(data)
-        except EnvelopeError as exc:
+            notice = decode_bind(data)
+        except CodecError as exc:
             log.warning("[%s] malformed bind notice: %s", self.me.id, exc)
             return
-        if isinstance(notice, BindNotice):
-            self.bind_noticed(notice)
+        self.bind_noticed(notice)
 
     def bind_noticed(self, notice: BindNotice) -> None:
         if notice.frontend_id == self.me.id:
@@ -233,7 +252,7 @@ class ClusterUsers:
                 log.exception("[%s] bind listener failed", self.me.id)
 
     async def _announce_bind(self, uid: str) -> None:
-        notice = encode(BindNotice(uid, self.me.id))
+        notice = encode_bind(BindNotice(uid, self.me.id))
         if self.subjects is not None:
             await self.subjects.announce_bind(notice)
             return
@@ -241,7 +260,8 @@ class ClusterUsers:
         # this runs before the binding storage stores the new bind (the cluster's after-bind
         # callback is registered at join, before modules start), so it finds the old holder.
         bindings = self.bindings
-        if not self._bind_listeners or bindings is None:
+        direct = self.client.direct
+        if not self._bind_listeners or bindings is None or direct is None:
             return
         try:
             holder = await bindings.frontend_of(uid, [self.me.type])
@@ -250,7 +270,10 @@ class ClusterUsers:
             return
         server = self.discovery.server(holder) if holder and holder != self.me.id else None
         if server is not None:
-            self.client.notify(server, notice)
+            try:
+                await direct.bind_remote(server, notice, self.rpc_timeout)
+            except Exception as exc:
+                log.warning("[%s] bind notice to %s failed: %s", self.me.id, server.id, exc)
 
     # -- this frontend's sessions ----------------------------------------------------------
 
@@ -279,16 +302,22 @@ class ClusterUsers:
         task.add_done_callback(self._tasks.discard)
 
     def session_event(self, session: Session, event: str) -> None:
-        """Tell every backend that served ``session`` that it bound or closed."""
+        """Tell every backend of ours that served ``session`` that it bound or closed (a Go
+        backend has no such route)."""
         if not session.served_by:
             return
         me = self.me
         for server_id, routes in session.served_by.items():
             server = self.discovery.server(server_id)
-            if server is None:
+            if server is None or not has_extras(server.metadata):
                 continue
-            body = encode_control(SessionEvent(event, frozenset(routes)))
-            request = RpcRequest(
-                "sys", SessionEvent.route, body, snapshot(session, me.id, me.type), notify=True
+            request = replace(
+                control_request(SessionEvent(event, frozenset(routes)), notify=True),
+                session=snapshot(session, me.id, me.type),
             )
-            self.client.notify(server, encode(request))
+            try:
+                data = encode_request(request, me.id, me.type, self.rpc_timeout)
+            except CodecError as exc:
+                log.warning("[%s] session event to %s not sent: %s", me.id, server_id, exc)
+                continue
+            self.client.notify(server, data)

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
     from actors.kernel import Reply
     from actors.metrics.reporter import Metrics
-    from actors.tracing import Tracing
-    from transport.envelope import RpcRequest
+    from actors.tracing import RpcRequest, Tracing
 
 RPC = "rpc"
 """The ``type`` label of RPC timings (Pitaya's)."""

@@ -31,10 +31,10 @@ from actors.modules.base import ModuleBase
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
+    from actors.cluster.codec import BindNotice
     from actors.modules.binding_storage import BindingStorage
     from actors.modules.host import ModuleHost
     from actors.session import Session
-    from transport.envelope import BindNotice
 
 log = logging.getLogger(__name__)
 

@@ -157,7 +157,7 @@ async def test_malformed_rpc_messages_are_counted_as_dropped(
     try:
         subject = "pitaya/servers/room/room-1"
         await nc.publish(subject, b"not an envelope")
-        answer = await nc.request(subject, b"\x93\x01\x02\x03", timeout=5)  # msgpack, no map
+        answer = await nc.request(subject, b"\x93\x01\x02\x03", timeout=5)  # not protobuf
         assert b"PIT-400" in answer.data  # a caller waiting for an answer still gets one
     finally:
         await nc.close()

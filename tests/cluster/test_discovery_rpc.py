@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgpack
 import nats
 import pytest
 
@@ -22,8 +21,14 @@ from actors.modules.binding_storage import BindingStorage
 from tests.cluster.harness import Node, both_transports, start_node
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client, RequestError
-from transport.envelope import BindNotice, RpcResponse, decode_envelope
 from transport.grpc_rpc import GrpcChannel
+from transport.protos import pitaya_pb2 as pb
+
+GARBAGE = (
+    b"\x00garbage",  # not protobuf
+    pb.Request(type=pb.Sys).SerializeToString(),  # no msg
+    pb.Request(msg=pb.Msg(route="room.r.x"), metadata=b"[1]").SerializeToString(),
+)
 
 
 @asynccontextmanager
@@ -119,19 +124,17 @@ async def test_bind_is_announced_on_the_bindings_subject(
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
     nc = await nats.connect(nats_server.url)
-    notices: asyncio.Queue[BindNotice] = asyncio.Queue()
+    notices: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_notice(msg: Any) -> None:
-        notice = decode_envelope(msg.data)
-        assert isinstance(notice, BindNotice)
-        notices.put_nowait(notice)
+        notices.put_nowait(pb.BindMsg.FromString(msg.data))  # Go Pitaya's BindMsg
 
     await nc.subscribe("pitaya/connector/bindings", cb=on_notice)
     await nc.flush()
     client = await Client.connect("127.0.0.1", connector.ports["tcp"])
     await client.request("room.ops.bind_and_store", {"uid": "u-7"})
     notice = await asyncio.wait_for(notices.get(), 5)
-    assert (notice.uid, notice.frontend_id) == ("u-7", "c-1")
+    assert (notice.uid, notice.fid) == ("u-7", "c-1")
     await client.close()
     await nc.close()
 
@@ -141,11 +144,10 @@ async def test_malformed_rpc_is_answered_and_the_server_keeps_serving(
 ) -> None:
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     nc = await nats.connect(nats_server.url)
-    for garbage in (b"\x00garbage", msgpack.packb({"v": 99, "k": "req"}), msgpack.packb([1])):
+    for garbage in GARBAGE:
         reply = await nc.request("pitaya/servers/room/room-1", garbage, timeout=5)
-        answer = decode_envelope(reply.data)
-        assert getattr(answer, "error", None) is not None
-        assert answer.error.code == "PIT-400"  # type: ignore[union-attr]
+        answer = pb.Response.FromString(reply.data)
+        assert answer.error.code == "PIT-400"
     async with watcher(nats_server, etcd_server) as app:
         assert (await app.rpc("room.roomremote.count", {}))["server_id"] == "room-1"
     await nc.close()
@@ -161,9 +163,8 @@ async def test_malformed_rpc_over_grpc_is_answered_and_the_server_keeps_serving(
         room = app.cluster.discovery.server("room-1")
         assert room is not None
         channel = GrpcChannel(f"{room.metadata['grpcHost']}:{room.metadata['grpcPort']}")
-        for garbage in (b"\x00garbage", msgpack.packb({"v": 99, "k": "req"}), msgpack.packb([1])):
-            answer = decode_envelope(await channel.call(garbage, timeout=5))
-            assert isinstance(answer, RpcResponse) and answer.error is not None
+        for garbage in GARBAGE:
+            answer = pb.Response.FromString(await channel.call(garbage, timeout=5))
             assert answer.error.code == "PIT-400"
         channel.notify(b"\x00garbage")  # no answer expected: dropped and counted
         await channel.close()

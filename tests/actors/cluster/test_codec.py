@@ -1,50 +1,392 @@
-"""The cluster codec seam: answers, errors and session snapshots as the cluster sends them."""
+"""The cluster codec: Go Pitaya's protobuf messages, as Go builds and reads them.
+
+Round trips (hypothesis), bytes built by hand from the ``protos`` classes as a Go server sends
+them, the metadata's JSON shape, session data as a JSON object, answers, and garbage: every
+malformed input is a :class:`CodecError` (or, for answers, an ``InternalError``), never
+anything else.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actors.cluster.codec import (
     ACK,
+    CONTROL_ACK,
+    EXTRAS_KEY,
+    PROTOBUF_RPC_SERIALIZER,
+    RPC_SERIALIZER,
+    SESSION_KEY,
+    SYS,
+    USER,
     BindNotice,
-    RpcResponse,
-    encode,
+    CodecError,
+    RpcRequest,
+    SessionSnapshot,
+    UserKick,
+    UserPush,
+    decode_bind,
+    decode_kick,
+    decode_push,
+    decode_request,
+    decode_session_body,
     encode_answer,
+    encode_bind,
     encode_error,
+    encode_kick,
+    encode_kick_answer,
+    encode_push,
+    encode_request,
+    encode_session_body,
+    go_duration,
+    has_extras,
     is_refusal,
+    kick_answer_of,
+    parse_go_duration,
     read_answer,
+    read_kick_answer,
+    rpc_serializer,
     snapshot,
 )
 from actors.errors import InternalError, PitayaError, RouteNotFound, UserNotHere
+from transport.errors import ProtocolError, SerializationError
 from transport.handshake import HandshakeRequest
+from transport.protos import pitaya_pb2 as pb
+
+text = st.text(max_size=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=8,
+)
+snapshots = st.builds(
+    SessionSnapshot,
+    id=st.integers(0, 2**63 - 1),
+    frontend_id=text.filter(bool),
+    frontend_type=text,
+    uid=st.none() | text.filter(bool),
+    data=st.dictionaries(text, json_values, max_size=4),
+    handshake=st.none() | st.fixed_dictionaries({"sys": st.dictionaries(text, json_values)}),
+    extras=st.just(True),
+)
+requests = st.builds(
+    RpcRequest,
+    kind=st.sampled_from([SYS, USER]),
+    route=text.filter(bool),
+    data=st.binary(max_size=64),
+    session=st.none() | snapshots,
+    notify=st.booleans(),
+    metadata=st.dictionaries(st.sampled_from(["otel-span", "py.args", "x"]), json_values),
+    mid=st.integers(0, 2**64 - 1),
+)
 
 
-def test_an_answer_reads_back_as_its_payload_and_an_empty_one_is_the_ack() -> None:
+@given(requests)
+def test_every_request_round_trips(request: RpcRequest) -> None:
+    decoded = decode_request(encode_request(request, "connector-1", "connector", 5.0))
+    metadata = {
+        "peer.id": "connector-1",
+        "peer.service": "connector",
+        "reqTimeout": "5s",
+        **request.metadata,
+    }
+    if request.session is not None:
+        s = request.session
+        metadata[SESSION_KEY] = {"ftype": s.frontend_type, "hs": s.handshake}
+    assert decoded == RpcRequest(
+        request.kind,
+        request.route,
+        request.data,
+        request.session,
+        request.notify,
+        metadata,
+        request.mid,
+    )
+
+
+def test_a_forwarded_request_is_the_protos_request_go_reads() -> None:
+    session = SessionSnapshot(
+        7, "connector-1", "connector", "ann", {"room": "a"}, {"sys": {"platform": "web"}}
+    )
+    request = RpcRequest(SYS, "room.room.join", b'{"n":1}', session, notify=True, mid=3)
+    request.metadata["otel-span"] = {"traceparent": "00-abc-def-01"}
+    message = pb.Request.FromString(encode_request(request, "connector-1", "connector", 2.5))
+    assert message.type == pb.Sys
+    assert (message.msg.id, message.msg.route, message.msg.data) == (
+        3,
+        "room.room.join",
+        b'{"n":1}',
+    )
+    assert message.msg.type == pb.MsgNotify
+    assert message.frontendID == "connector-1"
+    assert (message.session.id, message.session.uid) == (7, "ann")
+    assert json.loads(message.session.data) == {"room": "a"}
+    assert json.loads(message.metadata) == {
+        "peer.id": "connector-1",
+        "peer.service": "connector",
+        "reqTimeout": "2500ms",
+        "otel-span": {"traceparent": "00-abc-def-01"},
+        SESSION_KEY: {"ftype": "connector", "hs": {"sys": {"platform": "web"}}},
+    }
+
+
+def test_a_user_rpc_without_session_has_no_session_and_non_empty_metadata() -> None:
+    message = pb.Request.FromString(
+        encode_request(RpcRequest(USER, "room.r.count", b""), "room-1", "room", 5)
+    )
+    assert message.type == pb.User and message.msg.type == pb.MsgRequest
+    assert not message.HasField("session") and message.frontendID == ""
+    # An empty metadata makes a Go server answer PIT-500: ours always carries the peer.
+    assert json.loads(message.metadata) == {
+        "peer.id": "room-1",
+        "peer.service": "room",
+        "reqTimeout": "5s",
+    }
+
+
+def test_a_request_built_as_a_go_frontend_builds_it_decodes() -> None:
+    go = pb.Request(
+        type=pb.Sys,
+        session=pb.Session(id=42, uid="", data=b'{"level":3}'),
+        msg=pb.Msg(id=9, route="room.room.join", data=b"{}", type=pb.MsgRequest),
+        frontendID="go-connector-1",
+        metadata=json.dumps(
+            {"peer.id": "go-connector-1", "peer.service": "connector", "reqTimeout": "5s"}
+        ).encode(),
+    ).SerializeToString()
+    request = decode_request(go)
+    assert (request.kind, request.route, request.data, request.notify, request.mid) == (
+        SYS,
+        "room.room.join",
+        b"{}",
+        False,
+        9,
+    )
+    assert request.session == SessionSnapshot(
+        42, "go-connector-1", "connector", None, {"level": 3}, None, extras=False
+    )
+
+
+def test_a_go_session_relayed_by_another_server_has_no_known_frontend_type() -> None:
+    go = pb.Request(
+        type=pb.Sys,
+        session=pb.Session(id=1),
+        msg=pb.Msg(route="room.room.join"),
+        frontendID="connector-1",
+        metadata=b'{"peer.id":"gate-1","peer.service":"gate"}',
+    ).SerializeToString()
+    session = decode_request(go).session
+    assert session is not None
+    assert (session.frontend_type, session.data, session.extras) == ("", {}, False)
+
+
+def test_session_data_that_json_cannot_carry_is_a_codec_error() -> None:
+    session = SessionSnapshot(1, "f", "t", data={"when": object()})
+    with pytest.raises(CodecError, match="cannot encode the request for r"):
+        encode_request(RpcRequest(SYS, "r", b"", session), "f", "t", 5)
+    with pytest.raises(CodecError):
+        encode_session_body(1, "ann", {"raw": b"bytes"})
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        (pb.Request(), "without msg"),
+        (pb.Request(msg=pb.Msg()), "without a route"),
+        (pb.Request(type=7, msg=pb.Msg(route="r")), "unknown RPC type 7"),  # type: ignore[arg-type]
+        (pb.Request(msg=pb.Msg(route="r"), metadata=b"{not json"), "metadata is not JSON"),
+        (pb.Request(msg=pb.Msg(route="r"), metadata=b"[1]"), "metadata must be a JSON object"),
+        (
+            pb.Request(msg=pb.Msg(route="r"), session=pb.Session(id=1, data=b'"x"')),
+            "session data must be a JSON object",
+        ),
+        (
+            pb.Request(
+                msg=pb.Msg(route="r"), session=pb.Session(id=1), metadata=b'{"py.session":3}'
+            ),
+            "py.session must be an object",
+        ),
+        (
+            pb.Request(
+                msg=pb.Msg(route="r"),
+                session=pb.Session(id=1),
+                metadata=b'{"py.session":{"ftype":1}}',
+            ),
+            "ftype must be a string",
+        ),
+    ],
+)
+def test_malformed_requests_say_what_is_wrong(message: Any, error: str) -> None:
+    with pytest.raises(CodecError, match=error):
+        decode_request(message.SerializeToString())
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_decode_or_raise_codec_error(data: bytes) -> None:
+    for decode in (decode_request, decode_push, decode_kick, decode_bind, decode_session_body):
+        with contextlib.suppress(CodecError):
+            decode(data)
+
+
+@given(requests, st.data())
+def test_a_truncated_request_decodes_or_raises_codec_error(
+    request: RpcRequest, data: st.DataObject
+) -> None:
+    encoded = encode_request(request, "a", "b", 1)
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    with contextlib.suppress(CodecError):
+        decode_request(encoded[:cut])
+
+
+def test_codec_error_is_a_protocol_error() -> None:
+    assert issubclass(CodecError, ProtocolError)
+
+
+# -- durations --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(5.0, "5s"), (2, "2s"), (0.25, "250ms"), (1.5, "1500ms"), (120, "120s")]
+)
+def test_timeouts_are_go_durations(seconds: float, text: str) -> None:
+    assert go_duration(seconds) == text
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+def test_go_durations_parse_as_go_writes_them() -> None:
+    assert parse_go_duration("1m30s") == 90
+    assert parse_go_duration("1h0m0.5s") == pytest.approx(3600.5)
+    assert parse_go_duration("300µs") == pytest.approx(0.0003)
+    assert parse_go_duration("0") == 0
+    for bad in ("", "5", "s", "5 s", "5x", "1m30"):
+        with pytest.raises(CodecError, match="not a Go duration"):
+            parse_go_duration(bad)
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def test_an_answer_reads_back_as_its_payload() -> None:
     assert read_answer(encode_answer(b"payload")) == b"payload"
-    assert encode_answer(b"") == ACK == encode(RpcResponse())
-    assert read_answer(ACK) == b""
+    assert pb.Response.FromString(encode_answer(b"payload")).data == b"payload"
+    assert read_answer(encode_answer(b"")) == b""
+
+
+def test_the_acks_are_gos() -> None:
+    assert pb.Response.FromString(ACK).data == b"ack"  # forwarded notifies, pushes by uid
+    inner = pb.Response.FromString(pb.Response.FromString(CONTROL_ACK).data)  # sys.bindsession
+    assert inner.data == b"ack"
+    kick = pb.KickAnswer.FromString(read_answer(encode_kick_answer()))  # sys.kick
+    assert kick.kicked is True
+    assert read_kick_answer(kick_answer_of(ACK)) is True  # gRPC KickUser
 
 
 def test_an_error_answer_is_raised_with_its_pitaya_code() -> None:
+    answer = encode_error(RouteNotFound("room.room.nope"))
+    error = pb.Response.FromString(answer).error
+    assert (error.code, error.msg, dict(error.metadata)) == (
+        "PIT-404",
+        "route not found",
+        {"route": "room.room.nope"},
+    )
     with pytest.raises(PitayaError) as info:
-        read_answer(encode_error(RouteNotFound("room.room.nope")))
-    assert info.value.code == "PIT-404"
+        read_answer(answer)
+    assert (info.value.code, info.value.metadata) == ("PIT-404", {"route": "room.room.nope"})
     with pytest.raises(PitayaError) as info:
         read_answer(encode_error(ValueError("boom")))  # any exception becomes Pitaya's body
     assert info.value.code.startswith("PIT-")
+    with pytest.raises(PitayaError) as info:
+        kick_answer_of(answer)
+    assert info.value.code == "PIT-404"
+
+
+def test_a_go_error_without_code_is_pit_000() -> None:
+    go = pb.Response(error=pb.Error(msg="session not found")).SerializeToString()
+    with pytest.raises(PitayaError) as info:
+        read_answer(go)
+    assert (info.value.code, info.value.msg) == ("PIT-000", "session not found")
 
 
 def test_bytes_that_are_no_answer_raise_an_internal_error() -> None:
     with pytest.raises(InternalError, match="malformed RPC response"):
-        read_answer(b"\xc1 not msgpack")
-    with pytest.raises(InternalError, match="non-response envelope"):
-        read_answer(encode(BindNotice("ann", "connector-1")))
+        read_answer(b"\xff\xff\xff")
+    with pytest.raises(InternalError, match="malformed KickAnswer"):
+        read_kick_answer(b"\xff\xff")
 
 
 def test_a_refusal_is_an_error_answer() -> None:
     assert is_refusal(encode_error(UserNotHere("ann"))) is True
     assert is_refusal(ACK) is False
-    assert is_refusal(b"\xc1") is None
+    assert is_refusal(b"\xff\xff") is None
+
+
+# -- push, kick, bind, session bodies ---------------------------------------------------------
+
+
+@given(text.filter(bool), text.filter(bool), st.binary(max_size=32))
+def test_pushes_round_trip_as_protos_push(uid: str, route: str, data: bytes) -> None:
+    encoded = encode_push(UserPush(uid, route, data))
+    assert pb.Push.FromString(encoded) == pb.Push(route=route, uid=uid, data=data)
+    assert decode_push(encoded) == UserPush(uid, route, data)
+
+
+def test_kicks_and_binds_are_gos_messages() -> None:
+    assert pb.KickMsg.FromString(encode_kick(UserKick("ann"))).userId == "ann"
+    assert decode_kick(pb.KickMsg(userId="ann").SerializeToString()) == UserKick("ann")
+    bind = pb.BindMsg(uid="ann", fid="connector-1").SerializeToString()
+    assert encode_bind(BindNotice("ann", "connector-1")) == bind
+    assert decode_bind(bind) == BindNotice("ann", "connector-1")
+
+
+def test_empty_push_kick_and_bind_are_refused() -> None:
+    with pytest.raises(CodecError, match="needs a uid and a route"):
+        decode_push(pb.Push(route="r").SerializeToString())
+    assert decode_push(pb.Push(route="r").SerializeToString(), uid_required=False).route == "r"
+    with pytest.raises(CodecError, match="needs a userId"):
+        decode_kick(b"")
+    with pytest.raises(CodecError, match="needs a uid and a fid"):
+        decode_bind(pb.BindMsg(uid="ann").SerializeToString())
+
+
+def test_session_bodies_are_protos_session_with_json_data() -> None:
+    body = encode_session_body(7, "ann", {"level": 3})
+    message = pb.Session.FromString(body)
+    assert (message.id, message.uid, json.loads(message.data)) == (7, "ann", {"level": 3})
+    assert decode_session_body(body) == (7, "ann", {"level": 3})
+    assert decode_session_body(encode_session_body(7, "ann", None)) == (7, "ann", None)
+
+
+# -- user RPC serializers and discovery -------------------------------------------------------
+
+
+def test_user_rpc_arguments_are_protobuf_unless_marked_msgpack() -> None:
+    assert rpc_serializer(RpcRequest(USER, "r", b"")) is PROTOBUF_RPC_SERIALIZER
+    marked = RpcRequest(USER, "r", b"", metadata={"py.args": "msgpack"})
+    assert rpc_serializer(marked) is RPC_SERIALIZER
+    push = pb.Push(route="r", uid="u")
+    assert PROTOBUF_RPC_SERIALIZER.marshal(push) == push.SerializeToString()
+    assert PROTOBUF_RPC_SERIALIZER.unmarshal(push.SerializeToString(), pb.Push) == push
+    assert PROTOBUF_RPC_SERIALIZER.unmarshal(b"") is None
+    with pytest.raises(SerializationError, match="declare the remote's parameter"):
+        PROTOBUF_RPC_SERIALIZER.unmarshal(b"\x0a\x01r")
+    with pytest.raises(SerializationError, match="return a protobuf message"):
+        PROTOBUF_RPC_SERIALIZER.marshal({"n": 1})
+    with pytest.raises(SerializationError, match="not a Push"):
+        PROTOBUF_RPC_SERIALIZER.unmarshal(b"\xff\xff", pb.Push)
+
+
+def test_our_servers_advertise_the_extras() -> None:
+    assert has_extras({EXTRAS_KEY: "1"})
+    assert not has_extras({"grpcHost": "h"})
+
+
+# -- snapshots --------------------------------------------------------------------------------
 
 
 class FrontendSession:
@@ -60,7 +402,11 @@ class FrontendSession:
 def test_a_snapshot_takes_this_server_as_the_frontend_of_a_frontend_session() -> None:
     snap = snapshot(FrontendSession(), "connector-1", "connector")
     assert (snap.id, snap.uid, snap.data) == (7, "ann", {"level": 3})
-    assert (snap.frontend_id, snap.frontend_type) == ("connector-1", "connector")
+    assert (snap.frontend_id, snap.frontend_type, snap.extras) == (
+        "connector-1",
+        "connector",
+        True,
+    )
     assert snap.handshake == {"sys": {"platform": "web"}, "user": {"v": 1}}
 
 
@@ -68,5 +414,14 @@ def test_a_backend_session_keeps_its_own_frontend() -> None:
     session = FrontendSession()
     session.handshake = None
     session.frontend_id, session.frontend_type = "connector-2", "gate"  # type: ignore[attr-defined]
+    session.frontend_extras = False  # type: ignore[attr-defined]
     snap = snapshot(session, "room-1", "room")
-    assert (snap.frontend_id, snap.frontend_type, snap.handshake) == ("connector-2", "gate", None)
+    assert (snap.frontend_id, snap.frontend_type, snap.handshake, snap.extras) == (
+        "connector-2",
+        "gate",
+        None,
+        False,
+    )
+    # A session of a Go frontend travels without our key: the next server sees no extras.
+    wire = encode_request(RpcRequest(USER, "x.y.z", b"", snap), "room-1", "room", 5)
+    assert SESSION_KEY not in json.loads(pb.Request.FromString(wire).metadata)
