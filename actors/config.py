@@ -193,6 +193,10 @@ class Config:
     etcd_tls_server_name: str = ""
     """Name etcd's certificate is checked against, when not the endpoints' host (needed with
     several endpoints, e.g. ``etcd.internal``)."""
+    etcd_outage_log_interval: float = 30.0
+    """While etcd is unreachable: seconds between the summaries logged (how long, how many
+    operations failed). The outage's start is a warning and its end an info line, once per
+    process, whatever fails meanwhile (group operations, binding lookups, the lease)."""
     rpc_timeout: float = 5.0
     """Seconds an RPC (forwarded request or user RPC) may take before ``PIT-408``."""
     etcd_lease_ttl: int = 60

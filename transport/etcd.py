@@ -1,22 +1,26 @@
 """A small asyncio etcd v3 client for membership: leases, prefix reads and watches.
 
 It wraps ``etcd3aio`` (grpc.aio, current protobuf) and hides its protobuf types behind plain
-values, so the discovery actor deals in keys, bytes and revisions only. ``etcd3aio`` was picked
-over ``aetcd`` because its watch stream reconnects by itself and resumes from the last seen
-revision, which is exactly the etcd-restart behaviour discovery needs.
+values, so the discovery actor deals in keys, bytes and revisions only. The two streams (lease
+keep-alive and watch) are driven here directly on etcd3aio's stubs, written to and read from
+one coroutine: a watch resumes from the last revision seen after etcd restarts, and a broken
+stream leaves no task behind (etcd3aio's own watch feeds its stream from a request iterator
+that grpc runs as a task, destroyed pending, with an error logged, at every etcd outage).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from etcd3aio import Etcd3Client, EtcdError
-from etcd3aio._protobuf import LeaseKeepAliveRequest
+from etcd3aio._protobuf import LeaseKeepAliveRequest, WatchCreateRequest, WatchRequest
 from etcd3aio.errors import EtcdUnauthenticatedError
 from etcd3aio.kv import prefix_range_end
 
@@ -74,11 +78,92 @@ class KeyEvent:
     value: bytes | None
 
 
+_WATCH_BACKOFF = 0.25
+_WATCH_MAX_BACKOFF = 1.0
+_TRANSIENT = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+)
+"""Watch stream errors that mean "etcd went away" (opened again), not "etcd says no"."""
+
+
+class EtcdOutage:
+    """What this process knows of one etcd cluster's outages, shared by all its clients of
+    the same endpoints, so an outage is told once per process however many operations fail:
+    a warning when the first operation fails, a summary every ``summary_interval`` seconds
+    while operations keep failing, an info line at the first success after it.
+
+    Failures before any operation ever succeeded are start-up failures, not outages: they
+    are reported by whoever started the client.
+    """
+
+    _by_endpoints: dict[str, EtcdOutage] = {}
+
+    def __init__(self, where: str, summary_interval: float) -> None:
+        self.where = where
+        self.summary_interval = summary_interval
+        self.since: float | None = None
+        """When the outage started (``time.monotonic()``); None while etcd answers."""
+        self.failed = 0
+        """Operations that failed since the outage started."""
+        self._summarised_at = 0.0
+
+    @classmethod
+    def of(cls, endpoints: Sequence[str], summary_interval: float) -> EtcdOutage:
+        where = ", ".join(endpoints)
+        outage = cls._by_endpoints.get(where)
+        if outage is None:
+            outage = cls._by_endpoints[where] = cls(where, summary_interval)
+        return outage
+
+    def failure(self, name: str, reason: str) -> None:
+        now = time.monotonic()
+        self.failed += 1
+        if self.since is None:
+            self.since = self._summarised_at = now
+            log.warning(
+                "[%s] etcd at %s is unreachable (%s): discovery serves from the last known "
+                "server table; group operations and binding lookups fail until it is back",
+                name,
+                self.where,
+                reason,
+            )
+        elif now - self._summarised_at >= self.summary_interval:
+            self._summarised_at = now
+            log.warning(
+                "[%s] etcd at %s still unreachable after %.0f s: %d operation%s failed",
+                name,
+                self.where,
+                now - self.since,
+                self.failed,
+                "" if self.failed == 1 else "s",
+            )
+
+    def success(self, name: str) -> None:
+        if self.since is None:
+            return
+        took, failed = time.monotonic() - self.since, self.failed
+        self.since, self.failed = None, 0
+        log.info(
+            "[%s] etcd at %s is back after %.1f s (%d operation%s failed meanwhile)",
+            name,
+            self.where,
+            took,
+            failed,
+            "" if failed == 1 else "s",
+        )
+
+
 class EtcdClient:
     """Leases, puts, prefix gets and prefix watches against one etcd cluster.
 
     ``probe_key``: the key :meth:`ping` reads (under the prefix the caller may read, for an
-    etcd whose roles grant only that prefix); ``security``: credentials and TLS.
+    etcd whose roles grant only that prefix); ``security``: credentials and TLS; ``name``:
+    who uses it, in log lines (the server id); ``outage_summary_interval``: seconds between
+    the summaries of an outage (see :class:`EtcdOutage`).
     """
 
     def __init__(
@@ -88,8 +173,13 @@ class EtcdClient:
         timeout: float = 5.0,
         probe_key: str = "pitaya/ping",
         security: EtcdSecurity | None = None,
+        name: str = "",
+        outage_summary_interval: float = 30.0,
     ) -> None:
         self.endpoints = list(endpoints)
+        self.name = name
+        self.outage = EtcdOutage.of(self.endpoints, outage_summary_interval)
+        self._answered_once = False
         self.timeout = timeout
         self.probe_key = probe_key
         self.security = security or EtcdSecurity()
@@ -158,15 +248,21 @@ class EtcdClient:
         a failure (etcd restarted), so each refresh costs one write and one read.
         """
         try:
-            return await self._keep_alive_once(lease_id)
-        except _Unauthenticated:
-            await self._authenticate()  # the token expired or etcd restarted
-            return await self._keep_alive_once(lease_id)
+            try:
+                ttl = await self._keep_alive_once(lease_id)
+            except _Unauthenticated:
+                await self._authenticate()  # the token expired or etcd restarted
+                ttl = await self._keep_alive_once(lease_id)
+        except EtcdUnavailable as exc:
+            self._failed(exc)
+            raise
+        self._answered()
+        return ttl
 
     async def _keep_alive_once(self, lease_id: int) -> int:
         try:
             if self._keepalive is None:
-                metadata = (("token", self._token),) if self._token else None
+                metadata = self._token_metadata()
                 self._keepalive = self._lease()._stub.LeaseKeepAlive(metadata=metadata)
             call = self._keepalive
             await asyncio.wait_for(call.write(LeaseKeepAliveRequest(ID=lease_id)), self.timeout)
@@ -257,16 +353,50 @@ class EtcdClient:
         return items, int(response.header.revision)
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[KeyEvent]:
-        """Changes under ``prefix`` from ``start_revision`` on; survives etcd restarts."""
+        """Changes under ``prefix`` from ``start_revision`` on; survives etcd restarts (the
+        stream is opened again from the last revision seen, every second at most while etcd
+        is down). Raises EtcdUnavailable only if etcd refuses the watch itself."""
+        range_end = prefix_range_end(prefix)
+        next_revision = start_revision
+        backoff = _WATCH_BACKOFF
+        while True:
+            # One stream written to and read from here (no request iterator: grpc would run
+            # it in a task of its own, left pending when the stream breaks).
+            call = self._watch_stub().Watch(metadata=self._token_metadata())
+            try:
+                create = WatchCreateRequest(
+                    key=prefix.encode(), range_end=range_end, start_revision=next_revision
+                )
+                await call.write(WatchRequest(create_request=create))
+                while (response := await call.read()) is not grpc.aio.EOF:
+                    if response.header.revision > 0:
+                        next_revision = max(next_revision, response.header.revision + 1)
+                    backoff = _WATCH_BACKOFF
+                    for event in response.events:
+                        deleted = event.type == 1  # mvccpb.Event.DELETE
+                        value = None if deleted else bytes(event.kv.value)
+                        yield KeyEvent(event.kv.key.decode(), value)
+                    if response.canceled:
+                        raise EtcdUnavailable(f"etcd cancelled the watch: {response.cancel_reason}")
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED and self.security.user:
+                    with contextlib.suppress(EtcdUnavailable):
+                        await self._authenticate()
+                elif exc.code() not in _TRANSIENT:
+                    raise EtcdUnavailable(f"etcd refused the watch: {_describe(exc)}") from exc
+            finally:
+                call.cancel()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _WATCH_MAX_BACKOFF)
+
+    def _watch_stub(self) -> Any:
         watch = self._client.watch
-        assert watch is not None, "connect() first"
-        stream = watch.watch(
-            prefix, range_end=prefix_range_end(prefix), start_revision=start_revision
-        )
-        async for response in stream:
-            for event in response.events:
-                deleted = event.type == 1  # mvccpb.Event.DELETE
-                yield KeyEvent(event.kv.key.decode(), None if deleted else bytes(event.kv.value))
+        if watch is None:
+            raise EtcdUnavailable("etcd client is not connected")
+        return watch._stub
+
+    def _token_metadata(self) -> tuple[tuple[str, str], ...] | None:
+        return (("token", self._token),) if self._token else None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -283,16 +413,34 @@ class EtcdClient:
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             try:
-                return await method(*args, **kwargs)
+                result = await method(*args, **kwargs)
             except EtcdUnauthenticatedError:
                 if not self.security.user:
                     raise
                 await self._authenticate()  # the token expired or etcd restarted
-                return await method(*args, **kwargs)
+                result = await method(*args, **kwargs)
         except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
-            raise EtcdUnavailable(
+            error = EtcdUnavailable(
                 f"etcd at {', '.join(self.endpoints)} did not answer: {_describe(exc)}"
-            ) from exc
+            )
+            self._failed(error)
+            raise error from exc
+        self._answered()
+        return result
+
+    def _answered(self) -> None:
+        self._answered_once = True
+        self.outage.success(self.name)
+
+    def _failed(self, error: EtcdUnavailable) -> None:
+        if self._answered_once:  # before that, a start-up failure (its caller reports it)
+            self.outage.failure(self.name, _cause(error))
+
+
+def _cause(error: EtcdUnavailable) -> str:
+    """The reason in an EtcdUnavailable, without the address (the outage line has it)."""
+    text = str(error)
+    return text.partition(" did not answer: ")[2] or text
 
 
 class _Unauthenticated(Exception):

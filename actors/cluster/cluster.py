@@ -34,6 +34,7 @@ from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION
 from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
 from actors.cluster.discovery import DuplicateServerId, ServerInfo, ServiceDiscovery
+from actors.cluster.groups import GroupsUnavailable
 from actors.cluster.outbound import Outbound
 from actors.cluster.router import Router
 from actors.cluster.rpc import (
@@ -239,8 +240,9 @@ class Cluster:
                 if session.uid is not None:
                     try:
                         await groups.leave_all(session.uid)
-                    except EtcdUnavailable as exc:
-                        log.warning(
+                    except (EtcdUnavailable, GroupsUnavailable) as exc:
+                        # An etcd outage is logged once by the etcd client, not per session.
+                        log.debug(
                             "[%s] could not remove %s from groups: %s", self.me.id, session.uid, exc
                         )
 

@@ -34,6 +34,7 @@ def default_discovery(config: Config, system: ActorSystem) -> EtcdServiceDiscove
         sync_interval=config.server_sync_interval,
         prefix=config.etcd_prefix,
         security=etcd_security(config),
+        outage_summary_interval=config.etcd_outage_log_interval,
     )
 
 

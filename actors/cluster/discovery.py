@@ -351,16 +351,13 @@ class DiscoveryActor(Actor):
                     outage = False
                     if not self._displaced:
                         self.registration_changed(True)
-                    log.info("[%s] etcd is back; registration confirmed", self.me.id)
+                    log.debug("[%s] etcd is back; registration confirmed", self.me.id)
                     items, _ = await self.etcd.get_prefix(self.prefix)
                     self.ref.tell(Resync(items))
             except EtcdUnavailable as exc:
+                # Told once for the whole process by the client (transport.etcd.EtcdOutage).
                 if not outage:
-                    log.warning(
-                        "[%s] etcd unreachable (%s); serving from the last known server table",
-                        self.me.id,
-                        exc,
-                    )
+                    log.debug("[%s] discovery rides out an etcd outage: %s", self.me.id, exc)
                 outage = True
                 self.registration_changed(False)
 
@@ -496,6 +493,8 @@ def etcd_client(config: Config) -> EtcdClient:
         timeout=config.cluster_connect_timeout,
         probe_key=f"{config.etcd_prefix}ping",
         security=etcd_security(config),
+        name=config.server_id,
+        outage_summary_interval=config.etcd_outage_log_interval,
     )
 
 
@@ -505,7 +504,8 @@ class EtcdServiceDiscovery:
     ``system``: where its :class:`DiscoveryActor` runs; ``endpoints``: etcd's ``host:port``
     list; ``timeout``: per etcd operation (and twice that for the first registration);
     ``lease_ttl`` and ``sync_interval``: seconds, see the module docstring; ``prefix``: where
-    the keys live (``etcd_prefix``); ``security``: etcd credentials and TLS.
+    the keys live (``etcd_prefix``); ``security``: etcd credentials and TLS;
+    ``outage_summary_interval``: seconds between summaries of an etcd outage.
     """
 
     def __init__(
@@ -518,11 +518,16 @@ class EtcdServiceDiscovery:
         sync_interval: float,
         prefix: str = DEFAULT_PREFIX,
         security: EtcdSecurity | None = None,
+        outage_summary_interval: float = 30.0,
     ) -> None:
         self.system = system
         self.prefix = prefix
         self.etcd = EtcdClient(
-            endpoints, timeout=timeout, probe_key=f"{prefix}ping", security=security
+            endpoints,
+            timeout=timeout,
+            probe_key=f"{prefix}ping",
+            security=security,
+            outage_summary_interval=outage_summary_interval,
         )
         """The etcd connection, shared with the etcd group service (:meth:`group_service`)."""
         self.timeout = timeout
@@ -556,6 +561,7 @@ class EtcdServiceDiscovery:
 
     async def start(self, me: ServerInfo) -> None:
         """Register, load the table, follow changes; raises EtcdUnavailable if etcd fails."""
+        self.etcd.name = me.id
         self._actor = self.system.spawn(
             DiscoveryActor,
             self.etcd,

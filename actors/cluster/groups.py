@@ -11,16 +11,22 @@ they are bound to, as any push by uid (``actors.cluster.users``: the binding sto
 per-uid subjects). A group created with a TTL lives on a lease: it expires unless used (every
 operation on it renews the lease) or renewed.
 
+While etcd is unreachable every operation fails with :class:`GroupsUnavailable` (``PIT-500``
+to a client whose handler lets it through), which is not logged per operation: the etcd
+client tells the outage once (``transport.etcd.EtcdOutage``).
+
 The store is anything with etcd's key and lease operations (:class:`KeyValueStore`): the etcd
 client, or :class:`~actors.cluster.memory.MemoryStore` in tests.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, ParamSpec, Protocol, TypeVar
 
+from actors.errors import InternalError
 from actors.groups import (
     GroupAlreadyExists,
     GroupNotFound,
@@ -29,6 +35,7 @@ from actors.groups import (
     UidPredicate,
     select_members,
 )
+from transport.etcd import EtcdUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,32 @@ GROUPS_PREFIX = "pitaya/groups/"
 PushToUsers = Callable[[str, Any, list[str]], Awaitable[list[str]]]
 """``push(route, body, uids)`` reaches uids wherever they are bound and returns those it
 could not reach (the app's ``send_push_to_users``)."""
+
+
+class GroupsUnavailable(InternalError):
+    """``PIT-500``: the group store (etcd) cannot be reached now; the operation did not run,
+    or its outcome is unknown."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _store_errors(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """An unreachable store raises GroupsUnavailable, with no traceback or chained error to
+    log: the outage is reported once, where it is seen (the etcd client)."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except EtcdUnavailable as exc:
+            error = GroupsUnavailable(f"groups unavailable: {exc}")
+        raise error
+
+    return call
 
 
 class KeyValueStore(Protocol):
@@ -80,6 +113,7 @@ class EtcdGroupService:
             await self.etcd.keep_alive(lease)  # every use renews an expiring group
         return lease
 
+    @_store_errors
     async def create(self, name: str, *, ttl: float | None = None) -> None:
         if ttl is not None and ttl <= 0:
             raise ValueError("ttl must be positive")
@@ -89,6 +123,7 @@ class EtcdGroupService:
                 await self.etcd.revoke(lease)
             raise GroupAlreadyExists(name)
 
+    @_store_errors
     async def delete(self, name: str) -> None:
         lease = await self._lease(name)
         await self.etcd.delete_prefix(self._group_key(name) + "/")
@@ -96,42 +131,51 @@ class EtcdGroupService:
         if lease:
             await self.etcd.revoke(lease)
 
+    @_store_errors
     async def exists(self, name: str) -> bool:
         return await self.etcd.get(self._group_key(name)) is not None
 
+    @_store_errors
     async def add(self, name: str, uid: str) -> None:
         lease = await self._lease(name)
         if not await self.etcd.put_if_absent(self._member_key(name, uid), b"", lease=lease):
             raise MemberAlreadyExists(name, uid)
 
+    @_store_errors
     async def remove(self, name: str, uid: str) -> None:
         await self._lease(name)
         if not await self.etcd.delete(self._member_key(name, uid)):
             raise MemberNotFound(name, uid)
 
+    @_store_errors
     async def remove_all(self, name: str) -> None:
         await self._lease(name)
         await self.etcd.delete_prefix(self._group_key(name) + "/uids/")
 
+    @_store_errors
     async def contains(self, name: str, uid: str) -> bool:
         await self._lease(name)
         return await self.etcd.get(self._member_key(name, uid)) is not None
 
+    @_store_errors
     async def members(self, name: str) -> list[str]:
         await self._lease(name)
         prefix = self._group_key(name) + "/uids/"
         items, _ = await self.etcd.get_prefix(prefix)
         return sorted(key[len(prefix) :] for key in items)
 
+    @_store_errors
     async def count(self, name: str) -> int:
         return len(await self.members(name))
 
+    @_store_errors
     async def renew_ttl(self, name: str) -> None:
         await self._lease(name)
 
     async def broadcast(self, name: str, route: str, body: Any) -> list[str]:
         return await self.multicast(name, route, body)
 
+    @_store_errors
     async def multicast(
         self,
         name: str,
@@ -147,6 +191,7 @@ class EtcdGroupService:
             return []
         return await self.push(route, body, members)
 
+    @_store_errors
     async def leave_all(self, uid: str) -> None:
         items, _ = await self.etcd.get_prefix(self.groups_prefix)
         suffix = f"/uids/{uid}"

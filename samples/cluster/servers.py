@@ -170,7 +170,7 @@ def build_connector(
             except Exception as exc:  # the room may be gone; the client is gone anyway
                 import logging
 
-                logging.getLogger(__name__).info("could not tell the room: %s", exc)
+                logging.getLogger(__name__).debug("could not tell the room: %s", exc)
 
     app.on_session_close(tell_room)
     return app

@@ -1,0 +1,79 @@
+"""An etcd outage is logged once, summarised while it lasts, and its end told once (issue 19.1).
+
+Real processes: the cluster sample's room and connector (chat with etcd groups), three chat
+clients that keep joining and leaving while etcd is stopped by PID and started again. Before,
+every failed group operation logged an ERROR with a 50-line traceback (315 tracebacks and
+16.8k lines from 3 clients in 20 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.cluster.harness import Node, start_node
+from tests.services import EtcdServer, NatsServer
+from transport.client import Client, RequestError
+
+OUTAGE = 5.0
+"""Seconds etcd stays down."""
+
+
+async def chat_client(port: int, stop: asyncio.Event, codes: list[str]) -> None:
+    """Join, leave, again, until ``stop``; the error code of each failed join."""
+    while not stop.is_set():
+        client = await Client.connect("127.0.0.1", port, request_timeout=10)
+        try:
+            await client.request("room.room.join", {"name": "ann"})
+            codes.append("ok")
+        except RequestError as exc:
+            codes.append(exc.code)
+        finally:
+            await client.close()
+        await asyncio.sleep(0.05)
+
+
+def lines_between(node: Node, first: int) -> list[str]:
+    return node.log[first:]
+
+
+async def test_an_etcd_outage_is_told_once_and_its_end_once(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    env = {"PITAYA_ETCD_OUTAGE_LOG_INTERVAL": "2", "PITAYA_CLUSTER_CONNECT_TIMEOUT": "1"}
+    room = await start_node(nodes, "room", "room-1", nats_server, etcd_server, **env)
+    connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server, **env)
+    marks = {node: len(node.log) for node in (room, connector)}
+    etcd_server.stop(kill=True)
+    down_at = time.monotonic()
+    stop, codes = asyncio.Event(), list[str]()
+    clients = [
+        asyncio.create_task(chat_client(connector.ports["tcp"], stop, codes)) for _ in range(3)
+    ]
+    await room.wait_for_log("etcd at", timeout=10)
+    await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+    etcd_server.start()
+    back = await room.wait_for_log("] etcd at 127.0.0.1", timeout=1)  # the start, already
+    await room.wait_for_log("is back after", timeout=15)
+    stop.set()
+    await asyncio.gather(*clients)
+    assert "PIT-500" in codes, codes  # group operations failed during the outage ...
+    assert codes[-1] == "ok", codes[-5:]  # ... and work again after it
+    for node in (room, connector):
+        logged = lines_between(node, marks[node])
+        print(f"{node.server_id}: {len(logged)} lines during the outage")
+        print("\n".join(logged))
+        assert not [line for line in logged if "Traceback" in line], logged
+        assert not [line for line in logged if " ERROR " in line], logged
+        etcd_lines = [line for line in logged if "etcd at 127.0.0.1" in line]
+        starts = [line for line in etcd_lines if "is unreachable" in line]
+        ends = [line for line in etcd_lines if "is back after" in line]
+        summaries = [line for line in etcd_lines if "still unreachable after" in line]
+        # Both use etcd: the room its groups and lease, the connector its lease and the
+        # groups its sessions leave when they close.
+        assert len(starts) == 1 and " WARNING " in starts[0], logged
+        assert len(ends) == 1 and " INFO " in ends[0], logged
+        assert 1 <= len(summaries) <= OUTAGE / 2 + 2, logged
+        assert "operations failed" in ends[0] and "operations failed" in summaries[0]
+        assert len(logged) == 2 + len(summaries), logged
+    assert back
