@@ -30,6 +30,7 @@ from actors.handler import Handler, Remote
 from actors.invocation import Invoker, LocalRoute
 from actors.kernel import ActorRef
 from actors.lifecycle import Blueprint, Lifecycle
+from actors.logs import configure_logging
 from actors.metrics.reporter import Metrics, Reporter
 from actors.modules.base import Module, Modules
 from actors.payload import encode_result
@@ -532,10 +533,15 @@ class App:
         A cluster server that cannot reach NATS or etcd (or bind its gRPC port) exits with
         status 1 and one line naming the service, the address and the cause, credentials
         masked (``SystemExit``; see ``actors.startup``), instead of a traceback.
+
+        Logs go out in the ``log_format`` option's format (``text`` or ``json``, see
+        ``actors.logs.configure_logging``): to stderr when nothing set logging up; with
+        ``json``, the handlers already set up write JSON lines.
         """
         from actors.cluster.rpc import ClusterStartupError
         from actors.startup import describe_startup_failure
 
+        configure_logging(self.config.log_format)
         factory = loop_factory(self.config.event_loop)
         try:
             with asyncio.Runner(loop_factory=factory) as runner:

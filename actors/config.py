@@ -120,6 +120,10 @@ class Config:
     event_loop: str = "auto"
     """The event loop ``App.run`` serves on: ``auto`` (uvloop when installed, else asyncio's),
     ``asyncio`` or ``uvloop`` (an error when it is not installed). See ``actors.eventloop``."""
+    log_format: str = "text"
+    """How ``App.run`` writes logs: ``text`` (``time LEVEL logger [server-id] message``) or
+    ``json`` (one object per line with ``server_id``, ``session_id``..., for log collectors).
+    See ``actors.logs``."""
     mode: str = "standalone"
     """``standalone`` (no NATS, no etcd) or ``cluster`` (needs etcd, and NATS unless
     ``rpc_transport`` is ``grpc``)."""

@@ -11,10 +11,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from actors.logs import ServerLog
+
 if TYPE_CHECKING:
     from actors.tally import Tally
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 5.0
 """Seconds between two progress lines while draining."""
@@ -26,11 +28,11 @@ async def drain_sessions(
     """Wait until no client is connected (``connections`` at zero), ``skip`` is set, or
     ``drain_timeout`` passes, logging progress. The caller has already stopped accepting and
     left discovery."""
+    log = ServerLog(_log, server_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + drain_timeout
     log.info(
-        "[%s] draining: %d session(s) connected, waiting up to %ss (signal again to stop now)",
-        server_id,
+        "draining: %d session(s) connected, waiting up to %ss (signal again to stop now)",
         connections.count,
         drain_timeout,
     )
@@ -41,8 +43,7 @@ async def drain_sessions(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 log.warning(
-                    "[%s] drain timeout: %d session(s) still connected",
-                    server_id,
+                    "drain timeout: %d session(s) still connected",
                     connections.count,
                 )
                 return
@@ -52,16 +53,15 @@ async def drain_sessions(
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if empty in done:
-                log.info("[%s] drained: every session left", server_id)
+                log.info("drained: every session left")
                 return
             if skipped in done:
                 log.info(
-                    "[%s] drain skipped by a second signal: %d session(s) connected",
-                    server_id,
+                    "drain skipped by a second signal: %d session(s) connected",
                     connections.count,
                 )
                 return
-            log.info("[%s] draining: %d session(s) still connected", server_id, connections.count)
+            log.info("draining: %d session(s) still connected", connections.count)
     finally:
         empty.cancel()
         skipped.cancel()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from actors.actor import Actor
+from actors.logs import ServerLog
 from actors.session_actor import SessionActor
 from actors.session_messages import ConnectionEvents
 from transport.acceptor import Acceptor, Connection, ConnectionHandler
@@ -55,6 +56,7 @@ class Gateway(Actor):
         self.acceptor = acceptor
         self.app = app
         self.accepting = False
+        self.log = ServerLog(log, app.server_id)
 
     async def on_listen(self, msg: Listen) -> tuple[str, int]:
         """Open the listener; the asker (App.start) gets the bind error, if any, as is."""
@@ -64,7 +66,7 @@ class Gateway(Actor):
             await self.acceptor.start(self._on_connection)
         self.accepting = True
         host, port = self.acceptor.address
-        log.info("[%s] %s listening on %s:%s", self.app.server_id, self.acceptor.kind, host, port)
+        self.log.info("%s listening on %s:%s", self.acceptor.kind, host, port)
         return host, port
 
     def _admit(self) -> bool:
@@ -75,10 +77,8 @@ class Gateway(Actor):
         if self.accepting and app.connection_count + opening < app.config.max_connections:
             return True
         app.stats.refused_connections += 1
-        log.warning(
-            "[%s] refusing a %s connection at accept (limit %s reached, %s still opening, "
-            "or stopping)",
-            app.server_id,
+        self.log.warning(
+            "refusing a %s connection at accept (limit %s reached, %s still opening, or stopping)",
             self.acceptor.kind,
             app.config.max_connections,
             opening,
@@ -89,9 +89,8 @@ class Gateway(Actor):
         app = self.app
         if not self.accepting or app.connection_count >= app.config.max_connections:
             app.stats.refused_connections += 1
-            log.warning(
-                "[%s] refusing %s connection from %s (limit %s reached or stopping)",
-                app.server_id,
+            self.log.warning(
+                "refusing %s connection from %s (limit %s reached or stopping)",
                 connection.kind,
                 connection.remote_address,
                 app.config.max_connections,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.actor import Actor
 from actors.errors import ActorStopped, PitayaError
 from actors.kernel import ActorRef
+from actors.logs import ServerLog
 from actors.session import SendFrame
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ class GroupActor(Actor):
     ) -> None:
         self.group = name
         self.sessions = sessions
-        self.server_id = server_id
+        self.log = ServerLog(log, server_id)
         self.ttl = ttl
         self.members: set[str] = set()
         self.on_member_change = on_member_change
@@ -232,7 +233,7 @@ class GroupActor(Actor):
     def on_check_expiry(self, msg: CheckExpiry) -> None:
         assert self.ttl is not None
         if self.system.loop.time() - self.last_used >= self.ttl:
-            log.info("[%s] group %s expired after %ss idle", self.server_id, self.group, self.ttl)
+            self.log.info("group %s expired after %ss idle", self.group, self.ttl)
             self.on_expired(self.group)
             self.stop()
 

@@ -32,6 +32,7 @@ from actors.gateway import Gateway, Listen, StopAccepting
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, HandlerApp, Ready, Remote
 from actors.invocation import LocalRoute
+from actors.logs import ServerLog, check_log_format
 from actors.metrics.sampler import ClusterCounts, MetricsSampler, reporters_from_config
 from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from actors.tally import Tally
     from transport.acceptor import Acceptor
 
-log = logging.getLogger("actors.app")
+log = logging.getLogger(__name__)
 
 HandlerSpec = tuple[type[Handler], tuple[Any, ...], dict[str, Any]]
 RemoteSpec = tuple[type[Remote], tuple[Any, ...], dict[str, Any]]
@@ -91,6 +92,7 @@ class Lifecycle:
 
     def __init__(self, host: LifecycleHost, parts: Blueprint) -> None:
         self._host = host
+        self.log = ServerLog(log, host.server_id)
         self.parts = parts
         self.started = False
         self.stopping = False
@@ -134,6 +136,7 @@ class Lifecycle:
             raise ValueError(
                 f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {config.event_loop!r}"
             )
+        check_log_format(config.log_format)
         check_rate_limit_config(config)
         if config.tracing_enabled and not host.tracing.enabled:
             host.tracing.enable()
@@ -166,9 +169,8 @@ class Lifecycle:
             await host.system.shutdown()
             await host.metrics.stop()
             raise
-        log.info(
-            "[%s] started (%s), serializer %s, %s loop",
-            host.server_id,
+        self.log.info(
+            "started (%s), serializer %s, %s loop",
             host.server_type,
             host.serializer.name,
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
@@ -302,7 +304,7 @@ class Lifecycle:
             return
         self.stopping = True
         host = self._host
-        log.info("[%s] stopping", host.server_id)
+        self.log.info("stopping")
         await self._stop_accepting()
         if host.cluster is not None:
             await host.cluster.leave()  # no new RPCs are routed here from now on
@@ -310,9 +312,8 @@ class Lifecycle:
         try:
             await asyncio.wait_for(in_flight.zero.wait(), host.config.shutdown_timeout)
         except TimeoutError:
-            log.warning(
-                "[%s] %d request(s) still in flight after %ss",
-                host.server_id,
+            self.log.warning(
+                "%d request(s) still in flight after %ss",
                 in_flight.count,
                 host.config.shutdown_timeout,
             )
@@ -326,7 +327,7 @@ class Lifecycle:
             await host.cluster.close()
         await host.system.shutdown()
         await host.metrics.stop()
-        log.info("[%s] stopped", host.server_id)
+        self.log.info("stopped")
 
     def request_stop(self) -> None:
         """Ask :meth:`serve_forever` to stop gracefully (what SIGINT/SIGTERM do); a server

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from actors.actor import Actor
 from actors.errors import PitayaError, RouteNotFound, TooManyRequests, as_pitaya_error
 from actors.invocation import LocalRoute
+from actors.logs import ServerLog
 from actors.metrics.handler import report_handler_time
 from actors.metrics.names import UNKNOWN_ROUTE
 from actors.payload import encode_error
@@ -107,6 +108,8 @@ class SessionActor(Actor):
         self.rate_limiter = new_bucket(config)
         """This connection's token bucket (see ``actors.ratelimit``); None when off."""
         self.session: Session
+        self.log: ServerLog
+        """This server's and session's logger (set with the session, in ``started``)."""
 
     def started(self) -> None:
         app = self.app
@@ -118,11 +121,11 @@ class SessionActor(Actor):
             self.conn.remote_address,
         )
         app.sessions.add(self.session)
+        self.log = ServerLog(log, app.server_id, self.session.id)
         self.last_seen = self.system.loop.time()
         self.handshake_timer = self.after(app.config.handshake_timeout, HandshakeDeadline())
-        log.debug(
-            "[%s] session %s connected from %s (%s)",
-            app.server_id,
+        self.log.debug(
+            "session %s connected from %s (%s)",
             self.session.id,
             self.conn.remote_address,
             self.conn.kind,
@@ -135,9 +138,8 @@ class SessionActor(Actor):
         try:
             events = self.proto.receive_data(msg.data)
         except ProtocolError as exc:
-            log.info(
-                "[%s] session %s: protocol error from %s: %s",
-                self.app.server_id,
+            self.log.info(
+                "session %s: protocol error from %s: %s",
                 self.session.id,
                 self.conn.remote_address,
                 exc,
@@ -167,9 +169,8 @@ class SessionActor(Actor):
             try:
                 validator(event.request)
             except Exception as exc:
-                log.info(
-                    "[%s] session %s: handshake validator %s refused: %s",
-                    app.server_id,
+                self.log.info(
+                    "session %s: handshake validator %s refused: %s",
                     self.session.id,
                     name,
                     exc,
@@ -189,9 +190,8 @@ class SessionActor(Actor):
 
     def _accept(self, message: Message) -> None:
         if message.type is not MessageType.REQUEST and message.type is not MessageType.NOTIFY:
-            log.info(
-                "[%s] session %s sent a %s message; closing",
-                self.app.server_id,
+            self.log.info(
+                "session %s sent a %s message; closing",
                 self.session.id,
                 message.type.name,
             )
@@ -284,9 +284,8 @@ class SessionActor(Actor):
         try:
             data = self.proto.inflate(message).data
         except ProtocolError as exc:
-            log.info(
-                "[%s] session %s: protocol error from %s: %s",
-                self.app.server_id,
+            self.log.info(
+                "session %s: protocol error from %s: %s",
                 self.session.id,
                 self.conn.remote_address,
                 exc,
@@ -338,9 +337,8 @@ class SessionActor(Actor):
         if message.type is MessageType.REQUEST:
             self._respond_error(message, not_found)
         else:
-            log.info(
-                "[%s] session %s: notify to unknown route %s",
-                self.app.server_id,
+            self.log.info(
+                "session %s: notify to unknown route %s",
                 self.session.id,
                 message.route,
             )
@@ -416,9 +414,8 @@ class SessionActor(Actor):
             else:
                 self._write(Message(MessageType.RESPONSE, message.id, data=entry.payload or b""))
         elif error is not None and not isinstance(error, PitayaError):
-            log.warning(
-                "[%s] session %s: notify %s failed: %s",
-                self.app.server_id,
+            self.log.warning(
+                "session %s: notify %s failed: %s",
                 self.session.id,
                 message.route,
                 error,
@@ -489,9 +486,8 @@ class SessionActor(Actor):
     def on_kick_session(self, msg: KickSession) -> None:
         if self.conn.closed:
             return
-        log.info(
-            "[%s] session %s kicked%s",
-            self.app.server_id,
+        self.log.info(
+            "session %s kicked%s",
             self.session.id,
             f": {msg.reason}" if msg.reason else "",
         )
@@ -504,7 +500,7 @@ class SessionActor(Actor):
     def on_heartbeat_tick(self, msg: HeartbeatTick) -> None:
         interval = self.app.config.heartbeat_interval
         if self.system.loop.time() - self.last_seen > 2 * interval:
-            log.info("[%s] session %s: heartbeat timeout", self.app.server_id, self.session.id)
+            self.log.info("session %s: heartbeat timeout", self.session.id)
             self.proto.close()
             self.conn.close()
         elif self.proto.state is ServerState.WORKING:
@@ -512,9 +508,8 @@ class SessionActor(Actor):
 
     def on_handshake_deadline(self, msg: HandshakeDeadline) -> None:
         if self.proto.state in (ServerState.AWAITING_HANDSHAKE, ServerState.AWAITING_ACK):
-            log.info(
-                "[%s] session %s: no handshake within %ss",
-                self.app.server_id,
+            self.log.info(
+                "session %s: no handshake within %ss",
                 self.session.id,
                 self.app.config.handshake_timeout,
             )
@@ -540,7 +535,7 @@ class SessionActor(Actor):
                 end_span(entry.span)  # the answer, if any, will find no session
         self.pending.clear()
         self.queued_bytes = 0
-        log.debug("[%s] session %s closed", self.app.server_id, self.session.id)
+        self.log.debug("session %s closed", self.session.id)
         try:
             await self.app.sessions.closed(self.session)
         finally:
@@ -557,9 +552,9 @@ class SessionActor(Actor):
             return True
         if not self.conn.closed:
             self.app.stats.mailbox_overflows += 1
-            log.warning(
-                "[%s] %s: mailbox full (%s messages); disconnecting %s",
-                self.app.server_id,
+            # Possibly before started(): no session yet, so no session logger.
+            ServerLog(log, self.app.server_id).warning(
+                "%s: mailbox full (%s messages); disconnecting %s",
                 self.name,
                 self._cell.max_mailbox,
                 self.conn.remote_address,

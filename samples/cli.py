@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from actors.logs import TEXT_FORMAT
+
 
 def program(module: str) -> str:
     """The name a sample was started by: its console script (``pitaya-chat``) or
@@ -31,4 +33,5 @@ def server_arguments(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    """Plain-text lines (``App.run`` turns them to JSON with ``PITAYA_LOG_FORMAT=json``)."""
+    logging.basicConfig(level=level, format=TEXT_FORMAT)

@@ -55,6 +55,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "building blocks",
         (
             "actors.config",
+            "actors.logs",
             "actors.tally",
             "actors.payload",
             "actors.tracing",

@@ -16,9 +16,10 @@ import sys
 from types import FrameType
 
 from actors.launch.config import LaunchConfigError, load_config
-from actors.launch.launcher import LOG_FORMAT, Launcher, LaunchError
+from actors.launch.launcher import LOG_FORMAT_ENV, Launcher, LaunchError
+from actors.logs import LOG_FORMATS, ServerLog, configure_logging
 
-log = logging.getLogger("actors.launch")
+log = ServerLog(logging.getLogger(__name__), "launch")
 
 
 def parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -42,12 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         "--var", action="append", default=[], metavar="NAME=VALUE", help="override a [vars] entry"
     )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help=f"text or json lines, for the launcher and every server (sets their {LOG_FORMAT_ENV}"
+        f"); default: {LOG_FORMAT_ENV} or text",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    configure_logging(args.log_format or os.environ.get(LOG_FORMAT_ENV) or "text", args.log_level)
     try:
         config = load_config(args.config, parse_vars(args.var))
     except LaunchConfigError as exc:
-        log.error("[launch] %s", exc)
+        log.error("%s", exc)
         return 2
 
     # A signal only sets a flag; the byte written to the wake-up pipe ends the select below,
@@ -63,31 +70,31 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
 
-    launcher = Launcher(config, log_level=args.log_level)
+    launcher = Launcher(config, log_level=args.log_level, log_format=args.log_format)
     try:
         pids = launcher.start()
     except (LaunchError, OSError) as exc:
-        log.error("[launch] could not start the deployment: %s", exc)
+        log.error("could not start the deployment: %s", exc)
         return 2
     try:
-        log.info("[launch] running %s; SIGTERM or Ctrl-C stops them all", ", ".join(pids))
+        log.info("running %s; SIGTERM or Ctrl-C stops them all", ", ".join(pids))
         while not stop_requested:
             select.select([wake_read], [], [])
             os.read(wake_read, 512)
-        log.info("[launch] %s received: stopping", signal.Signals(stop_requested[0]).name)
+        log.info("%s received: stopping", signal.Signals(stop_requested[0]).name)
     finally:
         returncodes: dict[str, int | None] | None = None
         try:
             returncodes = launcher.stop()
         except LaunchError as exc:  # the actor system is shut down regardless
-            log.error("[launch] %s", exc)
+            log.error("%s", exc)
     if returncodes is None:
         return 1
     unclean = {name: code for name, code in returncodes.items() if code != 0}
     if unclean:
-        log.warning("[launch] not every server exited cleanly: %s", unclean)
+        log.warning("not every server exited cleanly: %s", unclean)
         return 1
-    log.info("[launch] every server stopped cleanly")
+    log.info("every server stopped cleanly")
     return 0
 
 

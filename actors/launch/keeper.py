@@ -37,8 +37,9 @@ from actors.launch.messages import (
     StopServer,
 )
 from actors.launch.orphans import die_with_parent
+from actors.logs import ServerLog
 
-log = logging.getLogger("actors.launch")
+log = ServerLog(logging.getLogger(__name__), "launch")
 
 POLL = timedelta(seconds=0.2)
 """How often a running server is checked (and a due restart performed)."""
@@ -130,7 +131,7 @@ class KeptServer:
             )
         except OSError as exc:
             self.process = None
-            log.error("[launch] %s could not be started: %s", command.name, exc)
+            log.error("%s could not be started: %s", command.name, exc)
             self._schedule_restart()
             return ServerSpawned(command.name, None, self.restarts)
         finally:
@@ -138,7 +139,7 @@ class KeptServer:
                 output.close()
         self.started_at = time.monotonic()
         log.info(
-            "[launch] %s running (pid %d%s; keeper pid %d)",
+            "%s running (pid %d%s; keeper pid %d)",
             command.name,
             self.process.pid,
             f", restart {self.restarts}" if self.restarts else "",
@@ -161,7 +162,7 @@ class KeptServer:
             restart = command.settings.should_restart(returncode)
             delay = self._schedule_restart() if restart else None
             log.warning(
-                "[launch] %s %s (pid %d) after %.1fs; %s",
+                "%s %s (pid %d) after %.1fs; %s",
                 command.name,
                 describe_exit(returncode),
                 process.pid,
@@ -187,7 +188,7 @@ class KeptServer:
         process = self.process
         if process is None or process.poll() is not None:
             return self._finish(process.returncode if process is not None else None)
-        log.info("[launch] stopping %s (pid %d)", self.command.name, process.pid)
+        log.info("stopping %s (pid %d)", self.command.name, process.pid)
         process.terminate()
         self.stop_requester = requester
         self.stop_deadline = time.monotonic() + self.command.settings.stop_timeout
@@ -203,13 +204,13 @@ class KeptServer:
             if time.monotonic() < self.stop_deadline:
                 return None
             log.warning(
-                "[launch] %s did not stop within %.1fs; killing it",
+                "%s did not stop within %.1fs; killing it",
                 command.name,
                 command.settings.stop_timeout,
             )
             process.kill()
             returncode = process.wait()
-        log.info("[launch] %s stopped (%s)", command.name, describe_exit(returncode))
+        log.info("%s stopped (%s)", command.name, describe_exit(returncode))
         return self._finish(returncode)
 
     def _finish(self, returncode: int | None) -> ServerStopped:
@@ -237,7 +238,7 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
         self.supervisor = sender
         if msg.orphan_pid is not None:
             log.warning(
-                "[launch] %s: stopping pid %d left by a dead keeper",
+                "%s: stopping pid %d left by a dead keeper",
                 msg.command.name,
                 msg.orphan_pid,
             )
@@ -293,7 +294,7 @@ class ServerKeeper(ActorTypeDispatcher):  # type: ignore[misc]
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            log.info("[launch] %s %s", server.command.name, describe_exit(process.returncode))
+            log.info("%s %s", server.command.name, describe_exit(process.returncode))
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -22,12 +22,13 @@ import logging
 import os
 import socket
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from thespian.actors import ActorSystem
 
-from actors.launch.config import LaunchConfig
+from actors.launch.config import LaunchConfig, ServerCommand
 from actors.launch.messages import (
     Deploy,
     Deployed,
@@ -39,12 +40,13 @@ from actors.launch.messages import (
 )
 from actors.launch.orphans import child_pids, reap_new_children
 from actors.launch.supervisor import Supervisor
+from actors.logs import TEXT_FORMAT, ServerLog, check_log_format
 
-log = logging.getLogger("actors.launch")
+log = ServerLog(logging.getLogger(__name__), "launch")
 
 T = TypeVar("T")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_FORMAT_ENV = "PITAYA_LOG_FORMAT"
 
 
 class LaunchError(RuntimeError):
@@ -58,12 +60,16 @@ def free_port() -> int:
         return port
 
 
-def thespian_log_defs(level: str | int) -> dict[str, Any]:
+def thespian_log_defs(level: str | int, log_format: str = "text") -> dict[str, Any]:
     """Logging of the actor processes (Thespian forwards their records to one logger process):
-    the keepers' ``actors.launch`` lines go to the launcher's stderr."""
+    the keepers' ``actors.launch`` lines go to the launcher's stderr, in ``log_format``."""
+    check_log_format(log_format)
+    formatter = (
+        {"()": "actors.logs.JsonFormatter"} if log_format == "json" else {"format": TEXT_FORMAT}
+    )
     return {
         "version": 1,
-        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "formatters": {"plain": formatter},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
@@ -79,9 +85,21 @@ def thespian_log_defs(level: str | int) -> dict[str, Any]:
 class Launcher:
     """One deployment: its Thespian system, its supervisor, its servers. See the module doc."""
 
-    def __init__(self, config: LaunchConfig, *, log_level: str | int = "INFO") -> None:
+    def __init__(
+        self,
+        config: LaunchConfig,
+        *,
+        log_level: str | int = "INFO",
+        log_format: str | None = None,
+    ) -> None:
+        """``log_format`` (``text`` or ``json``): the keepers' lines, and every server's
+        ``PITAYA_LOG_FORMAT`` unless its entry sets one; None: ``PITAYA_LOG_FORMAT`` of this
+        process (``text`` when unset), which the servers inherit anyway."""
         self.config = config
         self.log_level = log_level
+        self.servers_log_format = log_format
+        self.log_format = log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
+        check_log_format(self.log_format)
         self.admin_port = 0
         self._system: Any = None
         self._supervisor: Any = None
@@ -104,19 +122,19 @@ class Launcher:
         self._system = ActorSystem(
             "multiprocTCPBase",
             capabilities={"Admin Port": self.admin_port},
-            logDefs=thespian_log_defs(self.log_level),
+            logDefs=thespian_log_defs(self.log_level, self.log_format),
             transientUnique=True,
         )
         reap_new_children(children)  # the admin's starter, which Thespian never waits for
         try:
             self._supervisor = self._system.createActor(Supervisor)
-            deploy = Deploy(self.config.servers, os.getpid(), self.admin_port)
+            deploy = Deploy(self._servers(), os.getpid(), self.admin_port)
             deployed = self._request(deploy, Deployed, timeout, "start")
         except BaseException:
             self._shutdown()
             raise
         log.info(
-            "[launch] %d server(s) started (thespian admin port %d)",
+            "%d server(s) started (thespian admin port %d)",
             len(deployed.pids),
             self.admin_port,
         )
@@ -148,6 +166,15 @@ class Launcher:
 
     # -- plumbing --------------------------------------------------------------------------
 
+    def _servers(self) -> tuple[ServerCommand, ...]:
+        """The servers to start, with ``PITAYA_LOG_FORMAT`` when a format was given (first in
+        their environment, so an entry's own setting wins)."""
+        log_format = self.servers_log_format
+        if log_format is None:
+            return self.config.servers
+        setting = (LOG_FORMAT_ENV, log_format)
+        return tuple(replace(s, env=(setting, *s.env)) for s in self.config.servers)
+
     def _request(self, message: object, expected: type[T], timeout: float, what: str) -> T:
         """Tell the supervisor and wait for the reply of the expected type.
 
@@ -164,7 +191,7 @@ class Launcher:
             if isinstance(reply, expected):
                 return reply
             if reply is not None:
-                log.debug("[launch] skipping a late %s", type(reply).__name__)
+                log.debug("skipping a late %s", type(reply).__name__)
         raise LaunchError(f"the supervisor did not answer '{what}' within {timeout}s")
 
     def _shutdown(self) -> None:

@@ -40,8 +40,9 @@ from actors.launch.messages import (
     StopServer,
 )
 from actors.launch.orphans import die_with_parent, shut_down_later
+from actors.logs import ServerLog
 
-log = logging.getLogger("actors.launch")
+log = ServerLog(logging.getLogger(__name__), "launch")
 
 WATCH_LAUNCHER = timedelta(seconds=1.0)
 
@@ -109,14 +110,14 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
         orphans = {name: state.pid for name, state in self.states.items()}
         if self.stopping:
             for name in sorted(self.unreported):  # died before answering: finish its job
-                log.error("[launch] the keeper of %s died while stopping it", name)
+                log.error("the keeper of %s died while stopping it", name)
                 if orphan := orphans[name]:
                     terminate_pid(orphan, self.commands[name].settings.stop_timeout)
                 self.receiveMsg_ServerStopped(ServerStopped(name, None), sender)
             return
         for name, orphan in orphans.items():
             log.error(
-                "[launch] the keeper of %s died%s; starting a new keeper",
+                "the keeper of %s died%s; starting a new keeper",
                 name,
                 f" (server pid {orphan} is stopped first)" if orphan else "",
             )
@@ -127,7 +128,7 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
             return
         if self.launcher_pid and not pid_alive(self.launcher_pid):
             log.error(
-                "[launch] the launcher (pid %d) is gone without stopping; stopping every server",
+                "the launcher (pid %d) is gone without stopping; stopping every server",
                 self.launcher_pid,
             )
             self._stop_all(None)
@@ -161,7 +162,7 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
             self.send(self.stop_requester, DeploymentStopped(dict(self.returncodes)))
             self.stop_requester = None
         else:  # nobody to tell: the launcher is gone
-            log.info("[launch] every server stopped")
+            log.info("every server stopped")
             if self.admin_port:
-                log.info("[launch] shutting the actor system down (admin port %d)", self.admin_port)
+                log.info("shutting the actor system down (admin port %d)", self.admin_port)
                 shut_down_later(self.admin_port)

@@ -24,6 +24,8 @@ import logging
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
+from actors.logs import ServerLog
+
 log = logging.getLogger(__name__)
 
 
@@ -89,6 +91,7 @@ class Modules:
 
     def __init__(self, server_id: str, step_timeout: float = 10.0) -> None:
         self.server_id = server_id
+        self.log = ServerLog(log, server_id)
         self.step_timeout = step_timeout
         """Longest wait for one module's ``before_shutdown`` or ``shutdown``."""
         self._order: list[tuple[str, Module]] = []
@@ -135,7 +138,7 @@ class Modules:
                 try:
                     await getattr(module, step)()
                 except BaseException as exc:
-                    log.error("[%s] module %s failed in %s: %r", self.server_id, name, step, exc)
+                    self.log.error("module %s failed in %s: %r", name, step, exc)
                     await self.stop()
                     if isinstance(exc, Exception):
                         raise ModuleStartError(name, step, exc) from exc
@@ -143,7 +146,7 @@ class Modules:
                 if step == "init":
                     self._started.append((name, module))
                 else:
-                    log.info("[%s] module %s started", self.server_id, name)
+                    self.log.info("module %s started", name)
 
     async def stop(self) -> None:
         """``before_shutdown`` then ``shutdown`` of the started modules, in reverse order."""
@@ -153,15 +156,14 @@ class Modules:
                 try:
                     await asyncio.wait_for(getattr(module, step)(), self.step_timeout)
                 except TimeoutError:
-                    log.error(
-                        "[%s] module %s: %s took longer than %ss; going on",
-                        self.server_id,
+                    self.log.error(
+                        "module %s: %s took longer than %ss; going on",
                         name,
                         step,
                         self.step_timeout,
                     )
                 except Exception:
-                    log.exception("[%s] module %s failed in %s", self.server_id, name, step)
+                    self.log.exception("module %s failed in %s", name, step)
                 else:
                     if step == "shutdown":
-                        log.info("[%s] module %s stopped", self.server_id, name)
+                        self.log.info("module %s stopped", name)

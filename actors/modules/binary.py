@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from actors.logs import ServerLog
 from actors.modules.base import ModuleBase
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class BinaryModule(ModuleBase):
         if not argv:
             raise ValueError("argv must name a program")
         self.app = app
+        self.log = ServerLog(log, app.server_id)
         self.argv = [str(a) for a in argv]
         self.name = name or os.path.basename(self.argv[0])
         self.grace = grace
@@ -83,8 +85,7 @@ class BinaryModule(ModuleBase):
             cwd=self.cwd,
             start_new_session=True,
         )
-        server_id = self.app.server_id
-        log.info("[%s] binary %s started (pid %d)", server_id, self.name, self.process.pid)
+        self.log.info("binary %s started (pid %d)", self.name, self.process.pid)
         assert self.process.stdout is not None and self.process.stderr is not None
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -102,16 +103,15 @@ class BinaryModule(ModuleBase):
             if not raw:
                 return
             line = raw.decode(errors="replace").rstrip()
-            log.log(level, "[%s] %s: %s", self.app.server_id, self.name, line)
+            self.log.log(level, "%s: %s", self.name, line)
 
     async def _watch(self, process: asyncio.subprocess.Process) -> None:
         returncode = await process.wait()
         self.exited.set()
         if self._stopping:
             return
-        log.error(
-            "[%s] binary %s (pid %d) exited on its own with code %d%s",
-            self.app.server_id,
+        self.log.error(
+            "binary %s (pid %d) exited on its own with code %d%s",
             self.name,
             process.pid,
             returncode,
@@ -132,9 +132,8 @@ class BinaryModule(ModuleBase):
                 try:
                     await asyncio.wait_for(process.wait(), self.grace)
                 except TimeoutError:
-                    log.warning(
-                        "[%s] binary %s did not stop within %ss; killing it",
-                        self.app.server_id,
+                    self.log.warning(
+                        "binary %s did not stop within %ss; killing it",
                         self.name,
                         self.grace,
                     )
@@ -150,9 +149,7 @@ class BinaryModule(ModuleBase):
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        log.info(
-            "[%s] binary %s stopped (code %s)", self.app.server_id, self.name, process.returncode
-        )
+        self.log.info("binary %s stopped (code %s)", self.name, process.returncode)
 
     async def _kill(self, process: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -27,6 +27,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 from actors.errors import PitayaError
+from actors.logs import ServerLog
 from actors.modules.base import ModuleBase
 from transport.etcd import EtcdUnavailable
 
@@ -59,6 +60,7 @@ class UniqueSession(ModuleBase):
         if on_conflict not in ("kick", "refuse"):
             raise ValueError(f"on_conflict must be 'kick' or 'refuse', not {on_conflict!r}")
         self.app = app
+        self.log = ServerLog(log, app.server_id)
         self.on_conflict = on_conflict
         self.kicked = 0
         """Sessions kicked because their uid was bound again (here or elsewhere)."""
@@ -106,7 +108,7 @@ class UniqueSession(ModuleBase):
             try:
                 holder = await self._storage.claim(uid)
             except EtcdUnavailable as exc:  # cannot know: the bind stands (like kick mode)
-                log.warning("[%s] cannot check uid %s in etcd: %s", self.app.server_id, uid, exc)
+                self.log.warning("cannot check uid %s in etcd: %s", uid, exc)
                 return
             if holder is not None:
                 raise UidAlreadyBound(uid, holder)
@@ -122,5 +124,5 @@ class UniqueSession(ModuleBase):
 
     def _kick(self, session: Session, why: str) -> None:
         self.kicked += 1
-        log.info("[%s] kicking session %d: %s", self.app.server_id, session.id, why)
+        self.log.session(session.id).info("kicking session %d: %s", session.id, why)
         session.kick(KICK_REASON)

@@ -1,0 +1,168 @@
+"""Logging: every line names its server, as text or as JSON for log collectors.
+
+Each component logs through a :class:`ServerLog` built from its module's logger and its
+server id, so one process may run several servers (tests run many: ``MemoryCluster``,
+``TestClient``) and each line still names its own::
+
+    log = ServerLog(logging.getLogger(__name__), "connector-1")
+    log.info("%s listening on %s:%s", "tcp", "0.0.0.0", 3250)
+    # text: ... INFO actors.gateway [connector-1] tcp listening on 0.0.0.0:3250
+    session_log = log.session(42)   # records carry session_id=42 too
+
+The ``[server-id]`` prefix is what a reader of plain text sees; the same id is on the record
+as ``server_id`` (and ``session_id`` when given) for formatters. :class:`JsonFormatter` writes
+one JSON object per line with those fields (Pitaya's structured logging, for collectors):
+
+    {"time": "2026-12-06T17:05:01.123Z", "level": "INFO", "logger": "actors.gateway",
+     "message": "tcp listening on 0.0.0.0:3250", "server_id": "connector-1"}
+
+:func:`configure_logging` picks one of the two formats (the ``log_format`` option,
+``PITAYA_LOG_FORMAT``); ``App.run`` and the launcher call it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "LOG_FORMATS",
+    "TEXT_FORMAT",
+    "JsonFormatter",
+    "ServerLog",
+    "check_log_format",
+    "configure_logging",
+    "formatter_for",
+]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+"""The plain-text line (what ``logging.basicConfig`` gets from the launcher and samples)."""
+
+LOG_FORMATS = ("text", "json")
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """A logger of one server (and optionally one session): prefixes ``[server-id]`` to the
+    message and puts ``server_id`` (and ``session_id``) into the record. An empty server id
+    (a component used on its own, outside a server) adds neither.
+
+    Build one per component from its module's logger; calls look like a logger's
+    (``log.info("stopping")``, ``log.exception(...)``), and a caller's own ``extra`` is kept.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, server_id: str, session_id: int | str | None = None
+    ) -> None:
+        fields: dict[str, object] = {"server_id": server_id} if server_id else {}
+        if session_id is not None:
+            fields["session_id"] = session_id
+        super().__init__(logger, fields)
+        self.server_id = server_id
+        self._prefix = f"[{server_id}] " if server_id else ""
+        # With arguments the message is a %-format: a '%' in the id must not be read as one.
+        self._prefix_with_args = self._prefix.replace("%", "%%")
+
+    def session(self, session_id: int | str) -> ServerLog:
+        """The same server's logger, its records carrying ``session_id`` too."""
+        return ServerLog(self.logger, self.server_id, session_id)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        # Every level method (debug ... exception) ends here; the prefix depends on ``args``,
+        # which ``process`` does not see.
+        if self.isEnabledFor(level):
+            prefix = self._prefix_with_args if args else self._prefix
+            msg, options = self.process(f"{prefix}{msg}", kwargs)
+            # This frame is not logging's own: skip it so the record names the caller's line.
+            options["stacklevel"] = options.get("stacklevel", 1) + 1
+            self.logger.log(level, msg, *args, **options)
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = kwargs.get("extra")
+        kwargs["extra"] = {**extra, **self.fields} if extra else self.fields
+        return msg, kwargs
+
+    @property
+    def fields(self) -> Mapping[str, object]:
+        """``server_id`` and, when set, ``session_id``."""
+        assert self.extra is not None
+        return self.extra
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
+    ``message``, ``server_id`` and ``session_id`` when the record has them, ``exception``
+    (the traceback text) and ``stack`` when present, and any other ``extra`` field.
+
+    The ``[server-id]`` prefix a :class:`ServerLog` adds is left out of ``message``: it is
+    the ``server_id`` field already.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        server_id = getattr(record, "server_id", None)
+        if server_id is not None:
+            prefix = f"[{server_id}] "
+            if message.startswith(prefix):
+                message = message[len(prefix) :]
+        created = datetime.fromtimestamp(record.created, UTC)
+        entry: dict[str, Any] = {
+            "time": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    """The formatter of ``log_format``: ``text`` (:data:`TEXT_FORMAT`) or ``json``."""
+    check_log_format(log_format)
+    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def check_log_format(log_format: str) -> None:
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format must be 'text' or 'json', not {log_format!r}")
+
+
+def configure_logging(log_format: str = "text", level: str | int | None = None) -> None:
+    """Log in ``log_format`` (``text`` or ``json``); ``level`` (when given) on the root logger.
+
+    When the root logger has no handler yet, one writing to stderr is added in that format.
+    When the program already set logging up, its handlers are kept: with ``json`` they
+    format as JSON from now on; with ``text`` they are left as they are.
+    """
+    check_log_format(log_format)
+    root = logging.getLogger()
+    if level is not None:
+        root.setLevel(level.upper() if isinstance(level, str) else level)
+    if not root.handlers:
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(formatter_for(log_format))
+        root.addHandler(stderr)
+    elif log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())

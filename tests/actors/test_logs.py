@@ -1,0 +1,222 @@
+"""Logging (``actors.logs``): the server id on every line and record, JSON lines on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.app import App
+from actors.logs import JsonFormatter, ServerLog, configure_logging
+from actors.testing import TestClient
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGGER = "tests.actors.test_logs"
+
+
+def record_of(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    (record,) = [r for r in caplog.records if r.name == LOGGER]
+    return record
+
+
+def test_the_adapter_prefixes_the_server_id_and_sets_the_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    log = ServerLog(logging.getLogger(LOGGER), "connector-1")
+    log.info("%s listening on %s", "tcp", 3250)
+    record = record_of(caplog)
+    assert record.getMessage() == "[connector-1] tcp listening on 3250"
+    assert record.__dict__["server_id"] == "connector-1"
+    assert "session_id" not in record.__dict__
+    # The record names the line that logged, not the adapter.
+    assert record.funcName == "test_the_adapter_prefixes_the_server_id_and_sets_the_fields"
+    assert record.pathname == __file__
+
+
+def test_a_session_logger_adds_the_session_id_and_keeps_the_callers_extra(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    log = ServerLog(logging.getLogger(LOGGER), "room-2").session(7)
+    log.warning("left", extra={"uid": "alice"})
+    record = record_of(caplog)
+    assert record.getMessage() == "[room-2] left"
+    assert (record.levelno, record.__dict__["session_id"]) == (logging.WARNING, 7)
+    assert (record.__dict__["server_id"], record.__dict__["uid"]) == ("room-2", "alice")
+
+
+def test_a_percent_in_the_id_is_not_a_format(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    log = ServerLog(logging.getLogger(LOGGER), "odd%sid")
+    log.info("%d left", 3)
+    log.info("100% done")
+    assert [r.getMessage() for r in caplog.records] == ["[odd%sid] 3 left", "[odd%sid] 100% done"]
+
+
+def test_no_server_id_adds_no_prefix_and_no_field(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    ServerLog(logging.getLogger(LOGGER), "").info("plain")
+    record = record_of(caplog)
+    assert record.getMessage() == "plain" and "server_id" not in record.__dict__
+
+
+def test_a_disabled_level_costs_no_formatting(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    class Loud:
+        def __str__(self) -> str:
+            raise AssertionError("formatted although DEBUG is off")
+
+    ServerLog(logging.getLogger(LOGGER), "s1").debug("%s", Loud())
+    assert not caplog.records
+
+
+async def test_two_apps_in_one_process_log_with_their_own_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors")
+    first = App(server_type="chat", server_id="chat-a")
+    second = App(server_type="chat", server_id="chat-b")
+    async with TestClient(first), TestClient(second):
+        pass
+    started = {
+        r.__dict__["server_id"]: r.getMessage()
+        for r in caplog.records
+        if r.name == "actors.lifecycle" and "] started (" in r.getMessage()
+    }
+    assert set(started) == {"chat-a", "chat-b"}
+    assert started["chat-a"].startswith("[chat-a] started (chat)")
+    assert started["chat-b"].startswith("[chat-b] started (chat)")
+    connected = [
+        r for r in caplog.records if r.name == "actors.session_actor" and "connected" in r.msg
+    ]
+    assert sorted(r.__dict__["server_id"] for r in connected) == ["chat-a", "chat-b"]
+    for record in connected:
+        server_id, session_id = record.__dict__["server_id"], record.__dict__["session_id"]
+        assert record.getMessage().startswith(f"[{server_id}] session {session_id} connected")
+
+
+def json_line(record: logging.LogRecord) -> dict[str, Any]:
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    value: dict[str, Any] = json.loads(line)
+    return value
+
+
+def test_the_json_formatter_writes_the_fields_and_the_exception(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    log = ServerLog(logging.getLogger(LOGGER), "room-1").session(12)
+    try:
+        raise ValueError('bad "move"\nline two')
+    except ValueError:
+        log.exception("move %s failed", "e2e4")
+    entry = json_line(record_of(caplog))
+    assert entry["time"].endswith("Z") and "T" in entry["time"]
+    assert {k: entry[k] for k in ("level", "logger", "message", "server_id", "session_id")} == {
+        "level": "ERROR",
+        "logger": LOGGER,
+        "message": "move e2e4 failed",  # the [room-1] prefix is the server_id field
+        "server_id": "room-1",
+        "session_id": 12,
+    }
+    assert entry["exception"].startswith("Traceback (most recent call last):")
+    assert 'ValueError: bad "move"\nline two' in entry["exception"]
+
+
+def test_a_plain_record_has_no_server_fields(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    logging.getLogger(LOGGER).info("[not an id] %s", {"a": 1})
+    entry = json_line(record_of(caplog))
+    assert entry["message"] == "[not an id] {'a': 1}"
+    assert set(entry) == {"time", "level", "logger", "message"}
+
+
+@contextmanager
+def bare_root() -> Iterator[logging.Logger]:
+    """The root logger with no handler (pytest's own put back afterwards)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        yield root
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_configure_logging_adds_a_stderr_handler_or_turns_existing_ones_to_json() -> None:
+    with bare_root() as root:
+        configure_logging("text", "info")
+        (handler,) = root.handlers
+        assert root.level == logging.INFO
+        assert handler.formatter is not None
+        assert not isinstance(handler.formatter, JsonFormatter)
+        configure_logging("text")  # set up already: left alone
+        assert root.handlers == [handler]
+        configure_logging("json")
+        assert root.handlers == [handler] and isinstance(handler.formatter, JsonFormatter)
+        with pytest.raises(ValueError, match="log_format must be 'text' or 'json', not 'xml'"):
+            configure_logging("xml")
+
+
+async def test_an_unknown_log_format_refuses_to_start() -> None:
+    with pytest.raises(ValueError, match="log_format"):
+        async with TestClient(App(log_format="yaml")):
+            pass
+
+
+async def read_json_until(
+    stream: asyncio.StreamReader, message: str, seen: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Read JSON lines until one with ``message``; every line must be JSON."""
+    while raw := await asyncio.wait_for(stream.readline(), 20):
+        entry: dict[str, Any] = json.loads(raw)
+        seen.append(entry)
+        if entry["message"].startswith(message):
+            return entry
+    raise AssertionError(f"stderr ended without {message!r}: {seen}")
+
+
+@pytest.mark.parametrize("mode", ["code", "env"])
+async def test_app_run_writes_json_lines(mode: str) -> None:
+    """``code``: the program's own handlers turn to JSON (``log_format="json"``); ``env``:
+    ``PITAYA_LOG_FORMAT=json`` and no handler set up, so ``App.run`` adds one."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PITAYA_LOG_FORMAT", None)
+    if mode == "env":
+        env["PITAYA_LOG_FORMAT"] = "json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.actors.logs_app",
+        "tiny-7",
+        mode,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert process.stderr is not None
+    seen: list[dict[str, Any]] = []
+    try:
+        started = await read_json_until(process.stderr, "started (tiny)", seen)
+        process.send_signal(signal.SIGTERM)
+        stopped = await read_json_until(process.stderr, "stopped", seen)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert started["server_id"] == stopped["server_id"] == "tiny-7"
+    assert (started["level"], started["logger"]) == ("INFO", "actors.lifecycle")
