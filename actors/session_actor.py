@@ -412,7 +412,7 @@ class SessionActor(Actor):
             if error is not None:
                 self._respond_error(message, error)
             else:
-                self._write(Message(MessageType.RESPONSE, message.id, data=entry.payload or b""))
+                self._write_response(message.id, entry.payload or b"")
         elif error is not None and not isinstance(error, PitayaError):
             self.log.warning(
                 "session %s: notify %s failed: %s",
@@ -463,7 +463,7 @@ class SessionActor(Actor):
     def _respond_error(self, message: Message, error: BaseException) -> None:
         app = self.app
         data = encode_error(error, app.serializer, app.fallback_serializer)
-        self._write(Message(MessageType.RESPONSE, message.id, data=data, error=True))
+        self._write_response(message.id, data, error=True)
 
     def _report_response(self, route: str, received_ns: int, error: BaseException | None) -> None:
         """Pitaya's response-time metric for this client's message (``route``: as sent, or
@@ -475,6 +475,14 @@ class SessionActor(Actor):
     def _write(self, message: Message) -> None:
         if self.proto.state is ServerState.WORKING:
             self.conn.write(self.proto.encode(message, compress=self.app.config.compress_data))
+
+    def _write_response(self, message_id: int, data: bytes, *, error: bool = False) -> None:
+        """Answer request ``message_id``: every request comes here, so without building a
+        :class:`Message` unless the payload may be compressed (0.8 µs a request)."""
+        if self.app.config.compress_data:
+            self._write(Message(MessageType.RESPONSE, message_id, data=data, error=error))
+        elif self.proto.state is ServerState.WORKING:
+            self.conn.write(self.proto.encode_response(message_id, data, error=error))
 
     def on_push_to_client(self, msg: PushToClient) -> None:
         self._write(Message(MessageType.PUSH, route=msg.route, data=msg.payload))
