@@ -309,6 +309,13 @@ class SessionActor(Actor):
         app = self.app
         span = self._start_span(message) if app.tracing.enabled else None
         entry = HandlerDone(self.ref, message, received_ns, span, forwarded=False)
+        # A synchronous handler answers before invoke returns. Its answer is written here,
+        # in this turn, when that keeps the order of what this client receives: no earlier
+        # answer still to write, and nothing (a push by the handler) queued meanwhile.
+        # Otherwise the entry goes through the mailbox, behind those.
+        mailbox = self._cell.mailbox
+        queued = len(mailbox)
+        entry.inline = inline = not self.in_flight
         self.in_flight.append(entry)
         message.data = b""  # the entry needs no body; a running handler must not pin two
         started = time.perf_counter() if len(data) > SMALL_BODY else 0.0
@@ -322,6 +329,7 @@ class SessionActor(Actor):
             received_ns=received_ns,
             span=span,
         )
+        entry.inline = False
         if started:  # a budgeted body: tell the loop's budget what its decoding cost
             turns_for(self.system.loop).spent(time.perf_counter() - started)
         if not entry.finished:
@@ -329,6 +337,11 @@ class SessionActor(Actor):
             self.open += 1
             self.open_target = None
             self.open_bytes = len(data)
+        elif inline:
+            if len(mailbox) == queued:
+                self._answer(entry)
+            else:
+                self.ref.tell(entry)
 
     def _not_found(self, message: Message, received_ns: int) -> None:
         not_found = RouteNotFound(message.route)
@@ -393,6 +406,14 @@ class SessionActor(Actor):
         )
 
     def on_handler_done(self, entry: HandlerDone) -> None:
+        """A handed-over message was answered: answer the client, then hand over what
+        waited for it."""
+        if self._answer(entry):
+            self._dispatch_pending()
+
+    def _answer(self, entry: HandlerDone) -> bool:
+        """Write ``entry``'s answer (or error) and report it; False if the session was torn
+        down meanwhile."""
         if entry.open:
             entry.open = False
             self.open -= 1
@@ -401,7 +422,7 @@ class SessionActor(Actor):
         try:
             self.in_flight.remove(entry)  # almost always the oldest
         except ValueError:
-            return  # answered after the session was torn down
+            return False  # answered after the session was torn down
         message = entry.message
         if entry.forwarded:
             self.app.request_finished()
@@ -435,7 +456,7 @@ class SessionActor(Actor):
             and as_pitaya_error(error).code == RouteNotFound.default_code
         ):
             self._not_served(entry.server_id, message.route)
-        self._dispatch_pending()
+        return True
 
     def _not_served(self, server_id: str, route: str) -> None:
         """The server answered ``route`` with PIT-404: it has no such route, so it is not one

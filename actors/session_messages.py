@@ -45,6 +45,7 @@ class HandlerDone:
         "error",
         "finished",
         "forwarded",
+        "inline",
         "message",
         "open",
         "payload",
@@ -79,12 +80,16 @@ class HandlerDone:
         """The answer is known (the handler returned or failed)."""
         self.open = False
         """Still running when handed over: later messages of this client wait for it."""
+        self.inline = False
+        """Being handed over right now: an answer given before the hand-over returns (a
+        synchronous handler) is left for the session actor to pick up in the same turn."""
 
     def __call__(self, payload: Any, error: BaseException | None) -> None:
         self.payload = payload
         self.error = error
         self.finished = True
-        self.session_ref.tell(self)
+        if not self.inline:
+            self.session_ref.tell(self)
 
 
 @dataclass(frozen=True, slots=True)

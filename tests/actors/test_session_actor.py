@@ -1080,3 +1080,74 @@ async def test_the_whole_buffer_is_there_while_only_a_forward_is_open() -> None:
         net.ops.gate.set()
         answers = [await raw.message() for _ in range(3)]
         assert [(a.id, a.error) for a in answers] == [(1, False), (2, False), (3, False)]
+
+
+# -- a synchronous handler's answer, written in the same turn ----------------------------------
+
+
+class Pusher(Handler):
+    """Synchronous handlers that push to their own session, kick it, or only answer."""
+
+    service = "pusher"
+
+    @handler
+    def push_then_answer(self, session: Session, body: Any) -> dict[str, str]:
+        session.push("pushed", {"n": 1})
+        session.push("pushed", {"n": 2})
+        return {"answer": "after the pushes"}
+
+    @handler
+    def answer(self, session: Session, body: Any) -> dict[str, Any]:
+        return {"echo": body}
+
+
+async def test_a_sync_handlers_pushes_reach_the_client_before_its_answer() -> None:
+    app = make_app()
+    app.register(Pusher)
+    async with running(app) as test:
+        raw = await connect(test)
+        await raw.handshake()
+        await raw.send(raw.request("pusher.push_then_answer"))
+        got = [await raw.message() for _ in range(3)]
+        assert [(m.type, m.route) for m in got] == [
+            (MessageType.PUSH, "pushed"),
+            (MessageType.PUSH, "pushed"),
+            (MessageType.RESPONSE, ""),
+        ]
+        assert [JsonSerializer().unmarshal(m.data) for m in got] == [
+            {"n": 1},
+            {"n": 2},
+            {"answer": "after the pushes"},
+        ]
+
+
+async def test_pipelined_answers_keep_the_order_of_the_requests() -> None:
+    """Sync answers written in the turn, an async one through the mailbox, sync ones again:
+    the client reads them in the order it asked."""
+    app = make_app()
+    app.register(Pusher)
+    async with running(app) as test:
+        raw = await connect(test)
+        await raw.handshake()
+        batch = b"".join(
+            [
+                raw.request("pusher.answer", b'{"i":1}'),
+                raw.request("svc.ahold", b'{"i":2}'),
+                raw.request("pusher.answer", b'{"i":3}'),
+                raw.request("pusher.push_then_answer"),
+                raw.request("pusher.answer", b'{"i":4}'),
+            ]
+        )
+        svc(app).gate.set()  # ahold still runs as a task of its own, answered later
+        await raw.send(batch)
+        got = [await raw.message() for _ in range(7)]
+        push, response = MessageType.PUSH, MessageType.RESPONSE
+        assert [(m.type, m.id) for m in got] == [
+            (response, 1),
+            (response, 2),
+            (response, 3),
+            (push, 0),
+            (push, 0),
+            (response, 4),
+            (response, 5),
+        ]
