@@ -1,0 +1,232 @@
+"""The unique session module (``actors.modules.unique_session``): one session per uid, by
+kicking the older session or refusing the newer bind, here and on other frontends.
+
+The server is a stand-in (``ModuleHost``) with a real session registry and ``TestSession``s,
+which record kicks; the cluster is a fake that hands the module's bind listener to the test;
+the binding storage's claim is a fake too (the storage itself: test_binding_storage.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from actors.cluster.codec import BindNotice
+from actors.config import Config
+from actors.errors import PitayaError
+from actors.modules.binding_storage import BindingStorage
+from actors.modules.unique_session import KICK_REASON, UidAlreadyBound, UniqueSession
+from actors.sessions import SessionRegistry
+from actors.testing import TestSession
+from transport.etcd import EtcdUnavailable
+
+
+class Users:
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[BindNotice], None]] = []
+
+    async def watch_binds(self, listener: Callable[[BindNotice], None]) -> None:
+        self.listeners.append(listener)
+
+    def notice(self, uid: str, frontend_id: str) -> None:
+        for listener in self.listeners:
+            listener(BindNotice(uid, frontend_id))
+
+
+class Claims(BindingStorage):
+    """The binding storage's claim alone: answers from ``holders``, or fails."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.holders: dict[str, str] = {}
+        self.down = False
+        self.claimed: list[str] = []
+
+    async def claim(self, uid: str) -> str | None:
+        if self.down:
+            raise EtcdUnavailable("etcd is down")
+        self.claimed.append(uid)
+        return self.holders.get(uid)
+
+
+def host(*, frontend: bool = True, cluster: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(
+        server_id="fe-1",
+        server_type="connector",
+        config=Config(),
+        is_frontend=frontend,
+        sessions=SessionRegistry(),
+        cluster=SimpleNamespace(users=Users()) if cluster else None,
+        modules=[],
+    )
+
+
+def session(app: SimpleNamespace, session_id: int) -> TestSession:
+    return TestSession(session_id, registry=app.sessions)
+
+
+async def started(app: SimpleNamespace, **options: Any) -> UniqueSession:
+    module = UniqueSession(app, **options)  # type: ignore[arg-type]
+    await module.init()
+    return module
+
+
+def test_the_conflict_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="on_conflict must be 'kick' or 'refuse', not 'drop'"):
+        UniqueSession(host(), on_conflict="drop")  # type: ignore[arg-type]
+    assert UniqueSession(host()).on_conflict == "kick"  # type: ignore[arg-type]
+
+
+def test_the_refusal_is_a_pit_409_naming_the_uid_and_the_holder() -> None:
+    error = UidAlreadyBound("ann", "fe-2")
+    assert isinstance(error, PitayaError)
+    assert (error.code, error.msg, error.metadata) == (
+        "PIT-409",
+        "uid ann is already bound on fe-2",
+        {"uid": "ann"},
+    )
+    assert (error.uid, error.holder) == ("ann", "fe-2")
+    assert KICK_REASON == "logged in elsewhere"
+
+
+# -- on this frontend ----------------------------------------------------------------------------
+
+
+async def test_kick_mode_kicks_the_older_session_and_the_new_bind_stands() -> None:
+    app = host()
+    module = await started(app)
+    old, new = session(app, 1), session(app, 2)
+    await old.bind("ann")
+    await new.bind("ann")
+    assert old.kicked and old.kick_reason == "logged in elsewhere"
+    assert not new.kicked
+    assert app.sessions.by_uid("ann") is new
+    assert module.kicked == 1
+
+
+async def test_refuse_mode_refuses_the_newer_bind_and_the_old_session_stays() -> None:
+    app = host()
+    module = await started(app, on_conflict="refuse")
+    old, new = session(app, 1), session(app, 2)
+    await old.bind("ann")
+    with pytest.raises(UidAlreadyBound, match="uid ann is already bound on fe-1"):
+        await new.bind("ann")
+    assert new.uid is None and app.sessions.by_uid("ann") is old
+    assert not old.kicked and module.kicked == 0
+
+
+@pytest.mark.parametrize("mode", ["kick", "refuse"])
+async def test_a_closing_older_session_is_no_conflict(mode: str) -> None:
+    app = host()
+    module = await started(app, on_conflict=mode)
+    old, new = session(app, 1), session(app, 2)
+    await old.bind("ann")
+    old.closed = True  # its teardown has begun
+    await new.bind("ann")
+    assert app.sessions.by_uid("ann") is new
+    assert not old.kicked and module.kicked == 0
+
+
+async def test_different_uids_do_not_conflict() -> None:
+    app = host()
+    module = await started(app, on_conflict="refuse")
+    await session(app, 1).bind("ann")
+    await session(app, 2).bind("bob")
+    assert module.kicked == 0 and len(app.sessions) == 2
+
+
+async def test_a_backend_does_nothing() -> None:
+    app = host(frontend=False, cluster=True)
+    await started(app)
+    old, new = session(app, 1), session(app, 2)
+    await old.bind("ann")
+    await new.bind("ann")
+    assert not old.kicked
+    assert app.cluster.users.listeners == []
+
+
+async def test_after_shutdown_nothing_is_kicked() -> None:
+    app = host(cluster=True)
+    module = await started(app)
+    old = session(app, 1)
+    await old.bind("ann")
+    await module.shutdown()
+    await session(app, 2).bind("ann")
+    app.cluster.users.notice("ann", "fe-2")
+    assert not old.kicked and module.kicked == 0
+
+
+# -- binds on other frontends ---------------------------------------------------------------------
+
+
+async def test_a_bind_notice_from_another_frontend_kicks_the_local_session() -> None:
+    app = host(cluster=True)
+    module = await started(app)
+    ann = session(app, 1)
+    await ann.bind("ann")
+    app.cluster.users.notice("bob", "fe-2")  # nobody here
+    app.cluster.users.notice("ann", "fe-1")  # our own bind
+    assert not ann.kicked
+    app.cluster.users.notice("ann", "fe-2")
+    assert ann.kick_reason == "logged in elsewhere" and module.kicked == 1
+
+
+async def test_a_notice_for_a_closing_session_kicks_nothing() -> None:
+    app = host(cluster=True)
+    module = await started(app)
+    ann = session(app, 1)
+    await ann.bind("ann")
+    ann.closed = True
+    app.cluster.users.notice("ann", "fe-2")
+    assert not ann.kicked and module.kicked == 0
+
+
+# -- refuse mode across frontends ----------------------------------------------------------------
+
+
+async def test_refuse_mode_in_a_cluster_needs_the_binding_storage() -> None:
+    app = host(cluster=True)
+    with pytest.raises(RuntimeError, match="needs the binding storage module"):
+        await started(app, on_conflict="refuse")
+
+
+async def test_refuse_mode_asks_the_storage_who_holds_the_uid() -> None:
+    app = host(cluster=True)
+    claims = Claims(app)
+    app.modules.append(("binding_storage", claims))
+    await started(app, on_conflict="refuse")
+    claims.holders["ann"] = "fe-2"
+    with pytest.raises(UidAlreadyBound, match="uid ann is already bound on fe-2"):
+        await session(app, 1).bind("ann")
+    assert app.sessions.by_uid("ann") is None
+    bob = session(app, 2)
+    await bob.bind("bob")
+    assert app.sessions.by_uid("bob") is bob
+    assert claims.claimed == ["ann", "bob"]
+
+
+async def test_refuse_mode_lets_the_bind_stand_when_etcd_cannot_tell(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = host(cluster=True)
+    claims = Claims(app)
+    app.modules.append(("binding_storage", claims))
+    await started(app, on_conflict="refuse")
+    claims.down = True
+    ann = session(app, 1)
+    await ann.bind("ann")
+    assert app.sessions.by_uid("ann") is ann
+    assert "cannot check uid ann in etcd: etcd is down" in caplog.text
+
+
+async def test_kick_mode_never_asks_the_storage() -> None:
+    app = host(cluster=True)
+    claims = Claims(app)
+    app.modules.append(("binding_storage", claims))
+    await started(app)
+    claims.holders["ann"] = "fe-2"
+    await session(app, 1).bind("ann")
+    assert claims.claimed == []
