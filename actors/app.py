@@ -197,13 +197,22 @@ class App:
         *,
         session: Session | None = None,
         timeout: float | None = None,
+        reply: type[Any] | None = None,
     ) -> Any:
         """User RPC ``serverType.service.method`` to a server chosen by the router.
+
+        As in Pitaya, ``arg`` is a protobuf message (or its bytes, or None) and the answer's
+        bytes come back, parsed into ``reply`` when it names a protobuf message class: that
+        works with every server, Go Pitaya's included. Between our servers any other ``arg``
+        (a dict, a dataclass) works too and the result comes back decoded; a Go server is
+        never sent one (``RpcArgumentError``, PIT-400). See ``actors.cluster.outbound``.
 
         ``session`` (optional) travels with the call: the remote sees it read-only.
         Raises :class:`PitayaError` (``PIT-408`` on timeout, the remote's own errors).
         """
-        return await self._require_cluster().rpc(route, arg, session=session, timeout=timeout)
+        return await self._require_cluster().rpc(
+            route, arg, session=session, timeout=timeout, reply=reply
+        )
 
     async def rpc_to(
         self,
@@ -213,10 +222,11 @@ class App:
         *,
         session: Session | None = None,
         timeout: float | None = None,
+        reply: type[Any] | None = None,
     ) -> Any:
-        """User RPC to one server by id."""
+        """User RPC to one server by id (arguments as :meth:`rpc`)."""
         return await self._require_cluster().rpc_to(
-            server_id, route, arg, session=session, timeout=timeout
+            server_id, route, arg, session=session, timeout=timeout, reply=reply
         )
 
     def _require_cluster(self) -> Cluster:

@@ -139,6 +139,7 @@ class HandlerApp(Protocol):
         *,
         session: Session | None = None,
         timeout: float | None = None,
+        reply: type[Any] | None = None,
     ) -> Any: ...
 
     async def rpc_to(
@@ -149,6 +150,7 @@ class HandlerApp(Protocol):
         *,
         session: Session | None = None,
         timeout: float | None = None,
+        reply: type[Any] | None = None,
     ) -> Any: ...
 
     def push_to_users(

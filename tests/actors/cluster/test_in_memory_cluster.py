@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from google.protobuf.wrappers_pb2 import StringValue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +145,11 @@ class Counts(Remote):
     @handler
     def refuse(self, caller: Session | None, body: Any) -> dict[str, Any]:
         raise PitayaError("PIT-403", "no")
+
+    @handler
+    def upper(self, caller: Session | None, body: StringValue) -> StringValue:
+        """Pitaya's way: a protobuf message in, one out (what a Go server can call too)."""
+        return StringValue(value=body.value.upper())
 
 
 class Entry(Handler):
@@ -458,6 +464,21 @@ async def test_user_rpcs_from_a_frontend_to_a_backend_and_back() -> None:
         with pytest.raises(PitayaError) as caught:
             await room.rpc("counts.caller")
         assert caught.value.code == "PIT-400"
+
+
+async def test_user_rpcs_with_protobuf_messages_as_pitaya_makes_them() -> None:
+    async with cluster(connectors=1) as net:
+        connector = net.connectors[0]
+        arg = StringValue(value="ann")
+        # The answer's bytes, as Pitaya returns them, or parsed into the reply class.
+        raw = await connector.rpc("room.counts.upper", arg)
+        assert StringValue.FromString(raw) == StringValue(value="ANN")
+        assert await connector.rpc("room.counts.upper", arg, reply=StringValue) == StringValue(
+            value="ANN"
+        )
+        assert await connector.rpc_to(
+            "room-1", "room.counts.upper", arg.SerializeToString(), reply=StringValue
+        ) == StringValue(value="ANN")
 
 
 # -- groups across servers -----------------------------------------------------------------
