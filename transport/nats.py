@@ -325,10 +325,11 @@ class NatsPipe:
         self._down_since = time.monotonic()
         self._failed_attempts = 0
         log.warning(
-            "[%s] lost the connection to NATS (%s); requests fail and pushes are dropped "
-            "until it is back, reconnecting",
+            "[%s] lost the connection to NATS at %s (%s); requests fail and pushes are "
+            "dropped until it is back, reconnecting",
             self.name,
             self.display_urls,
+            self._last_error or "closed by the server",
         )
 
     async def _reconnected(self) -> None:
@@ -356,7 +357,19 @@ class NatsPipe:
         if self._down_since is not None or self.nc is None:
             self._failed_attempts += 1  # a reconnection (or first connection) attempt failed
             return
+        if isinstance(exc, _CONNECTION_LOST):
+            return  # the disconnection callback follows, and tells it with this cause
         log.warning("[%s] NATS error: %s", self.name, self._last_error)
+
+
+_CONNECTION_LOST = (
+    nats.errors.UnexpectedEOF,
+    nats.errors.StaleConnectionError,
+    nats.errors.ConnectionClosedError,
+    OSError,
+    TimeoutError,
+)
+"""Errors nats-py reports as the connection breaks, just before its disconnection callback."""
 
 
 def _describe(exc: BaseException) -> str:

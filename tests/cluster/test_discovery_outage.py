@@ -1,4 +1,4 @@
-"""An etcd outage is logged once, summarised while it lasts, and its end told once (issue 19.1).
+"""Outages of etcd and NATS are logged once, and their ends once (issue 19.1 and 19.2).
 
 Real processes: the cluster sample's room and connector (chat with etcd groups), three chat
 clients that keep joining and leaving while etcd is stopped by PID and started again. Before,
@@ -9,9 +9,11 @@ every failed group operation logged an ERROR with a 50-line traceback (315 trace
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 
-from tests.cluster.harness import Node, start_node
+from tests.cluster.harness import NODE_ENV, Node, start_node
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client, RequestError
 
@@ -54,11 +56,16 @@ async def test_an_etcd_outage_is_told_once_and_its_end_once(
     await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
     etcd_server.start()
     back = await room.wait_for_log("] etcd at 127.0.0.1", timeout=1)  # the start, already
-    await room.wait_for_log("is back after", timeout=15)
+    for node in (room, connector):
+        await node.wait_for_log("is back after", timeout=15)
     stop.set()
     await asyncio.gather(*clients)
     assert "PIT-500" in codes, codes  # group operations failed during the outage ...
-    assert codes[-1] == "ok", codes[-5:]  # ... and work again after it
+    client = await Client.connect("127.0.0.1", connector.ports["tcp"], request_timeout=10)
+    try:  # ... and work again after it
+        assert (await client.request("room.room.join", {"name": "bob"}))["result"] == "success"
+    finally:
+        await client.close()
     for node in (room, connector):
         logged = lines_between(node, marks[node])
         print(f"{node.server_id}: {len(logged)} lines during the outage")
@@ -77,3 +84,62 @@ async def test_an_etcd_outage_is_told_once_and_its_end_once(
         assert "operations failed" in ends[0] and "operations failed" in summaries[0]
         assert len(logged) == 2 + len(summaries), logged
     assert back
+
+
+async def test_a_nats_outage_is_told_once_and_its_end_once(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    """Before: ``disconnected from NATS`` and then two ``NATS error`` warnings a second per
+    server for as long as the outage lasted."""
+    room = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
+    connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
+    marks = {node: len(node.log) for node in (room, connector)}
+    nats_server.stop(kill=True)
+    await room.wait_for_log("lost the connection to NATS", timeout=10)
+    await asyncio.sleep(OUTAGE)
+    nats_server.start()
+    for node in (room, connector):
+        await node.wait_for_log("reconnected to NATS after", timeout=15)
+    client = await Client.connect("127.0.0.1", connector.ports["tcp"], request_timeout=10)
+    try:  # the cluster works again
+        assert (await client.request("room.room.join", {"name": "ann"}))["result"] == "success"
+    finally:
+        await client.close()
+    for node in (room, connector):
+        logged = [line for line in lines_between(node, marks[node]) if "NATS" in line]
+        print(f"{node.server_id}: {len(logged)} NATS lines for a {OUTAGE:g} s outage")
+        print("\n".join(logged))
+        assert len(logged) == 2, logged
+        assert " WARNING " in logged[0] and "lost the connection to NATS" in logged[0]
+        assert " INFO " in logged[1] and "failed attempts)" in logged[1], logged[1]
+
+
+async def test_a_clean_stop_and_a_missing_etcd_say_nothing_of_nats(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    room = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
+    assert await room.stop() == 0
+    assert not [line for line in room.log if "NATS" in line and " WARNING " in line], room.log
+    # etcd is not there at start-up: the one line names etcd, nothing is said of NATS.
+    etcd_server.stop(kill=True)
+    code, lines = await run_to_exit("room-2", nats_server, etcd_server)
+    assert code == 1, lines
+    assert lines[-1].startswith("room-2 cannot start: cannot reach etcd at "), lines
+    assert not [line for line in lines if "NATS" in line], lines
+
+
+async def run_to_exit(server_id: str, nats: NatsServer, etcd: EtcdServer) -> tuple[int, list[str]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.cluster.node", "room", "--id", server_id,
+        "--nats", nats.url, "--etcd", etcd.endpoint,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **NODE_ENV, "PITAYA_CLUSTER_CONNECT_TIMEOUT": "1"},
+    )  # fmt: skip
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, err.decode(errors="replace").splitlines()
