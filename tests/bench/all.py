@@ -1,6 +1,6 @@
 """Run every benchmark, then print the issue's targets against what was measured.
 
-Run: ``python -m tests.bench.all [--seconds 1.5] [--quick]``
+Run: ``python -m tests.bench.all [--seconds 1.5] [--quick] [--peers]``
 
 Each benchmark runs as its own process (bounded by ``--timeout``), with ``--loop asyncio``
 and, when uvloop is installed, again with ``--loop uvloop`` for the kernel, request/response
@@ -37,6 +37,9 @@ def benchmarks(args: argparse.Namespace) -> list[list[str]]:
     for loop in loops:
         runs.append(["bench_broadcast", "--loop", loop, *broadcast])
     runs.append(["bench_memory", *memory])
+    if args.peers:
+        peers = ["--rounds", "1", "--sessions", "1000", "--seconds", "1"] if args.quick else []
+        runs.append(["bench_peers", *peers])
     return runs
 
 
@@ -109,6 +112,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.5, help="reqrep window per run")
     parser.add_argument("--quick", action="store_true", help="tiny runs: check, not measure")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound per benchmark")
+    parser.add_argument(
+        "--peers", action="store_true", help="also bench_peers (needs npm and Go; ~6 minutes)"
+    )
     args = parser.parse_args()
     started, since = time.monotonic(), time.time()
     failed = []

@@ -50,12 +50,16 @@ from tests.bench.report import RESULTS, Panel, machine, plot_bars, write_results
 SERVERS = ("ours", "ours-reuseport", "asyncio", "pinus", "go", "go-deflate")
 LABELS = {
     "ours": "ours (1 process)",
-    "ours-reuseport": "ours (N processes, one port)",
+    "ours-reuseport": "ours ({procs} processes, one port)",
     "asyncio": "bare asyncio",
     "pinus": "pinus 1.7.4",
     "go": "Go Pitaya v3",
     "go-deflate": "Go Pitaya v3, deflate on",
 }
+
+
+def label(name: str, procs: int) -> str:
+    return LABELS[name].format(procs=procs)
 
 
 def server_command(name: str, args: argparse.Namespace) -> tuple[str, list[Any]]:
@@ -210,7 +214,7 @@ def markdown(
             low, high = row["req_per_s_range"]
             spread = f" [{low:,.0f}-{high:,.0f}]" if row["rounds"] > 1 else ""
             lines.append(
-                f"| {load.replace('x', ' x ')} | {LABELS[row['server']]} | "
+                f"| {load.replace('x', ' x ')} | {label(row['server'], args.procs)} | "
                 f"{row['req_per_s']:,.0f}{spread} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                 f"{row['cpu_us_per_req']:.1f} |"
             )
@@ -218,18 +222,20 @@ def markdown(
         lines += ["", f"| server | memory per idle session ({memory[0]['sessions']:,}) |"]
         lines.append("| --- | --- |")
         for row in memory:
-            lines.append(f"| {LABELS[row['server']]} | {row['kib_per_session']:.1f} KiB |")
+            lines.append(
+                f"| {label(row['server'], args.procs)} | {row['kib_per_session']:.1f} KiB |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def plot(name: str, table: list[dict[str, Any]], memory: list[dict[str, Any]]) -> None:
+def plot(name: str, table: list[dict[str, Any]], memory: list[dict[str, Any]], procs: int) -> None:
     loads = list(dict.fromkeys(r["load"] for r in table))
     servers = list(dict.fromkeys(r["server"] for r in table))
     keyed = {(r["server"], r["load"]): r for r in table}
 
     def series(column: str) -> dict[str, list[float]]:
         return {
-            LABELS[s]: [
+            label(s, procs): [
                 keyed[(s, load)][column] if (s, load) in keyed else float("nan") for load in loads
             ]
             for s in servers
@@ -245,7 +251,7 @@ def plot(name: str, table: list[dict[str, Any]], memory: list[dict[str, Any]]) -
         panels.append(
             Panel(
                 f"memory per idle session ({memory[0]['sessions']:,} sessions)",
-                [LABELS[r["server"]] for r in memory],
+                [label(r["server"], procs) for r in memory],
                 {"KiB": [r["kib_per_session"] for r in memory]},
                 "KiB per session",
             )
@@ -318,7 +324,7 @@ def main() -> None:
     text = markdown(table, memory, args)
     (RESULTS / f"{args.name}.md").write_text(text)
     print("\n" + text)
-    plot(args.name, table, memory)
+    plot(args.name, table, memory, args.procs)
 
 
 if __name__ == "__main__":
