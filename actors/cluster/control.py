@@ -141,6 +141,11 @@ Control = SessionBind | SessionData | SessionPush | SessionKick | UidPush | UidK
 
 SESSION_EVENT_ROUTE = SessionEvent.route
 
+GO_CLOSED_SESSION = "close closed session"
+"""The error a Go frontend's ``sys.kick`` answers when the client closed before the session
+did (Go's ``constants.ErrCloseClosedSession``, from ``session.Kick`` writing the kick packet,
+then closing): the user was kicked all the same."""
+
 GO_CONTROL_ROUTES = frozenset({SessionBind.route, SessionData.route, UidKick.route})
 """Go Pitaya's ``remote.Sys`` routes: every frontend, Go or ours, takes them."""
 CONTROL_ROUTES = GO_CONTROL_ROUTES | {

@@ -33,6 +33,7 @@ from actors.cluster.codec import (
     snapshot,
 )
 from actors.cluster.control import (
+    GO_CLOSED_SESSION,
     Control,
     SessionEvent,
     SessionKick,
@@ -308,6 +309,15 @@ class Outbound:
             raise InternalError(f"frontend {frontend_id} not found in discovery")
         if isinstance(control, UidPush):
             await self._push_to_user(server, control)
+        elif isinstance(control, UidKick) and not has_extras(server.metadata):
+            try:
+                await self.ask(server, control_request(control), self.rpc_timeout)
+            except PitayaError as exc:
+                # A Go frontend writes the kick packet, then closes the session; a client
+                # that closes first makes that close fail, and sys.kick answers this error
+                # although the user was kicked.
+                if exc.msg != GO_CLOSED_SESSION:
+                    raise
         elif isinstance(control, SessionPush | SessionKick | SessionEvent) and not has_extras(
             server.metadata
         ):
