@@ -1,0 +1,213 @@
+"""Nothing outlives the launcher (``actors.launch.orphans``): children listed from ``/proc``,
+the admin's short-lived starter reaped, a process signalled when its parent dies, and the
+process that shuts a dead launcher's actor system down.
+
+Short-lived ``sleep``/``python`` processes stand in for the Thespian processes; the Thespian
+admin itself is a recorded fake here (test_launcher.py runs the real one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from actors.launch import orphans
+from actors.launch.orphans import child_pids, die_with_parent, reap_new_children, shut_down
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: /proc")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts; each killed and reaped at the end if still there."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        with contextlib.suppress(ChildProcessError):  # reaped by the code under test
+            process.wait(5)
+
+
+def start(processes: list[subprocess.Popen[bytes]], *argv: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    processes.append(process)
+    return process
+
+
+def exited_unreaped(pid: int) -> None:
+    """Block until ``pid`` exits, leaving it a zombie (not reaped)."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+# -- child_pids --------------------------------------------------------------------------------
+
+
+def test_child_pids_lists_running_and_exited_children_only(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    running = start(processes, "sleep", "30")
+    exited = start(processes, "true")
+    exited_unreaped(exited.pid)
+    pids = child_pids()
+    assert {running.pid, exited.pid} <= pids  # a zombie is still a child
+    assert os.getpid() not in pids and os.getppid() not in pids
+    assert pids <= {p.pid for p in psutil.Process().children()}
+    exited.wait()
+    assert exited.pid not in child_pids()
+
+
+# -- reap_new_children -------------------------------------------------------------------------
+
+
+def test_reap_new_children_reaps_the_ones_that_exit_and_leaves_the_rest(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    old = start(processes, "true")  # there before: not ours to reap
+    exited_unreaped(old.pid)
+    before = child_pids()
+    starter = start(processes, "true")  # the admin's starter: exits at once
+    runner = start(processes, "sleep", "30")  # a child that keeps running
+    began = time.monotonic()
+    reaped = reap_new_children(before, timeout=0.3)
+    assert reaped == [starter.pid]
+    assert 0.25 <= time.monotonic() - began < 3  # waited for the runner until the timeout
+    with pytest.raises(ChildProcessError):
+        os.waitpid(starter.pid, os.WNOHANG)  # gone: reaped
+    assert runner.poll() is None
+    assert old.pid in child_pids()  # left alone
+
+
+def test_reap_new_children_returns_as_soon_as_all_are_reaped(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    before = child_pids()
+    starter = start(processes, "true")
+    exited_unreaped(starter.pid)
+    began = time.monotonic()
+    assert reap_new_children(before, timeout=10) == [starter.pid]
+    assert time.monotonic() - began < 2
+
+
+def test_reap_new_children_with_nothing_new_returns_at_once() -> None:
+    began = time.monotonic()
+    assert reap_new_children(child_pids(), timeout=10) == []
+    assert time.monotonic() - began < 1
+
+
+# -- die_with_parent ---------------------------------------------------------------------------
+
+_GRANDCHILD = (
+    "import signal, sys, time\n"
+    "from actors.launch.orphans import die_with_parent\n"
+    "print(die_with_parent(signal.SIGTERM), flush=True)\n"
+    "time.sleep(30)\n"
+)
+_PARENT = (
+    "import subprocess, sys\n"
+    f"child = subprocess.Popen([sys.executable, '-c', {_GRANDCHILD!r}], stdout=sys.stdout)\n"
+    "print(child.pid, flush=True)\n"
+    "child.wait()\n"
+)
+
+
+def test_a_process_dies_with_its_parent(processes: list[subprocess.Popen[bytes]]) -> None:
+    parent = start(processes, sys.executable, "-c", _PARENT)
+    assert parent.stdout is not None
+    grandchild_pid = int(parent.stdout.readline())
+    assert parent.stdout.readline().strip() == b"True"  # prctl took effect
+    grandchild = psutil.Process(grandchild_pid)
+    try:
+        parent.kill()  # the parent dies without a word: the kernel sends SIGTERM
+        parent.wait()
+        grandchild.wait(10)
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            grandchild.kill()  # only if the test failed
+
+
+def test_die_with_parent_elsewhere_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(orphans.sys, "platform", "darwin")
+    assert die_with_parent() is False
+
+
+# -- the dead launcher's actor system -----------------------------------------------------------
+
+
+def test_shut_down_later_starts_a_detached_process_for_the_admin_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[tuple[list[str], dict[str, Any]]] = []
+
+    def popen(argv: list[str], **options: Any) -> str:
+        started.append((argv, options))
+        return "process"
+
+    monkeypatch.setattr(orphans.subprocess, "Popen", popen)
+    assert orphans.shut_down_later(1900) == "process"
+    ((argv, options),) = started
+    assert argv == [sys.executable, "-m", "actors.launch.orphans", "1900"]
+    assert options["start_new_session"] is True  # not in the dying launcher's session
+    assert (options["stdin"], options["stdout"], options["stderr"]) == (subprocess.DEVNULL,) * 3
+    # It imports actors as this process does, wherever it runs from.
+    path = options["env"]["PYTHONPATH"].split(os.pathsep)
+    assert [p for p in sys.path if p] == path
+    assert options["env"]["PATH"] == os.environ["PATH"]
+
+
+def test_shut_down_asks_the_admin_on_that_port_to_shut_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[Any] = []
+
+    class FakeSystem:
+        def __init__(self, base: str, capabilities: dict[str, Any], **options: Any) -> None:
+            calls.append((base, capabilities, options))
+
+        def shutdown(self) -> None:
+            calls.append("shutdown")
+
+    import thespian.actors
+
+    monkeypatch.setattr(thespian.actors, "ActorSystem", FakeSystem)
+    shut_down(1900)
+    assert calls == [
+        ("multiprocTCPBase", {"Admin Port": 1900}, {"transientUnique": True}),
+        "shutdown",
+    ]
+
+
+def test_the_module_runs_shut_down_with_its_argument() -> None:
+    """``python -m actors.launch.orphans <port>`` is what shut_down_later starts."""
+    script = (
+        "import runpy, sys\n"
+        "import thespian.actors\n"
+        "class FakeSystem:\n"
+        "    def __init__(self, base, capabilities, **options):\n"
+        "        print(base, capabilities['Admin Port'], options, flush=True)\n"
+        "    def shutdown(self):\n"
+        "        print('shutdown', flush=True)\n"
+        "thespian.actors.ActorSystem = FakeSystem\n"
+        "sys.argv = ['orphans', '1901']\n"
+        "runpy.run_module('actors.launch.orphans', run_name='__main__', alter_sys=True)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [
+        "multiprocTCPBase 1901 {'transientUnique': True}",
+        "shutdown",
+    ]
+
+
+def test_pdeathsig_is_linuxs_option_number() -> None:
+    assert orphans.PR_SET_PDEATHSIG == 1
+    assert die_with_parent.__defaults__[0] == signal.SIGTERM  # type: ignore[index]
