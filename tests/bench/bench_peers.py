@@ -6,7 +6,8 @@ Run: ``python -m tests.bench.bench_peers [--servers ours,asyncio,pinus,go]
 Servers (each its own process tree, started once; see ``peers.py`` for how pinus and Go
 Pitaya are fetched and built outside the repository):
 
-- ``ours``: the echo sample as it is (``app_server``), one process;
+- ``ours``: the echo sample as it is (``app_server``), one process (``ours-uvloop``: the
+  same on uvloop, which ``App.run`` picks when it is installed);
 - ``ours-reuseport``: the same in ``--procs`` processes sharing one port (``SO_REUSEPORT``);
 - ``asyncio``: ``baseline_server``, a bare ``asyncio.Protocol`` with the same codecs;
 - ``pinus``: pinus 1.7.4's template game server (master + connector);
@@ -47,9 +48,10 @@ from tests.bench.harness import (
 from tests.bench.peers import ROUTES, prepare
 from tests.bench.report import RESULTS, Panel, machine, plot_bars, write_results
 
-SERVERS = ("ours", "ours-reuseport", "asyncio", "pinus", "go", "go-deflate")
+SERVERS = ("ours", "ours-uvloop", "ours-reuseport", "asyncio", "pinus", "go", "go-deflate")
 LABELS = {
     "ours": "ours (1 process)",
+    "ours-uvloop": "ours, uvloop (1 process)",
     "ours-reuseport": "ours ({procs} processes, one port)",
     "asyncio": "bare asyncio",
     "pinus": "pinus 1.7.4",
@@ -66,6 +68,8 @@ def server_command(name: str, args: argparse.Namespace) -> tuple[str, list[Any]]
     """The benchmark child module and its arguments for server ``name``."""
     if name == "ours":
         return "app_server", ["--port", 0, "--loop", args.loop]
+    if name == "ours-uvloop":
+        return "app_server", ["--port", 0, "--loop", "uvloop"]
     if name == "ours-reuseport":
         return "app_server", ["--port", 0, "--loop", args.loop, "--procs", args.procs]
     if name == "asyncio":
@@ -87,7 +91,7 @@ async def run_load(
     async with children() as workers:
         worker = await Child.start(
             "loadgen",
-            *("--port", server["tcp"], "--route", ROUTES[name.split("-")[0]]),
+            *("--port", server["tcp"], "--route", ROUTES[name]),
             *("--clients", clients, "--depth", depth, "--loop", client_loop(args)),
             *("--seconds", args.seconds, "--warmup", args.warmup),
         )

@@ -47,6 +47,8 @@ GO = shutil.which("go") or "/usr/local/go/bin/go"
 
 ROUTES = {
     "ours": "echo.echo",
+    "ours-uvloop": "echo.echo",
+    "ours-reuseport": "echo.echo",
     "asyncio": "echo.echo",
     "pinus": "connector.entryHandler.entry",
     "go": "echo.echo",

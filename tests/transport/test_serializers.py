@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json as stdlib_json
 import math
 from typing import Any
 
@@ -135,6 +136,19 @@ json_values = st.recursive(
 def test_round_trip(value: Any) -> None:
     for serializer in SERIALIZERS:
         assert serializer.unmarshal(serializer.marshal(value)) == value
+
+
+@given(json_values, st.sampled_from(["", " ", "\n\t "]))
+def test_json_fast_path_agrees_with_the_json_module(value: Any, space: str) -> None:
+    # marshal calls the C encoder directly and unmarshal the C scanner alone when it can:
+    # the bytes and values must be the json module's.
+    json = JsonSerializer()
+    text = stdlib_json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert json.marshal(value) == text.encode()
+    padded = f"{space}{text}{space}".encode()
+    assert json.unmarshal(padded) == stdlib_json.loads(padded)
+    with pytest.raises(SerializationError):
+        json.unmarshal(padded + b"x")
 
 
 def test_registry() -> None:
