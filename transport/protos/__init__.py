@@ -1,2 +1,2 @@
-"""Protobuf/gRPC definitions of the cluster RPC service; the ``*_pb2*`` modules are generated
-(see the command at the top of ``cluster.proto``) and committed."""
+"""Go Pitaya's cluster protocol (``pitaya.proto``, package ``protos``); the ``*_pb2*`` modules
+are generated (see the command at the top of ``pitaya.proto``) and committed."""
