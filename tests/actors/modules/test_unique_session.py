@@ -17,10 +17,12 @@ import pytest
 from actors.cluster.codec import BindNotice
 from actors.config import Config
 from actors.errors import PitayaError
+from actors.modules import binding_storage
 from actors.modules.binding_storage import BindingStorage
 from actors.modules.unique_session import KICK_REASON, UidAlreadyBound, UniqueSession
 from actors.sessions import SessionRegistry
 from actors.testing import TestSession
+from tests.actors.modules.etcd_fake import FakeEtcd
 from transport.etcd import EtcdUnavailable
 
 
@@ -230,3 +232,69 @@ async def test_kick_mode_never_asks_the_storage() -> None:
     claims.holders["ann"] = "fe-2"
     await session(app, 1).bind("ann")
     assert claims.claimed == []
+
+
+async def frontend_with_storage(
+    etcd: FakeEtcd, server_id: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SimpleNamespace, BindingStorage]:
+    """A frontend with the real binding storage on ``etcd`` and refusing unique sessions."""
+    monkeypatch.setattr(binding_storage, "etcd_client", lambda config: etcd)
+    app = host(cluster=True)
+    app.server_id = server_id
+    app.config = Config(mode="cluster", etcd_lease_ttl=30)
+    app.cluster.outbound = None
+    app.cluster.discovery = SimpleNamespace(
+        server=lambda sid: object() if sid in {"fe-1", "fe-2"} else None
+    )
+    storage = BindingStorage(app)  # type: ignore[arg-type]
+    app.modules.append(("binding_storage", storage))
+    await storage.init()
+    await started(app, on_conflict="refuse")
+    return app, storage
+
+
+async def test_refuse_mode_across_frontends_with_the_binding_storage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    etcd = FakeEtcd()
+    one, first = await frontend_with_storage(etcd, "fe-1", monkeypatch)
+    two, second = await frontend_with_storage(etcd, "fe-2", monkeypatch)
+    ann = session(one, 1)
+    await ann.bind("ann")
+    with pytest.raises(UidAlreadyBound, match="uid ann is already bound on fe-1"):
+        await session(two, 1).bind("ann")
+    await ann.disconnect()  # its binding is removed: the uid is free again
+    elsewhere = session(two, 2)
+    await elsewhere.bind("ann")
+    assert two.sessions.by_uid("ann") is elsewhere
+    await first.shutdown()
+    await second.shutdown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: in refuse mode the uid is claimed in etcd during the bind; when a later bind "
+    "callback refuses the bind, the claim stays, and every other frontend refuses the uid "
+    "for as long as this one lives",
+)
+async def test_a_bind_refused_after_the_claim_leaves_the_uid_free_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    etcd = FakeEtcd()
+    one, first = await frontend_with_storage(etcd, "fe-1", monkeypatch)
+    two, second = await frontend_with_storage(etcd, "fe-2", monkeypatch)
+
+    @one.sessions.on_session_bind
+    def banned_here(s: Any) -> None:  # the app's own check, after the unique session's
+        raise PitayaError("PIT-403", "banned on this frontend")
+
+    ann = session(one, 1)
+    with pytest.raises(PitayaError, match="banned"):
+        await ann.bind("ann")
+    assert one.sessions.by_uid("ann") is None  # not bound on fe-1
+    try:
+        await session(two, 1).bind("ann")  # so fe-2 may bind it
+        assert two.sessions.by_uid("ann") is not None
+    finally:
+        await first.shutdown()
+        await second.shutdown()
