@@ -8,6 +8,7 @@ the binding storage's claim is a fake too (the storage itself: test_binding_stor
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -298,3 +299,28 @@ async def test_a_bind_refused_after_the_claim_leaves_the_uid_free_elsewhere(
     finally:
         await first.shutdown()
         await second.shutdown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the check reads only the registry's uid index, which a bind joins after "
+    "every bind callback ran: two binds of one uid whose callbacks await (an app's async "
+    "on_session_bind) both pass, and two sessions hold the uid, none kicked or refused",
+)
+@pytest.mark.parametrize("mode", ["kick", "refuse"])
+async def test_two_binds_of_one_uid_at_once_leave_one_session_with_it(mode: str) -> None:
+    app = host()
+    await started(app, on_conflict=mode)
+    gate = asyncio.Event()
+
+    @app.sessions.on_session_bind
+    async def load_profile(s: Any) -> None:
+        await gate.wait()
+
+    ann, again = session(app, 1), session(app, 2)
+    binds = asyncio.gather(ann.bind("ann"), again.bind("ann"), return_exceptions=True)
+    await asyncio.sleep(0)
+    gate.set()
+    await binds
+    holders = [s for s in (ann, again) if s.uid == "ann" and not s.kicked]
+    assert len(holders) == 1
