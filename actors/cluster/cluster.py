@@ -92,7 +92,7 @@ class Cluster:
         self.discovery: ServiceDiscovery = (
             discovery if discovery is not None else default_discovery(config, app.system)
         )
-        self.router = Router(self.discovery)
+        self.router = Router(self.discovery, server_id=app.server_id)
         if rpc is None:
             rpc = default_rpc(config, self.discovery, on_dropped=self._dropped)
             self._via = {NATS: "NATS", GRPC: "gRPC"}.get(config.rpc_transport, "RPC")

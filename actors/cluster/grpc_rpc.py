@@ -10,7 +10,10 @@ ours call each other):
   table), and its channel is closed once the calls in flight on it have finished (a server
   stopping gracefully leaves discovery first and still answers what it already received);
 * a peer that does not answer within the RPC timeout (``DEADLINE_EXCEEDED``) or cannot be
-  reached (``UNAVAILABLE``: dead, not listening) gives ``PIT-408``, as over NATS;
+  reached (``UNAVAILABLE``: dead, not listening) gives ``PIT-408``, as over NATS; when no
+  connection could be made at all, the call provably never left (:data:`NEVER_CONNECTED`):
+  :class:`~actors.cluster.rpc.ServerUnreachable`, so the router skips that peer and the
+  request may go to another server, as NATS's "no responders";
 * there are no per-uid subjects and no bind broadcasts: pushes and kicks by uid find the uid's
   frontend through the binding storage module (required with gRPC, as in Pitaya) and go to it
   with ``PushToUser`` and ``Call("sys.kick")``, and a bind notice (for the unique session
@@ -43,6 +46,7 @@ from actors.cluster.rpc import (
     ClusterUnavailable,
     DeliverInbound,
     DirectUserCalls,
+    ServerUnreachable,
 )
 from actors.errors import InternalError, PitayaError, RpcTimeout
 from transport.grpc_rpc import (
@@ -54,6 +58,7 @@ from transport.grpc_rpc import (
     GrpcChannel,
     GrpcListener,
     GrpcRefused,
+    GrpcTls,
 )
 
 log = logging.getLogger(__name__)
@@ -82,9 +87,9 @@ class _Peer:
 
     __slots__ = ("channel", "server")
 
-    def __init__(self, server: ServerInfo, address: str) -> None:
+    def __init__(self, server: ServerInfo, address: str, tls: GrpcTls | None) -> None:
         self.server = server
-        self.channel = GrpcChannel(address)
+        self.channel = GrpcChannel(address, tls)
 
 
 class GrpcRPCClient:
@@ -92,7 +97,7 @@ class GrpcRPCClient:
 
     ``discovery``: where peers' addresses are read (and followed); ``name``: this server's
     id (for logs); ``rpc_timeout``: how long a call may take (a retired channel lives that
-    long for the calls still on it).
+    long for the calls still on it); ``tls``: mutual TLS with the peers (None: plain text).
     """
 
     ordered = False
@@ -101,8 +106,16 @@ class GrpcRPCClient:
     user_subjects = None
     """No per-uid subjects over gRPC: pushes and kicks by uid need the binding storage."""
 
-    def __init__(self, discovery: ServiceDiscovery, *, name: str, rpc_timeout: float) -> None:
+    def __init__(
+        self,
+        discovery: ServiceDiscovery,
+        *,
+        name: str,
+        rpc_timeout: float,
+        tls: GrpcTls | None = None,
+    ) -> None:
         self.discovery = discovery
+        self.tls = tls
         self.server_id = name
         self.rpc_timeout = rpc_timeout
         self._peers: dict[str, _Peer] = {}
@@ -203,7 +216,7 @@ class GrpcRPCClient:
             return peer
         if peer is not None:  # the server came back on another address
             self._retire(peer)
-        peer = self._peers[server.id] = _Peer(server, address)
+        peer = self._peers[server.id] = _Peer(server, address, self.tls)
         log.debug("[%s] gRPC channel to %s at %s", self.server_id, server.id, address)
         return peer
 
@@ -255,11 +268,24 @@ class GrpcRPCClient:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+NEVER_CONNECTED = "failed to connect to all addresses"
+"""How gRPC's status details start when a call failed because no connection to the peer
+could be made (its pick_first balancer in ``TRANSIENT_FAILURE``): the call was failed before
+it was given a transport, so no byte of it left this process. Checked with grpcio 1.85:
+a peer killed mid-call gives ``UNAVAILABLE`` "Stream removed (Socket closed)" instead, which
+is not proof (the peer may have run it) and stays a plain ``RpcTimeout``."""
+
+
 def _pitaya_error(exc: GrpcCallError, server: ServerInfo) -> Exception:
     code = exc.code
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RpcTimeout()
     if code == grpc.StatusCode.UNAVAILABLE:
+        if exc.details.startswith(NEVER_CONNECTED):
+            return ServerUnreachable(
+                f"rpc client: server {server.id} is unreachable ({exc.details})"
+            )
+        # A connection that broke mid-call ("Socket closed"): the peer may have run it.
         return RpcTimeout(f"rpc client: server {server.id} unreachable ({exc.details})")
     if code == grpc.StatusCode.CANCELLED:
         return ClusterUnavailable(f"cluster unavailable: call to {server.id} cancelled")
@@ -271,10 +297,19 @@ def _pitaya_error(exc: GrpcCallError, server: ServerInfo) -> Exception:
 class GrpcRPCServer:
     """:class:`~actors.cluster.rpc.RPCServer` over gRPC: this server's gRPC service, on
     ``host:port`` (0: a free port). ``metadata``: this server's discovery metadata, where an
-    operator's ``grpcHost``/``grpcPort`` win over what is advertised by default."""
+    operator's ``grpcHost``/``grpcPort`` win over what is advertised by default; ``tls``:
+    mutual TLS (only peers with a certificate of the CA get in; None: plain text)."""
 
-    def __init__(self, host: str, port: int, *, metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        tls: GrpcTls | None = None,
+    ) -> None:
         self.host = host
+        self.tls = tls
         self.port = port
         self.configured = dict(metadata or {})
         self._listener: GrpcListener | None = None
@@ -297,6 +332,7 @@ class GrpcRPCServer:
             on_call=self._call,
             on_notify=self._notify,
             on_method=self._method,
+            tls=self.tls,
         )
         try:
             port = await listener.start()

@@ -17,7 +17,9 @@ etcd and no sockets (for tests). ``actors.testing`` re-exports these classes.
   message is handed over with ``loop.call_soon``: what one server sends reaches its targets in
   the order sent (as over one NATS connection, so it is ``ordered``), never inside the
   sender's own call. A request to a server that is not serving fails at once with
-  ``PIT-408`` (NATS's "no responders"); an unanswered one after its timeout.
+  ``PIT-408`` (NATS's "no responders": ``ServerUnreachable``), so a test can kill a server
+  without its leaving discovery by stopping its RPC server (``await rpc.stop()``); an
+  unanswered request fails after its timeout.
 * Groups: the etcd group service itself (``actors.cluster.groups``) on a
   :class:`~actors.cluster.memory_store.MemoryStore`, an in-memory key-value store with etcd's
   leases (expiring on the event loop's clock), shared by the network.
@@ -43,6 +45,7 @@ from actors.cluster.rpc import (
     DeliverInbound,
     Respond,
     RpcPair,
+    ServerUnreachable,
     UserSubjects,
 )
 from actors.cluster.subjects import bindings_subject, server_subject, user_subject
@@ -208,7 +211,9 @@ class MemoryRpc:
         subject = server_subject(server.type, server.id)
         target = self.network._endpoints.get(subject)
         if target is None:
-            raise RpcTimeout(f"rpc client: no server answering on {subject}")
+            raise ServerUnreachable(
+                f"rpc client: server {server.id} is unreachable (no responders on {subject})"
+            )
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         _send(target, REQUEST, request, partial(_answer, answer))
         try:

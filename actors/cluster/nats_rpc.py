@@ -11,9 +11,12 @@ Subjects, as Pitaya's NATS RPC (``actors.cluster.subjects``):
 * ``pitaya/<frontendType>/bindings``: a frontend announces every bind (``protos.BindMsg``).
 
 The bytes move through :class:`transport.nats.NatsPipe`; this adapter names the subjects and
-maps the pipe's errors to ``actors.errors``. Answers and notifies are queued and published by
-one task in order, so a backend's push published before its answer reaches the frontend
-first. Requests while NATS is down fail at once with ``PIT-500``.
+maps the pipe's errors to ``actors.errors``. NATS's "no responders" (nobody subscribes to the
+server's subject: it is gone, and nobody received the request) is
+:class:`~actors.cluster.rpc.ServerUnreachable`, at once; the router then skips that server
+(``actors.cluster.router``). Answers and notifies are queued and published by one task in
+order, so a backend's push published before its answer reaches the frontend first. Requests
+while NATS is down fail at once with ``PIT-500``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from actors.cluster.rpc import (
     ClusterUnavailable,
     DeliverBytes,
     DeliverInbound,
+    ServerUnreachable,
     UserSubjects,
 )
 from actors.cluster.subjects import bindings_subject, server_subject, user_subject
@@ -114,10 +118,14 @@ class NatsRpc:
             raise ClusterStartupError(str(exc)) from exc.__cause__
 
     async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
+        subject = server_subject(server.type, server.id)
         try:
-            return await self.pipe.request(server_subject(server.type, server.id), request, timeout)
-        except NatsNoResponders as exc:
-            raise RpcTimeout(f"rpc client: {exc}") from None
+            return await self.pipe.request(subject, request, timeout)
+        except NatsNoResponders:
+            # The NATS server had nobody subscribed to the subject: nobody received it.
+            raise ServerUnreachable(
+                f"rpc client: server {server.id} is unreachable (no responders on {subject})"
+            ) from None
         except NatsTimeout:
             raise RpcTimeout() from None
         except NatsDown as exc:

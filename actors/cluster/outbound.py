@@ -5,6 +5,13 @@ notifies keep this server's order; the answer is decoded here (``actors.cluster.
 payload, or the remote's error as a ``PitayaError``. A target that does not answer within the
 timeout (or cannot be reached) gives ``PIT-408``; a call while this server's transport is down
 fails at once with ``PIT-500``.
+
+A target the transport refuses at once (:class:`~actors.cluster.rpc.ServerUnreachable`: it is
+gone, and nobody received the request) is put on probation by the router
+(``actors.cluster.router``). A forwarded client message (request or notify) and a user RPC
+by route are then sent to another server of the type, since they provably did not run; a
+call to a server by id (``rpc_to``, controls to a frontend) fails at once. Nothing else is
+ever sent twice: a timeout may hide a request that ran.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from actors.cluster.control import (
     control_request,
 )
 from actors.cluster.discovery import ServerInfo
-from actors.cluster.rpc import ClusterUnavailable
+from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.errors import BadRequest, InternalError, PitayaError
 from actors.metrics.rpc import observe_rpc
 from actors.payload import encode_result
@@ -138,7 +145,7 @@ class Outbound:
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return
-        bridge.request(OutboundCall(server, payload, timeout), _unwrap(reply))
+        bridge.request(OutboundCall(server, payload, timeout), _unwrap(reply, server, self.router))
 
     def notify(self, server: ServerInfo, request: RpcRequest) -> None:
         """Send ``request`` expecting no answer, in order with the calls around it. A Go
@@ -187,10 +194,13 @@ class Outbound:
         reply: Reply,
         *,
         parent: Span | None = None,
+        tried: frozenset[str] = frozenset(),
     ) -> None:
         """Send a client message to ``server`` (the router's pick); ``reply(payload, error)``.
 
-        ``parent``: the tracing span of the client message (its RPC span's parent).
+        ``parent``: the tracing span of the client message (its RPC span's parent). If
+        ``server`` proves unreachable, the message goes to another server of its type
+        (``tried``: the servers it already failed to reach).
         """
         me = self.me
         try:
@@ -203,7 +213,39 @@ class Outbound:
         session.served_by.setdefault(server.id, set()).add(route)
         # A notify is a request too, answered with an empty ack once handled (as Pitaya
         # does): the session's next message, maybe for another server, waits for it.
-        self.call(server, request, reply, self.rpc_timeout, parent)
+        self.call(
+            server,
+            request,
+            self._elsewhere(server, session, route, data, notify, reply, parent, tried),
+            self.rpc_timeout,
+            parent,
+        )
+
+    def _elsewhere(
+        self,
+        server: ServerInfo,
+        session: Session,
+        route: str,
+        data: bytes,
+        notify: bool,
+        reply: Reply,
+        parent: Span | None,
+        tried: frozenset[str],
+    ) -> Reply:
+        """``reply``, but a message nobody received is forwarded to another server."""
+
+        def answered(result: Any, error: BaseException | None) -> None:
+            if type(error) is ServerUnreachable:
+                failed = tried | {server.id}
+                other = self.router.reroute(server.type, route, session, failed)
+                if other is not None:
+                    self.forward(
+                        other, session, route, data, notify, reply, parent=parent, tried=failed
+                    )
+                    return
+            reply(result, error)
+
+        return answered
 
     # -- user RPCs -------------------------------------------------------------------------
 
@@ -217,12 +259,22 @@ class Outbound:
         reply: type[Any] | None = None,
     ) -> Any:
         """User RPC to a server of the route's type, chosen by the router (see
-        :meth:`rpc_to`)."""
+        :meth:`rpc_to`); sent to another one of the type if that server proves unreachable
+        (nobody received the call)."""
         server_type = _server_type(route)
-        server = self.router.pick(server_type, route, session)
-        return await self.rpc_to(
-            server.id, route, arg, session=session, timeout=timeout, reply=reply
-        )
+        server: ServerInfo | None = self.router.pick(server_type, route, session)
+        tried: set[str] = set()
+        while True:
+            assert server is not None
+            try:
+                return await self.rpc_to(
+                    server.id, route, arg, session=session, timeout=timeout, reply=reply
+                )
+            except ServerUnreachable:
+                tried.add(server.id)
+                server = self.router.reroute(server_type, route, session, tried)
+                if server is None:
+                    raise
 
     async def rpc_to(
         self,
@@ -415,13 +467,18 @@ def _server_type(route: str) -> str:
     return parts[0]
 
 
-def _unwrap(reply: Reply) -> Reply:
-    """Turn the bridge's answer into ``reply(payload, None)`` or ``reply(None, PitayaError)``."""
+def _unwrap(reply: Reply, server: ServerInfo, router: Router) -> Reply:
+    """Turn the bridge's answer into ``reply(payload, None)`` or ``reply(None, PitayaError)``;
+    tell ``router`` when ``server`` refused the call or answered while on probation."""
 
     def unwrap(result: Any, error: BaseException | None) -> None:
         if error is not None:
+            if type(error) is ServerUnreachable:
+                router.unreachable(server)
             reply(None, error)
             return
+        if router.probation:
+            router.answered(server)
         try:
             data = read_answer(result)
         except PitayaError as exc:

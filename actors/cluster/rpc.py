@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from actors.errors import ActorError, InternalError
+from actors.errors import ActorError, InternalError, RpcTimeout
 
 if TYPE_CHECKING:
     from actors.cluster.codec import BindNotice
@@ -70,6 +70,13 @@ class ClusterUnavailable(InternalError):
     """``PIT-500``: this server's RPC transport is down, so the request cannot leave it."""
 
 
+class ServerUnreachable(RpcTimeout):
+    """``PIT-408`` at once: the request reached nobody, so it was not handled (NATS's "no
+    responders": nobody subscribes to the server's subject; gRPC ``UNAVAILABLE`` before a
+    connection was made). Unlike a timeout it is safe to send the request to another
+    server; the router stops choosing this one for a while (``actors.cluster.router``)."""
+
+
 class RPCClient(Protocol):
     """Sends requests to other servers."""
 
@@ -91,9 +98,10 @@ class RPCClient(Protocol):
     async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
         """Send an encoded RpcRequest to ``server``; return its encoded RpcResponse.
 
-        Raises :class:`~actors.errors.RpcTimeout` (``PIT-408``) when the server does not
-        answer within ``timeout`` or cannot be reached, :class:`ClusterUnavailable` when this
-        server's own transport is down.
+        Raises :class:`ServerUnreachable` (``PIT-408``, at once) only when the request
+        provably reached nobody, :class:`~actors.errors.RpcTimeout` (``PIT-408``) when the
+        server does not answer within ``timeout`` or may have received it,
+        :class:`ClusterUnavailable` when this server's own transport is down.
         """
         ...
 

@@ -1,0 +1,154 @@
+"""Fast failover in one process: a backend that dies without leaving discovery (its RPC
+server stops; discovery still lists it, as etcd does until the lease expires) is skipped at
+once, and what provably reached nobody is sent to another backend; see
+``actors.cluster.router`` and ``actors.cluster.outbound``. With real processes and SIGKILL:
+``tests/cluster/test_failover.py``."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from actors.app import App
+from actors.cluster.memory import MemoryRpc
+from actors.cluster.rpc import ServerUnreachable
+from actors.errors import PitayaError
+from actors.handler import Handler, Remote, handler
+from actors.session import Session
+from tests.actors.cluster.test_in_memory_cluster import Net, cluster
+
+
+class Runs(Handler):
+    """``room.runs.*``: counts how often each request id ran, on every room server."""
+
+    service = "runs"
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+
+    @handler
+    def count(self, session: Session, body: dict[str, Any]) -> dict[str, str]:
+        self.counts[body["id"]] += 1
+        return {"server_id": self.app.server_id}
+
+    @handler
+    def tally(self, session: Session, body: dict[str, Any]) -> None:
+        self.counts[body["id"]] += 1
+
+
+class RunsRemote(Remote):
+    service = "runsremote"
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+
+    @handler
+    def count(self, caller: Session | None, body: dict[str, Any]) -> dict[str, str]:
+        self.counts[body["id"]] += 1
+        return {"server_id": self.app.server_id}
+
+
+def counting(counts: Counter[str]) -> Any:
+    def setup(room: App) -> None:
+        room.register(Runs, counts)
+        room.register_remote(RunsRemote, counts)
+
+    return setup
+
+
+async def kill(net: Net, index: int) -> MemoryRpc:
+    """Room ``index`` stops receiving, but discovery still lists it (a SIGKILL before the
+    lease expires)."""
+    rpc = net.rooms[index].cluster.rpc_server  # type: ignore[union-attr]
+    assert isinstance(rpc, MemoryRpc)
+    await rpc.stop()
+    assert {s.id for s in net.connectors[0].cluster.discovery.servers("room")} == {  # type: ignore[union-attr]
+        "room-1",
+        "room-2",
+    }
+    return rpc
+
+
+async def test_requests_and_notifies_go_to_the_live_backend_and_none_runs_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counts: Counter[str] = Counter()
+    caplog.set_level(logging.INFO, logger="actors.cluster.router")
+    async with cluster(rooms=2, room_setup=counting(counts)) as net:
+        client = await net.client()
+        await kill(net, 0)
+        served: Counter[str] = Counter()
+        for i in range(40):
+            answer = await client.request("room.runs.count", {"id": f"r{i}"})
+            served[answer["server_id"]] += 1
+            await client.notify("room.runs.tally", {"id": f"n{i}"})
+        await client.request("room.runs.count", {"id": "last"})  # after the notifies
+        assert served == {"room-2": 40}
+        assert set(counts.values()) == {1} and len(counts) == 81
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == [
+            "[c-1] server room-1 (room) is unreachable (nobody receives its requests): "
+            "not chosen for 3s, then tried again"
+        ]
+
+
+async def test_a_user_rpc_by_route_goes_elsewhere_and_one_by_id_fails_at_once() -> None:
+    counts: Counter[str] = Counter()
+    async with cluster(rooms=2, room_setup=counting(counts)) as net:
+        await kill(net, 0)
+        connector = net.connectors[0]
+        for i in range(20):
+            answer = await connector.rpc("room.runsremote.count", {"id": f"u{i}"})
+            assert answer == {"server_id": "room-2"}
+        with pytest.raises(ServerUnreachable) as caught:
+            await connector.rpc_to("room-1", "room.runsremote.count", {"id": "by-id"})
+        error = caught.value
+        assert isinstance(error, PitayaError) and error.code == "PIT-408"
+        assert "server room-1 is unreachable" in error.msg
+        assert set(counts.values()) == {1} and len(counts) == 20
+
+
+async def test_with_every_backend_gone_a_request_fails_at_once_and_is_not_repeated() -> None:
+    counts: Counter[str] = Counter()
+    async with cluster(rooms=2, room_setup=counting(counts)) as net:
+        client = await net.client()
+        await kill(net, 0)
+        await kill(net, 1)
+        for i in range(3):
+            with pytest.raises(Exception) as caught:
+                await client.request("room.runs.count", {"id": f"x{i}"})
+            assert getattr(caught.value, "code", None) == "PIT-408"
+        with pytest.raises(ServerUnreachable):
+            await net.connectors[0].rpc("room.runsremote.count", {"id": "u"})
+        assert not counts
+
+
+async def test_a_backend_back_on_its_subject_is_chosen_again_after_its_probation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counts: Counter[str] = Counter()
+    caplog.set_level(logging.INFO, logger="actors.cluster.router")
+    async with cluster(rooms=2, room_setup=counting(counts)) as net:
+        client = await net.client()
+        rpc = await kill(net, 0)
+        await client.request("room.runs.count", {"id": "a"})
+        await client.request("room.runs.count", {"id": "b"})
+        assert rpc.me is not None and rpc._deliver is not None
+        await rpc.start(rpc.me, rpc._deliver)  # it serves again
+        router = net.connectors[0].cluster.router  # type: ignore[union-attr]
+        assert set(router.probation) == {"room-1"}
+        router.probation["room-1"] = router.clock()  # the probation is over
+        served = Counter(
+            [
+                (await client.request("room.runs.count", {"id": f"c{i}"}))["server_id"]
+                for i in range(60)
+            ]
+        )
+        assert served["room-1"] > 0 and served["room-2"] > 0
+        assert router.probation == {}
+        infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+        assert infos == ["[c-1] server room-1 (room) answers again: chosen again"]
+        assert set(counts.values()) == {1}
