@@ -32,6 +32,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -101,13 +102,54 @@ class GrpcRefused(TransportError):
         self.details = details
 
 
+@dataclass(frozen=True, slots=True)
+class GrpcTls:
+    """Mutual TLS between the cluster's servers: each listens with ``cert_file`` (PEM, with
+    ``key_file``) and accepts only peers presenting a certificate signed by ``ca_file``; as a
+    client it checks the peer's certificate against ``ca_file`` (for the name it dials, or
+    ``server_name``) and presents its own certificate."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    server_name: str = ""
+
+    def _pem(self) -> tuple[bytes, bytes, bytes]:
+        files = (self.ca_file, self.cert_file, self.key_file)
+        pems = []
+        for path in files:
+            with open(path, "rb") as file:
+                pems.append(file.read())
+        return pems[0], pems[1], pems[2]
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        ca, cert, key = self._pem()
+        return grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=True
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        ca, cert, key = self._pem()
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+
+
 class GrpcChannel:
     """Calls and notifies to one peer ``host:port``; gRPC connects on first use and
-    reconnects by itself."""
+    reconnects by itself. With ``tls``, over mutual TLS."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: GrpcTls | None = None) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        else:
+            options = list(CHANNEL_OPTIONS)
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self._channel = grpc.aio.secure_channel(
+                address, tls.channel_credentials(), options=options
+            )
         # No (de)serializers: bytes in, bytes out (the cluster codec encoded them).
         self._methods = {
             method: self._channel.unary_unary(_path(SERVICE, method)) for method in METHODS
@@ -244,7 +286,8 @@ def _handlers(
 class GrpcListener:
     """The ``protos.Pitaya`` gRPC service of this process on ``host:port`` (0: a free
     port), and our ``Notify`` stream. ``on_method`` serves ``PushToUser``/``KickUser``/
-    ``SessionBindRemote`` (None: ``UNIMPLEMENTED``)."""
+    ``SessionBindRemote`` (None: ``UNIMPLEMENTED``). With ``tls``, only peers with a
+    certificate of its CA get in."""
 
     def __init__(
         self,
@@ -254,9 +297,11 @@ class GrpcListener:
         on_call: CallHandler,
         on_notify: NotifyHandler,
         on_method: MethodHandler | None = None,
+        tls: GrpcTls | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.tls = tls
         self._handlers = _handlers(on_call, on_method, on_notify)
         self._server: grpc.aio.Server | None = None
 
@@ -270,7 +315,10 @@ class GrpcListener:
         server.add_generic_rpc_handlers(self._handlers)
         address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         try:
-            port = server.add_insecure_port(address)
+            if self.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, self.tls.server_credentials())
         except RuntimeError as exc:  # grpcio raises on a failed bind (older ones return 0)
             raise GrpcBindError(f"cannot listen for gRPC on {address}: {exc}") from None
         if not port:

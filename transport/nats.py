@@ -164,6 +164,8 @@ class NatsPipe:
         self._down_since: float | None = None
         self._failed_attempts = 0
         self._last_error = ""
+        self._refusal = ""
+        """Why the server refused the last connection attempt (credentials, TLS), if it did."""
 
     @property
     def connected(self) -> bool:
@@ -197,8 +199,11 @@ class NatsPipe:
                 self.connect_timeout,
             )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
-            # A timeout has no text: the start-up line fills in the cause (actors.startup).
+            # A timeout has no text: the start-up line fills in the cause (actors.startup),
+            # unless the server refused us (credentials, certificate): that is the cause.
             reason = _describe(exc) if str(exc) else ""
+            if isinstance(exc, TimeoutError) and self._refusal:
+                reason = f"refused: {self._refusal}"
             raise NatsUnreachable(f"cannot reach NATS at {self.display_urls}: {reason}") from exc
 
     # -- out -------------------------------------------------------------------------------
@@ -352,6 +357,10 @@ class NatsPipe:
             log.warning("[%s] NATS: %s", self.name, exc)
             return
         self._last_error = _describe(exc)
+        if isinstance(exc, nats.errors.AuthorizationError | ssl.SSLError) or (
+            "authorization" in self._last_error.lower()
+        ):
+            self._refusal = self._last_error
         if self._closing:
             return
         if self._down_since is not None or self.nc is None:

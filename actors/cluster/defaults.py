@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from actors.cluster.discovery import ServiceDiscovery
     from actors.config import Config
     from actors.system import ActorSystem
+    from transport.grpc_rpc import GrpcTls
     from transport.nats import NatsSecurity
 
 
@@ -54,6 +55,20 @@ def nats_security(config: Config) -> NatsSecurity:
     )
 
 
+def grpc_tls(config: Config) -> GrpcTls | None:
+    """The ``grpc_tls_*`` options: mutual TLS when set (all three, or none)."""
+    from transport.grpc_rpc import GrpcTls
+
+    files = (config.grpc_tls_ca, config.grpc_tls_cert, config.grpc_tls_key)
+    if not any(files):
+        return None
+    if not all(files):
+        raise ValueError(
+            "gRPC mutual TLS needs grpc_tls_ca, grpc_tls_cert and grpc_tls_key together"
+        )
+    return GrpcTls(*files, server_name=config.grpc_tls_server_name)
+
+
 def default_rpc(
     config: Config,
     discovery: ServiceDiscovery,
@@ -77,8 +92,11 @@ def default_rpc(
     if transport == GRPC:
         from actors.cluster.grpc_rpc import GrpcRPCClient, GrpcRPCServer
 
+        tls = grpc_tls(config)
         return RpcPair(
-            GrpcRPCClient(discovery, name=config.server_id, rpc_timeout=config.rpc_timeout),
-            GrpcRPCServer(config.grpc_host, config.grpc_port, metadata=config.metadata),
+            GrpcRPCClient(
+                discovery, name=config.server_id, rpc_timeout=config.rpc_timeout, tls=tls
+            ),
+            GrpcRPCServer(config.grpc_host, config.grpc_port, metadata=config.metadata, tls=tls),
         )
     raise ValueError(f"rpc_transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")

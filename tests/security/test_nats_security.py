@@ -133,6 +133,8 @@ async def test_wrong_credentials_fail_the_start_without_showing_them(
             "cannot reach NATS at nats://127.0.0.1" in str(caught.value)
         ), caught.value
         assert PASSWORD not in str(caught.value)
+        if options:  # the certificate was accepted: the credentials were refused, said so
+            assert str(caught.value).endswith(": refused: nats: 'Authorization Violation'")
     assert not [r for r in caplog.records if PASSWORD in r.getMessage()]
 
 
