@@ -6,6 +6,8 @@ What a client sees of each code over the protocol is in test_error_codes.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -72,23 +74,28 @@ def test_a_pitaya_error_without_code_msg_or_metadata() -> None:
 
 
 @pytest.mark.parametrize(
-    ("error", "code", "msg", "metadata"),
+    ("make", "code", "msg", "metadata"),
     [
-        (BadRequest(), "PIT-400", "bad request", {}),
-        (BadRequest("no name", {"field": "name"}), "PIT-400", "no name", {"field": "name"}),
-        (RouteNotFound("a.b"), "PIT-404", "route not found", {"route": "a.b"}),
-        (InternalError(), "PIT-500", "internal server error", {}),
-        (InternalError("db down"), "PIT-500", "db down", {}),
-        (RpcTimeout(), "PIT-408", "rpc client: request timeout", {}),
-        (ServiceUnavailable(), "PIT-504", "timeout", {}),
-        (TooManyRequests(), "PIT-429", "too many requests in flight", {}),
-        (TooManyRequests("slow down"), "PIT-429", "slow down", {}),
-        (UserNotHere("ann"), "PIT-404", "user not bound here", {"uid": "ann"}),
+        # Built inside the test, not at collection: a mutation tool sees the constructor run.
+        (lambda: BadRequest(), "PIT-400", "bad request", {}),
+        (lambda: BadRequest("no name", {"field": "name"}), "PIT-400", "no name", {"field": "name"}),
+        (lambda: RouteNotFound("a.b"), "PIT-404", "route not found", {"route": "a.b"}),
+        (lambda: InternalError(), "PIT-500", "internal server error", {}),
+        (lambda: InternalError("db down"), "PIT-500", "db down", {}),
+        (lambda: RpcTimeout(), "PIT-408", "rpc client: request timeout", {}),
+        (lambda: RpcTimeout("slow room"), "PIT-408", "slow room", {}),
+        (lambda: ServiceUnavailable(), "PIT-504", "timeout", {}),
+        (lambda: ServiceUnavailable("gave up"), "PIT-504", "gave up", {}),
+        (lambda: TooManyRequests(), "PIT-429", "too many requests in flight", {}),
+        (lambda: TooManyRequests("slow down"), "PIT-429", "slow down", {}),
+        (lambda: UserNotHere("ann"), "PIT-404", "user not bound here", {"uid": "ann"}),
     ],
+    ids=lambda value: value if isinstance(value, str) else None,
 )
 def test_each_pitaya_error_has_its_code_text_and_metadata(
-    error: PitayaError, code: str, msg: str, metadata: dict[str, str]
+    make: Callable[[], PitayaError], code: str, msg: str, metadata: dict[str, str]
 ) -> None:
+    error = make()
     assert (error.code, error.msg, error.metadata) == (code, msg, metadata)
     assert type(error).default_code == code
     assert str(error) == f"{code}: {msg}"
@@ -103,10 +110,16 @@ def test_route_and_uid_are_kept_as_attributes() -> None:
 
 
 @pytest.mark.parametrize(
-    "error",
-    [PitayaError("PIT-403", "no"), BadRequest(), RouteNotFound("x"), UserNotHere("u")],
+    "make",
+    [
+        lambda: PitayaError("PIT-403", "no"),
+        lambda: BadRequest(),
+        lambda: RouteNotFound("x"),
+        lambda: UserNotHere("u"),
+    ],
 )
-def test_a_pitaya_error_is_answered_as_it_is(error: PitayaError) -> None:
+def test_a_pitaya_error_is_answered_as_it_is(make: Callable[[], PitayaError]) -> None:
+    error = make()
     assert as_pitaya_error(error) is error
 
 

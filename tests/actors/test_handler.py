@@ -65,6 +65,18 @@ class Room(Handler):
         return "no"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_specs() -> None:
+    """Specs are cached per class for the life of the process: build them again in each
+    test, so each test sees the spec-building code run."""
+    classes = [Handler]
+    while classes:
+        cls = classes.pop()
+        if "_method_specs" in cls.__dict__:
+            delattr(cls, "_method_specs")
+        classes.extend(cls.__subclasses__())
+
+
 # -- @handler and the specs ------------------------------------------------------------------
 
 

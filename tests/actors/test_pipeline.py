@@ -110,7 +110,7 @@ async def test_after_hooks_run_in_order_each_on_the_previous_outcome() -> None:
     @pipeline.after
     async def stamp(session: Any, route: str, response: Any, error: Any) -> Any:
         await asyncio.sleep(0)
-        seen.append(("stamp", route, response, error))
+        seen.append(("stamp", session.id, route, response, error))
         return {**response, "served_by": "eu-1"}, error
 
     @pipeline.after
@@ -123,7 +123,7 @@ async def test_after_hooks_run_in_order_each_on_the_previous_outcome() -> None:
         None,
     )
     assert seen == [
-        ("stamp", "room.join", {"ok": True}, None),
+        ("stamp", 1, "room.join", {"ok": True}, None),
         ("count", {"ok": True, "served_by": "eu-1"}),
     ]
 

@@ -49,8 +49,12 @@ def test_a_backend_registry_refuses_lookups() -> None:
     registry = SessionRegistry()
     assert registry.frontend
     registry.frontend = False
-    with pytest.raises(FrontendOnly, match="looking up a session by id is only possible on a"):
+    with pytest.raises(FrontendOnly) as caught:
         registry.get(1)
+    assert str(caught.value) == (
+        "looking up a session by id is only possible on a frontend server (sessions live "
+        "there); on a backend, use the session passed to the handler, or app.send_push_to_users"
+    )
     with pytest.raises(FrontendOnly, match="looking up a session by uid is only possible on a"):
         registry.by_uid("ann")
 
