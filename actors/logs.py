@@ -17,7 +17,8 @@ one JSON object per line with those fields (Pitaya's structured logging, for col
      "message": "tcp listening on 0.0.0.0:3250", "server_id": "connector-1"}
 
 :func:`configure_logging` picks one of the two formats (the ``log_format`` option,
-``PITAYA_LOG_FORMAT``); ``App.run`` and the launcher call it.
+``PITAYA_LOG_FORMAT``); ``App.run`` and the launcher call it. :class:`ServerLog` is defined in
+``transport.logs``, below every layer, so the NATS and etcd clients use it too.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
+
+from transport.logs import ServerLog
 
 __all__ = [
     "LOG_FORMATS",
@@ -43,55 +45,6 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 """The plain-text line (what ``logging.basicConfig`` gets from the launcher and samples)."""
 
 LOG_FORMATS = ("text", "json")
-
-
-class ServerLog(logging.LoggerAdapter[logging.Logger]):
-    """A logger of one server (and optionally one session): prefixes ``[server-id]`` to the
-    message and puts ``server_id`` (and ``session_id``) into the record. An empty server id
-    (a component used on its own, outside a server) adds neither.
-
-    Build one per component from its module's logger; calls look like a logger's
-    (``log.info("stopping")``, ``log.exception(...)``), and a caller's own ``extra`` is kept.
-    """
-
-    def __init__(
-        self, logger: logging.Logger, server_id: str, session_id: int | str | None = None
-    ) -> None:
-        fields: dict[str, object] = {"server_id": server_id} if server_id else {}
-        if session_id is not None:
-            fields["session_id"] = session_id
-        super().__init__(logger, fields)
-        self.server_id = server_id
-        self._prefix = f"[{server_id}] " if server_id else ""
-        # With arguments the message is a %-format: a '%' in the id must not be read as one.
-        self._prefix_with_args = self._prefix.replace("%", "%%")
-
-    def session(self, session_id: int | str) -> ServerLog:
-        """The same server's logger, its records carrying ``session_id`` too."""
-        return ServerLog(self.logger, self.server_id, session_id)
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        # Every level method (debug ... exception) ends here; the prefix depends on ``args``,
-        # which ``process`` does not see.
-        if self.isEnabledFor(level):
-            prefix = self._prefix_with_args if args else self._prefix
-            msg, options = self.process(f"{prefix}{msg}", kwargs)
-            # This frame is not logging's own: skip it so the record names the caller's line.
-            options["stacklevel"] = options.get("stacklevel", 1) + 1
-            self.logger.log(level, msg, *args, **options)
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        extra = kwargs.get("extra")
-        kwargs["extra"] = {**extra, **self.fields} if extra else self.fields
-        return msg, kwargs
-
-    @property
-    def fields(self) -> Mapping[str, object]:
-        """``server_id`` and, when set, ``session_id``."""
-        assert self.extra is not None
-        return self.extra
 
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.

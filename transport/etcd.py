@@ -25,6 +25,7 @@ from etcd3aio.errors import EtcdUnauthenticatedError
 from etcd3aio.kv import prefix_range_end
 
 from transport.errors import TransportError
+from transport.logs import ServerLog
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +125,16 @@ class EtcdOutage:
         self.failed += 1
         if self.since is None:
             self.since = self._summarised_at = now
-            log.warning(
-                "[%s] etcd at %s is unreachable (%s): discovery serves from the last known "
+            ServerLog(log, name).warning(
+                "etcd at %s is unreachable (%s): discovery serves from the last known "
                 "server table; group operations and binding lookups fail until it is back",
-                name,
                 self.where,
                 reason,
             )
         elif now - self._summarised_at >= self.summary_interval:
             self._summarised_at = now
-            log.warning(
-                "[%s] etcd at %s still unreachable after %.0f s: %d operation%s failed",
-                name,
+            ServerLog(log, name).warning(
+                "etcd at %s still unreachable after %.0f s: %d operation%s failed",
                 self.where,
                 now - self.since,
                 self.failed,
@@ -147,9 +146,8 @@ class EtcdOutage:
             return
         took, failed = time.monotonic() - self.since, self.failed
         self.since, self.failed = None, 0
-        log.info(
-            "[%s] etcd at %s is back after %.1f s (%d operation%s failed meanwhile)",
-            name,
+        ServerLog(log, name).info(
+            "etcd at %s is back after %.1f s (%d operation%s failed meanwhile)",
             self.where,
             took,
             failed,

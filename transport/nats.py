@@ -43,6 +43,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from transport.errors import TransportError
+from transport.logs import ServerLog
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ class NatsPipe:
         """``urls`` with any credentials masked: the only form that may be logged."""
         self.security = security or NatsSecurity()
         self.name = name
+        self.log = ServerLog(log, name)
         self.connect_timeout = connect_timeout
         self.on_slow_consumer = on_slow_consumer
         self.nc: NatsClient | None = None
@@ -234,7 +236,7 @@ class NatsPipe:
     def publish(self, subject: str, payload: bytes) -> None:
         """Queue a publish; one task sends the queue in order. Dropped while disconnected."""
         if self.nc is None or not self.nc.is_connected:
-            log.debug("[%s] NATS down; dropping a message to %s", self.name, subject)
+            self.log.debug("NATS down; dropping a message to %s", subject)
             return
         self._outbox.append((subject, payload))
         if self._flusher is None:
@@ -250,7 +252,7 @@ class NatsPipe:
         try:
             await nc.publish(subject, payload)
         except nats.errors.Error as exc:
-            log.warning("[%s] publish to %s failed: %s", self.name, subject, exc)
+            self.log.warning("publish to %s failed: %s", subject, exc)
 
     async def _flush(self) -> None:
         try:
@@ -259,7 +261,7 @@ class NatsPipe:
                 try:
                     await self.nc.publish(subject, payload)
                 except nats.errors.Error as exc:
-                    log.warning("[%s] publish to %s failed: %s", self.name, subject, exc)
+                    self.log.warning("publish to %s failed: %s", subject, exc)
         finally:
             self._flusher = None
 
@@ -329,10 +331,9 @@ class NatsPipe:
             return  # our own close, the first connection, or the same outage
         self._down_since = time.monotonic()
         self._failed_attempts = 0
-        log.warning(
-            "[%s] lost the connection to NATS at %s (%s); requests fail and pushes are "
+        self.log.warning(
+            "lost the connection to NATS at %s (%s); requests fail and pushes are "
             "dropped until it is back, reconnecting",
-            self.name,
             self.display_urls,
             self._last_error or "closed by the server",
         )
@@ -342,9 +343,8 @@ class NatsPipe:
         took = f" after {time.monotonic() - down_since:.1f} s" if down_since is not None else ""
         failed = self._failed_attempts
         self._failed_attempts = 0
-        log.info(
-            "[%s] reconnected to NATS%s (%d failed attempt%s)",
-            self.name,
+        self.log.info(
+            "reconnected to NATS%s (%d failed attempt%s)",
             took,
             failed,
             "" if failed == 1 else "s",
@@ -354,7 +354,7 @@ class NatsPipe:
         if isinstance(exc, nats.errors.SlowConsumerError):
             if self.on_slow_consumer is not None:
                 self.on_slow_consumer()  # NATS dropped an inbound message: we fell behind
-            log.warning("[%s] NATS: %s", self.name, exc)
+            self.log.warning("NATS: %s", exc)
             return
         self._last_error = _describe(exc)
         if isinstance(exc, nats.errors.AuthorizationError | ssl.SSLError) or (
@@ -368,7 +368,7 @@ class NatsPipe:
             return
         if isinstance(exc, _CONNECTION_LOST):
             return  # the disconnection callback follows, and tells it with this cause
-        log.warning("[%s] NATS error: %s", self.name, self._last_error)
+        self.log.warning("NATS error: %s", self._last_error)
 
 
 _CONNECTION_LOST = (

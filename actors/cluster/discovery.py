@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 from actors.actor import Actor
 from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.errors import ActorError
+from actors.logs import ServerLog
 from transport.etcd import EtcdClient, EtcdSecurity, EtcdUnavailable, KeyEvent
 
 if TYPE_CHECKING:
@@ -225,6 +226,7 @@ class DiscoveryActor(Actor):
     ) -> None:
         self.etcd = etcd
         self.me = me
+        self.log = ServerLog(log, me.id)
         self.table = table
         self.ttl = ttl
         self.sync_interval = sync_interval
@@ -283,7 +285,7 @@ class DiscoveryActor(Actor):
         self.lease = lease
         self._displaced = False
         self.registration_changed(True)
-        log.info("[%s] registered in etcd (lease %x, ttl %ss)", self.me.id, lease, self.ttl)
+        self.log.info("registered in etcd (lease %x, ttl %ss)", lease, self.ttl)
 
     async def _holder(self) -> str:
         """Why our key is taken, in one sentence: who holds it and when it would expire."""
@@ -316,9 +318,8 @@ class DiscoveryActor(Actor):
             if current is None:
                 assert self.lease is not None
                 if await self.etcd.put_if_absent(self.key, self.value, lease=self.lease):
-                    log.warning(
-                        "[%s] %s; registered again",
-                        self.me.id,
+                    self.log.warning(
+                        "%s; registered again",
                         "discovery lease lost"
                         if lost
                         else "this server's discovery entry vanished",
@@ -332,10 +333,9 @@ class DiscoveryActor(Actor):
         self.registration_changed(False)
         if not self._displaced:
             self._displaced = True
-            log.error(
-                "[%s] another server registered with this server's id (%s): this server is "
+            self.log.error(
+                "another server registered with this server's id (%s): this server is "
                 "no longer in discovery; stop one of them",
-                self.me.id,
                 self.key,
             )
 
@@ -351,13 +351,13 @@ class DiscoveryActor(Actor):
                     outage = False
                     if not self._displaced:
                         self.registration_changed(True)
-                    log.debug("[%s] etcd is back; registration confirmed", self.me.id)
+                    self.log.debug("etcd is back; registration confirmed")
                     items, _ = await self.etcd.get_prefix(self.prefix)
                     self.ref.tell(Resync(items))
             except EtcdUnavailable as exc:
                 # Told once for the whole process by the client (transport.etcd.EtcdOutage).
                 if not outage:
-                    log.debug("[%s] discovery rides out an etcd outage: %s", self.me.id, exc)
+                    self.log.debug("discovery rides out an etcd outage: %s", exc)
                 outage = True
                 self.registration_changed(False)
 
@@ -368,7 +368,7 @@ class DiscoveryActor(Actor):
                     self.ref.tell(KeyChanged(event))
                 return
             except Exception as exc:  # the watch gave up: resync and watch again
-                log.warning("[%s] etcd watch failed (%s); retrying", self.me.id, exc)
+                self.log.warning("etcd watch failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 try:
                     items, last = await self.etcd.get_prefix(self.prefix)
@@ -437,7 +437,7 @@ class DiscoveryActor(Actor):
             try:
                 await self.etcd.revoke(self.lease)
             except EtcdUnavailable as exc:
-                log.warning("[%s] could not revoke the discovery lease: %s", self.me.id, exc)
+                self.log.warning("could not revoke the discovery lease: %s", exc)
             self.lease = None
 
 
