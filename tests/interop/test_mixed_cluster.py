@@ -254,10 +254,10 @@ async def test_silent_peer_times_out(mixed: Mixed) -> None:
     client = await mixed.client()
     code, text = timeout_code(mixed.lang(mixed.frontend), mixed.transport)
     # The RPC timeout is 2 s for both languages (tests.cluster.harness.NODE_ENV).
-    body = await failure(client, "room.room.silent", {"seconds": 6})
+    body = await failure(client, "room.room.silent", {"seconds": 3})
     assert body["code"] == code and text in body["msg"], body
     body = await failure(
-        client, "connector.me.rpc", {"route": "room.roomremote.silent", "msg": "6"}
+        client, "connector.me.rpc", {"route": "room.roomremote.silent", "msg": "3"}
     )
     assert body["code"] == code and text in body["msg"], body
 
