@@ -183,9 +183,9 @@ class ConnectorRemote(RoomRemote):
     service = "connectorremote"
 
 
-def standalone(host: str = "127.0.0.1", tcp_port: int = 0, ws_port: int = 0) -> App:
+def standalone(host: str = "127.0.0.1", tcp_port: int = 0, ws_port: int = 0, **options: Any) -> App:
     """A standalone Python frontend (type ``connector``) with the ``me`` routes."""
-    app = App(server_type="connector", server_id="connector-py-standalone")
+    app = App(server_type="connector", server_id="connector-py-standalone", **options)
     app.register(Me)
     app.listen_tcp(host, tcp_port)
     app.listen_ws(host, ws_port)

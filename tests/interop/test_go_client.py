@@ -4,6 +4,7 @@ routes), request, notify, push, errors and kick."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -139,3 +140,20 @@ async def test_kick_by_uid_and_push_by_uid(
     assert reply["failed"] == []
     await ann.kicked()
     assert not bob.was_kicked
+
+
+async def test_heartbeats_keep_the_session(
+    go_clients: Callable[..., GoClient], websocket: bool
+) -> None:
+    """The Go client heartbeats at the interval our handshake announces (1 s): idle for more
+    than twice that (our timeout), its session is still there."""
+    app = standalone(heartbeat_interval=1)
+    await app.start()
+    try:
+        client, _ = await connected(go_clients, app, websocket)
+        await client.request("connector.me.bind", {"uid": "idle"})
+        await asyncio.sleep(3.5)  # the time under test: longer than the 2 s timeout
+        assert not any(e["event"] == "closed" for e in client.events)
+        assert (await client.request("connector.me.show"))["uid"] == "idle"
+    finally:
+        await app.stop()
