@@ -89,7 +89,7 @@ def build_go_program(module_dir: Path, package: str, out: Path) -> Path:
         return out
     go = go_binary()
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")  # builds may run at once
     env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -buildvcs=false"}
     result = subprocess.run(
         [go, "build", "-o", str(partial), f"./{package}"],
