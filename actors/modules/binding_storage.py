@@ -178,7 +178,7 @@ class BindingStorage(ModuleBase):
             try:
                 frontend_id = await self.frontend_of(uid, frontend_types)
             except EtcdUnavailable as exc:
-                log.warning("[%s] binding lookup of %s failed: %s", self.app.server_id, uid, exc)
+                self._etcd_failed("binding lookup of %s failed: %s", uid, exc)
                 return "unknown"
             if frontend_id is None:
                 return "failed"
@@ -209,12 +209,7 @@ class BindingStorage(ModuleBase):
             )
         except EtcdUnavailable as exc:
             self._dirty = True
-            log.warning(
-                "[%s] could not store the binding of %s (retried): %s",
-                server_id,
-                session.uid,
-                exc,
-            )
+            self._etcd_failed("could not store the binding of %s (retried): %s", session.uid, exc)
 
     async def _remove(self, session: Session) -> None:
         if session.uid is None or self.etcd is None:
@@ -226,12 +221,8 @@ class BindingStorage(ModuleBase):
         try:
             await self.etcd.delete_if_value(key, server_id.encode())
         except EtcdUnavailable as exc:
-            log.warning(
-                "[%s] could not remove the binding of %s (its lease will): %s",
-                server_id,
-                session.uid,
-                exc,
-            )
+            what = "could not remove the binding of %s (its lease will): %s"
+            self._etcd_failed(what, session.uid, exc)
 
     async def _keep_alive(self) -> None:
         """Refresh the lease; when it was lost or a write failed, write every binding again."""
@@ -251,7 +242,14 @@ class BindingStorage(ModuleBase):
                         if session.uid is not None and not session.closed:
                             await self._store(session)
             except EtcdUnavailable as exc:
-                log.warning("[%s] binding lease refresh failed: %s", self.app.server_id, exc)
+                self._etcd_failed("binding lease refresh failed: %s", exc)
+
+    def _etcd_failed(self, message: str, *args: object) -> None:
+        """A failed etcd operation: at debug during an etcd outage, which the etcd client
+        logs once for the process (``transport.etcd.EtcdOutage``), else a warning."""
+        in_outage = self.etcd is not None and self.etcd.outage.since is not None
+        level = logging.DEBUG if in_outage else logging.WARNING
+        log.log(level, "[%s] " + message, self.app.server_id, *args)
 
     def _require_etcd(self) -> EtcdClient:
         if self.etcd is None:
