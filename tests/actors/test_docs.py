@@ -8,6 +8,7 @@ by a client is in test_session_features.py and test_protobuf_app.py.
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Optional, Union
@@ -40,6 +41,12 @@ class Custom:
     pass
 
 
+class NotProtobuf:
+    """Has a DESCRIPTOR, but not a message descriptor (no fields)."""
+
+    DESCRIPTOR = object()
+
+
 @pytest.mark.parametrize(
     ("annotation", "picture"),
     [
@@ -62,7 +69,10 @@ class Custom:
         (int | None, {"oneOf": ["integer", "null"]}),
         (Optional[str], {"oneOf": ["string", "null"]}),  # noqa: UP045
         (list[dict[str, list[int]]], [{"<key>": ["integer"]}]),
+        (typing.List, ["any"]),  # noqa: UP006  (no element type)
+        (typing.Dict, {"<key>": "any"}),  # noqa: UP006
         (Custom, "Custom"),
+        (NotProtobuf, "NotProtobuf"),
         ("a forward reference", "a forward reference"),
     ],
 )

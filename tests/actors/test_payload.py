@@ -153,6 +153,15 @@ def test_some_shows_five_names_and_counts_the_rest() -> None:
     assert _some({f"k{i}" for i in range(8)}) == "['k0', 'k1', 'k2', 'k3', 'k4', ... (3 more)]"
 
 
+def test_some_sorts_comparable_names_by_value() -> None:
+    assert _some({10, 9, 100}) == "[9, 10, 100]"  # not by repr ('10' < '100' < '9')
+
+
+def test_some_keeps_a_name_of_exactly_forty_characters() -> None:
+    exact = "y" * 38  # its repr, quotes included, is 40 characters
+    assert _some({exact}) == f"['{exact}']"
+
+
 def test_some_cuts_long_names_and_sorts_mixed_types_by_repr() -> None:
     long = "x" * 100
     assert _some({long}) == "['" + "x" * 36 + "...]"
@@ -168,6 +177,46 @@ def test_some_never_shows_more_than_five_names_of_forty_characters(names: set[An
     if len(names) > 5:
         assert text.endswith(f", ... ({len(names) - 5} more)]")
     assert len(text) <= 2 + shown * (40 + 2) + len(", ... (30 more)")
+
+
+class Plain:
+    """A user's serializer: knows plain values only, records what it is asked."""
+
+    name = "plain"
+
+    def __init__(self) -> None:
+        self.into: list[Any] = []
+        self.marshalled: list[Any] = []
+
+    def marshal(self, value: Any) -> bytes:
+        if not isinstance(value, dict | list | str | int | float | bool | type(None)):
+            raise SerializationError(f"cannot encode {type(value).__name__}")
+        self.marshalled.append(value)
+        return repr(value).encode()
+
+    def unmarshal(self, data: bytes, into: type[Any] | None = None) -> Any:
+        self.into.append(into)
+        return {"name": "a", "level": 1}
+
+
+@pytest.mark.parametrize("annotation", [Any, None, str, int, list[int], Player, dict])
+def test_only_a_protobuf_class_is_passed_to_the_serializer_as_into(annotation: Any) -> None:
+    plain = Plain()
+    decode(annotation, b"...", plain)
+    assert plain.into == [None]
+
+
+def test_a_protobuf_class_is_passed_as_into() -> None:
+    plain = Plain()
+    decode(JoinRequest, b"...", plain)
+    assert plain.into == [JoinRequest]
+
+
+def test_a_dataclass_result_reaches_any_serializer_as_a_map() -> None:
+    plain = Plain()
+    as_map = dataclasses.asdict(Player("ann", 2))
+    assert encode_result(Player("ann", 2), plain) == repr(as_map).encode()
+    assert plain.marshalled == [as_map]
 
 
 # -- encoding --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ mailbox depths). Message handling itself is the kernel's (test_kernel.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass
 
@@ -119,6 +120,7 @@ async def test_children_are_counted_under_their_parent_and_named_too() -> None:
 
 
 def test_mailbox_limit_by_kind_overrides_the_class_and_zero_means_unbounded() -> None:
+    assert ActorSystem(mailbox_limits={"Worker": 1}).mailbox_limit(Worker) == 1
     plain = ActorSystem()
     assert plain.mailbox_limit(Worker) is None
     assert plain.mailbox_limit(Limited) == 3
@@ -159,6 +161,7 @@ async def test_shutdown_stops_every_actor_refuses_spawns_and_may_run_twice() -> 
 
 async def test_the_loop_is_the_running_one() -> None:
     system = ActorSystem()
+    assert system.name == "system"
     assert system.loop is asyncio.get_running_loop()
     await system.shutdown()
 
@@ -173,14 +176,57 @@ async def test_dead_letters_and_unhandled_messages_are_counted_and_logged(
     async with ActorSystem() as system:
         quiet = system.spawn(Quiet, name="q")
         quiet.tell(Ping())
+        quiet.tell(Hold())
         await asyncio.sleep(0)
-        assert system.unhandled_messages == 1
+        assert system.unhandled_messages == 2
         await system.stop(quiet)
         quiet.tell(Ping())
         quiet.tell(Hold())
         assert system.dead_letters == 2
-    assert "q has no receiver for Ping" in caplog.text
-    assert "dead letter to q: Ping" in caplog.text and "dead letter to q: Hold" in caplog.text
+    messages = [r.getMessage() for r in caplog.records if r.name == "actors.system"]
+    assert messages == [
+        "q has no receiver for Ping",
+        "q has no receiver for Hold",
+        "dead letter to q: Ping",
+        "dead letter to q: Hold",
+    ]
+
+
+async def test_a_dropped_message_is_logged_with_its_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with ActorSystem(mailbox_limits={"Worker": 1}) as system:
+        ref = system.spawn(Worker)
+        ref.tell(Hold())
+        await asyncio.sleep(0)
+        ref.tell(Ping())
+        ref.tell(Ping())
+    messages = [r.getMessage() for r in caplog.records if r.name == "actors.system"]
+    assert messages == ["mailbox of Worker full: dropped Ping"]
+
+
+SPAWNER = contextvars.ContextVar("SPAWNER", default="none")
+
+
+class ReadsContext(Actor):
+    def __init__(self) -> None:
+        self.seen = ""
+
+    def started(self) -> None:
+        self.seen = SPAWNER.get()
+
+    def on_ping(self, msg: Ping) -> str:
+        return self.seen
+
+
+async def test_an_actor_starts_outside_its_spawners_context() -> None:
+    async with ActorSystem() as system:
+        token = SPAWNER.set("the spawner's request")
+        try:
+            ref = system.spawn(ReadsContext)
+        finally:
+            SPAWNER.reset(token)
+        assert await ref.ask(Ping()) == "none"
 
 
 async def test_mailbox_depths_sum_by_kind_with_every_live_kind_present() -> None:
