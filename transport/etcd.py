@@ -214,6 +214,8 @@ class EtcdClient:
         auth = self._client.auth
         if auth is None:
             raise EtcdUnavailable("etcd client is not connected")
+        # Without the old token: etcd refuses any request carrying an invalid one, even this.
+        self._client.set_token(None)
         try:
             response = await auth.authenticate(
                 self.security.user, self.security.password, timeout=self.timeout
@@ -367,15 +369,22 @@ class EtcdClient:
                 )
                 await call.write(WatchRequest(create_request=create))
                 while (response := await call.read()) is not grpc.aio.EOF:
-                    if response.header.revision > 0:
-                        next_revision = max(next_revision, response.header.revision + 1)
                     backoff = _WATCH_BACKOFF
                     for event in response.events:
+                        # Resume after the last event delivered (a header's revision may be
+                        # ahead of events still to come); replaying some is harmless.
+                        next_revision = max(next_revision, event.kv.mod_revision + 1)
                         deleted = event.type == 1  # mvccpb.Event.DELETE
                         value = None if deleted else bytes(event.kv.value)
                         yield KeyEvent(event.kv.key.decode(), value)
                     if response.canceled:
-                        raise EtcdUnavailable(f"etcd cancelled the watch: {response.cancel_reason}")
+                        reason = response.cancel_reason
+                        if not (self.security.user and "auth" in reason):
+                            raise EtcdUnavailable(f"etcd cancelled the watch: {reason}")
+                        # Our token died (etcd restarted): authenticate, open it again.
+                        with contextlib.suppress(EtcdUnavailable):
+                            await self._authenticate()
+                        break
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED and self.security.user:
                     with contextlib.suppress(EtcdUnavailable):

@@ -134,3 +134,27 @@ async def test_etcd_users_and_roles(
         async with backend(nats_server, etcd_server, etcd_prefix="other/", **creds):
             pass
     assert not [r for r in caplog.records if PASSWORD in r.getMessage()]
+
+
+async def test_the_etcd_token_is_renewed_after_etcd_restarts(
+    etcd_server: EtcdServer, nats_server: NatsServer
+) -> None:
+    """etcd's simple tokens die with the etcd process: the lease keep-alive, the watch and
+    the groups authenticate again by themselves."""
+    await enable_auth(etcd_server.endpoint)
+    creds = {"etcd_user": "pitaya", "etcd_password": PASSWORD, "etcd_lease_ttl": 2}
+    async with backend(nats_server, etcd_server, **creds) as one:
+        assert one.cluster is not None
+        etcd_server.restart()
+        async with backend(nats_server, etcd_server, **creds) as two:
+            deadline = asyncio.get_running_loop().time() + 15
+            while one.cluster.discovery.server(two.server_id) is None:  # seen by the watch
+                assert asyncio.get_running_loop().time() < deadline, "the watch saw nothing"
+                await asyncio.sleep(0.05)
+            await one.groups.create("after-restart")  # groups, on a new token
+            assert await two.groups.exists("after-restart")
+            while not one.cluster.discovery.registered:  # keep-alive, on a new token
+                assert asyncio.get_running_loop().time() < deadline, "not registered again"
+                await asyncio.sleep(0.05)
+            key = f"pitaya/servers/room/{one.server_id}"
+            assert await two.cluster.discovery.lookup("room", one.server_id) is not None, key
