@@ -147,6 +147,7 @@ async def test_the_etcd_token_is_renewed_after_etcd_restarts(
         assert one.cluster is not None
         etcd_server.restart()
         async with backend(nats_server, etcd_server, **creds) as two:
+            assert two.cluster is not None
             deadline = asyncio.get_running_loop().time() + 15
             while one.cluster.discovery.server(two.server_id) is None:  # seen by the watch
                 assert asyncio.get_running_loop().time() < deadline, "the watch saw nothing"
