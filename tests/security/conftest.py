@@ -7,7 +7,11 @@ each test gets fresh ones on free loopback ports, stopped by PID.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,5 +162,70 @@ def secure_etcd(pki: Pki) -> Iterator[SecureEtcd]:
     server.start()
     try:
         yield server
+    finally:
+        server.close()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _keypair(prefix: int) -> tuple[bytes, nkeys.KeyPair]:
+    seed = nkeys.encode_seed(os.urandom(32), prefix)
+    return seed, nkeys.from_seed(bytearray(seed))
+
+
+def _jwt(issuer: nkeys.KeyPair, subject: str, name: str, claims: dict[str, object]) -> str:
+    """A NATS JWT (decentralised auth), signed by ``issuer``, as nsc would make it."""
+    body: dict[str, object] = {
+        "iat": int(time.time()),
+        "iss": issuer.public_key.decode(),
+        "name": name,
+        "sub": subject,
+        "nats": claims,
+    }
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+    body["jti"] = base64.b32encode(digest).decode().rstrip("=")
+    header = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    payload = _b64(json.dumps(body).encode())
+    signature = issuer.sign(f"{header}.{payload}".encode())
+    return f"{header}.{payload}.{_b64(signature)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Creds:
+    server: SecureNats
+    creds_file: str
+
+
+@pytest.fixture
+def creds_nats(tmp_path: Path) -> Iterator[Creds]:
+    """nats-server in operator mode (an operator, one account, one user), and the user's
+    ``.creds`` file."""
+    _, operator = _keypair(nkeys.PREFIX_BYTE_OPERATOR)
+    _, account = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    user_seed, user = _keypair(nkeys.PREFIX_BYTE_USER)
+    operator_pub, account_pub = operator.public_key.decode(), account.public_key.decode()
+    no_limits = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                 "wildcards": True, "conn": -1, "leaf": -1}  # fmt: skip
+    operator_jwt = _jwt(operator, operator_pub, "op", {"type": "operator", "version": 2})
+    account_jwt = _jwt(
+        operator, account_pub, "game", {"type": "account", "version": 2, "limits": no_limits}
+    )
+    user_claims = {"type": "user", "version": 2, "pub": {}, "sub": {},
+                   "subs": -1, "data": -1, "payload": -1}  # fmt: skip
+    user_jwt = _jwt(account, user.public_key.decode(), "room", user_claims)
+    creds = tmp_path / "room.creds"
+    creds.write_text(
+        f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{user_seed.decode()}\n------END USER NKEY SEED------\n"
+    )
+    server = SecureNats(
+        f"operator: {operator_jwt}\nresolver: MEMORY\n"
+        f"resolver_preload: {{\n  {account_pub}: {account_jwt}\n}}\n"
+    )
+    server.start()
+    try:
+        yield Creds(server, str(creds))
     finally:
         server.close()

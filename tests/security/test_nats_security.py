@@ -22,7 +22,7 @@ import pytest
 from actors.app import App
 from actors.cluster.rpc import ClusterStartupError
 from tests.cluster.harness import Node, start_node
-from tests.security.conftest import PASSWORD, TOKEN, NKey, Pki, SecureNats
+from tests.security.conftest import PASSWORD, TOKEN, Creds, NKey, Pki, SecureNats
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client
 
@@ -110,6 +110,16 @@ async def test_a_server_authenticates_with_a_token(
 ) -> None:
     assert "uthorization" in await refused(token_nats.url)
     async with backend(token_nats.url, etcd_server, nats_token=TOKEN) as app:
+        assert app.cluster is not None and app.cluster.connected
+
+
+async def test_a_server_authenticates_with_a_creds_file(
+    creds_nats: Creds, etcd_server: EtcdServer
+) -> None:
+    """Decentralised auth: an operator-mode nats-server and a user's .creds (JWT + seed)."""
+    url = creds_nats.server.url
+    assert "uthorization" in await refused(url)
+    async with backend(url, etcd_server, nats_creds=creds_nats.creds_file) as app:
         assert app.cluster is not None and app.cluster.connected
 
 
