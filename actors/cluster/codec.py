@@ -85,6 +85,13 @@ class CodecError(ProtocolError):
     server cannot put in one (session data that is not a JSON object)."""
 
 
+_Request = pb.Request
+_Msg = pb.Msg
+_SYS = pb.Sys
+_USER = pb.User
+_REQUEST = pb.MsgRequest
+_NOTIFY = pb.MsgNotify
+
 # -- requests ---------------------------------------------------------------------------------
 
 
@@ -120,43 +127,40 @@ class RpcRequest:
     mid: int = 0
 
 
-_SEPARATORS = (",", ":")
-_dumps = json.JSONEncoder(separators=_SEPARATORS, ensure_ascii=False).encode
-
-
 def encode_request(request: RpcRequest, sender_id: str, sender_type: str, timeout: float) -> bytes:
     """``request`` as the ``protos.Request`` bytes a Go server reads; ``sender_*``: this
     server; ``timeout``: the caller's, as ``reqTimeout``. Raises CodecError when the session's
     data is not a JSON object."""
-    metadata: dict[str, Any] = {
-        PEER_ID_KEY: sender_id,
-        PEER_SERVICE_KEY: sender_type,
-        TIMEOUT_KEY: go_duration(timeout),
-    }
-    if request.metadata:
-        metadata.update(request.metadata)
-    message = pb.Request(
-        type=pb.Sys if request.kind == SYS else pb.User,
-        msg=pb.Msg(
+    message = _Request(
+        type=_SYS if request.kind == SYS else _USER,
+        msg=_Msg(
             id=request.mid,
             route=request.route,
             data=request.data,
-            type=pb.MsgNotify if request.notify else pb.MsgRequest,
+            type=_NOTIFY if request.notify else _REQUEST,
         ),
     )
-    session = request.session
+    # The metadata is written as text: its fixed part is made once per sender and timeout,
+    # and a session's py.session entry once per session (the hot path of forwarding).
+    metadata = _metadata_head(sender_id, sender_type, timeout)
     try:
+        if request.metadata:
+            metadata += "".join(
+                f",{_json_text(key)}:{_json_text(value)}" for key, value in request.metadata.items()
+            )
+        session = request.session
         if session is not None:
             message.frontendID = session.frontend_id
-            message.session.id = session.id
+            wire = message.session
+            wire.id = session.id
             if session.uid:
-                message.session.uid = session.uid
-            message.session.data = _dumps(session.data).encode()
+                wire.uid = session.uid
+            wire.data = _json_text(session.data).encode()
             if session.extras:
-                metadata[SESSION_KEY] = {"ftype": session.frontend_type, "hs": session.handshake}
-        message.metadata = _dumps(metadata).encode()
+                metadata += f',"{SESSION_KEY}":{_session_extras(session)}'
+        message.metadata = (metadata + "}").encode()
         return message.SerializeToString()  # type: ignore[no-any-return]
-    except (TypeError, ValueError, OverflowError, EncodeError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError, EncodeError) as exc:
         raise CodecError(f"cannot encode the request for {request.route}: {exc}") from exc
 
 
@@ -168,60 +172,152 @@ def decode_request(data: bytes) -> RpcRequest:
     discovery).
     """
     try:
-        message = pb.Request.FromString(data)
+        message = _Request.FromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise CodecError(f"not a protos.Request: {exc}") from exc
     if not message.HasField("msg"):
         raise CodecError("protos.Request without msg")
     msg = message.msg
-    if not msg.route:
+    route = msg.route
+    if not route:
         raise CodecError("protos.Request without a route")
-    if message.type not in (pb.Sys, pb.User):
-        raise CodecError(f"unknown RPC type {message.type}")
-    metadata = _json_object(message.metadata, "metadata") if message.metadata else {}
+    kind = message.type
+    if kind != _SYS and kind != _USER:
+        raise CodecError(f"unknown RPC type {kind}")
+    raw = message.metadata
+    metadata = _metadata(raw) if raw else {}
     session = None
     if message.HasField("session"):
-        s = message.session
-        extras = metadata.get(SESSION_KEY)
-        frontend_id = message.frontendID
-        if isinstance(extras, dict):
-            frontend_type = extras.get("ftype")
-            handshake = extras.get("hs")
-            if not isinstance(frontend_type, str):
-                raise CodecError(f"metadata {SESSION_KEY}.ftype must be a string")
-            if handshake is not None and not isinstance(handshake, dict):
-                raise CodecError(f"metadata {SESSION_KEY}.hs must be an object")
-        elif extras is None:
-            same = metadata.get(PEER_ID_KEY) == frontend_id
-            peer_type = metadata.get(PEER_SERVICE_KEY)
-            frontend_type = peer_type if same and isinstance(peer_type, str) else ""
-            handshake = None
-        else:
-            raise CodecError(f"metadata {SESSION_KEY} must be an object")
-        session = SessionSnapshot(
-            id=s.id,
-            frontend_id=frontend_id,
-            frontend_type=frontend_type,
-            uid=s.uid or None,
-            data=_json_object(s.data, "session data") if s.data else {},
-            handshake=handshake,
-            extras=extras is not None,
-        )
+        session = _decode_session(message.session, message.frontendID, metadata)
     return RpcRequest(
-        kind=SYS if message.type == pb.Sys else USER,
-        route=msg.route,
-        data=msg.data,
-        session=session,
-        notify=msg.type == pb.MsgNotify,
-        metadata=metadata,
-        mid=msg.id,
+        SYS if kind == _SYS else USER,
+        route,
+        msg.data,
+        session,
+        msg.type == _NOTIFY,
+        metadata,
+        msg.id,
     )
+
+
+def _decode_session(wire: Any, frontend_id: str, metadata: dict[str, Any]) -> SessionSnapshot:
+    extras = metadata.get(SESSION_KEY)
+    if isinstance(extras, dict):
+        frontend_type = extras.get("ftype")
+        handshake = extras.get("hs")
+        if not isinstance(frontend_type, str):
+            raise CodecError(f"metadata {SESSION_KEY}.ftype must be a string")
+        if handshake is not None and not isinstance(handshake, dict):
+            raise CodecError(f"metadata {SESSION_KEY}.hs must be an object")
+    elif extras is None:
+        same = metadata.get(PEER_ID_KEY) == frontend_id
+        peer_type = metadata.get(PEER_SERVICE_KEY)
+        frontend_type = peer_type if same and isinstance(peer_type, str) else ""
+        handshake = None
+    else:
+        raise CodecError(f"metadata {SESSION_KEY} must be an object")
+    data = wire.data
+    return SessionSnapshot(
+        wire.id,
+        frontend_id,
+        frontend_type,
+        wire.uid or None,
+        _json_object(data, "session data") if data else {},
+        handshake,
+        extras is not None,
+    )
+
+
+# -- JSON, with the C coders called directly (this is per forwarded message) -------------------
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encode_basestring = getattr(json.encoder, "c_encode_basestring", None)
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# Built once, without the circular-reference table (a cycle fails as a RecursionError).
+_encode_chunks: Any = (
+    _c_make_encoder(None, _not_json, _c_encode_basestring, None, ":", ",", False, False, False)
+    if _c_make_encoder is not None and _c_encode_basestring is not None
+    else None
+)
+_JSON_DECODER = json.JSONDecoder()
+_scan_once: Any = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON (non-ASCII kept, NaN refused); TypeError/ValueError when it cannot be."""
+    if _encode_chunks is None:  # pragma: no cover (a Python without the _json accelerator)
+        return _JSON_ENCODER.encode(value)
+    return "".join(_encode_chunks(value, 0))
+
+
+def _json_value(text: str) -> Any:
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return _JSON_DECODER.decode(text)  # leading whitespace, or the error to raise
+    if end != len(text):
+        return _JSON_DECODER.decode(text)  # trailing whitespace, or "Extra data"
+    return value
+
+
+@lru_cache(maxsize=256)
+def _metadata_head(sender_id: str, sender_type: str, timeout: float) -> str:
+    """The JSON text of Go's metadata keys, without the closing brace."""
+    head = _json_text(
+        {PEER_ID_KEY: sender_id, PEER_SERVICE_KEY: sender_type, TIMEOUT_KEY: go_duration(timeout)}
+    )
+    return head[:-1]
+
+
+_EXTRAS_CACHE: dict[int, tuple[Any, str, str]] = {}
+_EXTRAS_CACHE_SIZE = 4096
+
+
+def _session_extras(session: SessionSnapshot) -> str:
+    """The JSON text of ``py.session`` for ``session``, kept per handshake object (a
+    session's handshake does not change, and its snapshot reuses the object)."""
+    handshake = session.handshake
+    if handshake is None:
+        return _extras_text(session.frontend_type, None)
+    cached = _EXTRAS_CACHE.get(id(handshake))
+    if cached is not None and cached[0] is handshake and cached[1] == session.frontend_type:
+        return cached[2]
+    text = _extras_text(session.frontend_type, handshake)
+    if len(_EXTRAS_CACHE) >= _EXTRAS_CACHE_SIZE:
+        _EXTRAS_CACHE.clear()
+    _EXTRAS_CACHE[id(handshake)] = (handshake, session.frontend_type, text)
+    return text
+
+
+def _extras_text(frontend_type: str, handshake: dict[str, Any] | None) -> str:
+    return _json_text({"ftype": frontend_type, "hs": handshake})
+
+
+_METADATA: dict[bytes, dict[str, Any]] = {}
+_METADATA_SIZE = 1024
+
+
+def _metadata(raw: bytes) -> dict[str, Any]:
+    """The metadata object of ``raw``, decoded once for the same bytes: one session's
+    requests repeat theirs (peer, timeout, its handshake). The dict is shared: read only."""
+    metadata = _METADATA.get(raw)
+    if metadata is None:
+        metadata = _json_object(raw, "metadata")
+        if len(_METADATA) >= _METADATA_SIZE:
+            _METADATA.clear()
+        _METADATA[raw] = metadata
+    return metadata
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = _json_value(data.decode())
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CodecError(f"{what} is not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise CodecError(f"{what} must be a JSON object, got {type(value).__name__}")
@@ -423,8 +519,8 @@ def encode_session_body(sid: int, uid: str | None, data: dict[str, Any] | None) 
     message = pb.Session(id=sid, uid=uid or "")
     if data is not None:
         try:
-            message.data = _dumps(data).encode()
-        except (TypeError, ValueError, OverflowError) as exc:
+            message.data = _json_text(data).encode()
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise CodecError(f"session data is not a JSON object: {exc}") from exc
     return message.SerializeToString()  # type: ignore[no-any-return]
 
@@ -438,7 +534,7 @@ def decode_session_body(body: bytes) -> tuple[int, str | None, dict[str, Any] | 
 
 def encode_json_body(value: dict[str, Any]) -> bytes:
     """The body of one of our extra routes that is no Pitaya message (a session event)."""
-    return _dumps(value).encode()
+    return _json_text(value).encode()
 
 
 def decode_json_body(body: bytes) -> dict[str, Any]:
@@ -534,14 +630,30 @@ def snapshot(session: SessionFields, frontend_id: str, frontend_type: str) -> Se
     ``extras``, a frontend's session takes ``frontend_id``/``frontend_type`` (this server)."""
     handshake = session.handshake
     return SessionSnapshot(
-        id=session.id,
-        frontend_id=getattr(session, "frontend_id", frontend_id),
-        frontend_type=getattr(session, "frontend_type", frontend_type),
-        uid=session.uid,
-        data=session.data,
-        handshake={"sys": handshake.sys, "user": handshake.user} if handshake else None,
-        extras=getattr(session, "frontend_extras", True),
+        session.id,
+        getattr(session, "frontend_id", frontend_id),
+        getattr(session, "frontend_type", frontend_type),
+        session.uid,
+        session.data,
+        _handshake_value(handshake) if handshake is not None else None,
+        getattr(session, "frontend_extras", True),
     )
+
+
+_HANDSHAKES: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _handshake_value(handshake: HandshakeRequest) -> dict[str, Any]:
+    """``{"sys", "user"}`` of ``handshake``, the same dict for the same handshake (so its
+    JSON text is cached too, see :func:`_session_extras`)."""
+    cached = _HANDSHAKES.get(id(handshake))
+    if cached is not None and cached[0] is handshake:
+        return cached[1]
+    value = {"sys": handshake.sys, "user": handshake.user}
+    if len(_HANDSHAKES) >= _EXTRAS_CACHE_SIZE:
+        _HANDSHAKES.clear()
+    _HANDSHAKES[id(handshake)] = (handshake, value)
+    return value
 
 
 __all__ = [
