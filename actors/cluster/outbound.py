@@ -235,7 +235,7 @@ class Outbound:
         """``reply``, but a message nobody received is forwarded to another server."""
 
         def answered(result: Any, error: BaseException | None) -> None:
-            if type(error) is ServerUnreachable:
+            if isinstance(error, ServerUnreachable):
                 failed = tried | {server.id}
                 other = self.router.reroute(server.type, route, session, failed)
                 if other is not None:
@@ -473,7 +473,7 @@ def _unwrap(reply: Reply, server: ServerInfo, router: Router) -> Reply:
 
     def unwrap(result: Any, error: BaseException | None) -> None:
         if error is not None:
-            if type(error) is ServerUnreachable:
+            if isinstance(error, ServerUnreachable):
                 router.unreachable(server)
             reply(None, error)
             return

@@ -6,19 +6,25 @@ once, and what provably reached nobody is sent to another backend; see
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from typing import Any
 
+import grpc
 import pytest
 
 from actors.app import App
+from actors.cluster.discovery import ServerInfo
+from actors.cluster.grpc_rpc import _pitaya_error
 from actors.cluster.memory import MemoryRpc
 from actors.cluster.rpc import ServerUnreachable
-from actors.errors import PitayaError
+from actors.errors import PitayaError, RpcTimeout
 from actors.handler import Handler, Remote, handler
 from actors.session import Session
 from tests.actors.cluster.test_in_memory_cluster import Net, cluster
+from transport.client import RequestError
+from transport.grpc_rpc import GrpcCallError
 
 
 class Runs(Handler):
@@ -152,3 +158,62 @@ async def test_a_backend_back_on_its_subject_is_chosen_again_after_its_probation
         infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
         assert infos == ["[c-1] server room-1 (room) answers again: chosen again"]
         assert set(counts.values()) == {1}
+
+
+class Hangs(Handler):
+    """``room.hangs.wait``: counts, then answers too late (a backend that took the request
+    and died, or is stuck)."""
+
+    service = "hangs"
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+
+    @handler
+    async def wait(self, session: Session, body: dict[str, Any]) -> dict[str, str]:
+        self.counts[body["id"]] += 1
+        await asyncio.sleep(0.2)
+        return {}
+
+
+async def test_a_timeout_is_never_sent_elsewhere() -> None:
+    counts: Counter[str] = Counter()
+
+    def setup(room: App) -> None:
+        room.register(Hangs, counts)
+
+    async with cluster(rooms=2, room_setup=setup, rpc_timeout=0.05) as net:
+        for i in range(6):
+            client = await net.client()  # a session each: one session's requests queue
+            with pytest.raises(RequestError) as caught:
+                await client.request("room.hangs.wait", {"id": f"t{i}"})
+            assert caught.value.code == "PIT-408"
+        assert counts == Counter({f"t{i}": 1 for i in range(6)})  # each ran once, where sent
+        assert net.connectors[0].cluster.router.probation == {}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("details", "unreachable"),
+    [
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+            "Failed to connect to remote host: Connection refused",
+            True,
+        ),
+        ("Stream removed (Socket closed)", False),  # the peer died mid-call: may have run it
+        ("Socket closed", False),
+    ],
+)
+def test_grpc_unavailable_is_unreachable_only_when_no_connection_was_made(
+    details: str, unreachable: bool
+) -> None:
+    error = _pitaya_error(
+        GrpcCallError(grpc.StatusCode.UNAVAILABLE, details, "127.0.0.1:1"), room_info()
+    )
+    assert isinstance(error, RpcTimeout) and error.code == "PIT-408"
+    assert isinstance(error, ServerUnreachable) is unreachable
+    assert "room-1" in error.msg
+
+
+def room_info() -> ServerInfo:
+    return ServerInfo(id="room-1", type="room", hostname="h")
