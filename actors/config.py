@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from transport.credentials import mask_url
+
 ENV_PREFIX = "PITAYA_"
 
 
@@ -212,6 +214,18 @@ class Config:
     with a clear error."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form options for modules and user code."""
+
+    def __repr__(self) -> str:
+        """Every option but the secrets: passwords and tokens left out, credentials in
+        ``nats_url`` masked (a config may end up in a log line)."""
+        shown = []
+        for f in dataclasses.fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                if f.name == "nats_url":
+                    value = ",".join(mask_url(url.strip()) for url in str(value).split(","))
+                shown.append(f"{f.name}={value!r}")
+        return f"Config({', '.join(shown)})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -35,13 +35,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from transport.credentials import mask_url
 from transport.errors import TransportError
 from transport.logs import ServerLog
 
@@ -119,17 +119,6 @@ class NatsSecurity:
         if self.server_name:
             options["tls_hostname"] = self.server_name
         return options
-
-
-def mask_url(url: str) -> str:
-    """``nats://user:secret@host:4222`` -> ``nats://***@host:4222`` (a token too)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable NATS URL>"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 class NatsPipe:

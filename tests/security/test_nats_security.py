@@ -21,6 +21,7 @@ import pytest
 
 from actors.app import App
 from actors.cluster.rpc import ClusterStartupError
+from actors.config import Config
 from tests.cluster.harness import Node, start_node
 from tests.security.conftest import PASSWORD, TOKEN, Creds, NKey, Pki, SecureNats
 from tests.services import EtcdServer, NatsServer
@@ -181,3 +182,15 @@ async def test_a_cluster_serves_over_tls_and_credentials_and_never_logs_them(
         assert node.log and not [line for line in node.log if PASSWORD in line], node.log
         # A clean stop is not an outage.
         assert not [line for line in node.log if "connection to NATS" in line], node.log[-5:]
+
+
+def test_a_config_shows_no_secret() -> None:
+    config = Config(
+        nats_url=f"nats://ann:{PASSWORD}@n1:4222, tls://{TOKEN}@n2:4222",
+        nats_password=PASSWORD,
+        nats_token=TOKEN,
+        etcd_password=PASSWORD,
+    )
+    shown = repr(config)
+    assert "nats_url='nats://***@n1:4222,tls://***@n2:4222'" in shown
+    assert PASSWORD not in shown and TOKEN not in shown

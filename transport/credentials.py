@@ -1,0 +1,24 @@
+"""Credentials out of what may be shown: ``nats://user:secret@host`` becomes
+``nats://***@host`` (used for every NATS address in a log line, an error or a config's repr)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["mask_url"]
+
+
+def mask_url(url: str) -> str:
+    """``nats://user:secret@host:4222`` -> ``nats://***@host:4222`` (a token too); any other
+    text unchanged.
+
+    >>> mask_url("tls://ann:s3cret@nats-1:4222")
+    'tls://***@nats-1:4222'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
