@@ -102,8 +102,19 @@ async def test_a_nats_outage_is_told_once_and_its_end_once(
     room = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
     marks = {node: len(node.log) for node in (room, connector)}
+    client = await Client.connect("127.0.0.1", connector.ports["tcp"], request_timeout=10)
     nats_server.stop(kill=True)
     await room.wait_for_log("lost the connection to NATS", timeout=10)
+    await connector.wait_for_log("lost the connection to NATS", timeout=10)
+    # Meanwhile a forwarded request fails at once (README: "When NATS or etcd is down").
+    started = time.monotonic()
+    try:
+        await client.request("room.room.whoami", {})
+        raise AssertionError("a forwarded request went through without NATS")
+    except RequestError as exc:
+        assert exc.code == "PIT-500", exc
+    assert time.monotonic() - started < 1
+    await client.close()
     await asyncio.sleep(OUTAGE)
     nats_server.start()
     for node in (room, connector):
