@@ -9,6 +9,7 @@ of the test's own, so the spawned session actor really serves the client.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -108,7 +109,10 @@ async def listening(system: ActorSystem, acceptor: Any, app: Any) -> tuple[Any, 
 # -- listening ------------------------------------------------------------------------------
 
 
-async def test_listen_starts_a_listener_with_admit_and_answers_its_address() -> None:
+async def test_listen_starts_a_listener_with_admit_and_answers_its_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.gateway")
     listener = FakeListener()
     async with ActorSystem() as system:
         ref = system.spawn(Gateway, listener, host(listener))
@@ -119,6 +123,9 @@ async def test_listen_starts_a_listener_with_admit_and_answers_its_address() -> 
         assert gateway.accepting
         assert listener.started_with == {"admit": gateway._admit}
         assert listener.on_connection == gateway._on_connection
+    assert [r.getMessage() for r in caplog.records if r.name == "actors.gateway"] == [
+        "[gw-1] tcp listening on 127.0.0.1:7777"
+    ]
 
 
 async def test_a_user_acceptor_is_started_without_admit() -> None:
@@ -181,10 +188,11 @@ async def test_admit_counts_connections_and_sockets_opening_on_every_listener(
     not_a_listener = MemoryAcceptor()
     not_a_listener.stats.opening = 100  # has no sockets opening: not counted
     app = host(mine, other, not_a_listener, limit=3, connected=connected)
+    app.stats.refused_connections = 5
     async with ActorSystem() as system:
         _, gateway = await listening(system, mine, app)
         assert gateway._admit() is admitted
-        assert app.stats.refused_connections == (0 if admitted else 1)
+        assert app.stats.refused_connections == (5 if admitted else 6)  # counted up
 
 
 async def test_admit_refuses_everything_when_not_accepting(
@@ -197,7 +205,10 @@ async def test_admit_refuses_everything_when_not_accepting(
         await ref.ask(StopAccepting())
         assert gateway._admit() is False
         assert app.stats.refused_connections == 1
-    assert "[gw-1] refusing a tcp connection at accept (limit 10 reached" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "actors.gateway"] == [
+        "[gw-1] refusing a tcp connection at accept (limit 10 reached, 0 still opening, "
+        "or stopping)"
+    ]
 
 
 # -- handing a connection over ---------------------------------------------------------------
@@ -214,12 +225,13 @@ async def test_a_connection_over_the_limit_or_while_stopping_is_aborted_and_coun
         if not accepting:
             await ref.ask(StopAccepting())
         connection = FakeConnection()
+        app.stats.refused_connections = 2
         handler = gateway._on_connection(connection)  # type: ignore[arg-type]
         assert isinstance(handler, _Refused)
         handler.data_received(b"ignored")
         handler.connection_lost(None)
         assert connection.aborted == 1
-        assert app.stats.refused_connections == 1
+        assert app.stats.refused_connections == 3
         assert system.actor_count == 1  # no session actor
     assert "[gw-1] refusing fake connection from peer:1 (limit 2 reached" in caplog.text
 

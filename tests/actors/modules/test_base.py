@@ -101,15 +101,19 @@ def test_a_name_is_registered_once() -> None:
 
 def test_only_modules_can_be_registered() -> None:
     modules = Modules("srv-1")
-    with pytest.raises(TypeError, match="is not a module: it needs async init, after_init"):
-        modules.register(object(), "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as caught:
+        modules.register(42, "x")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "42 is not a module: it needs async init, after_init, "
+        "before_shutdown and shutdown (subclass actors.modules.ModuleBase)"
+    )
     assert modules.names == []
 
 
 async def test_no_registration_once_started() -> None:
     modules = modules_of(Step("a", []))
     await modules.start()
-    with pytest.raises(RuntimeError, match="register modules before the app starts"):
+    with pytest.raises(RuntimeError, match=r"^register modules before the app starts$"):
         modules.register(Step("b", []), "b")
     assert modules.names == ["a"]
 
@@ -147,7 +151,9 @@ async def test_start_runs_every_init_then_every_after_init_stop_reverses_in_two_
     assert log == []
 
 
-async def test_a_failing_init_stops_the_started_ones_and_names_the_module() -> None:
+async def test_a_failing_init_stops_the_started_ones_and_names_the_module(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     log: list[str] = []
     modules = modules_of(Step("a", log), Step("b", log, fail="init"), Step("c", log))
     with pytest.raises(ModuleStartError) as caught:
@@ -158,6 +164,8 @@ async def test_a_failing_init_stops_the_started_ones_and_names_the_module() -> N
     assert isinstance(error.__cause__, RuntimeError)
     # b never started: only a is shut down; c never ran
     assert log == ["a.init", "b.init", "a.before_shutdown", "a.shutdown"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["[srv-1] module b failed in init: RuntimeError('b init broke')"]
 
 
 async def test_a_failing_after_init_stops_every_initialised_module() -> None:
@@ -220,4 +228,19 @@ async def test_a_hanging_step_at_stop_is_given_up_after_the_step_timeout(
 
 
 def test_the_default_step_timeout() -> None:
-    assert Modules("srv-1").step_timeout == 10.0
+    modules = Modules("srv-1")
+    assert modules.step_timeout == 10.0 and modules.server_id == "srv-1"
+
+
+async def test_a_module_whose_shutdown_fails_is_not_said_to_have_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.modules.base")
+    modules = modules_of(Step("a", []), Step("b", [], fail="shutdown"))
+    await modules.start()
+    caplog.clear()
+    await modules.stop()
+    assert [r.getMessage() for r in caplog.records] == [
+        "[srv-1] module b failed in shutdown",
+        "[srv-1] module a stopped",
+    ]
