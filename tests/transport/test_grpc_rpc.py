@@ -1,4 +1,5 @@
-"""The gRPC byte pipe on 127.0.0.1: calls, ordered notifies, failures as status codes."""
+"""The gRPC byte pipe on 127.0.0.1: Go Pitaya's protos.Pitaya service, calls, ordered
+notifies, failures as status codes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from transport.grpc_rpc import GrpcBindError, GrpcCallError, GrpcChannel, GrpcListener
+from transport.grpc_rpc import (
+    KICK_USER,
+    PUSH_TO_USER,
+    SESSION_BIND_REMOTE,
+    GrpcBindError,
+    GrpcCallError,
+    GrpcChannel,
+    GrpcListener,
+    GrpcRefused,
+)
 
 
 class Peer:
@@ -120,3 +130,72 @@ async def test_a_taken_port_is_an_error() -> None:
         with pytest.raises(GrpcBindError, match="cannot listen"):
             await listener.start()
         assert not listener.serving
+
+
+async def test_the_service_is_go_pitayas_protos_pitaya() -> None:
+    """A client generated from pitaya.proto (as Go Pitaya's is) calls our listener: the
+    service and method names are Go's, the bytes go through untouched."""
+    from transport.protos import pitaya_pb2 as pb
+    from transport.protos import pitaya_pb2_grpc
+
+    seen: list[tuple[str, bytes]] = []
+
+    async def answer(data: bytes) -> bytes:
+        seen.append(("Call", data))
+        return bytes(pb.Response(data=b"pong").SerializeToString())
+
+    async def method(name: str, data: bytes) -> bytes:
+        seen.append((name, data))
+        if name == KICK_USER:
+            return bytes(pb.KickAnswer(kicked=True).SerializeToString())
+        return bytes(pb.Response(data=b"ack").SerializeToString())
+
+    listener = GrpcListener("127.0.0.1", 0, on_call=answer, on_notify=print, on_method=method)
+    port = await listener.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pitaya_pb2_grpc.PitayaStub(channel)
+            request = pb.Request(msg=pb.Msg(route="room.room.join"))
+            assert (await stub.Call(request)).data == b"pong"
+            push = pb.Push(route="onMsg", uid="ann", data=b"{}")
+            assert (await stub.PushToUser(push)).data == b"ack"
+            assert (await stub.KickUser(pb.KickMsg(userId="ann"))).kicked is True
+            bind = pb.BindMsg(uid="ann", fid="c-1")
+            assert (await stub.SessionBindRemote(bind)).data == b"ack"
+    finally:
+        await listener.stop(None)
+    assert seen == [
+        ("Call", request.SerializeToString()),
+        (PUSH_TO_USER, push.SerializeToString()),
+        (KICK_USER, pb.KickMsg(userId="ann").SerializeToString()),
+        (SESSION_BIND_REMOTE, bind.SerializeToString()),
+    ]
+
+
+async def test_a_refused_call_is_a_grpc_error_as_gos() -> None:
+    async def method(name: str, data: bytes) -> bytes:
+        raise GrpcRefused("session not found")
+
+    listener = GrpcListener("127.0.0.1", 0, on_call=Peer().echo, on_notify=print, on_method=method)
+    port = await listener.start()
+    channel = GrpcChannel(f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(GrpcCallError) as info:
+            await channel.invoke(PUSH_TO_USER, b"", timeout=5)
+        assert (info.value.code, info.value.details) == (
+            grpc.StatusCode.UNKNOWN,
+            "session not found",
+        )
+    finally:
+        await channel.close()
+        await listener.stop(None)
+
+
+async def test_a_listener_without_user_methods_answers_unimplemented(peer: Peer) -> None:
+    channel = GrpcChannel(f"127.0.0.1:{peer.listener.port}")
+    try:
+        with pytest.raises(GrpcCallError) as info:
+            await channel.invoke(KICK_USER, b"", timeout=5)
+        assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await channel.close()
