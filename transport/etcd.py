@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 from etcd3aio import Etcd3Client, EtcdError
-from etcd3aio._protobuf import LeaseKeepAliveRequest, WatchCreateRequest, WatchRequest
+from etcd3aio._protobuf import Compare, LeaseKeepAliveRequest, WatchCreateRequest, WatchRequest
 from etcd3aio.errors import EtcdUnauthenticatedError
 from etcd3aio.kv import prefix_range_end
 
@@ -339,10 +339,26 @@ class EtcdClient:
             return None
         return bytes(response.kvs[0].value), int(response.kvs[0].lease)
 
-    async def lease_ttl(self, lease_id: int) -> int:
-        """Seconds ``lease_id`` has left (-1: expired or unknown)."""
+    async def lease_ttl(self, lease_id: int) -> tuple[int, int]:
+        """Seconds ``lease_id`` has left (-1: expired or unknown) and the TTL it was granted
+        with (what a keep-alive brings it back to)."""
         response = await self._call(self._lease().time_to_live, lease_id, timeout=self.timeout)
-        return int(response.TTL)
+        return int(response.TTL), int(response.grantedTTL)
+
+    async def replace_if_lease(self, key: str, lease: int, value: bytes, new_lease: int) -> bool:
+        """Put ``value`` under ``new_lease`` at ``key`` only while ``key`` is still attached to
+        ``lease`` (one transaction); True if replaced."""
+        kv = self._kv()
+        same_lease = Compare(
+            key=key.encode(), target=Compare.LEASE, result=Compare.EQUAL, lease=lease
+        )
+        response = await self._call(
+            kv.txn,
+            [same_lease],
+            [kv.txn_op_put(key, value, lease=new_lease)],
+            timeout=self.timeout,
+        )
+        return bool(response.succeeded)
 
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
         """Every key under ``prefix`` and the store revision they were read at."""

@@ -10,7 +10,8 @@ any event a watch could have missed.
 
 Server ids are unique: the entry is created in one etcd transaction only if no entry with that
 id exists, so a server started beside a live one with the same id refuses to start
-(:class:`DuplicateServerId`). Once registered, a server that sees its own entry vanish (deleted
+(:class:`DuplicateServerId`); the entry of a crashed server (its lease no longer refreshed) is
+taken over. Once registered, a server that sees its own entry vanish (deleted
 by hand, or its lease lost) while it runs puts it back, again only if no other server took the
 id meanwhile.
 
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,12 @@ SERVERS_PREFIX = f"{DEFAULT_PREFIX}servers/"
 def servers_prefix(prefix: str = DEFAULT_PREFIX) -> str:
     """``<prefix>servers/``: where every server's entry lives."""
     return f"{prefix}servers/"
+
+
+STALE_SLACK = 2.0
+"""Seconds a lease may go unrefreshed beyond a third of its TTL (its holder's keep-alive
+period) before its holder is taken for dead: etcd counts TTLs in whole seconds, and a
+refresh takes a round trip."""
 
 
 class DuplicateServerId(ActorError):
@@ -268,41 +276,62 @@ class DiscoveryActor(Actor):
 
     async def _register(self) -> None:
         """Create this server's entry under a new lease, only if no entry has its id (one
-        transaction); DuplicateServerId if one does."""
+        transaction), or take over the entry of a server that stopped refreshing its lease
+        (crashed); DuplicateServerId if a live server holds it."""
         lease = await self.etcd.grant(self.ttl)
         try:
             created = await self.etcd.put_if_absent(self.key, self.value, lease=lease)
-            if not created:
-                reason = await self._holder()
+            refusal = "" if created else await self._take_over_or_refuse(lease)
         except BaseException:
             with contextlib.suppress(EtcdUnavailable):
                 await self.etcd.revoke(lease)
             raise
-        if not created:
+        if refusal:
             with contextlib.suppress(EtcdUnavailable):
                 await self.etcd.revoke(lease)
-            raise DuplicateServerId(reason)
+            raise DuplicateServerId(refusal)
         self.lease = lease
         self._displaced = False
         self.registration_changed(True)
         self.log.info("registered in etcd (lease %x, ttl %ss)", lease, self.ttl)
 
-    async def _holder(self) -> str:
-        """Why our key is taken, in one sentence: who holds it and when it would expire."""
+    async def _take_over_or_refuse(self, lease: int) -> str:
+        """Our key is held: take it over if its holder is gone, else say why we must not
+        start (who holds it, and when the id is free if that server is gone).
+
+        A live server refreshes its lease every third of its TTL, so a lease that has not
+        been refreshed for longer than that (plus :data:`STALE_SLACK`) belongs to a server
+        that crashed: a restarted server waits that long, not a whole TTL.
+        """
         found = await self.etcd.get_with_lease(self.key)
-        if found is None:  # gone in between: a retry would succeed; say so
+        if found is None:  # gone in between
+            if await self.etcd.put_if_absent(self.key, self.value, lease=lease):
+                return ""
             return f"server id {self.me.id!r} was registered by another server a moment ago"
-        value, lease = found
+        value, held_by = found
         other = _parse(self.key, value)
         host = other.hostname if other is not None and other.hostname else "an unknown host"
-        expiry = ""
-        if lease:
-            left = await self.etcd.lease_ttl(lease)
-            if left >= 0:
-                expiry = f"; if that server is gone, its entry expires in {left} s"
+        free_in = ""
+        if held_by:
+            left, granted = await self.etcd.lease_ttl(held_by)
+            unrefreshed = granted - left
+            wait = granted / 3 + STALE_SLACK - unrefreshed
+            if left >= 0 and wait < 0:
+                if await self.etcd.replace_if_lease(self.key, held_by, self.value, lease):
+                    self.log.warning(
+                        "took over the discovery entry of a server with this id on %s: its "
+                        "lease was not refreshed for %d s (it crashed)",
+                        host,
+                        unrefreshed,
+                    )
+                    return ""
+            elif left >= 0:
+                free_in = (
+                    f"; if that server is gone, the id is free in {math.ceil(min(left, wait))} s"
+                )
         return (
             f"server id {self.me.id!r} is already registered by a live server on {host} "
-            f"({self.key}{expiry}): give each server its own id"
+            f"({self.key}{free_in}): give each server its own id"
         )
 
     async def _ensure_registered(self) -> None:

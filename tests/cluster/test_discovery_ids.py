@@ -82,8 +82,7 @@ async def test_a_second_server_with_a_live_servers_id_refuses_to_start(
             "room-1 cannot start: server id 'room-1' is already registered by a live server on "
         ), lines
         assert (
-            "(pitaya/servers/room/room-1; if that server is gone, its entry expires in "
-            in (lines[-1])
+            "(pitaya/servers/room/room-1; if that server is gone, the id is free in " in (lines[-1])
         )
         assert lines[-1].endswith(" s): give each server its own id"), lines[-1]
         assert not any("Traceback" in line for line in lines), lines
@@ -198,3 +197,40 @@ async def test_the_etcd_prefix_moves_every_key(
         finally:
             for server in (b_room, a_room, a_connector):
                 await server.stop()
+
+
+async def test_a_restarted_server_takes_over_the_entry_of_its_crashed_self(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    """A server killed with SIGKILL leaves its entry until its lease expires (a whole TTL);
+    started again with the same id, it is refused while the entry may be live, then takes it
+    over once the lease has gone unrefreshed for longer than a keep-alive period (TTL/3 + 2 s),
+    before the lease expires."""
+    ttl = {"PITAYA_ETCD_LEASE_TTL": "15"}  # refreshed every 5 s; stale after 7 s unrefreshed
+    room = await start_node(nodes, "room", "room-1", nats_server, etcd_server, **ttl)
+    key = "pitaya/servers/room/room-1"
+    async with etcd_client(etcd_server) as etcd:
+        entry = await etcd.get_with_lease(key)
+        assert entry is not None
+        await room.kill()
+        killed = time.monotonic()
+        code, lines, _ = await run_to_exit("room", "room-1", nats_server, etcd_server, **ttl)
+        assert code == 1 and ", the id is free in " in lines[-1], lines
+        free_in = int(lines[-1].split(", the id is free in ")[1].split(" s)")[0])
+        assert 0 < free_in <= 8, lines[-1]
+        while True:  # what a launcher does: start it again (with a backoff) until it runs
+            again = Node("room", "room-1", nats_server, etcd_server, **ttl)
+            try:
+                await again.start()
+            except RuntimeError:
+                assert time.monotonic() - killed < 12, "not taken over before the lease expired"
+                await asyncio.sleep(0.5)
+                continue
+            nodes.append(again)
+            break
+        took = time.monotonic() - killed
+        print(f"restarted {took:.1f} s after the SIGKILL (lease TTL 15 s)")
+        assert took < 15
+        await again.wait_for_log("took over the discovery entry of a server with this id")
+        held = await etcd.get_with_lease(key)
+        assert held is not None and held[1] != entry[1]  # under the new server's lease

@@ -243,9 +243,17 @@ class FakeEtcd:
         lease = next((lease for lease, keys in self.leases.items() if key in keys), 0)
         return self.data[key], lease
 
-    async def lease_ttl(self, lease: int) -> int:
+    async def lease_ttl(self, lease: int) -> tuple[int, int]:
         self._check()
-        return 60 if lease in self.leases else -1
+        return (60, 60) if lease in self.leases else (-1, 0)
+
+    async def replace_if_lease(self, key: str, lease: int, value: bytes, new_lease: int) -> bool:
+        self._check()
+        if key not in self.leases.get(lease, set()):
+            return False
+        self.leases[lease].discard(key)
+        await self.put(key, value, lease=new_lease)
+        return True
 
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
         self._check()
