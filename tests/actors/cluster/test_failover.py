@@ -136,12 +136,26 @@ async def test_a_backend_back_on_its_subject_is_chosen_again_after_its_probation
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     counts: Counter[str] = Counter()
+    seen: list[list[str]] = []  # the candidates of each choice, by id
+
+    def in_turn(session: Session | None, route: str, servers: list[ServerInfo]) -> ServerInfo:
+        """Round robin over the candidates by id: room-1 is chosen first (and refused), and
+        both are chosen once room-1 is back, whatever the seed."""
+        ordered = sorted(servers, key=lambda s: s.id)
+        seen.append([s.id for s in ordered])
+        return ordered[(len(seen) - 1) % len(ordered)]
+
+    def setup(connector: App) -> None:
+        connector.add_route("room", in_turn)
+
     caplog.set_level(logging.INFO, logger="actors.cluster.router")
-    async with cluster(rooms=2, room_setup=counting(counts)) as net:
+    async with cluster(rooms=2, room_setup=counting(counts), connector_setup=setup) as net:
         client = await net.client()
         rpc = await kill(net, 0)
-        await client.request("room.runs.count", {"id": "a"})
-        await client.request("room.runs.count", {"id": "b"})
+        assert (await client.request("room.runs.count", {"id": "a"}))["server_id"] == "room-2"
+        assert (await client.request("room.runs.count", {"id": "b"}))["server_id"] == "room-2"
+        # 'a': room-1 chosen and refused, then resent to room-2; 'b': room-1 on probation.
+        assert seen == [["room-1", "room-2"], ["room-2"], ["room-2"]]
         assert rpc.me is not None and rpc._deliver is not None
         await rpc.start(rpc.me, rpc._deliver)  # it serves again
         router = net.connectors[0].cluster.router  # type: ignore[union-attr]
@@ -153,11 +167,11 @@ async def test_a_backend_back_on_its_subject_is_chosen_again_after_its_probation
                 for i in range(60)
             ]
         )
-        assert served["room-1"] > 0 and served["room-2"] > 0
+        assert served == {"room-1": 30, "room-2": 30}
         assert router.probation == {}
         infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
         assert infos == ["[c-1] server room-1 (room) answers again: chosen again"]
-        assert set(counts.values()) == {1}
+        assert set(counts.values()) == {1} and len(counts) == 62
 
 
 class Hangs(Handler):
