@@ -9,6 +9,7 @@ the binding storage's claim is a fake too (the storage itself: test_binding_stor
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -98,7 +99,10 @@ def test_the_refusal_is_a_pit_409_naming_the_uid_and_the_holder() -> None:
 # -- on this frontend ----------------------------------------------------------------------------
 
 
-async def test_kick_mode_kicks_the_older_session_and_the_new_bind_stands() -> None:
+async def test_kick_mode_kicks_the_older_session_and_the_new_bind_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.modules.unique_session")
     app = host()
     module = await started(app)
     old, new = session(app, 1), session(app, 2)
@@ -108,6 +112,15 @@ async def test_kick_mode_kicks_the_older_session_and_the_new_bind_stands() -> No
     assert not new.kicked
     assert app.sessions.by_uid("ann") is new
     assert module.kicked == 1
+    newest = session(app, 3)
+    await newest.bind("ann")
+    assert new.kicked and module.kicked == 2  # counted up
+    lines = [r for r in caplog.records if r.name == "actors.modules.unique_session"]
+    assert [r.getMessage() for r in lines] == [
+        "[fe-1] kicking session 1: uid ann bound again by session 2",
+        "[fe-1] kicking session 2: uid ann bound again by session 3",
+    ]
+    assert [getattr(r, "session_id", None) for r in lines] == [1, 2]
 
 
 async def test_refuse_mode_refuses_the_newer_bind_and_the_old_session_stays() -> None:
@@ -165,7 +178,9 @@ async def test_after_shutdown_nothing_is_kicked() -> None:
 # -- binds on other frontends ---------------------------------------------------------------------
 
 
-async def test_a_bind_notice_from_another_frontend_kicks_the_local_session() -> None:
+async def test_a_bind_notice_from_another_frontend_kicks_the_local_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = host(cluster=True)
     module = await started(app)
     ann = session(app, 1)
@@ -173,8 +188,10 @@ async def test_a_bind_notice_from_another_frontend_kicks_the_local_session() -> 
     app.cluster.users.notice("bob", "fe-2")  # nobody here
     app.cluster.users.notice("ann", "fe-1")  # our own bind
     assert not ann.kicked
-    app.cluster.users.notice("ann", "fe-2")
+    with caplog.at_level(logging.INFO, logger="actors.modules.unique_session"):
+        app.cluster.users.notice("ann", "fe-2")
     assert ann.kick_reason == "logged in elsewhere" and module.kicked == 1
+    assert caplog.records[-1].getMessage() == "[fe-1] kicking session 1: uid ann bound on fe-2"
 
 
 async def test_a_notice_for_a_closing_session_kicks_nothing() -> None:
@@ -192,8 +209,12 @@ async def test_a_notice_for_a_closing_session_kicks_nothing() -> None:
 
 async def test_refuse_mode_in_a_cluster_needs_the_binding_storage() -> None:
     app = host(cluster=True)
-    with pytest.raises(RuntimeError, match="needs the binding storage module"):
+    with pytest.raises(RuntimeError) as caught:
         await started(app, on_conflict="refuse")
+    assert str(caught.value) == (
+        "unique session with on_conflict='refuse' in cluster mode needs the binding "
+        "storage module (app.register_module(BindingStorage(app), 'binding_storage'))"
+    )
 
 
 async def test_refuse_mode_asks_the_storage_who_holds_the_uid() -> None:
@@ -222,7 +243,9 @@ async def test_refuse_mode_lets_the_bind_stand_when_etcd_cannot_tell(
     ann = session(app, 1)
     await ann.bind("ann")
     assert app.sessions.by_uid("ann") is ann
-    assert "cannot check uid ann in etcd: etcd is down" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "[fe-1] cannot check uid ann in etcd: etcd is down"
+    ]
 
 
 async def test_kick_mode_never_asks_the_storage() -> None:
