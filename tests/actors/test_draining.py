@@ -97,6 +97,13 @@ async def test_the_drain_timeout_ends_it_with_a_warning(caplog: pytest.LogCaptur
     assert PROGRESS_EVERY == 5.0
 
 
+async def test_the_last_fraction_of_a_second_is_waited_too() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await drain_sessions(connected(1), 5.5, "s1", asyncio.Event())
+    assert loop.time() - start == pytest.approx(5.5)
+
+
 async def test_a_zero_timeout_waits_for_nothing(caplog: pytest.LogCaptureFixture) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
