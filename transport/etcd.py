@@ -305,6 +305,21 @@ class EtcdClient:
         )
         return bool(response.succeeded)
 
+    async def put_if_value(
+        self, key: str, expected: bytes, value: bytes, *, lease: int = 0
+    ) -> bool:
+        """Put ``value`` at ``key`` only while it still holds ``expected`` (one transaction:
+        a compare-and-swap), so two writers replacing one stale value cannot both succeed;
+        True if replaced."""
+        kv = self._kv()
+        response = await self._call(
+            kv.txn,
+            [kv.txn_compare_value(key, expected)],
+            [kv.txn_op_put(key, value, lease=lease)],
+            timeout=self.timeout,
+        )
+        return bool(response.succeeded)
+
     async def delete(self, key: str) -> bool:
         """Delete ``key``; True if it existed."""
         response = await self._call(self._kv().delete, key, timeout=self.timeout)

@@ -53,6 +53,11 @@ class MemoryStore:
                 self._remove(key)
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> None:
+        self._put(key, value, lease)
+
+    def _put(self, key: str, value: bytes, lease: int) -> None:
+        # Synchronous, so a conditional put checks and writes in one step (one transaction
+        # in etcd), even when a subclass makes ``put`` yield like a network round trip.
         if lease and lease not in self._leases:
             raise ValueError(f"etcd: lease {lease:x} not found")
         self._remove(key)
@@ -65,10 +70,23 @@ class MemoryStore:
     async def put_if_absent(self, key: str, value: bytes, *, lease: int = 0) -> bool:
         if key in self.data:
             return False
-        await self.put(key, value, lease=lease)
+        self._put(key, value, lease)
+        return True
+
+    async def put_if_value(
+        self, key: str, expected: bytes, value: bytes, *, lease: int = 0
+    ) -> bool:
+        if self.data.get(key) != expected:
+            return False
+        self._put(key, value, lease)
         return True
 
     async def delete(self, key: str) -> bool:
+        return self._remove(key)
+
+    async def delete_if_value(self, key: str, value: bytes) -> bool:
+        if self.data.get(key) != value:
+            return False
         return self._remove(key)
 
     async def delete_prefix(self, prefix: str) -> int:

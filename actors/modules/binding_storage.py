@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 BINDINGS_PREFIX = "pitaya/bindings/"
 
+CLAIM_ATTEMPTS = 4
+"""Rounds of read-then-swap in :meth:`BindingStorage.claim` before it gives up under contention
+(each lost round means another frontend wrote the key in between)."""
+
 
 def binding_key(frontend_type: str, uid: str, prefix: str = "pitaya/") -> str:
     """``<prefix>bindings/<frontendType>/<uid>`` (Pitaya's layout)."""
@@ -132,21 +136,32 @@ class BindingStorage(ModuleBase):
     async def claim(self, uid: str) -> str | None:
         """Frontends: take ``uid`` for this frontend unless another live frontend holds it.
 
-        Returns None when taken (or already ours), else the holder's id. Atomic in etcd, so
-        two frontends binding one uid at once cannot both win (the unique session module's
-        ``refuse`` mode relies on it). Raises EtcdUnavailable.
+        Returns None when taken (or already ours), else the holder's id. Each write is one
+        etcd transaction: the key is created only if absent, and a dead frontend's entry (or
+        our own, to move it onto our current lease) is replaced only while it still holds
+        the value read (compare-and-swap). So two frontends binding one uid at once cannot
+        both win, even over a dead holder's entry (the unique session module's ``refuse``
+        mode relies on it): the loser reads the winner and gets its id. Raises
+        EtcdUnavailable.
         """
         etcd = self._require_etcd()
         server_type, server_id = self._me
         key = binding_key(server_type, uid, self.app.config.etcd_prefix)
-        if await etcd.put_if_absent(key, server_id.encode(), lease=self.lease or 0):
-            return None
-        holder = await etcd.get(key)
-        holder_id = holder.decode() if holder is not None else ""
-        if holder_id and holder_id != server_id and self._alive(holder_id):
-            return holder_id
-        await etcd.put(key, server_id.encode(), lease=self.lease or 0)  # ours, or a dead one's
-        return None
+        mine, lease = server_id.encode(), self.lease or 0
+        holder_id = ""
+        for _ in range(CLAIM_ATTEMPTS):
+            if await etcd.put_if_absent(key, mine, lease=lease):
+                return None
+            holder = await etcd.get(key)
+            if holder is None:
+                continue  # deleted in between: try to create it again
+            holder_id = holder.decode()
+            if holder_id and holder_id != server_id and self._alive(holder_id):
+                return holder_id
+            if await etcd.put_if_value(key, holder, mine, lease=lease):
+                return None  # ours, or a dead one's
+            # Someone else wrote it in between: read the new holder.
+        return holder_id or "unknown"  # still contended: refuse rather than take it blindly
 
     def _alive(self, server_id: str) -> bool:
         """Still in discovery (a dead frontend's bindings outlive it until its lease ends)."""

@@ -47,3 +47,33 @@ async def test_revoking_a_lease_deletes_only_the_keys_still_under_it() -> None:
     await store.put("moved", b"2")  # put again without the lease
     await store.revoke(lease)
     assert store.data == {"moved": b"2"}
+
+
+async def test_compare_and_swap_and_delete_if_value() -> None:
+    store = MemoryStore()
+    assert not await store.put_if_value("k", b"old", b"new")  # absent: not created
+    await store.put("k", b"old")
+    lease = await store.grant(60)
+    assert await store.put_if_value("k", b"old", b"a", lease=lease)
+    assert not await store.put_if_value("k", b"old", b"b")  # lost the race: value moved on
+    assert await store.get_with_lease("k") == (b"a", lease)
+    assert not await store.delete_if_value("k", b"old")
+    assert await store.delete_if_value("k", b"a") and store.data == {}
+
+
+class SlowPut(MemoryStore):
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> None:
+        await asyncio.sleep(0)  # a network round trip
+        await super().put(key, value, lease=lease)
+
+
+async def test_conditional_puts_stay_atomic_when_put_yields() -> None:
+    store = SlowPut()
+    created = await asyncio.gather(store.put_if_absent("k", b"1"), store.put_if_absent("k", b"2"))
+    assert sorted(created) == [False, True]
+    value = await store.get("k")
+    assert value is not None
+    swapped = await asyncio.gather(
+        store.put_if_value("k", value, b"a"), store.put_if_value("k", value, b"b")
+    )
+    assert sorted(swapped) == [False, True]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from actors.cluster.memory_store import MemoryStore
 from transport.etcd import EtcdUnavailable
 
@@ -15,6 +17,9 @@ class FakeEtcd(MemoryStore):
         self.connected = False
         self.closed = False
         self.revoked: list[int] = []
+        self.outage = SimpleNamespace(since=None)
+        """As ``transport.etcd.EtcdOutage``: ``since`` is set while the client's process
+        knows etcd is down (and has said so once)."""
 
     def _check(self) -> None:
         if self.down:
@@ -47,12 +52,16 @@ class FakeEtcd(MemoryStore):
         self._check()
         return await super().put_if_absent(key, value, lease=lease)
 
+    async def put_if_value(
+        self, key: str, expected: bytes, value: bytes, *, lease: int = 0
+    ) -> bool:
+        self._check()
+        return await super().put_if_value(key, expected, value, lease=lease)
+
     async def get(self, key: str) -> bytes | None:
         self._check()
         return await super().get(key)
 
     async def delete_if_value(self, key: str, value: bytes) -> bool:
         self._check()
-        if self.data.get(key) != value:
-            return False
-        return await self.delete(key)
+        return await super().delete_if_value(key, value)
