@@ -2,22 +2,40 @@
 
 Lookups are synchronous dict reads because every caller lives on the same event loop; the
 pool only indexes sessions, it never mutates them except for ``uid`` on bind.
+
+**Binds of one uid take turns.** Bind callbacks may await (load a profile, claim the uid in
+etcd), so two sessions binding the same uid at once would otherwise both run their callbacks
+before either is indexed, and neither would see the other. A bind waits until no other bind
+of the same uid is running, so each one sees the outcome of the one before it, exactly as if
+they had come one after another: with the unique session module the later bind kicks the
+earlier session (``kick``) or is refused (``refuse``). Binds of different uids never wait for
+each other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 
 from actors.errors import FrontendOnly
-from actors.session import Session
+from actors.session import Session, SessionAlreadyBound
 
 log = logging.getLogger(__name__)
 
 SessionCallback = Callable[[Session], Awaitable[None] | None]
 ClosingCallback = Callable[[Session], None]
+
+
+@dataclass(slots=True)
+class _UidTurn:
+    """The binds of one uid, run one at a time; dropped when none is left."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    binds: int = 0
 
 
 class SessionRegistry:
@@ -29,6 +47,10 @@ class SessionRegistry:
         self._by_uid: dict[str, Session] = {}
         self._bind: list[SessionCallback] = []
         self._after_bind: list[SessionCallback] = []
+        self._bind_failed: list[SessionCallback] = []
+        self._turns: dict[str, _UidTurn] = {}
+        self._binding: set[int] = set()
+        """Ids of the sessions with a bind under way (waiting for their turn or running)."""
         self._close: list[SessionCallback] = []
         self._closing: list[ClosingCallback] = []
         self.frontend = True
@@ -40,8 +62,17 @@ class SessionRegistry:
     # -- callbacks -------------------------------------------------------------------------
 
     def on_session_bind(self, callback: SessionCallback) -> SessionCallback:
-        """Runs during ``bind`` with the uid already set; raising refuses the bind."""
+        """Runs during ``bind`` with the uid already set; raising refuses the bind. Runs in
+        the uid's turn: no other bind of the same uid runs meanwhile (module docstring)."""
         self._bind.append(callback)
+        return callback
+
+    def on_session_bind_failed(self, callback: SessionCallback) -> SessionCallback:
+        """Runs when a bind does not complete (a bind callback raised, or the connection
+        closed while one awaited), with ``session.uid`` still set to the uid, before it is
+        reset: to undo what an earlier bind callback did (the unique session module releases
+        its claim on the uid here). Errors are logged."""
+        self._bind_failed.append(callback)
         return callback
 
     def on_after_session_bind(self, callback: SessionCallback) -> SessionCallback:
@@ -90,15 +121,38 @@ class SessionRegistry:
         self._by_id[session.id] = session
 
     async def bind(self, session: Session, uid: str) -> None:
+        """Bind ``uid`` to ``session``: waits for the uid's turn (no other bind of ``uid``
+        running), runs the bind callbacks, indexes the uid, runs the after-bind callbacks.
+        A second bind of one session while its first is under way raises
+        :class:`~actors.session.SessionAlreadyBound`."""
+        if session.id in self._binding:
+            raise SessionAlreadyBound(f"session {session.id} is already binding a uid")
+        self._binding.add(session.id)
+        turn = self._turns.get(uid)
+        if turn is None:
+            turn = self._turns[uid] = _UidTurn()
+        turn.binds += 1
+        try:
+            async with turn.lock:
+                await self._run_bind(session, uid)
+        finally:
+            self._binding.discard(session.id)
+            turn.binds -= 1
+            if not turn.binds:
+                del self._turns[uid]
+
+    async def _run_bind(self, session: Session, uid: str) -> None:
+        if session.closed:  # the connection went away while it waited for its turn
+            return
         session.uid = uid
         try:
             for callback in self._bind:
                 await _call(callback, session)
         except BaseException:
-            session.uid = None
+            await self._failed(session)
             raise
         if session.closed:  # the connection went away while a callback awaited
-            session.uid = None
+            await self._failed(session)
             return
         self._by_uid[uid] = session
         for callback in self._after_bind:
@@ -106,6 +160,14 @@ class SessionRegistry:
                 await _call(callback, session)
             except Exception:
                 log.exception("after-bind callback failed for session %s", session.id)
+
+    async def _failed(self, session: Session) -> None:
+        for callback in self._bind_failed:
+            try:
+                await _call(callback, session)
+            except Exception:
+                log.exception("bind-failed callback failed for session %s", session.id)
+        session.uid = None
 
     async def closed(self, session: Session) -> None:
         """Forget ``session`` and run its close callbacks, then the app-wide ones."""

@@ -226,18 +226,33 @@ class BindingStorage(ModuleBase):
             self._dirty = True
             self._etcd_failed("could not store the binding of %s (retried): %s", session.uid, exc)
 
+    async def release(self, uid: str) -> None:
+        """Frontends: remove this frontend's entry for ``uid`` unless a live session here
+        holds the uid (a claim whose bind did not complete). Never raises: a failure is
+        logged."""
+        holder = self.app.sessions.by_uid(uid)
+        if self.etcd is None or (holder is not None and not holder.closed):
+            return
+        await self._delete_mine(uid, "could not release the claim on %s: %s")
+
     async def _remove(self, session: Session) -> None:
         if session.uid is None or self.etcd is None:
             return
         if self.app.sessions.by_uid(session.uid) not in (None, session):
             return  # a newer session here holds the uid now
+        await self._delete_mine(
+            session.uid, "could not remove the binding of %s (its lease will): %s"
+        )
+
+    async def _delete_mine(self, uid: str, failure: str) -> None:
+        """Delete ``uid``'s entry if it still names this frontend (one transaction)."""
+        assert self.etcd is not None
         server_type, server_id = self._me
-        key = binding_key(server_type, session.uid, self.app.config.etcd_prefix)
+        key = binding_key(server_type, uid, self.app.config.etcd_prefix)
         try:
             await self.etcd.delete_if_value(key, server_id.encode())
         except EtcdUnavailable as exc:
-            what = "could not remove the binding of %s (its lease will): %s"
-            self._etcd_failed(what, session.uid, exc)
+            self._etcd_failed(failure, uid, exc)
 
     async def _keep_alive(self) -> None:
         """Refresh the lease; when it was lost or a write failed, write every binding again."""

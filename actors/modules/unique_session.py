@@ -13,6 +13,13 @@ When a session binds a uid that another session already holds:
   :class:`~actors.modules.binding_storage.BindingStorage` too; the claim is one etcd
   transaction, so two frontends binding a uid at once cannot both win.
 
+On one frontend, binds of one uid take turns (``actors.sessions``): when two sessions bind
+the same uid at once, even with bind callbacks that await, the later one sees the earlier
+one bound, so one session ends up with the uid (``kick``: the later; ``refuse``: the
+earlier). In ``refuse`` mode the uid is claimed in etcd during the bind; if the bind then
+does not complete (a later bind callback refuses it, or the connection goes away), the claim
+is released, so other frontends may bind the uid.
+
 Known limit (as in Pitaya): two binds of one uid on two frontends within a network round trip can
 kick both sessions in ``kick`` mode, since a notice does not say which bind came first.
 
@@ -66,6 +73,8 @@ class UniqueSession(ModuleBase):
         """Sessions kicked because their uid was bound again (here or elsewhere)."""
         self._active = False
         self._storage: BindingStorage | None = None
+        self._claims: set[int] = set()
+        """Ids of the sessions whose bind claimed its uid in etcd and is still under way."""
 
     async def init(self) -> None:
         if not self.app.is_frontend:
@@ -76,6 +85,9 @@ class UniqueSession(ModuleBase):
         if cluster is not None:
             await cluster.users.watch_binds(self._on_binding)
         self.app.sessions.on_session_bind(self._check)
+        if self._storage is not None:
+            self.app.sessions.on_after_session_bind(self._claim_kept)
+            self.app.sessions.on_session_bind_failed(self._release)
         self._active = True
 
     async def shutdown(self) -> None:
@@ -112,6 +124,18 @@ class UniqueSession(ModuleBase):
                 return
             if holder is not None:
                 raise UidAlreadyBound(uid, holder)
+            self._claims.add(session.id)
+
+    def _claim_kept(self, session: Session) -> None:
+        self._claims.discard(session.id)  # bound: the binding storage keeps the entry now
+
+    async def _release(self, session: Session) -> None:
+        """The bind did not complete after our claim: give the uid back in etcd."""
+        if session.id not in self._claims:
+            return
+        self._claims.discard(session.id)
+        if self._storage is not None and session.uid is not None:
+            await self._storage.release(session.uid)
 
     # -- binds on other frontends ----------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from actors.errors import FrontendOnly, PitayaError
-from actors.session import Session
+from actors.session import Session, SessionAlreadyBound
 from actors.sessions import SessionRegistry
 from actors.testing import TestSession
 
@@ -130,6 +130,83 @@ async def test_a_cancelled_bind_leaves_the_session_unbound() -> None:
     with pytest.raises(asyncio.CancelledError):
         await binding
     assert ann.uid is None and registry.by_uid("ann") is None
+
+
+async def test_binds_of_one_uid_take_turns_and_other_uids_do_not_wait() -> None:
+    registry = SessionRegistry()
+    gates = {"ann": asyncio.Event(), "bob": asyncio.Event()}
+    seen: list[tuple[int, str, int | None]] = []
+
+    @registry.on_session_bind
+    async def slow(s: Session) -> None:
+        assert s.uid is not None
+        holder = registry.by_uid(s.uid)
+        seen.append((s.id, s.uid, holder.id if holder else None))
+        await gates[s.uid].wait()
+
+    ann, again, bob = session(registry), session(registry), session(registry)
+    binds = [asyncio.ensure_future(x.bind(uid)) for x, uid in ((ann, "ann"), (again, "ann"))]
+    bob_bind = asyncio.ensure_future(bob.bind("bob"))
+    await asyncio.sleep(0)
+    assert seen == [(1, "ann", None), (3, "bob", None)]  # 'again' waits for ann's turn
+    assert again.uid is None  # not set while it waits
+    gates["bob"].set()
+    await bob_bind  # bob never waited for ann
+    gates["ann"].set()
+    await asyncio.gather(*binds)
+    assert seen[2] == (2, "ann", 1)  # the later bind saw the earlier one bound
+    assert registry.by_uid("ann") is again and registry._turns == {}
+
+
+async def test_a_second_bind_of_one_session_while_the_first_is_under_way_is_refused() -> None:
+    registry = SessionRegistry()
+    gate = asyncio.Event()
+
+    @registry.on_session_bind
+    async def slow(s: Session) -> None:
+        await gate.wait()
+
+    ann = session(registry)
+    binding = asyncio.ensure_future(ann.bind("ann"))
+    await asyncio.sleep(0)
+    with pytest.raises(SessionAlreadyBound):
+        await ann.bind("ann")
+    gate.set()
+    await binding
+    assert registry.by_uid("ann") is ann
+
+
+async def test_bind_failed_callbacks_run_with_the_uid_when_a_bind_does_not_complete() -> None:
+    registry = SessionRegistry()
+    gate = asyncio.Event()
+    failed: list[tuple[int, str | None]] = []
+
+    @registry.on_session_bind
+    async def check(s: Session) -> None:
+        if s.uid == "refused":
+            raise PitayaError("PIT-403", "no")
+        await gate.wait()
+
+    @registry.on_session_bind_failed
+    def undo(s: Session) -> None:
+        failed.append((s.id, s.uid))
+
+    refused, closed, cancelled, bound = (session(registry) for _ in range(4))
+    with pytest.raises(PitayaError):
+        await refused.bind("refused")
+    closing = asyncio.ensure_future(closed.bind("closed"))
+    cancelling = asyncio.ensure_future(cancelled.bind("cancelled"))
+    binding = asyncio.ensure_future(bound.bind("bound"))
+    await asyncio.sleep(0)
+    await closed.disconnect()
+    cancelling.cancel()
+    gate.set()
+    await closing
+    await binding
+    with pytest.raises(asyncio.CancelledError):
+        await cancelling
+    assert sorted(failed) == [(1, "refused"), (2, "closed"), (3, "cancelled")]
+    assert [s.uid for s in (refused, closed, cancelled, bound)] == [None, None, None, "bound"]
 
 
 async def test_a_session_closed_while_a_bind_callback_awaits_stays_unbound() -> None:

@@ -295,12 +295,6 @@ async def test_refuse_mode_across_frontends_with_the_binding_storage(
     await second.shutdown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: in refuse mode the uid is claimed in etcd during the bind; when a later bind "
-    "callback refuses the bind, the claim stays, and every other frontend refuses the uid "
-    "for as long as this one lives",
-)
 async def test_a_bind_refused_after_the_claim_leaves_the_uid_free_elsewhere(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -308,9 +302,10 @@ async def test_a_bind_refused_after_the_claim_leaves_the_uid_free_elsewhere(
     one, first = await frontend_with_storage(etcd, "fe-1", monkeypatch)
     two, second = await frontend_with_storage(etcd, "fe-2", monkeypatch)
 
-    @one.sessions.on_session_bind
     def banned_here(s: Any) -> None:  # the app's own check, after the unique session's
         raise PitayaError("PIT-403", "banned on this frontend")
+
+    one.sessions.on_session_bind(banned_here)
 
     ann = session(one, 1)
     with pytest.raises(PitayaError, match="banned"):
@@ -324,26 +319,70 @@ async def test_a_bind_refused_after_the_claim_leaves_the_uid_free_elsewhere(
         await second.shutdown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the check reads only the registry's uid index, which a bind joins after "
-    "every bind callback ran: two binds of one uid whose callbacks await (an app's async "
-    "on_session_bind) both pass, and two sessions hold the uid, none kicked or refused",
-)
 @pytest.mark.parametrize("mode", ["kick", "refuse"])
 async def test_two_binds_of_one_uid_at_once_leave_one_session_with_it(mode: str) -> None:
     app = host()
     await started(app, on_conflict=mode)
     gate = asyncio.Event()
 
-    @app.sessions.on_session_bind
     async def load_profile(s: Any) -> None:
         await gate.wait()
+
+    app.sessions.on_session_bind(load_profile)
 
     ann, again = session(app, 1), session(app, 2)
     binds = asyncio.gather(ann.bind("ann"), again.bind("ann"), return_exceptions=True)
     await asyncio.sleep(0)
     gate.set()
-    await binds
+    outcomes = list(await binds)
     holders = [s for s in (ann, again) if s.uid == "ann" and not s.kicked]
     assert len(holders) == 1
+    # As if one after the other: kick keeps the later, refuse the earlier.
+    if mode == "kick":
+        assert outcomes == [None, None] and holders == [again] and ann.kicked
+    else:
+        assert outcomes[0] is None and isinstance(outcomes[1], UidAlreadyBound)
+        assert holders == [ann] and again.uid is None
+    assert app.sessions.by_uid("ann") is holders[0]
+
+
+async def test_a_bind_whose_connection_goes_away_after_the_claim_releases_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    etcd = FakeEtcd()
+    one, first = await frontend_with_storage(etcd, "fe-1", monkeypatch)
+    two, second = await frontend_with_storage(etcd, "fe-2", monkeypatch)
+    gate = asyncio.Event()
+
+    async def load_profile(s: Any) -> None:  # after the unique session's claim
+        await gate.wait()
+
+    one.sessions.on_session_bind(load_profile)
+
+    ann = session(one, 1)
+    binding = asyncio.ensure_future(ann.bind("ann"))
+    await asyncio.sleep(0)
+    assert await etcd.get("pitaya/bindings/connector/ann") == b"fe-1"  # claimed
+    await ann.disconnect()
+    gate.set()
+    await binding
+    assert await etcd.get("pitaya/bindings/connector/ann") is None
+    try:
+        await session(two, 1).bind("ann")
+        assert await etcd.get("pitaya/bindings/connector/ann") == b"fe-2"
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+
+
+async def test_a_refused_bind_keeps_the_claim_of_the_session_that_holds_the_uid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    etcd = FakeEtcd()
+    one, first = await frontend_with_storage(etcd, "fe-1", monkeypatch)
+    ann = session(one, 1)
+    await ann.bind("ann")
+    with pytest.raises(UidAlreadyBound):
+        await session(one, 2).bind("ann")  # refused here, before any claim
+    assert await etcd.get("pitaya/bindings/connector/ann") == b"fe-1"
+    await first.shutdown()
