@@ -25,8 +25,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.cluster.harness import NODE_ENV
 from tests.services import EtcdServer, NatsServer, free_port
 
@@ -34,14 +32,6 @@ GO_MODULE = Path(__file__).parent / "go"
 GO_INSTALL = "/usr/local/go/bin/go"
 GO_BUILD_TIMEOUT = 600.0
 PROGRAMS = ("connector", "room", "driver")
-
-
-PROTOCOL_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 point 1 not in yet (H1): our cluster protocol is msgpack, Go Pitaya's is "
-    "protobuf (protos.Request/Response, BindMsg, Push, KickMsg; gRPC service protos.Pitaya)",
-)
-"""Marks the mixed-cluster tests until our servers speak Pitaya's protobuf cluster protocol."""
 
 
 class GoToolchainMissing(RuntimeError):

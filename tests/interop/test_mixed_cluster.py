@@ -14,7 +14,7 @@ import pytest
 
 from tests.cluster.harness import TRANSPORTS
 from tests.interop.conftest import PyNode
-from tests.interop.harness import PROTOCOL_PENDING, GoClient, GoServer, RequestFailed, wait_known
+from tests.interop.harness import GoClient, GoServer, RequestFailed, wait_known
 from tests.services import EtcdServer, NatsServer
 
 DIRECTIONS = ["go-py", "py-go"]
@@ -82,10 +82,7 @@ async def start(
     return server
 
 
-pytestmark = [
-    pytest.mark.parametrize("rpc_transport", TRANSPORTS, indirect=True),
-    PROTOCOL_PENDING,
-]
+pytestmark = pytest.mark.parametrize("rpc_transport", TRANSPORTS, indirect=True)
 
 
 @pytest.fixture(params=DIRECTIONS)

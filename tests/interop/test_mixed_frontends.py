@@ -12,13 +12,10 @@ import pytest
 
 from tests.cluster.harness import TRANSPORTS
 from tests.interop.conftest import PyNode
-from tests.interop.harness import PROTOCOL_PENDING, GoClient, GoServer, wait_known
+from tests.interop.harness import GoClient, GoServer, wait_known
 from tests.services import EtcdServer, NatsServer
 
-pytestmark = [
-    pytest.mark.parametrize("rpc_transport", TRANSPORTS, indirect=True),
-    PROTOCOL_PENDING,
-]
+pytestmark = pytest.mark.parametrize("rpc_transport", TRANSPORTS, indirect=True)
 
 
 @dataclass
