@@ -208,6 +208,50 @@ def test_the_module_runs_shut_down_with_its_argument() -> None:
     ]
 
 
-def test_pdeathsig_is_linuxs_option_number() -> None:
-    assert orphans.PR_SET_PDEATHSIG == 1
-    assert die_with_parent.__defaults__[0] == signal.SIGTERM  # type: ignore[index]
+class FakeLibc:
+    def __init__(self, answer: int = 0) -> None:
+        self.answer = answer
+        self.calls: list[tuple[int, ...]] = []
+
+    def prctl(self, *args: int) -> int:
+        self.calls.append(args)
+        return self.answer
+
+
+def test_die_with_parent_asks_linux_for_sigterm_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    libc = FakeLibc()
+    monkeypatch.setattr(orphans.ctypes, "CDLL", lambda *a, **k: libc)
+    assert die_with_parent() is True
+    assert die_with_parent(signal.SIGUSR1) is True
+    assert libc.calls == [(1, signal.SIGTERM, 0, 0, 0), (1, signal.SIGUSR1, 0, 0, 0)]
+
+
+def test_die_with_parent_says_so_when_prctl_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(orphans.ctypes, "CDLL", lambda *a, **k: FakeLibc(answer=-1))
+    assert die_with_parent() is False
+
+    def no_libc(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("no libc")
+
+    monkeypatch.setattr(orphans.ctypes, "CDLL", no_libc)
+    assert die_with_parent() is False
+
+
+def test_a_parent_gone_before_prctl_took_effect_signals_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parents = iter([100, 1])  # reparented to init between the two reads
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(orphans.ctypes, "CDLL", lambda *a, **k: FakeLibc())
+    monkeypatch.setattr(orphans.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(orphans.os, "kill", lambda pid, signum: killed.append((pid, signum)))
+    assert die_with_parent(signal.SIGUSR2) is True
+    assert killed == [(os.getpid(), signal.SIGUSR2)]
+
+
+def test_a_parent_still_there_is_not_signalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(orphans.ctypes, "CDLL", lambda *a, **k: FakeLibc())
+    monkeypatch.setattr(orphans.os, "kill", lambda pid, signum: killed.append((pid, signum)))
+    assert die_with_parent() is True
+    assert killed == []
