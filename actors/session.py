@@ -119,7 +119,8 @@ class Session:
         self.remote_address = remote_address
         self.closed = False
         self.served_by: dict[str, set[str]] | None = None
-        """Cluster frontends: backend server id -> routes it handled for this session."""
+        """Cluster frontends: backend server id -> routes it handled for this session
+        (bounded: see ``actors.cluster.session_events.record_served``)."""
         self._ref = ref
         self._bind = bind
         self._serializer = serializer

@@ -51,6 +51,7 @@ from actors.cluster.control import (
 )
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
+from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
 from actors.errors import BadRequest, InternalError, PitayaError
 from actors.metrics.rpc import observe_rpc
 from actors.payload import encode_result
@@ -111,6 +112,7 @@ class Outbound:
         self.tracing = tracing
         self.via = via
         self.bridge: ActorRef | None = None
+        self._past_cap_told = False
 
     @property
     def ordered(self) -> bool:
@@ -210,7 +212,15 @@ class Outbound:
             return
         if session.served_by is None:
             session.served_by = {}
-        session.served_by.setdefault(server.id, set()).add(route)
+        if not record_served(session.served_by, server.id, route) and not self._past_cap_told:
+            self._past_cap_told = True
+            log.warning(
+                "[%s] session %d was served by more than %d servers: the others are not "
+                "told of its bind and close (logged once)",
+                me.id,
+                session.id,
+                MAX_SERVED_SERVERS,
+            )
         # A notify is a request too, answered with an empty ack once handled (as Pitaya
         # does): the session's next message, maybe for another server, waits for it.
         self.call(

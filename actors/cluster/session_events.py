@@ -10,6 +10,16 @@ subscribes globally or for one route::
     app.on_remote_session_close(save_progress, route="room.room.join")
 
 Callbacks get the session as a read-only :class:`BackendSession` (``uid``, ``data``, ids).
+
+**The record is bounded** (:func:`record_served`, ``Session.served_by``): at most
+:data:`MAX_SERVED_SERVERS` servers per session and :data:`MAX_SERVED_ROUTES` routes per
+server. Past the routes cap a server's routes become :data:`EVERY_ROUTE`: its events then
+match every route filter, so no callback of a server already recorded misses an event (a
+route-filtered callback may run for a session that never used its route). A server met
+past the servers cap is not recorded: it is not told of that session's bind and close (and
+is sent the session's handshake with every message, see ``actors.cluster.outbound``).
+Routes a backend answers with PIT-404 are dropped from the record (a client cannot grow it
+by making routes up).
 """
 
 from __future__ import annotations
@@ -29,6 +39,30 @@ CLOSE = "close"
 
 RemoteSessionCallback = Callable[["Session"], Awaitable[None] | None]
 
+MAX_SERVED_SERVERS = 64
+"""Backend servers recorded per session (the bind/close events go to those)."""
+MAX_SERVED_ROUTES = 64
+"""Routes recorded per server and session; past it: :data:`EVERY_ROUTE`."""
+EVERY_ROUTE = "*"
+"""A route record meaning every route (no client route is ``*``)."""
+
+
+def record_served(served_by: dict[str, set[str]], server_id: str, route: str) -> bool:
+    """Record that ``server_id`` handled ``route`` for a session, within the caps (module
+    docstring); False when the server is not recorded (past :data:`MAX_SERVED_SERVERS`)."""
+    routes = served_by.get(server_id)
+    if routes is None:
+        if len(served_by) >= MAX_SERVED_SERVERS:
+            return False
+        served_by[server_id] = {route}
+    elif route not in routes and EVERY_ROUTE not in routes:
+        if len(routes) >= MAX_SERVED_ROUTES:
+            routes.clear()
+            routes.add(EVERY_ROUTE)
+        else:
+            routes.add(route)
+    return True
+
 
 class RemoteSessionEvents:
     """Subscriptions of one backend to the bind/close events of sessions it served."""
@@ -47,9 +81,11 @@ class RemoteSessionEvents:
         return any(self._subscriptions.values())
 
     async def emit(self, event: str, session: Session, routes: set[str]) -> None:
-        """Run the callbacks of ``event`` whose route filter matches ``routes``."""
+        """Run the callbacks of ``event`` whose route filter matches ``routes``
+        (:data:`EVERY_ROUTE` matches every filter)."""
+        every = EVERY_ROUTE in routes
         for route, callback in self._subscriptions.get(event, []):
-            if route is not None and route not in routes:
+            if route is not None and not every and route not in routes:
                 continue
             try:
                 result = callback(session)

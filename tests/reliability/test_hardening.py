@@ -559,3 +559,81 @@ async def test_served_by_keeps_only_routes_a_backend_serves() -> None:
         assert {ErrorBody.from_value(json.loads(m.data)).code for m in replies} == {"PIT-404"}
         session = next(iter(connector.sessions))
         assert session.served_by == {"room-1": {"room.form.fill"}}
+
+
+class Moves(Handler):
+    """``room.move.*``: four routes that answer at once."""
+
+    service = "move"
+
+    @handler
+    def a(self, session: Session, body: Any) -> dict[str, str]:
+        return {"server": self.app.server_id}
+
+    @handler
+    def b(self, session: Session, body: Any) -> dict[str, str]:
+        return {"server": self.app.server_id}
+
+    @handler
+    def c(self, session: Session, body: Any) -> dict[str, str]:
+        return {"server": self.app.server_id}
+
+    @handler
+    def d(self, session: Session, body: Any) -> dict[str, str]:
+        return {"server": self.app.server_id}
+
+
+async def test_served_by_is_capped_and_events_still_reach_the_servers_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the routes cap a server's record becomes 'every route' (its route-filtered close
+    callbacks all run, those of routes before and after the cap alike); past the servers cap
+    a server is not recorded (not told of the close). Caps lowered to 2 routes, 1 server."""
+    from actors.cluster import session_events
+    from actors.cluster.discovery import ServerInfo
+    from actors.testing import MemoryCluster
+
+    monkeypatch.setattr(session_events, "MAX_SERVED_ROUTES", 2)
+    monkeypatch.setattr(session_events, "MAX_SERVED_SERVERS", 1)
+    network = MemoryCluster()
+    closed: dict[str, list[str]] = {"room-1": [], "room-2": []}
+    rooms = []
+    for room_id in ("room-1", "room-2"):
+        room = App(
+            server_type="room",
+            server_id=room_id,
+            mode="cluster",
+            frontend=False,
+            discovery=network.discovery(),
+            rpc=network.rpc(),
+        )
+        room.register(Moves)
+        for route in ("room.move.a", "room.move.c", None):
+            room.on_remote_session_close(
+                lambda s, r=route, i=room_id: closed[i].append(r or "any"), route=route
+            )
+        rooms.append(room)
+    connector = App(
+        server_type="connector",
+        server_id="c-1",
+        mode="cluster",
+        discovery=network.discovery(),
+        rpc=network.rpc(),
+    )
+
+    def d_elsewhere(session: Session | None, route: str, servers: list[ServerInfo]) -> ServerInfo:
+        wanted = "room-2" if route.endswith(".d") else "room-1"
+        return next(s for s in servers if s.id == wanted)
+
+    connector.add_route("room", d_elsewhere)
+    async with rooms[0], rooms[1], serve(connector) as server:
+        client = await server.connect()
+        for name in "abc":
+            assert await client.request(f"room.move.{name}", {}) == {"server": "room-1"}
+        assert await client.request("room.move.d", {}) == {"server": "room-2"}
+        session = next(iter(connector.sessions))
+        assert session.served_by == {"room-1": {"*"}}  # 3 routes > 2: every route
+        await client.close()
+        await until(lambda: len(closed["room-1"]) == 3)
+        assert sorted(closed["room-1"]) == ["any", "room.move.a", "room.move.c"]
+        assert closed["room-2"] == []  # past the servers cap: not recorded, not told
