@@ -24,7 +24,8 @@ sent our extra routes: see ``actors.cluster.control``):
 * metadata key :data:`SESSION_KEY` (``"py.session"``): ``{"ftype": <the session's frontend
   type>, "hs": <its handshake {"sys", "user"} or null>}``, on requests that carry a session
   held by one of our frontends (a backend sees the handshake; its presence also says the
-  session's frontend understands our extra routes);
+  session's frontend understands our extra routes). Without ``"hs"`` the handshake was
+  omitted: the receiver got it before or fetches it (``actors.cluster.handshakes``);
 * metadata key :data:`ARGS_KEY` (``"py.args": "msgpack"``): a user RPC whose argument (and
   answer) is msgpack, not protobuf (:data:`RPC_SERIALIZER`, between our servers only);
 * discovery metadata :data:`EXTRAS_KEY` (``"pitayaActors": "1"``): this server understands
@@ -43,7 +44,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -99,7 +100,9 @@ _NOTIFY = pb.MsgNotify
 class SessionSnapshot:
     """The part of a frontend session that travels with a request.
 
-    ``extras``: the session's frontend is one of ours (it takes our extra routes).
+    ``extras``: the session's frontend is one of ours (it takes our extra routes);
+    ``handshake_omitted``: the session has a handshake, not sent with this request (the
+    receiver keeps or fetches it, see ``actors.cluster.handshakes``).
     """
 
     id: int
@@ -109,6 +112,7 @@ class SessionSnapshot:
     data: dict[str, Any] = field(default_factory=dict)
     handshake: dict[str, Any] | None = None
     extras: bool = True
+    handshake_omitted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,12 @@ def encode_request(request: RpcRequest, sender_id: str, sender_type: str, timeou
                 wire.uid = session.uid
             wire.data = _json_text(session.data).encode()
             if session.extras:
-                metadata += f',"{SESSION_KEY}":{_session_extras(session)}'
+                extras = (
+                    _omitted_text(session.frontend_type)
+                    if session.handshake_omitted
+                    else _session_extras(session)
+                )
+                metadata += f',"{SESSION_KEY}":{extras}'
         message.metadata = (metadata + "}").encode()
         return message.SerializeToString()  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError, RecursionError, EncodeError) as exc:
@@ -202,9 +211,11 @@ def decode_request(data: bytes) -> RpcRequest:
 
 def _decode_session(wire: Any, frontend_id: str, metadata: dict[str, Any]) -> SessionSnapshot:
     extras = metadata.get(SESSION_KEY)
+    omitted = False
     if isinstance(extras, dict):
         frontend_type = extras.get("ftype")
         handshake = extras.get("hs")
+        omitted = "hs" not in extras
         if not isinstance(frontend_type, str):
             raise CodecError(f"metadata {SESSION_KEY}.ftype must be a string")
         if handshake is not None and not isinstance(handshake, dict):
@@ -225,6 +236,7 @@ def _decode_session(wire: Any, frontend_id: str, metadata: dict[str, Any]) -> Se
         _json_object(data, "session data") if data else {},
         handshake,
         extras is not None,
+        omitted,
     )
 
 
@@ -296,6 +308,20 @@ def _session_extras(session: SessionSnapshot) -> str:
 
 def _extras_text(frontend_type: str, handshake: dict[str, Any] | None) -> str:
     return _json_text({"ftype": frontend_type, "hs": handshake})
+
+
+@lru_cache(maxsize=64)
+def _omitted_text(frontend_type: str) -> str:
+    """``py.session`` without ``"hs"``: the handshake was omitted."""
+    return _json_text({"ftype": frontend_type})
+
+
+def without_handshake(session: SessionSnapshot) -> SessionSnapshot:
+    """``session`` sent without its handshake (the receiver has it, or fetches it); the same
+    snapshot when there is no handshake to leave out."""
+    if session.handshake is None or not session.extras:
+        return session
+    return replace(session, handshake=None, handshake_omitted=True)
 
 
 _METADATA: dict[bytes, dict[str, Any]] = {}
@@ -703,4 +729,5 @@ __all__ = [
     "read_kick_answer",
     "rpc_serializer",
     "snapshot",
+    "without_handshake",
 ]
