@@ -277,7 +277,8 @@ class BindingStorage(ModuleBase):
     def _etcd_failed(self, message: str, *args: object) -> None:
         """A failed etcd operation: at debug during an etcd outage, which the etcd client
         logs once for the process (``transport.etcd.EtcdOutage``), else a warning."""
-        in_outage = self.etcd is not None and self.etcd.outage.since is not None
+        outage = getattr(self.etcd, "outage", None)  # None: a store with no outage record
+        in_outage = outage is not None and outage.since is not None
         level = logging.DEBUG if in_outage else logging.WARNING
         log.log(level, "[%s] " + message, self.app.server_id, *args)
 

@@ -53,6 +53,7 @@ async def test_an_etcd_outage_is_told_once_and_its_end_once(
     env = {"PITAYA_ETCD_OUTAGE_LOG_INTERVAL": "2", "PITAYA_CLUSTER_CONNECT_TIMEOUT": "1"}
     room = await start_node(nodes, "room", "room-1", nats_server, etcd_server, **env)
     connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server, **env)
+    await room.wait_for_log("server added c-1")  # the last line before the outage
     marks = {node: len(node.log) for node in (room, connector)}
     etcd_server.stop(kill=True)
     down_at = time.monotonic()
