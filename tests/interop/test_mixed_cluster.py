@@ -229,6 +229,29 @@ async def test_errors_cross_intact(mixed: Mixed) -> None:
     assert body["metadata"]["lang"] == front
 
 
+async def test_json_rpc_arguments_refused_across_languages(mixed: Mixed) -> None:
+    """Dict arguments are for user RPCs between our servers: our server refuses to send one to
+    a Go remote, and a remote of ours taking a dict refuses a Go caller's protobuf; both say
+    PIT-400 with a reason, never garbage."""
+    client = await mixed.client()
+    py_is_front = mixed.lang(mixed.frontend) == "py"
+    py_route, go_route = (
+        ("connector.me.rpc", "room.room.rpc")
+        if py_is_front
+        else ("room.room.rpc", "connector.me.rpc")
+    )
+    go_remote = "room.roomremote.echo" if py_is_front else "connector.connectorremote.echo"
+    py_remote = "connector.connectorremote.echodict" if py_is_front else "room.roomremote.echodict"
+
+    body = await failure(client, py_route, {"route": go_remote, "msg": "x", "dict": True})
+    assert body["code"] == "PIT-400", body
+    assert "protobuf" in body["msg"], body
+
+    body = await failure(client, go_route, {"route": py_remote, "msg": "x"})
+    assert body["code"] == "PIT-400", body
+    assert "protobuf" in body["msg"], body
+
+
 def timeout_code(frontend: str, transport: str) -> tuple[str, str]:
     """What a frontend answers when its RPC to a backend gets no answer in time: ours say
     PIT-408; Go Pitaya says PIT-408 over NATS, but over gRPC passes on gRPC's own error as
