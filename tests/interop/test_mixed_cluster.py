@@ -157,6 +157,19 @@ async def test_backend_bind_and_push_to_front(mixed: Mixed) -> None:
     assert shown["data"] == {"level": 3, "name": "Ann"}
 
 
+async def test_frontend_session_reaches_the_backend(mixed: Mixed) -> None:
+    """A uid bound and data set on the frontend travel with every forwarded message (the
+    session's data as a JSON object), whatever the languages."""
+    client = await mixed.client()
+    await client.request("connector.me.bind", {"uid": "cat"})
+    data = {"level": 5, "tags": ["a", "b"], "nested": {"x": 1.5}, "name": "Çat"}
+    await client.request("connector.me.setdata", {"data": data})
+    shown = await client.request("room.room.show")
+    assert shown["uid"] == "cat"
+    shown["data"].pop("ipversion", None)  # a Go frontend's own key
+    assert shown["data"] == data
+
+
 async def test_backend_push_and_kick(mixed: Mixed) -> None:
     client = await mixed.client()
     await client.request("room.room.bind", {"uid": "bob"})
