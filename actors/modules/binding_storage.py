@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from actors.cluster.control import Control, UidKick, UidPush
 from actors.cluster.discovery import etcd_client
 from actors.cluster.users import UserDelivery
+from actors.logs import ServerLog
 from actors.modules.base import ModuleBase
 from transport.etcd import EtcdClient, EtcdUnavailable
 
@@ -67,6 +68,7 @@ class BindingStorage(ModuleBase):
 
     def __init__(self, app: ModuleHost, *, lease_ttl: int | None = None) -> None:
         self.app = app
+        self.log = ServerLog(log, app.server_id)
         self.lease_ttl = lease_ttl or app.config.etcd_lease_ttl
         self.etcd: EtcdClient | None = None
         self.lease: int | None = None
@@ -98,9 +100,8 @@ class BindingStorage(ModuleBase):
             self.app.sessions.on_after_session_bind(self._store)
             self.app.sessions.on_session_close(self._remove)
         cluster.users.bindings = self
-        log.info(
-            "[%s] binding storage on (etcd %s%s)",
-            self.app.server_id,
+        self.log.info(
+            "binding storage on (etcd %s%s)",
             config.etcd_endpoints,
             f", lease ttl {self.lease_ttl}s" if self.lease is not None else "",
         )
@@ -198,11 +199,11 @@ class BindingStorage(ModuleBase):
             if frontend_id is None:
                 return "failed"
             message = control(uid)
-            log.debug("[%s] %s to %s via %s", self.app.server_id, message.route, uid, frontend_id)
+            self.log.debug("%s to %s via %s", message.route, uid, frontend_id)
             try:
                 await outbound.frontend_call(frontend_id, message)
             except Exception as exc:
-                log.info("[%s] %s to %s failed: %s", self.app.server_id, message.route, uid, exc)
+                self.log.info("%s to %s failed: %s", message.route, uid, exc)
                 return "failed"
             return "ok"
 
@@ -263,7 +264,7 @@ class BindingStorage(ModuleBase):
             try:
                 assert self.lease is not None
                 if await etcd.keep_alive(self.lease) == 0:
-                    log.warning("[%s] binding lease lost; storing again", self.app.server_id)
+                    self.log.warning("binding lease lost; storing again")
                     self.lease = await etcd.grant(self.lease_ttl)
                     self._dirty = True
                 if self._dirty:
@@ -280,7 +281,7 @@ class BindingStorage(ModuleBase):
         outage = getattr(self.etcd, "outage", None)  # None: a store with no outage record
         in_outage = outage is not None and outage.since is not None
         level = logging.DEBUG if in_outage else logging.WARNING
-        log.log(level, "[%s] " + message, self.app.server_id, *args)
+        self.log.log(level, message, *args)
 
     def _require_etcd(self) -> EtcdClient:
         if self.etcd is None:
