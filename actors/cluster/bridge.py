@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from actors.actor import Actor
@@ -29,6 +29,7 @@ from actors.cluster.codec import (
     SYS,
     CodecError,
     RpcRequest,
+    SessionSnapshot,
     decode_bind,
     decode_kick,
     decode_push,
@@ -167,15 +168,23 @@ class RpcBridge(Actor):
             if respond is not None:
                 respond(encode_error(RouteNotFound(request.route)))
             return
-        if request.session is None and sys:
+        snapshot = request.session
+        if snapshot is None and sys:
             if respond is not None:
                 respond(encode_error(BadRequest("forwarded message without session")))
             return
-        session = (
-            BackendSession(request.session, self.frontend, self.serializer, read_only=not sys)
-            if request.session is not None
-            else None
-        )
+        fetch = False
+        if snapshot is not None and snapshot.extras:
+            # Handshakes come once per session and server (actors.cluster.handshakes).
+            handshakes = self.controls.handshakes
+            if snapshot.handshake is not None:
+                handshakes.put(snapshot.frontend_id, snapshot.id, snapshot.handshake)
+            elif snapshot.handshake_omitted:
+                kept = handshakes.get(snapshot.frontend_id, snapshot.id)
+                if kept is None:
+                    fetch = True
+                else:
+                    snapshot = replace(snapshot, handshake=kept, handshake_omitted=False)
         tracing = self.tracing
         span = tracing.start_rpc_server_span(request) if tracing.enabled else None
         serializer = None if sys else rpc_serializer(request)
@@ -199,16 +208,28 @@ class RpcBridge(Actor):
                 if finish is not None:
                     finish()
 
-            invoke(
-                route,
-                request.route,
-                session,
-                request.data,
-                request.notify,
-                done,
-                serializer=serializer,
-                span=span,
-            )
+            def invoke_with(snapshot: SessionSnapshot | None) -> None:
+                session = (
+                    BackendSession(snapshot, self.frontend, self.serializer, read_only=not sys)
+                    if snapshot is not None
+                    else None
+                )
+                invoke(
+                    route,
+                    request.route,
+                    session,
+                    request.data,
+                    request.notify,
+                    done,
+                    serializer=serializer,
+                    span=span,
+                )
+
+            if fetch:
+                assert snapshot is not None
+                self.run_task(self._with_handshake(snapshot, invoke_with))
+            else:
+                invoke_with(snapshot)
 
         if sys and request.session is not None:
             # A frontend pipelines one session's messages here: handle them in that order.
@@ -216,3 +237,25 @@ class RpcBridge(Actor):
             self.sequencer.submit(key, run)
         else:
             run()
+
+    async def _with_handshake(
+        self, snapshot: SessionSnapshot, then: Callable[[SessionSnapshot], None]
+    ) -> None:
+        """``then(snapshot)`` with the session's handshake, asked from its frontend: it was
+        omitted and is not kept here (evicted, restarted, or overtaken by a later call)."""
+        try:
+            handshake = await self.frontend.fetch_handshake(
+                snapshot.frontend_id, snapshot.id, snapshot.frontend_type
+            )
+        except Exception as exc:  # the handler runs all the same, without it
+            log.info(
+                "[%s] handshake of session %s of %s not fetched: %s",
+                self.server_id,
+                snapshot.id,
+                snapshot.frontend_id,
+                exc,
+            )
+            handshake = None
+        if handshake is not None:
+            self.controls.handshakes.put(snapshot.frontend_id, snapshot.id, handshake)
+        then(replace(snapshot, handshake=handshake, handshake_omitted=False))

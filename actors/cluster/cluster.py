@@ -35,6 +35,7 @@ from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
 from actors.cluster.discovery import DuplicateServerId, ServerInfo, ServiceDiscovery
 from actors.cluster.groups import GroupsUnavailable
+from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.outbound import Outbound
 from actors.cluster.router import Router
 from actors.cluster.rpc import (
@@ -89,6 +90,8 @@ class Cluster:
         """Inbound messages that will never be handled: malformed messages the bridge
         dropped, and messages NATS dropped because this server read too slowly (slow
         consumer). Reported as Pitaya's ``rpc_server_dropped_messages`` gauge."""
+        self.handshakes = HandshakeCache()
+        """Backends: the handshakes of the sessions served (``actors.cluster.handshakes``)."""
         self.discovery: ServiceDiscovery = (
             discovery if discovery is not None else default_discovery(config, app.system)
         )
@@ -179,6 +182,7 @@ class Cluster:
             encode_push_packet=app.encode_push_packet,
             session_events=app.remote_session_events,
             backend_session=self._backend_session,
+            handshakes=self.handshakes,
         )
         bridge = self.bridge = self.outbound.bridge = app.system.spawn(
             RpcBridge,

@@ -16,6 +16,7 @@ class                  route                    body                         ans
 :class:`SessionKick`   ``pysys.kick``           reason (text); ``{id}``      ack (notify)
 :class:`UidPush`       ``pysys.pushuser``       ``Push``                     ack / PIT-404
 :class:`SessionEvent`  ``pysys.sessionevent``   ``{"event", "routes"}``      ack (notify)
+:class:`HandshakeGet`  ``pysys.handshake``      empty; session ``{id}``      ``{"hs": ...}``
 =====================  =======================  ===========================  ================
 
 The first three are Go Pitaya's ``remote.Sys`` (answers nested as Go's user RPC path nests
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from actors.cluster.codec import (
@@ -47,6 +48,7 @@ from actors.cluster.codec import (
     decode_push,
     decode_session_body,
     decode_text_body,
+    encode_answer,
     encode_error,
     encode_json_body,
     encode_kick,
@@ -55,6 +57,8 @@ from actors.cluster.codec import (
     encode_session_body,
     encode_text_body,
 )
+from actors.cluster.handshakes import HandshakeCache
+from actors.cluster.session_events import CLOSE
 from actors.errors import BadRequest, InternalError, UserNotHere
 from actors.session import KickSession, PushToClient, SendFrame
 
@@ -137,7 +141,25 @@ class SessionEvent:
     routes: frozenset[str]
 
 
-Control = SessionBind | SessionData | SessionPush | SessionKick | UidPush | UidKick | SessionEvent
+@dataclass(frozen=True, slots=True)
+class HandshakeGet:
+    """To a frontend: the handshake of its session ``sid``, which a backend was not sent
+    with a request and does not keep (``actors.cluster.handshakes``)."""
+
+    route: ClassVar[str] = "pysys.handshake"
+    sid: int
+
+
+Control = (
+    SessionBind
+    | SessionData
+    | SessionPush
+    | SessionKick
+    | UidPush
+    | UidKick
+    | SessionEvent
+    | HandshakeGet
+)
 
 SESSION_EVENT_ROUTE = SessionEvent.route
 
@@ -153,6 +175,7 @@ CONTROL_ROUTES = GO_CONTROL_ROUTES | {
     SessionKick.route,
     UidPush.route,
     SessionEvent.route,
+    HandshakeGet.route,
 }
 """The routes that are controls, not remotes."""
 
@@ -197,6 +220,8 @@ def control_request(control: Control, notify: bool = False) -> RpcRequest:
             _target(control.sid, control.uid),
             notify,
         )
+    elif isinstance(control, HandshakeGet):
+        return RpcRequest(USER, control.route, b"", _target(control.sid, None), notify)
     else:
         body = encode_json_body({"event": control.event, "routes": sorted(control.routes)})
     return RpcRequest(USER, control.route, body, notify=notify)
@@ -231,6 +256,8 @@ def decode_control(route: str, request: RpcRequest) -> Control:
     if route == SessionPush.route:
         push = decode_push(body, uid_required=False)
         return SessionPush(target.id, target.uid, push.route, push.data)
+    if route == HandshakeGet.route:
+        return HandshakeGet(target.id)
     return SessionKick(target.id, target.uid, decode_text_body(body))
 
 
@@ -259,6 +286,12 @@ class FrontendLink(Protocol):
         """Send ``control`` expecting no answer, in order with this server's other calls."""
         ...
 
+    async def fetch_handshake(
+        self, frontend_id: str, session_id: int, frontend_type: str
+    ) -> dict[str, Any] | None:
+        """The handshake of a session of that frontend (``pysys.handshake``)."""
+        ...
+
 
 BackendSessionFactory = Callable[[SessionSnapshot, bool], "Session"]
 """Makes the session a backend sees from a snapshot (``read_only`` second)."""
@@ -278,12 +311,15 @@ class ControlHandler:
         encode_push_packet: Callable[[str, bytes], bytes],
         session_events: RemoteSessionEvents,
         backend_session: BackendSessionFactory,
+        handshakes: HandshakeCache | None = None,
     ) -> None:
         self.server_id = server_id
         self.sessions = sessions
         self.encode_push_packet = encode_push_packet
         self.session_events = session_events
         self.backend_session = backend_session
+        self.handshakes = handshakes if handshakes is not None else HandshakeCache()
+        """Backends: the handshakes of the sessions served (``actors.cluster.handshakes``)."""
 
     async def on_request(self, route: str, request: RpcRequest, respond: Respond | None) -> None:
         """A control request (``route`` from :func:`control_route`): act, then answer as
@@ -313,6 +349,10 @@ class ControlHandler:
         session = self.sessions.get(control.sid)
         if session is None:
             raise InternalError(f"session {control.sid} not found on {self.server_id}")
+        if isinstance(control, HandshakeGet):
+            handshake = session.handshake
+            value = None if handshake is None else {"sys": handshake.sys, "user": handshake.user}
+            return encode_answer(encode_json_body({"hs": value}))
         if isinstance(control, SessionBind):
             await session.bind(control.uid)
             return CONTROL_ACK
@@ -353,5 +393,13 @@ class ControlHandler:
         """Backend side: a session this server served bound or closed on its frontend."""
         if snapshot is None:
             raise BadRequest("session event without a session")
+        handshakes = self.handshakes
+        if snapshot.handshake_omitted:  # the one kept here, if any (the session may be gone)
+            kept = handshakes.get(snapshot.frontend_id, snapshot.id)
+            snapshot = replace(snapshot, handshake=kept, handshake_omitted=False)
         session = self.backend_session(snapshot, True)
-        await self.session_events.emit(control.event, session, set(control.routes))
+        try:
+            await self.session_events.emit(control.event, session, set(control.routes))
+        finally:
+            if control.event == CLOSE:
+                handshakes.drop(snapshot.frontend_id, snapshot.id)

@@ -33,15 +33,18 @@ from actors.cluster.codec import (
     USER,
     RpcRequest,
     UserPush,
+    decode_json_body,
     encode_push,
     encode_request,
     has_extras,
     read_answer,
     snapshot,
+    without_handshake,
 )
 from actors.cluster.control import (
     GO_CLOSED_SESSION,
     Control,
+    HandshakeGet,
     SessionEvent,
     SessionKick,
     SessionPush,
@@ -205,14 +208,20 @@ class Outbound:
         (``tried``: the servers it already failed to reach).
         """
         me = self.me
+        served_by = session.served_by
         try:
-            request = RpcRequest(SYS, route, data, snapshot(session, me.id, me.type), notify)
+            wire_session = snapshot(session, me.id, me.type)
+            if served_by is not None and server.id in served_by:
+                # It had the session's first message, with the handshake: not again (a
+                # backend that lost it fetches it, see actors.cluster.handshakes).
+                wire_session = without_handshake(wire_session)
+            request = RpcRequest(SYS, route, data, wire_session, notify)
         except Exception as exc:
             reply(None, exc)
             return
-        if session.served_by is None:
-            session.served_by = {}
-        if not record_served(session.served_by, server.id, route) and not self._past_cap_told:
+        if served_by is None:
+            served_by = session.served_by = {}
+        if not record_served(served_by, server.id, route) and not self._past_cap_told:
             self._past_cap_told = True
             log.warning(
                 "[%s] session %d was served by more than %d servers: the others are not "
@@ -326,13 +335,14 @@ class Outbound:
                 f"protobuf messages, not {type(arg).__name__}; pass a protobuf message"
             )
         me = self.me
-        request = RpcRequest(
-            USER,
-            route,
-            data,
-            snapshot(session, me.id, me.type) if session is not None else None,
-            metadata=metadata,
-        )
+        wire_session = None
+        if session is not None:
+            wire_session = snapshot(session, me.id, me.type)
+            if wire_session.frontend_id != me.id or server_id in (session.served_by or ()):
+                # A backend's session (the callee fetches the handshake from the frontend
+                # if it lacks it), or a server the frontend sent it to before.
+                wire_session = without_handshake(wire_session)
+        request = RpcRequest(USER, route, data, wire_session, metadata=metadata)
         payload = await self.ask(server, request, timeout or self.rpc_timeout)
         if reply is not None:
             if not is_message_class(reply):
@@ -386,6 +396,18 @@ class Outbound:
             self._to_go_frontend(server, control)
         else:
             await self.ask(server, control_request(control), self.rpc_timeout)
+
+    async def fetch_handshake(
+        self, frontend_id: str, session_id: int, frontend_type: str
+    ) -> dict[str, Any] | None:
+        """The handshake of session ``session_id`` of the frontend ``frontend_id`` (one of
+        ours), asked with ``pysys.handshake``; raises the frontend's error."""
+        server = self._frontend(frontend_id, frontend_type, True)
+        if server is None:
+            raise InternalError(f"frontend {frontend_id} not found in discovery")
+        answer = await self.ask(server, control_request(HandshakeGet(session_id)), self.rpc_timeout)
+        handshake = decode_json_body(answer).get("hs")
+        return handshake if isinstance(handshake, dict) else None
 
     def frontend_notify(
         self,

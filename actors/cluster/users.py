@@ -43,6 +43,7 @@ from actors.cluster.codec import (
     has_extras,
     is_refusal,
     snapshot,
+    without_handshake,
 )
 from actors.cluster.control import SessionEvent, control_request
 from actors.cluster.rpc import BindListener, ClusterUnavailable
@@ -313,7 +314,8 @@ class ClusterUsers:
                 continue
             request = replace(
                 control_request(SessionEvent(event, frozenset(routes)), notify=True),
-                session=snapshot(session, me.id, me.type),
+                # It had the handshake with the session's first message (or fetched it).
+                session=without_handshake(snapshot(session, me.id, me.type)),
             )
             try:
                 data = encode_request(request, me.id, me.type, self.rpc_timeout)

@@ -11,6 +11,7 @@ from actors.cluster.control import (
     CONTROL_ROUTES,
     GO_CONTROL_ROUTES,
     Control,
+    HandshakeGet,
     SessionBind,
     SessionData,
     SessionEvent,
@@ -33,6 +34,7 @@ CASES: list[tuple[Control, str]] = [
     (SessionKick(7, "ann", "bye"), "pysys.kick"),
     (UidPush("ann", "onMsg", b"{}"), "pysys.pushuser"),
     (SessionEvent("close", frozenset({"room.room.join", "room.room.chat"})), "pysys.sessionevent"),
+    (HandshakeGet(7), "pysys.handshake"),
 ]
 
 
@@ -46,7 +48,7 @@ def test_each_control_is_a_user_rpc_on_its_route_and_decodes_back(
     assert decode_control(route, request) == control
 
 
-def test_the_control_routes_are_exactly_the_seven_and_three_are_gos() -> None:
+def test_the_control_routes_are_exactly_the_eight_and_three_are_gos() -> None:
     assert {route for _, route in CASES} == CONTROL_ROUTES
     assert {"sys.bindsession", "sys.pushsession", "sys.kick"} == GO_CONTROL_ROUTES
 
