@@ -274,7 +274,7 @@ class App:
     def _limits(self) -> ConnectionLimits:
         return ConnectionLimits(
             max_write_buffer=self.config.max_write_buffer,
-            open_timeout=self.config.handshake_timeout,  # TLS and WebSocket upgrade too
+            open_timeout=self.config.upgrade_timeout,  # TLS handshake and WebSocket upgrade
         )
 
     def set_serializer(self, serializer: Serializer | str) -> None:

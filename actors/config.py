@@ -29,6 +29,11 @@ class Config:
     """Seconds between server heartbeats; a client silent for twice this is disconnected."""
     handshake_timeout: float = 10.0
     """Seconds a new connection has to complete the handshake."""
+    upgrade_timeout: float = 5.0
+    """Seconds a new socket has for its TLS handshake and WebSocket upgrade, before the
+    Pitaya handshake (``handshake_timeout``). Sockets still opening count toward
+    ``max_connections``, so this bounds how long slowloris sockets can hold places there;
+    real upgrades take milliseconds."""
     serializer: str = "json"
     """Serializer announced in the handshake: ``json``, ``msgpack`` or a registered one."""
     route_dictionary: bool = True

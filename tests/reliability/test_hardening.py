@@ -522,6 +522,30 @@ async def test_websocket_upgrades_in_progress_count_toward_max_connections() -> 
         assert await late.request("echo.echo", 2) == 2
 
 
+async def test_an_unfinished_websocket_upgrade_is_dropped_after_the_upgrade_timeout() -> None:
+    """Slowloris sockets hold a place in max_connections only for ``upgrade_timeout`` (not
+    the Pitaya ``handshake_timeout``, which starts once the upgrade is done)."""
+    app = make_app(max_connections=3, upgrade_timeout=0.3, handshake_timeout=30)
+    async with serve(app) as server:
+        host, port = app.address("ws")
+        slow = []
+        started = time.monotonic()
+        for _ in range(3):  # fill the limit with upgrades never finished
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            slow.append((reader, writer))
+        await until(lambda: sum(a.stats.opening for a in app.acceptors) == 3)
+        for reader, _ in slow:  # each is closed by the server, at the upgrade timeout
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""
+        assert 0.3 <= time.monotonic() - started < 5
+        await until(lambda: sum(a.stats.opening for a in app.acceptors) == 0)
+        client = await server.connect(websocket=True)  # places are free again
+        assert await client.request("echo.echo", 3) == 3
+        for _, writer in slow:
+            writer.close()
+
+
 # -- 6. served_by ---------------------------------------------------------------------------
 
 
