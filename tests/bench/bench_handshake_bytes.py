@@ -24,6 +24,7 @@ from typing import Any
 
 from actors.app import App
 from actors.handler import Handler, handler
+from actors.modules.binding_storage import BindingStorage
 from actors.session import Session
 from actors.testing import serve
 from tests.services import EtcdServer, NatsServer, free_port
@@ -81,13 +82,15 @@ class Figures:
     """The handshake size the room saw with each message."""
 
 
-def cluster_apps(nats: NatsServer, etcd: EtcdServer, sizes: list[int]) -> tuple[App, App]:
+def cluster_apps(
+    nats: NatsServer, etcd: EtcdServer, sizes: list[int], transport: str = "nats"
+) -> tuple[App, App]:
     common: dict[str, Any] = {
         "mode": "cluster",
         "nats_url": nats.url,
         "etcd_endpoints": etcd.endpoint,
         "rpc_timeout": 5,
-        "rpc_transport": "nats",
+        "rpc_transport": transport,
     }
     room = App(server_type="room", server_id="room-1", frontend=False, **common)
     room.register(Seen, sizes)
@@ -97,6 +100,9 @@ def cluster_apps(nats: NatsServer, etcd: EtcdServer, sizes: list[int]) -> tuple[
         max_handshake_size=4 * 1024 * 1024,
         **common,
     )
+    if transport == "grpc":  # no per-uid subjects: the binding storage (as Pitaya)
+        for app in (room, connector):
+            app.register_module(BindingStorage(app), "binding_storage")
     return room, connector
 
 
