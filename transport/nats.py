@@ -11,12 +11,15 @@ reporting a failure as a :class:`NatsError` subclass that ``actors.cluster.nats_
     await pipe.connect()
     await pipe.subscribe("echo", lambda data, reply: reply and pipe.publish(reply, data))
     assert await pipe.request("echo", b"ping", timeout=1) == b"ping"
-    pipe.publish("news", b"hello")  # queued, sent in order by one task, never blocks
+    pipe.publish("news", b"hello")  # handed to nats-py now, in order; never blocks
 
-Publishes are queued and sent by one task in order, so an answer published after a push
-reaches the peer after it. A publish while disconnected is dropped (nats-py would hold it
+Publishes and requests go onto the connection in the order they are made, at once (into
+nats-py's buffer, which its flusher writes once per loop pass), so an answer published after a
+push reaches the peer after it; only if nats-py's buffer is full do they queue, in order,
+behind the one that waits. A publish while disconnected is dropped (nats-py would hold it
 until reconnected, long after anyone waits for it); a request while disconnected fails at once
-with :class:`NatsDown` (nats-py would otherwise buffer it until the timeout).
+with :class:`NatsDown` (nats-py would otherwise buffer it until the timeout). Requests share
+one reply subscription (``transport.nats_replies``): no future, timer or task per request.
 
 Credentials (:class:`NatsSecurity`: user and password, token, NKey seed, ``.creds`` file, TLS
 with a CA and a client certificate; or ``user:password@`` in a URL) never reach a log line or
@@ -32,8 +35,9 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import nats
@@ -44,6 +48,7 @@ from nats.aio.msg import Msg
 from transport.credentials import mask_url
 from transport.errors import TransportError
 from transport.logs import ServerLog
+from transport.nats_replies import OnAnswer, PendingReplies
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +153,11 @@ class NatsPipe:
         self.connect_timeout = connect_timeout
         self.on_slow_consumer = on_slow_consumer
         self.nc: NatsClient | None = None
-        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox: deque[tuple[str, bytes, str]] = deque()
+        """Publishes waiting behind one that nats-py made wait (its buffer was full)."""
         self._flusher: asyncio.Task[None] | None = None
         self._groups: dict[str, list[Any]] = {}
+        self._replies: PendingReplies | None = None
         self._closing = False
         self._down_since: float | None = None
         self._failed_attempts = 0
@@ -196,40 +203,74 @@ class NatsPipe:
             if isinstance(exc, TimeoutError) and self._refusal:
                 reason = f"refused: {self._refusal}"
             raise NatsUnreachable(f"cannot reach NATS at {self.display_urls}: {reason}") from exc
+        replies = PendingReplies(
+            self.nc.new_inbox() + ".",
+            asyncio.get_running_loop(),
+            lambda subject, timeout: NatsTimeout(f"no answer on {subject} within {timeout}s"),
+        )
+        # nats-py subscribes again after a reconnection: one subscription for good.
+        await self.nc.subscribe(replies.subscription, cb=partial(self._answered, replies))
+        self._replies = replies
 
     # -- out -------------------------------------------------------------------------------
 
+    def send_request(
+        self, subject: str, payload: bytes, timeout: float, on_answer: OnAnswer
+    ) -> None:
+        """Send a request now; ``on_answer(data, error)`` gets the answer, or NatsTimeout,
+        NatsNoResponders, NatsDown (called at once when it cannot be sent)."""
+        nc, replies = self.nc, self._replies
+        if nc is None or replies is None or not nc.is_connected:
+            on_answer(None, NatsDown("not connected to NATS"))
+            return
+        reply = replies.add(on_answer, timeout, subject)
+        try:
+            self._put(nc, subject, payload, reply)
+        except nats.errors.Error as exc:
+            replies.cancel(reply)
+            on_answer(None, _request_error(exc))
+
     async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
         """The answer to ``payload`` on ``subject``; NatsTimeout, NatsNoResponders, NatsDown."""
-        nc = self.nc
-        if nc is None or not nc.is_connected:
-            raise NatsDown("not connected to NATS")
-        try:
-            response = await nc.request(subject, payload, timeout=timeout)
-        except nats.errors.NoRespondersError:
-            raise NatsNoResponders(f"no server answering on {subject}") from None
-        except nats.errors.TimeoutError:
-            raise NatsTimeout(f"no answer on {subject} within {timeout}s") from None
-        except (
-            nats.errors.ConnectionClosedError,
-            nats.errors.ConnectionReconnectingError,
-            nats.errors.OutboundBufferLimitError,
-            nats.errors.StaleConnectionError,
-        ) as exc:
-            raise NatsDown(str(exc)) from exc
-        except nats.errors.Error as exc:
-            raise NatsError(str(exc)) from exc
-        data: bytes = response.data
-        return data
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def answered(data: bytes | None, error: Exception | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(data or b"")
+
+        self.send_request(subject, payload, timeout, answered)
+        return await future
 
     def publish(self, subject: str, payload: bytes) -> None:
-        """Queue a publish; one task sends the queue in order. Dropped while disconnected."""
-        if self.nc is None or not self.nc.is_connected:
+        """Publish now, in order with the other publishes and requests; dropped while
+        disconnected, logged if it fails."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
             self.log.debug("NATS down; dropping a message to %s", subject)
             return
-        self._outbox.append((subject, payload))
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        try:
+            self._put(nc, subject, payload, "")
+        except nats.errors.Error as exc:
+            self.log.warning("publish to %s failed: %s", subject, exc)
+
+    def _put(self, nc: NatsClient, subject: str, payload: bytes, reply: str) -> None:
+        """Hand a message to nats-py now, or queue it behind one nats-py made wait (its
+        buffer was full: it writes before it takes more). Raises nats-py's error."""
+        if self._flusher is not None:
+            self._outbox.append((subject, payload, reply))
+            return
+        # nats-py's publish is a coroutine that returns at once unless its buffer is full:
+        # run it here, and only if it waits, finish it (and what queues behind) in a task.
+        step = nc.publish(subject, payload, reply=reply)
+        try:
+            waiting = step.send(None)
+        except StopIteration:
+            return
+        self._flusher = asyncio.get_running_loop().create_task(self._flush(step, waiting))
 
     async def publish_now(self, subject: str, payload: bytes) -> None:
         """Publish from this coroutine's first step, not behind the queue (tasks started in
@@ -243,18 +284,39 @@ class NatsPipe:
         except nats.errors.Error as exc:
             self.log.warning("publish to %s failed: %s", subject, exc)
 
-    async def _flush(self) -> None:
+    async def _flush(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        """Finish the publish ``step`` (suspended on ``waiting``), then the queued ones."""
         try:
-            while self._outbox and self.nc is not None:
-                subject, payload = self._outbox.popleft()
+            while True:  # drive ``step`` as a task would
+                if waiting is not None:
+                    with contextlib.suppress(BaseException):
+                        await waiting  # ``step`` sees the outcome when resumed
+                else:
+                    await asyncio.sleep(0)
                 try:
-                    await self.nc.publish(subject, payload)
+                    waiting = step.send(None)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    self.log.warning("publish failed: %s", exc)
+                    break
+            while self._outbox and self.nc is not None:
+                subject, payload, reply = self._outbox.popleft()
+                try:
+                    await self.nc.publish(subject, payload, reply=reply)
                 except nats.errors.Error as exc:
                     self.log.warning("publish to %s failed: %s", subject, exc)
         finally:
             self._flusher = None
 
     # -- in --------------------------------------------------------------------------------
+
+    async def _answered(self, replies: PendingReplies, msg: Msg) -> None:
+        headers = msg.headers
+        if headers and headers.get("Status") == _NO_RESPONDERS:
+            replies.resolve(msg.subject, None, _no_responders)
+        else:
+            replies.resolve(msg.subject, msg.data)
 
     async def subscribe(self, subject: str, on_message: OnMessage) -> Any:
         """Hand every message on ``subject`` to ``on_message``; returns the subscription."""
@@ -309,6 +371,8 @@ class NatsPipe:
             await asyncio.wait_for(nc.drain(), 5)
         except Exception:
             await nc.close()
+        if self._replies is not None:
+            self._replies.fail_all(NatsDown("the NATS connection is closed"))
 
     # -- connection events -----------------------------------------------------------------
 
@@ -359,6 +423,28 @@ class NatsPipe:
             return  # the disconnection callback follows, and tells it with this cause
         self.log.warning("NATS error: %s", self._last_error)
 
+
+_NO_RESPONDERS = "503"
+"""The status header of the answer NATS sends itself when nobody listens on a subject."""
+
+
+def _no_responders(subject: str) -> NatsError:
+    return NatsNoResponders(f"no server answering on {subject}")
+
+
+def _request_error(exc: nats.errors.Error) -> NatsError:
+    if isinstance(exc, _DOWN):
+        return NatsDown(str(exc) or type(exc).__name__)
+    return NatsError(str(exc) or type(exc).__name__)
+
+
+_DOWN = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+)
 
 _CONNECTION_LOST = (
     nats.errors.UnexpectedEOF,

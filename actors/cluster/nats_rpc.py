@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo
+    from actors.kernel import Reply
 
 
 class NatsRpc:
@@ -121,17 +122,24 @@ class NatsRpc:
         subject = server_subject(server.type, server.id)
         try:
             return await self.pipe.request(subject, request, timeout)
-        except NatsNoResponders:
-            # The NATS server had nobody subscribed to the subject: nobody received it.
-            raise ServerUnreachable(
-                f"rpc client: server {server.id} is unreachable (no responders on {subject})"
-            ) from None
-        except NatsTimeout:
-            raise RpcTimeout() from None
-        except NatsDown as exc:
-            raise ClusterUnavailable(f"cluster unavailable: {exc}") from exc
+        except NatsTimeout as exc:  # no responders too: nothing more to say
+            raise _call_error(exc, server, subject) from None
         except NatsError as exc:
-            raise InternalError(f"rpc client: {exc}") from exc
+            raise _call_error(exc, server, subject) from exc
+
+    def start_call(self, server: ServerInfo, request: bytes, timeout: float, reply: Reply) -> None:
+        """:meth:`call` without a coroutine: ``reply(answer, error)`` once it is known (at
+        once when it cannot be sent). The request is on the connection when this returns,
+        in order with the publishes before and after it."""
+        subject = server_subject(server.type, server.id)
+
+        def answered(data: bytes | None, error: Exception | None) -> None:
+            if error is None:
+                reply(data, None)
+            else:
+                reply(None, _call_error(error, server, subject))
+
+        self.pipe.send_request(subject, request, timeout, answered)
 
     def notify(self, server: ServerInfo, request: bytes) -> None:
         self.pipe.publish(server_subject(server.type, server.id), request)
@@ -230,3 +238,17 @@ class NatsRpc:
         await self.pipe.subscribe(
             bindings_subject(self.me.type), lambda data, _reply: deliver(data)
         )
+
+
+def _call_error(exc: Exception, server: ServerInfo, subject: str) -> Exception:
+    """The RPC error for what the pipe reported of a call to ``server``."""
+    if isinstance(exc, NatsNoResponders):
+        # The NATS server had nobody subscribed to the subject: nobody received it.
+        return ServerUnreachable(
+            f"rpc client: server {server.id} is unreachable (no responders on {subject})"
+        )
+    if isinstance(exc, NatsTimeout):
+        return RpcTimeout()
+    if isinstance(exc, NatsDown):
+        return ClusterUnavailable(f"cluster unavailable: {exc}")
+    return InternalError(f"rpc client: {exc}")
