@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message as ProtoMessage
@@ -73,6 +74,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+StartCall = Callable[["ServerInfo", bytes, float, "Reply"], None]
+"""``start_call(server, request, timeout, reply)`` of an RPC client that has one."""
+
 
 class UnsendableRequest(Exception):
     """A request this server cannot encode: its own data a ``protos.Request`` cannot carry
@@ -115,6 +119,10 @@ class Outbound:
         self.tracing = tracing
         self.via = via
         self.bridge: ActorRef | None = None
+        self._start_call: StartCall | None = getattr(client, "start_call", None)
+        """A transport that puts a call on the wire at once, in call order (NATS), is called
+        straight from here: no hop through the bridge, no task per call. Its notifies go
+        straight too, so they keep their place among the calls."""
         self._past_cap_told = False
 
     @property
@@ -150,7 +158,11 @@ class Outbound:
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return
-        bridge.request(OutboundCall(server, payload, timeout), _unwrap(reply, server, self.router))
+        answer = _unwrap(reply, server, self.router)
+        if self._start_call is not None:
+            self._start_call(server, payload, timeout, answer)
+        else:
+            bridge.request(OutboundCall(server, payload, timeout), answer)
 
     def notify(self, server: ServerInfo, request: RpcRequest) -> None:
         """Send ``request`` expecting no answer, in order with the calls around it. A Go
@@ -167,7 +179,7 @@ class Outbound:
         except Exception as exc:
             log.warning("[%s] cannot send %s to %s: %s", me.id, request.route, server.id, exc)
             return
-        if self.bridge is not None:
+        if self.bridge is not None and self._start_call is None:
             # Through the bridge, in order with the calls sent before and after it.
             self.bridge.tell(OutboundNotify(server, payload))
         else:
