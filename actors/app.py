@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
-from actors.config import Config
+from actors.config import Config, ConfigError
 from actors.errors import FrontendOnly
 from actors.eventloop import loop_factory
 from actors.groups import GroupService, MemoryGroupService
@@ -542,7 +542,8 @@ class App:
 
         A cluster server that cannot reach NATS or etcd (or bind its gRPC port) exits with
         status 1 and one line naming the service, the address and the cause, credentials
-        masked (``SystemExit``; see ``actors.startup``), instead of a traceback.
+        masked (``SystemExit``; see ``actors.startup``), instead of a traceback; so does an
+        option that cannot work (:class:`~actors.config.ConfigError`).
 
         Logs go out in the ``log_format`` option's format (``text`` or ``json``, see
         ``actors.logs.configure_logging``): to stderr when nothing set logging up; with
@@ -552,13 +553,15 @@ class App:
         from actors.startup import describe_startup_failure
 
         configure_logging(self.config.log_format)
-        factory = loop_factory(self.config.event_loop)
         try:
+            factory = loop_factory(self.config.event_loop)
             with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(self.serve_forever())
         except ClusterStartupError as exc:
             reason = describe_startup_failure(exc, self.config.cluster_connect_timeout)
             raise SystemExit(f"{self.server_id} cannot start: {reason}") from None
+        except ConfigError as exc:
+            raise SystemExit(f"{self.server_id} cannot start: {exc}") from None
 
     # -- bookkeeping (called by session and gateway actors) --------------------------------
 

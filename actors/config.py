@@ -17,6 +17,11 @@ from transport.credentials import mask_url
 ENV_PREFIX = "PITAYA_"
 
 
+class ConfigError(ValueError):
+    """An option that cannot work, found when the app starts (or its environment variable is
+    read): ``App.run`` prints it as one line and exits with status 1, no traceback."""
+
+
 @dataclass(slots=True)
 class Config:
     """Options of one server. Defaults match Pitaya's where Pitaya has the option."""
@@ -260,7 +265,7 @@ def _parse(name: str, raw: str, kind: type) -> Any:
             return {key.strip(): int(value) for key, _, value in pairs}
         return kind(raw)
     except ValueError as exc:
-        raise ValueError(
+        raise ConfigError(
             f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a valid "
             f"{kind.__name__}"
         ) from exc

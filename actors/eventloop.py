@@ -19,19 +19,21 @@ import asyncio
 import importlib
 from collections.abc import Callable
 
+from actors.config import ConfigError
+
 CHOICES = ("auto", "asyncio", "uvloop")
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
-class EventLoopUnavailable(RuntimeError):
+class EventLoopUnavailable(ConfigError):
     """``event_loop="uvloop"`` on a machine without uvloop."""
 
 
 def loop_factory(choice: str) -> LoopFactory | None:
     """The factory of the loop ``choice`` names (None: asyncio's default loop)."""
     if choice not in CHOICES:
-        raise ValueError(f"event_loop must be one of {', '.join(CHOICES)}, not {choice!r}")
+        raise ConfigError(f"event_loop must be one of {', '.join(CHOICES)}, not {choice!r}")
     if choice == "asyncio":
         return None
     try:

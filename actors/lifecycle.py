@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.cluster.host import ClusterHost
+from actors.config import ConfigError
 from actors.errors import ActorStopped, FrontendOnly
 from actors.eventloop import CHOICES as EVENT_LOOPS
 from actors.gateway import Gateway, Listen, StopAccepting
@@ -124,16 +125,16 @@ class Lifecycle:
         host = self._host
         config = host.config
         if config.mode not in ("standalone", "cluster"):
-            raise ValueError(f"mode must be 'standalone' or 'cluster', not {config.mode!r}")
+            raise ConfigError(f"mode must be 'standalone' or 'cluster', not {config.mode!r}")
         from actors.cluster.rpc import TRANSPORTS
 
         if config.rpc_transport not in TRANSPORTS:
-            raise ValueError(
+            raise ConfigError(
                 f"rpc_transport must be one of {', '.join(TRANSPORTS)}, "
                 f"not {config.rpc_transport!r}"
             )
         if config.event_loop not in EVENT_LOOPS:
-            raise ValueError(
+            raise ConfigError(
                 f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {config.event_loop!r}"
             )
         check_log_format(config.log_format)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from actors.config import ConfigError
 from actors.errors import PitayaError
 from actors.metrics.names import EXCEEDED_RATE_LIMITING
 from transport.message import Message, MessageType
@@ -85,13 +86,13 @@ class TokenBucket:
 def check_config(config: Config) -> None:
     """Fail the app's start with a clear message on a bad ``rate_limit_*`` option."""
     if config.rate_limit_action not in ACTIONS:
-        raise ValueError(
+        raise ConfigError(
             f"rate_limit_action must be one of {ACTIONS}, not {config.rate_limit_action!r}"
         )
     if config.rate_limit_enabled and (
         config.rate_limit_packets < 1 or config.rate_limit_interval <= 0
     ):
-        raise ValueError("rate limiting needs rate_limit_packets >= 1 and rate_limit_interval > 0")
+        raise ConfigError("rate limiting needs rate_limit_packets >= 1 and rate_limit_interval > 0")
 
 
 def new_bucket(config: Config) -> TokenBucket | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from actors.cluster.discovery import EtcdServiceDiscovery, etcd_endpoints, etcd_security
 from actors.cluster.rpc import GRPC, NATS, TRANSPORTS, RpcPair
+from actors.config import ConfigError
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServiceDiscovery
@@ -63,7 +64,7 @@ def grpc_tls(config: Config) -> GrpcTls | None:
     if not any(files):
         return None
     if not all(files):
-        raise ValueError(
+        raise ConfigError(
             "gRPC mutual TLS needs grpc_tls_ca, grpc_tls_cert and grpc_tls_key together"
         )
     return GrpcTls(*files, server_name=config.grpc_tls_server_name)
@@ -99,4 +100,4 @@ def default_rpc(
             ),
             GrpcRPCServer(config.grpc_host, config.grpc_port, metadata=config.metadata, tls=tls),
         )
-    raise ValueError(f"rpc_transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+    raise ConfigError(f"rpc_transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
