@@ -34,6 +34,10 @@ class EtcdUnavailable(TransportError):
     """etcd did not answer (down, unreachable, or timed out), or refused us (authentication,
     permissions)."""
 
+    told = False
+    """This failure is part of an outage the process logs once (``EtcdOutage``): a caller
+    that handles it logs it at debug, not as one more warning."""
+
 
 @dataclass(frozen=True, slots=True)
 class EtcdSecurity:
@@ -473,6 +477,7 @@ class EtcdClient:
     def _failed(self, error: EtcdUnavailable) -> None:
         if self._answered_once:  # before that, a start-up failure (its caller reports it)
             self.outage.failure(self.name, _cause(error))
+            error.told = True
 
 
 def _cause(error: EtcdUnavailable) -> str:

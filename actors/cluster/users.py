@@ -267,7 +267,9 @@ class ClusterUsers:
         try:
             holder = await bindings.frontend_of(uid, [self.me.type])
         except EtcdUnavailable as exc:
-            log.warning("[%s] cannot find where %s was bound: %s", self.me.id, uid, exc)
+            # During an outage the etcd client tells it once; one line per bind would flood.
+            level = logging.DEBUG if exc.told else logging.WARNING
+            log.log(level, "[%s] cannot find where %s was bound: %s", self.me.id, uid, exc)
             return
         server = self.discovery.server(holder) if holder and holder != self.me.id else None
         if server is not None:
