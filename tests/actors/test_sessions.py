@@ -176,6 +176,71 @@ async def test_a_second_bind_of_one_session_while_the_first_is_under_way_is_refu
     assert registry.by_uid("ann") is ann
 
 
+async def test_a_session_waiting_for_its_turn_cannot_bind_another_uid_meanwhile() -> None:
+    registry = SessionRegistry()
+    gate = asyncio.Event()
+
+    @registry.on_session_bind
+    async def slow(s: Session) -> None:
+        await gate.wait()
+
+    holder, waiting = session(registry), session(registry)
+    first = asyncio.ensure_future(holder.bind("ann"))
+    second = asyncio.ensure_future(waiting.bind("ann"))  # waits for ann's turn, uid unset
+    await asyncio.sleep(0)
+    assert waiting.uid is None
+    with pytest.raises(SessionAlreadyBound) as caught:
+        await asyncio.wait_for(waiting.bind("bob"), 5)  # refused at once, never waits
+    assert caught.value.msg == f"session {waiting.id} is already binding a uid"
+    gate.set()
+    await asyncio.gather(first, second)
+    assert registry.by_uid("ann") is waiting and registry.by_uid("bob") is None
+
+
+async def test_a_session_whose_bind_was_refused_may_bind_again() -> None:
+    registry = SessionRegistry()
+
+    @registry.on_session_bind
+    def refuse_once(s: Session) -> None:
+        if s.uid == "taken":
+            raise PitayaError("PIT-409", "taken")
+
+    ann = session(registry)
+    with pytest.raises(PitayaError):
+        await ann.bind("taken")
+    await ann.bind("ann")
+    assert registry.by_uid("ann") is ann
+
+
+async def test_three_binds_of_one_uid_run_one_at_a_time() -> None:
+    registry = SessionRegistry()
+    gates = [asyncio.Event() for _ in range(4)]
+    running: list[int] = []
+    overlaps: list[tuple[int, ...]] = []
+
+    @registry.on_session_bind
+    async def slow(s: Session) -> None:
+        running.append(s.id)
+        overlaps.append(tuple(running))
+        await gates[s.id - 1].wait()
+        running.remove(s.id)
+
+    a, b, c, d = (session(registry) for _ in range(4))
+    binds = [asyncio.ensure_future(x.bind("ann")) for x in (a, b, c)]
+    await asyncio.sleep(0)
+    gates[0].set()  # a finishes; b takes the turn, c still waits
+    for _ in range(5):
+        await asyncio.sleep(0)
+    binds.append(asyncio.ensure_future(d.bind("ann")))  # arrives while b runs
+    for _ in range(5):
+        await asyncio.sleep(0)
+    for gate in gates:
+        gate.set()
+    await asyncio.gather(*binds)
+    assert overlaps == [(1,), (2,), (3,), (4,)]  # never two at once
+    assert registry._turns == {}
+
+
 async def test_bind_failed_callbacks_run_with_the_uid_when_a_bind_does_not_complete() -> None:
     registry = SessionRegistry()
     gate = asyncio.Event()
@@ -227,6 +292,27 @@ async def test_a_session_closed_while_a_bind_callback_awaits_stays_unbound() -> 
     await binding  # no error: the connection is gone, nobody to answer
     assert ann.uid is None and registry.by_uid("ann") is None
     assert after == []
+
+
+async def test_a_failing_bind_failed_callback_is_logged_and_the_uid_still_reset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = SessionRegistry()
+
+    @registry.on_session_bind
+    def refuse(s: Session) -> None:
+        raise PitayaError("PIT-403", "no")
+
+    @registry.on_session_bind_failed
+    def broken(s: Session) -> None:
+        raise RuntimeError("undo bug")
+
+    ann = session(registry, 7)
+    with pytest.raises(PitayaError):
+        await ann.bind("ann")
+    assert ann.uid is None
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "bind-failed callback failed for session 7"
 
 
 async def test_a_failing_after_bind_callback_is_logged_and_the_bind_stands(
