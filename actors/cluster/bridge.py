@@ -18,6 +18,7 @@ Reentrant, because it mostly waits on the network: many calls are in flight at o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from actors.cluster.control import control_route
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import BadRequest, RouteNotFound
 from actors.invocation import Sequencer
+from actors.metrics.handler import HANDLER, REMOTE, report_handler_time
 from actors.tracing import end_span
 
 if TYPE_CHECKING:
@@ -188,12 +190,20 @@ class RpcBridge(Actor):
         tracing = self.tracing
         span = tracing.start_rpc_server_span(request) if tracing.enabled else None
         serializer = None if sys else rpc_serializer(request)
-        invoke = self.invoker.invoke
+        invoker = self.invoker
+        invoke = invoker.invoke
         notify = request.notify
+        # The load a backend serves is measured here, where the handler runs: the delay
+        # before it starts (the invoker) and the response time, by route.
+        metrics = invoker.metrics
+        received_ns = time.monotonic_ns() if metrics.enabled else 0
 
         def reply(result: Any, error: BaseException | None) -> None:
             if span is not None:
                 end_span(span, error)
+            if received_ns:
+                kind = HANDLER if sys else REMOTE
+                report_handler_time(metrics, request.route, received_ns, error, kind)
             if respond is not None:
                 if error is not None:
                     respond(encode_error(error))
@@ -222,6 +232,7 @@ class RpcBridge(Actor):
                     request.notify,
                     done,
                     serializer=serializer,
+                    received_ns=received_ns,
                     span=span,
                 )
 

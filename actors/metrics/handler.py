@@ -19,23 +19,31 @@ if TYPE_CHECKING:
 
 HANDLER = "handler"
 """The ``type`` label of handler timings (Pitaya's)."""
+REMOTE = "remote"
+"""The ``type`` label of user RPCs timed by the server that ran them (Pitaya times them on
+the caller's side only, as ``rpc``)."""
 
 
 def report_handler_time(
-    metrics: Metrics, route: str, received_ns: int, error: BaseException | None
+    metrics: Metrics,
+    route: str,
+    received_ns: int,
+    error: BaseException | None,
+    kind: str = HANDLER,
 ) -> None:
     """Report ``response_time_ns{type="handler"}`` for a message received at
     ``received_ns`` (``time.monotonic_ns()``) and answered now.
 
     ``route`` is the label: the route as sent, or ``UNKNOWN_ROUTE`` for one not served, so
-    made-up routes cannot create unbounded time series (the caller decides).
+    made-up routes cannot create unbounded time series (the caller decides). ``kind`` is
+    the ``type`` label: :data:`HANDLER`, or :data:`REMOTE` for a user RPC served here.
     """
     metrics.report_summary(
         RESPONSE_TIME,
         {
             "route": route,
             "status": "ok" if error is None else "failed",
-            "type": HANDLER,
+            "type": kind,
             "code": "" if error is None else as_pitaya_error(error).code,
         },
         time.monotonic_ns() - received_ns,

@@ -17,7 +17,7 @@ import pytest
 from actors.app import App
 from actors.handler import Handler, handler
 from actors.metrics import PrometheusReporter
-from actors.metrics.names import COUNT_SERVERS, DROPPED_MESSAGES, RESPONSE_TIME
+from actors.metrics.names import COUNT_SERVERS, DROPPED_MESSAGES, PROCESS_DELAY, RESPONSE_TIME
 from actors.session import Session
 from actors.testing import serve
 from tests.actors.metrics.recorder import Call, Recorder, is_, sample, scrape
@@ -134,6 +134,21 @@ async def test_rpc_response_times_are_reported_by_the_caller(
     await recorder.wait_for(rpc("room.proberemote.ping", "ok", ""))
     # The backend answered RPCs but sent none: it reports no rpc timing.
     assert not backend_recorder.find(is_("summary", RESPONSE_TIME, type="rpc"))
+    # But the load it served is visible on it: the handlers it ran, timed where they ran,
+    # by route and outcome (user RPCs as "remote"), and the delay before each started.
+    served = backend_recorder.find(is_("summary", RESPONSE_TIME, type="handler"))
+    assert {(c.tags["route"], c.tags["status"], c.tags["code"]) for c in served} >= {
+        ("room.probe.whoami", "ok", ""),
+        ("room.probe.fail", "failed", "PIT-403"),
+    }
+    assert all(c.value > 0 for c in served)
+    assert not [c for c in served if c.tags["route"] == "room.probe.made_up"]  # not served
+    await backend_recorder.wait_for(
+        is_("summary", RESPONSE_TIME, route="room.proberemote.ping", type="remote", status="ok")
+    )
+    await backend_recorder.wait_for(
+        is_("summary", PROCESS_DELAY, route="room.probe.whoami", type="handler")
+    )
 
     # The same values through the real Prometheus endpoint.
     await recorder.wait_for(gauge(COUNT_SERVERS, 1.0, type="room"))
