@@ -401,3 +401,101 @@ async def test_two_frontends_claiming_a_dead_ones_uid_at_once_cannot_both_win(
     # One wins (None) and holds the key; the other is told the winner's id.
     assert holders in ([None, "fe-1"], ["fe-2", None])
     assert stored == (b"fe-1" if holders[0] is None else b"fe-2")
+
+
+class Contended(FakeEtcd):
+    """An etcd where other frontends write the key between each of our reads and writes:
+    ``gets`` are the values each read returns (None: deleted meanwhile); creating the key
+    succeeds only once ``gets`` is used up; each compare-and-swap loses."""
+
+    def __init__(self, gets: list[bytes | None], *, absent_after: bool = False) -> None:
+        super().__init__()
+        self.gets = gets
+        self.absent_after = absent_after
+        self.calls: list[str] = []
+        self.claimed: dict[str, bytes] = {}
+
+    async def put_if_absent(self, key: str, value: bytes, *, lease: int = 0) -> bool:
+        self.calls.append("create")
+        if not self.gets and self.absent_after:
+            return await super().put_if_absent(key, value, lease=lease)
+        return False
+
+    async def get(self, key: str) -> bytes | None:
+        self.calls.append("read")
+        return self.gets.pop(0) if self.gets else None
+
+    async def put_if_value(
+        self, key: str, expected: bytes, value: bytes, *, lease: int = 0
+    ) -> bool:
+        self.calls.append("swap")
+        return False
+
+
+async def contended_claim(etcd: Contended, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """``claim("ann")`` on fe-1 over ``etcd``; ``etcd.claimed`` keeps the keys it left."""
+    monkeypatch.setattr(binding_storage, "etcd_client", lambda config: etcd)
+    storage = BindingStorage(host())  # type: ignore[arg-type]
+    await storage.init()
+    try:
+        return await storage.claim("ann")
+    finally:
+        etcd.claimed = dict(etcd.data)
+        await storage.shutdown()
+
+
+async def test_a_key_deleted_between_create_and_read_is_created_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    etcd = Contended([None], absent_after=True)
+    assert await contended_claim(etcd, monkeypatch) is None
+    assert etcd.calls == ["create", "read", "create"]
+    assert etcd.claimed == {KEY: b"fe-1"}
+
+
+async def test_a_claim_still_contended_after_its_attempts_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A dead frontend's entry rewritten by others each time we try to take it over.
+    etcd = Contended([b"fe-8", b"fe-9", b"fe-8", b"fe-9", b"fe-8"])
+    assert await contended_claim(etcd, monkeypatch) == "fe-9"  # the last holder read
+    assert etcd.calls == ["create", "read", "swap"] * binding_storage.CLAIM_ATTEMPTS
+    # Created and deleted by others every time: nobody to name.
+    assert await contended_claim(Contended([]), monkeypatch) == "unknown"
+
+
+async def test_init_builds_the_etcd_client_from_the_apps_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configs: list[Config] = []
+    store = FakeEtcd()
+
+    def client(config: Config) -> FakeEtcd:
+        configs.append(config)
+        return store
+
+    monkeypatch.setattr(binding_storage, "etcd_client", client)
+    app = host()
+    storage = BindingStorage(app)  # type: ignore[arg-type]
+    await storage.init()
+    await storage.shutdown()
+    assert configs == [app.config]
+
+
+async def test_a_claim_is_under_the_frontends_lease_and_its_prefix(etcd: FakeEtcd) -> None:
+    app = host(prefix="game/")
+    storage = BindingStorage(app)  # type: ignore[arg-type]
+    await storage.init()
+    assert await storage.claim("ann") is None
+    assert await etcd.get_with_lease("game/bindings/connector/ann") == (b"fe-1", storage.lease)
+    await storage.shutdown()
+
+
+async def test_shutdown_leaves_another_delivery_in_place(
+    frontend: tuple[BindingStorage, SimpleNamespace],
+) -> None:
+    storage, app = frontend
+    other = object()
+    app.cluster.users.bindings = other  # replaced since (another storage registered)
+    await storage.shutdown()
+    assert app.cluster.users.bindings is other
