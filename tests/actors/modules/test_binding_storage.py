@@ -499,3 +499,122 @@ async def test_shutdown_leaves_another_delivery_in_place(
     app.cluster.users.bindings = other  # replaced since (another storage registered)
     await storage.shutdown()
     assert app.cluster.users.bindings is other
+
+
+# -- releasing a claim whose bind did not complete ---------------------------------------------
+
+
+async def test_release_removes_our_entry_when_no_live_session_here_holds_the_uid(
+    frontend: tuple[BindingStorage, SimpleNamespace], etcd: FakeEtcd
+) -> None:
+    storage, _ = frontend
+    assert await storage.claim("ann") is None
+    await storage.release("ann")
+    assert etcd.data == {}
+    await etcd.put(KEY, b"fe-2")  # another frontend's entry
+    await storage.release("ann")
+    assert etcd.data == {KEY: b"fe-2"}
+
+
+async def test_release_keeps_the_entry_of_a_live_session_here(
+    frontend: tuple[BindingStorage, SimpleNamespace], etcd: FakeEtcd
+) -> None:
+    storage, app = frontend
+    ann = TestSession(1, registry=app.sessions)
+    await ann.bind("ann")
+    await storage.release("ann")
+    assert etcd.data == {KEY: b"fe-1"}
+    ann.closed = True  # closing: its entry may go
+    await storage.release("ann")
+    assert etcd.data == {}
+
+
+async def test_release_under_the_configured_prefix(etcd: FakeEtcd) -> None:
+    storage = BindingStorage(host(prefix="game/"))  # type: ignore[arg-type]
+    await storage.init()
+    assert await storage.claim("ann") is None
+    await storage.release("ann")
+    assert etcd.data == {}
+    await storage.shutdown()
+
+
+async def test_release_never_raises(
+    frontend: tuple[BindingStorage, SimpleNamespace],
+    etcd: FakeEtcd,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage, _ = frontend
+    etcd.down = True
+    await storage.release("ann")
+    etcd.down = False
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["[fe-1] could not release the claim on ann: etcd is down"]
+    await storage.shutdown()
+    await storage.release("ann")  # stopped: nothing to release from
+
+
+async def test_binds_and_closes_after_shutdown_touch_nothing(
+    frontend: tuple[BindingStorage, SimpleNamespace],
+    etcd: FakeEtcd,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage, app = frontend
+    ann = TestSession(1, registry=app.sessions)
+    await ann.bind("ann")
+    await storage.shutdown()
+    await TestSession(2, registry=app.sessions).bind("bob")
+    await ann.disconnect()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# -- the lease's pace --------------------------------------------------------------------------
+
+
+class Counting(FakeEtcd):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refreshes: list[float] = []
+        self.puts = 0
+
+    async def keep_alive(self, lease_id: int) -> int:
+        self.refreshes.append(asyncio.get_running_loop().time())
+        return await super().keep_alive(lease_id)
+
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> None:
+        self.puts += 1
+        await super().put(key, value, lease=lease)
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(("ttl", "every"), [(30, 10.0), (0.3, 0.2)])  # ttl / 3, at least 0.2 s
+async def test_the_lease_is_refreshed_every_third_of_its_ttl(
+    ttl: float, every: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etcd = Counting()
+    monkeypatch.setattr(binding_storage, "etcd_client", lambda config: etcd)
+    storage = BindingStorage(host(), lease_ttl=ttl)  # type: ignore[arg-type]
+    start = asyncio.get_running_loop().time()
+    await storage.init()
+    await asyncio.sleep(every * 3.5)
+    await storage.shutdown()
+    assert [t - start for t in etcd.refreshes] == pytest.approx([every, every * 2, every * 3])
+
+
+@pytest.mark.looptime
+async def test_bindings_are_written_again_once_not_at_every_refresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    etcd = Counting()
+    monkeypatch.setattr(binding_storage, "etcd_client", lambda config: etcd)
+    app = host()
+    storage = BindingStorage(app)  # type: ignore[arg-type]
+    await storage.init()
+    etcd.down = True
+    await TestSession(1, registry=app.sessions).bind("ann")  # the store fails
+    etcd.down = False
+    await asyncio.sleep(10.5)  # the refresh writes it again
+    assert etcd.data == {KEY: b"fe-1"}
+    puts = etcd.puts
+    await asyncio.sleep(60)  # later refreshes write nothing
+    assert etcd.puts == puts
+    await storage.shutdown()
