@@ -273,12 +273,12 @@ async def frontend_with_storage(
     storage = BindingStorage(app)  # type: ignore[arg-type]
     app.modules.append(("binding_storage", storage))
     await storage.init()
-    await started(app, on_conflict="refuse")
+    app.modules.append(("unique_session", await started(app, on_conflict="refuse")))
     return app, storage
 
 
 async def test_refuse_mode_across_frontends_with_the_binding_storage(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     etcd = FakeEtcd()
     one, first = await frontend_with_storage(etcd, "fe-1", monkeypatch)
@@ -293,6 +293,12 @@ async def test_refuse_mode_across_frontends_with_the_binding_storage(
     assert two.sessions.by_uid("ann") is elsewhere
     await first.shutdown()
     await second.shutdown()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # No claim is left pending once each bind stood or was refused.
+    assert [m._claims for _, m in (*one.modules, *two.modules) if isinstance(m, UniqueSession)] == [
+        set(),
+        set(),
+    ]
 
 
 async def test_a_bind_refused_after_the_claim_leaves_the_uid_free_elsewhere(
