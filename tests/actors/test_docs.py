@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from typing import Any, Optional, Union
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actors.config import Config
 from actors.docs import Sys, describe, describe_route
@@ -78,6 +80,26 @@ class NotProtobuf:
 )
 def test_describe_names_each_kind_of_annotation(annotation: Any, picture: Any) -> None:
     assert describe(annotation) == picture
+
+
+_ANNOTATIONS = st.recursive(
+    st.sampled_from([str, int, float, bool, bytes, dict, list, Any, type(None), Inner, Outer]),
+    lambda inner: st.one_of(
+        inner.map(lambda t: list[t]),  # type: ignore[valid-type]
+        inner.map(lambda t: dict[str, t]),  # type: ignore[valid-type]
+        inner.map(lambda t: tuple[t, ...]),  # type: ignore[valid-type]
+        st.tuples(inner, inner).map(lambda pair: Union[pair[0], pair[1]]),  # noqa: UP007
+    ),
+    max_leaves=8,
+)
+
+
+@given(_ANNOTATIONS)
+def test_describe_is_json_for_any_nesting_and_follows_containers(annotation: Any) -> None:
+    picture = describe(annotation)
+    assert json.loads(json.dumps(picture)) == picture
+    assert describe(list[annotation]) == [picture]  # type: ignore[valid-type]
+    assert describe(dict[str, annotation]) == {"<key>": picture}  # type: ignore[valid-type]
 
 
 def test_describe_a_dataclass_field_by_field_nested() -> None:
