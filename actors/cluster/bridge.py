@@ -43,6 +43,7 @@ from actors.cluster.control import control_route
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import BadRequest, RouteNotFound
 from actors.invocation import Sequencer
+from actors.logs import ServerLog
 from actors.metrics.handler import HANDLER, REMOTE, report_handler_time
 from actors.tracing import end_span
 
@@ -112,6 +113,7 @@ class RpcBridge(Actor):
     ) -> None:
         self.client = client
         self.server_id = server_id
+        self.log = ServerLog(log, server_id)
         self.invoker = invoker
         self.local_routes = local_routes
         self.remote_routes = remote_routes
@@ -154,7 +156,7 @@ class RpcBridge(Actor):
                 raise CodecError(f"unknown inbound kind {kind!r}")
         except CodecError as exc:
             self.on_dropped()
-            log.warning("[%s] dropped a malformed message: %s", self.server_id, exc)
+            self.log.warning("dropped a malformed message: %s", exc)
             if respond is not None:
                 respond(encode_error(BadRequest(str(exc))))
 
@@ -259,9 +261,8 @@ class RpcBridge(Actor):
                 snapshot.frontend_id, snapshot.id, snapshot.frontend_type
             )
         except Exception as exc:  # the handler runs all the same, without it
-            log.info(
-                "[%s] handshake of session %s of %s not fetched: %s",
-                self.server_id,
+            self.log.info(
+                "handshake of session %s of %s not fetched: %s",
                 snapshot.id,
                 snapshot.frontend_id,
                 exc,

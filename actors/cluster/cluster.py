@@ -50,6 +50,7 @@ from actors.cluster.rpc import (
 from actors.cluster.subjects import server_subject, user_subject
 from actors.cluster.users import ClusterUsers, UserDelivery
 from actors.errors import RpcTimeout
+from actors.logs import ServerLog
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class Cluster:
             frontend=app.is_frontend,
             metadata={**config.metadata, EXTRAS_KEY: EXTRAS_VERSION},
         )
+        self.log = ServerLog(log, app.server_id)
         self.dropped_messages = 0
         """Inbound messages that will never be handled: malformed messages the bridge
         dropped, and messages NATS dropped because this server read too slowly (slow
@@ -222,9 +224,8 @@ class Cluster:
         if self.me.frontend:
             app.sessions.on_after_session_bind(self.users.bound)
             app.sessions.on_session_closing(self.users.closing)
-        log.info(
-            "[%s] joined the cluster (%s, %s)",
-            self.me.id,
+        self.log.info(
+            "joined the cluster (%s, %s)",
             self._via,
             type(self.discovery).__name__,
         )
@@ -246,9 +247,7 @@ class Cluster:
                         await groups.leave_all(session.uid)
                     except (EtcdUnavailable, GroupsUnavailable) as exc:
                         # An etcd outage is logged once by the etcd client, not per session.
-                        log.debug(
-                            "[%s] could not remove %s from groups: %s", self.me.id, session.uid, exc
-                        )
+                        self.log.debug("could not remove %s from groups: %s", session.uid, exc)
 
             self.app.sessions.on_session_close(leave)
         return groups
@@ -258,19 +257,19 @@ class Cluster:
         try:
             await self.discovery.stop()
         except Exception:
-            log.exception("[%s] leaving discovery failed", self.me.id)
+            self.log.exception("leaving discovery failed")
 
     async def close(self) -> None:
         """Stop serving RPCs and release etcd and connections (after in-flight work)."""
         try:
             await self.discovery.close()
         except Exception:
-            log.exception("[%s] closing discovery failed", self.me.id)
+            self.log.exception("closing discovery failed")
         for what, step in (("server", self.rpc_server.stop), ("client", self.rpc_client.close)):
             try:
                 await step()
             except Exception:
-                log.exception("[%s] closing the RPC %s failed", self.me.id, what)
+                self.log.exception("closing the RPC %s failed", what)
 
 
 __all__ = [

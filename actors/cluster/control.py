@@ -60,6 +60,7 @@ from actors.cluster.codec import (
 from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.session_events import CLOSE
 from actors.errors import BadRequest, InternalError, UserNotHere
+from actors.logs import ServerLog
 from actors.session import KickSession, PushToClient, SendFrame
 
 if TYPE_CHECKING:
@@ -314,6 +315,7 @@ class ControlHandler:
         handshakes: HandshakeCache | None = None,
     ) -> None:
         self.server_id = server_id
+        self.log = ServerLog(log, server_id)
         self.sessions = sessions
         self.encode_push_packet = encode_push_packet
         self.session_events = session_events
@@ -331,7 +333,7 @@ class ControlHandler:
             if respond is not None:
                 respond(encode_error(exc))
             else:
-                log.warning("[%s] %s failed: %s", self.server_id, route, exc)
+                self.log.warning("%s failed: %s", route, exc)
             return
         if respond is not None:
             respond(answer)

@@ -49,6 +49,7 @@ from actors.cluster.rpc import (
     ServerUnreachable,
 )
 from actors.errors import InternalError, PitayaError, RpcTimeout
+from actors.logs import ServerLog
 from transport.grpc_rpc import (
     KICK_USER,
     PUSH_TO_USER,
@@ -117,6 +118,7 @@ class GrpcRPCClient:
         self.discovery = discovery
         self.tls = tls
         self.server_id = name
+        self.log = ServerLog(log, name)
         self.rpc_timeout = rpc_timeout
         self._peers: dict[str, _Peer] = {}
         self._addresses: dict[str, str] = {}
@@ -190,9 +192,7 @@ class GrpcRPCClient:
             peer = await self._peer(server)
         except Exception as exc:
             dropped = self._resolving.pop(server.id, [])
-            log.warning(
-                "[%s] %d notify(s) to %s dropped: %s", self.server_id, len(dropped), server.id, exc
-            )
+            self.log.warning("%d notify(s) to %s dropped: %s", len(dropped), server.id, exc)
             return
         for request in self._resolving.pop(server.id, []):
             peer.channel.notify(request)
@@ -217,7 +217,7 @@ class GrpcRPCClient:
         if peer is not None:  # the server came back on another address
             self._retire(peer)
         peer = self._peers[server.id] = _Peer(server, address, self.tls)
-        log.debug("[%s] gRPC channel to %s at %s", self.server_id, server.id, address)
+        self.log.debug("gRPC channel to %s at %s", server.id, address)
         return peer
 
     async def _address_of(self, server: ServerInfo) -> str:
@@ -344,7 +344,7 @@ class GrpcRPCServer:
             GRPC_HOST_KEY: self.configured.get(GRPC_HOST_KEY) or _advertised(self.host),
             GRPC_PORT_KEY: self.configured.get(GRPC_PORT_KEY) or str(port),
         }
-        log.info("[%s] gRPC RPC server on %s:%d", me.id, self.host, listener.port)
+        ServerLog(log, me.id).info("gRPC RPC server on %s:%d", self.host, listener.port)
 
     async def stop(self) -> None:
         listener, self._listener = self._listener, None

@@ -39,6 +39,7 @@ from actors.cluster.rpc import (
 )
 from actors.cluster.subjects import bindings_subject, server_subject, user_subject
 from actors.errors import InternalError, RpcTimeout
+from actors.logs import ServerLog
 from transport.nats import (
     NatsDown,
     NatsError,
@@ -157,6 +158,7 @@ class NatsRpc:
 
     async def start(self, me: ServerInfo, deliver: DeliverInbound) -> None:
         self.me = me
+        self.log = ServerLog(log, me.id)
         self._deliver = deliver
         try:
             await self.pipe.subscribe(server_subject(me.type, me.id), self._inbound)
@@ -226,7 +228,7 @@ class NatsRpc:
         try:
             await self.pipe.flush(self.pipe.connect_timeout)
         except (NatsDown, NatsTimeout) as exc:
-            log.warning("[%s] bind notice not confirmed by NATS: %s", self.me.id, exc)
+            self.log.warning("bind notice not confirmed by NATS: %s", exc)
 
     async def watch_binds(self, deliver: DeliverBytes) -> None:
         """Frontend: hand the bind notices of the frontends of this type to ``deliver``,

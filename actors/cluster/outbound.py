@@ -57,6 +57,7 @@ from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
 from actors.errors import BadRequest, InternalError, PitayaError
+from actors.logs import ServerLog
 from actors.metrics.rpc import observe_rpc
 from actors.payload import encode_result
 from transport.protobuf import is_message_class
@@ -111,6 +112,7 @@ class Outbound:
         via: str,
     ) -> None:
         self.me = me
+        self.log = ServerLog(log, me.id)
         self.discovery = discovery
         self.router = router
         self.client = client
@@ -177,7 +179,7 @@ class Outbound:
         try:
             payload = encode_request(request, me.id, me.type, self.rpc_timeout)
         except Exception as exc:
-            log.warning("[%s] cannot send %s to %s: %s", me.id, request.route, server.id, exc)
+            self.log.warning("cannot send %s to %s: %s", request.route, server.id, exc)
             return
         if self.bridge is not None and self._start_call is None:
             # Through the bridge, in order with the calls sent before and after it.
@@ -235,10 +237,9 @@ class Outbound:
             served_by = session.served_by = {}
         if not record_served(served_by, server.id, route) and not self._past_cap_told:
             self._past_cap_told = True
-            log.warning(
-                "[%s] session %d was served by more than %d servers: the others are not "
+            self.log.warning(
+                "session %d was served by more than %d servers: the others are not "
                 "told of its bind and close (logged once)",
-                me.id,
                 session.id,
                 MAX_SERVED_SERVERS,
             )
@@ -431,9 +432,7 @@ class Outbound:
         """A control to a frontend expecting no answer (logged and dropped if unknown)."""
         server = self._frontend(frontend_id, frontend_type, extras)
         if server is None:
-            log.warning(
-                "[%s] frontend %s unknown; dropping %s", self.me.id, frontend_id, control.route
-            )
+            self.log.warning("frontend %s unknown; dropping %s", frontend_id, control.route)
             return
         if isinstance(control, SessionPush | SessionKick | SessionEvent) and not has_extras(
             server.metadata
@@ -469,9 +468,8 @@ class Outbound:
             return
         uid = control.uid
         if not uid:
-            log.warning(
-                "[%s] %s to session %d on %s dropped: a Go frontend reaches only bound sessions",
-                self.me.id,
+            self.log.warning(
+                "%s to session %d on %s dropped: a Go frontend reaches only bound sessions",
                 control.route,
                 control.sid,
                 server.id,
@@ -494,7 +492,7 @@ class Outbound:
 def _log_failure(server_id: str, route: str) -> Reply:
     def logged(_result: Any, error: BaseException | None) -> None:
         if error is not None:
-            log.warning("[%s] %s failed: %s", server_id, route, error)
+            ServerLog(log, server_id).warning("%s failed: %s", route, error)
 
     return logged
 

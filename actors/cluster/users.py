@@ -48,6 +48,7 @@ from actors.cluster.codec import (
 from actors.cluster.control import SessionEvent, control_request
 from actors.cluster.rpc import BindListener, ClusterUnavailable
 from actors.cluster.session_events import BIND, CLOSE
+from actors.logs import ServerLog
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class ClusterUsers:
         rpc_timeout: float,
     ) -> None:
         self.me = me
+        self.log = ServerLog(log, me.id)
         self.subjects = subjects
         self.client = client
         self.discovery = discovery
@@ -159,12 +161,10 @@ class ClusterUsers:
                     for kind in types[1:]:
                         unreached = await self.push_to_users(route, payload, unreached, kind)
                 except Exception as exc:
-                    log.warning(
-                        "[%s] push %s to %d uid(s) failed: %s", self.me.id, route, len(uids), exc
-                    )
+                    self.log.warning("push %s to %d uid(s) failed: %s", route, len(uids), exc)
                     continue
                 if unreached:
-                    log.debug("[%s] push %s reached nobody for %s", self.me.id, route, unreached)
+                    self.log.debug("push %s reached nobody for %s", route, unreached)
         finally:
             self._pusher = None
 
@@ -239,7 +239,7 @@ class ClusterUsers:
         try:
             notice = decode_bind(data)
         except CodecError as exc:
-            log.warning("[%s] malformed bind notice: %s", self.me.id, exc)
+            self.log.warning("malformed bind notice: %s", exc)
             return
         self.bind_noticed(notice)
 
@@ -250,7 +250,7 @@ class ClusterUsers:
             try:
                 listener(notice)
             except Exception:
-                log.exception("[%s] bind listener failed", self.me.id)
+                self.log.exception("bind listener failed")
 
     async def _announce_bind(self, uid: str) -> None:
         notice = encode_bind(BindNotice(uid, self.me.id))
@@ -269,14 +269,14 @@ class ClusterUsers:
         except EtcdUnavailable as exc:
             # During an outage the etcd client tells it once; one line per bind would flood.
             level = logging.DEBUG if exc.told else logging.WARNING
-            log.log(level, "[%s] cannot find where %s was bound: %s", self.me.id, uid, exc)
+            self.log.log(level, "cannot find where %s was bound: %s", uid, exc)
             return
         server = self.discovery.server(holder) if holder and holder != self.me.id else None
         if server is not None:
             try:
                 await direct.bind_remote(server, notice, self.rpc_timeout)
             except Exception as exc:
-                log.warning("[%s] bind notice to %s failed: %s", self.me.id, server.id, exc)
+                self.log.warning("bind notice to %s failed: %s", server.id, exc)
 
     # -- this frontend's sessions ----------------------------------------------------------
 
@@ -322,6 +322,6 @@ class ClusterUsers:
             try:
                 data = encode_request(request, me.id, me.type, self.rpc_timeout)
             except CodecError as exc:
-                log.warning("[%s] session event to %s not sent: %s", me.id, server_id, exc)
+                self.log.warning("session event to %s not sent: %s", server_id, exc)
                 continue
             self.client.notify(server, data)
