@@ -337,3 +337,30 @@ async def test_custom_etcd_prefix(
     assert (await client.request("room.room.echo", {}))["server"] == backend.server_id
     known = (await client.request("connector.me.servers"))["servers"]
     assert "room-default-prefix" not in known
+
+
+async def test_a_go_server_logs_no_error_and_never_sees_our_extras(mixed: Mixed) -> None:
+    """A whole session's life (bind from the backend, session data, pushes, user RPCs both
+    ways, a disconnect) leaves no error in the Go server's log, and none of our extras (the
+    pysys.* routes, py.* metadata) reaches it: they go to servers of ours only."""
+    client = await mixed.client()
+    await client.request("room.room.bind", {"uid": "zed"})
+    await client.request("room.room.setdata", {"data": {"a": 1}})
+    await client.request("room.room.push", {"body": 1})
+    await client.request("connector.me.rpc", {"route": "room.roomremote.echo", "msg": "x"})
+    await client.request("room.room.rpc", {"route": "connector.connectorremote.echo", "msg": "x"})
+    await client.disconnect()
+    # A later message from the same frontend to the same backend: over NATS it arrives after
+    # anything the frontend sent about the closed session.
+    other = await mixed.client()
+    await other.request("room.room.echo", {})
+    await other.request("connector.me.echo", {})
+    go = mixed.frontend if mixed.lang(mixed.frontend) == "go" else mixed.backend
+    assert isinstance(go, GoServer)
+    assert any("all modules started" in line for line in go.log)  # its log is read
+    bad = [
+        line
+        for line in go.log
+        if any(mark in line for mark in ("level=error", "level=fatal", "panic", "pysys", "py."))
+    ]
+    assert not bad, "\n".join(bad)
