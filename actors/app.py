@@ -274,7 +274,8 @@ class App:
     def _limits(self) -> ConnectionLimits:
         return ConnectionLimits(
             max_write_buffer=self.config.max_write_buffer,
-            open_timeout=self.config.upgrade_timeout,  # TLS handshake and WebSocket upgrade
+            # TLS handshake and WebSocket upgrade: never longer than the whole handshake.
+            open_timeout=min(self.config.upgrade_timeout, self.config.handshake_timeout),
         )
 
     def set_serializer(self, serializer: Serializer | str) -> None:

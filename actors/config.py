@@ -36,7 +36,8 @@ class Config:
     """Seconds a new connection has to complete the handshake."""
     upgrade_timeout: float = 5.0
     """Seconds a new socket has for its TLS handshake and WebSocket upgrade, before the
-    Pitaya handshake (``handshake_timeout``). Sockets still opening count toward
+    Pitaya handshake (``handshake_timeout``, which also bounds this when it is shorter).
+    Sockets still opening count toward
     ``max_connections``, so this bounds how long slowloris sockets can hold places there;
     real upgrades take milliseconds."""
     serializer: str = "json"
