@@ -10,12 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import nats
 import pytest
 
 from tests.cluster.harness import TRANSPORTS
 from tests.interop.conftest import PyNode
 from tests.interop.harness import GoClient, GoServer, RequestFailed, wait_known
 from tests.services import EtcdServer, NatsServer
+from transport.protos import pitaya_pb2 as pb
 
 DIRECTIONS = ["go-py", "py-go"]
 """frontend language - backend language."""
@@ -29,6 +31,7 @@ class Mixed:
     backend: Server
     transport: str
     go_clients: Callable[..., GoClient]
+    nats: NatsServer | None = None
     ready: bool = False
 
     @property
@@ -108,7 +111,7 @@ async def mixed(
     frontend = await start(
         front, "connector", f"connector-{front}-1", nats, etcd, go_servers, py_nodes
     )
-    return Mixed(frontend, backend, rpc_transport, go_clients)
+    return Mixed(frontend, backend, rpc_transport, go_clients, nats_server)
 
 
 async def failure(client: GoClient, route: str, data: Any = None, timeout: float = 10) -> Any:
@@ -341,8 +344,21 @@ async def test_custom_etcd_prefix(
 
 async def test_a_go_server_logs_no_error_and_never_sees_our_extras(mixed: Mixed) -> None:
     """A whole session's life (bind from the backend, session data, pushes, user RPCs both
-    ways, a disconnect) leaves no error in the Go server's log, and none of our extras (the
-    pysys.* routes, py.* metadata) reaches it: they go to servers of ours only."""
+    ways, a disconnect) leaves no error in the Go server's log, and none of our extra routes
+    (pysys.*) reaches it (seen on its NATS subject): they go to servers of ours only."""
+    go = mixed.frontend if mixed.lang(mixed.frontend) == "go" else mixed.backend
+    assert isinstance(go, GoServer)
+    seen: list[pb.Request] = []
+    tap = None
+    if mixed.transport == "nats" and mixed.nats is not None:  # what reaches the Go server
+        tap = await nats.connect(mixed.nats.url)
+        subject = f"pitaya/servers/{go.role}/{go.server_id}"
+
+        async def record(msg: Any) -> None:
+            seen.append(pb.Request.FromString(msg.data))
+
+        await tap.subscribe(subject, cb=record)
+        await tap.flush()
     client = await mixed.client()
     await client.request("room.room.bind", {"uid": "zed"})
     await client.request("room.room.setdata", {"data": {"a": 1}})
@@ -355,8 +371,12 @@ async def test_a_go_server_logs_no_error_and_never_sees_our_extras(mixed: Mixed)
     other = await mixed.client()
     await other.request("room.room.echo", {})
     await other.request("connector.me.echo", {})
-    go = mixed.frontend if mixed.lang(mixed.frontend) == "go" else mixed.backend
-    assert isinstance(go, GoServer)
+    if tap is not None:
+        await tap.flush()
+        await tap.close()
+        assert seen
+        for request in seen:  # (our metadata keys: tests/interop/test_extras.py)
+            assert not request.msg.route.startswith("pysys."), request
     assert any("all modules started" in line for line in go.log)  # its log is read
     bad = [
         line
