@@ -188,9 +188,9 @@ class ClusterUsers:
         )
 
     def _all_ours(self, frontend_type: str) -> bool:
-        """Every frontend of ``frontend_type`` is one of ours: they answer on uid subjects."""
-        servers = self.discovery.servers(frontend_type)
-        return bool(servers) and all(has_extras(s.metadata) for s in servers)
+        """No frontend of ``frontend_type`` in the table is a Go one: the one holding a uid
+        answers on its subjects (none known yet: asked all the same, as nobody may hold it)."""
+        return all(has_extras(s.metadata) for s in self.discovery.servers(frontend_type))
 
     async def _by_subject(
         self, uids: list[str], types: list[str], make: Callable[[str], bytes], what: str

@@ -175,3 +175,24 @@ async def test_our_backend_reaches_a_go_frontend_the_go_way() -> None:
         assert pb.KickMsg.FromString(kick.msg.data).userId == "gopher"
         assert "py.session" not in json.loads(kick.metadata)
         assert respond is not None  # a call: Go answers every request
+
+
+async def test_push_by_uid_where_a_go_frontend_may_hold_it_is_gos_publish() -> None:
+    """Go never answers on a uid's subject: with a Go frontend of the type in discovery, a
+    push by uid is published (counted as reached); with none, ours are asked as before."""
+    async with cluster() as net:
+        room = net.rooms[0]
+        assert await room.send_push_to_users("onX", {}, ["nobody"]) == ["nobody"]
+        assert await room.send_push_to_users("onX", {}, ["ann"], frontend_type="ghost") == ["ann"]
+
+        go = await go_peer(net)
+        me = ServerInfo("go-1", "connector", frontend=True)
+        await net.network.discovery().start(me)
+        received: asyncio.Queue[tuple[str, bytes, object]] = asyncio.Queue()
+        await go.start(me, lambda kind, data, respond: received.put_nowait((kind, data, respond)))
+        await go.listen_user("gopher")
+        assert await room.send_push_to_users("onX", {"n": 1}, ["gopher", "nobody"]) == []
+        kind, data, respond = await asyncio.wait_for(received.get(), 5)
+        assert (kind, respond) == ("push", None)  # a publish, as Go's
+        push = pb.Push.FromString(data)
+        assert (push.uid, push.route, json.loads(push.data)) == ("gopher", "onX", {"n": 1})
