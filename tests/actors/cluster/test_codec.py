@@ -425,3 +425,11 @@ def test_a_backend_session_keeps_its_own_frontend() -> None:
     # A session of a Go frontend travels without our key: the next server sees no extras.
     wire = encode_request(RpcRequest(USER, "x.y.z", b"", snap), "room-1", "room", 5)
     assert SESSION_KEY not in json.loads(pb.Request.FromString(wire).metadata)
+
+
+def test_answers_are_byte_identical_to_go_pitayas() -> None:
+    """As recorded from Go Pitaya v3.0.0-beta.6 on NATS (tests/interop/capture.py): a
+    forwarded notify's answer, sys.bindsession's and sys.pushsession's, sys.kick's."""
+    assert ACK.hex() == "0a0361636b"
+    assert CONTROL_ACK.hex() == "0a050a0361636b"
+    assert encode_kick_answer().hex() == "0a020801"
