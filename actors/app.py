@@ -140,6 +140,7 @@ class App:
             self.metrics,
             self.requests_in_flight,
             self.config.max_concurrent_handlers,
+            self.server_id,
         )
         """Runs route methods for clients and forwarded messages (``actors.invocation``)."""
         self._lifecycle = Lifecycle(self, self._parts)

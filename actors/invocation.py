@@ -40,6 +40,7 @@ from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequest
 from actors.metrics.names import PROCESS_DELAY
 from actors.payload import encode_result
 from actors.tracing import run_in_span
+from transport.logs import ServerLog
 from transport.serializers import Serializer
 
 if TYPE_CHECKING:
@@ -75,7 +76,16 @@ class Invoker:
     graceful stop waits on, and the limit of invocations running at once.
     """
 
-    __slots__ = ("_tasks", "in_flight", "limit", "metrics", "pipeline", "running", "serializer")
+    __slots__ = (
+        "_tasks",
+        "in_flight",
+        "limit",
+        "log",
+        "metrics",
+        "pipeline",
+        "running",
+        "serializer",
+    )
 
     def __init__(
         self,
@@ -84,7 +94,10 @@ class Invoker:
         metrics: Metrics,
         in_flight: Tally,
         limit: int,
+        server_id: str = "",
     ) -> None:
+        self.log = ServerLog(log, server_id)
+        """Where a handler's failure is logged (with the server's id)."""
         self.serializer = serializer
         self.pipeline = pipeline
         self.metrics = metrics
@@ -137,14 +150,14 @@ class Invoker:
             done(None, _detached(exc))
             return
         except Exception as exc:
-            done(None, _internal(name, exc))
+            done(None, _internal(self.log, name, exc))
             return
         if self.pipeline.active or spec.is_async:
             if self.running >= self.limit:
                 done(None, TooManyRequests("too many handlers running on this server"))
                 return
             if self.pipeline.active:
-                call = _run_async(self.pipeline, route.handler, spec, name, session, args)
+                call = _run_async(self.pipeline, route.handler, spec, name, session, args, self.log)
             else:  # the method's own coroutine: one frame less on every resume
                 call = getattr(route.handler, spec.attribute)(session, *args)
             if span is not None:
@@ -159,9 +172,9 @@ class Invoker:
             else:
                 result = run_in_span(span, getattr(route.handler, spec.attribute), session, *args)
         except Exception as exc:
-            _answer_error(done, name, exc)
+            _answer_error(self.log, done, name, exc)
             return
-        _answer(done, name, notify, result, codec)
+        _answer(self.log, done, name, notify, result, codec)
 
     def _start(self, call: Any, name: str, notify: bool, codec: Serializer, done: Reply) -> None:
         self.running += 1
@@ -178,9 +191,9 @@ class Invoker:
                 return
             error = task.exception()
             if error is not None:
-                _answer_error(done, name, error)
+                _answer_error(self.log, done, name, error)
             else:
-                _answer(done, name, notify, task.result(), codec)
+                _answer(self.log, done, name, notify, task.result(), codec)
 
         task.add_done_callback(finished)
 
@@ -197,6 +210,7 @@ async def _run_async(
     name: str,
     session: Session | None,
     args: tuple[Any, ...],
+    log: ServerLog,
 ) -> Any:
     """A method (sync or async) wrapped by the pipeline's before and after hooks."""
     result: Any = None
@@ -212,14 +226,16 @@ async def _run_async(
     except PitayaError as exc:
         error = exc
     except Exception as exc:
-        error = _internal(name, exc)
+        error = _internal(log, name, exc)
     result, error = await pipeline.run_after(session, name, result, error)  # type: ignore[arg-type]
     if error is not None:
         raise error
     return result
 
 
-def _answer(done: Reply, name: str, notify: bool, result: Any, serializer: Serializer) -> None:
+def _answer(
+    log: ServerLog, done: Reply, name: str, notify: bool, result: Any, serializer: Serializer
+) -> None:
     """``done`` with the encoded result (None for a notify), or with the encoding's error."""
     if notify:
         done(None, None)
@@ -231,15 +247,15 @@ def _answer(done: Reply, name: str, notify: bool, result: Any, serializer: Seria
     try:
         payload = encode_result(result, serializer)
     except Exception as exc:
-        _answer_error(done, name, exc)
+        _answer_error(log, done, name, exc)
         return
     done(payload, None)
 
 
-def _answer_error(done: Reply, name: str, error: BaseException) -> None:
+def _answer_error(log: ServerLog, done: Reply, name: str, error: BaseException) -> None:
     """``done`` with ``error`` as the caller sees it: a PitayaError as it is, anything else
     logged and answered ``PIT-500``."""
-    done(None, error if isinstance(error, PitayaError) else _internal(name, error))
+    done(None, error if isinstance(error, PitayaError) else _internal(log, name, error))
 
 
 def _detached(error: PitayaError) -> PitayaError:
@@ -255,7 +271,7 @@ def _detached(error: PitayaError) -> PitayaError:
     return error
 
 
-def _internal(route: str, exc: BaseException) -> InternalError:
+def _internal(log: ServerLog, route: str, exc: BaseException) -> InternalError:
     log.error("handler %s failed", route, exc_info=exc)
     error = InternalError(str(exc) or type(exc).__name__)
     error.metadata["route"] = route

@@ -270,8 +270,10 @@ async def test_a_failing_method_is_logged_and_answered_pit_500(
             "bad input",
             {"route": "inv.fail"},
         )
-        (record,) = [r for r in caplog.records if r.getMessage() == "handler inv.fail failed"]
+        # Named by its server: an operator reading one log of many servers sees whose.
+        (record,) = [r for r in caplog.records if r.getMessage() == "[i1] handler inv.fail failed"]
         assert record.levelno == logging.ERROR
+        assert record.server_id == "i1"  # type: ignore[attr-defined]
         assert record.exc_info is not None and str(record.exc_info[1]) == "bad input"
         # No message: the exception's class name is the text.
         assert error_of(invoke(app, "inv.fail_silently")).msg == "KeyError"
