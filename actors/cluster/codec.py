@@ -76,6 +76,8 @@ SESSION_KEY = "py.session"
 ARGS_KEY = "py.args"
 """Our metadata key: ``"msgpack"`` when a user RPC's argument and answer are msgpack."""
 MSGPACK_ARGS = "msgpack"
+_EXTRA_PREFIX = "py."
+"""Our metadata keys start with it."""
 EXTRAS_KEY = "pitayaActors"
 """Discovery metadata key a server of ours advertises (value :data:`EXTRAS_VERSION`)."""
 EXTRAS_VERSION = "1"
@@ -131,10 +133,13 @@ class RpcRequest:
     mid: int = 0
 
 
-def encode_request(request: RpcRequest, sender_id: str, sender_type: str, timeout: float) -> bytes:
+def encode_request(
+    request: RpcRequest, sender_id: str, sender_type: str, timeout: float, extras: bool = True
+) -> bytes:
     """``request`` as the ``protos.Request`` bytes a Go server reads; ``sender_*``: this
-    server; ``timeout``: the caller's, as ``reqTimeout``. Raises CodecError when the session's
-    data is not a JSON object."""
+    server; ``timeout``: the caller's, as ``reqTimeout``; ``extras``: the target is one of
+    ours (else no ``py.*`` key is written: a Go server never sees our extras). Raises
+    CodecError when the session's data is not a JSON object."""
     message = _Request(
         type=_SYS if request.kind == SYS else _USER,
         msg=_Msg(
@@ -150,7 +155,9 @@ def encode_request(request: RpcRequest, sender_id: str, sender_type: str, timeou
     try:
         if request.metadata:
             metadata += "".join(
-                f",{_json_text(key)}:{_json_text(value)}" for key, value in request.metadata.items()
+                f",{_json_text(key)}:{_json_text(value)}"
+                for key, value in request.metadata.items()
+                if extras or not key.startswith(_EXTRA_PREFIX)
             )
         session = request.session
         if session is not None:
@@ -160,13 +167,13 @@ def encode_request(request: RpcRequest, sender_id: str, sender_type: str, timeou
             if session.uid:
                 wire.uid = session.uid
             wire.data = _json_text(session.data).encode()
-            if session.extras:
-                extras = (
+            if session.extras and extras:
+                text = (
                     _omitted_text(session.frontend_type)
                     if session.handshake_omitted
                     else _session_extras(session)
                 )
-                metadata += f',"{SESSION_KEY}":{extras}'
+                metadata += f',"{SESSION_KEY}":{text}'
         message.metadata = (metadata + "}").encode()
         return message.SerializeToString()  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError, RecursionError, EncodeError) as exc:

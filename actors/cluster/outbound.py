@@ -156,7 +156,7 @@ class Outbound:
             )
         me = self.me
         try:
-            payload = encode_request(request, me.id, me.type, timeout)
+            payload = encode_request(request, me.id, me.type, timeout, has_extras(server.metadata))
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return

@@ -433,3 +433,17 @@ def test_answers_are_byte_identical_to_go_pitayas() -> None:
     assert ACK.hex() == "0a0361636b"
     assert CONTROL_ACK.hex() == "0a050a0361636b"
     assert encode_kick_answer().hex() == "0a020801"
+
+
+def test_a_server_that_is_not_ours_is_sent_no_extras() -> None:
+    session = SessionSnapshot(7, "c-1", "connector", "ann", {}, {"sys": {"platform": "web"}})
+    request = RpcRequest(USER, "room.r.x", b"", session, metadata={"py.args": "msgpack", "k": 1})
+    wire = encode_request(request, "c-1", "connector", 5, extras=False)
+    assert json.loads(pb.Request.FromString(wire).metadata) == {
+        "peer.id": "c-1",
+        "peer.service": "connector",
+        "reqTimeout": "5s",
+        "k": 1,
+    }
+    ours = json.loads(pb.Request.FromString(encode_request(request, "c-1", "c", 5)).metadata)
+    assert {SESSION_KEY, "py.args"} <= ours.keys()
