@@ -12,6 +12,7 @@ Routes (README.md has the table): the client service ``room.room.*`` on a room s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -133,6 +134,27 @@ class Ops(Handler):
             frontend_type=str(body.get("frontend_type") or "connector"),
         )
         return {**_who(self.app), "failed": list(failed)}
+
+    @handler
+    async def groupadd(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        from actors.groups import GroupAlreadyExists
+
+        name = str(body["group"])
+        with contextlib.suppress(GroupAlreadyExists):
+            await self.app.groups.create(name)
+        await self.app.groups.add(name, str(body["uid"]))
+        return await self.groupmembers(session, body)
+
+    @handler
+    async def groupmembers(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        members = await self.app.groups.members(str(body["group"]))
+        return {**_who(self.app), "members": sorted(members)}
+
+    @handler
+    async def groupcast(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        payload = {"from": self.app.server_id, "lang": "py", "body": body.get("body")}
+        await self.app.groups.broadcast(str(body["group"]), "onGroup", payload)
+        return {**_who(self.app), "sent": True}
 
     @handler
     async def rpc(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:

@@ -221,6 +221,28 @@ async def test_push_and_kick_by_uid(mixed: Mixed) -> None:
     assert (await bob.request("room.room.echo", {}))["uid"] == "bob"
 
 
+async def test_etcd_groups_are_shared(mixed: Mixed) -> None:
+    """Groups in etcd under Pitaya's layout: members added by either language are one group,
+    and a broadcast from either reaches them all."""
+    ann, bob = await mixed.client(), await mixed.client()
+    await ann.request("connector.me.bind", {"uid": "ann"})
+    await bob.request("connector.me.bind", {"uid": "bob"})
+    await ann.request("connector.me.groupadd", {"group": "g", "uid": "ann"})
+    await bob.request("room.room.groupadd", {"group": "g", "uid": "bob"})
+    for route in ("connector.me.groupmembers", "room.room.groupmembers"):
+        assert (await ann.request(route, {"group": "g"}))["members"] == ["ann", "bob"]
+
+    for route, server in (
+        ("room.room.groupcast", mixed.backend),
+        ("connector.me.groupcast", mixed.frontend),
+    ):
+        marks = len(ann.events), len(bob.events)
+        await ann.request(route, {"group": "g", "body": route})
+        expected = {"from": server.server_id, "lang": mixed.lang(server), "body": route}
+        assert await ann.push("onGroup", start=marks[0]) == expected
+        assert await bob.push("onGroup", start=marks[1]) == expected
+
+
 async def test_errors_cross_intact(mixed: Mixed) -> None:
     client = await mixed.client()
     back, front = mixed.lang(mixed.backend), mixed.lang(mixed.frontend)

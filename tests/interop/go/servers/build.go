@@ -12,6 +12,7 @@ import (
 	"github.com/topfreegames/pitaya/v3/pkg/cluster"
 	"github.com/topfreegames/pitaya/v3/pkg/config"
 	"github.com/topfreegames/pitaya/v3/pkg/constants"
+	"github.com/topfreegames/pitaya/v3/pkg/groups"
 	"github.com/topfreegames/pitaya/v3/pkg/logger"
 	logruswrapper "github.com/topfreegames/pitaya/v3/pkg/logger/logrus"
 	"github.com/topfreegames/pitaya/v3/pkg/modules"
@@ -48,6 +49,8 @@ func Build(serverType string, frontend bool, o Options) *Server {
 	bs := &conf.Modules.BindingStorage.Etcd
 	bs.Endpoints = o.Etcd
 	bs.Prefix = o.Prefix
+	conf.Groups.Etcd.Endpoints = o.Etcd
+	conf.Groups.Etcd.Prefix = o.Prefix
 
 	metadata := map[string]string{"lang": "go"}
 	if o.RPC == "grpc" {
@@ -58,6 +61,13 @@ func Build(serverType string, frontend bool, o Options) *Server {
 	// The builder names the server with a random uuid; the tests address it by a known id.
 	// Every component holds the same *cluster.Server and reads the id when it starts.
 	builder.Server.ID = o.ID
+
+	// Groups in etcd (Pitaya's default is in memory), so both languages share them.
+	groupService, err := groups.NewEtcdGroupService(conf.Groups.Etcd, nil)
+	if err != nil {
+		fatal("etcd groups: %v", err)
+	}
+	builder.Groups = groupService
 
 	s := &Server{Options: o, Type: serverType, acceptors: map[string]acceptor.Acceptor{}}
 	if frontend {

@@ -11,6 +11,7 @@ import (
 
 	pitaya "github.com/topfreegames/pitaya/v3/pkg"
 	"github.com/topfreegames/pitaya/v3/pkg/component"
+	"github.com/topfreegames/pitaya/v3/pkg/constants"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -209,6 +210,42 @@ func (o *Ops) byUID(failed []string, err error) *Reply {
 		r["error"] = err.Error()
 	}
 	return &r
+}
+
+// GroupAdd adds body["uid"] to the group body["group"] (created when missing), kept in etcd.
+func (o *Ops) GroupAdd(ctx context.Context, body *Body) (*Reply, error) {
+	name := body.str("group", "")
+	if err := o.server.App.GroupCreate(ctx, name); err != nil && !errors.Is(err, constants.ErrGroupAlreadyExists) {
+		return nil, err
+	}
+	if err := o.server.App.GroupAddMember(ctx, name, body.str("uid", "")); err != nil {
+		return nil, err
+	}
+	return o.GroupMembers(ctx, body)
+}
+
+// GroupMembers lists the group's members, sorted.
+func (o *Ops) GroupMembers(ctx context.Context, body *Body) (*Reply, error) {
+	members, err := o.server.App.GroupMembers(ctx, body.str("group", ""))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(members)
+	r := o.who()
+	r["members"] = members
+	return &r, nil
+}
+
+// GroupCast broadcasts {"from", "lang", "body"} on "onGroup" to the group's members on
+// frontends of type "connector".
+func (o *Ops) GroupCast(ctx context.Context, body *Body) (*Reply, error) {
+	payload := Reply{"from": o.server.Options.ID, "lang": "go", "body": (*body)["body"]}
+	if err := o.server.App.GroupBroadcast(ctx, "connector", body.str("group", ""), "onGroup", &payload); err != nil {
+		return nil, err
+	}
+	r := o.who()
+	r["sent"] = true
+	return &r, nil
 }
 
 // Rpc makes a user RPC: body["route"] with a StringValue body["msg"], to the server
