@@ -13,6 +13,12 @@ Reentrant, because it mostly waits on the network: many calls are in flight at o
   the message's ``respond`` when the handler replies (a notify is answered ``ack``, as Go
   does). A malformed message is answered with ``PIT-400`` (when an answer is expected),
   logged and counted, and never stops the bridge.
+
+A forwarded message or user RPC whose body is larger than ``actors.turns.SMALL_BODY`` is
+handed to its handler (which decodes it) only within the loop's decode budget, as a client's
+is on a frontend (``actors.turns``): frontends forwarding bodies costly to decode cannot keep
+this server's other sessions waiting. While one waits for its share, the later messages of
+its session wait behind it (the sequencer's order), and nothing else does.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from actors.invocation import Sequencer
 from actors.logs import ServerLog
 from actors.metrics.handler import HANDLER, REMOTE, report_handler_time
 from actors.tracing import end_span
+from actors.turns import SMALL_BODY, turns_for
 
 if TYPE_CHECKING:
     from actors.cluster.control import ControlHandler, FrontendLink
@@ -85,6 +92,13 @@ class Inbound:
     kind: str
     data: bytes
     respond: Respond | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeGrant:
+    """From the loop's decode budget: ``run`` (a large body's invocation) may go now."""
+
+    run: Callable[[], None]
 
 
 class RpcBridge(Actor):
@@ -220,7 +234,10 @@ class RpcBridge(Actor):
                 if finish is not None:
                     finish()
 
-            def invoke_with(snapshot: SessionSnapshot | None) -> None:
+            def invoke_with(snapshot: SessionSnapshot | None, granted: bool = False) -> None:
+                if not granted and len(request.data) > SMALL_BODY:
+                    self._in_turn(len(request.data), lambda: invoke_with(snapshot, True))
+                    return
                 session = (
                     BackendSession(snapshot, self.frontend, self.serializer, read_only=not sys)
                     if snapshot is not None
@@ -250,6 +267,26 @@ class RpcBridge(Actor):
             self.sequencer.submit(key, run)
         else:
             run()
+
+    def _in_turn(self, size: int, run: Callable[[], None]) -> None:
+        """``run`` (the invocation of a body of ``size`` bytes) once the loop's decode budget
+        grants its share: now, or on a later turn (:class:`DecodeGrant`)."""
+        if turns_for(self.system.loop).take(size, lambda: self.ref.tell(DecodeGrant(run))):
+            self._timed(run)
+
+    def on_decode_grant(self, msg: DecodeGrant) -> None:
+        self._timed(msg.run)
+
+    def overflowed(self, message: object) -> bool:
+        # A lost grant would hold its session's later messages for good (a mailbox limit
+        # set in Config.mailbox_limits); the budget hands out a few per turn at most.
+        return isinstance(message, DecodeGrant)
+
+    def _timed(self, run: Callable[[], None]) -> None:
+        """``run``, and tell the budget what decoding (and a synchronous handler) cost."""
+        started = time.perf_counter()
+        run()
+        turns_for(self.system.loop).spent(time.perf_counter() - started)
 
     async def _with_handshake(
         self, snapshot: SessionSnapshot, then: Callable[[SessionSnapshot], None]
