@@ -2,7 +2,7 @@
 raw nats-py.
 
     python -m tests.bench.bench_cluster [--seconds 2] [--concurrency 1x1,10x1,100x1,10x16]
-                                        [--transports nats,grpc]
+                                        [--transports nats,grpc] [--repeat 3]
 
 Starts a real nats-server and etcd (Debian packages ``nats-server``, ``etcd-server``) and, per
 RPC transport, a ``room`` backend and a ``connector`` frontend (each its own process,
@@ -13,30 +13,70 @@ the other, then the yardstick: the same number of concurrent closed loops of raw
 ``request`` against a nats-py responder (``nats_echo``), the NATS round trip our forwarding
 contains. ``ratio = forwarded over NATS / raw``; issue 7's target is >= 0.7. ``grpc_ratio``
 compares forwarding over gRPC with the same raw NATS loop.
+
+Server CPU per request (issue 17.3) is read from ``/proc/<pid>/stat`` over the measuring
+window: connector + room for a forwarded request (``forwarded_cpu_us``), requester +
+responder for the raw pair (``raw_cpu_us``; the load generator's CPU is not counted for
+ours, the raw requester is: it is the end our connector replaces). ``cpu_ratio = raw /
+ours`` (target >= 0.7). On a shared machine CPU per request is far steadier than req/s:
+each configuration runs ``--repeat`` times, alternated, and the table shows medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 from tests.bench.cluster_server import room_type
-from tests.bench.harness import Child, Histogram, add_common_args, children, client_loop, run
+from tests.bench.harness import (
+    Child,
+    Histogram,
+    add_common_args,
+    children,
+    client_loop,
+    run,
+    tree_cpu_seconds,
+)
 from tests.bench.report import Panel, plot_bars, write_results
 from tests.services import EtcdServer, NatsServer
 
 TARGET_RATIO = 0.7
 TRANSPORTS = ("nats", "grpc")
+ROLES = ("room", "connector")
 
 
-async def load(worker: Child, args: argparse.Namespace) -> dict[str, Any]:
+async def load(
+    worker: Child,
+    server_pids: list[int],
+    args: argparse.Namespace,
+    spy: dict[int, str] | None = None,
+) -> dict[str, Any]:
+    """Drive one closed-loop run; CPU of ``server_pids`` (and their children) is read from
+    ``/proc`` over the measuring window. ``spy``: PIDs to sample with py-spy over the
+    window, each into its file (collapsed stacks; sampling costs the process some CPU)."""
     await worker.expect(timeout=60)
     worker.send("go")
+    await asyncio.sleep(args.warmup)
+    cpu_start, start = [tree_cpu_seconds(pid) for pid in server_pids], time.perf_counter()
+    spies = [await _py_spy(pid, path, args.seconds) for pid, path in (spy or {}).items()]
+    await asyncio.sleep(args.seconds)
+    cpu = [tree_cpu_seconds(pid) - was for pid, was in zip(server_pids, cpu_start, strict=True)]
+    wall = time.perf_counter() - start
+    for process in spies:
+        await process.wait()
     result = await worker.expect(timeout=args.warmup + args.seconds + 60)
     histogram = Histogram.merged([result["histogram"]])
+    req_per_s = result["count"] / result["elapsed"]
     return {
-        "req_per_s": result["count"] / result["elapsed"],
+        "req_per_s": req_per_s,
+        "cpu_us": sum(cpu) / wall / req_per_s * 1e6 if req_per_s else 0.0,
+        "cpu_us_each": [c / wall / req_per_s * 1e6 if req_per_s else 0.0 for c in cpu],
         "p50_ms": histogram.percentile(50),
         "p99_ms": histogram.percentile(99),
         "errors": result["errors"],
@@ -44,16 +84,26 @@ async def load(worker: Child, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _py_spy(pid: int, path: str, seconds: float) -> asyncio.subprocess.Process:
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--native"]
+    command += ["--format", "raw", "--rate", "250", "--duration", str(max(1, round(seconds)))]
+    return await asyncio.create_subprocess_exec(
+        *command, "--pid", str(pid), "-o", path, stdout=DEVNULL, stderr=DEVNULL
+    )
+
+
 async def start_pair(
     servers: list[Child], rpc: str, common: list[Any], args: argparse.Namespace
-) -> int:
-    """A room and a connector over ``rpc``; returns the connector's TCP port."""
-    for role in ("room", "connector"):
+) -> tuple[int, list[int]]:
+    """A room and a connector over ``rpc``; returns the connector's TCP port and both PIDs."""
+    pids = []
+    for role in ROLES:
         profile = ["--profile", f"{args.profile}.{rpc}.{role}"] if args.profile else []
         child = await Child.start("cluster_server", role, "--rpc", rpc, *common, *profile)
         servers.append(child)
         ready = await child.expect(timeout=60)
-    return int(ready["tcp"])
+        pids.append(child.pid)
+    return int(ready["tcp"]), pids
 
 
 def column(rpc: str, what: str) -> str:
@@ -61,8 +111,12 @@ def column(rpc: str, what: str) -> str:
     return f"forwarded_{what}" if rpc == "nats" else f"{rpc}_forwarded_{what}"
 
 
-def ratio_key(rpc: str) -> str:
-    return "ratio" if rpc == "nats" else f"{rpc}_ratio"
+def ratio_key(rpc: str, what: str = "") -> str:
+    return ("" if rpc == "nats" else f"{rpc}_") + (f"{what}_ratio" if what else "ratio")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
 
 
 async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -73,7 +127,7 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         common = ["--nats", nats_server.url, "--etcd", etcd_server.endpoint, "--loop", args.loop]
         async with children() as servers:
-            ports = {rpc: await start_pair(servers, rpc, common, args) for rpc in args.transports}
+            pairs = {rpc: await start_pair(servers, rpc, common, args) for rpc in args.transports}
             responder = await Child.start("nats_echo", "responder", "--nats", nats_server.url)
             servers.append(responder)
             await responder.expect(timeout=30)
@@ -88,47 +142,84 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "--loop",
                     client_loop(args),
                 ]
-                row: dict[str, Any] = {"clients": clients, "depth": depth}
-                forwarded: dict[str, dict[str, Any]] = {}
-                for rpc in args.transports:
-                    route = f"{room_type(rpc)}.echo.echo"
+                runs: dict[str, list[dict[str, Any]]] = {"raw": []}
+                runs.update({rpc: [] for rpc in args.transports})
+                # Alternate the configurations, so drift of a shared machine hits all alike.
+                for _ in range(args.repeat):
+                    for rpc in args.transports:
+                        port, pids = pairs[rpc]
+                        route = f"{room_type(rpc)}.echo.echo"
+                        async with children() as workers:
+                            worker = await Child.start(
+                                "loadgen", "--port", port, "--route", route, *shape
+                            )
+                            workers.append(worker)
+                            spy = None
+                            if args.py_spy and not runs[rpc]:
+                                stem = f"{args.py_spy}.{rpc}.{clients}x{depth}"
+                                spy = {
+                                    pid: f"{stem}.{role}.txt"
+                                    for pid, role in zip(pids, ROLES, strict=True)
+                                }
+                            runs[rpc].append(await load(worker, pids, args, spy))
                     async with children() as workers:
                         worker = await Child.start(
-                            "loadgen", "--port", ports[rpc], "--route", route, *shape
+                            "nats_echo", "requester", "--nats", nats_server.url, *shape
                         )
                         workers.append(worker)
-                        forwarded[rpc] = await load(worker, args)
-                async with children() as workers:
-                    worker = await Child.start(
-                        "nats_echo", "requester", "--nats", nats_server.url, *shape
-                    )
-                    workers.append(worker)
-                    raw = await load(worker, args)
-                row["raw_nats_req_per_s"] = raw["req_per_s"]
-                errors = raw["errors"]
-                for rpc, ours in forwarded.items():
-                    row[column(rpc, "req_per_s")] = ours["req_per_s"]
-                    ratio = ours["req_per_s"] / raw["req_per_s"] if raw["req_per_s"] else 0.0
-                    row[ratio_key(rpc)] = ratio
-                    row[column(rpc, "p50_ms")] = ours["p50_ms"]
-                    row[column(rpc, "p99_ms")] = ours["p99_ms"]
-                    errors += ours["errors"]
-                row["raw_p50_ms"] = raw["p50_ms"]
-                row["raw_p99_ms"] = raw["p99_ms"]
-                row["errors"] = errors
-                rows.append(row)
-                measured = ", ".join(
-                    f"{rpc} {row[column(rpc, 'req_per_s')]:,.0f}/s" for rpc in forwarded
-                )
-                print(
-                    f"{clients}x{depth}: forwarded {measured}; "
-                    f"raw nats {row['raw_nats_req_per_s']:,.0f}/s",
-                    flush=True,
-                )
+                        # Requester and responder: the two ends our forwarding replaces.
+                        runs["raw"].append(await load(worker, [responder.pid, worker.pid], args))
+                rows.append(summarize(clients, depth, runs, args.transports))
     finally:
         nats_server.close()
         etcd_server.close()
     return rows
+
+
+def summarize(
+    clients: int, depth: int, runs: dict[str, list[dict[str, Any]]], transports: list[str]
+) -> dict[str, Any]:
+    """One row: medians over the repeats; CPU per request with its range over the repeats."""
+    raw = runs["raw"]
+    raw_rate = median([r["req_per_s"] for r in raw])
+    raw_cpu = median([r["cpu_us"] for r in raw])
+    row: dict[str, Any] = {"clients": clients, "depth": depth, "raw_nats_req_per_s": raw_rate}
+    row["raw_cpu_us"] = raw_cpu
+    errors = sum(r["errors"] for r in raw)
+    shown = []
+    for rpc in transports:
+        ours = runs[rpc]
+        rate = median([r["req_per_s"] for r in ours])
+        cpu = median([r["cpu_us"] for r in ours])
+        row[column(rpc, "req_per_s")] = rate
+        row[ratio_key(rpc)] = rate / raw_rate if raw_rate else 0.0
+        row[column(rpc, "cpu_us")] = cpu
+        row[ratio_key(rpc, "cpu")] = raw_cpu / cpu if cpu else 0.0
+        row[column(rpc, "p50_ms")] = median([r["p50_ms"] for r in ours])
+        row[column(rpc, "p99_ms")] = median([r["p99_ms"] for r in ours])
+        errors += sum(r["errors"] for r in ours)
+        cpus = sorted(r["cpu_us"] for r in ours)
+        each = [median([r["cpu_us_each"][i] for r in ours]) for i in range(len(ROLES))]
+        row.update({column(rpc, f"{role}_cpu_us"): c for role, c in zip(ROLES, each, strict=True)})
+        shown.append(
+            f"{rpc} {rate:,.0f}/s ({row[ratio_key(rpc)]:.0%}), "
+            f"{cpu:.1f} us CPU/req [{cpus[0]:.1f}-{cpus[-1]:.1f}] "
+            f"(room {each[0]:.1f}, connector {each[1]:.1f}) "
+            f"(raw/ours {row[ratio_key(rpc, 'cpu')]:.0%})"
+        )
+    row["raw_p50_ms"] = median([r["p50_ms"] for r in raw])
+    row["raw_p99_ms"] = median([r["p99_ms"] for r in raw])
+    row["errors"] = errors
+    raw_cpus = sorted(r["cpu_us"] for r in raw)
+    raw_each = [median([r["cpu_us_each"][i] for r in raw]) for i in range(2)]
+    row["raw_responder_cpu_us"], row["raw_requester_cpu_us"] = raw_each
+    print(
+        f"{clients}x{depth}: forwarded {'; '.join(shown)}; raw nats {raw_rate:,.0f}/s, "
+        f"{raw_cpu:.1f} us CPU/req [{raw_cpus[0]:.1f}-{raw_cpus[-1]:.1f}] "
+        f"(responder {raw_each[0]:.1f}, requester {raw_each[1]:.1f})",
+        flush=True,
+    )
+    return row
 
 
 def parse_transports(text: str) -> list[str]:
@@ -154,9 +245,23 @@ def main() -> None:
     add_common_args(parser, seconds=2.0, clients=True)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per configuration, alternated; the table shows medians",
+    )
+    parser.add_argument(
         "--profile",
         default="",
         help="cProfile the servers into FILE.<transport>.room and FILE.<transport>.connector",
+    )
+    parser.add_argument(
+        "--py-spy",
+        default="",
+        metavar="PREFIX",
+        help="sample connector and room with py-spy (--native) during each shape's first run "
+        "into PREFIX.<transport>.<shape>.<role>.txt (collapsed stacks; read them with "
+        "tests.bench.spy_report)",
     )
     parser.add_argument(
         "--transports",
@@ -174,7 +279,8 @@ def main() -> None:
     rows = run(measure(args))
     results: dict[str, Any] = {"target_ratio": TARGET_RATIO}
     for rpc in args.transports:
-        results[f"best_{ratio_key(rpc)}"] = max((r[ratio_key(rpc)] for r in rows), default=0.0)
+        for key in (ratio_key(rpc), ratio_key(rpc, "cpu")):
+            results[f"best_{key}"] = max((r[key] for r in rows), default=0.0)
     name = f"cluster-{args.loop}"
     write_results(name, results, rows)
     labels = [f"{r['clients']}x{r['depth']}" for r in rows]
