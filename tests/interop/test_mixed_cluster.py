@@ -406,3 +406,19 @@ async def test_a_go_server_logs_no_error_and_never_sees_our_extras(mixed: Mixed)
         if any(mark in line for mark in ("level=error", "level=fatal", "panic", "pysys", "py."))
     ]
     assert not bad, "\n".join(bad)
+
+
+async def test_many_sessions_with_pipelined_requests(mixed: Mixed) -> None:
+    """Several clients at once, each with requests in flight together: every answer is the one
+    to its own request (message ids and sessions kept apart across the languages)."""
+    clients = [await mixed.client() for _ in range(6)]
+
+    async def one(n: int, client: GoClient) -> None:
+        await client.request("room.room.bind", {"uid": f"user-{n}"})
+        answers = await asyncio.gather(
+            *(client.request("room.room.echo", {"n": n, "i": i}) for i in range(10))
+        )
+        assert [a["body"] for a in answers] == [{"n": n, "i": i} for i in range(10)]
+        assert {a["uid"] for a in answers} == {f"user-{n}"}
+
+    await asyncio.gather(*(one(n, client) for n, client in enumerate(clients)))
