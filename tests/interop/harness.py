@@ -1,8 +1,9 @@
 """Interop harness: Go Pitaya programs built once, started as processes, stopped by PID.
 
 * :func:`build_go_program` builds one package of a Go module into a cache directory, and only
-  again when a ``.go`` file, ``go.mod`` or ``go.sum`` of the module changed (the benchmark's
-  Go server uses it too). A missing toolchain fails with a message naming ``go``.
+  again when a ``.go`` file, ``go.mod`` or ``go.sum`` of the module changed (any Go module of
+  the tests can use it, a benchmark's too). A missing toolchain fails with a message naming
+  ``go``.
 * :class:`GoServer` runs ``cmd/connector`` or ``cmd/room`` (tests/interop/go) in a cluster on the
   tests' nats-server and etcd; it is ready when it prints its ``ready`` JSON line (with the
   acceptors' real addresses), never after a sleep.
@@ -35,7 +36,7 @@ PROGRAMS = ("connector", "room", "driver")
 
 
 class GoToolchainMissing(RuntimeError):
-    pass
+    """Neither ``go`` on PATH nor Go's default install: the interop tests cannot build."""
 
 
 def go_binary() -> str:
