@@ -4,8 +4,9 @@
     python -m tests.bench.cluster_server room --nats URL --etcd HOST:PORT [--rpc grpc]
 
 The room serves ``<room type>.echo.echo`` (the echo sample's handler); the connector forwards
-it. The room type is ``room`` over NATS and ``room_grpc`` over gRPC (:func:`room_type`), so a
-NATS pair and a gRPC pair can share one etcd without routing to each other. Prints
+it, and answers ``echo.echo`` itself (the same handler, no forwarding). The room type is
+``room`` over NATS and ``room_grpc`` over gRPC (:func:`room_type`), so a NATS pair and a gRPC
+pair can share one etcd without routing to each other. Prints
 ``{"tcp": port, "ws": port, "pid": pid}`` (the room: ``{"pid": pid}``) once it is part of the
 cluster and exits on ``stop`` or end of stdin.
 """
@@ -41,6 +42,7 @@ async def serve(args: argparse.Namespace) -> None:
         app.register(Echo)
     else:
         app = App(server_type="connector", server_id=f"connector-{args.rpc}-bench", **common)
+        app.register(Echo)  # echo.echo answered here: the client-facing part alone
         app.listen_tcp("127.0.0.1", 0)
         app.listen_ws("127.0.0.1", 0)
     if args.rpc == "grpc":  # the gRPC transport requires it (pushes and kicks by uid)
