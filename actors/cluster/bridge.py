@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.actor import Actor
@@ -44,6 +44,7 @@ from actors.cluster.codec import (
     encode_answer,
     encode_error,
     rpc_serializer,
+    with_handshake,
 )
 from actors.cluster.control import control_route
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
@@ -202,7 +203,7 @@ class RpcBridge(Actor):
                 if kept is None:
                     fetch = True
                 else:
-                    snapshot = replace(snapshot, handshake=kept, handshake_omitted=False)
+                    snapshot = with_handshake(snapshot, kept)
         tracing = self.tracing
         span = tracing.start_rpc_server_span(request) if tracing.enabled else None
         serializer = None if sys else rpc_serializer(request)
@@ -307,4 +308,4 @@ class RpcBridge(Actor):
             handshake = None
         if handshake is not None:
             self.controls.handshakes.put(snapshot.frontend_id, snapshot.id, handshake)
-        then(replace(snapshot, handshake=handshake, handshake_omitted=False))
+        then(with_handshake(snapshot, handshake))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from actors.cluster.codec import (
@@ -56,6 +56,7 @@ from actors.cluster.codec import (
     encode_push,
     encode_session_body,
     encode_text_body,
+    with_handshake,
 )
 from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.session_events import CLOSE
@@ -398,7 +399,7 @@ class ControlHandler:
         handshakes = self.handshakes
         if snapshot.handshake_omitted:  # the one kept here, if any (the session may be gone)
             kept = handshakes.get(snapshot.frontend_id, snapshot.id)
-            snapshot = replace(snapshot, handshake=kept, handshake_omitted=False)
+            snapshot = with_handshake(snapshot, kept)
         session = self.backend_session(snapshot, True)
         try:
             await self.session_events.emit(control.event, session, set(control.routes))

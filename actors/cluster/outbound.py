@@ -224,11 +224,11 @@ class Outbound:
         me = self.me
         served_by = session.served_by
         try:
-            wire_session = snapshot(session, me.id, me.type)
-            if served_by is not None and server.id in served_by:
-                # It had the session's first message, with the handshake: not again (a
-                # backend that lost it fetches it, see actors.cluster.handshakes).
-                wire_session = without_handshake(wire_session)
+            # A server that had the session's first message had the handshake: not again
+            # (a backend that lost it fetches it, see actors.cluster.handshakes).
+            wire_session = snapshot(
+                session, me.id, me.type, served_by is not None and server.id in served_by
+            )
             request = RpcRequest(SYS, route, data, wire_session, notify)
         except Exception as exc:
             reply(None, exc)
