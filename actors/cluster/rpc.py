@@ -81,10 +81,11 @@ class RPCClient(Protocol):
     """Sends requests to other servers."""
 
     ordered: bool
-    """Calls and notifies started one after another (from the bridge, in its mailbox order)
-    reach one server in that order: true over NATS (one connection, one subject per server),
-    false over gRPC (a stream per call). Only then does a frontend pipeline one session's
-    forwarded messages; otherwise each waits for the previous answer."""
+    """Calls and notifies started one after another reach one server in that order: true
+    over NATS (``Outbound`` hands them to the connection at once, in call order, through
+    ``NatsRpc.start_call``; one subject per server), false over gRPC (a stream per call).
+    Only then does a frontend pipeline one session's forwarded messages; otherwise each waits
+    for the previous answer."""
 
     @property
     def connected(self) -> bool:
@@ -125,8 +126,8 @@ class RPCClient(Protocol):
 
     async def send_notify(self, server: ServerInfo, request: bytes) -> None:
         """:meth:`notify` as a coroutine that the bridge runs as a task, in its mailbox
-        order with the calls (so an ``ordered`` transport keeps a session's forwarded
-        notifies in place among its requests). A failure is logged."""
+        order with the calls, for transports whose calls go through the bridge (NATS sends
+        straight, in call order). A failure is logged."""
         ...
 
     async def close(self) -> None:
