@@ -63,8 +63,20 @@ def describe(annotation: Any) -> Any:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _protobuf_type(field: Any) -> str:
-    """A protobuf field's type as a name (``string``, ``int32``, the message's full name)."""
+def _protobuf_type(field: Any) -> Any:
+    """A protobuf field's type as a name (``string``, ``int32``, the message's full name);
+    a map as ``{"<key>": value type}`` and a repeated field as ``[type]``, as a dataclass's
+    dict and list fields are shown."""
+    message = field.message_type
+    if message is not None and message.GetOptions().map_entry:
+        return {"<key>": _scalar_type(message.fields_by_name["value"])}
+    if field.is_repeated:
+        return [_scalar_type(field)]
+    return _scalar_type(field)
+
+
+def _scalar_type(field: Any) -> str:
+    """One value's type: ``string``, ``int32``..., or the message's or enum's full name."""
     if field.message_type is not None:
         return str(field.message_type.full_name)
     if field.enum_type is not None:

@@ -169,12 +169,6 @@ def test_describe_a_protobuf_message_by_its_fields() -> None:
     assert describe(Counter)["value"] == "int64"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: describe() ignores a protobuf field's label: a repeated field is shown as one "
-    "value and a map as its generated entry message, where a dataclass's list/dict fields "
-    "show as [type] and {'<key>': type}",
-)
 def test_describe_shows_repeated_and_map_protobuf_fields_as_arrays_and_maps() -> None:
     assert describe(JoinResponse)["members"] == ["string"]
     assert describe(TABLE)["ids"] == ["int32"]
