@@ -257,6 +257,12 @@ def _collect_specs(cls: type) -> dict[str, MethodSpec]:
             raise TypeError(f"{cls.__name__}.{attribute} must accept the session")
         if len(params) > 2:
             raise TypeError(f"{cls.__name__}.{attribute} takes (session[, body]), not more")
+        taken = specs.get(route_name)
+        if taken is not None:
+            raise TypeError(
+                f"{cls.__name__}.{taken.attribute} and {cls.__name__}.{attribute} both serve "
+                f"the route {route_name!r}: give one another name (@handler(name=...))"
+            )
         hints = typing.get_type_hints(function)
         body_type = hints.get(params[1].name, Any) if len(params) == 2 else None
         returns = hints.get("return", Any)

@@ -243,3 +243,19 @@ async def test_ready_is_answered_after_started() -> None:
         ref._cell.actor.gate.set()  # type: ignore[attr-defined]
         assert await answer is None
         assert ref._cell.actor.ready  # type: ignore[attr-defined]
+
+
+def test_two_methods_serving_one_route_name_are_refused() -> None:
+    class Clash(Handler):
+        service = "clash"
+
+        @handler(name="join")
+        def enter(self, session: Session) -> dict[str, str]:
+            return {}
+
+        @handler
+        def join(self, session: Session) -> dict[str, str]:
+            return {}
+
+    with pytest.raises(TypeError, match=r"Clash\.enter and Clash\.join both serve the route"):
+        Clash.method_specs()
