@@ -52,6 +52,8 @@ from tests.services import EtcdServer, NatsServer
 TARGET_RATIO = 0.7
 TRANSPORTS = ("nats", "grpc")
 ROLES = ("room", "connector")
+LIFETIME = ("--max-seconds", 3600)
+"""The servers live through every run (the parent stops them; this is a safety net)."""
 
 
 async def load(
@@ -71,6 +73,8 @@ async def load(
     await asyncio.sleep(args.seconds)
     cpu = [tree_cpu_seconds(pid) - was for pid, was in zip(server_pids, cpu_start, strict=True)]
     wall = time.perf_counter() - start
+    if any(c < 0 for c in cpu):  # /proc reads 0 for a process that is gone
+        raise RuntimeError(f"a server process ({server_pids}) exited during the run")
     for process in spies:
         await process.wait()
     result = await worker.expect(timeout=args.warmup + args.seconds + 60)
@@ -102,7 +106,9 @@ async def start_pair(
     pids = []
     for role in ROLES:
         profile = ["--profile", f"{args.profile}.{rpc}.{role}"] if args.profile else []
-        child = await Child.start("cluster_server", role, "--rpc", rpc, *common, *profile)
+        child = await Child.start(
+            "cluster_server", role, "--rpc", rpc, *common, *profile, *LIFETIME
+        )
         servers.append(child)
         ready = await child.expect(timeout=60)
         pids.append(child.pid)
@@ -131,7 +137,9 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         common = ["--nats", nats_server.url, "--etcd", etcd_server.endpoint, "--loop", args.loop]
         async with children() as servers:
             pairs = {rpc: await start_pair(servers, rpc, common, args) for rpc in args.transports}
-            responder = await Child.start("nats_echo", "responder", "--nats", nats_server.url)
+            responder = await Child.start(
+                "nats_echo", "responder", "--nats", nats_server.url, *LIFETIME
+            )
             servers.append(responder)
             await responder.expect(timeout=30)
             timing = ["--seconds", args.seconds, "--warmup", args.warmup]
