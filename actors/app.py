@@ -36,7 +36,7 @@ from actors.modules.base import Module, Modules
 from actors.payload import encode_result
 from actors.pipeline import Pipeline
 from actors.session import SendFrame
-from actors.sessions import SessionCallback, SessionRegistry
+from actors.sessions.registry import SessionCallback, SessionRegistry
 from actors.stats import AppStats
 from actors.system import ActorSystem
 from actors.tally import Tally

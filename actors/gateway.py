@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from actors.actor import Actor
 from actors.logs import ServerLog
-from actors.session_actor import SessionActor
-from actors.session_messages import ConnectionEvents
+from actors.sessions.actor import SessionActor
+from actors.sessions.messages import ConnectionEvents
 from transport.acceptor import Acceptor, Connection, ConnectionHandler
 from transport.listener import Listener
 
 if TYPE_CHECKING:
-    from actors.session_host import GatewayHost
+    from actors.sessions.host import GatewayHost
 
 log = logging.getLogger(__name__)
 

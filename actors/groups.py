@@ -28,7 +28,7 @@ from actors.session import SendFrame
 
 if TYPE_CHECKING:
     from actors.session import Session
-    from actors.sessions import SessionRegistry
+    from actors.sessions.registry import SessionRegistry
     from actors.system import ActorSystem
 
 log = logging.getLogger(__name__)

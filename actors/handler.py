@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from actors.groups import GroupService
     from actors.kernel import ActorRef
     from actors.session import Session
-    from actors.sessions import SessionRegistry
+    from actors.sessions.registry import SessionRegistry
     from transport.serializers import Serializer
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -37,7 +37,7 @@ from actors.logs import ServerLog, check_log_format
 from actors.metrics.sampler import ClusterCounts, MetricsSampler, reporters_from_config
 from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession
-from actors.session_host import GatewayHost
+from actors.sessions.host import GatewayHost
 from transport.message import RouteDictionary
 
 if TYPE_CHECKING:

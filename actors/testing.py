@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, cast
 from actors.app import App
 from actors.cluster.memory import MemoryCluster, MemoryDiscovery, MemoryRpc, MemoryStore
 from actors.session import KickSession, PushToClient, SendFrame, Session
-from actors.sessions import SessionRegistry
+from actors.sessions.registry import SessionRegistry
 from transport.client import Client
 from transport.client_pushes import Push, decode_body
 from transport.memory import MemoryAcceptor

@@ -61,11 +61,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "actors.tracing",
             "actors.metrics",
             "actors.session",
-            "actors.sessions",
-            "actors.session_actor",
-            "actors.session_messages",
+            "actors.sessions",  # the registry, the session actor, its messages and host
             "actors.eventloop",
-            "actors.session_host",
             "actors.stats",
             "actors.turns",
             "actors.gateway",

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from actors.cluster.rpc import Respond
     from actors.cluster.session_events import RemoteSessionEvents
     from actors.session import Session
-    from actors.sessions import SessionRegistry
+    from actors.sessions.registry import SessionRegistry
 
 log = logging.getLogger(__name__)
 

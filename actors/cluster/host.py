@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from actors.invocation import Invoker, LocalRoute
     from actors.metrics.reporter import Metrics
     from actors.modules.base import Modules
-    from actors.sessions import SessionRegistry
+    from actors.sessions.registry import SessionRegistry
     from actors.system import ActorSystem
     from actors.tracing import Tracing
     from transport.serializers import Serializer

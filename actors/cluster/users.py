@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo, ServiceDiscovery
     from actors.cluster.rpc import RPCClient, UserSubjects
     from actors.session import Session
-    from actors.sessions import SessionRegistry
+    from actors.sessions.registry import SessionRegistry
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from actors.cluster.cluster import Cluster
     from actors.config import Config
     from actors.modules.base import Modules
-    from actors.sessions import SessionRegistry
+    from actors.sessions.registry import SessionRegistry
 
 
 class ModuleHost(ProcessHost, Protocol):

@@ -13,7 +13,7 @@ When a session binds a uid that another session already holds:
   :class:`~actors.modules.binding_storage.BindingStorage` too; the claim is one etcd
   transaction, so two frontends binding a uid at once cannot both win.
 
-On one frontend, binds of one uid take turns (``actors.sessions``): when two sessions bind
+On one frontend, binds of one uid take turns (``actors.sessions.registry``): when two sessions bind
 the same uid at once, even with bind callbacks that await, the later one sees the earlier
 one bound, so one session ends up with the uid (``kick``: the later; ``refuse``: the
 earlier). In ``refuse`` mode the uid is claimed in etcd during the bind; if the bind then

@@ -19,7 +19,7 @@ import pytest
 from actors.app import App
 from actors.config import Config
 from actors.gateway import Gateway, Listen, StopAccepting, _Refused
-from actors.session_actor import SessionActor
+from actors.sessions.actor import SessionActor
 from actors.stats import AppStats
 from actors.system import ActorSystem
 from actors.testing import TestClient

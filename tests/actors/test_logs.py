@@ -98,7 +98,7 @@ async def test_two_apps_in_one_process_log_with_their_own_ids(
     assert started["chat-a"].startswith("[chat-a] started (chat)")
     assert started["chat-b"].startswith("[chat-b] started (chat)")
     connected = [
-        r for r in caplog.records if r.name == "actors.session_actor" and "connected" in r.msg
+        r for r in caplog.records if r.name == "actors.sessions.actor" and "connected" in r.msg
     ]
     assert sorted(r.__dict__["server_id"] for r in connected) == ["chat-a", "chat-b"]
     for record in connected:

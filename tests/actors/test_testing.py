@@ -13,7 +13,7 @@ from actors.app import App
 from actors.errors import PitayaError, RouteNotFound
 from actors.handler import Call, Handler, handler
 from actors.session import Session, SessionAlreadyBound
-from actors.sessions import SessionRegistry
+from actors.sessions.registry import SessionRegistry
 from actors.system import ActorSystem
 from actors.testing import Push, TestClient, TestSession, serve
 from transport.client import Client, HandshakeRejected, RequestError

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from actors.config import Config
 from actors.modules.binding_storage import BindingStorage, binding_key
-from actors.sessions import SessionRegistry
+from actors.sessions.registry import SessionRegistry
 from tests.services import EtcdServer
 from transport.etcd import EtcdClient
 

@@ -64,11 +64,11 @@ MODULES: dict[str, Module] = {
         "actors/dispatch.py", ("tests/actors/test_dispatch.py", "tests/actors/test_kernel.py")
     ),
     "session_actor": Module(
-        "actors/session_actor.py",
+        "actors/sessions/actor.py",
         (
-            "tests/actors/test_session_actor.py",
-            "tests/actors/test_session_features.py",
-            "tests/actors/test_session_timing.py",
+            "tests/actors/sessions/test_actor.py",
+            "tests/actors/sessions/test_features.py",
+            "tests/actors/sessions/test_timing.py",
             "tests/actors/test_concurrency.py",
             "tests/actors/test_error_codes.py",
             "tests/actors/test_testing.py",
@@ -83,7 +83,7 @@ MODULES: dict[str, Module] = {
             "tests/actors/test_concurrency.py",
             "tests/actors/test_error_codes.py",
             "tests/actors/test_testing.py",
-            "tests/actors/test_session_features.py",
+            "tests/actors/sessions/test_features.py",
         ),
     ),
     "groups": Module("actors/groups.py", ("tests/actors/test_groups.py",)),
@@ -110,7 +110,7 @@ MODULES: dict[str, Module] = {
     "handler": Module("actors/handler.py", ("tests/actors/test_handler.py",)),
     "docs": Module("actors/docs.py", ("tests/actors/test_docs.py",)),
     "gateway": Module("actors/gateway.py", ("tests/actors/test_gateway.py",)),
-    "sessions": Module("actors/sessions.py", ("tests/actors/test_sessions.py",)),
+    "sessions": Module("actors/sessions/registry.py", ("tests/actors/sessions/test_registry.py",)),
     "tally": Module("actors/tally.py", ("tests/actors/test_tally.py",)),
     "draining": Module("actors/draining.py", ("tests/actors/test_draining.py",)),
     "metrics_rpc": Module("actors/metrics/rpc.py", ("tests/actors/metrics/test_rpc.py",)),

@@ -22,7 +22,7 @@ from websockets.protocol import OPEN
 from actors.app import App
 from actors.handler import Handler, handler
 from actors.session import Session
-from actors.session_actor import SessionActor
+from actors.sessions.actor import SessionActor
 from actors.testing import serve
 from samples.chat.room import build_app as chat_app
 from samples.echo.server import Echo

@@ -280,7 +280,7 @@ async def test_bad_rate_limit_action_fails_the_start() -> None:
 
 
 async def test_mailbox_limit_zero_removes_the_class_default() -> None:
-    from actors.session_actor import SessionActor
+    from actors.sessions.actor import SessionActor
 
     assert make_app().system.mailbox_limit(SessionActor) == 4096
     assert make_app(mailbox_limits={"SessionActor": 0}).system.mailbox_limit(SessionActor) is None

@@ -21,7 +21,7 @@ from actors.cluster.control import UidKick, UidPush
 from actors.config import Config
 from actors.modules import binding_storage
 from actors.modules.binding_storage import BindingStorage, binding_key
-from actors.sessions import SessionRegistry
+from actors.sessions.registry import SessionRegistry
 from actors.testing import TestSession
 from tests.actors.modules.etcd_fake import FakeEtcd
 from transport.etcd import EtcdUnavailable

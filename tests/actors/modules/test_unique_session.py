@@ -22,7 +22,7 @@ from actors.errors import PitayaError
 from actors.modules import binding_storage
 from actors.modules.binding_storage import BindingStorage
 from actors.modules.unique_session import KICK_REASON, UidAlreadyBound, UniqueSession
-from actors.sessions import SessionRegistry
+from actors.sessions.registry import SessionRegistry
 from actors.testing import TestSession
 from tests.actors.modules.etcd_fake import FakeEtcd
 from transport.etcd import EtcdUnavailable

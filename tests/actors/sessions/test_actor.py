@@ -28,7 +28,7 @@ from actors.errors import PitayaError
 from actors.handler import Handler, handler
 from actors.metrics.names import PROCESS_DELAY, RESPONSE_TIME
 from actors.session import Session
-from actors.session_actor import MAX_PIPELINED
+from actors.sessions.actor import MAX_PIPELINED
 from actors.testing import MemoryCluster, TestClient
 from tests.actors.metrics.recorder import Recorder
 from transport.errorbody import ErrorBody
@@ -43,7 +43,7 @@ from transport.message import Message, MessageType, decode_message, encode_messa
 from transport.packet import HANDSHAKE_ACK_PACKET, Packet, PacketDecoder, PacketType, encode_packet
 from transport.serializers import JsonSerializer
 
-LOGGER = "actors.session_actor"
+LOGGER = "actors.sessions.actor"
 TIMEOUT = 5.0
 
 

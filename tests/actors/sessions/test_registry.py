@@ -1,4 +1,4 @@
-"""The session registry (``actors.sessions``): lookups by id and uid, bind with its
+"""The session registry (``actors.sessions.registry``): lookups by id and uid, bind with its
 callbacks, and a session's close with its closing and close callbacks.
 
 Sessions are ``TestSession``s sharing one registry (no connection, no app).
@@ -14,7 +14,7 @@ import pytest
 
 from actors.errors import FrontendOnly, PitayaError
 from actors.session import Session, SessionAlreadyBound
-from actors.sessions import SessionRegistry
+from actors.sessions.registry import SessionRegistry
 from actors.testing import TestSession
 
 

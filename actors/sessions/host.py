@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from actors.kernel import Reply
     from actors.metrics.reporter import Metrics
     from actors.session import Session
-    from actors.sessions import SessionRegistry
+    from actors.sessions.registry import SessionRegistry
     from actors.stats import AppStats
     from actors.tracing import Tracing
     from transport.acceptor import Acceptor
@@ -65,7 +65,7 @@ class Forwarder(Protocol):
 
 
 class SessionHost(Protocol):
-    """What a :class:`~actors.session_actor.SessionActor` uses of its server."""
+    """What a :class:`~actors.sessions.actor.SessionActor` uses of its server."""
 
     @property
     def server_id(self) -> str: ...

@@ -1,7 +1,7 @@
 """The messages a session actor receives, and the adapter that turns a connection's callbacks
 into them.
 
-Kept apart from the actor (``actors.session_actor``) so that the gateway, which wires a new
+Kept apart from the actor (``actors.sessions.actor``) so that the gateway, which wires a new
 connection to its session, and tests can name them without the actor's logic. They are on the
 hot path: one :class:`BytesReceived` per read and one :class:`HandlerDone` per message, built
 with slots and no closure.

@@ -32,7 +32,7 @@ from actors.metrics.names import UNKNOWN_ROUTE
 from actors.payload import encode_error
 from actors.ratelimit import exceeded, new_bucket
 from actors.session import KickSession, PushToClient, SendFrame, Session
-from actors.session_messages import (
+from actors.sessions.messages import (
     BytesReceived,
     ConnectionLost,
     DecodeTurn,
@@ -57,7 +57,7 @@ from transport.message import Message, MessageType
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from actors.session_host import SessionHost
+    from actors.sessions.host import SessionHost
 
 log = logging.getLogger(__name__)
 

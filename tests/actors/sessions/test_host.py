@@ -1,4 +1,4 @@
-"""The session host interface (``actors.session_host``): what a session actor and its
+"""The session host interface (``actors.sessions.host``): what a session actor and its
 gateway may use of their server, and nothing more.
 
 Two checks: the app has every member the protocols declare, and a gateway and its session
@@ -18,7 +18,7 @@ from actors.app import App
 from actors.gateway import Gateway, Listen
 from actors.handler import Handler, handler
 from actors.session import Session
-from actors.session_host import Forwarder, GatewayHost, ServerAddress, SessionHost
+from actors.sessions.host import Forwarder, GatewayHost, ServerAddress, SessionHost
 from actors.testing import TestClient
 from transport.client import Client
 from transport.memory import MemoryAcceptor
