@@ -361,7 +361,7 @@ class Outbound:
             if not is_message_class(reply):
                 raise TypeError(f"reply must be a protobuf message class, not {reply!r}")
             return reply.FromString(payload)
-        if metadata:
+        if metadata.get(ARGS_KEY) == MSGPACK_ARGS:  # not just any key: tracing adds its own
             return RPC_SERIALIZER.unmarshal(payload) if payload else None
         return payload
 
