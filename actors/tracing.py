@@ -202,9 +202,23 @@ class Tracing:
         )
         carrier: dict[str, str] = {}
         propagate.inject(carrier, trace.set_span_in_context(span, Context()))
+        _level1_flags(carrier)
         # The codec adds peer.id and peer.service (the callee names its caller with them).
         request.metadata[SPAN_CARRIER] = carrier
         return span
+
+
+def _level1_flags(carrier: dict[str, str]) -> None:
+    """Keep only the ``sampled`` bit of a version-00 ``traceparent``'s flags.
+
+    OpenTelemetry Python sets W3C Level 2's ``random`` bit too (flags ``03``); Go Pitaya's
+    OpenTelemetry (otel-go 1.28) drops a version-00 traceparent with any flag but
+    ``sampled``, so a Go server would start a new trace instead of continuing ours
+    (tests/interop/test_tracing.py).
+    """
+    value = carrier.get("traceparent", "")
+    if len(value) == 55 and value.startswith("00-"):
+        carrier["traceparent"] = f"{value[:53]}{int(value[53:], 16) & 0x01:02x}"
 
 
 def end_span(span: Span, error: BaseException | None = None) -> None:
