@@ -42,6 +42,13 @@ async def call_remote(app: Any, route: str, msg: str, server_id: str = "") -> st
     raise TypeError(f"a user RPC answered {type(reply).__name__}, not a StringValue")
 
 
+def _trace_id() -> str:
+    """The current span's trace id, 32 hex digits (zeros without tracing)."""
+    from opentelemetry import trace
+
+    return format(trace.get_current_span().get_span_context().trace_id, "032x")
+
+
 class Ops(Handler):
     """``room.room.*``: what the Go room's ``Ops`` serves, answered the same way."""
 
@@ -157,6 +164,13 @@ class Ops(Handler):
         return {**_who(self.app), "sent": True}
 
     @handler
+    async def trace(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        answer = {**_who(self.app), "trace_id": _trace_id()}
+        if body.get("route"):
+            answer["remote_trace_id"] = await call_remote(self.app, str(body["route"]), "")
+        return answer
+
+    @handler
     async def rpc(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
         if body.get("dict"):  # a JSON-style argument: fine between our servers only
             route, target = str(body["route"]), str(body.get("server_id", ""))
@@ -200,6 +214,10 @@ class RoomRemote(Remote):
     def echodict(self, caller: Session | None, body: dict[str, Any]) -> dict[str, Any]:
         """A remote taking a dict: for callers of ours only (a Go caller gets PIT-400)."""
         return {"echo": body, "server": self.app.server_id}
+
+    @handler
+    def trace(self, caller: Session | None, body: StringValue) -> StringValue:
+        return StringValue(value=_trace_id())
 
     @handler
     def fail(self, caller: Session | None, body: StringValue) -> StringValue:
@@ -267,6 +285,10 @@ def main() -> None:
         app = room(args.id, args.nats, args.etcd)
     else:
         app = connector(args.id, args.nats, args.etcd, args.tcp_port, args.ws_port)
+    if os.environ.get("INTEROP_TRACING") == "1":  # spans recorded, exported nowhere
+        from opentelemetry.sdk.trace import TracerProvider
+
+        app.enable_tracing(TracerProvider())
     if app.config.rpc_transport == "grpc":
         from actors.modules.binding_storage import BindingStorage
 

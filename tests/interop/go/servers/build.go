@@ -16,6 +16,9 @@ import (
 	"github.com/topfreegames/pitaya/v3/pkg/logger"
 	logruswrapper "github.com/topfreegames/pitaya/v3/pkg/logger/logrus"
 	"github.com/topfreegames/pitaya/v3/pkg/modules"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // Server is one built Pitaya app with the acceptors it listens on.
@@ -30,6 +33,13 @@ type Server struct {
 // NATS or over gRPC (then with Pitaya's etcd binding storage, which its gRPC client needs).
 func Build(serverType string, frontend bool, o Options) *Server {
 	setupLogging(o.LogLevel)
+
+	if o.Tracing {
+		// Spans recorded (and their context propagated under "otel-span") but exported nowhere:
+		// the handlers answer their trace id, which is all the tests compare.
+		otel.SetTracerProvider(sdktrace.NewTracerProvider())
+		otel.SetTextMapPropagator(propagation.TraceContext{})
+	}
 
 	conf := config.NewDefaultPitayaConfig()
 	conf.Heartbeat.Interval = o.Heartbeat

@@ -12,6 +12,7 @@ import (
 	pitaya "github.com/topfreegames/pitaya/v3/pkg"
 	"github.com/topfreegames/pitaya/v3/pkg/component"
 	"github.com/topfreegames/pitaya/v3/pkg/constants"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -248,6 +249,21 @@ func (o *Ops) GroupCast(ctx context.Context, body *Body) (*Reply, error) {
 	return &r, nil
 }
 
+// Trace answers this handler's trace id and the one the remote body["route"] answers (a
+// StringValue), so a test sees one trace cross the servers.
+func (o *Ops) Trace(ctx context.Context, body *Body) (*Reply, error) {
+	r := o.who()
+	r["trace_id"] = trace.SpanContextFromContext(ctx).TraceID().String()
+	if route := body.str("route", ""); route != "" {
+		reply := &wrapperspb.StringValue{}
+		if err := o.server.App.RPC(ctx, route, reply, wrapperspb.String("")); err != nil {
+			return nil, err
+		}
+		r["remote_trace_id"] = reply.GetValue()
+	}
+	return &r, nil
+}
+
 // Rpc makes a user RPC: body["route"] with a StringValue body["msg"], to the server
 // body["server_id"] when given (RPCTo), else to one the router picks (RPC). The remote's
 // error is answered as it came.
@@ -305,6 +321,11 @@ func (r *Remote) Echo(ctx context.Context, msg *wrapperspb.StringValue) (*wrappe
 // Fail answers an error whose code is the value, with metadata {"lang": "go"}.
 func (r *Remote) Fail(ctx context.Context, msg *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 	return nil, pitaya.Error(errors.New("remote failed on purpose"), msg.GetValue(), map[string]string{"lang": "go"})
+}
+
+// Trace answers the trace id this call runs in (32 hex digits; zeros without tracing).
+func (r *Remote) Trace(ctx context.Context, msg *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	return wrapperspb.String(trace.SpanContextFromContext(ctx).TraceID().String()), nil
 }
 
 // Silent answers after the value in seconds (default 30): the caller times out first.

@@ -28,6 +28,7 @@ type Options struct {
 	SyncEvery  time.Duration
 	Heartbeat  time.Duration
 	LogLevel   string
+	Tracing    bool
 }
 
 func env(name, fallback string) string {
@@ -70,6 +71,7 @@ func ParseOptions(role string) Options {
 	flag.DurationVar(&o.SyncEvery, "sync", envDuration("sync", 2*time.Second), "etcd full sync interval")
 	flag.DurationVar(&o.Heartbeat, "heartbeat", envDuration("heartbeat", 30*time.Second), "client heartbeat interval")
 	flag.StringVar(&o.LogLevel, "log-level", env("log-level", "info"), "logrus level")
+	flag.BoolVar(&o.Tracing, "tracing", env("tracing", "") == "1", "record OpenTelemetry spans (no exporter)")
 	flag.Parse()
 	if o.GRPCPort == 0 {
 		if raw := env("grpc-port", ""); raw != "" {
