@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from actors.actor import Actor
@@ -235,21 +236,28 @@ class RpcBridge(Actor):
                 if finish is not None:
                     finish()
 
-            def invoke_with(snapshot: SessionSnapshot | None, granted: bool = False) -> None:
-                if not granted and len(request.data) > SMALL_BODY:
-                    self._in_turn(len(request.data), lambda: invoke_with(snapshot, True))
-                    return
+            def invoke_with(snapshot: SessionSnapshot | None) -> None:
                 session = (
                     BackendSession(snapshot, self.frontend, self.serializer, read_only=not sys)
                     if snapshot is not None
                     else None
                 )
+                data = request.data
+                if len(data) > SMALL_BODY:  # decoded within the loop's budget, when granted
+                    self._in_turn(
+                        len(data),
+                        partial(
+                            invoke, route, request.route, session, data, notify, done,
+                            serializer=serializer, received_ns=received_ns, span=span,
+                        ),
+                    )  # fmt: skip
+                    return
                 invoke(
                     route,
                     request.route,
                     session,
-                    request.data,
-                    request.notify,
+                    data,
+                    notify,
                     done,
                     serializer=serializer,
                     received_ns=received_ns,
