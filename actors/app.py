@@ -558,7 +558,7 @@ class App:
         try:
             factory = loop_factory(self.config.event_loop)
             with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(self.serve_forever())
+                runner.run(self._lifecycle.serve_forever(freeze=True))
         except ClusterStartupError as exc:
             reason = describe_startup_failure(exc, self.config.cluster_connect_timeout)
             raise SystemExit(f"{self.server_id} cannot start: {reason}") from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -338,11 +339,16 @@ class Lifecycle:
         elif self.started and not self.stopping:
             self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, *, freeze: bool = False) -> None:
         """Start, serve until SIGINT/SIGTERM (or :meth:`request_stop`), then stop gracefully.
 
         With ``drain_sessions`` on, the first signal stops accepting and waits (up to
         ``drain_timeout``) for the connected clients to leave; a second signal skips the wait.
+
+        ``freeze`` (the process is this server's alone: ``App.run``): once started, move
+        everything allocated so far (modules, handlers, routes: it lives as long as the
+        process) out of the garbage collector's sight (``gc.freeze``), so its collections,
+        which requests trigger, stop walking it again and again.
         """
         self._stop_requested = stop_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -350,6 +356,9 @@ class Lifecycle:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         await self.start()
+        if freeze:
+            gc.collect()
+            gc.freeze()
         try:
             await stop_requested.wait()
             if self._host.config.drain_sessions:

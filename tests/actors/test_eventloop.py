@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import uvloop
 
 from actors.app import App
 from actors.eventloop import EventLoopUnavailable, loop_factory, loop_name
+from transport.client import Client
 
 
 def test_asyncio_is_asyncio_default_loop() -> None:
@@ -87,3 +89,51 @@ def test_run_serves_on_the_chosen_loop(environ: dict[str, str], loop: str) -> No
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+FROZEN = textwrap.dedent(
+    """
+    import gc, logging
+    from actors.app import App
+    from actors.handler import Handler, handler
+
+    class Probe(Handler):
+        @handler
+        def frozen(self, session, body):
+            return {"frozen": gc.get_freeze_count()}
+
+    logging.basicConfig(level=logging.INFO)
+    app = App(server_type="probe", event_loop="asyncio")
+    app.register(Probe)
+    app.listen_tcp("127.0.0.1", 0)
+    app.run()
+    """
+)
+
+
+async def test_run_moves_what_was_built_at_start_out_of_the_collectors_sight() -> None:
+    """``App.run`` owns its process: once serving, what start-up allocated is frozen, so
+    the collections requests trigger do not walk it again (``gc.freeze``)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FROZEN, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    try:
+        port = 0
+        async with asyncio.timeout(30):
+            while not port:
+                line = (await proc.stderr.readline()).decode()
+                assert line, "the server exited"
+                if "tcp listening on" in line:
+                    port = int(line.rsplit(":", 1)[1])
+            while "started (probe)" not in line:  # frozen right after the start-up line
+                line = (await proc.stderr.readline()).decode()
+                assert line, "the server exited"
+        client = await Client.connect("127.0.0.1", port)
+        try:
+            assert (await client.request("probe.frozen", {}))["frozen"] > 1000
+        finally:
+            await client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await proc.wait() == 0
