@@ -67,7 +67,7 @@ MODULES: dict[str, Module] = {
         "actors/sessions/actor.py",
         (
             "tests/actors/sessions/test_actor.py",
-            "tests/actors/sessions/test_features.py",
+            "tests/actors/test_session.py",
             "tests/actors/sessions/test_timing.py",
             "tests/actors/test_concurrency.py",
             "tests/actors/test_error_codes.py",
@@ -83,7 +83,7 @@ MODULES: dict[str, Module] = {
             "tests/actors/test_concurrency.py",
             "tests/actors/test_error_codes.py",
             "tests/actors/test_testing.py",
-            "tests/actors/sessions/test_features.py",
+            "tests/actors/test_session.py",
         ),
     ),
     "groups": Module("actors/groups.py", ("tests/actors/test_groups.py",)),
