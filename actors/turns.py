@@ -54,12 +54,15 @@ when the woken session's actor runs, so the grants of one turn must fit in one t
 class DecodeTurns:
     """The budget of one event loop; see the module docstring."""
 
-    __slots__ = ("_busy", "_loop", "_scheduled", "_waiting", "used")
+    __slots__ = ("_busy", "_loop", "_scheduled", "_waiting", "turn", "used")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.used = 0
         """Bytes taken in the current turn."""
+        self.turn = 0
+        """The current turn's number: bodies handed over under the same number shared one
+        turn's budget (a count, for tests and diagnostics)."""
         self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
         self._scheduled = False
         self._busy = 0.0
@@ -112,6 +115,7 @@ class DecodeTurns:
             self._loop.call_later(pause, self._next_turn)
             return
         self.used = 0
+        self.turn += 1
         waiting = self._waiting
         granted = 0
         while waiting and granted < WAKE_PER_TURN and self._fits(waiting[0][0]):

@@ -1,7 +1,7 @@
 """Hostile-input attacks of issue 18 (findings 1-4): peak RSS and a bystander's worst latency.
 
 Run: ``python -m tests.bench.bench_attack [--scenario all|decode-json|decode-msgpack|
-decode-many|pinned|surrogate|handshake] [--seconds 4]``
+decode-many|pinned|surrogate|handshake|cluster|cluster-unbudgeted] [--seconds 4]``
 
 Each scenario starts a fresh chat server (``samples.chat``) in its own process. A
 well-behaved client (handshaken, then one ``room.message`` request every 10 ms, answered
@@ -17,6 +17,14 @@ its RSS 2 s after the attack ended. Scenarios:
 - ``surrogate`` (finding 3): a join named ``"\\ud800evil"``, then 20 ordinary joins over other
   connections; prints the codes they got (``PIT-500`` before the fix).
 - ``handshake`` (finding 4): 200 connections, each sending a 1 MiB handshake and staying.
+- ``cluster``: the decode attack on a backend (``samples.cluster``: a connector and a room,
+  each its own process, on a real nats-server and etcd): 4 connections each pipeline 24
+  compressed requests to ``room.room.message`` that the connector inflates and forwards, each
+  1,000,000 bytes of JSON numbers (``{"content":[0,0,...]}``, ~20 ms to decode, then
+  ``PIT-400``); the bystander sends ``room.room.message`` through the same connector (its
+  body decoded on the same room). Peak RSS is the room's. ``cluster-unbudgeted``: the same
+  with the room's decode budget off (``actors.cluster.bridge`` budgets no body), as before
+  issue 18.1's backend part.
 """
 
 from __future__ import annotations
@@ -54,6 +62,34 @@ def mib(n: int) -> str:
 
 
 # -- the server process -------------------------------------------------------------------
+
+
+def serve_cluster(role: str, nats: str, etcd: str) -> None:
+    from samples.cluster.servers import build_connector, build_room
+    from tests.reliability.support import until
+
+    if role.startswith("room"):
+        app = build_room("room-attack", nats, etcd)
+        if role == "room-unbudgeted":  # the figure before: no decode budget on a backend
+            import actors.cluster.bridge
+
+            actors.cluster.bridge.SMALL_BODY = sys.maxsize  # type: ignore[attr-defined]
+    else:
+        app = build_connector("connector-attack", nats, etcd, tcp_port=0, ws_port=0)
+
+    async def main() -> None:
+        await app.start()
+        ready: dict[str, Any] = {"pid": os.getpid()}
+        if role == "connector":
+            assert app.cluster is not None
+            discovery = app.cluster.discovery
+            await until(lambda: bool(discovery.servers("room")), timeout=30)
+            ready["tcp"] = app.address("tcp")[1]
+        print(json.dumps(ready), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await app.stop()
+
+    asyncio.run(main())
 
 
 def serve(serializer: str) -> None:
@@ -138,9 +174,11 @@ def nested(serializer: str) -> bytes:
 
 
 class Bystander:
-    """One request every 10 ms; worst latency and failures (no answer within 5 s)."""
+    """One request to ``route`` every 10 ms; worst latency and failures (no answer within
+    5 s)."""
 
-    def __init__(self) -> None:
+    def __init__(self, route: str = "room.message") -> None:
+        self.route = route
         self.worst = 0.0
         self.served = 0
         self.failed = 0
@@ -155,7 +193,7 @@ class Bystander:
                 message_id = message_id % 100 + 1
                 start = time.perf_counter()
                 try:
-                    await asyncio.wait_for(peer.request("room.message", body, message_id), 5)
+                    await asyncio.wait_for(peer.request(self.route, body, message_id), 5)
                     self.served += 1
                 except (TimeoutError, ConnectionError):
                     self.failed += 1
@@ -168,6 +206,11 @@ class Bystander:
 
 
 # -- scenarios ----------------------------------------------------------------------------
+
+
+def numbers(size: int) -> bytes:
+    """``{"content":[0,0,...]}`` of ``size`` bytes: within every limit, ~20 ms to decode."""
+    return ('{"content":[' + ",".join(["0"] * ((size - 14) // 2)) + "]}").encode()
 
 
 def decode_attack(serializer: str) -> bytes:
@@ -183,6 +226,7 @@ def pinned_attack() -> bytes:
 
 
 async def attack_decode(port: int, attack: bytes, connections: int = 1) -> dict[str, Any]:
+    """``connections`` clients each send ``attack`` (24 requests) and read the 24 answers."""
     if connections > 1:
         results = await asyncio.gather(*(attack_decode(port, attack) for _ in range(connections)))
         return {
@@ -191,7 +235,7 @@ async def attack_decode(port: int, attack: bytes, connections: int = 1) -> dict[
         }
     peer = await Peer.open(port)
     peer.writer.write(attack)
-    codes = []
+    codes: list[str] = []
     try:
         while len(codes) < 24:
             for packet in await asyncio.wait_for(peer.packets(), 60):
@@ -322,7 +366,88 @@ async def scenario(name: str, seconds: float) -> dict[str, Any]:
     return result
 
 
-SCENARIOS = ["decode-json", "decode-msgpack", "decode-many", "pinned", "surrogate", "handshake"]
+async def start_server(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bench.bench_attack",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    return process, json.loads(await asyncio.wait_for(process.stdout.readline(), 60))
+
+
+async def stop_server(process: asyncio.subprocess.Process) -> None:
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), 10)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+async def cluster_scenario(name: str, seconds: float, connections: int = 4) -> dict[str, Any]:
+    from tests.services import EtcdServer, NatsServer
+
+    nats, etcd = NatsServer(), EtcdServer()
+    servers: list[asyncio.subprocess.Process] = []
+    try:
+        await asyncio.to_thread(nats.start)
+        await asyncio.to_thread(etcd.start)
+        where = ("--nats", nats.url, "--etcd", etcd.endpoint)
+        role = "room-unbudgeted" if name == "cluster-unbudgeted" else "room"
+        room, room_ready = await start_server("--serve-cluster", role, *where)
+        servers.append(room)
+        connector, ready = await start_server("--serve-cluster", "connector", *where)
+        servers.append(connector)
+        port, pid = ready["tcp"], room_ready["pid"]
+        rss_before = _status(pid, "VmRSS")
+        body = numbers(1_000_000)
+        attack = b"".join(compressed_request("room.room.message", body, i) for i in range(1, 25))
+        bystander = Bystander("room.room.message")
+        watching = asyncio.ensure_future(bystander.run(port))
+        await asyncio.sleep(1.0)
+        calm = bystander.worst
+        bystander.worst = 0.0
+        start = time.perf_counter()
+        result = await attack_decode(port, attack, connections)
+        attack_s = time.perf_counter() - start
+        await asyncio.sleep(max(2.0, seconds - attack_s))
+        bystander.stop.set()
+        await watching
+        result.update(
+            {
+                "scenario": name,
+                "attack s": round(attack_s, 2),
+                "room rss before": mib(rss_before),
+                "room peak rss": mib(_status(pid, "VmHWM")),
+                "bystander worst ms (calm)": round(calm * 1000, 1),
+                "bystander worst ms (attack)": round(bystander.worst * 1000, 1),
+                "bystander served": bystander.served,
+                "bystander failed": bystander.failed,
+            }
+        )
+        return result
+    finally:
+        for server in reversed(servers):
+            await stop_server(server)
+        nats.close()
+        etcd.close()
+
+
+SCENARIOS = [
+    "decode-json",
+    "decode-msgpack",
+    "decode-many",
+    "pinned",
+    "surrogate",
+    "handshake",
+    "cluster",
+    "cluster-unbudgeted",
+]
 
 
 def main() -> None:
@@ -330,13 +455,22 @@ def main() -> None:
     parser.add_argument("--scenario", default="all", choices=["all", *SCENARIOS])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-cluster", help=argparse.SUPPRESS)
+    parser.add_argument("--nats", help=argparse.SUPPRESS)
+    parser.add_argument("--etcd", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
+    if args.serve_cluster:
+        serve_cluster(args.serve_cluster, args.nats, args.etcd)
+        return
     names = SCENARIOS if args.scenario == "all" else [args.scenario]
     for name in names:
-        result = asyncio.run(scenario(name, args.seconds))
+        if name.startswith("cluster"):
+            result = asyncio.run(cluster_scenario(name, args.seconds))
+        else:
+            result = asyncio.run(scenario(name, args.seconds))
         print(json.dumps(result), flush=True)
 
 
