@@ -1,0 +1,482 @@
+"""Reaching users across the cluster (``actors.cluster.users``): push and kick by uid, bind
+notices, and the session events a frontend sends the backends that served a session.
+
+:class:`ClusterUsers` is given its seams here as hand-made fakes that record what it asks of
+them: the transport's per-uid subjects (``UserSubjects``), the RPC client (notices to single
+servers), discovery, this server's sessions and the binding storage (``UserDelivery``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from actors.cluster.codec import (
+    EXTRAS_KEY,
+    EXTRAS_VERSION,
+    BindNotice,
+    UserKick,
+    UserPush,
+    decode_bind,
+    decode_kick,
+    decode_push,
+    decode_request,
+    encode_answer,
+    encode_bind,
+    encode_error,
+)
+from actors.cluster.control import SessionEvent, decode_control
+from actors.cluster.discovery import ServerInfo
+from actors.cluster.rpc import ClusterUnavailable
+from actors.cluster.users import ClusterUsers
+from actors.errors import UserNotHere
+from transport.etcd import EtcdUnavailable
+
+OURS = {EXTRAS_KEY: EXTRAS_VERSION}
+ACKED = encode_answer(b"ack")
+REFUSED = encode_error(UserNotHere("gone"))
+
+
+def server(server_id: str, server_type: str, *, frontend: bool, ours: bool = True) -> ServerInfo:
+    metadata = dict(OURS) if ours else {}
+    return ServerInfo(server_id, server_type, frontend=frontend, hostname="h", metadata=metadata)
+
+
+ME = server("c-1", "connector", frontend=True)
+
+
+class Discovery:
+    def __init__(self, *servers: ServerInfo) -> None:
+        self.table = {s.id: s for s in servers}
+
+    def servers(self, server_type: str) -> list[ServerInfo]:
+        return [s for s in self.table.values() if s.type == server_type]
+
+    def server(self, server_id: str) -> ServerInfo | None:
+        return self.table.get(server_id)
+
+    def server_types(self) -> set[str]:
+        return {s.type for s in self.table.values()}
+
+
+class Subjects:
+    """``UserSubjects``: ``answers[(frontend_type, uid)]`` is what a request gets (missing:
+    nobody holds the subject); every call is recorded."""
+
+    def __init__(self, answers: dict[tuple[str, str], bytes | None] | None = None) -> None:
+        self.answers = answers or {}
+        self.published: list[tuple[str, str, str, bytes]] = []
+        self.requested: list[tuple[str, str, str, bytes, float]] = []
+        self.listening: list[str] = []
+        self.forgotten: list[str] = []
+        self.announced: list[bytes] = []
+        self.watcher: Any = None
+        self.down = False
+
+    async def listen_user(self, uid: str) -> None:
+        self.listening.append(uid)
+
+    async def forget_user(self, uid: str) -> None:
+        self.forgotten.append(uid)
+
+    def publish_user(self, frontend_type: str, uid: str, what: str, payload: bytes) -> None:
+        self.published.append((frontend_type, uid, what, payload))
+
+    async def request_user(
+        self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
+    ) -> bytes | None:
+        self.requested.append((frontend_type, uid, what, payload, timeout))
+        if self.down:
+            raise ClusterUnavailable("down")
+        return self.answers.get((frontend_type, uid))
+
+    async def announce_bind(self, notice: bytes) -> None:
+        self.announced.append(notice)
+
+    async def watch_binds(self, deliver: Any) -> None:
+        self.watcher = deliver
+
+
+class Direct:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.binds: list[tuple[str, bytes, float]] = []
+        self.error = error
+
+    async def bind_remote(self, target: ServerInfo, bind: bytes, timeout: float) -> bytes:
+        self.binds.append((target.id, bind, timeout))
+        if self.error is not None:
+            raise self.error
+        return b""
+
+
+class Client:
+    def __init__(self, direct: Direct | None = None) -> None:
+        self.direct = direct
+        self.notified: list[tuple[str, bytes]] = []
+
+    def notify(self, target: ServerInfo, request: bytes) -> None:
+        self.notified.append((target.id, request))
+
+
+class Bindings:
+    """``UserDelivery``: ``failed`` and ``unknown`` are what each call reports."""
+
+    def __init__(
+        self,
+        failed: list[str] | None = None,
+        unknown: list[str] | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.failed = failed or []
+        self.unknown = unknown or []
+        self.holder = holder
+        self.calls: list[tuple[Any, ...]] = []
+        self.error: Exception | None = None
+
+    async def push_to_users(
+        self, route: str, payload: bytes, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]:
+        self.calls.append(("push", route, payload, list(uids), list(frontend_types)))
+        if self.error is not None:
+            raise self.error
+        return [u for u in uids if u in self.failed], [u for u in uids if u in self.unknown]
+
+    async def kick_users(
+        self, reason: str, uids: list[str], frontend_types: list[str]
+    ) -> tuple[list[str], list[str]]:
+        self.calls.append(("kick", reason, list(uids), list(frontend_types)))
+        return [u for u in uids if u in self.failed], [u for u in uids if u in self.unknown]
+
+    async def frontend_of(self, uid: str, frontend_types: list[str]) -> str | None:
+        self.calls.append(("frontend_of", uid, list(frontend_types)))
+        if self.error is not None:
+            raise self.error
+        return self.holder
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self.uids: dict[str, Any] = {}
+
+    def by_uid(self, uid: str) -> Any:
+        return self.uids.get(uid)
+
+
+@dataclass
+class FrontSession:
+    """What ``ClusterUsers`` reads of a frontend session."""
+
+    id: int
+    uid: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    handshake: Any = None
+    served_by: dict[str, set[str]] | None = None
+
+
+def users(
+    *servers: ServerInfo,
+    subjects: Subjects | None = None,
+    client: Client | None = None,
+    bindings: Bindings | None = None,
+    me: ServerInfo = ME,
+) -> ClusterUsers:
+    made = ClusterUsers(
+        me=me,
+        subjects=subjects,
+        client=client or Client(),  # type: ignore[arg-type]
+        discovery=Discovery(me, *servers),  # type: ignore[arg-type]
+        sessions=Sessions(),  # type: ignore[arg-type]
+        rpc_timeout=1.5,
+    )
+    made.bindings = bindings
+    return made
+
+
+# -- push and kick by uid over the per-uid subjects -----------------------------------------
+
+
+async def test_a_push_asks_each_uids_subject_and_reports_who_nobody_acknowledged() -> None:
+    subjects = Subjects({("connector", "ann"): ACKED, ("connector", "bob"): REFUSED})
+    cluster = users(subjects=subjects)
+    failed = await cluster.push_to_users("onMsg", b"{}", ["ann", "bob", "ghost"], None)
+    assert failed == ["bob", "ghost"]
+    assert [(t, u, w, to) for t, u, w, _, to in subjects.requested] == [
+        ("connector", "ann", "push", 1.5),
+        ("connector", "bob", "push", 1.5),
+        ("connector", "ghost", "push", 1.5),
+    ]
+    assert decode_push(subjects.requested[0][3]) == UserPush("ann", "onMsg", b"{}")
+    assert subjects.published == []
+
+
+async def test_each_frontend_type_is_tried_until_one_acknowledges() -> None:
+    gate = server("g-1", "gate", frontend=True)
+    subjects = Subjects({("gate", "ann"): ACKED})
+    cluster = users(gate, server("room-1", "room", frontend=False), subjects=subjects)
+    assert await cluster.push_to_users("onMsg", b"x", ["ann"], None) == []
+    # Frontend types only (a backend type has no such subjects), sorted.
+    assert [(t, u) for t, u, *_ in subjects.requested] == [("connector", "ann"), ("gate", "ann")]
+
+
+async def test_a_refusal_moves_on_to_the_next_frontend_type() -> None:
+    gate = server("g-1", "gate", frontend=True)
+    subjects = Subjects({("connector", "ann"): REFUSED, ("gate", "ann"): ACKED})
+    assert await users(gate, subjects=subjects).push_to_users("r", b"", ["ann"], None) == []
+
+
+async def test_a_given_frontend_type_is_the_only_one_asked() -> None:
+    gate = server("g-1", "gate", frontend=True)
+    subjects = Subjects({("connector", "ann"): ACKED})
+    assert await users(gate, subjects=subjects).push_to_users("r", b"", ["ann"], "gate") == ["ann"]
+    assert [t for t, *_ in subjects.requested] == ["gate"]
+
+
+async def test_an_answer_that_is_not_a_response_or_a_transport_failure_is_unreached() -> None:
+    subjects = Subjects({("connector", "ann"): b"\xff\xff not a response"})
+    assert await users(subjects=subjects).push_to_users("r", b"", ["ann"], None) == ["ann"]
+    subjects = Subjects({("connector", "ann"): ACKED})
+    subjects.down = True
+    assert await users(subjects=subjects).push_to_users("r", b"", ["ann"], None) == ["ann"]
+
+
+async def test_toward_a_go_frontend_type_it_is_a_publish_counted_as_delivered() -> None:
+    go = server("go-1", "connector", frontend=True, ours=False)
+    subjects = Subjects()
+    failed = await users(go, subjects=subjects).push_to_users("r", b"p", ["ann", "bob"], None)
+    assert failed == []
+    assert subjects.requested == []
+    assert [(t, u, w) for t, u, w, _ in subjects.published] == [
+        ("connector", "ann", "push"),
+        ("connector", "bob", "push"),
+    ]
+
+
+async def test_a_kick_by_uid_goes_on_the_kick_subjects() -> None:
+    subjects = Subjects({("connector", "ann"): ACKED})
+    assert await users(subjects=subjects).kick_users(["ann", "bob"], "bye", None) == ["bob"]
+    assert [(u, w) for _, u, w, *_ in subjects.requested] == [("ann", "kick"), ("bob", "kick")]
+    assert decode_kick(subjects.requested[0][3]) == UserKick("ann")
+
+
+async def test_without_subjects_or_bindings_every_uid_is_unreached() -> None:
+    cluster = users()
+    assert await cluster.push_to_users("r", b"", ["ann", "bob"], None) == ["ann", "bob"]
+    assert await cluster.kick_users(["ann"], "", None) == ["ann"]
+    assert await cluster.push_to_users("r", b"", [], None) == []
+
+
+# -- with the binding storage -------------------------------------------------------------
+
+
+async def test_the_storage_delivers_and_uids_it_could_not_look_up_take_the_subjects() -> None:
+    bindings = Bindings(failed=["bob"], unknown=["cid"])
+    subjects = Subjects({("connector", "cid"): ACKED})
+    cluster = users(subjects=subjects, bindings=bindings)
+    assert await cluster.push_to_users("r", b"p", ["ann", "bob", "cid"], None) == ["bob"]
+    assert bindings.calls == [("push", "r", b"p", ["ann", "bob", "cid"], ["connector"])]
+    assert [u for _, u, *_ in subjects.requested] == ["cid"]
+    assert await cluster.kick_users(["bob", "cid"], "why", "connector") == ["bob"]
+    assert bindings.calls[-1] == ("kick", "why", ["bob", "cid"], ["connector"])
+
+
+async def test_without_subjects_the_uids_the_storage_could_not_look_up_fail() -> None:
+    bindings = Bindings(unknown=["cid"])
+    cluster = users(bindings=bindings)
+    assert await cluster.push_to_users("r", b"", ["ann", "cid"], None) == ["cid"]
+    assert await cluster.kick_users(["cid"], "", None) == ["cid"]
+
+
+# -- publish_push: nothing reported back ---------------------------------------------------
+
+
+async def test_publish_push_publishes_once_per_uid_and_frontend_type_in_order() -> None:
+    gate = server("g-1", "gate", frontend=True)
+    subjects = Subjects()
+    cluster = users(gate, subjects=subjects)
+    cluster.publish_push("r", b"p", ["ann", "bob"], None)
+    cluster.publish_push("s", b"q", ["ann"], "gate")
+    published = [(t, u, w, decode_push(d).route) for t, u, w, d in subjects.published]
+    assert published == [
+        ("connector", "ann", "push", "r"),
+        ("gate", "ann", "push", "r"),
+        ("connector", "bob", "push", "r"),
+        ("gate", "bob", "push", "r"),
+        ("gate", "ann", "push", "s"),
+    ]
+    users().publish_push("r", b"", ["ann"], None)  # nowhere to publish: nothing happens
+
+
+async def test_publish_push_with_the_storage_works_off_a_queue_in_order() -> None:
+    gate = server("g-1", "gate", frontend=True)
+    bindings = Bindings(failed=["bob"])
+    cluster = users(gate, subjects=Subjects(), bindings=bindings)
+    cluster.publish_push("r", b"1", ["ann", "bob"], None)
+    cluster.publish_push("s", b"2", ["cid"], "gate")
+    assert bindings.calls == []  # nothing awaited by the caller
+    pusher = cluster._pusher
+    assert pusher is not None
+    await pusher
+    assert bindings.calls == [
+        ("push", "r", b"1", ["ann", "bob"], ["connector"]),
+        ("push", "r", b"1", ["bob"], ["gate"]),  # only who the first type did not take
+        ("push", "s", b"2", ["cid"], ["gate"]),
+    ]
+    assert cluster._pusher is None
+
+
+async def test_a_failing_queued_push_is_logged_and_the_next_one_still_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bindings = Bindings()
+    bindings.error = EtcdUnavailable("etcd down")
+    cluster = users(bindings=bindings)
+    cluster.publish_push("r", b"1", ["ann"], None)
+    cluster.publish_push("s", b"2", ["bob"], None)
+    assert cluster._pusher is not None
+    await cluster._pusher
+    assert [c[1] for c in bindings.calls] == ["r", "s"]
+    assert "push r to 1 uid(s) failed" in caplog.text
+
+
+# -- bind notices --------------------------------------------------------------------------
+
+
+async def test_bind_notices_of_other_frontends_reach_every_listener() -> None:
+    subjects = Subjects()
+    cluster = users(subjects=subjects)
+    heard: list[tuple[str, BindNotice]] = []
+    await cluster.watch_binds(lambda n: heard.append(("a", n)))
+
+    def broken(notice: BindNotice) -> None:
+        raise RuntimeError("listener bug")
+
+    cluster._bind_listeners.insert(0, broken)  # a failing listener stops no other
+    await cluster.watch_binds(lambda n: heard.append(("b", n)))
+    subjects.watcher(encode_bind(BindNotice("ann", "c-2")))
+    subjects.watcher(encode_bind(BindNotice("bob", "c-1")))  # our own: ignored
+    subjects.watcher(b"\xff\xff")  # malformed: logged, dropped
+    assert heard == [("a", BindNotice("ann", "c-2")), ("b", BindNotice("ann", "c-2"))]
+
+
+async def test_a_bind_is_announced_on_the_subjects_and_the_uids_subjects_taken() -> None:
+    subjects = Subjects()
+    cluster = users(subjects=subjects)
+    await cluster.bound(FrontSession(1, "ann"))  # type: ignore[arg-type]
+    assert [decode_bind(n) for n in subjects.announced] == [BindNotice("ann", "c-1")]
+    assert subjects.listening == ["ann"]
+    await cluster.bound(FrontSession(2))  # type: ignore[arg-type]
+    assert len(subjects.announced) == 1  # not bound: nothing
+
+
+async def test_without_subjects_a_watched_bind_goes_to_the_uids_previous_frontend() -> None:
+    other = server("c-2", "connector", frontend=True)
+    direct = Direct()
+    bindings = Bindings(holder="c-2")
+    cluster = users(other, client=Client(direct), bindings=bindings)
+    await cluster.bound(FrontSession(1, "ann"))  # type: ignore[arg-type]
+    assert direct.binds == []  # nobody watches binds here: no lookup
+    assert bindings.calls == []
+    await cluster.watch_binds(lambda n: None)
+    await cluster.bound(FrontSession(1, "ann"))  # type: ignore[arg-type]
+    assert bindings.calls == [("frontend_of", "ann", ["connector"])]
+    assert [(s, decode_bind(b), t) for s, b, t in direct.binds] == [
+        ("c-2", BindNotice("ann", "c-1"), 1.5)
+    ]
+
+
+@pytest.mark.parametrize("holder", [None, "c-1", "c-9"])
+async def test_no_bind_notice_when_the_uid_was_nowhere_else(holder: str | None) -> None:
+    direct = Direct()
+    cluster = users(client=Client(direct), bindings=Bindings(holder=holder))
+    await cluster.watch_binds(lambda n: None)
+    await cluster.bound(FrontSession(1, "ann"))  # type: ignore[arg-type]
+    assert direct.binds == []
+
+
+async def test_a_bind_notice_that_cannot_be_looked_up_or_sent_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    other = server("c-2", "connector", frontend=True)
+    direct = Direct(error=RuntimeError("refused"))
+    bindings = Bindings(holder="c-2")
+    cluster = users(other, client=Client(direct), bindings=bindings)
+    await cluster.watch_binds(lambda n: None)
+    await cluster.bound(FrontSession(1, "ann"))  # type: ignore[arg-type]
+    assert "bind notice to c-2 failed: refused" in caplog.text
+    bindings.error = EtcdUnavailable("etcd down")
+    with caplog.at_level(logging.WARNING):
+        await cluster.bound(FrontSession(1, "bob"))  # type: ignore[arg-type]
+    assert "cannot find where bob was bound" in caplog.text
+    assert len(direct.binds) == 1
+
+
+# -- closing sessions and session events ---------------------------------------------------
+
+
+async def test_closing_drops_the_uids_subjects_unless_another_session_holds_it() -> None:
+    subjects = Subjects()
+    cluster = users(subjects=subjects)
+    cluster.closing(FrontSession(1, "ann"))  # type: ignore[arg-type]
+    cluster.sessions.uids["bob"] = object()  # type: ignore[attr-defined]
+    cluster.closing(FrontSession(2, "bob"))  # type: ignore[arg-type]
+    cluster.closing(FrontSession(3))  # type: ignore[arg-type]
+    await asyncio.gather(*cluster._tasks)
+    assert subjects.forgotten == ["ann"]
+
+
+async def test_session_events_go_to_the_backends_of_ours_that_served_the_session() -> None:
+    ours = server("room-1", "room", frontend=False)
+    go = server("room-2", "room", frontend=False, ours=False)
+    client = Client()
+    cluster = users(ours, go, client=client)
+    session = FrontSession(
+        7,
+        "ann",
+        {"level": 3},
+        served_by={"room-1": {"room.r.join"}, "room-2": {"room.r.x"}, "room-9": {"room.r.y"}},
+    )
+    cluster.session_event(session, "close")  # type: ignore[arg-type]
+    # Not the Go backend (it has no such route), nor one that left discovery.
+    assert [target for target, _ in client.notified] == ["room-1"]
+    request = decode_request(client.notified[0][1])
+    assert request.notify
+    assert decode_control(request.route, request) == SessionEvent(
+        "close", frozenset({"room.r.join"})
+    )
+    assert request.session is not None
+    assert (request.session.id, request.session.uid, request.session.data) == (
+        7,
+        "ann",
+        {"level": 3},
+    )
+    assert request.session.frontend_id == "c-1"
+
+
+async def test_bind_and_close_tell_the_backends_that_served_the_session() -> None:
+    client = Client()
+    cluster = users(server("room-1", "room", frontend=False), subjects=Subjects(), client=client)
+    session = FrontSession(7, "ann", served_by={"room-1": {"room.r.join"}})
+    await cluster.bound(session)  # type: ignore[arg-type]
+    cluster.closing(session)  # type: ignore[arg-type]
+    events = []
+    for _, data in client.notified:
+        request = decode_request(data)
+        events.append(decode_control(request.route, request))
+    assert [e.event for e in events] == ["bind", "close"]  # type: ignore[attr-defined]
+    cluster.session_event(FrontSession(8, "bob"), "close")  # type: ignore[arg-type]
+    assert len(client.notified) == 2  # served by nobody: nobody told
+
+
+async def test_a_session_event_that_cannot_be_encoded_is_logged_not_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = Client()
+    cluster = users(server("room-1", "room", frontend=False), client=client)
+    session = FrontSession(7, "ann", {"bad": object()}, served_by={"room-1": {"r"}})
+    cluster.session_event(session, "bind")  # type: ignore[arg-type]
+    assert client.notified == []
+    assert "session event to room-1 not sent" in caplog.text
