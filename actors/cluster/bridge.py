@@ -18,7 +18,10 @@ A forwarded message or user RPC whose body is larger than ``actors.turns.SMALL_B
 handed to its handler (which decodes it) only within the loop's decode budget, as a client's
 is on a frontend (``actors.turns``): frontends forwarding bodies costly to decode cannot keep
 this server's other sessions waiting. While one waits for its share, the later messages of
-its session wait behind it (the sequencer's order), and nothing else does.
+its session wait behind it (the sequencer's order), and nothing else does. The large bodies
+waiting are bounded (:data:`MAX_WAITING_BYTES`): past it one is dropped at once (counted, as
+Pitaya drops what its full dispatch queue cannot take) and answered ``PIT-429`` in its
+session's order.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from actors.cluster.codec import (
 )
 from actors.cluster.control import control_route
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
-from actors.errors import BadRequest, RouteNotFound
+from actors.errors import BadRequest, RouteNotFound, TooManyRequests
 from actors.invocation import Sequencer
 from actors.logs import ServerLog
 from actors.metrics.handler import HANDLER, REMOTE, report_handler_time
@@ -65,6 +68,11 @@ if TYPE_CHECKING:
     from transport.serializers import Serializer
 
 log = logging.getLogger(__name__)
+
+MAX_WAITING_BYTES = 64 * 1024 * 1024
+"""Bytes of large bodies waiting here to be decoded (for their session's turn or the loop's
+decode budget), all sessions together: about 2.5 s of decoding at the budget's pace (the RPC
+timeout is 5 s by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +106,11 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class DecodeGrant:
-    """From the loop's decode budget: ``run`` (a large body's invocation) may go now."""
+    """From the loop's decode budget: ``run`` (the invocation of a body of ``size`` bytes)
+    may go now."""
 
     run: Callable[[], None]
+    size: int
 
 
 class RpcBridge(Actor):
@@ -141,6 +151,9 @@ class RpcBridge(Actor):
         self.on_dropped = on_dropped
         self.sequencer = Sequencer()
         """Forwarded messages of one session run one after another, in arrival order."""
+        self.waiting_bytes = 0
+        """Bytes of the large bodies received and not yet handed to their handler (waiting
+        for their session's turn or for the loop's decode budget)."""
 
     # -- out -------------------------------------------------------------------------------
 
@@ -215,13 +228,14 @@ class RpcBridge(Actor):
         # before it starts (the invoker) and the response time, by route.
         metrics = invoker.metrics
         received_ns = time.monotonic_ns() if metrics.enabled else 0
+        name = request.route  # reply keeps no reference to the request (and its body)
 
         def reply(result: Any, error: BaseException | None) -> None:
             if span is not None:
                 end_span(span, error)
             if received_ns:
                 kind = HANDLER if sys else REMOTE
-                report_handler_time(metrics, request.route, received_ns, error, kind)
+                report_handler_time(metrics, name, received_ns, error, kind)
             if respond is not None:
                 if error is not None:
                     respond(encode_error(error))
@@ -270,29 +284,39 @@ class RpcBridge(Actor):
             else:
                 invoke_with(snapshot)
 
+        job = run
+        size = len(request.data)
+        if size > SMALL_BODY:  # it waits for its session's turn and the decode budget
+            if self.waiting_bytes + size > MAX_WAITING_BYTES:
+                self.on_dropped()
+                # Refused in its session's order, its body dropped now.
+                job = partial(_refuse, reply, TooManyRequests("too many large bodies waiting"))
+            else:
+                self.waiting_bytes += size
         if sys and request.session is not None:
             # A frontend pipelines one session's messages here: handle them in that order.
             key = (request.session.frontend_id, request.session.id)
-            self.sequencer.submit(key, run)
+            self.sequencer.submit(key, job)
         else:
-            run()
+            job()
 
     def _in_turn(self, size: int, run: Callable[[], None]) -> None:
         """``run`` (the invocation of a body of ``size`` bytes) once the loop's decode budget
         grants its share: now, or on a later turn (:class:`DecodeGrant`)."""
-        if turns_for(self.system.loop).take(size, lambda: self.ref.tell(DecodeGrant(run))):
-            self._timed(run)
+        if turns_for(self.system.loop).take(size, lambda: self.ref.tell(DecodeGrant(run, size))):
+            self._timed(run, size)
 
     def on_decode_grant(self, msg: DecodeGrant) -> None:
-        self._timed(msg.run)
+        self._timed(msg.run, msg.size)
 
     def overflowed(self, message: object) -> bool:
         # A lost grant would hold its session's later messages for good (a mailbox limit
         # set in Config.mailbox_limits); the budget hands out a few per turn at most.
         return isinstance(message, DecodeGrant)
 
-    def _timed(self, run: Callable[[], None]) -> None:
+    def _timed(self, run: Callable[[], None], size: int) -> None:
         """``run``, and tell the budget what decoding (and a synchronous handler) cost."""
+        self.waiting_bytes -= size
         started = time.perf_counter()
         run()
         turns_for(self.system.loop).spent(time.perf_counter() - started)
@@ -317,3 +341,14 @@ class RpcBridge(Actor):
         if handshake is not None:
             self.controls.handshakes.put(snapshot.frontend_id, snapshot.id, handshake)
         then(with_handshake(snapshot, handshake))
+
+
+def _refuse(
+    reply: Callable[[Any, BaseException | None], None],
+    error: BaseException,
+    finish: Callable[[], None] | None = None,
+) -> None:
+    """A message's job that answers ``error`` (a :class:`~actors.invocation.Sequencer` job)."""
+    reply(None, error)
+    if finish is not None:
+        finish()

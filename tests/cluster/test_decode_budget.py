@@ -17,7 +17,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from actors.app import App
+from actors.cluster import bridge
 from actors.handler import Handler, handler
 from actors.session import Session
 from actors.turns import SMALL_BODY, turns_for
@@ -131,15 +134,19 @@ def room_app(nats: NatsServer, etcd: EtcdServer, transport: str, seen: list[Any]
     return room
 
 
-@both_transports
-async def test_large_forwarded_bodies_take_turns_and_the_others_are_served(
-    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
-) -> None:
+@dataclass
+class Attack:
+    """What two attackers and a bystander saw (:func:`attack`)."""
+
+    answers: list[list[tuple[int, bool]]]
+    seen: list[tuple[str, int, int, int]]
+    bystander: Bystander
+
+
+async def attack(transport: str, nats: NatsServer, etcd: EtcdServer, nodes: list[Node]) -> Attack:
     """Two clients each pipeline 10 bodies of 1 MB (JSON numbers, ~20 ms each to decode)
-    and a small request to a room through a connector, while a third client pings the room:
-    each large body is handed over in a turn of its own, each attacker's messages are handled
-    in the order sent (its small request waits behind its large ones), and the bystander is
-    answered throughout (its pings are handled between the attackers' bodies)."""
+    and a small request (tag 99) to a room through a connector process, while a third
+    client pings the room; the room runs here."""
     seen: list[tuple[str, int, int, int]] = []
     attacks = [
         b"".join(request("room.bulk.take", large(tag), tag, compress=True) for tag in tags)
@@ -147,11 +154,9 @@ async def test_large_forwarded_bodies_take_turns_and_the_others_are_served(
         for tags in (range(1, BODIES + 1), range(1, BODIES + 1))
     ]
     assert all(len(large(tag)) > SMALL_BODY for tag in range(1, BODIES + 1))
-    async with room_app(nats_server, etcd_server, rpc_transport, seen):
+    async with room_app(nats, etcd, transport, seen):
         # A long RPC timeout: the attackers' bodies wait their turns on the room.
-        connector = await start_node(
-            nodes, "connector", "c-1", nats_server, etcd_server, PITAYA_RPC_TIMEOUT="30"
-        )
+        connector = await start_node(nodes, "connector", "c-1", nats, etcd, PITAYA_RPC_TIMEOUT="30")
         await connector.wait_for_log("server added room-1", timeout=20)
         port = connector.ports["tcp"]
         bystander = Bystander(await Client.connect("127.0.0.1", port))
@@ -159,19 +164,39 @@ async def test_large_forwarded_bodies_take_turns_and_the_others_are_served(
         for raw in raws:
             await raw.handshake()
         try:
-            for raw, attack in zip(raws, attacks, strict=True):
-                await raw.send(attack)
+            for raw, data in zip(raws, attacks, strict=True):
+                await raw.send(data)
             got = [await answers(raw, BODIES + 1) for raw in raws]
         finally:
             await bystander.stop()
             for raw in raws:
                 await raw.close()
             await bystander.client.close()
+    return Attack(got, seen, bystander)
 
+
+def check_bystander(seen: list[tuple[str, int, int, int]], bystander: Bystander) -> None:
+    """The bystander was served throughout, also between the attackers' bodies."""
+    kinds = [kind for kind, *_ in seen]
+    first, last = kinds.index("take"), len(kinds) - 1 - kinds[::-1].index("take")
+    assert "ping" in kinds[first:last], "no ping handled while the large bodies were"
+    assert not bystander.failed, bystander.failed[:3]
+    assert bystander.served > 0
+    assert bystander.worst < 2.0, f"bystander waited {bystander.worst:.3f}s"
+
+
+@both_transports
+async def test_large_forwarded_bodies_take_turns_and_the_others_are_served(
+    rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    """Each large body is handed over in a turn of its own, each attacker's messages are
+    handled in the order sent (its small request waits behind its large ones), and the
+    bystander is answered throughout."""
+    result = await attack(rpc_transport, nats_server, etcd_server, nodes)
     # Every attacker's requests were answered, successfully, in order.
-    for answered in got:
+    for answered in result.answers:
         assert answered == [(i, False) for i in range(1, BODIES + 1)] + [(99, False)]
-    takes = [(sid, tag, turn) for kind, sid, tag, turn in seen if kind == "take"]
+    takes = [(sid, tag, turn) for kind, sid, tag, turn in result.seen if kind == "take"]
     sessions = sorted({sid for sid, _, _ in takes})
     assert len(sessions) == 2
     for sid in sessions:  # per session: in order, the small request after the large ones
@@ -179,10 +204,29 @@ async def test_large_forwarded_bodies_take_turns_and_the_others_are_served(
     # One large body per turn of the room's decode budget, whatever its session.
     large_turns = [turn for _, tag, turn in takes if tag != 99]
     assert len(set(large_turns)) == len(large_turns) == 2 * BODIES, large_turns
-    # The bystander was served throughout, also between the attackers' bodies.
-    kinds = [kind for kind, *_ in seen]
-    first, last = kinds.index("take"), len(kinds) - 1 - kinds[::-1].index("take")
-    assert "ping" in kinds[first:last], "no ping handled while the large bodies were"
-    assert not bystander.failed, bystander.failed[:3]
-    assert bystander.served > 0
-    assert bystander.worst < 2.0, f"bystander waited {bystander.worst:.3f}s"
+    check_bystander(result.seen, result.bystander)
+
+
+async def test_bodies_past_the_waiting_bound_are_refused_and_the_rest_served_in_order(
+    rpc_transport: str,
+    nats_server: NatsServer,
+    etcd_server: EtcdServer,
+    nodes: list[Node],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With room for 3 bodies waiting (``MAX_WAITING_BYTES``), the bodies past it are
+    answered PIT-429 at once; the others, and each attacker's small request, are handled in
+    the order sent; the bystander is served throughout."""
+    monkeypatch.setattr(bridge, "MAX_WAITING_BYTES", 3 * LARGE)
+    result = await attack(rpc_transport, nats_server, etcd_server, nodes)
+    refused = [mid for answered in result.answers for mid, error in answered if error]
+    assert refused, "no body was refused"
+    assert 99 not in refused
+    takes = [(sid, tag) for kind, sid, tag, _ in result.seen if kind == "take"]
+    for answered in result.answers:
+        assert [mid for mid, _ in answered] == [*range(1, BODIES + 1), 99]  # answered in order
+    for sid in {sid for sid, _ in takes}:
+        tags = [tag for s, tag in takes if s == sid]
+        assert tags == sorted(tags) and tags[-1] == 99
+    assert len(takes) == 2 * (BODIES + 1) - len(refused)
+    check_bystander(result.seen, result.bystander)
