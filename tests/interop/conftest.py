@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.harness import Node, etcd_server, nats_server, rpc_transport
-from tests.interop.harness import GoClient, GoServer, build_programs
+from tests.cluster.harness import etcd_server, nats_server, rpc_transport
+from tests.interop.harness import GoClient, GoServer, PyNode, build_programs
 from tests.services import EtcdServer, NatsServer
 
 __all__ = ["etcd_server", "nats_server", "rpc_transport"]
@@ -19,12 +19,6 @@ __all__ = ["etcd_server", "nats_server", "rpc_transport"]
 def go_programs() -> dict[str, Path]:
     """The Go programs, built once per run (and only when their sources changed)."""
     return build_programs()
-
-
-class PyNode(Node):
-    """A Python server of tests.interop.pynodes (the same routes as the Go servers)."""
-
-    module = "tests.interop.pynodes"
 
 
 StartGo = Callable[..., Coroutine[Any, Any, GoServer]]

@@ -9,8 +9,8 @@
   acceptors' real addresses), never after a sleep.
 * :class:`GoClient` runs ``cmd/driver``: Pitaya's own Go client, steered by JSON lines.
 
-Python servers of the same routes come from :mod:`tests.interop.pynodes`, run with the cluster
-harness's :class:`~tests.cluster.harness.Node`.
+Python servers of the same routes come from :mod:`tests.interop.pynodes`, run as
+:class:`PyNode` (the cluster harness's :class:`~tests.cluster.harness.Node`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.harness import NODE_ENV
+from tests.cluster.harness import NODE_ENV, Node
 from tests.services import EtcdServer, NatsServer, free_port
 
 GO_MODULE = Path(__file__).parent / "go"
@@ -107,6 +107,13 @@ def bin_dir() -> Path:
 def build_programs() -> dict[str, Path]:
     """Build (or reuse) the connector, room and driver programs."""
     return {name: build_go_program(GO_MODULE, f"cmd/{name}", bin_dir() / name) for name in PROGRAMS}
+
+
+class PyNode(Node):
+    """A Python server of tests.interop.pynodes (the same routes as the Go servers), run by
+    the cluster harness's :class:`~tests.cluster.harness.Node`."""
+
+    module = "tests.interop.pynodes"
 
 
 class GoProcess:

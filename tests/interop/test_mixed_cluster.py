@@ -7,118 +7,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import nats
 import pytest
 
 from tests.cluster.harness import TRANSPORTS
-from tests.interop.conftest import PyNode
-from tests.interop.harness import GoClient, GoServer, RequestFailed, wait_known
+from tests.interop.harness import GoClient, GoServer
+from tests.interop.mixed import Mixed, Server, direction, mixed
 from tests.services import EtcdServer, NatsServer
 from transport.protos import pitaya_pb2 as pb
 
-DIRECTIONS = ["go-py", "py-go"]
-"""frontend language - backend language."""
-
-Server = GoServer | PyNode
-
-
-@dataclass
-class Mixed:
-    frontend: Server
-    backend: Server
-    transport: str
-    go_clients: Callable[..., GoClient]
-    nats: NatsServer | None = None
-    ready: bool = False
-
-    @property
-    def frontend_id(self) -> str:
-        return self.frontend.server_id
-
-    @property
-    def backend_id(self) -> str:
-        return self.backend.server_id
-
-    def lang(self, server: Server) -> str:
-        return "go" if isinstance(server, GoServer) else "py"
-
-    async def client(self, websocket: bool = False) -> GoClient:
-        """A connected Go client; the first call waits until the frontend and the backend see
-        each other in discovery (in the test's call phase, so an xfail mark covers it)."""
-        if not self.ready:
-            self.ready = True
-            probe = await self.connect(False)
-            await wait_known(probe, "connector.me.servers", self.backend_id)
-            await wait_known(probe, "room.room.servers", self.frontend_id)
-            await probe.disconnect()
-        return await self.connect(websocket)
-
-    async def connect(self, websocket: bool) -> GoClient:
-        client = self.go_clients()
-        kind = "ws" if websocket else "tcp"
-        await client.connect(address(self.frontend, kind), websocket=websocket)
-        return client
-
-
-def address(server: Server, kind: str) -> tuple[str, int]:
-    if isinstance(server, GoServer):
-        return server.address(kind)
-    return "127.0.0.1", server.ports[kind]
-
-
-async def start(
-    lang: str,
-    role: str,
-    server_id: str,
-    nats: NatsServer,
-    etcd: EtcdServer,
-    go_servers: Any,
-    py_nodes: Any,
-) -> Server:
-    if lang == "go":
-        server: Server = await go_servers(role, server_id, nats, etcd)
-    else:
-        server = await py_nodes(role, server_id, nats, etcd)
-    return server
-
+__all__ = ["direction", "mixed"]  # the fixtures, imported
 
 pytestmark = pytest.mark.parametrize("rpc_transport", TRANSPORTS, indirect=True)
-
-
-@pytest.fixture(params=DIRECTIONS)
-def direction(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-async def mixed(
-    direction: str,
-    rpc_transport: str,
-    nats_server: NatsServer,
-    etcd_server: EtcdServer,
-    go_servers: Any,
-    py_nodes: Any,
-    go_clients: Callable[..., GoClient],
-) -> Mixed:
-    """A frontend and a backend of different languages on one transport (started: the first
-    ``client()`` waits until they see each other)."""
-    front, back = direction.split("-")
-    nats, etcd = nats_server, etcd_server
-    backend = await start(back, "room", f"room-{back}-1", nats, etcd, go_servers, py_nodes)
-    frontend = await start(
-        front, "connector", f"connector-{front}-1", nats, etcd, go_servers, py_nodes
-    )
-    return Mixed(frontend, backend, rpc_transport, go_clients, nats_server)
-
-
-async def failure(client: GoClient, route: str, data: Any = None, timeout: float = 10) -> Any:
-    """The error body a request gets (fails the test if it is answered)."""
-    with pytest.raises(RequestFailed) as failed:
-        await client.request(route, data, timeout=timeout)
-    return failed.value.body
 
 
 async def notified(client: GoClient, tag: str, timeout: float = 10) -> None:
@@ -241,92 +143,6 @@ async def test_etcd_groups_are_shared(mixed: Mixed) -> None:
         expected = {"from": server.server_id, "lang": mixed.lang(server), "body": route}
         assert await ann.push("onGroup", start=marks[0]) == expected
         assert await bob.push("onGroup", start=marks[1]) == expected
-
-
-async def test_errors_cross_intact(mixed: Mixed) -> None:
-    client = await mixed.client()
-    back, front = mixed.lang(mixed.backend), mixed.lang(mixed.frontend)
-    body = await failure(
-        client, "room.room.fail", {"code": "GAME-7", "msg": "no luck", "metadata": {"k": "v"}}
-    )
-    assert body == {"code": "GAME-7", "msg": "no luck", "metadata": {"lang": back, "k": "v"}}
-
-    body = await failure(client, "room.room.nothing")
-    assert body["code"] == "PIT-404"
-
-    # A remote's error reaches the caller's client as the remote raised it, both ways.
-    body = await failure(
-        client, "connector.me.rpc", {"route": "room.roomremote.fail", "msg": "R-1"}
-    )
-    assert body["code"] == "R-1"
-    assert body["metadata"]["lang"] == back
-    body = await failure(
-        client, "room.room.rpc", {"route": "connector.connectorremote.fail", "msg": "R-2"}
-    )
-    assert body["code"] == "R-2"
-    assert body["metadata"]["lang"] == front
-
-
-async def test_json_rpc_arguments_refused_across_languages(mixed: Mixed) -> None:
-    """Dict arguments are for user RPCs between our servers: our server refuses to send one to
-    a Go remote, and a remote of ours taking a dict refuses a Go caller's protobuf; both say
-    PIT-400 with a reason, never garbage."""
-    client = await mixed.client()
-    py_is_front = mixed.lang(mixed.frontend) == "py"
-    py_route, go_route = (
-        ("connector.me.rpc", "room.room.rpc")
-        if py_is_front
-        else ("room.room.rpc", "connector.me.rpc")
-    )
-    go_remote = "room.roomremote.echo" if py_is_front else "connector.connectorremote.echo"
-    py_remote = "connector.connectorremote.echodict" if py_is_front else "room.roomremote.echodict"
-
-    body = await failure(client, py_route, {"route": go_remote, "msg": "x", "dict": True})
-    assert body["code"] == "PIT-400", body
-    assert "protobuf" in body["msg"], body
-
-    body = await failure(client, go_route, {"route": py_remote, "msg": "x"})
-    assert body["code"] == "PIT-400", body
-    assert "protobuf" in body["msg"], body
-
-
-def timeout_code(frontend: str, transport: str) -> tuple[str, str]:
-    """What a frontend answers when its RPC to a backend gets no answer in time: ours say
-    PIT-408; Go Pitaya says PIT-408 over NATS, but over gRPC passes on gRPC's own error as
-    PIT-000 (checked against Go Pitaya v3.0.0-beta.6, Go<->Go)."""
-    if frontend == "go" and transport == "grpc":
-        return "PIT-000", "DeadlineExceeded"
-    return "PIT-408", ""
-
-
-def dead_peer_code(frontend: str, transport: str) -> tuple[str, str]:
-    """What a frontend answers when the backend it routes to is dead (SIGKILL, still in
-    discovery): ours say PIT-408 (at once: nobody answers); Go Pitaya passes on the transport's
-    error as PIT-000 ("nats: no responders available for request", or gRPC's Unavailable)."""
-    if frontend == "go":
-        return "PIT-000", "no responders" if transport == "nats" else "Unavailable"
-    return "PIT-408", ""
-
-
-async def test_silent_peer_times_out(mixed: Mixed) -> None:
-    client = await mixed.client()
-    code, text = timeout_code(mixed.lang(mixed.frontend), mixed.transport)
-    # The RPC timeout is 2 s for both languages (tests.cluster.harness.NODE_ENV).
-    body = await failure(client, "room.room.silent", {"seconds": 3})
-    assert body["code"] == code and text in body["msg"], body
-    body = await failure(
-        client, "connector.me.rpc", {"route": "room.roomremote.silent", "msg": "3"}
-    )
-    assert body["code"] == code and text in body["msg"], body
-
-
-async def test_dead_backend(mixed: Mixed) -> None:
-    client = await mixed.client()
-    assert (await client.request("room.room.echo", {}))["server"] == mixed.backend_id
-    await mixed.backend.kill()  # SIGKILL: it stays in discovery until its lease ends
-    code, text = dead_peer_code(mixed.lang(mixed.frontend), mixed.transport)
-    body = await failure(client, "room.room.echo", {})
-    assert body["code"] == code and text in body["msg"], body
 
 
 async def test_custom_etcd_prefix(

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.harness import TRANSPORTS
-from tests.interop.conftest import PyNode
-from tests.interop.harness import GoClient, GoServer, wait_known
+from tests.interop.harness import GoClient, GoServer, PyNode, wait_known
 from tests.services import EtcdServer, NatsServer
 
 pytestmark = pytest.mark.parametrize("rpc_transport", TRANSPORTS, indirect=True)
