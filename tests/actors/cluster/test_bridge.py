@@ -1,0 +1,421 @@
+"""The RPC bridge actor (``actors.cluster.bridge``): what it does with the messages that come
+in for this server, and how calls go out.
+
+The bridge is spawned in a real :class:`~actors.system.ActorSystem`; what it is given is
+hand-made: an invoker that records each invocation (and answers it, or lets the test answer
+it later), the control handler, the frontend link (for the handshake fetch), the RPC client.
+Answers are read back with the codec. Large bodies and the decode budget are in
+``tests/actors/cluster/test_in_memory_cluster.py`` and ``tests/cluster/test_decode_budget.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from actors.cluster.backend_session import BackendSession
+from actors.cluster.bridge import Inbound, OutboundCall, OutboundNotify, RpcBridge
+from actors.cluster.codec import (
+    ACK,
+    ARGS_KEY,
+    MSGPACK_ARGS,
+    PROTOBUF_RPC_SERIALIZER,
+    RPC_SERIALIZER,
+    SYS,
+    USER,
+    BindNotice,
+    RpcRequest,
+    SessionSnapshot,
+    UserKick,
+    UserPush,
+    encode_bind,
+    encode_kick,
+    encode_push,
+    encode_request,
+    read_answer,
+)
+from actors.cluster.discovery import ServerInfo
+from actors.cluster.handshakes import HandshakeCache
+from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
+from actors.errors import PitayaError
+from actors.system import ActorSystem
+
+JOIN, CALL = object(), object()
+"""The local and remote routes the invoker is handed (it only passes them through here)."""
+
+
+@dataclass
+class Invocation:
+    route: Any
+    name: str
+    session: Any
+    data: bytes
+    notify: bool
+    done: Callable[[Any, BaseException | None], None]
+    serializer: Any
+
+
+class Invoker:
+    """Records each invocation; ``answer`` (result, error) answers at once, None holds it."""
+
+    def __init__(self) -> None:
+        self.metrics = SimpleNamespace(enabled=False)
+        self.calls: list[Invocation] = []
+        self.answer: tuple[Any, BaseException | None] | None = (b"result", None)
+
+    def invoke(
+        self,
+        route: Any,
+        name: str,
+        session: Any,
+        data: bytes,
+        notify: bool,
+        done: Any,
+        *,
+        serializer: Any = None,
+        received_ns: int = 0,
+        span: Any = None,
+    ) -> None:
+        self.calls.append(Invocation(route, name, session, data, notify, done, serializer))
+        if self.answer is not None:
+            done(*self.answer)
+
+
+class Controls:
+    def __init__(self) -> None:
+        self.handshakes = HandshakeCache()
+        self.requests: list[tuple[str, RpcRequest, Any]] = []
+        self.user_messages: list[tuple[Any, Any]] = []
+        self.handled = asyncio.Event()
+
+    async def on_request(self, route: str, request: RpcRequest, respond: Any) -> None:
+        self.requests.append((route, request, respond))
+        self.handled.set()
+
+    def on_user_message(self, message: Any, respond: Any) -> None:
+        self.user_messages.append((message, respond))
+
+
+class Frontend:
+    """The frontend link: only the handshake fetch is used by the bridge itself."""
+
+    def __init__(self) -> None:
+        self.handshake: dict[str, Any] | None = {"sys": {"v": "fetched"}, "user": {}}
+        self.error: Exception | None = None
+        self.fetched: list[tuple[str, int, str]] = []
+
+    async def fetch_handshake(
+        self, frontend_id: str, session_id: int, frontend_type: str
+    ) -> dict[str, Any] | None:
+        self.fetched.append((frontend_id, session_id, frontend_type))
+        if self.error is not None:
+            raise self.error
+        return self.handshake
+
+
+class Client:
+    def __init__(self) -> None:
+        self.notifies: list[tuple[str, bytes]] = []
+
+    async def call(self, target: ServerInfo, payload: bytes, timeout: float) -> bytes:
+        return b"answer of " + target.id.encode() + b" " + payload + f" {timeout}".encode()
+
+    async def send_notify(self, target: ServerInfo, payload: bytes) -> None:
+        self.notifies.append((target.id, payload))
+
+
+class Answers:
+    """The ``respond`` of inbound messages: what each was answered."""
+
+    def __init__(self) -> None:
+        self.got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def respond(self, data: bytes) -> None:
+        self.got.put_nowait(data)
+
+    async def next(self) -> bytes:
+        return await asyncio.wait_for(self.got.get(), 2)
+
+    def now(self) -> list[bytes]:
+        got = []
+        while not self.got.empty():
+            got.append(self.got.get_nowait())
+        return got
+
+
+@dataclass
+class Bridge:
+    ref: Any
+    invoker: Invoker
+    controls: Controls
+    frontend: Frontend
+    client: Client
+    answers: Answers
+    dropped: list[int]
+    notices: list[BindNotice] = field(default_factory=list)
+
+    async def send(self, kind: str, data: bytes, *, answered: bool = True) -> None:
+        """Hand the bridge one inbound message; returns once it was taken in."""
+        respond = self.answers.respond if answered else None
+        await self.ref.ask(Inbound(kind, data, respond), timeout=2)
+
+    async def request(self, request: RpcRequest, *, answered: bool = True) -> None:
+        await self.send(
+            REQUEST, encode_request(request, "c-1", "connector", 5.0), answered=answered
+        )
+
+
+@asynccontextmanager
+async def bridge() -> AsyncIterator[Bridge]:
+    invoker, controls, frontend, client = Invoker(), Controls(), Frontend(), Client()
+    dropped: list[int] = []
+    notices: list[BindNotice] = []
+    async with ActorSystem() as system:
+        ref = system.spawn(
+            RpcBridge,
+            client,
+            server_id="room-1",
+            invoker=invoker,
+            local_routes={"room.r.join": JOIN},
+            remote_routes={"room.c.call": CALL},
+            tracing=SimpleNamespace(enabled=False),
+            frontend=frontend,
+            serializer=RPC_SERIALIZER,
+            controls=controls,
+            on_bind_notice=notices.append,
+            on_dropped=lambda: dropped.append(1),
+        )
+        yield Bridge(ref, invoker, controls, frontend, client, Answers(), dropped, notices)
+
+
+def session(sid: int = 7, frontend: str = "c-1", **kw: Any) -> SessionSnapshot:
+    return SessionSnapshot(sid, frontend, "connector", **kw)
+
+
+def forwarded(
+    sid: int = 7, frontend: str = "c-1", *, notify: bool = False, **kw: Any
+) -> RpcRequest:
+    return RpcRequest(SYS, "room.r.join", b"body", session(sid, frontend, **kw), notify)
+
+
+# -- forwarded client messages and user RPCs -----------------------------------------------
+
+
+async def test_a_forwarded_request_runs_on_its_local_route_with_a_backend_session() -> None:
+    async with bridge() as b:
+        await b.request(forwarded(uid="ann", data={"level": 3}))
+        (call,) = b.invoker.calls
+        assert (call.route, call.name, call.data, call.notify) == (
+            JOIN,
+            "room.r.join",
+            b"body",
+            False,
+        )
+        assert call.serializer is None  # the server's own
+        s = call.session
+        assert isinstance(s, BackendSession)
+        assert (s.id, s.uid, s.data, s.frontend_id, s.frontend_type) == (
+            7,
+            "ann",
+            {"level": 3},
+            "c-1",
+            "connector",
+        )
+        assert not s.read_only
+        assert read_answer(await b.answers.next()) == b"result"
+
+
+async def test_a_forwarded_notify_is_acknowledged_and_an_error_answered_as_pitayas() -> None:
+    async with bridge() as b:
+        await b.request(forwarded(notify=True))
+        assert await b.answers.next() == ACK
+        assert b.invoker.calls[0].notify
+        b.invoker.answer = (None, PitayaError("PIT-403", "no", {"k": "v"}))
+        await b.request(forwarded())
+        with pytest.raises(PitayaError) as caught:
+            read_answer(await b.answers.next())
+        assert (caught.value.code, caught.value.msg, caught.value.metadata) == (
+            "PIT-403",
+            "no",
+            {"k": "v"},
+        )
+        b.invoker.answer = (None, None)
+        await b.request(forwarded())
+        assert read_answer(await b.answers.next()) == b""  # None: an empty answer
+
+
+async def test_a_user_rpc_gets_a_read_only_caller_session_and_its_callers_serializer() -> None:
+    async with bridge() as b:
+        await b.request(
+            RpcRequest(
+                USER, "room.c.call", b"x", session(uid="ann"), metadata={ARGS_KEY: MSGPACK_ARGS}
+            )
+        )
+        await b.request(RpcRequest(USER, "room.c.call", b"x"))
+        with_caller, without = b.invoker.calls
+        assert with_caller.route is CALL
+        assert isinstance(with_caller.session, BackendSession) and with_caller.session.read_only
+        assert with_caller.serializer is RPC_SERIALIZER
+        assert without.session is None
+        assert without.serializer is PROTOBUF_RPC_SERIALIZER  # Pitaya's protobuf
+        assert [read_answer(a) for a in b.answers.now()] == [b"result", b"result"]
+
+
+async def test_unknown_routes_and_a_forward_without_session_are_answered_not_run() -> None:
+    async with bridge() as b:
+        await b.request(RpcRequest(SYS, "room.r.nope", b"", session()))
+        await b.request(RpcRequest(USER, "room.r.join", b""))  # a local route is no RPC
+        await b.request(RpcRequest(SYS, "room.r.join", b""))
+        await b.request(RpcRequest(SYS, "room.r.nope", b"", session()), answered=False)
+        codes = []
+        for answer in b.answers.now():
+            with pytest.raises(PitayaError) as caught:
+                read_answer(answer)
+            codes.append(caught.value.code)
+        assert codes == ["PIT-404", "PIT-404", "PIT-400"]
+        assert b.invoker.calls == []
+        assert b.dropped == []
+
+
+async def test_one_sessions_forwarded_messages_run_in_order_others_do_not_wait() -> None:
+    async with bridge() as b:
+        b.invoker.answer = None
+        await b.request(forwarded(7, data={"n": 1}))
+        await b.request(forwarded(7, data={"n": 2}))
+        await b.request(forwarded(8))  # another session
+        await b.request(forwarded(7, "c-2"))  # the same id on another frontend
+        running = [(c.session.frontend_id, c.session.id, c.session.data) for c in b.invoker.calls]
+        assert running == [("c-1", 7, {"n": 1}), ("c-1", 8, {}), ("c-2", 7, {})]
+        b.invoker.calls[0].done(b"first", None)
+        assert [c.session.data for c in b.invoker.calls[3:]] == [{"n": 2}]
+        assert read_answer(b.answers.now()[0]) == b"first"
+
+
+async def test_user_rpcs_are_not_held_behind_each_other() -> None:
+    async with bridge() as b:
+        b.invoker.answer = None
+        await b.request(RpcRequest(USER, "room.c.call", b"", session()))
+        await b.request(RpcRequest(USER, "room.c.call", b"", session()))
+        assert len(b.invoker.calls) == 2
+
+
+# -- malformed input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        (REQUEST, b"\xff\xff\xff"),
+        (PUSH, b"\xff\xff\xff"),
+        (KICK, b"\xff\xff\xff"),
+        (BIND, b"\xff\xff\xff"),
+        ("gossip", b""),
+    ],
+)
+async def test_a_malformed_message_is_counted_and_answered_pit_400(kind: str, data: bytes) -> None:
+    async with bridge() as b:
+        await b.send(kind, data)
+        with pytest.raises(PitayaError) as caught:
+            read_answer(await b.answers.next())
+        assert caught.value.code == "PIT-400"
+        await b.send(kind, data, answered=False)
+        assert b.dropped == [1, 1]
+        assert b.invoker.calls == [] and b.controls.user_messages == [] and b.notices == []
+        await b.request(forwarded())  # the bridge still works
+        assert read_answer(await b.answers.next()) == b"result"
+
+
+# -- controls, pushes, kicks and bind notices ----------------------------------------------
+
+
+async def test_a_control_request_goes_to_the_control_handler() -> None:
+    async with bridge() as b:
+        request = RpcRequest(USER, "connector.sys.kick", b"payload")
+        await b.request(request)
+        await asyncio.wait_for(b.controls.handled.wait(), 2)
+        ((route, got, respond),) = b.controls.requests
+        assert route == "sys.kick"
+        assert (got.route, got.data) == ("connector.sys.kick", b"payload")
+        assert respond == b.answers.respond
+        assert b.invoker.calls == []
+
+
+async def test_a_forwarded_message_on_a_control_route_is_no_control() -> None:
+    async with bridge() as b:
+        await b.request(RpcRequest(SYS, "sys.kick", b"", session()))
+        with pytest.raises(PitayaError) as caught:
+            read_answer(await b.answers.next())
+        assert caught.value.code == "PIT-404"
+        assert b.controls.requests == []
+
+
+async def test_pushes_kicks_and_bind_notices_by_uid() -> None:
+    async with bridge() as b:
+        await b.send(PUSH, encode_push(UserPush("ann", "onMsg", b"x")))
+        await b.send(KICK, encode_kick(UserKick("bob")), answered=False)
+        assert b.controls.user_messages == [
+            (UserPush("ann", "onMsg", b"x"), b.answers.respond),
+            (UserKick("bob"), None),
+        ]
+        await b.send(BIND, encode_bind(BindNotice("ann", "c-2")))
+        await b.send(BIND, encode_bind(BindNotice("bob", "c-2")), answered=False)
+        assert b.notices == [BindNotice("ann", "c-2"), BindNotice("bob", "c-2")]
+        assert b.answers.now() == [ACK]
+        assert b.dropped == []
+
+
+# -- handshakes: once per session and server -----------------------------------------------
+
+
+HS = {"sys": {"v": "1"}, "user": {"u": 2}}
+
+
+async def test_a_handshake_sent_is_kept_and_given_to_later_messages_that_omit_it() -> None:
+    async with bridge() as b:
+        await b.request(forwarded(handshake=HS))
+        await b.request(forwarded(handshake=HS, handshake_omitted=True))
+        first, later = b.invoker.calls
+        assert first.session.handshake.sys == {"v": "1"}
+        assert (later.session.handshake.sys, later.session.handshake.user) == ({"v": "1"}, {"u": 2})
+        assert b.controls.handshakes.get("c-1", 7) == HS
+        assert b.frontend.fetched == []
+
+
+async def test_a_handshake_omitted_and_not_kept_is_fetched_from_the_frontend() -> None:
+    async with bridge() as b:
+        await b.request(forwarded(9, handshake=HS, handshake_omitted=True))
+        assert read_answer(await b.answers.next()) == b"result"
+        assert b.frontend.fetched == [("c-1", 9, "connector")]
+        (call,) = b.invoker.calls
+        assert call.session.handshake.sys == {"v": "fetched"}
+        assert b.controls.handshakes.get("c-1", 9) == {"sys": {"v": "fetched"}, "user": {}}
+
+
+async def test_a_failed_handshake_fetch_runs_the_handler_without_it() -> None:
+    async with bridge() as b:
+        b.frontend.error = PitayaError("PIT-500", "frontend gone")
+        await b.request(forwarded(9, handshake=HS, handshake_omitted=True))
+        assert read_answer(await b.answers.next()) == b"result"
+        (call,) = b.invoker.calls
+        assert call.session.handshake is None
+        assert b.controls.handshakes.get("c-1", 9) is None
+
+
+# -- out -----------------------------------------------------------------------------------
+
+
+async def test_outbound_calls_and_notifies_go_to_the_client() -> None:
+    room = ServerInfo("room-2", "room", hostname="h")
+    async with bridge() as b:
+        assert (
+            await b.ref.ask(OutboundCall(room, b"req", 1.5), timeout=2)
+            == b"answer of room-2 req 1.5"
+        )
+        await b.ref.ask(OutboundNotify(room, b"note"), timeout=2)
+        assert b.client.notifies == [("room-2", b"note")]
