@@ -1,10 +1,10 @@
 """The event loop a server runs on: asyncio's own, or uvloop when it is installed.
 
-uvloop (the ``uvloop`` extra: ``pip install 'pitaya-actors[uvloop]'``) implements the same
-loop in C. Everything here runs on either; uvloop makes each request cheaper, and above all
-what a handler's ``await`` costs (its timers and wake-ups: with 1,000 clients and a handler
-awaiting 10 ms, the server keeps about 90 % of its no-await throughput on uvloop against
-70-75 % on asyncio's loop, see ``tests/bench/bench_slow_handler.py``).
+uvloop (a dependency on Linux and macOS; ``pip install uvloop`` where it was left out)
+implements the same loop in C. Everything here runs on either; uvloop makes each request
+cheaper, and above all what a handler's ``await`` costs (its timers and wake-ups: with 1,000
+clients and a handler awaiting 10 ms, the server keeps about 90 % of its no-await throughput
+on uvloop against 70-75 % on asyncio's loop, see ``tests/bench/bench_slow_handler.py``).
 
 ``event_loop`` (the option, also ``PITAYA_EVENT_LOOP``) chooses:
 
@@ -41,9 +41,7 @@ def loop_factory(choice: str) -> LoopFactory | None:
     except ImportError as exc:
         if choice == "auto":
             return None
-        raise EventLoopUnavailable(
-            "event_loop='uvloop' needs uvloop: pip install 'pitaya-actors[uvloop]'"
-        ) from exc
+        raise EventLoopUnavailable("event_loop='uvloop' needs uvloop: pip install uvloop") from exc
     factory: LoopFactory = uvloop.new_event_loop
     return factory
 
