@@ -4,6 +4,7 @@ frontend's session whose writes reach the frontend as controls, through the link
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -63,14 +64,21 @@ def test_it_is_a_copy_of_the_frontends_session() -> None:
     assert backend()[0].handshake is None
 
 
+def exactly(text: str) -> str:
+    return f"^{re.escape(text)}$"
+
+
 async def test_bind_binds_on_the_frontend_then_here() -> None:
-    session, link = backend(extras=True)
-    await session.bind("ann")
+    link = Link()
+    snapshot = SessionSnapshot(7, "c-1", "connector", extras=True)
+    session = BackendSession(snapshot, link, JsonSerializer())  # type: ignore[arg-type]
+    await session.bind("ann")  # writable unless told otherwise
     assert link.sent == [("call", "c-1", SessionBind(7, "ann"), "connector", True)]
     assert session.uid == "ann"
     with pytest.raises(SessionAlreadyBound) as caught:
         await session.bind("bob")
     assert caught.value.code == "PIT-409"
+    assert caught.value.msg == "session 7 is already bound to uid 'ann'"
     assert len(link.sent) == 1
 
 
@@ -80,7 +88,7 @@ async def test_a_bind_the_frontend_refused_leaves_the_session_unbound() -> None:
     with pytest.raises(PitayaError, match="uid taken"):
         await session.bind("ann")
     assert session.uid is None
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match=exactly("uid must be a non-empty string")):
         await session.bind("")
 
 
@@ -92,11 +100,13 @@ async def test_push_to_front_sends_this_copys_data() -> None:
 
 
 def test_push_and_kick_reach_the_client_through_its_frontend() -> None:
-    session, link = backend(uid="ann")
+    session, link = backend(uid="ann", extras=False)
     session.push("onMsg", {"text": "hi"})
     session.kick("bye")
     (push, kick) = link.sent
-    assert push[:2] == ("notify", "c-1") and kick[:2] == ("notify", "c-1")
+    # The frontend's type and whether it is ours go along: a Go frontend gets Go's controls.
+    assert push[:2] == ("notify", "c-1") and push[3:] == ("connector", False)
+    assert kick == ("notify", "c-1", SessionKick(7, "ann", "bye"), "connector", False)
     assert isinstance(push[2], SessionPush)
     assert (push[2].sid, push[2].uid, push[2].push_route) == (7, "ann", "onMsg")
     assert JsonSerializer().unmarshal(push[2].data) == {"text": "hi"}
@@ -105,11 +115,17 @@ def test_push_and_kick_reach_the_client_through_its_frontend() -> None:
 
 async def test_an_rpc_callers_session_is_read_only_but_may_push() -> None:
     session, link = backend(uid="ann", read_only=True)
-    with pytest.raises(FrontendOnly, match="bind"):
+    with pytest.raises(
+        FrontendOnly, match=exactly("bind on the read-only caller session of an RPC")
+    ):
         await session.bind("bob")
-    with pytest.raises(FrontendOnly, match="push_to_front"):
+    with pytest.raises(
+        FrontendOnly, match=exactly("push_to_front on the read-only caller session of an RPC")
+    ):
         await session.push_to_front()
-    with pytest.raises(FrontendOnly, match="kick"):
+    with pytest.raises(
+        FrontendOnly, match=exactly("kick on the read-only caller session of an RPC")
+    ):
         session.kick()
     assert link.sent == []
     session.push("onMsg", {})
@@ -118,7 +134,11 @@ async def test_an_rpc_callers_session_is_read_only_but_may_push() -> None:
 
 def test_lifecycle_callbacks_and_the_session_actor_are_the_frontends() -> None:
     session, _ = backend()
-    with pytest.raises(FrontendOnly, match="on_remote_session_close"):
+    message = (
+        "on_close is only available on frontend servers; on a backend, observe session "
+        "events with app.on_remote_session_close"
+    )
+    with pytest.raises(FrontendOnly, match=exactly(message)):
         session.on_close(lambda s: None)
     with pytest.raises(FrontendOnly):
         _ = session.ref
@@ -126,5 +146,6 @@ def test_lifecycle_callbacks_and_the_session_actor_are_the_frontends() -> None:
 
 async def test_binding_through_the_session_base_class_path_is_refused() -> None:
     session, _ = backend()
-    with pytest.raises(FrontendOnly, match="binds through its frontend"):
+    message = "a backend session binds through its frontend (BackendSession.bind)"
+    with pytest.raises(FrontendOnly, match=exactly(message)):
         await session._bind(session, "ann")

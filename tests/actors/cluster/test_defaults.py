@@ -12,6 +12,7 @@ from actors.cluster.grpc_rpc import GrpcRPCClient, GrpcRPCServer
 from actors.cluster.nats_rpc import NatsRpc
 from actors.config import Config, ConfigError
 from actors.system import ActorSystem
+from transport.etcd import EtcdOutage
 from transport.grpc_rpc import GrpcTls
 from transport.nats import NatsSecurity
 
@@ -108,8 +109,11 @@ def test_grpc_mutual_tls_takes_all_three_files_or_none() -> None:
     assert client.tls == server.tls == GrpcTls("ca.pem", "c.pem", "k.pem")  # type: ignore[attr-defined]
     for missing in files:
         partial = {k: v for k, v in files.items() if k != missing}
-        with pytest.raises(ConfigError, match="together"):
+        with pytest.raises(ConfigError) as caught:
             grpc_tls(Config(**partial))
+        assert str(caught.value) == (
+            "gRPC mutual TLS needs grpc_tls_ca, grpc_tls_cert and grpc_tls_key together"
+        )
         with pytest.raises(ConfigError, match="together"):
             default_rpc(Config(rpc_transport="grpc", **partial), Discovery())  # type: ignore[arg-type]
 
@@ -121,7 +125,11 @@ def test_an_unknown_rpc_transport_is_a_config_error(transport: str) -> None:
     assert "nats, grpc" in str(caught.value) and repr(transport) in str(caught.value)
 
 
-async def test_discovery_is_etcd_on_the_configured_endpoints() -> None:
+async def test_discovery_is_etcd_on_the_configured_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Outages are shared per endpoints for the process: start from none.
+    monkeypatch.setattr(EtcdOutage, "_by_endpoints", {})
     config = Config(
         etcd_endpoints="e1:2379, e2:2379,",
         cluster_connect_timeout=1.5,

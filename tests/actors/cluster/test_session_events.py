@@ -80,6 +80,9 @@ async def test_callbacks_run_for_their_event_and_route_filter() -> None:
     await events.emit(CLOSE, session(), {EVERY_ROUTE})
     assert heard == ["close any", "close join", "close chat"]
     heard.clear()
+    await events.emit(CLOSE, session(), {"room.r.chat"})  # a filter not met skips one only
+    assert heard == ["close any", "close chat"]
+    heard.clear()
     await events.emit("other", session(), {"room.r.join"})
     assert heard == []
 
