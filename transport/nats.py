@@ -289,6 +289,11 @@ class NatsPipe:
         try:
             while True:  # drive ``step`` as a task would
                 if waiting is not None:
+                    # A future yielded by ``step`` is still marked as being awaited there
+                    # (its blocking flag): a task clears the mark before it waits on it, or
+                    # both awaits fail with "await wasn't used with future".
+                    if getattr(waiting, "_asyncio_future_blocking", False):
+                        waiting._asyncio_future_blocking = False
                     with contextlib.suppress(BaseException):
                         await waiting  # ``step`` sees the outcome when resumed
                 else:
