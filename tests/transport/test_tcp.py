@@ -326,3 +326,30 @@ async def test_tls_client_works_and_plain_client_fails_handshake() -> None:
         assert hub.calls == 1
         await close_writer(plain_writer)
         await close_writer(writer)
+
+
+async def test_reuse_port_lets_two_acceptors_share_a_port_and_both_serve() -> None:
+    first = TcpAcceptor(HOST, 0, reuse_port=True)
+    first_hub = Hub()
+    async with running(first, first_hub) as (_, port):
+        # Without SO_REUSEPORT on both, the port is taken.
+        with pytest.raises(OSError):
+            await TcpAcceptor(HOST, port).start(Hub())
+        second = TcpAcceptor(HOST, port, reuse_port=True)
+        second_hub = Hub()
+        async with running(second, second_hub) as (_, second_port):
+            assert second_port == port
+            # The kernel spreads connections by a hash of the client's address: open
+            # connections until both acceptors have one (almost always within a few).
+            writers = []
+            for _ in range(200):
+                reader, writer = await asyncio.open_connection(HOST, port)
+                writers.append(writer)
+                writer.write(b"ping")
+                assert await reader.readexactly(4) == b"ping"
+                if first_hub.all and second_hub.all:
+                    break
+            assert first_hub.all and second_hub.all
+            assert len(first_hub.all) + len(second_hub.all) == len(writers)
+            for writer in writers:
+                await close_writer(writer)
