@@ -20,7 +20,14 @@ from actors.cluster.rpc import (
     ServerUnreachable,
 )
 from actors.errors import InternalError, RpcTimeout
-from transport.nats import NatsDown, NatsError, NatsNoResponders, NatsTimeout, NatsUnreachable
+from transport.nats import (
+    NatsDown,
+    NatsError,
+    NatsNoResponders,
+    NatsSecurity,
+    NatsTimeout,
+    NatsUnreachable,
+)
 
 ROOM = ServerInfo("room-1", "room", hostname="h")
 ME = ServerInfo("c-1", "connector", frontend=True, hostname="h")
@@ -92,6 +99,28 @@ async def started() -> tuple[NatsRpc, Pipe, list[tuple[str, bytes, Any]]]:
     return rpc, pipe, delivered
 
 
+def test_its_pipe_gets_the_url_name_timeout_security_and_drop_counter() -> None:
+    security = NatsSecurity(user="u", password="p")
+    dropped: list[int] = []
+    rpc = NatsRpc(
+        "nats://a:1,nats://b:2",
+        name="c-1",
+        connect_timeout=1.5,
+        on_dropped=lambda: dropped.append(1),
+        security=security,
+    )
+    pipe = rpc.pipe
+    assert (pipe.urls, pipe.name, pipe.connect_timeout, pipe.security) == (
+        "nats://a:1,nats://b:2",
+        "c-1",
+        1.5,
+        security,
+    )
+    assert pipe.on_slow_consumer is not None
+    pipe.on_slow_consumer()
+    assert dropped == [1]
+
+
 def test_it_is_one_ordered_connection_with_subjects_and_no_direct_calls() -> None:
     rpc, pipe = nats()
     assert rpc.ordered and rpc.direct is None and rpc.user_subjects is rpc
@@ -119,16 +148,21 @@ async def test_calls_and_notifies_go_on_the_servers_subject() -> None:
 
 
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("error", "expected", "text"),
     [
-        (NatsNoResponders("no responders"), ServerUnreachable),
-        (NatsTimeout("timeout"), RpcTimeout),
-        (NatsDown("down"), ClusterUnavailable),
-        (NatsError("odd"), InternalError),
+        (
+            NatsNoResponders("no responders"),
+            ServerUnreachable,
+            "rpc client: server room-1 is unreachable "
+            "(no responders on pitaya/servers/room/room-1)",
+        ),
+        (NatsTimeout("timeout"), RpcTimeout, "rpc client: request timeout"),
+        (NatsDown("down"), ClusterUnavailable, "cluster unavailable: down"),
+        (NatsError("odd"), InternalError, "rpc client: odd"),
     ],
 )
 async def test_the_pipes_errors_become_the_rpc_seams(
-    error: Exception, expected: type[Exception]
+    error: Exception, expected: type[Exception], text: str
 ) -> None:
     rpc, pipe = nats()
     pipe.error = error
@@ -139,8 +173,7 @@ async def test_the_pipes_errors_become_the_rpc_seams(
     rpc.start_call(ROOM, b"", 1.0, lambda r, e: got.append((r, e)))
     ((result, failure),) = got
     assert result is None and type(failure) is expected
-    if expected is ServerUnreachable:
-        assert "room-1" in str(failure) and "pitaya/servers/room/room-1" in str(failure)
+    assert failure.msg == caught.value.msg == text  # type: ignore[attr-defined]
 
 
 async def test_an_unreachable_nats_at_start_up_is_a_startup_error() -> None:
@@ -165,8 +198,9 @@ async def test_start_subscribes_to_its_subject_and_hands_requests_on_with_their_
 async def test_start_while_nats_is_down_is_cluster_unavailable() -> None:
     rpc, pipe = nats()
     pipe.flush_error = NatsDown("down")
-    with pytest.raises(ClusterUnavailable):
+    with pytest.raises(ClusterUnavailable) as caught:
         await rpc.start(ME, lambda *a: None)
+    assert caught.value.msg == "cluster unavailable: not connected to NATS"
 
 
 async def test_a_uids_push_and_kick_subjects_are_taken_and_dropped() -> None:
@@ -178,9 +212,18 @@ async def test_a_uids_push_and_kick_subjects_are_taken_and_dropped() -> None:
     assert kick_subjects == ["pitaya/connector/user/ann/kick"]
     on_push(b"p", "_INBOX.2")
     on_kick(b"k", None)
-    assert [(k, d) for k, d, _ in delivered] == [(PUSH, b"p"), (KICK, b"k")]
+    on_push(b"p2", None)
+    on_kick(b"k2", "_INBOX.3")
+    assert [(k, d) for k, d, _ in delivered] == [
+        (PUSH, b"p"),
+        (KICK, b"k"),
+        (PUSH, b"p2"),
+        (KICK, b"k2"),
+    ]
+    assert delivered[1][2] is None and delivered[2][2] is None  # a publish: nobody to answer
     delivered[0][2](b"ack")
-    assert pipe.log[-1] == ("publish", "_INBOX.2", b"ack")
+    delivered[3][2](b"kicked")
+    assert pipe.log[-2:] == [("publish", "_INBOX.2", b"ack"), ("publish", "_INBOX.3", b"kicked")]
     await rpc.forget_user("ann")
     assert pipe.groups == {}
 
@@ -198,8 +241,9 @@ async def test_a_uid_is_pushed_to_and_asked_on_its_subjects() -> None:
     pipe.error = NatsTimeout("slow")
     assert await rpc.request_user("gate", "ann", "kick", b"k", 1.5) is None
     pipe.error = NatsDown("down")
-    with pytest.raises(ClusterUnavailable):
+    with pytest.raises(ClusterUnavailable) as caught:
         await rpc.request_user("gate", "ann", "kick", b"k", 1.5)
+    assert caught.value.msg == "cluster unavailable: down"
 
 
 async def test_binds_are_announced_and_watched_on_the_bindings_subject(
@@ -217,8 +261,14 @@ async def test_binds_are_announced_and_watched_on_the_bindings_subject(
     ]
     pipe.flush_error = NatsTimeout("slow")
     await rpc.announce_bind(b"notice")
-    assert "bind notice not confirmed by NATS" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "[c-1] bind notice not confirmed by NATS: slow"
+    ]
     heard: list[bytes] = []
+    pipe.connected = False
+    await rpc.watch_binds(heard.append)  # not connected: not yet
+    assert "pitaya/connector/bindings" not in pipe.subscriptions
+    pipe.connected = True
     await rpc.watch_binds(heard.append)
     pipe.subscriptions["pitaya/connector/bindings"](b"bound", None)
     assert heard == [b"bound"]

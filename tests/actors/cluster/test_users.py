@@ -192,7 +192,8 @@ def users(
         sessions=Sessions(),  # type: ignore[arg-type]
         rpc_timeout=1.5,
     )
-    made.bindings = bindings
+    if bindings is not None:  # else the default: no binding storage
+        made.bindings = bindings
     return made
 
 
@@ -249,9 +250,9 @@ async def test_toward_a_go_frontend_type_it_is_a_publish_counted_as_delivered() 
     failed = await users(go, subjects=subjects).push_to_users("r", b"p", ["ann", "bob"], None)
     assert failed == []
     assert subjects.requested == []
-    assert [(t, u, w) for t, u, w, _ in subjects.published] == [
-        ("connector", "ann", "push"),
-        ("connector", "bob", "push"),
+    assert [(t, u, w, decode_push(d)) for t, u, w, d in subjects.published] == [
+        ("connector", "ann", "push", UserPush("ann", "r", b"p")),
+        ("connector", "bob", "push", UserPush("bob", "r", b"p")),
     ]
 
 
@@ -260,6 +261,10 @@ async def test_a_kick_by_uid_goes_on_the_kick_subjects() -> None:
     assert await users(subjects=subjects).kick_users(["ann", "bob"], "bye", None) == ["bob"]
     assert [(u, w) for _, u, w, *_ in subjects.requested] == [("ann", "kick"), ("bob", "kick")]
     assert decode_kick(subjects.requested[0][3]) == UserKick("ann")
+    gate = server("g-1", "gate", frontend=True)
+    subjects = Subjects()
+    assert await users(gate, subjects=subjects).kick_users(["ann"], "", "gate") == ["ann"]
+    assert [t for t, *_ in subjects.requested] == ["gate"]  # only the type given
 
 
 async def test_without_subjects_or_bindings_every_uid_is_unreached() -> None:
@@ -299,13 +304,13 @@ async def test_publish_push_publishes_once_per_uid_and_frontend_type_in_order() 
     cluster = users(gate, subjects=subjects)
     cluster.publish_push("r", b"p", ["ann", "bob"], None)
     cluster.publish_push("s", b"q", ["ann"], "gate")
-    published = [(t, u, w, decode_push(d).route) for t, u, w, d in subjects.published]
+    published = [(t, u, w, decode_push(d)) for t, u, w, d in subjects.published]
     assert published == [
-        ("connector", "ann", "push", "r"),
-        ("gate", "ann", "push", "r"),
-        ("connector", "bob", "push", "r"),
-        ("gate", "bob", "push", "r"),
-        ("gate", "ann", "push", "s"),
+        ("connector", "ann", "push", UserPush("ann", "r", b"p")),
+        ("gate", "ann", "push", UserPush("ann", "r", b"p")),
+        ("connector", "bob", "push", UserPush("bob", "r", b"p")),
+        ("gate", "bob", "push", UserPush("bob", "r", b"p")),
+        ("gate", "ann", "push", UserPush("ann", "s", b"q")),
     ]
     users().publish_push("r", b"", ["ann"], None)  # nowhere to publish: nothing happens
 
@@ -339,13 +344,31 @@ async def test_a_failing_queued_push_is_logged_and_the_next_one_still_goes(
     assert cluster._pusher is not None
     await cluster._pusher
     assert [c[1] for c in bindings.calls] == ["r", "s"]
-    assert "push r to 1 uid(s) failed" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "[c-1] push r to 1 uid(s) failed: etcd down",
+        "[c-1] push s to 1 uid(s) failed: etcd down",
+    ]
+
+
+async def test_a_queued_push_that_reached_nobody_is_told_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.cluster.users")
+    cluster = users(bindings=Bindings(failed=["bob"]))
+    cluster.publish_push("r", b"1", ["ann", "bob"], None)
+    assert cluster._pusher is not None
+    await cluster._pusher
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", "[c-1] push r reached nobody for ['bob']")
+    ]
 
 
 # -- bind notices --------------------------------------------------------------------------
 
 
-async def test_bind_notices_of_other_frontends_reach_every_listener() -> None:
+async def test_bind_notices_of_other_frontends_reach_every_listener(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     subjects = Subjects()
     cluster = users(subjects=subjects)
     heard: list[tuple[str, BindNotice]] = []
@@ -360,6 +383,10 @@ async def test_bind_notices_of_other_frontends_reach_every_listener() -> None:
     subjects.watcher(encode_bind(BindNotice("bob", "c-1")))  # our own: ignored
     subjects.watcher(b"\xff\xff")  # malformed: logged, dropped
     assert heard == [("a", BindNotice("ann", "c-2")), ("b", BindNotice("ann", "c-2"))]
+    told = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert told[0] == ("ERROR", "[c-1] bind listener failed")
+    assert told[1][0] == "WARNING"
+    assert told[1][1].startswith("[c-1] malformed bind notice: not a protos.BindMsg")
 
 
 async def test_a_bind_is_announced_on_the_subjects_and_the_uids_subjects_taken() -> None:
@@ -406,12 +433,27 @@ async def test_a_bind_notice_that_cannot_be_looked_up_or_sent_is_logged(
     cluster = users(other, client=Client(direct), bindings=bindings)
     await cluster.watch_binds(lambda n: None)
     await cluster.bound(FrontSession(1, "ann"))  # type: ignore[arg-type]
-    assert "bind notice to c-2 failed: refused" in caplog.text
     bindings.error = EtcdUnavailable("etcd down")
-    with caplog.at_level(logging.WARNING):
-        await cluster.bound(FrontSession(1, "bob"))  # type: ignore[arg-type]
-    assert "cannot find where bob was bound" in caplog.text
+    await cluster.bound(FrontSession(1, "bob"))  # type: ignore[arg-type]
+    told = EtcdUnavailable("still down")
+    told.told = True  # the outage was logged once already: debug
+    bindings.error = told
+    caplog.set_level(logging.DEBUG, logger="actors.cluster.users")
+    await cluster.bound(FrontSession(1, "cid"))  # type: ignore[arg-type]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "[c-1] bind notice to c-2 failed: refused"),
+        ("WARNING", "[c-1] cannot find where bob was bound: etcd down"),
+        ("DEBUG", "[c-1] cannot find where cid was bound: still down"),
+    ]
     assert len(direct.binds) == 1
+
+
+async def test_without_direct_calls_no_bind_notice_is_looked_up() -> None:
+    bindings = Bindings(holder="c-2")
+    cluster = users(server("c-2", "connector", frontend=True), client=Client(), bindings=bindings)
+    await cluster.watch_binds(lambda n: None)
+    await cluster.bound(FrontSession(1, "ann"))  # type: ignore[arg-type]
+    assert bindings.calls == []
 
 
 # -- closing sessions and session events ---------------------------------------------------
@@ -437,7 +479,8 @@ async def test_session_events_go_to_the_backends_of_ours_that_served_the_session
         7,
         "ann",
         {"level": 3},
-        served_by={"room-1": {"room.r.join"}, "room-2": {"room.r.x"}, "room-9": {"room.r.y"}},
+        # The ones skipped first: skipping one does not end the round.
+        served_by={"room-2": {"room.r.x"}, "room-9": {"room.r.y"}, "room-1": {"room.r.join"}},
     )
     cluster.session_event(session, "close")  # type: ignore[arg-type]
     # Not the Go backend (it has no such route), nor one that left discovery.
@@ -454,6 +497,7 @@ async def test_session_events_go_to_the_backends_of_ours_that_served_the_session
         {"level": 3},
     )
     assert request.session.frontend_id == "c-1"
+    assert (request.metadata["peer.id"], request.metadata["peer.service"]) == ("c-1", "connector")
 
 
 async def test_bind_and_close_tell_the_backends_that_served_the_session() -> None:
@@ -475,8 +519,15 @@ async def test_a_session_event_that_cannot_be_encoded_is_logged_not_sent(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = Client()
-    cluster = users(server("room-1", "room", frontend=False), client=client)
-    session = FrontSession(7, "ann", {"bad": object()}, served_by={"room-1": {"r"}})
+    cluster = users(
+        server("room-1", "room", frontend=False),
+        server("room-2", "room", frontend=False),
+        client=client,
+    )
+    served = {"room-1": {"r"}, "room-2": {"r"}}
+    session = FrontSession(7, "ann", {"bad": object()}, served_by=served)
     cluster.session_event(session, "bind")  # type: ignore[arg-type]
     assert client.notified == []
-    assert "session event to room-1 not sent" in caplog.text
+    told = [r.getMessage() for r in caplog.records]
+    assert len(told) == 2  # one per server: the second one is tried too
+    assert told[0].startswith("[c-1] session event to room-1 not sent: cannot encode")
