@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import actors.cluster.bridge as bridge_module
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.bridge import Inbound, OutboundCall, OutboundNotify, RpcBridge
 from actors.cluster.codec import (
@@ -45,6 +46,7 @@ from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import PitayaError
 from actors.system import ActorSystem
+from actors.turns import SMALL_BODY
 
 JOIN, CALL = object(), object()
 """The local and remote routes the invoker is handed (it only passes them through here)."""
@@ -68,6 +70,15 @@ class Invoker:
         self.metrics = SimpleNamespace(enabled=False)
         self.calls: list[Invocation] = []
         self.answer: tuple[Any, BaseException | None] | None = (b"result", None)
+        self._invoked = asyncio.Event()
+
+    async def invoked(self, n: int) -> Invocation:
+        """The ``n``-th invocation (1-based), once it happened (a large body may wait for a
+        later turn of the loop's decode budget)."""
+        while len(self.calls) < n:
+            self._invoked.clear()
+            await asyncio.wait_for(self._invoked.wait(), 2)
+        return self.calls[n - 1]
 
     def invoke(
         self,
@@ -83,6 +94,7 @@ class Invoker:
         span: Any = None,
     ) -> None:
         self.calls.append(Invocation(route, name, session, data, notify, done, serializer))
+        self._invoked.set()
         if self.answer is not None:
             done(*self.answer)
 
@@ -109,6 +121,12 @@ class Frontend:
         self.handshake: dict[str, Any] | None = {"sys": {"v": "fetched"}, "user": {}}
         self.error: Exception | None = None
         self.fetched: list[tuple[str, int, str]] = []
+        self.notified: list[tuple[str, Any, Any, Any]] = []
+
+    def frontend_notify(
+        self, frontend_id: str, control: Any, frontend_type: Any = None, extras: Any = None
+    ) -> None:
+        self.notified.append((frontend_id, control, frontend_type, extras))
 
     async def fetch_handshake(
         self, frontend_id: str, session_id: int, frontend_type: str
@@ -229,6 +247,11 @@ async def test_a_forwarded_request_runs_on_its_local_route_with_a_backend_sessio
         )
         assert not s.read_only
         assert read_answer(await b.answers.next()) == b"result"
+        s.push("onMsg", {"n": 1})  # through the frontend link, with the server's serializer
+        ((front, control, front_type, extras),) = b.frontend.notified
+        assert (front, front_type, extras) == ("c-1", "connector", True)
+        assert (control.sid, control.uid, control.push_route) == (7, "ann", "onMsg")
+        assert RPC_SERIALIZER.unmarshal(control.data) == {"n": 1}
 
 
 async def test_a_forwarded_notify_is_acknowledged_and_an_error_answered_as_pitayas() -> None:
@@ -278,6 +301,7 @@ async def test_unknown_routes_and_a_forward_without_session_are_answered_not_run
             with pytest.raises(PitayaError) as caught:
                 read_answer(answer)
             codes.append(caught.value.code)
+            assert caught.value.msg != ""
         assert codes == ["PIT-404", "PIT-404", "PIT-400"]
         assert b.invoker.calls == []
         assert b.dropped == []
@@ -303,6 +327,52 @@ async def test_user_rpcs_are_not_held_behind_each_other() -> None:
         await b.request(RpcRequest(USER, "room.c.call", b"", session()))
         await b.request(RpcRequest(USER, "room.c.call", b"", session()))
         assert len(b.invoker.calls) == 2
+
+
+async def test_a_large_body_is_invoked_as_a_small_one() -> None:
+    big = b"x" * (SMALL_BODY + 1)
+    async with bridge() as b:
+        await b.request(RpcRequest(SYS, "room.r.join", big, session(uid="ann"), True))
+        await b.request(
+            RpcRequest(USER, "room.c.call", big, session(), metadata={ARGS_KEY: MSGPACK_ARGS})
+        )
+        assert await b.answers.next() == ACK
+        assert read_answer(await b.answers.next()) == b"result"
+        forwarded_call, rpc_call = b.invoker.calls
+        assert (forwarded_call.route, forwarded_call.name, forwarded_call.data) == (
+            JOIN,
+            "room.r.join",
+            big,
+        )
+        assert forwarded_call.notify and forwarded_call.serializer is None
+        assert forwarded_call.session.uid == "ann"
+        assert (rpc_call.route, rpc_call.name, rpc_call.notify) == (CALL, "room.c.call", False)
+        assert rpc_call.serializer is RPC_SERIALIZER and rpc_call.session.read_only
+
+
+async def test_large_bodies_waiting_past_the_bound_are_refused_in_their_sessions_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    big = b"x" * (SMALL_BODY + 1)
+    monkeypatch.setattr(bridge_module, "MAX_WAITING_BYTES", 2 * len(big))
+    async with bridge() as b:
+        b.invoker.answer = None
+        for _ in range(4):  # the first runs (held); two wait; the fourth is past the bound
+            await b.request(RpcRequest(SYS, "room.r.join", big, session()))
+        await b.invoker.invoked(1)
+        assert len(b.invoker.calls) == 1 and b.dropped == [1]
+        assert b.answers.now() == []  # refused in its turn, after the ones before it
+        for n in (1, 2, 3):
+            (await b.invoker.invoked(n)).done(str(n).encode(), None)
+        answers = [await b.answers.next() for _ in range(4)]
+        assert [read_answer(a) for a in answers[:3]] == [b"1", b"2", b"3"]
+        with pytest.raises(PitayaError) as caught:
+            read_answer(answers[3])
+        assert (caught.value.code, caught.value.msg) == ("PIT-429", "too many large bodies waiting")
+        b.invoker.answer = (b"5", None)
+        await b.request(RpcRequest(SYS, "room.r.join", big, session()))  # room again
+        assert read_answer(await b.answers.next()) == b"5"  # when the budget grants it
+        assert len(b.invoker.calls) == 4 and b.dropped == [1]
 
 
 # -- malformed input -----------------------------------------------------------------------
