@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 OnAnswer = Callable[[bytes | None, Exception | None], None]
 """Takes a request's outcome: its answer's bytes, or the error (exactly one is None)."""
 
-_EARLY = 0.001
-"""A timer may fire up to the loop's clock resolution early: a deadline this close counts."""
+_EARLY = 1e-6
+"""A timer may fire up to the loop's clock resolution early (asyncio: about 1 ns): a
+deadline this close counts. Never more: a request must not time out before its timeout (a
+caller measures it, and PIT-408 promises it was waited for)."""
 
 
 class PendingReplies:

@@ -218,3 +218,26 @@ async def test_close_fails_the_requests_still_waiting(nats_server: NatsServer) -
     await pipe.close()
     with pytest.raises(NatsDown):
         await asyncio.wait_for(waiting, 2)
+
+
+@pytest.mark.looptime  # a virtual clock: timers fire exactly at their time, not late
+async def test_no_request_times_out_before_its_own_timeout() -> None:
+    """Requests sharing one timeout value share a timer armed for the oldest: one added half
+    a millisecond later must not expire with it (a caller measures PIT-408)."""
+    loop = asyncio.get_running_loop()
+    added: dict[str, float] = {}
+    expired: dict[str, float] = {}
+
+    def note(name: str) -> OnAnswer:
+        return lambda data, error: expired.setdefault(name, loop.time())
+
+    replies = PendingReplies("_INBOX.test.", loop)
+    added["first"] = loop.time()
+    replies.add(note("first"), 0.05)
+    await asyncio.sleep(0.0005)
+    added["second"] = loop.time()
+    replies.add(note("second"), 0.05)
+    await asyncio.sleep(0.1)
+    assert set(expired) == {"first", "second"}
+    for name in ("first", "second"):
+        assert expired[name] - added[name] >= 0.05, name
