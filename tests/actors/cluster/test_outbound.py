@@ -8,6 +8,8 @@ request (decoded back here) and answers it as the test says, a real
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -26,6 +28,7 @@ from actors.cluster.codec import (
     SYS,
     USER,
     RpcRequest,
+    SessionSnapshot,
     UserPush,
     decode_push,
     decode_request,
@@ -70,6 +73,7 @@ class Sent:
     request: RpcRequest
     timeout: float
     reply: Callable[[Any, BaseException | None], None]
+    target: ServerInfo
 
 
 Answer = Callable[[ServerInfo, RpcRequest], tuple[bytes | None, BaseException | None]]
@@ -91,7 +95,7 @@ class Wire:
 
     def start_call(self, target: ServerInfo, payload: bytes, timeout: float, reply: Any) -> None:
         request = decode_request(payload)
-        self.sent.append(Sent(target.id, request, timeout, reply))
+        self.sent.append(Sent(target.id, request, timeout, reply, target))
         if self.answer is not None:
             reply(*self.answer(target, request))
 
@@ -139,7 +143,40 @@ class FrontSession:
     served_by: dict[str, set[str]] | None = None
 
 
-def outbound(*servers: ServerInfo, wire: Wire | None = None, bridge: Any = True) -> Outbound:
+class Metrics:
+    """A metrics reporter that keeps what it was told."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.summaries: list[tuple[str, dict[str, str]]] = []
+
+    def report_summary(self, name: str, labels: dict[str, str], value: float) -> None:
+        self.summaries.append((name, labels))
+
+
+class Tracing:
+    """Tracing on: each client span started is recorded, with its target and parent."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, str, Any]] = []
+
+    def start_rpc_client_span(
+        self, request: RpcRequest, server_id: str, server_type: str, parent: Any
+    ) -> Any:
+        self.spans.append((request.route, server_id, server_type, parent))
+        return None
+
+
+def outbound(
+    *servers: ServerInfo,
+    wire: Wire | None = None,
+    bridge: Any = True,
+    metrics: Any = None,
+    tracing: Any = None,
+) -> Outbound:
     table = Table(ME, *servers)
     made = Outbound(
         me=ME,
@@ -147,8 +184,8 @@ def outbound(*servers: ServerInfo, wire: Wire | None = None, bridge: Any = True)
         router=Router(table, server_id="c-1"),  # type: ignore[arg-type]
         client=wire or Wire(),  # type: ignore[arg-type]
         rpc_timeout=2.5,
-        metrics=SimpleNamespace(enabled=False),  # type: ignore[arg-type]
-        tracing=SimpleNamespace(enabled=False),  # type: ignore[arg-type]
+        metrics=metrics or SimpleNamespace(enabled=False),
+        tracing=tracing or SimpleNamespace(enabled=False),
         via="memory",
     )
     made.bridge = (Bridge() if bridge is True else bridge) if bridge is not None else None
@@ -195,6 +232,8 @@ def test_forward_sends_the_client_message_with_the_session_and_records_who_serve
         {"level": 3},
     )
     assert (request.session.frontend_id, request.session.frontend_type) == ("c-1", "connector")
+    assert (request.metadata["peer.id"], request.metadata["peer.service"]) == ("c-1", "connector")
+    assert request.metadata["reqTimeout"] == "2500ms"  # Go's duration
     assert session.served_by == {"room-1": {"room.r.join"}}
     out.forward(server("room-1"), session, "room.r.chat", b"", True, replies)  # type: ignore[arg-type]
     assert wire.sent[1].request.notify
@@ -237,8 +276,9 @@ def test_a_forward_nobody_received_goes_to_another_server_of_the_type() -> None:
     out = outbound(room1, room2, room3, wire=wire)
     replies = Replies()
     session = FrontSession()
-    out.forward(room1, session, "room.r.join", b"x", False, replies)  # type: ignore[arg-type]
+    out.forward(room1, session, "room.r.join", b"x", True, replies)  # type: ignore[arg-type]
     assert replies.got == [(b"from 3", None)]
+    assert all(s.request.notify for s in wire.sent)  # resent as it was
     assert wire.sent[0].server == "room-1"
     assert wire.sent[-1].server == "room-3"  # after room-2 or not: the router's choice
     assert len({s.server for s in wire.sent}) == len(wire.sent)  # none tried twice
@@ -297,11 +337,16 @@ def test_past_the_servers_cap_a_server_is_not_recorded_and_that_is_logged_once(
     rooms = [server(f"room-{i}") for i in range(MAX_SERVED_SERVERS + 2)]
     out = outbound(*rooms, wire=Wire(ok()))
     session = FrontSession()
-    for room in rooms:
+    for room in rooms[:MAX_SERVED_SERVERS]:
+        out.forward(room, session, "room.r.join", b"", False, Replies())  # type: ignore[arg-type]
+    assert caplog.records == []  # within the cap: nothing to say
+    for room in rooms[MAX_SERVED_SERVERS:]:
         out.forward(room, session, "room.r.join", b"", False, Replies())  # type: ignore[arg-type]
     assert session.served_by is not None and len(session.served_by) == MAX_SERVED_SERVERS
-    told = [r for r in caplog.records if "more than" in r.getMessage()]
-    assert len(told) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        f"[c-1] session 7 was served by more than {MAX_SERVED_SERVERS} servers: the others "
+        "are not told of its bind and close (logged once)"
+    ]
 
 
 def test_without_start_call_calls_and_notifies_go_through_the_bridge_in_order() -> None:
@@ -339,7 +384,7 @@ def test_a_notify_to_ours_is_a_notify_and_to_go_a_call_whose_error_is_logged(
     assert wire.sent == []
     out.notify(go, RpcRequest(USER, "room.r.note", b"n", notify=True))
     assert [s.server for s in wire.sent] == ["go-1"]
-    assert "room.r.note failed" in caplog.text and "boom" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == ["[c-1] room.r.note failed: PIT-500: boom"]
     out.client.connected = False  # type: ignore[misc]
     out.notify(server("room-1"), RpcRequest(USER, "room.r.note", b"n"))
     assert len(wire.notified) == 1
@@ -450,6 +495,7 @@ async def test_an_rpc_route_must_have_three_parts(route: str) -> None:
     with pytest.raises(PitayaError) as caught:
         await outbound(server("room-1")).rpc(route)
     assert caught.value.code == "PIT-400"
+    assert caught.value.msg == f"RPC route must be serverType.service.method, not {route!r}"
 
 
 # -- controls to a frontend ----------------------------------------------------------------
@@ -479,11 +525,37 @@ async def test_a_frontend_not_yet_in_discovery_is_reached_by_its_type() -> None:
     wire = Wire(ok(b""))
     out = outbound(wire=wire)
     await out.frontend_call("c-9", UidKick("ann"), "connector", True)
-    assert wire.sent[0].server == "c-9"
-    with pytest.raises(InternalError, match="c-9 not found"):
+    target = wire.sent[0].target
+    assert (target.id, target.type, target.frontend, target.metadata) == (
+        "c-9",
+        "connector",
+        True,
+        {EXTRAS_KEY: EXTRAS_VERSION},
+    )
+    # Not ours (extras False): Go's way, a closed session's kick error counts as kicked.
+    wire.answer = lambda s, r: (encode_error(PitayaError("PIT-000", GO_CLOSED_SESSION)), None)
+    await out.frontend_call("c-9", UidKick("ann"), "connector", False)
+    assert wire.sent[1].target.metadata == {}
+    with pytest.raises(PitayaError):
+        await out.frontend_call("c-9", UidKick("ann"), "connector", True)
+    with pytest.raises(InternalError) as caught:
         await out.frontend_call("c-9", UidKick("ann"))
-    out.frontend_notify("c-9", SessionKick(7, "ann", "bye"))  # unknown: dropped
-    assert wire.notified == []
+    assert caught.value.msg == "frontend c-9 not found in discovery"
+    out.frontend_notify("c-9", SessionKick(7, "ann", "bye"), "connector", False)
+    assert decode_control(wire.sent[-1].request.route, wire.sent[-1].request) == UidKick("ann")
+    assert wire.sent[-1].target.type == "connector"
+
+
+async def test_a_control_to_an_unknown_frontend_without_its_type_is_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wire = Wire(ok(b""))
+    out = outbound(wire=wire)
+    out.frontend_notify("c-9", SessionKick(7, "ann", "bye"))
+    assert wire.notified == [] and wire.sent == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "[c-1] frontend c-9 unknown; dropping pysys.kick"
+    ]
 
 
 async def test_a_push_by_uid_goes_direct_over_grpc_and_as_our_request_over_nats() -> None:
@@ -522,7 +594,9 @@ async def test_a_push_by_uid_to_a_go_frontend_over_nats_is_a_publish() -> None:
     assert wire.sent == []
 
 
-async def test_session_controls_to_a_go_frontend_reach_bound_sessions_by_uid() -> None:
+async def test_session_controls_to_a_go_frontend_reach_bound_sessions_by_uid(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     go = server("go-1", "connector", ours=False, frontend=True)
     wire = Wire(ok(b""))
     published: list[tuple[str, str, str, bytes]] = []
@@ -532,8 +606,14 @@ async def test_session_controls_to_a_go_frontend_reach_bound_sessions_by_uid() -
     request = wire.sent[0].request  # a call: Go answers every request
     assert decode_control(request.route, request) == UidKick("ann")
     out.frontend_notify("go-1", SessionPush(7, "ann", "onMsg", b"x"))
-    assert [decode_push(p) for *_, p in published] == [UserPush("ann", "onMsg", b"x")]
-    out.frontend_notify("go-1", SessionPush(8, None, "onMsg", b"x"))  # unbound: dropped
+    assert [(t, u, w, decode_push(p)) for t, u, w, p in published] == [
+        ("connector", "ann", "push", UserPush("ann", "onMsg", b"x"))
+    ]
+    with caplog.at_level(logging.WARNING):
+        out.frontend_notify("go-1", SessionPush(8, None, "onMsg", b"x"))  # unbound: dropped
+    assert [r.getMessage() for r in caplog.records] == [
+        "[c-1] pysys.push to session 8 on go-1 dropped: a Go frontend reaches only bound sessions"
+    ]
     out.frontend_notify("go-1", SessionEvent("close", frozenset()))  # Go has no such route
     await out.frontend_call("go-1", SessionKick(8, None, ""))
     assert len(wire.sent) == 1 and len(published) == 1 and wire.notified == []
@@ -558,6 +638,9 @@ async def test_fetch_handshake_asks_the_frontend_for_it() -> None:
     assert decode_control(request.route, request) == HandshakeGet(7)
     wire.answer = lambda s, r: (encode_answer(encode_json_body({"hs": None})), None)
     assert await out.fetch_handshake("c-2", 7, "connector") is None
+    wire.answer = lambda s, r: (encode_answer(encode_json_body({"hs": "odd"})), None)
+    assert await out.fetch_handshake("c-2", 7, "connector") is None
+    assert wire.sent[0].target.metadata == {EXTRAS_KEY: EXTRAS_VERSION}  # asked as one of ours
 
 
 async def test_an_answer_to_a_server_on_probation_ends_it() -> None:
@@ -584,3 +667,88 @@ def test_ordered_is_the_clients() -> None:
     wire = Wire()
     wire.ordered = False  # type: ignore[misc]
     assert outbound(wire=wire).ordered is False
+
+
+class Told(logging.Handler):
+    """The lines a logger tells, and an event set at each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.seen.set()
+
+
+async def test_a_push_to_a_go_frontends_session_goes_direct_over_grpc() -> None:
+    go = server("go-1", "connector", ours=False, frontend=True)
+    pushed: list[tuple[str, UserPush, float]] = []
+    told = Told()
+    logger = logging.getLogger("actors.cluster.outbound")
+    logger.addHandler(told)
+
+    async def push_to_user(target: ServerInfo, push: bytes, timeout: float) -> bytes:
+        pushed.append((target.id, decode_push(push), timeout))
+        if len(pushed) == 2:
+            raise PitayaError("PIT-404", "not bound here")
+        return b""
+
+    wire = Wire(ok(b""))
+    wire.direct = SimpleNamespace(push_to_user=push_to_user)
+    out = outbound(go, wire=wire)
+    out.frontend_notify("go-1", SessionPush(7, "ann", "onMsg", b"x"))
+    out.frontend_notify("go-1", SessionPush(7, "ann", "onMsg", b"y"))
+    try:
+        await asyncio.wait_for(told.seen.wait(), 2)  # the second push's failure, logged
+    finally:
+        logger.removeHandler(told)
+    assert pushed == [
+        ("go-1", UserPush("ann", "onMsg", b"x"), 2.5),
+        ("go-1", UserPush("ann", "onMsg", b"y"), 2.5),
+    ]
+    assert told.lines == ["push failed: PIT-404: not bound here"]
+
+
+async def test_rpc_by_route_carries_its_argument_session_timeout_and_reply_class() -> None:
+    answer = StringValue(value="HI").SerializeToString()
+    wire = Wire(lambda s, r: (encode_answer(answer), None))
+    out = outbound(server("room-1"), wire=wire)
+    got = await out.rpc(
+        "room.c.up", StringValue(value="hi"), session=FrontSession(), timeout=0.7, reply=StringValue
+    )  # type: ignore[arg-type]
+    assert got == StringValue(value="HI")
+    (sent,) = wire.sent
+    assert StringValue.FromString(sent.request.data).value == "hi"
+    assert sent.request.session is not None and sent.request.session.uid == "ann"
+    assert sent.timeout == 0.7
+
+
+def test_calls_are_timed_and_traced_when_metrics_or_tracing_are_on() -> None:
+    metrics, tracing = Metrics(), Tracing()
+    wire = Wire(ok())
+    out = outbound(server("room-1"), wire=wire, metrics=metrics)
+    replies = Replies()
+    out.forward(server("room-1"), FrontSession(), "room.r.join", b"", False, replies)  # type: ignore[arg-type]
+    assert replies.got == [(b"fine", None)]
+    assert metrics.summaries == [
+        ("response_time_ns", {"route": "room.r.join", "status": "ok", "type": "rpc", "code": ""})
+    ]
+    parent = object()
+    out = outbound(server("room-1"), wire=wire, tracing=tracing)
+    out.forward(server("room-1"), FrontSession(), "room.r.join", b"", False, replies, parent=parent)  # type: ignore[arg-type]
+    assert tracing.spans == [("room.r.join", "room-1", "room", parent)]
+    assert len(replies.got) == 2
+
+
+def test_a_notify_that_cannot_be_encoded_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    wire = Wire()
+    out = outbound(server("room-1"), wire=wire)
+    bad = RpcRequest(
+        USER, "room.r.note", b"", SessionSnapshot(7, "c-1", "connector", data={"bad": object()})
+    )
+    out.notify(server("room-1"), bad)
+    assert wire.notified == []
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("[c-1] cannot send room.r.note to room-1: cannot encode")
