@@ -20,8 +20,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import msgpack
@@ -36,6 +34,7 @@ from transport.bounded import (
     refuse_constant,
 )
 from transport.errors import SerializationError
+from transport.jsonwire import WireJson
 from transport.protobuf import ProtobufSerializer
 
 __all__ = [
@@ -80,46 +79,11 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not serializable")
 
 
-_JSON_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain
-)
-_JSON_DECODER = json.JSONDecoder(parse_constant=refuse_constant)
-# Built once: ``json.dumps``/``json.loads`` with options build a new coder per call, and
-# ``loads(bytes)`` sniffs the encoding first; the wire is always UTF-8.
-
-# The per-message path calls the C coders directly (an echo round trip: 2.5 -> 0.8 µs).
-# ``JSONEncoder.encode`` builds a new C encoder on every call; this one is built once, with
-# the same options, and without the circular-reference table (a cycle still fails: as a
-# RecursionError, which ``marshal`` reports like any other unencodable value; a shared table
-# could keep stale entries after a failed call). ``JSONDecoder.decode`` wraps the C scanner
-# in two whitespace regex matches; the scanner alone answers a body without surrounding
-# whitespace, and anything else (whitespace, extra data, errors) takes the full path.
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_c_encode_basestring = getattr(json.encoder, "c_encode_basestring", None)
-_encode_chunks: Callable[[Any, int], Iterable[str]] | None = (
-    _c_make_encoder(None, _plain, _c_encode_basestring, None, ":", ",", False, False, False)
-    if _c_make_encoder is not None and _c_encode_basestring is not None
-    else None
-)
-
-
-def _json_text(value: Any) -> str:
-    if _encode_chunks is None:  # pragma: no cover (a Python without the _json accelerator)
-        return _JSON_ENCODER.encode(value)
-    return "".join(_encode_chunks(value, 0))
-
-
-_scan_once: Callable[[str, int], tuple[Any, int]] = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
-
-
-def _json_value(text: str) -> Any:
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return _JSON_DECODER.decode(text)  # leading whitespace, or the error to raise
-    if end != len(text):
-        return _JSON_DECODER.decode(text)  # trailing whitespace, or "Extra data"
-    return value
+_JSON = WireJson(_plain, refuse_constant)
+_JSON_ENCODER = _JSON.encoder
+_JSON_DECODER = _JSON.decoder
+_json_text = _JSON.dumps
+_json_value = _JSON.loads
 
 
 class JsonSerializer:

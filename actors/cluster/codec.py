@@ -41,7 +41,6 @@ sent our extra routes: see ``actors.cluster.control``):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from actors.errors import InternalError, PitayaError, as_pitaya_error
 from transport.errors import ProtocolError, SerializationError
+from transport.jsonwire import WireJson
 from transport.protobuf import is_message_class
 from transport.protos import pitaya_pb2 as pb
 from transport.serializers import MsgpackSerializer
@@ -254,34 +254,9 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_c_encode_basestring = getattr(json.encoder, "c_encode_basestring", None)
-_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-# Built once, without the circular-reference table (a cycle fails as a RecursionError).
-_encode_chunks: Any = (
-    _c_make_encoder(None, _not_json, _c_encode_basestring, None, ":", ",", False, False, False)
-    if _c_make_encoder is not None and _c_encode_basestring is not None
-    else None
-)
-_JSON_DECODER = json.JSONDecoder()
-_scan_once: Any = _JSON_DECODER.scan_once  # type: ignore[attr-defined]
-
-
-def _json_text(value: Any) -> str:
-    """Compact JSON (non-ASCII kept, NaN refused); TypeError/ValueError when it cannot be."""
-    if _encode_chunks is None:  # pragma: no cover (a Python without the _json accelerator)
-        return _JSON_ENCODER.encode(value)
-    return "".join(_encode_chunks(value, 0))
-
-
-def _json_value(text: str) -> Any:
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return _JSON_DECODER.decode(text)  # leading whitespace, or the error to raise
-    if end != len(text):
-        return _JSON_DECODER.decode(text)  # trailing whitespace, or "Extra data"
-    return value
+_JSON = WireJson(_not_json)
+_json_text = _JSON.dumps
+_json_value = _JSON.loads
 
 
 @lru_cache(maxsize=256)
