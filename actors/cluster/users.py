@@ -156,6 +156,9 @@ class ClusterUsers:
         try:
             while self._pushes:
                 route, payload, uids, types = self._pushes.popleft()
+                if not types:  # no frontend is known yet: nobody to reach, nothing failed
+                    self.log.debug("push %s reached nobody: no frontend type known", route)
+                    continue
                 try:
                     unreached = await self.push_to_users(route, payload, uids, types[0])
                     for kind in types[1:]:

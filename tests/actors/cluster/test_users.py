@@ -363,13 +363,6 @@ async def test_a_queued_push_that_reached_nobody_is_told_at_debug(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: publish_push with the binding storage indexes types[0] when no frontend "
-    "type is known (a backend before any frontend registered): each push logs a WARNING "
-    "'push ... failed: list index out of range' where the same push without the storage "
-    "is silently nobody's",
-)
 async def test_a_queued_push_with_no_frontend_known_is_no_failure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
