@@ -52,6 +52,18 @@ JOIN, CALL = object(), object()
 """The local and remote routes the invoker is handed (it only passes them through here)."""
 
 
+class Metrics:
+    """Metrics on: what was reported."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.summaries: list[tuple[str, dict[str, str], float]] = []
+
+    def report_summary(self, name: str, labels: dict[str, str], value: float) -> None:
+        self.summaries.append((name, labels, value))
+
+
 @dataclass
 class Invocation:
     route: Any
@@ -61,6 +73,7 @@ class Invocation:
     notify: bool
     done: Callable[[Any, BaseException | None], None]
     serializer: Any
+    received_ns: int = 0
 
 
 class Invoker:
@@ -93,7 +106,9 @@ class Invoker:
         received_ns: int = 0,
         span: Any = None,
     ) -> None:
-        self.calls.append(Invocation(route, name, session, data, notify, done, serializer))
+        self.calls.append(
+            Invocation(route, name, session, data, notify, done, serializer, received_ns)
+        )
         self._invoked.set()
         if self.answer is not None:
             done(*self.answer)
@@ -296,13 +311,16 @@ async def test_unknown_routes_and_a_forward_without_session_are_answered_not_run
         await b.request(RpcRequest(USER, "room.r.join", b""))  # a local route is no RPC
         await b.request(RpcRequest(SYS, "room.r.join", b""))
         await b.request(RpcRequest(SYS, "room.r.nope", b"", session()), answered=False)
-        codes = []
+        errors = []
         for answer in b.answers.now():
             with pytest.raises(PitayaError) as caught:
                 read_answer(answer)
-            codes.append(caught.value.code)
-            assert caught.value.msg != ""
-        assert codes == ["PIT-404", "PIT-404", "PIT-400"]
+            errors.append((caught.value.code, caught.value.msg, caught.value.metadata))
+        assert errors == [
+            ("PIT-404", "route not found", {"route": "room.r.nope"}),
+            ("PIT-404", "route not found", {"route": "room.r.join"}),
+            ("PIT-400", "forwarded message without session", {}),
+        ]
         assert b.invoker.calls == []
         assert b.dropped == []
 
@@ -388,12 +406,16 @@ async def test_large_bodies_waiting_past_the_bound_are_refused_in_their_sessions
         ("gossip", b""),
     ],
 )
-async def test_a_malformed_message_is_counted_and_answered_pit_400(kind: str, data: bytes) -> None:
+async def test_a_malformed_message_is_counted_and_answered_pit_400(
+    kind: str, data: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     async with bridge() as b:
         await b.send(kind, data)
         with pytest.raises(PitayaError) as caught:
             read_answer(await b.answers.next())
-        assert caught.value.code == "PIT-400"
+        assert caught.value.code == "PIT-400" and caught.value.msg
+        line = caplog.records[0].getMessage()
+        assert line == f"[room-1] dropped a malformed message: {caught.value.msg}"
         await b.send(kind, data, answered=False)
         assert b.dropped == [1, 1]
         assert b.invoker.calls == [] and b.controls.user_messages == [] and b.notices == []
@@ -428,10 +450,12 @@ async def test_a_forwarded_message_on_a_control_route_is_no_control() -> None:
 async def test_pushes_kicks_and_bind_notices_by_uid() -> None:
     async with bridge() as b:
         await b.send(PUSH, encode_push(UserPush("ann", "onMsg", b"x")))
-        await b.send(KICK, encode_kick(UserKick("bob")), answered=False)
+        await b.send(KICK, encode_kick(UserKick("bob")))
+        await b.send(KICK, encode_kick(UserKick("cid")), answered=False)
         assert b.controls.user_messages == [
             (UserPush("ann", "onMsg", b"x"), b.answers.respond),
-            (UserKick("bob"), None),
+            (UserKick("bob"), b.answers.respond),
+            (UserKick("cid"), None),
         ]
         await b.send(BIND, encode_bind(BindNotice("ann", "c-2")))
         await b.send(BIND, encode_bind(BindNotice("bob", "c-2")), answered=False)
@@ -489,3 +513,24 @@ async def test_outbound_calls_and_notifies_go_to_the_client() -> None:
         )
         await b.ref.ask(OutboundNotify(room, b"note"), timeout=2)
         assert b.client.notifies == [("room-2", b"note")]
+
+
+async def test_with_metrics_on_the_handler_time_is_reported_by_kind() -> None:
+    async with bridge() as b:
+        metrics = Metrics()
+        b.invoker.metrics = metrics  # type: ignore[assignment]
+        await b.request(forwarded())
+        b.invoker.answer = (None, PitayaError("PIT-403", "no"))
+        await b.request(RpcRequest(USER, "room.c.call", b"", session()))
+        assert all(c.received_ns > 0 for c in b.invoker.calls)  # the invoker's delay metric
+        assert [(name, labels) for name, labels, _ in metrics.summaries] == [
+            (
+                "response_time_ns",
+                {"route": "room.r.join", "status": "ok", "type": "handler", "code": ""},
+            ),
+            (
+                "response_time_ns",
+                {"route": "room.c.call", "status": "failed", "type": "remote", "code": "PIT-403"},
+            ),
+        ]
+        assert all(value >= 0 for *_, value in metrics.summaries)
