@@ -5,7 +5,9 @@ always run the binding storage, which that transport requires)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -49,6 +51,57 @@ async def next_push(client: Client, route: str, timeout: float = 10) -> Push:
     return await asyncio.wait_for(find(), timeout)
 
 
+class BindNotices:
+    """The bind notices on ``pitaya/connector/bindings``, as Pitaya's ``BindMsg``."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.arrived = asyncio.Event()
+
+    def add(self, uid: str, fid: str) -> None:
+        self.seen.append((uid, fid))
+        self.arrived.set()
+
+    async def wait_for(self, uid: str, fid: str, timeout: float = 10) -> None:
+        async def seen() -> None:
+            while (uid, fid) not in self.seen:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(seen(), timeout)
+
+
+@contextlib.asynccontextmanager
+async def bind_notices(rpc_transport: str, nats_server: NatsServer) -> AsyncIterator[Any]:
+    """Over NATS, the bind notices as they go out; over gRPC (no broadcast: a frontend asks
+    the binding storage at bind time) nothing to wait for."""
+    if rpc_transport != "nats":
+
+        class Nothing:
+            async def wait_for(self, uid: str, fid: str, timeout: float = 10) -> None:
+                return None
+
+        yield Nothing()
+        return
+    import nats
+
+    from transport.protos import pitaya_pb2
+
+    notices = BindNotices()
+
+    async def on_notice(msg: Any) -> None:
+        notice = pitaya_pb2.BindMsg.FromString(msg.data)
+        notices.add(notice.uid, notice.fid)
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.subscribe("pitaya/connector/bindings", cb=on_notice)
+        await nc.flush()
+        yield notices
+    finally:
+        await nc.close()
+
+
 async def etcd_value_becomes(etcd: EtcdClient, key: str, value: bytes | None) -> None:
     """Bounded poll of etcd itself (the state under test lives there)."""
 
@@ -76,7 +129,12 @@ async def test_unique_session_kicks_the_old_session_across_frontends(
     c1 = await start(nodes, "connector", "c-1", nats_server, etcd_server, UNIQUE_SESSION="kick")
     c2 = await start(nodes, "connector", "c-2", nats_server, etcd_server, UNIQUE_SESSION="kick")
     ann, bob, carl = await connect(c1), await connect(c2), await connect(c2)
-    assert await login(ann, "u1") == {"uid": "u1", "server_id": "c-1"}
+    async with bind_notices(rpc_transport, nats_server) as notices:
+        assert await login(ann, "u1") == {"uid": "u1", "server_id": "c-1"}
+        # Over NATS, c-1 broadcasts the bind; bob binds only once it is out, as a later
+        # player would (a notice still in flight when a newer bind lands kicks the newer
+        # session: a race of Pitaya's broadcast design, Go's included).
+        await notices.wait_for("u1", "c-1")
     # The same uid binds on another frontend: the old session there gets a kick packet.
     assert await login(bob, "u1") == {"uid": "u1", "server_id": "c-2"}
     await ann.wait_closed(timeout=10)
