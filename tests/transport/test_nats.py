@@ -4,7 +4,7 @@ subscription groups, failures as typed errors."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,16 +27,6 @@ def nats_server() -> Iterator[NatsServer]:
         yield server
     finally:
         server.close()
-
-
-@pytest.fixture
-async def pipe(nats_server: NatsServer) -> AsyncIterator[NatsPipe]:
-    pipe = NatsPipe(nats_server.url, name="test", connect_timeout=2)
-    await pipe.connect()
-    try:
-        yield pipe
-    finally:
-        await pipe.close()
 
 
 async def test_a_request_gets_the_answer_published_on_its_reply_subject(pipe: NatsPipe) -> None:

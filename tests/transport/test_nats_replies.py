@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -132,16 +132,6 @@ def nats_server() -> Iterator[NatsServer]:
         yield server
     finally:
         server.close()
-
-
-@pytest.fixture
-async def pipe(nats_server: NatsServer) -> AsyncIterator[NatsPipe]:
-    pipe = NatsPipe(nats_server.url, name="test", connect_timeout=2)
-    await pipe.connect()
-    try:
-        yield pipe
-    finally:
-        await pipe.close()
 
 
 async def answer_later(pipe: NatsPipe, subject: str, delay: dict[bytes, float]) -> None:
