@@ -96,7 +96,32 @@ class ServiceProcess:
             if line is None:
                 raise RuntimeError(f"{self.name} exited at start:\n" + self.tail())
             if self.ready_marker in line:
+                self._until_accepting(deadline)
                 return
+
+    @property
+    def ready_port(self) -> int | None:
+        """The port clients connect to, checked after the ready line (None: not checked)."""
+        return None
+
+    def _until_accepting(self, deadline: float) -> None:
+        """Some servers print their ready line a moment before their listener accepts (etcd
+        just restarted refused a connection right after it): connect until one is taken."""
+        port = self.ready_port
+        if port is None:
+            return
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop(kill=True)
+                    raise RuntimeError(
+                        f"{self.name} printed it was ready but refuses connections on "
+                        f"{port}:\n" + self.tail()
+                    ) from None
+                time.sleep(0.02)  # a bounded poll of the port itself
 
     def stop(self, *, kill: bool = False) -> None:
         """SIGTERM (or SIGKILL) by PID, then wait; idempotent."""
@@ -135,6 +160,10 @@ class NatsServer(ServiceProcess):
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def ready_port(self) -> int | None:
+        return self.port
+
     def command(self) -> list[str]:
         return [self.binary, "-a", "127.0.0.1", "-p", str(self.port)]
 
@@ -152,6 +181,10 @@ class EtcdServer(ServiceProcess):
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def ready_port(self) -> int | None:
+        return self.client_port
 
     def command(self) -> list[str]:
         client = f"http://127.0.0.1:{self.client_port}"
