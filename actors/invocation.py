@@ -77,6 +77,7 @@ class Invoker:
     """
 
     __slots__ = (
+        "_loop",
         "_tasks",
         "in_flight",
         "limit",
@@ -106,6 +107,10 @@ class Invoker:
         self.running = 0
         """Invocations whose method is still running (awaiting something)."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop tasks are started on, known from the first one on: a server serves on
+        one loop, and ``asyncio.get_running_loop`` makes a system call each time (it checks
+        the process id, in case of a fork)."""
 
     def invoke(
         self,
@@ -179,7 +184,10 @@ class Invoker:
     def _start(self, call: Any, name: str, notify: bool, codec: Serializer, done: Reply) -> None:
         self.running += 1
         self.in_flight.up()
-        task = asyncio.get_running_loop().create_task(call)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(call)
         self._tasks.add(task)
 
         def finished(task: asyncio.Task[Any]) -> None:

@@ -31,6 +31,7 @@ from actors.config import ConfigError
 from actors.errors import ActorStopped, FrontendOnly
 from actors.eventloop import CHOICES as EVENT_LOOPS
 from actors.gateway import Gateway, Listen, StopAccepting
+from actors.gcthreshold import YOUNG_THRESHOLD
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, HandlerApp, Ready, Remote
 from actors.invocation import LocalRoute
@@ -107,6 +108,8 @@ class Lifecycle:
         self.remotes: dict[str, ActorRef] = {}
         self._stop_requested: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
+        self._holds_gc_threshold = False
+        """Whether this server raised the collector's threshold (``gc_threshold``)."""
 
     @property
     def serving(self) -> bool:
@@ -137,6 +140,11 @@ class Lifecycle:
         if config.event_loop not in EVENT_LOOPS:
             raise ConfigError(
                 f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {config.event_loop!r}"
+            )
+        if not isinstance(config.gc_threshold, int) or config.gc_threshold < 0:
+            raise ConfigError(
+                f"gc_threshold must be a whole number >= 0 (0: leave the collector alone), "
+                f"not {config.gc_threshold!r}"
             )
         check_log_format(config.log_format)
         check_rate_limit_config(config)
@@ -171,6 +179,9 @@ class Lifecycle:
             await host.system.shutdown()
             await host.metrics.stop()
             raise
+        if config.gc_threshold:
+            YOUNG_THRESHOLD.hold(config.gc_threshold)
+            self._holds_gc_threshold = True
         self.log.info(
             "started (%s), serializer %s, %s loop",
             host.server_type,
@@ -329,6 +340,9 @@ class Lifecycle:
             await host.cluster.close()
         await host.system.shutdown()
         await host.metrics.stop()
+        if self._holds_gc_threshold:
+            self._holds_gc_threshold = False
+            YOUNG_THRESHOLD.release()
         self.log.info("stopped")
 
     def request_stop(self) -> None:

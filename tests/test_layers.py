@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "actors.session",
             "actors.sessions",  # the registry, the session actor, its messages and host
             "actors.eventloop",
+            "actors.gcthreshold",
             "actors.stats",
             "actors.turns",
             "actors.gateway",
