@@ -14,16 +14,17 @@ Pitaya are fetched and built outside the repository):
 - ``go``: Go Pitaya v3.0.0-beta.6, a standalone frontend (``go-deflate``: its default
   response compression left on).
 
-Every load (``clients x in flight per client``) is driven by the same closed-loop
-``loadgen`` process against each server in turn (servers alternate within a round, so
-drift hits all alike); ``--rounds`` repeats the whole sweep and the table shows medians.
-Per server and load: requests/s, p50/p99 latency and **server CPU µs per request**: user +
-system time of the server's process tree (``/proc/<pid>/stat``, children included) over the
-measuring window, divided by the requests answered in it. Then, per server, a fresh process
-gets ``--sessions`` idle handshaken sessions (heartbeating, from a ``members`` process):
-memory per idle session = (RSS of its tree after - before) / sessions, read from
-``/proc/<pid>/statm`` the same way for all. Writes ``results/<name>.json``, ``.md`` (the
-markdown table) and ``.png``.
+Every load (``clients x in flight per client``) is driven by the same closed-loop load
+process against each server in turn (``--loadgen python``, the default: ``loadgen``;
+``--loadgen go``: ``goload``, the same load for less client CPU, see ``loadgens.py``);
+servers alternate within a round, so drift hits all alike; ``--rounds`` repeats the whole
+sweep and the table shows medians. Per server and load: requests/s, p50/p99 latency and
+**server CPU µs per request**: user + system time of the server's process tree
+(``/proc/<pid>/stat``, children included) over the measuring window, divided by the requests
+answered in it. Then, per server, a fresh process gets ``--sessions`` idle handshaken
+sessions (heartbeating, from a ``members`` process): memory per idle session = (RSS of its
+tree after - before) / sessions, read from ``/proc/<pid>/statm`` the same way for all.
+Writes ``results/<name>.json``, ``.md`` (the markdown table) and ``.png``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from tests.bench.harness import (
     tree_cpu_seconds,
     tree_rss,
 )
+from tests.bench.loadgens import add_loadgen_arg, prepare_loadgen, start_loadgen
 from tests.bench.peers import ROUTES, prepare
 from tests.bench.report import RESULTS, Panel, machine, plot_bars, write_results
 
@@ -89,11 +91,12 @@ async def run_load(
     """One closed-loop load against one server; the table row."""
     pid = server["pid"]
     async with children() as workers:
-        worker = await Child.start(
-            "loadgen",
+        worker = await start_loadgen(
+            args.loadgen,
             *("--port", server["tcp"], "--route", ROUTES[name]),
-            *("--clients", clients, "--depth", depth, "--loop", client_loop(args)),
+            *("--clients", clients, "--depth", depth),
             *("--seconds", args.seconds, "--warmup", args.warmup),
+            loop=client_loop(args),
         )
         workers.append(worker)
         await worker.expect(timeout=120)
@@ -115,6 +118,7 @@ async def run_load(
         "cpu_us_per_req": cpu / elapsed / rate * 1e6 if rate else float("nan"),
         "server_cpu": cpu / elapsed,
         "client_cpu": result["cpu"],
+        "client_us_per_req": result["cpu"] / rate * 1e6 if rate else float("nan"),
         "errors": result["errors"],
     }
 
@@ -176,7 +180,8 @@ def _progress(row: dict[str, Any]) -> str:
         f"  {row['server']:>14} {row['load']:>7} {row['req_per_s']:>9,.0f} req/s  "
         f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  "
         f"{row['cpu_us_per_req']:.1f} us CPU/req  server {row['server_cpu']:.0%} "
-        f"client {row['client_cpu']:.0%}  errors {row['errors']}"
+        f"client {row['client_cpu']:.0%} ({row['client_us_per_req']:.1f} us/req)  "
+        f"errors {row['errors']}"
     )
 
 
@@ -282,6 +287,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000, help="0: skip the memory test")
     parser.add_argument("--connect-timeout", type=float, default=180.0)
     parser.add_argument("--name", default="peers")
+    add_loadgen_arg(parser)
     args = parser.parse_args()
     args.servers = args.servers.split(",")
     unknown = set(args.servers) - set(SERVERS)
@@ -292,6 +298,7 @@ def main() -> None:
     if args.sessions and limit < args.sessions + 100:
         parser.error(f"the fd limit is {limit}; {args.sessions} sessions need more")
     prepare(args.servers)
+    prepare_loadgen(args.loadgen)
 
     async def everything() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         rows = await measure_loads(args)
@@ -310,6 +317,7 @@ def main() -> None:
             "seconds": args.seconds,
             "rounds": args.rounds,
             "client_loop": client_loop(args),
+            "loadgen": args.loadgen,
             "per_round": rows,
             "memory": memory,
         },

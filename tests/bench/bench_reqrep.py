@@ -1,13 +1,16 @@
 """Request/response throughput and latency: our server against the asyncio echo baseline.
 
 Run: ``python -m tests.bench.bench_reqrep [--seconds 2] [--loop asyncio|uvloop]
-[--client-procs 1] [--transports tcp,ws] [--clients 1,10,100] [--depths 1,16] [--profile]``
+[--client-procs 1] [--transports tcp,ws] [--clients 1,10,100] [--depths 1,16] [--profile]
+[--loadgen python|go]``
 
 For every transport x clients x depth, each server (``app_server``: the echo sample on our
 framework; ``baseline_server``: a bare asyncio protocol with the same codecs) gets the same
-closed-loop load from ``loadgen`` processes: ``depth`` 1 is one request at a time per client,
-``depth`` 16 is pipelined (16 in flight per client). The servers run in their own processes,
-started once and reused; the two are measured alternately so drift hits both alike.
+closed-loop load from ``loadgen`` processes (or, with ``--loadgen go``, from the Go
+``goload``, which costs less CPU per request and speaks TCP only: ``--transports tcp``):
+``depth`` 1 is one request at a time per client, ``depth`` 16 is pipelined (16 in flight per
+client). The servers run in their own processes, started once and reused; the two are
+measured alternately so drift hits both alike.
 Reported: requests/s, p50/p99 latency, ``ratio = ours / baseline`` per configuration, and the
 CPU share (of one core) used by the server and by the load processes during the window — a
 server near 100% is the bottleneck; a client near 100% means the load generator limited it.
@@ -37,6 +40,7 @@ from tests.bench.harness import (
     run,
     split,
 )
+from tests.bench.loadgens import add_loadgen_arg, prepare_loadgen, start_loadgen
 from tests.bench.report import Panel, plot_bars, print_table, write_results
 
 SERVERS = {"ours": "app_server", "baseline": "baseline_server"}
@@ -58,11 +62,11 @@ async def run_config(
         for share in split(clients, args.client_procs):
             worker_args = [
                 *("--port", port, "--clients", share, "--depth", depth),
-                *("--seconds", args.seconds, "--warmup", args.warmup, "--loop", client_loop(args)),
+                *("--seconds", args.seconds, "--warmup", args.warmup),
             ]
             if transport == "ws":
                 worker_args.append("--ws")
-            workers.append(await Child.start("loadgen", *worker_args))
+            workers.append(await start_loadgen(args.loadgen, *worker_args, loop=client_loop(args)))
         for worker in workers:
             await worker.expect(timeout=60)
         for worker in workers:
@@ -190,8 +194,12 @@ def main() -> None:
     parser.add_argument("--servers", default="ours,baseline")
     parser.add_argument("--profile", action="store_true", help="cProfile our server")
     parser.add_argument("--name", default="", help="results name (default reqrep-<loop>)")
+    add_loadgen_arg(parser)
     args = parser.parse_args()
     args.transports = args.transports.split(",")
+    if args.loadgen == "go" and "ws" in args.transports:
+        parser.error("--loadgen go speaks TCP only: pass --transports tcp")
+    prepare_loadgen(args.loadgen)
     args.clients = [int(c) for c in args.clients.split(",")]
     args.depths = [int(d) for d in args.depths.split(",")]
     args.servers = args.servers.split(",")
@@ -205,6 +213,7 @@ def main() -> None:
             "seconds": args.seconds,
             "client_procs": args.client_procs,
             "client_loop": client_loop(args),
+            "loadgen": args.loadgen,
             "per_server": rows,
         },
         rows=table or rows,

@@ -1,0 +1,3 @@
+module pitaya-actors/bench/goload
+
+go 1.23
