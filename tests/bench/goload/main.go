@@ -491,6 +491,28 @@ func loop(clients []*client, wire [][]byte, base time.Time, interval time.Durati
 	return nil
 }
 
+// idleHeartbeats keeps the connections alive while they wait for "go" (the parent may start
+// several load processes and wait for all of them): a heartbeat on each every interval.
+func idleHeartbeats(clients []*client, interval time.Duration, stop <-chan struct{}, stopped chan<- struct{}) {
+	defer close(stopped)
+	if interval <= 0 {
+		return
+	}
+	beat := packet(packetHeartbeat, nil)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+			for _, c := range clients {
+				write(c.fd, beat) // a failed connection is reported once the run starts
+			}
+		}
+	}
+}
+
 func cpuSeconds() float64 {
 	var usage syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
@@ -587,14 +609,18 @@ func main() {
 			fatal(err)
 		}
 	}
+	interval := time.Duration(response.Sys.Heartbeat * float64(time.Second))
 	emit(map[string]int{"ready": len(conns)})
+	stopBeats, beatsStopped := make(chan struct{}), make(chan struct{})
+	go idleHeartbeats(conns, interval, stopBeats, beatsStopped)
 	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	close(stopBeats)
+	<-beatsStopped // from now on only the event loops write
 	if string(bytes.TrimSpace([]byte(line))) != "go" {
 		closeAll(conns)
 		return
 	}
 
-	interval := time.Duration(response.Sys.Heartbeat * float64(time.Second))
 	base := time.Now()
 	var quit atomic.Bool
 	var drained sync.WaitGroup
