@@ -129,7 +129,7 @@ func decodeHandshake(raw []byte) (*handshakeResponse, error) {
 	return &response, nil
 }
 
-// client is one connection and everything its read loop touches.
+// client is one connection and everything its event loop touches.
 type client struct {
 	conn    net.Conn // during the handshake; then fd
 	fd      int
@@ -192,7 +192,7 @@ func handshake(address string, timeout time.Duration) (*client, *handshakeRespon
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &client{conn: conn, buf: make([]byte, 16384)}
+	c := &client{conn: conn, buf: make([]byte, 4096)} // grown for a bigger packet
 	fail := func(err error) (*client, *handshakeResponse, error) {
 		conn.Close()
 		return nil, nil, err
