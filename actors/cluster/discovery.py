@@ -162,7 +162,10 @@ class ServiceDiscovery(Protocol):
 class ServerTable:
     """Live servers by id and type; written by the discovery actor only."""
 
-    def __init__(self) -> None:
+    def __init__(self, server_id: str = "") -> None:
+        self.log = ServerLog(log, server_id)
+        """Where servers coming and going are logged: with the id of the server that saw it
+        (several servers in one process, or a test waiting for one to see another)."""
         self.by_id: dict[str, ServerInfo] = {}
         self.by_type: dict[str, list[ServerInfo]] = {}
         self.listeners: list[DiscoveryListener] = []
@@ -191,12 +194,12 @@ class ServerTable:
             del self.by_type[server.type]
 
     def _notify(self, server: ServerInfo, added: bool) -> None:
-        log.info("server %s %s (%s)", "added" if added else "removed", server.id, server.type)
+        self.log.info("server %s %s (%s)", "added" if added else "removed", server.id, server.type)
         for listener in self.listeners:
             try:
                 listener(server, added)
             except Exception:
-                log.exception("discovery listener failed")
+                self.log.exception("discovery listener failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,6 +594,7 @@ class EtcdServiceDiscovery:
     async def start(self, me: ServerInfo) -> None:
         """Register, load the table, follow changes; raises EtcdUnavailable if etcd fails."""
         self.etcd.name = me.id
+        self.table.log = ServerLog(log, me.id)
         self._actor = self.system.spawn(
             DiscoveryActor,
             self.etcd,

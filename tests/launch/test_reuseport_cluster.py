@@ -94,6 +94,9 @@ async def test_two_connectors_share_a_port_and_pushes_reach_both(
 ) -> None:
     for name in (*CONNECTORS, "room-1"):
         await launcher.wait_line(rf"\[{name}\] started \(", timeout=60)
+    for name in CONNECTORS:  # each side routes to the other once its discovery has seen it
+        await launcher.wait_line(rf"\[{name}\] server added room-1 ", timeout=60)
+        await launcher.wait_line(rf"\[room-1\] server added {name} ", timeout=60)
     ports = set()
     for name in CONNECTORS:
         found = await launcher.wait_line(rf"\[{name}\] tcp listening on [\d.]+:(\d+)")
