@@ -145,6 +145,40 @@ class Cell:
             self.scheduled = True
             self.loop.call_soon(self.drain, context=KERNEL_CONTEXT)
 
+    def take_now(self, message: object) -> None:
+        """Deliver a message without a reply; an idle actor handles it right here.
+
+        Idle: started, nothing in its mailbox, no drain scheduled, no awaiting turn, and no
+        actor's turn on the stack (this one's or another's: turns never nest). Then the
+        message is handled in the caller's stack, in the kernel's context as a drain would
+        handle it, without a mailbox entry, a ``call_soon`` and one more pass of the event
+        loop. Otherwise it is queued like :meth:`enqueue` does, behind what is already
+        waiting, so the order of an actor's messages is the same either way. The transport
+        hands a session its bytes this way: on an idle connection that is every read.
+        """
+        if self.busy or self.scheduled or self.mailbox or self.pending_start or self.stopping:
+            self.enqueue(message, None)
+            return
+        receiver = self.dispatch.lookup(type(message))
+        if receiver is None or receiver.is_async:
+            self.enqueue(message, None)
+            return
+        try:
+            KERNEL_CONTEXT.run(self._take, receiver.function, message)
+        except RuntimeError:
+            # The kernel's context is entered: a turn is on the stack, which must end first.
+            # (Receivers' own errors never get here: _take handles them.)
+            self.enqueue(message, None)
+
+    def _take(self, function: Callable[[Any, Any], Any], message: object) -> None:
+        try:
+            result = function(self.actor, message)
+        except Exception as exc:
+            self._failed(message, None, exc)
+            return
+        if type(result) is CoroutineType:
+            self._run_turn_task(message, None, result)
+
     # -- processing ----------------------------------------------------------------------
 
     def drain(self) -> None:
@@ -158,7 +192,6 @@ class Cell:
         mailbox = self.mailbox
         actor = self.actor
         lookup = self.dispatch.lookup
-        reentrant = type(actor).reentrant
         for _ in range(DRAIN_BATCH):
             if not mailbox or self.stopping:
                 return
@@ -173,20 +206,26 @@ class Cell:
                 self._failed(message, reply, exc)
                 continue
             if receiver.is_async or type(result) is CoroutineType:
-                task = self.loop.create_task(result)
-                if reentrant:
-                    self.tasks.add(task)
-                    task.add_done_callback(partial(self._finished, message, reply))
-                else:
-                    self.busy = True
-                    self._task = task
-                    task.add_done_callback(partial(self._resume, message, reply))
+                if self._run_turn_task(message, reply, result):
                     return
             elif reply is not None:
                 reply(result, None)
         if mailbox and not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self.drain, context=KERNEL_CONTEXT)
+
+    def _run_turn_task(self, message: object, reply: Reply | None, coroutine: Any) -> bool:
+        """Run a receiver's coroutine as a task; True when the task now owns the actor (its
+        later messages wait for it), False for a ``reentrant`` actor."""
+        task = self.loop.create_task(coroutine)
+        if type(self.actor).reentrant:
+            self.tasks.add(task)
+            task.add_done_callback(partial(self._finished, message, reply))
+            return False
+        self.busy = True
+        self._task = task
+        task.add_done_callback(partial(self._resume, message, reply))
+        return True
 
     def _run_started(self) -> bool:
         """Run the ``started`` hook; True when an async hook now owns the actor."""
@@ -333,6 +372,12 @@ class ActorRef:
     def tell(self, message: object) -> None:
         """Deliver ``message``; returns at once. A stopped actor counts a dead letter."""
         self._cell.enqueue(message, None)
+
+    def tell_now(self, message: object) -> None:
+        """``tell``, but an idle actor handles the message before this returns (see
+        :meth:`Cell.take_now`): for a sender that is not an actor's turn, such as a
+        transport callback, on the hot path. Order with the actor's other messages is kept."""
+        self._cell.take_now(message)
 
     def request(self, message: object, reply: Reply) -> None:
         """Deliver ``message`` and call ``reply(result, error)`` once it was handled.

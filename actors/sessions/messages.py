@@ -116,7 +116,8 @@ class ConnectionEvents:
         self._ref = ref
 
     def data_received(self, data: bytes) -> None:
-        self._ref.tell(BytesReceived(data))
+        # An idle session takes its bytes right away: one event-loop pass less per read.
+        self._ref.tell_now(BytesReceived(data))
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._ref.tell(ConnectionLost(exc))

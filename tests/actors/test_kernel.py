@@ -815,3 +815,148 @@ async def test_one_drain_is_scheduled_per_idle_to_busy_turn() -> None:
         assert await drained() == 2  # the end of the receiver resumes the mailbox
         assert await room.ask(Slow(0, "b")) == "b"
         assert await drained() == 1  # ...and schedules nothing when it is empty
+
+
+# -- tell_now: an idle actor takes the message in the sender's stack ---------------------------
+
+
+class Journal(Actor):
+    """Logs what it handles; ``Join("echo:x")`` makes it tell_now itself ``Join("x")``."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.awaiting = asyncio.Event()
+        """Set while ``on_slow`` awaits."""
+
+    def on_join(self, msg: Join) -> None:
+        self.log.append(msg.name)
+        if msg.name.startswith("echo:"):
+            self.ref.tell_now(Join(msg.name.removeprefix("echo:")))
+            self.log.append(f"after {msg.name}")
+
+    def on_boom(self, msg: Boom) -> None:
+        raise ValueError("boom from tell_now")
+
+    def on_members(self, msg: Members) -> list[str]:
+        return [*self.log, VAR.get()]
+
+    async def on_slow(self, msg: Slow) -> None:
+        self.log.append(f"start {msg.tag}")
+        self.awaiting.set()
+        await asyncio.sleep(msg.seconds)
+        self.awaiting.clear()
+        self.log.append(f"end {msg.tag}")
+
+
+async def started_journal(system: ActorSystem) -> tuple[ActorRef, Journal]:
+    ref = system.spawn(Journal)
+    await ref.ask(Members())  # started, idle
+    actor = ref._cell.actor
+    assert isinstance(actor, Journal)
+    return ref, actor
+
+
+async def test_tell_now_to_an_idle_actor_is_handled_before_it_returns() -> None:
+    async with ActorSystem() as system:
+        ref, actor = await started_journal(system)
+        ref.tell_now(Join("a"))
+        assert actor.log == ["a"]
+        ref.tell(Join("b"))
+        assert actor.log == ["a"]  # a plain tell waits for the drain
+        assert await ref.ask(Members()) == ["a", "b", "unset"]
+
+
+async def test_tell_now_queues_behind_messages_already_waiting() -> None:
+    async with ActorSystem() as system:
+        ref, actor = await started_journal(system)
+        ref.tell(Join("first"))
+        ref.tell_now(Join("second"))
+        assert actor.log == []
+        assert await ref.ask(Members()) == ["first", "second", "unset"]
+
+
+async def test_tell_now_waits_for_an_awaiting_turn() -> None:
+    async with ActorSystem() as system:
+        ref, actor = await started_journal(system)
+        slow = asyncio.ensure_future(ref.ask(Slow(0.01, "s")))
+        await actor.awaiting.wait()
+        ref.tell_now(Join("during"))
+        assert actor.log == ["start s"]
+        await slow
+        assert await ref.ask(Members()) == ["start s", "end s", "during", "unset"]
+
+
+async def test_tell_now_from_the_actors_own_turn_is_queued_not_nested() -> None:
+    async with ActorSystem() as system:
+        ref, actor = await started_journal(system)
+        ref.tell_now(Join("echo:x"))  # inline turn that tell_nows itself
+        assert actor.log == ["echo:x", "after echo:x"]  # x waits for this turn to end
+        assert await ref.ask(Members()) == ["echo:x", "after echo:x", "x", "unset"]
+
+
+async def test_tell_now_from_another_actors_turn_is_queued() -> None:
+    class Forwarder(Actor):
+        def __init__(self, target: ActorRef) -> None:
+            self.target = target
+
+        def on_join(self, msg: Join) -> bool:
+            self.target.tell_now(msg)
+            return bool(journal.log)  # what the target had done by then
+
+    async with ActorSystem() as system:
+        ref, journal = await started_journal(system)
+        forwarder = system.spawn(Forwarder, ref)
+        assert await forwarder.ask(Join("via")) is False  # turns never nest
+        assert await ref.ask(Members()) == ["via", "unset"]
+
+
+async def test_tell_now_before_the_first_turn_runs_started_first() -> None:
+    class Greeter(Journal):
+        def started(self) -> None:
+            self.log.append("started")
+
+    async with ActorSystem() as system:
+        ref = system.spawn(Greeter)
+        ref.tell_now(Join("early"))
+        assert await ref.ask(Members()) == ["started", "early", "unset"]
+
+
+async def test_tell_now_failures_are_logged_and_the_actor_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with ActorSystem() as system:
+        ref, actor = await started_journal(system)
+        with caplog.at_level(logging.ERROR, logger="actors.kernel"):
+            ref.tell_now(Boom())
+        assert "failed handling Boom" in caplog.text
+        assert "boom from tell_now" in caplog.text
+        ref.tell_now(Join("after"))
+        assert actor.log == ["after"]
+
+
+async def test_tell_now_runs_the_receiver_in_the_kernel_context_not_the_senders() -> None:
+    async with ActorSystem() as system:
+        ref, _ = await started_journal(system)
+        token = VAR.set("sender")
+        try:
+            ref.tell_now(Join("a"))
+            assert await ref.ask(Members()) == ["a", "unset"]
+        finally:
+            VAR.reset(token)
+
+
+async def test_tell_now_with_an_async_receiver_takes_the_mailbox() -> None:
+    async with ActorSystem() as system:
+        ref, actor = await started_journal(system)
+        ref.tell_now(Slow(0.0, "s"))
+        assert actor.log == []  # an async receiver is a turn of its own, via the drain
+        assert await ref.ask(Members()) == ["start s", "end s", "unset"]
+
+
+async def test_tell_now_to_a_stopped_actor_is_a_dead_letter() -> None:
+    async with ActorSystem() as system:
+        ref, actor = await started_journal(system)
+        await ref.stop()
+        ref.tell_now(Join("late"))
+        assert actor.log == []
+        assert system.dead_letters == 1
