@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 import pytest
 
@@ -21,21 +22,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def test_goload_runs_a_closed_loop_against_app_server() -> None:
+async def run_goload(*args: object) -> dict[str, Any]:
+    """One short ``goload`` run against a fresh ``app_server``: its result line."""
     async with children() as started:
         server = await Child.start("app_server", "--port", 0)
         started.append(server)
         ports = await server.expect(timeout=30)
-        worker = await start_loadgen(
-            "go",
-            *("--port", ports["tcp"], "--clients", 4, "--depth", 3),
-            *("--seconds", 0.3, "--warmup", 0.1, "--max-seconds", 60),
-        )
+        worker = await start_loadgen("go", "--port", ports["tcp"], *args, "--max-seconds", 60)
         started.append(worker)
-        assert await worker.expect(timeout=60) == {"ready": 4}
+        ready = await worker.expect(timeout=60)
         worker.send("go")
         result = await worker.expect(timeout=30)
-    assert set(result) == {"count", "errors", "elapsed", "cpu", "histogram"}
+    return {**result, "ready": ready["ready"]}
+
+
+async def test_goload_runs_a_closed_loop_against_app_server() -> None:
+    result = await run_goload(*("--clients", 4, "--depth", 3, "--seconds", 0.3, "--warmup", 0.1))
+    assert result["ready"] == 4
+    assert set(result) == {"ready", "count", "errors", "elapsed", "cpu", "histogram"}
     assert result["count"] > 0
     assert result["errors"] == 0
     assert result["elapsed"] >= 0.3
@@ -43,19 +47,9 @@ async def test_goload_runs_a_closed_loop_against_app_server() -> None:
 
 
 async def test_goload_counts_error_responses() -> None:
-    async with children() as started:
-        server = await Child.start("app_server", "--port", 0)
-        started.append(server)
-        ports = await server.expect(timeout=30)
-        worker = await start_loadgen(
-            "go",
-            *("--port", ports["tcp"], "--route", "no.such.route", "--clients", 1),
-            *("--seconds", 0.2, "--warmup", 0.0, "--max-seconds", 60),
-        )
-        started.append(worker)
-        await worker.expect(timeout=60)
-        worker.send("go")
-        result = await worker.expect(timeout=30)
+    result = await run_goload(
+        *("--route", "no.such.route", "--clients", 1, "--seconds", 0.2, "--warmup", 0.0)
+    )
     assert result["count"] > 0
     assert result["errors"] >= result["count"]
 

@@ -65,6 +65,8 @@ async def test_launcher_restarts_a_killed_server_and_stops_all_gracefully(
     pids = {name: await launcher.server_pid(name) for name in SERVERS}
     for name in SERVERS:
         await launcher.wait_line(rf"\[{name}\] started \(")
+    # The connector routes to the rooms once its discovery has seen them (etcd's watch).
+    await launcher.wait_line(r"\[connector-1\] server added room-")
     listening = await launcher.wait_line(r"\[connector-1\] tcp listening on [\d.]+:(\d+)")
     port = int(listening.group(1))
     client = await Client.connect("127.0.0.1", port, request_timeout=10)
