@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from etcd3aio import Etcd3Client, EtcdError
 from etcd3aio._protobuf import Compare, LeaseKeepAliveRequest, WatchCreateRequest, WatchRequest
-from etcd3aio.errors import EtcdUnauthenticatedError
+from etcd3aio.errors import EtcdConnectionError, EtcdUnauthenticatedError
 from etcd3aio.kv import prefix_range_end
 
 from transport.errors import TransportError
@@ -220,15 +220,33 @@ class EtcdClient:
             raise EtcdUnavailable("etcd client is not connected")
         # Without the old token: etcd refuses any request carrying an invalid one, even this.
         self._client.set_token(None)
-        try:
-            response = await auth.authenticate(
-                self.security.user, self.security.password, timeout=self.timeout
-            )
-        except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
-            raise EtcdUnavailable(
-                f"etcd at {', '.join(self.endpoints)} refused the credentials of user "
-                f"{self.security.user!r}: {_describe(exc)}"
-            ) from exc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        pause = 0.05
+        while True:
+            try:
+                response = await auth.authenticate(
+                    self.security.user,
+                    self.security.password,
+                    timeout=max(0.1, deadline - loop.time()),
+                )
+                break
+            except EtcdConnectionError as exc:
+                # Unreachable, not refused: etcd is (re)starting, or gRPC's connection to it,
+                # shared by every channel of the process, still backs off from a refused
+                # attempt. Try again until the timeout.
+                if loop.time() + pause >= deadline:
+                    raise EtcdUnavailable(
+                        f"cannot reach etcd at {', '.join(self.endpoints)} to authenticate "
+                        f"user {self.security.user!r} within {self.timeout}s: {_describe(exc)}"
+                    ) from exc
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
+            except (EtcdError, grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+                raise EtcdUnavailable(
+                    f"etcd at {', '.join(self.endpoints)} refused the credentials of user "
+                    f"{self.security.user!r}: {_describe(exc)}"
+                ) from exc
         self._token = str(response.token)
         self._client.set_token(self._token)
         self._drop_keepalive()  # the stream carries the token it was opened with

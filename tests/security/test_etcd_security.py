@@ -159,3 +159,30 @@ async def test_the_etcd_token_is_renewed_after_etcd_restarts(
                 await asyncio.sleep(0.05)
             key = f"pitaya/servers/room/{one.server_id}"
             assert await two.cluster.discovery.lookup("room", one.server_id) is not None, key
+
+
+async def test_authentication_waits_within_its_timeout_for_an_etcd_coming_back(
+    etcd_server: EtcdServer,
+) -> None:
+    """Unreachable is not refused: a client authenticating while etcd restarts (or while
+    gRPC's connection to it, shared by the process, backs off) tries again until its timeout."""
+    await enable_auth(etcd_server.endpoint)
+    security = EtcdSecurity("pitaya", PASSWORD)
+    etcd_server.stop()
+    early = EtcdClient([etcd_server.endpoint], timeout=15, security=security)
+    try:
+        # Its first attempt meets the closed port (etcd takes a second to start): without
+        # the retry, connecting fails with "refused the credentials" right there.
+        connecting = asyncio.ensure_future(early.connect())
+        await asyncio.to_thread(etcd_server.start)
+        await asyncio.wait_for(connecting, 15)  # authenticated once etcd is back
+        await early.put("pitaya/after", b"1")
+    finally:
+        await early.close()
+    etcd_server.stop()
+    gone = EtcdClient([etcd_server.endpoint], timeout=1, security=security)
+    try:
+        with pytest.raises(EtcdUnavailable, match=r"cannot reach etcd at .* within 1s"):
+            await gone.connect()
+    finally:
+        await gone.close()
