@@ -153,17 +153,21 @@ class Child:
 
     @classmethod
     async def start(cls, module: str, *args: Any) -> Child:
+        """``python -m tests.bench.<module> args...``."""
+        return await cls.run_program(module, sys.executable, "-m", f"tests.bench.{module}", *args)
+
+    @classmethod
+    async def run_program(cls, name: str, program: Any, *args: Any) -> Child:
+        """Any program speaking this module's stdin/stdout protocol (the Go load generator)."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            f"tests.bench.{module}",
+            program,
             *(str(a) for a in args),
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 24,  # result lines carry latency histograms
         )
-        return cls(module, process)
+        return cls(name, process)
 
     async def expect(self, timeout: float) -> dict[str, Any]:
         """The child's next JSON line; raises if it exits or stays silent for ``timeout``."""

@@ -13,12 +13,11 @@ cache (``peers.CACHE``, like the Go Pitaya peer) by :func:`prepare_loadgen`, onc
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 from pathlib import Path
 from typing import Any
 
-from tests.bench.harness import ROOT, Child
+from tests.bench.harness import Child
 from tests.bench.peers import CACHE, GO, _run
 
 LOADGENS = ("python", "go")
@@ -62,12 +61,4 @@ async def start_loadgen(kind: str, *args: Any, loop: str = "asyncio") -> Child:
         raise ValueError(f"unknown load generator {kind!r}; choose from {LOADGENS}")
     if "--ws" in args:
         raise ValueError("the go load generator speaks TCP only; use --loadgen python for ws")
-    process = await asyncio.create_subprocess_exec(
-        build_goload(),
-        *(str(a) for a in args),
-        cwd=ROOT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        limit=1 << 24,  # result lines carry latency histograms
-    )
-    return Child("goload", process)
+    return await Child.run_program("goload", build_goload(), *args)
