@@ -162,10 +162,11 @@ class ServiceDiscovery(Protocol):
 class ServerTable:
     """Live servers by id and type; written by the discovery actor only."""
 
-    def __init__(self, server_id: str = "") -> None:
-        self.log = ServerLog(log, server_id)
-        """Where servers coming and going are logged: with the id of the server that saw it
-        (several servers in one process, or a test waiting for one to see another)."""
+    def __init__(self) -> None:
+        self.log = ServerLog(log, "")
+        """Where servers coming and going are logged; the discovery names it after its server
+        once it knows it (``start``), so the lines say which server saw the change (several
+        servers in one process, or a test waiting for one to see another)."""
         self.by_id: dict[str, ServerInfo] = {}
         self.by_type: dict[str, list[ServerInfo]] = {}
         self.listeners: list[DiscoveryListener] = []

@@ -138,12 +138,7 @@ class SessionActor(Actor):
         try:
             events = self.proto.receive_data(msg.data)
         except ProtocolError as exc:
-            self.log.info(
-                "session %s: protocol error from %s: %s",
-                self.session.id,
-                self.conn.remote_address,
-                exc,
-            )
+            self._protocol_error(exc)
             if isinstance(exc, HandshakeError):
                 # Pitaya answers a malformed handshake with code 400 before closing.
                 with contextlib.suppress(ProtocolError):
@@ -284,16 +279,19 @@ class SessionActor(Actor):
         try:
             data = self.proto.inflate(message).data
         except ProtocolError as exc:
-            self.log.info(
-                "session %s: protocol error from %s: %s",
-                self.session.id,
-                self.conn.remote_address,
-                exc,
-            )
+            self._protocol_error(exc)
             self.conn.close()
             return None
         turns_for(self.system.loop).charge(len(data) - COMPRESSED_ESTIMATE)
         return data
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self.log.info(
+            "session %s: protocol error from %s: %s",
+            self.session.id,
+            self.conn.remote_address,
+            exc,
+        )
 
     def _wake(self) -> None:
         """Called by the decode budget on a later turn: the share is granted."""
