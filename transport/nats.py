@@ -14,12 +14,18 @@ reporting a failure as a :class:`NatsError` subclass that ``actors.cluster.nats_
     pipe.publish("news", b"hello")  # handed to nats-py now, in order; never blocks
 
 Publishes and requests go onto the connection in the order they are made, at once (into
-nats-py's buffer, which its flusher writes once per loop pass), so an answer published after a
-push reaches the peer after it; only if nats-py's buffer is full do they queue, in order,
-behind the one that waits. A publish while disconnected is dropped (nats-py would hold it
-until reconnected, long after anyone waits for it); a request while disconnected fails at once
-with :class:`NatsDown` (nats-py would otherwise buffer it until the timeout). Requests share
-one reply subscription (``transport.nats_replies``): no future, timer or task per request.
+nats-py's buffer, written once per loop pass, or once the chunk being read is handled when
+they are made while handling it), so an answer published after a push reaches the peer
+after it; inbound messages reach their callback straight from nats-py's parser. That is the
+direct path of ``transport.nats_client``: nats-py's own queue, task and future per message
+cost more than the rest of a forwarded request's NATS work. Should the installed nats-py
+lack what that path needs, the pipe uses nats-py's public API (and says so once); then, if
+nats-py's buffer is full, publishes queue, in order, behind the one that waits.
+
+A publish while disconnected is dropped (nats-py would hold it until reconnected, long after
+anyone waits for it); a request while disconnected fails at once with :class:`NatsDown`
+(nats-py would otherwise buffer it until the timeout). Requests share one reply subscription
+(``transport.nats_replies``): no future, timer or task per request.
 
 Credentials (:class:`NatsSecurity`: user and password, token, NKey seed, ``.creds`` file, TLS
 with a CA and a client certificate; or ``user:password@`` in a URL) never reach a log line or
@@ -48,6 +54,7 @@ from nats.aio.msg import Msg
 from transport.credentials import mask_url
 from transport.errors import TransportError
 from transport.logs import ServerLog
+from transport.nats_client import BadSubject, BufferFull, LeanClient
 from transport.nats_replies import OnAnswer, PendingReplies
 
 log = logging.getLogger(__name__)
@@ -153,6 +160,8 @@ class NatsPipe:
         self.connect_timeout = connect_timeout
         self.on_slow_consumer = on_slow_consumer
         self.nc: NatsClient | None = None
+        self._lean: LeanClient | None = None
+        """``nc`` when its direct path works (``transport.nats_client``); None otherwise."""
         self._outbox: deque[tuple[str, bytes, str]] = deque()
         """Publishes waiting behind one that nats-py made wait (its buffer was full)."""
         self._flusher: asyncio.Task[None] | None = None
@@ -181,14 +190,15 @@ class NatsPipe:
         try:
             # nats-py retries the first connection forever when reconnects are allowed:
             # bound it, so an unreachable NATS is reported instead of hanging the start-up.
-            self.nc = await asyncio.wait_for(
-                nats.connect(
+            client = LeanClient()
+            await asyncio.wait_for(
+                client.connect(
                     servers=urls,
                     name=self.name,
-                    connect_timeout=self.connect_timeout,
+                    connect_timeout=self.connect_timeout,  # type: ignore[arg-type]  # float is fine
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]  # float is fine
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
@@ -197,19 +207,30 @@ class NatsPipe:
                 self.connect_timeout,
             )
         except (nats.errors.Error, OSError, TimeoutError) as exc:
+            with contextlib.suppress(Exception):
+                await client.close()  # or nats-py goes on trying in the background
             # A timeout has no text: the start-up line fills in the cause (actors.startup),
             # unless the server refused us (credentials, certificate): that is the cause.
             reason = _describe(exc) if str(exc) else ""
             if isinstance(exc, TimeoutError) and self._refusal:
                 reason = f"refused: {self._refusal}"
             raise NatsUnreachable(f"cannot reach NATS at {self.display_urls}: {reason}") from exc
+        self.nc = client
+        self._lean = client if client.direct_ok else None
+        if self._lean is None:
+            self.log.warning(
+                "this nats-py version lacks what the direct message path needs: using its "
+                "public API (slower)"
+            )
         replies = PendingReplies(
             self.nc.new_inbox() + ".",
             asyncio.get_running_loop(),
             lambda subject, timeout: NatsTimeout(f"no answer on {subject} within {timeout}s"),
         )
         # nats-py subscribes again after a reconnection: one subscription for good.
-        await self.nc.subscribe(replies.subscription, cb=partial(self._answered, replies))
+        sub = await client.subscribe(replies.subscription, cb=partial(self._answered, replies))
+        if self._lean is not None:
+            self._lean.deliver_directly(sub, partial(_answered_directly, replies))
         self._replies = replies
 
     # -- out -------------------------------------------------------------------------------
@@ -226,7 +247,7 @@ class NatsPipe:
         reply = replies.add(on_answer, timeout, subject)
         try:
             self._put(nc, subject, payload, reply)
-        except nats.errors.Error as exc:
+        except (nats.errors.Error, BadSubject, BufferFull) as exc:
             replies.cancel(reply)
             on_answer(None, _request_error(exc))
 
@@ -254,7 +275,7 @@ class NatsPipe:
             return
         try:
             self._put(nc, subject, payload, "")
-        except nats.errors.Error as exc:
+        except (nats.errors.Error, BadSubject, BufferFull) as exc:
             self.log.warning("publish to %s failed: %s", subject, exc)
 
     def _put(self, nc: NatsClient, subject: str, payload: bytes, reply: str) -> None:
@@ -262,6 +283,10 @@ class NatsPipe:
         buffer was full: it writes before it takes more). Raises nats-py's error."""
         if self._flusher is not None:
             self._outbox.append((subject, payload, reply))
+            return
+        lean = self._lean
+        if lean is not None:
+            lean.publish_direct(subject, payload, reply)
             return
         # nats-py's publish is a coroutine that returns at once unless its buffer is full:
         # run it here, and only if it waits, finish it (and what queues behind) in a task.
@@ -332,7 +357,10 @@ class NatsPipe:
         async def deliver(msg: Msg) -> None:
             on_message(msg.data, msg.reply or None)
 
-        return await nc.subscribe(subject, cb=deliver)
+        sub = await nc.subscribe(subject, cb=deliver)
+        if self._lean is not None:
+            self._lean.deliver_directly(sub, partial(_deliver_directly, on_message))
+        return sub
 
     async def subscribe_group(self, key: str, subjects: list[str], on_message: OnMessage) -> None:
         """Subscribe to ``subjects`` as the group ``key`` (a uid's push and kick subjects),
@@ -343,14 +371,18 @@ class NatsPipe:
         old = self._groups.pop(key, None)
         self._groups[key] = subs
         for sub in old or []:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await self._unsubscribe(sub)
 
     async def unsubscribe_group(self, key: str) -> None:
         """Drop the subscriptions of the group ``key`` (none: nothing)."""
         for sub in self._groups.pop(key, []):
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await self._unsubscribe(sub)
+
+    async def _unsubscribe(self, sub: Any) -> None:
+        if self._lean is not None:
+            self._lean.forget_direct(sub)
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
     async def flush(self, timeout: float) -> None:
         """Wait until the server has seen everything sent so far (subscriptions included)."""
@@ -431,13 +463,30 @@ class NatsPipe:
 
 _NO_RESPONDERS = "503"
 """The status header of the answer NATS sends itself when nobody listens on a subject."""
+_NO_RESPONDERS_LINE = b"NATS/1.0 503"
 
 
 def _no_responders(subject: str) -> NatsError:
     return NatsNoResponders(f"no server answering on {subject}")
 
 
-def _request_error(exc: nats.errors.Error) -> NatsError:
+def _answered_directly(
+    replies: PendingReplies, subject: bytes, _reply: bytes, data: bytes, headers: bytes | None
+) -> None:
+    """An answer, straight from the parser (``LeanClient.deliver_directly``)."""
+    if headers and headers.startswith(_NO_RESPONDERS_LINE):
+        replies.resolve(subject.decode(), None, _no_responders)
+    else:
+        replies.resolve(subject.decode(), data)
+
+
+def _deliver_directly(
+    on_message: OnMessage, _subject: bytes, reply: bytes, data: bytes, _headers: bytes | None
+) -> None:
+    on_message(data, reply.decode() if reply else None)
+
+
+def _request_error(exc: Exception) -> NatsError:
     if isinstance(exc, _DOWN):
         return NatsDown(str(exc) or type(exc).__name__)
     return NatsError(str(exc) or type(exc).__name__)
@@ -449,6 +498,7 @@ _DOWN = (
     nats.errors.ConnectionDrainingError,
     nats.errors.OutboundBufferLimitError,
     nats.errors.StaleConnectionError,
+    BufferFull,
 )
 
 _CONNECTION_LOST = (

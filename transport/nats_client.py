@@ -1,0 +1,157 @@
+"""nats-py's client with a direct path for the cluster's hot messages.
+
+nats-py hands every inbound message to its subscription through a ``Msg`` object, an
+``asyncio.Queue`` and the subscription's own task, which then runs the callback coroutine;
+and every publish is a coroutine that validates the subject, appends the command and wakes
+the flusher task through a queue and a new future. For a forwarded request that is two task
+wake-ups (each a pass of the event loop, each a ``epoll_wait``) and a handful of objects at
+each end, more than the rest of what the NATS side of a request costs.
+
+:class:`LeanClient` keeps nats-py for everything that is not per message (connecting,
+authentication, TLS, reconnecting and subscribing again, PING/PONG, draining) and adds:
+
+* :meth:`LeanClient.deliver_directly`: the messages of a subscription go to a plain function,
+  called by the parser as each message is read: no ``Msg``, queue or task;
+* :meth:`LeanClient.publish_direct`: the command is appended to nats-py's own pending
+  buffer (so it keeps its order with nats-py's commands) and written once per chunk read
+  from the server, or once per loop pass, without waking the flusher task. When the
+  socket's buffer is already full, nats-py's flusher writes instead: it waits for the
+  socket to drain, so a stalled NATS server bounds what we hold.
+
+Both rest on nats-py's internals (its parser calling ``_process_msg``, its ``_pending``
+buffer): :func:`supported` checks at start-up that they are as expected, and the owner
+(:class:`transport.nats.NatsPipe`) uses nats-py's public API when they are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+
+log = logging.getLogger(__name__)
+
+DirectHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
+"""Takes one message as the parser read it: subject, reply subject (``b""`` for none),
+payload and raw headers (None or empty for none)."""
+
+WRITE_BUFFER_LIMIT = 1024 * 1024
+"""Bytes the socket may hold unsent before a publish leaves the writing to nats-py's flusher
+(which waits for the socket to drain)."""
+
+_UNSAFE = re.compile(r"[ \t\r\n]")
+"""What may not appear in a subject: it would split the command (or inject another)."""
+
+_INTERNALS = ("_process_msg", "_ps", "_pending", "_pending_data_size", "_transport", "_subs")
+
+
+def supported(client: NatsClient) -> bool:
+    """Whether nats-py's internals the direct path relies on are there (checked once)."""
+    return all(hasattr(client, name) for name in _INTERNALS) and hasattr(client._ps, "parse")
+
+
+class BadSubject(ValueError):
+    """A subject holding whitespace or a line break (it would corrupt the protocol)."""
+
+
+class BufferFull(RuntimeError):
+    """nats-py's outbound buffer holds its limit: the NATS server does not read."""
+
+
+class LeanClient(NatsClient):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[int, DirectHandler] = {}
+        self._parsing = False
+        self._write_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.direct_ok = supported(self)
+        """Whether the direct path may be used (nats-py's internals are as expected)."""
+        if self.direct_ok:
+            parse: Callable[[bytes], Awaitable[Any]] = self._ps.parse
+
+            async def parse_then_write(data: bytes) -> Any:
+                # Publishes made while the parser delivers a chunk (answers of handlers
+                # that ran at once) go out together once the chunk is read.
+                self._parsing = True
+                try:
+                    await parse(data)
+                finally:
+                    self._parsing = False
+                    if self._pending_data_size:
+                        self._write_out()
+
+            setattr(self._ps, "parse", parse_then_write)  # noqa: B010  # on this parser only
+
+    # -- in --------------------------------------------------------------------------------
+
+    def deliver_directly(self, sub: Any, handler: DirectHandler) -> None:
+        """Hand the messages of the subscription ``sub`` to ``handler`` (from now on, and
+        after reconnections: nats-py subscribes again with the same sid). A subscription
+        without the expected sid keeps nats-py's own delivery to its callback."""
+        sid = getattr(sub, "_id", None)
+        if isinstance(sid, int):
+            self._direct[sid] = handler
+
+    def forget_direct(self, sub: Any) -> None:
+        self._direct.pop(getattr(sub, "_id", None), None)  # type: ignore[arg-type]
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        handler = self._direct.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+            return
+        try:
+            handler(subject, reply, data, headers)
+        except Exception:  # the read loop must go on: nats-py stops reading on an error
+            log.exception("a NATS message handler failed (subject %r)", subject)
+
+    # -- out -------------------------------------------------------------------------------
+
+    def publish_direct(self, subject: str, payload: bytes, reply: str = "") -> None:
+        """Queue a PUB after what nats-py queued, written before this loop pass ends.
+        BadSubject for a subject that would corrupt the protocol; the caller checks that
+        the connection is up (publishing while it is down is the caller's policy)."""
+        if _UNSAFE.search(subject) or _UNSAFE.search(reply):
+            raise BadSubject(f"bad NATS subject {subject!r} (reply {reply!r})")
+        if self._pending_data_size > self._max_pending_size:
+            raise BufferFull("the NATS outbound buffer is full")
+        head = f"{subject} {reply} " if reply else f"{subject} "
+        encoded = head.encode()
+        command = b"PUB %b%d\r\n%b\r\n" % (encoded, len(payload), payload)
+        self._pending.append(command)
+        self._pending_data_size += len(command)
+        if not self._parsing and not self._write_scheduled:
+            self._write_scheduled = True
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        """Write what is pending now, unless the socket is backed up (then nats-py's
+        flusher writes it, after the socket drains)."""
+        self._write_scheduled = False
+        if not self._pending or not self.is_connected:
+            return  # nats-py sends what is pending once reconnected, or drops it on close
+        transport = self._transport
+        writer = getattr(transport, "_io_writer", None)
+        if writer is None or writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            self._kick_flusher()
+            return
+        pending, self._pending = self._pending, []
+        self._pending_data_size = 0
+        writer.writelines(pending)
+
+    def _kick_flusher(self) -> None:
+        queue: Any = getattr(self, "_flush_queue", None)
+        if queue is not None and queue.empty():
+            queue.put_nowait(asyncio.get_running_loop().create_future())
