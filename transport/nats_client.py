@@ -4,7 +4,7 @@ nats-py hands every inbound message to its subscription through a ``Msg`` object
 ``asyncio.Queue`` and the subscription's own task, which then runs the callback coroutine;
 and every publish is a coroutine that validates the subject, appends the command and wakes
 the flusher task through a queue and a new future. For a forwarded request that is two task
-wake-ups (each a pass of the event loop, each a ``epoll_wait``) and a handful of objects at
+wake-ups (each a pass of the event loop, each an ``epoll_wait``) and a handful of objects at
 each end, more than the rest of what the NATS side of a request costs.
 
 :class:`LeanClient` keeps nats-py for everything that is not per message (connecting,
@@ -16,11 +16,16 @@ authentication, TLS, reconnecting and subscribing again, PING/PONG, draining) an
   buffer (so it keeps its order with nats-py's commands) and written once per chunk read
   from the server, or once per loop pass, without waking the flusher task. When the
   socket's buffer is already full, nats-py's flusher writes instead: it waits for the
-  socket to drain, so a stalled NATS server bounds what we hold.
+  socket to drain, so a stalled NATS server bounds what we hold;
+* on asyncio's own event loop, reads of at most :data:`READ_SIZE`: asyncio asks ``recv`` for
+  256 KiB, a buffer glibc maps and unmaps for every read (three system calls and page faults
+  per read, some 25 µs of a backend's CPU per request at one request in flight); 64 KiB
+  comes from the heap. (uvloop reads into a buffer of its own.)
 
-Both rest on nats-py's internals (its parser calling ``_process_msg``, its ``_pending``
-buffer): :func:`supported` checks at start-up that they are as expected, and the owner
-(:class:`transport.nats.NatsPipe`) uses nats-py's public API when they are not.
+All of it rests on internals (nats-py's parser calling ``_process_msg``, its ``_pending``
+buffer; asyncio's ``max_size``): :func:`supported` checks at start-up that nats-py's are as
+expected, and the owner (:class:`transport.nats.NatsPipe`) uses nats-py's public API when
+they are not; a transport without ``max_size`` is read as it is.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ WRITE_BUFFER_LIMIT = 1024 * 1024
 """Bytes the socket may hold unsent before a publish leaves the writing to nats-py's flusher
 (which waits for the socket to drain)."""
 
+READ_SIZE = 64 * 1024
+"""Bytes asked of ``recv`` per read of the NATS socket on asyncio's loop (below glibc's
+128 KiB threshold for mapping an allocation of its own)."""
 _UNSAFE = re.compile(r"[ \t\r\n]")
 """What may not appear in a subject: it would split the command (or inject another)."""
 
@@ -71,6 +79,7 @@ class LeanClient(NatsClient):
         self._parsing = False
         self._write_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tuned: Any = None
         self.direct_ok = supported(self)
         """Whether the direct path may be used (nats-py's internals are as expected)."""
         if self.direct_ok:
@@ -80,6 +89,7 @@ class LeanClient(NatsClient):
                 # Publishes made while the parser delivers a chunk (answers of handlers
                 # that ran at once) go out together once the chunk is read.
                 self._parsing = True
+                self._tune_reads()
                 try:
                     await parse(data)
                 finally:
@@ -88,6 +98,17 @@ class LeanClient(NatsClient):
                         self._write_out()
 
             setattr(self._ps, "parse", parse_then_write)  # noqa: B010  # on this parser only
+
+    def _tune_reads(self) -> None:
+        """Read at most READ_SIZE at a time on this connection (a new socket transport
+        after each reconnection), if it is asyncio's socket transport."""
+        writer = getattr(self._transport, "_io_writer", None)
+        socket_transport = getattr(writer, "transport", None)
+        if socket_transport is self._tuned:
+            return
+        self._tuned = socket_transport
+        if getattr(socket_transport, "max_size", None) == 256 * 1024:
+            socket_transport.max_size = READ_SIZE  # type: ignore[union-attr]
 
     # -- in --------------------------------------------------------------------------------
 

@@ -209,3 +209,33 @@ async def test_without_the_direct_path_the_pipe_uses_nats_pys_public_api(
         assert await pipe.request("rev", b"abc", 2) == b"cba"
     finally:
         await pipe.close()
+
+
+async def test_reads_on_asyncios_loop_stay_below_glibcs_mapping_threshold() -> None:
+    server = NatsServer()
+    server.start()
+    pipe = NatsPipe(server.url, name="reads", connect_timeout=5)
+    try:
+        await pipe.connect()
+        inbox = Inbox()
+        await pipe.subscribe("r", inbox)
+        await pipe.flush(2)
+
+        def read_size() -> int | None:
+            return getattr(lean(pipe)._transport._io_writer.transport, "max_size", None)
+
+        pipe.publish("r", b"1")
+        await inbox.wait_for(1)
+        assert read_size() == nats_client.READ_SIZE
+        await asyncio.to_thread(server.restart)  # a new connection: tuned again
+        for _ in range(100):
+            if pipe.connected:
+                break
+            await asyncio.sleep(0.1)
+        await pipe.flush(2)
+        pipe.publish("r", b"2")
+        await inbox.wait_for(2)
+        assert read_size() == nats_client.READ_SIZE
+    finally:
+        await pipe.close()
+        server.close()
