@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 START_TIMEOUT = 20.0
@@ -199,3 +200,14 @@ class EtcdServer(ServiceProcess):
             "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"test={peer}",
         ]  # fmt: skip
+
+
+def serve_nats() -> Iterator[NatsServer]:
+    """A started nats-server, stopped by PID when the generator ends: the body of each
+    module's ``nats_server`` fixture (``yield from serve_nats()``, in the scope it needs)."""
+    server = NatsServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import NatsServer, free_port
+from tests.services import NatsServer, free_port, serve_nats
 from transport.nats import (
     NatsDown,
     NatsNoResponders,
@@ -21,12 +21,7 @@ from transport.nats import (
 
 @pytest.fixture(scope="module")
 def nats_server() -> Iterator[NatsServer]:
-    server = NatsServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from serve_nats()
 
 
 async def test_a_request_gets_the_answer_published_on_its_reply_subject(pipe: NatsPipe) -> None:

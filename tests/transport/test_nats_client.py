@@ -7,35 +7,21 @@ direct path is not available."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import transport.nats_client as nats_client
-from tests.services import NatsServer
+from tests.services import NatsServer, serve_nats
 from transport.nats import NatsDown, NatsError, NatsPipe
 from transport.nats_client import BadSubject, LeanClient
 
 
 @pytest.fixture(scope="module")
 def nats_server() -> Iterator[NatsServer]:
-    server = NatsServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-async def pipe(nats_server: NatsServer) -> AsyncIterator[NatsPipe]:
-    pipe = NatsPipe(nats_server.url, name="lean", connect_timeout=5)
-    await pipe.connect()
-    try:
-        yield pipe
-    finally:
-        await pipe.close()
+    yield from serve_nats()
 
 
 class Inbox:
@@ -212,8 +198,11 @@ async def test_without_the_direct_path_the_pipe_uses_nats_pys_public_api(
 
 
 async def test_reads_on_asyncios_loop_stay_below_glibcs_mapping_threshold() -> None:
-    server = NatsServer()
-    server.start()
+    with contextlib.contextmanager(serve_nats)() as server:
+        await reads_stay_small(server)
+
+
+async def reads_stay_small(server: NatsServer) -> None:
     pipe = NatsPipe(server.url, name="reads", connect_timeout=5)
     try:
         await pipe.connect()
@@ -238,4 +227,3 @@ async def test_reads_on_asyncios_loop_stay_below_glibcs_mapping_threshold() -> N
         assert read_size() == nats_client.READ_SIZE
     finally:
         await pipe.close()
-        server.close()
