@@ -138,8 +138,11 @@ class NatsPipe:
 
     ``urls``: comma-separated server URLs; ``name``: the connection's name (the server id,
     also in log lines); ``connect_timeout``: how long the first connection may take;
-    ``on_slow_consumer``: called for each inbound message NATS dropped because this process
-    read too slowly; ``security``: credentials and TLS.
+    ``on_slow_consumer``: called for each inbound message nats-py dropped because this
+    process read too slowly (on its public path only: the direct path hands each message
+    over as it is read, so none waits in a queue to be dropped; a process that cannot keep
+    up reads later, and the NATS server, past its own limit, closes the connection, which
+    is then logged as an outage); ``security``: credentials and TLS.
     """
 
     def __init__(
