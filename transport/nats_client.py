@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
+from nats.errors import MaxPayloadError
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,19 @@ WRITE_BUFFER_LIMIT = 1024 * 1024
 READ_SIZE = 64 * 1024
 """Bytes asked of ``recv`` per read of the NATS socket on asyncio's loop (below glibc's
 128 KiB threshold for mapping an allocation of its own)."""
+
 _UNSAFE = re.compile(r"[ \t\r\n]")
 """What may not appear in a subject: it would split the command (or inject another)."""
 
-_INTERNALS = ("_process_msg", "_ps", "_pending", "_pending_data_size", "_transport", "_subs")
+_INTERNALS = (
+    "_process_msg",
+    "_ps",
+    "_pending",
+    "_pending_data_size",
+    "_max_pending_size",
+    "_max_payload",
+    "_transport",
+)
 
 
 def supported(client: NatsClient) -> bool:
@@ -139,10 +149,15 @@ class LeanClient(NatsClient):
 
     def publish_direct(self, subject: str, payload: bytes, reply: str = "") -> None:
         """Queue a PUB after what nats-py queued, written before this loop pass ends.
-        BadSubject for a subject that would corrupt the protocol; the caller checks that
-        the connection is up (publishing while it is down is the caller's policy)."""
+        BadSubject for a subject that would corrupt the protocol, nats-py's MaxPayloadError
+        for a payload larger than the server takes, BufferFull when the server does not
+        read; the caller checks that the connection is up (publishing while it is down is
+        the caller's policy)."""
         if _UNSAFE.search(subject) or _UNSAFE.search(reply):
             raise BadSubject(f"bad NATS subject {subject!r} (reply {reply!r})")
+        if len(payload) > self._max_payload:
+            # The server would answer with an error and close the connection.
+            raise MaxPayloadError
         if self._pending_data_size > self._max_pending_size:
             raise BufferFull("the NATS outbound buffer is full")
         head = f"{subject} {reply} " if reply else f"{subject} "

@@ -227,3 +227,21 @@ async def reads_stay_small(server: NatsServer) -> None:
         assert read_size() == nats_client.READ_SIZE
     finally:
         await pipe.close()
+
+
+async def test_a_payload_larger_than_the_server_takes_fails_alone(
+    pipe: NatsPipe, caplog: pytest.LogCaptureFixture
+) -> None:
+    too_big = b"x" * (lean(pipe)._max_payload + 1)
+    caplog.set_level(logging.WARNING, logger="transport.nats")
+    pipe.publish("big", too_big)
+    assert any("publish to big failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(NatsError):
+        await pipe.request("big", too_big, 1)
+    # Nothing reached the server (it would have closed the connection): still usable.
+    inbox = Inbox()
+    await pipe.subscribe("big", inbox)
+    await pipe.flush(2)
+    pipe.publish("big", b"small")
+    assert await inbox.wait_for(1) == [(b"small", None)]
+    assert pipe.connected
