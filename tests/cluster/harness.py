@@ -119,11 +119,12 @@ class Node:
         self._pump = asyncio.get_running_loop().create_task(pump())
         return self
 
-    async def wait_for_log(self, text: str, timeout: float = 10) -> str:
-        """The first log line containing ``text``, waiting for it to be written."""
+    async def wait_for_log(self, text: str, timeout: float = 10, start: int = 0) -> str:
+        """The first log line containing ``text`` from line ``start`` on (``len(node.log)``
+        before an action: a line the action causes), waiting for it to be written."""
 
         def found() -> str | None:
-            return next((line for line in self.log if text in line), None)
+            return next((line for line in self.log[start:] if text in line), None)
 
         async with self._logged:
             await asyncio.wait_for(self._logged.wait_for(lambda: found() is not None), timeout)
