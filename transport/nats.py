@@ -54,7 +54,7 @@ from nats.aio.msg import Msg
 from transport.credentials import mask_url
 from transport.errors import TransportError
 from transport.logs import ServerLog
-from transport.nats_client import BadSubject, BufferFull, LeanClient
+from transport.nats_client import LeanClient
 from transport.nats_replies import OnAnswer, PendingReplies
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class NatsPipe:
         reply = replies.add(on_answer, timeout, subject)
         try:
             self._put(nc, subject, payload, reply)
-        except (nats.errors.Error, BadSubject, BufferFull) as exc:
+        except nats.errors.Error as exc:
             replies.cancel(reply)
             on_answer(None, _request_error(exc))
 
@@ -278,7 +278,7 @@ class NatsPipe:
             return
         try:
             self._put(nc, subject, payload, "")
-        except (nats.errors.Error, BadSubject, BufferFull) as exc:
+        except nats.errors.Error as exc:
             self.log.warning("publish to %s failed: %s", subject, exc)
 
     def _put(self, nc: NatsClient, subject: str, payload: bytes, reply: str) -> None:
@@ -466,7 +466,8 @@ class NatsPipe:
 
 _NO_RESPONDERS = "503"
 """The status header of the answer NATS sends itself when nobody listens on a subject."""
-_NO_RESPONDERS_LINE = b"NATS/1.0 503"
+_NO_RESPONDERS_LINE = b"NATS/1.0 " + _NO_RESPONDERS.encode()
+"""How the raw headers of that answer start (the direct path reads them unparsed)."""
 
 
 def _no_responders(subject: str) -> NatsError:
@@ -489,7 +490,7 @@ def _deliver_directly(
     on_message(data, reply.decode() if reply else None)
 
 
-def _request_error(exc: Exception) -> NatsError:
+def _request_error(exc: nats.errors.Error) -> NatsError:
     if isinstance(exc, _DOWN):
         return NatsDown(str(exc) or type(exc).__name__)
     return NatsError(str(exc) or type(exc).__name__)
@@ -501,7 +502,6 @@ _DOWN = (
     nats.errors.ConnectionDrainingError,
     nats.errors.OutboundBufferLimitError,
     nats.errors.StaleConnectionError,
-    BufferFull,
 )
 
 _CONNECTION_LOST = (

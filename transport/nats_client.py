@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.aio.client
 from nats.aio.client import Client as NatsClient
-from nats.errors import MaxPayloadError
+from nats.errors import MaxPayloadError, OutboundBufferLimitError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,11 @@ READ_SIZE = 64 * 1024
 """Bytes asked of ``recv`` per read of the NATS socket on asyncio's loop (below glibc's
 128 KiB threshold for mapping an allocation of its own)."""
 
-_UNSAFE = re.compile(r"[ \t\r\n]")
-"""What may not appear in a subject: it would split the command (or inject another)."""
+_validate_subject: Callable[[str], None] | None = getattr(
+    nats.aio.client, "_validate_subject", None
+)
+"""nats-py's own subject check (empty, whitespace, a line break: it would split the command
+or inject another), which its ``publish`` runs and the direct path runs too."""
 
 _INTERNALS = (
     "_process_msg",
@@ -64,20 +67,17 @@ _INTERNALS = (
     "_max_pending_size",
     "_max_payload",
     "_transport",
+    "_flush_queue",
 )
 
 
 def supported(client: NatsClient) -> bool:
     """Whether nats-py's internals the direct path relies on are there (checked once)."""
-    return all(hasattr(client, name) for name in _INTERNALS) and hasattr(client._ps, "parse")
-
-
-class BadSubject(ValueError):
-    """A subject holding whitespace or a line break (it would corrupt the protocol)."""
-
-
-class BufferFull(RuntimeError):
-    """nats-py's outbound buffer holds its limit: the NATS server does not read."""
+    return (
+        all(hasattr(client, name) for name in _INTERNALS)
+        and hasattr(client._ps, "parse")
+        and _validate_subject is not None
+    )
 
 
 class LeanClient(NatsClient):
@@ -149,17 +149,19 @@ class LeanClient(NatsClient):
 
     def publish_direct(self, subject: str, payload: bytes, reply: str = "") -> None:
         """Queue a PUB after what nats-py queued, written before this loop pass ends.
-        BadSubject for a subject that would corrupt the protocol, nats-py's MaxPayloadError
-        for a payload larger than the server takes, BufferFull when the server does not
-        read; the caller checks that the connection is up (publishing while it is down is
-        the caller's policy)."""
-        if _UNSAFE.search(subject) or _UNSAFE.search(reply):
-            raise BadSubject(f"bad NATS subject {subject!r} (reply {reply!r})")
+        Raises nats-py's errors, as its ``publish`` does: BadSubjectError for a subject that
+        would corrupt the protocol, MaxPayloadError for a payload larger than the server
+        takes, OutboundBufferLimitError when the server does not read. The caller checks
+        that the connection is up (publishing while it is down is the caller's policy)."""
+        assert _validate_subject is not None  # checked by supported()
+        _validate_subject(subject)
+        if reply:
+            _validate_subject(reply)
         if len(payload) > self._max_payload:
             # The server would answer with an error and close the connection.
             raise MaxPayloadError
         if self._pending_data_size > self._max_pending_size:
-            raise BufferFull("the NATS outbound buffer is full")
+            raise OutboundBufferLimitError
         head = f"{subject} {reply} " if reply else f"{subject} "
         encoded = head.encode()
         command = b"PUB %b%d\r\n%b\r\n" % (encoded, len(payload), payload)
@@ -188,6 +190,6 @@ class LeanClient(NatsClient):
         writer.writelines(pending)
 
     def _kick_flusher(self) -> None:
-        queue: Any = getattr(self, "_flush_queue", None)
+        queue = self._flush_queue
         if queue is not None and queue.empty():
             queue.put_nowait(asyncio.get_running_loop().create_future())
