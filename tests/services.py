@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 START_TIMEOUT = 20.0
 
@@ -202,10 +203,12 @@ class EtcdServer(ServiceProcess):
         ]  # fmt: skip
 
 
-def serve_nats() -> Iterator[NatsServer]:
-    """A started nats-server, stopped by PID when the generator ends: the body of each
-    module's ``nats_server`` fixture (``yield from serve_nats()``, in the scope it needs)."""
-    server = NatsServer()
+ServiceT = TypeVar("ServiceT", bound=ServiceProcess)
+
+
+def serving(server: ServiceT) -> Iterator[ServiceT]:
+    """``server`` started, stopped by PID when the generator ends: the body of a fixture
+    (``yield from serving(NatsServer())``, in the scope it needs)."""
     server.start()
     try:
         yield server

@@ -12,17 +12,12 @@ import pytest
 from actors.testing import serve
 from tests.bench.bench_handshake_bytes import MonitoredNats, cluster_apps, measure
 from tests.reliability.support import until
-from tests.services import EtcdServer
+from tests.services import EtcdServer, serving
 
 
 @pytest.fixture
 def monitored_nats() -> Iterator[MonitoredNats]:
-    server = MonitoredNats()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from serving(MonitoredNats())
 
 
 async def test_a_big_handshake_crosses_nats_once_and_every_message_sees_it(

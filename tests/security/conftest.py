@@ -21,7 +21,7 @@ import pytest
 import trustme
 
 from tests.cluster.harness import etcd_server, nats_server, nodes, rpc_transport
-from tests.services import EtcdServer, NatsServer
+from tests.services import EtcdServer, NatsServer, serving
 
 __all__ = ["etcd_server", "nats_server", "nodes", "rpc_transport"]
 
@@ -111,22 +111,14 @@ def secure_nats(pki: Pki, nkey: NKey) -> Iterator[SecureNats]:
         + f'    {{user: ann, password: "{PASSWORD}"}}\n'
         + f"    {{nkey: {nkey.public}}}\n  ]\n}}\n"
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from serving(server)
 
 
 @pytest.fixture
 def token_nats() -> Iterator[SecureNats]:
     """Plain TCP, a token required."""
     server = SecureNats(f'authorization {{\n  token: "{TOKEN}"\n}}\n')
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from serving(server)
 
 
 class SecureEtcd(EtcdServer):
@@ -159,11 +151,7 @@ class SecureEtcd(EtcdServer):
 @pytest.fixture
 def secure_etcd(pki: Pki) -> Iterator[SecureEtcd]:
     server = SecureEtcd(pki)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from serving(server)
 
 
 def _b64(data: bytes) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import NatsServer, free_port, serve_nats
+from tests.services import NatsServer, free_port, serving
 from transport.nats import (
     NatsDown,
     NatsNoResponders,
@@ -21,7 +21,7 @@ from transport.nats import (
 
 @pytest.fixture(scope="module")
 def nats_server() -> Iterator[NatsServer]:
-    yield from serve_nats()
+    yield from serving(NatsServer())
 
 
 async def test_a_request_gets_the_answer_published_on_its_reply_subject(pipe: NatsPipe) -> None:

@@ -15,14 +15,14 @@ import nats.errors
 import pytest
 
 import transport.nats_client as nats_client
-from tests.services import NatsServer, serve_nats
+from tests.services import NatsServer, serving
 from transport.nats import NatsDown, NatsError, NatsPipe
 from transport.nats_client import LeanClient
 
 
 @pytest.fixture(scope="module")
 def nats_server() -> Iterator[NatsServer]:
-    yield from serve_nats()
+    yield from serving(NatsServer())
 
 
 class Inbox:
@@ -199,7 +199,7 @@ async def test_without_the_direct_path_the_pipe_uses_nats_pys_public_api(
 
 
 async def test_reads_on_asyncios_loop_stay_below_glibcs_mapping_threshold() -> None:
-    with contextlib.contextmanager(serve_nats)() as server:
+    with contextlib.contextmanager(serving)(NatsServer()) as server:
         await reads_stay_small(server)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import NatsServer, serve_nats
+from tests.services import NatsServer, serving
 from transport.nats import NatsDown, NatsNoResponders, NatsPipe, NatsTimeout
 from transport.nats_replies import OnAnswer, PendingReplies
 
@@ -126,7 +126,7 @@ async def test_a_failing_answer_function_does_not_stop_the_others(
 
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:
-    yield from serve_nats()
+    yield from serving(NatsServer())
 
 
 async def answer_later(pipe: NatsPipe, subject: str, delay: dict[bytes, float]) -> None:
