@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests
@@ -291,9 +292,11 @@ Job = Callable[[Callable[[], None]], None]
 
 
 class _Lane:
-    __slots__ = ("busy", "jobs", "pumping")
+    __slots__ = ("alone", "busy", "jobs", "pumping")
 
     def __init__(self) -> None:
+        self.alone: Job | None = None
+        """The job that ran alone when this lane was made, until it finishes."""
         self.jobs: deque[Job] = deque()
         self.busy = False
         self.pumping = False
@@ -310,17 +313,37 @@ class Sequencer:
     __slots__ = ("_lanes",)
 
     def __init__(self) -> None:
-        self._lanes: dict[Hashable, _Lane] = {}
+        self._lanes: dict[Hashable, _Lane | Job] = {}
+        """A key's lane, or the one job of the key running with nothing behind it."""
 
     def __len__(self) -> int:
         return len(self._lanes)
 
     def submit(self, key: Hashable, job: Job) -> None:
-        lane = self._lanes.get(key)
+        lanes = self._lanes
+        lane = lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane()
+            # Nothing of this key runs or waits: the job runs now, with no lane unless
+            # another job of its key comes while it runs (most jobs end before ``submit``
+            # returns). The job itself marks its key busy meanwhile.
+            lanes[key] = job
+            job(partial(self._alone_finished, key, job))
+            return
+        if not isinstance(lane, _Lane):
+            running = lane
+            lane = lanes[key] = _Lane()
+            lane.busy = True
+            lane.alone = running
         lane.jobs.append(job)
         self._pump(key, lane)
+
+    def _alone_finished(self, key: Hashable, job: Job) -> None:
+        lane = self._lanes.get(key)
+        if lane is job:
+            del self._lanes[key]
+        elif isinstance(lane, _Lane) and lane.alone is job:
+            lane.alone = None  # finished once: a second finish is ignored
+            self._finished(key, lane)  # jobs came meanwhile: their lane goes on
 
     def _pump(self, key: Hashable, lane: _Lane) -> None:
         if lane.pumping:

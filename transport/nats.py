@@ -249,7 +249,7 @@ class NatsPipe:
             return
         reply = replies.add(on_answer, timeout, subject)
         try:
-            self._put(nc, subject, payload, reply)
+            self._put(nc, subject, payload, reply, own_reply=True)
         except nats.errors.Error as exc:
             replies.cancel(reply)
             on_answer(None, _request_error(exc))
@@ -281,15 +281,37 @@ class NatsPipe:
         except nats.errors.Error as exc:
             self.log.warning("publish to %s failed: %s", subject, exc)
 
-    def _put(self, nc: NatsClient, subject: str, payload: bytes, reply: str) -> None:
+    def answer_to(self, subject: str, payload: bytes) -> None:
+        """:meth:`publish` to the reply subject of a message NATS delivered (a request's
+        answer): valid by construction, so it is not checked again."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            self.log.debug("NATS down; dropping an answer to %s", subject)
+            return
+        try:
+            self._put(nc, subject, payload, "", delivered=True)
+        except nats.errors.Error as exc:
+            self.log.warning("answer to %s failed: %s", subject, exc)
+
+    def _put(
+        self,
+        nc: NatsClient,
+        subject: str,
+        payload: bytes,
+        reply: str,
+        *,
+        delivered: bool = False,
+        own_reply: bool = False,
+    ) -> None:
         """Hand a message to nats-py now, or queue it behind one nats-py made wait (its
-        buffer was full: it writes before it takes more). Raises nats-py's error."""
+        buffer was full: it writes before it takes more). Raises nats-py's error.
+        ``delivered``/``own_reply``: see ``LeanClient.publish_direct``."""
         if self._flusher is not None:
             self._outbox.append((subject, payload, reply))
             return
         lean = self._lean
         if lean is not None:
-            lean.publish_direct(subject, payload, reply)
+            lean.publish_direct(subject, payload, reply, delivered=delivered, own_reply=own_reply)
             return
         # nats-py's publish is a coroutine that returns at once unless its buffer is full:
         # run it here, and only if it waits, finish it (and what queues behind) in a task.

@@ -53,6 +53,9 @@ READ_SIZE = 64 * 1024
 """Bytes asked of ``recv`` per read of the NATS socket on asyncio's loop (below glibc's
 128 KiB threshold for mapping an allocation of its own)."""
 
+CHECKED_SUBJECTS = 4096
+"""Distinct subjects remembered as checked (then forgotten all at once)."""
+
 _validate_subject: Callable[[str], None] | None = getattr(
     nats.aio.client, "_validate_subject", None
 )
@@ -86,6 +89,8 @@ class LeanClient(NatsClient):
     def __init__(self) -> None:
         super().__init__()
         self._direct: dict[int, DirectHandler] = {}
+        self._checked: set[str] = set()
+        """Subjects that passed nats-py's check (at most :data:`CHECKED_SUBJECTS`)."""
         self._parsing = False
         self._write_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,15 +152,34 @@ class LeanClient(NatsClient):
 
     # -- out -------------------------------------------------------------------------------
 
-    def publish_direct(self, subject: str, payload: bytes, reply: str = "") -> None:
+    def publish_direct(
+        self,
+        subject: str,
+        payload: bytes,
+        reply: str = "",
+        *,
+        delivered: bool = False,
+        own_reply: bool = False,
+    ) -> None:
         """Queue a PUB after what nats-py queued, written before this loop pass ends.
         Raises nats-py's errors, as its ``publish`` does: BadSubjectError for a subject that
         would corrupt the protocol, MaxPayloadError for a payload larger than the server
         takes, OutboundBufferLimitError when the server does not read. The caller checks
-        that the connection is up (publishing while it is down is the caller's policy)."""
-        assert _validate_subject is not None  # checked by supported()
-        _validate_subject(subject)
-        if reply:
+        that the connection is up (publishing while it is down is the caller's policy).
+
+        Subjects are checked with nats-py's check, once per distinct subject (a server's
+        subject is published to again and again), except two kinds that are valid by
+        construction and new each time: ``delivered``, ``subject`` is the reply subject of
+        a message the server delivered (it read it as one token: no space, no line
+        break); ``own_reply``, ``reply`` is one this process made on its own inbox."""
+        if not delivered and subject not in self._checked:
+            assert _validate_subject is not None  # checked by supported()
+            _validate_subject(subject)
+            if len(self._checked) >= CHECKED_SUBJECTS:
+                self._checked.clear()
+            self._checked.add(subject)
+        if reply and not own_reply:
+            assert _validate_subject is not None
             _validate_subject(reply)
         if len(payload) > self._max_payload:
             # The server would answer with an error and close the connection.

@@ -31,7 +31,14 @@ class BackendSession(Session):
     cluster's :class:`~actors.cluster.outbound.Outbound`); ``serializer``: the client
     serializer pushes are encoded with."""
 
-    __slots__ = ("_frontend", "frontend_extras", "frontend_id", "frontend_type", "read_only")
+    __slots__ = (
+        "_frontend",
+        "_handshake",
+        "frontend_extras",
+        "frontend_id",
+        "frontend_type",
+        "read_only",
+    )
 
     def __init__(
         self,
@@ -45,17 +52,28 @@ class BackendSession(Session):
         super().__init__(snapshot.id, None, _frontend_binds, serializer)  # type: ignore[arg-type]
         self.uid = snapshot.uid
         self.data = dict(snapshot.data)
-        if snapshot.handshake is not None:
-            self.handshake = HandshakeRequest(
-                sys=dict(snapshot.handshake.get("sys") or {}),
-                user=dict(snapshot.handshake.get("user") or {}),
-            )
+        self._handshake: HandshakeRequest | dict[str, Any] | None = snapshot.handshake
         self.frontend_id = snapshot.frontend_id
         self.frontend_type = snapshot.frontend_type
         self.frontend_extras = snapshot.extras
         """The frontend is one of ours (takes our extra routes), as its request said."""
         self.read_only = read_only
         self._frontend = frontend
+
+    @property
+    def handshake(self) -> HandshakeRequest | None:
+        """The client's handshake, made from what the request carried on first use (most
+        handlers never read it, and every forwarded message makes a session)."""
+        handshake = self._handshake
+        if isinstance(handshake, dict):
+            handshake = self._handshake = HandshakeRequest(
+                sys=dict(handshake.get("sys") or {}), user=dict(handshake.get("user") or {})
+            )
+        return handshake
+
+    @handshake.setter
+    def handshake(self, value: HandshakeRequest | None) -> None:
+        self._handshake = value
 
     def _writable(self, what: str) -> None:
         if self.read_only:

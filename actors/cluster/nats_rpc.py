@@ -172,15 +172,15 @@ class NatsRpc:
 
     def _inbound(self, data: bytes, reply: str | None) -> None:
         if self._deliver is not None:
-            self._deliver(REQUEST, data, partial(self.pipe.publish, reply) if reply else None)
+            self._deliver(REQUEST, data, partial(self.pipe.answer_to, reply) if reply else None)
 
     def _user_push(self, data: bytes, reply: str | None) -> None:
         if self._deliver is not None:
-            self._deliver(PUSH, data, partial(self.pipe.publish, reply) if reply else None)
+            self._deliver(PUSH, data, partial(self.pipe.answer_to, reply) if reply else None)
 
     def _user_kick(self, data: bytes, reply: str | None) -> None:
         if self._deliver is not None:
-            self._deliver(KICK, data, partial(self.pipe.publish, reply) if reply else None)
+            self._deliver(KICK, data, partial(self.pipe.answer_to, reply) if reply else None)
 
     # -- per-uid and bindings subjects (UserSubjects, NATS only) -----------------------------
 

@@ -515,6 +515,39 @@ def test_the_sequencer_runs_one_job_per_key_in_order() -> None:
     assert len(sequencer) == 0
 
 
+def test_a_job_that_ran_alone_holds_the_jobs_that_come_while_it_runs() -> None:
+    # The first job of an idle key runs without a lane; one comes while it runs: the lane
+    # made then waits for the first, and the first's second finish is still ignored.
+    sequencer = Sequencer()
+    log: list[str] = []
+    finishers: dict[str, Callable[[], None]] = {}
+
+    def job(name: str) -> Callable[[Callable[[], None]], None]:
+        def run(finish: Callable[[], None]) -> None:
+            log.append(name)
+            finishers[name] = finish
+
+        return run
+
+    sequencer.submit("k", job("k1"))
+    sequencer.submit("k", job("k2"))
+    sequencer.submit("k", job("k3"))
+    assert log == ["k1"]
+    finishers["k1"]()
+    assert log == ["k1", "k2"]
+    finishers["k1"]()  # not k2's finish: k3 waits on
+    assert log == ["k1", "k2"] and len(sequencer) == 1
+    finishers["k2"]()
+    finishers["k3"]()
+    assert log == ["k1", "k2", "k3"] and len(sequencer) == 0
+    # Alone again, finished twice: the key is free, and a later job runs at once.
+    sequencer.submit("k", job("k4"))
+    finishers["k4"]()
+    finishers["k4"]()
+    sequencer.submit("k", job("k5"))
+    assert log[-1] == "k5" and len(sequencer) == 1
+
+
 def test_a_long_queue_of_instant_jobs_runs_without_recursion() -> None:
     # Jobs that finish inside their own call are run by the loop that started them, not by
     # nested calls: 10,000 of them behind a held one must not exhaust the stack.

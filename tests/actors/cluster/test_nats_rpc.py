@@ -67,6 +67,9 @@ class Pipe:
     def publish(self, subject: str, payload: bytes) -> None:
         self.log.append(("publish", subject, payload))
 
+    def answer_to(self, subject: str, payload: bytes) -> None:
+        self.log.append(("answer_to", subject, payload))
+
     async def publish_now(self, subject: str, payload: bytes) -> None:
         self.log.append(("publish_now", subject, payload))
 
@@ -192,7 +195,7 @@ async def test_start_subscribes_to_its_subject_and_hands_requests_on_with_their_
     (kind, data, respond), (_, _, no_reply) = delivered
     assert (kind, data, no_reply) == (REQUEST, b"request", None)
     respond(b"answer")
-    assert pipe.log[-1] == ("publish", "_INBOX.1", b"answer")
+    assert pipe.log[-1] == ("answer_to", "_INBOX.1", b"answer")
 
 
 async def test_start_while_nats_is_down_is_cluster_unavailable() -> None:
@@ -223,7 +226,10 @@ async def test_a_uids_push_and_kick_subjects_are_taken_and_dropped() -> None:
     assert delivered[1][2] is None and delivered[2][2] is None  # a publish: nobody to answer
     delivered[0][2](b"ack")
     delivered[3][2](b"kicked")
-    assert pipe.log[-2:] == [("publish", "_INBOX.2", b"ack"), ("publish", "_INBOX.3", b"kicked")]
+    assert pipe.log[-2:] == [
+        ("answer_to", "_INBOX.2", b"ack"),
+        ("answer_to", "_INBOX.3", b"kicked"),
+    ]
     await rpc.forget_user("ann")
     assert pipe.groups == {}
 

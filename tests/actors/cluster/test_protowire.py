@@ -1,0 +1,152 @@
+"""The hand-written Request and Response (``actors.cluster.protowire``) against the protobuf
+runtime: the same bytes for every shape of message, and an answer read by hand only when it
+is exactly what the runtime would read as data alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from actors.cluster import protowire
+from actors.cluster.codec import (
+    SYS,
+    USER,
+    CodecError,
+    RpcRequest,
+    SessionSnapshot,
+    decode_request,
+    encode_answer,
+    encode_request,
+    read_answer,
+)
+from actors.errors import PitayaError
+from transport.protos import pitaya_pb2 as pb
+
+UINT64 = (1 << 64) - 1
+INT64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+TEXT = st.text(max_size=300)
+BLOB = st.binary(max_size=300)
+
+
+def by_runtime(
+    user: bool,
+    mid: int,
+    route: str,
+    data: bytes,
+    notify: bool,
+    session: tuple[int, str, bytes] | None,
+    frontend_id: str,
+    metadata: bytes,
+) -> bytes:
+    message = pb.Request(
+        type=pb.User if user else pb.Sys,
+        msg=pb.Msg(id=mid, route=route, data=data, type=pb.MsgNotify if notify else pb.MsgRequest),
+    )
+    if session is not None:
+        wire = message.session
+        wire.id, wire.uid, wire.data = session
+        message.session.SetInParent()  # present even when every field is a default
+    message.frontendID = frontend_id
+    message.metadata = metadata
+    return message.SerializeToString()  # type: ignore[no-any-return]
+
+
+@given(
+    user=st.booleans(),
+    mid=st.integers(min_value=0, max_value=UINT64),
+    route=TEXT,
+    data=BLOB,
+    notify=st.booleans(),
+    session=st.none() | st.tuples(INT64, TEXT, BLOB),
+    frontend_id=TEXT,
+    metadata=BLOB,
+)
+@example(False, 0, "", b"", False, None, "", b"")  # every field a default
+@example(False, 0, "", b"", False, (0, "", b""), "", b"")  # an empty session, still present
+@example(True, UINT64, "r" * 200, b"d" * 20_000, True, (-1, "u", b"{}"), "f", b"{}")
+def test_a_request_is_written_as_the_runtime_writes_it(
+    user: bool,
+    mid: int,
+    route: str,
+    data: bytes,
+    notify: bool,
+    session: tuple[int, str, bytes] | None,
+    frontend_id: str,
+    metadata: bytes,
+) -> None:
+    args: Any = (user, mid, route, data, notify, session, frontend_id, metadata)
+    assert protowire.encode_request(*args) == by_runtime(*args)
+
+
+@pytest.mark.parametrize(
+    ("mid", "session_id"), [(-1, 0), (UINT64 + 1, 0), (0, 1 << 63), (0, -(1 << 63) - 1)]
+)
+def test_ids_out_of_range_are_refused_as_the_runtime_refuses_them(
+    mid: int, session_id: int
+) -> None:
+    with pytest.raises(ValueError):
+        protowire.encode_request(False, mid, "r", b"", False, (session_id, "", b""), "", b"")
+    with pytest.raises(ValueError):
+        by_runtime(False, mid, "r", b"", False, (session_id, "", b""), "", b"")
+
+
+def test_a_route_that_is_not_utf8_is_a_codec_error() -> None:
+    with pytest.raises(CodecError, match="cannot encode the request"):
+        encode_request(RpcRequest(SYS, "room.\ud800", b""), "c-1", "connector", 5.0)
+
+
+@given(data=BLOB)
+def test_an_answer_is_written_as_the_runtime_writes_it(data: bytes) -> None:
+    assert encode_answer(data) == pb.Response(data=data).SerializeToString()
+    assert read_answer(encode_answer(data)) == data
+
+
+@given(data=BLOB, code=st.text(max_size=20))
+def test_an_answer_with_an_error_is_left_to_the_runtime(data: bytes, code: str) -> None:
+    failed = pb.Response(data=data, error=pb.Error(code=code or "PIT-500", msg="m"))
+    assert protowire.data_of_answer(failed.SerializeToString()) is None
+    with pytest.raises(PitayaError):
+        read_answer(failed.SerializeToString())
+
+
+@given(raw=st.binary(max_size=40) | BLOB.map(lambda data: encode_answer(data) + data[:3]))
+@example(b"\x0a\x00")
+@example(b"\x0a\x00\x0a\x00")
+def test_what_is_read_by_hand_is_what_the_runtime_reads(raw: bytes) -> None:
+    data = protowire.data_of_answer(raw)
+    if data is not None:
+        response = pb.Response.FromString(raw)
+        assert not response.HasField("error")
+        assert response.data == data
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"\x0a", b"\x0a\x05abc", b"\x0a\x80", b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"],
+)
+def test_a_truncated_answer_is_left_to_the_runtime(answer: bytes) -> None:
+    assert protowire.data_of_answer(answer) is None
+
+
+def test_a_forwarded_request_round_trips_through_the_runtime() -> None:
+    snapshot = SessionSnapshot(42, "connector-1", "connector", "alice", {"lvl": 3}, None)
+    for kind in (SYS, USER):
+        wire = encode_request(
+            RpcRequest(kind, "room.room.join", b'{"a":1}', snapshot, True, mid=9),
+            "connector-1",
+            "connector",
+            5.0,
+        )
+        back = decode_request(wire)
+        assert (back.kind, back.route, back.data, back.notify, back.mid) == (
+            kind,
+            "room.room.join",
+            b'{"a":1}',
+            True,
+            9,
+        )
+        assert back.session is not None
+        assert (back.session.id, back.session.uid, back.session.data) == (42, "alice", {"lvl": 3})
