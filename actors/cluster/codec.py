@@ -213,10 +213,10 @@ def decode_request(data: bytes) -> RpcRequest:
     if kind != _SYS and kind != _USER:
         raise CodecError(f"unknown RPC type {kind}")
     raw = message.metadata
-    metadata = _metadata(raw) if raw else {}
+    metadata, extras = _metadata(raw) if raw else _NO_METADATA
     session = None
     if message.HasField("session"):
-        session = _decode_session(message.session, message.frontendID, metadata)
+        session = _decode_session(message.session, message.frontendID, metadata, extras)
     return RpcRequest(
         SYS if kind == _SYS else USER,
         route,
@@ -228,24 +228,41 @@ def decode_request(data: bytes) -> RpcRequest:
     )
 
 
-def _decode_session(wire: Any, frontend_id: str, metadata: dict[str, Any]) -> SessionSnapshot:
+_Extras = tuple[str, "dict[str, Any] | None", bool] | str | None
+"""What a request's metadata says of its session, read once per metadata: our ``py.session``
+as (frontend type, handshake, omitted); None without it (a Go frontend); the error text when
+it is malformed (raised only if the request carries a session)."""
+
+_NO_METADATA: tuple[dict[str, Any], _Extras] = ({}, None)
+
+
+def _session_extras_of(metadata: dict[str, Any]) -> _Extras:
     extras = metadata.get(SESSION_KEY)
-    omitted = False
-    if isinstance(extras, dict):
-        frontend_type = extras.get("ftype")
-        handshake = extras.get("hs")
-        omitted = "hs" not in extras
-        if not isinstance(frontend_type, str):
-            raise CodecError(f"metadata {SESSION_KEY}.ftype must be a string")
-        if handshake is not None and not isinstance(handshake, dict):
-            raise CodecError(f"metadata {SESSION_KEY}.hs must be an object")
+    if extras is None:
+        return None
+    if not isinstance(extras, dict):
+        return f"metadata {SESSION_KEY} must be an object"
+    frontend_type = extras.get("ftype")
+    handshake = extras.get("hs")
+    if not isinstance(frontend_type, str):
+        return f"metadata {SESSION_KEY}.ftype must be a string"
+    if handshake is not None and not isinstance(handshake, dict):
+        return f"metadata {SESSION_KEY}.hs must be an object"
+    return (frontend_type, handshake, "hs" not in extras)
+
+
+def _decode_session(
+    wire: Any, frontend_id: str, metadata: dict[str, Any], extras: _Extras
+) -> SessionSnapshot:
+    if type(extras) is tuple:
+        frontend_type, handshake, omitted = extras
     elif extras is None:
         same = metadata.get(PEER_ID_KEY) == frontend_id
         peer_type = metadata.get(PEER_SERVICE_KEY)
         frontend_type = peer_type if same and isinstance(peer_type, str) else ""
-        handshake = None
+        handshake, omitted = None, False
     else:
-        raise CodecError(f"metadata {SESSION_KEY} must be an object")
+        raise CodecError(str(extras))
     data = wire.data
     return SessionSnapshot(
         wire.id,
@@ -343,20 +360,22 @@ def with_handshake(session: SessionSnapshot, handshake: dict[str, Any] | None) -
     )
 
 
-_METADATA: dict[bytes, dict[str, Any]] = {}
+_METADATA: dict[bytes, tuple[dict[str, Any], _Extras]] = {}
 _METADATA_SIZE = 1024
 
 
-def _metadata(raw: bytes) -> dict[str, Any]:
-    """The metadata object of ``raw``, decoded once for the same bytes: one session's
-    requests repeat theirs (peer, timeout, its handshake). The dict is shared: read only."""
-    metadata = _METADATA.get(raw)
-    if metadata is None:
+def _metadata(raw: bytes) -> tuple[dict[str, Any], _Extras]:
+    """The metadata object of ``raw`` and what it says of the session, read once for the
+    same bytes: one session's requests repeat theirs (peer, timeout, its handshake). The
+    dict is shared: read only."""
+    cached = _METADATA.get(raw)
+    if cached is None:
         metadata = _json_object(raw, "metadata")
+        cached = (metadata, _session_extras_of(metadata))
         if len(_METADATA) >= _METADATA_SIZE:
             _METADATA.clear()
-        _METADATA[raw] = metadata
-    return metadata
+        _METADATA[raw] = cached
+    return cached
 
 
 _SESSION_DATA: dict[bytes, dict[str, Any]] = {}
