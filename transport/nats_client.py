@@ -25,9 +25,10 @@ authentication, TLS, reconnecting and subscribing again, PING/PONG, draining) an
   comes from the heap. (uvloop reads into a buffer of its own.)
 
 All of it rests on internals (nats-py's parser calling ``_process_msg``, its state and
-buffer, its ``_pending`` buffer; asyncio's ``max_size``): :func:`supported` checks at start-up that nats-py's are as
-expected, and the owner (:class:`transport.nats.NatsPipe`) uses nats-py's public API when
-they are not; a transport without ``max_size`` is read as it is.
+buffer, its ``_pending`` buffer; asyncio's ``max_size``): :func:`supported` checks at
+start-up that nats-py's are as expected, and the owner (:class:`transport.nats.NatsPipe`)
+uses nats-py's public API when they are not; a transport without ``max_size`` is read as it
+is.
 """
 
 from __future__ import annotations
