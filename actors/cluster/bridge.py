@@ -95,6 +95,17 @@ class OutboundNotify:
 
 
 @dataclass(slots=True)
+class LateAnswer:
+    """The answer to one of this server's calls, which arrived while messages received
+    before it still waited here: ``deliver(result, error)`` runs after them (see
+    ``Outbound.call``)."""
+
+    deliver: Callable[[Any, BaseException | None], None]
+    result: Any
+    error: BaseException | None
+
+
+@dataclass(slots=True)
 class Inbound:
     """A message of ``kind`` (``actors.cluster.rpc.REQUEST`` ...) that arrived for this
     server; ``respond`` is None when the sender expects no answer."""
@@ -165,6 +176,9 @@ class RpcBridge(Actor):
     def on_outbound_notify(self, msg: OutboundNotify) -> Coroutine[Any, Any, None]:
         return self.client.send_notify(msg.server, msg.payload)
 
+    def on_late_answer(self, msg: LateAnswer) -> None:
+        msg.deliver(msg.result, msg.error)
+
     # -- in --------------------------------------------------------------------------------
 
     def on_inbound(self, msg: Inbound) -> None:
@@ -194,7 +208,9 @@ class RpcBridge(Actor):
         if not sys:
             control = control_route(request.route)
             if control is not None:
-                self.run_task(self.controls.on_request(control, request, respond))
+                later = self.controls.on_request(control, request, respond)
+                if later is not None:
+                    self.run_task(later)
                 return
         route = (self.local_routes if sys else self.remote_routes).get(request.route)
         if route is None:

@@ -31,7 +31,7 @@ places that know these bodies (through ``actors.cluster.codec``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -324,41 +324,71 @@ class ControlHandler:
         self.handshakes = handshakes if handshakes is not None else HandshakeCache()
         """Backends: the handshakes of the sessions served (``actors.cluster.handshakes``)."""
 
-    async def on_request(self, route: str, request: RpcRequest, respond: Respond | None) -> None:
+    def on_request(
+        self, route: str, request: RpcRequest, respond: Respond | None
+    ) -> Coroutine[Any, Any, None] | None:
         """A control request (``route`` from :func:`control_route`): act, then answer as
-        Pitaya does (or the error; logged when nobody waits for the answer)."""
+        Pitaya does (or the error; logged when nobody waits for the answer).
+
+        Done before this returns, except a bind or a session event (they await): their
+        coroutine is returned, for the caller to run as a task. So a push or kick a backend
+        handler sends its session is told to the session in the order NATS delivered it,
+        before the answer of that handler, which came after it."""
         try:
             control = decode_control(route, request)
-            answer = await self._act(control, request)
+            if isinstance(control, SessionBind | SessionEvent):
+                return self._act_later(control, request, respond)
+            answer = self._act(control)
         except Exception as exc:
-            if respond is not None:
-                respond(encode_error(exc))
+            self._failed(route, exc, respond)
+            return None
+        if respond is not None:
+            respond(answer)
+        return None
+
+    async def _act_later(
+        self, control: SessionBind | SessionEvent, request: RpcRequest, respond: Respond | None
+    ) -> None:
+        try:
+            if isinstance(control, SessionEvent):
+                await self._session_event(control, request.session)
+                answer = ACK
             else:
-                self.log.warning("%s failed: %s", route, exc)
+                session = self._session(control.sid)
+                await session.bind(control.uid)
+                answer = CONTROL_ACK
+        except Exception as exc:
+            self._failed(control.route, exc, respond)
             return
         if respond is not None:
             respond(answer)
 
-    async def _act(self, control: Control, request: RpcRequest) -> bytes:
-        if isinstance(control, SessionEvent):
-            await self._session_event(control, request.session)
-            return ACK
+    def _failed(self, route: str, exc: Exception, respond: Respond | None) -> None:
+        if respond is not None:
+            respond(encode_error(exc))
+        else:
+            self.log.warning("%s failed: %s", route, exc)
+
+    def _session(self, sid: int) -> Session:
+        session = self.sessions.get(sid)
+        if session is None:
+            raise InternalError(f"session {sid} not found on {self.server_id}")
+        return session
+
+    def _act(self, control: Control) -> bytes:
+        """What needs no await: act now; the answer."""
         if isinstance(control, UidPush):
             self.to_uid(UserPush(control.uid, control.push_route, control.data))
             return ACK
         if isinstance(control, UidKick):
             self.to_uid(UserKick(control.uid))
             return encode_kick_answer(True)
-        session = self.sessions.get(control.sid)
-        if session is None:
-            raise InternalError(f"session {control.sid} not found on {self.server_id}")
+        assert not isinstance(control, SessionBind | SessionEvent)  # _act_later's
+        session = self._session(control.sid)
         if isinstance(control, HandshakeGet):
             handshake = session.handshake
             value = None if handshake is None else {"sys": handshake.sys, "user": handshake.user}
             return encode_answer(encode_json_body({"hs": value}))
-        if isinstance(control, SessionBind):
-            await session.bind(control.uid)
-            return CONTROL_ACK
         if isinstance(control, SessionData):
             session.data = dict(control.data)
             return CONTROL_ACK

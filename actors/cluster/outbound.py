@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message as ProtoMessage
 
-from actors.cluster.bridge import OutboundCall, OutboundNotify
+from actors.cluster.bridge import LateAnswer, OutboundCall, OutboundNotify
 from actors.cluster.codec import (
     ARGS_KEY,
     EXTRAS_KEY,
@@ -160,7 +160,7 @@ class Outbound:
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return
-        answer = _unwrap(reply, server, self.router)
+        answer = _unwrap(reply, server, self.router, bridge)
         if self._start_call is not None:
             self._start_call(server, payload, timeout, answer)
         else:
@@ -509,11 +509,16 @@ def _server_type(route: str) -> str:
     return parts[0]
 
 
-def _unwrap(reply: Reply, server: ServerInfo, router: Router) -> Reply:
+def _unwrap(reply: Reply, server: ServerInfo, router: Router, bridge: ActorRef) -> Reply:
     """Turn the bridge's answer into ``reply(payload, None)`` or ``reply(None, PitayaError)``;
-    tell ``router`` when ``server`` refused the call or answered while on probation."""
+    tell ``router`` when ``server`` refused the call or answered while on probation.
 
-    def unwrap(result: Any, error: BaseException | None) -> None:
+    An answer that arrives while messages received before it still wait in ``bridge``'s
+    mailbox waits behind them (:class:`~actors.cluster.bridge.LateAnswer`): over NATS a
+    backend handler's push or kick reaches this frontend before the handler's answer, and
+    is told to the session first, as a local handler's is."""
+
+    def deliver(result: Any, error: BaseException | None) -> None:
         if error is not None:
             if isinstance(error, ServerUnreachable):
                 router.unreachable(server)
@@ -527,5 +532,11 @@ def _unwrap(reply: Reply, server: ServerInfo, router: Router) -> Reply:
             reply(None, exc)
             return
         reply(data, None)
+
+    def unwrap(result: Any, error: BaseException | None) -> None:
+        if bridge.mailbox_depth:
+            bridge.tell(LateAnswer(deliver, result, error))
+        else:
+            deliver(result, error)
 
     return unwrap

@@ -17,13 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.app import App
+from actors.handler import Handler, handler
+from actors.session import Session
 from actors.testing import TestServer, serve
-from tests.actors.concurrency_support import Journal, Other, Send, Steps, send_all
+from tests.actors.concurrency_support import Journal, Other, Send, Step, Steps, send_all
+from tests.bench.wire import HANDSHAKE_PACKET, request_packet, route_dictionary
 from tests.cluster.harness import Node, start_node
 from tests.cluster.test_cluster import connect
 from tests.reliability.support import until
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client
+from transport.handshake import decode_handshake_response
+from transport.message import Message, MessageType, decode_message
+from transport.packet import HANDSHAKE_ACK_PACKET, PacketDecoder, PacketType
 
 STEADY_TIMEOUT = 3.0
 """How long the steady member's requests may take. The servers' RPC timeout is set far
@@ -162,3 +168,70 @@ async def test_join_and_leave_churn_never_stalls_a_steady_member(
     assert answered > 0
     members = await steady.request("connector.entry.info", timeout=STEADY_TIMEOUT)
     assert members["room"]["members"] >= 1
+
+
+# -- what a backend handler sends its client, in order -------------------------------------
+
+
+class Announcer(Handler):
+    """Pushes to its caller, then answers (synchronously, or after an await)."""
+
+    service = "announcer"
+
+    @handler
+    def now(self, session: Session, body: Step) -> dict[str, int]:
+        session.push("onAnnounced", {"n": body.n})
+        return {"n": body.n}
+
+    @handler
+    async def later(self, session: Session, body: Step) -> dict[str, int]:
+        await asyncio.sleep(0)
+        session.push("onAnnounced", {"n": body.n})
+        return {"n": body.n}
+
+
+async def data_messages(reader: asyncio.StreamReader, decoder: PacketDecoder) -> list[Message]:
+    """The DATA messages of the next read."""
+    chunk = await asyncio.wait_for(reader.read(65536), 5)
+    assert chunk, "the connector closed the connection"
+    return [decode_message(p.body) for p in decoder.feed(chunk) if p.type == PacketType.DATA]
+
+
+async def test_a_backend_handlers_push_reaches_the_client_before_its_answer(
+    nats_server: NatsServer, etcd_server: EtcdServer
+) -> None:
+    # Over NATS the push (a control to the frontend) and the answer arrive in that order;
+    # the frontend must not let the answer overtake it (as a local handler's never does).
+    common: dict[str, Any] = {
+        "mode": "cluster",
+        "nats_url": nats_server.url,
+        "etcd_endpoints": etcd_server.endpoint,
+        "etcd_lease_ttl": 5,
+    }
+    room = App(server_type="room", server_id="room-1", **common)
+    room.register(Announcer)
+    connector = App(server_type="connector", server_id="connector-1", **common)
+    async with room, serve(connector):
+        cluster = connector.cluster
+        assert cluster is not None
+        await until(lambda: len(cluster.discovery.servers("room")) == 1)
+        reader, writer = await asyncio.open_connection(*connector.address("tcp"))
+        decoder = PacketDecoder()
+        writer.write(HANDSHAKE_PACKET)
+        handshake: list[Any] = []
+        while not handshake:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            handshake = [p for p in decoder.feed(chunk) if p.type == PacketType.HANDSHAKE]
+        routes = route_dictionary(decode_handshake_response(handshake[0].body))
+        writer.write(HANDSHAKE_ACK_PACKET)
+        try:
+            for n in range(100):
+                route = "room.announcer.now" if n % 2 else "room.announcer.later"
+                writer.write(request_packet(1, route, {"n": n}, routes))
+                received: list[Message] = []
+                while len(received) < 2:
+                    received += await data_messages(reader, decoder)
+                assert [m.type for m in received] == [MessageType.PUSH, MessageType.RESPONSE]
+                assert received[0].route == "onAnnounced"
+        finally:
+            writer.close()

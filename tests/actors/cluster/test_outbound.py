@@ -115,6 +115,7 @@ class Bridge:
     def __init__(self) -> None:
         self.requests: list[tuple[Any, Any]] = []
         self.told: list[Any] = []
+        self.mailbox_depth = 0
 
     def request(self, message: Any, reply: Any) -> None:
         self.requests.append((message, reply))
