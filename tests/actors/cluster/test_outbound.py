@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
-from actors.cluster.bridge import OutboundCall, OutboundNotify
+from actors.cluster.bridge import LateAnswer, OutboundCall, OutboundNotify
 from actors.cluster.codec import (
     ARGS_KEY,
     EXTRAS_KEY,
@@ -239,6 +239,29 @@ def test_forward_sends_the_client_message_with_the_session_and_records_who_serve
     out.forward(server("room-1"), session, "room.r.chat", b"", True, replies)  # type: ignore[arg-type]
     assert wire.sent[1].request.notify
     assert session.served_by == {"room-1": {"room.r.join", "room.r.chat"}}
+
+
+def test_an_answer_waits_behind_the_messages_received_before_it() -> None:
+    # Over NATS a backend's push control and then its answer reach this frontend in that
+    # order; the push waits in the bridge's mailbox, so the answer must wait behind it.
+    wire = Wire()
+    out = outbound(server("room-1"), wire=wire)
+    bridge = out.bridge
+    assert isinstance(bridge, Bridge)
+    replies = Replies()
+    out.forward(server("room-1"), FrontSession(), "room.r.join", b"{}", False, replies)  # type: ignore[arg-type]
+    bridge.mailbox_depth = 1  # a push control, received before the answer, still waits
+    wire.sent[0].reply(encode_answer(b"answer"), None)
+    assert replies.got == []
+    (late,) = bridge.told
+    assert isinstance(late, LateAnswer)
+    late.deliver(late.result, late.error)  # the bridge's turn, after the push
+    assert replies.got == [(b"answer", None)]
+    # With nothing waiting, an answer is delivered at once.
+    bridge.mailbox_depth = 0
+    out.forward(server("room-1"), FrontSession(), "room.r.join", b"{}", False, replies)  # type: ignore[arg-type]
+    wire.sent[1].reply(encode_answer(b"again"), None)
+    assert replies.got[-1] == (b"again", None) and len(bridge.told) == 1
 
 
 def test_the_handshake_goes_only_to_a_server_that_has_not_served_the_session() -> None:
