@@ -489,18 +489,25 @@ async def test_the_span_is_current_while_the_method_runs() -> None:
 # -- the sequencer ---------------------------------------------------------------------------
 
 
-def test_the_sequencer_runs_one_job_per_key_in_order() -> None:
-    sequencer = Sequencer()
-    log: list[str] = []
-    finishers: dict[str, Callable[[], None]] = {}
+class HeldJobs:
+    """Jobs that log their name when they run and hold their ``finish`` for the test."""
 
-    def job(name: str) -> Callable[[Callable[[], None]], None]:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.finishers: dict[str, Callable[[], None]] = {}
+
+    def __call__(self, name: str) -> Callable[[Callable[[], None]], None]:
         def run(finish: Callable[[], None]) -> None:
-            log.append(name)
-            finishers[name] = finish
+            self.log.append(name)
+            self.finishers[name] = finish
 
         return run
 
+
+def test_the_sequencer_runs_one_job_per_key_in_order() -> None:
+    sequencer = Sequencer()
+    job = HeldJobs()
+    log, finishers = job.log, job.finishers
     sequencer.submit("a", job("a1"))
     sequencer.submit("a", job("a2"))
     sequencer.submit("b", job("b1"))
@@ -519,16 +526,8 @@ def test_a_job_that_ran_alone_holds_the_jobs_that_come_while_it_runs() -> None:
     # The first job of an idle key runs without a lane; one comes while it runs: the lane
     # made then waits for the first, and the first's second finish is still ignored.
     sequencer = Sequencer()
-    log: list[str] = []
-    finishers: dict[str, Callable[[], None]] = {}
-
-    def job(name: str) -> Callable[[Callable[[], None]], None]:
-        def run(finish: Callable[[], None]) -> None:
-            log.append(name)
-            finishers[name] = finish
-
-        return run
-
+    job = HeldJobs()
+    log, finishers = job.log, job.finishers
     sequencer.submit("k", job("k1"))
     sequencer.submit("k", job("k2"))
     sequencer.submit("k", job("k3"))

@@ -39,16 +39,21 @@ The bound is the behaviour under test, with a wide margin over a normal answer (
 SLOW_RPC = {"PITAYA_RPC_TIMEOUT": "20"}
 
 
-@asynccontextmanager
-async def two_rooms(
-    nats: NatsServer, etcd: EtcdServer, journal: Journal
-) -> AsyncIterator[TestServer]:
-    common: dict[str, Any] = {
+def cluster_options(nats: NatsServer, etcd: EtcdServer) -> dict[str, Any]:
+    """In-process cluster servers on the test's NATS and etcd."""
+    return {
         "mode": "cluster",
         "nats_url": nats.url,
         "etcd_endpoints": etcd.endpoint,
         "etcd_lease_ttl": 5,
     }
+
+
+@asynccontextmanager
+async def two_rooms(
+    nats: NatsServer, etcd: EtcdServer, journal: Journal
+) -> AsyncIterator[TestServer]:
+    common = cluster_options(nats, etcd)
     rooms = []
     for i in (1, 2):
         room = App(server_type="room", server_id=f"room-{i}", **common)
@@ -202,12 +207,7 @@ async def test_a_backend_handlers_push_reaches_the_client_before_its_answer(
 ) -> None:
     # Over NATS the push (a control to the frontend) and the answer arrive in that order;
     # the frontend must not let the answer overtake it (as a local handler's never does).
-    common: dict[str, Any] = {
-        "mode": "cluster",
-        "nats_url": nats_server.url,
-        "etcd_endpoints": etcd_server.endpoint,
-        "etcd_lease_ttl": 5,
-    }
+    common = cluster_options(nats_server, etcd_server)
     room = App(server_type="room", server_id="room-1", **common)
     room.register(Announcer)
     connector = App(server_type="connector", server_id="connector-1", **common)
