@@ -44,20 +44,20 @@ class Pipeline:
     def __init__(self) -> None:
         self._before: list[BeforeHook] = []
         self._after: list[AfterHook] = []
-
-    @property
-    def active(self) -> bool:
-        """False when no hook is registered: the handler then skips the pipeline entirely."""
-        return bool(self._before or self._after)
+        self.active = False
+        """False while no hook is registered: the handler then skips the pipeline entirely.
+        An attribute, not a property: it is read for every message."""
 
     def before(self, hook: BeforeHook) -> BeforeHook:
         """Register a before-hook (usable as a decorator)."""
         self._before.append(hook)
+        self.active = True
         return hook
 
     def after(self, hook: AfterHook) -> AfterHook:
         """Register an after-hook (usable as a decorator)."""
         self._after.append(hook)
+        self.active = True
         return hook
 
     async def run_before(self, session: Session, route: str, body: Any) -> Any:

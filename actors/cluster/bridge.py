@@ -235,9 +235,27 @@ class RpcBridge(Actor):
                 else:  # this snapshot is the bridge's own, decoded just now
                     snapshot.handshake, snapshot.handshake_omitted = kept, False
         tracing = self.tracing
+        invoker = self.invoker
+        if (
+            sys
+            and snapshot is not None
+            and not fetch
+            and len(request.data) <= SMALL_BODY
+            and not tracing.enabled
+            and not invoker.metrics.enabled
+        ):
+            # The common case, in fewer steps than the general one below (same order, same
+            # answers): a small forwarded message whose session's handshake is here, neither
+            # traced nor timed. A frontend pipelines one session's messages: in that order.
+            session = BackendSession(snapshot, self.frontend, self.serializer)
+            self.sequencer.submit(
+                (snapshot.frontend_id, snapshot.id),
+                partial(self._forwarded, route, request.route, session, request, respond),
+            )
+            return
+        span = tracing.start_rpc_server_span(request) if tracing.enabled else None
         span = tracing.start_rpc_server_span(request) if tracing.enabled else None
         serializer = None if sys else rpc_serializer(request)
-        invoker = self.invoker
         invoke = invoker.invoke
         notify = request.notify
         # The load a backend serves is measured here, where the handler runs: the delay
@@ -261,22 +279,6 @@ class RpcBridge(Actor):
                     respond(encode_answer(result or b""))
 
         size = len(request.data)
-        if sys and size <= SMALL_BODY and not fetch and snapshot is not None:
-            # The common case, in fewer steps than the general one below (same order, same
-            # answers): a small forwarded message whose session's handshake is here.
-            session = BackendSession(snapshot, self.frontend, self.serializer)
-            data = request.data
-
-            def job(finish: Callable[[], None]) -> None:
-                def done(result: Any, error: BaseException | None) -> None:
-                    reply(result, error)
-                    finish()
-
-                invoke(route, name, session, data, notify, done, received_ns=received_ns, span=span)
-
-            # A frontend pipelines one session's messages here: handle them in that order.
-            self.sequencer.submit((snapshot.frontend_id, snapshot.id), job)
-            return
 
         def run(finish: Callable[[], None] | None = None) -> None:
             def done(result: Any, error: BaseException | None) -> None:
@@ -332,6 +334,30 @@ class RpcBridge(Actor):
             self.sequencer.submit(key, job)
         else:
             job()
+
+    def _forwarded(
+        self,
+        route: LocalRoute,
+        name: str,
+        session: BackendSession,
+        request: RpcRequest,
+        respond: Respond | None,
+        finish: Callable[[], None],
+    ) -> None:
+        """Run a small forwarded message (the sequencer's job); answer it, then ``finish``."""
+        notify = request.notify
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if respond is not None:
+                if error is not None:
+                    respond(encode_error(error))
+                elif notify:
+                    respond(ACK)
+                else:
+                    respond(encode_answer(result or b""))
+            finish()
+
+        self.invoker.invoke(route, name, session, request.data, notify, done)
 
     def _in_turn(self, size: int, run: Callable[[], None]) -> None:
         """``run`` (the invocation of a body of ``size`` bytes) once the loop's decode budget
