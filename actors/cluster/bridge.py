@@ -254,7 +254,6 @@ class RpcBridge(Actor):
             )
             return
         span = tracing.start_rpc_server_span(request) if tracing.enabled else None
-        span = tracing.start_rpc_server_span(request) if tracing.enabled else None
         serializer = None if sys else rpc_serializer(request)
         invoke = invoker.invoke
         notify = request.notify
@@ -271,12 +270,7 @@ class RpcBridge(Actor):
                 kind = HANDLER if sys else REMOTE
                 report_handler_time(metrics, name, received_ns, error, kind)
             if respond is not None:
-                if error is not None:
-                    respond(encode_error(error))
-                elif notify:
-                    respond(ACK)
-                else:
-                    respond(encode_answer(result or b""))
+                _respond(respond, notify, result, error)
 
         size = len(request.data)
 
@@ -349,12 +343,7 @@ class RpcBridge(Actor):
 
         def done(result: Any, error: BaseException | None) -> None:
             if respond is not None:
-                if error is not None:
-                    respond(encode_error(error))
-                elif notify:
-                    respond(ACK)
-                else:
-                    respond(encode_answer(result or b""))
+                _respond(respond, notify, result, error)
             finish()
 
         self.invoker.invoke(route, name, session, request.data, notify, done)
@@ -400,6 +389,17 @@ class RpcBridge(Actor):
         if handshake is not None:
             self.controls.handshakes.put(snapshot.frontend_id, snapshot.id, handshake)
         then(with_handshake(snapshot, handshake))
+
+
+def _respond(respond: Respond, notify: bool, result: Any, error: BaseException | None) -> None:
+    """Answer a forwarded message or RPC: its error, ``ack`` for a notify (as Go does), or
+    the handler's encoded result."""
+    if error is not None:
+        respond(encode_error(error))
+    elif notify:
+        respond(ACK)
+    else:
+        respond(encode_answer(result or b""))
 
 
 def _refuse(

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -47,10 +48,25 @@ class Entry(Handler):
             return {"done": True}
 
 
+class Started(SpanProcessor):
+    """Every span started, ended or not (the exporter sees only the ended ones)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.names.append(span.name)
+
+
+STARTED = Started()
+
+
 def tracer_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    STARTED.names.clear()
+    provider.add_span_processor(STARTED)
     return provider, exporter
 
 
@@ -96,6 +112,7 @@ async def test_forwarded_request_is_one_trace_across_servers(
         assert await client.request("room.probe.whoami") == {"server_id": "room-1"}
         spans = exporter.get_finished_spans()
     assert len(spans) == 3, [s.name for s in spans]
+    assert len(STARTED.names) == 3, STARTED.names  # none started and left open
     front = by_name(spans, "room.probe.whoami", "connector-1")
     call = by_name(spans, RPC_SPAN_NAME, "connector-1")
     back = by_name(spans, "room.probe.whoami", "room-1")
