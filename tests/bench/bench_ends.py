@@ -7,7 +7,8 @@
 processes sharing the cores, so how many messages each read or write carries moves with
 everything else, and a change of a few per cent at one end is lost in it. Here one end at a
 time runs against the same real nats-server (Debian package ``nats-server``), and its CPU per
-request is read from ``/proc/<pid>/stat`` (``tests.bench.ends_server`` has the processes):
+request is read from ``/proc/<pid>/stat`` (the processes: ``tests.bench.ends_server``, and
+``tests.bench.nats_echo``'s responder):
 
 * backend: this process sends closed rounds of ``--clients`` requests, encoded as a connector
   of ours forwards ``room.echo.echo`` (handshake already sent), to ``room-1``'s subject,
@@ -139,7 +140,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.repeat):
             for kind in BACKENDS:
                 async with children() as servers:
-                    server = await Child.start("ends_server", kind, *common)
+                    server = (
+                        await Child.start("nats_echo", "responder", "--subject", SUBJECT, *common)
+                        if kind == "nats-py"
+                        else await Child.start("ends_server", kind, *common)
+                    )
                     servers.append(server)
                     await server.expect(timeout=30)
                     await pipe.flush(5)

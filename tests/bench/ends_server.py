@@ -2,7 +2,6 @@
 
     python -m tests.bench.ends_server room --nats URL        # our room: the echo handler
     python -m tests.bench.ends_server pipe --nats URL        # our NATS pipe, echoing the bytes
-    python -m tests.bench.ends_server nats-py --nats URL     # nats-py's bare responder
     python -m tests.bench.ends_server answer --nats URL      # our pipe, one fixed answer
     python -m tests.bench.ends_server connector --nats URL   # our connector, forwarding
 
@@ -18,8 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 from typing import Any
-
-import nats
 
 from actors.app import App
 from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION, encode_answer
@@ -64,18 +61,6 @@ async def serve(args: argparse.Namespace) -> None:
             emit(ready)
             await serve_commands({}, args.max_seconds)
         return
-    if args.role == "nats-py":
-        nc = await nats.connect(args.nats)
-
-        async def respond(msg: Any) -> None:
-            await msg.respond(msg.data)
-
-        await nc.subscribe(SUBJECT, cb=respond)
-        await nc.flush()
-        emit({"pid": os.getpid()})
-        await serve_commands({}, args.max_seconds)
-        await nc.close()
-        return
     pipe = NatsPipe(args.nats, name=args.role, connect_timeout=5)
     await pipe.connect()
     fixed = args.role == "answer"
@@ -91,7 +76,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_common_args(parser)
-    parser.add_argument("role", choices=["room", "pipe", "nats-py", "answer", "connector"])
+    parser.add_argument("role", choices=["room", "pipe", "answer", "connector"])
     parser.add_argument("--nats", required=True)
     parser.add_argument("--max-seconds", type=float, default=600.0)
     args = parser.parse_args()

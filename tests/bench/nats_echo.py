@@ -30,7 +30,7 @@ async def responder(args: argparse.Namespace) -> None:
     async def echo(msg: Any) -> None:
         await msg.respond(msg.data)
 
-    await nc.subscribe(SUBJECT, cb=echo)
+    await nc.subscribe(args.subject, cb=echo)
     await nc.flush()
     emit({"pid": os.getpid()})
     await serve_commands({}, args.max_seconds)
@@ -46,7 +46,7 @@ async def requester(args: argparse.Namespace) -> None:
         while state["running"]:
             sent = time.perf_counter()
             try:
-                await nc.request(SUBJECT, BODY, timeout=5)
+                await nc.request(args.subject, BODY, timeout=5)
             except Exception:
                 state["errors"] += 1
                 continue
@@ -84,6 +84,7 @@ def main() -> None:
     add_common_args(parser, seconds=2.0)
     parser.add_argument("role", choices=["responder", "requester"])
     parser.add_argument("--nats", required=True)
+    parser.add_argument("--subject", default=SUBJECT, help="the subject requested and answered")
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--depth", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=0.5)
