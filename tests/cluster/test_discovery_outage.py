@@ -44,7 +44,6 @@ def lines_between(node: Node, first: int, until: str = "") -> list[str]:
     return lines[: end + 1]
 
 
-@both_transports
 async def join_once_routed(client: Client, connector: Node) -> Any:
     """``room.room.join``, once the connector routes to the room again. The room's lease
     (TTL 2 s in tests) may expire while etcd restarts, if its keep-alive comes back later
@@ -61,6 +60,7 @@ async def join_once_routed(client: Client, connector: Node) -> Any:
     raise AssertionError("the connector never routed to the room again")
 
 
+@both_transports
 async def test_an_etcd_outage_is_told_once_and_its_end_once(
     rpc_transport: str, nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
