@@ -177,14 +177,12 @@ class LeanClient(NatsClient):
                 return
             payload = data[start:end]
             position = end + 2
-            handler = direct.get(int(sid))
+            sid_number = int(sid)
+            handler = direct.get(sid_number)
             if handler is None:
-                await super()._process_msg(int(sid), subject, reply, payload, None)  # type: ignore[arg-type]
-                continue
-            try:
-                handler(subject, reply, payload, None)
-            except Exception:  # the read loop must go on: nats-py stops reading on an error
-                log.exception("a NATS message handler failed (subject %r)", subject)
+                await super()._process_msg(sid_number, subject, reply, payload, None)  # type: ignore[arg-type]
+            else:
+                _hand_over(handler, subject, reply, payload, None)
         if position < size:
             await parse(data[position:])
 
@@ -218,11 +216,8 @@ class LeanClient(NatsClient):
         handler = self._direct.get(sid)
         if handler is None:
             await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
-            return
-        try:
-            handler(subject, reply, data, headers)
-        except Exception:  # the read loop must go on: nats-py stops reading on an error
-            log.exception("a NATS message handler failed (subject %r)", subject)
+        else:
+            _hand_over(handler, subject, reply, data, headers)
 
     # -- out -------------------------------------------------------------------------------
 
@@ -291,3 +286,14 @@ class LeanClient(NatsClient):
         queue = self._flush_queue
         if queue is not None and queue.empty():
             queue.put_nowait(asyncio.get_running_loop().create_future())
+
+
+def _hand_over(
+    handler: DirectHandler, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+) -> None:
+    """One message to its direct handler; a failing handler is logged, and reading goes on
+    (nats-py stops reading on an error)."""
+    try:
+        handler(subject, reply, data, headers)
+    except Exception:
+        log.exception("a NATS message handler failed (subject %r)", subject)
