@@ -236,11 +236,12 @@ class RpcBridge(Actor):
                     snapshot.handshake, snapshot.handshake_omitted = kept, False
         tracing = self.tracing
         invoker = self.invoker
+        size = len(request.data)
         if (
             sys
             and snapshot is not None
             and not fetch
-            and len(request.data) <= SMALL_BODY
+            and size <= SMALL_BODY
             and not tracing.enabled
             and not invoker.metrics.enabled
         ):
@@ -271,8 +272,6 @@ class RpcBridge(Actor):
                 report_handler_time(metrics, name, received_ns, error, kind)
             if respond is not None:
                 _respond(respond, notify, result, error)
-
-        size = len(request.data)
 
         def run(finish: Callable[[], None] | None = None) -> None:
             def done(result: Any, error: BaseException | None) -> None:
