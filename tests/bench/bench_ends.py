@@ -28,10 +28,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 from typing import Any
 
 from actors.cluster.codec import SYS, RpcRequest, SessionSnapshot, encode_request
+from tests.bench.bench_cluster import load
 from tests.bench.ends_server import BODY, SUBJECT
 from tests.bench.harness import (
     Child,
@@ -108,24 +108,16 @@ async def frontend_run(connector: Child, port: int, route: str, args: argparse.N
             "--seconds",
             args.seconds,
             "--warmup",
-            0.5,
+            args.warmup,
             "--loop",
             client_loop(args),
         )
         workers.append(worker)
-        await worker.expect(timeout=60)
-        worker.send("go")
-        await asyncio.sleep(0.5)
-        cpu, start = tree_cpu_seconds(connector.pid), time.perf_counter()
-        await asyncio.sleep(args.seconds)
-        used = tree_cpu_seconds(connector.pid) - cpu
-        window = time.perf_counter() - start
-        result = await worker.expect(timeout=args.seconds + 60)
+        result = await load(worker, [connector.pid], args)
     if result["errors"]:
         raise RuntimeError(f"{result['errors']} errors requesting {route}")
-    # The load generator's window and this one overlap: its rate over this one's length.
-    answered = result["count"] / result["elapsed"] * window
-    return used / answered * 1e6
+    cpu_us: float = result["cpu_us"]
+    return cpu_us
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,6 +169,7 @@ def main() -> None:
     )
     add_common_args(parser, seconds=2.0, clients=True)
     parser.add_argument("--clients", type=int, default=100, help="requests in flight")
+    parser.add_argument("--warmup", type=float, default=0.5, help="frontend: before measuring")
     parser.add_argument("--rounds", type=int, default=1000, help="backend: closed rounds")
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration")
     args = parser.parse_args()
