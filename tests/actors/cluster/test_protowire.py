@@ -13,11 +13,8 @@ from hypothesis import strategies as st
 from actors.cluster import protowire
 from actors.cluster.codec import (
     SYS,
-    USER,
     CodecError,
     RpcRequest,
-    SessionSnapshot,
-    decode_request,
     encode_answer,
     encode_request,
     read_answer,
@@ -129,24 +126,3 @@ def test_what_is_read_by_hand_is_what_the_runtime_reads(raw: bytes) -> None:
 )
 def test_a_truncated_answer_is_left_to_the_runtime(answer: bytes) -> None:
     assert protowire.data_of_answer(answer) is None
-
-
-def test_a_forwarded_request_round_trips_through_the_runtime() -> None:
-    snapshot = SessionSnapshot(42, "connector-1", "connector", "alice", {"lvl": 3}, None)
-    for kind in (SYS, USER):
-        wire = encode_request(
-            RpcRequest(kind, "room.room.join", b'{"a":1}', snapshot, True, mid=9),
-            "connector-1",
-            "connector",
-            5.0,
-        )
-        back = decode_request(wire)
-        assert (back.kind, back.route, back.data, back.notify, back.mid) == (
-            kind,
-            "room.room.join",
-            b'{"a":1}',
-            True,
-            9,
-        )
-        assert back.session is not None
-        assert (back.session.id, back.session.uid, back.session.data) == (42, "alice", {"lvl": 3})
