@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message as ProtoMessage
@@ -518,7 +519,10 @@ def _unwrap(reply: Reply, server: ServerInfo, router: Router, bridge: ActorRef) 
     backend handler's push or kick reaches this frontend before the handler's answer, and
     is told to the session first, as a local handler's is."""
 
-    def deliver(result: Any, error: BaseException | None) -> None:
+    def unwrap(result: Any, error: BaseException | None, in_order: bool = False) -> None:
+        if not in_order and bridge.mailbox_depth:
+            bridge.tell(LateAnswer(partial(unwrap, in_order=True), result, error))
+            return
         if error is not None:
             if isinstance(error, ServerUnreachable):
                 router.unreachable(server)
@@ -532,11 +536,5 @@ def _unwrap(reply: Reply, server: ServerInfo, router: Router, bridge: ActorRef) 
             reply(None, exc)
             return
         reply(data, None)
-
-    def unwrap(result: Any, error: BaseException | None) -> None:
-        if bridge.mailbox_depth:
-            bridge.tell(LateAnswer(deliver, result, error))
-        else:
-            deliver(result, error)
 
     return unwrap
