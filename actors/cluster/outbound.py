@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message as ProtoMessage
@@ -161,7 +160,7 @@ class Outbound:
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return
-        answer = _unwrap(reply, server, self.router, bridge)
+        answer = _Unwrap(reply, server, self.router, bridge)
         if self._start_call is not None:
             self._start_call(server, payload, timeout, answer)
         else:
@@ -510,31 +509,48 @@ def _server_type(route: str) -> str:
     return parts[0]
 
 
-def _unwrap(reply: Reply, server: ServerInfo, router: Router, bridge: ActorRef) -> Reply:
-    """Turn the bridge's answer into ``reply(payload, None)`` or ``reply(None, PitayaError)``;
-    tell ``router`` when ``server`` refused the call or answered while on probation.
+class _Unwrap:
+    """Turns the bridge's answer into ``reply(payload, None)`` or ``reply(None,
+    PitayaError)``, and tells ``router`` when ``server`` refused the call or answered while
+    on probation.
 
     An answer that arrives while messages received before it still wait in ``bridge``'s
     mailbox waits behind them (:class:`~actors.cluster.bridge.LateAnswer`): over NATS a
     backend handler's push or kick reaches this frontend before the handler's answer, and
-    is told to the session first, as a local handler's is."""
+    is told to the session first, as a local handler's is.
 
-    def unwrap(result: Any, error: BaseException | None, in_order: bool = False) -> None:
-        if not in_order and bridge.mailbox_depth:
-            bridge.tell(LateAnswer(partial(unwrap, in_order=True), result, error))
-            return
+    An object, not a closure: a closure that names itself (to be told later) is a reference
+    cycle, which only the garbage collector frees. One per call, that cycle held the call's
+    reply chain (the session's entry and message) until the next collection, and made the
+    collector run (and walk the whole heap) a few times a second under load."""
+
+    __slots__ = ("bridge", "reply", "router", "server")
+
+    def __init__(self, reply: Reply, server: ServerInfo, router: Router, bridge: ActorRef) -> None:
+        self.reply = reply
+        self.server = server
+        self.router = router
+        self.bridge = bridge
+
+    def __call__(self, result: Any, error: BaseException | None) -> None:
+        bridge = self.bridge
+        if bridge.mailbox_depth:
+            bridge.tell(LateAnswer(self.deliver, result, error))
+        else:
+            self.deliver(result, error)
+
+    def deliver(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             if isinstance(error, ServerUnreachable):
-                router.unreachable(server)
-            reply(None, error)
+                self.router.unreachable(self.server)
+            self.reply(None, error)
             return
+        router = self.router
         if router.probation:
-            router.answered(server)
+            router.answered(self.server)
         try:
             data = read_answer(result)
         except PitayaError as exc:
-            reply(None, exc)
+            self.reply(None, exc)
             return
-        reply(data, None)
-
-    return unwrap
+        self.reply(data, None)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.cycles import left_per_extra_run
 from tests.services import NatsServer, free_port, serving
 from transport.nats import (
     NatsDown,
@@ -32,6 +33,31 @@ async def test_a_request_gets_the_answer_published_on_its_reply_subject(pipe: Na
     await pipe.subscribe("echo", echo)
     await pipe.flush(1)
     assert await pipe.request("echo", b"ping", timeout=2) == b"gnip"
+
+
+async def test_requests_and_answers_leave_no_cycles(pipe: NatsPipe) -> None:
+    """Both ends of the direct path (the requester's shared reply subscription, the
+    responder's delivery and answer): freed by reference counting (see ``tests.cycles``)."""
+
+    def echo(data: bytes, reply: str | None) -> None:
+        assert reply is not None
+        pipe.answer_to(reply, data)
+
+    await pipe.subscribe("cycles", echo)
+    await pipe.flush(1)
+
+    async def requests(count: int) -> None:
+        for i in range(count):
+            assert await pipe.request("cycles", b"%d" % i, timeout=2) == b"%d" % i
+
+    async def sent(count: int) -> None:  # the cluster's way: a callback, no future
+        answers: asyncio.Queue[bytes | None] = asyncio.Queue()
+        for i in range(count):
+            pipe.send_request("cycles", b"%d" % i, 2, lambda data, error: answers.put_nowait(data))
+            assert await answers.get() == b"%d" % i
+
+    assert await left_per_extra_run(requests) < 1
+    assert await left_per_extra_run(sent) < 1
 
 
 async def test_publishes_arrive_in_order(pipe: NatsPipe) -> None:
