@@ -249,7 +249,11 @@ class NatsPipe:
             return
         reply = replies.add(on_answer, timeout, subject)
         try:
-            self._put(nc, subject, payload, reply, own_reply=True)
+            lean = self._lean
+            if lean is not None and self._flusher is None:  # _put's common case, inline
+                lean.publish_direct(subject, payload, reply, own_reply=True)
+            else:
+                self._put(nc, subject, payload, reply, own_reply=True)
         except nats.errors.Error as exc:
             replies.cancel(reply)
             on_answer(None, _request_error(exc))
@@ -289,7 +293,11 @@ class NatsPipe:
             self.log.debug("NATS down; dropping an answer to %s", subject)
             return
         try:
-            self._put(nc, subject, payload, "", delivered=True)
+            lean = self._lean
+            if lean is not None and self._flusher is None:  # _put's common case, inline
+                lean.publish_direct(subject, payload, delivered=True)
+            else:
+                self._put(nc, subject, payload, "", delivered=True)
         except nats.errors.Error as exc:
             self.log.warning("answer to %s failed: %s", subject, exc)
 

@@ -255,9 +255,13 @@ class LeanClient(NatsClient):
             raise MaxPayloadError
         if self._pending_data_size > self._max_pending_size:
             raise OutboundBufferLimitError
-        head = f"{subject} {reply} " if reply else f"{subject} "
-        encoded = head.encode()
-        command = b"PUB %b%d\r\n%b\r\n" % (encoded, len(payload), payload)
+        # Text formatting and two concatenations: half the cost of one bytes % format.
+        head = (
+            f"PUB {subject} {reply} {len(payload)}\r\n"
+            if reply
+            else f"PUB {subject} {len(payload)}\r\n"
+        )
+        command = head.encode() + payload + b"\r\n"
         self._pending.append(command)
         self._pending_data_size += len(command)
         if not self._parsing and not self._write_scheduled:

@@ -248,10 +248,15 @@ class RpcBridge(Actor):
             # The common case, in fewer steps than the general one below (same order, same
             # answers): a small forwarded message whose session's handshake is here, neither
             # traced nor timed. A frontend pipelines one session's messages: in that order.
-            session = BackendSession(snapshot, self.frontend, self.serializer)
             self.sequencer.submit(
                 (snapshot.frontend_id, snapshot.id),
-                partial(self._forwarded, route, request.route, session, request, respond),
+                _Forwarded(
+                    self.invoker,
+                    route,
+                    BackendSession(snapshot, self.frontend, self.serializer),
+                    request,
+                    respond,
+                ),
             )
             return
         span = tracing.start_rpc_server_span(request) if tracing.enabled else None
@@ -328,25 +333,6 @@ class RpcBridge(Actor):
         else:
             job()
 
-    def _forwarded(
-        self,
-        route: LocalRoute,
-        name: str,
-        session: BackendSession,
-        request: RpcRequest,
-        respond: Respond | None,
-        finish: Callable[[], None],
-    ) -> None:
-        """Run a small forwarded message (the sequencer's job); answer it, then ``finish``."""
-        notify = request.notify
-
-        def done(result: Any, error: BaseException | None) -> None:
-            if respond is not None:
-                _respond(respond, notify, result, error)
-            finish()
-
-        self.invoker.invoke(route, name, session, request.data, notify, done)
-
     def _in_turn(self, size: int, run: Callable[[], None]) -> None:
         """``run`` (the invocation of a body of ``size`` bytes) once the loop's decode budget
         grants its share: now, or on a later turn (:class:`DecodeGrant`)."""
@@ -388,6 +374,45 @@ class RpcBridge(Actor):
         if handshake is not None:
             self.controls.handshakes.put(snapshot.frontend_id, snapshot.id, handshake)
         then(with_handshake(snapshot, handshake))
+
+
+class _Forwarded:
+    """A small forwarded message, the sequencer's job (see :meth:`RpcBridge._request`):
+    run its handler, answer, then ``finish``. One slotted object per message, not a partial
+    and a closure: this is the path of nearly every forwarded message."""
+
+    __slots__ = ("finish", "invoker", "request", "respond", "route", "session")
+
+    def __init__(
+        self,
+        invoker: Invoker,
+        route: LocalRoute,
+        session: BackendSession,
+        request: RpcRequest,
+        respond: Respond | None,
+    ) -> None:
+        self.invoker = invoker
+        self.route = route
+        self.session = session
+        self.request = request
+        self.respond = respond
+        self.finish: Callable[[], None] | None = None
+
+    def __call__(self, finish: Callable[[], None]) -> None:
+        self.finish = finish
+        request = self.request
+        self.invoker.invoke(
+            self.route, request.route, self.session, request.data, request.notify, self.done
+        )
+
+    def done(self, result: Any, error: BaseException | None) -> None:
+        # ``finish`` is dropped first: the sequencer's finish refers to this job (a cycle).
+        finish, self.finish = self.finish, None
+        respond = self.respond
+        if respond is not None:
+            _respond(respond, self.request.notify, result, error)
+        if finish is not None:
+            finish()
 
 
 def _respond(respond: Respond, notify: bool, result: Any, error: BaseException | None) -> None:

@@ -13,7 +13,7 @@ from actors.cluster.backend_session import BackendSession
 from actors.cluster.codec import SessionSnapshot
 from actors.cluster.control import SessionBind, SessionData, SessionKick, SessionPush
 from actors.errors import FrontendOnly, PitayaError
-from actors.session import SessionAlreadyBound
+from actors.session import Session, SessionAlreadyBound
 from transport.serializers import JsonSerializer
 
 
@@ -43,6 +43,15 @@ def backend(
     link = Link()
     snapshot = SessionSnapshot(7, "c-1", "connector", uid, extras=extras, **kw)
     return BackendSession(snapshot, link, JsonSerializer(), read_only=read_only), link  # type: ignore[arg-type]
+
+
+def test_every_attribute_of_a_session_is_set() -> None:
+    """It sets its slots itself (not through ``Session.__init__``): one a session gains must
+    be set here too, or reading it raises AttributeError."""
+    session, _ = backend()
+    slots = [*Session.__slots__, *BackendSession.__slots__]
+    assert [name for name in slots if not hasattr(session, name)] == []
+    assert (session.closed, session.served_by, session.remote_address) == (False, None, "")
 
 
 def test_it_is_a_copy_of_the_frontends_session() -> None:

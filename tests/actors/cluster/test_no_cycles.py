@@ -39,3 +39,17 @@ async def test_a_user_rpc_leaves_no_cycles() -> None:
                 await connector.rpc("room.counts.caller", {"n": 1})
 
         assert await left_per_extra_run(work) < 1
+
+
+async def test_an_awaiting_forwarded_handler_leaves_no_cycles() -> None:
+    """``room.ops.ask_front`` awaits a user RPC back to the frontend: a task on the
+    backend, an RPC each way."""
+    async with cluster() as net:
+        client = await net.client()
+
+        async def work(count: int) -> None:
+            for i in range(count):
+                answer = await client.request("room.ops.ask_front", {"n": i})
+                assert answer["n"] == i
+
+        assert await left_per_extra_run(work) < 1

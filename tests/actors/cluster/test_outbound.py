@@ -94,6 +94,9 @@ class Wire:
         self.notified: list[tuple[str, RpcRequest]] = []
 
     def start_call(self, target: ServerInfo, payload: bytes, timeout: float, reply: Any) -> None:
+        if not self.connected:  # as NatsRpc's: failed at once, nothing sent
+            reply(None, ClusterUnavailable("cluster unavailable: not connected to memory"))
+            return
         request = decode_request(payload)
         self.sent.append(Sent(target.id, request, timeout, reply, target))
         if self.answer is not None:
