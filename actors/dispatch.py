@@ -44,6 +44,12 @@ class DispatchTable:
         self._actor_class = actor_class
         self._table: dict[type, Receiver | None] = _collect(actor_class)
 
+    @property
+    def resolved(self) -> dict[type, Receiver | None]:
+        """Message class -> receiver for every class looked up so far (None: it has none);
+        read only. A hit here is what :meth:`lookup` would return, without the call."""
+        return self._table
+
     def lookup(self, message_class: type) -> Receiver | None:
         """The receiver for ``message_class`` or one of its bases, or None."""
         try:

@@ -88,6 +88,7 @@ class Cell:
         "name",
         "parent",
         "pending_start",
+        "receivers",
         "ref",
         "scheduled",
         "stopping",
@@ -111,6 +112,8 @@ class Cell:
         self.mailbox: deque[tuple[object, Reply | None]] = deque()
         self.max_mailbox: int | None = system.mailbox_limit(type(actor))
         self.dispatch: DispatchTable = dispatch_table(type(actor))
+        self.receivers = self.dispatch.resolved
+        """The dispatch table's receivers by exact message class (a hit costs no call)."""
         self.scheduled = False
         self.busy = False
         self.stopping = False
@@ -159,7 +162,7 @@ class Cell:
         if self.busy or self.scheduled or self.mailbox or self.pending_start or self.stopping:
             self.enqueue(message, None)
             return
-        receiver = self.dispatch.lookup(type(message))
+        receiver = self.receivers.get(type(message)) or self.dispatch.lookup(type(message))
         if receiver is None or receiver.is_async:
             self.enqueue(message, None)
             return
@@ -191,12 +194,13 @@ class Cell:
                 return
         mailbox = self.mailbox
         actor = self.actor
+        receivers = self.receivers
         lookup = self.dispatch.lookup
         for _ in range(DRAIN_BATCH):
             if not mailbox or self.stopping:
                 return
             message, reply = mailbox.popleft()
-            receiver = lookup(type(message))
+            receiver = receivers.get(type(message)) or lookup(type(message))
             if receiver is None:
                 self._unhandled(message, reply)
                 continue
@@ -352,10 +356,15 @@ class ActorRef:
     ``tell`` is fire-and-forget and never blocks; ``ask`` awaits the receiver's return value.
     """
 
-    __slots__ = ("_cell",)
+    __slots__ = ("_cell", "tell_now")
 
     def __init__(self, cell: Cell) -> None:
         self._cell = cell
+        self.tell_now: Callable[[object], None] = cell.take_now
+        """``tell``, but an idle actor handles the message before this returns (see
+        :meth:`Cell.take_now`): for a sender that is not an actor's turn, such as a
+        transport callback, on the hot path. Order with the actor's other messages is kept.
+        The cell's own method, not a method calling it: one call less on every read."""
 
     @property
     def name(self) -> str:
@@ -372,12 +381,6 @@ class ActorRef:
     def tell(self, message: object) -> None:
         """Deliver ``message``; returns at once. A stopped actor counts a dead letter."""
         self._cell.enqueue(message, None)
-
-    def tell_now(self, message: object) -> None:
-        """``tell``, but an idle actor handles the message before this returns (see
-        :meth:`Cell.take_now`): for a sender that is not an actor's turn, such as a
-        transport callback, on the hot path. Order with the actor's other messages is kept."""
-        self._cell.take_now(message)
 
     def request(self, message: object, reply: Reply) -> None:
         """Deliver ``message`` and call ``reply(result, error)`` once it was handled.

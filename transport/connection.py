@@ -153,6 +153,7 @@ class ServerState(Enum):
 _DATA = PacketType.DATA
 _WORKING = ServerState.WORKING
 _RESPONSE = MessageType.RESPONSE
+_PUSH = MessageType.PUSH
 _RESPONSE_FLAG = int(MessageType.RESPONSE) << 1
 _pack_header = struct.Struct(">I").pack
 
@@ -253,25 +254,25 @@ class ServerConnection:
         try:
             for kind, body in self._decoder.feed_raw(data):
                 if kind is _DATA and self._state is _WORKING:
-                    events.append(MessageReceived(self._decode(body)))
+                    # _decode, inline: this runs once per client message.
+                    message = decode_message(
+                        body,
+                        routes=self._routes,
+                        max_route_length=self._max_route_length,
+                        max_inflated_size=self._max_inflated_size,
+                        inflate=self._inflate,
+                    )
+                    if message.type is _RESPONSE or message.type is _PUSH:
+                        raise UnexpectedPacket(
+                            f"a client may not send a {message.type.name} message"
+                        )
+                    events.append(MessageReceived(message))
                 else:
                     events.append(self._handle_control(kind, body))
         except ProtocolError:
             self._state = ServerState.CLOSED
             raise
         return events
-
-    def _decode(self, body: bytes) -> Message:
-        message = decode_message(
-            body,
-            routes=self._routes,
-            max_route_length=self._max_route_length,
-            max_inflated_size=self._max_inflated_size,
-            inflate=self._inflate,
-        )
-        if message.type is MessageType.RESPONSE or message.type is MessageType.PUSH:
-            raise UnexpectedPacket(f"a client may not send a {message.type.name} message")
-        return message
 
     def inflate(self, message: Message) -> Message:
         """``message`` with its data inflated, within ``max_inflated_size``.

@@ -167,8 +167,11 @@ class BufferedConnection(asyncio.BufferedProtocol):
 
     def write(self, packet: bytes) -> None:
         """Queue ``packet``; everything queued in this loop iteration goes out in one write."""
-        if not self._closed:
-            self._enqueue(packet)
+        if not self._closed:  # _enqueue, inline: every answer and push comes here
+            self._pending.append(packet)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._shared.schedule(self)
 
     def close(self) -> None:
         """Flush what is queued, then close; the transport drains its buffer first."""
