@@ -213,7 +213,8 @@ def decode_request(data: bytes) -> RpcRequest:
     if kind != _SYS and kind != _USER:
         raise CodecError(f"unknown RPC type {kind}")
     raw = message.metadata
-    metadata, extras = _metadata(raw) if raw else _NO_METADATA
+    cached = _METADATA.get(raw) if raw else _NO_METADATA  # _metadata's hit, without the call
+    metadata, extras = cached if cached is not None else _metadata(raw)
     session = None
     if message.HasField("session"):
         session = _decode_session(message.session, message.frontendID, metadata, extras)
@@ -269,7 +270,7 @@ def _decode_session(
         frontend_id,
         frontend_type,
         wire.uid or None,
-        _session_data(data) if data else {},
+        _session_data(data) if data and data != _EMPTY_OBJECT else {},
         handshake,
         extras is not None,
         omitted,
@@ -464,9 +465,9 @@ CONTROL_ACK: bytes = pb.Response(data=ACK).SerializeToString()
 ``Response{data: "ack"}``, which its user RPC path marshals into the data of the answer."""
 
 
-def encode_answer(data: bytes) -> bytes:
-    """A successful ``protos.Response`` carrying ``data``."""
-    return protowire.encode_data_answer(data)
+encode_answer = protowire.encode_data_answer
+"""A successful ``protos.Response`` carrying ``data`` (protowire's own function: every
+answer is made with it)."""
 
 
 def encode_error(error: BaseException) -> bytes:

@@ -38,11 +38,6 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _length_delimited(tag: bytes, value: bytes) -> bytes:
-    size = len(value)
-    return b"%b%b%b" % (tag, _BYTES[size] if size < 0x80 else varint(size), value)
-
-
 def encode_request(
     user: bool,
     mid: int,
@@ -101,7 +96,10 @@ def encode_request(
 
 def encode_data_answer(data: bytes) -> bytes:
     """A ``protos.Response`` carrying ``data`` (empty: no field, the empty message)."""
-    return _length_delimited(b"\x0a", data) if data else b""
+    size = len(data)
+    if not size:
+        return b""
+    return b"\x0a%b%b" % (_BYTES[size] if size < 0x80 else varint(size), data)
 
 
 def data_of_answer(answer: bytes) -> bytes | None:
