@@ -262,9 +262,11 @@ def _answer(
 
 
 def _answer_error(log: ServerLog, done: Reply, name: str, error: BaseException) -> None:
-    """``done`` with ``error`` as the caller sees it: a PitayaError as it is, anything else
-    logged and answered ``PIT-500``."""
-    done(None, error if isinstance(error, PitayaError) else _internal(log, name, error))
+    """``done`` with ``error`` as the caller sees it: a PitayaError as it is (detached from
+    its traceback: the answer is all the client gets, and the traceback's frames hold the
+    caller's entry, which holds the error: a reference cycle per refused request), anything
+    else logged and answered ``PIT-500``."""
+    done(None, _detached(error) if isinstance(error, PitayaError) else _internal(log, name, error))
 
 
 def _detached(error: PitayaError) -> PitayaError:

@@ -555,6 +555,8 @@ class _Unwrap:
         try:
             data = read_answer(result)
         except PitayaError as exc:
-            self.reply(None, exc)
+            # The remote's error, decoded here: its traceback (this frame, which holds the
+            # reply chain that will hold the error) says nothing, and would make a cycle.
+            self.reply(None, exc.with_traceback(None))
             return
         self.reply(data, None)
