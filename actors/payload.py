@@ -49,17 +49,8 @@ def decoder_for(annotation: Any) -> Decoder:
     if origin is dict:
         return _dict_decoder
     if isinstance(annotation, type) and _is_protobuf(annotation):
-        return lambda data, serializer: _unmarshal(serializer, data, annotation)
-    return _any_decoder
-
-
-def _any_decoder(data: bytes, serializer: Serializer) -> Any:
-    """Whatever the serializer makes of ``data`` (what ``_unmarshal`` does, one call less:
-    most handlers' bodies are decoded here)."""
-    try:
-        return serializer.unmarshal(data, None)
-    except SerializationError as exc:
-        raise BadRequest(f"cannot decode the {serializer.name} body: {exc}") from exc
+        return lambda data, serializer: _unmarshal(data, serializer, annotation)
+    return _unmarshal  # whatever the serializer makes of it: the decoder itself
 
 
 _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, tuple})
@@ -96,7 +87,7 @@ def encode_error(error: BaseException, serializer: Serializer, fallback: Seriali
             return fallback.marshal(bare)
 
 
-def _unmarshal(serializer: Serializer, data: bytes, into: type | None) -> Any:
+def _unmarshal(data: bytes, serializer: Serializer, into: type | None = None) -> Any:
     try:
         return serializer.unmarshal(data, into)
     except SerializationError as exc:
@@ -104,7 +95,7 @@ def _unmarshal(serializer: Serializer, data: bytes, into: type | None) -> Any:
 
 
 def _dict_decoder(data: bytes, serializer: Serializer) -> dict[str, Any]:
-    value = _unmarshal(serializer, data, None)
+    value = _unmarshal(data, serializer)
     if not isinstance(value, dict):
         raise BadRequest(f"the body must be an object, got {type(value).__name__}")
     return value

@@ -109,12 +109,16 @@ class Session:
         bind: BindSession,
         serializer: Serializer,
         remote_address: str = "",
+        *,
+        uid: str | None = None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         """``bind``: how a uid is bound (the session registry's ``bind``: callbacks, the uid
-        index); ``serializer``: what pushes are encoded with. The session actor makes it."""
+        index); ``serializer``: what pushes are encoded with. The session actor makes it;
+        a copy of a session elsewhere (a backend's) starts with its ``uid`` and ``data``."""
         self.id = session_id
-        self.uid: str | None = None
-        self.data: dict[str, Any] = {}
+        self.uid = uid
+        self.data = {} if data is None else data
         self.handshake: HandshakeRequest | None = None
         self.remote_address = remote_address
         self.closed = False

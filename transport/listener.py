@@ -167,11 +167,8 @@ class BufferedConnection(asyncio.BufferedProtocol):
 
     def write(self, packet: bytes) -> None:
         """Queue ``packet``; everything queued in this loop iteration goes out in one write."""
-        if not self._closed:  # _enqueue, inline: every answer and push comes here
-            self._pending.append(packet)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._shared.schedule(self)
+        if not self._closed:
+            self._enqueue(packet)
 
     def close(self) -> None:
         """Flush what is queued, then close; the transport drains its buffer first."""
@@ -195,10 +192,6 @@ class BufferedConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(self._shared.view[:nbytes].tobytes())  # one copy, not two
-
-    def data_received(self, data: bytes) -> None:
-        """The peer's bytes (a copy out of the shared read buffer); subclasses override."""
-        self._deliver(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Accepted: refused at once if the listener's ``admit`` says so (subclasses check
@@ -270,6 +263,11 @@ class BufferedConnection(asyncio.BufferedProtocol):
                 "data handler failed for %s peer %s; aborting it", self.kind, self._peer
             )
             self.abort()
+
+    data_received = _deliver
+    """The peer's bytes (a copy out of the shared read buffer), passed up as they are (TCP);
+    subclasses that decode a framing first override it. ``_deliver`` itself, not a method
+    calling it: every read comes here."""
 
     def _enqueue(self, data: bytes) -> None:
         """Queue bytes that are already framed, even after ``close`` (close frames, EOF)."""

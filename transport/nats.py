@@ -249,11 +249,7 @@ class NatsPipe:
             return
         reply = replies.add(on_answer, timeout, subject)
         try:
-            lean = self._lean
-            if lean is not None and self._flusher is None:  # _put's common case, inline
-                lean.publish_direct(subject, payload, reply, own_reply=True)
-            else:
-                self._put(nc, subject, payload, reply, own_reply=True)
+            self._put(nc, subject, payload, reply, own_reply=True)
         except nats.errors.Error as exc:
             replies.cancel(reply)
             on_answer(None, _request_error(exc))
@@ -293,11 +289,7 @@ class NatsPipe:
             self.log.debug("NATS down; dropping an answer to %s", subject)
             return
         try:
-            lean = self._lean
-            if lean is not None and self._flusher is None:  # _put's common case, inline
-                lean.publish_direct(subject, payload, delivered=True)
-            else:
-                self._put(nc, subject, payload, "", delivered=True)
+            self._put(nc, subject, payload, "", delivered=True)
         except nats.errors.Error as exc:
             self.log.warning("answer to %s failed: %s", subject, exc)
 

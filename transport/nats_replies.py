@@ -92,13 +92,10 @@ class PendingReplies:
             return False
         on_answer, deadlines, about = entry
         del deadlines[token]
-        try:  # as _call does, without the call: every answer comes here
-            if error is None:
-                on_answer(data, None)
-            else:
-                on_answer(None, error(about))
-        except Exception:
-            log.exception("a NATS request's answer function failed")
+        if error is None:
+            _call(on_answer, data, None)
+        else:
+            _call(on_answer, None, error(about))
         return True
 
     def cancel(self, subject: str) -> None:

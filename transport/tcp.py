@@ -38,13 +38,6 @@ class TcpConnection(BufferedConnection):
         if not self._closed:  # not refused at accept
             self._open()
 
-    def buffer_updated(self, nbytes: int) -> None:
-        # What the base class does, without the data_received step: every read comes here.
-        self._deliver(self._shared.view[:nbytes].tobytes())
-
-    def data_received(self, data: bytes) -> None:
-        self._deliver(data)
-
 
 class TcpAcceptor(Listener):
     """Listens on ``host:port``; with ``ssl`` every connection is TLS.

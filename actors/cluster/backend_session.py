@@ -48,20 +48,16 @@ class BackendSession(Session):
         *,
         read_only: bool = False,
     ) -> None:
-        # Every slot set here, without Session.__init__: a backend makes one session per
-        # forwarded message, and that call set half of them twice (a data dict thrown away).
         # No actor and no registry here: pushes and binds go to the frontend (methods below).
-        self.id = snapshot.id
-        self.uid = snapshot.uid
-        self.data = dict(snapshot.data)
+        super().__init__(
+            snapshot.id,
+            None,  # type: ignore[arg-type]
+            _frontend_binds,
+            serializer,
+            uid=snapshot.uid,
+            data=dict(snapshot.data),
+        )
         self._handshake: HandshakeRequest | dict[str, Any] | None = snapshot.handshake
-        self.remote_address = ""
-        self.closed = False
-        self.served_by = None
-        self._ref = None  # type: ignore[assignment]
-        self._bind = _frontend_binds
-        self._serializer = serializer
-        self._close_callbacks = []
         self.frontend_id = snapshot.frontend_id
         self.frontend_type = snapshot.frontend_type
         self.frontend_extras = snapshot.extras

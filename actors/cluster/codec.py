@@ -213,8 +213,7 @@ def decode_request(data: bytes) -> RpcRequest:
     if kind != _SYS and kind != _USER:
         raise CodecError(f"unknown RPC type {kind}")
     raw = message.metadata
-    cached = _METADATA.get(raw) if raw else _NO_METADATA  # _metadata's hit, without the call
-    metadata, extras = cached if cached is not None else _metadata(raw)
+    metadata, extras = _metadata(raw) if raw else _NO_METADATA
     session = None
     if message.HasField("session"):
         session = _decode_session(message.session, message.frontendID, metadata, extras)

@@ -91,8 +91,6 @@ class Router:
             raise NoServersAvailable(server_type)
         if self.probation:
             servers = self._eligible(servers) or servers
-        elif len(servers) == 1 and server_type not in self.custom:
-            return servers[0]  # what _choose picks, without the call (every forward)
         return self._choose(server_type, route, session, servers)
 
     def reroute(

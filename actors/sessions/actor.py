@@ -246,12 +246,9 @@ class SessionActor(Actor):
         if route is not None:
             if self.open:
                 return False
-            data = message.data
-            if message.compressed or len(data) > SMALL_BODY:  # else _ready returns data
-                ready = self._ready(message)
-                if ready is None:
-                    return self.conn.closed
-                data = ready
+            data = self._ready(message)
+            if data is None:
+                return self.conn.closed
             self._invoke(route, message, data, received_ns)
             return True
         server_type = app.remote_server_type(message.route)

@@ -46,8 +46,8 @@ def backend(
 
 
 def test_every_attribute_of_a_session_is_set() -> None:
-    """It sets its slots itself (not through ``Session.__init__``): one a session gains must
-    be set here too, or reading it raises AttributeError."""
+    """A backend's copy has every attribute of a session and of its own: reading one never
+    raises AttributeError."""
     session, _ = backend()
     slots = [*Session.__slots__, *BackendSession.__slots__]
     assert [name for name in slots if not hasattr(session, name)] == []
