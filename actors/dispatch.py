@@ -35,39 +35,40 @@ class Receiver:
     is_async: bool
 
 
-class DispatchTable:
-    """Message class -> receiver for one actor class."""
+class Receivers(dict[type, "Receiver | None"]):
+    """Message class -> receiver (None: it has none), resolved on first use: a class not
+    declared takes the receiver of its nearest base that has one, and is remembered. A
+    lookup is a plain dict lookup (``receivers[type(message)]``): the kernel makes one per
+    message."""
 
-    __slots__ = ("_actor_class", "_table")
-
-    def __init__(self, actor_class: type) -> None:
-        self._actor_class = actor_class
-        self._table: dict[type, Receiver | None] = _collect(actor_class)
-
-    @property
-    def resolved(self) -> dict[type, Receiver | None]:
-        """Message class -> receiver for every class looked up so far (None: it has none);
-        read only. A hit here is what :meth:`lookup` would return, without the call."""
-        return self._table
-
-    def lookup(self, message_class: type) -> Receiver | None:
-        """The receiver for ``message_class`` or one of its bases, or None."""
-        try:
-            return self._table[message_class]
-        except KeyError:
-            pass
+    def __missing__(self, message_class: type) -> Receiver | None:
         found: Receiver | None = None
         for base in message_class.__mro__[1:]:
-            receiver = self._table.get(base)
+            receiver = self.get(base)
             if receiver is not None:
                 found = receiver
                 break
-        self._table[message_class] = found
+        self[message_class] = found
         return found
+
+
+class DispatchTable:
+    """Message class -> receiver for one actor class."""
+
+    __slots__ = ("_actor_class", "receivers")
+
+    def __init__(self, actor_class: type) -> None:
+        self._actor_class = actor_class
+        self.receivers = Receivers(_collect(actor_class))
+        """What :meth:`lookup` answers, as a mapping (read only)."""
+
+    def lookup(self, message_class: type) -> Receiver | None:
+        """The receiver for ``message_class`` or one of its bases, or None."""
+        return self.receivers[message_class]
 
     def message_classes(self) -> list[type]:
         """The message classes declared by the actor class (for docs and errors)."""
-        return [cls for cls, receiver in self._table.items() if receiver is not None]
+        return [cls for cls, receiver in self.receivers.items() if receiver is not None]
 
 
 _tables: dict[type, DispatchTable] = {}

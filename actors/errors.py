@@ -138,6 +138,22 @@ class UserNotHere(PitayaError):
         self.uid = uid
 
 
+def detached(error: PitayaError) -> PitayaError:
+    """``error`` without its traceback and chained errors: for an error that is only
+    answered (to a client, or to the server that called), never logged.
+
+    Its traceback's frames would stay alive as long as the error does: a decoder's frames
+    and the decoded body (20 MiB of objects for 1 MiB of ``[[],[],...]``) while the answer
+    waits in a mailbox, and the frames of whoever holds the error until it is answered (a
+    session's pending entry, which holds the error: a reference cycle per refused request,
+    left to the garbage collector).
+    """
+    error.__traceback__ = None
+    error.__cause__ = None
+    error.__context__ = None
+    return error
+
+
 def as_pitaya_error(error: BaseException) -> PitayaError:
     """The Pitaya error a client (or a calling server) receives for ``error``."""
     if isinstance(error, PitayaError):

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests
+from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests, detached
 from actors.metrics.names import PROCESS_DELAY
 from actors.payload import encode_result
 from actors.tracing import run_in_span
@@ -153,7 +153,7 @@ class Invoker:
         try:
             args = (spec.decode(data, codec),) if spec.takes_body else ()
         except PitayaError as exc:
-            done(None, _detached(exc))
+            done(None, detached(exc))
             return
         except Exception as exc:
             done(None, _internal(self.log, name, exc))
@@ -262,24 +262,10 @@ def _answer(
 
 
 def _answer_error(log: ServerLog, done: Reply, name: str, error: BaseException) -> None:
-    """``done`` with ``error`` as the caller sees it: a PitayaError as it is (detached from
-    its traceback: the answer is all the client gets, and the traceback's frames hold the
-    caller's entry, which holds the error: a reference cycle per refused request), anything
-    else logged and answered ``PIT-500``."""
-    done(None, _detached(error) if isinstance(error, PitayaError) else _internal(log, name, error))
-
-
-def _detached(error: PitayaError) -> PitayaError:
-    """``error`` without its traceback and chained errors.
-
-    A decoder's error is answered to the client and not logged; its traceback would keep the
-    decoder's frames alive, and with them the decoded body (20 MiB of objects for 1 MiB of
-    ``[[],[],...]``) for as long as the answer waits in a mailbox.
-    """
-    error.__traceback__ = None
-    error.__cause__ = None
-    error.__context__ = None
-    return error
+    """``done`` with ``error`` as the caller sees it: a PitayaError as it is (but
+    :func:`~actors.errors.detached`: the answer is all the client gets), anything else
+    logged and answered ``PIT-500``."""
+    done(None, detached(error) if isinstance(error, PitayaError) else _internal(log, name, error))
 
 
 def _internal(log: ServerLog, route: str, exc: BaseException) -> InternalError:

@@ -112,8 +112,8 @@ class Cell:
         self.mailbox: deque[tuple[object, Reply | None]] = deque()
         self.max_mailbox: int | None = system.mailbox_limit(type(actor))
         self.dispatch: DispatchTable = dispatch_table(type(actor))
-        self.receivers = self.dispatch.resolved
-        """The dispatch table's receivers by exact message class (a hit costs no call)."""
+        self.receivers = self.dispatch.receivers
+        """The dispatch table's receivers by message class (a lookup costs no call)."""
         self.scheduled = False
         self.busy = False
         self.stopping = False
@@ -162,7 +162,7 @@ class Cell:
         if self.busy or self.scheduled or self.mailbox or self.pending_start or self.stopping:
             self.enqueue(message, None)
             return
-        receiver = self.receivers.get(type(message)) or self.dispatch.lookup(type(message))
+        receiver = self.receivers[type(message)]
         if receiver is None or receiver.is_async:
             self.enqueue(message, None)
             return
@@ -195,12 +195,11 @@ class Cell:
         mailbox = self.mailbox
         actor = self.actor
         receivers = self.receivers
-        lookup = self.dispatch.lookup
         for _ in range(DRAIN_BATCH):
             if not mailbox or self.stopping:
                 return
             message, reply = mailbox.popleft()
-            receiver = receivers.get(type(message)) or lookup(type(message))
+            receiver = receivers[type(message)]
             if receiver is None:
                 self._unhandled(message, reply)
                 continue

@@ -56,7 +56,7 @@ from actors.cluster.control import (
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
-from actors.errors import BadRequest, InternalError, PitayaError
+from actors.errors import BadRequest, InternalError, PitayaError, detached
 from actors.logs import ServerLog
 from actors.metrics.rpc import observe_rpc
 from actors.payload import encode_result
@@ -555,8 +555,6 @@ class _Unwrap:
         try:
             data = read_answer(result)
         except PitayaError as exc:
-            # The remote's error, decoded here: its traceback (this frame, which holds the
-            # reply chain that will hold the error) says nothing, and would make a cycle.
-            self.reply(None, exc.with_traceback(None))
+            self.reply(None, detached(exc))  # the remote's error: where it was decoded is moot
             return
         self.reply(data, None)
