@@ -50,7 +50,6 @@ from transport.connection import (
     MessageReceived,
     ServerConnection,
     ServerState,
-    encode_response_packet,
 )
 from transport.errors import HandshakeError, ProtocolError
 from transport.message import Message, MessageType
@@ -123,8 +122,6 @@ class SessionActor(Actor):
         )
         app.sessions.add(self.session)
         self.log = ServerLog(log, app.server_id, self.session.id)
-        self.own_ref = self.ref
-        """This actor's address (every handed-over message's entry carries it)."""
         self.clock = self.system.loop.time
         """The loop's clock (``last_seen`` is read from it on every read)."""
         self.last_seen = self.clock()
@@ -311,7 +308,7 @@ class SessionActor(Actor):
     def _invoke(self, route: LocalRoute, message: Message, data: bytes, received_ns: int) -> None:
         app = self.app
         span = self._start_span(message) if app.tracing.enabled else None
-        entry = HandlerDone(self.own_ref, message, received_ns, span, forwarded=False)
+        entry = HandlerDone(self.ref, message, received_ns, span, forwarded=False)
         # A synchronous handler answers before invoke returns. Its answer is written here,
         # in this turn, when that keeps the order of what this client receives: no earlier
         # answer still to write, and nothing (a push by the handler) queued meanwhile.
@@ -383,7 +380,7 @@ class SessionActor(Actor):
         if data is None:
             return self.conn.closed
         span = self._start_span(message) if app.tracing.enabled else None
-        entry = HandlerDone(self.own_ref, message, received_ns, span, True, server.id)
+        entry = HandlerDone(self.ref, message, received_ns, span, True, server.id)
         self.in_flight.append(entry)
         message.data = b""  # the entry needs no body
         app.request_started()
@@ -505,8 +502,8 @@ class SessionActor(Actor):
         :class:`Message` unless the payload may be compressed (0.8 µs a request)."""
         if self.app.config.compress_data:
             self._write(Message(MessageType.RESPONSE, message_id, data=data, error=error))
-        elif self.proto.state is ServerState.WORKING:  # what encode_response checks
-            self.conn.write(encode_response_packet(message_id, data, error=error))
+        elif self.proto.state is ServerState.WORKING:
+            self.conn.write(self.proto.encode_response(message_id, data, error=error))
 
     def on_push_to_client(self, msg: PushToClient) -> None:
         self._write(Message(MessageType.PUSH, route=msg.route, data=msg.payload))
