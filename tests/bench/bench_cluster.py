@@ -137,22 +137,18 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         common = ["--nats", nats_server.url, "--etcd", etcd_server.endpoint, "--loop", args.loop]
         async with children() as servers:
             pairs = {rpc: await start_pair(servers, rpc, common, args) for rpc in args.transports}
+            # The raw pair runs on the servers' loop: its two ends are what our connector
+            # and room replace.
             responder = await Child.start(
-                "nats_echo", "responder", "--nats", nats_server.url, *LIFETIME
+                "nats_echo", "responder", "--nats", nats_server.url, "--loop", args.loop, *LIFETIME
             )
             servers.append(responder)
             await responder.expect(timeout=30)
             timing = ["--seconds", args.seconds, "--warmup", args.warmup]
             for clients, depth in args.concurrency:
-                shape = [
-                    "--clients",
-                    clients,
-                    "--depth",
-                    depth,
-                    *timing,
-                    "--loop",
-                    client_loop(args),
-                ]
+                load_shape = ["--clients", clients, "--depth", depth, *timing]
+                shape = [*load_shape, "--loop", client_loop(args)]
+                raw_shape = [*load_shape, "--loop", args.loop]  # the requester: a server's end
                 runs: dict[str, list[dict[str, Any]]] = {"raw": [], "local": []}
                 runs.update({rpc: [] for rpc in args.transports})
                 # Alternate the configurations, so drift of a shared machine hits all alike.
@@ -184,7 +180,7 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                         runs["local"].append(await load(worker, pids[1:], args))
                     async with children() as workers:
                         worker = await Child.start(
-                            "nats_echo", "requester", "--nats", nats_server.url, *shape
+                            "nats_echo", "requester", "--nats", nats_server.url, *raw_shape
                         )
                         workers.append(worker)
                         # Requester and responder: the two ends our forwarding replaces.
