@@ -11,8 +11,11 @@ without routing to each other). For each shape it drives ``<room type>.echo.echo
 each connector with ``loadgen`` (``clients x depth`` requests in flight), one transport after
 the other, then the yardstick: the same number of concurrent closed loops of raw nats-py
 ``request`` against a nats-py responder (``nats_echo``), the NATS round trip our forwarding
-contains. ``ratio = forwarded over NATS / raw``; issue 7's target is >= 0.7. ``grpc_ratio``
-compares forwarding over gRPC with the same raw NATS loop.
+contains, both ends on the servers' event loop (``--loop``: they are the ends our connector
+and room replace). ``ratio = forwarded over NATS / raw``; issue 7's target is >= 0.7.
+``grpc_ratio`` compares forwarding over gRPC with the same raw NATS loop; with gRPC in
+``--transports``, gRPC is also measured the same way against its own yardstick, raw grpcio
+unary calls (``grpc_echo``): ``grpc_vs_grpcio_ratio`` and ``grpc_vs_grpcio_cpu_ratio``.
 
 Server CPU per request (issue 17.3) is read from ``/proc/<pid>/stat`` over the measuring
 window: connector + room for a forwarded request (``forwarded_cpu_us``), requester +
@@ -144,12 +147,19 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             )
             servers.append(responder)
             await responder.expect(timeout=30)
+            grpc_port = None
+            if "grpc" in args.transports:  # gRPC's yardstick: raw grpcio unary calls
+                grpc_responder = await Child.start(
+                    "grpc_echo", "responder", "--loop", args.loop, *LIFETIME
+                )
+                servers.append(grpc_responder)
+                grpc_port = (await grpc_responder.expect(timeout=30))["port"]
             timing = ["--seconds", args.seconds, "--warmup", args.warmup]
             for clients, depth in args.concurrency:
                 load_shape = ["--clients", clients, "--depth", depth, *timing]
                 shape = [*load_shape, "--loop", client_loop(args)]
                 raw_shape = [*load_shape, "--loop", args.loop]  # the requester: a server's end
-                runs: dict[str, list[dict[str, Any]]] = {"raw": [], "local": []}
+                runs: dict[str, list[dict[str, Any]]] = {"raw": [], "local": [], "raw_grpc": []}
                 runs.update({rpc: [] for rpc in args.transports})
                 # Alternate the configurations, so drift of a shared machine hits all alike.
                 for _ in range(args.repeat):
@@ -185,6 +195,15 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                         workers.append(worker)
                         # Requester and responder: the two ends our forwarding replaces.
                         runs["raw"].append(await load(worker, [responder.pid, worker.pid], args))
+                    if grpc_port is not None:
+                        async with children() as workers:
+                            worker = await Child.start(
+                                "grpc_echo", "requester", "--port", grpc_port, *raw_shape
+                            )
+                            workers.append(worker)
+                            runs["raw_grpc"].append(
+                                await load(worker, [grpc_responder.pid, worker.pid], args)
+                            )
                 rows.append(summarize(clients, depth, runs, args.transports))
     finally:
         nats_server.close()
@@ -222,12 +241,16 @@ def summarize(
         cpus = sorted(r["cpu_us"] for r in ours)
         each = [median([r["cpu_us_each"][i] for r in ours]) for i in range(len(ROLES))]
         row.update({column(rpc, f"{role}_cpu_us"): c for role, c in zip(ROLES, each, strict=True)})
+        against_grpcio = ""
+        if rpc == "grpc" and runs["raw_grpc"]:
+            against_grpcio = ", " + _against_grpcio(row, runs["raw_grpc"], rate, cpu)
+            errors += sum(r["errors"] for r in runs["raw_grpc"])
         shown.append(
             f"{rpc} {rate:,.0f}/s ({row[ratio_key(rpc)]:.0%}), "
             f"{cpu:.1f} us CPU/req [{cpus[0]:.1f}-{cpus[-1]:.1f}] "
             f"(room {each[0]:.1f}, connector {each[1]:.1f}) "
             f"(raw/ours {row[ratio_key(rpc, 'cpu')]:.0%}, floor/ours "
-            f"{row[ratio_key(rpc, 'floor')]:.0%})"
+            f"{row[ratio_key(rpc, 'floor')]:.0%}{against_grpcio})"
         )
     row["raw_p50_ms"] = median([r["p50_ms"] for r in raw])
     row["raw_p99_ms"] = median([r["p99_ms"] for r in raw])
@@ -243,6 +266,25 @@ def summarize(
         flush=True,
     )
     return row
+
+
+def _against_grpcio(row: dict[str, Any], raw: list[dict[str, Any]], rate: float, cpu: float) -> str:
+    """Forwarding over gRPC next to raw grpcio unary calls (``grpc_echo``), into ``row``;
+    the text for the printed line."""
+    raw_rate = median([r["req_per_s"] for r in raw])
+    raw_cpu = median([r["cpu_us"] for r in raw])
+    responder, requester = (median([r["cpu_us_each"][i] for r in raw]) for i in range(2))
+    row["raw_grpc_req_per_s"] = raw_rate
+    row["raw_grpc_cpu_us"] = raw_cpu
+    row["raw_grpc_responder_cpu_us"] = responder
+    row["raw_grpc_requester_cpu_us"] = requester
+    row["grpc_vs_grpcio_ratio"] = rate / raw_rate if raw_rate else 0.0
+    row["grpc_vs_grpcio_cpu_ratio"] = raw_cpu / cpu if cpu else 0.0
+    return (
+        f"raw grpcio {raw_rate:,.0f}/s, {raw_cpu:.1f} us CPU/req (responder {responder:.1f}, "
+        f"requester {requester:.1f}): grpcio/ours {row['grpc_vs_grpcio_cpu_ratio']:.0%}, "
+        f"throughput {row['grpc_vs_grpcio_ratio']:.0%}"
+    )
 
 
 def parse_transports(text: str) -> list[str]:
@@ -304,6 +346,9 @@ def main() -> None:
     for rpc in args.transports:
         for key in (ratio_key(rpc), ratio_key(rpc, "cpu"), ratio_key(rpc, "floor")):
             results[f"best_{key}"] = max((r[key] for r in rows), default=0.0)
+    if "grpc" in args.transports:
+        for key in ("grpc_vs_grpcio_ratio", "grpc_vs_grpcio_cpu_ratio"):
+            results[f"best_{key}"] = max((r.get(key, 0.0) for r in rows), default=0.0)
     name = f"cluster-{args.loop}"
     write_results(name, results, rows)
     labels = [f"{r['clients']}x{r['depth']}" for r in rows]

@@ -22,8 +22,9 @@ import os
 import pstats
 import resource
 import sys
+import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -135,6 +136,50 @@ async def serve_commands(
                 emit(command() if command is not None else {"error": f"unknown {line!r}"})
     except TimeoutError:
         print(f"{sys.argv[0]}: lifetime of {max_seconds}s reached, exiting", file=sys.stderr)
+
+
+async def closed_loops(args: argparse.Namespace, request: Callable[[], Awaitable[Any]]) -> None:
+    """Drive ``args.clients x args.depth`` closed loops of ``await request()`` as a load
+    process does: say ``ready``, wait for ``go``, warm up, then measure for ``args.seconds``
+    and emit the count, errors, wall time, this process's CPU (share of a core) and the
+    latency histogram. The raw yardsticks (``nats_echo``, ``grpc_echo``) use it."""
+    histogram = Histogram()
+    state = {"recording": False, "running": True, "count": 0, "errors": 0}
+
+    async def loop() -> None:
+        while state["running"]:
+            sent = time.perf_counter()
+            try:
+                await request()
+            except Exception:
+                state["errors"] += 1
+                continue
+            if state["recording"]:
+                state["count"] += 1
+                histogram.samples.append(time.perf_counter() - sent)
+
+    stdin = await open_stdin()
+    emit({"ready": args.clients * args.depth})
+    if (await asyncio.wait_for(stdin.readline(), args.max_seconds)).strip() != b"go":
+        return
+    tasks = [asyncio.ensure_future(loop()) for _ in range(args.clients * args.depth)]
+    await asyncio.sleep(args.warmup)
+    state["recording"] = True
+    cpu_start, start = time.process_time(), time.perf_counter()
+    await asyncio.sleep(args.seconds)
+    state["recording"] = False
+    state["running"] = False
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    await asyncio.wait(tasks, timeout=10)
+    emit(
+        {
+            "count": state["count"],
+            "errors": state["errors"],
+            "elapsed": elapsed,
+            "cpu": cpu / elapsed,
+            "histogram": histogram.to_json(),
+        }
+    )
 
 
 # -- the parent side -----------------------------------------------------------------------------

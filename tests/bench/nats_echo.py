@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
+from functools import partial
 from typing import Any
 
 import nats
 
-from tests.bench.harness import Histogram, add_common_args, emit, open_stdin, run, serve_commands
+from tests.bench.harness import add_common_args, closed_loops, emit, run, serve_commands
 
 SUBJECT = "bench.echo"
 BODY = b'{"msg":"hello, benchmark"}'
@@ -39,43 +39,7 @@ async def responder(args: argparse.Namespace) -> None:
 
 async def requester(args: argparse.Namespace) -> None:
     nc = await nats.connect(args.nats)
-    histogram = Histogram()
-    state = {"recording": False, "running": True, "count": 0, "errors": 0}
-
-    async def loop() -> None:
-        while state["running"]:
-            sent = time.perf_counter()
-            try:
-                await nc.request(args.subject, BODY, timeout=5)
-            except Exception:
-                state["errors"] += 1
-                continue
-            if state["recording"]:
-                state["count"] += 1
-                histogram.samples.append(time.perf_counter() - sent)
-
-    stdin = await open_stdin()
-    emit({"ready": args.clients * args.depth})
-    if (await asyncio.wait_for(stdin.readline(), args.max_seconds)).strip() != b"go":
-        return
-    tasks = [asyncio.ensure_future(loop()) for _ in range(args.clients * args.depth)]
-    await asyncio.sleep(args.warmup)
-    state["recording"] = True
-    cpu_start, start = time.process_time(), time.perf_counter()
-    await asyncio.sleep(args.seconds)
-    state["recording"] = False
-    state["running"] = False
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    await asyncio.wait(tasks, timeout=10)
-    emit(
-        {
-            "count": state["count"],
-            "errors": state["errors"],
-            "elapsed": elapsed,
-            "cpu": cpu / elapsed,
-            "histogram": histogram.to_json(),
-        }
-    )
+    await closed_loops(args, partial(nc.request, args.subject, BODY, timeout=5))
     await nc.close()
 
 
