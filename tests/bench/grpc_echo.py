@@ -14,14 +14,19 @@ So the pair is what a gRPC forward costs in grpcio alone, with none of our frame
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from tests.bench.harness import add_common_args, closed_loops, emit, run, serve_commands
+from tests.bench.harness import (
+    closed_loops,
+    emit,
+    run_yardstick,
+    serve_commands,
+    yardstick_parser,
+)
 from tests.bench.nats_echo import BODY
 
 SERVICE, METHOD = "protos.Pitaya", "Call"
@@ -53,23 +58,12 @@ async def requester(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_common_args(parser, seconds=2.0)
-    parser.add_argument("role", choices=["responder", "requester"])
+    parser = yardstick_parser(__doc__)
     parser.add_argument("--port", type=int, default=0, help="the responder's (requester)")
-    parser.add_argument("--clients", type=int, default=1)
-    parser.add_argument("--depth", type=int, default=1)
-    parser.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--max-seconds", type=float, default=120.0)
     args = parser.parse_args()
     if args.role == "requester" and not args.port:
         parser.error("the requester needs --port (the responder prints it)")
-    run(
-        asyncio.wait_for(
-            (responder if args.role == "responder" else requester)(args), args.max_seconds
-        ),
-        args.loop,
-    )
+    run_yardstick(args, responder, requester)
 
 
 if __name__ == "__main__":

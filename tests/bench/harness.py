@@ -182,6 +182,30 @@ async def closed_loops(args: argparse.Namespace, request: Callable[[], Awaitable
     )
 
 
+def yardstick_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments of a raw pair (``nats_echo``, ``grpc_echo``): its role, the load shape
+    of its requester and a lifetime; the caller adds how to reach the responder."""
+    parser = argparse.ArgumentParser(description=description)
+    add_common_args(parser, seconds=2.0)
+    parser.add_argument("role", choices=["responder", "requester"])
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--depth", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    return parser
+
+
+def run_yardstick(
+    args: argparse.Namespace,
+    responder: Callable[[argparse.Namespace], Coroutine[Any, Any, None]],
+    requester: Callable[[argparse.Namespace], Coroutine[Any, Any, None]],
+) -> None:
+    """Run the role ``args.role`` of a raw pair on ``args.loop``, for ``args.max_seconds``
+    at most."""
+    role = responder if args.role == "responder" else requester
+    run(asyncio.wait_for(role(args), args.max_seconds), args.loop)
+
+
 # -- the parent side -----------------------------------------------------------------------------
 
 

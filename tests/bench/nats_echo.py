@@ -11,14 +11,19 @@ framework's load generator), waits for ``go`` on stdin, then measures like ``loa
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from functools import partial
 from typing import Any
 
 import nats
 
-from tests.bench.harness import add_common_args, closed_loops, emit, run, serve_commands
+from tests.bench.harness import (
+    closed_loops,
+    emit,
+    run_yardstick,
+    serve_commands,
+    yardstick_parser,
+)
 
 SUBJECT = "bench.echo"
 BODY = b'{"msg":"hello, benchmark"}'
@@ -44,22 +49,10 @@ async def requester(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_common_args(parser, seconds=2.0)
-    parser.add_argument("role", choices=["responder", "requester"])
+    parser = yardstick_parser(__doc__)
     parser.add_argument("--nats", required=True)
     parser.add_argument("--subject", default=SUBJECT, help="the subject requested and answered")
-    parser.add_argument("--clients", type=int, default=1)
-    parser.add_argument("--depth", type=int, default=1)
-    parser.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--max-seconds", type=float, default=120.0)
-    args = parser.parse_args()
-    run(
-        asyncio.wait_for(
-            (responder if args.role == "responder" else requester)(args), args.max_seconds
-        ),
-        args.loop,
-    )
+    run_yardstick(parser.parse_args(), responder, requester)
 
 
 if __name__ == "__main__":
