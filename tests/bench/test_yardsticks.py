@@ -31,7 +31,7 @@ def assert_measured(result: dict[str, Any]) -> None:
     assert set(result) == {"count", "errors", "elapsed", "cpu", "histogram"}
     assert result["count"] > 0
     assert result["errors"] == 0
-    assert result["elapsed"] >= 0.3
+    assert result["elapsed"] >= 0.29  # the loop may wake a timer up to its clock resolution early
     assert Histogram.merged([result["histogram"]]).count == result["count"]
 
 
