@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from functools import partial
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from actors.dispatch import DispatchTable, dispatch_table
 from actors.errors import ActorStopped, AskTimeout, MailboxFull
@@ -344,9 +344,30 @@ class Cell:
     def _set_terminated(self) -> None:
         if not self._terminated.done():
             self._terminated.set_result(None)
+        # The cell lets go of its actor: they refer to each other, and as a cycle the actor
+        # and all it holds (a session's connection, its buffers, the session) would wait for
+        # the garbage collector, in the oldest generation for a long-lived actor, which it
+        # walks rarely. Nothing reads the actor of a terminated cell (the mailbox is closed);
+        # whoever still holds the actor itself keeps it, and its ``ref`` still works.
+        self.actor = cast("Actor", _TERMINATED)
 
     async def wait_terminated(self) -> None:
         await asyncio.shield(self._terminated)
+
+
+class _Terminated:
+    """What a terminated cell holds in place of its actor (see ``Cell._set_terminated``)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise ActorStopped(f"the actor has terminated: no {name} to read")
+
+    def __repr__(self) -> str:
+        return "<terminated actor>"
+
+
+_TERMINATED = _Terminated()
 
 
 class ActorRef:

@@ -1,0 +1,107 @@
+"""A closed connection's session, session actor and connection are freed at once, by
+reference counting: no cycle keeps them for the garbage collector (which, for a session that
+lived long enough to reach the oldest generation, may not look at them for a long time)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from actors.actor import Actor
+from actors.app import App
+from actors.handler import Handler, handler
+from actors.session import Session
+from actors.system import ActorSystem
+from actors.testing import TestClient
+from tests.cycles import left_per_extra_run
+from tests.reliability.support import until
+
+
+class Probe:
+    """Put in a session's data: freed when the session is (a session takes no weak ref)."""
+
+
+class Keeper(Handler):
+    """Keeps a weak reference to a probe in each session it serves, and to its actor."""
+
+    service = "keep"
+
+    def __init__(self) -> None:
+        self.sessions: list[weakref.ref[Probe]] = []
+        self.actors: list[weakref.ref[Any]] = []
+
+    @handler
+    def me(self, session: Session, body: Any) -> dict[str, int]:
+        probe = session.data["probe"] = Probe()
+        self.sessions.append(weakref.ref(probe))
+        self.actors.append(weakref.ref(session.ref._cell.actor))
+        return {"id": session.id}
+
+
+@contextmanager
+def collector_off() -> Iterator[None]:
+    """Only reference counting frees anything meanwhile."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def test_a_closed_sessions_objects_are_freed_without_the_collector() -> None:
+    app = App(server_type="connector", server_id="c-1")
+    app.register(Keeper)
+    test = TestClient(app)
+    async with test:
+        keeper = app.handler_ref("keep")._cell.actor
+        assert isinstance(keeper, Keeper)
+        with collector_off():
+            client = await test.connect()
+            await client.request("keep.me", {})
+            session, actor = keeper.sessions[0], keeper.actors[0]
+            assert session() is not None and actor() is not None
+            await client.close()
+            await until(lambda: session() is None and actor() is None)
+
+
+async def test_a_connection_leaves_only_its_cell_and_address_in_cycles() -> None:
+    """What is left for the collector per connection: the actor's cell and its address (they
+    refer to each other), their bound methods, the cell's empty mailbox, sets and future:
+    nine small objects, none holding the session's data or buffers."""
+    app = App(server_type="connector", server_id="c-1")
+    app.register(Keeper)
+    test = TestClient(app)
+    async with test:
+
+        async def connections(count: int) -> None:
+            for _ in range(count):
+                client = await test.connect()
+                await client.request("keep.me", {})
+                await client.close()
+            await until(lambda: len(app.sessions) == 1)  # the first client's, still open
+
+        assert await left_per_extra_run(connections) <= 9
+
+
+class Holder(Actor):
+    def __init__(self) -> None:
+        self.payload = bytearray(1 << 16)
+
+    def on_ping(self, msg: str) -> str:
+        return msg
+
+
+async def test_a_stopped_actor_is_let_go_by_its_cell() -> None:
+    """Its address still answers as a stopped actor's does; the actor itself is gone."""
+    async with ActorSystem() as system:
+        with collector_off():
+            ref = system.spawn(Holder)
+            actor = weakref.ref(ref._cell.actor)
+            await ref.stop()
+            assert actor() is None
+            assert not ref.alive
+            ref.tell("late")  # a dead letter, not an error
