@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TypeVar
 
 START_TIMEOUT = 20.0
+PORT_ATTEMPTS = 3
+"""Ports chosen per first start: a free port can be taken before the server binds it."""
 
 
 def free_port() -> int:
@@ -42,6 +44,10 @@ def require_binary(name: str, package: str) -> str:
     return path
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind a port chosen for it: something else took it meanwhile."""
+
+
 class ServiceProcess:
     """One external server process, restartable on the same ports."""
 
@@ -52,6 +58,12 @@ class ServiceProcess:
         self.process: subprocess.Popen[str] | None = None
         self.log: list[str] = []
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"pitaya-{self.name}-"))
+        self._served = False
+        """Started once: from then on its ports are kept (clients reconnect to them)."""
+        self.choose_ports()
+
+    def choose_ports(self) -> None:
+        """Pick free loopback ports for the server (none by default)."""
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -65,17 +77,34 @@ class ServiceProcess:
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
+        """Start the server and wait until it serves. A free port is only free when it is
+        chosen: another process (a client's connection, say) may get it from the kernel
+        before the server binds it. On the first start such ports are chosen again, a few
+        times; a restart keeps its ports."""
         if self.running:
             return
+        attempts = 1 if self._served else PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+            except PortTaken:
+                if attempt == attempts:
+                    raise
+                self.choose_ports()
+            else:
+                self._served = True
+                return
+
+    def _start_once(self) -> None:
         lines: queue.Queue[str | None] = queue.Queue()
-        self.process = subprocess.Popen(
+        self.process = process = subprocess.Popen(
             self.command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
-        stream = self.process.stderr
+        stream = process.stderr
         assert stream is not None
 
         def pump() -> None:
@@ -96,7 +125,9 @@ class ServiceProcess:
             except queue.Empty:
                 continue
             if line is None:
-                raise RuntimeError(f"{self.name} exited at start:\n" + self.tail())
+                process.wait(timeout=10)
+                error = PortTaken if "address already in use" in self.tail() else RuntimeError
+                raise error(f"{self.name} exited at start:\n" + self.tail())
             if self.ready_marker in line:
                 self._until_accepting(deadline)
                 return
@@ -154,8 +185,10 @@ class NatsServer(ServiceProcess):
     ready_marker = "Server is ready"
 
     def __init__(self) -> None:
-        super().__init__()
         self.binary = require_binary("nats-server", "nats-server")
+        super().__init__()
+
+    def choose_ports(self) -> None:
         self.port = free_port()
 
     @property
@@ -175,8 +208,10 @@ class EtcdServer(ServiceProcess):
     ready_marker = "ready to serve client requests"
 
     def __init__(self) -> None:
-        super().__init__()
         self.binary = require_binary("etcd", "etcd-server")
+        super().__init__()
+
+    def choose_ports(self) -> None:
         self.client_port = free_port()
         self.peer_port = free_port()
 

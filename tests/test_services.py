@@ -1,0 +1,62 @@
+"""The test services themselves: a port taken between choosing it and binding it is chosen
+again on the first start (it made a test fail now and then: etcd's ``bind: address already in
+use``); a restart keeps its ports."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import tests.services as services
+from tests.services import EtcdServer, NatsServer, PortTaken, ServiceProcess
+
+
+@pytest.fixture
+def taken_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A port something listens on, handed out as the next "free" port (once)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port: int = holder.getsockname()[1]
+        handed = iter([port])
+        real = services.free_port
+        monkeypatch.setattr(services, "free_port", lambda: next(handed, None) or real())
+        yield port
+
+
+@pytest.mark.parametrize("kind", [NatsServer, EtcdServer])
+def test_a_taken_port_is_chosen_again_on_first_start(
+    kind: type[ServiceProcess], taken_port: int
+) -> None:
+    server = kind()
+    first = server.port if isinstance(server, NatsServer) else server.client_port  # type: ignore[attr-defined]
+    assert first == taken_port
+    try:
+        server.start()
+        assert server.running
+        now = server.port if isinstance(server, NatsServer) else server.client_port  # type: ignore[attr-defined]
+        assert now != taken_port
+        with socket.create_connection(("127.0.0.1", now), timeout=2):
+            pass
+    finally:
+        server.close()
+
+
+def test_a_restart_keeps_its_port_and_says_when_it_is_taken() -> None:
+    server = NatsServer()
+    try:
+        server.start()
+        port = server.port
+        server.stop()
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+            with pytest.raises(PortTaken, match="address already in use"):
+                server.start()
+        assert server.port == port
+        server.start()
+        assert server.running and server.port == port
+    finally:
+        server.close()
