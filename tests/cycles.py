@@ -12,7 +12,8 @@ left behind (set-up work and caches count in both, so they cancel out).
 from __future__ import annotations
 
 import gc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 Work = Callable[[int], Awaitable[None]]
 """Does the work under test ``count`` times."""
@@ -20,16 +21,23 @@ Work = Callable[[int], Awaitable[None]]
 SHORT, EXTRA = 10, 200
 
 
-async def _cyclic_garbage(work: Work, count: int) -> int:
-    """Objects a collection finds unreachable after ``work(count)`` with the collector off."""
-    await work(5)  # warm: caches filled, lazy imports done
+@contextmanager
+def collector_off() -> Iterator[None]:
+    """Collect what is pending, then leave freeing to reference counting alone."""
     gc.collect()
     gc.disable()
     try:
-        await work(count)
-        return gc.collect()
+        yield
     finally:
         gc.enable()
+
+
+async def _cyclic_garbage(work: Work, count: int) -> int:
+    """Objects a collection finds unreachable after ``work(count)`` with the collector off."""
+    await work(5)  # warm: caches filled, lazy imports done
+    with collector_off():
+        await work(count)
+        return gc.collect()
 
 
 async def left_per_extra_run(work: Work) -> float:

@@ -31,13 +31,12 @@ def test_a_taken_port_is_chosen_again_on_first_start(
     kind: type[ServiceProcess], taken_port: int
 ) -> None:
     server = kind()
-    first = server.port if isinstance(server, NatsServer) else server.client_port  # type: ignore[attr-defined]
-    assert first == taken_port
+    assert server.ready_port == taken_port  # the port its clients use
     try:
         server.start()
         assert server.running
-        now = server.port if isinstance(server, NatsServer) else server.client_port  # type: ignore[attr-defined]
-        assert now != taken_port
+        now = server.ready_port
+        assert now is not None and now != taken_port
         with socket.create_connection(("127.0.0.1", now), timeout=2):
             pass
     finally:

@@ -131,6 +131,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def median_each(runs: list[dict[str, Any]], processes: int) -> list[float]:
+    """CPU µs per request of each measured process (``load``'s ``cpu_us_each``, in the order
+    their PIDs were given), the median over ``runs``."""
+    return [median([r["cpu_us_each"][i] for r in runs]) for i in range(processes)]
+
+
 async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     nats_server, etcd_server = NatsServer(), EtcdServer()
     await asyncio.to_thread(nats_server.start)
@@ -239,7 +245,7 @@ def summarize(
         row[column(rpc, "p99_ms")] = median([r["p99_ms"] for r in ours])
         errors += sum(r["errors"] for r in ours)
         cpus = sorted(r["cpu_us"] for r in ours)
-        each = [median([r["cpu_us_each"][i] for r in ours]) for i in range(len(ROLES))]
+        each = median_each(ours, len(ROLES))
         row.update({column(rpc, f"{role}_cpu_us"): c for role, c in zip(ROLES, each, strict=True)})
         against_grpcio = ""
         if rpc == "grpc" and runs["raw_grpc"]:
@@ -256,7 +262,7 @@ def summarize(
     row["raw_p99_ms"] = median([r["p99_ms"] for r in raw])
     row["errors"] = errors
     raw_cpus = sorted(r["cpu_us"] for r in raw)
-    raw_each = [median([r["cpu_us_each"][i] for r in raw]) for i in range(2)]
+    raw_each = median_each(raw, 2)
     row["raw_responder_cpu_us"], row["raw_requester_cpu_us"] = raw_each
     print(
         f"{clients}x{depth}: forwarded {'; '.join(shown)}; raw nats {raw_rate:,.0f}/s, "
@@ -273,7 +279,7 @@ def _against_grpcio(row: dict[str, Any], raw: list[dict[str, Any]], rate: float,
     the text for the printed line."""
     raw_rate = median([r["req_per_s"] for r in raw])
     raw_cpu = median([r["cpu_us"] for r in raw])
-    responder, requester = (median([r["cpu_us_each"][i] for r in raw]) for i in range(2))
+    responder, requester = median_each(raw, 2)
     row["raw_grpc_req_per_s"] = raw_rate
     row["raw_grpc_cpu_us"] = raw_cpu
     row["raw_grpc_responder_cpu_us"] = responder

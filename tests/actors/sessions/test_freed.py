@@ -4,10 +4,7 @@ lived long enough to reach the oldest generation, may not look at them for a lon
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from actors.actor import Actor
@@ -16,7 +13,7 @@ from actors.handler import Handler, handler
 from actors.session import Session
 from actors.system import ActorSystem
 from actors.testing import TestClient
-from tests.cycles import left_per_extra_run
+from tests.cycles import collector_off, left_per_extra_run
 from tests.reliability.support import until
 
 
@@ -39,17 +36,6 @@ class Keeper(Handler):
         self.sessions.append(weakref.ref(probe))
         self.actors.append(weakref.ref(session.ref._cell.actor))
         return {"id": session.id}
-
-
-@contextmanager
-def collector_off() -> Iterator[None]:
-    """Only reference counting frees anything meanwhile."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 async def test_a_closed_sessions_objects_are_freed_without_the_collector() -> None:
