@@ -55,7 +55,10 @@ class Actor:
     @property
     def ref(self) -> ActorRef:
         """This actor's own address, to hand to others."""
-        return self._cell.ref
+        try:
+            return self._cell.ref
+        except AttributeError:  # terminated: the cell let go of its address
+            return self._cell.address()
 
     @property
     def system(self) -> ActorSystem:

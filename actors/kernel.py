@@ -342,14 +342,22 @@ class Cell:
             self._set_terminated()
 
     def _set_terminated(self) -> None:
-        if not self._terminated.done():
-            self._terminated.set_result(None)
+        if self._terminated.done():
+            return  # stop() runs once; a second call must not fail
+        self._terminated.set_result(None)
         # The cell lets go of its actor: they refer to each other, and as a cycle the actor
         # and all it holds (a session's connection, its buffers, the session) would wait for
         # the garbage collector, in the oldest generation for a long-lived actor, which it
         # walks rarely. Nothing reads the actor of a terminated cell (the mailbox is closed);
         # whoever still holds the actor itself keeps it, and its ``ref`` still works.
         self.actor = cast("Actor", _TERMINATED)
+        # Likewise its address, which refers back to it: whoever holds the address keeps
+        # both (and gets dead letters); the actor's ``ref`` makes a new, equal one.
+        del self.ref
+
+    def address(self) -> ActorRef:
+        """A new address of this cell, equal to the one it held while its actor lived."""
+        return ActorRef(self)
 
     async def wait_terminated(self) -> None:
         await asyncio.shield(self._terminated)
