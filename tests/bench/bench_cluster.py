@@ -24,8 +24,13 @@ ours, the raw requester is: it is the end our connector replaces). ``cpu_ratio =
 ours`` (target >= 0.7). The connector also answers ``echo.echo`` itself (``local_cpu_us``:
 the client-facing part of a forwarded request, its own CPU); ``floor_cpu_us = raw + local``
 is what forwarding would cost if our two NATS ends cost what nats-py's do, and
-``floor_ratio = floor / ours``. On a shared machine CPU per request is far steadier than req/s:
-each configuration runs ``--repeat`` times, alternated, and the table shows medians.
+``floor_ratio = floor / ours``. A bare asyncio echo (``baseline_server``: framing and the
+message codec, no framework) answers the same load too (``bare_cpu_us``): ``ceiling_cpu_ratio =
+raw / (raw + bare)`` is the best CPU ratio a server could reach whose forwarding cost what
+nats-py's two ends do and whose client side cost no more than that echo, i.e. with no framework
+at all; the target's margin over our figures is what the framework may cost. On a shared
+machine CPU per request is far steadier than req/s: each configuration runs ``--repeat``
+times, alternated, and the table shows medians.
 """
 
 from __future__ import annotations
@@ -153,6 +158,10 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             )
             servers.append(responder)
             await responder.expect(timeout=30)
+            # The client side with no framework: the ceiling's bare echo.
+            bare = await Child.start("baseline_server", "--port", 0, "--loop", args.loop, *LIFETIME)
+            servers.append(bare)
+            bare_port = (await bare.expect(timeout=30))["tcp"]
             grpc_port = None
             if "grpc" in args.transports:  # gRPC's yardstick: raw grpcio unary calls
                 grpc_responder = await Child.start(
@@ -165,7 +174,12 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 load_shape = ["--clients", clients, "--depth", depth, *timing]
                 shape = [*load_shape, "--loop", client_loop(args)]
                 raw_shape = [*load_shape, "--loop", args.loop]  # the requester: a server's end
-                runs: dict[str, list[dict[str, Any]]] = {"raw": [], "local": [], "raw_grpc": []}
+                runs: dict[str, list[dict[str, Any]]] = {
+                    "raw": [],
+                    "local": [],
+                    "bare": [],
+                    "raw_grpc": [],
+                }
                 runs.update({rpc: [] for rpc in args.transports})
                 # Alternate the configurations, so drift of a shared machine hits all alike.
                 for _ in range(args.repeat):
@@ -194,6 +208,12 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                         )
                         workers.append(worker)
                         runs["local"].append(await load(worker, pids[1:], args))
+                    async with children() as workers:
+                        worker = await Child.start(
+                            "loadgen", "--port", bare_port, "--route", "echo.echo", *shape
+                        )
+                        workers.append(worker)
+                        runs["bare"].append(await load(worker, [bare.pid], args))
                     async with children() as workers:
                         worker = await Child.start(
                             "nats_echo", "requester", "--nats", nats_server.url, *raw_shape
@@ -230,7 +250,11 @@ def summarize(
     row["local_cpu_us"] = local_cpu
     floor = raw_cpu + local_cpu
     row["floor_cpu_us"] = floor
-    errors = sum(r["errors"] for r in raw) + sum(r["errors"] for r in runs["local"])
+    bare_cpu = median([r["cpu_us"] for r in runs["bare"]])
+    row["bare_cpu_us"] = bare_cpu
+    ceiling = raw_cpu / (raw_cpu + bare_cpu) if raw_cpu + bare_cpu else 0.0
+    row["ceiling_cpu_ratio"] = ceiling
+    errors = sum(r["errors"] for r in raw + runs["local"] + runs["bare"])
     shown = []
     for rpc in transports:
         ours = runs[rpc]
@@ -268,7 +292,8 @@ def summarize(
         f"{clients}x{depth}: forwarded {'; '.join(shown)}; raw nats {raw_rate:,.0f}/s, "
         f"{raw_cpu:.1f} us CPU/req [{raw_cpus[0]:.1f}-{raw_cpus[-1]:.1f}] "
         f"(responder {raw_each[0]:.1f}, requester {raw_each[1]:.1f}); connector's local echo "
-        f"{local_cpu:.1f} us CPU/req; floor (raw + local) {floor:.1f}",
+        f"{local_cpu:.1f} us CPU/req; floor (raw + local) {floor:.1f}; bare asyncio echo "
+        f"{bare_cpu:.1f} us CPU/req, ceiling raw / (raw + bare) {ceiling:.0%}",
         flush=True,
     )
     return row
