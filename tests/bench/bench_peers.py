@@ -17,7 +17,8 @@ Pitaya are fetched and built outside the repository):
 Every load (``clients x in flight per client``) is driven by the same closed-loop load
 process against each server in turn (``--loadgen python``, the default: ``loadgen``;
 ``--loadgen go``: ``goload``, the same load for less client CPU, see ``loadgens.py``);
-servers alternate within a round, so drift hits all alike; ``--rounds`` repeats the whole
+servers alternate within a round, in an order that changes each round (``round_order``), so
+drift and whatever the server before leaves behind hit all alike; ``--rounds`` repeats the whole
 sweep and the table shows medians. Per server and load: requests/s, p50/p99 latency and
 **server CPU µs per request**: user + system time of the server's process tree
 (``/proc/<pid>/stat``, children included) over the measuring window, divided by the requests
@@ -134,11 +135,37 @@ async def measure_loads(args: argparse.Namespace) -> list[dict[str, Any]]:
         await asyncio.sleep(1.0)  # let start-up work (pinus' master/connector sync) settle
         for round_no in range(args.rounds):
             for clients, depth in args.loads:
-                for name in args.servers:
+                for name in round_order(args.servers, round_no):
                     row = await run_load(name, started[name], clients, depth, args)
                     rows.append({**row, "round": round_no + 1})
                     print(_progress(row), flush=True)
     return rows
+
+
+def round_order(servers: list[str], round_no: int) -> list[str]:
+    """The order of ``servers`` in round ``round_no`` (round 0: as given).
+
+    A server that runs right after another may pay for what that one leaves behind (its
+    clients closing, a collection): with a fixed order the same server would pay in every
+    round. The rounds follow a Williams design instead: over ``n`` rounds (``2n`` for an odd
+    number of servers) each server runs right after every other one equally often, and in
+    every position as often."""
+    n = len(servers)
+    if n < 3:
+        return servers[round_no % n :] + servers[: round_no % n] if n else []
+    base = _williams_row(n)
+    label = [""] * n  # relabelled so that round 0 keeps the given order
+    for position, index in enumerate(base):
+        label[index] = servers[position]
+    row = base if (round_no // n) % 2 == 0 else base[::-1]
+    return [label[(index + round_no) % n] for index in row]
+
+
+def _williams_row(n: int) -> list[int]:
+    """0, 1, n-1, 2, n-2, ...: shifted by one each round, it makes every ordered pair
+    adjacent once in ``n`` rounds for an even ``n`` (with its reverse, twice in ``2n`` for an
+    odd ``n``)."""
+    return [0] + [(i + 1) // 2 if i % 2 else n - i // 2 for i in range(1, n)]
 
 
 async def measure_memory(name: str, args: argparse.Namespace) -> dict[str, Any]:
