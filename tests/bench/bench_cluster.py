@@ -28,7 +28,7 @@ is what forwarding would cost if our two NATS ends cost what nats-py's do, and
 message codec, no framework) answers the same load too (``bare_cpu_us``): ``ceiling_cpu_ratio =
 raw / (raw + bare)`` is the best CPU ratio a server could reach whose forwarding cost what
 nats-py's two ends do and whose client side cost no more than that echo, i.e. with no framework
-at all; the target's margin over our figures is what the framework may cost. On a shared
+at all; how far the ceiling lies above the target is what a framework may cost. On a shared
 machine CPU per request is far steadier than req/s: each configuration runs ``--repeat``
 times, alternated, and the table shows medians.
 """
