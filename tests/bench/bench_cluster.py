@@ -99,6 +99,24 @@ async def load(
     }
 
 
+async def run_once(
+    command: tuple[Any, ...],
+    pids: list[int],
+    args: argparse.Namespace,
+    *,
+    with_worker: bool = False,
+    spy: dict[int, str] | None = None,
+) -> dict[str, Any]:
+    """One measured run of the load process ``python -m tests.bench.<command...>``: the CPU
+    of ``pids`` (then of the worker itself, ``with_worker``: a raw requester is one of the
+    ends measured), see :func:`load`."""
+    async with children() as workers:
+        worker = await Child.start(*command)
+        workers.append(worker)
+        measured = [*pids, worker.pid] if with_worker else pids
+        return await load(worker, measured, args, spy)
+
+
 async def _py_spy(pid: int, path: str, seconds: float) -> asyncio.subprocess.Process:
     command = [str(Path(sys.executable).with_name("py-spy")), "record", "--native"]
     command += ["--format", "raw", "--rate", "250", "--duration", str(max(1, round(seconds)))]
@@ -186,50 +204,30 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                     for rpc in args.transports:
                         port, pids = pairs[rpc]
                         route = f"{room_type(rpc)}.echo.echo"
-                        async with children() as workers:
-                            worker = await Child.start(
-                                "loadgen", "--port", port, "--route", route, *shape
-                            )
-                            workers.append(worker)
-                            spy = None
-                            if args.py_spy and not runs[rpc]:
-                                stem = f"{args.py_spy}.{rpc}.{clients}x{depth}"
-                                spy = {
-                                    pid: f"{stem}.{role}.txt"
-                                    for pid, role in zip(pids, ROLES, strict=True)
-                                }
-                            runs[rpc].append(await load(worker, pids, args, spy))
+                        spy = None
+                        if args.py_spy and not runs[rpc]:
+                            stem = f"{args.py_spy}.{rpc}.{clients}x{depth}"
+                            spy = {
+                                pid: f"{stem}.{role}.txt"
+                                for pid, role in zip(pids, ROLES, strict=True)
+                            }
+                        loadgen = ("loadgen", "--port", port, "--route", route, *shape)
+                        runs[rpc].append(await run_once(loadgen, pids, args, spy=spy))
                     # The connector answering echo.echo itself: the client-facing part of a
                     # forwarded request (its own CPU only), with no forwarding.
                     port, pids = pairs[args.transports[0]]
-                    async with children() as workers:
-                        worker = await Child.start(
-                            "loadgen", "--port", port, "--route", "echo.echo", *shape
-                        )
-                        workers.append(worker)
-                        runs["local"].append(await load(worker, pids[1:], args))
-                    async with children() as workers:
-                        worker = await Child.start(
-                            "loadgen", "--port", bare_port, "--route", "echo.echo", *shape
-                        )
-                        workers.append(worker)
-                        runs["bare"].append(await load(worker, [bare.pid], args))
-                    async with children() as workers:
-                        worker = await Child.start(
-                            "nats_echo", "requester", "--nats", nats_server.url, *raw_shape
-                        )
-                        workers.append(worker)
-                        # Requester and responder: the two ends our forwarding replaces.
-                        runs["raw"].append(await load(worker, [responder.pid, worker.pid], args))
+                    local = ("loadgen", "--port", port, "--route", "echo.echo", *shape)
+                    runs["local"].append(await run_once(local, pids[1:], args))
+                    bare_echo = ("loadgen", "--port", bare_port, "--route", "echo.echo", *shape)
+                    runs["bare"].append(await run_once(bare_echo, [bare.pid], args))
+                    # Requester and responder: the two ends our forwarding replaces.
+                    raw = ("nats_echo", "requester", "--nats", nats_server.url, *raw_shape)
+                    runs["raw"].append(await run_once(raw, [responder.pid], args, with_worker=True))
                     if grpc_port is not None:
-                        async with children() as workers:
-                            worker = await Child.start(
-                                "grpc_echo", "requester", "--port", grpc_port, *raw_shape
-                            )
-                            workers.append(worker)
-                            runs["raw_grpc"].append(
-                                await load(worker, [grpc_responder.pid, worker.pid], args)
-                            )
+                        raw = ("grpc_echo", "requester", "--port", grpc_port, *raw_shape)
+                        runs["raw_grpc"].append(
+                            await run_once(raw, [grpc_responder.pid], args, with_worker=True)
+                        )
                 rows.append(summarize(clients, depth, runs, args.transports))
     finally:
         nats_server.close()
