@@ -151,8 +151,8 @@ def round_order(servers: list[str], round_no: int) -> list[str]:
     number of servers) each server runs right after every other one equally often, and in
     every position as often."""
     n = len(servers)
-    if n < 3:
-        return servers[round_no % n :] + servers[: round_no % n] if n else []
+    if not n:
+        return []
     base = _williams_row(n)
     label = [""] * n  # relabelled so that round 0 keeps the given order
     for position, index in enumerate(base):
