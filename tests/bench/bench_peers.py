@@ -25,6 +25,8 @@ sweep and the table shows medians. Per server and load: requests/s, p50/p99 late
 answered in it. Then, per server, a fresh process gets ``--sessions`` idle handshaken
 sessions (heartbeating, from a ``members`` process): memory per idle session = (RSS of its
 tree after - before) / sessions, read from ``/proc/<pid>/statm`` the same way for all.
+With ``ours`` and ``ours-reuseport`` both measured, a second table puts their throughput side
+by side with the most the machine allowed in that run (``scaling``).
 Writes ``results/<name>.json``, ``.md`` (the markdown table) and ``.png``.
 """
 
@@ -220,7 +222,14 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table = []
     for (server, load), group in keys.items():
         summary: dict[str, Any] = {"server": server, "load": load, "rounds": len(group)}
-        for column in ("req_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "server_cpu"):
+        for column in (
+            "req_per_s",
+            "p50_ms",
+            "p99_ms",
+            "cpu_us_per_req",
+            "server_cpu",
+            "client_us_per_req",
+        ):
             summary[column] = statistics.median(r[column] for r in group)
         summary["req_per_s_range"] = (
             min(r["req_per_s"] for r in group),
@@ -229,6 +238,37 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         summary["errors"] = sum(r["errors"] for r in group)
         table.append(summary)
     return table
+
+
+def scaling(table: list[dict[str, Any]], cores: int) -> list[dict[str, Any]]:
+    """Per load: ``ours-reuseport`` against ``ours`` (one process), and the most that the
+    processes could have served on this machine, given what each request cost in that run.
+
+    The servers and the load generator share the ``cores``: at ``S`` µs of server CPU and
+    ``L`` µs of load-generator CPU per request, no number of server processes serves more
+    than ``cores / (S + L)`` requests per second. ``bound`` is that over one process's
+    throughput, from the multi-process row's ``S`` and ``L``; a ``ratio`` close to it says
+    the servers used what the load generator left them, and that the machine, not the
+    servers, limits the ratio (on loopback ``L`` is mostly the kernel's TCP work)."""
+    keyed = {(r["server"], r["load"]): r for r in table}
+    rows = []
+    for load in dict.fromkeys(r["load"] for r in table):
+        one, many = keyed.get(("ours", load)), keyed.get(("ours-reuseport", load))
+        if one is None or many is None or not one["req_per_s"]:
+            continue
+        per_request_us = many["cpu_us_per_req"] + many["client_us_per_req"]
+        rows.append(
+            {
+                "load": load,
+                "one_req_per_s": one["req_per_s"],
+                "many_req_per_s": many["req_per_s"],
+                "ratio": many["req_per_s"] / one["req_per_s"],
+                "server_cpu_us": many["cpu_us_per_req"],
+                "loadgen_cpu_us": many["client_us_per_req"],
+                "bound": cores / per_request_us * 1e6 / one["req_per_s"],
+            }
+        )
+    return rows
 
 
 def markdown(
@@ -253,6 +293,20 @@ def markdown(
                 f"| {load.replace('x', ' x ')} | {label(row['server'], args.procs)} | "
                 f"{row['req_per_s']:,.0f}{spread} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                 f"{row['cpu_us_per_req']:.1f} |"
+            )
+    scaled = scaling(table, info["cpus"] or 1)
+    if scaled:
+        lines += [
+            "",
+            f"| load | 1 process req/s | {args.procs} processes req/s | ratio | bound on "
+            f"{info['cpus']} CPUs | server / load generator CPU µs/req ({args.procs} processes) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in scaled:
+            lines.append(
+                f"| {row['load'].replace('x', ' x ')} | {row['one_req_per_s']:,.0f} | "
+                f"{row['many_req_per_s']:,.0f} | {row['ratio']:.2f}x | {row['bound']:.2f}x | "
+                f"{row['server_cpu_us']:.1f} / {row['loadgen_cpu_us']:.1f} |"
             )
     if memory:
         lines += ["", f"| server | memory per idle session ({memory[0]['sessions']:,}) |"]
@@ -347,6 +401,7 @@ def main() -> None:
             "loadgen": args.loadgen,
             "per_round": rows,
             "memory": memory,
+            "scaling": scaling(table, machine()["cpus"] or 1),
         },
         rows=table,
         columns=[
