@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from typing import Any
@@ -272,9 +273,13 @@ def scaling(table: list[dict[str, Any]], cores: int) -> list[dict[str, Any]]:
 
 
 def markdown(
-    table: list[dict[str, Any]], memory: list[dict[str, Any]], args: argparse.Namespace
+    table: list[dict[str, Any]],
+    scaled: list[dict[str, Any]],
+    memory: list[dict[str, Any]],
+    args: argparse.Namespace,
 ) -> str:
-    """The README's table: one row per load and server, then memory per idle session."""
+    """The README's tables: one row per load and server, then the :func:`scaling` rows, then
+    memory per idle session."""
     info = machine()
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {info['cpus']} "
@@ -294,7 +299,6 @@ def markdown(
                 f"{row['req_per_s']:,.0f}{spread} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                 f"{row['cpu_us_per_req']:.1f} |"
             )
-    scaled = scaling(table, info["cpus"] or 1)
     if scaled:
         lines += [
             "",
@@ -391,6 +395,7 @@ def main() -> None:
 
     rows, memory = run(everything())
     table = summarize(rows)
+    scaled = scaling(table, os.cpu_count() or 1)
     write_results(
         args.name,
         {
@@ -401,7 +406,7 @@ def main() -> None:
             "loadgen": args.loadgen,
             "per_round": rows,
             "memory": memory,
-            "scaling": scaling(table, machine()["cpus"] or 1),
+            "scaling": scaled,
         },
         rows=table,
         columns=[
@@ -415,7 +420,7 @@ def main() -> None:
             "errors",
         ],
     )
-    text = markdown(table, memory, args)
+    text = markdown(table, scaled, memory, args)
     (RESULTS / f"{args.name}.md").write_text(text)
     print("\n" + text)
     plot(args.name, table, memory, args.procs)
