@@ -26,7 +26,7 @@ from actors.config import Config, ConfigError
 from actors.errors import FrontendOnly
 from actors.eventloop import loop_factory
 from actors.groups import GroupService, MemoryGroupService
-from actors.handler import Handler, Remote
+from actors.handler import Handler, Remote, check_service
 from actors.invocation import Invoker, LocalRoute
 from actors.kernel import ActorRef
 from actors.lifecycle import Blueprint, Lifecycle
@@ -154,11 +154,13 @@ class App:
             raise RuntimeError("register handlers before the app starts")
         if not (isinstance(handler_class, type) and issubclass(handler_class, Handler)):
             raise TypeError(f"{handler_class!r} is not a Handler subclass")
-        name = handler_class.service_name()
-        if any(cls.service_name() == name for cls, _, _ in self._parts.handlers):
-            raise ValueError(f"a handler for service {name!r} is already registered")
-        if not handler_class.method_specs():
-            raise ValueError(f"{handler_class.__name__} declares no @handler method")
+        if issubclass(handler_class, Remote):
+            # Registered as a handler, its routes would answer clients: a Remote's never do.
+            raise TypeError(
+                f"{handler_class.__name__} is a Remote: register it with app.register_remote "
+                "(its routes answer RPCs from other servers, never clients)"
+            )
+        check_service(handler_class, [cls for cls, _, _ in self._parts.handlers], "handler")
         self._parts.handlers.append((handler_class, args, kwargs))
 
     def register_remote(self, remote_class: type[Remote], *args: Any, **kwargs: Any) -> None:
@@ -167,6 +169,7 @@ class App:
             raise RuntimeError("register remotes before the app starts")
         if not (isinstance(remote_class, type) and issubclass(remote_class, Remote)):
             raise TypeError(f"{remote_class!r} is not a Remote subclass")
+        check_service(remote_class, [cls for cls, _, _ in self._parts.remotes], "remote")
         self._parts.remotes.append((remote_class, args, kwargs))
 
     def add_route(self, server_type: str, fn: RouteFunction) -> None:
@@ -554,8 +557,8 @@ class App:
         from actors.cluster.rpc import ClusterStartupError
         from actors.startup import describe_startup_failure
 
-        configure_logging(self.config.log_format)
         try:
+            configure_logging(self.config.log_format, default_level=self.config.log_level)
             factory = loop_factory(self.config.event_loop)
             with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(self._lifecycle.serve_forever(freeze=True))

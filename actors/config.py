@@ -7,6 +7,7 @@ Environment variables win over code: ``PITAYA_`` + the field name in upper case,
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -144,6 +145,11 @@ class Config:
     """How ``App.run`` writes logs: ``text`` (``time LEVEL logger [server-id] message``) or
     ``json`` (one object per line with ``server_id``, ``session_id``..., for log collectors).
     See ``actors.logs``."""
+    log_level: str = "info"
+    """The level ``App.run`` gives the root logger when nothing set logging up before it (no
+    handler, Python's default level: warnings only, so a server would say nothing of starting
+    and listening): ``debug``, ``info``, ``warning``, ``error`` or ``critical``. A program
+    that set logging up, or chose a level, keeps its own."""
     mode: str = "standalone"
     """``standalone`` (no NATS, no etcd) or ``cluster`` (needs etcd, and NATS unless
     ``rpc_transport`` is ``grpc``)."""
@@ -259,6 +265,55 @@ class Config:
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
                 setattr(self, f.name, _parse(f.name, raw, type(getattr(self, f.name))))
+
+
+_AT_LEAST_ZERO = frozenset(
+    {
+        "heartbeat_interval",
+        "drain_timeout",
+        "shutdown_timeout",
+        "gc_threshold",
+        "grpc_port",
+        "metrics_prometheus_port",
+    }
+)
+"""Numeric options for which 0 means something (no heartbeat, no wait, a free port...)."""
+
+_PORTS = frozenset({"grpc_port", "metrics_prometheus_port", "metrics_statsd_port"})
+
+
+def check_config(config: Config) -> None:
+    """Raise :class:`ConfigError` naming the first option that cannot work: a number of the
+    wrong type, not finite, or out of its range (sizes, limits, timeouts and intervals are
+    positive; the options of :data:`_AT_LEAST_ZERO` may be 0; ports are at most 65535;
+    ``metrics_statsd_rate`` is a fraction). Run when the app starts, before anything uses
+    them: a bad value otherwise surfaces later, for example as every handshake failing."""
+    for f in dataclasses.fields(config):
+        default = f.default
+        if type(default) not in (int, float):
+            continue
+        name = f.name
+        value = getattr(config, name)
+        whole = type(default) is int
+        at_least_zero = name in _AT_LEAST_ZERO
+        wanted = (
+            f"{'a whole number' if whole else 'a number'} {'>= 0' if at_least_zero else '> 0'}"
+            f"{' and <= 65535 (a port)' if name in _PORTS else ''}"
+        )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int if whole else (int, float))
+            or not math.isfinite(value)
+            or value < 0
+            or (value == 0 and not at_least_zero)
+            or (name in _PORTS and value > 65535)
+        ):
+            raise ConfigError(f"{name} must be {wanted}, not {value!r}")
+    if config.metrics_statsd_rate > 1:
+        raise ConfigError(
+            f"metrics_statsd_rate is the fraction of reports sent (0 < rate <= 1), "
+            f"not {config.metrics_statsd_rate!r}"
+        )
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:

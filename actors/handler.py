@@ -27,6 +27,7 @@ the handler ``ask``s (``samples/chat/room.py``). A handler is still an actor: it
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,12 +36,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload
 from actors.actor import Actor
 from actors.errors import RouteNotFound
 from actors.payload import Decoder, decoder_for
+from actors.session import Session
 
 if TYPE_CHECKING:
     from actors.config import Config
     from actors.groups import GroupService
     from actors.kernel import ActorRef
-    from actors.session import Session
     from actors.sessions.registry import SessionRegistry
     from transport.serializers import Serializer
 
@@ -245,6 +246,17 @@ class Remote(Handler):
     """
 
 
+def check_service(handler_class: type[Handler], registered: list[type[Handler]], kind: str) -> None:
+    """Refuse, when it is registered, a class that could not serve: one whose service name a
+    class of ``registered`` has already (two actors cannot take one name: the server would
+    fail to start), or one without any route method."""
+    name = handler_class.service_name()
+    if any(cls.service_name() == name for cls in registered):
+        raise ValueError(f"a {kind} for service {name!r} is already registered")
+    if not handler_class.method_specs():
+        raise ValueError(f"{handler_class.__name__} declares no @handler method")
+
+
 def _collect_specs(cls: type) -> dict[str, MethodSpec]:
     specs: dict[str, MethodSpec] = {}
     for attribute in dir(cls):
@@ -264,6 +276,13 @@ def _collect_specs(cls: type) -> dict[str, MethodSpec]:
                 f"the route {route_name!r}: give one another name (@handler(name=...))"
             )
         hints = typing.get_type_hints(function)
+        first = params[0].name
+        if first in hints and _not_a_session(hints[first]):
+            raise TypeError(
+                f"{cls.__name__}.{attribute}: its first parameter, {first!r}, receives the "
+                f"session, but it is annotated {_type_name(hints[first])}; the body comes "
+                f"second: def {attribute}(self, session, body)"
+            )
         body_type = hints.get(params[1].name, Any) if len(params) == 2 else None
         returns = hints.get("return", Any)
         specs[route_name] = MethodSpec(
@@ -277,3 +296,23 @@ def _collect_specs(cls: type) -> dict[str, MethodSpec]:
             is_async=inspect.iscoroutinefunction(function),
         )
     return specs
+
+
+def _not_a_session(hint: Any) -> bool:
+    """Whether a parameter annotated ``hint`` cannot be given a session: a body's type on
+    the first parameter means the session parameter was left out (the body would be handed
+    a session, and nothing would say so)."""
+    if hint is Any or hint is object:
+        return False
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return all(_not_a_session(arg) for arg in typing.get_args(hint) if arg is not type(None))
+    if origin is not None:  # dict[str, Any], list[int]...
+        return True
+    if isinstance(hint, type):
+        return not issubclass(hint, Session) and not getattr(hint, "_is_protocol", False)
+    return False  # a type variable, say: not ours to judge
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else repr(hint)

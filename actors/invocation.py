@@ -250,7 +250,13 @@ def _answer(
         done(None, None)
         return
     if result is None:
-        # Pitaya's rule: a request must be answered with something.
+        # Pitaya's rule: a request must be answered with something. The client's error does
+        # not say which code forgot to; this line does (as a failing handler's does).
+        log.warning(
+            "handler %s returned None to a request: answered PIT-000 'reply must not be "
+            "null' (return a value, or annotate it -> None to make the route notify-only)",
+            name,
+        )
         done(None, PitayaError("PIT-000", "reply must not be null", {"route": name}))
         return
     try:

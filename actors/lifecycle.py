@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.cluster.host import ClusterHost
-from actors.config import ConfigError
+from actors.config import ConfigError, check_config
 from actors.errors import ActorStopped, FrontendOnly
 from actors.eventloop import CHOICES as EVENT_LOOPS
 from actors.gateway import Gateway, Listen, StopAccepting
@@ -35,7 +35,7 @@ from actors.gcthreshold import YOUNG_THRESHOLD
 from actors.groups import GroupService, MemoryGroupService
 from actors.handler import Handler, HandlerApp, Ready, Remote
 from actors.invocation import LocalRoute
-from actors.logs import ServerLog, check_log_format
+from actors.logs import ServerLog, check_log_format, check_log_level
 from actors.metrics.sampler import ClusterCounts, MetricsSampler, reporters_from_config
 from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession
@@ -125,9 +125,9 @@ class Lifecycle:
         """Spawn handlers, then open the listeners; returns once they listen."""
         if self.started:
             raise RuntimeError("app already started")
-        self.started = True
         host = self._host
         config = host.config
+        check_config(config)
         if config.mode not in ("standalone", "cluster"):
             raise ConfigError(f"mode must be 'standalone' or 'cluster', not {config.mode!r}")
         from actors.cluster.rpc import TRANSPORTS
@@ -141,13 +141,10 @@ class Lifecycle:
             raise ConfigError(
                 f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {config.event_loop!r}"
             )
-        if not isinstance(config.gc_threshold, int) or config.gc_threshold < 0:
-            raise ConfigError(
-                f"gc_threshold must be a whole number >= 0 (0: leave the collector alone), "
-                f"not {config.gc_threshold!r}"
-            )
         check_log_format(config.log_format)
+        check_log_level(config.log_level)
         check_rate_limit_config(config)
+        self.started = True  # not before: an app whose options cannot work did not start
         if config.tracing_enabled and not host.tracing.enabled:
             host.tracing.enable()
         if config.mode == "cluster":
@@ -326,7 +323,7 @@ class Lifecycle:
             await asyncio.wait_for(in_flight.zero.wait(), host.config.shutdown_timeout)
         except TimeoutError:
             self.log.warning(
-                "%d request(s) still in flight after %ss",
+                "%d request(s) still in flight after %ss (shutdown_timeout): cancelled",
                 in_flight.count,
                 host.config.shutdown_timeout,
             )

@@ -29,6 +29,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from actors.config import ConfigError
 from transport.logs import ServerLog
 
 __all__ = [
@@ -98,21 +99,36 @@ def formatter_for(log_format: str) -> logging.Formatter:
 
 def check_log_format(log_format: str) -> None:
     if log_format not in LOG_FORMATS:
-        raise ValueError(f"log_format must be 'text' or 'json', not {log_format!r}")
+        raise ConfigError(f"log_format must be 'text' or 'json', not {log_format!r}")
 
 
-def configure_logging(log_format: str = "text", level: str | int | None = None) -> None:
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def check_log_level(log_level: str) -> None:
+    if not isinstance(log_level, str) or log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
+
+
+def configure_logging(
+    log_format: str = "text", level: str | int | None = None, default_level: str | None = None
+) -> None:
     """Log in ``log_format`` (``text`` or ``json``); ``level`` (when given) on the root logger.
 
-    When the root logger has no handler yet, one writing to stderr is added in that format.
-    When the program already set logging up, its handlers are kept: with ``json`` they
-    format as JSON from now on; with ``text`` they are left as they are.
+    When the root logger has no handler yet, one writing to stderr is added in that format,
+    and ``default_level`` (when given, and ``level`` is not) becomes the root's level if it
+    still has Python's default (``WARNING``).
+    When the program already set logging up, its handlers and level are kept: with ``json``
+    they format as JSON from now on; with ``text`` they are left as they are.
     """
     check_log_format(log_format)
     root = logging.getLogger()
     if level is not None:
         root.setLevel(level.upper() if isinstance(level, str) else level)
     if not root.handlers:
+        if level is None and default_level is not None and root.level == logging.WARNING:
+            check_log_level(default_level)  # Python's default level: nobody chose one
+            root.setLevel(default_level.upper())
         stderr = logging.StreamHandler(sys.stderr)
         stderr.setFormatter(formatter_for(log_format))
         root.addHandler(stderr)

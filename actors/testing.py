@@ -10,6 +10,14 @@
            assert await room.ask(Call("join", session, Join("a"))) == {"members": ["a"]}
            assert session.pushes == [Push("onJoin", {"name": "a"})]
 
+   A handler that uses ``self.app`` (groups, config, RPCs) is spawned with
+   :func:`spawn_handler`, given an app that is not started; sessions that share its registry
+   receive its group broadcasts::
+
+       app = make_app()
+       room = spawn_handler(system, Room, app=app)
+       session = TestSession(1, registry=app.sessions)
+
 2. The whole app, driven through the wire protocol in memory (no sockets, no ports), like
    Starlette's ``TestClient``: the client is a real :class:`~transport.client.Client`::
 
@@ -44,6 +52,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from actors.app import App
 from actors.cluster.memory import MemoryCluster, MemoryDiscovery, MemoryRpc, MemoryStore
+from actors.handler import Handler
 from actors.session import KickSession, PushToClient, SendFrame, Session
 from actors.sessions.registry import SessionRegistry
 from transport.client import Client
@@ -54,7 +63,9 @@ from transport.packet import PacketDecoder, PacketType
 from transport.serializers import Serializer, get_serializer
 
 if TYPE_CHECKING:
+    from actors.handler import HandlerApp
     from actors.kernel import ActorRef
+    from actors.system import ActorSystem
 
 __all__ = [
     "MemoryCluster",
@@ -66,6 +77,7 @@ __all__ = [
     "TestServer",
     "TestSession",
     "serve",
+    "spawn_handler",
 ]
 
 
@@ -191,6 +203,28 @@ async def serve(app: App, *, host: str = "127.0.0.1") -> AsyncIterator[TestServe
 
 
 # -- a session with no connection ---------------------------------------------------------
+
+
+def spawn_handler(
+    system: ActorSystem,
+    handler_class: type[Handler],
+    *args: Any,
+    app: HandlerApp,
+    name: str | None = None,
+    **kwargs: Any,
+) -> ActorRef:
+    """Spawn ``handler_class(*args, **kwargs)`` in ``system`` with ``app`` as its
+    ``self.app``, as an app's start does for the handlers it serves (way 1 of this module).
+
+    ``app`` is usually the test's ``App``, not started: its group service and session
+    registry work in memory as they are. Give the :class:`TestSession` objects
+    ``registry=app.sessions`` so that its group broadcasts and pushes by uid reach them. Any
+    object with what the handler uses will do (:class:`~actors.handler.HandlerApp`)."""
+    ref = system.spawn(handler_class, *args, name=name, **kwargs)
+    handler = ref._cell.actor
+    assert isinstance(handler, Handler)
+    handler.app = app  # before its first message: asks are handled later
+    return ref
 
 
 class _Recorder:

@@ -3,7 +3,8 @@
 Modes: ``code`` sets logging up with ``logging.basicConfig`` and passes
 ``log_format="json"`` to the app (``App.run`` turns those handlers to JSON); ``env`` sets up
 nothing but the INFO level and leaves the format to ``PITAYA_LOG_FORMAT`` (``App.run`` adds a
-stderr handler). Serves until SIGTERM.
+stderr handler); ``bare`` sets up nothing at all (the ``log_level`` option's default applies).
+Serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ def main() -> None:
     if mode == "code":
         logging.basicConfig(level=logging.INFO)
         App(server_type="tiny", server_id=server_id, log_format="json").run()
-    else:
+    elif mode == "env":
         logging.getLogger().setLevel(logging.INFO)
+        App(server_type="tiny", server_id=server_id).run()
+    else:
         App(server_type="tiny", server_id=server_id).run()
 
 

@@ -70,3 +70,47 @@ async def test_config_errors_are_value_errors_for_code_that_starts_the_app_itsel
     with pytest.raises(ValueError, match="mode must be") as caught:
         await app.start()
     assert isinstance(caught.value, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"heartbeat_interval": -1}, "heartbeat_interval must be a number >= 0, not -1"),
+        ({"heartbeat_interval": "abc"}, "heartbeat_interval must be a number >= 0, not 'abc'"),
+        ({"rpc_timeout": 0}, "rpc_timeout must be a number > 0, not 0"),
+        ({"shutdown_timeout": float("nan")}, "shutdown_timeout must be a number >= 0, not nan"),
+        ({"max_pending_requests": 0}, "max_pending_requests must be a whole number > 0, not 0"),
+        ({"max_packet_size": 1.5}, "max_packet_size must be a whole number > 0, not 1.5"),
+        ({"max_connections": True}, "max_connections must be a whole number > 0, not True"),
+        (
+            {"metrics_prometheus_port": 70000},
+            "metrics_prometheus_port must be a whole number >= 0 and <= 65535 (a port), not 70000",
+        ),
+        ({"metrics_statsd_rate": 2.0}, "metrics_statsd_rate is the fraction of reports sent"),
+    ],
+)
+async def test_a_number_out_of_its_range_or_of_another_type_stops_the_start(
+    options: dict[str, object], message: str
+) -> None:
+    app = App(**options)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as caught:
+        await app.start()
+    assert str(caught.value).startswith(message)
+    assert not app.ready_now()
+
+
+async def test_the_environment_is_checked_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PITAYA_HEARTBEAT_INTERVAL", "-1")
+    app = App()
+    with pytest.raises(ConfigError, match=r"heartbeat_interval must be a number >= 0, not -1\.0"):
+        await app.start()
+
+
+async def test_zero_is_taken_where_it_means_something() -> None:
+    app = App(heartbeat_interval=0, shutdown_timeout=0, drain_timeout=0, gc_threshold=0)
+    app.listen_tcp("127.0.0.1", 0)
+    await app.start()
+    try:
+        assert app.ready_now()
+    finally:
+        await app.stop()

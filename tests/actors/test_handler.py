@@ -144,6 +144,52 @@ def test_a_route_method_must_take_the_session_and_at_most_a_body() -> None:
         TooMany.method_specs()
 
 
+def test_a_body_annotation_on_the_first_parameter_is_a_forgotten_session() -> None:
+    class Forgot(Handler):
+        @handler
+        def join(self, body: dict[str, Any]) -> dict[str, Any]:
+            return body
+
+    class Swapped(Handler):
+        @handler
+        def join(self, body: Join, session: Session) -> None: ...
+
+    class MaybeBody(Handler):
+        @handler
+        def join(self, body: Join | None) -> None: ...
+
+    with pytest.raises(TypeError) as caught:
+        Forgot.method_specs()
+    assert str(caught.value) == (
+        "Forgot.join: its first parameter, 'body', receives the session, but it is annotated "
+        "dict[str, typing.Any]; the body comes second: def join(self, session, body)"
+    )
+    with pytest.raises(TypeError, match=r"Swapped.join: .* annotated Join; the body comes"):
+        Swapped.method_specs()
+    with pytest.raises(TypeError, match=r"MaybeBody.join: .* annotated"):
+        MaybeBody.method_specs()
+
+
+def test_the_session_parameter_may_be_any_session_or_left_unannotated() -> None:
+    class Sessions(Handler):
+        @handler
+        def plain(self, session): ...  # type: ignore[no-untyped-def]
+
+        @handler
+        def typed(self, session: Session) -> None: ...
+
+        @handler
+        def test_only(self, session: TestSession) -> None: ...
+
+        @handler
+        def optional(self, caller: Session | None, body: Any) -> None: ...
+
+        @handler
+        def anything(self, session: Any) -> None: ...
+
+    assert set(Sessions.method_specs()) == {"plain", "typed", "test_only", "optional", "anything"}
+
+
 # -- the service name and the app ------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from actors.app import App
+from actors.config import ConfigError
 from actors.logs import JsonFormatter, ServerLog, configure_logging
 from actors.testing import TestClient
 
@@ -169,6 +170,59 @@ def test_configure_logging_adds_a_stderr_handler_or_turns_existing_ones_to_json(
         assert root.handlers == [handler] and isinstance(handler.formatter, JsonFormatter)
         with pytest.raises(ValueError, match="log_format must be 'text' or 'json', not 'xml'"):
             configure_logging("xml")
+
+
+def test_the_default_level_applies_only_where_nothing_chose_one() -> None:
+    with bare_root() as root:
+        root.setLevel(logging.WARNING)  # Python's default
+        configure_logging("text", default_level="info")
+        assert root.level == logging.INFO
+        root.setLevel(logging.WARNING)
+        configure_logging("text", default_level="debug")  # a handler is set up now
+        assert root.level == logging.WARNING
+    with bare_root() as root:
+        root.setLevel(logging.ERROR)  # the program's choice, without a handler
+        configure_logging("text", default_level="info")
+        assert root.level == logging.ERROR
+    with bare_root() as root:
+        root.setLevel(logging.WARNING)
+        with pytest.raises(ConfigError, match="log_level must be one of debug, info, warning"):
+            configure_logging("text", default_level="loud")
+
+
+async def test_an_unknown_log_level_refuses_to_start() -> None:
+    with pytest.raises(ConfigError, match=r"log_level must be one of .*, not 'loud'"):
+        async with TestClient(App(log_level="loud")):
+            pass
+
+
+async def test_app_run_says_it_started_when_nothing_set_logging_up() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PITAYA_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.actors.logs_app",
+        "tiny-8",
+        "bare",
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    try:
+        while raw := await asyncio.wait_for(process.stderr.readline(), 20):
+            lines.append(raw.decode())
+            if "started (tiny)" in lines[-1]:
+                break
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert " INFO actors.lifecycle [tiny-8] " in lines[-1], lines
 
 
 async def test_an_unknown_log_format_refuses_to_start() -> None:

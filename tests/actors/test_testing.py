@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,20 @@ async def test_error_answers_carry_pitaya_codes() -> None:
             assert caught.value.code == code, route
         # The session survives its errors.
         assert await client.request("room.join", {"name": "ann"}) == {"members": ["ann"]}
+
+
+async def test_a_request_answered_with_none_is_logged_with_its_route(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with TestClient(make_app()) as client:
+        with (
+            caplog.at_level(logging.WARNING, logger="actors.invocation"),
+            pytest.raises(RequestError) as caught,
+        ):
+            await client.request("room.nothing")
+    assert (caught.value.code, caught.value.msg) == ("PIT-000", "reply must not be null")
+    [line] = [r.getMessage() for r in caplog.records if "returned None" in r.getMessage()]
+    assert "] handler room.nothing returned None to a request: answered PIT-000" in line
 
 
 async def test_error_metadata_reaches_the_client() -> None:
