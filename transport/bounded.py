@@ -14,7 +14,9 @@ So every untrusted decode goes through here:
   again and again as they grow);
 - :func:`check_json_text`: a JSON body whose strings cannot be encoded back as UTF-8 is
   refused; :func:`refuse_constant` (a decoder's ``parse_constant``) refuses ``NaN`` and
-  ``Infinity``, which Python reads but strict JSON writers (ours included) cannot write.
+  ``Infinity``, which Python reads but strict JSON writers (ours included) cannot write, and
+  :func:`finite_float` (its ``parse_float``) refuses numbers too large for a float
+  (``1e999``), which Python reads as an infinity.
 
 Each raises :class:`ValueError` naming the rule; callers turn it into their own layer's
 error (``SerializationError``, ``HandshakeError``).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,6 +39,7 @@ __all__ = [
     "check_json_text",
     "collector_paused",
     "container_limit",
+    "finite_float",
     "refuse_constant",
 ]
 
@@ -101,6 +105,16 @@ def refuse_constant(name: str) -> Any:
     """``parse_constant`` for JSON decoders: ``NaN``, ``Infinity`` and ``-Infinity`` are not
     JSON, and a value holding one could not be written back."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+def finite_float(text: str) -> float:
+    """``parse_float`` for JSON decoders: a number too large for a float (``1e999``) is valid
+    JSON text, but Python reads it as an infinity, which no strict writer can write back: the
+    answer echoing it would fail, after its handler ran."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is too large for a float")
+    return value
 
 
 def check_json_text(data: bytes, value: Any, encode: Callable[[Any], str] | None = None) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from transport.bounded import check_json_text, container_limit, refuse_constant
+from transport.bounded import check_json_text, container_limit, finite_float, refuse_constant
 from transport.errors import HandshakeError
 
 __all__ = [
@@ -56,7 +56,7 @@ def _dumps(value: Any) -> bytes:
 def _loads_object(body: bytes, what: str) -> dict[str, Any]:
     """Parse ``body`` as a JSON object, turning every failure into :class:`HandshakeError`."""
     try:
-        value = json.loads(body, parse_constant=refuse_constant)
+        value = json.loads(body, parse_constant=refuse_constant, parse_float=finite_float)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise HandshakeError(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):

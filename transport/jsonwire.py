@@ -23,7 +23,8 @@ _c_encode_basestring = getattr(json.encoder, "c_encode_basestring", None)
 
 class WireJson:
     """One JSON dialect: ``default`` turns what JSON does not know into what it does (or
-    raises TypeError); ``parse_constant`` is told of NaN/Infinity in decoded text."""
+    raises TypeError); ``parse_constant`` is told of NaN/Infinity in decoded text, and
+    ``parse_float`` (when given) reads every number with a fraction or an exponent."""
 
     __slots__ = ("_chunks", "_scan_once", "decoder", "dumps", "encoder")
 
@@ -31,16 +32,13 @@ class WireJson:
         self,
         default: Callable[[Any], Any],
         parse_constant: Callable[[str], Any] | None = None,
+        parse_float: Callable[[str], Any] | None = None,
     ) -> None:
         self.encoder = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
         )
         """The full encoder (the fallback, and what a check re-encodes with)."""
-        self.decoder = (
-            json.JSONDecoder(parse_constant=parse_constant)
-            if parse_constant is not None
-            else json.JSONDecoder()
-        )
+        self.decoder = json.JSONDecoder(parse_constant=parse_constant, parse_float=parse_float)
         """The full decoder (what whitespace or an error falls back to)."""
         chunks: Callable[[Any, int], Iterable[str]] | None = (
             _c_make_encoder(

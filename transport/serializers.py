@@ -31,6 +31,7 @@ from transport.bounded import (
     check_json_text,
     collector_paused,
     container_limit,
+    finite_float,
     refuse_constant,
 )
 from transport.errors import SerializationError
@@ -79,7 +80,7 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not serializable")
 
 
-_JSON = WireJson(_plain, refuse_constant)
+_JSON = WireJson(_plain, refuse_constant, finite_float)
 _JSON_ENCODER = _JSON.encoder
 _JSON_DECODER = _JSON.decoder
 _json_text = _JSON.dumps
@@ -90,7 +91,8 @@ class JsonSerializer:
     """Compact UTF-8 JSON (``ensure_ascii=False``); NaN and infinities are refused.
 
     ``unmarshal`` accepts only what ``marshal`` can write back (no unpaired surrogate
-    escapes such as ``"\\ud800"``, no ``NaN`` or ``Infinity``) and at most
+    escapes such as ``"\\ud800"``, no ``NaN`` or ``Infinity``, no number too large for a
+    float such as ``1e999``) and at most
     ``max_containers`` arrays and objects per body (see :mod:`transport.bounded`); anything
     else is a :class:`SerializationError`.
     """

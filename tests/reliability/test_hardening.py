@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import tracemalloc
 import zlib
@@ -285,11 +286,30 @@ async def test_json_constants_that_cannot_be_written_back_are_refused(websocket:
     was PIT-500 (and kept in a room's state, it would break every answer that holds it)."""
     async with serve(make_app()) as server:
         client = await server.connect(websocket=websocket)
-        for body in (b"NaN", b'{"x": Infinity}', b"[-Infinity]"):
+        for body in (b"NaN", b'{"x": Infinity}', b"[-Infinity]", b'{"x":1e999}', b"[-1e400]"):
             message = await client.request_raw("echo.echo", body)
             error = ErrorBody.from_value(json.loads(message.data))
             assert message.error and error.code == "PIT-400", (body, error)
-        assert await client.request("echo.echo", {"x": 1.5}) == {"x": 1.5}
+        assert await client.request("echo.echo", {"x": 1.5, "y": 1e308}) == {"x": 1.5, "y": 1e308}
+
+
+async def test_a_number_too_large_for_a_float_is_a_bad_request_not_a_logged_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``1e999`` is valid JSON text that Python reads as an infinity: it was decoded, echoed,
+    and failed when answered (PIT-500, with two tracebacks logged per request: a client
+    could fill the server's disk)."""
+    async with serve(make_app()) as server:
+        client = await server.connect()
+        with caplog.at_level(logging.WARNING):
+            message = await client.request_raw("echo.echo", b'{"x":1e999}')
+        error = ErrorBody.from_value(json.loads(message.data))
+        assert (error.code, error.msg) == (
+            "PIT-400",
+            "cannot decode the json body: "
+            "malformed JSON data: number 1e999 is too large for a float",
+        )
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_msgpack_non_string_keys_are_a_bad_request() -> None:

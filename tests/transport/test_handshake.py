@@ -92,6 +92,10 @@ def assert_reason(error: BaseException, reason: str) -> None:
             b'{"user":{"x":-Infinity}}',
             "handshake request is not valid JSON: -Infinity is not a JSON value",
         ),
+        (
+            b'{"user":{"x":-1e400}}',
+            "handshake request is not valid JSON: number -1e400 is too large for a float",
+        ),
     ],
 )
 def test_bad_requests(body: bytes, reason: str) -> None:

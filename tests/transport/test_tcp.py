@@ -7,7 +7,9 @@ Every wait is bounded by TIMEOUT and synchronises on futures/events, never on sl
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import ssl
 import struct
 from collections.abc import AsyncIterator
@@ -17,6 +19,7 @@ import pytest
 import trustme
 
 from transport.acceptor import Acceptor, Connection, ConnectionLimits
+from transport.listener import BURST_READ_SIZE, READ_BUFFER_SIZE
 from transport.tcp import TcpAcceptor
 
 TIMEOUT = 5.0
@@ -307,6 +310,64 @@ async def test_slow_reader_is_aborted_and_others_are_unaffected(
         assert await asyncio.wait_for(reader.readexactly(10), TIMEOUT) == b"still fine"
         await close_writer(writer)
         await close_writer(slow_writer)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_pipelining_client_is_read_once_per_loop_iteration(loop: str) -> None:
+    """A client with more bytes waiting than a read takes (a flood of pipelined requests) is
+    read once per loop iteration, in small reads after a full one: the other clients' bytes
+    are read in between. uvloop read such a socket up to 32 times per readable event."""
+    import uvloop
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        reads, flooded_before_the_other_was_served = runner.run(flood_and_ping(4 * 1024 * 1024))
+    per_iteration = collections.Counter(iteration for iteration, _ in reads)
+    assert max(per_iteration.values()) == 1
+    sizes = [size for _, size in reads]
+    after_full = [later for size, later in itertools.pairwise(sizes) if size == READ_BUFFER_SIZE]
+    assert after_full and max(after_full) <= BURST_READ_SIZE
+    assert flooded_before_the_other_was_served < 512 * 1024
+
+
+async def flood_and_ping(size: int) -> tuple[list[tuple[int, int]], int]:
+    """Flood one connection with ``size`` bytes and send 4 on another; returns the flooded
+    connection's reads as (loop iteration, bytes) and how much of the flood had been read
+    when the other connection's 4 bytes were."""
+    loop = asyncio.get_running_loop()
+    iteration = 0
+    ticking = True
+
+    def tick() -> None:
+        nonlocal iteration
+        iteration += 1
+        if ticking:
+            loop.call_soon(tick)
+
+    hub = Hub(echo=False)
+    async with running(TcpAcceptor(HOST, 0), hub) as (host, port):
+        _, flood_writer = await asyncio.open_connection(host, port)
+        flooded = await hub.next()
+        _, other_writer = await asyncio.open_connection(host, port)
+        other = await hub.next()
+        reads: list[tuple[int, int]] = []
+        record = flooded.data_received
+
+        def counted(data: bytes) -> None:
+            reads.append((iteration, len(data)))
+            record(data)
+
+        flooded.data_received = counted  # type: ignore[method-assign]
+        loop.call_soon(tick)
+        flood_writer.write(b"x" * size)
+        other_writer.write(b"ping")
+        await other.wait_bytes(4)
+        flooded_then = len(flooded.data)
+        await flooded.wait_bytes(size)
+        ticking = False
+        await close_writer(flood_writer)
+        await close_writer(other_writer)
+    return reads, flooded_then
 
 
 async def test_tls_client_works_and_plain_client_fails_handshake() -> None:
