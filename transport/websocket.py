@@ -14,7 +14,10 @@ Choices:
   some clients can only send text. A text message that is not valid UTF-8 fails the
   connection with close code 1007 (invalid data), as RFC 6455 requires.
 - Fragmented messages are reassembled; ``max_frame_size`` bounds a whole message, and a
-  larger one fails the connection with close code 1009 (websockets' ``max_size``).
+  larger one fails the connection with close code 1009 (websockets' ``max_size``). A
+  message may come in at most :func:`max_fragments` frames (1,024 fragments of 1 KiB, as
+  websocket-sharp sends, for the 1 MiB default); more fails the connection with close code
+  1008: 1-byte fragments made a 1 MiB message cost 45 MiB of frames and parsing.
 - A plain HTTP ``GET`` (no ``Upgrade`` header) is offered to ``http_handler``, which may
   serve a page on the same port; otherwise it gets 426 Upgrade Required.
 
@@ -53,6 +56,16 @@ __all__ = ["HttpHandler", "HttpResponse", "WebSocketAcceptor", "WebSocketConnect
 logger = logging.getLogger(__name__)
 
 
+MIN_FRAGMENT_AVERAGE = 512
+"""Bytes a message's fragments must average at the least (see :func:`max_fragments`)."""
+
+
+def max_fragments(max_size: int) -> int:
+    """Frames one message may arrive in, for messages of at most ``max_size`` bytes: as many
+    as fragments averaging :data:`MIN_FRAGMENT_AVERAGE` bytes take, and never fewer than 64."""
+    return max(64, max_size // MIN_FRAGMENT_AVERAGE)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     """A complete plain-HTTP answer served on the WebSocket port; the connection then closes."""
@@ -78,9 +91,11 @@ class WebSocketConnection(BufferedConnection):
 
     __slots__ = (
         "_eof_queued",
+        "_fragment_count",
         "_fragments",
         "_fragments_text",
         "_http_handler",
+        "_max_fragments",
         "_open_timer",
         "_ws",
     )
@@ -98,7 +113,10 @@ class WebSocketConnection(BufferedConnection):
         super().__init__(on_connection, limits, stats, loop)
         self._ws = ServerProtocol(max_size=max_frame_size)
         self._http_handler = http_handler
-        self._fragments: list[bytes] | None = None
+        self._fragments: bytearray | None = None
+        """The message being reassembled (None between messages)."""
+        self._fragment_count = 0
+        self._max_fragments = max_fragments(max_frame_size)
         self._fragments_text = False
         """The message being reassembled began with a text frame."""
         self._eof_queued = False
@@ -204,12 +222,23 @@ class WebSocketConnection(BufferedConnection):
             if frame.fin:
                 self._deliver_message(bytes(frame.data), opcode is Opcode.TEXT)
             else:
-                self._fragments = [bytes(frame.data)]
+                self._fragments = bytearray(frame.data)
+                self._fragment_count = 1
                 self._fragments_text = opcode is Opcode.TEXT
         elif opcode is Opcode.CONT and self._fragments is not None:
-            self._fragments.append(bytes(frame.data))
+            self._fragment_count += 1
+            if self._fragment_count > self._max_fragments:
+                self._fragments = None
+                logger.info(
+                    "ws peer %s sent a message in more than %d frames",
+                    self._peer,
+                    self._max_fragments,
+                )
+                self._fail(CloseCode.POLICY_VIOLATION, "message in too many fragments")
+                return
+            self._fragments += frame.data
             if frame.fin:
-                message, self._fragments = b"".join(self._fragments), None
+                message, self._fragments = bytes(self._fragments), None
                 self._deliver_message(message, self._fragments_text)
 
     def _deliver_message(self, message: bytes, text: bool) -> None:

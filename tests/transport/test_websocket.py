@@ -21,7 +21,7 @@ from tests.transport.test_tcp import (
 )
 from transport import listener
 from transport.acceptor import Acceptor, Connection, ConnectionLimits
-from transport.websocket import HttpResponse, WebSocketAcceptor
+from transport.websocket import HttpResponse, WebSocketAcceptor, max_fragments
 
 UPGRADE_REQUEST = (
     b"GET /raw HTTP/1.1\r\n"
@@ -100,6 +100,37 @@ async def test_text_and_fragmented_messages_reach_handler_as_bytes() -> None:
         await ws.send([b"frag", b"ments"])
         await handler.wait_bytes(len(b"textfragments"))
         assert handler.chunks == [b"text", b"fragments"]
+
+
+async def test_a_message_in_1_kib_fragments_is_reassembled() -> None:
+    """websocket-sharp (Unity clients) sends a message longer than 1,016 bytes in fragments
+    of 1,016: a 1 MiB message is about 1,030 frames."""
+    hub = Hub(echo=False)
+    message = bytes(range(256)) * 4096  # 1 MiB
+    fragments = [message[i : i + 1016] for i in range(0, len(message), 1016)]
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port), client(port) as ws:
+        handler = await hub.next()
+        await ws.send(fragments)
+        assert await handler.wait_bytes(len(message)) == message
+        assert handler.chunks == [message]
+
+
+async def test_a_message_in_too_many_fragments_fails_the_connection_with_1008() -> None:
+    """1-byte fragments cost a frame's parsing and bookkeeping each: a 1 MiB message in them
+    held 45 MiB. More frames than max_fragments (2,048 for 1 MiB messages) close the
+    connection before the message is complete."""
+    hub = Hub(echo=False)
+    limit = max_fragments(1024 * 1024)
+    assert limit == 2048
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port), client(port) as ws:
+        handler = await hub.next()
+        with pytest.raises(ConnectionClosedError):
+            await ws.send([b"x"] * (limit + 1))
+            await recv(ws)
+        assert ws.close_code == 1008
+        assert ws.close_reason == "message in too many fragments"
+        assert await handler.wait_lost() is None
+        assert handler.chunks == []
 
 
 async def test_ping_is_answered() -> None:
