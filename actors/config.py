@@ -32,7 +32,8 @@ class Config:
     server_id: str = ""
     """Unique id; generated when empty."""
     heartbeat_interval: float = 30.0
-    """Seconds between server heartbeats; a client silent for twice this is disconnected."""
+    """Seconds between server heartbeats; a client that sends no whole packet for twice this
+    is disconnected (the bytes of an unfinished packet do not count, as in Pitaya)."""
     handshake_timeout: float = 10.0
     """Seconds a new connection has to complete the handshake."""
     upgrade_timeout: float = 5.0

@@ -136,7 +136,7 @@ class SessionActor(Actor):
     # -- bytes in --------------------------------------------------------------------------
 
     def on_bytes_received(self, msg: BytesReceived) -> None:
-        self.last_seen = self.clock()
+        now = self.clock()
         try:
             events = self.proto.receive_data(msg.data)
         except ProtocolError as exc:
@@ -148,6 +148,11 @@ class SessionActor(Actor):
             self.proto.close()
             self.conn.close()
             return
+        if events:
+            # A whole packet keeps the client alive (Pitaya's rule), not any byte: a client
+            # trickling the rest of a packet, a byte a minute, would hold its connection
+            # and the packet's buffer for ever.
+            self.last_seen = now
         for event in events:
             if type(event) is MessageReceived:
                 self._accept(event.message)

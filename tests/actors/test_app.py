@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,6 +194,33 @@ async def test_heartbeat_timeout_closes_a_silent_client() -> None:
         packets = await raw.read_until_closed(timeout=5)
         assert PacketType.HEARTBEAT in [p.type for p in packets]
         await asyncio.wait_for(server.app.connections.zero.wait(), 5)
+        assert len(server.app.sessions) == 0
+
+
+async def test_a_client_trickling_a_packet_is_silent_for_the_heartbeat() -> None:
+    """Only whole packets keep a client alive (Pitaya's rule): a client sending the rest of
+    a large packet a byte at a time would otherwise hold its connection, and the part of the
+    packet it sent, for ever."""
+    async with serve(make_app(heartbeat_interval=0.05)) as server:
+        raw = await RawClient.connect(*server.app.address("tcp"))
+        await raw.handshake()
+        raw.writer.write(bytes([PacketType.DATA]) + (1000).to_bytes(3))  # 1,000 bytes announced
+
+        async def trickle() -> None:
+            while True:  # a byte every fifth of the interval: well within any byte timeout
+                raw.writer.write(b"x")
+                await raw.writer.drain()
+                await asyncio.sleep(0.01)
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            with contextlib.suppress(ConnectionError):  # reset: it was writing as it closed
+                await raw.read_until_closed(timeout=5)
+            await asyncio.wait_for(server.app.connections.zero.wait(), 5)
+        finally:
+            trickling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await trickling
         assert len(server.app.sessions) == 0
 
 
