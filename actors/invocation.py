@@ -313,6 +313,10 @@ class Sequencer:
     def __len__(self) -> int:
         return len(self._lanes)
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether a job of ``key`` runs or waits."""
+        return key in self._lanes
+
     def submit(self, key: Hashable, job: Job) -> None:
         lanes = self._lanes
         lane = lanes.get(key)

@@ -32,8 +32,11 @@ class BackendSession(Session):
     serializer pushes are encoded with."""
 
     __slots__ = (
+        "_front_data",
+        "_front_uid",
         "_frontend",
         "_handshake",
+        "front_changed",
         "frontend_extras",
         "frontend_id",
         "frontend_type",
@@ -64,6 +67,10 @@ class BackendSession(Session):
         """The frontend is one of ours (takes our extra routes), as its request said."""
         self.read_only = read_only
         self._frontend = frontend
+        self._front_uid = snapshot.uid
+        self._front_data = snapshot.data
+        self.front_changed = False
+        """``bind`` or ``push_to_front`` changed the frontend's session (``front_state``)."""
 
     @property
     def handshake(self) -> HandshakeRequest | None:
@@ -94,17 +101,34 @@ class BackendSession(Session):
         await self._frontend.frontend_call(
             self.frontend_id, SessionBind(self.id, uid), self.frontend_type, self.frontend_extras
         )
-        self.uid = uid
+        self.uid = self._front_uid = uid
+        self.front_changed = True
 
     async def push_to_front(self) -> None:
         """Send this copy's ``data`` back to the frontend session (replacing it)."""
         self._writable("push_to_front")
+        sent = dict(self.data)  # what the frontend has once answered, whatever comes next
         await self._frontend.frontend_call(
             self.frontend_id,
-            SessionData(self.id, self.uid, self.data),
+            SessionData(self.id, self.uid, sent),
             self.frontend_type,
             self.frontend_extras,
         )
+        self._front_data = sent
+        self.front_changed = True
+
+    @property
+    def front_state(self) -> tuple[str | None, dict[str, Any]]:
+        """(uid, data) of the frontend's session as far as this copy knows: as it came, with
+        what :meth:`bind` and :meth:`push_to_front` changed since (``actors.cluster.carry``)."""
+        return self._front_uid, self._front_data
+
+    def take_front_state(self, uid: str | None, data: dict[str, Any]) -> None:
+        """Start from ``uid`` and a copy of ``data`` (what an earlier message of this session,
+        pipelined behind, left at the frontend) instead of what the request carried."""
+        self.uid = self._front_uid = uid
+        self._front_data = data
+        self.data = dict(data)
 
     def push(self, route: str, body: Any) -> None:
         payload = encode_result(body, self._serializer)

@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from actors.actor import Actor
 from actors.cluster.backend_session import BackendSession
+from actors.cluster.carry import SessionCarry
 from actors.cluster.codec import (
     ACK,
+    PIPELINED_KEY,
     SYS,
     CodecError,
     RpcRequest,
@@ -162,6 +164,8 @@ class RpcBridge(Actor):
         self.on_dropped = on_dropped
         self.sequencer = Sequencer()
         """Forwarded messages of one session run one after another, in arrival order."""
+        self.carry = SessionCarry(self.sequencer)
+        """What a session's messages pushed to its frontend, for its pipelined next ones."""
         self.waiting_bytes = 0
         """Bytes of the large bodies received and not yet handed to their handler (waiting
         for their session's turn or for the loop's decode budget)."""
@@ -248,14 +252,17 @@ class RpcBridge(Actor):
             # The common case, in fewer steps than the general one below (same order, same
             # answers): a small forwarded message whose session's handshake is here, neither
             # traced nor timed. A frontend pipelines one session's messages: in that order.
+            key = (snapshot.frontend_id, snapshot.id)
             self.sequencer.submit(
-                (snapshot.frontend_id, snapshot.id),
+                key,
                 _Forwarded(
                     self.invoker,
                     route,
                     BackendSession(snapshot, self.frontend, self.serializer),
                     request,
                     respond,
+                    self.carry,
+                    key,
                 ),
             )
             return
@@ -278,18 +285,29 @@ class RpcBridge(Actor):
             if respond is not None:
                 _respond(respond, notify, result, error)
 
+        carry = self.carry
+        lane = (snapshot.frontend_id, snapshot.id) if sys and snapshot is not None else None
+
         def run(finish: Callable[[], None] | None = None) -> None:
+            session: BackendSession | None = None
+
             def done(result: Any, error: BaseException | None) -> None:
                 reply(result, error)
                 if finish is not None:
-                    finish()
+                    if lane is not None and session is not None:
+                        carry.finish(lane, session, finish)
+                    else:
+                        finish()
 
             def invoke_with(snapshot: SessionSnapshot | None) -> None:
+                nonlocal session
                 session = (
                     BackendSession(snapshot, self.frontend, self.serializer, read_only=not sys)
                     if snapshot is not None
                     else None
                 )
+                if lane is not None and session is not None and request.metadata.get(PIPELINED_KEY):
+                    carry.resume(lane, session)
                 data = request.data
                 if len(data) > SMALL_BODY:  # decoded within the loop's budget, when granted
                     self._in_turn(
@@ -326,10 +344,9 @@ class RpcBridge(Actor):
                 job = partial(_refuse, reply, TooManyRequests("too many large bodies waiting"))
             else:
                 self.waiting_bytes += size
-        if sys and request.session is not None:
+        if lane is not None:
             # A frontend pipelines one session's messages here: handle them in that order.
-            key = (request.session.frontend_id, request.session.id)
-            self.sequencer.submit(key, job)
+            self.sequencer.submit(lane, job)
         else:
             job()
 
@@ -381,7 +398,7 @@ class _Forwarded:
     run its handler, answer, then ``finish``. One slotted object per message, not a partial
     and a closure: this is the path of nearly every forwarded message."""
 
-    __slots__ = ("finish", "invoker", "request", "respond", "route", "session")
+    __slots__ = ("carry", "finish", "invoker", "key", "request", "respond", "route", "session")
 
     def __init__(
         self,
@@ -390,17 +407,23 @@ class _Forwarded:
         session: BackendSession,
         request: RpcRequest,
         respond: Respond | None,
+        carry: SessionCarry,
+        key: tuple[str, int],
     ) -> None:
         self.invoker = invoker
         self.route = route
         self.session = session
         self.request = request
         self.respond = respond
+        self.carry = carry
+        self.key = key
         self.finish: Callable[[], None] | None = None
 
     def __call__(self, finish: Callable[[], None]) -> None:
         self.finish = finish
         request = self.request
+        if request.metadata.get(PIPELINED_KEY):
+            self.carry.resume(self.key, self.session)
         self.invoker.invoke(
             self.route, request.route, self.session, request.data, request.notify, self.done
         )
@@ -412,7 +435,7 @@ class _Forwarded:
         if respond is not None:
             _respond(respond, self.request.notify, result, error)
         if finish is not None:
-            finish()
+            self.carry.finish(self.key, self.session, finish)
 
 
 def _respond(respond: Respond, notify: bool, result: Any, error: BaseException | None) -> None:

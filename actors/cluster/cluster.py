@@ -126,6 +126,7 @@ class Cluster:
         self.bridge: ActorRef | None = None
         # The calls the app and the session actors make, bound once (no wrapper per call).
         self.forward = self.outbound.forward
+        self.pipelines_to = self.outbound.pipelines_to
         self.pick = self.router.pick
         self.rpc = self.outbound.rpc
         self.rpc_to = self.outbound.rpc_to
@@ -139,12 +140,6 @@ class Cluster:
     def connected(self) -> bool:
         """RPCs can go out and come in (readiness; discovery registration aside)."""
         return self.rpc_client.connected and self.rpc_server.serving
-
-    @property
-    def ordered(self) -> bool:
-        """Forwarded messages sent one after another reach a server in that order (NATS):
-        a frontend may pipeline a session's messages (see ``RPCClient.ordered``)."""
-        return self.rpc_client.ordered
 
     def _backend_session(self, snapshot: SessionSnapshot, read_only: bool) -> Session:
         return BackendSession(snapshot, self.outbound, self.app.serializer, read_only=read_only)

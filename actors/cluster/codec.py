@@ -74,6 +74,9 @@ SPAN_KEY = "otel-span"
 
 SESSION_KEY = "py.session"
 """Our metadata key: the session's frontend type and handshake (see the module docstring)."""
+PIPELINED_KEY = "py.pipelined"
+"""Our metadata key: ``true`` on a forwarded message sent before the previous one of its
+session to the same server was answered (``actors.cluster.carry``)."""
 ARGS_KEY = "py.args"
 """Our metadata key: ``"msgpack"`` when a user RPC's argument and answer are msgpack."""
 MSGPACK_ARGS = "msgpack"
@@ -757,6 +760,7 @@ __all__ = [
     "EXTRAS_KEY",
     "EXTRAS_VERSION",
     "MSGPACK_ARGS",
+    "PIPELINED_KEY",
     "PROTOBUF_RPC_SERIALIZER",
     "RPC_SERIALIZER",
     "SESSION_KEY",

@@ -29,6 +29,7 @@ from actors.cluster.codec import (
     EXTRAS_KEY,
     EXTRAS_VERSION,
     MSGPACK_ARGS,
+    PIPELINED_KEY,
     RPC_SERIALIZER,
     SYS,
     USER,
@@ -134,6 +135,13 @@ class Outbound:
         a frontend may pipeline a session's messages (see ``RPCClient.ordered``)."""
         return self.client.ordered
 
+    def pipelines_to(self, server: ServerInfo) -> bool:
+        """A session's messages may be pipelined to ``server``: the transport keeps their
+        order, and the server is one of ours, which runs a session's messages in that order
+        and hands each one's session changes to the next (``actors.cluster.carry``). A Go
+        Pitaya server runs them concurrently."""
+        return self.client.ordered and has_extras(server.metadata)
+
     # -- the two primitives ----------------------------------------------------------------
 
     def call(
@@ -218,12 +226,14 @@ class Outbound:
         *,
         parent: Span | None = None,
         tried: frozenset[str] = frozenset(),
+        pipelined: bool = False,
     ) -> None:
         """Send a client message to ``server`` (the router's pick); ``reply(payload, error)``.
 
         ``parent``: the tracing span of the client message (its RPC span's parent). If
         ``server`` proves unreachable, the message goes to another server of its type
-        (``tried``: the servers it already failed to reach).
+        (``tried``: the servers it already failed to reach). ``pipelined``: the previous
+        message of the session to ``server`` is not answered yet (see :meth:`pipelines_to`).
         """
         me = self.me
         served_by = session.served_by
@@ -233,7 +243,8 @@ class Outbound:
             wire_session = snapshot(
                 session, me.id, me.type, served_by is not None and server.id in served_by
             )
-            request = RpcRequest(SYS, route, data, wire_session, notify)
+            metadata = {PIPELINED_KEY: True} if pipelined else {}
+            request = RpcRequest(SYS, route, data, wire_session, notify, metadata)
         except Exception as exc:
             reply(None, exc)
             return

@@ -237,9 +237,10 @@ class SessionActor(Actor):
         """Hand ``message`` over now if this client's order allows it; False: it must wait.
 
         A message goes when nothing of this client is still running; a forwarded one also
-        when everything running was forwarded to the same server and service over an
-        ordered transport (NATS; the backend's per-session sequencer keeps the order), up to
-        ``MAX_PIPELINED``. A
+        when everything running was forwarded to the same server and service, a server of
+        ours over an ordered transport (NATS; the backend's per-session sequencer keeps the
+        order, and hands each message the session as the previous one left it: see
+        ``actors.cluster.carry``), up to ``MAX_PIPELINED``. A
         synchronous handler finishes inside :meth:`_invoke`, so a pipelining client's
         messages to one are all handled in one turn.
         """
@@ -377,8 +378,11 @@ class SessionActor(Actor):
                 self._report_response(message.route, received_ns, exc)
             return True
         target = (server.id, message.route.rpartition(".")[0])
-        if self.open and (
-            target != self.open_target or self.open >= MAX_PIPELINED or not cluster.ordered
+        pipelined = self.open > 0
+        if pipelined and (
+            target != self.open_target
+            or self.open >= MAX_PIPELINED
+            or not cluster.pipelines_to(server)
         ):
             return False
         data = self._ready(message)
@@ -397,6 +401,7 @@ class SessionActor(Actor):
             message.type is MessageType.NOTIFY,
             entry,
             parent=span,
+            pipelined=pipelined,
         )
         if not entry.finished:
             entry.open = True

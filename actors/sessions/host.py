@@ -40,9 +40,10 @@ class ServerAddress(Protocol):
 class Forwarder(Protocol):
     """Sends a client message to a server of another type (a cluster node)."""
 
-    @property
-    def ordered(self) -> bool:
-        """Messages sent one after another reach a server in that order (pipelining)."""
+    def pipelines_to(self, server: Any) -> bool:
+        """A session's next message may go to ``server`` (one :meth:`pick` returned) before
+        the previous one is answered: it reaches the server after it, runs after it, and
+        sees the session as the previous one left it (``actors.cluster.carry``)."""
         ...
 
     def pick(self, server_type: str, route: str, session: Session | None) -> ServerAddress:
@@ -59,8 +60,11 @@ class Forwarder(Protocol):
         reply: Reply,
         *,
         parent: Span | None = None,
+        pipelined: bool = False,
     ) -> None:
-        """Send the message to ``server`` (one :meth:`pick` returned); ``reply`` once."""
+        """Send the message to ``server`` (one :meth:`pick` returned); ``reply`` once.
+        ``pipelined``: sent before the previous message of ``session`` to ``server`` was
+        answered (only where :meth:`pipelines_to` allows it)."""
         ...
 
 

@@ -20,6 +20,7 @@ from actors.app import App
 from actors.handler import Handler, handler
 from actors.session import Session
 from actors.testing import TestServer, serve
+from tests.actors.cluster.test_carry import Account
 from tests.actors.concurrency_support import Journal, Other, Send, Step, Steps, send_all
 from tests.bench.wire import HANDSHAKE_PACKET, request_packet, route_dictionary
 from tests.cluster.harness import Node, start_node
@@ -103,6 +104,34 @@ async def test_per_session_order_holds_across_a_forwarded_hop(
         (session_id,) = session_ids
         events = [(n, what) for sid, n, what in journal if sid == session_id]
         assert events == [(n, what) for n in numbers for what in ("start", "end")]
+
+
+async def test_pipelined_messages_see_the_session_as_the_previous_one_left_it(
+    nats_server: NatsServer, etcd_server: EtcdServer
+) -> None:
+    """Over NATS a session's messages to one service are pipelined; each must still see the
+    previous one's bind and push_to_front."""
+    common = cluster_options(nats_server, etcd_server)
+    room = App(server_type="room", server_id="room-1", frontend=False, **common)
+    room.register(Account)
+    connector = App(server_type="connector", server_id="connector-1", **common)
+    async with room, serve(connector) as server:
+        cluster = connector.cluster
+        assert cluster is not None
+        await until(lambda: len(cluster.discovery.servers("room")) == 1)
+        client = await server.connect()
+        answers = await asyncio.gather(
+            client.request("room.account.login", {"uid": "ann"}),
+            *(client.request("room.account.add", {"item": i}) for i in range(3)),
+            client.request("room.account.whoami"),
+        )
+    assert answers == [
+        {"uid": "ann"},
+        {"items": [0]},
+        {"items": [0, 1]},
+        {"items": [0, 1, 2]},
+        {"uid": "ann", "data": {"items": [0, 1, 2]}},
+    ]
 
 
 # -- a stateful room never stalls (the sample servers) -------------------------------------

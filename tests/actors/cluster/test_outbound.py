@@ -24,6 +24,7 @@ from actors.cluster.codec import (
     EXTRAS_KEY,
     EXTRAS_VERSION,
     MSGPACK_ARGS,
+    PIPELINED_KEY,
     RPC_SERIALIZER,
     SYS,
     USER,
@@ -694,6 +695,28 @@ def test_ordered_is_the_clients() -> None:
     wire = Wire()
     wire.ordered = False  # type: ignore[misc]
     assert outbound(wire=wire).ordered is False
+
+
+def test_messages_are_pipelined_only_to_our_servers_over_an_ordered_transport() -> None:
+    """A Go Pitaya server runs one session's messages concurrently, and hands no session
+    changes from one to the next: each message to it waits for the previous answer."""
+    assert outbound().pipelines_to(server("room-1"))
+    assert not outbound().pipelines_to(server("go-room", ours=False))
+    wire = Wire()
+    wire.ordered = False  # type: ignore[misc]
+    assert not outbound(wire=wire).pipelines_to(server("room-1"))
+
+
+def test_a_pipelined_message_says_so_to_the_server() -> None:
+    wire = Wire(ok(b"answer"))
+    out = outbound(server("room-1"), wire=wire)
+    session = FrontSession()
+    replies = Replies()
+    out.forward(server("room-1"), session, "room.r.a", b"", False, replies)  # type: ignore[arg-type]
+    out.forward(server("room-1"), session, "room.r.b", b"", False, replies, pipelined=True)  # type: ignore[arg-type]
+    first, second = (sent.request.metadata for sent in wire.sent)
+    assert PIPELINED_KEY not in first
+    assert second[PIPELINED_KEY] is True
 
 
 class Told(logging.Handler):

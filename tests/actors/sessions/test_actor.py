@@ -1011,12 +1011,15 @@ async def test_a_notify_whose_forward_fails_with_a_plain_error_is_logged(
             reply: Any,
             *,
             parent: Any = None,
+            pipelined: bool = False,
         ) -> None:
             if route == "room.ops.echo" and notify:
                 error = RuntimeError("wire broke") if data == b"1" else PitayaError("PIT-1", "x")
                 reply(None, error)
             else:
-                real(server, session, route, data, notify, reply, parent=parent)
+                real(
+                    server, session, route, data, notify, reply, parent=parent, pipelined=pipelined
+                )
 
         cluster.forward = forward  # the Forwarder seam, failing for notifies
         raw = net.raw

@@ -40,7 +40,7 @@ def test_the_protocols_declare_what_the_session_layer_uses() -> None:
     assert {"request_started", "request_finished", "connection_closed"} <= session_host
     gateway_only = declared(GatewayHost) - session_host
     assert gateway_only == {"acceptors", "connection_count", "connection_opened"}
-    assert declared(Forwarder) == {"ordered", "pick", "forward"}
+    assert declared(Forwarder) == {"pipelines_to", "pick", "forward"}
     assert declared(ServerAddress) == {"id"}
 
 
