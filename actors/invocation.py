@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests, detached
 from actors.metrics.names import PROCESS_DELAY
 from actors.payload import encode_result
+from actors.session import SessionClosed
 from actors.tracing import run_in_span
 from transport.logs import ServerLog
 from transport.serializers import Serializer
@@ -275,7 +276,12 @@ def _answer_error(log: ServerLog, done: Reply, name: str, error: BaseException) 
 
 
 def _internal(log: ServerLog, route: str, exc: BaseException) -> InternalError:
-    log.error("handler %s failed", route, exc_info=exc)
+    if isinstance(exc, SessionClosed):
+        # The client left while its handler awaited (a bind, say): nobody to answer, and
+        # no fault of the code's.
+        log.info("handler %s stopped: %s", route, exc)
+    else:
+        log.error("handler %s failed", route, exc_info=exc)
     error = InternalError(str(exc) or type(exc).__name__)
     error.metadata["route"] = route
     return error

@@ -133,7 +133,8 @@ class Session:
     # -- identity --------------------------------------------------------------------------
 
     async def bind(self, uid: str) -> None:
-        """Attach a user id; runs the app's bind callbacks. Fails if already bound."""
+        """Attach a user id; runs the app's bind callbacks. Fails if already bound, and
+        raises :class:`SessionClosed` if the connection closes before the bind completes."""
         if not uid:
             raise ValueError("uid must be a non-empty string")
         if self.uid is not None:
@@ -195,7 +196,11 @@ class Session:
         self._ref.tell(KickSession(reason))
 
     def on_close(self, callback: CloseCallback) -> None:
-        """Call ``callback(session)`` when the connection is gone (may be a coroutine)."""
+        """Call ``callback(session)`` when the connection is gone (may be a coroutine).
+        Raises :class:`SessionClosed` when it is gone already: the close callbacks ran, and
+        a handler that awaited meanwhile must not carry on as if it could still clean up."""
+        if self.closed:
+            raise SessionClosed(f"session {self.id} is closed: its close callbacks ran")
         self._close_callbacks.append(callback)
 
     @property

@@ -217,6 +217,7 @@ class Cluster:
             await self.close()
             raise
         if self.me.frontend:
+            app.sessions.on_session_bind(self.users.check_uid)
             app.sessions.on_after_session_bind(self.users.bound)
             app.sessions.on_session_closing(self.users.closing)
         self.log.info(

@@ -37,7 +37,7 @@ from actors.cluster.rpc import (
     ServerUnreachable,
     UserSubjects,
 )
-from actors.cluster.subjects import bindings_subject, server_subject, user_subject
+from actors.cluster.subjects import bindings_subject, server_subject, uid_problem, user_subject
 from actors.errors import InternalError, RpcTimeout
 from actors.logs import ServerLog
 from transport.nats import (
@@ -185,9 +185,10 @@ class NatsRpc:
     # -- per-uid and bindings subjects (UserSubjects, NATS only) -----------------------------
 
     async def listen_user(self, uid: str) -> None:
-        """Frontend: take pushes and kicks on the subjects of ``uid``, bound here."""
+        """Frontend: take pushes and kicks on the subjects of ``uid``, bound here (a uid that
+        cannot be a subject token was refused at its bind: see ``Users.check_uid``)."""
         me = self.me
-        if me is None:
+        if me is None or uid_problem(uid) is not None:
             return
         # One group per subject: what arrives is told apart by the callback (a Push and a
         # KickMsg are both bare protobuf).
@@ -197,19 +198,31 @@ class NatsRpc:
         await self.pipe.subscribe_group(
             f"{uid}/kick", [user_subject(me.type, uid, "kick")], self._user_kick
         )
+        # Once bound, reachable: the bind returns after NATS has the subscriptions (one
+        # round trip), or a push sent by another server at once could get there first.
+        try:
+            await self.pipe.flush(self.pipe.connect_timeout)
+        except NatsError as exc:  # NATS is in trouble: the outage is told elsewhere
+            self.log.debug("the subjects of a uid were not confirmed: %s", exc)
 
     async def forget_user(self, uid: str) -> None:
         await self.pipe.unsubscribe_group(f"{uid}/push")
         await self.pipe.unsubscribe_group(f"{uid}/kick")
 
     def publish_user(self, frontend_type: str, uid: str, what: str, payload: bytes) -> None:
-        self.pipe.publish(user_subject(frontend_type, uid, what), payload)
+        # A uid that cannot be a subject token is bound nowhere, and NATS would close this
+        # connection over the subject (uids to push to may come from a client's body).
+        if uid_problem(uid) is None:
+            self.pipe.publish(user_subject(frontend_type, uid, what), payload)
 
     async def request_user(
         self, frontend_type: str, uid: str, what: str, payload: bytes, timeout: float
     ) -> bytes | None:
         """The answer of the frontend holding ``uid`` on its ``push``/``kick`` subject; None
-        when nobody answered; ClusterUnavailable when NATS failed."""
+        when nobody answered (a uid that cannot be a subject token, bound nowhere, too);
+        ClusterUnavailable when NATS failed."""
+        if uid_problem(uid) is not None:
+            return None
         try:
             return await self.pipe.request(user_subject(frontend_type, uid, what), payload, timeout)
         except NatsTimeout:  # no responders too

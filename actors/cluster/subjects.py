@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+MAX_UID_BYTES = 512
+"""Longest uid (UTF-8 bytes) that goes into a subject: NATS refuses a command line longer
+than 4 KiB (``max_control_line``) with an error that ends the connection for good."""
+
 
 def server_subject(server_type: str, server_id: str) -> str:
     """Requests to one server: forwarded messages, user RPCs, frontend controls."""
@@ -16,3 +20,22 @@ def user_subject(frontend_type: str, uid: str, what: str) -> str:
 def bindings_subject(frontend_type: str) -> str:
     """Where the frontends of one type announce every bind (unique session)."""
     return f"pitaya/{frontend_type}/bindings"
+
+
+def uid_problem(uid: str) -> str | None:
+    """Why ``uid`` cannot be a token of Pitaya's per-uid subjects (None: it can). A uid is
+    the client's choice in many games (``session.bind(body["name"])``), and a subject NATS
+    refuses ends the connection that sent it, for every player of the server: longer than
+    :data:`MAX_UID_BYTES`, whitespace or control characters (which end a protocol line), an
+    empty dot-separated part (``a..b``), or a part that is a wildcard (``*``, ``>``: the
+    subject would take other uids' messages)."""
+    if len(uid.encode("utf-8", "surrogatepass")) > MAX_UID_BYTES:
+        return f"longer than {MAX_UID_BYTES} bytes"
+    if any(ch.isspace() or not ch.isprintable() for ch in uid):
+        return "it holds whitespace or control characters"
+    for part in uid.split("."):
+        if not part:
+            return "it has an empty dot-separated part"
+        if part in ("*", ">"):
+            return f"it has {part!r} as a dot-separated part (a NATS wildcard)"
+    return None

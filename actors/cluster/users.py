@@ -48,6 +48,8 @@ from actors.cluster.codec import (
 from actors.cluster.control import SessionEvent, control_request
 from actors.cluster.rpc import BindListener, ClusterUnavailable
 from actors.cluster.session_events import BIND, CLOSE
+from actors.cluster.subjects import uid_problem
+from actors.errors import BadRequest
 from actors.logs import ServerLog
 from transport.etcd import EtcdUnavailable
 
@@ -282,6 +284,17 @@ class ClusterUsers:
                 self.log.warning("bind notice to %s failed: %s", server.id, exc)
 
     # -- this frontend's sessions ----------------------------------------------------------
+
+    def check_uid(self, session: Session) -> None:
+        """Frontend, a bind callback where uids have subjects (NATS): refuse, with
+        ``PIT-400``, a uid that cannot be a token of its push and kick subjects (see
+        :func:`~actors.cluster.subjects.uid_problem`)."""
+        uid = session.uid
+        if self.subjects is not None and uid is not None:
+            problem = uid_problem(uid)
+            if problem is not None:
+                shown = uid if len(uid) <= 40 else uid[:40] + "..."
+                raise BadRequest(f"uid {shown!r} cannot be bound: {problem}")
 
     async def bound(self, session: Session) -> None:
         """Frontend, after a bind: announce it, take the uid's subjects (NATS), tell the

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from actors.errors import FrontendOnly
-from actors.session import Session, SessionAlreadyBound
+from actors.session import Session, SessionAlreadyBound, SessionClosed
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class SessionRegistry:
         """Bind ``uid`` to ``session``: waits for the uid's turn (no other bind of ``uid``
         running), runs the bind callbacks, indexes the uid, runs the after-bind callbacks.
         A second bind of one session while its first is under way raises
-        :class:`~actors.session.SessionAlreadyBound`."""
+        :class:`~actors.session.SessionAlreadyBound`; a session whose connection closes
+        before the bind completes raises :class:`~actors.session.SessionClosed`."""
         if session.id in self._binding:
             raise SessionAlreadyBound(f"session {session.id} is already binding a uid")
         self._binding.add(session.id)
@@ -142,8 +143,10 @@ class SessionRegistry:
                 del self._turns[uid]
 
     async def _run_bind(self, session: Session, uid: str) -> None:
+        # A bind that cannot complete raises: the handler awaiting it must not go on as if
+        # the player were bound (join a room, register close callbacks that never run).
         if session.closed:  # the connection went away while it waited for its turn
-            return
+            raise SessionClosed(f"session {session.id} closed before it was bound")
         session.uid = uid
         try:
             for callback in self._bind:
@@ -153,7 +156,7 @@ class SessionRegistry:
             raise
         if session.closed:  # the connection went away while a callback awaited
             await self._failed(session)
-            return
+            raise SessionClosed(f"session {session.id} closed while it was being bound")
         self._by_uid[uid] = session
         for callback in self._after_bind:
             try:

@@ -12,8 +12,8 @@ import pytest
 from actors.app import App
 from actors.errors import PitayaError
 from actors.handler import Handler, handler
-from actors.session import Session, SessionAlreadyBound
-from actors.testing import serve
+from actors.session import Session, SessionAlreadyBound, SessionClosed
+from actors.testing import TestSession, serve
 from tests.rawclient import RawClient
 from transport.client import RequestError
 from transport.message import FLAG_DATA_COMPRESSED, decode_message
@@ -138,6 +138,18 @@ async def test_bind_and_close_callbacks() -> None:
         await asyncio.wait_for(closed.wait(), 5)
         assert events[-1] == "close ok"
         assert app.sessions.by_uid("ok") is None
+
+
+async def test_a_close_callback_given_after_the_close_is_refused() -> None:
+    """A handler that awaited while its client left learns it at ``on_close``: the close
+    callbacks ran already, and the one it gives would never run (a member left in a room)."""
+    ran: list[str] = []
+    session = TestSession(1)
+    session.on_close(lambda s: ran.append("before"))
+    await session.disconnect()
+    with pytest.raises(SessionClosed, match="session 1 is closed: its close callbacks ran"):
+        session.on_close(lambda s: ran.append("after"))
+    assert ran == ["before"]
 
 
 async def test_pipeline_transforms_and_rejects() -> None:

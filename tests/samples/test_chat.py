@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from actors.session import Session
 from actors.testing import serve
 from samples.chat.room import build_app
 from transport.client import Client, Push, RequestError
+from transport.errors import ConnectionClosed
 
 
 async def next_push(pushes: Any, route: str) -> Push:
@@ -51,6 +53,33 @@ async def test_join_chat_and_leave_over_tcp_and_websocket() -> None:
 
         await bob.close()
         assert (await next_push(ann_pushes, "onUserLeft")).body == {"name": "bob"}
+
+
+async def test_a_client_that_leaves_while_its_join_binds_is_not_left_a_member() -> None:
+    """The client closes while its bind awaits an app bind callback (a profile loaded from
+    a database, say). The bind raises SessionClosed, so the join goes no further: it was
+    carrying on, registering a close callback that never ran, and leaving a member in the
+    room for good."""
+    app = build_app(tcp_port=0, ws_port=0)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def load_profile(session: Session) -> None:
+        entered.set()
+        await release.wait()
+
+    app.sessions.on_session_bind(load_profile)
+    async with serve(app) as server:
+        ann = await server.connect()
+        joining = asyncio.ensure_future(ann.request("room.join", {"name": "ann"}))
+        await asyncio.wait_for(entered.wait(), 5)
+        await ann.close()
+        await asyncio.wait_for(app.connections.zero.wait(), 5)  # the server saw it go
+        release.set()
+        with pytest.raises(ConnectionClosed):
+            await joining
+        bob = await server.connect()
+        reply = await bob.request("room.join", {"name": "bob"})
+        assert reply["members"] == ["bob"]
 
 
 async def test_chat_errors() -> None:

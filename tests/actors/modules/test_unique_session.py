@@ -22,6 +22,7 @@ from actors.errors import PitayaError
 from actors.modules import binding_storage
 from actors.modules.binding_storage import BindingStorage
 from actors.modules.unique_session import KICK_REASON, UidAlreadyBound, UniqueSession
+from actors.session import SessionClosed
 from actors.sessions.registry import SessionRegistry
 from actors.testing import TestSession
 from tests.actors.modules.etcd_fake import FakeEtcd
@@ -371,7 +372,8 @@ async def test_a_bind_whose_connection_goes_away_after_the_claim_releases_it(
     assert await etcd.get("pitaya/bindings/connector/ann") == b"fe-1"  # claimed
     await ann.disconnect()
     gate.set()
-    await binding
+    with pytest.raises(SessionClosed):
+        await binding
     assert await etcd.get("pitaya/bindings/connector/ann") is None
     try:
         await session(two, 1).bind("ann")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from actors.errors import FrontendOnly, PitayaError
-from actors.session import Session, SessionAlreadyBound
+from actors.session import Session, SessionAlreadyBound, SessionClosed
 from actors.sessions.registry import SessionRegistry
 from actors.testing import TestSession
 
@@ -266,7 +266,8 @@ async def test_bind_failed_callbacks_run_with_the_uid_when_a_bind_does_not_compl
     await closed.disconnect()
     cancelling.cancel()
     gate.set()
-    await closing
+    with pytest.raises(SessionClosed, match="session 2 closed while it was being bound"):
+        await closing
     await binding
     with pytest.raises(asyncio.CancelledError):
         await cancelling
@@ -289,9 +290,33 @@ async def test_a_session_closed_while_a_bind_callback_awaits_stays_unbound() -> 
     await asyncio.sleep(0)
     await ann.disconnect()
     gate.set()
-    await binding  # no error: the connection is gone, nobody to answer
+    # The handler awaiting the bind learns it did not happen: it must not go on as if the
+    # player were bound (join a room it would never leave).
+    with pytest.raises(SessionClosed):
+        await binding
     assert ann.uid is None and registry.by_uid("ann") is None
     assert after == []
+
+
+async def test_a_session_closed_while_its_bind_waits_for_its_turn_is_not_bound() -> None:
+    registry = SessionRegistry()
+    gate = asyncio.Event()
+
+    @registry.on_session_bind
+    async def slow(s: Session) -> None:
+        await gate.wait()
+
+    first, second = session(registry), session(registry)
+    first_bind = asyncio.ensure_future(first.bind("ann"))
+    await asyncio.sleep(0)
+    second_bind = asyncio.ensure_future(second.bind("ann"))  # waits for ann's turn
+    await asyncio.sleep(0)
+    await second.disconnect()
+    gate.set()
+    await first_bind
+    with pytest.raises(SessionClosed, match="closed before it was bound"):
+        await second_bind
+    assert (first.uid, second.uid) == ("ann", None)
 
 
 async def test_a_failing_bind_failed_callback_is_logged_and_the_uid_still_reset(

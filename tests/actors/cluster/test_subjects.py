@@ -1,0 +1,40 @@
+"""Which uids can be a token of Pitaya's per-uid NATS subjects (``actors.cluster.subjects``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.cluster.subjects import MAX_UID_BYTES, uid_problem, user_subject
+
+
+@pytest.mark.parametrize(
+    "uid",
+    ["ann", "42", "ann@example.com", "a.b.c", "a*b", "a>b", "élodie", "🐉", "x" * MAX_UID_BYTES],
+)
+def test_uids_a_subject_can_carry(uid: str) -> None:
+    assert uid_problem(uid) is None
+
+
+@pytest.mark.parametrize(
+    ("uid", "problem"),
+    [
+        ("u" * (MAX_UID_BYTES + 1), f"longer than {MAX_UID_BYTES} bytes"),
+        ("é" * (MAX_UID_BYTES // 2 + 1), f"longer than {MAX_UID_BYTES} bytes"),  # 2 bytes each
+        ("ann bob", "it holds whitespace or control characters"),
+        ("ann\r\nPUB x 1", "it holds whitespace or control characters"),
+        ("ann\tbob", "it holds whitespace or control characters"),
+        ("ann\x00", "it holds whitespace or control characters"),
+        ("a..b", "it has an empty dot-separated part"),
+        (".ann", "it has an empty dot-separated part"),
+        ("ann.", "it has an empty dot-separated part"),
+        ("bob.*.x", "it has '*' as a dot-separated part (a NATS wildcard)"),
+        (">", "it has '>' as a dot-separated part (a NATS wildcard)"),
+    ],
+)
+def test_uids_a_subject_cannot_carry(uid: str, problem: str) -> None:
+    assert uid_problem(uid) == problem
+
+
+def test_the_longest_uid_makes_a_subject_well_within_a_nats_command_line() -> None:
+    subject = user_subject("connector", "x" * MAX_UID_BYTES, "push")
+    assert len(f"SUB {subject} 1000000\r\n") < 4096 // 4
