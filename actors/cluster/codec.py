@@ -52,6 +52,12 @@ from google.protobuf.message import Message as ProtoMessage
 
 from actors.cluster import protowire
 from actors.errors import InternalError, PitayaError, as_pitaya_error
+from transport.bounded import (
+    DEFAULT_MAX_CONTAINERS,
+    container_limit,
+    finite_float,
+    refuse_constant,
+)
 from transport.errors import ProtocolError, SerializationError
 from transport.jsonwire import WireJson
 from transport.protobuf import is_message_class
@@ -286,7 +292,9 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_JSON = WireJson(_not_json)
+_JSON = WireJson(_not_json, refuse_constant, finite_float)
+"""Session data and metadata come from peers: what a client body may not hold (NaN, a number
+too large for a float), they may not either; an answer holding one could not be written."""
 _json_text = _JSON.dumps
 _json_value = _JSON.loads
 
@@ -365,19 +373,24 @@ def with_handshake(session: SessionSnapshot, handshake: dict[str, Any] | None) -
 
 _METADATA: dict[bytes, tuple[dict[str, Any], _Extras]] = {}
 _METADATA_SIZE = 1024
+_SMALL_METADATA = 1024
+"""Metadata up to this size is decoded once for the same bytes (the peer, the timeout, the
+session's frontend type: a few hundred bytes, repeated by every request of a session);
+larger metadata (a session's first message, with its handshake) is decoded each time. A
+cache of any size let a peer pin 1,024 decodes of a megabyte each: 22 GB."""
 
 
 def _metadata(raw: bytes) -> tuple[dict[str, Any], _Extras]:
     """The metadata object of ``raw`` and what it says of the session, read once for the
-    same bytes: one session's requests repeat theirs (peer, timeout, its handshake). The
-    dict is shared: read only."""
+    same small bytes: one session's requests repeat theirs. The dict is shared: read only."""
     cached = _METADATA.get(raw)
     if cached is None:
         metadata = _json_object(raw, "metadata")
         cached = (metadata, _session_extras_of(metadata))
-        if len(_METADATA) >= _METADATA_SIZE:
-            _METADATA.clear()
-        _METADATA[raw] = cached
+        if len(raw) <= _SMALL_METADATA:
+            if len(_METADATA) >= _METADATA_SIZE:
+                _METADATA.clear()
+            _METADATA[raw] = cached
     return cached
 
 
@@ -404,6 +417,7 @@ def _session_data(raw: bytes) -> dict[str, Any]:
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
+        container_limit(data, DEFAULT_MAX_CONTAINERS)  # as a client body's (amplification)
         value = _json_value(data.decode())
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CodecError(f"{what} is not JSON: {exc}") from exc

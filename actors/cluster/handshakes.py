@@ -19,6 +19,7 @@ bytes per forwarded 22-byte notify went from ~0.9 MB to ~0.2 KB after the first 
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from typing import Any
 
@@ -26,35 +27,56 @@ MAX_HANDSHAKES = 10_000
 """Handshakes a backend keeps (with the default ``max_handshake_size`` of 8 KiB: at most
 about 80 MiB, far less for real handshakes)."""
 
+MAX_HANDSHAKE_BYTES = 64 * 1024 * 1024
+"""JSON bytes of the handshakes a backend keeps, whatever their number: a frontend's
+``max_handshake_size`` is not this server's to check, and a peer on NATS sent 10 handshakes
+of 878 KiB that held 200 MiB. Past it the least recently used go (fetched again if needed)."""
+
 
 class HandshakeCache:
-    """Handshakes by (frontend id, session id), least recently used evicted first."""
+    """Handshakes by (frontend id, session id), least recently used evicted first, within
+    ``max_entries`` and ``max_bytes`` (of their JSON text)."""
 
-    def __init__(self, max_entries: int = MAX_HANDSHAKES) -> None:
+    def __init__(
+        self, max_entries: int = MAX_HANDSHAKES, max_bytes: int = MAX_HANDSHAKE_BYTES
+    ) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """JSON bytes of the handshakes kept."""
+        self._entries: OrderedDict[tuple[str, int], tuple[dict[str, Any], int]] = OrderedDict()
 
     def get(self, frontend_id: str, session_id: int) -> dict[str, Any] | None:
         key = (frontend_id, session_id)
-        handshake = self._entries.get(key)
-        if handshake is not None:
-            self._entries.move_to_end(key)
-        return handshake
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
 
     def put(self, frontend_id: str, session_id: int, handshake: dict[str, Any]) -> None:
+        try:
+            size = len(json.dumps(handshake, separators=(",", ":"), ensure_ascii=False))
+        except (TypeError, ValueError, RecursionError):
+            return  # decoded from JSON, so not expected: then it is simply not kept
+        self.drop(frontend_id, session_id)
+        if size > self.max_bytes:
+            return  # not kept: fetched from the frontend when a handler reads it
         entries = self._entries
-        key = (frontend_id, session_id)
-        entries[key] = handshake
-        entries.move_to_end(key)
-        while len(entries) > self.max_entries:
-            entries.popitem(last=False)
+        entries[(frontend_id, session_id)] = (handshake, size)
+        self.bytes += size
+        while len(entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, evicted) = entries.popitem(last=False)
+            self.bytes -= evicted
 
     def drop(self, frontend_id: str, session_id: int) -> None:
         """The session closed: its handshake is not needed any more."""
-        self._entries.pop((frontend_id, session_id), None)
+        entry = self._entries.pop((frontend_id, session_id), None)
+        if entry is not None:
+            self.bytes -= entry[1]
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
-__all__ = ["MAX_HANDSHAKES", "HandshakeCache"]
+__all__ = ["MAX_HANDSHAKES", "MAX_HANDSHAKE_BYTES", "HandshakeCache"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.cluster import codec
 from actors.cluster.codec import (
     ACK,
     CONTROL_ACK,
@@ -220,11 +222,37 @@ def test_session_data_that_json_cannot_carry_is_a_codec_error() -> None:
             ),
             "ftype must be a string",
         ),
+        (
+            pb.Request(msg=pb.Msg(route="r"), session=pb.Session(id=1, data=b'{"x":NaN}')),
+            "session data is not JSON: NaN is not a JSON value",
+        ),
+        (
+            pb.Request(msg=pb.Msg(route="r"), session=pb.Session(id=1, data=b'{"x":1e999}')),
+            "session data is not JSON: number 1e999 is too large for a float",
+        ),
+        (
+            pb.Request(msg=pb.Msg(route="r"), metadata=b'{"k":' + b"[" * 300_000 + b"]}"),
+            "metadata is not JSON: body may hold 300001 arrays and objects; the limit is 100000",
+        ),
     ],
 )
 def test_malformed_requests_say_what_is_wrong(message: Any, error: str) -> None:
-    with pytest.raises(CodecError, match=error):
+    with pytest.raises(CodecError, match=re.escape(error)):
         decode_request(message.SerializeToString())
+
+
+def test_only_small_metadata_is_kept_decoded() -> None:
+    """A session's requests repeat their small metadata (decoded once); a large one, a
+    session's first message with its handshake, is decoded each time: kept, a peer's
+    megabyte of metadata per message piled up to gigabytes."""
+    codec._METADATA.clear()
+    small = pb.Request(msg=pb.Msg(route="r"), metadata=b'{"peer.id":"c-1"}')
+    large = pb.Request(msg=pb.Msg(route="r"), metadata=b'{"k":"' + b"x" * 2000 + b'"}')
+    first = decode_request(small.SerializeToString())
+    assert decode_request(small.SerializeToString()).metadata is first.metadata
+    assert len(codec._METADATA) == 1
+    decode_request(large.SerializeToString())
+    assert len(codec._METADATA) == 1
 
 
 @given(st.binary(max_size=200))

@@ -31,6 +31,25 @@ def test_the_cache_keeps_the_most_recently_used_and_drops_at_close() -> None:
     assert cache.get("fe-1", 1) is None and len(cache) == 1
 
 
+def test_the_cache_keeps_handshakes_within_a_byte_budget() -> None:
+    """However few: a peer's ten handshakes of 878 KiB held 200 MiB."""
+    big = {"user": {"blob": "x" * 1000}}  # 1,021 bytes of JSON
+    size = len(json.dumps(big, separators=(",", ":")))
+    cache = HandshakeCache(max_entries=100, max_bytes=3 * size)
+    for session_id in range(5):
+        cache.put("fe-1", session_id, big)
+    assert len(cache) == 3 and cache.bytes == 3 * size
+    assert [cache.get("fe-1", i) is not None for i in range(5)] == [False, False, True, True, True]
+    cache.put("fe-1", 4, {"user": {}})  # replaced: its bytes counted once
+    assert cache.bytes == 2 * size + len('{"user":{}}')
+    cache.put("fe-1", 9, {"user": {"blob": "x" * 4000}})  # larger than the budget: not kept
+    assert cache.get("fe-1", 9) is None and len(cache) == 3
+    cache.drop("fe-1", 2)
+    cache.drop("fe-1", 3)
+    cache.drop("fe-1", 4)
+    assert cache.bytes == 0 and len(cache) == 0
+
+
 def test_an_omitted_handshake_leaves_hs_out_of_py_session_and_decodes_as_omitted() -> None:
     hs = {"sys": {"platform": "ios"}, "user": {"blob": "x" * 100}}
     full = SessionSnapshot(7, "fe-1", "connector", "ann", {}, hs)
