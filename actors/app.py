@@ -562,6 +562,9 @@ class App:
             factory = loop_factory(self.config.event_loop)
             with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(self._lifecycle.serve_forever(freeze=True))
+            if self.cluster is not None and self.cluster.lost is not None:
+                # A supervisor restarts a server that failed (the launcher's on-failure).
+                raise SystemExit(f"{self.server_id} stopped: {self.cluster.lost}")
         except ClusterStartupError as exc:
             reason = describe_startup_failure(exc, self.config.cluster_connect_timeout)
             raise SystemExit(f"{self.server_id} cannot start: {reason}") from None

@@ -176,6 +176,10 @@ class NatsPipe:
         self._last_error = ""
         self._refusal = ""
         """Why the server refused the last connection attempt (credentials, TLS), if it did."""
+        self.on_closed: Callable[[str], None] | None = None
+        """Called, with the cause, when the connection is closed for good without
+        :meth:`close` (nats-py gives up on a connection the server sent an error on: it
+        never reconnects). Its owner decides what the server does then."""
 
     @property
     def connected(self) -> bool:
@@ -205,6 +209,7 @@ class NatsPipe:
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
+                    closed_cb=self._closed_cb,
                     **options,
                 ),
                 self.connect_timeout,
@@ -452,6 +457,21 @@ class NatsPipe:
             self.display_urls,
             self._last_error or "closed by the server",
         )
+
+    async def _closed_cb(self) -> None:
+        if self._closing or self.nc is None:
+            return  # our own close, or a first connection that failed (reported as such)
+        cause = self._last_error or "closed by the server"
+        self.log.error(
+            "the connection to NATS at %s is closed for good (%s): nats-py does not reconnect "
+            "after that; requests fail and pushes are dropped from now on",
+            self.display_urls,
+            cause,
+        )
+        if self._replies is not None:
+            self._replies.fail_all(NatsDown(f"the NATS connection is closed: {cause}"))
+        if self.on_closed is not None:
+            self.on_closed(cause)
 
     async def _reconnected(self) -> None:
         down_since, self._down_since = self._down_since, None

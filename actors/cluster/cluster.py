@@ -88,6 +88,8 @@ class Cluster:
             metadata={**config.metadata, EXTRAS_KEY: EXTRAS_VERSION},
         )
         self.log = ServerLog(log, app.server_id)
+        self.lost: str | None = None
+        """Why the RPC transport is gone for good (the server stops: ``App.run`` exits 1)."""
         self.dropped_messages = 0
         """Inbound messages that will never be handled: malformed messages the bridge
         dropped, and messages NATS dropped because this server read too slowly (slow
@@ -136,6 +138,14 @@ class Cluster:
     def _dropped(self) -> None:
         self.dropped_messages += 1
 
+    def _transport_lost(self, cause: str) -> None:
+        """The RPC transport is gone for good: stop this server (as Go Pitaya does), so it
+        leaves discovery instead of staying there, unable to serve; a supervisor (the
+        launcher's) starts it again."""
+        self.log.error("stopping: the RPC transport cannot come back (%s)", cause)
+        self.lost = cause
+        self.app.request_stop()
+
     @property
     def connected(self) -> bool:
         """RPCs can go out and come in (readiness; discovery registration aside)."""
@@ -152,6 +162,9 @@ class Cluster:
         config = self.app.config
         if self.rpc_client.user_subjects is None:
             self._require_user_delivery()
+        on_lost = getattr(self.rpc_client, "on_lost", None)  # NATS's: gRPC reconnects per call
+        if on_lost is not None:
+            on_lost(self._transport_lost)
         await self.rpc_client.connect()
         try:
             await self.discovery.connect()

@@ -55,6 +55,10 @@ class ClusterHost(Protocol):
 
     def encode_push_packet(self, route: str, payload: bytes) -> bytes: ...
 
+    def request_stop(self) -> None:
+        """Stop the server gracefully (what SIGTERM does)."""
+        ...
+
     async def send_push_to_users(
         self, route: str, body: Any, uids: list[str], *, frontend_type: str | None = None
     ) -> list[str]: ...

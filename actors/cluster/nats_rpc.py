@@ -96,6 +96,11 @@ class NatsRpc:
     def connected(self) -> bool:
         return self.pipe.connected
 
+    def on_lost(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(cause)`` if the connection is closed for good (see
+        ``NatsPipe.on_closed``): a transport that cannot come back says so."""
+        self.pipe.on_closed = callback
+
     serving = connected  # one connection: the server receives whenever the client sends
 
     @property

@@ -80,3 +80,26 @@ async def test_a_uid_no_subject_can_carry_is_refused_and_nats_stays_up(
         assert cluster.connected and room_cluster.connected
         assert await client.request("login.bind", {"uid": "ann"}) == {"uid": "ann"}
         assert await client.request("room.ops.poke", {"uids": ["ann"]}) == {"failed": []}
+
+
+async def test_a_server_whose_nats_connection_is_closed_for_good_stops_and_leaves(
+    nats_server: NatsServer, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nats-py does not reconnect after the server sent an error (here: a command line over
+    4 KiB, sent past every check of ours). The server was left registered in etcd, unable
+    to serve, for good; it now stops (as Go Pitaya does) and leaves discovery."""
+    common = cluster_options(nats_server, etcd_server)
+    room = App(server_type="room", server_id="room-1", frontend=False, **common)
+    room.register(Ops)
+    connector = App(server_type="connector", server_id="c-1", **common)
+    async with room, connector:
+        cluster, room_cluster = connector.cluster, room.cluster
+        assert cluster is not None and room_cluster is not None
+        await until(lambda: len(cluster.discovery.servers("room")) == 1)
+        nc = room_cluster.rpc_client.pipe.nc  # type: ignore[attr-defined]
+        await nc.publish("x" * 5000, b"")  # NATS answers -ERR and closes the connection
+        await until(lambda: room_cluster.lost is not None, timeout=10)
+        await until(lambda: not cluster.discovery.servers("room"), timeout=10)
+        assert not room.ready_now()
+    assert "is closed for good" in caplog.text
+    assert "[room-1] stopping: the RPC transport cannot come back" in caplog.text
