@@ -429,9 +429,11 @@ class DiscoveryActor(Actor):
         if event.key == self.key:
             self._own_key_changed(event.value)
             return
-        server_id = event.key.rsplit("/", 1)[-1]
+        server_type, server_id = event.key.rsplit("/", 2)[-2:]
         if event.value is None:
-            if server_id != self.me.id:
+            known = self.table.by_id.get(server_id)
+            # Only the server's own key removes it: a stray key naming its id does not.
+            if server_id != self.me.id and known is not None and known.type == server_type:
                 self.table.delete(server_id)
             return
         server = _parse(event.key, event.value)
@@ -486,7 +488,11 @@ def _parse(key: str, value: bytes) -> ServerInfo | None:
     thousands deep): no error of any kind may escape into the watch or the resync.
     """
     try:
-        return ServerInfo.from_json(value)
+        server = ServerInfo.from_json(value)
+        if not key.endswith(f"/{server.type}/{server.id}"):
+            # An entry under another server's key would replace that server in every table.
+            raise ValueError(f"it names server {server.type}/{server.id}, not its key's")
+        return server
     except Exception as exc:  # ValueError, TypeError, AttributeError, RecursionError, ...
         if key not in _warned_keys:
             if len(_warned_keys) >= _MAX_WARNED_KEYS:

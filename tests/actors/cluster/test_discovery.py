@@ -88,7 +88,7 @@ def test_a_malformed_entry_is_skipped_and_warned_once_per_key(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     parse = discovery._parse
-    assert parse("k", info("a").to_json()) == info("a")
+    assert parse("pitaya/servers/room/a", info("a").to_json()) == info("a")
     assert parse("pitaya/servers/room/bad", b"[1]") is None
     assert parse("pitaya/servers/room/bad", b"[2]") is None
     assert parse("pitaya/servers/room/deep", b"[" * 100_000) is None
@@ -100,6 +100,19 @@ def test_a_malformed_entry_is_skipped_and_warned_once_per_key(
     assert messages[1].startswith("ignoring malformed discovery entry pitaya/servers/room/deep: ")
     assert len(messages) == 2
     assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_an_entry_under_another_servers_key_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    """Written under ``servers/connector/room-1``, an entry claiming to be room-1 replaced the
+    real room-1 in every table (and its deletion removed the real one)."""
+    assert discovery._parse("pitaya/servers/connector/a", info("a").to_json()) is None
+    assert discovery._parse("pitaya/servers/room/b", info("a").to_json()) is None
+    assert [r.getMessage() for r in caplog.records if r.name == LOGGER] == [
+        "ignoring malformed discovery entry pitaya/servers/connector/a: "
+        "ValueError: it names server room/a, not its key's",
+        "ignoring malformed discovery entry pitaya/servers/room/b: "
+        "ValueError: it names server room/a, not its key's",
+    ]
 
 
 def test_a_warning_quotes_at_most_200_characters_of_the_error(
@@ -359,6 +372,18 @@ async def test_watched_changes_reach_the_table(caplog: pytest.LogCaptureFixture)
             "ignoring malformed discovery entry pitaya/servers/room/r3: "
             "ValueError: not a server entry: b'[3]'"
         ) in caplog.messages
+
+
+async def test_a_key_naming_another_servers_id_neither_replaces_nor_removes_it() -> None:
+    async with node() as n:
+        etcd = n.etcd
+        await etcd.put(info("r2").key(), info("r2").to_json())
+        await settle()
+        stray = SERVERS_PREFIX + "connector/r2"  # not r2's key: its type is room
+        await etcd.put(stray, info("r2", metadata={"evil": "1"}).to_json())
+        etcd.delete(stray)
+        await settle()
+        assert n.table.by_id["r2"] == info("r2")
 
 
 @pytest.mark.looptime
