@@ -56,7 +56,7 @@ from actors.cluster.control import control_route
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import BadRequest, RouteNotFound, TooManyRequests
 from actors.invocation import Sequencer
-from actors.logs import ServerLog
+from actors.logs import ServerLog, Throttle
 from actors.metrics.handler import HANDLER, REMOTE, report_handler_time
 from actors.tracing import end_span
 from actors.turns import SMALL_BODY, turns_for
@@ -164,6 +164,8 @@ class RpcBridge(Actor):
         self.on_dropped = on_dropped
         self.sequencer = Sequencer()
         """Forwarded messages of one session run one after another, in arrival order."""
+        self._malformed = Throttle()
+        """Malformed messages are counted always, logged once per 10 s (a peer may flood)."""
         self.carry = SessionCarry(self.sequencer)
         """What a session's messages pushed to its frontend, for its pipelined next ones."""
         self.waiting_bytes = 0
@@ -203,7 +205,9 @@ class RpcBridge(Actor):
                 raise CodecError(f"unknown inbound kind {kind!r}")
         except CodecError as exc:
             self.on_dropped()
-            self.log.warning("dropped a malformed message: %s", exc)
+            told = self._malformed.allow(time.monotonic())
+            if told is not None:
+                self.log.warning("dropped a malformed message: %s%s", exc, told)
             if respond is not None:
                 respond(encode_error(BadRequest(str(exc))))
 

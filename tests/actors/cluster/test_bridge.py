@@ -45,6 +45,7 @@ from actors.cluster.discovery import ServerInfo
 from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import PitayaError
+from actors.logs import Throttle
 from actors.system import ActorSystem
 from actors.turns import SMALL_BODY
 
@@ -421,6 +422,25 @@ async def test_a_malformed_message_is_counted_and_answered_pit_400(
         assert b.invoker.calls == [] and b.controls.user_messages == [] and b.notices == []
         await b.request(forwarded())  # the bridge still works
         assert read_answer(await b.answers.next()) == b"result"
+
+
+async def test_a_flood_of_malformed_messages_is_counted_and_logged_once_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with bridge() as b:
+        for _ in range(100):
+            await b.send(REQUEST, b"\xff\xff\xff", answered=False)
+        assert len(b.dropped) == 100
+        lines = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+        assert len(lines) == 1  # not 100: a peer on NATS could fill the disk
+
+
+def test_a_throttle_tells_what_it_did_not_log() -> None:
+    throttle = Throttle(10.0)
+    assert throttle.allow(0.0) == ""
+    assert [throttle.allow(t) for t in (1.0, 5.0, 9.9)] == [None, None, None]
+    assert throttle.allow(10.0) == " (3 more since the last such line, not logged)"
+    assert throttle.allow(25.0) == ""
 
 
 # -- controls, pushes, kicks and bind notices ----------------------------------------------
