@@ -28,11 +28,14 @@ from actors.actor import Actor
 from actors.app import App
 from actors.errors import BadRequest
 from actors.handler import Handler, handler
-from actors.session import Session
+from actors.session import Session, SessionClosed
 from samples.chat.static import WEB_DIR, WEB_FILES, static_files
 
 GROUP = "room"
 """The name of the chat's group in the cluster sample (etcd groups)."""
+
+MAX_GONE = 10_000
+"""uids a room remembers as left before they joined (uids are never reused)."""
 
 Push = Callable[[str, Any, list[str]], None]
 """Push ``(route, body, uids)`` without waiting: ``App.push_to_users``."""
@@ -92,8 +95,14 @@ class ChatRoom(Actor):
         self.push = push
         self.names: dict[str, str] = {}
         """uid -> display name, in join order."""
+        self.gone: dict[str, None] = {}
+        """uids that left before their join reached the room (at most :data:`MAX_GONE`,
+        oldest dropped first): in a cluster the frontend's leave may overtake the join."""
 
     def on_join(self, msg: Join) -> list[str]:
+        if msg.uid in self.gone:
+            del self.gone[msg.uid]
+            raise SessionClosed(f"{msg.uid} left before joining")
         others = list(self.names)
         self.names[msg.uid] = msg.name
         self.push("onNewUser", {"name": msg.name}, others)
@@ -109,6 +118,10 @@ class ChatRoom(Actor):
         name = self.names.pop(msg.uid, None)
         if name is not None:
             self.push("onUserLeft", {"name": name}, list(self.names))
+            return
+        self.gone[msg.uid] = None  # its join may still be on its way: refused when it comes
+        if len(self.gone) > MAX_GONE:
+            del self.gone[next(iter(self.gone))]
 
     def on_count_members(self, msg: CountMembers) -> int:
         return len(self.names)

@@ -27,7 +27,7 @@ from actors.errors import BadRequest, InternalError
 from actors.groups import GroupAlreadyExists, GroupNotFound, MemberNotFound
 from actors.handler import Handler, Remote, handler
 from actors.kernel import ActorRef
-from actors.session import Session
+from actors.session import Session, SessionClosed
 from samples.chat.room import (
     GROUP,
     ChatMessage,
@@ -91,7 +91,12 @@ class Room(Handler):
         session.set("name", name)
         await session.push_to_front()  # type: ignore[attr-defined]
         await self.app.groups.add(GROUP, uid)
-        members = await chat_room(self).ask(Join(uid, name))
+        try:
+            members = await chat_room(self).ask(Join(uid, name))
+        except SessionClosed:  # the client left meanwhile, and the room heard it first
+            with contextlib.suppress(GroupNotFound, MemberNotFound):
+                await self.app.groups.remove(GROUP, uid)
+            raise
         return {"result": "success", "members": members}
 
     @handler

@@ -1,0 +1,56 @@
+"""The cluster sample's chat room when a client leaves while its join is on its way.
+
+The join (on a room server) binds on the frontend, then adds the member to the etcd group
+and to the room actor; the client's close (on the connector) tells the room it left. When
+the close comes between the two, the leave reached the room first and the join added a
+member nobody would ever remove: the room now remembers who left before joining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actors.testing import MemoryCluster, TestClient
+from samples.chat.room import GROUP, CountMembers
+from samples.cluster.servers import ROOM_ACTOR, build_connector, build_room
+from tests.reliability.support import until
+
+
+async def test_a_client_that_leaves_while_its_join_is_on_its_way_is_no_member() -> None:
+    network = MemoryCluster()
+    room = build_room("room-1", "nats://unused", "unused:1", **seams(network))
+    connector = build_connector(
+        "c-1", "nats://unused", "unused:1", tcp_port=0, ws_port=0, **seams(network)
+    )
+    adding, added, removing = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    async with room, TestClient(connector) as ann:
+        add, remove = room.groups.add, room.groups.remove
+
+        async def slow_add(group: str, uid: str) -> None:  # etcd, slow this time
+            adding.set()
+            await added.wait()
+            await add(group, uid)
+
+        async def told_remove(group: str, uid: str) -> None:  # the leave, after the room's
+            removing.set()
+            await remove(group, uid)
+
+        room.groups.add = slow_add  # type: ignore[method-assign]
+        room.groups.remove = told_remove  # type: ignore[method-assign]
+        joining = asyncio.ensure_future(ann.request("room.room.join", {"name": "ann"}))
+        await asyncio.wait_for(adding.wait(), 5)
+        await ann.close()
+        await until(lambda: connector.connection_count == 0)
+        await asyncio.wait_for(removing.wait(), 5)  # the connector's leave reached the room
+        added.set()
+        await asyncio.gather(joining, return_exceptions=True)
+        await until(lambda: room.invoker.running == 0)
+        room_actor = room.system.lookup(ROOM_ACTOR)
+        assert room_actor is not None
+        assert await room_actor.ask(CountMembers()) == 0
+        assert await room.groups.members(GROUP) == []
+
+
+def seams(network: MemoryCluster) -> dict[str, Any]:
+    return {"discovery": network.discovery(), "rpc": network.rpc()}
