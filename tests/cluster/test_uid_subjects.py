@@ -17,19 +17,11 @@ from actors.app import App
 from actors.handler import Handler, handler
 from actors.session import Session
 from actors.testing import serve
+from tests.actors.cluster.test_carry import Account
 from tests.cluster.test_concurrency import cluster_options
 from tests.reliability.support import until
 from tests.services import EtcdServer, NatsServer
 from transport.client import RequestError
-
-
-class Login(Handler):
-    service = "login"
-
-    @handler
-    async def bind(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-        await session.bind(body["uid"])
-        return {"uid": session.uid}
 
 
 class Ops(Handler):
@@ -62,14 +54,14 @@ async def test_a_uid_no_subject_can_carry_is_refused_and_nats_stays_up(
     room = App(server_type="room", server_id="room-1", frontend=False, **common)
     room.register(Ops)
     connector = App(server_type="connector", server_id="c-1", **common)
-    connector.register(Login)
+    connector.register(Account)  # account.login binds the uid it is given
     async with room, serve(connector) as server:
         cluster, room_cluster = connector.cluster, room.cluster
         assert cluster is not None and room_cluster is not None
         await until(lambda: len(cluster.discovery.servers("room")) == 1)
         await until(lambda: len(room_cluster.discovery.servers("connector")) == 1)
         client = await server.connect()
-        for route in ("login.bind", "room.ops.bind"):  # bound here, or asked by a backend
+        for route in ("account.login", "room.ops.bind"):  # bound here, or asked by a backend
             with pytest.raises(RequestError) as refused:
                 await client.request(route, {"uid": uid})
             assert refused.value.code == "PIT-400"
@@ -78,7 +70,7 @@ async def test_a_uid_no_subject_can_carry_is_refused_and_nats_stays_up(
         assert await client.request("room.ops.poke", {"uids": [uid]}) == {"failed": [uid]}
         assert await client.request("room.ops.ping") == "pong"  # both still on NATS
         assert cluster.connected and room_cluster.connected
-        assert await client.request("login.bind", {"uid": "ann"}) == {"uid": "ann"}
+        assert await client.request("account.login", {"uid": "ann"}) == {"uid": "ann"}
         assert await client.request("room.ops.poke", {"uids": ["ann"]}) == {"failed": []}
 
 
