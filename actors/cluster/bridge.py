@@ -298,7 +298,7 @@ class RpcBridge(Actor):
             def done(result: Any, error: BaseException | None) -> None:
                 reply(result, error)
                 if finish is not None:
-                    if lane is not None and session is not None:
+                    if lane is not None:
                         carry.finish(lane, session, finish)
                     else:
                         finish()
@@ -345,7 +345,8 @@ class RpcBridge(Actor):
             if self.waiting_bytes + size > MAX_WAITING_BYTES:
                 self.on_dropped()
                 # Refused in its session's order, its body dropped now.
-                job = partial(_refuse, reply, TooManyRequests("too many large bodies waiting"))
+                refused = TooManyRequests("too many large bodies waiting")
+                job = partial(_refuse, reply, refused, carry=carry, lane=lane)
             else:
                 self.waiting_bytes += size
         if lane is not None:
@@ -457,8 +458,14 @@ def _refuse(
     reply: Callable[[Any, BaseException | None], None],
     error: BaseException,
     finish: Callable[[], None] | None = None,
+    *,
+    carry: SessionCarry,
+    lane: tuple[str, int] | None,
 ) -> None:
     """A message's job that answers ``error`` (a :class:`~actors.invocation.Sequencer` job)."""
     reply(None, error)
     if finish is not None:
-        finish()
+        if lane is not None:
+            carry.finish(lane, None, finish)  # the last of its session: the record goes
+        else:
+            finish()

@@ -46,11 +46,14 @@ class SessionCarry:
             if pushed is not None:
                 session.take_front_state(*pushed)
 
-    def finish(self, key: Hashable, session: BackendSession, finish: Callable[[], None]) -> None:
+    def finish(
+        self, key: Hashable, session: BackendSession | None, finish: Callable[[], None]
+    ) -> None:
         """After a message's handler: keep what it pushed for the next message of its key,
         call ``finish`` (the sequencer's, which may start that message), then forget the
-        record once no message of the key is left."""
-        if session.front_changed:
+        record once no message of the key is left. ``session``: None for a message refused
+        before its handler ran."""
+        if session is not None and session.front_changed:
             self._pushed[key] = session.front_state
         finish()
         if self._pushed and key not in self._sequencer:

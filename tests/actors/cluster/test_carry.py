@@ -15,7 +15,9 @@ from typing import Any
 
 from actors.app import App
 from actors.cluster.backend_session import BackendSession
+from actors.cluster.carry import SessionCarry
 from actors.handler import Handler, handler
+from actors.invocation import Sequencer
 from actors.session import Session
 from actors.testing import MemoryCluster, TestClient
 
@@ -102,3 +104,34 @@ async def test_sent_one_after_the_other_the_frontends_session_is_taken() -> None
             "uid": None,
             "data": {"items": ["changed on the frontend"]},
         }
+
+
+class Copy:
+    """What :class:`SessionCarry` reads and writes of a backend session."""
+
+    def __init__(self, uid: str | None = None, changed: bool = False) -> None:
+        self.uid = uid
+        self.data: dict[str, Any] = {}
+        self.front_changed = changed
+
+    @property
+    def front_state(self) -> tuple[str | None, dict[str, Any]]:
+        return self.uid, self.data
+
+    def take_front_state(self, uid: str | None, data: dict[str, Any]) -> None:
+        self.uid, self.data = uid, dict(data)
+
+
+def test_a_record_lives_while_its_session_has_messages_in_the_sequencer() -> None:
+    sequencer = Sequencer()
+    carry = SessionCarry(sequencer)
+    finishes: list[Any] = []
+    sequencer.submit("s", finishes.append)  # runs, holds the key until finished
+    sequencer.submit("s", finishes.append)  # waits behind it
+    carry.finish("s", Copy("ann", changed=True), finishes[0])  # type: ignore[arg-type]
+    assert len(carry) == 1  # the second message runs now, with the record
+    later = Copy()
+    carry.resume("s", later)  # type: ignore[arg-type]
+    assert later.uid == "ann"
+    carry.finish("s", None, finishes[1])  # refused before its handler: None
+    assert len(carry) == 0 and "s" not in sequencer
