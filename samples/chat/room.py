@@ -54,7 +54,8 @@ class ChatMessage:
 @dataclass(frozen=True, slots=True)
 class Join:
     """To the room: ``uid`` joins as ``name``; answered with the member names, in join
-    order. The others are told ``onNewUser``."""
+    order. The others are told ``onNewUser``. ``SessionClosed`` if ``uid`` left before its
+    join reached the room (uids are never reused: it is gone)."""
 
     uid: str
     name: str
