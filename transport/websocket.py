@@ -15,9 +15,9 @@ Choices:
   connection with close code 1007 (invalid data), as RFC 6455 requires.
 - Fragmented messages are reassembled; ``max_frame_size`` bounds a whole message, and a
   larger one fails the connection with close code 1009 (websockets' ``max_size``). A
-  message may come in at most :func:`max_fragments` frames (1,024 fragments of 1 KiB, as
-  websocket-sharp sends, for the 1 MiB default); more fails the connection with close code
-  1008: 1-byte fragments made a 1 MiB message cost 45 MiB of frames and parsing.
+  message may come in at most :func:`max_fragments` frames (2,048 for the 1 MiB default:
+  room for websocket-sharp's fragments of about 1 KiB); more fails the connection with
+  close code 1008: 1-byte fragments made a 1 MiB message cost 45 MiB of frames and parsing.
 - A plain HTTP ``GET`` (no ``Upgrade`` header) is offered to ``http_handler``, which may
   serve a page on the same port; otherwise it gets 426 Upgrade Required.
 

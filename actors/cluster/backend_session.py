@@ -33,7 +33,6 @@ class BackendSession(Session):
 
     __slots__ = (
         "_front_data",
-        "_front_uid",
         "_frontend",
         "_handshake",
         "front_changed",
@@ -67,7 +66,6 @@ class BackendSession(Session):
         """The frontend is one of ours (takes our extra routes), as its request said."""
         self.read_only = read_only
         self._frontend = frontend
-        self._front_uid = snapshot.uid
         self._front_data = snapshot.data
         self.front_changed = False
         """``bind`` or ``push_to_front`` changed the frontend's session (``front_state``)."""
@@ -101,7 +99,7 @@ class BackendSession(Session):
         await self._frontend.frontend_call(
             self.frontend_id, SessionBind(self.id, uid), self.frontend_type, self.frontend_extras
         )
-        self.uid = self._front_uid = uid
+        self.uid = uid
         self.front_changed = True
 
     async def push_to_front(self) -> None:
@@ -120,13 +118,14 @@ class BackendSession(Session):
     @property
     def front_state(self) -> tuple[str | None, dict[str, Any]]:
         """(uid, data) of the frontend's session as far as this copy knows: as it came, with
-        what :meth:`bind` and :meth:`push_to_front` changed since (``actors.cluster.carry``)."""
-        return self._front_uid, self._front_data
+        what :meth:`bind` and :meth:`push_to_front` changed since (``actors.cluster.carry``).
+        The uid changes only with a bind, done on the frontend first: it is this copy's."""
+        return self.uid, self._front_data
 
     def take_front_state(self, uid: str | None, data: dict[str, Any]) -> None:
         """Start from ``uid`` and a copy of ``data`` (what an earlier message of this session,
         pipelined behind, left at the frontend) instead of what the request carried."""
-        self.uid = self._front_uid = uid
+        self.uid = uid
         self._front_data = data
         self.data = dict(data)
 

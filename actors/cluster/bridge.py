@@ -38,7 +38,6 @@ from actors.cluster.backend_session import BackendSession
 from actors.cluster.carry import SessionCarry
 from actors.cluster.codec import (
     ACK,
-    PIPELINED_KEY,
     SYS,
     CodecError,
     RpcRequest,
@@ -297,11 +296,9 @@ class RpcBridge(Actor):
 
             def done(result: Any, error: BaseException | None) -> None:
                 reply(result, error)
-                if finish is not None:
-                    if lane is not None:
-                        carry.finish(lane, session, finish)
-                    else:
-                        finish()
+                if finish is not None:  # a sequencer's job: one of a session's messages
+                    assert lane is not None
+                    carry.finish(lane, session, finish)
 
             def invoke_with(snapshot: SessionSnapshot | None) -> None:
                 nonlocal session
@@ -310,8 +307,8 @@ class RpcBridge(Actor):
                     if snapshot is not None
                     else None
                 )
-                if lane is not None and session is not None and request.metadata.get(PIPELINED_KEY):
-                    carry.resume(lane, session)
+                if lane is not None and session is not None:
+                    carry.resume(lane, session, request)
                 data = request.data
                 if len(data) > SMALL_BODY:  # decoded within the loop's budget, when granted
                     self._in_turn(
@@ -427,8 +424,7 @@ class _Forwarded:
     def __call__(self, finish: Callable[[], None]) -> None:
         self.finish = finish
         request = self.request
-        if request.metadata.get(PIPELINED_KEY):
-            self.carry.resume(self.key, self.session)
+        self.carry.resume(self.key, self.session, request)
         self.invoker.invoke(
             self.route, request.route, self.session, request.data, request.notify, self.done
         )
@@ -464,8 +460,6 @@ def _refuse(
 ) -> None:
     """A message's job that answers ``error`` (a :class:`~actors.invocation.Sequencer` job)."""
     reply(None, error)
-    if finish is not None:
-        if lane is not None:
-            carry.finish(lane, None, finish)  # the last of its session: the record goes
-        else:
-            finish()
+    if finish is not None:  # a sequencer's job: one of a session's messages
+        assert lane is not None
+        carry.finish(lane, None, finish)  # if it was the session's last, its record goes

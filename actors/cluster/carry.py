@@ -20,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+from actors.cluster.codec import PIPELINED_KEY
+
 if TYPE_CHECKING:
     from actors.cluster.backend_session import BackendSession
+    from actors.cluster.codec import RpcRequest
     from actors.invocation import Sequencer
 
 
@@ -38,10 +41,11 @@ class SessionCarry:
     def __len__(self) -> int:
         return len(self._pushed)
 
-    def resume(self, key: Hashable, session: BackendSession) -> None:
-        """Before a pipelined message's handler runs: ``session`` as the earlier messages of
-        its key left it at the frontend (unchanged when none of them pushed anything)."""
-        if self._pushed:
+    def resume(self, key: Hashable, session: BackendSession, request: RpcRequest) -> None:
+        """Before a message's handler runs: if ``request`` was pipelined, ``session`` as the
+        earlier messages of its key left it at the frontend (unchanged when none of them
+        pushed anything)."""
+        if self._pushed and request.metadata.get(PIPELINED_KEY):
             pushed = self._pushed.get(key)
             if pushed is not None:
                 session.take_front_state(*pushed)

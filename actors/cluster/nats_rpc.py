@@ -191,7 +191,7 @@ class NatsRpc:
 
     async def listen_user(self, uid: str) -> None:
         """Frontend: take pushes and kicks on the subjects of ``uid``, bound here (a uid that
-        cannot be a subject token was refused at its bind: see ``Users.check_uid``)."""
+        cannot be a subject token was refused at its bind: see ``ClusterUsers.check_uid``)."""
         me = self.me
         if me is None or uid_problem(uid) is not None:
             return

@@ -16,6 +16,7 @@ from typing import Any
 from actors.app import App
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.carry import SessionCarry
+from actors.cluster.codec import PIPELINED_KEY, SYS, RpcRequest
 from actors.handler import Handler, handler
 from actors.invocation import Sequencer
 from actors.session import Session
@@ -130,8 +131,10 @@ def test_a_record_lives_while_its_session_has_messages_in_the_sequencer() -> Non
     sequencer.submit("s", finishes.append)  # waits behind it
     carry.finish("s", Copy("ann", changed=True), finishes[0])  # type: ignore[arg-type]
     assert len(carry) == 1  # the second message runs now, with the record
-    later = Copy()
-    carry.resume("s", later)  # type: ignore[arg-type]
-    assert later.uid == "ann"
+    sent_after_the_answer, pipelined = Copy(), Copy()
+    carry.resume("s", sent_after_the_answer, RpcRequest(SYS, "r.s.m", b""))  # type: ignore[arg-type]
+    assert sent_after_the_answer.uid is None  # its own session, fresher, is kept
+    carry.resume("s", pipelined, RpcRequest(SYS, "r.s.m", b"", metadata={PIPELINED_KEY: True}))  # type: ignore[arg-type]
+    assert pipelined.uid == "ann"
     carry.finish("s", None, finishes[1])  # refused before its handler: None
     assert len(carry) == 0 and "s" not in sequencer
