@@ -30,7 +30,7 @@ from actors.handler import Handler, Remote, check_service
 from actors.invocation import Invoker, LocalRoute
 from actors.kernel import ActorRef
 from actors.lifecycle import Blueprint, Lifecycle
-from actors.logs import configure_logging
+from actors.logs import ServerLog, configure_logging
 from actors.metrics.reporter import Metrics, Reporter
 from actors.modules.base import Module, Modules
 from actors.payload import encode_result
@@ -45,6 +45,7 @@ from transport.acceptor import Acceptor, ConnectionLimits
 from transport.handshake import HandshakeRequest
 from transport.message import Message, MessageType, RouteDictionary, encode_message
 from transport.packet import PacketType, encode_packet
+from transport.partial import PartialBudget
 from transport.serializers import JsonSerializer, Serializer, get_serializer
 from transport.tcp import TcpAcceptor
 from transport.websocket import HttpHandler, WebSocketAcceptor
@@ -108,6 +109,10 @@ class App:
         self.sessions = SessionRegistry()
         self.pipeline = Pipeline()
         self.stats = AppStats()
+        self.partial_budget = PartialBudget(
+            self.config.max_partial_bytes, ServerLog(log, self.server_id)
+        )
+        """What all clients hold of unfinished packets, against ``max_partial_bytes``."""
         self.serializer: Serializer = get_serializer(self.config.serializer)
         self.fallback_serializer: Serializer = JsonSerializer()
         self.handshake_validators: list[tuple[str, HandshakeValidator]] = []
@@ -272,6 +277,7 @@ class App:
                 max_frame_size=self.config.max_packet_size + 4,
                 http_handler=http_handler,
                 reuse_port=self.config.reuse_port,
+                partial_budget=self.partial_budget,
             )
         )
 

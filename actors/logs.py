@@ -18,7 +18,8 @@ one JSON object per line with those fields (Pitaya's structured logging, for col
 
 :func:`configure_logging` picks one of the two formats (the ``log_format`` option,
 ``PITAYA_LOG_FORMAT``); ``App.run`` and the launcher call it. :class:`ServerLog` is defined in
-``transport.logs``, below every layer, so the NATS and etcd clients use it too.
+``transport.logs``, below every layer, so the NATS and etcd clients use it too; so is
+:class:`Throttle`, for lines a peer can repeat at will.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors.config import ConfigError
-from transport.logs import ServerLog
+from transport.logs import ServerLog, Throttle
 
 __all__ = [
     "LOG_FORMATS",
     "TEXT_FORMAT",
     "JsonFormatter",
     "ServerLog",
+    "Throttle",
     "check_log_format",
     "configure_logging",
     "formatter_for",
@@ -135,26 +137,3 @@ def configure_logging(
     elif log_format == "json":
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
-
-
-class Throttle:
-    """At most one log line per ``interval`` seconds for one kind of event that a peer can
-    repeat at will (a malformed message per NATS message: a flood of lines otherwise); the
-    line after a quiet spell says how many were not logged."""
-
-    __slots__ = ("_last", "_skipped", "interval")
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._last: float | None = None
-        self._skipped = 0
-
-    def allow(self, now: float) -> str | None:
-        """None when this event is not to be logged; else what to append to its line (the
-        number of events not logged since the last line, or nothing)."""
-        if self._last is not None and now - self._last < self.interval:
-            self._skipped += 1
-            return None
-        self._last = now
-        skipped, self._skipped = self._skipped, 0
-        return f" ({skipped} more since the last such line, not logged)" if skipped else ""

@@ -237,6 +237,11 @@ class ServerConnection:
         return self._handshake
 
     @property
+    def buffered(self) -> int:
+        """Bytes received that are not part of a whole packet yet."""
+        return self._decoder.buffered
+
+    @property
     def routes(self) -> RouteDictionary | None:
         """The route dictionary given to :meth:`accept_handshake`."""
         return self._routes

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-__all__ = ["ServerLog"]
+__all__ = ["ServerLog", "Throttle"]
 
 
 class ServerLog(logging.LoggerAdapter[logging.Logger]):
@@ -66,3 +66,26 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
         """``server_id`` and, when set, ``session_id``."""
         assert self.extra is not None
         return self.extra
+
+
+class Throttle:
+    """At most one log line per ``interval`` seconds for one kind of event that a peer can
+    repeat at will (a malformed message per NATS message: a flood of lines otherwise); the
+    line after a quiet spell says how many were not logged."""
+
+    __slots__ = ("_last", "_skipped", "interval")
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: float | None = None
+        self._skipped = 0
+
+    def allow(self, now: float) -> str | None:
+        """None when this event is not to be logged; else what to append to its line (the
+        number of events not logged since the last line, or nothing)."""
+        if self._last is not None and now - self._last < self.interval:
+            self._skipped += 1
+            return None
+        self._last = now
+        skipped, self._skipped = self._skipped, 0
+        return f" ({skipped} more since the last such line, not logged)" if skipped else ""

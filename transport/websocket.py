@@ -49,6 +49,7 @@ from websockets.server import ServerProtocol
 
 from transport.acceptor import ConnectionFactory, ConnectionLimits
 from transport.listener import DEFAULT_LIMITS, BufferedConnection, Listener
+from transport.partial import PartialBudget, PartialHold
 from transport.stats import AcceptorStats
 
 __all__ = ["HttpHandler", "HttpResponse", "WebSocketAcceptor", "WebSocketConnection"]
@@ -97,6 +98,8 @@ class WebSocketConnection(BufferedConnection):
         "_http_handler",
         "_max_fragments",
         "_open_timer",
+        "_partial",
+        "_partial_budget",
         "_ws",
     )
 
@@ -109,8 +112,12 @@ class WebSocketConnection(BufferedConnection):
         *,
         max_frame_size: int,
         http_handler: HttpHandler | None,
+        partial_budget: PartialBudget | None = None,
     ) -> None:
         super().__init__(on_connection, limits, stats, loop)
+        self._partial_budget = partial_budget
+        self._partial: PartialHold | None = None
+        """What this peer holds of ``partial_budget``: its unfinished frame and message."""
         self._ws = ServerProtocol(max_size=max_frame_size)
         self._http_handler = http_handler
         self._fragments: bytearray | None = None
@@ -163,12 +170,16 @@ class WebSocketConnection(BufferedConnection):
         super().connection_made(transport)
         if self._closed:
             return  # refused at accept
+        if self._partial_budget is not None:
+            self._partial = self._partial_budget.hold(self.abort, f"ws peer {self._peer}")
         # Until the upgrade completes nobody above knows this socket: without this timer a
         # peer that never finishes its HTTP request would hold it open forever.
         self._open_timer = self._loop.call_later(self._limits.open_timeout, self._open_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_open_timer()
+        if self._partial is not None:
+            self._partial.set(0)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -194,6 +205,12 @@ class WebSocketConnection(BufferedConnection):
             self._closed = True
             if ws.parser_exc is not None:
                 logger.info("ws peer %s failed the connection: %s", self._peer, ws.parser_exc)
+        partial = self._partial
+        if partial is not None:
+            fragments = self._fragments
+            held = len(ws.reader.buffer) + (0 if fragments is None else len(fragments))
+            if held != partial.bytes:
+                partial.set(held)  # over the server's budget, this may drop the largest
 
     def eof_received(self) -> bool | None:
         self._ws.receive_eof()
@@ -331,6 +348,8 @@ class WebSocketAcceptor(Listener):
     ``on_connection`` is called when the upgrade completed, never for a failed handshake
     or a plain HTTP request. ``stats`` counts upgraded connections (``accepted``,
     ``active``) and, apart, the sockets whose upgrade is still in progress (``opening``).
+    ``partial_budget``: where each peer's unfinished frame and message are counted, with the
+    server's other unfinished packets (:mod:`transport.partial`).
     """
 
     def __init__(
@@ -344,10 +363,12 @@ class WebSocketAcceptor(Listener):
         http_handler: HttpHandler | None = None,
         backlog: int = 1024,
         reuse_port: bool = False,
+        partial_budget: PartialBudget | None = None,
     ) -> None:
         super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog, reuse_port=reuse_port)
         self._max_frame_size = max_frame_size
         self._http_handler = http_handler
+        self._partial_budget = partial_budget
 
     @property
     def kind(self) -> str:
@@ -363,4 +384,5 @@ class WebSocketAcceptor(Listener):
             loop,
             max_frame_size=self._max_frame_size,
             http_handler=self._http_handler,
+            partial_budget=self._partial_budget,
         )

@@ -84,6 +84,10 @@ class SessionActor(Actor):
             max_handshake_size=config.max_handshake_size,
             inflate=False,  # only when its turn comes: see _ready
         )
+        self.partial = app.partial_budget.hold(
+            connection.abort, f"{connection.kind} peer {connection.remote_address}"
+        )
+        """What this client holds of the server's budget for unfinished packets."""
         self.pending: deque[tuple[Message, int]] = deque()
         """Messages waiting for their turn, with their arrival time (0 when metrics are off),
         compressed ones still compressed."""
@@ -148,6 +152,11 @@ class SessionActor(Actor):
             self.proto.close()
             self.conn.close()
             return
+        held = self.proto.buffered
+        if held != self.partial.bytes:
+            self.partial.set(held)  # over the server's budget, this may drop the largest
+            if self.conn.closed:
+                return
         if events:
             # A whole packet keeps the client alive (Pitaya's rule), not any byte: a client
             # trickling the rest of a packet, a byte a minute, would hold its connection
@@ -566,6 +575,7 @@ class SessionActor(Actor):
             return
         self.cleaned_up = True
         self.proto.close()
+        self.partial.set(0)
         while self.in_flight:
             entry = self.in_flight.popleft()
             if entry.forwarded:
@@ -581,6 +591,7 @@ class SessionActor(Actor):
             self.app.connection_closed()
 
     def stopped(self) -> None:
+        self.partial.set(0)
         if not self.conn.closed:
             self.conn.abort()
 

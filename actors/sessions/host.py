@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from transport.acceptor import Acceptor
     from transport.handshake import HandshakeRequest
     from transport.message import RouteDictionary
+    from transport.partial import PartialBudget
     from transport.serializers import Serializer
 
 
@@ -97,6 +98,11 @@ class SessionHost(Protocol):
     def tracing(self) -> Tracing: ...
     @property
     def stats(self) -> AppStats: ...
+    @property
+    def partial_budget(self) -> PartialBudget:
+        """The server's one budget for its clients' unfinished packets."""
+        ...
+
     @property
     def cluster(self) -> Forwarder | None: ...
 

@@ -87,6 +87,11 @@ async def test_config_errors_are_value_errors_for_code_that_starts_the_app_itsel
             "metrics_prometheus_port must be a whole number >= 0 and <= 65535 (a port), not 70000",
         ),
         ({"metrics_statsd_rate": 2.0}, "metrics_statsd_rate is the fraction of reports sent"),
+        (
+            {"max_packet_size": 4096, "max_partial_bytes": 4095},
+            "max_partial_bytes (4095) must be at least max_packet_size (4096)",
+        ),
+        ({"max_partial_bytes": 0}, "max_partial_bytes must be a whole number > 0, not 0"),
     ],
 )
 async def test_a_number_out_of_its_range_or_of_another_type_stops_the_start(

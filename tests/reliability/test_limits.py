@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from typing import Any
 
@@ -25,8 +26,8 @@ from tests.rawclient import RawClient
 from tests.reliability.support import make_app, probe, until
 from transport.client import Client, RequestError, RequestTimeout
 from transport.errors import ConnectionClosed
-from transport.message import Message, MessageType, encode_message
-from transport.packet import PacketType
+from transport.message import Message, MessageType, decode_message, encode_message
+from transport.packet import PacketType, encode_packet
 
 
 async def session_id(client: Client) -> int:
@@ -131,6 +132,60 @@ async def test_slow_reader_is_disconnected_counted_and_others_unaffected() -> No
         assert sum(a.stats.slow_reader_disconnects for a in app.acceptors) == 1
         await assert_serving(server, good)
         await slow.close()
+
+
+# -- unfinished packets, all clients together ----------------------------------------------
+
+
+def echo_packet(size: int, message_id: int = 1) -> bytes:
+    """A whole DATA packet of an ``echo.echo`` request whose body is ``size`` bytes."""
+    body = encode_message(Message(MessageType.REQUEST, message_id, "echo.echo", b'""'))
+    padding = size - len(body)
+    body = encode_message(
+        Message(MessageType.REQUEST, message_id, "echo.echo", json.dumps("a" * padding).encode())
+    )
+    assert len(body) == size
+    return encode_packet(PacketType.DATA, body)
+
+
+async def test_unfinished_packets_past_the_server_budget_drop_the_largest_holder(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """300 clients each holding most of a 1 MiB packet held 300 MB: ``max_partial_bytes``
+    bounds all of them together. Over it the client holding the most goes (here not the one
+    whose bytes crossed the limit); the others, and their packets, are kept."""
+    app = make_app(max_packet_size=64 * 1024, max_partial_bytes=100_000)
+    async with serve(app) as server:
+        good = await server.connect()
+        clients = []
+        for _ in range(3):
+            raw = await RawClient.connect(*app.address("tcp"))
+            await raw.handshake()
+            clients.append(raw)
+        hoarder, finisher, third = clients
+        hoarded, finished = echo_packet(60_000), echo_packet(50_000, message_id=99)
+        await hoarder.send(hoarded[:40_000])
+        await finisher.send(finished[:20_000])
+        await third.send(echo_packet(30_000)[:30_000])
+        await until(lambda: app.partial_budget.held == 90_000)
+        with caplog.at_level(logging.WARNING, logger="actors.app"):
+            await finisher.send(finished[20_000:35_000])  # 105,000 held: over
+            assert await hoarder.read_until_closed() == []
+        assert app.partial_budget.dropped == 1
+        await until(lambda: app.partial_budget.held == 65_000)
+        (line,) = [r.getMessage() for r in caplog.records if "max_partial_bytes" in r.getMessage()]
+        assert "over max_partial_bytes (100000)" in line
+        assert "which held 40000" in line
+        await finisher.send(finished[35_000:])
+        echoed = decode_message((await finisher.read_packet()).body)
+        assert (echoed.id, echoed.data) == (99, decode_message(finished[4:]).data)
+        answer = await finisher.request("echo.echo", b'"after"')
+        assert answer.data == b'"after"'
+        await until(lambda: app.partial_budget.held == 30_000)
+        await assert_serving(server, good)
+        await third.close()
+        await finisher.close()
+        await until(lambda: app.partial_budget.held == 0)
 
 
 # -- mailboxes ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake
 from websockets.frames import Close, Frame, Opcode
 
+from tests.reliability.support import until
 from tests.transport.test_tcp import (
     HOST,
     TIMEOUT,
@@ -21,6 +22,7 @@ from tests.transport.test_tcp import (
 )
 from transport import listener
 from transport.acceptor import Acceptor, Connection, ConnectionLimits
+from transport.partial import PartialBudget
 from transport.websocket import HttpResponse, WebSocketAcceptor, max_fragments
 
 UPGRADE_REQUEST = (
@@ -352,3 +354,50 @@ async def test_unfinished_upgrade_is_aborted_after_the_open_timeout() -> None:
     acceptor = WebSocketAcceptor(HOST, 0, limits=ConnectionLimits(open_timeout=0.05))
     async with running(acceptor, Hub()) as (_, port):
         assert await raw_http(port, b"GET / HTTP/1.1\r\n") == b""
+
+
+async def upgraded(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain socket past the upgrade, to send frames by hand."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(UPGRADE_REQUEST)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+def binary_frame(size: int, *, fin: bool = True, continuation: bool = False) -> bytes:
+    opcode = Opcode.CONT if continuation else Opcode.BINARY
+    return Frame(opcode, bytes(size), fin=fin).serialize(mask=True)
+
+
+async def test_unfinished_frames_and_messages_count_in_the_server_budget() -> None:
+    """A peer's partial frame (websockets' read buffer, past the frame's 8-byte header) and
+    the fragments of its unfinished message both count; past the budget the largest holder
+    is aborted, the others kept."""
+    budget = PartialBudget(120_000)
+    hub = Hub(echo=False)
+    acceptor = WebSocketAcceptor(HOST, 0, partial_budget=budget)
+    async with running(acceptor, hub) as (_, port):
+        hoarder_reader, hoarder = await upgraded(port)
+        hoarder_handler = await hub.next()
+        hoarder.write(binary_frame(60_000)[: 8 + 55_000])
+        _, fragmenter = await upgraded(port)
+        fragmenter_handler = await hub.next()
+        fragmenter.write(binary_frame(30_000, fin=False))  # a whole first fragment
+        middle = binary_frame(20_000, fin=False, continuation=True)
+        fragmenter.write(middle[: 8 + 5_000])
+        await until(lambda: budget.held == 55_000 + 30_000 + 5_000)
+        fragmenter.write(middle[8 + 5_000 :])
+        await until(lambda: budget.held == 55_000 + 50_000)
+        _, third = await upgraded(port)
+        third.write(binary_frame(30_000)[: 8 + 20_000])  # 125,000: the hoarder goes
+        assert await read_to_eof(hoarder_reader) == b""
+        assert await hoarder_handler.wait_lost() is None
+        await until(lambda: budget.held == 70_000)
+        assert budget.dropped == 1
+        fragmenter.write(binary_frame(10, continuation=True))  # the message ends
+        assert len(await fragmenter_handler.wait_bytes(50_010)) == 50_010
+        await until(lambda: budget.held == 20_000)
+        for writer in (hoarder, fragmenter, third):
+            await close_writer(writer)
+        await until(lambda: budget.held == 0)

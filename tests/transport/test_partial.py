@@ -1,0 +1,106 @@
+"""The server-wide budget for unfinished packets, alone (sockets: ``test_websocket`` and
+``tests/reliability/test_limits``)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from transport.partial import PartialBudget, PartialHold
+
+
+class Peer:
+    """A connection's side of the budget: records that it was dropped."""
+
+    def __init__(self, budget: PartialBudget, name: str) -> None:
+        self.name = name
+        self.dropped = 0
+        self.hold: PartialHold = budget.hold(self.drop, name)
+
+    def drop(self) -> None:
+        self.dropped += 1
+        self.hold.set(0)  # as a connection does when it goes: must change nothing more
+
+
+def test_the_total_follows_what_each_connection_holds() -> None:
+    budget = PartialBudget(1000)
+    a, b = Peer(budget, "a"), Peer(budget, "b")
+    a.hold.set(300)
+    b.hold.set(200)
+    a.hold.set(100)
+    assert budget.held == 300
+    b.hold.set(0)
+    assert budget.held == 100
+    assert (a.dropped, b.dropped, budget.dropped) == (0, 0, 0)
+
+
+def test_at_the_limit_nobody_is_dropped() -> None:
+    budget = PartialBudget(1000)
+    a, b = Peer(budget, "a"), Peer(budget, "b")
+    a.hold.set(600)
+    b.hold.set(400)
+    assert budget.held == 1000
+    assert (a.dropped, b.dropped) == (0, 0)
+
+
+def test_over_the_limit_the_largest_holder_is_dropped_not_the_one_that_grew() -> None:
+    budget = PartialBudget(1000)
+    large, small, growing = Peer(budget, "large"), Peer(budget, "small"), Peer(budget, "grow")
+    large.hold.set(500)
+    small.hold.set(100)
+    growing.hold.set(300)
+    growing.hold.set(450)  # 1,050 in all
+    assert (large.dropped, small.dropped, growing.dropped) == (1, 0, 0)
+    assert budget.held == 550
+    assert budget.dropped == 1
+
+
+def test_the_largest_holders_are_dropped_until_the_total_is_within_the_limit() -> None:
+    budget = PartialBudget(1000)
+    peers = [Peer(budget, str(size)) for size in (100, 200, 300, 350)]
+    for peer, size in zip(peers, (100, 200, 300, 350), strict=True):
+        peer.hold.set(size)
+    peers[0].hold.set(900)  # 1,750: drop 900 (850 left), then within
+    assert [peer.dropped for peer in peers] == [1, 0, 0, 0]
+    peers[1].hold.set(700)  # 1,350: drop 700 (650 left)
+    assert [peer.dropped for peer in peers] == [1, 1, 0, 0]
+    assert budget.held == 650
+    big = Peer(budget, "big")
+    big.hold.set(400)  # 1,050: big (400) is the largest now
+    assert big.dropped == 1
+    assert budget.held == 650
+
+
+def test_a_drop_that_does_not_release_at_once_is_not_dropped_twice() -> None:
+    """A socket's abort takes effect later (asyncio's ``connection_lost``): the budget stops
+    counting the dropped holder at once, and asks nothing more of it."""
+    budget = PartialBudget(100)
+    calls: list[str] = []
+    slow = budget.hold(lambda: calls.append("slow"), "slow")
+    other = budget.hold(lambda: calls.append("other"), "other")
+    slow.set(80)
+    other.set(30)
+    assert calls == ["slow"]
+    other.set(60)
+    assert calls == ["slow"]
+    assert budget.held == 60
+    slow.set(0)  # the connection finally goes
+    assert budget.held == 60
+
+
+def test_the_warning_names_the_dropped_peer_and_is_throttled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budget = PartialBudget(100)
+    with caplog.at_level(logging.WARNING, logger="transport.partial"):
+        for n in range(3):
+            peer = Peer(budget, f"tcp peer 10.0.0.{n}:4000")
+            peer.hold.set(150)
+            assert peer.dropped == 1
+    assert budget.dropped == 3
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "clients hold 150 bytes of unfinished packets, over max_partial_bytes (100): "
+        "dropping tcp peer 10.0.0.0:4000, which held 150"
+    ]
