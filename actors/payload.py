@@ -4,7 +4,11 @@ A handler annotates its body parameter; the annotation decides the decoding:
 
 * ``bytes``: the raw payload, untouched;
 * a dataclass: the serialized object must be a map whose keys are its fields (``PIT-400``
-  otherwise); fields of simple types (str, int, float, bool, list, dict) are checked;
+  otherwise); fields of simple types (str, int, float, bool, list, dict) are checked, and
+  so are the items of ``list[...]`` and values of ``dict[str, ...]`` fields; a field that is
+  a dataclass (also within ``X | None``, ``list[X]``, ``dict[str, X]``) is built from its
+  map the same way, so ``body.to.x`` works as the annotation says; a union of several types
+  or ``Any`` is taken as it is;
 * ``dict``: the payload must be an object (``PIT-400`` otherwise);
 * a protobuf message class: decoded by the serializer (``into=``), for the protobuf serializer;
 * anything else (``Any``, no annotation): whatever the serializer produced.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -101,7 +106,28 @@ def _dict_decoder(data: bytes, serializer: Serializer) -> dict[str, Any]:
     return value
 
 
+Convert = Callable[[Any, str], Any]
+"""Checks one decoded value against a field's type, and builds what the type asks for (a
+nested dataclass from its map); ``where`` names the value in the ``PIT-400`` message."""
+
+
 def _dataclass_decoder(cls: type) -> Decoder:
+    convert = _dataclass_converter(cls, {})
+
+    def decode(data: bytes, serializer: Serializer) -> Any:
+        return convert(_dict_decoder(data, serializer), "the body")
+
+    return decode
+
+
+def _dataclass_converter(cls: type, memo: dict[type, Convert]) -> Convert:
+    """A map into ``cls``: no unknown field, none missing, each field of its type. ``memo``
+    holds the classes being built, so a dataclass may contain itself (a tree)."""
+    known = memo.get(cls)
+    if known is not None:
+        return known
+    built: list[Convert] = []
+    memo[cls] = lambda value, where: built[0](value, where)
     # A field the constructor does not take (init=False) is not the client's to send.
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
@@ -114,26 +140,93 @@ def _dataclass_decoder(cls: type) -> Decoder:
         name: _SIMPLE_TYPES[typing.get_origin(hints[name]) or hints[name]]
         for name in fields
         if (typing.get_origin(hints[name]) or hints[name]) in _SIMPLE_TYPES
+        and not typing.get_args(hints[name])
     }
+    builders = {
+        name: builder
+        for name in fields
+        if name not in checks and (builder := _converter(hints[name], memo)) is not None
+    }
+    name_of = cls.__name__
 
-    def decode(data: bytes, serializer: Serializer) -> Any:
-        value = _dict_decoder(data, serializer)
+    def convert(value: Any, where: str) -> Any:
+        if not isinstance(value, dict):
+            raise BadRequest(f"{where} must be an object, got {type(value).__name__}")
         unknown = value.keys() - fields.keys()
         if unknown:
-            raise BadRequest(f"unknown field(s) {_some(unknown)} for {cls.__name__}")
+            raise BadRequest(f"unknown field(s) {_some(unknown)} for {name_of}")
         missing = required - value.keys()
         if missing:
-            raise BadRequest(f"missing field(s) {sorted(missing)} for {cls.__name__}")
+            raise BadRequest(f"missing field(s) {sorted(missing)} for {name_of}")
         for name, allowed in checks.items():
             if name in value and (
                 not isinstance(value[name], allowed)
                 or (bool not in allowed and isinstance(value[name], bool))
             ):
-                expected = allowed[0].__name__
-                raise BadRequest(f"field {name!r} of {cls.__name__} must be {expected}")
+                raise BadRequest(f"field {name!r} of {name_of} must be {allowed[0].__name__}")
+        for name, builder in builders.items():
+            if name in value:
+                value[name] = builder(value[name], f"field {name!r} of {name_of}")
         return cls(**value)
 
-    return decode
+    built.append(convert)
+    memo[cls] = convert
+    return convert
+
+
+def _converter(annotation: Any, memo: dict[type, Convert]) -> Convert | None:
+    """What a value of ``annotation`` needs: None when it is taken as it is (``Any``, a union
+    of several types, a type no serializer makes), else the check or the build."""
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return _dataclass_converter(annotation, memo)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        others = [arg for arg in args if arg is not type(None)]
+        if len(others) != 1 or len(args) != 2:
+            return None
+        inner = _converter(others[0], memo)
+        if inner is None:
+            return None
+        return lambda value, where: None if value is None else inner(value, where)
+    if origin is list:
+        return _list_converter(_converter(args[0], memo) if args else None)
+    if origin is dict:
+        return _dict_converter(_converter(args[1], memo) if len(args) == 2 else None)
+    allowed = _SIMPLE_TYPES.get(annotation)
+    if allowed is None:
+        return None
+    expected = allowed[0].__name__
+    exact = bool in allowed
+
+    def check(value: Any, where: str) -> Any:
+        if not isinstance(value, allowed) or (not exact and isinstance(value, bool)):
+            raise BadRequest(f"{where} must be {expected}")
+        return value
+
+    return check
+
+
+def _list_converter(item: Convert | None) -> Convert:
+    def convert(value: Any, where: str) -> Any:
+        if not isinstance(value, list):
+            raise BadRequest(f"{where} must be list")
+        if item is None:
+            return value
+        return [item(element, f"item {index} of {where}") for index, element in enumerate(value)]
+
+    return convert
+
+
+def _dict_converter(entry: Convert | None) -> Convert:
+    def convert(value: Any, where: str) -> Any:
+        if not isinstance(value, dict):
+            raise BadRequest(f"{where} must be dict")
+        if entry is None:
+            return value
+        return {key: entry(element, f"entry {key!r} of {where}") for key, element in value.items()}
+
+    return convert
 
 
 _NAMES_SHOWN = 5

@@ -114,9 +114,78 @@ def test_fields_of_simple_types_are_checked(body: bytes, rule: str) -> None:
         decode(Player, body)
 
 
-def test_an_int_is_a_float_and_other_fields_are_not_checked() -> None:
-    player = decode(Player, b'{"name":"a","level":1,"score":2,"anything":{},"maybe":"x"}')
-    assert (player.score, player.anything, player.maybe) == (2, {}, "x")
+def test_an_int_is_a_float_and_any_is_not_checked() -> None:
+    player = decode(Player, b'{"name":"a","level":1,"score":2,"anything":{},"maybe":null}')
+    assert (player.score, player.anything, player.maybe) == (2, {}, None)
+
+
+@dataclass
+class Pos:
+    x: int
+    y: int
+
+
+@dataclass
+class Move:
+    to: Pos | None = None
+    path: list[Pos] = field(default_factory=list)
+    marks: dict[str, Pos] = field(default_factory=dict)
+    steps: list[int] = field(default_factory=list)
+    either: int | str = 0
+
+
+@dataclass
+class Tree:
+    name: str
+    children: list[Tree] = field(default_factory=list)
+
+
+def test_a_dataclass_field_is_built_from_its_map_also_in_optional_list_and_dict() -> None:
+    move = decode(
+        Move,
+        b'{"to":{"x":1,"y":2},"path":[{"x":3,"y":4}],"marks":{"a":{"x":5,"y":6}},"steps":[7]}',
+    )
+    assert move == Move(Pos(1, 2), [Pos(3, 4)], {"a": Pos(5, 6)}, [7])
+    assert decode(Move, b'{"to":null}') == Move()
+
+
+def test_msgpack_bodies_build_nested_dataclasses_too() -> None:
+    body = MSGPACK.marshal({"to": {"x": 1, "y": 2}, "path": [{"x": 3, "y": 4}]})
+    assert decode(Move, body, MSGPACK) == Move(Pos(1, 2), [Pos(3, 4)])
+
+
+def test_a_dataclass_may_contain_itself() -> None:
+    tree = decode(Tree, b'{"name":"a","children":[{"name":"b","children":[{"name":"c"}]}]}')
+    assert tree == Tree("a", [Tree("b", [Tree("c")])])
+    with pytest.raises(BadRequest, match="field 'name' of Tree must be str"):
+        decode(Tree, b'{"name":"a","children":[{"name":"b","children":[{"name":3}]}]}')
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        (b'{"to":{"x":"1","y":2}}', "field 'x' of Pos must be int"),
+        (b'{"to":[1,2]}', "field 'to' of Move must be an object, got list"),
+        (b'{"to":{"x":1}}', r"missing field\(s\) \['y'\] for Pos"),
+        (b'{"to":{"x":1,"y":2,"z":3}}', r"unknown field\(s\) \['z'\] for Pos"),
+        (b'{"path":{"x":1,"y":2}}', "field 'path' of Move must be list"),
+        (b'{"path":[{"x":1,"y":2},3]}', "item 1 of field 'path' of Move must be an object"),
+        (b'{"marks":{"a":{"x":1,"y":true}}}', "field 'y' of Pos must be int"),
+        (b'{"marks":[]}', "field 'marks' of Move must be dict"),
+        (b'{"steps":[1,"2"]}', "item 1 of field 'steps' of Move must be int"),
+        (b'{"steps":[1,true]}', "item 1 of field 'steps' of Move must be int"),
+    ],
+)
+def test_nested_values_are_checked_and_named(body: bytes, rule: str) -> None:
+    with pytest.raises(BadRequest, match=rule):
+        decode(Move, body)
+
+
+def test_an_optional_field_is_checked_and_a_union_of_several_types_is_not() -> None:
+    with pytest.raises(BadRequest, match="field 'maybe' of Player must be int"):
+        decode(Player, b'{"name":"a","level":1,"maybe":"x"}')
+    assert decode(Move, b'{"either":"x"}').either == "x"
+    assert decode(Move, b'{"either":[]}').either == []
 
 
 @dataclass
