@@ -382,18 +382,15 @@ class EtcdClient:
         response = await self._call(self._lease().time_to_live, lease_id, timeout=self.timeout)
         return int(response.TTL), int(response.grantedTTL)
 
-    async def replace_if_lease(self, key: str, lease: int, value: bytes, new_lease: int) -> bool:
-        """Put ``value`` under ``new_lease`` at ``key`` only while ``key`` is still attached to
-        ``lease`` (one transaction); True if replaced."""
+    async def delete_if_lease(self, key: str, lease: int) -> bool:
+        """Delete ``key`` only while it is still attached to ``lease`` (one transaction);
+        True if deleted."""
         kv = self._kv()
         same_lease = Compare(
             key=key.encode(), target=Compare.LEASE, result=Compare.EQUAL, lease=lease
         )
         response = await self._call(
-            kv.txn,
-            [same_lease],
-            [kv.txn_op_put(key, value, lease=new_lease)],
-            timeout=self.timeout,
+            kv.txn, [same_lease], [kv.txn_op_delete(key)], timeout=self.timeout
         )
         return bool(response.succeeded)
 

@@ -321,7 +321,11 @@ class DiscoveryActor(Actor):
             unrefreshed = granted - left
             wait = granted / 3 + STALE_SLACK - unrefreshed
             if left >= 0 and wait < 0:
-                if await self.etcd.replace_if_lease(self.key, held_by, self.value, lease):
+                # A delete, then a new entry: Go Pitaya's discovery ignores a changed entry
+                # of a server it knows (its gRPC peers would keep dialling the old port), and
+                # takes a delete and a put as a server that left and one that came.
+                taken = await self.etcd.delete_if_lease(self.key, held_by)
+                if taken and await self.etcd.put_if_absent(self.key, self.value, lease=lease):
                     self.log.warning(
                         "took over the discovery entry of a server with this id on %s: its "
                         "lease was not refreshed for %d s (it crashed)",

@@ -22,7 +22,7 @@ from actors.app import App
 from actors.modules.binding_storage import BindingStorage
 from tests.cluster.harness import NODE_ENV, Node, start_node
 from tests.services import EtcdServer, NatsServer
-from transport.etcd import EtcdClient
+from transport.etcd import EtcdClient, KeyEvent
 
 
 @asynccontextmanager
@@ -205,13 +205,23 @@ async def test_a_restarted_server_takes_over_the_entry_of_its_crashed_self(
     """A server killed with SIGKILL leaves its entry until its lease expires (a whole TTL);
     started again with the same id, it is refused while the entry may be live, then takes it
     over once the lease has gone unrefreshed for longer than a keep-alive period (TTL/3 + 2 s),
-    before the lease expires."""
+    before the lease expires. The take-over deletes the old entry, then writes its own: Go
+    Pitaya's discovery ignores a changed entry of a server it knows (its gRPC clients kept
+    dialling the dead server's port), and sees a delete and a put as a restart."""
     ttl = {"PITAYA_ETCD_LEASE_TTL": "15"}  # refreshed every 5 s; stale after 7 s unrefreshed
     room = await start_node(nodes, "room", "room-1", nats_server, etcd_server, **ttl)
     key = "pitaya/servers/room/room-1"
     async with etcd_client(etcd_server) as etcd:
         entry = await etcd.get_with_lease(key)
         assert entry is not None
+        _, revision = await etcd.get_prefix(key)
+        events: asyncio.Queue[KeyEvent] = asyncio.Queue()
+
+        async def watch() -> None:
+            async for event in etcd.watch_prefix(key, revision + 1):
+                events.put_nowait(event)
+
+        watching = asyncio.ensure_future(watch())
         await room.kill()
         killed = time.monotonic()
         code, lines, _ = await run_to_exit("room", "room-1", nats_server, etcd_server, **ttl)
@@ -234,3 +244,6 @@ async def test_a_restarted_server_takes_over_the_entry_of_its_crashed_self(
         await again.wait_for_log("took over the discovery entry of a server with this id")
         held = await etcd.get_with_lease(key)
         assert held is not None and held[1] != entry[1]  # under the new server's lease
+        deleted, put = [await asyncio.wait_for(events.get(), 5) for _ in range(2)]
+        watching.cancel()
+        assert (deleted.value, put.value) == (None, held[0])  # a delete, then a put

@@ -260,12 +260,11 @@ class FakeEtcd:
         self._check()
         return (60, 60) if lease in self.leases else (-1, 0)
 
-    async def replace_if_lease(self, key: str, lease: int, value: bytes, new_lease: int) -> bool:
+    async def delete_if_lease(self, key: str, lease: int) -> bool:
         self._check()
         if key not in self.leases.get(lease, set()):
             return False
-        self.leases[lease].discard(key)
-        await self.put(key, value, lease=new_lease)
+        self.delete(key)
         return True
 
     async def get_prefix(self, prefix: str) -> tuple[dict[str, bytes], int]:
