@@ -104,8 +104,10 @@ class RpcTimeout(PitayaError):
 
     default_code = PIT_408
 
-    def __init__(self, msg: str = "rpc client: request timeout") -> None:
-        super().__init__(PIT_408, msg)
+    def __init__(
+        self, msg: str = "rpc client: request timeout", metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(PIT_408, msg, metadata)
 
 
 class ServiceUnavailable(PitayaError):

@@ -57,7 +57,7 @@ from actors.cluster.control import (
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
-from actors.errors import BadRequest, InternalError, PitayaError, detached
+from actors.errors import BadRequest, InternalError, PitayaError, RpcTimeout, detached
 from actors.logs import ServerLog
 from actors.metrics.rpc import observe_rpc
 from actors.payload import encode_result
@@ -172,7 +172,7 @@ class Outbound:
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return
-        answer = _Unwrap(reply, server, self.router, bridge)
+        answer = _Unwrap(reply, server, self.router, bridge, request.route, timeout, me.id)
         if start_call is not None:
             start_call(server, payload, timeout, answer)
         else:
@@ -539,13 +539,25 @@ class _Unwrap:
     reply chain (the session's entry and message) until the next collection, and made the
     collector run (and walk the whole heap) a few times a second under load."""
 
-    __slots__ = ("bridge", "reply", "router", "server")
+    __slots__ = ("bridge", "me", "reply", "route", "router", "server", "timeout")
 
-    def __init__(self, reply: Reply, server: ServerInfo, router: Router, bridge: ActorRef) -> None:
+    def __init__(
+        self,
+        reply: Reply,
+        server: ServerInfo,
+        router: Router,
+        bridge: ActorRef,
+        route: str,
+        timeout: float,
+        me: str,
+    ) -> None:
         self.reply = reply
         self.server = server
         self.router = router
         self.bridge = bridge
+        self.route = route
+        self.timeout = timeout
+        self.me = me
 
     def __call__(self, result: Any, error: BaseException | None) -> None:
         bridge = self.bridge
@@ -558,6 +570,14 @@ class _Unwrap:
         if error is not None:
             if isinstance(error, ServerUnreachable):
                 self.router.unreachable(self.server)
+            elif isinstance(error, RpcTimeout) and not error.metadata:
+                # What Go Pitaya's RPC client puts in its PIT-408.
+                error.metadata.update(
+                    timeout=go_duration(self.timeout),
+                    route=self.route,
+                    server=self.me,
+                    **{"peer.id": self.server.id},
+                )
             self.reply(None, error)
             return
         router = self.router
@@ -569,3 +589,20 @@ class _Unwrap:
             self.reply(None, detached(exc))  # the remote's error: where it was decoded is moot
             return
         self.reply(data, None)
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go's ``time.Duration.String`` writes it ("5s", "1.5s", "500ms",
+    "1m30s"), for the metadata Go Pitaya's callers may read."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    text = f"{rest:g}s"
+    if minutes or hours:
+        text = f"{minutes}m{text}"
+    if hours:
+        text = f"{hours}h{text}"
+    return text

@@ -332,11 +332,18 @@ async def test_requests_and_notifies_are_forwarded_with_the_backends_errors() ->
 
 
 async def test_an_unanswered_forward_is_pitayas_rpc_timeout() -> None:
+    """With the metadata Go Pitaya's RPC client gives its PIT-408."""
     async with cluster(rpc_timeout=0.02) as net:
         client = await net.client()
         with pytest.raises(RequestError) as caught:
             await client.request("room.ops.wait")
-        assert caught.value.code == "PIT-408"
+        assert (caught.value.code, caught.value.msg) == ("PIT-408", "rpc client: request timeout")
+        assert caught.value.metadata == {
+            "timeout": "20ms",
+            "route": "room.ops.wait",
+            "server": "c-1",
+            "peer.id": "room-1",
+        }
         ops = net.rooms[0].handler_instance("ops")
         assert isinstance(ops, Ops)
         ops.release.set()

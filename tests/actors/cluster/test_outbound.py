@@ -48,7 +48,7 @@ from actors.cluster.control import (
     decode_control,
 )
 from actors.cluster.discovery import ServerInfo
-from actors.cluster.outbound import Outbound, RpcArgumentError, UnsendableRequest
+from actors.cluster.outbound import Outbound, RpcArgumentError, UnsendableRequest, go_duration
 from actors.cluster.router import Router
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import MAX_SERVED_SERVERS
@@ -802,3 +802,11 @@ def test_a_notify_that_cannot_be_encoded_is_logged(caplog: pytest.LogCaptureFixt
     assert wire.notified == []
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("[c-1] cannot send room.r.note to room-1: cannot encode")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(5, "5s"), (1.5, "1.5s"), (0.5, "500ms"), (0.02, "20ms"), (90, "1m30s"), (3600, "1h0m0s")],
+)
+def test_a_timeout_is_written_as_go_writes_a_duration(seconds: float, text: str) -> None:
+    assert go_duration(seconds) == text
