@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from actors.cluster.codec import (
     BindNotice,
@@ -50,7 +50,7 @@ from actors.cluster.rpc import BindListener, ClusterUnavailable
 from actors.cluster.session_events import BIND, CLOSE
 from actors.cluster.subjects import uid_problem
 from actors.errors import BadRequest
-from actors.logs import ServerLog
+from actors.logs import ServerLog, Throttle
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
@@ -60,6 +60,15 @@ if TYPE_CHECKING:
     from actors.sessions.registry import SessionRegistry
 
 log = logging.getLogger(__name__)
+
+FRONTEND_WAIT = 2.0
+"""Seconds a push or kick by uid waits for discovery to list a frontend when it lists none:
+a frontend accepts clients once registered, and this server's table hears of it a moment
+later (a backend started first, a connector restarted), while its players already act."""
+
+FRONTEND_WAIT_AGAIN = 10.0
+"""Seconds after a wait for a frontend came to nothing during which pushes do not wait
+again (a cluster that has no frontend at all)."""
 
 
 @runtime_checkable
@@ -115,6 +124,13 @@ class ClusterUsers:
         """Unsubscriptions and fire-and-forget pushes under way (kept referenced)."""
         self._pushes: deque[tuple[str, bytes, list[str], list[str]]] = deque()
         self._pusher: asyncio.Task[None] | None = None
+        self._unsent: deque[tuple[str, bytes, list[str], str | None]] = deque()
+        """Pushes published while no frontend was known, waiting for one (in call order)."""
+        self._frontend_listed: asyncio.Event | None = None
+        """Set when discovery lists a frontend, for the pushes waiting for one."""
+        self._gave_up_at: float | None = None
+        self._nobody = Throttle()
+        discovery.add_listener(self._server_changed)
 
     # -- push and kick by uid --------------------------------------------------------------
 
@@ -122,7 +138,7 @@ class ClusterUsers:
         self, route: str, payload: bytes, uids: list[str], frontend_type: str | None
     ) -> list[str]:
         """Push to uids bound on any frontend; returns those no frontend acknowledged."""
-        types = [frontend_type] if frontend_type else self._frontend_types()
+        types = [frontend_type] if frontend_type else await self._frontend_types_soon(route)
         bindings = self.bindings
         if bindings is not None:
             failed, unknown = await bindings.push_to_users(route, payload, uids, types)
@@ -145,21 +161,42 @@ class ClusterUsers:
         if self.bindings is None:
             if subjects is None:
                 return
-            for uid in uids:
-                data = encode_push(UserPush(uid, route, payload))
-                for kind in types:
-                    subjects.publish_user(kind, uid, "push", data)
+            if not types or self._unsent:
+                # No frontend listed yet: published once one is, after those before it.
+                self._unsent.append((route, payload, list(uids), frontend_type))
+                if len(self._unsent) == 1:
+                    self._spawn(self._publish_when_listed(subjects))
+                return
+            self._publish(subjects, route, payload, uids, types)
             return
         self._pushes.append((route, payload, list(uids), types))
         if self._pusher is None:
             self._pusher = asyncio.get_running_loop().create_task(self._work_off_pushes())
 
+    @staticmethod
+    def _publish(
+        subjects: UserSubjects, route: str, payload: bytes, uids: list[str], types: list[str]
+    ) -> None:
+        for uid in uids:
+            data = encode_push(UserPush(uid, route, payload))
+            for kind in types:
+                subjects.publish_user(kind, uid, "push", data)
+
+    async def _publish_when_listed(self, subjects: UserSubjects) -> None:
+        unsent = self._unsent
+        while unsent:
+            route, payload, uids, frontend_type = unsent[0]
+            types = [frontend_type] if frontend_type else await self._frontend_types_soon(route)
+            unsent.popleft()
+            self._publish(subjects, route, payload, uids, types)
+
     async def _work_off_pushes(self) -> None:
         try:
             while self._pushes:
                 route, payload, uids, types = self._pushes.popleft()
-                if not types:  # no frontend is known yet: nobody to reach, nothing failed
-                    self.log.debug("push %s reached nobody: no frontend type known", route)
+                if not types:
+                    types = await self._frontend_types_soon(route)
+                if not types:
                     continue
                 try:
                     unreached = await self.push_to_users(route, payload, uids, types[0])
@@ -176,7 +213,7 @@ class ClusterUsers:
     async def kick_users(
         self, uids: list[str], reason: str, frontend_type: str | None
     ) -> list[str]:
-        types = [frontend_type] if frontend_type else self._frontend_types()
+        types = [frontend_type] if frontend_type else await self._frontend_types_soon("kick")
         bindings = self.bindings
         if bindings is not None:
             failed, unknown = await bindings.kick_users(reason, uids, types)
@@ -191,6 +228,40 @@ class ClusterUsers:
         return sorted(
             {s.type for t in discovery.server_types() for s in discovery.servers(t) if s.frontend}
         )
+
+    async def _frontend_types_soon(self, what: str) -> list[str]:
+        """The frontend types discovery lists; when it lists none, waits up to
+        :data:`FRONTEND_WAIT` for one (see there), then warns that ``what`` (a push's route,
+        or "kick") reaches nobody."""
+        types = self._frontend_types()
+        if types:
+            return types
+        loop = asyncio.get_running_loop()
+        gave_up = self._gave_up_at
+        if gave_up is None or loop.time() - gave_up >= FRONTEND_WAIT_AGAIN:
+            listed = self._frontend_listed
+            if listed is None or listed.is_set():
+                listed = self._frontend_listed = asyncio.Event()
+            try:
+                await asyncio.wait_for(listed.wait(), FRONTEND_WAIT)
+            except TimeoutError:
+                self._gave_up_at = loop.time()
+            types = self._frontend_types()
+        if not types:
+            more = self._nobody.allow(loop.time())
+            if more is not None:
+                self.log.warning(
+                    "%s by uid reached nobody: discovery lists no frontend server (name "
+                    "one with frontend_type=...)%s",
+                    what,
+                    more,
+                )
+        return types
+
+    def _server_changed(self, server: ServerInfo, added: bool) -> None:
+        listed = self._frontend_listed
+        if added and server.frontend and listed is not None:
+            listed.set()
 
     def _all_ours(self, frontend_type: str) -> bool:
         """No frontend of ``frontend_type`` in the table is a Go one: the one holding a uid
@@ -316,7 +387,11 @@ class ClusterUsers:
         subjects = self.subjects
         if uid is None or subjects is None or self.sessions.by_uid(uid) is not None:
             return  # no subjects, or another session holds the uid now
-        task = asyncio.get_running_loop().create_task(subjects.forget_user(uid))
+        self._spawn(subjects.forget_user(uid))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, kept referenced until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from actors.cluster import users as users_module
 from actors.cluster.codec import (
     EXTRAS_KEY,
     EXTRAS_VERSION,
@@ -34,6 +35,7 @@ from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable
 from actors.cluster.users import ClusterUsers
 from actors.errors import UserNotHere
+from tests.reliability.support import until
 from transport.etcd import EtcdUnavailable
 
 OURS = {EXTRAS_KEY: EXTRAS_VERSION}
@@ -52,6 +54,16 @@ ME = server("c-1", "connector", frontend=True)
 class Discovery:
     def __init__(self, *servers: ServerInfo) -> None:
         self.table = {s.id: s for s in servers}
+        self.listeners: list[Any] = []
+
+    def add_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def add(self, server: ServerInfo) -> None:
+        """A server registered: listed, and the listeners told."""
+        self.table[server.id] = server
+        for listener in self.listeners:
+            listener(server, True)
 
     def servers(self, server_type: str) -> list[ServerInfo]:
         return [s for s in self.table.values() if s.type == server_type]
@@ -363,15 +375,79 @@ async def test_a_queued_push_that_reached_nobody_is_told_at_debug(
     ]
 
 
-async def test_a_queued_push_with_no_frontend_known_is_no_failure(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    room = server("room-1", "room", frontend=False)
-    cluster = users(subjects=Subjects(), bindings=Bindings(), me=room)
+# -- no frontend listed yet ----------------------------------------------------------------
+
+
+ROOM = server("room-1", "room", frontend=False)
+CONNECTOR = server("c-1", "connector", frontend=True)
+
+
+def discovery_of(cluster: ClusterUsers) -> Discovery:
+    found = cluster.discovery
+    assert isinstance(found, Discovery)
+    return found
+
+
+async def test_pushes_published_while_no_frontend_is_listed_go_once_one_is_in_order() -> None:
+    """A frontend accepts clients once registered; a backend's table hears of it a moment
+    later. Its players' pushes meanwhile wait for it, not reach nobody."""
+    subjects = Subjects()
+    cluster = users(subjects=subjects, me=ROOM)
     cluster.publish_push("r", b"1", ["ann"], None)
+    cluster.publish_push("s", b"2", ["bob"], "connector")  # behind the first one
+    await until(lambda: cluster._frontend_listed is not None)
+    assert subjects.published == []
+    discovery_of(cluster).add(CONNECTOR)
+    await until(lambda: len(subjects.published) == 2)
+    assert [(t, decode_push(d)) for t, _, _, d in subjects.published] == [
+        ("connector", UserPush("ann", "r", b"1")),
+        ("connector", UserPush("bob", "s", b"2")),
+    ]
+    cluster.publish_push("t", b"3", ["cid"], None)  # listed now: at once
+    assert decode_push(subjects.published[-1][3]) == UserPush("cid", "t", b"3")
+
+
+async def test_an_awaited_push_or_kick_waits_for_a_frontend_to_be_listed() -> None:
+    subjects = Subjects({("connector", "ann"): ACKED})
+    cluster = users(subjects=subjects, me=ROOM)
+    pushed = asyncio.ensure_future(cluster.push_to_users("r", b"1", ["ann", "bob"], None))
+    kicked = asyncio.ensure_future(cluster.kick_users(["ann"], "bye", None))
+    await until(lambda: cluster._frontend_listed is not None)
+    assert not pushed.done() and not kicked.done()
+    discovery_of(cluster).add(CONNECTOR)
+    assert await pushed == ["bob"]
+    assert await kicked == []
+
+
+async def test_a_queued_push_waits_for_a_frontend_too() -> None:
+    bindings = Bindings()
+    cluster = users(subjects=Subjects(), bindings=bindings, me=ROOM)
+    cluster.publish_push("r", b"1", ["ann"], None)
+    await until(lambda: cluster._frontend_listed is not None)
+    discovery_of(cluster).add(CONNECTOR)
     assert cluster._pusher is not None
     await cluster._pusher
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert bindings.calls == [("push", "r", b"1", ["ann"], ["connector"])]
+
+
+async def test_with_no_frontend_at_all_a_push_waits_once_then_warns_and_no_longer_waits(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(users_module, "FRONTEND_WAIT", 0.01)
+    subjects = Subjects()
+    cluster = users(subjects=subjects, me=ROOM)
+    assert await cluster.push_to_users("r", b"1", ["ann"], None) == ["ann"]
+    monkeypatch.setattr(users_module, "FRONTEND_WAIT", 60.0)  # a second wait would hang
+    assert await asyncio.wait_for(cluster.push_to_users("s", b"", ["bob"], None), 5) == ["bob"]
+    assert await asyncio.wait_for(cluster.kick_users(["bob"], "", None), 5) == ["bob"]
+    cluster.publish_push("t", b"", ["cid"], None)
+    await asyncio.wait_for(asyncio.gather(*cluster._tasks), 5)
+    assert subjects.published == [] and subjects.requested == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "[room-1] r by uid reached nobody: discovery lists no frontend server "
+        "(name one with frontend_type=...)"
+    ]
 
 
 # -- bind notices --------------------------------------------------------------------------
