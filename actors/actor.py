@@ -99,7 +99,9 @@ class Actor:
         return self._cell.system.spawn_child(self._cell, actor_class, *args, name=name, **kw)
 
     def after(self, seconds: float, message: object) -> Timer:
-        """Deliver ``message`` to myself once, ``seconds`` from now."""
+        """Deliver ``message`` to myself once, ``seconds`` from now, unless the returned
+        timer is cancelled first (``timer.cancel()``: also when the message already waits in
+        the mailbox behind the one being handled)."""
         from actors.kernel import Timer
 
         timer = Timer(self._cell, seconds, message, None)

@@ -35,6 +35,39 @@ class Receiver:
     is_async: bool
 
 
+class Revocable(typing.Protocol):
+    @property
+    def revoked(self) -> bool: ...
+
+
+class TimerTick:
+    """A timer's message on its way through the mailbox (``Actor.after``/``every``). It
+    reaches the actor's receiver for ``message`` unless its timer was cancelled after it
+    fired: a turn's timeout cancelled by the move that beat it, while the timeout already
+    waited in the mailbox behind that move, must not arrive after it."""
+
+    __slots__ = ("message", "timer")
+
+    def __init__(self, timer: Revocable, message: object) -> None:
+        self.timer = timer
+        self.message = message
+
+
+def _deliver_tick(actor: Any, tick: TimerTick) -> Any:
+    if tick.timer.revoked:
+        return None
+    message = tick.message
+    receiver = dispatch_table(type(actor)).receivers[type(message)]
+    if receiver is None:
+        return actor.unhandled(message)
+    return receiver.function(actor, message)
+
+
+_TICK = Receiver(_deliver_tick, is_async=False)
+"""What every actor class receives a :class:`TimerTick` with (a coroutine its receiver
+returns is awaited all the same: the kernel checks what a receiver returns)."""
+
+
 class Receivers(dict[type, "Receiver | None"]):
     """Message class -> receiver (None: it has none), resolved on first use: a class not
     declared takes the receiver of its nearest base that has one, and is remembered. A
@@ -42,6 +75,9 @@ class Receivers(dict[type, "Receiver | None"]):
     message."""
 
     def __missing__(self, message_class: type) -> Receiver | None:
+        if message_class is TimerTick:
+            self[message_class] = _TICK
+            return _TICK
         found: Receiver | None = None
         for base in message_class.__mro__[1:]:
             receiver = self.get(base)
@@ -68,7 +104,11 @@ class DispatchTable:
 
     def message_classes(self) -> list[type]:
         """The message classes declared by the actor class (for docs and errors)."""
-        return [cls for cls, receiver in self.receivers.items() if receiver is not None]
+        return [
+            cls
+            for cls, receiver in self.receivers.items()
+            if receiver is not None and cls is not TimerTick
+        ]
 
 
 _tables: dict[type, DispatchTable] = {}

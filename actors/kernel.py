@@ -20,7 +20,7 @@ from functools import partial
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from actors.dispatch import DispatchTable, dispatch_table
+from actors.dispatch import DispatchTable, TimerTick, dispatch_table
 from actors.errors import ActorStopped, AskTimeout, MailboxFull
 
 if TYPE_CHECKING:
@@ -45,13 +45,16 @@ T = TypeVar("T")
 class Timer:
     """A scheduled ``after``/``every`` message; cancelled automatically when the actor stops."""
 
-    __slots__ = ("_cell", "_handle", "_interval", "_message", "cancelled")
+    __slots__ = ("_cell", "_handle", "_interval", "_message", "cancelled", "revoked")
 
     def __init__(self, cell: Cell, delay: float, message: object, interval: float | None):
         self._cell = cell
         self._message = message
         self._interval = interval
         self.cancelled = False
+        """It will not fire again (cancelled, or an ``after`` that fired)."""
+        self.revoked = False
+        """:meth:`cancel` was called: a message it fired that still waits is dropped."""
         self._handle = cell.loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
@@ -62,10 +65,12 @@ class Timer:
             self._cell.timers.discard(self)
         else:
             self._handle = self._cell.loop.call_later(self._interval, self._fire)
-        self._cell.enqueue(self._message, None)
+        self._cell.enqueue(TimerTick(self, self._message), None)
 
     def cancel(self) -> None:
-        """Stop the timer; a message already delivered to the mailbox stays there."""
+        """Stop the timer: nothing more is delivered, not even a message it fired that
+        still waits in the mailbox."""
+        self.revoked = True
         if not self.cancelled:
             self.cancelled = True
             self._handle.cancel()

@@ -13,7 +13,7 @@ import pytest
 
 from actors.actor import Actor
 from actors.errors import ActorNameTaken, ActorStopped, AskTimeout, MailboxFull, UnhandledMessage
-from actors.kernel import DRAIN_BATCH, ActorRef
+from actors.kernel import DRAIN_BATCH, ActorRef, Timer
 from actors.system import ActorSystem
 
 
@@ -388,6 +388,62 @@ async def test_timers_say_whether_they_are_cancelled() -> None:
         assert dropped.cancelled is True
         actor.after(0.03, Join("later"))
         assert await asyncio.wait_for(seen.get(), 2) == "later"
+
+
+@dataclass(frozen=True)
+class Move:
+    pass
+
+
+@dataclass(frozen=True)
+class TurnTimeout:
+    pass
+
+
+class Turns(Actor):
+    """A turn with a timeout; a move cancels it after awaiting something (a save, say)."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.saved = asyncio.Event()
+        self.timer: Timer | None = None
+
+    def started(self) -> None:
+        self.timer = self.after(0, TurnTimeout())
+
+    async def on_move(self, msg: Move) -> None:
+        await self.saved.wait()
+        assert self.timer is not None
+        self.timer.cancel()
+        self.log.append("move")
+
+    def on_turn_timeout(self, msg: TurnTimeout) -> None:
+        self.log.append("timeout")
+
+    def on_members(self, msg: Members) -> list[str]:
+        return self.log
+
+
+async def test_a_cancelled_timer_s_message_already_in_the_mailbox_is_dropped() -> None:
+    """The move's turn awaits; meanwhile the timeout fires and waits in the mailbox; the
+    move then cancels it. It used to arrive all the same, and end the next player's turn."""
+    async with ActorSystem() as system:
+        ref = system.spawn(Turns)
+        actor = actor_of(ref)
+        ref.tell(Move())
+        await until(lambda: actor.timer is not None and actor.timer.cancelled)  # it fired
+        assert ref._cell.mailbox  # and waits behind the move
+        actor.saved.set()
+        assert await ref.ask(Members()) == ["move"]
+
+
+async def test_a_timer_not_cancelled_still_delivers_what_waits_in_the_mailbox() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(Turns)
+        actor = actor_of(ref)
+        actor.saved.set()
+        await until(lambda: actor.timer is not None and actor.timer.cancelled)
+        assert await ref.ask(Members()) == ["timeout"]
 
 
 async def test_stopping_a_child_alone_detaches_it_from_its_parent() -> None:
