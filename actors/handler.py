@@ -210,8 +210,9 @@ class Handler(Actor):
     def __getattr__(self, name: str) -> Any:
         if name == "app":
             raise AttributeError(
-                f"{type(self).__name__} has no app: it was spawned outside an App. "
-                "Set handler.app in the test, or give the handler what it uses."
+                f"{type(self).__name__} has no app: it was spawned outside an App. In a "
+                "test, spawn it with actors.testing.spawn_handler(system, "
+                f"{type(self).__name__}, app=...), or give the handler what it uses."
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 

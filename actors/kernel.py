@@ -86,6 +86,7 @@ class Cell:
         "actor",
         "busy",
         "children",
+        "crash",
         "dispatch",
         "loop",
         "mailbox",
@@ -123,6 +124,9 @@ class Cell:
         self.busy = False
         self.stopping = False
         self.pending_start = True
+        self.crash: Exception | None = None
+        """What ``started`` raised, when it did (the actor stopped then): its askers get an
+        ActorStopped caused by it."""
         self.children: set[Cell] = set()
         self.timers: set[Timer] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -137,7 +141,7 @@ class Cell:
         if self.stopping:
             self.system.record_dead_letter(self.name, message)
             if reply is not None:
-                reply(None, ActorStopped(f"actor {self.name} is stopped"))
+                reply(None, self._stopped_error("is stopped"))
             return
         if (
             self.max_mailbox is not None
@@ -239,8 +243,9 @@ class Cell:
         """Run the ``started`` hook; True when an async hook now owns the actor."""
         try:
             result = self.actor.started()
-        except Exception:
+        except Exception as exc:
             log.exception("actor %s crashed in started(); stopping it", self.name)
+            self.crash = exc
             self.stop()
             return True
         if asyncio.iscoroutine(result):
@@ -258,6 +263,8 @@ class Cell:
         exc = task.exception()
         if exc is not None:
             log.error("actor %s crashed in started(); stopping it", self.name, exc_info=exc)
+            if isinstance(exc, Exception):
+                self.crash = exc
             self.stop()
             return
         self._reschedule()
@@ -329,7 +336,7 @@ class Cell:
             message, reply = self.mailbox.popleft()
             self.system.record_dead_letter(self.name, message)
             if reply is not None:
-                reply(None, ActorStopped(f"actor {self.name} stopped"))
+                reply(None, self._stopped_error("stopped"))
         try:
             self.actor.stopped()
         except Exception:
@@ -345,6 +352,18 @@ class Cell:
             gathered.add_done_callback(lambda _: self._set_terminated())
         else:
             self._set_terminated()
+
+    def _stopped_error(self, what: str) -> ActorStopped:
+        """The error of an ask this stopped actor will never answer; when ``started`` raised,
+        it says so and is caused by that error (a test sees why, not only that)."""
+        crash = self.crash
+        if crash is None:
+            return ActorStopped(f"actor {self.name} {what}")
+        error = ActorStopped(
+            f"actor {self.name} {what}: its started() raised {type(crash).__name__}: {crash}"
+        )
+        error.__cause__ = crash
+        return error
 
     def _set_terminated(self) -> None:
         if self._terminated.done():

@@ -210,8 +210,8 @@ def test_a_handler_without_an_app_says_how_to_give_it_one() -> None:
     with pytest.raises(AttributeError) as caught:
         _ = room.app
     assert str(caught.value) == (
-        "Room has no app: it was spawned outside an App. "
-        "Set handler.app in the test, or give the handler what it uses."
+        "Room has no app: it was spawned outside an App. In a test, spawn it with "
+        "actors.testing.spawn_handler(system, Room, app=...), or give the handler what it uses."
     )
     room.app = "the app"  # type: ignore[assignment]
     assert room.app == "the app"

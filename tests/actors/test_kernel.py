@@ -248,12 +248,33 @@ class CrashOnStart(Actor):
         return "never"
 
 
-async def test_crash_in_started_stops_the_actor() -> None:
+async def test_crash_in_started_stops_the_actor_and_its_askers_learn_why() -> None:
     async with ActorSystem() as system:
         ref = system.spawn(CrashOnStart)
-        with pytest.raises(ActorStopped):
+        with pytest.raises(ActorStopped) as caught:
             await ref.ask(Join("a"), timeout=2)
         assert not ref.alive
+        assert str(caught.value).endswith("stopped: its started() raised RuntimeError: no")
+        assert isinstance(caught.value.__cause__, RuntimeError)
+        with pytest.raises(ActorStopped, match=r"is stopped: its started\(\) raised") as late:
+            await ref.ask(Join("b"), timeout=2)  # asked after it stopped: the same story
+        assert isinstance(late.value.__cause__, RuntimeError)
+
+
+class CrashOnStartSync(Actor):
+    def started(self) -> None:
+        raise KeyError("app")
+
+    def on_join(self, msg: Join) -> str:
+        return "never"
+
+
+async def test_a_synchronous_started_that_raises_is_told_to_askers_too() -> None:
+    async with ActorSystem() as system:
+        ref = system.spawn(CrashOnStartSync)
+        with pytest.raises(ActorStopped, match=r"raised KeyError: 'app'") as caught:
+            await ref.ask(Join("a"), timeout=2)
+        assert isinstance(caught.value.__cause__, KeyError)
 
 
 class Tiny(Room):
