@@ -488,14 +488,30 @@ class App:
     def handler_ref(self, service: str) -> ActorRef:
         """The address of the handler actor serving ``service`` (to tell or ask it messages
         of your own, e.g. a :class:`~actors.handler.Call` in a test). KeyError if none."""
-        return self._lifecycle.handlers[service]
+        handlers = self._lifecycle.handlers
+        if service not in handlers:
+            raise KeyError(self._no_service(service, sorted(handlers)))
+        return handlers[service]
 
     def handler_instance(self, service: str) -> Handler:
-        """The handler object serving ``service``, for tests that inspect its state."""
-        for route in self.local_routes.values():
-            if route.handler.service_name() == service:
-                return route.handler
-        raise KeyError(service)
+        """The handler or remote object serving ``service``, for tests that inspect its
+        state (and for a handler that shares state with a remote of the same server).
+        KeyError if none."""
+        served: dict[str, Handler] = {}
+        for route in (*self.local_routes.values(), *self.remote_routes.values()):
+            served.setdefault(route.handler.service_name(), route.handler)
+        if service not in served:
+            raise KeyError(self._no_service(service, sorted(served)))
+        return served[service]
+
+    def _no_service(self, service: str, served: list[str]) -> str:
+        if not self._lifecycle.started:
+            return (
+                f"no service {service!r} yet: handlers and remotes are spawned when the app starts"
+            )
+        return (
+            f"no handler or remote serves {service!r} here (served: {', '.join(served) or 'none'})"
+        )
 
     def handler(self, service: str) -> ActorRef:
         """Deprecated: :meth:`handler_ref` (this name is also the ``@handler`` decorator's)."""

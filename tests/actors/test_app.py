@@ -11,7 +11,7 @@ import pytest
 
 from actors.app import App
 from actors.errors import PitayaError
-from actors.handler import Handler, handler
+from actors.handler import Handler, Remote, handler
 from actors.session import Session
 from actors.testing import serve
 from samples.echo.server import Echo
@@ -340,14 +340,28 @@ async def test_order_holds_across_handler_actors_while_pipelining_within_one() -
         assert done == ["slow-1", "slow-2", "echo"]
 
 
-async def test_handler_ref_and_instance_name_the_serving_handler() -> None:
+class Scores(Remote):
+    @handler
+    def top(self, session: Session) -> list[str]:
+        return []
+
+
+async def test_handler_ref_and_instance_name_the_serving_handler_or_remote() -> None:
     app = App(server_type="chat")
     app.register(Game)
+    app.register_remote(Scores)
+    with pytest.raises(KeyError, match="no service 'game' yet: handlers and remotes are spawned"):
+        app.handler_instance("game")
+    with pytest.raises(KeyError, match="no service 'game' yet"):
+        app.handler_ref("game")
     async with serve(app):
         game = app.handler_instance("game")
         assert isinstance(game, Game)
+        assert isinstance(app.handler_instance("scores"), Scores)
         assert app.handler_ref("game") == game.ref
         with pytest.warns(DeprecationWarning, match="handler_ref"):
             assert app.handler("game") == game.ref
-        with pytest.raises(KeyError):
+        with pytest.raises(KeyError, match=r"no handler or remote serves 'nope' here \(served: "):
             app.handler_instance("nope")
+        with pytest.raises(KeyError, match="no handler or remote serves 'nope'"):
+            app.handler_ref("nope")
