@@ -17,6 +17,7 @@ ever sent twice: a timeout may hide a request that ran.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,7 @@ from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
 from actors.errors import BadRequest, InternalError, PitayaError, RpcTimeout, detached
 from actors.logs import ServerLog
 from actors.metrics.rpc import observe_rpc
-from actors.payload import encode_result
+from actors.payload import Decoder, decoder_for, encode_result
 from transport.protobuf import is_message_class
 
 if TYPE_CHECKING:
@@ -372,11 +373,17 @@ class Outbound:
                 wire_session = without_handshake(wire_session)
         request = RpcRequest(USER, route, data, wire_session, metadata=metadata)
         payload = await self.ask(server, request, timeout or self.rpc_timeout)
+        ours = metadata.get(ARGS_KEY) == MSGPACK_ARGS  # not just any key: tracing adds its own
         if reply is not None:
-            if not is_message_class(reply):
-                raise TypeError(f"reply must be a protobuf message class, not {reply!r}")
-            return reply.FromString(payload)
-        if metadata.get(ARGS_KEY) == MSGPACK_ARGS:  # not just any key: tracing adds its own
+            if is_message_class(reply):
+                return reply.FromString(payload)
+            if ours and isinstance(reply, type) and dataclasses.is_dataclass(reply):
+                return _decode_reply(reply, route, payload)
+            raise TypeError(
+                "reply must be a protobuf message class (or, between our servers, a "
+                f"dataclass), not {reply!r}"
+            )
+        if ours:  # not just any key: tracing adds its own
             return RPC_SERIALIZER.unmarshal(payload) if payload else None
         return payload
 
@@ -589,6 +596,21 @@ class _Unwrap:
             self.reply(None, detached(exc))  # the remote's error: where it was decoded is moot
             return
         self.reply(data, None)
+
+
+_reply_decoders: dict[type, Decoder] = {}
+
+
+def _decode_reply(reply: type, route: str, payload: bytes) -> Any:
+    """A remote's msgpack answer built into the dataclass ``reply``, checked as a body is
+    (``actors.payload``); an answer that does not fit is this server's error (PIT-500)."""
+    decode = _reply_decoders.get(reply)
+    if decode is None:
+        decode = _reply_decoders[reply] = decoder_for(reply)
+    try:
+        return decode(payload, RPC_SERIALIZER)
+    except BadRequest as exc:
+        raise InternalError(f"the answer of {route} is no {reply.__name__}: {exc.msg}") from exc
 
 
 def go_duration(seconds: float) -> str:

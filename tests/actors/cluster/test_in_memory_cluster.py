@@ -492,6 +492,32 @@ async def test_user_rpcs_with_protobuf_messages_as_pitaya_makes_them() -> None:
         ) == StringValue(value="ANN")
 
 
+@dataclass
+class Tally:
+    server_id: str
+    uid: str | None
+    read_only: bool
+    body: dict[str, Any]
+
+
+@dataclass
+class Upper:
+    value: int
+
+
+async def test_between_our_servers_a_reply_may_be_a_dataclass() -> None:
+    async with cluster(connectors=1) as net:
+        connector = net.connectors[0]
+        tally = await connector.rpc("room.counts.caller", {"n": 1}, reply=Tally)
+        assert tally == Tally("room-1", None, False, {"n": 1})
+        with pytest.raises(PitayaError) as caught:
+            await connector.rpc("room.counts.caller", {"n": 1}, reply=Upper)
+        assert caught.value.code == "PIT-500"
+        assert caught.value.msg.startswith("the answer of room.counts.caller is no Upper: ")
+        with pytest.raises(TypeError, match="reply must be a protobuf message class"):
+            await connector.rpc("room.counts.caller", {"n": 1}, reply=dict)
+
+
 # -- groups across servers -----------------------------------------------------------------
 
 
