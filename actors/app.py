@@ -18,7 +18,7 @@ import logging
 import ssl
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
@@ -341,6 +341,16 @@ class App:
                 f"{what} is only available on frontend servers (sessions live there); "
                 "backends see sessions through the handlers they serve"
             )
+
+    def set_dictionary(self, routes: Mapping[str, int]) -> None:
+        """Announce these route codes in the handshake (Pitaya's ``SetDictionary``): give a
+        frontend the same codes as its Go siblings, or codes for routes served elsewhere
+        (a backend's, a push's), which then travel as 2 bytes. This server's own routes get
+        codes above them, unless ``route_dictionary`` is off (then only these are
+        announced). ValueError for a code outside 1..65535 or used twice."""
+        if self._lifecycle.started:
+            raise RuntimeError("set the route dictionary before the app starts")
+        self._parts.dictionary = RouteDictionary(routes)
 
     def add_handshake_validator(self, name: str, validator: HandshakeValidator) -> None:
         """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400)."""

@@ -71,6 +71,8 @@ class Blueprint:
     """The cluster's RPC seam, when given instead of ``rpc_transport``."""
     session_callbacks_used: bool = False
     """A frontend-only session callback was registered (refused on a backend at start)."""
+    dictionary: RouteDictionary | None = None
+    """Route codes the app was given (``App.set_dictionary``, Pitaya's ``SetDictionary``)."""
 
 
 class LifecycleHost(ClusterHost, GatewayHost, HandlerApp, Protocol):
@@ -297,8 +299,15 @@ class Lifecycle:
                 host.remote_routes[f"{host.server_type}.{service}.{method}"] = LocalRoute(
                     actor, spec
                 )
+        given = self.parts.dictionary
         if host.config.route_dictionary and host.local_routes:
-            self._host.route_dictionary = RouteDictionary.from_routes(host.local_routes)
+            host.route_dictionary = (
+                RouteDictionary.from_routes(host.local_routes)
+                if given is None
+                else given.extended(host.local_routes)
+            )
+        elif given is not None:
+            host.route_dictionary = given
 
     # -- stop ------------------------------------------------------------------------------
 

@@ -124,6 +124,19 @@ class RouteDictionary:
         """Assign codes 1..n to the distinct ``routes`` in sorted order (deterministic)."""
         return cls({route: code for code, route in enumerate(sorted(set(routes)), start=1)})
 
+    def extended(self, routes: Iterable[str]) -> RouteDictionary:
+        """This dictionary with codes for the ``routes`` it lacks: in sorted order, each the
+        lowest code above this dictionary's codes that is free (deterministic, so servers
+        given the same dictionary and routes announce the same codes)."""
+        codes = dict(self._codes)
+        code = max(self._routes, default=0)
+        for route in sorted(set(routes) - codes.keys()):
+            code += 1
+            if code > _MAX_CODE:
+                raise ValueError(f"more than {_MAX_CODE} routes: no code left for {route!r}")
+            codes[route] = code
+        return RouteDictionary(codes)
+
     def code(self, route: str) -> int | None:
         """The code of ``route``, or None if it has none."""
         return self._codes.get(route)

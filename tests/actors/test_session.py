@@ -16,7 +16,12 @@ from actors.session import Session, SessionAlreadyBound, SessionClosed
 from actors.testing import TestSession, serve
 from tests.rawclient import RawClient
 from transport.client import RequestError
-from transport.message import FLAG_DATA_COMPRESSED, decode_message
+from transport.message import (
+    FLAG_DATA_COMPRESSED,
+    FLAG_ROUTE_COMPRESSED,
+    RouteDictionary,
+    decode_message,
+)
 from transport.serializers import MsgpackSerializer
 
 
@@ -228,6 +233,52 @@ async def test_route_dictionary_is_announced_and_used() -> None:
         assert await client.request("account.echo", [1]) == [1]
         plain = await server.connect(use_route_dict=False)
         assert await plain.request("account.echo", [2]) == [2]
+
+
+class Pusher(Handler):
+    service = "pusher"
+
+    @handler
+    def poke(self, session: Session) -> str:
+        session.push("onPoke", {"n": 1})
+        return "ok"
+
+
+async def test_a_given_dictionary_is_announced_with_the_own_routes_above_it() -> None:
+    """Pitaya's SetDictionary: the codes a Go sibling announces, and codes for routes served
+    elsewhere or pushed (here onPoke), which then travel as 2 bytes."""
+    app = make_app()
+    app.register(Pusher)
+    app.set_dictionary({"room.room.join": 7, "onPoke": 9})
+    async with serve(app) as server:
+        raw = await RawClient.connect(*app.address("tcp"))
+        routes = (await raw.handshake()).routes
+        assert routes is not None
+        assert (routes["room.room.join"], routes["onPoke"]) == (7, 9)
+        own = sorted(route for route in routes if route not in ("room.room.join", "onPoke"))
+        assert own and "pusher.poke" in own and "acct.account.echo" in own
+        assert [routes[route] for route in own] == list(range(10, 10 + len(own)))
+        await raw.send_request("pusher.poke", b"")
+        push = await raw.read_packet()
+        assert push.body[0] & FLAG_ROUTE_COMPRESSED  # the push's route as its 2-byte code
+        assert decode_message(push.body, routes=RouteDictionary(routes)).route == "onPoke"
+        await raw.close()
+        client = await server.connect()  # the client codec uses the codes both ways
+        assert await client.request("pusher.poke") == "ok"
+
+
+async def test_with_route_dictionary_off_only_the_given_codes_are_announced() -> None:
+    app = make_app(route_dictionary=False)
+    app.set_dictionary({"account.echo": 3})
+    async with serve(app) as server:
+        client = await server.connect()
+        assert client.handshake_response.routes == {"account.echo": 3}
+        assert await client.request("account.echo", [1]) == [1]
+    with pytest.raises(RuntimeError, match="before the app starts"):
+        async with serve(make_app()) as started:
+            started.app.set_dictionary({"a.b": 1})
+    with pytest.raises(ValueError, match=r"codes are 1\.\.65535"):
+        make_app().set_dictionary({"a.b": 0})
 
 
 async def test_msgpack_serializer_is_announced_and_used() -> None:

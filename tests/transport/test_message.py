@@ -279,6 +279,15 @@ def test_route_dictionary_both_ways() -> None:
     assert not RouteDictionary()
 
 
+def test_a_dictionary_extended_keeps_its_codes_and_numbers_the_others_above_them() -> None:
+    given = RouteDictionary({"m.m": 5, "b.b": 2})
+    extended = given.extended(["z.z", "a.a", "m.m", "a.a"])
+    assert extended.as_dict() == {"m.m": 5, "b.b": 2, "a.a": 6, "z.z": 7}
+    assert given.as_dict() == {"m.m": 5, "b.b": 2}  # unchanged
+    with pytest.raises(ValueError, match="no code left for 'b'"):
+        RouteDictionary({"top": 65535}).extended(["b"])
+
+
 def test_route_dictionary_from_routes_is_sorted() -> None:
     routes = RouteDictionary.from_routes(["z.z", "a.a", "m.m", "a.a"])
     assert routes.as_dict() == {"a.a": 1, "m.m": 2, "z.z": 3}
