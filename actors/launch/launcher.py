@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from thespian.actors import ActorSystem
 
 from actors.launch.config import LaunchConfig, ServerCommand
+from actors.launch.loopback import keep_thespian_local
 from actors.launch.messages import (
     Deploy,
     Deployed,
@@ -119,6 +120,7 @@ class Launcher:
                 "Thespian admin) running? Stop it, or set admin_port = 0"
             )
         children = child_pids()
+        keep_thespian_local()
         self._system = ActorSystem(
             "multiprocTCPBase",
             capabilities={"Admin Port": self.admin_port},

@@ -116,6 +116,10 @@ def shut_down(admin_port: int) -> None:
     """Shut the actor system on ``admin_port`` down (what an operator would type)."""
     from thespian.actors import ActorSystem
 
+    from actors.launch.loopback import keep_thespian_local
+
+    keep_thespian_local()
+
     ActorSystem(
         "multiprocTCPBase", capabilities={"Admin Port": admin_port}, transientUnique=True
     ).shutdown()

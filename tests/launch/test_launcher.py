@@ -197,6 +197,40 @@ async def test_nothing_is_left_when_the_launcher_is_killed(
     assert port_closed(admin_port)
 
 
+async def test_thespian_listens_on_the_loopback_interface_only(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    """Thespian unpickles whatever reaches its sockets: on all interfaces (its default), any
+    machine that could reach a port ran code as the launcher's user."""
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        f"""
+        [[servers]]
+        name = "serve"
+        module = "{DUMMY}"
+        args = ["serve", "serve"]
+        """
+    )
+    launcher = await launch(launchers, config)
+    server = await launcher.server_pid("serve")
+    processes = [p for p in deployment_processes(await launcher.admin_port()) if p.pid != server]
+    listening = [
+        (" ".join(process.cmdline()).split(" ")[0], connection.laddr.ip)
+        for process in processes
+        for connection in process.net_connections(kind="tcp")
+        if connection.status == psutil.CONN_LISTEN
+    ]
+    assert {name for name, _ in listening} == {
+        "MultiProcAdmin",
+        "ServerKeeper",
+        "Supervisor",
+        "logger",
+    }
+    assert {ip for _, ip in listening} == {"127.0.0.1"}, listening
+    launcher.signal(signal.SIGTERM)
+    assert await launcher.wait() == 0
+
+
 async def test_a_server_stops_when_its_keeper_is_killed_and_not_replaced(
     tmp_path: Path, launchers: list[LauncherProcess]
 ) -> None:
