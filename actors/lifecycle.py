@@ -396,7 +396,18 @@ class Lifecycle:
                     stop_requested,
                 )
         finally:
+            # Until the stop is done a signal must not end the process (its default action):
+            # a second SIGTERM (a supervisor's, systemd's to the whole group) used to kill
+            # it halfway, with requests in flight and its discovery entry left behind.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
-            await self.stop()
+                    loop.add_signal_handler(sig, self._already_stopping, sig)
+            try:
+                await self.stop()
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(sig)
+
+    def _already_stopping(self, sig: signal.Signals) -> None:
+        self.log.info("%s while stopping: the stop goes on", sig.name)

@@ -184,3 +184,26 @@ async def test_second_signal_skips_the_drain(
     assert await asyncio.wait_for(connector.process.wait(), 20) == 0
     await client.wait_closed(timeout=5)
     assert client.kicked
+
+
+async def test_a_second_sigterm_while_stopping_does_not_cut_the_stop_short(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    """A supervisor's SIGTERM and then its own, or systemd's to the whole process group:
+    the second one used to meet the default action and kill the server halfway (exit 143,
+    requests in flight lost, its discovery entry left to expire)."""
+    room = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
+    connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
+    client = await Client.connect("127.0.0.1", connector.ports["tcp"])
+    answer = asyncio.ensure_future(
+        client.request("room.load.wait", {"seconds": 1.0, "tag": "in-flight"})
+    )
+    await room.wait_for_log("load in-flight arrived")
+    os.kill(room.pid, signal.SIGTERM)
+    await room.wait_for_log("stopping")
+    os.kill(room.pid, signal.SIGTERM)
+    await room.wait_for_log("SIGTERM while stopping: the stop goes on")
+    assert await asyncio.wait_for(answer, 10) == {"server_id": "room-1", "tag": "in-flight"}
+    assert room.process is not None
+    assert await asyncio.wait_for(room.process.wait(), 20) == 0
+    await client.close()
