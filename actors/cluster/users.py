@@ -124,8 +124,11 @@ class ClusterUsers:
         """Unsubscriptions and fire-and-forget pushes under way (kept referenced)."""
         self._pushes: deque[tuple[str, bytes, list[str], list[str]]] = deque()
         self._pusher: asyncio.Task[None] | None = None
-        self._unsent: deque[tuple[str, bytes, list[str], str | None]] = deque()
-        """Pushes published while no frontend was known, waiting for one (in call order)."""
+        self._unsent: deque[tuple[str, list[tuple[str, bytes]], str | None]] = deque()
+        """Pushes published while no frontend was known, waiting for one (in call order):
+        route, each uid with its encoded push, the frontend type asked for."""
+        self._publisher: asyncio.Task[None] | None = None
+        """Works ``_unsent`` off once a frontend is listed."""
         self._frontend_listed: asyncio.Event | None = None
         """Set when discovery lists a frontend, for the pushes waiting for one."""
         self._gave_up_at: float | None = None
@@ -161,13 +164,18 @@ class ClusterUsers:
         if self.bindings is None:
             if subjects is None:
                 return
+            encoded = [(uid, encode_push(UserPush(uid, route, payload))) for uid in uids]
             if not types or self._unsent:
                 # No frontend listed yet: published once one is, after those before it.
-                self._unsent.append((route, payload, list(uids), frontend_type))
-                if len(self._unsent) == 1:
-                    self._spawn(self._publish_when_listed(subjects))
+                self._unsent.append((route, encoded, frontend_type))
+                if self._publisher is None:
+                    publisher = asyncio.get_running_loop().create_task(
+                        self._publish_when_listed(subjects)
+                    )
+                    publisher.add_done_callback(self._publisher_done)
+                    self._publisher = publisher
                 return
-            self._publish(subjects, route, payload, uids, types)
+            self._publish(subjects, encoded, types)
             return
         self._pushes.append((route, payload, list(uids), types))
         if self._pusher is None:
@@ -175,20 +183,27 @@ class ClusterUsers:
 
     @staticmethod
     def _publish(
-        subjects: UserSubjects, route: str, payload: bytes, uids: list[str], types: list[str]
+        subjects: UserSubjects, encoded: list[tuple[str, bytes]], types: list[str]
     ) -> None:
-        for uid in uids:
-            data = encode_push(UserPush(uid, route, payload))
+        for uid, data in encoded:
             for kind in types:
                 subjects.publish_user(kind, uid, "push", data)
 
     async def _publish_when_listed(self, subjects: UserSubjects) -> None:
         unsent = self._unsent
         while unsent:
-            route, payload, uids, frontend_type = unsent[0]
+            route, encoded, frontend_type = unsent[0]
             types = [frontend_type] if frontend_type else await self._frontend_types_soon(route)
             unsent.popleft()
-            self._publish(subjects, route, payload, uids, types)
+            try:
+                self._publish(subjects, encoded, types)
+            except Exception as exc:  # one push's failure is not the next one's
+                self.log.warning("push %s to %d uid(s) failed: %s", route, len(encoded), exc)
+
+    def _publisher_done(self, task: asyncio.Task[None]) -> None:
+        """Cancelled (the server stops) or done: the next waiting push starts another."""
+        if self._publisher is task:
+            self._publisher = None
 
     async def _work_off_pushes(self) -> None:
         try:

@@ -407,6 +407,34 @@ async def test_pushes_published_while_no_frontend_is_listed_go_once_one_is_in_or
     assert decode_push(subjects.published[-1][3]) == UserPush("cid", "t", b"3")
 
 
+class FailingSubjects(Subjects):
+    def publish_user(self, frontend_type: str, uid: str, what: str, payload: bytes) -> None:
+        if uid == "bad":
+            raise RuntimeError("refused")
+        super().publish_user(frontend_type, uid, what, payload)
+
+
+async def test_a_waiting_push_that_fails_or_a_cancelled_wait_never_holds_the_next_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    subjects = FailingSubjects()
+    cluster = users(subjects=subjects, me=ROOM)
+    cluster.publish_push("r", b"1", ["ann"], None)
+    publisher = cluster._publisher
+    assert publisher is not None
+    publisher.cancel()  # the server stopping, say
+    with pytest.raises(asyncio.CancelledError):
+        await publisher
+    assert cluster._publisher is None
+    cluster.publish_push("s", b"2", ["bad"], None)
+    cluster.publish_push("t", b"3", ["bob"], None)
+    assert cluster._publisher is not None
+    discovery_of(cluster).add(CONNECTOR)
+    await asyncio.wait_for(cluster._publisher, 5)
+    assert [decode_push(d).route for *_, d in subjects.published] == ["r", "t"]
+    assert "[room-1] push s to 1 uid(s) failed: refused" in caplog.messages
+
+
 async def test_an_awaited_push_or_kick_waits_for_a_frontend_to_be_listed() -> None:
     subjects = Subjects({("connector", "ann"): ACKED})
     cluster = users(subjects=subjects, me=ROOM)
@@ -441,7 +469,8 @@ async def test_with_no_frontend_at_all_a_push_waits_once_then_warns_and_no_longe
     assert await asyncio.wait_for(cluster.push_to_users("s", b"", ["bob"], None), 5) == ["bob"]
     assert await asyncio.wait_for(cluster.kick_users(["bob"], "", None), 5) == ["bob"]
     cluster.publish_push("t", b"", ["cid"], None)
-    await asyncio.wait_for(asyncio.gather(*cluster._tasks), 5)
+    assert cluster._publisher is not None
+    await asyncio.wait_for(cluster._publisher, 5)
     assert subjects.published == [] and subjects.requested == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [
