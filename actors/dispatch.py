@@ -58,8 +58,9 @@ def _deliver_tick(actor: Any, tick: TimerTick) -> Any:
         return None
     message = tick.message
     receiver = dispatch_table(type(actor)).receivers[type(message)]
-    if receiver is None:
-        return actor.unhandled(message)
+    if receiver is None:  # as the kernel treats any message nothing receives
+        actor._cell.unhandled(message, None)
+        return None
     return receiver.function(actor, message)
 
 

@@ -139,16 +139,16 @@ class Cell:
     def enqueue(self, message: object, reply: Reply | None = None) -> None:
         """Deliver a message (never blocks). Dead or full mailboxes count the loss."""
         if self.stopping:
-            self.system.record_dead_letter(self.name, message)
+            self.system.record_dead_letter(self.name, _unwrapped(message))
             if reply is not None:
                 reply(None, self._stopped_error("is stopped"))
             return
         if (
             self.max_mailbox is not None
             and len(self.mailbox) >= self.max_mailbox
-            and not self.actor.overflowed(message)
+            and not self.actor.overflowed(_unwrapped(message))
         ):
-            self.system.record_dropped(type(self.actor), message)
+            self.system.record_dropped(type(self.actor), _unwrapped(message))
             if reply is not None:
                 reply(None, MailboxFull(f"mailbox of {self.name} is full ({self.max_mailbox})"))
             return
@@ -210,7 +210,7 @@ class Cell:
             message, reply = mailbox.popleft()
             receiver = receivers[type(message)]
             if receiver is None:
-                self._unhandled(message, reply)
+                self.unhandled(message, reply)
                 continue
             try:
                 result = receiver.function(actor, message)
@@ -304,7 +304,9 @@ class Cell:
                 "actor %s failed handling %s", self.name, type(message).__name__, exc_info=exc
             )
 
-    def _unhandled(self, message: object, reply: Reply | None) -> None:
+    def unhandled(self, message: object, reply: Reply | None) -> None:
+        """A message no receiver declares: the actor's ``unhandled`` hook, counted and
+        logged when it raises (its default)."""
         try:
             result = self.actor.unhandled(message)
         except Exception as exc:
@@ -334,7 +336,7 @@ class Cell:
             task.cancel()
         while self.mailbox:
             message, reply = self.mailbox.popleft()
-            self.system.record_dead_letter(self.name, message)
+            self.system.record_dead_letter(self.name, _unwrapped(message))
             if reply is not None:
                 reply(None, self._stopped_error("stopped"))
         try:
@@ -494,3 +496,9 @@ def run_coroutine(cell: Cell, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     cell.tasks.add(task)
     task.add_done_callback(cell.tasks.discard)
     return task
+
+
+def _unwrapped(message: object) -> object:
+    """The message itself, out of a timer's :class:`TimerTick` (for the hooks and counters
+    that name it: ``overflowed``, dropped and dead letters). Not on the hot path."""
+    return message.message if type(message) is TimerTick else message

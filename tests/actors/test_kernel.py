@@ -348,6 +348,41 @@ async def test_mailbox_limits_by_kind_and_overflowed_hook() -> None:
         assert queued == [Join("a"), Join("vip")]
 
 
+class TimedPicky(Picky):
+    def started(self) -> None:
+        self.clock = self.every(3600, Join("vip"))
+
+
+class Unprepared(Actor):
+    """Its timer's message has no receiver."""
+
+    def started(self) -> None:
+        self.after(0, Join("nobody"))
+
+
+async def test_a_timer_s_message_meets_the_hooks_and_counters_as_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Timer messages travel wrapped (to be dropped when cancelled); ``overflowed``, the
+    dropped and unhandled counters and their log lines see the message, not the wrapper."""
+    async with ActorSystem(mailbox_limits={"TimedPicky": 1}) as system:
+        picky = system.spawn(TimedPicky)
+        actor = await until_started(picky)
+        picky.tell(Join("a"))  # the mailbox is full now
+        actor.clock._fire()  # the timer fires: overflowed is asked about Join("vip"): kept
+        picky.tell(Join("b"))  # dropped
+        assert system.dropped["TimedPicky"] == 1
+        await until(lambda: list(actor.members) == ["a", "vip"])
+        system.spawn(Unprepared)
+        await until(lambda: system.unhandled_messages == 1)
+        assert "Unprepared-2 has no receiver for Join" in caplog.messages[-1]
+
+
+async def until_started(ref: ActorRef) -> Any:
+    await until(lambda: not ref._cell.pending_start)
+    return actor_of(ref)
+
+
 # -- rules pinned by mutation testing (tests/README.md) -------------------------------------
 
 
