@@ -72,7 +72,7 @@ class Config:
     sent of a packet, WebSocket frame or fragmented message whose end has not come yet; each
     is within ``max_packet_size``). Past it the connections holding the most are dropped
     until the total is back within it, with a warning (at most one per 10 s). Clients that
-    finish their packets hold next to nothing; at least ``max_packet_size``."""
+    finish their packets hold next to nothing; at least twice ``max_packet_size`` + 4."""
     reuse_port: bool = False
     """Listen with ``SO_REUSEPORT``: frontends of one type on one machine share their client
     ports, one process per core, and the kernel spreads connections across them (set for
@@ -293,7 +293,7 @@ def check_config(config: Config) -> None:
     """Raise :class:`ConfigError` naming the first option that cannot work: a number of the
     wrong type, not finite, or out of its range (sizes, limits, timeouts and intervals are
     positive; the options of :data:`_AT_LEAST_ZERO` may be 0; ports are at most 65535;
-    ``metrics_statsd_rate`` is a fraction; ``max_partial_bytes`` holds a largest packet). Run
+    ``metrics_statsd_rate`` is a fraction; ``max_partial_bytes`` holds a largest packet twice). Run
     when the app starts, before anything uses
     them: a bad value otherwise surfaces later, for example as every handshake failing."""
     for f in dataclasses.fields(config):
@@ -317,10 +317,11 @@ def check_config(config: Config) -> None:
             or (name in _PORTS and value > 65535)
         ):
             raise ConfigError(f"{name} must be {wanted}, not {value!r}")
-    if config.max_partial_bytes < config.max_packet_size:
+    if config.max_partial_bytes < 2 * (config.max_packet_size + 4):
         raise ConfigError(
-            f"max_partial_bytes ({config.max_partial_bytes}) must be at least max_packet_size "
-            f"({config.max_packet_size}): one client's largest packet must fit"
+            f"max_partial_bytes ({config.max_partial_bytes}) must be at least twice "
+            f"max_packet_size + 4 ({2 * (config.max_packet_size + 4)}): one client's largest "
+            "packet must fit, twice over (its WebSocket frame, then the packet)"
         )
     if config.metrics_statsd_rate > 1:
         raise ConfigError(

@@ -60,6 +60,7 @@ class PartialBudget:
             held = largest.bytes
             self.held -= held
             largest.bytes = 0
+            largest.dropped = True
             del self._holders[largest]
             self.dropped += 1
             more = self._throttle.allow(time.monotonic())
@@ -80,17 +81,22 @@ class PartialHold:
     """What one connection holds of the budget: :meth:`set` it after each read, and to 0
     when the connection goes."""
 
-    __slots__ = ("_budget", "bytes", "drop", "peer")
+    __slots__ = ("_budget", "bytes", "drop", "dropped", "peer")
 
     def __init__(self, budget: PartialBudget, drop: Callable[[], None], peer: str) -> None:
         self._budget = budget
         self.drop = drop
         self.peer = peer
         self.bytes = 0
+        self.dropped = False
+        """Dropped for the budget: what its connection still reports counts no more (bytes
+        read before the drop took effect, still on their way)."""
 
     def set(self, held: int) -> None:
         """This connection now holds ``held`` bytes of unfinished packets; over the limit,
         the largest holders (this one, perhaps) are dropped before this returns."""
+        if self.dropped:
+            return
         budget = self._budget
         grew = held > self.bytes
         budget.held += held - self.bytes

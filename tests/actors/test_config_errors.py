@@ -88,8 +88,8 @@ async def test_config_errors_are_value_errors_for_code_that_starts_the_app_itsel
         ),
         ({"metrics_statsd_rate": 2.0}, "metrics_statsd_rate is the fraction of reports sent"),
         (
-            {"max_packet_size": 4096, "max_partial_bytes": 4095},
-            "max_partial_bytes (4095) must be at least max_packet_size (4096)",
+            {"max_packet_size": 4096, "max_partial_bytes": 8199},
+            "max_partial_bytes (8199) must be at least twice max_packet_size + 4 (8200)",
         ),
         ({"max_partial_bytes": 0}, "max_partial_bytes must be a whole number > 0, not 0"),
     ],

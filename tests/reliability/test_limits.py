@@ -154,7 +154,7 @@ async def test_unfinished_packets_past_the_server_budget_drop_the_largest_holder
     """300 clients each holding most of a 1 MiB packet held 300 MB: ``max_partial_bytes``
     bounds all of them together. Over it the client holding the most goes (here not the one
     whose bytes crossed the limit); the others, and their packets, are kept."""
-    app = make_app(max_packet_size=64 * 1024, max_partial_bytes=100_000)
+    app = make_app(max_packet_size=49_000, max_partial_bytes=100_000)
     async with serve(app) as server:
         good = await server.connect()
         clients = []
@@ -163,7 +163,7 @@ async def test_unfinished_packets_past_the_server_budget_drop_the_largest_holder
             await raw.handshake()
             clients.append(raw)
         hoarder, finisher, third = clients
-        hoarded, finished = echo_packet(60_000), echo_packet(50_000, message_id=99)
+        hoarded, finished = echo_packet(45_000), echo_packet(45_000, message_id=99)
         await hoarder.send(hoarded[:40_000])
         await finisher.send(finished[:20_000])
         await third.send(echo_packet(30_000)[:30_000])

@@ -89,6 +89,22 @@ def test_a_drop_that_does_not_release_at_once_is_not_dropped_twice() -> None:
     assert budget.held == 60
 
 
+def test_bytes_a_dropped_connection_still_reports_count_no_more() -> None:
+    """Reads already on their way when the connection was dropped (its abort takes effect
+    later) neither count again nor make another client go in its place."""
+    budget = PartialBudget(100)
+    calls: list[str] = []
+    dropped = budget.hold(lambda: calls.append("dropped"), "dropped")
+    honest = budget.hold(lambda: calls.append("honest"), "honest")
+    dropped.set(70)
+    honest.set(40)  # 110: the larger one goes
+    assert calls == ["dropped"]
+    dropped.set(90)  # a read still in its mailbox
+    assert (budget.held, budget.dropped, calls) == (40, 1, ["dropped"])
+    honest.set(60)
+    assert calls == ["dropped"]
+
+
 def test_the_warning_names_the_dropped_peer_and_is_throttled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
