@@ -806,7 +806,22 @@ def test_a_notify_that_cannot_be_encoded_is_logged(caplog: pytest.LogCaptureFixt
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(5, "5s"), (1.5, "1.5s"), (0.5, "500ms"), (0.02, "20ms"), (90, "1m30s"), (3600, "1h0m0s")],
+    [
+        (5, "5s"),
+        (1.5, "1.5s"),
+        (0.5, "500ms"),
+        (0.02, "20ms"),
+        (90, "1m30s"),
+        (3600, "1h0m0s"),
+        # Go's own output for these (time.Duration(x * 1e9).String()):
+        (0.0015, "1.5ms"),
+        (0.0005, "500µs"),
+        (1e-8, "10ns"),
+        (59.9999999, "59.9999999s"),
+        (119.99999999, "1m59.99999999s"),
+        (123.456789, "2m3.456789s"),
+        (3600.5, "1h0m0.5s"),
+    ],
 )
 def test_a_timeout_is_written_as_go_writes_a_duration(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
