@@ -251,6 +251,9 @@ class DiscoveryActor(Actor):
         self._registering = asyncio.Lock()
         self._displaced = False
         """Another server holds this server's key (logged once, until we hold it again)."""
+        self.left = False
+        """Deregistered for good (a draining or stopping server): the table is still
+        followed, the entry is not put back."""
 
     async def started(self) -> None:
         try:
@@ -346,6 +349,8 @@ class DiscoveryActor(Actor):
         """Put this server's entry back if it is gone (deleted, lease lost, etcd restarted
         without its data), unless another server holds the id now (logged once)."""
         async with self._registering:
+            if self.left:
+                return
             lost = self.lease is None or await self.etcd.keep_alive(self.lease) == 0
             if lost:
                 self.lease = await self.etcd.grant(self.ttl)
@@ -379,8 +384,10 @@ class DiscoveryActor(Actor):
     async def _keep_alive(self) -> None:
         interval = max(self.ttl / 3, 0.2)
         outage = False
-        while True:
+        while not self.left:
             await asyncio.sleep(interval if not outage else min(1.0, interval))
+            if self.left:
+                return
             try:
                 if outage or self.lease is None or await self.etcd.keep_alive(self.lease) == 0:
                     await self._ensure_registered()
@@ -446,6 +453,8 @@ class DiscoveryActor(Actor):
 
     def _own_key_changed(self, value: bytes | None) -> None:
         """Our entry vanished: put it back; someone else wrote it: say so (once)."""
+        if self.left:
+            return
         if value is None:
             self.run_task(self._repair())
         elif value != self.value:
@@ -472,12 +481,18 @@ class DiscoveryActor(Actor):
             self._own_key_changed(msg.items.get(self.key))
 
     async def revoke(self) -> None:
-        if self.lease is not None:
-            try:
-                await self.etcd.revoke(self.lease)
-            except EtcdUnavailable as exc:
-                self.log.warning("could not revoke the discovery lease: %s", exc)
-            self.lease = None
+        """Leave discovery for good: the entry goes with its lease, the table stays
+        followed (a draining frontend still routes its clients' messages). After a
+        registration under way: it must not put the entry back once this returns."""
+        self.left = True
+        self.registration_changed(False)
+        async with self._registering:
+            if self.lease is not None:
+                try:
+                    await self.etcd.revoke(self.lease)
+                except EtcdUnavailable as exc:
+                    self.log.warning("could not revoke the discovery lease: %s", exc)
+                self.lease = None
 
 
 _warned_keys: set[str] = set()
@@ -639,12 +654,15 @@ class EtcdServiceDiscovery:
         return EtcdGroupService(self.etcd, push, prefix=self.prefix)
 
     async def stop(self) -> None:
+        """Deregister; the watch goes on until :meth:`close` (a draining frontend keeps
+        routing its connected clients' messages to the servers there are now)."""
         if self._actor is not None and self._actor.alive:
             actor = self._actor._cell.actor
             assert isinstance(actor, DiscoveryActor)
-            await self._actor.stop()
             await actor.revoke()
         self._registered = False
 
     async def close(self) -> None:
+        if self._actor is not None and self._actor.alive:
+            await self._actor.stop()
         await self.etcd.close()

@@ -12,7 +12,7 @@ import pytest
 from actors.app import App
 from tests.cluster.harness import Node, both_transports, start_node
 from tests.services import EtcdServer, NatsServer
-from transport.client import Client, HandshakeRejected
+from transport.client import Client, HandshakeRejected, RequestError
 
 
 async def http_get(port: int, path: str) -> int:
@@ -161,6 +161,46 @@ async def test_draining_keeps_serving_connected_clients_until_they_leave(
     await client.close()
     assert await asyncio.wait_for(connector.process.wait(), 20) == 0
     assert any("drained" in line for line in connector.log)
+
+
+async def test_a_draining_frontend_still_follows_the_servers_that_come_and_go(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    """Leaving discovery used to stop its watch too: a draining connector kept the table it
+    had, and sent every message to a room that had gone (PIT-408) for the whole drain."""
+    room_1 = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
+    connector = await start_node(
+        nodes,
+        "connector",
+        "c-1",
+        nats_server,
+        etcd_server,
+        PITAYA_DRAIN_SESSIONS="1",
+        PITAYA_DRAIN_TIMEOUT="60",
+    )
+    client = await Client.connect("127.0.0.1", connector.ports["tcp"])
+    assert (await client.request("room.room.whoami"))["server_id"] == "room-1"
+    os.kill(connector.pid, signal.SIGTERM)
+    await connector.wait_for_log("draining:")
+    await start_node(nodes, "room", "room-2", nats_server, etcd_server)
+    os.kill(room_1.pid, signal.SIGTERM)
+    assert room_1.process is not None
+    assert await asyncio.wait_for(room_1.process.wait(), 20) == 0
+
+    async def served_by_room_2() -> None:
+        # Until the connector's watch reports the change (bounded by wait_for).
+        while True:
+            try:
+                answer = await client.request("room.room.whoami")
+            except RequestError:
+                continue
+            if answer["server_id"] == "room-2":
+                return
+
+    await asyncio.wait_for(served_by_room_2(), 10)
+    await client.close()
+    assert connector.process is not None
+    assert await asyncio.wait_for(connector.process.wait(), 20) == 0
 
 
 async def test_second_signal_skips_the_drain(
