@@ -2,7 +2,8 @@
 
 Starts every server of the file, logs their pids, and waits for SIGTERM or SIGINT; then stops
 them all gracefully and exits 0 when every server exited cleanly (1 otherwise, 2 when the
-deployment could not start).
+deployment could not start). If the supervision dies meanwhile (its supervisor or Thespian's
+admin killed: the servers stop with it), it cleans up what is left and exits 1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from actors.launch.launcher import LOG_FORMAT_ENV, Launcher, LaunchError
 from actors.logs import LOG_FORMATS, ServerLog, configure_logging
 
 log = ServerLog(logging.getLogger(__name__), "launch")
+
+HEALTH_INTERVAL = 5.0
+"""Seconds between two checks that the supervisor still answers (when idle), and how long
+it may take to answer."""
 
 
 def parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -79,8 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log.info("running %s; SIGTERM or Ctrl-C stops them all", ", ".join(pids))
         while not stop_requested:
-            select.select([wake_read], [], [])
-            os.read(wake_read, 512)
+            if select.select([wake_read], [], [], HEALTH_INTERVAL)[0]:
+                os.read(wake_read, 512)
+                continue
+            try:
+                launcher.status(timeout=HEALTH_INTERVAL)
+            except LaunchError as exc:
+                log.error(
+                    "the deployment's supervision is gone (%s), and its servers with it: exiting",
+                    exc,
+                )
+                killed = launcher.abandon()
+                if killed:
+                    log.warning("killed what was left of the actor system: pids %s", killed)
+                return 1
         log.info("%s received: stopping", signal.Signals(stop_requested[0]).name)
     finally:
         returncodes: dict[str, int | None] | None = None

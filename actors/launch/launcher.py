@@ -39,7 +39,13 @@ from actors.launch.messages import (
     ServerState,
     StopDeployment,
 )
-from actors.launch.orphans import child_pids, reap_new_children
+from actors.launch.orphans import (
+    ProcessId,
+    child_pids,
+    kill_leftovers,
+    reap_new_children,
+    thespian_processes,
+)
 from actors.launch.supervisor import Supervisor
 from actors.logs import TEXT_FORMAT, ServerLog, check_log_format
 
@@ -104,6 +110,8 @@ class Launcher:
         self.admin_port = 0
         self._system: Any = None
         self._supervisor: Any = None
+        self._thespian: list[ProcessId] = []
+        """The actor system's processes, recorded at the start (see :meth:`abandon`)."""
 
     @property
     def running(self) -> bool:
@@ -135,12 +143,23 @@ class Launcher:
         except BaseException:
             self._shutdown()
             raise
+        self._thespian = thespian_processes(self.admin_port)
         log.info(
             "%d server(s) started (thespian admin port %d)",
             len(deployed.pids),
             self.admin_port,
         )
         return deployed.pids
+
+    def abandon(self) -> list[int]:
+        """The supervision is gone (the supervisor or the admin died, and the servers with
+        them): shut down what is left of the actor system, then kill those of its processes
+        that did not go. Returns the PIDs killed."""
+        try:
+            self._shutdown()
+        except Exception as exc:  # a dead admin: nothing to shut down through
+            log.debug("shutting the actor system down failed: %s", exc)
+        return kill_leftovers(self._thespian)
 
     def status(self, timeout: float = 5.0) -> list[ServerState]:
         """Every server's pid, whether it runs, its restarts and its last exit code."""

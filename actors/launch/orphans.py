@@ -24,6 +24,12 @@ Three holes, three fixes:
   ``python -m actors.launch.orphans <admin port>`` (:func:`shut_down_later`), a short-lived
   process that shuts the actor system down as an operator would: the admin, its logger, the
   supervisor and the keepers exit.
+* The other way round, the supervision can die under a running launcher (the supervisor or
+  the admin killed): the servers go with it (their parent-death signals), and the launcher
+  finds out by asking the supervisor for its status every few seconds. It then shuts down
+  what is left of the actor system, kills what will not go (:func:`thespian_processes`,
+  recorded at the start, and :func:`kill_leftovers`: the logger of a dead admin ignores
+  SIGTERM) and exits 1, for its own supervisor (systemd) to start the deployment again.
 """
 
 from __future__ import annotations
@@ -31,12 +37,21 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
-__all__ = ["child_pids", "die_with_parent", "reap_new_children", "shut_down_later"]
+__all__ = [
+    "child_pids",
+    "die_with_parent",
+    "kill_leftovers",
+    "reap_new_children",
+    "shut_down_later",
+    "thespian_processes",
+]
 
 PR_SET_PDEATHSIG = 1
 
@@ -61,7 +76,47 @@ def die_with_parent(signum: int = signal.SIGTERM) -> bool:
 def child_pids() -> set[int]:
     """PIDs of this process's children, exited ones included (from ``/proc``; empty elsewhere)."""
     me = os.getpid()
-    found: set[int] = set()
+    return {pid for pid, parent, _, _ in _processes() if parent == me}
+
+
+ProcessId = tuple[int, int]
+"""A process as ``/proc`` tells it apart from a later one with the same PID: (pid, start
+time in clock ticks since boot)."""
+
+
+def thespian_processes(admin_port: int) -> list[ProcessId]:
+    """The Thespian admin on ``admin_port`` and the actor processes under it (logger,
+    supervisor, keepers; not the servers), from ``/proc`` (empty elsewhere)."""
+    table = list(_processes())
+    admin = re.compile(rf"ActorAddr-\(T\|[^)]*:{admin_port}\)")
+    found = [(pid, start) for pid, _, start, cmdline in table if admin.search(cmdline)]
+    parents = {pid for pid, _ in found}
+    while True:
+        more = [
+            (pid, start)
+            for pid, parent, start, cmdline in table
+            if parent in parents and pid not in parents and "ActorAddr-(" in cmdline
+        ]
+        if not more:
+            return found
+        found += more
+        parents.update(pid for pid, _ in more)
+
+
+def kill_leftovers(processes: list[ProcessId]) -> list[int]:
+    """SIGKILL those of ``processes`` still running (the same process: same start time);
+    returns their PIDs."""
+    killed = []
+    for pid, start in processes:
+        if _start_time(pid) == start:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
+
+
+def _processes() -> Iterator[tuple[int, int, int, str]]:
+    """Every process: pid, parent pid, start time, command line (spaces for NULs)."""
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -69,11 +124,21 @@ def child_pids() -> set[int]:
             try:
                 with open(f"/proc/{entry.name}/stat") as stat:
                     fields = stat.read().rpartition(")")[2].split()
+                with open(f"/proc/{entry.name}/cmdline", "rb") as raw:
+                    cmdline = raw.read().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if len(fields) > 1 and int(fields[1]) == me:
-                found.add(int(entry.name))
-    return found
+            if len(fields) > 19:
+                yield int(entry.name), int(fields[1]), int(fields[19]), cmdline
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return int(fields[19]) if len(fields) > 19 else None
 
 
 def reap_new_children(before: set[int], timeout: float = 2.0) -> list[int]:

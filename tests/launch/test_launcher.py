@@ -231,6 +231,33 @@ async def test_thespian_listens_on_the_loopback_interface_only(
     assert await launcher.wait() == 0
 
 
+@pytest.mark.parametrize("killed", ["Supervisor", "MultiProcAdmin"])
+async def test_a_launcher_whose_supervision_dies_cleans_up_and_exits_1(
+    killed: str, tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    """The servers stop with their supervision (parent-death signals); the launcher used to
+    run on with none, silent, and a dead admin's logger stayed behind (it ignores SIGTERM)."""
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        f"""
+        [[servers]]
+        name = "serve"
+        module = "{DUMMY}"
+        args = ["serve", "serve"]
+        """
+    )
+    launcher = await launch(launchers, config)
+    server = await launcher.server_pid("serve")
+    processes = deployment_processes(await launcher.admin_port())
+    [victim] = [p for p in processes if " ".join(p.cmdline()).split(" ")[0] == killed]
+    victim.kill()
+    assert await asyncio.wait_for(launcher.wait(), 60) == 1
+    assert "the deployment's supervision is gone" in launcher.tail(20)
+    await wait_pids_gone([server])
+    _, alive = await asyncio.to_thread(psutil.wait_procs, processes, 15)
+    assert alive == [], alive
+
+
 async def test_a_server_stops_when_its_keeper_is_killed_and_not_replaced(
     tmp_path: Path, launchers: list[LauncherProcess]
 ) -> None:
