@@ -93,12 +93,25 @@ def test_a_process_gone_while_listing_is_skipped(
     real_open = open
 
     def racy_open(path: str, *args: Any, **kwargs: Any) -> Any:
-        if path.startswith("/proc/") and path != f"/proc/{child.pid}/stat":
+        if path.startswith("/proc/") and not path.startswith(f"/proc/{child.pid}/"):
             raise ProcessLookupError(path)  # it exited between the listing and the read
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(orphans, "open", racy_open, raising=False)
     assert child_pids() == {child.pid}
+
+
+def test_kill_leftovers_kills_the_same_processes_only(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """A PID is checked against its start time: one reused by a new process is spared."""
+    target = start(processes, "sleep", "30")
+    bystander = start(processes, "sleep", "30")
+    started = {pid: start for pid, _, start, _ in orphans._processes()}
+    victims = [(target.pid, started[target.pid]), (bystander.pid, started[bystander.pid] + 1)]
+    assert orphans.kill_leftovers(victims) == [target.pid]
+    assert target.wait(5) == -9
+    assert bystander.poll() is None
 
 
 # -- reap_new_children -------------------------------------------------------------------------
