@@ -40,6 +40,7 @@ from actors.metrics.sampler import ClusterCounts, MetricsSampler, reporters_from
 from actors.ratelimit import check_config as check_rate_limit_config
 from actors.session import KickSession
 from actors.sessions.host import GatewayHost
+from actors.sessions.messages import StopAdmitting
 from transport.message import RouteDictionary
 
 if TYPE_CHECKING:
@@ -317,7 +318,8 @@ class Lifecycle:
                 await gateway.ask(StopAccepting(), timeout=5)
 
     async def stop(self) -> None:
-        """Graceful stop: stop accepting, let in-flight requests finish (bounded by
+        """Graceful stop: stop accepting connections and client messages (new requests get
+        ``PIT-500`` "server shutting down"), let the requests in flight finish (bounded by
         ``shutdown_timeout``), kick every session, then stop all actors. Idempotent."""
         if self.stopping or not self.started:
             return
@@ -327,6 +329,8 @@ class Lifecycle:
         await self._stop_accepting()
         if host.cluster is not None:
             await host.cluster.leave()  # no new RPCs are routed here from now on
+        for session in host.sessions:  # nor new client messages: what came in finishes
+            session.ref.tell(StopAdmitting())
         in_flight = host.requests_in_flight
         try:
             await asyncio.wait_for(in_flight.zero.wait(), host.config.shutdown_timeout)

@@ -24,7 +24,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from actors.actor import Actor
-from actors.errors import PitayaError, RouteNotFound, TooManyRequests, as_pitaya_error
+from actors.errors import (
+    InternalError,
+    PitayaError,
+    RouteNotFound,
+    TooManyRequests,
+    as_pitaya_error,
+)
 from actors.invocation import LocalRoute
 from actors.logs import ServerLog
 from actors.metrics.handler import report_handler_time
@@ -39,6 +45,7 @@ from actors.sessions.messages import (
     HandlerDone,
     HandshakeDeadline,
     HeartbeatTick,
+    StopAdmitting,
 )
 from actors.tracing import end_span
 from actors.turns import COMPRESSED_ESTIMATE, SMALL_BODY, turns_for
@@ -108,6 +115,8 @@ class SessionActor(Actor):
         """Where the open messages went when they were all forwarded: (server id, service);
         None when one runs here."""
         self.cleaned_up = False
+        self.admitting = True
+        """False once the server stops (:class:`StopAdmitting`): new messages are refused."""
         self.last_seen = 0.0
         self.rate_limiter = new_bucket(config)
         """This connection's token bucket (see ``actors.ratelimit``); None when off."""
@@ -207,6 +216,12 @@ class SessionActor(Actor):
                 message.type.name,
             )
             self.conn.close()
+            return
+        if not self.admitting:
+            if message.type is MessageType.REQUEST:
+                self._respond_error(message, InternalError("server shutting down"))
+            else:
+                self.app.stats.dropped_notifies += 1
             return
         # last_seen is the arrival time of the bytes that carried this message.
         if self.rate_limiter is not None and not self.rate_limiter.take(self.last_seen):
@@ -530,6 +545,9 @@ class SessionActor(Actor):
     def on_send_frame(self, msg: SendFrame) -> None:
         if self.proto.state is ServerState.WORKING:
             self.conn.write(msg.packet)
+
+    def on_stop_admitting(self, msg: StopAdmitting) -> None:
+        self.admitting = False
 
     def on_kick_session(self, msg: KickSession) -> None:
         if self.conn.closed:

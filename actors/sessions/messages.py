@@ -31,6 +31,13 @@ class ConnectionLost:
     error: BaseException | None
 
 
+@dataclass(frozen=True, slots=True)
+class StopAdmitting:
+    """The server is stopping: the messages this client sends from now on are refused
+    (requests answered ``PIT-500`` "server shutting down"), so that the ones already
+    received can finish and the stop need not wait for a client that keeps sending."""
+
+
 class HandlerDone:
     """A client message handed to a handler (or forwarded), and then its answer.
 

@@ -16,6 +16,7 @@ from actors.session import Session
 from actors.testing import serve
 from samples.echo.server import Echo
 from tests.rawclient import RawClient
+from tests.reliability.support import until
 from transport.client import Client, HandshakeRejected, RequestError
 from transport.errors import ConnectionClosed
 from transport.handshake import HandshakeRequest
@@ -310,6 +311,32 @@ async def test_graceful_stop_finishes_in_flight_requests_then_kicks() -> None:
         assert client.kicked
     with pytest.raises((ConnectionError, OSError)):
         await Client.connect(*app.address("tcp"), timeout=1)
+
+
+async def test_once_stopping_new_requests_are_refused_so_the_stop_need_not_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that kept sending used to keep the server's count of requests in flight
+    above zero until shutdown_timeout, and have its handlers cancelled halfway."""
+    app = make_app(shutdown_timeout=30)
+    async with serve(app) as server:
+        holder, other = await server.connect(), await server.connect()
+        held = asyncio.ensure_future(holder.request("game.hold"))
+        game = app.handler_instance("game")
+        assert isinstance(game, Game)
+        await asyncio.wait_for(game.holding.wait(), 5)
+        stopping = asyncio.ensure_future(app.stop())
+        actors = [session.ref._cell.actor for session in app.sessions]
+        await until(lambda: not any(actor.admitting for actor in actors))
+        with pytest.raises(RequestError) as refused:
+            await other.request("echo.echo", 1)
+        assert (refused.value.code, refused.value.msg) == ("PIT-500", "server shutting down")
+        await other.notify("echo.echo", 2)  # dropped, counted
+        await until(lambda: app.stats.dropped_notifies == 1)
+        game.release.set()
+        assert await asyncio.wait_for(held, 5) == {"held": "done"}
+        await asyncio.wait_for(stopping, 10)
+    assert not [m for m in caplog.messages if "still in flight" in m]
 
 
 async def test_request_on_a_closed_client_raises() -> None:
