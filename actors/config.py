@@ -230,6 +230,10 @@ class Config:
     etcd_tls_server_name: str = ""
     """Name etcd's certificate is checked against, when not the endpoints' host (needed with
     several endpoints, e.g. ``etcd.internal``)."""
+    nats_outage_log_interval: float = 30.0
+    """While NATS is unreachable: seconds between the summaries logged (how long, how many
+    reconnection attempts failed, the last cause). Credentials or a certificate NATS refuses
+    are an error line at once."""
     etcd_outage_log_interval: float = 30.0
     """While etcd is unreachable: seconds between the summaries logged (how long, how many
     operations failed). The outage's start is a warning and its end an info line, once per

@@ -142,7 +142,8 @@ class NatsPipe:
     process read too slowly (on its public path only: the direct path hands each message
     over as it is read, so none waits in a queue to be dropped; a process that cannot keep
     up reads later, and the NATS server, past its own limit, closes the connection, which
-    is then logged as an outage); ``security``: credentials and TLS.
+    is then logged as an outage); ``security``: credentials and TLS;
+    ``outage_summary_interval``: seconds between two lines telling NATS is still down.
     """
 
     def __init__(
@@ -153,8 +154,10 @@ class NatsPipe:
         connect_timeout: float,
         on_slow_consumer: Callable[[], None] | None = None,
         security: NatsSecurity | None = None,
+        outage_summary_interval: float = 30.0,
     ) -> None:
         self.urls = urls
+        self.outage_summary_interval = outage_summary_interval
         self.display_urls = ",".join(mask_url(u.strip()) for u in urls.split(",") if u.strip())
         """``urls`` with any credentials masked: the only form that may be logged."""
         self.security = security or NatsSecurity()
@@ -176,6 +179,10 @@ class NatsPipe:
         self._last_error = ""
         self._refusal = ""
         """Why the server refused the last connection attempt (credentials, TLS), if it did."""
+        self._refusal_told = False
+        """This outage's refusal was logged (once: the attempts repeat twice a second)."""
+        self._summarised_at = 0.0
+        """When this outage was last told (its start, or the last summary)."""
         self.on_closed: Callable[[str], None] | None = None
         """Called, with the cause, when the connection is closed for good without
         :meth:`close` (nats-py gives up on a connection the server sent an error on: it
@@ -449,8 +456,9 @@ class NatsPipe:
     async def _disconnected(self) -> None:
         if self._closing or self.nc is None or self._down_since is not None:
             return  # our own close, the first connection, or the same outage
-        self._down_since = time.monotonic()
+        self._down_since = self._summarised_at = time.monotonic()
         self._failed_attempts = 0
+        self._refusal_told = False
         self.log.warning(
             "lost the connection to NATS at %s (%s); requests fail and pushes are "
             "dropped until it is back, reconnecting",
@@ -492,18 +500,46 @@ class NatsPipe:
             self.log.warning("NATS: %s", exc)
             return
         self._last_error = _describe(exc)
-        if isinstance(exc, nats.errors.AuthorizationError | ssl.SSLError) or (
+        refused = isinstance(exc, nats.errors.AuthorizationError | ssl.SSLError) or (
             "authorization" in self._last_error.lower()
-        ):
+        )
+        if refused:
             self._refusal = self._last_error
         if self._closing:
             return
         if self._down_since is not None or self.nc is None:
             self._failed_attempts += 1  # a reconnection (or first connection) attempt failed
+            if self._down_since is not None:
+                self._tell_outage(refused)
             return
         if isinstance(exc, _CONNECTION_LOST):
             return  # the disconnection callback follows, and tells it with this cause
         self.log.warning("NATS error: %s", self._last_error)
+
+    def _tell_outage(self, refused: bool) -> None:
+        """While reconnecting: a refusal at once (once per outage: the credentials or the
+        certificate no longer match, which no retry mends), else a summary every
+        ``outage_summary_interval`` seconds."""
+        down_since = self._down_since
+        assert down_since is not None
+        now = time.monotonic()
+        if refused and not self._refusal_told:
+            self._refusal_told = True
+            self.log.error(
+                "NATS at %s refuses this server (%s): it stays cut off until its credentials "
+                "or certificate are accepted again",
+                self.display_urls,
+                self._last_error,
+            )
+        elif now - self._summarised_at >= self.outage_summary_interval:
+            self._summarised_at = now
+            self.log.warning(
+                "NATS at %s still unreachable after %.0f s (%d failed attempts; last: %s)",
+                self.display_urls,
+                now - down_since,
+                self._failed_attempts,
+                self._last_error,
+            )
 
 
 _NO_RESPONDERS = "503"

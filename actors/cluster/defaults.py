@@ -88,6 +88,7 @@ def default_rpc(
             connect_timeout=config.cluster_connect_timeout,
             on_dropped=on_dropped,
             security=nats_security(config),
+            outage_log_interval=config.nats_outage_log_interval,
         )
         return RpcPair(nats, nats)
     if transport == GRPC:

@@ -79,6 +79,7 @@ class NatsRpc:
         connect_timeout: float,
         on_dropped: Callable[[], None] | None = None,
         security: NatsSecurity | None = None,
+        outage_log_interval: float = 30.0,
     ) -> None:
         self.pipe = NatsPipe(
             nats_url,
@@ -86,6 +87,7 @@ class NatsRpc:
             connect_timeout=connect_timeout,
             on_slow_consumer=on_dropped,
             security=security,
+            outage_summary_interval=outage_log_interval,
         )
         self.me: ServerInfo | None = None
         """This server, once :meth:`start` was called."""

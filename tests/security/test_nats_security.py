@@ -8,6 +8,7 @@ reaches a log line or an error message.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from actors.app import App
 from actors.cluster.rpc import ClusterStartupError
 from actors.config import Config
 from tests.cluster.harness import Node, start_node
+from tests.reliability.support import until
 from tests.security.conftest import PASSWORD, TOKEN, Creds, NKey, Pki, SecureNats
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client
@@ -112,6 +114,32 @@ async def test_a_server_authenticates_with_a_token(
     assert "uthorization" in await refused(token_nats.url)
     async with backend(token_nats.url, etcd_server, nats_token=TOKEN) as app:
         assert app.cluster is not None and app.cluster.connected
+
+
+async def test_credentials_refused_at_reconnection_are_told_at_once(
+    token_nats: SecureNats, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NATS restarted with a rotated token: the attempts to reconnect, twice a second, were
+    counted and never said why they failed; the cluster stayed cut off without a word."""
+    caplog.set_level(logging.INFO)
+    async with backend(token_nats.url, etcd_server, nats_token=TOKEN) as app:
+        await asyncio.to_thread(token_nats.stop)
+        token_nats.config_file.write_text(
+            token_nats.config_file.read_text().replace(TOKEN, "rotated-" + TOKEN)
+        )
+        await asyncio.to_thread(token_nats.start)
+
+        def refusals() -> list[str]:
+            return [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno == logging.ERROR and "refuses this server" in r.getMessage()
+            ]
+
+        await until(lambda: bool(refusals()), timeout=15)
+        (line,) = refusals()
+        assert "uthorization" in line and TOKEN not in line
+        assert app.cluster is not None and not app.cluster.connected
 
 
 async def test_a_server_authenticates_with_a_creds_file(
