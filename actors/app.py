@@ -19,7 +19,7 @@ import ssl
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
 from actors.config import Config, ConfigError
@@ -596,12 +596,25 @@ class App:
                 runner.run(self._lifecycle.serve_forever(freeze=True))
             if self.cluster is not None and self.cluster.lost is not None:
                 # A supervisor restarts a server that failed (the launcher's on-failure).
-                raise SystemExit(f"{self.server_id} stopped: {self.cluster.lost}")
+                self._exit(f"{self.server_id} stopped: {self.cluster.lost}")
         except ClusterStartupError as exc:
             reason = describe_startup_failure(exc, self.config.cluster_connect_timeout)
-            raise SystemExit(f"{self.server_id} cannot start: {reason}") from None
+            self._exit(f"{self.server_id} cannot start: {reason}")
         except ConfigError as exc:
-            raise SystemExit(f"{self.server_id} cannot start: {exc}") from None
+            self._exit(f"{self.server_id} cannot start: {exc}")
+        except OSError as exc:
+            if self._lifecycle.listening:
+                raise
+            # A port in use, a certificate file missing: one line, not a traceback.
+            self._exit(f"{self.server_id} cannot start: {exc}")
+
+    def _exit(self, line: str) -> NoReturn:
+        """Exit with status 1 and ``line``: on stderr as it is, or with ``log_format``
+        ``json`` as one JSON record like every other line (a log collector sees it)."""
+        if self.config.log_format == "json":
+            ServerLog(log, "").critical("%s", line)
+            raise SystemExit(1) from None
+        raise SystemExit(line) from None
 
     # -- bookkeeping (called by session and gateway actors) --------------------------------
 

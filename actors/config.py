@@ -7,6 +7,7 @@ Environment variables win over code: ``PITAYA_`` + the field name in upper case,
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -276,6 +277,20 @@ class Config:
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
                 setattr(self, f.name, _parse(f.name, raw, type(getattr(self, f.name))))
+
+
+def misspelt_env(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``PITAYA_*`` variables that name no option but nearly name one: (the variable, the
+    option's variable). A typo would otherwise leave the default silently; variables far
+    from every option (Go Pitaya's own, say, in a shared environment) are left alone."""
+    known = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Config)}
+    found = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                found.append((name, close[0]))
+    return found
 
 
 _AT_LEAST_ZERO = frozenset(

@@ -22,12 +22,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.cluster.host import ClusterHost
-from actors.config import ConfigError, check_config
+from actors.config import ConfigError, check_config, misspelt_env
 from actors.errors import ActorStopped, FrontendOnly
 from actors.eventloop import CHOICES as EVENT_LOOPS
 from actors.gateway import Gateway, Listen, StopAccepting
@@ -131,6 +132,8 @@ class Lifecycle:
         host = self._host
         config = host.config
         check_config(config)
+        for variable, option in misspelt_env(os.environ):
+            self.log.warning("%s names no option: did you mean %s?", variable, option)
         if config.mode not in ("standalone", "cluster"):
             raise ConfigError(f"mode must be 'standalone' or 'cluster', not {config.mode!r}")
         from actors.cluster.rpc import TRANSPORTS

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -25,16 +27,18 @@ SERVER = textwrap.dedent(
 
     app = App(server_type="echo", server_id="echo-1", **eval(sys.argv[1]))
     app.register(Echo)
-    app.listen_tcp("127.0.0.1", 0)
+    app.listen_tcp("127.0.0.1", int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     app.run()
     """
 )
 
 
-def run(options: dict[str, object], environ: dict[str, str] | None = None) -> tuple[int, str]:
+def run(
+    options: dict[str, object], environ: dict[str, str] | None = None, port: int = 0
+) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PITAYA_")} | (environ or {})
     done = subprocess.run(
-        [sys.executable, "-c", SERVER, repr(options)],
+        [sys.executable, "-c", SERVER, repr(options), str(port)],
         env=env,
         capture_output=True,
         text=True,
@@ -63,6 +67,40 @@ def test_an_option_that_cannot_work_is_one_line_and_status_1(
     assert "Traceback" not in stderr
     [line] = stderr.strip().splitlines()
     assert line.startswith("echo-1 cannot start: ") and message in line
+
+
+def test_a_port_in_use_is_one_line_and_status_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stderr = run({}, port=port)
+    assert status == 1
+    assert "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("echo-1 cannot start: ") and "address already in use" in line, line
+
+
+def test_with_json_logs_the_line_that_stops_the_start_is_json_too() -> None:
+    status, stderr = run({"log_format": "json", "mode": "clustered"})
+    assert status == 1
+    record = json.loads(stderr.strip().splitlines()[-1])
+    assert record["level"] == "CRITICAL"
+    assert record["message"].startswith("echo-1 cannot start: mode must be 'standalone'")
+
+
+def test_a_misspelt_environment_variable_is_told() -> None:
+    """A typo left the default in place without a word."""
+    status, stderr = run(
+        {"mode": "clustered"},
+        {"PITAYA_HEARTBEAT_INTERVALL": "5", "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": "x"},
+    )
+    assert status == 1
+    warnings = [line for line in stderr.splitlines() if "names no option" in line]
+    assert len(warnings) == 1, stderr  # a Go Pitaya variable, far from every option: quiet
+    assert warnings[0].endswith(
+        "PITAYA_HEARTBEAT_INTERVALL names no option: did you mean PITAYA_HEARTBEAT_INTERVAL?"
+    )
 
 
 async def test_config_errors_are_value_errors_for_code_that_starts_the_app_itself() -> None:
