@@ -30,7 +30,7 @@ from actors.handler import Handler, Remote, check_service
 from actors.invocation import Invoker, LocalRoute
 from actors.kernel import ActorRef
 from actors.lifecycle import Blueprint, Lifecycle
-from actors.logs import ServerLog, configure_logging
+from actors.logs import ServerLog, Throttle, configure_logging
 from actors.metrics.reporter import Metrics, Reporter
 from actors.modules.base import Module, Modules
 from actors.payload import encode_result
@@ -113,6 +113,8 @@ class App:
             self.config.max_partial_bytes, ServerLog(log, self.server_id)
         )
         """What all clients hold of unfinished packets, against ``max_partial_bytes``."""
+        self.protocol_errors = Throttle()
+        """Clients' protocol errors are logged at info once per 10 s (each at debug)."""
         self.serializer: Serializer = get_serializer(self.config.serializer)
         self.fallback_serializer: Serializer = JsonSerializer()
         self.handshake_validators: list[tuple[str, HandshakeValidator]] = []

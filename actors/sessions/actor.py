@@ -318,11 +318,16 @@ class SessionActor(Actor):
         return data
 
     def _protocol_error(self, exc: ProtocolError) -> None:
-        self.log.info(
-            "session %s: protocol error from %s: %s",
+        # Any peer can send garbage, as often as it connects: one line per 10 s at info
+        # (with how many were not), each one at debug.
+        more = self.app.protocol_errors.allow(self.clock())
+        self.log.log(
+            logging.DEBUG if more is None else logging.INFO,
+            "session %s: protocol error from %s: %s%s",
             self.session.id,
             self.conn.remote_address,
             exc,
+            more or "",
         )
 
     def _wake(self) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from actors.tracing import Tracing
     from transport.acceptor import Acceptor
     from transport.handshake import HandshakeRequest
+    from transport.logs import Throttle
     from transport.message import RouteDictionary
     from transport.partial import PartialBudget
     from transport.serializers import Serializer
@@ -98,6 +99,11 @@ class SessionHost(Protocol):
     def tracing(self) -> Tracing: ...
     @property
     def stats(self) -> AppStats: ...
+    @property
+    def protocol_errors(self) -> Throttle:
+        """How often a client's protocol error is logged at info (see the session actor)."""
+        ...
+
     @property
     def partial_budget(self) -> PartialBudget:
         """The server's one budget for its clients' unfinished packets."""

@@ -268,6 +268,30 @@ async def test_a_protocol_error_is_logged_and_closes(caplog: pytest.LogCaptureFi
         assert record.levelno == logging.INFO
 
 
+async def test_protocol_errors_are_logged_at_info_once_per_10_s_each_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A scanner's garbage, connection after connection, made an info line each."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    app = make_app()
+    async with running(app) as test:
+        for _ in range(5):
+            raw = await connect(test)
+            await raw.handshake()
+            await raw.send(b"\x09")
+            assert await raw.until_closed() == []
+        errors = [r for r in caplog.records if "protocol error from" in r.getMessage()]
+        assert [r.levelno for r in errors] == [logging.INFO] + [logging.DEBUG] * 4
+        app.protocol_errors._last = -100.0  # 10 s later
+        raw = await connect(test)
+        await raw.handshake()
+        await raw.send(b"\x09")
+        assert await raw.until_closed() == []
+        last = [r for r in caplog.records if "protocol error from" in r.getMessage()][-1]
+        assert last.levelno == logging.INFO
+        assert last.getMessage().endswith("(4 more since the last such line, not logged)")
+
+
 async def test_a_malformed_handshake_is_answered_400_with_the_reason() -> None:
     body = b'{"sys": [1]}'
     with pytest.raises(Exception) as expected:
