@@ -24,7 +24,7 @@ from actors.app import App
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.discovery import ServerInfo
 from actors.errors import BadRequest, InternalError
-from actors.groups import GroupAlreadyExists, GroupNotFound, MemberNotFound
+from actors.groups import GroupAlreadyExists, GroupNotFound, MemberAlreadyExists, MemberNotFound
 from actors.handler import Handler, Remote, handler
 from actors.kernel import ActorRef
 from actors.session import Session, SessionClosed
@@ -90,7 +90,7 @@ class Room(Handler):
         await session.bind(uid)  # binds on the frontend, across NATS
         session.set("name", name)
         await session.push_to_front()  # type: ignore[attr-defined]
-        await self.app.groups.add(GROUP, uid)
+        await self._add_member(uid)
         try:
             members = await chat_room(self).ask(Join(uid, name))
         except SessionClosed:  # the client left meanwhile, and the room heard it first
@@ -98,6 +98,22 @@ class Room(Handler):
                 await self.app.groups.remove(GROUP, uid)
             raise
         return {"result": "success", "members": members}
+
+    async def _add_member(self, uid: str) -> None:
+        """Add ``uid`` to the etcd group. A uid already there was left by a frontend that
+        crashed (its sessions' close callbacks never ran) and numbers its sessions from 1
+        again after its restart: the new session takes it over. A group lost with etcd's
+        data is made again (it was made once, when the first room server started)."""
+        groups = self.app.groups
+        try:
+            await groups.add(GROUP, uid)
+        except MemberAlreadyExists:
+            pass
+        except GroupNotFound:
+            with contextlib.suppress(GroupAlreadyExists):
+                await groups.create(GROUP)
+            with contextlib.suppress(MemberAlreadyExists):
+                await groups.add(GROUP, uid)
 
     @handler
     async def message(self, session: Session, body: ChatMessage) -> dict[str, str]:

@@ -52,5 +52,33 @@ async def test_a_client_that_leaves_while_its_join_is_on_its_way_is_no_member() 
         assert await room.groups.members(GROUP) == []
 
 
+async def test_a_uid_left_in_the_group_by_a_crashed_frontend_or_a_lost_group_still_joins() -> None:
+    """A connector killed with SIGKILL leaves its members in etcd (no close callback ran);
+    restarted, it numbers its sessions from 1 again, and the new session's join got PIT-409.
+    A group lost with etcd's data made every join PIT-404 until a room server restarted."""
+    network = MemoryCluster()
+    room = build_room("room-1", "nats://unused", "unused:1", **seams(network))
+    connector = build_connector(
+        "c-1", "nats://unused", "unused:1", tcp_port=0, ws_port=0, **seams(network)
+    )
+    test = TestClient(connector)
+    async with room:
+        await test.start()
+        try:
+            ann = await test.connect()
+            [session] = connector.sessions
+            ghost = f"c-1:{session.id}"  # what the crashed run left under this uid
+            await room.groups.add(GROUP, ghost)
+            assert (await ann.request("room.room.join", {"name": "ann"}))["result"] == "success"
+            assert await room.groups.members(GROUP) == [ghost]
+            await room.groups.delete(GROUP)  # etcd lost its data
+            bob = await test.connect()
+            assert (await bob.request("room.room.join", {"name": "bob"}))["result"] == "success"
+            bob_uid = (await bob.request("room.room.session_data"))["uid"]
+            assert await room.groups.members(GROUP) == [bob_uid]
+        finally:
+            await test.stop()
+
+
 def seams(network: MemoryCluster) -> dict[str, Any]:
     return {"discovery": network.discovery(), "rpc": network.rpc()}
