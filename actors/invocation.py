@@ -42,7 +42,7 @@ from actors.metrics.names import PROCESS_DELAY
 from actors.payload import encode_result
 from actors.session import SessionClosed
 from actors.tracing import run_in_span
-from transport.logs import ServerLog
+from transport.logs import ServerLog, Throttle
 from transport.serializers import Serializer
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class Invoker:
     __slots__ = (
         "_loop",
         "_tasks",
+        "failures",
         "in_flight",
         "limit",
         "log",
@@ -100,6 +101,7 @@ class Invoker:
         server_id: str = "",
     ) -> None:
         self.log = ServerLog(log, server_id)
+        self.failures = FailureLog(self.log)
         """Where a handler's failure is logged (with the server's id)."""
         self.serializer = serializer
         self.pipeline = pipeline
@@ -157,19 +159,21 @@ class Invoker:
             done(None, detached(exc))
             return
         except Exception as exc:
-            done(None, _internal(self.log, name, exc))
+            done(None, _internal(self.failures, name, exc, session))
             return
         if self.pipeline.active or spec.is_async:
             if self.running >= self.limit:
                 done(None, TooManyRequests("too many handlers running on this server"))
                 return
             if self.pipeline.active:
-                call = _run_async(self.pipeline, route.handler, spec, name, session, args, self.log)
+                call = _run_async(
+                    self.pipeline, route.handler, spec, name, session, args, self.failures
+                )
             else:  # the method's own coroutine: one frame less on every resume
                 call = getattr(route.handler, spec.attribute)(session, *args)
             if span is not None:
                 call = run_in_span(span, lambda: call)
-            self._start(call, name, notify, codec, done)
+            self._start(call, name, session, notify, codec, done)
             return
         # Synchronous: it runs to its end right here, so no in-flight count is needed (a
         # graceful stop cannot look in between).
@@ -179,11 +183,19 @@ class Invoker:
             else:
                 result = run_in_span(span, getattr(route.handler, spec.attribute), session, *args)
         except Exception as exc:
-            _answer_error(self.log, done, name, exc)
+            _answer_error(self.failures, done, name, exc, session)
             return
-        _answer(self.log, done, name, notify, result, codec)
+        _answer(self.failures, done, name, notify, result, codec, session)
 
-    def _start(self, call: Any, name: str, notify: bool, codec: Serializer, done: Reply) -> None:
+    def _start(
+        self,
+        call: Any,
+        name: str,
+        session: Session | None,
+        notify: bool,
+        codec: Serializer,
+        done: Reply,
+    ) -> None:
         self.running += 1
         self.in_flight.up()
         loop = self._loop
@@ -201,9 +213,9 @@ class Invoker:
                 return
             error = task.exception()
             if error is not None:
-                _answer_error(self.log, done, name, error)
+                _answer_error(self.failures, done, name, error, session)
             else:
-                _answer(self.log, done, name, notify, task.result(), codec)
+                _answer(self.failures, done, name, notify, task.result(), codec, session)
 
         task.add_done_callback(finished)
 
@@ -220,7 +232,7 @@ async def _run_async(
     name: str,
     session: Session | None,
     args: tuple[Any, ...],
-    log: ServerLog,
+    failures: FailureLog,
 ) -> Any:
     """A method (sync or async) wrapped by the pipeline's before and after hooks."""
     result: Any = None
@@ -236,7 +248,7 @@ async def _run_async(
     except PitayaError as exc:
         error = exc
     except Exception as exc:
-        error = _internal(log, name, exc)
+        error = _internal(failures, name, exc, session)
     result, error = await pipeline.run_after(session, name, result, error)  # type: ignore[arg-type]
     if error is not None:
         raise error
@@ -244,7 +256,13 @@ async def _run_async(
 
 
 def _answer(
-    log: ServerLog, done: Reply, name: str, notify: bool, result: Any, serializer: Serializer
+    failures: FailureLog,
+    done: Reply,
+    name: str,
+    notify: bool,
+    result: Any,
+    serializer: Serializer,
+    session: Session | None,
 ) -> None:
     """``done`` with the encoded result (None for a notify), or with the encoding's error."""
     if notify:
@@ -253,7 +271,7 @@ def _answer(
     if result is None:
         # Pitaya's rule: a request must be answered with something. The client's error does
         # not say which code forgot to; this line does (as a failing handler's does).
-        log.warning(
+        failures.log.warning(
             "handler %s returned None to a request: answered PIT-000 'reply must not be "
             "null' (return a value, or annotate it -> None to make the route notify-only)",
             name,
@@ -263,28 +281,71 @@ def _answer(
     try:
         payload = encode_result(result, serializer)
     except Exception as exc:
-        _answer_error(log, done, name, exc)
+        _answer_error(failures, done, name, exc, session)
         return
     done(payload, None)
 
 
-def _answer_error(log: ServerLog, done: Reply, name: str, error: BaseException) -> None:
+def _answer_error(
+    failures: FailureLog, done: Reply, name: str, error: BaseException, session: Session | None
+) -> None:
     """``done`` with ``error`` as the caller sees it: a PitayaError as it is (but
     :func:`~actors.errors.detached`: the answer is all the client gets), anything else
     logged and answered ``PIT-500``."""
-    done(None, detached(error) if isinstance(error, PitayaError) else _internal(log, name, error))
+    if isinstance(error, PitayaError):
+        done(None, detached(error))
+    else:
+        done(None, _internal(failures, name, error, session))
 
 
-def _internal(log: ServerLog, route: str, exc: BaseException) -> InternalError:
+def _internal(
+    failures: FailureLog, route: str, exc: BaseException, session: Session | None
+) -> InternalError:
     if isinstance(exc, SessionClosed):
         # The client left while its handler awaited (a bind, say): nobody to answer, and
         # no fault of the code's.
-        log.info("handler %s stopped: %s", route, exc)
+        failures.log.info("handler %s stopped: %s", route, exc)
     else:
-        log.error("handler %s failed", route, exc_info=exc)
+        failures.failed(route, exc, session)
     error = InternalError(str(exc) or type(exc).__name__)
     error.metadata["route"] = route
     return error
+
+
+class FailureLog:
+    """Where a handler's exception is told: with its traceback, the session and its uid;
+    for one route at most once per 10 s, the next line saying how many were not (a handler
+    failing on every request would write a traceback per request)."""
+
+    __slots__ = ("_routes", "log")
+
+    MAX_ROUTES = 4096
+    """Routes followed at once (they are this server's own: a bound, not a limit)."""
+
+    def __init__(self, log: ServerLog) -> None:
+        self.log = log
+        self._routes: dict[str, Throttle] = {}
+
+    def failed(self, route: str, exc: BaseException, session: Session | None) -> None:
+        throttle = self._routes.get(route)
+        if throttle is None:
+            if len(self._routes) >= self.MAX_ROUTES:
+                self._routes.clear()
+            throttle = self._routes[route] = Throttle()
+        more = throttle.allow(time.monotonic())
+        if more is None:
+            return
+        if session is None:
+            self.log.error("handler %s failed%s", route, more, exc_info=exc)
+            return
+        self.log.session(session.id).error(
+            "handler %s failed (session %s, uid %s)%s",
+            route,
+            session.id,
+            session.uid,
+            more,
+            exc_info=exc,
+        )
 
 
 Job = Callable[[Callable[[], None]], None]

@@ -24,7 +24,7 @@ from actors.handler import Handler, handler
 from actors.invocation import Sequencer
 from actors.metrics.names import PROCESS_DELAY
 from actors.session import Session
-from actors.testing import TestClient
+from actors.testing import TestClient, TestSession
 from tests.actors.metrics.recorder import Recorder
 from transport.serializers import MsgpackSerializer
 
@@ -277,6 +277,29 @@ async def test_a_failing_method_is_logged_and_answered_pit_500(
         assert record.exc_info is not None and str(record.exc_info[1]) == "bad input"
         # No message: the exception's class name is the text.
         assert error_of(invoke(app, "inv.fail_silently")).msg == "KeyError"
+
+
+async def test_a_failure_names_its_session_and_a_route_failing_again_is_told_once_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A handler failing on every request wrote a traceback per request, naming no player."""
+    async with started() as app:
+        session = TestSession(7, uid="ann")
+        route = app.local_routes["inv.fail"]
+        for _ in range(3):
+            done = Done()
+            app.invoker.invoke(route, "inv.fail", session, b"{}", False, done)
+            assert error_of(done).code == "PIT-500"  # every one is answered
+        lines = [r for r in caplog.records if "handler inv.fail failed" in r.getMessage()]
+        assert [r.getMessage() for r in lines] == [
+            "[i1] handler inv.fail failed (session 7, uid ann)"
+        ]
+        assert lines[0].session_id == 7  # type: ignore[attr-defined]
+        assert lines[0].exc_info is not None
+        app.invoker.failures._routes["inv.fail"]._last = -100.0  # 10 s later
+        app.invoker.invoke(route, "inv.fail", session, b"{}", False, Done())
+        last = [r for r in caplog.records if "handler inv.fail failed" in r.getMessage()][-1]
+        assert last.getMessage().endswith("(2 more since the last such line, not logged)")
 
 
 async def test_async_failures_are_answered_like_sync_ones() -> None:
