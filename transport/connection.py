@@ -242,6 +242,11 @@ class ServerConnection:
         return self._decoder.buffered
 
     @property
+    def unfinished(self) -> bytearray:
+        """Those bytes (see :attr:`transport.packet.PacketDecoder.unfinished`)."""
+        return self._decoder.unfinished
+
+    @property
     def routes(self) -> RouteDictionary | None:
         """The route dictionary given to :meth:`accept_handshake`."""
         return self._routes

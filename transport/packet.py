@@ -123,6 +123,13 @@ class PacketDecoder:
         return len(self._buffer)
 
     @property
+    def unfinished(self) -> bytearray:
+        """Those bytes themselves: the same object for the decoder's whole life (read it,
+        never change it), so a caller checking its length after every read makes no call
+        but ``len``."""
+        return self._buffer
+
+    @property
     def failed(self) -> bool:
         """True once a protocol error was raised; the decoder accepts nothing more."""
         return self._error is not None

@@ -95,6 +95,8 @@ class SessionActor(Actor):
             connection.abort, f"{connection.kind} peer {connection.remote_address}"
         )
         """What this client holds of the server's budget for unfinished packets."""
+        self.unfinished = self.proto.unfinished
+        """The bytes of this client's unfinished packet (read after every read)."""
         self.pending: deque[tuple[Message, int]] = deque()
         """Messages waiting for their turn, with their arrival time (0 when metrics are off),
         compressed ones still compressed."""
@@ -161,7 +163,7 @@ class SessionActor(Actor):
             self.proto.close()
             self.conn.close()
             return
-        held = self.proto.buffered
+        held = len(self.unfinished)
         if held != self.partial.bytes:
             self.partial.set(held)  # over the server's budget, this may drop the largest
             if self.conn.closed:

@@ -258,3 +258,18 @@ def test_without_a_handshake_limit_the_packet_limit_applies() -> None:
     ]
     with pytest.raises(PacketTooLarge):
         decoder.feed(b"\x01\x00\x00\x65")
+
+
+def test_the_unfinished_bytes_are_one_object_for_the_decoders_life() -> None:
+    """The session actor keeps it and reads its length after every read."""
+    decoder = PacketDecoder()
+    unfinished = decoder.unfinished
+    packet = encode_packet(PacketType.DATA, b"x" * 10)
+    for chunk in (packet[:3], packet[3:9], packet[9:] + packet[:5], packet[5:]):
+        decoder.feed(chunk)
+        assert decoder.unfinished is unfinished
+        assert len(unfinished) == decoder.buffered
+    assert len(unfinished) == 0
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"\x09\x00\x00\x00")
+    assert decoder.unfinished is unfinished and len(unfinished) == 0
