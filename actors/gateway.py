@@ -104,3 +104,4 @@ class Gateway(Actor):
         if self.accepting:
             self.accepting = False
             await self.acceptor.stop()
+            self.log.info("%s stopped accepting", self.acceptor.kind)

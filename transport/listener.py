@@ -412,7 +412,8 @@ class Listener:
         )
         sockname = self._server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
-        logger.info(
+        # At debug: the server above says it, with its id (several share one stderr).
+        logger.debug(
             "%s acceptor listening on %s:%d%s%s",
             self.kind,
             *self._address,
@@ -429,7 +430,7 @@ class Listener:
         server = self._server
         if server is not None and server.is_serving():
             server.close()
-            logger.info("%s acceptor on %s:%d stopped accepting", self.kind, *self.address)
+            logger.debug("%s acceptor on %s:%d stopped accepting", self.kind, *self.address)
 
     def _accepted(
         self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop

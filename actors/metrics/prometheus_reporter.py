@@ -39,6 +39,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from actors.logs import ServerLog
 from actors.metrics.names import KNOWN_METRICS, NAMESPACE, MetricKind, MetricSpec
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,12 @@ class PrometheusReporter:
         const_labels: Mapping[str, str] | None = None,
         registry: CollectorRegistry | None = None,
         process_metrics: bool = True,
+        server_id: str = "",
     ) -> None:
         self.host = host
         self.port = port
+        self.log = ServerLog(log, server_id)
+        """Names the server in its lines (several share a launcher's stderr)."""
         labels = dict(const_labels or {})
         for spec in KNOWN_METRICS:
             clash = set(spec.labels) & set(labels)
@@ -198,7 +202,7 @@ class PrometheusReporter:
             self._serve, self.host, self.port, limit=MAX_REQUEST_HEAD
         )
         host, port = self.address
-        log.info("prometheus metrics on http://%s:%s/metrics", host, port)
+        self.log.info("prometheus metrics on http://%s:%s/metrics", host, port)
 
     async def stop(self) -> None:
         """Stop listening and drop open scrape connections. Idempotent."""

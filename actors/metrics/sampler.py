@@ -132,6 +132,7 @@ def reporters_from_config(config: Config) -> list[Reporter]:
                 host=config.metrics_prometheus_host,
                 port=config.metrics_prometheus_port,
                 const_labels={"game": config.game, "serverType": config.server_type},
+                server_id=config.server_id,
             )
         )
     if config.metrics_statsd_enabled:
