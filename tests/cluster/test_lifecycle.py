@@ -163,13 +163,11 @@ async def test_draining_keeps_serving_connected_clients_until_they_leave(
     assert any("drained" in line for line in connector.log)
 
 
-async def test_a_draining_frontend_still_follows_the_servers_that_come_and_go(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
-) -> None:
-    """Leaving discovery used to stop its watch too: a draining connector kept the table it
-    had, and sent every message to a room that had gone (PIT-408) for the whole drain."""
-    room_1 = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
-    connector = await start_node(
+async def draining_connector(
+    nodes: list[Node], nats_server: NatsServer, etcd_server: EtcdServer
+) -> Node:
+    """A connector whose SIGTERM drains its sessions (for up to a minute)."""
+    return await start_node(
         nodes,
         "connector",
         "c-1",
@@ -178,6 +176,15 @@ async def test_a_draining_frontend_still_follows_the_servers_that_come_and_go(
         PITAYA_DRAIN_SESSIONS="1",
         PITAYA_DRAIN_TIMEOUT="60",
     )
+
+
+async def test_a_draining_frontend_still_follows_the_servers_that_come_and_go(
+    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+) -> None:
+    """Leaving discovery used to stop its watch too: a draining connector kept the table it
+    had, and sent every message to a room that had gone (PIT-408) for the whole drain."""
+    room_1 = await start_node(nodes, "room", "room-1", nats_server, etcd_server)
+    connector = await draining_connector(nodes, nats_server, etcd_server)
     client = await Client.connect("127.0.0.1", connector.ports["tcp"])
     assert (await client.request("room.room.whoami"))["server_id"] == "room-1"
     os.kill(connector.pid, signal.SIGTERM)
@@ -206,15 +213,7 @@ async def test_a_draining_frontend_still_follows_the_servers_that_come_and_go(
 async def test_second_signal_skips_the_drain(
     nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
 ) -> None:
-    connector = await start_node(
-        nodes,
-        "connector",
-        "c-1",
-        nats_server,
-        etcd_server,
-        PITAYA_DRAIN_SESSIONS="1",
-        PITAYA_DRAIN_TIMEOUT="60",
-    )
+    connector = await draining_connector(nodes, nats_server, etcd_server)
     client = await Client.connect("127.0.0.1", connector.ports["tcp"])
     os.kill(connector.pid, signal.SIGTERM)
 

@@ -186,7 +186,7 @@ async def test_nothing_is_left_when_the_launcher_is_killed(
     assert [c.pid for c in children if c.status() == psutil.STATUS_ZOMBIE] == []
     processes = deployment_processes(admin_port)
     assert set(pids) <= {p.pid for p in processes}
-    names = sorted(" ".join(p.cmdline()).split(" ")[0] for p in processes if p.pid not in pids)
+    names = sorted(program(p) for p in processes if p.pid not in pids)
     assert names == ["MultiProcAdmin", "ServerKeeper", "Supervisor", "logger"]  # one keeper
 
     launcher.signal(signal.SIGKILL)
@@ -197,11 +197,10 @@ async def test_nothing_is_left_when_the_launcher_is_killed(
     assert port_closed(admin_port)
 
 
-async def test_thespian_listens_on_the_loopback_interface_only(
+async def one_server(
     tmp_path: Path, launchers: list[LauncherProcess]
-) -> None:
-    """Thespian unpickles whatever reaches its sockets: on all interfaces (its default), any
-    machine that could reach a port ran code as the launcher's user."""
+) -> tuple[LauncherProcess, int]:
+    """A deployment of one dummy server: its launcher and the server's pid."""
     config = tmp_path / "deploy.toml"
     config.write_text(
         f"""
@@ -212,10 +211,23 @@ async def test_thespian_listens_on_the_loopback_interface_only(
         """
     )
     launcher = await launch(launchers, config)
-    server = await launcher.server_pid("serve")
+    return launcher, await launcher.server_pid("serve")
+
+
+def program(process: psutil.Process) -> str:
+    """What a Thespian process calls itself (``Supervisor ActorAddr-...``: ``Supervisor``)."""
+    return " ".join(process.cmdline()).split(" ")[0]
+
+
+async def test_thespian_listens_on_the_loopback_interface_only(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    """Thespian unpickles whatever reaches its sockets: on all interfaces (its default), any
+    machine that could reach a port ran code as the launcher's user."""
+    launcher, server = await one_server(tmp_path, launchers)
     processes = [p for p in deployment_processes(await launcher.admin_port()) if p.pid != server]
     listening = [
-        (" ".join(process.cmdline()).split(" ")[0], connection.laddr.ip)
+        (program(process), connection.laddr.ip)
         for process in processes
         for connection in process.net_connections(kind="tcp")
         if connection.status == psutil.CONN_LISTEN
@@ -237,19 +249,9 @@ async def test_a_launcher_whose_supervision_dies_cleans_up_and_exits_1(
 ) -> None:
     """The servers stop with their supervision (parent-death signals); the launcher used to
     run on with none, silent, and a dead admin's logger stayed behind (it ignores SIGTERM)."""
-    config = tmp_path / "deploy.toml"
-    config.write_text(
-        f"""
-        [[servers]]
-        name = "serve"
-        module = "{DUMMY}"
-        args = ["serve", "serve"]
-        """
-    )
-    launcher = await launch(launchers, config)
-    server = await launcher.server_pid("serve")
+    launcher, server = await one_server(tmp_path, launchers)
     processes = deployment_processes(await launcher.admin_port())
-    [victim] = [p for p in processes if " ".join(p.cmdline()).split(" ")[0] == killed]
+    [victim] = [p for p in processes if program(p) == killed]
     victim.kill()
     assert await asyncio.wait_for(launcher.wait(), 60) == 1
     assert "the deployment's supervision is gone" in launcher.tail(20)

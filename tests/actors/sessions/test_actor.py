@@ -275,18 +275,19 @@ async def test_protocol_errors_are_logged_at_info_once_per_10_s_each_at_debug(
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     app = make_app()
     async with running(app) as test:
-        for _ in range(5):
+
+        async def garbage() -> None:
             raw = await connect(test)
             await raw.handshake()
             await raw.send(b"\x09")
             assert await raw.until_closed() == []
+
+        for _ in range(5):
+            await garbage()
         errors = [r for r in caplog.records if "protocol error from" in r.getMessage()]
         assert [r.levelno for r in errors] == [logging.INFO] + [logging.DEBUG] * 4
         app.protocol_errors._last = -100.0  # 10 s later
-        raw = await connect(test)
-        await raw.handshake()
-        await raw.send(b"\x09")
-        assert await raw.until_closed() == []
+        await garbage()
         last = [r for r in caplog.records if "protocol error from" in r.getMessage()][-1]
         assert last.levelno == logging.INFO
         assert last.getMessage().endswith("(4 more since the last such line, not logged)")
