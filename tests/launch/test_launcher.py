@@ -265,16 +265,7 @@ async def test_a_server_stops_when_its_keeper_is_killed_and_not_replaced(
 ) -> None:
     """A keeper and its supervisor both gone (SIGKILL): the server gets SIGTERM from the
     kernel (parent-death signal) instead of running on unsupervised."""
-    config = tmp_path / "deploy.toml"
-    config.write_text(
-        f"""
-        [[servers]]
-        name = "serve"
-        module = "{DUMMY}"
-        args = ["serve", "serve"]
-        """
-    )
-    launcher = await launch(launchers, config)
+    launcher, _ = await one_server(tmp_path, launchers)
     found = await launcher.wait_line(r"serve running \(pid (\d+); keeper pid (\d+)\)")
     server, keeper = int(found.group(1)), int(found.group(2))
     await launcher.wait_line(rf"dummy serve up pid {server}")
