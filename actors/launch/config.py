@@ -32,6 +32,7 @@ naming the entry, found before any process starts.
 
 from __future__ import annotations
 
+import logging
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -179,6 +180,7 @@ def _expand(
     if reuse_port:
         env["PITAYA_REUSE_PORT"] = "1"  # actors.config.Config.reuse_port
     settings = _settings(entry, defaults, where)
+    _warn_if_killed_while_draining(env, settings.stop_timeout, where)
     commands = []
     for i in range(count):
         slots = {**values, "n": str(i + 1), "i": str(i)}
@@ -197,6 +199,28 @@ def _expand(
             )
         )
     return commands
+
+
+def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, where: str) -> None:
+    """A server told to drain its sessions (``PITAYA_DRAIN_SESSIONS``) may take
+    ``drain_timeout`` and then ``shutdown_timeout`` to stop: a shorter ``stop_timeout`` has
+    the launcher SIGKILL it halfway, its clients left without their kick."""
+    if env.get("PITAYA_DRAIN_SESSIONS", "").strip().lower() not in {"1", "true", "yes", "on"}:
+        return
+    try:
+        needs = float(env.get("PITAYA_DRAIN_TIMEOUT", "60")) + float(
+            env.get("PITAYA_SHUTDOWN_TIMEOUT", "10")
+        )
+    except ValueError:
+        return  # the server itself says what is wrong with them
+    if stop_timeout < needs:
+        logging.getLogger(__name__).warning(
+            "%s: drains its sessions for up to %g s (drain_timeout + shutdown_timeout) but "
+            "is killed %g s after SIGTERM (stop_timeout): raise stop_timeout",
+            where,
+            needs,
+            stop_timeout,
+        )
 
 
 _OVERRIDES = ("stop_timeout", "restart", "backoff_initial", "backoff_max", "stable_after")

@@ -112,3 +112,21 @@ def test_a_bad_file_is_reported_with_its_path(tmp_path: Path) -> None:
     path.write_text("[[servers]\n")
     with pytest.raises(LaunchConfigError, match=r"broken\.toml"):
         load_config(path)
+
+
+def test_a_draining_server_killed_before_its_drain_ends_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def servers(env: dict[str, str], **settings: object) -> dict[str, object]:
+        return {"servers": [{"name": "c", "module": "m", "env": env, **settings}]}
+
+    parse_config(servers({"PITAYA_DRAIN_SESSIONS": "1"}))  # 60 + 10 s against 20 s
+    parse_config(servers({"PITAYA_DRAIN_SESSIONS": "1"}, stop_timeout=75))
+    parse_config(servers({"PITAYA_DRAIN_SESSIONS": "0"}))
+    parse_config(
+        servers({"PITAYA_DRAIN_SESSIONS": "yes", "PITAYA_DRAIN_TIMEOUT": "5"}, stop_timeout=16)
+    )
+    assert caplog.messages == [
+        "<config> [[servers]] #1: drains its sessions for up to 70 s (drain_timeout + "
+        "shutdown_timeout) but is killed 20 s after SIGTERM (stop_timeout): raise stop_timeout"
+    ]
