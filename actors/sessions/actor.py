@@ -243,6 +243,8 @@ class SessionActor(Actor):
         ):
             self.pending.append((message, received_ns))
             self.queued_bytes += size
+            # Received: a graceful stop waits for it as for one running (see _dispatch_pending).
+            self.app.request_started()
         elif self.conn.closed:
             pass  # refused while being handed over (a body that is not zlib)
         elif message.type is MessageType.REQUEST:
@@ -521,6 +523,8 @@ class SessionActor(Actor):
                 return
             pending.popleft()
             self.queued_bytes -= size
+            # After the hand-over, which counts it again if it runs on: never zero between.
+            self.app.request_finished()
 
     def _respond_error(self, message: Message, error: BaseException) -> None:
         app = self.app
@@ -607,6 +611,8 @@ class SessionActor(Actor):
                 self.app.request_finished()  # local ones are counted by the invocation path
             if entry.span is not None:
                 end_span(entry.span)  # the answer, if any, will find no session
+        for _ in self.pending:
+            self.app.request_finished()
         self.pending.clear()
         self.queued_bytes = 0
         self.log.debug("session %s closed", self.session.id)

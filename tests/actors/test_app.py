@@ -313,6 +313,34 @@ async def test_graceful_stop_finishes_in_flight_requests_then_kicks() -> None:
         await Client.connect(*app.address("tcp"), timeout=1)
 
 
+async def test_a_stop_waits_for_the_requests_queued_behind_a_running_one() -> None:
+    """Received before the stop, they waited for their turn (the client's order): the stop
+    counted only the running one and kicked the client with them unanswered."""
+    app = make_app(shutdown_timeout=30)
+    async with serve(app) as server:
+        client = await server.connect()
+        held = asyncio.ensure_future(client.request("game.hold"))
+        game = app.handler_instance("game")
+        assert isinstance(game, Game)
+        await asyncio.wait_for(game.holding.wait(), 5)
+        queued = [
+            asyncio.ensure_future(client.request("game.delayed", {"seconds": 0, "tag": str(i)}))
+            for i in range(3)
+        ]
+        [session] = app.sessions
+        actor = session.ref._cell.actor
+        await until(lambda: len(actor.pending) == 3)
+        stopping = asyncio.ensure_future(app.stop())
+        await until(lambda: not actor.admitting)
+        game.release.set()
+        assert await asyncio.wait_for(held, 5) == {"held": "done"}
+        assert await asyncio.wait_for(asyncio.gather(*queued), 5) == [
+            {"tag": str(i)} for i in range(3)
+        ]
+        await asyncio.wait_for(stopping, 10)
+        assert app.requests_in_flight.count == 0
+
+
 async def test_once_stopping_new_requests_are_refused_so_the_stop_need_not_wait(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -845,6 +845,12 @@ async def frontend_and_backend(setup: Any = None, **options: Any) -> AsyncIterat
             ops.gate.set()
 
 
+def front_session_actor(net: Any) -> Any:
+    """The frontend's one session actor."""
+    [session] = net.front.sessions
+    return session.ref._cell.actor
+
+
 async def test_forwards_to_one_service_pipeline_others_wait_their_turn() -> None:
     async with frontend_and_backend() as net:
         await net.raw.send(
@@ -855,10 +861,13 @@ async def test_forwards_to_one_service_pipeline_others_wait_their_turn() -> None
             + net.raw.notify("chat.x.y")  # no server of that type: waits, then nothing
             + net.raw.request("room.ops.echo", b"5")
         )
-        # Both forwarded at once (the backend's sequencer then runs them in order).
-        await until(lambda: net.front.requests_in_flight.count == 2)
+        # Both forwarded at once (the backend's sequencer then runs them in order); the
+        # others wait, received: a graceful stop counts all six.
+        actor = front_session_actor(net)
+        await until(lambda: len(actor.in_flight) == 2)
         await asyncio.sleep(0.01)
-        assert net.front.requests_in_flight.count == 2
+        assert len(actor.in_flight) == 2 and len(actor.pending) == 4
+        assert net.front.requests_in_flight.count == 6
         assert net.ops.seen == ["hold 1"]
         net.ops.gate.set()
         answers = [await net.raw.message() for _ in range(5)]
@@ -879,9 +888,10 @@ async def test_at_most_max_pipelined_forwards_are_in_flight() -> None:
         await net.raw.send(
             b"".join(net.raw.request("room.ops.hold", b"%d" % i) for i in range(count))
         )
-        await until(lambda: net.front.requests_in_flight.count == MAX_PIPELINED)
+        actor = front_session_actor(net)
+        await until(lambda: len(actor.in_flight) == MAX_PIPELINED)
         await asyncio.sleep(0.01)
-        assert net.front.requests_in_flight.count == MAX_PIPELINED
+        assert len(actor.in_flight) == MAX_PIPELINED and len(actor.pending) == 1
         net.ops.gate.set()
         answers = [await net.raw.message() for _ in range(count)]
         assert [a.id for a in answers] == list(range(1, count + 1))
