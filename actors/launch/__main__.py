@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 launcher.status(timeout=HEALTH_INTERVAL)
             except LaunchError as exc:
+                if launcher.supervision_alive() is not False:
+                    # Slow (a stalled VM, a paused process), or gone where /proc cannot say.
+                    log.warning("%s; it still runs: asking again", exc)
+                    continue
                 log.error(
                     "the deployment's supervision is gone (%s), and its servers with it: exiting",
                     exc,

@@ -151,6 +151,14 @@ class Launcher:
         )
         return deployed.pids
 
+    def supervision_alive(self) -> bool | None:
+        """Whether Thespian's admin and the supervisor still run (those recorded at the
+        start); None when nothing could be recorded (no ``/proc``)."""
+        watched = [p for p in self._thespian if p.name in ("MultiProcAdmin", "Supervisor")]
+        if not watched:
+            return None
+        return all(process.running() for process in watched)
+
     def abandon(self) -> list[int]:
         """The supervision is gone (the supervisor or the admin died, and the servers with
         them): shut down what is left of the actor system, then kill those of its processes

@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 __all__ = [
     "child_pids",
@@ -79,9 +80,17 @@ def child_pids() -> set[int]:
     return {pid for pid, parent, _, _ in _processes() if parent == me}
 
 
-ProcessId = tuple[int, int]
-"""A process as ``/proc`` tells it apart from a later one with the same PID: (pid, start
-time in clock ticks since boot)."""
+class ProcessId(NamedTuple):
+    """A process as ``/proc`` tells it apart from a later one with the same PID."""
+
+    pid: int
+    start: int
+    """Start time, in clock ticks since boot."""
+    name: str = ""
+    """What it calls itself (a Thespian actor: ``Supervisor``, ``logger``...)."""
+
+    def running(self) -> bool:
+        return _start_time(self.pid) == self.start
 
 
 def thespian_processes(admin_port: int) -> list[ProcessId]:
@@ -89,25 +98,31 @@ def thespian_processes(admin_port: int) -> list[ProcessId]:
     supervisor, keepers; not the servers), from ``/proc`` (empty elsewhere)."""
     table = list(_processes())
     admin = re.compile(rf"ActorAddr-\(T\|[^)]*:{admin_port}\)")
-    found = [(pid, start) for pid, _, start, cmdline in table if admin.search(cmdline)]
-    parents = {pid for pid, _ in found}
+    found = [
+        _identity(pid, start, cmdline) for pid, _, start, cmdline in table if admin.search(cmdline)
+    ]
+    parents = {process.pid for process in found}
     while True:
         more = [
-            (pid, start)
+            _identity(pid, start, cmdline)
             for pid, parent, start, cmdline in table
             if parent in parents and pid not in parents and "ActorAddr-(" in cmdline
         ]
         if not more:
             return found
         found += more
-        parents.update(pid for pid, _ in more)
+        parents.update(process.pid for process in more)
+
+
+def _identity(pid: int, start: int, cmdline: str) -> ProcessId:
+    return ProcessId(pid, start, cmdline.split(" ", 1)[0])
 
 
 def kill_leftovers(processes: list[ProcessId]) -> list[int]:
     """SIGKILL those of ``processes`` still running (the same process: same start time);
     returns their PIDs."""
     killed = []
-    for pid, start in processes:
+    for pid, start, _ in processes:
         if _start_time(pid) == start:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

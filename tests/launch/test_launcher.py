@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from actors.launch import Launcher, parse_config
+from actors.launch.__main__ import HEALTH_INTERVAL
 from actors.launch.orphans import shut_down
 from tests.launch.harness import (
     LauncherProcess,
@@ -258,6 +259,27 @@ async def test_a_launcher_whose_supervision_dies_cleans_up_and_exits_1(
     await wait_pids_gone([server])
     _, alive = await asyncio.to_thread(psutil.wait_procs, processes, 15)
     assert alive == [], alive
+
+
+async def test_a_supervisor_slow_to_answer_is_asked_again_not_given_up(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    """A stalled supervisor (a paused VM, SIGSTOP) that misses a status answer still runs:
+    the deployment goes on; only a supervision that is gone is given up."""
+    launcher, server = await one_server(tmp_path, launchers)
+    processes = deployment_processes(await launcher.admin_port())
+    [supervisor] = [p for p in processes if program(p) == "Supervisor"]
+    supervisor.suspend()
+    try:
+        # The stall itself, longer than a check's wait (Thespian's tell blocks meanwhile).
+        await asyncio.sleep(2 * HEALTH_INTERVAL + 1)
+    finally:
+        supervisor.resume()
+    await launcher.wait_line(r"it still runs: asking again", timeout=30)
+    assert launcher.process is not None and launcher.process.returncode is None
+    assert psutil.pid_exists(server)
+    launcher.signal(signal.SIGTERM)
+    assert await launcher.wait() == 0
 
 
 async def test_a_server_stops_when_its_keeper_is_killed_and_not_replaced(

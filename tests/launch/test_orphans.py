@@ -108,7 +108,10 @@ def test_kill_leftovers_kills_the_same_processes_only(
     target = start(processes, "sleep", "30")
     bystander = start(processes, "sleep", "30")
     started = {pid: start for pid, _, start, _ in orphans._processes()}
-    victims = [(target.pid, started[target.pid]), (bystander.pid, started[bystander.pid] + 1)]
+    victims = [
+        orphans.ProcessId(target.pid, started[target.pid]),
+        orphans.ProcessId(bystander.pid, started[bystander.pid] + 1),
+    ]
     assert orphans.kill_leftovers(victims) == [target.pid]
     assert target.wait(5) == -9
     assert bystander.poll() is None
