@@ -112,6 +112,9 @@ class Lifecycle:
         self.remotes: dict[str, ActorRef] = {}
         self._stop_requested: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        """Set when :meth:`stop` has finished (what ``serve_forever`` waits for when the
+        stop was started by code, not by a signal)."""
         self._holds_gc_threshold = False
         """Whether this server raised the collector's threshold (``gc_threshold``)."""
 
@@ -327,6 +330,14 @@ class Lifecycle:
         if self.stopping or not self.started:
             return
         self.stopping = True
+        if self._stop_requested is not None:
+            self._stop_requested.set()  # serve_forever, if serving, wakes up to wait for us
+        try:
+            await self._stop()
+        finally:
+            self._stopped.set()
+
+    async def _stop(self) -> None:
         host = self._host
         self.log.info("stopping")
         await self._stop_accepting()
@@ -388,7 +399,7 @@ class Lifecycle:
             gc.freeze()
         try:
             await stop_requested.wait()
-            if self._host.config.drain_sessions:
+            if self._host.config.drain_sessions and not self.stopping:
                 from actors.draining import drain_sessions
 
                 self.draining = True
@@ -411,6 +422,8 @@ class Lifecycle:
                     loop.add_signal_handler(sig, self._already_stopping, sig)
             try:
                 await self.stop()
+                if self.stopping:
+                    await self._stopped.wait()  # a stop started by code is under way
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -367,6 +367,17 @@ async def test_once_stopping_new_requests_are_refused_so_the_stop_need_not_wait(
     assert not [m for m in caplog.messages if "still in flight" in m]
 
 
+async def test_a_stop_by_code_ends_serve_forever_too() -> None:
+    """app.stop() from a handler, a module or a test stopped the server and left
+    serve_forever (App.run's loop) waiting for a signal that would never come."""
+    app = make_app()
+    app.listen_tcp("127.0.0.1", 0)
+    serving = asyncio.ensure_future(app.serve_forever())
+    await until(app.ready_now)
+    await app.stop()
+    await asyncio.wait_for(serving, 5)
+
+
 async def test_request_on_a_closed_client_raises() -> None:
     async with serve(make_app()) as server:
         client = await server.connect()
