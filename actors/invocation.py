@@ -313,39 +313,34 @@ def _internal(
 
 
 class FailureLog:
-    """Where a handler's exception is told: with its traceback, the session and its uid;
-    for one route at most once per 10 s, the next line saying how many were not (a handler
-    failing on every request would write a traceback per request)."""
+    """Where a handler's exception is told: with its traceback, the session and its uid; for
+    one route and kind of exception at most once per 10 s at error, the next such line saying
+    how many were not (a handler failing on every request wrote a traceback per request),
+    and each one at debug, without the traceback."""
 
-    __slots__ = ("_routes", "log")
+    __slots__ = ("_kinds", "log")
 
-    MAX_ROUTES = 4096
-    """Routes followed at once (they are this server's own: a bound, not a limit)."""
+    MAX_KINDS = 4096
+    """(route, exception class) pairs followed at once: a bound, not a limit."""
 
     def __init__(self, log: ServerLog) -> None:
         self.log = log
-        self._routes: dict[str, Throttle] = {}
+        self._kinds: dict[tuple[str, type], Throttle] = {}
 
     def failed(self, route: str, exc: BaseException, session: Session | None) -> None:
-        throttle = self._routes.get(route)
+        kind = (route, type(exc))
+        throttle = self._kinds.get(kind)
         if throttle is None:
-            if len(self._routes) >= self.MAX_ROUTES:
-                self._routes.clear()
-            throttle = self._routes[route] = Throttle()
+            if len(self._kinds) >= self.MAX_KINDS:
+                self._kinds.clear()
+            throttle = self._kinds[kind] = Throttle()
         more = throttle.allow(time.monotonic())
+        log = self.log if session is None else self.log.session(session.id)
+        who = "" if session is None else f" (session {session.id}, uid {session.uid})"
         if more is None:
-            return
-        if session is None:
-            self.log.error("handler %s failed%s", route, more, exc_info=exc)
-            return
-        self.log.session(session.id).error(
-            "handler %s failed (session %s, uid %s)%s",
-            route,
-            session.id,
-            session.uid,
-            more,
-            exc_info=exc,
-        )
+            log.debug("handler %s failed%s: %r", route, who, exc)
+        else:
+            log.error("handler %s failed%s%s", route, who, more, exc_info=exc)
 
 
 Job = Callable[[Callable[[], None]], None]

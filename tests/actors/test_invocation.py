@@ -283,6 +283,7 @@ async def test_a_failure_names_its_session_and_a_route_failing_again_is_told_onc
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A handler failing on every request wrote a traceback per request, naming no player."""
+    caplog.set_level(logging.DEBUG, logger="actors.invocation")
     async with started() as app:
         session = TestSession(7, uid="ann")
         route = app.local_routes["inv.fail"]
@@ -290,16 +291,30 @@ async def test_a_failure_names_its_session_and_a_route_failing_again_is_told_onc
             done = Done()
             app.invoker.invoke(route, "inv.fail", session, b"{}", False, done)
             assert error_of(done).code == "PIT-500"  # every one is answered
-        lines = [r for r in caplog.records if "handler inv.fail failed" in r.getMessage()]
+        lines = [
+            r
+            for r in caplog.records
+            if "handler inv.fail failed" in r.getMessage() and r.levelno == logging.ERROR
+        ]
         assert [r.getMessage() for r in lines] == [
             "[i1] handler inv.fail failed (session 7, uid ann)"
         ]
         assert lines[0].session_id == 7  # type: ignore[attr-defined]
         assert lines[0].exc_info is not None
-        app.invoker.failures._routes["inv.fail"]._last = -100.0  # 10 s later
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG][-2:] == [
+            "[i1] handler inv.fail failed (session 7, uid ann): ValueError('bad input')"
+        ] * 2  # each one, at debug
+        app.invoker.failures._kinds["inv.fail", ValueError]._last = -100.0  # 10 s later
         app.invoker.invoke(route, "inv.fail", session, b"{}", False, Done())
-        last = [r for r in caplog.records if "handler inv.fail failed" in r.getMessage()][-1]
+        last = caplog.records[-1]
+        assert last.levelno == logging.ERROR
         assert last.getMessage().endswith("(2 more since the last such line, not logged)")
+        # Another kind of failure of the same route (here a KeyError) is told at once.
+        other = app.local_routes["inv.fail_silently"]
+        app.invoker.invoke(other, "inv.fail", session, b"{}", False, Done())
+        assert caplog.records[-1].levelno == logging.ERROR
+        assert caplog.records[-1].exc_info is not None
+        assert isinstance(caplog.records[-1].exc_info[1], KeyError)
 
 
 async def test_async_failures_are_answered_like_sync_ones() -> None:
