@@ -7,7 +7,6 @@ Environment variables win over code: ``PITAYA_`` + the field name in upper case,
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -283,14 +282,33 @@ def misspelt_env(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """``PITAYA_*`` variables that name no option but nearly name one: (the variable, the
     option's variable). A typo would otherwise leave the default silently; variables far
     from every option (Go Pitaya's own, say, in a shared environment) are left alone."""
-    known = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Config)}
+    known = [f.name.upper() for f in dataclasses.fields(Config)]
     found = []
-    for name in sorted(environ):
-        if name.startswith(ENV_PREFIX) and name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
-            if close:
-                found.append((name, close[0]))
+    for variable in sorted(environ):
+        name = variable.removeprefix(ENV_PREFIX)
+        if name == variable or name in known:
+            continue
+        close = [option for option in known if _edits(name, option) <= _typo_edits(option)]
+        if close:
+            found.append((variable, ENV_PREFIX + min(close, key=lambda o: _edits(name, o))))
     return found
+
+
+def _typo_edits(option: str) -> int:
+    """Letters added, dropped or changed that still make a typo of ``option``'s name: two,
+    one for a short name (``MODE`` is two letters away from ``NAME``)."""
+    return 1 if len(option) < 8 else 2
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance (``a`` and ``b`` are short: option names)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
 
 
 _AT_LEAST_ZERO = frozenset(
