@@ -51,7 +51,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from transport.credentials import mask_url
+from transport.credentials import mask_url, mask_urls_in
 from transport.errors import TransportError
 from transport.logs import ServerLog
 from transport.nats_client import LeanClient
@@ -594,5 +594,4 @@ _CONNECTION_LOST = (
 
 def _describe(exc: BaseException) -> str:
     """An error of nats-py in one line, any URL in it masked."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return " ".join(mask_url(word) if "://" in word else word for word in text.split(" "))
+    return mask_urls_in(" ".join(str(exc).split()) or type(exc).__name__)
