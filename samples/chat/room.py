@@ -20,6 +20,7 @@ A browser page using these routes is served on the WebSocket port (see ``static.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,12 @@ GROUP = "room"
 """The name of the chat's group in the cluster sample (etcd groups)."""
 
 MAX_GONE = 10_000
-"""uids a room remembers as left before they joined (uids are never reused)."""
+"""uids a room remembers as left before they joined."""
+
+GONE_FOR = 60.0
+"""Seconds a room remembers such a uid: far longer than a join can be on its way (the RPC
+timeout, 5 s), short enough that a uid used again later (a connector restarted after a crash
+numbers its sessions from 1 again) joins as anyone does."""
 
 Push = Callable[[str, Any, list[str]], None]
 """Push ``(route, body, uids)`` without waiting: ``App.push_to_users``."""
@@ -55,7 +61,7 @@ class ChatMessage:
 class Join:
     """To the room: ``uid`` joins as ``name``; answered with the member names, in join
     order. The others are told ``onNewUser``. ``SessionClosed`` if ``uid`` left before its
-    join reached the room (uids are never reused: it is gone)."""
+    join reached the room (within :data:`GONE_FOR`: it is gone)."""
 
     uid: str
     name: str
@@ -96,13 +102,14 @@ class ChatRoom(Actor):
         self.push = push
         self.names: dict[str, str] = {}
         """uid -> display name, in join order."""
-        self.gone: dict[str, None] = {}
-        """uids that left before their join reached the room (at most :data:`MAX_GONE`,
-        oldest dropped first): in a cluster the frontend's leave may overtake the join."""
+        self.gone: dict[str, float] = {}
+        """uids that left before their join reached the room, with when (at most
+        :data:`MAX_GONE`, oldest dropped first): in a cluster the frontend's leave may
+        overtake the join."""
 
     def on_join(self, msg: Join) -> list[str]:
-        if msg.uid in self.gone:
-            del self.gone[msg.uid]
+        left_at = self.gone.pop(msg.uid, None)
+        if left_at is not None and time.monotonic() - left_at < GONE_FOR:
             raise SessionClosed(f"{msg.uid} left before joining")
         others = list(self.names)
         self.names[msg.uid] = msg.name
@@ -120,7 +127,7 @@ class ChatRoom(Actor):
         if name is not None:
             self.push("onUserLeft", {"name": name}, list(self.names))
             return
-        self.gone[msg.uid] = None  # its join may still be on its way: refused when it comes
+        self.gone[msg.uid] = time.monotonic()  # its join may be on its way: refused then
         if len(self.gone) > MAX_GONE:
             del self.gone[next(iter(self.gone))]
 

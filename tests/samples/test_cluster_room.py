@@ -9,10 +9,17 @@ member nobody would ever remove: the room now remembers who left before joining.
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from actors.session import SessionClosed
+from actors.system import ActorSystem
 from actors.testing import MemoryCluster, TestClient
-from samples.chat.room import GROUP, CountMembers
+from samples.chat import room as room_module
+from samples.chat.room import GONE_FOR, GROUP, ChatRoom, CountMembers, Join, MemberLeft
 from samples.cluster.servers import ROOM_ACTOR, build_connector, build_room
 from tests.reliability.support import until
 
@@ -78,6 +85,23 @@ async def test_a_uid_left_in_the_group_by_a_crashed_frontend_or_a_lost_group_sti
             assert await room.groups.members(GROUP) == [bob_uid]
         finally:
             await test.stop()
+
+
+async def test_a_uid_that_left_before_joining_is_refused_a_while_not_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The room remembers a uid whose leave overtook its join. For good, a uid used again
+    (a connector restarted after a crash numbers its sessions from 1 again) was refused."""
+    pushes: list[Any] = []
+    async with ActorSystem() as system:
+        room = system.spawn(ChatRoom, lambda *push: pushes.append(push))
+        await room.ask(MemberLeft("c-1:1"))
+        with pytest.raises(SessionClosed):
+            await room.ask(Join("c-1:1", "ann"))
+        await room.ask(MemberLeft("c-1:2"))
+        later = time.monotonic() + GONE_FOR + 1
+        monkeypatch.setattr(room_module, "time", SimpleNamespace(monotonic=lambda: later))
+        assert await room.ask(Join("c-1:2", "bob")) == ["bob"]
 
 
 def seams(network: MemoryCluster) -> dict[str, Any]:
