@@ -201,11 +201,18 @@ def _expand(
     return commands
 
 
+def drains(env: Mapping[str, str]) -> bool:
+    """A server with this environment drains its sessions when stopped
+    (``PITAYA_DRAIN_SESSIONS``): the launcher stops such servers first, and the others once
+    they are gone, so that their clients are served through the drain."""
+    return env.get("PITAYA_DRAIN_SESSIONS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, where: str) -> None:
     """A server told to drain its sessions (``PITAYA_DRAIN_SESSIONS``) may take
     ``drain_timeout`` and then ``shutdown_timeout`` to stop: a shorter ``stop_timeout`` has
     the launcher SIGKILL it halfway, its clients left without their kick."""
-    if env.get("PITAYA_DRAIN_SESSIONS", "").strip().lower() not in {"1", "true", "yes", "on"}:
+    if not drains(env):
         return
     try:
         needs = float(env.get("PITAYA_DRAIN_TIMEOUT", "60")) + float(

@@ -23,7 +23,7 @@ from typing import Any
 
 from thespian.actors import ActorTypeDispatcher, ChildActorExited, WakeupMessage
 
-from actors.launch.config import ServerCommand
+from actors.launch.config import ServerCommand, drains
 from actors.launch.keeper import ServerKeeper, pid_alive, terminate_pid
 from actors.launch.messages import (
     Deploy,
@@ -61,6 +61,8 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
         self.unreported: set[str] = set()
         self.stopping = False
         self.stop_requester: Any = None
+        self.second_wave: list[str] = []
+        """Servers whose stop waits for the draining ones to be gone."""
         self.returncodes: dict[str, int | None] = {}
 
     # -- deploy ----------------------------------------------------------------------------
@@ -141,18 +143,33 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
         self._stop_all(sender)
 
     def _stop_all(self, requester: Any) -> None:
+        """Stop every server: first those that drain their sessions (frontends, as a rule),
+        then, once they are gone, the others, which serve the drained clients till then."""
         self.stopping = True
         self.stop_requester = requester
         self.unreported = set(self.commands)
-        for name in self.commands:
+        first = [name for name, command in self.commands.items() if drains(dict(command.env))]
+        self.second_wave = [name for name in self.commands if name not in first]
+        for name in first:
             self.send(self.keeper, StopServer(name))
+        self._next_wave()
         self._maybe_stopped()
+
+    def _next_wave(self) -> None:
+        """Once only the second wave is left to report, stop it."""
+        second, self.second_wave = self.second_wave, []
+        if second and self.unreported == set(second):
+            for name in second:
+                self.send(self.keeper, StopServer(name))
+        else:
+            self.second_wave = second
 
     def receiveMsg_ServerStopped(self, msg: ServerStopped, sender: Any) -> None:
         self.returncodes[msg.name] = msg.returncode
         old = self.states[msg.name]
         self.states[msg.name] = ServerState(msg.name, None, False, old.restarts, msg.returncode)
         self.unreported.discard(msg.name)
+        self._next_wave()
         self._maybe_stopped()
 
     def _maybe_stopped(self) -> None:

@@ -1,7 +1,9 @@
 """A stand-in server for launcher tests: ``python -m tests.launch.dummy NAME MODE``.
 
-Modes: ``serve`` (runs until SIGTERM, then exits 0), ``stubborn`` (ignores SIGTERM),
-``crash`` (exits 3 at once). Each prints ``dummy NAME up pid PID`` when it runs.
+Modes: ``serve`` (runs until SIGTERM, then exits 0), ``drain`` (on SIGTERM takes a second
+to exit 0, like a server draining its sessions), ``stubborn`` (ignores SIGTERM), ``crash``
+(exits 3 at once). Each prints ``dummy NAME up pid PID`` when it runs, and ``dummy NAME got
+SIGTERM`` and ``dummy NAME stopped`` when it stops.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+from types import FrameType
 
 
 def main() -> None:
@@ -19,7 +23,15 @@ def main() -> None:
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            print(f"dummy {name} got SIGTERM", flush=True)
+            if mode == "drain":
+                time.sleep(1.0)
+            print(f"dummy {name} stopped", flush=True)
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, stop)
     print(f"dummy {name} up pid {os.getpid()}", flush=True)
     while True:
         signal.pause()

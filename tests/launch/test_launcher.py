@@ -282,6 +282,35 @@ async def test_a_supervisor_slow_to_answer_is_asked_again_not_given_up(
     assert await launcher.wait() == 0
 
 
+async def test_servers_that_drain_are_stopped_before_the_others(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    """All at once, the backends were gone while the frontends drained: their clients'
+    messages failed for the whole drain."""
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        f"""
+        [[servers]]
+        name = "back"
+        module = "{DUMMY}"
+        args = ["back", "serve"]
+
+        [[servers]]
+        name = "front"
+        module = "{DUMMY}"
+        args = ["front", "drain"]
+        env = {{ PITAYA_DRAIN_SESSIONS = "1", PITAYA_DRAIN_TIMEOUT = "5" }}
+        """
+    )
+    launcher = await launch(launchers, config)
+    for name in ("back", "front"):
+        await launcher.wait_line(rf"dummy {name} up pid \d+")
+    launcher.signal(signal.SIGTERM)
+    assert await launcher.wait() == 0
+    output = launcher.tail(40)
+    assert output.index("dummy front stopped") < output.index("dummy back got SIGTERM"), output
+
+
 async def test_a_server_stops_when_its_keeper_is_killed_and_not_replaced(
     tmp_path: Path, launchers: list[LauncherProcess]
 ) -> None:
