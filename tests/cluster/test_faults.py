@@ -228,7 +228,7 @@ async def test_frontend_sigterm_under_load_loses_no_acknowledged_request(
             except ConnectionClosed:
                 outcome = "kicked" if client.kicked else "closed"
             except RequestError as exc:
-                outcome = exc.code
+                outcome = "refused" if exc.msg == "server shutting down" else exc.code
             records.append((sent, outcome))
             if len(records) >= 3 * len(clients):
                 steady.set()
@@ -245,5 +245,7 @@ async def test_frontend_sigterm_under_load_loses_no_acknowledged_request(
     after = Counter(o for sent, o in records if sent >= sigterm_at[0])
     print(f"\nfrontend SIGTERM: before: {Counter(before)}, after: {after}")
     assert before and all(o == "ok" for o in before)  # in flight at SIGTERM: completed
-    assert set(after) <= {"ok", "kicked"}  # later: answered, or a clean close
+    # Later: answered, refused at once (PIT-500 "server shutting down": the stop does not
+    # wait for clients that keep sending), or a clean close.
+    assert set(after) <= {"ok", "refused", "kicked"}
     assert all(c.kicked for c in clients)
