@@ -286,6 +286,9 @@ class FakeEtcd:
         finally:
             self._watchers.remove(watcher)
 
+    async def close(self) -> None:
+        self.calls.append(("close",))
+
     def end_watches(self) -> None:
         for _, queue in self._watchers:
             queue.put_nowait(None)
@@ -521,6 +524,47 @@ async def test_revoke_drops_the_lease_and_survives_an_outage(
         assert "[me] could not revoke the discovery lease: etcd is down" in caplog.messages
 
 
+@pytest.mark.looptime
+async def test_after_revoke_nothing_puts_the_entry_back_and_the_table_is_still_followed() -> None:
+    """A draining server leaves discovery and keeps its watch: its keep-alive, the repair of
+    a vanished entry and the resync must not register it again."""
+    async with node(ttl=3) as n:
+        etcd = n.etcd
+        await n.actor.revoke()
+        assert n.registered[-1] is False and ME.key() not in etcd.data
+        calls = len(etcd.calls)
+        n.actor._own_key_changed(None)  # what the watch says of our key's deletion
+        await n.actor._ensure_registered()
+        await asyncio.sleep(10)  # keep-alive ticks (every 1 s) and a resync would come
+        made = [c for c in etcd.calls[calls:] if c[0] in ("grant", "put", "keep_alive")]
+        assert made == [] and ME.key() not in etcd.data
+        await etcd.put(info("new").key(), info("new").to_json())
+        await settle()
+        assert "new" in n.table.by_id  # still following
+
+
+@pytest.mark.looptime
+async def test_revoke_waits_for_a_registration_under_way_and_removes_it() -> None:
+    async with node(ttl=3) as n:
+        etcd = n.etcd
+        gate = asyncio.Event()
+        put_if_absent = etcd.put_if_absent
+
+        async def slow_put_if_absent(key: str, value: bytes, *, lease: int = 0) -> bool:
+            await gate.wait()
+            return await put_if_absent(key, value, lease=lease)
+
+        etcd.put_if_absent = slow_put_if_absent  # type: ignore[method-assign]
+        etcd.delete(ME.key())  # vanished: the repair starts, and waits in put_if_absent
+        repairing = asyncio.ensure_future(n.actor._ensure_registered())
+        await settle()
+        revoking = asyncio.ensure_future(n.actor.revoke())
+        await settle()
+        gate.set()
+        await asyncio.gather(repairing, revoking)
+        assert ME.key() not in etcd.data and n.actor.lease is None
+
+
 # -- the service around it -------------------------------------------------------------------
 
 
@@ -576,6 +620,10 @@ async def test_the_service_reads_its_table_and_stops_by_revoking(
         assert service.registered is False
         assert ME.key() not in etcd.data
         await service.stop()  # idempotent
+        actor = system.lookup("discovery")
+        assert actor is not None and actor.alive  # still following the table
+        await service.close()
+        assert not actor.alive
 
 
 @pytest.mark.looptime
