@@ -341,6 +341,27 @@ async def test_a_stop_waits_for_the_requests_queued_behind_a_running_one() -> No
         assert app.requests_in_flight.count == 0
 
 
+async def test_a_client_gone_with_requests_waiting_leaves_none_counted_in_flight() -> None:
+    app = make_app()
+    async with serve(app) as server:
+        client = await server.connect()
+        sent = [asyncio.ensure_future(client.request("game.hold"))]
+        game = app.handler_instance("game")
+        assert isinstance(game, Game)
+        await asyncio.wait_for(game.holding.wait(), 5)
+        for i in range(2):
+            body = {"seconds": 0, "tag": str(i)}
+            sent.append(asyncio.ensure_future(client.request("game.delayed", body)))
+        [session] = app.sessions
+        actor = session.ref._cell.actor
+        await until(lambda: len(actor.pending) == 2)
+        await client.close()
+        await until(lambda: app.connection_count == 0)
+        game.release.set()
+        await until(lambda: app.requests_in_flight.count == 0)  # else a stop waits it out
+        await asyncio.gather(*sent, return_exceptions=True)  # closed: none answered
+
+
 async def test_once_stopping_new_requests_are_refused_so_the_stop_need_not_wait(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
