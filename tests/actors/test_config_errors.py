@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from actors.app import App
-from actors.config import ConfigError
+from actors.config import Config, ConfigError, check_config, misspelt_env
 
 SERVER = textwrap.dedent(
     """
@@ -163,3 +163,24 @@ async def test_zero_is_taken_where_it_means_something() -> None:
         assert app.ready_now()
     finally:
         await app.stop()
+
+
+def test_misspelt_env_names_near_misses_only() -> None:
+    assert misspelt_env(
+        {
+            "PITAYA_HEARTBEAT_INTERVAL": "5",  # right
+            "HEARTBEAT_INTERVALL": "5",  # not ours: no prefix
+            "PITAYA_HEARTBEAT_INTERVL_": "5",  # two letters off a long name
+            "PITAYA_MDE": "x",  # one letter off a short name
+            "PITAYA_MOOD": "x",  # two letters off a short name: not taken for it
+            "PITAYA_RPC_TIMEOUTS": "1",  # nearest of several options
+        }
+    ) == [
+        ("PITAYA_HEARTBEAT_INTERVL_", "PITAYA_HEARTBEAT_INTERVAL"),
+        ("PITAYA_MDE", "PITAYA_MODE"),
+        ("PITAYA_RPC_TIMEOUTS", "PITAYA_RPC_TIMEOUT"),
+    ]
+
+
+def test_max_partial_bytes_may_be_exactly_twice_a_packet_and_its_header() -> None:
+    check_config(Config(max_packet_size=4096, max_partial_bytes=2 * (4096 + 4)))

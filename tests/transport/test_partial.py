@@ -56,6 +56,24 @@ def test_over_the_limit_the_largest_holder_is_dropped_not_the_one_that_grew() ->
     assert budget.dropped == 1
 
 
+def test_back_at_the_limit_no_more_are_dropped() -> None:
+    budget = PartialBudget(1000)
+    peers = [Peer(budget, str(n)) for n in range(3)]
+    for peer in peers:
+        peer.hold.set(500)  # the third makes 1,500: one goes, 1,000 left
+    assert sum(peer.dropped for peer in peers) == 1
+    assert (budget.held, budget.dropped) == (1000, 1)
+
+
+def test_a_connection_holding_nothing_is_not_kept() -> None:
+    """Nor its drop callback (its connection): every closed connection stayed referenced."""
+    budget = PartialBudget(1000)
+    peer = Peer(budget, "a")
+    peer.hold.set(300)
+    peer.hold.set(0)
+    assert budget._holders == {}
+
+
 def test_the_largest_holders_are_dropped_until_the_total_is_within_the_limit() -> None:
     budget = PartialBudget(1000)
     peers = [Peer(budget, str(size)) for size in (100, 200, 300, 350)]

@@ -821,6 +821,11 @@ def test_a_notify_that_cannot_be_encoded_is_logged(caplog: pytest.LogCaptureFixt
         (119.99999999, "1m59.99999999s"),
         (123.456789, "2m3.456789s"),
         (3600.5, "1h0m0.5s"),
+        (0, "0s"),
+        (1e-6, "1µs"),
+        (1e-3, "1ms"),
+        (1, "1s"),
+        (60, "1m0s"),
     ],
 )
 def test_a_timeout_is_written_as_go_writes_a_duration(seconds: float, text: str) -> None:
