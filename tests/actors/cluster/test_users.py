@@ -382,6 +382,11 @@ ROOM = server("room-1", "room", frontend=False)
 CONNECTOR = server("c-1", "connector", frontend=True)
 
 
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
 def discovery_of(cluster: ClusterUsers) -> Discovery:
     found = cluster.discovery
     assert isinstance(found, Discovery)
@@ -395,14 +400,17 @@ async def test_pushes_published_while_no_frontend_is_listed_go_once_one_is_in_or
     cluster = users(subjects=subjects, me=ROOM)
     cluster.publish_push("r", b"1", ["ann"], None)
     cluster.publish_push("s", b"2", ["bob"], "connector")  # behind the first one
+    cluster.publish_push("t", b"0", ["cid"], None)
     await until(lambda: cluster._frontend_listed is not None)
     assert subjects.published == []
     discovery_of(cluster).add(CONNECTOR)
-    await until(lambda: len(subjects.published) == 2)
+    assert cluster._publisher is not None
+    await asyncio.wait_for(cluster._publisher, 1)
     assert [(t, decode_push(d)) for t, _, _, d in subjects.published] == [
         ("connector", UserPush("ann", "r", b"1")),
         ("connector", UserPush("bob", "s", b"2")),
-    ]
+        ("connector", UserPush("cid", "t", b"0")),
+    ]  # each once, in order
     cluster.publish_push("t", b"3", ["cid"], None)  # listed now: at once
     assert decode_push(subjects.published[-1][3]) == UserPush("cid", "t", b"3")
 
@@ -435,16 +443,25 @@ async def test_a_waiting_push_that_fails_or_a_cancelled_wait_never_holds_the_nex
     assert "[room-1] push s to 1 uid(s) failed: refused" in caplog.messages
 
 
-async def test_an_awaited_push_or_kick_waits_for_a_frontend_to_be_listed() -> None:
+async def test_an_awaited_push_or_kick_waits_for_a_frontend_to_be_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Woken when one is listed (not at the end of the wait), and only by a frontend."""
+    monkeypatch.setattr(users_module, "FRONTEND_WAIT", 60.0)
     subjects = Subjects({("connector", "ann"): ACKED})
     cluster = users(subjects=subjects, me=ROOM)
     pushed = asyncio.ensure_future(cluster.push_to_users("r", b"1", ["ann", "bob"], None))
     kicked = asyncio.ensure_future(cluster.kick_users(["ann"], "bye", None))
     await until(lambda: cluster._frontend_listed is not None)
+    discovery = discovery_of(cluster)
+    discovery.add(server("room-2", "room", frontend=False))  # a backend: no one to push to
+    for listener in discovery.listeners:
+        listener(CONNECTOR, False)  # a frontend leaving: not listed
+    await settle()
     assert not pushed.done() and not kicked.done()
-    discovery_of(cluster).add(CONNECTOR)
-    assert await pushed == ["bob"]
-    assert await kicked == []
+    discovery.add(CONNECTOR)
+    assert await asyncio.wait_for(pushed, 1) == ["bob"]
+    assert await asyncio.wait_for(kicked, 1) == []
 
 
 async def test_a_queued_push_waits_for_a_frontend_too() -> None:
