@@ -399,6 +399,27 @@ async def test_a_stop_by_code_ends_serve_forever_too() -> None:
     await asyncio.wait_for(serving, 5)
 
 
+async def test_a_stop_by_code_skips_the_drain_and_serve_forever_waits_for_it() -> None:
+    app = make_app(drain_sessions=True, drain_timeout=60, shutdown_timeout=30)
+    app.listen_tcp("127.0.0.1", 0)
+    serving = asyncio.ensure_future(app.serve_forever())
+    await until(app.ready_now)
+    client = await Client.connect(*app.address("tcp"))
+    held = asyncio.ensure_future(client.request("game.hold"))
+    game = app.handler_instance("game")
+    assert isinstance(game, Game)
+    await asyncio.wait_for(game.holding.wait(), 5)
+    stopping = asyncio.ensure_future(app.stop())
+    await until(lambda: app._lifecycle.stopping)
+    await asyncio.sleep(0.05)
+    assert not serving.done()  # the stop under way holds it
+    assert not app._lifecycle.draining  # connected clients are not waited for
+    game.release.set()
+    assert await asyncio.wait_for(held, 5) == {"held": "done"}
+    await asyncio.wait_for(stopping, 10)
+    await asyncio.wait_for(serving, 5)
+
+
 async def test_request_on_a_closed_client_raises() -> None:
     async with serve(make_app()) as server:
         client = await server.connect()

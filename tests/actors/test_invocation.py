@@ -23,7 +23,7 @@ from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequest
 from actors.handler import Handler, handler
 from actors.invocation import Sequencer
 from actors.metrics.names import PROCESS_DELAY
-from actors.session import Session
+from actors.session import Session, SessionClosed
 from actors.testing import TestClient, TestSession
 from tests.actors.metrics.recorder import Recorder
 from transport.serializers import MsgpackSerializer
@@ -98,6 +98,10 @@ class Inv(Handler):
     @handler
     def fail(self, session: Session | None) -> dict[str, Any]:
         raise ValueError("bad input")
+
+    @handler
+    async def left(self, session: Session | None) -> dict[str, Any]:
+        raise SessionClosed("the client left while this awaited")
 
     @handler
     def fail_silently(self, session: Session | None) -> dict[str, Any]:
@@ -315,6 +319,21 @@ async def test_a_failure_names_its_session_and_a_route_failing_again_is_told_onc
         assert caplog.records[-1].levelno == logging.ERROR
         assert caplog.records[-1].exc_info is not None
         assert isinstance(caplog.records[-1].exc_info[1], KeyError)
+
+
+async def test_a_client_that_left_is_no_failure_of_the_handler(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.invocation")
+    async with started() as app:
+        done = Done()
+        route = app.local_routes["inv.left"]
+        app.invoker.invoke(route, "inv.left", TestSession(3), b"{}", False, done)
+        await done.result()
+        assert error_of(done).code == "PIT-500"
+        assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+            (logging.INFO, "[i1] handler inv.left stopped: the client left while this awaited")
+        ]
 
 
 async def test_async_failures_are_answered_like_sync_ones() -> None:

@@ -154,6 +154,16 @@ def test_msgpack_bodies_build_nested_dataclasses_too() -> None:
     assert decode(Move, body, MSGPACK) == Move(Pos(1, 2), [Pos(3, 4)])
 
 
+@dataclass
+class Loose:
+    anything: Any | None = None
+
+
+def test_an_optional_field_of_any_type_is_taken_as_it_is() -> None:
+    assert decode(Loose, b'{"anything":5}') == Loose(5)
+    assert decode(Loose, b'{"anything":null}') == Loose(None)
+
+
 def test_a_dataclass_may_contain_itself() -> None:
     tree = decode(Tree, b'{"name":"a","children":[{"name":"b","children":[{"name":"c"}]}]}')
     assert tree == Tree("a", [Tree("b", [Tree("c")])])

@@ -27,7 +27,7 @@ from actors.app import App
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterStartupError
-from actors.errors import FrontendOnly, PitayaError
+from actors.errors import FrontendOnly, PitayaError, RpcTimeout
 from actors.groups import GroupAlreadyExists
 from actors.handler import Handler, Remote, handler
 from actors.modules.unique_session import UniqueSession
@@ -146,6 +146,10 @@ class Counts(Remote):
     @handler
     def refuse(self, caller: Session | None, body: Any) -> dict[str, Any]:
         raise PitayaError("PIT-403", "no")
+
+    @handler
+    def timeout(self, caller: Session | None, body: Any) -> dict[str, Any]:
+        raise RpcTimeout("rpc client: request timeout", {"from": "room"})
 
     @handler
     def upper(self, caller: Session | None, body: StringValue) -> StringValue:
@@ -503,6 +507,15 @@ class Tally:
 @dataclass
 class Upper:
     value: int
+
+
+async def test_a_remote_s_own_pit_408_keeps_its_metadata() -> None:
+    """Only the timeout this server waited out gets Go's metadata; a PIT-408 the remote
+    itself answered (its own call timed out) is passed on as it is."""
+    async with cluster(connectors=1) as net:
+        with pytest.raises(PitayaError) as caught:
+            await net.connectors[0].rpc("room.counts.timeout", {})
+        assert (caught.value.code, caught.value.metadata) == ("PIT-408", {"from": "room"})
 
 
 async def test_between_our_servers_a_reply_may_be_a_dataclass() -> None:
