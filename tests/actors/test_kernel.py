@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from actors.actor import Actor
+from actors.dispatch import TimerTick, dispatch_table
 from actors.errors import ActorNameTaken, ActorStopped, AskTimeout, MailboxFull, UnhandledMessage
 from actors.kernel import DRAIN_BATCH, ActorRef, Timer
 from actors.system import ActorSystem
@@ -376,6 +377,22 @@ async def test_a_timer_s_message_meets_the_hooks_and_counters_as_itself(
         system.spawn(Unprepared)
         await until(lambda: system.unhandled_messages == 1)
         assert "Unprepared-2 has no receiver for Join" in caplog.messages[-1]
+
+
+async def test_a_timer_s_messages_left_at_a_stop_are_dead_letters_as_themselves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.system")
+    async with ActorSystem() as system:
+        picky = system.spawn(TimedPicky)
+        actor = await until_started(picky)
+        picky.tell(Join("a"))
+        actor.clock._fire()  # queued behind Join("a")
+        await system.stop(picky)
+        assert system.dead_letters == 2
+        letters = [m for m in caplog.messages if m.startswith("dead letter to")]
+        assert letters == [f"dead letter to {picky.name}: Join"] * 2
+        assert TimerTick not in dispatch_table(TimedPicky).message_classes()
 
 
 async def until_started(ref: ActorRef) -> Any:
