@@ -71,6 +71,28 @@ FRONTEND_WAIT_AGAIN = 10.0
 again (a cluster that has no frontend at all)."""
 
 
+class QueueWorker:
+    """The one task working a queue off: :meth:`wake` starts it when none runs, and it is
+    forgotten when it ends, also when cancelled before it began (a ``finally`` in the work
+    would not run then, and the queue would wait for good)."""
+
+    __slots__ = ("_work", "task")
+
+    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._work = work
+        self.task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        if self.task is None:
+            task = asyncio.get_running_loop().create_task(self._work())
+            task.add_done_callback(self._done)
+            self.task = task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if self.task is task:
+            self.task = None
+
+
 @runtime_checkable
 class UserDelivery(Protocol):
     """How pushes and kicks by uid reach the frontend each uid is bound on, when something
@@ -123,11 +145,12 @@ class ClusterUsers:
         self._tasks: set[asyncio.Task[None]] = set()
         """Unsubscriptions and fire-and-forget pushes under way (kept referenced)."""
         self._pushes: deque[tuple[str, bytes, list[str], list[str]]] = deque()
-        self._pusher: asyncio.Task[None] | None = None
+        self._pusher = QueueWorker(self._work_off_pushes)
+        """Works ``_pushes`` off (with the binding storage module)."""
         self._unsent: deque[tuple[str, list[tuple[str, bytes]], str | None]] = deque()
         """Pushes published while no frontend was known, waiting for one (in call order):
         route, each uid with its encoded push, the frontend type asked for."""
-        self._publisher: asyncio.Task[None] | None = None
+        self._publisher = QueueWorker(self._publish_when_listed)
         """Works ``_unsent`` off once a frontend is listed."""
         self._frontend_listed: asyncio.Event | None = None
         """Set when discovery lists a frontend, for the pushes waiting for one."""
@@ -168,18 +191,12 @@ class ClusterUsers:
             if not types or self._unsent:
                 # No frontend listed yet: published once one is, after those before it.
                 self._unsent.append((route, encoded, frontend_type))
-                if self._publisher is None:
-                    publisher = asyncio.get_running_loop().create_task(
-                        self._publish_when_listed(subjects)
-                    )
-                    publisher.add_done_callback(self._publisher_done)
-                    self._publisher = publisher
+                self._publisher.wake()
                 return
             self._publish(subjects, encoded, types)
             return
         self._pushes.append((route, payload, list(uids), types))
-        if self._pusher is None:
-            self._pusher = asyncio.get_running_loop().create_task(self._work_off_pushes())
+        self._pusher.wake()
 
     @staticmethod
     def _publish(
@@ -189,7 +206,9 @@ class ClusterUsers:
             for kind in types:
                 subjects.publish_user(kind, uid, "push", data)
 
-    async def _publish_when_listed(self, subjects: UserSubjects) -> None:
+    async def _publish_when_listed(self) -> None:
+        subjects = self.subjects
+        assert subjects is not None  # only queued where there are subjects
         unsent = self._unsent
         while unsent:
             route, encoded, frontend_type = unsent[0]
@@ -200,30 +219,22 @@ class ClusterUsers:
             except Exception as exc:  # one push's failure is not the next one's
                 self.log.warning("push %s to %d uid(s) failed: %s", route, len(encoded), exc)
 
-    def _publisher_done(self, task: asyncio.Task[None]) -> None:
-        """Cancelled (the server stops) or done: the next waiting push starts another."""
-        if self._publisher is task:
-            self._publisher = None
-
     async def _work_off_pushes(self) -> None:
-        try:
-            while self._pushes:
-                route, payload, uids, types = self._pushes.popleft()
-                if not types:
-                    types = await self._frontend_types_soon(route)
-                if not types:
-                    continue
-                try:
-                    unreached = await self.push_to_users(route, payload, uids, types[0])
-                    for kind in types[1:]:
-                        unreached = await self.push_to_users(route, payload, unreached, kind)
-                except Exception as exc:
-                    self.log.warning("push %s to %d uid(s) failed: %s", route, len(uids), exc)
-                    continue
-                if unreached:
-                    self.log.debug("push %s reached nobody for %s", route, unreached)
-        finally:
-            self._pusher = None
+        while self._pushes:
+            route, payload, uids, types = self._pushes.popleft()
+            if not types:
+                types = await self._frontend_types_soon(route)
+            if not types:
+                continue
+            try:
+                unreached = await self.push_to_users(route, payload, uids, types[0])
+                for kind in types[1:]:
+                    unreached = await self.push_to_users(route, payload, unreached, kind)
+            except Exception as exc:
+                self.log.warning("push %s to %d uid(s) failed: %s", route, len(uids), exc)
+                continue
+            if unreached:
+                self.log.debug("push %s reached nobody for %s", route, unreached)
 
     async def kick_users(
         self, uids: list[str], reason: str, frontend_type: str | None
@@ -402,11 +413,7 @@ class ClusterUsers:
         subjects = self.subjects
         if uid is None or subjects is None or self.sessions.by_uid(uid) is not None:
             return  # no subjects, or another session holds the uid now
-        self._spawn(subjects.forget_user(uid))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` in the background, kept referenced until it ends."""
-        task = asyncio.get_running_loop().create_task(work)
+        task = asyncio.get_running_loop().create_task(subjects.forget_user(uid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

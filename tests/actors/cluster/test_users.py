@@ -334,7 +334,7 @@ async def test_publish_push_with_the_storage_works_off_a_queue_in_order() -> Non
     cluster.publish_push("r", b"1", ["ann", "bob"], None)
     cluster.publish_push("s", b"2", ["cid"], "gate")
     assert bindings.calls == []  # nothing awaited by the caller
-    pusher = cluster._pusher
+    pusher = cluster._pusher.task
     assert pusher is not None
     await pusher
     assert bindings.calls == [
@@ -342,7 +342,7 @@ async def test_publish_push_with_the_storage_works_off_a_queue_in_order() -> Non
         ("push", "r", b"1", ["bob"], ["gate"]),  # only who the first type did not take
         ("push", "s", b"2", ["cid"], ["gate"]),
     ]
-    assert cluster._pusher is None
+    assert cluster._pusher.task is None
 
 
 async def test_a_failing_queued_push_is_logged_and_the_next_one_still_goes(
@@ -353,8 +353,8 @@ async def test_a_failing_queued_push_is_logged_and_the_next_one_still_goes(
     cluster = users(bindings=bindings)
     cluster.publish_push("r", b"1", ["ann"], None)
     cluster.publish_push("s", b"2", ["bob"], None)
-    assert cluster._pusher is not None
-    await cluster._pusher
+    assert cluster._pusher.task is not None
+    await cluster._pusher.task
     assert [c[1] for c in bindings.calls] == ["r", "s"]
     assert [r.getMessage() for r in caplog.records] == [
         "[c-1] push r to 1 uid(s) failed: etcd down",
@@ -368,8 +368,8 @@ async def test_a_queued_push_that_reached_nobody_is_told_at_debug(
     caplog.set_level(logging.DEBUG, logger="actors.cluster.users")
     cluster = users(bindings=Bindings(failed=["bob"]))
     cluster.publish_push("r", b"1", ["ann", "bob"], None)
-    assert cluster._pusher is not None
-    await cluster._pusher
+    assert cluster._pusher.task is not None
+    await cluster._pusher.task
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("DEBUG", "[c-1] push r reached nobody for ['bob']")
     ]
@@ -404,8 +404,8 @@ async def test_pushes_published_while_no_frontend_is_listed_go_once_one_is_in_or
     await until(lambda: cluster._frontend_listed is not None)
     assert subjects.published == []
     discovery_of(cluster).add(CONNECTOR)
-    assert cluster._publisher is not None
-    await asyncio.wait_for(cluster._publisher, 1)
+    assert cluster._publisher.task is not None
+    await asyncio.wait_for(cluster._publisher.task, 1)
     assert [(t, decode_push(d)) for t, _, _, d in subjects.published] == [
         ("connector", UserPush("ann", "r", b"1")),
         ("connector", UserPush("bob", "s", b"2")),
@@ -428,17 +428,17 @@ async def test_a_waiting_push_that_fails_or_a_cancelled_wait_never_holds_the_nex
     subjects = FailingSubjects()
     cluster = users(subjects=subjects, me=ROOM)
     cluster.publish_push("r", b"1", ["ann"], None)
-    publisher = cluster._publisher
+    publisher = cluster._publisher.task
     assert publisher is not None
     publisher.cancel()  # the server stopping, say
     with pytest.raises(asyncio.CancelledError):
         await publisher
-    assert cluster._publisher is None
+    assert cluster._publisher.task is None
     cluster.publish_push("s", b"2", ["bad"], None)
     cluster.publish_push("t", b"3", ["bob"], None)
-    assert cluster._publisher is not None
+    assert cluster._publisher.task is not None
     discovery_of(cluster).add(CONNECTOR)
-    await asyncio.wait_for(cluster._publisher, 5)
+    await asyncio.wait_for(cluster._publisher.task, 5)
     assert [decode_push(d).route for *_, d in subjects.published] == ["r", "t"]
     assert "[room-1] push s to 1 uid(s) failed: refused" in caplog.messages
 
@@ -470,8 +470,8 @@ async def test_a_queued_push_waits_for_a_frontend_too() -> None:
     cluster.publish_push("r", b"1", ["ann"], None)
     await until(lambda: cluster._frontend_listed is not None)
     discovery_of(cluster).add(CONNECTOR)
-    assert cluster._pusher is not None
-    await cluster._pusher
+    assert cluster._pusher.task is not None
+    await cluster._pusher.task
     assert bindings.calls == [("push", "r", b"1", ["ann"], ["connector"])]
 
 
@@ -486,8 +486,8 @@ async def test_with_no_frontend_at_all_a_push_waits_once_then_warns_and_no_longe
     assert await asyncio.wait_for(cluster.push_to_users("s", b"", ["bob"], None), 5) == ["bob"]
     assert await asyncio.wait_for(cluster.kick_users(["bob"], "", None), 5) == ["bob"]
     cluster.publish_push("t", b"", ["cid"], None)
-    assert cluster._publisher is not None
-    await asyncio.wait_for(cluster._publisher, 5)
+    assert cluster._publisher.task is not None
+    await asyncio.wait_for(cluster._publisher.task, 5)
     assert subjects.published == [] and subjects.requested == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [
