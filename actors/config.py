@@ -330,9 +330,9 @@ def check_config(config: Config) -> None:
     """Raise :class:`ConfigError` naming the first option that cannot work: a number of the
     wrong type, not finite, or out of its range (sizes, limits, timeouts and intervals are
     positive; the options of :data:`_AT_LEAST_ZERO` may be 0; ports are at most 65535;
-    ``metrics_statsd_rate`` is a fraction; ``max_partial_bytes`` holds a largest packet twice). Run
-    when the app starts, before anything uses
-    them: a bad value otherwise surfaces later, for example as every handshake failing."""
+    ``metrics_statsd_rate`` is a fraction; ``max_partial_bytes`` holds a largest packet
+    twice). Run when the app starts, before anything uses them: a bad value otherwise
+    surfaces later, for example as every handshake failing."""
     for f in dataclasses.fields(config):
         default = f.default
         if type(default) not in (int, float):
@@ -367,13 +367,19 @@ def check_config(config: Config) -> None:
         )
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+"""How a ``PITAYA_*`` variable says yes to a switch (any case, spaces around)."""
+
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def _parse(name: str, raw: str, kind: type) -> Any:
     try:
         if kind is bool:
             lowered = raw.strip().lower()
-            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+            if lowered not in TRUE_WORDS | FALSE_WORDS:
                 raise ValueError(raw)
-            return lowered in {"1", "true", "yes", "on"}
+            return lowered in TRUE_WORDS
         if kind is dict:  # mailbox_limits: "Kind=N,Kind=N"
             pairs = (item.partition("=") for item in raw.split(",") if item.strip())
             return {key.strip(): int(value) for key, _, value in pairs}

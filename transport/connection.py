@@ -237,13 +237,9 @@ class ServerConnection:
         return self._handshake
 
     @property
-    def buffered(self) -> int:
-        """Bytes received that are not part of a whole packet yet."""
-        return self._decoder.buffered
-
-    @property
     def unfinished(self) -> bytearray:
-        """Those bytes (see :attr:`transport.packet.PacketDecoder.unfinished`)."""
+        """Bytes received that are not part of a whole packet yet (see
+        :attr:`transport.packet.PacketDecoder.unfinished`)."""
         return self._decoder.unfinished
 
     @property

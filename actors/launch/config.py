@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.config import TRUE_WORDS
+
 RESTART_POLICIES = ("always", "on-failure", "never")
 
 
@@ -83,6 +85,11 @@ class ServerCommand:
     log_file: str | None = None
     """Where stdout and stderr go (appended); None: the launcher's own stdout/stderr."""
     settings: KeeperSettings = field(default_factory=KeeperSettings)
+
+    @property
+    def drains(self) -> bool:
+        """It drains its sessions when stopped (see :func:`drains`)."""
+        return drains(dict(self.env))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +212,7 @@ def drains(env: Mapping[str, str]) -> bool:
     """A server with this environment drains its sessions when stopped
     (``PITAYA_DRAIN_SESSIONS``): the launcher stops such servers first, and the others once
     they are gone, so that their clients are served through the drain."""
-    return env.get("PITAYA_DRAIN_SESSIONS", "").strip().lower() in {"1", "true", "yes", "on"}
+    return env.get("PITAYA_DRAIN_SESSIONS", "").strip().lower() in TRUE_WORDS
 
 
 def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, where: str) -> None:

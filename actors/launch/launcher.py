@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from thespian.actors import ActorSystem
 
-from actors.launch.config import LaunchConfig, ServerCommand, drains
+from actors.launch.config import LaunchConfig, ServerCommand
 from actors.launch.loopback import keep_thespian_local
 from actors.launch.messages import (
     Deploy,
@@ -182,8 +182,7 @@ class Launcher:
         if timeout is None:
             # Two waves: the servers that drain their sessions, then the others.
             waves = [
-                [s for s in self.config.servers if drains(dict(s.env)) is first]
-                for first in (True, False)
+                [s for s in self.config.servers if s.drains is first] for first in (True, False)
             ]
             timeout = (
                 sum(max((s.settings.stop_timeout for s in wave), default=0.0) for wave in waves)

@@ -23,7 +23,7 @@ from typing import Any
 
 from thespian.actors import ActorTypeDispatcher, ChildActorExited, WakeupMessage
 
-from actors.launch.config import ServerCommand, drains
+from actors.launch.config import ServerCommand
 from actors.launch.keeper import ServerKeeper, pid_alive, terminate_pid
 from actors.launch.messages import (
     Deploy,
@@ -148,7 +148,7 @@ class Supervisor(ActorTypeDispatcher):  # type: ignore[misc]
         self.stopping = True
         self.stop_requester = requester
         self.unreported = set(self.commands)
-        first = [name for name, command in self.commands.items() if drains(dict(command.env))]
+        first = [name for name, command in self.commands.items() if command.drains]
         self.second_wave = [name for name in self.commands if name not in first]
         for name in first:
             self.send(self.keeper, StopServer(name))
