@@ -295,14 +295,20 @@ async def test_too_many_pending_requests_get_an_error() -> None:
         assert sorted(await asyncio.gather(*(t for t in queued if t not in failed))) == [0, 1]
 
 
+async def holding(app: App, client: Client) -> tuple[asyncio.Future[Any], Game]:
+    """``client``'s ``game.hold`` request, once its handler holds (until ``release``)."""
+    held = asyncio.ensure_future(client.request("game.hold"))
+    game = app.handler_instance("game")
+    assert isinstance(game, Game)
+    await asyncio.wait_for(game.holding.wait(), 5)
+    return held, game
+
+
 async def test_graceful_stop_finishes_in_flight_requests_then_kicks() -> None:
     app = make_app()
     async with serve(app) as server:
         client = await server.connect()
-        held = asyncio.ensure_future(client.request("game.hold"))
-        game = app.handler_instance("game")
-        assert isinstance(game, Game)
-        await asyncio.wait_for(game.holding.wait(), 5)
+        held, game = await holding(app, client)
         stopping = asyncio.ensure_future(app.stop())
         game.release.set()
         assert await asyncio.wait_for(held, 5) == {"held": "done"}
@@ -319,10 +325,7 @@ async def test_a_stop_waits_for_the_requests_queued_behind_a_running_one() -> No
     app = make_app(shutdown_timeout=30)
     async with serve(app) as server:
         client = await server.connect()
-        held = asyncio.ensure_future(client.request("game.hold"))
-        game = app.handler_instance("game")
-        assert isinstance(game, Game)
-        await asyncio.wait_for(game.holding.wait(), 5)
+        held, game = await holding(app, client)
         queued = [
             asyncio.ensure_future(client.request("game.delayed", {"seconds": 0, "tag": str(i)}))
             for i in range(3)
@@ -345,10 +348,8 @@ async def test_a_client_gone_with_requests_waiting_leaves_none_counted_in_flight
     app = make_app()
     async with serve(app) as server:
         client = await server.connect()
-        sent = [asyncio.ensure_future(client.request("game.hold"))]
-        game = app.handler_instance("game")
-        assert isinstance(game, Game)
-        await asyncio.wait_for(game.holding.wait(), 5)
+        held, game = await holding(app, client)
+        sent = [held]
         for i in range(2):
             body = {"seconds": 0, "tag": str(i)}
             sent.append(asyncio.ensure_future(client.request("game.delayed", body)))
@@ -370,10 +371,7 @@ async def test_once_stopping_new_requests_are_refused_so_the_stop_need_not_wait(
     app = make_app(shutdown_timeout=30)
     async with serve(app) as server:
         holder, other = await server.connect(), await server.connect()
-        held = asyncio.ensure_future(holder.request("game.hold"))
-        game = app.handler_instance("game")
-        assert isinstance(game, Game)
-        await asyncio.wait_for(game.holding.wait(), 5)
+        held, game = await holding(app, holder)
         stopping = asyncio.ensure_future(app.stop())
         actors = [session.ref._cell.actor for session in app.sessions]
         await until(lambda: not any(actor.admitting for actor in actors))
@@ -405,10 +403,7 @@ async def test_a_stop_by_code_skips_the_drain_and_serve_forever_waits_for_it() -
     serving = asyncio.ensure_future(app.serve_forever())
     await until(app.ready_now)
     client = await Client.connect(*app.address("tcp"))
-    held = asyncio.ensure_future(client.request("game.hold"))
-    game = app.handler_instance("game")
-    assert isinstance(game, Game)
-    await asyncio.wait_for(game.holding.wait(), 5)
+    held, game = await holding(app, client)
     stopping = asyncio.ensure_future(app.stop())
     await until(lambda: app._lifecycle.stopping)
     await asyncio.sleep(0.05)
