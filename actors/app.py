@@ -257,7 +257,12 @@ class App:
     def listen_tcp(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
         return self.add_acceptor(
             TcpAcceptor(
-                host, port, ssl=ssl, limits=self._limits(), reuse_port=self.config.reuse_port
+                host,
+                port,
+                ssl=ssl,
+                limits=self._limits(),
+                reuse_port=self.config.reuse_port,
+                server_id=self.server_id,
             )
         )
 
@@ -280,6 +285,7 @@ class App:
                 http_handler=http_handler,
                 reuse_port=self.config.reuse_port,
                 partial_budget=self.partial_budget,
+                server_id=self.server_id,
             )
         )
 

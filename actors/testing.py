@@ -126,7 +126,7 @@ class TestClient(_Clients):
     def __init__(self, app: App, **options: Any) -> None:
         super().__init__(app)
         self.options = options
-        self.acceptor = MemoryAcceptor()
+        self.acceptor = MemoryAcceptor(server_id=app.server_id)
         """The app's in-memory listener: ``await acceptor.connect()`` gives a raw channel
         (bytes in, bytes out) for tests of the protocol itself."""
         self._started = False

@@ -34,9 +34,12 @@ from collections.abc import Callable
 from typing import cast
 
 from transport.acceptor import ConnectionFactory, ConnectionHandler, ConnectionLimits
+from transport.logs import ServerLog
 from transport.stats import AcceptorStats
 
 logger = logging.getLogger(__name__)
+
+_NO_SERVER = ServerLog(logger, "")
 
 DEFAULT_LIMITS = ConnectionLimits()
 """The limits an acceptor uses unless given others (a frozen value, safe to share)."""
@@ -127,6 +130,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
         "_flush_scheduled",
         "_handler",
         "_limits",
+        "_log",
         "_loop",
         "_lost",
         "_on_connection",
@@ -160,6 +164,8 @@ class BufferedConnection(asyncio.BufferedProtocol):
         self._shared = _shared_for(loop)
         self._admit: Callable[[], bool] | None = None
         """Set by :meth:`Listener.start`: asked at accept whether this socket may stay."""
+        self._log = _NO_SERVER
+        """Set by the listener: its server's logger, so a line says which server it is."""
         self._opening = False
         """Accepted, counted in ``stats.opening``, not handed over yet."""
         self._bursting = False
@@ -260,7 +266,9 @@ class BufferedConnection(asyncio.BufferedProtocol):
         try:
             handler.connection_lost(exc)
         except Exception:
-            logger.exception("connection_lost handler failed for %s peer %s", self.kind, self._peer)
+            self._log.exception(
+                "connection_lost handler failed for %s peer %s", self.kind, self._peer
+            )
 
     # -- for subclasses ------------------------------------------------------------------
 
@@ -272,7 +280,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
         try:
             handler = self._on_connection(self)
         except Exception:
-            logger.exception(
+            self._log.exception(
                 "on_connection failed for %s peer %s; aborting it", self.kind, self._peer
             )
             self.abort()
@@ -289,7 +297,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
         try:
             handler.data_received(data)
         except Exception:
-            logger.exception(
+            self._log.exception(
                 "data handler failed for %s peer %s; aborting it", self.kind, self._peer
             )
             self.abort()
@@ -320,7 +328,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
         transport.write(b"".join(pending))
         if transport.get_write_buffer_size() > self._limits.max_write_buffer:
             self._stats.slow_reader_disconnects += 1
-            logger.warning(
+            self._log.warning(
                 "%s peer %s does not read: %d bytes buffered (limit %d); aborting it",
                 self.kind,
                 self._peer,
@@ -349,6 +357,10 @@ class Listener:
     machine) listen on the same port and the kernel spreads new connections across them, so
     a Python server, one core per process, uses every core behind one address. Every
     process sharing the port must set it.
+
+    ``server_id`` (the app passes its own) prefixes the lines this listener and its
+    connections log, as every other component's lines are, so that one of several servers
+    sharing a log says which one dropped a peer.
     """
 
     def __init__(
@@ -360,8 +372,10 @@ class Listener:
         limits: ConnectionLimits,
         backlog: int,
         reuse_port: bool = False,
+        server_id: str = "",
     ) -> None:
         self.stats = AcceptorStats()
+        self.log = ServerLog(self._logger, server_id)
         self.limits = limits
         self._host = host
         self._port = port
@@ -371,6 +385,9 @@ class Listener:
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
         self._admit: Callable[[], bool] | None = None
+
+    _logger = logger
+    """The module logger of an acceptor's lines (each acceptor may name its own)."""
 
     @property
     def kind(self) -> str:
@@ -413,7 +430,7 @@ class Listener:
         sockname = self._server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
         # At debug: the server above says it, with its id (several share one stderr).
-        logger.debug(
+        self.log.debug(
             "%s acceptor listening on %s:%d%s%s",
             self.kind,
             *self._address,
@@ -430,13 +447,14 @@ class Listener:
         server = self._server
         if server is not None and server.is_serving():
             server.close()
-            logger.debug("%s acceptor on %s:%d stopped accepting", self.kind, *self.address)
+            self.log.debug("%s acceptor on %s:%d stopped accepting", self.kind, *self.address)
 
     def _accepted(
         self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop
     ) -> BufferedConnection:
         connection = self._connection(on_connection, loop)
         connection._admit = self._admit
+        connection._log = self.log
         return connection
 
     def _connection(

@@ -23,6 +23,7 @@ import itertools
 import logging
 
 from transport.acceptor import ConnectionFactory, ConnectionHandler, ConnectionLimits
+from transport.logs import ServerLog
 from transport.stats import AcceptorStats
 
 __all__ = ["MemoryAcceptor", "MemoryChannel", "MemoryConnection"]
@@ -81,7 +82,7 @@ class MemoryConnection:
         limit = self._acceptor.limits.max_write_buffer
         if self._buffered > limit:
             self._acceptor.stats.slow_reader_disconnects += 1
-            logger.warning(
+            self._acceptor.log.warning(
                 "memory peer %s does not read: %d bytes buffered (limit %d); aborting it",
                 self._peer,
                 self._buffered,
@@ -114,7 +115,9 @@ class MemoryConnection:
         try:
             handler.data_received(data)
         except Exception:
-            logger.exception("data handler failed for memory peer %s; aborting it", self._peer)
+            self._acceptor.log.exception(
+                "data handler failed for memory peer %s; aborting it", self._peer
+            )
             self.abort()
 
     async def _read(self) -> bytes:
@@ -144,7 +147,9 @@ class MemoryConnection:
         try:
             handler.connection_lost(None)
         except Exception:
-            logger.exception("connection_lost handler failed for memory peer %s", self._peer)
+            self._acceptor.log.exception(
+                "connection_lost handler failed for memory peer %s", self._peer
+            )
 
 
 class MemoryChannel:
@@ -188,8 +193,10 @@ class MemoryAcceptor:
     counts as the socket acceptors do.
     """
 
-    def __init__(self, *, limits: ConnectionLimits | None = None) -> None:
+    def __init__(self, *, limits: ConnectionLimits | None = None, server_id: str = "") -> None:
         self.limits = limits if limits is not None else ConnectionLimits()
+        self.log = ServerLog(logger, server_id)
+        """Its server's logger (``server_id``), as the socket acceptors have."""
         self.stats = AcceptorStats()
         self._id = next(_acceptor_ids)
         self._on_connection: ConnectionFactory | None = None
@@ -232,7 +239,9 @@ class MemoryAcceptor:
         try:
             handler = self._on_connection(connection)
         except Exception:
-            logger.exception("on_connection failed for %s; aborting it", connection.remote_address)
+            self.log.exception(
+                "on_connection failed for %s; aborting it", connection.remote_address
+            )
             connection.abort()
             return MemoryChannel(connection)
         # Counted even when refused in on_connection (closed at once), as the socket

@@ -57,8 +57,17 @@ class TcpAcceptor(Listener):
         limits: ConnectionLimits = DEFAULT_LIMITS,
         backlog: int = 1024,
         reuse_port: bool = False,
+        server_id: str = "",
     ) -> None:
-        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog, reuse_port=reuse_port)
+        super().__init__(
+            host,
+            port,
+            ssl=ssl,
+            limits=limits,
+            backlog=backlog,
+            reuse_port=reuse_port,
+            server_id=server_id,
+        )
 
     @property
     def kind(self) -> str:

@@ -191,7 +191,9 @@ class WebSocketConnection(BufferedConnection):
         if handshaking and output == [SEND_EOF] and ws.handshake_exc is not None:
             # websockets drops a request it cannot parse without a word; answer it.
             reply = ws.reject(http.HTTPStatus.BAD_REQUEST, "Invalid HTTP request.\n")
-            logger.info("ws peer %s sent an invalid HTTP request: %s", self._peer, ws.handshake_exc)
+            self._log.info(
+                "ws peer %s sent an invalid HTTP request: %s", self._peer, ws.handshake_exc
+            )
             output = [reply.serialize(), SEND_EOF]
         self._queue_output(output)
         for event in events:
@@ -204,7 +206,7 @@ class WebSocketConnection(BufferedConnection):
             # the connection and queued a close frame): nothing more may be written.
             self._closed = True
             if ws.parser_exc is not None:
-                logger.info("ws peer %s failed the connection: %s", self._peer, ws.parser_exc)
+                self._log.info("ws peer %s failed the connection: %s", self._peer, ws.parser_exc)
         partial = self._partial
         if partial is not None:
             fragments = self._fragments
@@ -246,7 +248,7 @@ class WebSocketConnection(BufferedConnection):
             self._fragment_count += 1
             if self._fragment_count > self._max_fragments:
                 self._fragments = None
-                logger.info(
+                self._log.info(
                     "ws peer %s sent a message in more than %d frames",
                     self._peer,
                     self._max_fragments,
@@ -263,7 +265,7 @@ class WebSocketConnection(BufferedConnection):
             try:
                 message.decode("utf-8")
             except UnicodeDecodeError as exc:
-                logger.info("ws peer %s sent a text frame that is not UTF-8", self._peer)
+                self._log.info("ws peer %s sent a text frame that is not UTF-8", self._peer)
                 self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
                 return
         self._deliver(message)
@@ -283,7 +285,7 @@ class WebSocketConnection(BufferedConnection):
             # Bytes pipelined after the request were no WebSocket frames: the state machine
             # already failed the connection and queued its end; answering now would crash it.
             self._cancel_open_timer()
-            logger.info("ws peer %s sent garbage after its HTTP request", self._peer)
+            self._log.info("ws peer %s sent garbage after its HTTP request", self._peer)
             return
         response: Response | None = None
         if (
@@ -300,7 +302,7 @@ class WebSocketConnection(BufferedConnection):
         if ws.state is OPEN:
             self._open()
         else:
-            logger.info(
+            self._log.info(
                 "ws peer %s: %s %s answered %d",
                 self._peer,
                 request.method,
@@ -311,7 +313,7 @@ class WebSocketConnection(BufferedConnection):
     def _open_expired(self) -> None:
         self._open_timer = None
         if self._ws.state is CONNECTING and not self._lost:
-            logger.info(
+            self._log.info(
                 "ws peer %s did not complete the upgrade within %ss; aborting it",
                 self._peer,
                 self._limits.open_timeout,
@@ -328,7 +330,9 @@ class WebSocketConnection(BufferedConnection):
         try:
             reply = self._http_handler(request.path)
         except Exception:
-            logger.exception("http handler failed for ws peer %s on %s", self._peer, request.path)
+            self._log.exception(
+                "http handler failed for ws peer %s on %s", self._peer, request.path
+            )
             return self._ws.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error.\n")
         if reply is None:
             return None
@@ -364,11 +368,22 @@ class WebSocketAcceptor(Listener):
         backlog: int = 1024,
         reuse_port: bool = False,
         partial_budget: PartialBudget | None = None,
+        server_id: str = "",
     ) -> None:
-        super().__init__(host, port, ssl=ssl, limits=limits, backlog=backlog, reuse_port=reuse_port)
+        super().__init__(
+            host,
+            port,
+            ssl=ssl,
+            limits=limits,
+            backlog=backlog,
+            reuse_port=reuse_port,
+            server_id=server_id,
+        )
         self._max_frame_size = max_frame_size
         self._http_handler = http_handler
         self._partial_budget = partial_budget
+
+    _logger = logger
 
     @property
     def kind(self) -> str:

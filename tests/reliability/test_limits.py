@@ -104,7 +104,10 @@ async def test_max_connections_refuses_at_accept_and_counts(websocket: bool) -> 
         assert app.stats.refused_connections == 1
 
 
-async def test_slow_reader_is_disconnected_counted_and_others_unaffected() -> None:
+async def test_slow_reader_is_disconnected_counted_and_others_unaffected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="transport")
     app = make_app(max_write_buffer=64 * 1024)
     async with serve(app) as server:
         good = await server.connect()
@@ -132,6 +135,24 @@ async def test_slow_reader_is_disconnected_counted_and_others_unaffected() -> No
         assert sum(a.stats.slow_reader_disconnects for a in app.acceptors) == 1
         await assert_serving(server, good)
         await slow.close()
+    # Several servers may share one log: the line says which one gave the reader up.
+    [line] = [r for r in caplog.records if "does not read" in r.getMessage()]
+    assert getattr(line, "server_id", None) == app.server_id
+    assert line.getMessage().startswith(f"[{app.server_id}] tcp peer ")
+
+
+async def test_a_websocket_peer_s_bad_request_is_logged_with_its_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="transport.websocket")
+    app = make_app()
+    async with serve(app):
+        reader, writer = await asyncio.open_connection(*app.address("ws"))
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await reader.read()  # the server answers 400 and closes
+        writer.close()
+    [line] = [r for r in caplog.records if "invalid HTTP request" in r.getMessage()]
+    assert getattr(line, "server_id", None) == app.server_id
 
 
 # -- unfinished packets, all clients together ----------------------------------------------
