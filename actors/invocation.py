@@ -38,7 +38,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests, detached
-from actors.metrics.names import PROCESS_DELAY
+from actors.metrics.names import DELAY_LOCAL, PROCESS_DELAY
 from actors.payload import encode_result
 from actors.session import SessionClosed
 from actors.tracing import run_in_span
@@ -128,6 +128,7 @@ class Invoker:
         serializer: Serializer | None = None,
         received_ns: int = 0,
         span: Span | None = None,
+        delay_type: str = DELAY_LOCAL,
     ) -> None:
         """Run ``route``'s method for one message; ``done(payload, error)`` is called once.
 
@@ -135,12 +136,13 @@ class Invoker:
         :class:`PitayaError` the caller answers with. A synchronous method calls ``done``
         before this returns. ``serializer`` overrides the server's (user RPCs);
         ``received_ns`` (``time.monotonic_ns()`` at arrival, 0 when metrics are off) feeds the
-        process-delay metric; ``span`` is made current while the method runs.
+        process-delay metric, whose ``type`` is ``delay_type`` (``DELAY_REMOTE`` for a message
+        that came by RPC); ``span`` is made current while the method runs.
         """
         if received_ns:
             self.metrics.report_summary(
                 PROCESS_DELAY,
-                {"route": name, "type": "handler"},
+                {"route": name, "type": delay_type},
                 time.monotonic_ns() - received_ns,
             )
         spec = route.spec

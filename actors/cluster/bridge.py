@@ -57,6 +57,7 @@ from actors.errors import BadRequest, RouteNotFound, TooManyRequests
 from actors.invocation import Sequencer
 from actors.logs import ServerLog, Throttle
 from actors.metrics.handler import HANDLER, REMOTE, report_handler_time
+from actors.metrics.names import DELAY_REMOTE
 from actors.tracing import end_span
 from actors.turns import SMALL_BODY, turns_for
 
@@ -316,6 +317,7 @@ class RpcBridge(Actor):
                         partial(
                             invoke, route, request.route, session, data, notify, done,
                             serializer=serializer, received_ns=received_ns, span=span,
+                            delay_type=DELAY_REMOTE,
                         ),
                     )  # fmt: skip
                     return
@@ -329,6 +331,7 @@ class RpcBridge(Actor):
                     serializer=serializer,
                     received_ns=received_ns,
                     span=span,
+                    delay_type=DELAY_REMOTE,
                 )
 
             if fetch:

@@ -24,7 +24,8 @@ RESPONSE_TIME = "response_time_ns"
 """Summary: nanoseconds from a client message's arrival to its answer (route, status, type,
 code)."""
 PROCESS_DELAY = "handler_delay_ns"
-"""Summary: nanoseconds a client message waited before its handler started (route, type)."""
+"""Summary: nanoseconds a message waited before its handler started (route, type: one of
+:data:`DELAY_LOCAL` and :data:`DELAY_REMOTE`)."""
 CONNECTED_CLIENTS = "connected_clients"
 """Gauge: client connections open right now."""
 EXCEEDED_RATE_LIMITING = "exceeded_rate_limiting"
@@ -39,6 +40,13 @@ ACTOR_DROPPED_MESSAGES = "actor_dropped_messages"
 """Counter: messages dropped because an actor's mailbox was full, by actor class (kind)."""
 DEAD_LETTERS = "actor_dead_letters"
 """Counter: messages sent to stopped actors or left in their mailbox when they stopped."""
+
+DELAY_LOCAL = "local"
+"""``type`` of :data:`PROCESS_DELAY` for a client message run by the server it reached
+(Pitaya's)."""
+DELAY_REMOTE = "remote"
+"""``type`` of :data:`PROCESS_DELAY` for a message that came by RPC: a forwarded client message
+or a user RPC (Pitaya's frontend reports its forwarding delay under this type)."""
 
 UNKNOWN_ROUTE = "unknown"
 """Route label of messages to routes this server does not serve. Not the route itself: a

@@ -421,7 +421,7 @@ async def test_the_process_delay_is_reported_when_the_arrival_is_known() -> None
         invoke(app, "inv.echo", received_ns=time.monotonic_ns())
         (call,) = recorder.find(lambda c: c.metric == PROCESS_DELAY)
         assert call.method == "summary"
-        assert call.tags == {"route": "inv.echo", "type": "handler"}
+        assert call.tags == {"route": "inv.echo", "type": "local"}
         assert 0 < call.value < 5e9
 
 

@@ -147,7 +147,7 @@ async def test_rpc_response_times_are_reported_by_the_caller(
         is_("summary", RESPONSE_TIME, route="room.proberemote.ping", type="remote", status="ok")
     )
     await backend_recorder.wait_for(
-        is_("summary", PROCESS_DELAY, route="room.probe.whoami", type="handler")
+        is_("summary", PROCESS_DELAY, route="room.probe.whoami", type="remote")
     )
 
     # The same values through the real Prometheus endpoint.

@@ -75,6 +75,7 @@ class Invocation:
     done: Callable[[Any, BaseException | None], None]
     serializer: Any
     received_ns: int = 0
+    delay_type: str = "local"
 
 
 class Invoker:
@@ -106,9 +107,12 @@ class Invoker:
         serializer: Any = None,
         received_ns: int = 0,
         span: Any = None,
+        delay_type: str = "local",
     ) -> None:
         self.calls.append(
-            Invocation(route, name, session, data, notify, done, serializer, received_ns)
+            Invocation(
+                route, name, session, data, notify, done, serializer, received_ns, delay_type
+            )
         )
         self._invoked.set()
         if self.answer is not None:
@@ -542,7 +546,11 @@ async def test_with_metrics_on_the_handler_time_is_reported_by_kind() -> None:
         await b.request(forwarded())
         b.invoker.answer = (None, PitayaError("PIT-403", "no"))
         await b.request(RpcRequest(USER, "room.c.call", b"", session()))
-        assert all(c.received_ns > 0 for c in b.invoker.calls)  # the invoker's delay metric
+        # The invoker's delay metric, of a message that came by RPC (Pitaya's "remote").
+        assert [(c.received_ns > 0, c.delay_type) for c in b.invoker.calls] == [
+            (True, "remote"),
+            (True, "remote"),
+        ]
         assert [(name, labels) for name, labels, _ in metrics.summaries] == [
             (
                 "response_time_ns",

@@ -9,7 +9,14 @@ import dataclasses
 import pytest
 
 from actors.metrics import names
-from actors.metrics.names import KNOWN_METRICS, NAMESPACE, UNKNOWN_ROUTE, MetricSpec
+from actors.metrics.names import (
+    DELAY_LOCAL,
+    DELAY_REMOTE,
+    KNOWN_METRICS,
+    NAMESPACE,
+    UNKNOWN_ROUTE,
+    MetricSpec,
+)
 
 BY_NAME = {spec.name: spec for spec in KNOWN_METRICS}
 
@@ -17,6 +24,11 @@ BY_NAME = {spec.name: spec for spec in KNOWN_METRICS}
 def test_the_namespace_and_the_label_of_unknown_routes() -> None:
     assert NAMESPACE == "pitaya"
     assert UNKNOWN_ROUTE == "unknown"
+
+
+def test_the_process_delay_types_are_pitayas() -> None:
+    # Go Pitaya's handler service reports handler_delay_ns with type "local" or "remote".
+    assert (DELAY_LOCAL, DELAY_REMOTE) == ("local", "remote")
 
 
 @pytest.mark.parametrize(

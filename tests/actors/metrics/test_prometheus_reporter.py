@@ -54,7 +54,7 @@ async def test_scrape_follows_clients_and_requests() -> None:
         text = await scrape(prometheus.address)
         assert sample(text, RESPONSE, **ok, **CONST) == 1.0
         assert sample(text, "pitaya_handler_response_time_ns_sum", **ok) > 0  # type: ignore[operator]
-        delay = {"route": "echo.echo", "type": "handler"}
+        delay = {"route": "echo.echo", "type": "local"}
         assert sample(text, "pitaya_handler_handler_delay_ns_count", **delay) == 1.0
         await second.request("echo.echo", 2)
         assert sample(await scrape(prometheus.address), RESPONSE, **ok) == 2.0

@@ -49,7 +49,7 @@ async def test_custom_reporter_receives_handler_metrics() -> None:
         ]
         assert ok[0].value > 0
         delay = recorder.find(is_("summary", PROCESS_DELAY, route="echo.echo"))
-        assert [c.tags for c in delay] == [{"route": "echo.echo", "type": "handler"}]
+        assert [c.tags for c in delay] == [{"route": "echo.echo", "type": "local"}]
         assert 0 <= delay[0].value <= ok[0].value
 
         with pytest.raises(RequestError):
