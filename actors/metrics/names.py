@@ -62,6 +62,9 @@ class MetricSpec:
     subsystem: str
     labels: tuple[str, ...]
     help: str
+    pitaya: bool = False
+    """One of Go Pitaya's metrics: Prometheus exposes it exactly as Go Pitaya does (a
+    counter under its own name, without prometheus-client's ``_total``)."""
 
 
 KNOWN_METRICS: tuple[MetricSpec, ...] = (
@@ -71,6 +74,7 @@ KNOWN_METRICS: tuple[MetricSpec, ...] = (
         "handler",
         ("route", "status", "type", "code"),
         "the time to process a msg in nanoseconds",
+        pitaya=True,
     ),
     MetricSpec(
         PROCESS_DELAY,
@@ -78,6 +82,7 @@ KNOWN_METRICS: tuple[MetricSpec, ...] = (
         "handler",
         ("route", "type"),
         "the delay to start processing a msg in nanoseconds",
+        pitaya=True,
     ),
     MetricSpec(
         CONNECTED_CLIENTS,
@@ -85,6 +90,7 @@ KNOWN_METRICS: tuple[MetricSpec, ...] = (
         "acceptor",
         (),
         "the number of clients connected right now",
+        pitaya=True,
     ),
     MetricSpec(
         EXCEEDED_RATE_LIMITING,
@@ -92,6 +98,7 @@ KNOWN_METRICS: tuple[MetricSpec, ...] = (
         "acceptor",
         (),
         "the number of blocked requests by exceeded rate limiting",
+        pitaya=True,
     ),
     MetricSpec(
         DROPPED_MESSAGES,
@@ -99,6 +106,7 @@ KNOWN_METRICS: tuple[MetricSpec, ...] = (
         "rpc_server",
         (),
         "the number of rpc server dropped messages (messages that are not handled)",
+        pitaya=True,
     ),
     MetricSpec(
         COUNT_SERVERS,
@@ -106,6 +114,7 @@ KNOWN_METRICS: tuple[MetricSpec, ...] = (
         "service_discovery",
         ("type",),
         "the number of discovered servers by service discovery",
+        pitaya=True,
     ),
     MetricSpec(
         MAILBOX_DEPTH,

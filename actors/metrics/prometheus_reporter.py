@@ -1,14 +1,28 @@
-"""Prometheus reporter: metrics in memory (prometheus-client), ``/metrics`` served by asyncio.
+"""Prometheus reporter: metrics in memory, ``/metrics`` served by asyncio as Go Pitaya serves it.
 
 Why asyncio and not ``prometheus_client.start_http_server``: that server runs in a thread,
 and a scrape then renders the registry while the event loop keeps mutating it. A tiny
 asyncio server renders on the loop between two messages instead: no thread, no lock contention,
-and it stops with the app. Rendering costs about a microsecond per series.
+and it stops with the app. Rendering costs a few microseconds per series, plus 30-50 us per
+summary series observed since the last scrape, to read its quantiles from its bins (see
+:mod:`actors.metrics.quantiles`).
 
-Names: namespace ``pitaya``, subsystem and name from :mod:`actors.metrics.names`, so
-``response_time_ns`` is exposed as ``pitaya_handler_response_time_ns`` like Pitaya's.
+Names, types and labels are Go Pitaya's, so dashboards built for it work unchanged:
+
+- namespace ``pitaya``, subsystem and name from :mod:`actors.metrics.names`:
+  ``response_time_ns`` is ``pitaya_handler_response_time_ns``; Go's labels (``route``,
+  ``status``, ``type``, ``code``; ``type`` of ``handler_delay_ns`` is ``local`` or ``remote``);
+- summaries export ``{quantile="0.7"|"0.95"|"0.99"}`` over the last 10 minutes (Go's
+  objectives and window), besides ``_sum`` and ``_count``;
+- Pitaya's counter is exposed under its own name, ``pitaya_acceptor_exceeded_rate_limiting``
+  (Go's client appends nothing); counters Pitaya does not have (ours, users') keep
+  prometheus-client's ``_total``: ``pitaya_actor_dead_letters_total``;
+- no ``_created`` series, and always the text format 0.0.4 (Go's promhttp offers no
+  OpenMetrics, which would force ``_total`` on every counter): see
+  :mod:`actors.metrics.exposition`.
+
 Every series also carries the constant labels given here (the app passes Pitaya's ``game`` and
-``serverType``). prometheus-client needs label names up front: known metrics are declared at
+``serverType``). Label names are fixed per metric: known metrics are declared at
 construction, user metrics on first report with the tag keys seen then. A later report with
 other keys still counts (missing labels are empty, extra ones are ignored, and a warning is
 logged once) rather than raising on the hot path.
@@ -25,22 +39,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    GCCollector,
-    PlatformCollector,
-    ProcessCollector,
-    Summary,
-)
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from actors.logs import ServerLog
+from actors.metrics.exposition import CONTENT_TYPE, render
+from actors.metrics.families import Family, Series
 from actors.metrics.names import KNOWN_METRICS, NAMESPACE, MetricKind, MetricSpec
+from actors.metrics.quantiles import Clock
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +58,28 @@ REQUEST_TIMEOUT = 10.0
 """Seconds a scraper has to send its request before the connection is dropped."""
 
 
-class _Family:
-    """One declared metric: its kind, its prometheus-client object and its tag label names."""
+class _Declared:
+    """One declared metric: its family and its tag label names."""
 
-    __slots__ = ("children", "kind", "labelled", "metric", "tag_names", "tag_set")
+    __slots__ = ("children", "family", "kind", "tag_names", "tag_set")
 
-    def __init__(
-        self, kind: MetricKind, metric: Any, tag_names: tuple[str, ...], labelled: bool
-    ) -> None:
-        self.kind = kind
-        self.metric = metric
+    def __init__(self, family: Family, tag_names: tuple[str, ...]) -> None:
+        self.kind = family.kind
+        self.family = family
         self.tag_names = tag_names
         self.tag_set = frozenset(tag_names)
-        self.labelled = labelled
-        self.children: dict[tuple[tuple[str, str], ...], Any] = {}
-        """Series by the report's tag items: skips label validation on repeat reports."""
+        self.children: dict[tuple[tuple[str, str], ...], Series] = {}
+        """Series by the report's tag items: skips building label values on repeat reports."""
 
 
 class PrometheusReporter:
-    """Keeps metrics in a prometheus-client registry and serves them on ``/metrics``.
+    """Keeps metrics in memory and serves them on ``/metrics`` as Go Pitaya does.
 
     ``registry``: your own :class:`CollectorRegistry` to share (default: a private one, so
-    two apps in one process do not collide). ``process_metrics`` adds the process, platform
-    and GC collectors to a private registry (CPU, memory, file descriptors, like Pitaya's Go
-    runtime metrics).
+    two apps in one process do not collide); the endpoint serves all of it. ``process_metrics``
+    adds the process, platform and GC collectors to a private registry (CPU, memory, file
+    descriptors, like Pitaya's Go runtime metrics). ``clock``: the summaries' clock (seconds;
+    tests pass their own to age observations out of the quantiles' window).
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class PrometheusReporter:
         registry: CollectorRegistry | None = None,
         process_metrics: bool = True,
         server_id: str = "",
+        clock: Clock = time.monotonic,
     ) -> None:
         self.host = host
         self.port = port
@@ -97,6 +104,7 @@ class PrometheusReporter:
                 raise ValueError(f"constant label(s) {sorted(clash)} clash with {spec.name}'s")
         self._const_names = tuple(labels)
         self._const_values = tuple(labels.values())
+        self._clock = clock
         if registry is None:
             registry = CollectorRegistry()
             if process_metrics:
@@ -104,77 +112,77 @@ class PrometheusReporter:
                 PlatformCollector(registry=registry)
                 GCCollector(registry=registry)
         self.registry = registry
-        self._families: dict[str, _Family | None] = {}
+        self._declared: dict[str, _Declared | None] = {}
         self._warned: set[tuple[str, str]] = set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         for spec in KNOWN_METRICS:
-            self._families[spec.name] = self._declare(spec)
+            declared = self._declared[spec.name] = self._declare(spec)
+            if declared is not None and spec.kind == "counter" and not spec.labels:
+                declared.family.series(self._const_values)  # at 0 until the first report
 
     # -- Reporter ----------------------------------------------------------------------------
 
     def report_count(self, metric: str, tags: Mapping[str, str], value: float = 1.0) -> None:
-        family = self._family(metric, "counter", tags)
-        if family is not None:
-            self._child(metric, family, tags).inc(value)
+        declared = self._find(metric, "counter", tags)
+        if declared is not None:
+            self._series(metric, declared, tags).report(value)
 
     def report_gauge(self, metric: str, tags: Mapping[str, str], value: float) -> None:
-        family = self._family(metric, "gauge", tags)
-        if family is not None:
-            self._child(metric, family, tags).set(value)
+        declared = self._find(metric, "gauge", tags)
+        if declared is not None:
+            self._series(metric, declared, tags).report(value)
 
     def report_summary(self, metric: str, tags: Mapping[str, str], value: float) -> None:
-        family = self._family(metric, "summary", tags)
-        if family is not None:
-            self._child(metric, family, tags).observe(value)
+        declared = self._find(metric, "summary", tags)
+        if declared is not None:
+            self._series(metric, declared, tags).report(value)
 
-    def _family(self, metric: str, kind: MetricKind, tags: Mapping[str, str]) -> _Family | None:
+    def _find(self, metric: str, kind: MetricKind, tags: Mapping[str, str]) -> _Declared | None:
         try:
-            family = self._families[metric]
+            declared = self._declared[metric]
         except KeyError:
             names = tuple(sorted(k for k in tags if k not in self._const_names))
             spec = MetricSpec(metric, kind, "", names, f"user metric {metric}")
-            family = self._families[metric] = self._declare(spec)
-        if family is None:
+            declared = self._declared[metric] = self._declare(spec)
+        if declared is None:
             return None  # a user metric that could not be declared; already logged
-        if family.kind != kind:
-            self._warn_once(metric, f"is a {family.kind}; a {kind} report was ignored")
+        if declared.kind != kind:
+            self._warn_once(metric, f"is a {declared.kind}; a {kind} report was ignored")
             return None
-        return family
+        return declared
 
-    def _child(self, metric: str, family: _Family, tags: Mapping[str, str]) -> Any:
-        """The series of ``family`` for ``tags`` (prometheus-client's labelled child)."""
+    def _series(self, metric: str, declared: _Declared, tags: Mapping[str, str]) -> Series:
+        """The series of ``declared`` for ``tags``."""
         key = tuple(tags.items())
-        child = family.children.get(key)
-        if child is None:
-            child = family.children[key] = self._new_child(metric, family, tags)
-        return child
+        series = declared.children.get(key)
+        if series is None:
+            if not declared.tag_set.issuperset(tags):
+                extra = sorted(set(tags) - declared.tag_set)
+                self._warn_once(metric, f"has no label(s) {extra}; they were ignored")
+            values = (
+                *self._const_values,
+                *(str(tags.get(name, "")) for name in declared.tag_names),
+            )
+            series = declared.children[key] = declared.family.series(values)
+        return series
 
-    def _new_child(self, metric: str, family: _Family, tags: Mapping[str, str]) -> Any:
-        if not family.tag_set.issuperset(tags):
-            extra = sorted(set(tags) - family.tag_set)
-            self._warn_once(metric, f"has no label(s) {extra}; they were ignored")
-        if not family.labelled:
-            return family.metric  # prometheus-client refuses .labels() without label names
-        values = list(self._const_values)
-        values.extend(str(tags.get(name, "")) for name in family.tag_names)
-        return family.metric.labels(*values)
-
-    def _declare(self, spec: MetricSpec) -> _Family | None:
-        factory = {"counter": Counter, "gauge": Gauge, "summary": Summary}[spec.kind]
+    def _declare(self, spec: MetricSpec) -> _Declared | None:
+        name = "_".join(part for part in (NAMESPACE, spec.subsystem, spec.name) if part)
         try:
-            metric = factory(
-                spec.name,
+            family = Family(
+                spec.kind,
+                name,
                 spec.help,
                 (*self._const_names, *spec.labels),
-                namespace=NAMESPACE,
-                subsystem=spec.subsystem,
-                registry=self.registry,
+                exact=spec.pitaya,
+                clock=self._clock,
             )
+            self.registry.register(family)
         except ValueError as exc:
             self._warn_once(spec.name, f"cannot be declared ({exc}); its reports are ignored")
             return None
-        return _Family(spec.kind, metric, spec.labels, bool(self._const_names or spec.labels))
+        return _Declared(family, spec.labels)
 
     def _warn_once(self, metric: str, problem: str) -> None:
         if (metric, problem) not in self._warned:
@@ -248,14 +256,8 @@ class PrometheusReporter:
             )
         if path not in ("/metrics", "/"):
             return _response(404, "text/plain", b"not found; metrics are at /metrics\n")
-        accept = ""
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "accept":
-                accept = value.strip()
-        encoder, content_type = choose_encoder(accept)
-        body = encoder(self.registry)
-        return _response(200, content_type, b"" if method == "HEAD" else body, len(body))
+        body = render(self.registry)
+        return _response(200, CONTENT_TYPE, b"" if method == "HEAD" else body, len(body))
 
 
 _REASONS = {

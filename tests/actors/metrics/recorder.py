@@ -73,10 +73,12 @@ def is_(method: str, metric: str, **tags: str) -> Predicate:
     return predicate
 
 
-async def http_get(address: tuple[str, int], path: str = "/metrics", method: str = "GET") -> bytes:
+async def http_get(
+    address: tuple[str, int], path: str = "/metrics", method: str = "GET", accept: str = "*/*"
+) -> bytes:
     """The whole raw HTTP response to one request (the server closes the connection)."""
     reader, writer = await asyncio.open_connection(*address)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: test\r\nAccept: */*\r\n\r\n".encode())
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: test\r\nAccept: {accept}\r\n\r\n".encode())
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     await writer.wait_closed()
@@ -88,6 +90,24 @@ async def scrape(address: tuple[str, int]) -> str:
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK"), head
     return body.decode()
+
+
+def exposed(text: str) -> dict[str, str]:
+    """Each series name as written in the text format, with its family's ``TYPE``: the names
+    Prometheus stores. (prometheus-client's parser renames every counter sample ``_total``,
+    so it cannot tell ``x`` from ``x_total``.)"""
+    types: dict[str, str] = {}
+    names: dict[str, str] = {}
+    family = ""
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            family, kind = line[len("# TYPE ") :].split(" ")
+            types[family] = kind
+        elif line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            assert name.startswith(family), f"{name} is outside its family {family}"
+            names[name] = types[family]
+    return names
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

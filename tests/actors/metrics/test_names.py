@@ -31,6 +31,19 @@ def test_the_process_delay_types_are_pitayas() -> None:
     assert (DELAY_LOCAL, DELAY_REMOTE) == ("local", "remote")
 
 
+def test_go_pitayas_metrics_are_marked_to_be_exposed_as_go_exposes_them() -> None:
+    pitaya = {spec.name for spec in KNOWN_METRICS if spec.pitaya}
+    assert pitaya == {
+        "response_time_ns",
+        "handler_delay_ns",
+        "connected_clients",
+        "exceeded_rate_limiting",
+        "dropped_messages",
+        "count_servers",
+    }
+    assert all(spec.subsystem for spec in KNOWN_METRICS if spec.pitaya)
+
+
 @pytest.mark.parametrize(
     ("name", "kind", "subsystem", "labels"),
     [

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from actors.app import App
 from actors.metrics import PrometheusReporter
 from actors.metrics.names import CONNECTED_CLIENTS
 from actors.testing import serve
 from samples.echo.server import Echo
-from tests.actors.metrics.recorder import Recorder, http_get, sample, scrape
+from tests.actors.metrics.recorder import Recorder, exposed, http_get, sample, scrape
 from transport.client import RequestError
 
 CONST = {"game": "tetris", "serverType": "echo"}
@@ -56,6 +59,10 @@ async def test_scrape_follows_clients_and_requests() -> None:
         assert sample(text, "pitaya_handler_response_time_ns_sum", **ok) > 0  # type: ignore[operator]
         delay = {"route": "echo.echo", "type": "local"}
         assert sample(text, "pitaya_handler_handler_delay_ns_count", **delay) == 1.0
+        took = sample(text, "pitaya_handler_response_time_ns_sum", **ok)
+        for quantile in ("0.7", "0.95", "0.99"):  # one observation: it is every quantile
+            got = sample(text, "pitaya_handler_response_time_ns", quantile=quantile, **ok)
+            assert got == pytest.approx(took, rel=0.01)
         await second.request("echo.echo", 2)
         assert sample(await scrape(prometheus.address), RESPONSE, **ok) == 2.0
 
@@ -157,3 +164,119 @@ async def test_metrics_without_any_label_work() -> None:
     assert sample(text, CLIENTS) == 2.0
     assert sample(text, "pitaya_actor_dead_letters_total") == 3.0
     assert sample(text, "pitaya_restarts_total") == 1.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def quantiles(text: str, family: str, **labels: str) -> dict[str, float]:
+    """The family's quantile samples whose labels include ``labels``, by quantile."""
+    [found] = [f for f in text_string_to_metric_families(text) if f.name == family]
+    assert found.type == "summary"
+    return {
+        s.labels["quantile"]: s.value
+        for s in found.samples
+        if "quantile" in s.labels and all(s.labels.get(k) == v for k, v in labels.items())
+    }
+
+
+async def test_summaries_export_go_pitayas_quantiles_over_10_minutes() -> None:
+    clock = Clock()
+    prometheus = PrometheusReporter(
+        host="127.0.0.1", port=0, const_labels=CONST, process_metrics=False, clock=clock
+    )
+    rng = random.Random(5)
+    fast = [rng.lognormvariate(math.log(300_000), 0.8) for _ in range(5000)]  # ns
+    tags = {"route": "room.join", "status": "ok", "type": "handler", "code": ""}
+    for value in fast:
+        prometheus.report_summary("response_time_ns", tags, value)
+    for value in range(1, 101):
+        prometheus.report_summary("match_seconds", {"mode": "duel"}, float(value))
+    await prometheus.start()
+    try:
+        text = await scrape(prometheus.address)
+        clock.now += 300.0  # 5 minutes on: still in the window
+        prometheus.report_summary("response_time_ns", tags, 1e12)
+        later = await scrape(prometheus.address)
+        clock.now += 480.0  # 13 minutes after the first ones: only the last one is left
+        latest = await scrape(prometheus.address)
+        clock.now += 600.0
+        gone = await scrape(prometheus.address)
+    finally:
+        await prometheus.stop()
+
+    got = quantiles(text, "pitaya_handler_response_time_ns", **tags, **CONST)
+    ordered = sorted(fast)
+    for q in ("0.7", "0.95", "0.99"):
+        exact = ordered[int(float(q) * (len(fast) - 1))]
+        assert got[q] == pytest.approx(exact, rel=0.01), q
+    assert sample(text, RESPONSE, **tags) == 5000.0
+    assert sample(text, "pitaya_handler_response_time_ns_sum", **tags) == pytest.approx(sum(fast))
+    assert quantiles(text, "pitaya_match_seconds", mode="duel") == {
+        "0.7": pytest.approx(70.0, rel=0.01),
+        "0.95": pytest.approx(95.0, rel=0.01),
+        "0.99": pytest.approx(99.0, rel=0.01),
+    }
+    # One slow answer among 5001 moves no quantile but the window's count.
+    assert quantiles(later, "pitaya_handler_response_time_ns")["0.99"] == got["0.99"]
+    assert quantiles(latest, "pitaya_handler_response_time_ns")["0.7"] == pytest.approx(
+        1e12, rel=0.01
+    )
+    assert all(math.isnan(v) for v in quantiles(gone, "pitaya_handler_response_time_ns").values())
+    assert sample(gone, RESPONSE, **tags) == 5001.0  # count and sum never age
+    assert all(math.isnan(v) for v in quantiles(gone, "pitaya_match_seconds").values())
+
+
+async def test_counters_are_named_as_go_pitaya_names_them() -> None:
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, const_labels=CONST)
+    app = make_app(
+        prometheus,
+        rate_limit_enabled=True,
+        rate_limit_packets=2,
+        rate_limit_interval=60.0,
+        rate_limit_action="error",
+    )
+    async with serve(app) as server:
+        client = await server.connect()
+        await client.request("echo.echo", 1)
+        await client.request("echo.echo", 2)
+        with pytest.raises(RequestError, match="PIT-429"):
+            await client.request("echo.echo", 3)
+        text = await scrape(prometheus.address)
+    names = exposed(text)
+    # Pitaya's counter: its Go name, no _total (Go's client appends nothing).
+    assert names["pitaya_acceptor_exceeded_rate_limiting"] == "counter"
+    assert "pitaya_acceptor_exceeded_rate_limiting_total" not in names
+    assert sample(text, "pitaya_acceptor_exceeded_rate_limiting_total", **CONST) == 1.0
+    # Counters Pitaya has not keep prometheus-client's convention.
+    assert names["pitaya_actor_dead_letters_total"] == "counter"
+    assert names["process_cpu_seconds_total"] == "counter"
+    # Go's summaries, gauges, and no _created series (Go's text format has none).
+    assert names["pitaya_handler_response_time_ns"] == "summary"
+    assert names["pitaya_handler_response_time_ns_count"] == "summary"
+    assert names["pitaya_acceptor_connected_clients"] == "gauge"
+    assert not [name for name in names if name.endswith("_created")]
+
+
+async def test_the_endpoint_serves_the_text_format_even_to_openmetrics_scrapers() -> None:
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, process_metrics=False)
+    prometheus.report_count("exceeded_rate_limiting", {}, 4)
+    await prometheus.start()
+    try:
+        # What Prometheus sends: OpenMetrics first, which would force _total on counters.
+        accept = (
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+            "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )
+        response = await http_get(prometheus.address, accept=accept)
+    finally:
+        await prometheus.stop()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n" in head
+    assert b"\npitaya_acceptor_exceeded_rate_limiting 4.0\n" in body
+    assert b"# EOF" not in body
