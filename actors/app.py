@@ -35,6 +35,7 @@ from actors.metrics.reporter import Metrics, Reporter
 from actors.modules.base import Module, Modules
 from actors.payload import encode_result
 from actors.pipeline import Pipeline
+from actors.readiness import Readiness
 from actors.session import SendFrame
 from actors.sessions.registry import SessionCallback, SessionRegistry
 from actors.stats import AppStats
@@ -559,15 +560,25 @@ class App:
         self._lifecycle.request_stop()
 
     def ready_now(self) -> bool:
-        """Serving: listeners up (if any) and, in cluster mode, the RPC transport up (NATS
-        connected, or the gRPC server listening) and this server registered in discovery.
-        False while starting, draining or stopping."""
-        if not self._lifecycle.serving:
-            return False
-        if self.config.mode == "cluster":
-            cluster = self.cluster
-            return cluster is not None and cluster.connected and cluster.discovery.registered
-        return True
+        """This server can serve: started up (listeners up, if any) and, in cluster mode,
+        the RPC transport up (NATS connected, or the gRPC server listening) and this server
+        registered in discovery, or registered and riding out a discovery outage. False
+        while starting, draining or stopping. :meth:`readiness` says why."""
+        return self.readiness().ready
+
+    def readiness(self) -> Readiness:
+        """:meth:`ready_now` with its reason: not ready while starting, draining,
+        stopping, with the RPC transport down, before the first registration in discovery
+        or once out of it (left, or another server took the id); ready but *degraded* while
+        discovery is unreachable after the server registered (an etcd outage: every server
+        sees it at once, and each still serves from the last table it knew, so a readiness
+        probe must not take them all out of service). ``GET /ready`` answers with it."""
+        lifecycle = self._lifecycle.readiness()
+        if not lifecycle.ready or self.config.mode != "cluster":
+            return lifecycle
+        if self.cluster is None:
+            return Readiness(False, "not in the cluster")
+        return self.cluster.readiness()
 
     async def is_ready(self) -> bool:
         """See :meth:`ready_now` (also served as ``GET /ready`` by the Prometheus reporter)."""

@@ -39,6 +39,7 @@ from actors.invocation import LocalRoute
 from actors.logs import ServerLog, check_log_format, check_log_level
 from actors.metrics.sampler import ClusterCounts, MetricsSampler, reporters_from_config
 from actors.ratelimit import check_config as check_rate_limit_config
+from actors.readiness import Readiness
 from actors.session import KickSession
 from actors.sessions.host import GatewayHost
 from actors.sessions.messages import StopAdmitting
@@ -91,7 +92,7 @@ class LifecycleHost(ClusterHost, GatewayHost, HandlerApp, Protocol):
     @property
     def connections(self) -> Tally: ...
 
-    def ready_now(self) -> bool: ...
+    def readiness(self) -> Readiness: ...
 
 
 class Lifecycle:
@@ -105,6 +106,10 @@ class Lifecycle:
         self.stopping = False
         self.listening = False
         """Every listener is open."""
+        self.up = False
+        """The start-up finished (a failed one never sets it)."""
+        self.start_failed = False
+        """The start-up began and failed (what was started is undone)."""
         self.draining = False
         self.gateways: list[ActorRef] = []
         self.handlers: dict[str, ActorRef] = {}
@@ -120,11 +125,22 @@ class Lifecycle:
 
     @property
     def serving(self) -> bool:
-        """Started, listeners up, not draining or stopping (the cluster part of readiness is
-        the app's)."""
-        if not self.started or self.stopping or self.draining:
-            return False
-        return self.listening or not self.parts.acceptors
+        """Started up (every step done, listeners up), not draining or stopping (the cluster
+        part of readiness is the app's)."""
+        return self.up and not self.stopping and not self.draining
+
+    def readiness(self) -> Readiness:
+        """Not ready while not serving, saying which phase it is in; else ready (what the
+        cluster adds is the app's)."""
+        if self.serving:
+            return Readiness(True)
+        if self.stopping:
+            return Readiness(False, "stopped" if self._stopped.is_set() else "stopping")
+        if self.draining:
+            return Readiness(False, "draining")
+        if self.start_failed:
+            return Readiness(False, "start-up failed")
+        return Readiness(False, "starting" if self.started else "not started")
 
     # -- start -----------------------------------------------------------------------------
 
@@ -132,6 +148,13 @@ class Lifecycle:
         """Spawn handlers, then open the listeners; returns once they listen."""
         if self.started:
             raise RuntimeError("app already started")
+        try:
+            await self._start_up()
+        except BaseException:
+            self.start_failed = self.started  # options that cannot work: it never started
+            raise
+
+    async def _start_up(self) -> None:
         host = self._host
         config = host.config
         check_config(config)
@@ -172,7 +195,7 @@ class Lifecycle:
             self.listening = True
             for reporter in host.metrics.reporters:
                 if getattr(reporter, "readiness", False) is None:
-                    reporter.readiness = self._host.ready_now  # type: ignore[attr-defined]
+                    reporter.readiness = self._host.readiness  # type: ignore[attr-defined]
         except BaseException:
             # A port in use (or a metrics endpoint that cannot bind) stops the start-up
             # with that error; undo what was started.
@@ -188,6 +211,7 @@ class Lifecycle:
         if config.gc_threshold:
             YOUNG_THRESHOLD.hold(config.gc_threshold)
             self._holds_gc_threshold = True
+        self.up = True
         self.log.info(
             "started (%s), serializer %s, %s loop",
             host.server_type,

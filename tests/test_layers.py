@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "actors.config",
             "actors.logs",
             "actors.tally",
+            "actors.readiness",
             "actors.payload",
             "actors.tracing",
             "actors.metrics",

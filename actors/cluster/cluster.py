@@ -33,7 +33,12 @@ from actors.cluster.bridge import Inbound, RpcBridge
 from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION
 from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
-from actors.cluster.discovery import DuplicateServerId, ServerInfo, ServiceDiscovery
+from actors.cluster.discovery import (
+    DuplicateServerId,
+    Registration,
+    ServerInfo,
+    ServiceDiscovery,
+)
 from actors.cluster.groups import GroupsUnavailable
 from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.outbound import Outbound
@@ -51,6 +56,7 @@ from actors.cluster.subjects import server_subject, user_subject
 from actors.cluster.users import ClusterUsers, UserDelivery
 from actors.errors import RpcTimeout
 from actors.logs import ServerLog
+from actors.readiness import Readiness
 from transport.etcd import EtcdUnavailable
 
 if TYPE_CHECKING:
@@ -150,6 +156,32 @@ class Cluster:
     def connected(self) -> bool:
         """RPCs can go out and come in (readiness; discovery registration aside)."""
         return self.rpc_client.connected and self.rpc_server.serving
+
+    @property
+    def registration(self) -> Registration:
+        """This server's standing in discovery: the discovery's ``registration`` when it has
+        one; a discovery of one's own with ``registered`` only cannot tell an outage from
+        not being registered."""
+        state = getattr(self.discovery, "registration", None)
+        if isinstance(state, Registration):
+            return state
+        return Registration.REGISTERED if self.discovery.registered else Registration.UNREGISTERED
+
+    def readiness(self) -> Readiness:
+        """The cluster's part of readiness: the RPC transport up (a server that cannot take
+        RPCs cannot serve) and this server in discovery. Discovery unreachable keeps it
+        ready, degraded: the outage is every server's at once, and each still serves its
+        clients and RPCs from the last table it knew (see :class:`Registration`)."""
+        if not self.connected:
+            return Readiness(False, f"RPC transport ({self._via}) down")
+        state = self.registration
+        if state is Registration.REGISTERED:
+            return Readiness(True)
+        if state is Registration.UNREACHABLE:
+            return Readiness(
+                True, "discovery unreachable, serving from the last known server table"
+            )
+        return Readiness(False, state.value)
 
     def _backend_session(self, snapshot: SessionSnapshot, read_only: bool) -> Session:
         return BackendSession(snapshot, self.outbound, self.app.serializer, read_only=read_only)

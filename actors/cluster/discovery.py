@@ -4,8 +4,9 @@ This server is registered under ``<prefix>servers/<type>/<id>`` (``prefix``: the
 ``etcd_prefix`` option, ``pitaya/`` by default as Go Pitaya's ``pitaya.cluster.sd.etcd.prefix``)
 with a JSON value ``{"id","type","metadata","frontend","hostname"}`` attached to a lease (TTL
 60 s by default, refreshed every TTL/3). The :class:`DiscoveryActor` watches the prefix and
-keeps the table; if etcd goes away it keeps serving from the last table it knew and, when etcd
-is back, re-registers (with a new lease if the old one expired). A periodic full read repairs
+keeps the table; if etcd goes away it keeps serving from the last table it knew (and stays
+ready: :data:`Registration.UNREACHABLE`) and, when etcd is back, re-registers (with a new lease
+if the old one expired). A periodic full read repairs
 any event a watch could have missed.
 
 Server ids are unique: the entry is created in one etcd transaction only if no entry with that
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import math
@@ -68,6 +70,27 @@ refresh takes a round trip."""
 
 class DuplicateServerId(ActorError):
     """Another live server is registered with this server's id: this one must not start."""
+
+
+class Registration(enum.Enum):
+    """Where this server stands in discovery, as far as it knows; readiness reads it
+    (``App.readiness``, ``GET /ready``). The values are the words ``/ready`` says."""
+
+    UNREGISTERED = "not registered in discovery"
+    """Not registered yet (starting), or its registration failed."""
+    REGISTERED = "registered"
+    """Registered, and the backend confirms it."""
+    UNREACHABLE = "discovery unreachable"
+    """Registered, then the backend stopped answering: the lease keep-alive fails (an etcd
+    outage). The server still serves, from the last table it knew; its entry stands until
+    its lease expires (etcd lets no lease expire while it is down, and renews them all when
+    it comes back; a server that alone cannot reach etcd is dropped after the TTL), and is
+    put back if it is gone when the backend answers again. Not a reason to take the server
+    out of service: every server sees the same outage at once."""
+    DISPLACED = "another server registered with this server's id"
+    """Another server holds this server's id: this one is out of discovery until it stops."""
+    LEFT = "left discovery"
+    """Deregistered for good (draining or stopping)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +146,12 @@ class ServiceDiscovery(Protocol):
 
     @property
     def registered(self) -> bool:
-        """This server is registered now (part of readiness)."""
+        """This server is registered now and the backend confirms it.
+
+        A discovery may also have a ``registration`` property (a :class:`Registration`)
+        that says more: :data:`Registration.UNREACHABLE` keeps the server ready while the
+        backend does not answer (``Cluster.registration`` reads it when present, else
+        this)."""
         ...
 
     def servers(self, server_type: str) -> list[ServerInfo]: ...
@@ -223,7 +251,8 @@ class DiscoveryActor(Actor):
 
     ``prefix``: the etcd prefix (``etcd_prefix``). A server that cannot register (etcd
     down, or its id taken: :class:`DuplicateServerId`) answers :class:`Registered` with
-    that error and does nothing else.
+    that error and does nothing else. ``on_registration`` is told every change of this
+    server's :class:`Registration` (and again while an outage lasts).
     """
 
     def __init__(
@@ -233,7 +262,7 @@ class DiscoveryActor(Actor):
         table: ServerTable,
         ttl: int,
         sync_interval: float,
-        on_registered: Callable[[bool], None],
+        on_registration: Callable[[Registration], None],
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self.etcd = etcd
@@ -242,7 +271,7 @@ class DiscoveryActor(Actor):
         self.table = table
         self.ttl = ttl
         self.sync_interval = sync_interval
-        self.registration_changed = on_registered
+        self.registration_changed = on_registration
         self.prefix = servers_prefix(prefix)
         self.key = me.key(prefix)
         self.value = me.to_json()
@@ -299,7 +328,7 @@ class DiscoveryActor(Actor):
             raise DuplicateServerId(refusal)
         self.lease = lease
         self._displaced = False
-        self.registration_changed(True)
+        self.registration_changed(Registration.REGISTERED)
         self.log.info("registered in etcd (lease %x, ttl %ss)", lease, self.ttl)
 
     async def _take_over_or_refuse(self, lease: int) -> str:
@@ -367,12 +396,12 @@ class DiscoveryActor(Actor):
                         else "this server's discovery entry vanished",
                     )
                     self._displaced = False
-                    self.registration_changed(True)
+                    self.registration_changed(Registration.REGISTERED)
                     return
             self._displace()
 
     def _displace(self) -> None:
-        self.registration_changed(False)
+        self.registration_changed(Registration.DISPLACED)
         if not self._displaced:
             self._displaced = True
             self.log.error(
@@ -391,19 +420,26 @@ class DiscoveryActor(Actor):
             try:
                 if outage or self.lease is None or await self.etcd.keep_alive(self.lease) == 0:
                     await self._ensure_registered()
+                if self.left:  # revoked meanwhile: its state is LEFT for good
+                    return
                 if outage:
                     outage = False
                     if not self._displaced:
-                        self.registration_changed(True)
+                        self.registration_changed(Registration.REGISTERED)
                     self.log.debug("etcd is back; registration confirmed")
                     items, _ = await self.etcd.get_prefix(self.prefix)
                     self.ref.tell(Resync(items))
             except EtcdUnavailable as exc:
+                if self.left:
+                    return
                 # Told once for the whole process by the client (transport.etcd.EtcdOutage).
                 if not outage:
                     self.log.debug("discovery rides out an etcd outage: %s", exc)
                 outage = True
-                self.registration_changed(False)
+                # Still serving, from the last table: readiness holds (Registration).
+                self.registration_changed(
+                    Registration.DISPLACED if self._displaced else Registration.UNREACHABLE
+                )
 
     async def _watch(self, revision: int) -> None:
         while True:
@@ -485,7 +521,7 @@ class DiscoveryActor(Actor):
         followed (a draining frontend still routes its clients' messages). After a
         registration under way: it must not put the entry back once this returns."""
         self.left = True
-        self.registration_changed(False)
+        self.registration_changed(Registration.LEFT)
         async with self._registering:
             if self.lease is not None:
                 try:
@@ -592,15 +628,21 @@ class EtcdServiceDiscovery:
         self.lease_ttl = lease_ttl
         self.sync_interval = sync_interval
         self.table = ServerTable()
-        self._registered = False
+        self._registration = Registration.UNREGISTERED
         self._actor: ActorRef | None = None
 
     @property
     def registered(self) -> bool:
-        return self._registered
+        return self._registration is Registration.REGISTERED
 
-    def _set_registered(self, value: bool) -> None:
-        self._registered = value
+    @property
+    def registration(self) -> Registration:
+        """This server's :class:`Registration`: ``UNREACHABLE`` during an etcd outage once
+        it was registered (it keeps serving), ``UNREGISTERED`` until it first was."""
+        return self._registration
+
+    def _set_registration(self, state: Registration) -> None:
+        self._registration = state
 
     def servers(self, server_type: str) -> list[ServerInfo]:
         return self.table.by_type.get(server_type, [])
@@ -628,7 +670,7 @@ class EtcdServiceDiscovery:
             self.table,
             self.lease_ttl,
             self.sync_interval,
-            self._set_registered,
+            self._set_registration,
             self.prefix,
             name="discovery",
         )
@@ -660,7 +702,8 @@ class EtcdServiceDiscovery:
             actor = self._actor._cell.actor
             assert isinstance(actor, DiscoveryActor)
             await actor.revoke()
-        self._registered = False
+        if self._registration is not Registration.UNREGISTERED:
+            self._registration = Registration.LEFT
 
     async def close(self) -> None:
         if self._actor is not None and self._actor.alive:

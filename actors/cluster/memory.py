@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from actors.cluster.discovery import DiscoveryListener, ServerInfo
+from actors.cluster.discovery import DiscoveryListener, Registration, ServerInfo
 from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.cluster.memory_store import MemoryStore
 from actors.cluster.rpc import (
@@ -116,6 +116,13 @@ class MemoryDiscovery:
     @property
     def registered(self) -> bool:
         return self._registered
+
+    @property
+    def registration(self) -> Registration:
+        """Registered, or not yet, or left (memory has no outages)."""
+        if self._registered:
+            return Registration.REGISTERED
+        return Registration.UNREGISTERED if self.me is None else Registration.LEFT
 
     def servers(self, server_type: str) -> list[ServerInfo]:
         return [s for s in self.network.servers.values() if s.type == server_type]

@@ -49,6 +49,7 @@ from actors.metrics.exposition import CONTENT_TYPE, render
 from actors.metrics.families import Family, Series
 from actors.metrics.names import KNOWN_METRICS, NAMESPACE, MetricKind, MetricSpec
 from actors.metrics.quantiles import Clock
+from actors.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,10 @@ class PrometheusReporter:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
-    readiness: Callable[[], bool] | None = None
-    """Answers ``GET /ready`` (200 or 503); the app installs its own readiness check."""
+    readiness: Callable[[], bool | Readiness] | None = None
+    """Answers ``GET /ready``: 200 when it returns something true, else 503, with a one-line
+    body (``ready``, ``ready (degraded: ...)``, ``not ready: ...``: ``actors.readiness``).
+    The app installs its own check (``App.readiness``) unless one was set."""
 
     async def start(self) -> None:
         """Listen for scrapes on ``host:port``."""
@@ -249,10 +252,15 @@ class PrometheusReporter:
             return _response(405, "text/plain", b"method not allowed\n")
         path = target.split("?", 1)[0]
         if path == "/ready":
-            ready = self.readiness is not None and self.readiness()
-            body = b"ready\n" if ready else b"not ready\n"
+            state = self.readiness() if self.readiness is not None else False
+            if not isinstance(state, Readiness):
+                state = Readiness(bool(state))
+            body = f"{state.line()}\n".encode()
             return _response(
-                200 if ready else 503, "text/plain", b"" if method == "HEAD" else body, len(body)
+                200 if state.ready else 503,
+                "text/plain",
+                b"" if method == "HEAD" else body,
+                len(body),
             )
         if path not in ("/metrics", "/"):
             return _response(404, "text/plain", b"not found; metrics are at /metrics\n")

@@ -9,12 +9,20 @@ every failed group operation logged an ERROR with a 50-line traceback (315 trace
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import time
 from typing import Any
 
+import pytest
+
+from actors.app import App
+from actors.cluster.rpc import ClusterStartupError
+from actors.metrics import PrometheusReporter
+from tests.actors.metrics.recorder import http_get
 from tests.cluster.harness import NODE_ENV, Node, both_transports, start_node
+from tests.reliability.support import until
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client, RequestError
 
@@ -185,3 +193,58 @@ async def run_to_exit(server_id: str, nats: NatsServer, etcd: EtcdServer) -> tup
             await process.wait()
     assert process.returncode is not None
     return process.returncode, err.decode(errors="replace").splitlines()
+
+
+async def ready(prometheus: PrometheusReporter) -> tuple[int, str]:
+    """What a readiness probe gets from ``GET /ready``: the status and the body's line."""
+    response = await http_get(prometheus.address, "/ready")
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode().strip()
+
+
+def cluster_app(nats: NatsServer, etcd: EtcdServer, **options: Any) -> App:
+    return App(
+        server_type="room",
+        mode="cluster",
+        frontend=False,
+        nats_url=nats.url,
+        etcd_endpoints=etcd.endpoint,
+        etcd_lease_ttl=3,  # a keep-alive every second
+        cluster_connect_timeout=1,
+        **options,
+    )
+
+
+async def test_ready_holds_through_an_etcd_outage(
+    nats_server: NatsServer, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An etcd outage is every server's at once, and each keeps serving from its last table:
+    ``/ready`` answered 503 on all of them for as long as it lasted, so a Kubernetes readiness
+    probe took every pod out of its Service, an etcd blip becoming a full outage. It stays
+    200 now (the body says discovery is unreachable), and plain ``ready`` once etcd is back.
+    A server that never registered (started during the outage) is not ready."""
+    caplog.set_level(logging.DEBUG, logger="actors.cluster.discovery")
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, process_metrics=False)
+    app = cluster_app(nats_server, etcd_server)
+    app.add_metrics_reporter(prometheus)
+    async with app:
+        assert await ready(prometheus) == (200, "ready")
+        await asyncio.to_thread(etcd_server.stop, kill=True)
+        # The lease keep-alive failed: the server rides out the outage.
+        await until(lambda: "discovery rides out an etcd outage" in caplog.text, timeout=10)
+        assert await ready(prometheus) == (
+            200,
+            "ready (degraded: discovery unreachable, serving from the last known server table)",
+        )
+        assert app.ready_now()
+        newcomer = cluster_app(nats_server, etcd_server)  # never registered: not ready
+        with pytest.raises(ClusterStartupError, match="cannot reach etcd"):
+            await newcomer.start()
+        assert not newcomer.ready_now()
+        assert newcomer.readiness().line() == "not ready: start-up failed"
+        status, line = await ready(prometheus)  # the one that registered still is
+        assert status == 200 and "discovery unreachable" in line
+        await asyncio.to_thread(etcd_server.start)
+        await until(lambda: "registration confirmed" in caplog.text, timeout=15)
+        assert await ready(prometheus) == (200, "ready")
+    assert app.readiness().line() == "not ready: stopped"

@@ -24,6 +24,7 @@ from actors.cluster.discovery import (
     DiscoveryActor,
     EtcdServiceDiscovery,
     Registered,
+    Registration,
     ServerInfo,
     ServerTable,
 )
@@ -307,7 +308,7 @@ class Node:
         self.etcd = etcd
         self.ref = ref
         self.table = table
-        self.registered: list[bool] = []
+        self.registered: list[Registration] = []
 
     @property
     def actor(self) -> DiscoveryActor:
@@ -323,7 +324,7 @@ async def node(
     etcd = etcd or FakeEtcd()
     table = ServerTable()
     async with ActorSystem() as system:
-        registered: list[bool] = []
+        registered: list[Registration] = []
         ref = system.spawn(DiscoveryActor, etcd, ME, table, ttl, sync_interval, registered.append)
         result = Node(etcd, ref, table)
         result.registered = registered
@@ -349,7 +350,7 @@ async def test_start_registers_under_a_lease_and_loads_the_table(
         assert ("grant", 3) in etcd.calls
         assert ("put", ME.key(), 1) in etcd.calls
         assert etcd.data[ME.key()] == ME.to_json()
-        assert n.registered == [True]
+        assert n.registered == [Registration.REGISTERED]
         assert set(n.table.by_id) == {"me", "other"}
         # The table is read before the registration, and watched from there (our own put
         # included: nothing registered in between is missed).
@@ -448,9 +449,10 @@ async def test_an_outage_is_ridden_out_and_the_registration_confirmed(
         n.table.put(info("known"))
         etcd.down = True
         await asyncio.sleep(3.5)
-        assert n.registered == [True, False]
+        # Still serving from the last table: unreachable, not unregistered (readiness).
+        assert n.registered == [Registration.REGISTERED, Registration.UNREACHABLE]
         await asyncio.sleep(2)  # two more failed tries: warned once
-        assert n.registered == [True, False, False, False]
+        assert n.registered == [Registration.REGISTERED] + [Registration.UNREACHABLE] * 3
         # Noted once, at debug: the etcd client warns about the outage once per process.
         outage = [r for r in caplog.records if "outage" in r.getMessage()]
         assert [(r.levelno, r.getMessage()) for r in outage] == [
@@ -462,7 +464,7 @@ async def test_an_outage_is_ridden_out_and_the_registration_confirmed(
         etcd.down = False
         await asyncio.sleep(1)
         await settle()
-        assert n.registered[-1] is True
+        assert n.registered[-1] is Registration.REGISTERED
         assert etcd.data[ME.key()] == ME.to_json()
         assert ME.key() in etcd.leases[n.actor.lease or 0]  # put back under the same lease
         assert "[me] etcd is back; registration confirmed" in caplog.messages
@@ -531,7 +533,7 @@ async def test_after_revoke_nothing_puts_the_entry_back_and_the_table_is_still_f
     async with node(ttl=3) as n:
         etcd = n.etcd
         await n.actor.revoke()
-        assert n.registered[-1] is False and ME.key() not in etcd.data
+        assert n.registered[-1] is Registration.LEFT and ME.key() not in etcd.data
         calls = len(etcd.calls)
         n.actor._own_key_changed(None)  # what the watch says of our key's deletion
         await n.actor._ensure_registered()
@@ -639,6 +641,77 @@ async def test_the_service_fails_to_start_when_etcd_is_down() -> None:
             await service.start(ME)
         assert str(caught.value).startswith("discovery could not register in etcd: ")
         assert not service.registered
+
+
+@pytest.mark.looptime
+async def test_the_service_tells_an_outage_from_not_being_registered() -> None:
+    """Readiness reads ``registration``: a server that registered once rides out an etcd
+    outage (UNREACHABLE: still serving, ready), one that never registered is UNREGISTERED,
+    one whose id another server took is DISPLACED, outage or not, one that left is LEFT."""
+    etcd = FakeEtcd()
+    async with ActorSystem() as system:
+        service = EtcdServiceDiscovery(
+            system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=3, sync_interval=30.0
+        )
+        service.etcd = etcd  # type: ignore[assignment]
+        assert service.registration is Registration.UNREGISTERED
+        await service.start(ME)
+        assert service.registration is Registration.REGISTERED and service.registered
+        etcd.down = True
+        await asyncio.sleep(1.5)  # a keep-alive (every second) fails
+        assert service.registration is Registration.UNREACHABLE
+        assert not service.registered  # not confirmed: ``registered`` alone says no
+        etcd.down = False
+        await asyncio.sleep(1)
+        assert service.registration is Registration.REGISTERED
+        # Another server takes the id; then etcd goes away: still displaced, not ready.
+        await etcd.put(ME.key(), info("me", metadata={"other": "1"}).to_json())
+        await settle()
+        assert service.registration is Registration.DISPLACED
+        etcd.down = True
+        await asyncio.sleep(1.5)
+        assert service.registration is Registration.DISPLACED
+        etcd.down = False
+        await service.stop()
+        assert service.registration is Registration.LEFT
+        await service.close()
+
+
+@pytest.mark.looptime
+async def test_a_service_that_never_registered_is_not_taken_for_one_in_an_outage() -> None:
+    etcd = FakeEtcd()
+    etcd.down = True
+    async with ActorSystem() as system:
+        service = EtcdServiceDiscovery(
+            system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=3, sync_interval=30.0
+        )
+        service.etcd = etcd  # type: ignore[assignment]
+        with pytest.raises(EtcdUnavailable):
+            await service.start(ME)
+        assert service.registration is Registration.UNREGISTERED
+
+
+@pytest.mark.looptime
+async def test_a_revoke_during_an_outage_stays_left() -> None:
+    """A keep-alive that fails after the revoke must not make a server that left look
+    registered-but-unreachable (ready) again."""
+    async with node(ttl=3) as n:
+        etcd = n.etcd
+        gate = asyncio.Event()
+        refreshing = asyncio.Event()
+
+        async def keep_alive_that_fails_late(lease: int) -> int:
+            refreshing.set()
+            await gate.wait()
+            raise EtcdUnavailable("etcd is down")
+
+        etcd.keep_alive = keep_alive_that_fails_late  # type: ignore[method-assign]
+        await refreshing.wait()  # a keep-alive is under way ...
+        await n.actor.revoke()  # ... when the server leaves
+        assert n.registered[-1] is Registration.LEFT
+        gate.set()  # and then it fails
+        await asyncio.sleep(3)  # more keep-alive ticks would come
+        assert n.registered[-1] is Registration.LEFT
 
 
 @pytest.mark.looptime

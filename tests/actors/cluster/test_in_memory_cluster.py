@@ -25,12 +25,14 @@ from hypothesis import strategies as st
 
 from actors.app import App
 from actors.cluster.backend_session import BackendSession
-from actors.cluster.discovery import ServerInfo
+from actors.cluster.discovery import Registration, ServerInfo
+from actors.cluster.memory import MemoryDiscovery
 from actors.cluster.rpc import ClusterStartupError
 from actors.errors import FrontendOnly, PitayaError, RpcTimeout
 from actors.groups import GroupAlreadyExists
 from actors.handler import Handler, Remote, handler
 from actors.modules.unique_session import UniqueSession
+from actors.readiness import Readiness
 from actors.session import Session
 from actors.testing import MemoryCluster, Push, TestClient
 from tests.actors.concurrency_support import Journal, Other, Send, Steps, body
@@ -280,6 +282,45 @@ async def test_servers_see_each_other_at_once_and_forget_who_leaves() -> None:
             assert connector.ready_now() and room.ready_now()
         assert discovery.servers("room") == []
         assert seen == [("room-1", True), ("room-1", False)]
+
+
+async def test_readiness_says_which_phase_or_part_is_missing() -> None:
+    """Not ready, and why: before the start, with the RPC transport down, once stopped."""
+    network = MemoryCluster()
+    room = server(network, "room", "room-1", frontend=False)
+    assert room.readiness() == Readiness(False, "not started")
+    async with room:
+        assert room.readiness() == Readiness(True)
+        assert room.cluster is not None
+        assert room.cluster.registration is Registration.REGISTERED
+        await room.cluster.rpc_server.stop()
+        assert room.readiness() == Readiness(False, "RPC transport (MemoryRpc) down")
+    assert room.readiness() == Readiness(False, "stopped")
+
+
+class OwnDiscovery(MemoryDiscovery):
+    """A discovery of one's own written before ``registration`` existed: ``registered``
+    alone decides."""
+
+    registration = None  # type: ignore[assignment]
+
+
+async def test_a_discovery_without_registration_is_read_through_registered() -> None:
+    network = MemoryCluster()
+    room = App(
+        server_type="room",
+        server_id="room-1",
+        mode="cluster",
+        frontend=False,
+        discovery=OwnDiscovery(network),
+        rpc=network.rpc(),
+    )
+    async with room:
+        assert room.cluster is not None
+        assert room.cluster.registration is Registration.REGISTERED and room.ready_now()
+        await room.cluster.discovery.stop()
+        assert room.cluster.registration is Registration.UNREGISTERED
+        assert room.readiness() == Readiness(False, "not registered in discovery")
 
 
 async def test_a_server_id_is_taken_once() -> None:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors.app import App
 from actors.metrics import PrometheusReporter
 from actors.metrics.names import CONNECTED_CLIENTS
+from actors.readiness import Readiness
 from actors.testing import serve
 from samples.echo.server import Echo
 from tests.actors.metrics.recorder import Recorder, exposed, http_get, sample, scrape
@@ -280,3 +281,37 @@ async def test_the_endpoint_serves_the_text_format_even_to_openmetrics_scrapers(
     assert b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n" in head
     assert b"\npitaya_acceptor_exceeded_rate_limiting 4.0\n" in body
     assert b"# EOF" not in body
+
+
+def ready_response(readiness: Any, method: str = "GET") -> tuple[int, bytes]:
+    prometheus = PrometheusReporter(process_metrics=False)
+    prometheus.readiness = readiness
+    response = prometheus.respond(f"{method} /ready HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head, _, body = response.partition(b"\r\n\r\n")
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    assert length == len(body) or (method == "HEAD" and not body)
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize(
+    ("readiness", "status", "body"),
+    [
+        (None, 503, b"not ready\n"),  # nothing installed a check: never taken for ready
+        (lambda: True, 200, b"ready\n"),  # a check of one's own that returns a bool
+        (lambda: False, 503, b"not ready\n"),
+        (lambda: Readiness(True), 200, b"ready\n"),
+        (
+            lambda: Readiness(True, "discovery unreachable"),
+            200,
+            b"ready (degraded: discovery unreachable)\n",
+        ),
+        (lambda: Readiness(False, "draining"), 503, b"not ready: draining\n"),
+    ],
+)
+def test_ready_answers_with_its_status_and_says_why_in_one_line(
+    readiness: Any, status: int, body: bytes
+) -> None:
+    """The status is the contract a probe reads (unchanged); the body says why for a human,
+    and stays ``ready`` when nothing is wrong."""
+    assert ready_response(readiness) == (status, body)
+    assert ready_response(readiness, "HEAD") == (status, b"")
