@@ -422,7 +422,8 @@ class App:
         """Spawn handlers, then open the listeners; returns once they listen.
 
         The sequence (cluster, handlers, modules, metrics, listeners) is in
-        ``actors.lifecycle``.
+        ``actors.lifecycle``. A stop requested meanwhile (:meth:`request_stop`,
+        :meth:`stop`) abandons it: :class:`~actors.errors.StartAborted`.
         """
         await self._lifecycle.start()
 
@@ -544,7 +545,7 @@ class App:
     async def stop(self) -> None:
         """Graceful stop: stop accepting, deregister, let in-flight requests finish (bounded
         by ``shutdown_timeout``), kick every session, stop modules, then every actor.
-        Idempotent."""
+        Idempotent. During the start-up: abandons it and returns once it is undone."""
         await self._lifecycle.stop()
 
     async def __aenter__(self) -> App:
@@ -556,7 +557,9 @@ class App:
 
     def request_stop(self) -> None:
         """Ask :meth:`serve_forever` to stop gracefully (what SIGINT/SIGTERM do); an app
-        started otherwise (``async with``, ``start()``) is stopped in a task."""
+        started otherwise (``async with``, ``start()``) is stopped in a task. During the
+        start-up it abandons the start at once (``start`` raises
+        :class:`~actors.errors.StartAborted`, ``serve_forever`` returns)."""
         self._lifecycle.request_stop()
 
     def ready_now(self) -> bool:
@@ -596,10 +599,12 @@ class App:
         """Blocking entry point for ``__main__``: :meth:`serve_forever` on a new event loop,
         uvloop's when installed (the ``event_loop`` option, ``actors.eventloop``).
 
-        A cluster server that cannot reach NATS or etcd (or bind its gRPC port) exits with
-        status 1 and one line naming the service, the address and the cause, credentials
-        masked (``SystemExit``; see ``actors.startup``), instead of a traceback; so does an
-        option that cannot work (:class:`~actors.config.ConfigError`).
+        A SIGTERM or SIGINT during the start-up stops it at once (exit status 0, as any
+        stop; see :meth:`request_stop`). A cluster server that cannot reach NATS or etcd (or
+        bind its gRPC port) exits with status 1 and one line naming the service, the
+        address and the cause, credentials masked (``SystemExit``; see ``actors.startup``),
+        instead of a traceback; so does an option that cannot work
+        (:class:`~actors.config.ConfigError`).
 
         Logs go out in the ``log_format`` option's format (``text`` or ``json``, see
         ``actors.logs.configure_logging``): to stderr when nothing set logging up; with

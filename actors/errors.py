@@ -46,6 +46,14 @@ class FrontendOnly(ActorError):
     lifecycle callbacks, session lookups, writes to an RPC caller's read-only session)."""
 
 
+class StartAborted(ActorError):
+    """A stop was requested while the server was starting (SIGTERM or SIGINT in
+    ``serve_forever``, ``request_stop``, ``stop``): the start-up was abandoned, the step under
+    way cancelled (a connection to NATS or etcd still being tried, say) and what had started
+    undone. The server is stopped; ``serve_forever`` (so ``App.run``) returns as after a
+    normal stop."""
+
+
 class PitayaError(Exception):
     """An error answered to a client as a Pitaya error response.
 

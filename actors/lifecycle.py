@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.cluster.host import ClusterHost
 from actors.config import ConfigError, check_config, misspelt_env
-from actors.errors import ActorStopped, FrontendOnly
+from actors.errors import ActorStopped, FrontendOnly, StartAborted
 from actors.eventloop import CHOICES as EVENT_LOOPS
 from actors.gateway import Gateway, Listen, StopAccepting
 from actors.gcthreshold import YOUNG_THRESHOLD
@@ -115,6 +115,10 @@ class Lifecycle:
         self.handlers: dict[str, ActorRef] = {}
         """Service name -> the handler actor serving it, once spawned."""
         self.remotes: dict[str, ActorRef] = {}
+        self._starting: asyncio.Task[None] | None = None
+        """The start-up under way (its own task, so a stop request can cancel it)."""
+        self._start_aborted = False
+        """A stop was requested during the start-up, which was cancelled."""
         self._stop_requested: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -145,14 +149,53 @@ class Lifecycle:
     # -- start -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Spawn handlers, then open the listeners; returns once they listen."""
-        if self.started:
+        """Spawn handlers, then open the listeners; returns once they listen.
+
+        A stop requested meanwhile (:meth:`request_stop`, so SIGTERM or SIGINT in
+        :meth:`serve_forever`, or :meth:`stop`) abandons the start-up at once rather than
+        after it (a NATS that does not answer held a SIGTERM for ``cluster_connect_timeout``):
+        the step under way is cancelled, what had started is undone by the steps' own
+        failure paths, and :class:`StartAborted` is raised. The start-up runs as a task of
+        its own for that: cancelling the caller's task would cancel the caller too.
+        """
+        if self.started or self._starting is not None:
             raise RuntimeError("app already started")
+        starting = self._starting = asyncio.get_running_loop().create_task(self._start_up())
         try:
-            await self._start_up()
+            await starting
+        except asyncio.CancelledError:
+            if not self._start_aborted:
+                self.start_failed = self.started
+                raise  # the caller was cancelled (its cancellation reached the start-up)
+            self._start_abandoned()
+            caller = asyncio.current_task()
+            if caller is not None and caller.cancelling():
+                raise  # the caller was cancelled too
+            raise StartAborted(f"{self._host.server_id}: stopped during the start-up") from None
         except BaseException:
             self.start_failed = self.started  # options that cannot work: it never started
             raise
+        finally:
+            self._starting = None
+        if self._start_aborted:  # the stop came as the last step finished: a normal stop
+            await self.stop()
+            raise StartAborted(f"{self._host.server_id}: stopped during the start-up")
+
+    def _abort_start(self) -> bool:
+        """Cancel the start-up under way, if there is one (True then)."""
+        starting = self._starting
+        if starting is None or starting.done():
+            return False
+        if not self._start_aborted:
+            self._start_aborted = True
+            starting.cancel()
+        return True
+
+    def _start_abandoned(self) -> None:
+        """The cancelled start-up has undone what it had started: the server is stopped."""
+        self.stopping = True
+        self._stopped.set()
+        self.log.info("stopped during the start-up: a stop was requested, the start abandoned")
 
     async def _start_up(self) -> None:
         host = self._host
@@ -263,15 +306,17 @@ class Lifecycle:
         refs = [*self.handlers.values(), *self.remotes.values()]
         try:
             await asyncio.gather(*(ref.ask(Ready(), timeout=None) for ref in refs))
-        except ActorStopped as exc:
+        except BaseException as exc:  # a hook failed, or the start-up was abandoned
             failed = [ref.name for ref in refs if not ref.alive]
             await self._host.system.shutdown()
             cluster = self._host.cluster
             if cluster is not None:
                 await cluster.close()
-            raise RuntimeError(
-                f"{', '.join(failed) or 'a handler'} failed in started() (see the log above)"
-            ) from exc
+            if isinstance(exc, ActorStopped):
+                raise RuntimeError(
+                    f"{', '.join(failed) or 'a handler'} failed in started() (see the log above)"
+                ) from exc
+            raise
 
     async def start_metrics(self) -> None:
         """Add the reporters the options enable, start them, and spawn the sampler (which
@@ -351,6 +396,10 @@ class Lifecycle:
         """Graceful stop: stop accepting connections and client messages (new requests get
         ``PIT-500`` "server shutting down"), let the requests in flight finish (bounded by
         ``shutdown_timeout``), kick every session, then stop all actors. Idempotent."""
+        if self._abort_start():  # during the start-up: abandon it (see start)
+            if asyncio.current_task() is not self._starting:
+                await self._stopped.wait()
+            return
         if self.stopping or not self.started:
             return
         self.stopping = True
@@ -395,7 +444,10 @@ class Lifecycle:
 
     def request_stop(self) -> None:
         """Ask :meth:`serve_forever` to stop gracefully (what SIGINT/SIGTERM do); a server
-        started otherwise is stopped in a task."""
+        started otherwise is stopped in a task. During the start-up: abandon it (see
+        :meth:`start`)."""
+        if self._abort_start():
+            return
         if self._stop_requested is not None:
             self._stop_requested.set()
         elif self.started and not self.stopping:
@@ -417,7 +469,15 @@ class Lifecycle:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException as exc:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            if isinstance(exc, StartAborted):
+                return  # stopped (and said so) before it served: a normal stop
+            raise
         if freeze:
             gc.collect()
             gc.freeze()

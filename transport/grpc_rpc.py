@@ -323,7 +323,11 @@ class GrpcListener:
             raise GrpcBindError(f"cannot listen for gRPC on {address}: {exc}") from None
         if not port:
             raise GrpcBindError(f"cannot listen for gRPC on {address}")
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:  # cancelled (a stop during the start-up): nothing left bound
+            await server.stop(None)
+            raise
         self._server = server
         self.port = int(port)
         return self.port

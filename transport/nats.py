@@ -201,26 +201,36 @@ class NatsPipe:
             options = self.security.connect_options()
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise NatsUnreachable(f"cannot use the NATS TLS files: {exc}") from exc
-        try:
-            # nats-py retries the first connection forever when reconnects are allowed:
-            # bound it, so an unreachable NATS is reported instead of hanging the start-up.
-            client = LeanClient()
-            await asyncio.wait_for(
-                client.connect(
-                    servers=urls,
-                    name=self.name,
-                    connect_timeout=self.connect_timeout,  # type: ignore[arg-type]  # float is fine
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,  # type: ignore[arg-type]  # float is fine
-                    disconnected_cb=self._disconnected,
-                    reconnected_cb=self._reconnected,
-                    error_cb=self._error,
-                    closed_cb=self._closed_cb,
-                    **options,
-                ),
-                self.connect_timeout,
+        client = LeanClient()
+        # nats-py retries the first connection forever when reconnects are allowed: bound
+        # it, so an unreachable NATS is reported instead of hanging the start-up.
+        connecting = asyncio.get_running_loop().create_task(
+            client.connect(
+                servers=urls,
+                name=self.name,
+                connect_timeout=self.connect_timeout,  # type: ignore[arg-type]  # float is fine
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # float is fine
+                disconnected_cb=self._disconnected,
+                reconnected_cb=self._reconnected,
+                error_cb=self._error,
+                closed_cb=self._closed_cb,
+                **options,
             )
+        )
+        try:
+            await asyncio.wait({connecting}, timeout=self.connect_timeout)
+            if not connecting.done():
+                await _cancel_for_good(connecting)
+                raise TimeoutError
+            connecting.result()
+        except asyncio.CancelledError:
+            # Abandoned (a stop during the start-up): nothing may go on trying.
+            await _cancel_for_good(connecting)
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             with contextlib.suppress(Exception):
                 await client.close()  # or nats-py goes on trying in the background
@@ -590,6 +600,18 @@ _CONNECTION_LOST = (
     TimeoutError,
 )
 """Errors nats-py reports as the connection breaks, just before its disconnection callback."""
+
+
+async def _cancel_for_good(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for its end, cancelling it again while it goes on: nats-py's
+    connect can lose a cancellation (Python 3.11's ``wait_for`` drops one that comes as the
+    TCP connection it waits for opens) and then waits a whole ``connect_timeout`` for the
+    server's INFO, which held a stop requested during the start-up for that long."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.05)
+    if not task.cancelled():
+        task.exception()  # retrieved: its failure is moot now, and must not be logged
 
 
 def _describe(exc: BaseException) -> str:

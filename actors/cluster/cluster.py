@@ -200,11 +200,15 @@ class Cluster:
         await self.rpc_client.connect()
         try:
             await self.discovery.connect()
-        except EtcdUnavailable as exc:
+        except BaseException as exc:
+            # Failed, or abandoned (a stop during the start-up): nothing is left open.
             await self.rpc_client.close()
-            raise ClusterStartupError(
-                f"cannot reach etcd at {config.etcd_endpoints}: {exc}"
-            ) from exc
+            await self.discovery.close()
+            if isinstance(exc, EtcdUnavailable):
+                raise ClusterStartupError(
+                    f"cannot reach etcd at {config.etcd_endpoints}: {exc}"
+                ) from exc
+            raise
 
     def _require_user_delivery(self) -> None:
         if not any(isinstance(module, UserDelivery) for _, module in self.app.modules):

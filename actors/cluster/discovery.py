@@ -683,6 +683,24 @@ class EtcdServiceDiscovery:
         except (ActorError, EtcdUnavailable) as exc:
             await self._actor.stop()
             raise EtcdUnavailable(f"discovery could not register in etcd: {exc}") from exc
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _abandon(self) -> None:
+        """The start was cancelled (a stop during the start-up): leave no entry behind. A
+        registration under way revokes its own lease when stopped; one that finished has
+        its lease revoked here (else its entry would hold this server's id for a TTL, and
+        a restart would be refused as a duplicate)."""
+        assert self._actor is not None
+        actor = self._actor._cell.actor
+        assert isinstance(actor, DiscoveryActor)
+        await self._actor.stop()
+        lease, actor.lease = actor.lease, None
+        if lease is not None:
+            with contextlib.suppress(EtcdUnavailable):
+                await self.etcd.revoke(lease)
+        self._registration = Registration.UNREGISTERED
 
     async def lookup(self, server_type: str, server_id: str) -> ServerInfo | None:
         key = f"{servers_prefix(self.prefix)}{server_type}/{server_id}"

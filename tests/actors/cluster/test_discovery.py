@@ -715,6 +715,43 @@ async def test_a_revoke_during_an_outage_stays_left() -> None:
 
 
 @pytest.mark.looptime
+@pytest.mark.parametrize("when", ["granting", "registered"])
+async def test_a_start_cancelled_leaves_no_entry_behind(when: str) -> None:
+    """A stop during the start-up cancels the registration: one under way (the lease being
+    granted) or one just done (its answer not yet seen) leaves no entry holding the id for
+    a TTL (a restart would be refused as a duplicate meanwhile)."""
+    etcd = FakeEtcd()
+    reached = asyncio.Event()
+    put_if_absent = etcd.put_if_absent
+
+    async def put_and_tell(key: str, value: bytes, *, lease: int = 0) -> bool:
+        created = await put_if_absent(key, value, lease=lease)
+        reached.set()
+        return created
+
+    etcd.put_if_absent = put_and_tell  # type: ignore[method-assign]
+    if when == "granting":
+        etcd.hang = True
+    async with ActorSystem() as system:
+        service = EtcdServiceDiscovery(
+            system, ["127.0.0.1:1"], timeout=1.0, lease_ttl=3, sync_interval=30.0
+        )
+        service.etcd = etcd  # type: ignore[assignment]
+        starting = asyncio.ensure_future(service.start(ME))
+        if when == "granting":
+            await settle()
+        else:
+            await reached.wait()
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        assert ME.key() not in etcd.data
+        assert not [lease for lease, keys in etcd.leases.items() if keys]
+        assert service.registration is Registration.UNREGISTERED
+        assert system.lookup("discovery") is None  # its actor stopped too
+
+
+@pytest.mark.looptime
 async def test_the_service_waits_twice_its_timeout_for_the_registration() -> None:
     etcd = FakeEtcd()
     etcd.hang = True
