@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
@@ -604,14 +605,16 @@ class App:
         bind its gRPC port) exits with status 1 and one line naming the service, the
         address and the cause, credentials masked (``SystemExit``; see ``actors.startup``),
         instead of a traceback; so does an option that cannot work
-        (:class:`~actors.config.ConfigError`).
+        (:class:`~actors.config.ConfigError`). One whose id discovery refuses (still held
+        by a crashed predecessor's lease, or by a live server) exits with
+        :data:`~actors.startup.EXIT_ID_HELD` (75) instead: a start to try again later.
 
         Logs go out in the ``log_format`` option's format (``text`` or ``json``, see
         ``actors.logs.configure_logging``): to stderr when nothing set logging up; with
         ``json``, the handlers already set up write JSON lines.
         """
-        from actors.cluster.rpc import ClusterStartupError
-        from actors.startup import describe_startup_failure
+        from actors.cluster.rpc import ClusterStartupError, ServerIdTaken
+        from actors.startup import EXIT_ID_HELD, describe_startup_failure
 
         try:
             configure_logging(self.config.log_format, default_level=self.config.log_level)
@@ -623,7 +626,8 @@ class App:
                 self._exit(f"{self.server_id} stopped: {self.cluster.lost}")
         except ClusterStartupError as exc:
             reason = describe_startup_failure(exc, self.config.cluster_connect_timeout)
-            self._exit(f"{self.server_id} cannot start: {reason}")
+            status = EXIT_ID_HELD if isinstance(exc, ServerIdTaken) else 1
+            self._exit(f"{self.server_id} cannot start: {reason}", status)
         except ConfigError as exc:
             self._exit(f"{self.server_id} cannot start: {exc}")
         except OSError as exc:
@@ -632,13 +636,16 @@ class App:
             # A port in use, a certificate file missing: one line, not a traceback.
             self._exit(f"{self.server_id} cannot start: {exc}")
 
-    def _exit(self, line: str) -> NoReturn:
-        """Exit with status 1 and ``line``: on stderr as it is, or with ``log_format``
+    def _exit(self, line: str, status: int = 1) -> NoReturn:
+        """Exit with ``status`` and ``line``: on stderr as it is, or with ``log_format``
         ``json`` as one JSON record like every other line (a log collector sees it)."""
         if self.config.log_format == "json":
             ServerLog(log, "").critical("%s", line)
-            raise SystemExit(1) from None
-        raise SystemExit(line) from None
+            raise SystemExit(status) from None
+        if status == 1:
+            raise SystemExit(line) from None  # Python prints it, and exits 1
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(status) from None
 
     # -- bookkeeping (called by session and gateway actors) --------------------------------
 

@@ -15,7 +15,15 @@ import re
 import socket
 from urllib.parse import urlsplit
 
-__all__ = ["describe_startup_failure", "mask_credentials"]
+__all__ = ["EXIT_ID_HELD", "describe_startup_failure", "mask_credentials"]
+
+EXIT_ID_HELD = 75
+"""Exit status of a server refused because its id is still held in discovery
+(:class:`~actors.cluster.rpc.ServerIdTaken`): the lease of a previous process with that id
+has not expired (it crashed moments ago), or another server runs with it. Every other
+start-up failure exits 1. 75 is ``EX_TEMPFAIL`` of BSD's sysexits ("try again later"): the
+launcher starts such a server again at a steady pace, without counting a crash
+(``actors.launch.keeper``); a supervisor of your own can do the same."""
 
 # ``scheme://anything@`` and a bare ``user:pass@host`` (an etcd endpoint has no scheme).
 _CREDENTIALS = re.compile(r"(?<=://)[^\s/@,]+@|(?<![\w/@.:%~+-])[\w.%~+-]+:[^\s/@,]+@")

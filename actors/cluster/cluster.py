@@ -51,6 +51,7 @@ from actors.cluster.rpc import (
     Respond,
     RPCClient,
     RPCServer,
+    ServerIdTaken,
 )
 from actors.cluster.subjects import server_subject, user_subject
 from actors.cluster.users import ClusterUsers, UserDelivery
@@ -261,7 +262,7 @@ class Cluster:
             ) from exc
         except DuplicateServerId as exc:
             await self.close()
-            raise ClusterStartupError(str(exc)) from None
+            raise ServerIdTaken(str(exc)) from None
         except BaseException:
             await self.close()
             raise

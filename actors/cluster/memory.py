@@ -45,6 +45,7 @@ from actors.cluster.rpc import (
     DeliverInbound,
     Respond,
     RpcPair,
+    ServerIdTaken,
     ServerUnreachable,
     UserSubjects,
 )
@@ -86,7 +87,7 @@ class MemoryCluster:
 
     def _register(self, me: ServerInfo) -> None:
         if me.id in self.servers:
-            raise ClusterStartupError(f"a server with id {me.id} is already registered")
+            raise ServerIdTaken(f"a server with id {me.id} is already registered")
         self.servers[me.id] = me
         self._announce(me, True)
 

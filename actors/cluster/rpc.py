@@ -66,6 +66,13 @@ class ClusterStartupError(ActorError):
     says which."""
 
 
+class ServerIdTaken(ClusterStartupError):
+    """Discovery refused this server's id: another server holds it, a live one or one whose
+    lease has not expired yet (this server's own crashed predecessor, taken over once its
+    lease goes unrefreshed). A start to try again later, not a crash: ``App.run`` exits with
+    :data:`actors.startup.EXIT_ID_HELD`, which the launcher retries at a steady pace."""
+
+
 class ClusterUnavailable(InternalError):
     """``PIT-500``: this server's RPC transport is down, so the request cannot leave it."""
 

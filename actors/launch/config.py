@@ -33,14 +33,15 @@ naming the entry, found before any process starts.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from actors.config import TRUE_WORDS
+from actors.config import TRUE_WORDS, Config
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 
@@ -63,6 +64,11 @@ class KeeperSettings:
     """A server that ran this long before exiting restarts with the initial delay again."""
     restart: str = "always"
     """``always``, ``on-failure`` (exit code not 0) or ``never``."""
+    held_id_retry: float = 20.0
+    """Seconds between two starts of a server refused because its id is still held in
+    discovery (exit status 75, ``actors.startup.EXIT_ID_HELD``): not a crash, so the backoff
+    does not grow. Unless set, a third of the server's etcd lease TTL (see
+    :func:`held_id_retry`); 20 s is that of the default 60 s TTL."""
 
     def backoff(self, consecutive_crashes: int) -> float:
         """Delay before restart number ``consecutive_crashes`` (1 for the first)."""
@@ -129,6 +135,7 @@ def parse_config(
     launcher = _table(data, "launcher", source)
     _only(launcher, {"admin_port", "cwd", "log_dir", *KeeperSettings.__dataclass_fields__}, source)
     defaults = _settings(launcher, KeeperSettings(), f"{source} [launcher]")
+    held_id_retry_set = "held_id_retry" in launcher
     values = {str(k): str(v) for k, v in _table(data, "vars", source).items()}
     values.update(variables or {})
     common_env = _str_table(_table(data, "env", source), f"{source} [env]")
@@ -142,7 +149,9 @@ def parse_config(
         where = f"{source} [[servers]] #{index + 1}"
         if not isinstance(entry, dict):
             raise LaunchConfigError(f"{where}: must be a table")
-        commands.extend(_expand(entry, values, common_env, defaults, cwd, log_dir, where))
+        commands.extend(
+            _expand(entry, values, common_env, defaults, held_id_retry_set, cwd, log_dir, where)
+        )
     names = [c.name for c in commands]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -158,6 +167,7 @@ def _expand(
     values: dict[str, str],
     common_env: dict[str, str],
     defaults: KeeperSettings,
+    held_id_retry_set: bool,
     cwd: str | None,
     log_dir: str | None,
     where: str,
@@ -187,6 +197,9 @@ def _expand(
     if reuse_port:
         env["PITAYA_REUSE_PORT"] = "1"  # actors.config.Config.reuse_port
     settings = _settings(entry, defaults, where)
+    if not (held_id_retry_set or "held_id_retry" in entry):
+        # The servers inherit the launcher's environment, under their own.
+        settings = replace(settings, held_id_retry=held_id_retry({**os.environ, **env}))
     _warn_if_killed_while_draining(env, settings.stop_timeout, where)
     commands = []
     for i in range(count):
@@ -206,6 +219,21 @@ def _expand(
             )
         )
     return commands
+
+
+def held_id_retry(env: Mapping[str, str]) -> float:
+    """The pace at which a server whose id is still held in discovery is started again: a
+    keep-alive period of its etcd lease (a third of ``PITAYA_ETCD_LEASE_TTL`` in its
+    environment, 60 s unless set), at least 1 s. A live holder refreshes the lease at that
+    pace; a crashed one's id is taken over once its lease went unrefreshed for that long
+    plus 2 s (``actors.cluster.discovery``), so the second start at the latest finds it
+    free, and an id that another running server holds is tried no faster than that."""
+    default = float(Config().etcd_lease_ttl)
+    try:
+        ttl = float(env.get("PITAYA_ETCD_LEASE_TTL", "") or default)
+    except ValueError:
+        ttl = default  # the server itself says what is wrong with it
+    return max(1.0, ttl / 3)
 
 
 def drains(env: Mapping[str, str]) -> bool:
@@ -237,7 +265,14 @@ def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, 
         )
 
 
-_OVERRIDES = ("stop_timeout", "restart", "backoff_initial", "backoff_max", "stable_after")
+_OVERRIDES = (
+    "stop_timeout",
+    "restart",
+    "backoff_initial",
+    "backoff_max",
+    "stable_after",
+    "held_id_retry",
+)
 
 
 def _settings(table: Mapping[str, Any], base: KeeperSettings, where: str) -> KeeperSettings:
@@ -251,6 +286,9 @@ def _settings(table: Mapping[str, Any], base: KeeperSettings, where: str) -> Kee
                 raise LaunchConfigError(f"{where}: restart must be one of {RESTART_POLICIES}")
         elif not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
             raise LaunchConfigError(f"{where}: {key} must be a non-negative number of seconds")
+        elif key == "held_id_retry" and value <= 0:
+            # 0 would start a server whose id stays held again and again, as fast as it exits.
+            raise LaunchConfigError(f"{where}: held_id_retry must be positive (seconds)")
         values[key] = value if key == "restart" else float(value)
     merged = {k: getattr(base, k) for k in KeeperSettings.__dataclass_fields__}
     merged.update(values)

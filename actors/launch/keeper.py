@@ -9,6 +9,14 @@ server with ``subprocess.Popen`` and checks them all with one ``wakeupAfter`` ev
 process that exits by itself is reported to the supervisor and restarted after an exponential
 backoff (``KeeperSettings.backoff``); a run longer than ``stable_after`` resets the backoff.
 
+A server that exits with status 75 (``actors.startup.EXIT_ID_HELD``) was refused because its
+id is still held in discovery: most often the lease of the process it replaces, which crashed
+moments ago, has not expired yet. That is no crash: counting it grew the backoff while the id
+was about to be free. It is started again every ``held_id_retry`` seconds (a keep-alive
+period of its lease), its crash count untouched, and told once: a warning at the first
+refusal, an info line once it runs again; an id held for good (another live server uses it)
+is tried at that pace, never faster.
+
 Stopping is graceful: SIGTERM (the server then stops accepting, drains, kicks and exits 0),
 SIGKILL after ``stop_timeout``. Servers run in their own session, so a Ctrl-C meant for the
 launcher does not reach them behind the keeper's back. A keeper gets SIGTERM (its exit request)
@@ -38,6 +46,7 @@ from actors.launch.messages import (
 )
 from actors.launch.orphans import die_with_parent
 from actors.logs import ServerLog
+from actors.startup import EXIT_ID_HELD
 
 log = ServerLog(logging.getLogger(__name__), "launch")
 
@@ -54,6 +63,8 @@ def describe_exit(returncode: int) -> str:
             return f"killed by {signal.Signals(-returncode).name}"
         except ValueError:
             return f"killed by signal {-returncode}"
+    if returncode == EXIT_ID_HELD:
+        return f"exited with code {returncode} (its server id is still held in discovery)"
     return f"exited with code {returncode}"
 
 
@@ -101,6 +112,9 @@ class KeptServer:
         self.restarts = 0
         self.crashes = 0
         """Consecutive short-lived runs: the backoff exponent."""
+        self.held_since: float | None = None
+        """When the first of the starts refused in a row because the server id was still
+        held in discovery (exit status 75) ended; None when the last one was not refused."""
         self.started_at = 0.0
         self.restart_at: float | None = None
         self.stop_requester: Any = None
@@ -138,7 +152,9 @@ class KeptServer:
             if output is not None:
                 output.close()
         self.started_at = time.monotonic()
-        log.info(
+        # While its id is held, each try is told once, at the first refusal.
+        log.log(
+            logging.DEBUG if self.held_since is not None else logging.INFO,
             "%s running (pid %d%s; keeper pid %d)",
             command.name,
             self.process.pid,
@@ -154,9 +170,13 @@ class KeptServer:
         if process is not None:
             returncode = process.poll()
             if returncode is None:
+                self._check_held_id_freed()
                 return None
             self.process = None
             uptime = time.monotonic() - self.started_at
+            if returncode == EXIT_ID_HELD and command.settings.should_restart(returncode):
+                return self._id_held(process.pid, uptime)
+            self.held_since = None
             if uptime >= command.settings.stable_after:
                 self.crashes = 0
             restart = command.settings.should_restart(returncode)
@@ -175,6 +195,48 @@ class KeptServer:
             self.restarts += 1
             return self.spawn()
         return None
+
+    def _id_held(self, pid: int, uptime: float) -> ServerExited:
+        """The server was refused its id (exit status 75): start it again after
+        ``held_id_retry``, its crash count (the backoff) untouched; told once."""
+        command = self.command
+        delay = command.settings.held_id_retry
+        now = time.monotonic()
+        self.restart_at = now + delay
+        if self.held_since is None:
+            self.held_since = now
+            log.warning(
+                "%s (pid %d) was refused after %.1fs: its server id is still held in "
+                "discovery (the lease of a process it replaces has not expired, or another "
+                "server runs with it); starting it every %.1fs until the id is free, not "
+                "counted as a crash",
+                command.name,
+                pid,
+                uptime,
+                delay,
+            )
+        else:
+            log.debug(
+                "%s: server id still held after %.0fs; starting it again in %.1fs",
+                command.name,
+                now - self.held_since,
+                delay,
+            )
+        return ServerExited(command.name, pid, EXIT_ID_HELD, delay)
+
+    def _check_held_id_freed(self) -> None:
+        """After refusals for a held id, a run as long as ``stable_after`` has its id:
+        told once, and the streak ends."""
+        if self.held_since is None:
+            return
+        if time.monotonic() - self.started_at >= self.command.settings.stable_after:
+            log.info(
+                "%s runs (pid %d): its server id was held in discovery for %.0fs",
+                self.command.name,
+                self.process.pid if self.process is not None else 0,
+                self.started_at - self.held_since,
+            )
+            self.held_since = None
 
     def _schedule_restart(self) -> float:
         self.crashes += 1

@@ -7,7 +7,10 @@ import socket
 
 import pytest
 
-from actors.startup import describe_startup_failure, mask_credentials
+from actors.app import App
+from actors.cluster.discovery import ServerInfo
+from actors.startup import EXIT_ID_HELD, describe_startup_failure, mask_credentials
+from actors.testing import MemoryCluster
 
 
 @pytest.mark.parametrize(
@@ -50,3 +53,32 @@ def test_other_causes_and_none() -> None:
     assert describe_startup_failure(raised("x:", KeyError()), 1) == "x: KeyError"
     assert describe_startup_failure(raised("", None), 1) == "no reason given"
     assert describe_startup_failure(raised("a\n  b: c", None), 1) == "a b: c"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_refused_server_id_exits_75_with_its_line(
+    log_format: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every start-up failure exited 1, so a supervisor could not tell "the id is still held
+    (the lease of the process this one replaces): try again soon" from a crash. 75
+    (EX_TEMPFAIL) says it; the line is the same."""
+    network = MemoryCluster()
+    network.servers["room-1"] = ServerInfo("room-1", "room")  # held by another server
+    app = App(
+        server_type="room",
+        server_id="room-1",
+        mode="cluster",
+        frontend=False,
+        discovery=network.discovery(),
+        rpc=network.rpc(),
+        log_format=log_format,
+    )
+    with pytest.raises(SystemExit) as exited:
+        app.run()
+    line = "room-1 cannot start: a server with id room-1 is already registered"
+    if log_format == "text":
+        assert exited.value.code == EXIT_ID_HELD == 75
+        assert capsys.readouterr().err.splitlines()[-1] == line
+    else:  # the line went out as a log record (one JSON line)
+        assert exited.value.code == EXIT_ID_HELD
+        assert line in caplog.messages

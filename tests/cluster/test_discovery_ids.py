@@ -20,6 +20,7 @@ from typing import Any
 
 from actors.app import App
 from actors.modules.binding_storage import BindingStorage
+from actors.startup import EXIT_ID_HELD
 from tests.cluster.harness import NODE_ENV, Node, start_node
 from tests.services import EtcdServer, NatsServer
 from transport.etcd import EtcdClient, KeyEvent
@@ -77,7 +78,7 @@ async def test_a_second_server_with_a_live_servers_id_refuses_to_start(
         before = await etcd.get_with_lease("pitaya/servers/room/room-1")
         assert before is not None
         code, lines, took = await run_to_exit("room", "room-1", nats_server, etcd_server)
-        assert code == 1, lines
+        assert code == EXIT_ID_HELD, lines  # 75, not 1: a supervisor retries, no crash
         assert lines[-1].startswith(
             "room-1 cannot start: server id 'room-1' is already registered by a live server on "
         ), lines
@@ -92,7 +93,7 @@ async def test_a_second_server_with_a_live_servers_id_refuses_to_start(
         assert room.process is not None and room.process.returncode is None
         # A different type with the same id is refused as well (ids are unique).
         code, lines, _ = await run_to_exit("connector", "room-1", nats_server, etcd_server)
-        assert code == 1, lines
+        assert code == EXIT_ID_HELD, lines
         assert lines[-1].startswith(
             "room-1 cannot start: server id 'room-1' is already registered by a 'room' server on "
         ), lines
@@ -135,7 +136,7 @@ async def test_after_a_refused_duplicate_stops_the_original_stays_registered(
     await start_node(nodes, "room", "room-1", nats_server, etcd_server)
     async with etcd_client(etcd_server) as etcd:
         code, _, _ = await run_to_exit("room", "room-1", nats_server, etcd_server)
-        assert code == 1
+        assert code == EXIT_ID_HELD
         # Longer than a keep-alive period (TTL 2 s in the harness): still there.
         for _ in range(3):
             await asyncio.sleep(1)
@@ -225,7 +226,7 @@ async def test_a_restarted_server_takes_over_the_entry_of_its_crashed_self(
         await room.kill()
         killed = time.monotonic()
         code, lines, _ = await run_to_exit("room", "room-1", nats_server, etcd_server, **ttl)
-        assert code == 1 and ", the id is free in " in lines[-1], lines
+        assert code == EXIT_ID_HELD and ", the id is free in " in lines[-1], lines
         free_in = int(lines[-1].split(", the id is free in ")[1].split(" s)")[0])
         assert 0 < free_in <= 8, lines[-1]
         while True:  # what a launcher does: start it again (with a backoff) until it runs

@@ -2,8 +2,9 @@
 
 Modes: ``serve`` (runs until SIGTERM, then exits 0), ``drain`` (on SIGTERM takes a second
 to exit 0, like a server draining its sessions), ``stubborn`` (ignores SIGTERM), ``crash``
-(exits 3 at once). Each prints ``dummy NAME up pid PID`` when it runs, and ``dummy NAME got
-SIGTERM`` and ``dummy NAME stopped`` when it stops.
+(exits 3 at once), ``held FILE N`` (the first N starts, counted in FILE, exit 75 as a server
+whose id is still held in discovery; then it serves). Each prints ``dummy NAME up pid PID``
+when it runs, and ``dummy NAME got SIGTERM`` and ``dummy NAME stopped`` when it stops.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
+
+from actors.startup import EXIT_ID_HELD
 
 
 def main() -> None:
@@ -20,6 +24,13 @@ def main() -> None:
     if mode == "crash":
         print(f"dummy {name} crashing pid {os.getpid()}", flush=True)
         sys.exit(3)
+    if mode == "held":
+        counter, refusals = Path(sys.argv[3]), int(sys.argv[4])
+        starts = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(starts))
+        if starts <= refusals:
+            print(f"dummy {name} id held pid {os.getpid()}", flush=True)
+            sys.exit(EXIT_ID_HELD)
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:

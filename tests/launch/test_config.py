@@ -92,11 +92,37 @@ def test_backoff_doubles_up_to_the_maximum() -> None:
         ({"servers": [{"module": "m", "colour": "red"}]}, "unknown key"),
         ({"launcher": {"admin_port": -1}, "servers": [{"module": "m"}]}, "admin_port"),
         ({"servers": [{"module": "m", "reuse_port": "yes"}]}, "'reuse_port'"),
+        ({"servers": [{"module": "m", "held_id_retry": 0}]}, "held_id_retry must be positive"),
     ],
 )
 def test_mistakes_name_the_entry(data: dict[str, object], message: str) -> None:
     with pytest.raises(LaunchConfigError, match=message):
         parse_config(data)
+
+
+def test_a_held_id_is_retried_at_the_pace_of_its_lease_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server refused because its id is still held (exit status 75) is started again every
+    third of its etcd lease TTL (its holder's keep-alive period), from its environment, the
+    launcher's [env] or the launcher's own; ``held_id_retry`` sets it."""
+    monkeypatch.delenv("PITAYA_ETCD_LEASE_TTL", raising=False)
+    config = parse_config(
+        {
+            "env": {"PITAYA_ETCD_LEASE_TTL": "15"},
+            "servers": [
+                {"name": "common", "module": "m"},
+                {"name": "own", "module": "m", "env": {"PITAYA_ETCD_LEASE_TTL": "3"}},
+                {"name": "told", "module": "m", "held_id_retry": 2.5},
+            ],
+        }
+    )
+    assert [s.settings.held_id_retry for s in config.servers] == [5.0, 1.0, 2.5]
+    assert parse_config({"servers": [{"module": "m"}]}).servers[0].settings.held_id_retry == 20.0
+    monkeypatch.setenv("PITAYA_ETCD_LEASE_TTL", "30")  # the servers inherit it
+    assert parse_config({"servers": [{"module": "m"}]}).servers[0].settings.held_id_retry == 10.0
+    told = parse_config({"launcher": {"held_id_retry": 4}, "servers": [{"module": "m"}]})
+    assert told.servers[0].settings.held_id_retry == 4.0
 
 
 def test_the_shipped_sample_config_parses() -> None:

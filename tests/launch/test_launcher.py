@@ -119,6 +119,42 @@ async def test_restarts_with_backoff_and_stops_everything(
     await wait_port_closed(admin_port)  # the Thespian admin is gone too
 
 
+async def test_a_server_whose_id_is_held_is_started_again_soon_not_backed_off(
+    tmp_path: Path, launchers: list[LauncherProcess]
+) -> None:
+    """A server refused because its id is still held in discovery (exit status 75: the
+    lease of the process it replaces has not expired) is started again every
+    ``held_id_retry``, told once; counted as crashes, its refusals had doubled the backoff
+    (here 2 s, 4 s, 8 s) while the id was about to be free."""
+    config = tmp_path / "deploy.toml"
+    counter = tmp_path / "starts"
+    config.write_text(
+        f"""
+        [launcher]
+        backoff_initial = 2.0
+        held_id_retry = 0.2
+        stable_after = 0.5
+        stop_timeout = 2.0
+
+        [[servers]]
+        name = "held"
+        module = "{DUMMY}"
+        args = ["held", "held", "{counter}", "3"]
+        """
+    )
+    launcher = await launch(launchers, config)
+    found = await launcher.wait_line(r"dummy held up pid (\d+)", timeout=10)
+    assert counter.read_text() == "4"  # three refusals, then it runs
+    output = "\n".join(launcher.lines)
+    refused = [line for line in launcher.lines if "its server id is still held" in line]
+    assert len(refused) == 1 and "starting it every 0.2s" in refused[0], output
+    assert "restarting in" not in output  # no crash, no backoff
+    await launcher.wait_line(r"held runs \(pid \d+\): its server id was held in discovery")
+    launcher.signal(signal.SIGTERM)
+    assert await launcher.wait() == 0
+    await wait_pids_gone([int(found.group(1))])
+
+
 def test_api_start_status_stop(tmp_path: Path) -> None:
     # Synchronous like Thespian's own API, and on the main thread: the actor system forks,
     # which must not happen in a process running other threads.
