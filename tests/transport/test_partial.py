@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 
+from transport import partial
 from transport.partial import PartialBudget, PartialHold
 
 
@@ -137,4 +139,30 @@ def test_the_warning_names_the_dropped_peer_and_is_throttled(
     assert lines == [
         "clients hold 150 bytes of unfinished packets, over max_partial_bytes (100): "
         "dropping tcp peer 10.0.0.0:4000, which held 150"
+    ]
+
+
+def test_the_warning_after_a_quiet_spell_counts_the_drops_not_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator reading one line in ten seconds must learn how many clients went unseen,
+    and the totals of the drop the line is about (one holder stays, so held != total)."""
+    now = [1000.0]
+    monkeypatch.setattr(partial, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    budget = PartialBudget(100)
+    stays = Peer(budget, "stays")
+    stays.hold.set(40)
+    with caplog.at_level(logging.WARNING, logger="transport.partial"):
+        for n in range(3):  # the first is logged, the next two within the interval are not
+            Peer(budget, f"p{n}").hold.set(70 + n)
+        now[0] += 10.0  # the throttle's interval
+        last = Peer(budget, "last")
+        last.hold.set(90)
+    assert stays.dropped == 0
+    assert budget.dropped == 4
+    assert [record.getMessage() for record in caplog.records] == [
+        "clients hold 110 bytes of unfinished packets, over max_partial_bytes (100): "
+        "dropping p0, which held 70",
+        "clients hold 130 bytes of unfinished packets, over max_partial_bytes (100): "
+        "dropping last, which held 90 (2 more since the last such line, not logged)",
     ]
