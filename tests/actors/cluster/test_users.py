@@ -496,6 +496,32 @@ async def test_with_no_frontend_at_all_a_push_waits_once_then_warns_and_no_longe
     ]
 
 
+@pytest.mark.looptime
+async def test_after_giving_up_pushes_wait_for_a_frontend_again_only_10s_later() -> None:
+    """A cluster with no frontend must not stall every push for 2 s (FRONTEND_WAIT); but a
+    frontend may come later, and a push 10 s on (FRONTEND_WAIT_AGAIN) waits for it again.
+    On looptime's virtual clock: the sleeps only move the clock."""
+    loop = asyncio.get_running_loop()
+    subjects = Subjects({("connector", "ann"): ACKED})
+    cluster = users(subjects=subjects, me=ROOM)
+    start = loop.time()
+    assert await cluster.push_to_users("r", b"1", ["ann"], None) == ["ann"]
+    gave_up = loop.time()
+    assert gave_up - start == pytest.approx(2.0)
+    await asyncio.sleep(9.5)
+    before = loop.time()
+    assert await cluster.push_to_users("s", b"2", ["ann"], None) == ["ann"]
+    assert loop.time() == before  # no wait 9.5 s on
+    await asyncio.sleep(gave_up + 10.0 - loop.time())
+    assert loop.time() - gave_up == 10.0
+    pushed = asyncio.ensure_future(cluster.push_to_users("t", b"3", ["ann"], None))
+    await settle()
+    assert not pushed.done()  # waiting again, for the frontend listed now
+    discovery_of(cluster).add(CONNECTOR)
+    assert await pushed == []
+    assert [decode_push(d).route for _, _, _, d, _ in subjects.requested] == ["t"]
+
+
 # -- bind notices --------------------------------------------------------------------------
 
 
