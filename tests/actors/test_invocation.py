@@ -21,11 +21,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from actors.app import App
 from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests
 from actors.handler import Handler, handler
-from actors.invocation import Sequencer
+from actors.invocation import FailureLog, Sequencer
 from actors.metrics.names import PROCESS_DELAY
 from actors.session import Session, SessionClosed
 from actors.testing import TestClient, TestSession
 from tests.actors.metrics.recorder import Recorder
+from transport.logs import ServerLog
 from transport.serializers import MsgpackSerializer
 
 
@@ -319,6 +320,25 @@ async def test_a_failure_names_its_session_and_a_route_failing_again_is_told_onc
         assert caplog.records[-1].levelno == logging.ERROR
         assert caplog.records[-1].exc_info is not None
         assert isinstance(caplog.records[-1].exc_info[1], KeyError)
+
+
+def test_past_4096_kinds_of_failure_the_ones_known_are_forgotten_and_told_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The kinds followed are bounded (a route or exception class per request would grow
+    the table for good); a new kind past the bound is still told, and starts afresh."""
+    caplog.set_level(logging.DEBUG, logger="actors.invocation")
+    failures = FailureLog(ServerLog(logging.getLogger("actors.invocation"), "i1"))
+
+    def told(route: str) -> int:
+        """The level ``route`` failing once more is logged at."""
+        failures.failed(route, ValueError("bad"), None)
+        return caplog.records[-1].levelno
+
+    assert [told(f"r{n}") for n in range(4096)] == [logging.ERROR] * 4096
+    assert told("r0") == logging.DEBUG  # 4096 kinds known: all remembered
+    assert told("r4096") == logging.ERROR  # one more: told, and the others forgotten
+    assert [told("r0"), told("r1"), told("r4096")] == [logging.ERROR, logging.ERROR, logging.DEBUG]
 
 
 async def test_a_client_that_left_is_no_failure_of_the_handler(
