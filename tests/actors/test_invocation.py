@@ -123,6 +123,11 @@ class Inv(Handler):
         return {"x": object()}
 
     @handler
+    async def aunencodable(self, session: Session | None) -> Any:
+        await asyncio.sleep(0)
+        return {"x": object()}
+
+    @handler
     def raw(self, session: Session | None) -> bytes:
         return b"\x01\x02"
 
@@ -262,6 +267,43 @@ async def test_a_body_type_that_refuses_its_fields_is_pit_500_naming_the_route()
             "x must be positive",
             {"route": "inv.positive"},
         )
+
+
+def with_a_hook(app: App) -> None:
+    @app.pipeline.before
+    def before(session: Session | None, route: str, body: Any) -> Any:
+        return body
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "setup", "why"),
+    [
+        ("inv.positive", b'{"x":0}', None, "x must be positive"),  # the body's decoding
+        ("inv.afail", b"{}", None, "async bad"),
+        ("inv.unencodable", b"{}", None, "cannot encode dict as JSON"),
+        ("inv.aunencodable", b"{}", None, "cannot encode dict as JSON"),
+        ("inv.fail", b"{}", with_a_hook, "bad input"),
+    ],
+)
+async def test_every_failure_of_a_handler_is_logged_with_its_session_and_server(
+    caplog: pytest.LogCaptureFixture,
+    route: str,
+    body: bytes,
+    setup: Callable[[App], None] | None,
+    why: str,
+) -> None:
+    """The operator must find which player it was (the answer names only the route): a
+    body its type refuses, an async method, a result that does not encode, a pipeline."""
+    async with started(setup) as app:
+        done = Done()
+        session = TestSession(7, uid="ann")
+        app.invoker.invoke(app.local_routes[route], route, session, body, False, done)
+        await done.result()
+        assert error_of(done).code == "PIT-500"
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == f"[i1] handler {route} failed (session 7, uid ann)"
+    assert (record.session_id, record.server_id) == (7, "i1")  # type: ignore[attr-defined]
+    assert record.exc_info is not None and str(record.exc_info[1]) == why
 
 
 async def test_a_failing_method_is_logged_and_answered_pit_500(
