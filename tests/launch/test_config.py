@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from actors.launch import KeeperSettings, LaunchConfigError, load_config, parse_config
+from actors.config import Config
+from actors.launch import (
+    KeeperSettings,
+    LaunchConfigError,
+    ServerCommand,
+    load_config,
+    parse_config,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "cluster" / "launch.toml"
 
@@ -93,6 +102,20 @@ def test_backoff_doubles_up_to_the_maximum() -> None:
         ({"launcher": {"admin_port": -1}, "servers": [{"module": "m"}]}, "admin_port"),
         ({"servers": [{"module": "m", "reuse_port": "yes"}]}, "'reuse_port'"),
         ({"servers": [{"module": "m", "held_id_retry": 0}]}, "held_id_retry must be positive"),
+        ({"servers": [{"module": "m", "reuse_port": 1}]}, "'reuse_port'"),
+        ({"launcher": {"stop_timeot": 5}, "servers": [{"module": "m"}]}, "unknown key"),
+        ({"launcher": {"admin_port": 65536}, "servers": [{"module": "m"}]}, "admin_port"),
+        ({"launcher": {"cwd": 5}, "servers": [{"module": "m"}]}, "cwd must be a string"),
+        ({"vars": "nats", "servers": [{"module": "m"}]}, "\\[vars\\] must be a table"),
+        ({"servers": ["m"]}, "#1: must be a table"),
+        ({"servers": [{"module": "m", "args": "room"}]}, "'args'"),
+        ({"servers": [{"module": "m", "count": "2"}]}, "'count'"),
+        ({"servers": [{"module": "m", "ports": [3250]}]}, "'ports'"),
+        ({"servers": [{"module": "m", "env": "A=1"}]}, "env: must be a table of strings"),
+        ({"servers": [{"module": "m", "stop_timeout": True}]}, "stop_timeout must be"),
+        ({"servers": [{"module": "m", "stop_timeout": "5"}]}, "stop_timeout must be"),
+        ({"servers": [{"module": "m", "args": ["{n[5]}"]}]}, "bad template"),
+        ({"servers": [{"module": "m", "args": ["{"]}]}, "bad template"),
     ],
 )
 def test_mistakes_name_the_entry(data: dict[str, object], message: str) -> None:
@@ -156,3 +179,90 @@ def test_a_draining_server_killed_before_its_drain_ends_is_warned_about(
         "<config> [[servers]] #1: drains its sessions for up to 70 s (drain_timeout + "
         "shutdown_timeout) but is killed 20 s after SIGTERM (stop_timeout): raise stop_timeout"
     ]
+
+
+def readme_launch_block() -> dict[str, Any]:
+    """The README's launch file, whose ``[launcher]`` lists every option with its default."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("```toml\n[launcher]") + len("```toml\n") :]
+    return tomllib.loads(block[: block.index("```")])
+
+
+def test_the_launcher_defaults_are_those_the_readme_lists() -> None:
+    """A server without a [launcher] table gets what the README says it gets (with the
+    default lease TTL: the block's own ``[env]`` shortens it, and ``held_id_retry`` follows
+    the TTL unless set, as the block says)."""
+    documented = {**readme_launch_block(), "env": {}}
+    assert set(documented["launcher"]) == {
+        "admin_port", "cwd", "log_dir", *KeeperSettings.__dataclass_fields__
+    }  # fmt: skip
+    without = {**documented, "launcher": {}}
+    assert parse_config(documented) == parse_config(without)
+    assert parse_config(without).servers[0].settings == KeeperSettings()
+
+
+@pytest.mark.parametrize("policy", ["always", "on-failure", "never"])
+def test_every_restart_policy_is_accepted(policy: str) -> None:
+    config = parse_config({"servers": [{"module": "m", "restart": policy}]})
+    assert config.servers[0].settings.restart == policy
+
+
+def test_the_edges_of_what_is_accepted() -> None:
+    config = parse_config(
+        {
+            "launcher": {"admin_port": 65535, "cwd": "/srv/game", "stop_timeout": 0},
+            "servers": [{"module": "m", "count": 2, "backoff_initial": 0}],
+        }
+    )
+    assert config.admin_port == 65535
+    assert [s.cwd for s in config.servers] == ["/srv/game", "/srv/game"]
+    assert config.servers[0].settings.stop_timeout == 0.0
+    assert config.servers[0].settings.backoff_initial == 0.0
+
+
+def test_a_var_cannot_change_the_instance_placeholders() -> None:
+    """{n} and {i} number the instances, whatever [vars] or --var define."""
+    config = parse_config(
+        {"vars": {"n": "x"}, "servers": [{"name": "s-{n}", "module": "m", "args": ["{i}"]}]},
+        {"i": "y"},
+    )
+    assert (config.names, config.servers[0].argv[-1]) == (["s-1"], "0")
+
+
+@pytest.mark.parametrize("value", ["1", " Yes ", "TRUE", "on", "0", "off", " No ", None])
+def test_the_launcher_reads_drain_sessions_as_the_server_does(value: str | None) -> None:
+    """The launcher stops the servers that drain first: it must agree with each server on
+    which ones do."""
+    env = {} if value is None else {"PITAYA_DRAIN_SESSIONS": value}
+    command = ServerCommand("s", ("python",), env=tuple(env.items()))
+    assert command.drains is Config.from_env(env).drain_sessions
+
+
+def test_only_a_draining_server_is_warned_about_its_stop_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parse_config(
+        {
+            "servers": [
+                {"module": "a", "stop_timeout": 1},  # drains not: killed at once is fine
+                {"module": "b", "stop_timeout": 1, "env": {"PITAYA_DRAIN_SESSIONS": "1"}},
+            ]
+        }
+    )
+    assert [m.split(":")[0] for m in caplog.messages] == ["<config> [[servers]] #2"]
+
+
+@pytest.mark.parametrize(
+    ("env", "stop_timeout"),
+    [
+        ({}, 70),  # 60 + 10 s: just enough
+        ({"PITAYA_DRAIN_TIMEOUT": "5", "PITAYA_SHUTDOWN_TIMEOUT": "2.5"}, 7.5),
+        ({"PITAYA_DRAIN_TIMEOUT": "soon"}, 1),  # the server itself refuses it
+    ],
+)
+def test_a_draining_server_given_enough_time_or_unreadable_timeouts_is_not_warned_about(
+    caplog: pytest.LogCaptureFixture, env: dict[str, str], stop_timeout: float
+) -> None:
+    env = {"PITAYA_DRAIN_SESSIONS": "1", **env}
+    parse_config({"servers": [{"module": "m", "env": env, "stop_timeout": stop_timeout}]})
+    assert caplog.messages == []

@@ -1,4 +1,5 @@
-"""The launcher with real processes: Thespian keepers, restarts with backoff, graceful stop."""
+"""The launcher with real processes: Thespian keepers, restarts with backoff, graceful stop;
+at the end, what it decides on its own, around a fake Thespian system."""
 
 from __future__ import annotations
 
@@ -6,15 +7,28 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from actors.launch import Launcher, parse_config
+from actors.config import ConfigError
+from actors.launch import LaunchConfig, Launcher, LaunchError, parse_config
+from actors.launch import launcher as launcher_module
 from actors.launch.__main__ import HEALTH_INTERVAL
+from actors.launch.launcher import LOG_FORMAT_ENV, thespian_log_defs
+from actors.launch.messages import (
+    Deploy,
+    Deployed,
+    DeploymentStatus,
+    DeploymentStopped,
+    StopDeployment,
+)
 from actors.launch.orphans import shut_down
 from tests.launch.harness import (
     LauncherProcess,
@@ -366,3 +380,126 @@ async def test_a_server_stops_when_its_keeper_is_killed_and_not_replaced(
     await asyncio.to_thread(shut_down, admin_port)
     await wait_port_closed(admin_port)
     await launcher.wait()  # its output pipe closes with the admin's processes
+
+
+# -- without processes: a fake Thespian system ------------------------------------------------
+
+
+class FakeActorSystem:
+    """Thespian's ``ActorSystem`` as the launcher uses it: what it was made with and every
+    wait recorded; ``replies`` answer each request (a late one first, if given)."""
+
+    made: list[FakeActorSystem] = []
+
+    def __init__(self, base: str, *, capabilities: dict[str, Any], logDefs: Any, **_: Any) -> None:
+        self.capabilities = capabilities
+        self.log_defs = logDefs
+        self.waits: list[float] = []
+        self.replies: list[object] = []
+        FakeActorSystem.made.append(self)
+
+    def createActor(self, actor_class: type) -> str:
+        return actor_class.__name__
+
+    def tell(self, address: str, message: object) -> None:
+        if isinstance(message, Deploy):
+            self.replies.append(
+                Deployed({s.name: 1000 + n for n, s in enumerate(message.commands)})
+            )
+        elif isinstance(message, StopDeployment):
+            self.replies.append(DeploymentStopped({"a": 0}))
+
+    def listen(self, timeout: timedelta) -> object:
+        self.waits.append(timeout.total_seconds())
+        return self.replies.pop(0)
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_thespian(monkeypatch: pytest.MonkeyPatch) -> list[FakeActorSystem]:
+    """The actor systems made by the launcher, fake ones (and Thespian's classes untouched)."""
+    FakeActorSystem.made = []
+    monkeypatch.setattr(launcher_module, "ActorSystem", FakeActorSystem)
+    monkeypatch.setattr(launcher_module, "keep_thespian_local", lambda: None)
+    monkeypatch.delenv(LOG_FORMAT_ENV, raising=False)
+    return FakeActorSystem.made
+
+
+def servers(*entries: tuple[float, bool], **launcher: object) -> LaunchConfig:
+    """One server per entry: its stop_timeout, and whether it drains its sessions."""
+    return parse_config(
+        {
+            "launcher": launcher,
+            "servers": [
+                {
+                    "name": f"s{n}",
+                    "module": DUMMY,
+                    "stop_timeout": stop_timeout,
+                    "env": {"PITAYA_DRAIN_SESSIONS": "1" if drains else "0"},
+                }
+                for n, (stop_timeout, drains) in enumerate(entries)
+            ],
+        }
+    )
+
+
+def test_the_stop_waits_for_the_longest_stop_of_each_wave_one_after_the_other(
+    fake_thespian: list[FakeActorSystem],
+) -> None:
+    """The servers that drain are stopped first, the others once they are gone: the stop
+    may take the longest stop_timeout of each wave in turn, plus 10 s to report back."""
+    launcher = Launcher(servers((30, True), (5, True), (7, False), (2, False)))
+    launcher.start()
+    [system] = fake_thespian
+    system.replies.insert(0, DeploymentStatus(()))  # a late answer to a status: skipped
+    assert launcher.stop() == {"a": 0}
+    assert system.waits[-2] == pytest.approx(30 + 7 + 10, abs=0.5)
+    assert len(system.waits) == 3  # Deploy, then the late status and the stop's own answer
+
+
+def test_the_keepers_log_at_the_launchers_level_in_the_format_of_its_environment(
+    fake_thespian: list[FakeActorSystem], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(LOG_FORMAT_ENV, "json")
+    Launcher(servers((1, False)), log_level="DEBUG").start()
+    [system] = fake_thespian
+    assert system.log_defs["formatters"]["plain"] == {"()": "actors.logs.JsonFormatter"}
+    assert system.log_defs["loggers"]["actors.launch"]["level"] == "DEBUG"
+
+
+def test_an_unknown_log_format_is_refused_before_anything_starts(
+    fake_thespian: list[FakeActorSystem], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="log_format"):
+        Launcher(servers((1, False)), log_format="xml")
+    monkeypatch.setenv(LOG_FORMAT_ENV, "yaml")
+    with pytest.raises(ConfigError, match="log_format"):
+        Launcher(servers((1, False)))
+    with pytest.raises(ConfigError, match="log_format"):
+        thespian_log_defs("INFO", "xml")
+    assert fake_thespian == []
+
+
+def test_an_admin_port_in_use_is_refused_before_anything_starts(
+    fake_thespian: list[FakeActorSystem],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        launcher = Launcher(servers((1, False), admin_port=taken.getsockname()[1]))
+        with pytest.raises(LaunchError, match="is in use"):
+            launcher.start()
+    assert fake_thespian == []
+    assert not launcher.running
+
+
+def test_without_processes_recorded_the_supervision_is_not_known_dead_or_alive(
+    fake_thespian: list[FakeActorSystem],
+) -> None:
+    """No /proc (or nothing found there): the launcher must not give the deployment up."""
+    launcher = Launcher(servers((1, False)))
+    assert launcher.supervision_alive() is None
+    launcher.start()  # the fake system has no processes
+    assert launcher.supervision_alive() is None
