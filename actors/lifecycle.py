@@ -119,6 +119,9 @@ class Lifecycle:
         """The start-up under way (its own task, so a stop request can cancel it)."""
         self._start_aborted = False
         """A stop was requested during the start-up, which was cancelled."""
+        self._undoing = False
+        """The start-up failed and undoes what it had started: a stop request then must not
+        cancel it (the registration, the actors, the connections would be left behind)."""
         self._stop_requested: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -156,7 +159,9 @@ class Lifecycle:
         after it (a NATS that does not answer held a SIGTERM for ``cluster_connect_timeout``):
         the step under way is cancelled, what had started is undone by the steps' own
         failure paths, and :class:`StartAborted` is raised. The start-up runs as a task of
-        its own for that: cancelling the caller's task would cancel the caller too.
+        its own for that: cancelling the caller's task would cancel the caller too. One that
+        already failed and undoes what it started is not cancelled (the undo would stop
+        half-way): its failure is raised once the undo is done.
         """
         if self.started or self._starting is not None:
             raise RuntimeError("app already started")
@@ -174,6 +179,8 @@ class Lifecycle:
             raise StartAborted(f"{self._host.server_id}: stopped during the start-up") from None
         except BaseException:
             self.start_failed = self.started  # options that cannot work: it never started
+            if self._start_aborted:  # the stop came as it was failing: it is undone now
+                self._stopped.set()
             raise
         finally:
             self._starting = None
@@ -188,7 +195,8 @@ class Lifecycle:
             return False
         if not self._start_aborted:
             self._start_aborted = True
-            starting.cancel()
+            if not self._undoing:  # else the start-up fails, once its undo is done
+                starting.cancel()
         return True
 
     def _start_abandoned(self) -> None:
@@ -242,6 +250,7 @@ class Lifecycle:
         except BaseException:
             # A port in use (or a metrics endpoint that cannot bind) stops the start-up
             # with that error; undo what was started.
+            self._undoing = True
             await self._stop_accepting()
             await host.modules.stop()
             cluster = self._host.cluster
@@ -268,6 +277,7 @@ class Lifecycle:
         host = self._host
         host.sessions.frontend = host.is_frontend
         if not host.is_frontend and self.parts.session_callbacks_used:
+            self._undoing = True
             await host.system.shutdown()
             raise FrontendOnly(
                 f"{host.server_type} is a backend (no listeners): session callbacks "
@@ -283,6 +293,7 @@ class Lifecycle:
             )
             await cluster.connect()
         except BaseException:
+            self._undoing = True
             await host.system.shutdown()
             raise
         host.cluster = cluster
@@ -295,6 +306,7 @@ class Lifecycle:
         try:
             await cluster.join()
         except BaseException:
+            self._undoing = True
             self._host.cluster = None
             await self._host.system.shutdown()
             raise
@@ -307,6 +319,7 @@ class Lifecycle:
         try:
             await asyncio.gather(*(ref.ask(Ready(), timeout=None) for ref in refs))
         except BaseException as exc:  # a hook failed, or the start-up was abandoned
+            self._undoing = True
             failed = [ref.name for ref in refs if not ref.alive]
             await self._host.system.shutdown()
             cluster = self._host.cluster

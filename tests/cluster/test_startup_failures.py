@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -20,7 +21,9 @@ import pytest
 
 from actors.app import App
 from actors.errors import StartAborted
+from actors.modules.base import ModuleBase
 from actors.readiness import Readiness
+from actors.testing import MemoryCluster
 from tests.services import NatsServer, free_port
 
 
@@ -220,3 +223,58 @@ async def test_sigterm_during_the_start_up_stops_the_server_at_once() -> None:
             "[room-9] stopped during the start-up: a stop was requested, the start abandoned"
         ), lines
         assert not [line for line in lines if " WARNING " in line or " ERROR " in line], lines
+
+
+class SlowToStop(ModuleBase):
+    """A module whose ``before_shutdown`` waits for ``release``; ``stopping`` says it began."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def before_shutdown(self) -> None:
+        self.stopping.set()
+        await self.release.wait()
+
+
+async def test_a_stop_while_a_failed_start_is_undone_lets_the_undo_finish() -> None:
+    """The start-up fails (its port is taken) after the server registered, and a stop comes
+    while it undoes what it had started (here: a module's before_shutdown). The stop
+    cancelled the undo, so the server stayed registered (its id refused to the next start,
+    for a lease's TTL with etcd), its actors running, and start() said StartAborted (exit 0)
+    instead of the failure. Now the undo finishes, the failure is raised, and the stop
+    returns once it is done."""
+    network = MemoryCluster()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = App(
+            server_type="connector",
+            server_id="c-1",
+            mode="cluster",
+            discovery=network.discovery(),
+            rpc=network.rpc(),
+        )
+        module = SlowToStop()
+        app.register_module(module, "slow")
+        app.listen_tcp("127.0.0.1", taken.getsockname()[1])
+        starting = asyncio.ensure_future(app.start())
+        await asyncio.wait_for(module.stopping.wait(), 10)  # the failed start is undone ...
+        app.request_stop()  # ... when the stop comes (SIGTERM)
+        stopping = asyncio.ensure_future(app.stop())  # and one by code, which waits
+        module.release.set()
+        with pytest.raises(OSError):
+            await asyncio.wait_for(starting, 10)
+        await asyncio.wait_for(stopping, 10)
+    assert "c-1" not in network.servers  # out of discovery
+    assert app.system.lookup("handler:sys") is None  # its actors stopped
+    assert app.readiness() == Readiness(False, "start-up failed")
+    twin = App(
+        server_type="connector",
+        server_id="c-1",
+        mode="cluster",
+        discovery=network.discovery(),
+        rpc=network.rpc(),
+    )
+    async with twin:  # its id is free
+        assert twin.ready_now()
