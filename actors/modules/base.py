@@ -138,7 +138,8 @@ class Modules:
                 try:
                     await getattr(module, step)()
                 except BaseException as exc:
-                    self.log.error("module %s failed in %s: %r", name, step, exc)
+                    if not isinstance(exc, asyncio.CancelledError):  # a stop: no failure
+                        self.log.error("module %s failed in %s: %r", name, step, exc)
                     await self.stop()
                     if isinstance(exc, Exception):
                         raise ModuleStartError(name, step, exc) from exc

@@ -188,12 +188,18 @@ async def test_a_failing_after_init_stops_every_initialised_module() -> None:
     ]
 
 
-async def test_a_cancelled_start_is_undone_and_the_cancellation_raised_as_it_is() -> None:
+async def test_a_cancelled_start_is_undone_and_the_cancellation_raised_as_it_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cancellation is a stop during the start-up (SIGTERM while a module's init waits on
+    its database, say), not a failure: no error line (it said the module failed in init:
+    CancelledError())."""
     log: list[str] = []
     modules = modules_of(Step("a", log), Step("b", log, cancel="init"))
     with pytest.raises(asyncio.CancelledError):
         await modules.start()
     assert log == ["a.init", "b.init", "a.before_shutdown", "a.shutdown"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_a_failing_step_at_stop_is_logged_and_the_others_still_stop(
