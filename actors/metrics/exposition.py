@@ -9,6 +9,9 @@ line) and adds ``_created`` series, which Go's text format does not have. So thi
 - names a counter family after its samples: ``name`` when they are ``name`` (Go's way),
   ``name_total`` when they are ``name_total`` (prometheus-client's);
 - leaves out ``_created`` samples, and families without samples (as Go's client does);
+- writes every character of a metric or label name that the format refuses (prometheus-client
+  takes UTF-8 names) as an underscore, as prometheus-client does: one such name would make
+  Prometheus refuse the whole scrape;
 - otherwise writes what prometheus-client's ``generate_latest`` writes, for any collector in
   the registry (process, platform and GC collectors, users' own).
 
@@ -23,6 +26,8 @@ line) and adds ``_created`` series, which Go's text format does not have. So thi
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 
 from prometheus_client.metrics_core import Metric
@@ -34,6 +39,23 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 go_float: Callable[[float], str] = floatToGoString  # typed here: prometheus-client's is not
 """A value as Go writes it (``+Inf``, ``NaN``, ``1e+06``), as prometheus-client writes it."""
+
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_:]|^[0-9]")
+_NOT_IN_LABEL = re.compile(r"[^a-zA-Z0-9_]|^[0-9]")
+
+
+@functools.lru_cache(maxsize=4096)
+def metric_name(name: str) -> str:
+    """``name`` as the text format can carry it: each character it refuses an underscore
+    (``room.joins`` is ``room_joins``), as prometheus-client's writer escapes it."""
+    return _NOT_IN_NAME.sub("_", name)
+
+
+@functools.lru_cache(maxsize=4096)
+def label_name(name: str) -> str:
+    """A label name as the text format can carry it (see :func:`metric_name`)."""
+    return _NOT_IN_LABEL.sub("_", name)
+
 
 _TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
 _APART = ("_gsum", "_gcount")
@@ -68,9 +90,11 @@ def _write(metric: Metric, out: list[str]) -> None:
                 apart[base + suffix] = found
         samples = [s for s in samples if s.name not in apart]
     doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    name = metric_name(name)
     out.append(f"# HELP {name} {doc}\n# TYPE {name} {_TYPES.get(kind, kind)}\n")
     out.extend(_line(s) for s in samples)
     for gauge, found in apart.items():
+        gauge = metric_name(gauge)
         out.append(f"# HELP {gauge} {doc}\n# TYPE {gauge} gauge\n")
         out.extend(_line(s) for s in found)
 
@@ -78,10 +102,10 @@ def _write(metric: Metric, out: list[str]) -> None:
 def _line(sample: Sample) -> str:
     labels = sample.labels
     if labels:
-        pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-        head = f"{sample.name}{{{pairs}}}"
+        pairs = ",".join(f'{label_name(k)}="{_escape(v)}"' for k, v in sorted(labels.items()))
+        head = f"{metric_name(sample.name)}{{{pairs}}}"
     else:
-        head = sample.name
+        head = metric_name(sample.name)
     if sample.timestamp is None:
         return f"{head} {go_float(sample.value)}\n"
     return f"{head} {go_float(sample.value)} {int(float(sample.timestamp) * 1000)}\n"

@@ -4,6 +4,8 @@ for anything else exactly what prometheus-client writes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 from prometheus_client import (
     CollectorRegistry,
@@ -15,10 +17,21 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 
 from actors.metrics.exposition import render
 from actors.metrics.families import Family
 from tests.actors.metrics.recorder import exposed
+
+
+class Collected:
+    """A collector of given families, as a user's custom collector."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics
 
 
 def without_created(text: str) -> str:
@@ -111,3 +124,20 @@ def test_a_family_refuses_what_the_text_format_cannot_carry() -> None:
     registry.register(Family("counter", "pitaya_x", "h", ()))
     with pytest.raises(ValueError, match="Duplicated"):
         registry.register(Family("gauge", "pitaya_x_total", "h", ()))
+
+
+def test_names_the_text_format_cannot_carry_are_written_with_underscores() -> None:
+    # prometheus-client (0.22 and later) takes UTF-8 metric and label names, in a registry a
+    # user shares with the reporter; the text format 0.0.4 does not, and a Prometheus server
+    # refuses the whole scrape for one of them. prometheus-client's writer puts underscores.
+    registry = CollectorRegistry()
+    weird = Metric("room.joins", "joins", "gauge")
+    weird.add_sample("room.joins", {"room.kind": "pvp", "2nd": "x"}, 1.0)
+    registry.register(Collected([weird]))
+    text = render(registry).decode()
+    assert text == (
+        "# HELP room_joins joins\n"
+        "# TYPE room_joins gauge\n"
+        'room_joins{_nd="x",room_kind="pvp"} 1.0\n'
+    )
+    assert text == generate_latest(registry).decode()
