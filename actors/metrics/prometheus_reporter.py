@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from actors.logs import ServerLog
-from actors.metrics.exposition import CONTENT_TYPE, render
+from actors.metrics.exposition import CONTENT_TYPE, label_name, metric_name, render
 from actors.metrics.families import Family, Series
 from actors.metrics.names import KNOWN_METRICS, NAMESPACE, MetricKind, MetricSpec
 from actors.metrics.quantiles import Clock
@@ -169,13 +169,15 @@ class PrometheusReporter:
         return series
 
     def _declare(self, spec: MetricSpec) -> _Declared | None:
+        # A user's statsd-style name (room.joins) is exposed as prometheus-client exposed it
+        # (pitaya_room_joins), rather than refused; its tags are looked up by their own keys.
         name = "_".join(part for part in (NAMESPACE, spec.subsystem, spec.name) if part)
         try:
             family = Family(
                 spec.kind,
-                name,
+                metric_name(name),
                 spec.help,
-                (*self._const_names, *spec.labels),
+                tuple(map(label_name, (*self._const_names, *spec.labels))),
                 exact=spec.pitaya,
                 clock=self._clock,
             )

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actors.app import App
 from actors.metrics import PrometheusReporter
+from actors.metrics.exposition import render
 from actors.metrics.names import CONNECTED_CLIENTS
 from actors.readiness import Readiness
 from actors.testing import serve
@@ -145,6 +146,17 @@ async def test_user_metrics_are_declared_on_first_use_and_never_raise() -> None:
     assert sample(text, "pitaya_rooms", serverType="x") == 3.0
     assert sample(text, "pitaya_match_seconds_count", mode="duel") == 1.0
     assert sample(text, "pitaya_service_discovery_count_servers", type="room") == 2.0
+
+
+def test_user_metrics_named_the_statsd_way_are_exposed_with_underscores() -> None:
+    # Dots and dashes are fine for statsd and for prometheus-client, which exposed them with
+    # underscores; they are not in the text format. Refusing them lost the user's metric.
+    prometheus = PrometheusReporter(process_metrics=False)
+    prometheus.report_count("room.joins", {"room.kind": "pvp"}, 2)
+    prometheus.report_summary("match-time", {}, 3.0)
+    text = render(prometheus.registry).decode()
+    assert sample(text, "pitaya_room_joins_total", room_kind="pvp") == 2.0
+    assert sample(text, "pitaya_match_time_count") == 1.0
 
 
 def test_const_labels_may_not_shadow_metric_labels() -> None:
