@@ -104,7 +104,7 @@ class PrometheusReporter:
             if clash:
                 raise ValueError(f"constant label(s) {sorted(clash)} clash with {spec.name}'s")
         self._const_names = tuple(labels)
-        self._const_values = tuple(labels.values())
+        self._const_values = tuple(map(str, labels.values()))
         self._clock = clock
         if registry is None:
             registry = CollectorRegistry()

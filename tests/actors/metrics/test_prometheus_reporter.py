@@ -159,6 +159,14 @@ def test_user_metrics_named_the_statsd_way_are_exposed_with_underscores() -> Non
     assert sample(text, "pitaya_match_time_count") == 1.0
 
 
+def test_a_const_label_value_that_is_not_a_string_is_written_as_one() -> None:
+    # prometheus-client made every label value a string; one int made every scrape fail.
+    labels: dict[str, Any] = {"shard": 3}
+    prometheus = PrometheusReporter(process_metrics=False, const_labels=labels)
+    prometheus.report_count("kills", {})
+    assert sample(render(prometheus.registry).decode(), "pitaya_kills_total", shard="3") == 1.0
+
+
 def test_const_labels_may_not_shadow_metric_labels() -> None:
     with pytest.raises(ValueError, match="route"):
         PrometheusReporter(const_labels={"route": "x"}, process_metrics=False)
