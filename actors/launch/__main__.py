@@ -3,7 +3,10 @@
 Starts every server of the file, logs their pids, and waits for SIGTERM or SIGINT; then stops
 them all gracefully and exits 0 when every server exited cleanly (1 otherwise, 2 when the
 deployment could not start). If the supervision dies meanwhile (its supervisor or Thespian's
-admin killed: the servers stop with it), it cleans up what is left and exits 1.
+admin killed: the servers stop with it), it cleans up what is left and exits 1. If the
+supervision stalls (SIGSTOP, a paused host) and does not answer the stop within its deadline,
+it stops the servers and kills the actor system itself, and exits 1: SIGTERM to exit takes at
+most HEALTH_INTERVAL + the stop's deadline + the longest stop_timeout (see ``Launcher.stop``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from thespian.actors import ActorSystem
+from thespian.actors import ActorSystem, ActorSystemException
 
 from actors.launch.config import LaunchConfig, ServerCommand
 from actors.launch.loopback import keep_thespian_local
@@ -42,8 +42,11 @@ from actors.launch.messages import (
 from actors.launch.orphans import (
     ProcessId,
     child_pids,
+    freeze,
     kill_leftovers,
     reap_new_children,
+    server_processes,
+    stop_processes,
     thespian_processes,
 )
 from actors.launch.supervisor import Supervisor
@@ -176,7 +179,13 @@ class Launcher:
 
     def stop(self, timeout: float | None = None) -> dict[str, int | None]:
         """Stop every server gracefully (SIGTERM, SIGKILL after its ``stop_timeout``), then
-        shut the actor system down; returns ``name -> exit code``. Idempotent."""
+        shut the actor system down; returns ``name -> exit code``. Idempotent.
+
+        If the supervisor does not answer within ``timeout`` (by default the longest
+        ``stop_timeout`` of each wave in turn, plus 10 s), stalled (SIGSTOP, a paused host)
+        or gone, the launcher stops the servers itself (:meth:`_take_over`) and raises
+        :class:`LaunchError` saying so: a stop ends within ``timeout`` plus the longest
+        ``stop_timeout``, whatever state the supervision is in."""
         if self._system is None:
             return {}
         if timeout is None:
@@ -190,9 +199,13 @@ class Launcher:
             )
         try:
             stopped = self._request(StopDeployment(), DeploymentStopped, timeout, "stop")
-            return stopped.returncodes
-        finally:
+        except LaunchError as exc:
+            raise LaunchError(f"{exc}; {self._take_over()}") from None
+        except BaseException:
             self._shutdown()
+            raise
+        self._shutdown()
+        return stopped.returncodes
 
     def __enter__(self) -> Launcher:
         return self
@@ -212,28 +225,72 @@ class Launcher:
         return tuple(replace(s, env=(setting, *s.env)) for s in self.config.servers)
 
     def _request(self, message: object, expected: type[T], timeout: float, what: str) -> T:
-        """Tell the supervisor and wait for the reply of the expected type.
+        """Send the supervisor ``message`` and wait for the reply of the expected type, for
+        ``timeout`` seconds at most, the send included.
 
-        Thespian's external ``ask`` returns whatever message arrives next, so a late answer
-        to an earlier, timed-out request could be mistaken for this one: replies of another
-        type are skipped.
+        The send is an ``ask``, not a ``tell``: Thespian's external ``tell`` waits for the
+        receiver to take the message, up to 60 s (its ``MAX_TELL_PERIOD``) when the
+        supervisor is stalled (SIGSTOP, a paused host), then returns as if it had sent it;
+        meanwhile a status check or a stop, and so the launcher's SIGTERM, waited. ``ask``
+        sends within its own timeout (an undelivered message stays queued in Thespian).
+
+        ``ask`` and ``listen`` return whatever message arrives next, so a late answer to an
+        earlier, timed-out request could be mistaken for this one: replies of another type
+        are skipped.
         """
         if self._system is None:
             raise LaunchError(f"cannot {what}: the deployment is not started")
         deadline = time.monotonic() + timeout
-        self._system.tell(self._supervisor, message)
-        while (remaining := deadline - time.monotonic()) > 0:
-            reply = self._system.listen(timedelta(seconds=remaining))
-            if isinstance(reply, expected):
+        try:
+            reply = self._system.ask(self._supervisor, message, timedelta(seconds=timeout))
+            while not isinstance(reply, expected):
+                if reply is not None:
+                    log.debug("skipping a late %s", type(reply).__name__)
+                if (remaining := deadline - time.monotonic()) <= 0:
+                    break
+                reply = self._system.listen(timedelta(seconds=remaining))
+            else:
                 return reply
-            if reply is not None:
-                log.debug("skipping a late %s", type(reply).__name__)
+        except ActorSystemException as exc:
+            raise LaunchError(f"could not {what}: {exc}") from exc
         raise LaunchError(f"the supervisor did not answer '{what}' within {timeout}s")
+
+    def _take_over(self) -> str:
+        """The supervision did not answer the stop: stop the servers here and kill the actor
+        system; returns what was done, for the error raised.
+
+        The actor processes are frozen first (SIGSTOP), so that no keeper restarts a server
+        stopped here and none acts on a late stop; the servers get SIGTERM, all at once
+        (both waves: the supervision's order cannot be kept without it), and SIGKILL after
+        the longest ``stop_timeout``; then the actor processes get SIGKILL. Thespian's own
+        shutdown is skipped: with the supervisor stalled it waits 10 s and leaves every
+        process running. Without ``/proc`` nothing can be found, and nothing is done."""
+        self._system = None
+        actors = self._actor_processes()
+        servers = server_processes(actors)
+        freeze(actors)
+        timeout = max((s.settings.stop_timeout for s in self.config.servers), default=0.0)
+        killed = stop_processes(servers, timeout)
+        gone = kill_leftovers(actors)
+        return (
+            f"stopped the servers itself (pids {_pids([p.pid for p in servers])}; SIGKILL "
+            f"after {timeout}s: {_pids(killed)}) and killed the actor system (pids {_pids(gone)})"
+        )
+
+    def _actor_processes(self) -> list[ProcessId]:
+        """The actor system's processes: those recorded at the start, and those under the
+        admin now (a keeper replaced since)."""
+        now = thespian_processes(self.admin_port) if self.admin_port else []
+        return list(dict.fromkeys([*self._thespian, *now]))
 
     def _shutdown(self) -> None:
         system, self._system = self._system, None
         if system is not None:
             system.shutdown()
+
+
+def _pids(pids: list[int]) -> str:
+    return ", ".join(map(str, pids)) or "none"
 
 
 def _port_free(port: int) -> bool:

@@ -30,6 +30,12 @@ Three holes, three fixes:
   what is left of the actor system, kills what will not go (:func:`thespian_processes`,
   recorded at the start, and :func:`kill_leftovers`: the logger of a dead admin ignores
   SIGTERM) and exits 1, for its own supervisor (systemd) to start the deployment again.
+* The supervision can also stall under a running launcher (its supervisor SIGSTOP'd, the host
+  paused): it answers nothing, and a stop would wait for it for ever. Past the stop's deadline
+  the launcher takes over (:meth:`~actors.launch.launcher.Launcher.stop`): it freezes the
+  actor processes (SIGSTOP, so no keeper restarts a server meanwhile), stops the servers
+  itself (:func:`server_processes`, :func:`stop_processes`: SIGTERM, SIGKILL after their
+  ``stop_timeout``), then kills the actor processes.
 """
 
 from __future__ import annotations
@@ -48,9 +54,12 @@ from typing import NamedTuple
 __all__ = [
     "child_pids",
     "die_with_parent",
+    "freeze",
     "kill_leftovers",
     "reap_new_children",
+    "server_processes",
     "shut_down_later",
+    "stop_processes",
     "thespian_processes",
 ]
 
@@ -90,7 +99,9 @@ class ProcessId(NamedTuple):
     """What it calls itself (a Thespian actor: ``Supervisor``, ``logger``...)."""
 
     def running(self) -> bool:
-        return _start_time(self.pid) == self.start
+        """Still there and not exited: a zombie (exited, not reaped yet) is gone."""
+        state, start = _state(self.pid)
+        return start == self.start and state not in ("Z", "X")
 
 
 def thespian_processes(admin_port: int) -> list[ProcessId]:
@@ -114,6 +125,17 @@ def thespian_processes(admin_port: int) -> list[ProcessId]:
         parents.update(process.pid for process in more)
 
 
+def server_processes(actors: list[ProcessId]) -> list[ProcessId]:
+    """The children of ``actors`` (the deployment's Thespian processes) that are no actors:
+    the servers its keepers started, as they are now (restarts included)."""
+    parents = {process.pid for process in actors if process.running()}
+    return [
+        _identity(pid, start, cmdline)
+        for pid, parent, start, cmdline in _processes()
+        if parent in parents and "ActorAddr-(" not in cmdline
+    ]
+
+
 def _identity(pid: int, start: int, cmdline: str) -> ProcessId:
     return ProcessId(pid, start, cmdline.split(" ", 1)[0])
 
@@ -128,6 +150,30 @@ def kill_leftovers(processes: list[ProcessId]) -> list[int]:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
     return killed
+
+
+def freeze(processes: list[ProcessId]) -> None:
+    """SIGSTOP those of ``processes`` still running: a frozen keeper restarts no server that
+    the launcher is stopping itself. SIGKILL still ends a stopped process."""
+    for pid, start, _ in processes:
+        if _start_time(pid) == start:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+
+
+def stop_processes(processes: list[ProcessId], timeout: float) -> list[int]:
+    """SIGTERM those of ``processes`` still running, all at once, and SIGKILL those still
+    running ``timeout`` seconds later; returns the PIDs killed. They are not our children,
+    so their exit is polled from ``/proc`` (a zombie counts as gone)."""
+    running = [process for process in processes if process.running()]
+    for process in running:
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running and time.monotonic() < deadline:
+        time.sleep(0.05)
+        running = [process for process in running if process.running()]
+    return kill_leftovers(running)
 
 
 def _processes() -> Iterator[tuple[int, int, int, str]]:
@@ -148,12 +194,17 @@ def _processes() -> Iterator[tuple[int, int, int, str]]:
 
 
 def _start_time(pid: int) -> int | None:
+    return _state(pid)[1]
+
+
+def _state(pid: int) -> tuple[str | None, int | None]:
+    """The state letter (``Z``: a zombie) and the start time of ``pid``; Nones when gone."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rpartition(")")[2].split()
     except OSError:
-        return None
-    return int(fields[19]) if len(fields) > 19 else None
+        return None, None
+    return (fields[0], int(fields[19])) if len(fields) > 19 else (None, None)
 
 
 def reap_new_children(before: set[int], timeout: float = 2.0) -> list[int]:

@@ -409,6 +409,10 @@ class FakeActorSystem:
         elif isinstance(message, StopDeployment):
             self.replies.append(DeploymentStopped({"a": 0}))
 
+    def ask(self, address: str, message: object, timeout: timedelta) -> object:
+        self.tell(address, message)
+        return self.listen(timeout)
+
     def listen(self, timeout: timedelta) -> object:
         self.waits.append(timeout.total_seconds())
         return self.replies.pop(0)

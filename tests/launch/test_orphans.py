@@ -321,3 +321,51 @@ def test_a_parent_still_there_is_not_signalled(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(orphans.os, "kill", lambda pid, signum: killed.append((pid, signum)))
     assert die_with_parent() is True
     assert killed == []
+
+
+# -- a stalled supervision: the launcher stops the servers itself --------------------------------
+
+
+def identity(process: subprocess.Popen[bytes]) -> orphans.ProcessId:
+    started = {pid: start for pid, _, start, _ in orphans._processes()}
+    return orphans.ProcessId(process.pid, started[process.pid])
+
+
+def test_a_zombie_is_not_running(processes: list[subprocess.Popen[bytes]]) -> None:
+    child = start(processes, "true")
+    process = identity(child)
+    exited_unreaped(child.pid)
+    assert not process.running()
+
+
+def test_stop_processes_terminates_then_kills_what_ignores_sigterm(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    polite = start(processes, "sleep", "30")
+    stubborn = start(processes, sys.executable, "-c", _STUBBORN)
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+    began = time.monotonic()
+    killed = orphans.stop_processes([identity(polite), identity(stubborn)], timeout=0.5)
+    assert killed == [stubborn.pid]
+    assert 0.4 <= time.monotonic() - began < 3
+    assert polite.wait(5) == -signal.SIGTERM
+    assert stubborn.wait(5) == -signal.SIGKILL
+
+
+_STUBBORN = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def test_server_processes_are_the_children_of_actors_that_are_no_actors(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """Here this test process stands for a keeper: its ``sleep`` child is a server."""
+    server = start(processes, "sleep", "30")
+    me = os.getpid()
+    keeper = orphans.ProcessId(me, orphans._start_time(me) or 0)
+    assert identity(server)[:2] in [p[:2] for p in orphans.server_processes([keeper])]
+    assert orphans.server_processes([keeper._replace(start=keeper.start + 1)]) == []
