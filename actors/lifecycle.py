@@ -24,6 +24,7 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -479,15 +480,11 @@ class Lifecycle:
         """
         self._stop_requested = stop_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
+        _on_stop_signals(loop, lambda sig: self.request_stop())
         try:
             await self.start()
         except BaseException as exc:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
+            _off_stop_signals(loop)
             if isinstance(exc, StartAborted):
                 return  # stopped (and said so) before it served: a normal stop
             raise
@@ -514,17 +511,33 @@ class Lifecycle:
             # Until the stop is done a signal must not end the process (its default action):
             # a second SIGTERM (a supervisor's, systemd's to the whole group) used to kill
             # it halfway, with requests in flight and its discovery entry left behind.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, self._already_stopping, sig)
+            _on_stop_signals(loop, self._already_stopping)
             try:
                 await self.stop()
                 if self.stopping:
                     await self._stopped.wait()  # a stop started by code is under way
             finally:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.remove_signal_handler(sig)
+                _off_stop_signals(loop)
 
     def _already_stopping(self, sig: signal.Signals) -> None:
         self.log.info("%s while stopping: the stop goes on", sig.name)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_stop_signals(
+    loop: asyncio.AbstractEventLoop, handler: Callable[[signal.Signals], None]
+) -> None:
+    """``handler(sig)`` for SIGINT and SIGTERM; nothing where the loop cannot take signal
+    handlers (not the main thread, Windows)."""
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handler, sig)
+
+
+def _off_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """The signals' default actions back."""
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(sig)

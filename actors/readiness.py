@@ -34,11 +34,6 @@ class Readiness:
     def __bool__(self) -> bool:
         return self.ready
 
-    @property
-    def degraded(self) -> bool:
-        """Ready, with something the server shares with others down."""
-        return self.ready and bool(self.reason)
-
     def line(self) -> str:
         """``ready``, ``ready (degraded: <reason>)`` or ``not ready[: <reason>]``."""
         if self.ready:
