@@ -143,22 +143,25 @@ def _identity(pid: int, start: int, cmdline: str) -> ProcessId:
 def kill_leftovers(processes: list[ProcessId]) -> list[int]:
     """SIGKILL those of ``processes`` still running (the same process: same start time);
     returns their PIDs."""
-    killed = []
-    for pid, start, _ in processes:
-        if _start_time(pid) == start:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    return killed
+    return _signal_each(processes, signal.SIGKILL)
 
 
 def freeze(processes: list[ProcessId]) -> None:
     """SIGSTOP those of ``processes`` still running: a frozen keeper restarts no server that
     the launcher is stopping itself. SIGKILL still ends a stopped process."""
+    _signal_each(processes, signal.SIGSTOP)
+
+
+def _signal_each(processes: list[ProcessId], sig: signal.Signals) -> list[int]:
+    """Send ``sig`` to those of ``processes`` still there (same pid, same start time: not a
+    new process that got the pid since); returns the PIDs signalled."""
+    signalled = []
     for pid, start, _ in processes:
         if _start_time(pid) == start:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGSTOP)
+                os.kill(pid, sig)
+                signalled.append(pid)
+    return signalled
 
 
 def stop_processes(processes: list[ProcessId], timeout: float) -> list[int]:
