@@ -278,6 +278,16 @@ class Config:
                 setattr(self, f.name, _parse(f.name, raw, type(getattr(self, f.name))))
 
 
+def env_option(environ: Mapping[str, str], name: str) -> Any:
+    """Option ``name`` as a server started with ``environ`` reads it: its ``PITAYA_*``
+    variable parsed as :meth:`Config.apply_env` parses it, else the default. ConfigError
+    when the variable is not valid (that server refuses to start). What the launcher reads
+    of its servers' environments (``actors.launch.config``)."""
+    default = getattr(Config(), name)
+    raw = environ.get(ENV_PREFIX + name.upper())
+    return default if raw is None else _parse(name, raw, type(default))
+
+
 def misspelt_env(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """``PITAYA_*`` variables that name no option but nearly name one: (the variable, the
     option's variable). A typo would otherwise leave the default silently; variables far

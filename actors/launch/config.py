@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from actors.config import TRUE_WORDS, Config
+from actors.config import ConfigError, env_option
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 
@@ -228,11 +228,10 @@ def held_id_retry(env: Mapping[str, str]) -> float:
     pace; a crashed one's id is taken over once its lease went unrefreshed for that long
     plus 2 s (``actors.cluster.discovery``), so the second start at the latest finds it
     free, and an id that another running server holds is tried no faster than that."""
-    default = float(Config().etcd_lease_ttl)
     try:
-        ttl = float(env.get("PITAYA_ETCD_LEASE_TTL", "") or default)
-    except ValueError:
-        ttl = default  # the server itself says what is wrong with it
+        ttl = float(env_option(env, "etcd_lease_ttl"))
+    except ConfigError:  # the server itself says what is wrong with it
+        ttl = float(env_option({}, "etcd_lease_ttl"))
     return max(1.0, ttl / 3)
 
 
@@ -240,7 +239,10 @@ def drains(env: Mapping[str, str]) -> bool:
     """A server with this environment drains its sessions when stopped
     (``PITAYA_DRAIN_SESSIONS``): the launcher stops such servers first, and the others once
     they are gone, so that their clients are served through the drain."""
-    return env.get("PITAYA_DRAIN_SESSIONS", "").strip().lower() in TRUE_WORDS
+    try:
+        return bool(env_option(env, "drain_sessions"))
+    except ConfigError:  # not a switch: the server itself refuses it
+        return False
 
 
 def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, where: str) -> None:
@@ -250,10 +252,8 @@ def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, 
     if not drains(env):
         return
     try:
-        needs = float(env.get("PITAYA_DRAIN_TIMEOUT", "60")) + float(
-            env.get("PITAYA_SHUTDOWN_TIMEOUT", "10")
-        )
-    except ValueError:
+        needs = env_option(env, "drain_timeout") + env_option(env, "shutdown_timeout")
+    except ConfigError:
         return  # the server itself says what is wrong with them
     if stop_timeout < needs:
         logging.getLogger(__name__).warning(
