@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from actors.cluster.cluster import Cluster
-    from actors.cluster.discovery import ServiceDiscovery
+    from actors.cluster.discovery import ServerInfo, ServiceDiscovery
     from actors.cluster.host import ClusterHost
     from actors.cluster.router import RouteFunction
     from actors.cluster.rpc import RPCClient, RPCServer
@@ -505,6 +505,44 @@ class App:
         if self.cluster is not None:
             types |= self.cluster.discovery.server_types()
         return types
+
+    # -- the servers of the cluster (Pitaya's GetServer, GetServers, GetServersByType,
+    # GetServerByID): read from discovery's table, which follows etcd; no network call --
+
+    def server(self) -> ServerInfo:
+        """This server as discovery publishes it (id, type, frontend, hostname, metadata)."""
+        if self.cluster is not None:
+            return self.cluster.me
+        from actors.cluster.discovery import ServerInfo  # (etcd's client: not standalone's)
+
+        return ServerInfo(
+            id=self.server_id,
+            type=self.server_type,
+            frontend=self.is_frontend,
+            metadata=dict(self.config.metadata),
+        )
+
+    def servers(self) -> list[ServerInfo]:
+        """Every server known now, this one included, ordered by type then id. Standalone (or
+        before the start): this server alone."""
+        if self.cluster is None:
+            return [self.server()]
+        discovery = self.cluster.discovery
+        known = {s.id: s for t in discovery.server_types() for s in discovery.servers(t)}
+        known.setdefault(self.server_id, self.cluster.me)
+        return sorted(known.values(), key=lambda s: (s.type, s.id))
+
+    def servers_by_type(self, server_type: str) -> dict[str, ServerInfo]:
+        """The servers of ``server_type`` known now, by id: empty when there are none (where
+        Pitaya returns an error), e.g. to pick one for :meth:`rpc_to`."""
+        return {s.id: s for s in self.servers() if s.type == server_type}
+
+    def server_by_id(self, server_id: str) -> ServerInfo | None:
+        """The server ``server_id`` if it is known now, else None (where Pitaya returns an
+        error)."""
+        if self.cluster is not None and server_id != self.server_id:
+            return self.cluster.discovery.server(server_id)
+        return self.server() if server_id == self.server_id else None
 
     def handler_ref(self, service: str) -> ActorRef:
         """The address of the handler actor serving ``service`` (to tell or ask it messages

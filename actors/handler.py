@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload
 
@@ -109,6 +109,22 @@ class RoutedMethod(Protocol):
     def spec(self) -> MethodSpec: ...
 
 
+class ServerEntry(Protocol):
+    """A server of the cluster as discovery publishes it, as :class:`HandlerApp`'s server
+    queries give it (``actors.cluster.discovery.ServerInfo`` is one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def frontend(self) -> bool: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
 class HandlerApp(Protocol):
     """What a handler may use of the server it runs in (``self.app``): ``actors.app.App``
     is one (mypy checks it in ``actors.app``). Declared here so handlers stay below the app
@@ -132,6 +148,11 @@ class HandlerApp(Protocol):
     def known_server_types(self) -> set[str]:
         """This server's type and, in cluster mode, every type in discovery."""
         ...
+
+    def server(self) -> ServerEntry: ...
+    def servers(self) -> Sequence[ServerEntry]: ...
+    def servers_by_type(self, server_type: str) -> Mapping[str, ServerEntry]: ...
+    def server_by_id(self, server_id: str) -> ServerEntry | None: ...
 
     async def rpc(
         self,
