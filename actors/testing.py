@@ -39,8 +39,8 @@ and RPC (``actors.cluster.memory``), so frontends and backends forward, push and
 other with no NATS, etcd or socket; drive the frontends with ``TestClient``::
 
     network = MemoryCluster()
-    room = App(server_type="room", mode="cluster", discovery=network.discovery(),
-               rpc=network.rpc())
+    room = cluster_app(network, "room")  # App(mode="cluster", ...) on the network's seams
+    connector = cluster_app(network, "connector", frontend=True)
 """
 
 from __future__ import annotations
@@ -76,9 +76,22 @@ __all__ = [
     "TestClient",
     "TestServer",
     "TestSession",
+    "cluster_app",
     "serve",
     "spawn_handler",
 ]
+
+
+def cluster_app(network: MemoryCluster, server_type: str, **options: Any) -> App:
+    """An app of ``network``: ``App(server_type=..., mode="cluster", **options)`` with the
+    network's own discovery and RPC in place of etcd's and NATS's (a new pair per app)."""
+    return App(
+        server_type=server_type,
+        mode="cluster",
+        discovery=network.discovery(),
+        rpc=network.rpc(),
+        **options,
+    )
 
 
 class _Clients:

@@ -7,10 +7,9 @@ import socket
 
 import pytest
 
-from actors.app import App
 from actors.cluster.discovery import ServerInfo
 from actors.startup import EXIT_ID_HELD, describe_startup_failure, mask_credentials
-from actors.testing import MemoryCluster
+from actors.testing import MemoryCluster, cluster_app
 
 
 @pytest.mark.parametrize(
@@ -64,15 +63,7 @@ def test_a_refused_server_id_exits_75_with_its_line(
     (EX_TEMPFAIL) says it; the line is the same."""
     network = MemoryCluster()
     network.servers["room-1"] = ServerInfo("room-1", "room")  # held by another server
-    app = App(
-        server_type="room",
-        server_id="room-1",
-        mode="cluster",
-        frontend=False,
-        discovery=network.discovery(),
-        rpc=network.rpc(),
-        log_format=log_format,
-    )
+    app = cluster_app(network, "room", server_id="room-1", frontend=False, log_format=log_format)
     with pytest.raises(SystemExit) as exited:
         app.run()
     line = "room-1 cannot start: a server with id room-1 is already registered"

@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from actors.app import App
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.carry import SessionCarry
 from actors.cluster.codec import PIPELINED_KEY, SYS, RpcRequest
 from actors.handler import Handler, handler
 from actors.invocation import Sequencer
 from actors.session import Session
-from actors.testing import MemoryCluster, TestClient
+from actors.testing import MemoryCluster, TestClient, cluster_app
 
 
 class Account(Handler):
@@ -44,21 +43,11 @@ class Account(Handler):
         return {"uid": session.uid, "data": session.data}
 
 
-def cluster_server(network: MemoryCluster, server_type: str, **options: Any) -> App:
-    return App(
-        server_type=server_type,
-        mode="cluster",
-        discovery=network.discovery(),
-        rpc=network.rpc(),
-        **options,
-    )
-
-
 async def test_a_pipelined_message_sees_the_previous_ones_bind() -> None:
     network = MemoryCluster()
-    room = cluster_server(network, "room", frontend=False)
+    room = cluster_app(network, "room", frontend=False)
     room.register(Account)
-    async with room, TestClient(cluster_server(network, "connector")) as client:
+    async with room, TestClient(cluster_app(network, "connector")) as client:
         login = client.request("room.account.login", {"uid": "ann"})
         whoami = client.request("room.account.whoami")  # sent before login's answer
         assert await asyncio.gather(login, whoami) == [
@@ -69,9 +58,9 @@ async def test_a_pipelined_message_sees_the_previous_ones_bind() -> None:
 
 async def test_pipelined_pushes_to_front_build_on_each_other() -> None:
     network = MemoryCluster()
-    room = cluster_server(network, "room", frontend=False)
+    room = cluster_app(network, "room", frontend=False)
     room.register(Account)
-    async with room, TestClient(cluster_server(network, "connector")) as client:
+    async with room, TestClient(cluster_app(network, "connector")) as client:
         answers = await asyncio.gather(
             *(client.request("room.account.add", {"item": i}) for i in range(3)),
             client.request("room.account.whoami"),
@@ -94,9 +83,9 @@ async def test_sent_one_after_the_other_the_frontends_session_is_taken() -> None
     """Not pipelined (each waits for the previous answer): the request carries the
     frontend's session, which a change made elsewhere meanwhile is part of."""
     network = MemoryCluster()
-    room = cluster_server(network, "room", frontend=False)
+    room = cluster_app(network, "room", frontend=False)
     room.register(Account)
-    connector = cluster_server(network, "connector")
+    connector = cluster_app(network, "connector")
     async with room, TestClient(connector) as client:
         await client.request("room.account.add", {"item": "a"})
         (front,) = list(connector.sessions)

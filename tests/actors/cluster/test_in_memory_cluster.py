@@ -34,7 +34,7 @@ from actors.handler import Handler, Remote, handler
 from actors.modules.unique_session import UniqueSession
 from actors.readiness import Readiness
 from actors.session import Session
-from actors.testing import MemoryCluster, Push, TestClient
+from actors.testing import MemoryCluster, Push, TestClient, cluster_app
 from tests.actors.concurrency_support import Journal, Other, Send, Steps, body
 from tests.reliability.support import until
 from transport.client import Client, RequestError
@@ -204,14 +204,7 @@ class Net:
 
 
 def server(network: MemoryCluster, server_type: str, server_id: str, **options: Any) -> App:
-    return App(
-        server_type=server_type,
-        server_id=server_id,
-        mode="cluster",
-        discovery=network.discovery(),
-        rpc=network.rpc(),
-        **options,
-    )
+    return cluster_app(network, server_type, server_id=server_id, **options)
 
 
 @asynccontextmanager

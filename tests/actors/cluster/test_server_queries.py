@@ -12,7 +12,7 @@ from typing import Any
 from actors.app import App
 from actors.handler import Handler, handler
 from actors.session import Session
-from actors.testing import MemoryCluster, TestClient
+from actors.testing import MemoryCluster, TestClient, cluster_app
 from tests.reliability.support import until
 
 
@@ -32,21 +32,13 @@ class Lobby(Handler):
         }
 
 
-def cluster_app(network: MemoryCluster, server_type: str, server_id: str, **options: Any) -> App:
-    return App(
-        server_type=server_type,
-        server_id=server_id,
-        mode="cluster",
-        discovery=network.discovery(),
-        rpc=network.rpc(),
-        **options,
-    )
-
-
 async def test_an_app_sees_every_server_of_the_cluster_itself_included() -> None:
     network = MemoryCluster()
-    connector = cluster_app(network, "connector", "c-1", frontend=True)
-    rooms = [cluster_app(network, "room", f"r-{n}", metadata={"region": f"eu-{n}"}) for n in (2, 1)]
+    connector = cluster_app(network, "connector", server_id="c-1", frontend=True)
+    rooms = [
+        cluster_app(network, "room", server_id=f"r-{n}", metadata={"region": f"eu-{n}"})
+        for n in (2, 1)
+    ]
     async with AsyncExitStack() as stack:
         for app in (connector, *rooms):
             await stack.enter_async_context(app)
@@ -76,9 +68,9 @@ async def test_an_app_sees_every_server_of_the_cluster_itself_included() -> None
 
 async def test_a_handler_queries_the_servers_through_self_app() -> None:
     network = MemoryCluster()
-    connector = cluster_app(network, "connector", "c-1", frontend=True)
+    connector = cluster_app(network, "connector", server_id="c-1", frontend=True)
     connector.register(Lobby)
-    room = cluster_app(network, "room", "r-1")
+    room = cluster_app(network, "room", server_id="r-1")
     async with room, TestClient(connector) as client:
         await until(lambda: "r-1" in connector.servers_by_type("room"))
         answer = await client.request("connector.lobby.rooms", {})

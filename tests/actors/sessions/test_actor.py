@@ -29,7 +29,7 @@ from actors.handler import Handler, handler
 from actors.metrics.names import PROCESS_DELAY, RESPONSE_TIME
 from actors.session import Session
 from actors.sessions.actor import MAX_PIPELINED
-from actors.testing import MemoryCluster, TestClient
+from actors.testing import MemoryCluster, TestClient, cluster_app
 from tests.actors.metrics.recorder import Recorder
 from transport.errorbody import ErrorBody
 from transport.handshake import (
@@ -818,14 +818,7 @@ async def frontend_and_backend(setup: Any = None, **options: Any) -> AsyncIterat
     network = MemoryCluster()
 
     def server(server_type: str, **more: Any) -> App:
-        return App(
-            server_type=server_type,
-            server_id=f"{server_type}-1",
-            mode="cluster",
-            discovery=network.discovery(),
-            rpc=network.rpc(),
-            **more,
-        )
+        return cluster_app(network, server_type, server_id=f"{server_type}-1", **more)
 
     room = server("room", frontend=False)
     seen: list[str] = []
