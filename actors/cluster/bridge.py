@@ -71,6 +71,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PITAYA_CONTROLS = "sys."
+"""The prefix of Go Pitaya's control routes (``sys.bindsession`` ...); ours are ``pysys.*``."""
+
 MAX_WAITING_BYTES = 64 * 1024 * 1024
 """Bytes of large bodies waiting here to be decoded (for their session's turn or the loop's
 decode budget), all sessions together: about 2.5 s of decoding at the budget's pace (the RPC
@@ -216,7 +219,16 @@ class RpcBridge(Actor):
         if not sys:
             control = control_route(request.route)
             if control is not None:
-                later = self.controls.on_request(control, request, respond)
+                # Pitaya's own (sys.bindsession, sys.pushsession, sys.kick) are traced as Go
+                # Pitaya traces every RPC it receives: a SERVER span named by the route, the
+                # caller's span its parent. Ours (pysys.*: session events, handshakes) are
+                # the framework's bookkeeping, not the user's requests: not traced.
+                finished = (
+                    partial(end_span, self.tracing.start_rpc_server_span(request))
+                    if self.tracing.enabled and control.startswith(PITAYA_CONTROLS)
+                    else None
+                )
+                later = self.controls.on_request(control, request, respond, finished)
                 if later is not None:
                     self.run_task(later)
                 return

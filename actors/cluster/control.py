@@ -295,6 +295,9 @@ class FrontendLink(Protocol):
         ...
 
 
+Finished = Callable[[BaseException | None], None]
+"""Told once a control request is done: its error, or None."""
+
 BackendSessionFactory = Callable[[SessionSnapshot, bool], "Session"]
 """Makes the session a backend sees from a snapshot (``read_only`` second)."""
 
@@ -325,10 +328,15 @@ class ControlHandler:
         """Backends: the handshakes of the sessions served (``actors.cluster.handshakes``)."""
 
     def on_request(
-        self, route: str, request: RpcRequest, respond: Respond | None
+        self,
+        route: str,
+        request: RpcRequest,
+        respond: Respond | None,
+        finished: Finished | None = None,
     ) -> Coroutine[Any, Any, None] | None:
         """A control request (``route`` from :func:`control_route`): act, then answer as
-        Pitaya does (or the error; logged when nobody waits for the answer).
+        Pitaya does (or the error; logged when nobody waits for the answer), then tell
+        ``finished`` the error or None (the bridge ends the control's span there).
 
         Done before this returns, except a bind or a session event (they await): their
         coroutine is returned, for the caller to run as a task. So a push or kick a backend
@@ -337,17 +345,23 @@ class ControlHandler:
         try:
             control = decode_control(route, request)
             if isinstance(control, SessionBind | SessionEvent):
-                return self._act_later(control, request, respond)
+                return self._act_later(control, request, respond, finished)
             answer = self._act(control)
         except Exception as exc:
-            self._failed(route, exc, respond)
+            self._failed(route, exc, respond, finished)
             return None
         if respond is not None:
             respond(answer)
+        if finished is not None:
+            finished(None)
         return None
 
     async def _act_later(
-        self, control: SessionBind | SessionEvent, request: RpcRequest, respond: Respond | None
+        self,
+        control: SessionBind | SessionEvent,
+        request: RpcRequest,
+        respond: Respond | None,
+        finished: Finished | None,
     ) -> None:
         try:
             if isinstance(control, SessionEvent):
@@ -358,16 +372,22 @@ class ControlHandler:
                 await session.bind(control.uid)
                 answer = CONTROL_ACK
         except Exception as exc:
-            self._failed(control.route, exc, respond)
+            self._failed(control.route, exc, respond, finished)
             return
         if respond is not None:
             respond(answer)
+        if finished is not None:
+            finished(None)
 
-    def _failed(self, route: str, exc: Exception, respond: Respond | None) -> None:
+    def _failed(
+        self, route: str, exc: Exception, respond: Respond | None, finished: Finished | None
+    ) -> None:
         if respond is not None:
             respond(encode_error(exc))
         else:
             self.log.warning("%s failed: %s", route, exc)
+        if finished is not None:
+            finished(exc)
 
     def _session(self, sid: int) -> Session:
         session = self.sessions.get(sid)

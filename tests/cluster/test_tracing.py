@@ -48,6 +48,29 @@ class Entry(Handler):
             return {"done": True}
 
 
+class Seat(Handler):
+    """``room.seat.take`` on the backend: binds the session on its frontend, then sends its
+    data there (two control RPCs from the room to the connector)."""
+
+    service = "seat"
+
+    @handler
+    async def take(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        await session.bind(body["uid"])
+        session.set("seat", 3)
+        await session.push_to_front()  # type: ignore[attr-defined]
+        return {"uid": session.uid}
+
+
+BANNED = "mallory"
+
+
+def refuse_banned(session: Session) -> None:
+    """The connector's bind callback: a failing callback fails the bind."""
+    if session.uid == BANNED:
+        raise PermissionError(f"{BANNED} is banned")
+
+
 class Started(SpanProcessor):
     """Every span started, ended or not (the exporter sees only the ended ones)."""
 
@@ -83,9 +106,11 @@ async def cluster(
     }
     room = App(server_type="room", server_id="room-1", **common)
     room.register(Probe)
+    room.register(Seat)
     room.register_remote(ProbeRemote)
     connector = App(server_type="connector", server_id="connector-1", **common)
     connector.register(Entry, provider)
+    connector.on_session_bind(refuse_banned)
     if tracing:
         room.enable_tracing(provider)
         connector.enable_tracing(provider)
@@ -180,6 +205,52 @@ async def test_user_rpc_from_a_handler_is_a_child_of_the_handler_span(
     work = by_name(spans, "connector.entry.work", "connector-1")
     user = next(s for s in spans if s.name == "user-work")
     assert work.context is not None and parent_of(user) == work.context.span_id
+
+
+async def test_a_backend_session_control_continues_the_trace_on_the_frontend(
+    nats_server: NatsServer, etcd_server: EtcdServer
+) -> None:
+    """Go Pitaya starts a SERVER span for every RPC a server receives, the frontend's
+    sys.bindsession and sys.pushsession included: the bind a backend handler makes is part
+    of the client request's trace."""
+    provider, exporter = tracer_provider()
+    async with cluster(nats_server, etcd_server, provider) as server:
+        client = await server.connect()
+        assert await client.request("room.seat.take", {"uid": "ann"}) == {"uid": "ann"}
+        spans = exporter.get_finished_spans()
+    take = by_name(spans, "room.seat.take", "room-1")
+    controls = [by_name(spans, route, "connector-1") for route in CONTROLS]
+    calls = {parent_of(c) for c in controls}
+    room_calls = [
+        s for s in spans if s.name == RPC_SPAN_NAME and (s.attributes or {})["local.id"] == "room-1"
+    ]
+    assert take.context is not None
+    assert len(room_calls) == 2, [s.attributes for s in room_calls]
+    assert calls == {c.context.span_id for c in room_calls if c.context is not None}
+    assert all(parent_of(c) == take.context.span_id for c in room_calls)
+    assert {s.context.trace_id for s in spans if s.context is not None} == {take.context.trace_id}
+    for span in controls:
+        assert span.kind is SpanKind.SERVER
+        assert span.attributes is not None and span.attributes["peer.id"] == "room-1"
+        assert span.status.status_code is StatusCode.UNSET
+    assert len(STARTED.names) == len(spans), STARTED.names  # none left open
+
+
+CONTROLS = ("sys.bindsession", "sys.pushsession")
+
+
+async def test_a_refused_control_span_carries_the_error(
+    nats_server: NatsServer, etcd_server: EtcdServer
+) -> None:
+    provider, exporter = tracer_provider()
+    async with cluster(nats_server, etcd_server, provider) as server:
+        client = await server.connect()
+        with pytest.raises(RequestError):
+            await client.request("room.seat.take", {"uid": BANNED})
+        spans = exporter.get_finished_spans()
+    bind = by_name(spans, "sys.bindsession", "connector-1")
+    assert bind.status.status_code is StatusCode.ERROR
+    assert bind.attributes is not None and bind.attributes["error.code"]
 
 
 async def test_no_spans_when_tracing_is_off(

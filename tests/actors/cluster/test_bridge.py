@@ -126,7 +126,9 @@ class Controls:
         self.user_messages: list[tuple[Any, Any]] = []
         self.handled = asyncio.Event()
 
-    async def on_request(self, route: str, request: RpcRequest, respond: Any) -> None:
+    async def on_request(
+        self, route: str, request: RpcRequest, respond: Any, finished: Any = None
+    ) -> None:
         self.requests.append((route, request, respond))
         self.handled.set()
 
