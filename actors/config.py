@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors import pitaya_env
 from transport.credentials import mask_url
 
 ENV_PREFIX = "PITAYA_"
@@ -270,22 +271,58 @@ class Config:
         return config
 
     def apply_env(self, environ: Mapping[str, str]) -> None:
-        for f in dataclasses.fields(self):
-            if f.name in ("extra", "metadata", "frontend"):
-                continue
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                setattr(self, f.name, _parse(f.name, raw, type(getattr(self, f.name))))
+        """Set the options ``environ`` names: ``PITAYA_<OPTION>``, and Go Pitaya's variables
+        for the options it shares (``actors.pitaya_env``: ``PITAYA_CLUSTER_SD_ETCD_ENDPOINTS``
+        sets ``etcd_endpoints``...). Durations may be written as Go's (``5s``, ``500ms``), and
+        ``PITAYA_METRICS_STATSD_HOST`` as Go's ``host:port``. A ``PITAYA_<OPTION>`` and a Go
+        variable setting one option differently is a ConfigError: one of them is wrong."""
+        fields = [
+            f for f in dataclasses.fields(self) if f.name not in ("extra", "metadata", "frontend")
+        ]
+        own = frozenset(ENV_PREFIX + f.name.upper() for f in fields)
+        try:
+            theirs = pitaya_env.read(environ, own)
+        except pitaya_env.GoValueError as exc:
+            raise ConfigError(str(exc)) from None
+        for f in fields:
+            variable = ENV_PREFIX + f.name.upper()
+            kind = type(getattr(self, f.name))
+            raw = environ.get(variable)
+            value = None if raw is None else _parse(f.name, raw, kind)
+            go = theirs.get(f.name)
+            if go is not None:
+                go_value = _parse(f.name, go[1], kind, go[0])
+                if raw is not None and value != go_value:
+                    raise ConfigError(
+                        f"{variable}={raw!r} and Go Pitaya's {go[0]}={environ[go[0]]!r} set "
+                        f"{f.name} differently: keep one of them"
+                    )
+                value = go_value
+            if value is not None:
+                setattr(self, f.name, value)
+        self._split_statsd_host(environ)
+
+    def _split_statsd_host(self, environ: Mapping[str, str]) -> None:
+        # Go Pitaya's pitaya.metrics.statsd.host is host:port, and its variable has our name.
+        variable = ENV_PREFIX + "METRICS_STATSD_HOST"
+        split = pitaya_env.host_and_port(environ.get(variable, ""))
+        if split is None:
+            return
+        port_variable = ENV_PREFIX + "METRICS_STATSD_PORT"
+        if port_variable in environ and self.metrics_statsd_port != split[1]:
+            raise ConfigError(
+                f"{variable}={environ[variable]!r} and {port_variable}="
+                f"{environ[port_variable]!r} name different ports: keep one of them"
+            )
+        self.metrics_statsd_host, self.metrics_statsd_port = split
 
 
 def env_option(environ: Mapping[str, str], name: str) -> Any:
     """Option ``name`` as a server started with ``environ`` reads it: its ``PITAYA_*``
-    variable parsed as :meth:`Config.apply_env` parses it, else the default. ConfigError
-    when the variable is not valid (that server refuses to start). What the launcher reads
-    of its servers' environments (``actors.launch.config``)."""
-    default = getattr(Config(), name)
-    raw = environ.get(ENV_PREFIX + name.upper())
-    return default if raw is None else _parse(name, raw, type(default))
+    variable (or Go Pitaya's) parsed as :meth:`Config.apply_env` parses it, else the
+    default. ConfigError when a variable is not valid (that server refuses to start). What
+    the launcher reads of its servers' environments (``actors.launch.config``)."""
+    return getattr(Config.from_env(environ), name)
 
 
 def misspelt_env(environ: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -296,7 +333,7 @@ def misspelt_env(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     found = []
     for variable in sorted(environ):
         name = variable.removeprefix(ENV_PREFIX)
-        if name == variable or name in known:
+        if name == variable or name in known or variable in pitaya_env.KNOWN_VARIABLES:
             continue
         close = [option for option in known if _edits(name, option) <= _typo_edits(option)]
         if close:
@@ -383,8 +420,33 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
-def _parse(name: str, raw: str, kind: type) -> Any:
+SECONDS = frozenset(
+    {
+        "heartbeat_interval",
+        "handshake_timeout",
+        "upgrade_timeout",
+        "rate_limit_interval",
+        "drain_timeout",
+        "shutdown_timeout",
+        "metrics_period",
+        "nats_outage_log_interval",
+        "etcd_outage_log_interval",
+        "rpc_timeout",
+        "etcd_lease_ttl",
+        "server_sync_interval",
+        "cluster_connect_timeout",
+    }
+)
+"""Options in seconds: their variables take a number or a Go duration (``1m30s``)."""
+
+
+def _parse(name: str, raw: str, kind: type, variable: str = "") -> Any:
+    variable = variable or ENV_PREFIX + name.upper()
     try:
+        if name in SECONDS and (seconds := pitaya_env.duration_seconds(raw)) is not None:
+            if kind is int and seconds != int(seconds):
+                raise ValueError(raw)
+            return kind(seconds)
         if kind is bool:
             lowered = raw.strip().lower()
             if lowered not in TRUE_WORDS | FALSE_WORDS:
@@ -396,6 +458,6 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         return kind(raw)
     except ValueError as exc:
         raise ConfigError(
-            f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a valid "
-            f"{kind.__name__}"
+            f"environment variable {variable}={raw!r} is not a valid {kind.__name__}"
+            f"{' (seconds, or a Go duration: 5s, 500ms)' if name in SECONDS else ''}"
         ) from exc

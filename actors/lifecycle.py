@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from actors import pitaya_env
 from actors.cluster.host import ClusterHost
 from actors.config import ConfigError, check_config, misspelt_env
 from actors.errors import ActorStopped, FrontendOnly, StartAborted
@@ -212,6 +213,11 @@ class Lifecycle:
         check_config(config)
         for variable, option in misspelt_env(os.environ):
             self.log.warning("%s names no option: did you mean %s?", variable, option)
+        go_only = pitaya_env.unused(os.environ)
+        if go_only:
+            self.log.info(
+                "Go Pitaya settings with no counterpart here, left alone: %s", ", ".join(go_only)
+            )
         if config.mode not in ("standalone", "cluster"):
             raise ConfigError(f"mode must be 'standalone' or 'cluster', not {config.mode!r}")
         from actors.cluster.rpc import TRANSPORTS

@@ -55,6 +55,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "building blocks",
         (
             "actors.config",
+            "actors.pitaya_env",
             "actors.logs",
             "actors.tally",
             "actors.readiness",

@@ -96,9 +96,9 @@ def test_a_misspelt_environment_variable_is_told() -> None:
         {
             "PITAYA_HEARTBEAT_INTERVALL": "5",
             # Go Pitaya's own, in an environment shared with Go servers: not typos of ours.
-            "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": "x",
+            "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": "nats://127.0.0.1:4222",
             "PITAYA_GROUPS_ETCD_ENDPOINTS": "x",
-            "PITAYA_SERIALIZERTYPE": "x",
+            "PITAYA_SERIALIZERTYPE": "1",
         },
     )
     assert status == 1

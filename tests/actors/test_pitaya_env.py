@@ -1,0 +1,215 @@
+"""Go Pitaya's environment variables set the options they share with ours
+(``actors.pitaya_env``): a Python server dropped into a Go Pitaya deployment's environment
+joins the same NATS and etcd with the same timings."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors import pitaya_env
+from actors.app import App
+from actors.config import Config, ConfigError, misspelt_env
+from actors.pitaya_env import duration_seconds
+from actors.testing import TestClient
+
+GO_DEPLOYMENT = {
+    "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": "nats://nats.internal:4222",
+    "PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT": "nats://nats.internal:4222",
+    "PITAYA_CLUSTER_RPC_CLIENT_NATS_REQUESTTIMEOUT": "2500ms",
+    "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECTIONTIMEOUT": "3s",
+    "PITAYA_CLUSTER_RPC_SERVER_GRPC_PORT": "3434",
+    "PITAYA_CLUSTER_SD_ETCD_ENDPOINTS": "etcd-0:2379,etcd-1:2379",
+    "PITAYA_CLUSTER_SD_ETCD_PREFIX": "game/",
+    "PITAYA_CLUSTER_SD_ETCD_HEARTBEAT_TTL": "1m30s",
+    "PITAYA_CLUSTER_SD_ETCD_SYNCSERVERS_INTERVAL": "2m",
+    "PITAYA_HEARTBEAT_INTERVAL": "15s",
+    "PITAYA_HANDLER_MESSAGES_COMPRESSION": "true",
+    "PITAYA_SERIALIZERTYPE": "2",
+    "PITAYA_CONN_RATELIMITING_LIMIT": "40",
+    "PITAYA_CONN_RATELIMITING_INTERVAL": "2s",
+    "PITAYA_SESSION_DRAIN_ENABLED": "t",
+    "PITAYA_SESSION_DRAIN_TIMEOUT": "45s",
+    "PITAYA_METRICS_PERIOD": "15s",
+    "PITAYA_METRICS_PROMETHEUS_ENABLED": "true",
+    "PITAYA_METRICS_PROMETHEUS_PORT": "9191",
+    "PITAYA_METRICS_STATSD_HOST": "statsd.internal:8125",
+    "PITAYA_METRICS_STATSD_PREFIX": "game.",
+    "PITAYA_METRICS_STATSD_RATE": "0.5",
+}
+
+
+def test_a_go_deployments_environment_sets_the_shared_options() -> None:
+    config = Config.from_env(GO_DEPLOYMENT)
+    assert config.nats_url == "nats://nats.internal:4222"
+    assert config.rpc_timeout == 2.5
+    assert config.cluster_connect_timeout == 3.0
+    assert config.grpc_port == 3434
+    assert config.etcd_endpoints == "etcd-0:2379,etcd-1:2379"
+    assert config.etcd_prefix == "game/"
+    assert config.etcd_lease_ttl == 90
+    assert config.server_sync_interval == 120.0
+    assert config.heartbeat_interval == 15.0
+    assert config.compress_data is True
+    assert config.serializer == "protobuf"
+    assert (config.rate_limit_packets, config.rate_limit_interval) == (40, 2.0)
+    assert (config.drain_sessions, config.drain_timeout) == (True, 45.0)
+    assert config.metrics_period == 15.0
+    assert (config.metrics_prometheus_enabled, config.metrics_prometheus_port) == (True, 9191)
+    assert (config.metrics_statsd_host, config.metrics_statsd_port) == ("statsd.internal", 8125)
+    assert (config.metrics_statsd_prefix, config.metrics_statsd_rate) == ("game.", 0.5)
+
+
+def test_our_own_variables_and_go_ones_agreeing_is_fine_differing_is_an_error() -> None:
+    agreeing = {"PITAYA_NATS_URL": "nats://a:4222", "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": (
+        "nats://a:4222"
+    )}  # fmt: skip
+    assert Config.from_env(agreeing).nats_url == "nats://a:4222"
+    both = {"PITAYA_RPC_TIMEOUT": "5", "PITAYA_CLUSTER_RPC_CLIENT_NATS_REQUESTTIMEOUT": "5s"}
+    assert Config.from_env(both).rpc_timeout == 5.0
+    differing = {"PITAYA_ETCD_PREFIX": "a/", "PITAYA_CLUSTER_SD_ETCD_PREFIX": "b/"}
+    with pytest.raises(ConfigError, match="PITAYA_ETCD_PREFIX='a/' and Go Pitaya's") as caught:
+        Config.from_env(differing)
+    assert "PITAYA_CLUSTER_SD_ETCD_PREFIX='b/'" in str(caught.value)
+    # Go's two NATS URLs are one connection here.
+    split = {
+        "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": "nats://a:4222",
+        "PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT": "nats://b:4222",
+    }
+    with pytest.raises(ConfigError, match="set nats_url to different values"):
+        Config.from_env(split)
+
+
+def test_environment_wins_over_code_as_our_own_variables_do() -> None:
+    config = Config.from_env(
+        {"PITAYA_CLUSTER_SD_ETCD_ENDPOINTS": "etcd:2379"}, etcd_endpoints="code:2379"
+    )
+    assert config.etcd_endpoints == "etcd:2379"
+    assert Config.from_env({}, etcd_endpoints="code:2379").etcd_endpoints == "code:2379"
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "message"),
+    [
+        ("PITAYA_CLUSTER_RPC_CLIENT_NATS_REQUESTTIMEOUT", "5", "not a Go duration"),
+        ("PITAYA_CLUSTER_SD_ETCD_HEARTBEAT_TTL", "1500ms", "whole seconds"),
+        ("PITAYA_SESSION_DRAIN_ENABLED", "yes", "not a Go bool"),
+        ("PITAYA_SERIALIZERTYPE", "json", "not a Go serializer type"),
+        ("PITAYA_CONN_RATELIMITING_LIMIT", "many", "is not a valid int"),
+        ("PITAYA_CLUSTER_SD_ETCD_ENDPOINTS", " , ", "no endpoint"),
+    ],
+)
+def test_a_value_go_would_refuse_is_a_config_error_naming_the_variable(
+    variable: str, raw: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        Config.from_env({variable: raw})
+    assert f"{variable}={raw!r}" in str(caught.value)
+
+
+def test_force_disable_turns_rate_limiting_off_and_false_leaves_it() -> None:
+    off = {"PITAYA_RATE_LIMIT_ENABLED": "false", "PITAYA_CONN_RATELIMITING_FORCEDISABLE": "1"}
+    assert Config.from_env(off).rate_limit_enabled is False
+    with pytest.raises(ConfigError, match="rate_limit_enabled differently"):
+        Config.from_env(
+            {"PITAYA_RATE_LIMIT_ENABLED": "true", "PITAYA_CONN_RATELIMITING_FORCEDISABLE": "t"}
+        )
+    kept = {"PITAYA_RATE_LIMIT_ENABLED": "true", "PITAYA_CONN_RATELIMITING_FORCEDISABLE": "f"}
+    assert Config.from_env(kept).rate_limit_enabled is True
+
+
+def test_our_own_seconds_options_read_go_durations_too() -> None:
+    config = Config.from_env(
+        {
+            "PITAYA_HANDSHAKE_TIMEOUT": "1m",
+            "PITAYA_SHUTDOWN_TIMEOUT": "2.5",
+            "PITAYA_ETCD_LEASE_TTL": "30s",
+        }
+    )
+    assert (config.handshake_timeout, config.shutdown_timeout) == (60.0, 2.5)
+    assert config.etcd_lease_ttl == 30
+    with pytest.raises(ConfigError, match=r"Go duration: 5s, 500ms"):
+        Config.from_env({"PITAYA_DRAIN_TIMEOUT": "soon"})
+    with pytest.raises(ConfigError, match="PITAYA_ETCD_LEASE_TTL='2500ms'"):
+        Config.from_env({"PITAYA_ETCD_LEASE_TTL": "2500ms"})
+
+
+def test_statsd_host_and_port_from_one_variable_must_agree_with_the_port_variable() -> None:
+    v6 = Config.from_env({"PITAYA_METRICS_STATSD_HOST": "[::1]:8125"})
+    assert (v6.metrics_statsd_host, v6.metrics_statsd_port) == ("::1", 8125)
+    bare = Config.from_env({"PITAYA_METRICS_STATSD_HOST": "::1"})
+    assert (bare.metrics_statsd_host, bare.metrics_statsd_port) == ("::1", 9125)
+    with pytest.raises(ConfigError, match="name different ports"):
+        Config.from_env(
+            {"PITAYA_METRICS_STATSD_HOST": "s:8125", "PITAYA_METRICS_STATSD_PORT": "9125"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("0", 0.0),
+        ("5s", 5.0),
+        ("300ms", 0.3),
+        ("1h2m3.5s", 3723.5),
+        ("1.5h", 5400.0),
+        ("-2s", -2.0),
+        ("10us", 1e-5),
+        ("10µs", 1e-5),
+        ("7ns", 7e-9),
+        ("5", None),
+        ("", None),
+        ("s", None),
+        ("5s5", None),
+        ("5 s", None),
+        ("5d", None),
+    ],
+)
+def test_go_durations(raw: str, seconds: float | None) -> None:
+    assert duration_seconds(raw) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+@given(st.lists(st.tuples(st.integers(0, 999), st.sampled_from(["h", "m", "s", "ms"])), min_size=1))
+def test_any_sum_of_duration_parts_reads_as_its_seconds(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{n}{unit}" for n, unit in parts)
+    unit_seconds = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    assert duration_seconds(text) == pytest.approx(sum(n * unit_seconds[u] for n, u in parts))
+
+
+def test_go_only_variables_are_not_typos_and_are_listed_apart() -> None:
+    environ = {
+        "PITAYA_CONCURRENCY_HANDLER_DISPATCH": "25",
+        "PITAYA_BUFFER_AGENT_MESSAGES": "100",
+        "PITAYA_CLUSTER_SD_ETCD_ENDPOINTS": "etcd:2379",
+    }
+    assert misspelt_env(environ) == []
+    assert pitaya_env.unused(environ) == [
+        "PITAYA_BUFFER_AGENT_MESSAGES",
+        "PITAYA_CONCURRENCY_HANDLER_DISPATCH",
+    ]
+
+
+async def test_the_start_up_names_the_go_settings_it_leaves_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PITAYA_CONCURRENCY_HANDLER_DISPATCH", "25")
+    monkeypatch.setenv("PITAYA_SESSION_UNIQUE", "true")
+    caplog.set_level(logging.INFO, logger="actors")
+    app = App(server_type="chat", server_id="chat-1")
+    async with TestClient(app):
+        pass
+    lines = [r.getMessage() for r in caplog.records if "no counterpart" in r.getMessage()]
+    assert lines == [
+        "[chat-1] Go Pitaya settings with no counterpart here, left alone: "
+        "PITAYA_CONCURRENCY_HANDLER_DISPATCH, PITAYA_SESSION_UNIQUE"
+    ]
+
+
+def test_the_launcher_reads_a_servers_lease_ttl_from_go_pitayas_variable_too() -> None:
+    from actors.launch.config import held_id_retry
+
+    assert held_id_retry({"PITAYA_CLUSTER_SD_ETCD_HEARTBEAT_TTL": "30s"}) == 10.0
+    assert held_id_retry({"PITAYA_ETCD_LEASE_TTL": "45s"}) == 15.0
