@@ -24,7 +24,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,6 +46,7 @@ from actors.session import KickSession
 from actors.sessions.host import GatewayHost
 from actors.sessions.messages import StopAdmitting
 from transport.message import RouteDictionary
+from transport.undo import undo_fully, undoing
 
 if TYPE_CHECKING:
     from actors.cluster.cluster import Cluster
@@ -121,9 +122,6 @@ class Lifecycle:
         """The start-up under way (its own task, so a stop request can cancel it)."""
         self._start_aborted = False
         """A stop was requested during the start-up, which was cancelled."""
-        self._undoing = False
-        """The start-up failed and undoes what it had started: a stop request then must not
-        cancel it (the registration, the actors, the connections would be left behind)."""
         self._stop_requested: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -197,9 +195,29 @@ class Lifecycle:
             return False
         if not self._start_aborted:
             self._start_aborted = True
-            if not self._undoing:  # else the start-up fails, once its undo is done
+            # A start-up undoing what it had started (here or in a layer below: a module's,
+            # the cluster's) is not cancelled: it fails once its undo is done.
+            if not undoing(starting):
                 starting.cancel()
         return True
+
+    @contextlib.asynccontextmanager
+    async def _undone_on_failure(
+        self, *undo: Callable[[], Awaitable[object]]
+    ) -> AsyncIterator[None]:
+        """A start step: if it fails, or the start-up is abandoned during it, run ``undo``
+        (what the start-up had done so far, taken back in that order) to its end, then raise.
+
+        Every step that leaves something behind goes through here, so none can forget that
+        its undo must not be cut short: a stop request meanwhile does not cancel the
+        start-up (:meth:`_abort_start`), and a cancellation of its caller waits for the undo
+        (``transport.undo``); half an undo left the server registered, its connections open,
+        its modules started."""
+        try:
+            yield
+        except BaseException:
+            await undo_fully(_in_turn(undo))
+            raise
 
     def _start_abandoned(self) -> None:
         """The cancelled start-up has undone what it had started: the server is stopped."""
@@ -243,7 +261,15 @@ class Lifecycle:
         await self._handlers_started()
         if self._host.cluster is not None:
             await self._join_cluster()
-        try:
+        # A port in use (or a metrics endpoint that cannot bind) stops the start-up with
+        # that error; what was started is undone.
+        async with self._undone_on_failure(
+            self._stop_accepting,
+            host.modules.stop,
+            self._leave_and_close_cluster,
+            host.system.shutdown,
+            host.metrics.stop,
+        ):
             await host.modules.start()
             await self.start_metrics()
             for acceptor in self.parts.acceptors:
@@ -254,19 +280,6 @@ class Lifecycle:
             for reporter in host.metrics.reporters:
                 if getattr(reporter, "readiness", False) is None:
                     reporter.readiness = self._host.readiness  # type: ignore[attr-defined]
-        except BaseException:
-            # A port in use (or a metrics endpoint that cannot bind) stops the start-up
-            # with that error; undo what was started.
-            self._undoing = True
-            await self._stop_accepting()
-            await host.modules.stop()
-            cluster = self._host.cluster
-            if cluster is not None:
-                await cluster.leave()
-                await cluster.close()
-            await host.system.shutdown()
-            await host.metrics.stop()
-            raise
         if config.gc_threshold:
             YOUNG_THRESHOLD.hold(config.gc_threshold)
             self._holds_gc_threshold = True
@@ -283,26 +296,20 @@ class Lifecycle:
 
         host = self._host
         host.sessions.frontend = host.is_frontend
-        if not host.is_frontend and self.parts.session_callbacks_used:
-            self._undoing = True
-            await host.system.shutdown()
-            raise FrontendOnly(
-                f"{host.server_type} is a backend (no listeners): session callbacks "
-                "(on_session_bind/on_after_session_bind/on_session_close) need a frontend"
-            )
-        cluster = Cluster(host, discovery=self.parts.discovery, rpc=self.parts.rpc)
-        for server_type, fn in self.parts.custom_routes.items():
-            cluster.router.add_route(server_type, fn)
-        try:
+        async with self._undone_on_failure(host.system.shutdown):
+            if not host.is_frontend and self.parts.session_callbacks_used:
+                raise FrontendOnly(
+                    f"{host.server_type} is a backend (no listeners): session callbacks "
+                    "(on_session_bind/on_after_session_bind/on_session_close) need a frontend"
+                )
+            cluster = Cluster(host, discovery=self.parts.discovery, rpc=self.parts.rpc)
+            for server_type, fn in self.parts.custom_routes.items():
+                cluster.router.add_route(server_type, fn)
             # The group service the discovery keeps, unless the app was given one.
             groups = (
                 cluster.group_service() if isinstance(host.groups, MemoryGroupService) else None
             )
-            await cluster.connect()
-        except BaseException:
-            self._undoing = True
-            await host.system.shutdown()
-            raise
+            await cluster.connect()  # what it opened is closed again if it fails
         host.cluster = cluster
         if groups is not None:
             host.groups = groups
@@ -310,33 +317,44 @@ class Lifecycle:
     async def _join_cluster(self) -> None:
         cluster = self._host.cluster
         assert cluster is not None
-        try:
+        # A join that fails closes the cluster itself (Cluster.join).
+        async with self._undone_on_failure(self._forget_cluster, self._host.system.shutdown):
             await cluster.join()
-        except BaseException:
-            self._undoing = True
-            self._host.cluster = None
-            await self._host.system.shutdown()
-            raise
+
+    async def _forget_cluster(self) -> None:
+        """The cluster closed (its join failed): the server has none."""
+        self._host.cluster = None
+
+    async def _close_cluster(self) -> None:
+        if self._host.cluster is not None:
+            await self._host.cluster.close()
+
+    async def _leave_and_close_cluster(self) -> None:
+        """Out of discovery (its lease revoked), then the cluster closed."""
+        cluster = self._host.cluster
+        if cluster is not None:
+            await cluster.leave()
+            await cluster.close()
 
     async def _handlers_started(self) -> None:
         """Wait until every handler's and remote's ``started`` hook finished: route methods
         are invoked directly, not through the mailbox, so nothing else would hold a request
         back until then. A hook that fails stops the start-up with a clear error."""
         refs = [*self.handlers.values(), *self.remotes.values()]
+        failed: list[str] = []
+
+        async def note_failed() -> None:  # before the undo stops them all
+            failed.extend(ref.name for ref in refs if not ref.alive)
+
         try:
-            await asyncio.gather(*(ref.ask(Ready(), timeout=None) for ref in refs))
-        except BaseException as exc:  # a hook failed, or the start-up was abandoned
-            self._undoing = True
-            failed = [ref.name for ref in refs if not ref.alive]
-            await self._host.system.shutdown()
-            cluster = self._host.cluster
-            if cluster is not None:
-                await cluster.close()
-            if isinstance(exc, ActorStopped):
-                raise RuntimeError(
-                    f"{', '.join(failed) or 'a handler'} failed in started() (see the log above)"
-                ) from exc
-            raise
+            async with self._undone_on_failure(
+                note_failed, self._host.system.shutdown, self._close_cluster
+            ):
+                await asyncio.gather(*(ref.ask(Ready(), timeout=None) for ref in refs))
+        except ActorStopped as exc:  # a hook failed (its actor stopped)
+            raise RuntimeError(
+                f"{', '.join(failed) or 'a handler'} failed in started() (see the log above)"
+            ) from exc
 
     async def start_metrics(self) -> None:
         """Add the reporters the options enable, start them, and spawn the sampler (which
@@ -527,6 +545,12 @@ class Lifecycle:
 
     def _already_stopping(self, sig: signal.Signals) -> None:
         self.log.info("%s while stopping: the stop goes on", sig.name)
+
+
+async def _in_turn(steps: tuple[Callable[[], Awaitable[object]], ...]) -> None:
+    """Each step, one after the other."""
+    for step in steps:
+        await step()
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -56,6 +56,7 @@ from transport.errors import TransportError
 from transport.logs import ServerLog
 from transport.nats_client import LeanClient
 from transport.nats_replies import OnAnswer, PendingReplies
+from transport.undo import undo_fully
 
 log = logging.getLogger(__name__)
 
@@ -222,18 +223,17 @@ class NatsPipe:
         try:
             await asyncio.wait({connecting}, timeout=self.connect_timeout)
             if not connecting.done():
-                await _cancel_for_good(connecting)
+                await undo_fully(_cancel_for_good(connecting))
                 raise TimeoutError
             connecting.result()
         except asyncio.CancelledError:
-            # Abandoned (a stop during the start-up): nothing may go on trying.
-            await _cancel_for_good(connecting)
-            with contextlib.suppress(Exception):
-                await client.close()
+            # Abandoned (a stop during the start-up): nothing may go on trying, even if
+            # another cancellation comes while it is stopped.
+            await undo_fully(_give_up(connecting, client))
             raise
         except (nats.errors.Error, OSError, TimeoutError) as exc:
-            with contextlib.suppress(Exception):
-                await client.close()  # or nats-py goes on trying in the background
+            # Or nats-py goes on trying in the background.
+            await undo_fully(_give_up(connecting, client))
             # A timeout has no text: the start-up line fills in the cause (actors.startup),
             # unless the server refused us (credentials, certificate): that is the cause.
             reason = _describe(exc) if str(exc) else ""
@@ -247,8 +247,18 @@ class NatsPipe:
                 "this nats-py version lacks what the direct message path needs: using its "
                 "public API (slower)"
             )
+        try:
+            await self._subscribe_replies(client)
+        except BaseException:
+            # Connected, then failed or abandoned: the connection (and its reader task)
+            # must not stay open behind a start-up that gave up.
+            await undo_fully(self.close())
+            raise
+
+    async def _subscribe_replies(self, client: LeanClient) -> None:
+        """The one subscription every request's answer comes by."""
         replies = PendingReplies(
-            self.nc.new_inbox() + ".",
+            client.new_inbox() + ".",
             asyncio.get_running_loop(),
             lambda subject, timeout: NatsTimeout(f"no answer on {subject} within {timeout}s"),
         )
@@ -612,6 +622,13 @@ async def _cancel_for_good(task: asyncio.Task[Any]) -> None:
         await asyncio.wait({task}, timeout=0.05)
     if not task.cancelled():
         task.exception()  # retrieved: its failure is moot now, and must not be logged
+
+
+async def _give_up(connecting: asyncio.Task[Any], client: LeanClient) -> None:
+    """A first connection that failed or was abandoned: stop it, and close what it opened."""
+    await _cancel_for_good(connecting)
+    with contextlib.suppress(Exception):
+        await client.close()
 
 
 def _describe(exc: BaseException) -> str:

@@ -59,6 +59,7 @@ from actors.errors import RpcTimeout
 from actors.logs import ServerLog
 from actors.readiness import Readiness
 from transport.etcd import EtcdUnavailable
+from transport.undo import undo_fully
 
 if TYPE_CHECKING:
     from actors.cluster.codec import SessionSnapshot
@@ -198,18 +199,23 @@ class Cluster:
         on_lost = getattr(self.rpc_client, "on_lost", None)  # NATS's: gRPC reconnects per call
         if on_lost is not None:
             on_lost(self._transport_lost)
-        await self.rpc_client.connect()
         try:
+            await self.rpc_client.connect()
             await self.discovery.connect()
         except BaseException as exc:
-            # Failed, or abandoned (a stop during the start-up): nothing is left open.
-            await self.rpc_client.close()
-            await self.discovery.close()
+            # Failed, or abandoned (a stop during the start-up): nothing is left open, even
+            # if a stop comes while it is closed.
+            await undo_fully(self._close_connections())
             if isinstance(exc, EtcdUnavailable):
                 raise ClusterStartupError(
                     f"cannot reach etcd at {config.etcd_endpoints}: {exc}"
                 ) from exc
             raise
+
+    async def _close_connections(self) -> None:
+        """What :meth:`connect` opened (either may be half open, or not open at all)."""
+        await self.rpc_client.close()
+        await self.discovery.close()
 
     def _require_user_delivery(self) -> None:
         if not any(isinstance(module, UserDelivery) for _, module in self.app.modules):
@@ -255,16 +261,16 @@ class Cluster:
             # Before registering: peers read how to reach this server from discovery (gRPC).
             self.me.metadata.update(self.rpc_server.metadata)
             await self.discovery.start(self.me)
-        except EtcdUnavailable as exc:
-            await self.close()
-            raise ClusterStartupError(
-                f"cannot register in etcd at {app.config.etcd_endpoints}: {exc}"
-            ) from exc
-        except DuplicateServerId as exc:
-            await self.close()
-            raise ServerIdTaken(str(exc)) from None
-        except BaseException:
-            await self.close()
+        except BaseException as exc:
+            # All of it, even if a stop comes meanwhile: cut short, the NATS connection (or
+            # the etcd one) would stay open.
+            await undo_fully(self.close())
+            if isinstance(exc, EtcdUnavailable):
+                raise ClusterStartupError(
+                    f"cannot register in etcd at {app.config.etcd_endpoints}: {exc}"
+                ) from exc
+            if isinstance(exc, DuplicateServerId):
+                raise ServerIdTaken(str(exc)) from None
             raise
         if self.me.frontend:
             app.sessions.on_session_bind(self.users.check_uid)

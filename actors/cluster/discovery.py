@@ -42,6 +42,7 @@ from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.errors import ActorError
 from actors.logs import ServerLog
 from transport.etcd import EtcdClient, EtcdSecurity, EtcdUnavailable, KeyEvent
+from transport.undo import undo_fully
 
 if TYPE_CHECKING:
     from actors.config import Config
@@ -677,21 +678,22 @@ class EtcdServiceDiscovery:
         # Wait for started() (registration + first table) to finish.
         try:
             await self._actor.ask(Registered(), timeout=self.timeout * 2)
-        except DuplicateServerId:
-            await self._actor.stop()
-            raise
-        except (ActorError, EtcdUnavailable) as exc:
-            await self._actor.stop()
-            raise EtcdUnavailable(f"discovery could not register in etcd: {exc}") from exc
-        except BaseException:
-            await self._abandon()
+        except BaseException as exc:
+            # All of it, even if a stop comes meanwhile: cut short, the entry would hold
+            # this server's id in etcd for a lease's TTL.
+            await undo_fully(self._abandon())
+            if isinstance(exc, ActorError | EtcdUnavailable) and not isinstance(
+                exc, DuplicateServerId
+            ):
+                raise EtcdUnavailable(f"discovery could not register in etcd: {exc}") from exc
             raise
 
     async def _abandon(self) -> None:
-        """The start was cancelled (a stop during the start-up): leave no entry behind. A
-        registration under way revokes its own lease when stopped; one that finished has
-        its lease revoked here (else its entry would hold this server's id for a TTL, and
-        a restart would be refused as a duplicate)."""
+        """The start failed or was cancelled (a stop during the start-up): leave no entry
+        behind. A registration under way revokes its own lease when stopped; one that
+        finished (the ask timed out, or was cancelled, just after) has its lease revoked
+        here (else its entry would hold this server's id for a TTL, and a restart would be
+        refused as a duplicate)."""
         assert self._actor is not None
         actor = self._actor._cell.actor
         assert isinstance(actor, DiscoveryActor)

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from actors.logs import ServerLog
+from transport.undo import undo_fully
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,9 @@ class Modules:
                 except BaseException as exc:
                     if not isinstance(exc, asyncio.CancelledError):  # a stop: no failure
                         self.log.error("module %s failed in %s: %r", name, step, exc)
-                    await self.stop()
+                    # All of it, even if a stop comes meanwhile: cut short, the modules
+                    # still to go would never shut down.
+                    await undo_fully(self.stop())
                     if isinstance(exc, Exception):
                         raise ModuleStartError(name, step, exc) from exc
                     raise
