@@ -67,8 +67,8 @@ class KeeperSettings:
     held_id_retry: float = 20.0
     """Seconds between two starts of a server refused because its id is still held in
     discovery (exit status 75, ``actors.startup.EXIT_ID_HELD``): not a crash, so the backoff
-    does not grow. Unless set, a third of the server's etcd lease TTL (see
-    :func:`held_id_retry`); 20 s is that of the default 60 s TTL."""
+    does not grow. Unless set, a third of the server's etcd lease TTL as its environment
+    sets it (see :func:`held_id_retry`); 20 s is that of the default 60 s TTL."""
 
     def backoff(self, consecutive_crashes: int) -> float:
         """Delay before restart number ``consecutive_crashes`` (1 for the first)."""
@@ -197,10 +197,7 @@ def _expand(
     if reuse_port:
         env["PITAYA_REUSE_PORT"] = "1"  # actors.config.Config.reuse_port
     settings = _settings(entry, defaults, where)
-    if not (held_id_retry_set or "held_id_retry" in entry):
-        # The servers inherit the launcher's environment, under their own.
-        settings = replace(settings, held_id_retry=held_id_retry({**os.environ, **env}))
-    _warn_if_killed_while_draining(env, settings.stop_timeout, where)
+    follows_ttl = not (held_id_retry_set or "held_id_retry" in entry)
     commands = []
     for i in range(count):
         slots = {**values, "n": str(i + 1), "i": str(i)}
@@ -208,23 +205,44 @@ def _expand(
         offset = 0 if reuse_port else i
         slots.update({key: str(base + offset) for key, base in ports.items()})
         server_name = _fill(str(name), slots, f"{where} name")
+        # What the server gets: its placeholders filled ({vars}, --var, {n}, ports).
+        filled = {k: _fill(v, slots, f"{where} env") for k, v in env.items()}
         commands.append(
             ServerCommand(
                 name=server_name,
                 argv=(sys.executable, "-m", module, *(_fill(str(a), slots, where) for a in args)),
-                env=tuple((k, _fill(v, slots, f"{where} env")) for k, v in env.items()),
+                env=tuple(filled.items()),
                 cwd=cwd,
                 log_file=str(Path(log_dir) / f"{server_name}.log") if log_dir else None,
-                settings=settings,
+                settings=_server_settings(settings, filled, follows_ttl),
             )
         )
+    # Once per entry, for the first instance it concerns (the instances differ by their
+    # placeholders at most).
+    for command in commands:
+        if _warn_if_killed_while_draining(dict(command.env), settings.stop_timeout, where):
+            break
     return commands
+
+
+def _server_settings(
+    settings: KeeperSettings, env: Mapping[str, str], follows_ttl: bool
+) -> KeeperSettings:
+    """``settings`` for a server started with ``env`` (filled in): ``held_id_retry``, unless
+    set, follows the lease TTL that server reads (:func:`held_id_retry`)."""
+    if not follows_ttl:
+        return settings
+    # The servers inherit the launcher's environment, under their own.
+    return replace(settings, held_id_retry=held_id_retry({**os.environ, **env}))
 
 
 def held_id_retry(env: Mapping[str, str]) -> float:
     """The pace at which a server whose id is still held in discovery is started again: a
-    keep-alive period of its etcd lease (a third of ``PITAYA_ETCD_LEASE_TTL`` in its
-    environment, 60 s unless set), at least 1 s. A live holder refreshes the lease at that
+    keep-alive period of its etcd lease (a third of ``PITAYA_ETCD_LEASE_TTL`` in ``env``, the
+    environment it is started with, placeholders filled; 60 s unless set), at least 1 s.
+    A TTL its code sets (``App(etcd_lease_ttl=...)``) is beyond the launcher's sight: it
+    reads commands and environments and never runs the servers' code, so such a server
+    needs ``held_id_retry`` set. A live holder refreshes the lease at that
     pace; a crashed one's id is taken over once its lease went unrefreshed for that long
     plus 2 s (``actors.cluster.discovery``), so the second start at the latest finds it
     free, and an id that another running server holds is tried no faster than that."""
@@ -245,16 +263,16 @@ def drains(env: Mapping[str, str]) -> bool:
         return False
 
 
-def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, where: str) -> None:
+def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, where: str) -> bool:
     """A server told to drain its sessions (``PITAYA_DRAIN_SESSIONS``) may take
     ``drain_timeout`` and then ``shutdown_timeout`` to stop: a shorter ``stop_timeout`` has
-    the launcher SIGKILL it halfway, its clients left without their kick."""
+    the launcher SIGKILL it halfway, its clients left without their kick. True if warned."""
     if not drains(env):
-        return
+        return False
     try:
         needs = env_option(env, "drain_timeout") + env_option(env, "shutdown_timeout")
     except ConfigError:
-        return  # the server itself says what is wrong with them
+        return False  # the server itself says what is wrong with them
     if stop_timeout < needs:
         logging.getLogger(__name__).warning(
             "%s: drains its sessions for up to %g s (drain_timeout + shutdown_timeout) but "
@@ -263,6 +281,8 @@ def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, 
             needs,
             stop_timeout,
         )
+        return True
+    return False
 
 
 _OVERRIDES = (

@@ -148,6 +148,79 @@ def test_a_held_id_is_retried_at_the_pace_of_its_lease_unless_told(
     assert told.servers[0].settings.held_id_retry == 4.0
 
 
+@pytest.mark.parametrize(
+    ("data", "variables", "launcher_env", "retries"),
+    [
+        pytest.param({}, {}, "30", [10.0], id="the launcher's own environment"),
+        pytest.param({"env": {"PITAYA_ETCD_LEASE_TTL": "15"}}, {}, "30", [5.0], id="[env]"),
+        pytest.param(
+            {"server_env": {"PITAYA_ETCD_LEASE_TTL": "6"}}, {}, "30", [2.0], id="its own env"
+        ),
+        pytest.param(
+            {"vars": {"ttl": "9"}, "server_env": {"PITAYA_ETCD_LEASE_TTL": "{ttl}"}},
+            {},
+            None,
+            [3.0],
+            id="a [vars] placeholder",
+        ),
+        pytest.param(
+            {"vars": {"ttl": "9"}, "env": {"PITAYA_ETCD_LEASE_TTL": "{ttl}"}},
+            {"ttl": "12"},
+            None,
+            [4.0],
+            id="a --var placeholder",
+        ),
+        pytest.param(
+            {"count": 2, "server_env": {"PITAYA_ETCD_LEASE_TTL": "{n}5"}},
+            {},
+            None,
+            [5.0, 8.333333333333334],
+            id="an instance's placeholder",
+        ),
+    ],
+)
+def test_a_held_id_is_retried_at_the_pace_of_the_lease_ttl_the_server_gets(
+    monkeypatch: pytest.MonkeyPatch,
+    data: dict[str, Any],
+    variables: dict[str, str],
+    launcher_env: str | None,
+    retries: list[float],
+) -> None:
+    """Each place a server's ``PITAYA_ETCD_LEASE_TTL`` can come from in a launch file sets
+    its ``held_id_retry`` (a third of it). A TTL written with a placeholder (``{ttl}`` from
+    [vars] or ``--var``, ``{n}``) was read unfilled, refused as a number, and the retry was
+    that of the default 60 s TTL (20 s) while the server's lease lasted 9 s."""
+    if launcher_env is None:
+        monkeypatch.delenv("PITAYA_ETCD_LEASE_TTL", raising=False)
+    else:
+        monkeypatch.setenv("PITAYA_ETCD_LEASE_TTL", launcher_env)
+    entry: dict[str, Any] = {"name": "s-{n}", "module": "m", "count": data.get("count", 1)}
+    if "server_env" in data:
+        entry["env"] = data["server_env"]
+    document = {key: data[key] for key in ("vars", "env") if key in data}
+    config = parse_config({**document, "servers": [entry]}, variables)
+    assert [s.settings.held_id_retry for s in config.servers] == retries
+    told = parse_config({**document, "servers": [{**entry, "held_id_retry": 7}]}, variables)
+    assert {s.settings.held_id_retry for s in told.servers} == {7.0}  # set: kept
+
+
+def test_a_drain_written_with_placeholders_is_checked_as_the_server_gets_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The drain warning reads the filled-in environment too (a placeholder read unfilled
+    was no switch, and the warning was skipped)."""
+    parse_config(
+        {
+            "vars": {"drain": "1"},
+            "servers": [{"module": "m", "count": 2, "env": {"PITAYA_DRAIN_SESSIONS": "{drain}"}}],
+        }
+    )
+    assert caplog.messages == [
+        "<config> [[servers]] #1: drains its sessions for up to 70 s (drain_timeout + "
+        "shutdown_timeout) but is killed 20 s after SIGTERM (stop_timeout): raise stop_timeout"
+    ]
+
+
 def test_the_shipped_sample_config_parses() -> None:
     config = load_config(SAMPLE)
     assert config.names == [
