@@ -160,8 +160,10 @@ class Lifecycle:
         the step under way is cancelled, what had started is undone by the steps' own
         failure paths, and :class:`StartAborted` is raised. The start-up runs as a task of
         its own for that: cancelling the caller's task would cancel the caller too. One that
-        already failed and undoes what it started is not cancelled (the undo would stop
-        half-way): its failure is raised once the undo is done.
+        already failed and undoes what it started (in any layer: a module's, the cluster's)
+        is not cancelled (the undo would stop half-way): its failure is raised once the undo
+        is done. A caller cancelled meanwhile gets its cancellation once the undo is done
+        (``transport.undo``): nothing is left registered, connected or running.
         """
         if self.started or self._starting is not None:
             raise RuntimeError("app already started")
