@@ -40,6 +40,7 @@ import grpc
 import grpc.aio
 
 from transport.errors import TransportError
+from transport.undo import undo_fully
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ class GrpcListener:
         try:
             await server.start()
         except BaseException:  # cancelled (a stop during the start-up): nothing left bound
-            await server.stop(None)
+            await undo_fully(server.stop(None))
             raise
         self._server = server
         self.port = int(port)

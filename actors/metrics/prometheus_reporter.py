@@ -211,9 +211,12 @@ class PrometheusReporter:
         """Listen for scrapes on ``host:port``."""
         if self._server is not None:
             return
+        # Held before it serves: ``start_server`` awaits once serving, and a start cancelled
+        # there (a stop during the start-up) left the port bound with nothing to close it.
         self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_REQUEST_HEAD
+            self._serve, self.host, self.port, limit=MAX_REQUEST_HEAD, start_serving=False
         )
+        await self._server.start_serving()
         host, port = self.address
         self.log.info("prometheus metrics on http://%s:%s/metrics", host, port)
 

@@ -32,6 +32,8 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
+from transport.undo import undo_fully
+
 log = logging.getLogger(__name__)
 
 
@@ -142,15 +144,17 @@ class Metrics:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every :class:`ManagedReporter`; if one fails, stop those already started."""
+        """Start every :class:`ManagedReporter`; if one fails (or the start is cancelled),
+        stop those already started and the one that failed (``stop`` is idempotent: what it
+        had acquired before failing, a bound port, is released too)."""
         for reporter in self._reporters:
             if isinstance(reporter, ManagedReporter) and reporter not in self._started:
+                self._started.append(reporter)
                 try:
                     await reporter.start()
                 except BaseException:
-                    await self.stop()
+                    await undo_fully(self.stop())  # all of it, even if a stop comes
                     raise
-                self._started.append(reporter)
 
     async def stop(self) -> None:
         """Stop the started reporters, last started first. Idempotent."""

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import socket
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.app import App
-from actors.metrics import PrometheusReporter
+from actors.metrics import Metrics, PrometheusReporter
 from actors.metrics.exposition import render
 from actors.metrics.names import CONNECTED_CLIENTS
 from actors.readiness import Readiness
 from actors.testing import serve
 from samples.echo.server import Echo
 from tests.actors.metrics.recorder import Recorder, exposed, http_get, sample, scrape
+from tests.services import free_port
 from transport.client import RequestError
 
 CONST = {"game": "tetris", "serverType": "echo"}
@@ -335,3 +337,44 @@ def test_ready_answers_with_its_status_and_says_why_in_one_line(
     and stays ``ready`` when nothing is wrong."""
     assert ready_response(readiness) == (status, body)
     assert ready_response(readiness, "HEAD") == (status, b"")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+async def test_a_start_cancelled_once_bound_leaves_no_listening_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop during the start-up can cancel the metrics endpoint's start just after it bound
+    (asyncio's ``start_server`` gives a loop turn once serving). The port stayed bound for
+    the life of the process, out of reach of ``stop``: nothing held it. Now the cancelled
+    start releases it itself. The stop comes as the server starts serving (a patched
+    ``Server._start_serving`` cancels the start there)."""
+    port = free_port()
+    metrics = Metrics()
+    metrics.add(PrometheusReporter(host="127.0.0.1", port=port, process_metrics=False))
+    start_serving = asyncio.base_events.Server._start_serving
+    bound: list[bool] = []
+
+    def stop_comes(server: asyncio.base_events.Server) -> None:
+        start_serving(server)
+        bound.append(not port_is_free(port))
+        assert starting is not None
+        starting.cancel()  # lands at the start's next await
+
+    monkeypatch.setattr(asyncio.base_events.Server, "_start_serving", stop_comes)
+    starting: asyncio.Task[None] | None = None
+    starting = asyncio.ensure_future(metrics.start())
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    monkeypatch.undo()
+    assert bound == [True]  # it was bound when the stop came
+    assert port_is_free(port)
+    await metrics.stop()  # what the start-up's undo calls: nothing left to do
+    assert port_is_free(port)
