@@ -218,8 +218,18 @@ class Lifecycle:
         try:
             yield
         except BaseException:
-            await undo_fully(_in_turn(undo))
+            await undo_fully(self._in_turn(undo))
             raise
+
+    async def _in_turn(self, steps: tuple[Callable[[], Awaitable[object]], ...]) -> None:
+        """Each undo step, one after the other; one that fails is logged and the others
+        still run (the start-up's own error is the one raised)."""
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                name = getattr(step, "__qualname__", repr(step))
+                self.log.exception("undoing the failed start-up: %s failed", name)
 
     def _start_abandoned(self) -> None:
         """The cancelled start-up has undone what it had started: the server is stopped."""
@@ -547,12 +557,6 @@ class Lifecycle:
 
     def _already_stopping(self, sig: signal.Signals) -> None:
         self.log.info("%s while stopping: the stop goes on", sig.name)
-
-
-async def _in_turn(steps: tuple[Callable[[], Awaitable[object]], ...]) -> None:
-    """Each step, one after the other."""
-    for step in steps:
-        await step()
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
