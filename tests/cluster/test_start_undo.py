@@ -5,7 +5,8 @@ entry, no NATS connection, no task, no module left started.
 Each undo used to run where the stop could cut it short: the stop cancelled the start-up
 whenever the life cycle itself was not undoing yet (a module's undo, the cluster's join or
 connect undoing theirs), and a cancelled caller cancelled any undo. The timing is driven by
-events: a module or a patched step waits for one while the stop comes.
+events: a module or a patched step waits for one while the stop comes. The last test guards
+the plain case (a stop while a module starts), which the code before handled too.
 """
 
 from __future__ import annotations
@@ -235,4 +236,38 @@ async def test_a_stop_just_after_nats_connected_closes_the_connection(
         starting.result()
     assert connections_to(nats_server.port) == nats_before
     assert pending_tasks() <= before
+    assert app.readiness() == Readiness(False, "stopped")
+
+
+class SlowToStart(ModuleBase):
+    """Its ``init`` waits at ``gate`` (never opened: the stop comes there)."""
+
+    def __init__(self) -> None:
+        self.gate = Gate()
+
+    async def init(self) -> None:
+        await self.gate.wait()
+
+
+async def test_a_stop_while_a_module_starts_leaves_nothing_behind(
+    nats_server: NatsServer, etcd_server: EtcdServer, etcd: EtcdClient
+) -> None:
+    """Real NATS and etcd: the server registered, then a module's ``init`` waits when the
+    stop comes. start() says StartAborted, stop() returns once it is undone, and nothing is
+    left: no etcd entry, no NATS connection, no task, no actor."""
+    before = pending_tasks()
+    nats_before = connections_to(nats_server.port)
+    app = cluster_app(nats_server, etcd_server.endpoint)
+    slow = SlowToStart()
+    app.register_module(slow, "slow")
+    starting = asyncio.ensure_future(app.start())
+    await asyncio.wait_for(slow.gate.reached.wait(), 20)
+    assert await etcd.get("pitaya/servers/connector/c-1") is not None
+    await asyncio.wait_for(app.stop(), 10)
+    with pytest.raises(StartAborted):
+        starting.result()
+    assert await etcd.get("pitaya/servers/connector/c-1") is None
+    assert connections_to(nats_server.port) == nats_before
+    assert pending_tasks() <= before
+    assert app.system.lookup("handler:sys") is None
     assert app.readiness() == Readiness(False, "stopped")
