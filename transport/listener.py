@@ -30,11 +30,13 @@ import asyncio
 import logging
 import ssl as ssl_module
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from transport.acceptor import ConnectionFactory, ConnectionHandler, ConnectionLimits
-from transport.logs import ServerLog
+from transport.logs import ServerLog, Throttle
+from transport.peer import format_peer
+from transport.proxygate import ProxyGate, ProxyPolicy
 from transport.stats import AcceptorStats
 
 logger = logging.getLogger(__name__)
@@ -47,15 +49,6 @@ DEFAULT_LIMITS = ConnectionLimits()
 CLOSE_TIMEOUT = 2.0
 """Seconds a closing connection may take to drain (or to answer a WebSocket close frame)
 before it is aborted: a peer that stopped reading must not hold a socket open forever."""
-
-
-def format_peer(transport: asyncio.BaseTransport) -> str:
-    """``host:port`` of the transport's peer (``[v6]:port`` for IPv6), for log lines."""
-    peer = transport.get_extra_info("peername")
-    if not isinstance(peer, tuple) or len(peer) < 2:
-        return str(peer)
-    host, port = peer[0], peer[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 READ_BUFFER_SIZE = 64 * 1024
@@ -230,17 +223,40 @@ class BufferedConnection(asyncio.BufferedProtocol):
             transport.resume_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Accepted: refused at once if the listener's ``admit`` says so (subclasses check
-        ``closed`` after calling this), else counted as opening until handed over."""
+        """Accepted (after TLS, with TLS): admitted, then the acceptor's own opening."""
+        if self._accept(transport):
+            self._begin()
+
+    def _accept(self, transport: asyncio.BaseTransport) -> bool:
+        """Refuse the socket at once if the listener's ``admit`` says so (False), else count
+        it as opening until handed over. Separate from :meth:`_begin` because a PROXY header
+        comes between the two (:mod:`transport.proxygate`): the socket counts from its
+        accept, the acceptor's opening starts once the header named the client."""
         self._transport = cast(asyncio.Transport, transport)
         self._peer = format_peer(transport)
         if self._admit is not None and not self._admit():
             self._stats.refused += 1
             self._closed = True
             self._transport.abort()
-            return
+            return False
         self._opening = True
         self._stats.opening += 1
+        return True
+
+    def _begin(self) -> None:
+        """The acceptor's own opening, once the socket is admitted: TCP hands the connection
+        over at once, WebSocket waits for the upgrade."""
+        raise NotImplementedError
+
+    def _relayed(self, transport: asyncio.BaseTransport, client: str | None) -> None:
+        """The PROXY header was read: ``client`` (``host:port``; None for a header relaying
+        no address, such as a balancer's health check) is the peer from now on, and
+        ``transport`` the one to use (a TLS one when TLS started after the header)."""
+        self._transport = cast(asyncio.Transport, transport)
+        if client is not None:
+            self._peer = client
+        if not self._closed:
+            self._begin()
 
     def eof_received(self) -> bool | None:
         # The peer will send nothing more: send what is queued, then let asyncio close
@@ -361,6 +377,11 @@ class Listener:
     ``server_id`` (the app passes its own) prefixes the lines this listener and its
     connections log, as every other component's lines are, so that one of several servers
     sharing a log says which one dropped a peer.
+
+    ``proxy_protocol``: every connection begins with a PROXY header (v1 or v2) from a load
+    balancer, naming the client that ``remote_address`` then reports; with TLS the header
+    comes before the TLS handshake (:mod:`transport.proxygate`). ``proxy_protocol_trusted``
+    (CIDRs) limits the peers it is accepted from; the others are closed at accept.
     """
 
     def __init__(
@@ -373,7 +394,15 @@ class Listener:
         backlog: int,
         reuse_port: bool = False,
         server_id: str = "",
+        proxy_protocol: bool = False,
+        proxy_protocol_trusted: Iterable[str] = (),
     ) -> None:
+        trusted = tuple(proxy_protocol_trusted)
+        if trusted and not proxy_protocol:
+            raise ValueError("proxy_protocol_trusted is set but proxy_protocol is off")
+        self._proxy = ProxyPolicy.from_cidrs(trusted) if proxy_protocol else None
+        """None: connections start at accept; else whose PROXY headers are believed."""
+        self._proxy_throttle = Throttle()
         self.stats = AcceptorStats()
         self.log = ServerLog(self._logger, server_id)
         self.limits = limits
@@ -418,24 +447,27 @@ class Listener:
             raise RuntimeError(f"{self.kind} acceptor already started")
         loop = asyncio.get_running_loop()
         self._admit = admit
+        # With the PROXY protocol TLS starts after the header, from the gate, not at accept.
+        ssl = self._ssl if self._proxy is None else None
         self._server = await loop.create_server(
             lambda: self._accepted(on_connection, loop),
             self._host,
             self._port,
-            ssl=self._ssl,
+            ssl=ssl,
             backlog=self._backlog,
             reuse_port=self._reuse_port or None,
-            ssl_handshake_timeout=self.limits.open_timeout if self._ssl is not None else None,
+            ssl_handshake_timeout=self.limits.open_timeout if ssl is not None else None,
         )
         sockname = self._server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
         # At debug: the server above says it, with its id (several share one stderr).
         self.log.debug(
-            "%s acceptor listening on %s:%d%s%s",
+            "%s acceptor listening on %s:%d%s%s%s",
             self.kind,
             *self._address,
             " (TLS)" if self._ssl is not None else "",
             " (port shared: SO_REUSEPORT)" if self._reuse_port else "",
+            " (PROXY protocol)" if self._proxy is not None else "",
         )
 
     async def stop(self) -> None:
@@ -451,11 +483,25 @@ class Listener:
 
     def _accepted(
         self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop
-    ) -> BufferedConnection:
+    ) -> asyncio.BufferedProtocol:
         connection = self._connection(on_connection, loop)
         connection._admit = self._admit
         connection._log = self.log
-        return connection
+        if self._proxy is None:
+            return connection
+        return ProxyGate(
+            connection,
+            connection._accept,
+            connection._relayed,
+            kind=self.kind,
+            policy=self._proxy,
+            ssl=self._ssl,
+            timeout=self.limits.open_timeout,
+            stats=self.stats,
+            log=self.log,
+            throttle=self._proxy_throttle,
+            loop=loop,
+        )
 
     def _connection(
         self, on_connection: ConnectionFactory, loop: asyncio.AbstractEventLoop

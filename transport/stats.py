@@ -19,7 +19,9 @@ class AcceptorStats:
     ``slow_reader_disconnects``: connections aborted because their write buffer grew past
     ``ConnectionLimits.max_write_buffer``. ``opening``: sockets accepted and not handed over
     yet (a WebSocket upgrade in progress). ``refused``: sockets closed at accept because the
-    ``admit`` check of ``start`` said no.
+    ``admit`` check of ``start`` said no. ``proxy_refused``: sockets closed before a valid
+    PROXY header (malformed, late, or from a peer outside the trusted networks), with
+    ``proxy_protocol`` on (:mod:`transport.proxygate`).
     """
 
     accepted: int = 0
@@ -27,3 +29,4 @@ class AcceptorStats:
     slow_reader_disconnects: int = 0
     opening: int = 0
     refused: int = 0
+    proxy_refused: int = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+from collections.abc import Iterable
 
 from transport.acceptor import ConnectionFactory, ConnectionLimits
 from transport.listener import DEFAULT_LIMITS, BufferedConnection, Listener
@@ -33,10 +34,8 @@ class TcpConnection(BufferedConnection):
     def kind(self) -> str:
         return "tcp"
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if not self._closed:  # not refused at accept
-            self._open()
+    def _begin(self) -> None:
+        self._open()
 
 
 class TcpAcceptor(Listener):
@@ -58,6 +57,8 @@ class TcpAcceptor(Listener):
         backlog: int = 1024,
         reuse_port: bool = False,
         server_id: str = "",
+        proxy_protocol: bool = False,
+        proxy_protocol_trusted: Iterable[str] = (),
     ) -> None:
         super().__init__(
             host,
@@ -67,6 +68,8 @@ class TcpAcceptor(Listener):
             backlog=backlog,
             reuse_port=reuse_port,
             server_id=server_id,
+            proxy_protocol=proxy_protocol,
+            proxy_protocol_trusted=proxy_protocol_trusted,
         )
 
     @property

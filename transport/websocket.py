@@ -38,7 +38,7 @@ import asyncio
 import http
 import logging
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from websockets.datastructures import Headers
@@ -166,10 +166,7 @@ class WebSocketConnection(BufferedConnection):
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self._closed:
-            return  # refused at accept
+    def _begin(self) -> None:
         if self._partial_budget is not None:
             self._partial = self._partial_budget.hold(self.abort, f"ws peer {self._peer}")
         # Until the upgrade completes nobody above knows this socket: without this timer a
@@ -369,6 +366,8 @@ class WebSocketAcceptor(Listener):
         reuse_port: bool = False,
         partial_budget: PartialBudget | None = None,
         server_id: str = "",
+        proxy_protocol: bool = False,
+        proxy_protocol_trusted: Iterable[str] = (),
     ) -> None:
         super().__init__(
             host,
@@ -378,6 +377,8 @@ class WebSocketAcceptor(Listener):
             backlog=backlog,
             reuse_port=reuse_port,
             server_id=server_id,
+            proxy_protocol=proxy_protocol,
+            proxy_protocol_trusted=proxy_protocol_trusted,
         )
         self._max_frame_size = max_frame_size
         self._http_handler = http_handler
