@@ -105,6 +105,7 @@ class ProxyGate(asyncio.BufferedProtocol):
         "_throttle",
         "_timeout",
         "_timer",
+        "_tls_task",
         "_transport",
     )
 
@@ -143,6 +144,8 @@ class ProxyGate(asyncio.BufferedProtocol):
         self._early: list[bytes] | None = None
         """Between the header and ``start_tls``'s return: the client's first decrypted bytes."""
         self._lost = False
+        self._tls_task: asyncio.Task[None] | None = None
+        """``start_tls`` in progress (held: the loop keeps only a weak reference)."""
 
     # -- asyncio.BufferedProtocol --------------------------------------------------------
 
@@ -206,8 +209,11 @@ class ProxyGate(asyncio.BufferedProtocol):
             # Until start_tls returns, the gate is the TLS layer's protocol: what the client
             # sends right after its handshake is held here, not read by a connection that
             # has not begun (asyncio delivers it before the awaiting task resumes).
+            # Nothing more is read until start_tls reads it as TLS (uvloop would read on in
+            # this very callback, the ClientHello with it).
+            transport.pause_reading()
             self._early = []
-            self._loop.create_task(self._start_tls(transport, client))
+            self._tls_task = self._loop.create_task(self._start_tls(transport, client))
             return
         transport.set_protocol(self._connection)
         self._relayed(transport, client)
