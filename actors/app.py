@@ -19,11 +19,11 @@ import ssl
 import sys
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
-from actors.config import Config, ConfigError
+from actors.config import Config, ConfigError, proxy_protocol_trusted
 from actors.errors import FrontendOnly
 from actors.eventloop import loop_factory
 from actors.groups import GroupService, MemoryGroupService
@@ -256,7 +256,20 @@ class App:
         self._parts.acceptors.append(acceptor)
         return acceptor
 
-    def listen_tcp(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> Acceptor:
+    def listen_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl.SSLContext | None = None,
+        proxy_protocol: bool | None = None,
+        proxy_protocol_trusted: Sequence[str] | None = None,
+    ) -> Acceptor:
+        """Listen for TCP clients (TLS with ``ssl``). ``proxy_protocol`` (default: the
+        ``acceptor_proxyprotocol`` option): every connection begins with a load balancer's
+        PROXY header, accepted from ``proxy_protocol_trusted`` (CIDRs; default: the
+        ``acceptor_proxyprotocol_trusted`` option) only when given."""
+        proxy, trusted = self._proxy_options(proxy_protocol, proxy_protocol_trusted)
         return self.add_acceptor(
             TcpAcceptor(
                 host,
@@ -265,6 +278,8 @@ class App:
                 limits=self._limits(),
                 reuse_port=self.config.reuse_port,
                 server_id=self.server_id,
+                proxy_protocol=proxy,
+                proxy_protocol_trusted=trusted,
             )
         )
 
@@ -275,8 +290,13 @@ class App:
         *,
         ssl: ssl.SSLContext | None = None,
         http_handler: HttpHandler | None = None,
+        proxy_protocol: bool | None = None,
+        proxy_protocol_trusted: Sequence[str] | None = None,
     ) -> Acceptor:
-        """Listen for WebSocket clients; ``http_handler`` may answer plain HTTP GETs (a page)."""
+        """Listen for WebSocket clients; ``http_handler`` may answer plain HTTP GETs (a page).
+        ``proxy_protocol`` and ``proxy_protocol_trusted`` as in :meth:`listen_tcp` (the
+        header comes before the HTTP upgrade)."""
+        proxy, trusted = self._proxy_options(proxy_protocol, proxy_protocol_trusted)
         return self.add_acceptor(
             WebSocketAcceptor(
                 host,
@@ -288,8 +308,22 @@ class App:
                 reuse_port=self.config.reuse_port,
                 partial_budget=self.partial_budget,
                 server_id=self.server_id,
+                proxy_protocol=proxy,
+                proxy_protocol_trusted=trusted,
             )
         )
+
+    def _proxy_options(
+        self, proxy_protocol: bool | None, trusted: Sequence[str] | None
+    ) -> tuple[bool, tuple[str, ...]]:
+        """An acceptor's PROXY protocol switch and trusted networks: its own, else the
+        config's (no networks when it is off: they would mean nothing)."""
+        on = self.config.acceptor_proxyprotocol if proxy_protocol is None else proxy_protocol
+        if not on:
+            return False, ()
+        if trusted is None:
+            return True, proxy_protocol_trusted(self.config)
+        return True, tuple(trusted)
 
     def _limits(self) -> ConnectionLimits:
         return ConnectionLimits(

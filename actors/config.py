@@ -7,6 +7,7 @@ Environment variables win over code: ``PITAYA_`` + the field name in upper case,
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -39,10 +40,25 @@ class Config:
     """Seconds a new connection has to complete the handshake."""
     upgrade_timeout: float = 5.0
     """Seconds a new socket has for its TLS handshake and WebSocket upgrade, before the
-    Pitaya handshake (``handshake_timeout``, which also bounds this when it is shorter).
+    Pitaya handshake (``handshake_timeout``, which also bounds this when it is shorter);
+    with ``acceptor_proxyprotocol``, also for the PROXY header, each stage on its own.
     Sockets still opening count toward
     ``max_connections``, so this bounds how long slowloris sockets can hold places there;
     real upgrades take milliseconds."""
+    acceptor_proxyprotocol: bool = False
+    """Every client connection begins with a PROXY protocol header (HAProxy's v1 or v2) from
+    a load balancer (AWS NLB, HAProxy, Envoy) naming the real client, which sessions then
+    report as ``remote_address``; a connection without a valid header within
+    ``upgrade_timeout`` is closed. TCP and WebSocket acceptors alike, with or without TLS
+    (the header comes before the TLS handshake). Go Pitaya's ``pitaya.acceptor.proxyprotocol``,
+    hence the name (environment ``PITAYA_ACCEPTOR_PROXYPROTOCOL``); ``listen_tcp`` and
+    ``listen_ws`` take ``proxy_protocol=`` per acceptor. Turn it on only behind such a
+    balancer: anyone who can reach the port directly can claim any address (see
+    ``acceptor_proxyprotocol_trusted``)."""
+    acceptor_proxyprotocol_trusted: str = ""
+    """Networks the PROXY header is accepted from, comma-separated CIDRs
+    (``"10.0.0.0/8,fd00::/8"``): the balancers' subnets. Connections from elsewhere are
+    closed at accept. Empty: any peer (then firewall the port to the balancers)."""
     serializer: str = "json"
     """Serializer announced in the handshake: ``json``, ``msgpack`` or a registered one."""
     route_dictionary: bool = True
@@ -407,11 +423,27 @@ def check_config(config: Config) -> None:
             f"max_packet_size + 4 ({2 * (config.max_packet_size + 4)}): one client's largest "
             "packet must fit, twice over (its WebSocket frame, then the packet)"
         )
+    proxy_protocol_trusted(config)
     if config.metrics_statsd_rate > 1:
         raise ConfigError(
             f"metrics_statsd_rate is the fraction of reports sent (0 < rate <= 1), "
             f"not {config.metrics_statsd_rate!r}"
         )
+
+
+def proxy_protocol_trusted(config: Config) -> tuple[str, ...]:
+    """``acceptor_proxyprotocol_trusted`` as a tuple of CIDRs; ConfigError naming the first
+    that is not one (checked when an acceptor is made from it, and at start)."""
+    cidrs = tuple(c.strip() for c in config.acceptor_proxyprotocol_trusted.split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"acceptor_proxyprotocol_trusted: {cidr!r} is not a network in CIDR notation "
+                "(e.g. 10.0.0.0/8)"
+            ) from None
+    return cidrs
 
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
