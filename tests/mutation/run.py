@@ -55,6 +55,7 @@ MODULES: dict[str, Module] = {
     "packet": Module("transport/packet.py", ("tests/transport/test_packet.py",)),
     "message": Module("transport/message.py", ("tests/transport/test_message.py",)),
     "handshake": Module("transport/handshake.py", ("tests/transport/test_handshake.py",)),
+    "proxyheader": Module("transport/proxyheader.py", ("tests/transport/test_proxyheader.py",)),
     "connection": Module(
         "transport/connection.py",
         ("tests/transport/test_connection.py", "tests/transport/test_memory.py"),

@@ -70,6 +70,16 @@ def test_v2_local_relays_no_address_and_skips_its_body() -> None:
     assert parse(v2(None, tlvs=tlv(0x04, b"noop")) + b"X") == ProxyHeader(2, None, None, b"X")
 
 
+def test_v2_local_ignores_the_addresses_it_carries() -> None:
+    """LOCAL speaks for the balancer itself: its address block, if any, means nothing (and
+    may be shorter than its family's, as it is never read)."""
+    proxy = v2(("192.0.2.7", 1))
+    local = proxy[:12] + b"\x20" + proxy[13:]
+    assert parse(local) == ProxyHeader(2, None, None, b"")
+    short = SIGNATURE + b"\x20\x21\x00\x04" + bytes(4)  # INET6 family, 4 bytes
+    assert parse(short) == ProxyHeader(2, None, None, b"")
+
+
 @pytest.mark.parametrize("family", [0x00, 0x30, 0x01, 0x32])
 def test_v2_unspec_and_unix_families_relay_no_address(family: int) -> None:
     body = bytes(216 if family >> 4 == 3 else 0)
