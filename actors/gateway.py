@@ -66,7 +66,14 @@ class Gateway(Actor):
             await self.acceptor.start(self._on_connection)
         self.accepting = True
         host, port = self.acceptor.address
-        self.log.info("%s listening on %s:%s", self.acceptor.kind, host, port)
+        proxy = isinstance(self.acceptor, Listener) and self.acceptor.proxy_protocol
+        self.log.info(
+            "%s listening on %s:%s%s",
+            self.acceptor.kind,
+            host,
+            port,
+            " (PROXY protocol: clients' addresses from the balancer's header)" if proxy else "",
+        )
         return host, port
 
     def _admit(self) -> bool:

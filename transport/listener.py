@@ -424,6 +424,11 @@ class Listener:
         raise NotImplementedError
 
     @property
+    def proxy_protocol(self) -> bool:
+        """Whether every connection begins with a PROXY header (:mod:`transport.proxygate`)."""
+        return self._proxy is not None
+
+    @property
     def address(self) -> tuple[str, int]:
         """The bound ``(host, port)`` of the first listening socket once started.
 

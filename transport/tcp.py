@@ -44,7 +44,8 @@ class TcpAcceptor(Listener):
     A client failing the TLS handshake never reaches ``on_connection``: asyncio completes
     the handshake before ``connection_made``, and a failure only drops that socket.
     ``stats`` (:class:`~transport.stats.AcceptorStats`) counts accepted, active and
-    slow-reader disconnects.
+    slow-reader disconnects. ``proxy_protocol``: each connection begins with a load
+    balancer's PROXY header, read before TLS starts (:class:`~transport.listener.Listener`).
     """
 
     def __init__(

@@ -350,7 +350,9 @@ class WebSocketAcceptor(Listener):
     or a plain HTTP request. ``stats`` counts upgraded connections (``accepted``,
     ``active``) and, apart, the sockets whose upgrade is still in progress (``opening``).
     ``partial_budget``: where each peer's unfinished frame and message are counted, with the
-    server's other unfinished packets (:mod:`transport.partial`).
+    server's other unfinished packets (:mod:`transport.partial`). ``proxy_protocol``: each
+    connection begins with a load balancer's PROXY header, before TLS and the HTTP upgrade
+    (:class:`~transport.listener.Listener`).
     """
 
     def __init__(

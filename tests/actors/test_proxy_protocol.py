@@ -5,6 +5,7 @@ and their environment variables, and the limits (rate, connections) as without a
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from typing import Any
@@ -103,6 +104,23 @@ async def test_a_whole_session_sees_the_client_the_header_names(websocket: bool,
         (session,) = list(app.sessions)
         assert session.remote_address == "192.0.2.7:56324"
         await client.close()
+
+
+async def test_the_start_says_which_listeners_read_the_header(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.gateway")
+    app = proxied_app(server_id="front-1")
+    app.listen_tcp(HOST, 0, proxy_protocol=True)
+    app.listen_ws(HOST, 0)
+    async with serve(app):
+        lines = sorted(r.getMessage() for r in caplog.records if "listening" in r.getMessage())
+        tcp_port, ws_port = app.address("tcp")[1], app.address("ws")[1]
+        assert lines == [
+            f"[front-1] tcp listening on {HOST}:{tcp_port} "
+            "(PROXY protocol: clients' addresses from the balancer's header)",
+            f"[front-1] ws listening on {HOST}:{ws_port}",
+        ]
 
 
 async def test_a_health_check_header_keeps_the_balancer_address() -> None:
