@@ -57,6 +57,16 @@ class HandshakeTooLarge(HandshakeError, PacketTooLarge):
         self.args = (f"handshake of {length} bytes exceeds the limit of {limit} bytes",)
 
 
+class ProxyHeaderError(ProtocolError):
+    """The bytes a connection began with are not a valid PROXY protocol header
+    (:mod:`transport.proxyheader`); ``reason`` says which rule they broke. It never quotes
+    them: they come from a peer and may be anything."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"bad PROXY header: {reason}")
+        self.reason = reason
+
+
 class UnexpectedPacket(ProtocolError):
     """A packet arrived in a connection state where it is not allowed (e.g. data before ack)."""
 

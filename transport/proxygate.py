@@ -206,11 +206,11 @@ class ProxyGate(asyncio.BufferedProtocol):
         source = header.source
         client = None if source is None else format_address(*source)
         if self._ssl is not None:
-            # Until start_tls returns, the gate is the TLS layer's protocol: what the client
-            # sends right after its handshake is held here, not read by a connection that
-            # has not begun (asyncio delivers it before the awaiting task resumes).
             # Nothing more is read until start_tls reads it as TLS (uvloop would read on in
-            # this very callback, the ClientHello with it).
+            # this very callback, the ClientHello with it). Until start_tls returns, the
+            # gate is the TLS layer's protocol: what the client sends right after its
+            # handshake is held here, not given to a connection that has not begun (the
+            # TLS layer delivers it before the awaiting task resumes).
             transport.pause_reading()
             self._early = []
             self._tls_task = self._loop.create_task(self._start_tls(transport, client))
@@ -242,7 +242,10 @@ class ProxyGate(asyncio.BufferedProtocol):
             self.connection_lost(exc)
             return
         early, self._early = self._early, None
-        if tls is None or self._lost:  # gone meanwhile (connection_lost was passed on)
+        if self._lost:  # gone meanwhile (connection_lost was passed on)
+            return
+        if tls is None:  # no TLS transport to hand over: drop the socket
+            transport.abort()
             return
         tls.set_protocol(self._connection)
         self._relayed(tls, client)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from transport.errors import InvalidState, ProtocolError
+from transport.errors import InvalidState, ProxyHeaderError
 
 __all__ = [
     "V1_MAX_LENGTH",
@@ -71,15 +71,6 @@ _V2_ADDRESS_LENGTHS = {0x1: 12, 0x2: 36, 0x3: 216}
 _V2_COMMANDS = {0x0: "LOCAL", 0x1: "PROXY"}
 _V2_TRANSPORTS = (0x0, 0x1, 0x2)
 """UNSPEC, STREAM, DGRAM: any other value is undefined and the spec says to drop the peer."""
-
-
-class ProxyHeaderError(ProtocolError):
-    """The bytes are not a valid PROXY header; ``reason`` says which rule they broke (it never
-    quotes them: they come from a peer and may be anything)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"bad PROXY header: {reason}")
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,7 +123,7 @@ async def test_a_stalled_half_header_delays_nobody_and_is_closed_at_the_timeout(
         assert acceptor.stats.proxy_refused == 0
         with caplog.at_level(logging.WARNING, logger="transport"):
             assert await read_to_eof(stalled_reader) == b""
-        assert loop.time() - started >= 0.3
+        assert loop.time() - started >= 0.29  # the timer, not an early close (clock slack)
         assert acceptor.stats.proxy_refused == 1
         assert acceptor.stats.opening == 0
         assert hub.calls == 1  # the stalled socket never reached on_connection
