@@ -5,6 +5,7 @@ and their environment variables, and the limits (rate, connections) as without a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
@@ -18,12 +19,15 @@ from actors.config import Config, ConfigError, check_config
 from actors.handler import Handler, handler
 from actors.session import Session
 from actors.testing import serve
+from tests.rawclient import RawClient
 from tests.reliability.support import HOST, make_app, tls_contexts, until
 from tests.transport.proxyheaders import v1, v2
 from transport.client import Client, RequestError
 from transport.client_channels import TcpChannel, WebSocketChannel
 from transport.errors import ConnectionClosed
+from transport.handshake import decode_handshake_response, encode_handshake_request
 from transport.listener import Listener
+from transport.packet import HANDSHAKE_ACK_PACKET, PacketType, encode_packet
 from transport.stats import AcceptorStats
 
 TIMEOUT = 5.0
@@ -121,6 +125,21 @@ async def test_the_start_says_which_listeners_read_the_header(
             "(PROXY protocol: clients' addresses from the balancer's header)",
             f"[front-1] ws listening on {HOST}:{ws_port}",
         ]
+
+
+async def test_the_header_and_the_handshake_in_one_write() -> None:
+    app = proxied_app(acceptor_proxyprotocol=True)
+    async with serve(app):
+        raw = await RawClient.connect(*app.address("tcp"))
+        body = encode_handshake_request({"platform": "test", "libVersion": "raw"}, {})
+        await raw.send(v2(CLIENT) + encode_packet(PacketType.HANDSHAKE, body))
+        packet = await raw.read_packet()
+        assert packet.type is PacketType.HANDSHAKE
+        assert decode_handshake_response(packet.body).ok
+        await raw.send(HANDSHAKE_ACK_PACKET)
+        reply = await raw.request("who.address", b"{}")
+        assert json.loads(reply.data) == {"address": "192.0.2.7:56324"}
+        raw.writer.close()
 
 
 async def test_a_health_check_header_keeps_the_balancer_address() -> None:
