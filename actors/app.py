@@ -266,9 +266,9 @@ class App:
         proxy_protocol_trusted: Sequence[str] | None = None,
     ) -> Acceptor:
         """Listen for TCP clients (TLS with ``ssl``). ``proxy_protocol`` (default: the
-        ``acceptor_proxyprotocol`` option): every connection begins with a load balancer's
+        ``proxy_protocol`` option): every connection begins with a load balancer's
         PROXY header, accepted from ``proxy_protocol_trusted`` (CIDRs; default: the
-        ``acceptor_proxyprotocol_trusted`` option) only when given."""
+        ``proxy_protocol_trusted`` option) only when given."""
         proxy, trusted = self._proxy_options(proxy_protocol, proxy_protocol_trusted)
         return self.add_acceptor(
             TcpAcceptor(
@@ -318,7 +318,7 @@ class App:
     ) -> tuple[bool, tuple[str, ...]]:
         """An acceptor's PROXY protocol switch and trusted networks: its own, else the
         config's (no networks when it is off: they would mean nothing)."""
-        on = self.config.acceptor_proxyprotocol if proxy_protocol is None else proxy_protocol
+        on = self.config.proxy_protocol if proxy_protocol is None else proxy_protocol
         if not on:
             return False, ()
         if trusted is None:

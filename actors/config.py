@@ -41,21 +41,21 @@ class Config:
     upgrade_timeout: float = 5.0
     """Seconds a new socket has for its TLS handshake and WebSocket upgrade, before the
     Pitaya handshake (``handshake_timeout``, which also bounds this when it is shorter);
-    with ``acceptor_proxyprotocol``, also for the PROXY header, each stage on its own.
+    with ``proxy_protocol``, also for the PROXY header, each stage on its own.
     Sockets still opening count toward
     ``max_connections``, so this bounds how long slowloris sockets can hold places there;
     real upgrades take milliseconds."""
-    acceptor_proxyprotocol: bool = False
+    proxy_protocol: bool = False
     """Every client connection begins with a PROXY protocol header (HAProxy's v1 or v2) from
     a load balancer (AWS NLB, HAProxy, Envoy) naming the real client, which sessions then
     report as ``remote_address``; a connection without a valid header within
     ``upgrade_timeout`` is closed. TCP and WebSocket acceptors alike, with or without TLS
-    (the header comes before the TLS handshake). Go Pitaya's ``pitaya.acceptor.proxyprotocol``,
-    hence the name (environment ``PITAYA_ACCEPTOR_PROXYPROTOCOL``); ``listen_tcp`` and
-    ``listen_ws`` take ``proxy_protocol=`` per acceptor. Turn it on only behind such a
-    balancer: anyone who can reach the port directly can claim any address (see
-    ``acceptor_proxyprotocol_trusted``)."""
-    acceptor_proxyprotocol_trusted: str = ""
+    (the header comes before the TLS handshake). Go Pitaya's
+    ``pitaya.acceptor.proxyprotocol`` (its variable ``PITAYA_ACCEPTOR_PROXYPROTOCOL`` sets
+    this too, ``actors.pitaya_env``); ``listen_tcp`` and ``listen_ws`` take
+    ``proxy_protocol=`` per acceptor. Turn it on only behind such a balancer: anyone who can
+    reach the port directly can claim any address (see ``proxy_protocol_trusted``)."""
+    proxy_protocol_trusted: str = ""
     """Networks the PROXY header is accepted from, comma-separated CIDRs
     (``"10.0.0.0/8,fd00::/8"``): the balancers' subnets. Connections from elsewhere are
     closed at accept. Empty: any peer (then firewall the port to the balancers)."""
@@ -432,15 +432,15 @@ def check_config(config: Config) -> None:
 
 
 def proxy_protocol_trusted(config: Config) -> tuple[str, ...]:
-    """``acceptor_proxyprotocol_trusted`` as a tuple of CIDRs; ConfigError naming the first
+    """``proxy_protocol_trusted`` as a tuple of CIDRs; ConfigError naming the first
     that is not one (checked when an acceptor is made from it, and at start)."""
-    cidrs = tuple(c.strip() for c in config.acceptor_proxyprotocol_trusted.split(",") if c.strip())
+    cidrs = tuple(c.strip() for c in config.proxy_protocol_trusted.split(",") if c.strip())
     for cidr in cidrs:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigError(
-                f"acceptor_proxyprotocol_trusted: {cidr!r} is not a network in CIDR notation "
+                f"proxy_protocol_trusted: {cidr!r} is not a network in CIDR notation "
                 "(e.g. 10.0.0.0/8)"
             ) from None
     return cidrs

@@ -166,6 +166,7 @@ def variable(key: str) -> str:
 
 GO_SETTINGS: tuple[GoSetting, ...] = (
     GoSetting("pitaya.serializertype", _serializer),
+    GoSetting("pitaya.acceptor.proxyprotocol", _switch("proxy_protocol")),
     GoSetting("pitaya.heartbeat.interval", _seconds("heartbeat_interval")),
     GoSetting("pitaya.handler.messages.compression", _switch("compress_data")),
     GoSetting("pitaya.conn.ratelimiting.limit", _same("rate_limit_packets")),

@@ -39,6 +39,7 @@ GO_DEPLOYMENT = {
     "PITAYA_METRICS_STATSD_HOST": "statsd.internal:8125",
     "PITAYA_METRICS_STATSD_PREFIX": "game.",
     "PITAYA_METRICS_STATSD_RATE": "0.5",
+    "PITAYA_ACCEPTOR_PROXYPROTOCOL": "1",
 }
 
 
@@ -61,6 +62,7 @@ def test_a_go_deployments_environment_sets_the_shared_options() -> None:
     assert (config.metrics_prometheus_enabled, config.metrics_prometheus_port) == (True, 9191)
     assert (config.metrics_statsd_host, config.metrics_statsd_port) == ("statsd.internal", 8125)
     assert (config.metrics_statsd_prefix, config.metrics_statsd_rate) == ("game.", 0.5)
+    assert config.proxy_protocol is True
 
 
 def test_our_own_variables_and_go_ones_agreeing_is_fine_differing_is_an_error() -> None:

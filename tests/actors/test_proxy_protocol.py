@@ -94,7 +94,7 @@ async def client_behind(
 @pytest.mark.parametrize("websocket", [False, True], ids=["tcp", "ws"])
 async def test_a_whole_session_sees_the_client_the_header_names(websocket: bool, tls: bool) -> None:
     server_ctx, client_ctx = tls_contexts()
-    app = proxied_app(acceptor_proxyprotocol=True)
+    app = proxied_app(proxy_protocol=True)
     context = server_ctx if tls else None
     app.listen_tcp(HOST, 0, ssl=context)
     app.listen_ws(HOST, 0, ssl=context)
@@ -128,7 +128,7 @@ async def test_the_start_says_which_listeners_read_the_header(
 
 
 async def test_the_header_and_the_handshake_in_one_write() -> None:
-    app = proxied_app(acceptor_proxyprotocol=True)
+    app = proxied_app(proxy_protocol=True)
     async with serve(app):
         raw = await RawClient.connect(*app.address("tcp"))
         body = encode_handshake_request({"platform": "test", "libVersion": "raw"}, {})
@@ -143,7 +143,7 @@ async def test_the_header_and_the_handshake_in_one_write() -> None:
 
 
 async def test_a_health_check_header_keeps_the_balancer_address() -> None:
-    app = proxied_app(acceptor_proxyprotocol=True)
+    app = proxied_app(proxy_protocol=True)
     async with serve(app):
         client = await client_behind(app, v2(None))
         address = (await client.request("who.address"))["address"]
@@ -152,7 +152,7 @@ async def test_a_health_check_header_keeps_the_balancer_address() -> None:
 
 
 async def test_with_the_option_a_client_without_a_header_is_closed() -> None:
-    app = proxied_app(acceptor_proxyprotocol=True)
+    app = proxied_app(proxy_protocol=True)
     async with serve(app) as server:
         with pytest.raises((ConnectionClosed, OSError)):
             await server.connect()
@@ -161,7 +161,7 @@ async def test_with_the_option_a_client_without_a_header_is_closed() -> None:
 
 
 async def test_per_acceptor_choice_overrides_the_option() -> None:
-    app = proxied_app(acceptor_proxyprotocol=True)
+    app = proxied_app(proxy_protocol=True)
     app.listen_tcp(HOST, 0, proxy_protocol=False)
     async with serve(app) as server:
         client = await server.connect()  # no header, and served
@@ -172,19 +172,19 @@ def test_pitayas_environment_variable_turns_it_on() -> None:
     config = Config.from_env(
         {
             "PITAYA_ACCEPTOR_PROXYPROTOCOL": "true",
-            "PITAYA_ACCEPTOR_PROXYPROTOCOL_TRUSTED": "10.0.0.0/8, 127.0.0.1",
+            "PITAYA_PROXY_PROTOCOL_TRUSTED": "10.0.0.0/8, 127.0.0.1",
         }
     )
-    assert config.acceptor_proxyprotocol is True
+    assert config.proxy_protocol is True
     app = App(config)
     acceptor = app.listen_tcp(HOST, 0)
     assert getattr(acceptor, "_proxy").trusts("127.0.0.1")  # noqa: B009
     assert not getattr(acceptor, "_proxy").trusts("192.168.1.1")  # noqa: B009
-    assert Config.from_env({}).acceptor_proxyprotocol is False
+    assert Config.from_env({}).proxy_protocol is False
 
 
 async def test_trusted_networks_from_the_option_close_other_peers() -> None:
-    app = proxied_app(acceptor_proxyprotocol=True, acceptor_proxyprotocol_trusted="10.0.0.0/8")
+    app = proxied_app(proxy_protocol=True, proxy_protocol_trusted="10.0.0.0/8")
     async with serve(app):
         with pytest.raises((ConnectionClosed, OSError)):
             await client_behind(app, v1(CLIENT))
@@ -192,17 +192,17 @@ async def test_trusted_networks_from_the_option_close_other_peers() -> None:
 
 
 def test_a_bad_trusted_network_is_a_config_error() -> None:
-    config = Config(acceptor_proxyprotocol_trusted="10.0.0.0/8,10.0.0.300/8")
+    config = Config(proxy_protocol_trusted="10.0.0.0/8,10.0.0.300/8")
     with pytest.raises(ConfigError, match=r"'10\.0\.0\.300/8' is not a network"):
         check_config(config)
-    app = App(acceptor_proxyprotocol=True, acceptor_proxyprotocol_trusted="nope")
+    app = App(proxy_protocol=True, proxy_protocol_trusted="nope")
     with pytest.raises(ConfigError, match="'nope' is not a network"):
         app.listen_tcp(HOST, 0)
 
 
 async def test_the_rate_limit_counts_as_without_a_header() -> None:
     app = proxied_app(
-        acceptor_proxyprotocol=True,
+        proxy_protocol=True,
         rate_limit_enabled=True,
         rate_limit_packets=2,
         rate_limit_interval=60.0,
@@ -222,7 +222,7 @@ async def test_the_rate_limit_counts_as_without_a_header() -> None:
 async def test_a_socket_waiting_for_its_header_holds_a_place_until_its_timeout() -> None:
     """``max_connections`` counts a socket from its accept: one whose header never comes
     holds its place until ``upgrade_timeout`` closes it, then the place is free again."""
-    app = proxied_app(acceptor_proxyprotocol=True, max_connections=1, upgrade_timeout=0.5)
+    app = proxied_app(proxy_protocol=True, max_connections=1, upgrade_timeout=0.5)
     async with serve(app):
         _, port = app.address("tcp")
         stalled_reader, stalled = await asyncio.open_connection(HOST, port)
