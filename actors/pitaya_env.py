@@ -30,7 +30,8 @@ class GoValueError(ValueError):
     """A Go Pitaya variable whose value Go would not accept either."""
 
 
-_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+"""A number (``1``, ``1.5``, ``1.``, ``.5``: Go's) and its unit."""
 _UNIT_SECONDS = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -49,7 +50,8 @@ def duration_seconds(raw: str) -> float | None:
     wants a unit)."""
     text = raw.strip()
     sign = -1.0 if text.startswith("-") else 1.0
-    text = text.lstrip("+-")
+    if text[:1] in ("-", "+"):
+        text = text[1:]  # one sign at most, as in Go
     if text == "0":
         return 0.0
     if not text:

@@ -168,6 +168,17 @@ def test_statsd_host_and_port_from_one_variable_must_agree_with_the_port_variabl
         ("5s5", None),
         ("5 s", None),
         ("5d", None),
+        # Go's time.ParseDuration, checked with Go: one sign at most, a fraction's digits
+        # may be missing on either side of the point (not on both).
+        ("1.s", 1.0),
+        (".5s", 0.5),
+        ("+0", 0.0),
+        ("-0", 0.0),
+        (".s", None),
+        ("--5s", None),
+        ("+-5s", None),
+        ("-+5s", None),
+        ("--0", None),
     ],
 )
 def test_go_durations(raw: str, seconds: float | None) -> None:
