@@ -446,10 +446,12 @@ def proxy_protocol_trusted(config: Config) -> tuple[str, ...]:
     return cidrs
 
 
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-"""How a ``PITAYA_*`` variable says yes to a switch (any case, spaces around)."""
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t"})
+"""How a ``PITAYA_*`` variable says yes to a switch (any case, spaces around). ``t`` and
+``f`` are Go's (strconv.ParseBool): some of these variables are Go Pitaya's too
+(``PITAYA_METRICS_PROMETHEUS_ENABLED`` ...), written in its syntax (``actors.pitaya_env``)."""
 
-FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", "f"})
 
 
 SECONDS = frozenset(

@@ -123,6 +123,19 @@ def test_force_disable_turns_rate_limiting_off_and_false_leaves_it() -> None:
     assert Config.from_env(kept).rate_limit_enabled is True
 
 
+def test_go_variables_named_as_ours_read_go_bools_too() -> None:
+    """PITAYA_METRICS_PROMETHEUS_ENABLED and PITAYA_METRICS_STATSD_ENABLED are Go's as well
+    as ours: a Go deployment's ``t`` / ``F`` (strconv.ParseBool) must read as Go reads it."""
+    config = Config.from_env(
+        {"PITAYA_METRICS_PROMETHEUS_ENABLED": "t", "PITAYA_METRICS_STATSD_ENABLED": "T"}
+    )
+    assert (config.metrics_prometheus_enabled, config.metrics_statsd_enabled) == (True, True)
+    off = Config.from_env(
+        {"PITAYA_METRICS_PROMETHEUS_ENABLED": "F", "PITAYA_METRICS_STATSD_ENABLED": "f"}
+    )
+    assert (off.metrics_prometheus_enabled, off.metrics_statsd_enabled) == (False, False)
+
+
 def test_our_own_seconds_options_read_go_durations_too() -> None:
     config = Config.from_env(
         {
