@@ -261,14 +261,14 @@ def read(
     """The options Go Pitaya's variables in ``environ`` set: ``{option: (variable, raw)}``,
     ``raw`` in this framework's syntax. Variables in ``own`` are skipped: they are also the
     names of options here (``PITAYA_HEARTBEAT_INTERVAL`` ...), whose parser reads Go's
-    syntax as well as its own. GoValueError (naming the variable) for a value Go would
-    refuse, or when two variables set one option differently (Go's client and server NATS
-    URLs: a server here has one NATS connection)."""
+    syntax as well as its own. An empty variable is unset, as viper takes it. GoValueError
+    (naming the variable) for a value Go would refuse, or when two variables set one option
+    differently (Go's client and server NATS URLs: a server here has one NATS connection)."""
     found: dict[str, tuple[str, str]] = {}
     for setting in GO_SETTINGS:
         name = setting.variable
         raw = environ.get(name)
-        if raw is None or name in own:
+        if not raw or name in own:  # empty: unset, for viper as here (its AllowEmptyEnv)
             continue
         try:
             values = setting.convert(raw)

@@ -112,6 +112,19 @@ def test_a_value_go_would_refuse_is_a_config_error_naming_the_variable(
     assert f"{variable}={raw!r}" in str(caught.value)
 
 
+def test_an_empty_go_variable_is_unset_as_in_go() -> None:
+    """Viper (Go Pitaya's configuration) takes an empty variable for an unset one (its
+    AllowEmptyEnv is off): a chart's ``value: ""`` leaves the default, in Go and here."""
+    empty = {
+        "PITAYA_ACCEPTOR_PROXYPROTOCOL": "",
+        "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": "",
+        "PITAYA_CLUSTER_RPC_CLIENT_NATS_REQUESTTIMEOUT": "",
+        "PITAYA_CLUSTER_SD_ETCD_HEARTBEAT_TTL": "",
+        "PITAYA_SERIALIZERTYPE": "",
+    }
+    assert Config.from_env(empty) == Config()
+
+
 def test_force_disable_turns_rate_limiting_off_and_false_leaves_it() -> None:
     off = {"PITAYA_RATE_LIMIT_ENABLED": "false", "PITAYA_CONN_RATELIMITING_FORCEDISABLE": "1"}
     assert Config.from_env(off).rate_limit_enabled is False
