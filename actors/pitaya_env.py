@@ -127,7 +127,7 @@ def host_and_port(raw: str) -> tuple[str, int] | None:
     no port (a bare host, or an IPv6 address without brackets)."""
     text = raw.strip()
     host, colon, port = text.rpartition(":")
-    if not colon or not host or not port.isdigit():
+    if not colon or not host or not (port.isascii() and port.isdigit()):
         return None
     if host.startswith("[") and host.endswith("]"):
         return host[1:-1], int(port)

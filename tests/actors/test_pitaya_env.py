@@ -174,6 +174,9 @@ def test_statsd_host_and_port_from_one_variable_must_agree_with_the_port_variabl
         Config.from_env(
             {"PITAYA_METRICS_STATSD_HOST": "s:8125", "PITAYA_METRICS_STATSD_PORT": "9125"}
         )
+    # Not a port (str.isdigit says yes to '²', int() says no): no crash, the host as given.
+    odd = Config.from_env({"PITAYA_METRICS_STATSD_HOST": "s:²"})
+    assert (odd.metrics_statsd_host, odd.metrics_statsd_port) == ("s:²", 9125)
 
 
 @pytest.mark.parametrize(
