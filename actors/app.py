@@ -317,10 +317,11 @@ class App:
         self, proxy_protocol: bool | None, trusted: Sequence[str] | None
     ) -> tuple[bool, tuple[str, ...]]:
         """An acceptor's PROXY protocol switch and trusted networks: its own, else the
-        config's (no networks when it is off: they would mean nothing)."""
+        config's (the config's none when it is off: they would mean nothing; its own are
+        passed on, for the acceptor to refuse them)."""
         on = self.config.proxy_protocol if proxy_protocol is None else proxy_protocol
         if not on:
-            return False, ()
+            return False, tuple(trusted or ())
         if trusted is None:
             return True, proxy_protocol_trusted(self.config)
         return True, tuple(trusted)

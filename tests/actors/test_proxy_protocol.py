@@ -168,6 +168,20 @@ async def test_per_acceptor_choice_overrides_the_option() -> None:
         assert (await client.request("who.address"))["address"].startswith("127.0.0.1:")
 
 
+def test_trusted_networks_given_to_an_acceptor_without_the_header_are_an_error() -> None:
+    """An acceptor's own ``proxy_protocol_trusted`` with the header off says the caller
+    believes the header is read: the acceptor refuses it, as ``Listener`` does, instead of
+    silently reading none (the option's networks, for every acceptor, may stay unused)."""
+    app = App()
+    with pytest.raises(ValueError, match="proxy_protocol is off"):
+        app.listen_tcp(HOST, 0, proxy_protocol_trusted=["10.0.0.0/8"])
+    with pytest.raises(ValueError, match="proxy_protocol is off"):
+        app.listen_ws(HOST, 0, proxy_protocol=False, proxy_protocol_trusted=["10.0.0.0/8"])
+    app.listen_tcp(HOST, 0, proxy_protocol_trusted=[])  # no networks: nothing to ignore
+    configured = App(proxy_protocol_trusted="10.0.0.0/8")
+    assert not configured.listen_tcp(HOST, 0).proxy_protocol  # type: ignore[attr-defined]
+
+
 def test_pitayas_environment_variable_turns_it_on() -> None:
     config = Config.from_env(
         {
