@@ -22,7 +22,10 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from actors.cluster.jobs import RetryOptions
+from actors.cluster.rpcjob import RPCJob
 from actors.cluster.session_events import BIND, CLOSE, RemoteSessionCallback, RemoteSessionEvents
+from actors.cluster.worker import Worker, worker_options
 from actors.config import Config, ConfigError, proxy_protocol_trusted
 from actors.errors import FrontendOnly
 from actors.eventloop import loop_factory
@@ -45,6 +48,7 @@ from actors.tally import Tally
 from actors.tracing import Tracing
 from transport.acceptor import Acceptor, ConnectionLimits
 from transport.handshake import HandshakeRequest
+from transport.jobstore import JobStore
 from transport.message import Message, MessageType, RouteDictionary, encode_message
 from transport.packet import PacketType, encode_packet
 from transport.partial import PartialBudget
@@ -79,6 +83,7 @@ class App:
         *,
         discovery: ServiceDiscovery | None = None,
         rpc: tuple[RPCClient, RPCServer] | None = None,
+        job_store: JobStore | None = None,
         **options: Any,
     ) -> None:
         """A :class:`Config`, or its fields as keyword ``options`` (``PITAYA_*`` environment
@@ -97,6 +102,9 @@ class App:
                 discovery=network.discovery(),
                 rpc=network.rpc(),
             )
+
+        ``job_store`` replaces the worker's Redis (``transport.jobstore``; the in-memory
+        ``transport.jobstore_memory.MemoryJobStore`` in tests).
         """
         self.config = config if config is not None else Config.from_env(**options)
         if config is not None and options:
@@ -154,6 +162,8 @@ class App:
         """Runs route methods for clients and forwarded messages (``actors.invocation``)."""
         self._lifecycle = Lifecycle(self, self._parts)
         """Starts, serves and stops this server, and owns its running state."""
+        self._job_store = job_store
+        self._worker: Worker | None = None
 
     # -- building --------------------------------------------------------------------------
 
@@ -241,6 +251,58 @@ class App:
         return await self._require_cluster().rpc_to(
             server_id, route, arg, session=session, timeout=timeout, reply=reply
         )
+
+    # -- the worker: reliable RPCs through Redis (Pitaya's pkg/worker) ------------------------
+
+    @property
+    def worker(self) -> Worker:
+        """The worker (``actors.cluster.worker``), made on first use and run as the module
+        ``worker``: it enqueues reliable RPCs and, after :meth:`start_worker`, runs them."""
+        if self._worker is None:
+            self._worker = Worker(
+                worker_options(self.config),
+                server_id=self.server_id,
+                metrics=self.metrics,
+                caller=self._require_cluster,
+                store=self._job_store,
+            )
+            self.modules.adopt(self._worker, "worker")
+        return self._worker
+
+    async def reliable_rpc(
+        self,
+        route: str,
+        arg: Any = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        reply: Any = None,
+        options: RetryOptions | None = None,
+    ) -> str:
+        """Pitaya's ``ReliableRPC`` (``ReliableRPCWithOptions`` with ``options``): the RPC
+        ``serverType.service.method`` is written to Redis as a job, and a worker (of any
+        server, Go Pitaya's too) runs it, trying again on failure (the ``worker_retry_*``
+        options, or ``options``). Returns the job's id. ``arg`` is a protobuf message (or
+        a JSON value, for our servers); ``metadata`` is for the worker's
+        :class:`~actors.cluster.rpcjob.RPCJob` (its server choice). Raises
+        :class:`~transport.jobstore.JobStoreUnavailable` when Redis cannot take the job.
+        """
+        return await self.worker.enqueue(
+            route, arg, metadata=metadata, reply=reply, options=options
+        )
+
+    def start_worker(self) -> None:
+        """Run reliable RPCs on this server from its start on (Pitaya's ``StartWorker``):
+        ``worker_concurrency`` at a time, through this server's cluster RPCs."""
+        if self._lifecycle.started:
+            raise RuntimeError("start the worker before the app starts")
+        if self.config.mode != "cluster":
+            raise ValueError("the worker runs RPCs: it needs mode='cluster'")
+        self.worker.enable()
+
+    def register_rpc_job(self, job: RPCJob) -> None:
+        """Run reliable RPCs with ``job`` (Pitaya's ``RegisterRPCJob``; once): its server
+        choice and its argument and reply classes (``actors.cluster.rpcjob``)."""
+        self.worker.register_job(job)
 
     def _require_cluster(self) -> Cluster:
         if self.cluster is None:

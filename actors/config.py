@@ -264,6 +264,39 @@ class Config:
     cluster_connect_timeout: float = 5.0
     """Seconds to reach NATS (with the NATS transport) and etcd at start-up before failing
     with a clear error."""
+    worker_redis_url: str = "localhost:6379"
+    """Redis of the worker's job queue (``app.reliable_rpc``, ``app.start_worker``): Pitaya's
+    ``host:port`` form or a ``redis://`` URL (``pitaya.worker.redis.url``)."""
+    worker_redis_password: str = field(default="", repr=False)
+    """Redis password (never logged nor shown in ``repr``)."""
+    worker_redis_pool: int = 10
+    """Most connections to Redis at once (``pitaya.worker.redis.pool``)."""
+    worker_namespace: str = ""
+    """Prefix of the worker's Redis keys (``<ns>:queue:rpc``...); empty: none, as in Pitaya."""
+    worker_concurrency: int = 1
+    """Jobs this server runs at once (Pitaya's default is 1: one slow job holds the queue)."""
+    worker_retry_enabled: bool = True
+    """Failed jobs are tried again (``pitaya.worker.retry.enabled``)."""
+    worker_retry_max: int = 2
+    """go-workers' ``retry_max``: a job runs until its recorded retry count reaches it (with
+    2, four runs at most: go-workers records the first two failures both as retry 0)."""
+    worker_retry_exponential: int = 5
+    """Delay before retry *n*: ``min(n ** exponential + min_delay + rand * (n + 1),
+    max_delay)`` seconds, ``rand`` in ``[0, max_random)`` (go-workers' rule)."""
+    worker_retry_min_delay: int = 10
+    """See ``worker_retry_exponential``, seconds."""
+    worker_retry_max_delay: int = 10
+    """See ``worker_retry_exponential``, seconds."""
+    worker_retry_max_random: int = 0
+    """See ``worker_retry_exponential``, seconds."""
+    worker_poll_interval: float = 15.0
+    """Seconds between moves of due retries back into the queue (go-workers' 15)."""
+    worker_process_id: str = ""
+    """Names this process's in-progress list in Redis, whose jobs the next start with the
+    same id runs again; empty: the host name (go-workers'). Give each worker process of a
+    host its own."""
+    worker_stop_timeout: float = 5.0
+    """On stop, seconds the jobs under way may take; the others stay in progress."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form options for modules and user code."""
 
@@ -382,6 +415,12 @@ _AT_LEAST_ZERO = frozenset(
         "gc_threshold",
         "grpc_port",
         "metrics_prometheus_port",
+        "worker_retry_max",
+        "worker_retry_exponential",
+        "worker_retry_min_delay",
+        "worker_retry_max_delay",
+        "worker_retry_max_random",
+        "worker_stop_timeout",
     }
 )
 """Numeric options for which 0 means something (no heartbeat, no wait, a free port...)."""

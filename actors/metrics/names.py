@@ -41,6 +41,14 @@ ACTOR_DROPPED_MESSAGES = "actor_dropped_messages"
 DEAD_LETTERS = "actor_dead_letters"
 """Counter: messages sent to stopped actors or left in their mailbox when they stopped."""
 
+WORKER_JOBS_TOTAL = "worker_jobs_total"
+"""Gauge (as in Pitaya): jobs the worker queue has run, by status (``ok``, ``failed``), from
+go-workers' counters in Redis (every server's, not only this one's)."""
+WORKER_JOBS_RETRY = "worker_jobs_retry_total"
+"""Gauge (as in Pitaya): jobs waiting in the retry set."""
+WORKER_QUEUE_SIZE = "worker_queue_size"
+"""Gauge (as in Pitaya): jobs waiting in a worker queue (queue)."""
+
 DELAY_LOCAL = "local"
 """``type`` of :data:`PROCESS_DELAY` for a client message run by the server it reached
 (Pitaya's)."""
@@ -114,6 +122,30 @@ KNOWN_METRICS: tuple[MetricSpec, ...] = (
         "service_discovery",
         ("type",),
         "the number of discovered servers by service discovery",
+        pitaya=True,
+    ),
+    MetricSpec(
+        WORKER_JOBS_TOTAL,
+        "gauge",
+        "worker",
+        ("status",),
+        "the total executed jobs",
+        pitaya=True,
+    ),
+    MetricSpec(
+        WORKER_JOBS_RETRY,
+        "gauge",
+        "worker",
+        (),
+        "the current number of job retries",
+        pitaya=True,
+    ),
+    MetricSpec(
+        WORKER_QUEUE_SIZE,
+        "gauge",
+        "worker",
+        ("queue",),
+        "the current queue size",
         pitaya=True,
     ),
     MetricSpec(

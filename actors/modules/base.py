@@ -115,6 +115,18 @@ class Modules:
         else:
             self._order.append((name, module))
 
+    def adopt(self, module: Module, name: str) -> None:
+        """Register ``module`` even after the start, as already started (its ``init`` is not
+        called; it is shut down with the others). For the framework's own parts that come
+        into use while the app runs (the worker's job store on a first ``reliable_rpc``)."""
+        if not self._frozen:
+            self.register(module, name)
+            return
+        if any(existing == name for existing, _ in self._order):
+            raise ValueError(f"a module named {name!r} is already registered")
+        self._order.append((name, module))
+        self._started.append((name, module))
+
     def get(self, name: str) -> Module:
         for existing, module in self._order:
             if existing == name:

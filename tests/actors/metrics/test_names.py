@@ -40,6 +40,9 @@ def test_go_pitayas_metrics_are_marked_to_be_exposed_as_go_exposes_them() -> Non
         "exceeded_rate_limiting",
         "dropped_messages",
         "count_servers",
+        "worker_jobs_total",
+        "worker_jobs_retry_total",
+        "worker_queue_size",
     }
     assert all(spec.subsystem for spec in KNOWN_METRICS if spec.pitaya)
 
@@ -54,6 +57,10 @@ def test_go_pitayas_metrics_are_marked_to_be_exposed_as_go_exposes_them() -> Non
         ("exceeded_rate_limiting", "counter", "acceptor", ()),
         ("dropped_messages", "gauge", "rpc_server", ()),
         ("count_servers", "gauge", "service_discovery", ("type",)),
+        # Go Pitaya reports its worker's counters as gauges, "_total" in the name included.
+        ("worker_jobs_total", "gauge", "worker", ("status",)),
+        ("worker_jobs_retry_total", "gauge", "worker", ()),
+        ("worker_queue_size", "gauge", "worker", ("queue",)),
         # Ours: the subsystem is in the name.
         ("actor_mailbox_depth", "gauge", "", ("kind",)),
         ("actor_dropped_messages", "counter", "", ("kind",)),
@@ -74,6 +81,9 @@ def test_the_table_lists_each_name_constant_once() -> None:
         names.EXCEEDED_RATE_LIMITING,
         names.DROPPED_MESSAGES,
         names.COUNT_SERVERS,
+        names.WORKER_JOBS_TOTAL,
+        names.WORKER_JOBS_RETRY,
+        names.WORKER_QUEUE_SIZE,
         names.MAILBOX_DEPTH,
         names.ACTOR_DROPPED_MESSAGES,
         names.DEAD_LETTERS,
