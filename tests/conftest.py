@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.services import RedisServer, serving
+
 
 @pytest.fixture(params=["tcp", "ws"])
 def websocket(request: pytest.FixtureRequest) -> bool:
@@ -28,3 +30,9 @@ def root_logging_restored() -> Iterator[None]:
     root.setLevel(level)
     for handler, formatter in zip(handlers, formatters, strict=True):
         handler.setFormatter(formatter)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A running ``redis-server`` (free loopback port, nothing on disk), stopped by PID."""
+    yield from serving(RedisServer())

@@ -1,4 +1,4 @@
-"""Real ``nats-server`` and ``etcd`` processes for tests and benchmarks.
+"""Real ``nats-server``, ``etcd`` and ``redis-server`` processes for tests and benchmarks.
 
 Each runs on a free loopback port with its own temporary data dir, is ready when it logs that
 it serves clients (no polling of ports), can be stopped (SIGTERM, or SIGKILL by PID) and
@@ -126,7 +126,8 @@ class ServiceProcess:
                 continue
             if line is None:
                 process.wait(timeout=10)
-                error = PortTaken if "address already in use" in self.tail() else RuntimeError
+                taken = "address already in use" in self.tail().lower()
+                error = PortTaken if taken else RuntimeError
                 raise error(f"{self.name} exited at start:\n" + self.tail())
             if self.ready_marker in line:
                 self._until_accepting(deadline)
@@ -235,6 +236,44 @@ class EtcdServer(ServiceProcess):
             "--listen-peer-urls", peer,
             "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"test={peer}",
+        ]  # fmt: skip
+
+
+class RedisServer(ServiceProcess):
+    """``redis-server`` on a free loopback port, nothing saved to disk (no RDB, no AOF),
+    optionally with a password (``requirepass``)."""
+
+    name = "redis"
+    ready_marker = "Ready to accept connections"
+
+    def __init__(self, password: str = "") -> None:
+        self.binary = require_binary("redis-server", "redis-server")
+        self.password = password
+        super().__init__()
+
+    def choose_ports(self) -> None:
+        self.port = free_port()
+
+    @property
+    def address(self) -> str:
+        """Pitaya's form of the worker's Redis address (``worker.redis.url``)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ready_port(self) -> int | None:
+        return self.port
+
+    def command(self) -> list[str]:
+        # Options on the command line (no config file); the log to stderr, which is read.
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "no",
+            "--logfile", "/dev/stderr",
+            *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import tests.services as services
-from tests.services import EtcdServer, NatsServer, PortTaken, ServiceProcess
+from tests.services import EtcdServer, NatsServer, PortTaken, RedisServer, ServiceProcess
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def taken_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
         yield port
 
 
-@pytest.mark.parametrize("kind", [NatsServer, EtcdServer])
+@pytest.mark.parametrize("kind", [NatsServer, EtcdServer, RedisServer])
 def test_a_taken_port_is_chosen_again_on_first_start(
     kind: type[ServiceProcess], taken_port: int
 ) -> None:
@@ -57,5 +57,28 @@ def test_a_restart_keeps_its_port_and_says_when_it_is_taken() -> None:
         assert server.port == port
         server.start()
         assert server.running and server.port == port
+    finally:
+        server.close()
+
+
+def test_a_missing_redis_server_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services.shutil, "which", lambda name: None)
+    monkeypatch.setattr(services.os.path, "exists", lambda path: False)
+    with pytest.raises(RuntimeError, match=r"apt-get install redis-server"):
+        RedisServer()
+
+
+def test_redis_takes_a_password_and_keeps_nothing_on_disk() -> None:
+    server = RedisServer(password="s3cret")
+    try:
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            assert sock.recv(100).startswith(b"-NOAUTH")
+            sock.sendall(b"AUTH s3cret\r\nCONFIG GET save\r\n")
+            answer = b""
+            while b"save" not in answer or not answer.endswith(b"\r\n"):
+                answer += sock.recv(100)
+            assert answer.startswith(b"+OK") and answer.endswith(b"$0\r\n\r\n")
     finally:
         server.close()
