@@ -43,7 +43,7 @@ def to_go_json(message: Message) -> dict[str, Any]:
             if value:
                 entry = field.message_type.fields_by_name["value"]
                 out[field.name] = {str(k): _scalar_out(entry, value[k]) for k in sorted(value)}
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             if value:
                 out[field.name] = [_scalar_out(field, item) for item in value]
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
@@ -112,13 +112,14 @@ def _set(message: Message, field: FieldDescriptor, value: Any) -> None:
                 _fill(target[key], item)
             else:
                 target[key] = _scalar_in(entry, item)
-    elif field.label == FieldDescriptor.LABEL_REPEATED:
+    elif field.is_repeated:
         for item in value:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 _fill(target.add(), item)
             else:
                 target.append(_scalar_in(field, item))
     elif field.type == FieldDescriptor.TYPE_MESSAGE:
+        target.SetInParent()  # {} is a set, empty message (Go: a non-nil pointer)
         _fill(target, value)
     else:
         setattr(message, field.name, _scalar_in(field, value))
