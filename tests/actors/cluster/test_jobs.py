@@ -163,7 +163,7 @@ def test_go_json_decodes_what_go_writes() -> None:
         userId="case-insensitive"
     )
     assert from_go_json(KickMsg, None) == KickMsg()
-    with pytest.raises(GoJsonError, match="Push.data"):
+    with pytest.raises(GoJsonError, match=r"Push\.data"):
         from_go_json(Push, {"data": "not base64!"})
     with pytest.raises(GoJsonError, match="expected an object"):
         from_go_json(Push, [1])
