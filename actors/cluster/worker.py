@@ -248,9 +248,11 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _attempt(self, what: Callable[[], Awaitable[Any]]) -> Any:
-        """``what()`` until Redis answers it, pausing longer after each failure."""
+        """``what()`` until Redis answers it, pausing longer after each failure; None once
+        the worker stops (a cancellation can be lost in ``wait_for`` on Python 3.11 when
+        the stop event is set at the same moment, so the stop is checked too)."""
         pause = BACKOFF_FIRST
-        while True:
+        while not self._stopping.is_set():
             try:
                 result = await what()
             except JobStoreUnavailable as exc:
@@ -260,6 +262,7 @@ class Worker:
                 continue
             await self._up()
             return result
+        return None
 
     def _down(self, exc: JobStoreUnavailable) -> None:
         if self._outage is None:
@@ -272,6 +275,8 @@ class Worker:
         if self._outage is not None:
             self._outage = None
             self.log.info("worker reached its job store again")
+        if not self._unrecorded:
+            return
         while self._unrecorded:
             record = self._unrecorded[0]
             try:
@@ -280,10 +285,16 @@ class Worker:
                 self._down(exc)
                 return
             self._unrecorded.pop(0)
+        self.log.info("recorded the outcomes of jobs run while the job store was down")
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
 
     async def _fetch_loop(self) -> None:
         store = self.store
-        left = await self._attempt(lambda: store.in_progress(RPC_QUEUE))
+        left = await self._attempt(lambda: store.in_progress(RPC_QUEUE)) or []
         if left:
             self.log.info("running %d job(s) a previous run left in progress", len(left))
         for raw in left:
@@ -395,8 +406,7 @@ class Worker:
             self._unrecorded.append(record)
             outcome = "unrecorded"
         self.outcomes.append((jid, outcome))
-        async with self.changed:
-            self.changed.notify_all()
+        await self._notify()
 
     async def _poll_loop(self) -> None:
         """go-workers' scheduler: due retries and scheduled jobs back into their queue."""

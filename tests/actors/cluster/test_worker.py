@@ -1,0 +1,377 @@
+"""The worker on the in-memory job store: jobs run through the cluster's RPC, retries with
+go-workers' rules, malformed jobs moved aside, Redis outages ridden out without losing a job,
+graceful stops that leave unfinished jobs for the next start, and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import pytest
+
+from actors.cluster.jobs import RetryOptions
+from actors.cluster.rpcjob import RpcJob
+from actors.cluster.worker import Worker, WorkerOptions
+from actors.errors import PitayaError
+from actors.metrics.reporter import Metrics
+from transport.jobstore import JobKeys, JobStoreUnavailable, RedisJobStore
+from transport.jobstore_memory import MemoryJobData, MemoryJobStore
+from transport.protos.pitaya_pb2 import KickMsg
+
+KEYS = JobKeys("", "host-1")
+FAST = RetryOptions(enabled=True, max=2, exponential=1, min_delay=0, max_delay=0)
+
+
+class Calls:
+    """The cluster's RPCs as the worker sees them: recorded; ``fail`` raises for a route,
+    ``gate`` holds a route's calls until set."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, str, Any, Any]] = []
+        self.fail: dict[str, int] = {}
+        """route -> how many more calls fail (-1: all)."""
+        self.gates: dict[str, asyncio.Event] = {}
+        self.entered = asyncio.Condition()
+
+    async def _call(self, server_id: str, route: str, arg: Any, reply: Any) -> bytes:
+        self.made.append((server_id, route, arg, reply))
+        async with self.entered:
+            self.entered.notify_all()
+        if route in self.gates:
+            await self.gates[route].wait()
+        left = self.fail.get(route, 0)
+        if left:
+            self.fail[route] = left - 1 if left > 0 else left
+            raise PitayaError("PIT-500", f"{route} failed")
+        return b""
+
+    async def rpc(self, route: str, arg: Any = None, *, reply: type[Any] | None = None) -> Any:
+        return await self._call("", route, arg, reply)
+
+    async def rpc_to(
+        self, server_id: str, route: str, arg: Any = None, *, reply: type[Any] | None = None
+    ) -> Any:
+        return await self._call(server_id, route, arg, reply)
+
+    async def until_entered(self, route: str, times: int = 1) -> None:
+        async with self.entered:
+            await asyncio.wait_for(
+                self.entered.wait_for(lambda: [c[1] for c in self.made].count(route) >= times),
+                10,
+            )
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.data = MemoryJobData()
+        self.calls = Calls()
+        self.workers: list[Worker] = []
+
+    def worker(self, store: Any = None, metrics: Metrics | None = None, **options: Any) -> Worker:
+        options.setdefault("retry", FAST)
+        options.setdefault("poll_interval", 0.01)
+        worker = Worker(
+            WorkerOptions(**options),
+            server_id="room-1",
+            metrics=metrics or Metrics(),
+            caller=lambda: self.calls,
+            store=store if store is not None else MemoryJobStore(self.data, KEYS),
+        )
+        self.workers.append(worker)
+        return worker
+
+    @property
+    def queue(self) -> list[bytes]:
+        return self.data.lists.get(KEYS.queue("rpc"), [])
+
+    @property
+    def in_progress(self) -> list[bytes]:
+        return self.data.lists.get(KEYS.in_progress("rpc"), [])
+
+    def counter(self, outcome: str) -> int:
+        return self.data.counters.get(KEYS.stat(outcome), 0)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = Harness()
+    try:
+        yield h
+    finally:
+        for worker in h.workers:
+            await worker.stop()
+
+
+def outcome_of(worker: Worker, jid: str) -> Callable[[], bool]:
+    return lambda: any(j == jid for j, _ in worker.outcomes)
+
+
+async def test_a_job_runs_through_the_cluster_rpc_with_its_argument_class(
+    harness: Harness,
+) -> None:
+    worker = harness.worker()
+    worker.register_job(RpcJob(arg_types={"room.grants.grant": KickMsg}))
+    jid = await worker.enqueue("room.grants.grant", KickMsg(userId="ann"))
+    assert len(harness.queue) == 1
+    await worker.start()
+    await worker.until(outcome_of(worker, jid))
+    assert worker.outcomes == [(jid, "ok")]
+    assert harness.calls.made == [("", "room.grants.grant", KickMsg(userId="ann"), None)]
+    assert harness.in_progress == [] and harness.queue == []
+    assert (harness.counter("processed"), harness.counter("failed")) == (1, 0)
+
+
+async def test_the_registered_job_chooses_the_server_from_the_metadata(harness: Harness) -> None:
+    class ByMetadata(RpcJob):
+        def server_discovery(self, route: str, metadata: Mapping[str, Any]) -> str:
+            return str(metadata["server"])
+
+    worker = harness.worker()
+    worker.register_job(ByMetadata())
+    with pytest.raises(RuntimeError, match="already registered"):
+        worker.register_job(RpcJob())
+    jid = await worker.enqueue("room.grants.grant", {"n": 1}, metadata={"server": "room-7"})
+    await worker.start()
+    await worker.until(outcome_of(worker, jid))
+    # No argument class: the JSON value as it is (a dict reaches our servers as msgpack).
+    assert harness.calls.made == [("room-7", "room.grants.grant", {"n": 1}, None)]
+
+
+async def test_a_failing_job_is_retried_then_given_up_as_go_workers_does(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.calls.fail["room.grants.grant"] = -1
+    worker = harness.worker()
+    jid = await worker.enqueue("room.grants.grant", None)
+    await worker.start()
+    await worker.until(lambda: (jid, "dropped") in worker.outcomes)
+    # retry_max 2: four runs (retry counts 0, 0, 1, 2), then dropped.
+    assert [o for _, o in worker.outcomes] == ["retry", "retry", "retry", "dropped"]
+    assert len(harness.calls.made) == 4
+    assert harness.counter("failed") == 4 and harness.counter("processed") == 0
+    assert harness.in_progress == [] and harness.queue == []
+    assert harness.data.zsets[KEYS.due("goretry")] == {}
+    assert "giving up" in caplog.text and "PIT-500: room.grants.grant failed" in caplog.text
+
+
+async def test_a_retried_job_carries_go_workers_fields_and_succeeds(harness: Harness) -> None:
+    harness.calls.fail["room.grants.grant"] = 1
+    worker = harness.worker(retry=RetryOptions(min_delay=3600, max_delay=3600))
+    jid = await worker.enqueue("room.grants.grant", None)
+    await worker.start()
+    await worker.until(outcome_of(worker, jid))
+    retry_set = harness.data.zsets[KEYS.due("goretry")]
+    ((raw, due),) = retry_set.items()
+    job = json.loads(raw)
+    assert job["retry_count"] == 0 and job["queue"] == "rpc" and "failed_at" in job
+    assert job["error_message"] == "PIT-500: room.grants.grant failed"
+    assert 3590 < due - time.time() <= 3600  # min_delay 3600, capped by max_delay 3600
+    # Due now: the poller puts it back in its queue, and it runs.
+    retry_set[raw] = 0.0
+    await worker.until(lambda: (jid, "ok") in worker.outcomes)
+    assert [o for _, o in worker.outcomes] == ["retry", "ok"]
+
+
+async def test_a_malformed_job_is_logged_and_moved_aside_and_the_loop_goes_on(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryJobStore(harness.data, KEYS)
+    await store.push("rpc", b"{not json")
+    await store.push("rpc", b'{"args": {"Route": 7}}')
+    worker = harness.worker()
+    jid = await worker.enqueue("room.grants.grant", None)
+    await worker.start()
+    await worker.until(outcome_of(worker, jid))
+    assert [o for _, o in worker.outcomes] == ["dead", "dead", "ok"]
+    assert set(harness.data.zsets[KEYS.dead]) == {b"{not json", b'{"args": {"Route": 7}}'}
+    assert harness.in_progress == []
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and all("malformed job in queue rpc" in r.message for r in errors)
+    assert all("[room-1]" in r.message and "moved to dead" in r.message for r in errors)
+
+
+async def test_one_slow_job_does_not_hold_the_others(harness: Harness) -> None:
+    harness.calls.gates["room.slow.wait"] = asyncio.Event()
+    worker = harness.worker(concurrency=2)
+    slow = await worker.enqueue("room.slow.wait", None)
+    quick = [await worker.enqueue("room.quick.go", None) for _ in range(3)]
+    await worker.start()
+    await worker.until(lambda: all(outcome_of(worker, jid)() for jid in quick))
+    assert not outcome_of(worker, slow)()  # still running, the others done meanwhile
+    harness.calls.gates["room.slow.wait"].set()
+    await worker.until(outcome_of(worker, slow))
+
+
+async def test_concurrency_bounds_the_jobs_at_once(harness: Harness) -> None:
+    harness.calls.gates["room.slow.wait"] = asyncio.Event()
+    worker = harness.worker(concurrency=2)
+    for _ in range(3):
+        await worker.enqueue("room.slow.wait", None)
+    await worker.start()
+    await harness.calls.until_entered("room.slow.wait", 2)
+    assert len(harness.in_progress) == 2 and len(harness.queue) == 1  # the third not fetched
+    harness.calls.gates["room.slow.wait"].set()
+    await worker.until(lambda: len(worker.outcomes) == 3)
+
+
+async def test_a_stop_lets_jobs_finish_and_leaves_the_cut_ones_for_the_next_start(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.calls.gates["room.slow.wait"] = asyncio.Event()  # never set while the first runs
+    worker = harness.worker(concurrency=2, stop_timeout=0.05)
+    slow = await worker.enqueue("room.slow.wait", None)
+    await worker.start()
+    await harness.calls.until_entered("room.slow.wait")
+    await worker.stop()
+    assert "1 job(s) still running" in caplog.text
+    late = await worker.enqueue("room.quick.go", None)
+    assert len(harness.queue) == 1  # no fetching after the stop
+    assert len(harness.in_progress) == 1 and json.loads(harness.in_progress[0])["jid"] == slow
+    # The next start (same process id) runs the job left in progress first, then the queue.
+    harness.calls.gates["room.slow.wait"].set()
+    again = harness.worker(concurrency=1)
+    await again.start()
+    await again.until(lambda: len(again.outcomes) == 2)
+    assert again.outcomes == [(slow, "ok"), (late, "ok")]
+    assert harness.in_progress == [] and harness.queue == []
+
+
+async def test_a_stop_waits_for_a_job_that_finishes_in_time(harness: Harness) -> None:
+    gate = harness.calls.gates["room.slow.wait"] = asyncio.Event()
+    worker = harness.worker(stop_timeout=10)
+    jid = await worker.enqueue("room.slow.wait", None)
+    await worker.start()
+    await harness.calls.until_entered("room.slow.wait")
+    stopping = asyncio.ensure_future(worker.stop())
+    await asyncio.sleep(0)  # the stop is under way, waiting for the job
+    assert not stopping.done()
+    gate.set()
+    await stopping
+    assert worker.outcomes == [(jid, "ok")] and harness.in_progress == []
+
+
+class Counting(MemoryJobStore):
+    """Counts the fetch loop's attempts, with their times."""
+
+    def __init__(self, data: MemoryJobData) -> None:
+        super().__init__(data, KEYS)
+        self.attempts: list[float] = []
+        self.tried = asyncio.Condition()
+
+    async def in_progress(self, queue: str) -> list[bytes]:
+        self.attempts.append(time.monotonic())
+        async with self.tried:
+            self.tried.notify_all()
+        return await super().in_progress(queue)
+
+
+async def test_redis_down_at_start_is_tried_again_with_growing_pauses(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    harness.data.available = False
+    store = Counting(harness.data)
+    worker = harness.worker(store=store)
+    await worker.start()  # does not fail: Redis may come back
+    async with store.tried:
+        await asyncio.wait_for(store.tried.wait_for(lambda: len(store.attempts) >= 4), 10)
+    gaps = [b - a for a, b in zip(store.attempts, store.attempts[1:], strict=False)]
+    assert gaps[0] >= 0.09 and gaps[1] >= 0.19 and gaps[2] >= 0.39  # 0.1, 0.2, 0.4: no busy loop
+    warnings = [r for r in caplog.records if "cannot reach its job store" in r.message]
+    assert len(warnings) == 1  # once per outage, not per attempt
+    with pytest.raises(JobStoreUnavailable):
+        await worker.enqueue("room.grants.grant", None)
+    await harness.data.set_available(True)
+    jid = await worker.enqueue("room.grants.grant", None)
+    await worker.until(outcome_of(worker, jid))
+    assert "reached its job store again" in caplog.text
+
+
+async def test_redis_down_mid_job_loses_nothing_and_records_the_outcome_later(
+    harness: Harness,
+) -> None:
+    gate = harness.calls.gates["room.slow.wait"] = asyncio.Event()
+    worker = harness.worker()
+    jid = await worker.enqueue("room.slow.wait", None)
+    await worker.start()
+    await harness.calls.until_entered("room.slow.wait")
+    await harness.data.set_available(False)
+    gate.set()
+    await worker.until(lambda: (jid, "unrecorded") in worker.outcomes)
+    assert len(harness.in_progress) == 1  # still in Redis: a crash now would run it again
+    await harness.data.set_available(True)
+    await worker.until(lambda: harness.in_progress == [] and harness.counter("processed") == 1)
+    assert len(harness.calls.made) == 1  # run once, recorded once
+
+
+async def test_the_password_never_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    from tests.services import free_port
+
+    port = free_port()  # nothing listens there
+    store = RedisJobStore(
+        f"redis://:pw-in-url-secret@127.0.0.1:{port}", password="pw-in-url-secret"
+    )
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "cannot reach its job store" in record.getMessage():
+                seen.set()
+
+    watch = Watch()
+    logging.getLogger("actors.cluster.worker").addHandler(watch)
+    harness = Harness()
+    worker = harness.worker(store=store)
+    try:
+        await worker.start()
+        await asyncio.wait_for(seen.wait(), 10)
+        with pytest.raises(JobStoreUnavailable) as caught:
+            await worker.enqueue("room.grants.grant", None)
+    finally:
+        logging.getLogger("actors.cluster.worker").removeHandler(watch)
+        await worker.stop()
+        await worker.shutdown()
+    assert "pw-in-url-secret" not in caplog.text and "pw-in-url-secret" not in str(caught.value)
+    assert f"redis://***@127.0.0.1:{port}" in caplog.text
+
+
+class Gauges:
+    def __init__(self) -> None:
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.reported = asyncio.Event()
+
+    def report_count(self, metric: str, tags: Mapping[str, str], value: float = 1.0) -> None:
+        pass
+
+    def report_gauge(self, metric: str, tags: Mapping[str, str], value: float) -> None:
+        self.gauges[(metric, tuple(sorted(tags.items())))] = value
+        if metric == "worker_jobs_total" and value >= 1:
+            self.reported.set()
+
+    def report_summary(self, metric: str, tags: Mapping[str, str], value: float) -> None:
+        pass
+
+
+async def test_the_worker_reports_pitayas_gauges(harness: Harness) -> None:
+    gauges = Gauges()
+    metrics = Metrics()
+    metrics.add(gauges)
+    harness.calls.gates["room.slow.wait"] = asyncio.Event()  # holds the queue
+    worker = harness.worker(metrics=metrics, metrics_period=0.01)
+    jid = await worker.enqueue("room.grants.grant", None)
+    await worker.enqueue("room.slow.wait", None)
+    await worker.enqueue("room.slow.wait", None)
+    await worker.start()
+    await worker.until(outcome_of(worker, jid))
+    gauges.reported.clear()
+    await asyncio.wait_for(gauges.reported.wait(), 10)
+    assert gauges.gauges[("worker_jobs_total", (("status", "ok"),))] == 1
+    assert gauges.gauges[("worker_jobs_total", (("status", "failed"),))] == 0
+    assert gauges.gauges[("worker_jobs_retry_total", ())] == 0
+    assert gauges.gauges[("worker_queue_size", (("queue", "rpc"),))] == 1
+    harness.calls.gates["room.slow.wait"].set()
