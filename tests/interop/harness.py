@@ -32,7 +32,7 @@ from tests.services import EtcdServer, NatsServer, free_port
 GO_MODULE = Path(__file__).parent / "go"
 GO_INSTALL = "/usr/local/go/bin/go"
 GO_BUILD_TIMEOUT = 600.0
-PROGRAMS = ("connector", "room", "driver")
+PROGRAMS = ("connector", "room", "driver", "worker")
 
 
 class GoToolchainMissing(RuntimeError):

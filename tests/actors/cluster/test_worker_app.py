@@ -41,9 +41,7 @@ async def test_a_reliable_rpc_runs_on_a_remote_of_another_server() -> None:
     Grants.received = asyncio.Queue()
     network = MemoryCluster()
     data = MemoryJobData()
-    room = App(
-        server_type="room", mode="cluster", discovery=network.discovery(), rpc=network.rpc()
-    )
+    room = App(server_type="room", mode="cluster", discovery=network.discovery(), rpc=network.rpc())
     room.register_remote(Grants)
     worker_app = App(
         server_type="jobs",
