@@ -106,6 +106,19 @@ async def harness() -> AsyncIterator[Harness]:
             await worker.stop()
 
 
+class Watch(logging.Handler):
+    """Sets ``event`` when a record's message contains ``text``."""
+
+    def __init__(self, text: str, event: asyncio.Event) -> None:
+        super().__init__()
+        self.text = text
+        self.event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
 def outcome_of(worker: Worker, jid: str) -> Callable[[], bool]:
     return lambda: any(j == jid for j, _ in worker.outcomes)
 
@@ -317,13 +330,7 @@ async def test_the_password_never_reaches_the_logs(caplog: pytest.LogCaptureFixt
         f"redis://:pw-in-url-secret@127.0.0.1:{port}", password="pw-in-url-secret"
     )
     seen = asyncio.Event()
-
-    class Watch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "cannot reach its job store" in record.getMessage():
-                seen.set()
-
-    watch = Watch()
+    watch = Watch("cannot reach its job store", seen)
     logging.getLogger("actors.cluster.worker").addHandler(watch)
     harness = Harness()
     worker = harness.worker(store=store)
