@@ -99,6 +99,8 @@ def _dumps(value: Any) -> bytes:
 
 
 def _go_value(value: Any) -> Any:
+    if isinstance(value, type) and issubclass(value, Message):
+        value = value()  # a reply class, as app.rpc takes it: Go writes its empty struct
     return to_go_json(value) if isinstance(value, Message) else value
 
 
@@ -107,7 +109,7 @@ def encode_rpc_job(
     arg: Any,
     *,
     metadata: dict[str, Any] | None,
-    reply: Message | None,
+    reply: Message | type[Message] | None,
     options: RetryOptions,
     now: float | None = None,
 ) -> tuple[str, bytes]:

@@ -64,6 +64,12 @@ def test_no_retry_leaves_retry_and_retry_max_out_as_go_omitempty_does() -> None:
     assert not may_retry(job)
 
 
+def test_a_reply_class_or_message_is_written_as_gos_struct() -> None:
+    for reply in (Push, Push(route="r")):
+        _, raw = encode_rpc_job("a.b.c", None, metadata=None, reply=reply, options=RetryOptions())
+        assert json.loads(raw)["args"]["Reply"] == ({} if reply is Push else {"route": "r"})
+
+
 def test_jids_differ() -> None:
     jids = {encode_rpc_job("a.b.c", None, metadata=None, reply=None, options=RetryOptions())[0]}
     jids.add(encode_rpc_job("a.b.c", None, metadata=None, reply=None, options=RetryOptions())[0])
