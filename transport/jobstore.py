@@ -118,6 +118,8 @@ class JobStore(Protocol):
     cannot be reached."""
 
     keys: JobKeys
+    address: str
+    """Where the store is, as it may be shown in a log line (no credentials)."""
 
     async def push(self, queue: str, job: bytes) -> None:
         """Add ``queue`` to the set of queues and LPUSH ``job`` onto it (go-workers' enqueue)."""

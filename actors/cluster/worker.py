@@ -214,7 +214,7 @@ class Worker:
         self.log.info(
             "worker started: queue %s at %s, %d at a time",
             RPC_QUEUE,
-            getattr(self.store, "address", "?"),
+            self.store.address,
             self.options.concurrency,
         )
 
