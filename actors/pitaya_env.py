@@ -194,6 +194,11 @@ GO_SETTINGS: tuple[GoSetting, ...] = (
     GoSetting("pitaya.cluster.sd.etcd.prefix", _same("etcd_prefix")),
     GoSetting("pitaya.cluster.sd.etcd.heartbeat.ttl", _whole_seconds("etcd_lease_ttl")),
     GoSetting("pitaya.cluster.sd.etcd.syncservers.interval", _seconds("server_sync_interval")),
+    # pitaya.worker.{concurrency, redis.url, redis.pool, retry.enabled, retry.max,
+    # retry.exponential} have our options' names; these three are camel-cased in Go.
+    GoSetting("pitaya.worker.retry.minDelay", _same("worker_retry_min_delay")),
+    GoSetting("pitaya.worker.retry.maxDelay", _same("worker_retry_max_delay")),
+    GoSetting("pitaya.worker.retry.maxRandom", _same("worker_retry_max_random")),
 )
 """Go Pitaya's variables with a counterpart here (v3's configuration keys)."""
 

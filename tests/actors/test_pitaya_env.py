@@ -40,6 +40,11 @@ GO_DEPLOYMENT = {
     "PITAYA_METRICS_STATSD_PREFIX": "game.",
     "PITAYA_METRICS_STATSD_RATE": "0.5",
     "PITAYA_ACCEPTOR_PROXYPROTOCOL": "1",
+    "PITAYA_WORKER_CONCURRENCY": "4",
+    "PITAYA_WORKER_REDIS_URL": "redis.internal:6379",
+    "PITAYA_WORKER_RETRY_MINDELAY": "3",
+    "PITAYA_WORKER_RETRY_MAXDELAY": "30",
+    "PITAYA_WORKER_RETRY_MAXRANDOM": "2",
 }
 
 
@@ -63,6 +68,13 @@ def test_a_go_deployments_environment_sets_the_shared_options() -> None:
     assert (config.metrics_statsd_host, config.metrics_statsd_port) == ("statsd.internal", 8125)
     assert (config.metrics_statsd_prefix, config.metrics_statsd_rate) == ("game.", 0.5)
     assert config.proxy_protocol is True
+    assert (config.worker_concurrency, config.worker_redis_url) == (4, "redis.internal:6379")
+    assert (
+        config.worker_retry_min_delay,
+        config.worker_retry_max_delay,
+        config.worker_retry_max_random,
+    ) == (3, 30, 2)
+    assert misspelt_env(GO_DEPLOYMENT) == []  # MAXDELAY is Go's, not a typo of MAX_DELAY
 
 
 def test_our_own_variables_and_go_ones_agreeing_is_fine_differing_is_an_error() -> None:
