@@ -22,6 +22,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from transport import goduration
+
 Convert = Callable[[str], dict[str, str]]
 """Go's value of one variable -> this framework's raw value of each option it sets."""
 
@@ -30,40 +32,8 @@ class GoValueError(ValueError):
     """A Go Pitaya variable whose value Go would not accept either."""
 
 
-_DURATION_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
-"""A number (``1``, ``1.5``, ``1.``, ``.5``: Go's) and its unit."""
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
-
-def duration_seconds(raw: str) -> float | None:
-    """Seconds of a Go duration (``time.ParseDuration``'s syntax: ``1h2m3.5s``, ``300ms``,
-    an optional sign, ``0``), or None when ``raw`` is not one (a plain number is not: Go
-    wants a unit)."""
-    text = raw.strip()
-    sign = -1.0 if text.startswith("-") else 1.0
-    if text[:1] in ("-", "+"):
-        text = text[1:]  # one sign at most, as in Go
-    if text == "0":
-        return 0.0
-    if not text:
-        return None
-    total = 0.0
-    position = 0
-    for part in _DURATION_PART.finditer(text):
-        if part.start() != position:
-            return None
-        total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
-        position = part.end()
-    return sign * total if position == len(text) and position > 0 else None
+duration_seconds = goduration.seconds
+"""Seconds of a Go duration, or None (``transport.goduration.seconds``)."""
 
 
 def _same(option: str) -> Convert:

@@ -41,7 +41,6 @@ sent our extra routes: see ``actors.cluster.control``):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -52,6 +51,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from actors.cluster import protowire
 from actors.errors import InternalError, PitayaError, as_pitaya_error
+from transport import goduration
 from transport.bounded import (
     DEFAULT_MAX_CONTAINERS,
     container_limit,
@@ -428,47 +428,17 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
 
 # -- durations (Go's time.Duration strings) -----------------------------------------------------
 
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-@lru_cache(maxsize=64)
-def go_duration(seconds: float) -> str:
-    """``seconds`` as Go's ``time.ParseDuration`` reads it (``5.0`` -> ``"5s"``, ``0.25`` ->
-    ``"250ms"``)."""
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    millis = seconds * 1000
-    if abs(millis - round(millis)) < 1e-9:
-        return f"{round(millis)}ms"
-    return f"{seconds!r}s"
+go_duration = goduration.short
+"""``seconds`` as Go reads it back (``transport.goduration.short``): a request's timeout."""
 
 
 def parse_go_duration(text: str) -> float:
     """Seconds of a Go duration string (``"5s"``, ``"1m30s"``, ``"250ms"``); CodecError
     otherwise."""
-    if text in ("0", "+0", "-0"):
-        return 0.0
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    position, total = 0, 0.0
-    for match in _DURATION.finditer(body):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if not body or position != len(body):
+    value = goduration.seconds(text)
+    if value is None:
         raise CodecError(f"not a Go duration: {text!r}")
-    return sign * total
+    return value
 
 
 # -- answers ----------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ from actors.errors import BadRequest, InternalError, PitayaError, RpcTimeout, de
 from actors.logs import ServerLog
 from actors.metrics.rpc import observe_rpc
 from actors.payload import Decoder, decoder_for, encode_result
+from transport import goduration
 from transport.protobuf import is_message_class
 
 if TYPE_CHECKING:
@@ -613,30 +614,5 @@ def _decode_reply(reply: type, route: str, payload: bytes) -> Any:
         raise InternalError(f"the answer of {route} is no {reply.__name__}: {exc.msg}") from exc
 
 
-def go_duration(seconds: float) -> str:
-    """``seconds`` as Go's ``time.Duration.String`` writes it ("5s", "1.5s", "500µs",
-    "1m30s", "1h0m0.5s"), for the metadata Go Pitaya's callers may read."""
-    ns = round(seconds * 1e9)
-    if ns <= 0:
-        return "0s"
-    if ns < 1_000:
-        return f"{ns}ns"
-    if ns < 1_000_000:
-        return _with_fraction(ns, 1_000) + "µs"
-    if ns < 1_000_000_000:
-        return _with_fraction(ns, 1_000_000) + "ms"
-    whole, fraction = divmod(ns, 1_000_000_000)
-    text = _with_fraction((whole % 60) * 1_000_000_000 + fraction, 1_000_000_000) + "s"
-    minutes, hours = whole // 60 % 60, whole // 3600
-    if whole >= 60:
-        text = f"{minutes}m{text}"
-    if hours:
-        text = f"{hours}h{text}"
-    return text
-
-
-def _with_fraction(value: int, unit: int) -> str:
-    """``value / unit`` exactly, without trailing zeros ("1.5", "59.9999999", "3")."""
-    whole, fraction = divmod(value, unit)
-    digits = str(fraction).rjust(len(str(unit)) - 1, "0").rstrip("0")
-    return f"{whole}.{digits}" if digits else str(whole)
+go_duration = goduration.string
+"""A PIT-408's ``timeout`` as Go Pitaya's RPC client writes it (``time.Duration.String``)."""
