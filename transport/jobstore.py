@@ -329,4 +329,5 @@ class RedisJobStore:
         )
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        # The pool was handed to Redis(), so its aclose() alone would leave it open.
+        await self._redis.aclose(close_connection_pool=True)

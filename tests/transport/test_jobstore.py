@@ -152,3 +152,19 @@ async def test_the_memory_store_goes_down_and_wakes_a_blocked_fetch() -> None:
     await data.set_available(False)
     with pytest.raises(JobStoreUnavailable):
         await fetching
+
+
+async def test_close_hands_back_every_connection_to_redis(redis_server: RedisServer) -> None:
+    store = RedisJobStore(redis_server.address, pool_size=4, keys=KEYS)
+    # Several connections at once: a blocked fetch holds one while the others push.
+    fetching = asyncio.ensure_future(store.fetch("rpc", 1))
+    await asyncio.gather(*(store.push("other", b"job") for _ in range(3)))
+    await fetching
+    await store.close()
+    watcher = RedisJobStore(redis_server.address, keys=KEYS)
+    try:
+        clients = bytes(await watcher._call("CLIENT", "LIST")).decode().strip().splitlines()
+    finally:
+        await watcher.close()
+    # Only the watcher's own connection: the store's are closed, not left to the GC.
+    assert len(clients) == 1, clients
