@@ -302,13 +302,15 @@ class Config:
 
     def __repr__(self) -> str:
         """Every option but the secrets: passwords and tokens left out, credentials in
-        ``nats_url`` masked (a config may end up in a log line)."""
+        ``nats_url`` and ``worker_redis_url`` masked (a config may end up in a log line)."""
         shown = []
         for f in dataclasses.fields(self):
             if f.repr:
                 value = getattr(self, f.name)
                 if f.name == "nats_url":
                     value = ",".join(mask_url(url.strip()) for url in str(value).split(","))
+                elif f.name == "worker_redis_url":
+                    value = mask_url(str(value))
                 shown.append(f"{f.name}={value!r}")
         return f"Config({', '.join(shown)})"
 

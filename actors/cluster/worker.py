@@ -69,7 +69,8 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 class WorkerOptions:
     """The worker's options (``worker_*`` in :class:`~actors.config.Config`)."""
 
-    redis_url: str = "localhost:6379"
+    redis_url: str = field(default="localhost:6379", repr=False)
+    """May hold the password (``redis://:secret@host``): out of ``repr``, as the password."""
     redis_password: str = field(default="", repr=False)
     redis_pool: int = 10
     namespace: str = ""

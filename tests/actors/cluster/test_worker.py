@@ -15,7 +15,8 @@ import pytest
 
 from actors.cluster.jobs import RetryOptions
 from actors.cluster.rpcjob import RpcJob
-from actors.cluster.worker import Worker, WorkerOptions
+from actors.cluster.worker import Worker, WorkerOptions, worker_options
+from actors.config import Config
 from actors.errors import PitayaError
 from actors.metrics.reporter import Metrics
 from transport.jobstore import JobKeys, JobStoreUnavailable, RedisJobStore
@@ -345,6 +346,13 @@ async def test_the_password_never_reaches_the_logs(caplog: pytest.LogCaptureFixt
         await worker.shutdown()
     assert "pw-in-url-secret" not in caplog.text and "pw-in-url-secret" not in str(caught.value)
     assert f"redis://***@127.0.0.1:{port}" in caplog.text
+
+
+def test_the_password_in_the_redis_url_is_not_in_a_repr() -> None:
+    config = Config(worker_redis_url="redis://:url-secret@redis-1:6379/0")
+    assert "redis://***@redis-1:6379/0" in repr(config)
+    for shown in (repr(config), repr(worker_options(config))):
+        assert "url-secret" not in shown
 
 
 class Gauges:
