@@ -231,9 +231,14 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._jobs:
-            _, late = await asyncio.wait(set(self._jobs), timeout=self.options.stop_timeout)
-            for task in late:
-                task.cancel()
+            late = set(self._jobs)
+            try:
+                _, late = await asyncio.wait(late, timeout=self.options.stop_timeout)
+            finally:
+                # Also when this stop is itself cut short (the app's shutdown_timeout):
+                # the jobs must not run on after their worker and the cluster stopped.
+                for task in late:
+                    task.cancel()
             if late:
                 await asyncio.wait(late)
                 self.log.warning(

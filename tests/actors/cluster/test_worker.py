@@ -268,6 +268,24 @@ async def test_a_stop_waits_for_a_job_that_finishes_in_time(harness: Harness) ->
     assert worker.outcomes == [(jid, "ok")] and harness.in_progress == []
 
 
+async def test_a_stop_cut_short_by_the_app_takes_the_jobs_under_way_with_it(
+    harness: Harness,
+) -> None:
+    gate = harness.calls.gates["room.slow.wait"] = asyncio.Event()
+    worker = harness.worker(stop_timeout=30)
+    await worker.enqueue("room.slow.wait", None)
+    await worker.start()
+    await harness.calls.until_entered("room.slow.wait")
+    # The app gives each module's stop shutdown_timeout (here shorter than stop_timeout).
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(worker.stop(), 0.1)
+    gate.set()  # the job would finish now, after its worker (and the cluster) stopped
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert worker.outcomes == []  # it did not run on: cancelled with the stop
+    assert len(harness.in_progress) == 1  # and left for the next start
+
+
 class Counting(MemoryJobStore):
     """Counts the fetch loop's attempts, with their times."""
 
