@@ -95,7 +95,9 @@ class RpcJobArgs:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII with escapes: a lone surrogate (``"\\ud800"`` is valid JSON, read from a job)
+    # cannot be written as UTF-8, but its escape can, and Go reads it (as U+FFFD).
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _go_value(value: Any) -> Any:
@@ -146,7 +148,7 @@ def load_job(raw: bytes) -> dict[str, Any]:
     """The job object; :class:`MalformedJob` when it is not a JSON object."""
     try:
         job = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise MalformedJob(f"not JSON ({exc})") from None
     if not isinstance(job, dict):
         raise MalformedJob(f"not a JSON object but {type(job).__name__}")

@@ -208,6 +208,28 @@ async def test_a_malformed_job_is_logged_and_moved_aside_and_the_loop_goes_on(
     assert all("[room-1]" in r.message and "moved to dead" in r.message for r in errors)
 
 
+async def test_odd_but_valid_json_neither_kills_the_poller_nor_sticks_in_progress(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A lone surrogate escape (valid JSON; Go reads it as U+FFFD), then a job nested deeper
+    # than Python's recursion limit (Go reads up to 10000 levels), both due for a retry,
+    # ahead of an ordinary job due after them.
+    lone = b'{"queue":"rpc","jid":"lone","args":{"Route":"room.a.b","Arg":"\\ud800"}}'
+    deep = b'{"queue":"rpc","jid":"deep","args":{"Route":"room.a.b","Arg":%s}}' % (
+        b"[" * 5000 + b"]" * 5000
+    )
+    harness.data.zsets[KEYS.due("goretry")] = {lone: 1.0, deep: 2.0}
+    worker = harness.worker()
+    later = await worker.enqueue("room.grants.grant", None)
+    harness.data.zsets[KEYS.due("goretry")][harness.queue.pop()] = 3.0
+    await MemoryJobStore(harness.data, KEYS).push("rpc", deep)  # and one fetched as it is
+    await worker.start()
+    await worker.until(lambda: ("lone", "ok") in worker.outcomes and outcome_of(worker, later)())
+    assert [o for j, o in worker.outcomes if j == ""] == ["dead"]  # the fetched deep one
+    assert set(harness.data.zsets[KEYS.dead]) == {deep}
+    assert harness.in_progress == []
+
+
 async def test_one_slow_job_does_not_hold_the_others(harness: Harness) -> None:
     harness.calls.gates["room.slow.wait"] = asyncio.Event()
     worker = harness.worker(concurrency=2)
