@@ -63,6 +63,9 @@ FETCH_WAIT = 1.0
 """Seconds one fetch waits for a job (go-workers' BRPOPLPUSH timeout)."""
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 """Pause after a failed attempt to reach Redis, doubled per failure up to the maximum."""
+OUTCOMES_KEPT = 1000
+"""How many of the latest outcomes :attr:`Worker.outcomes` keeps (a server runs jobs for
+weeks: all of them would grow without bound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,8 @@ class Worker:
         self.enabled = False
         self.running = False
         self.outcomes: list[tuple[str, str]] = []
-        """(jid, ``ok`` | ``retry`` | ``dropped`` | ``dead`` | ``unrecorded``) per job run."""
+        """(jid, ``ok`` | ``retry`` | ``dropped`` | ``dead`` | ``unrecorded``) per job run, the
+        latest :data:`OUTCOMES_KEPT`."""
         self.changed = asyncio.Condition()
         """Notified after each outcome (tests wait on it)."""
         self._slots = asyncio.Semaphore(max(1, options.concurrency))
@@ -412,6 +416,8 @@ class Worker:
             self._unrecorded.append(record)
             outcome = "unrecorded"
         self.outcomes.append((jid, outcome))
+        if len(self.outcomes) > OUTCOMES_KEPT:
+            del self.outcomes[0]
         await self._notify()
 
     async def _poll_loop(self) -> None:

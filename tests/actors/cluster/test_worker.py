@@ -230,6 +230,18 @@ async def test_odd_but_valid_json_neither_kills_the_poller_nor_sticks_in_progres
     assert harness.in_progress == []
 
 
+async def test_a_long_running_worker_keeps_a_bounded_record_of_outcomes(
+    harness: Harness,
+) -> None:
+    worker = harness.worker(concurrency=50)
+    jids = [await worker.enqueue("room.grants.grant", None) for _ in range(1500)]
+    await worker.start()
+    await worker.until(lambda: harness.counter("processed") == len(jids), timeout=60)
+    # Recent outcomes only: a server that runs jobs for weeks must not grow without bound.
+    assert 0 < len(worker.outcomes) <= 1000
+    assert worker.outcomes[-1][1] == "ok"
+
+
 async def test_one_slow_job_does_not_hold_the_others(harness: Harness) -> None:
     harness.calls.gates["room.slow.wait"] = asyncio.Event()
     worker = harness.worker(concurrency=2)
