@@ -97,7 +97,8 @@ class RpcJobArgs:
 def _dumps(value: Any) -> bytes:
     # ASCII with escapes: a lone surrogate (``"\\ud800"`` is valid JSON, read from a job)
     # cannot be written as UTF-8, but its escape can, and Go reads it (as U+FFFD).
-    return json.dumps(value, separators=(",", ":")).encode()
+    # NaN and infinities are not JSON: Go's json.Marshal refuses them, its decoder fails.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _go_value(value: Any) -> Any:
@@ -144,10 +145,14 @@ def encode_rpc_job(
     return jid, _dumps(job)
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def load_job(raw: bytes) -> dict[str, Any]:
     """The job object; :class:`MalformedJob` when it is not a JSON object."""
     try:
-        job = json.loads(raw)
+        job = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise MalformedJob(f"not JSON ({exc})") from None
     if not isinstance(job, dict):

@@ -85,6 +85,20 @@ def test_a_job_without_a_route_is_malformed(raw: bytes) -> None:
         parse_rpc_job(load_job(raw))
 
 
+def test_nan_and_infinity_are_not_json_for_go() -> None:
+    # Go's json.Marshal refuses them (EnqueueRPC fails) and its decoder cannot read a job
+    # holding them: refused when enqueued, a malformed job (dead set) when read.
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            encode_rpc_job(
+                "room.r.m", {"x": value}, metadata=None, reply=None, options=RetryOptions()
+            )
+    raw = b'{"queue":"rpc","args":{"Route":"room.r.m","Arg":{"x":NaN}},"retry":true}'
+    with pytest.raises(MalformedJob):
+        load_job(raw)
+    assert requeued_job(raw, "") is None
+
+
 def test_a_go_job_parses() -> None:
     raw = (
         b'{"queue":"rpc","class":"","args":{"Route":"room.r.m","Metadata":null,'
