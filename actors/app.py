@@ -523,7 +523,18 @@ class App:
         ``actors.lifecycle``. A stop requested meanwhile (:meth:`request_stop`,
         :meth:`stop`) abandons it: :class:`~actors.errors.StartAborted`.
         """
+        self._register_unique_session()
         await self._lifecycle.start()
+
+    def _register_unique_session(self) -> None:
+        """The ``unique_session`` option: a frontend runs the ``UniqueSession`` module (binding
+        a uid kicks its older session) unless one is registered already."""
+        if not (self.config.unique_session and self.is_frontend):
+            return
+        from actors.modules.unique_session import UniqueSession
+
+        if not any(isinstance(module, UniqueSession) for _, module in self.modules):
+            self.register_module(UniqueSession(self), "unique_session")
 
     # -- reaching users ---------------------------------------------------------------------
 

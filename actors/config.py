@@ -129,6 +129,12 @@ class Config:
     """Over the limit: ``drop`` the message (Pitaya's behaviour) or ``error``: answer a
     request with ``PIT-429`` (a notify is dropped either way). Always counted
     (``app.stats.rate_limited``, metric ``exceeded_rate_limiting``)."""
+    unique_session: bool = False
+    """One session per uid on a frontend: binding a uid kicks its older session, here or on
+    another frontend of the type (the ``UniqueSession`` module, registered at start unless
+    one is already; register it yourself for ``on_conflict="refuse"``). Go Pitaya's
+    ``pitaya.session.unique`` (``PITAYA_SESSION_UNIQUE``), which is on by default on Go's
+    cluster frontends; off by default here, where it always was a module of your choice."""
     drain_sessions: bool = False
     """On SIGTERM/SIGINT, stop accepting and wait for clients to leave before stopping
     (off by default, as in Pitaya); a second signal skips the wait."""

@@ -144,6 +144,7 @@ GO_SETTINGS: tuple[GoSetting, ...] = (
     GoSetting("pitaya.conn.ratelimiting.limit", _same("rate_limit_packets")),
     GoSetting("pitaya.conn.ratelimiting.interval", _seconds("rate_limit_interval")),
     GoSetting("pitaya.conn.ratelimiting.forcedisable", _rate_limit_force_disable),
+    GoSetting("pitaya.session.unique", _switch("unique_session")),
     GoSetting("pitaya.session.drain.enabled", _switch("drain_sessions")),
     GoSetting("pitaya.session.drain.timeout", _seconds("drain_timeout")),
     GoSetting("pitaya.metrics.period", _seconds("metrics_period")),
@@ -221,7 +222,6 @@ GO_ONLY: tuple[str, ...] = (
     "pitaya.modules.bindingstorage.etcd.endpoints",
     "pitaya.modules.bindingstorage.etcd.leasettl",
     "pitaya.modules.bindingstorage.etcd.prefix",
-    "pitaya.session.unique",
     "pitaya.session.drain.period",
 )
 """Go Pitaya's keys with no counterpart here: a server leaves them alone (and says so)."""

@@ -32,6 +32,7 @@ GO_DEPLOYMENT = {
     "PITAYA_CONN_RATELIMITING_LIMIT": "40",
     "PITAYA_CONN_RATELIMITING_INTERVAL": "2s",
     "PITAYA_SESSION_DRAIN_ENABLED": "t",
+    "PITAYA_SESSION_UNIQUE": "true",
     "PITAYA_SESSION_DRAIN_TIMEOUT": "45s",
     "PITAYA_METRICS_PERIOD": "15s",
     "PITAYA_METRICS_PROMETHEUS_ENABLED": "true",
@@ -63,6 +64,7 @@ def test_a_go_deployments_environment_sets_the_shared_options() -> None:
     assert config.serializer == "protobuf"
     assert (config.rate_limit_packets, config.rate_limit_interval) == (40, 2.0)
     assert (config.drain_sessions, config.drain_timeout) == (True, 45.0)
+    assert config.unique_session is True
     assert config.metrics_period == 15.0
     assert (config.metrics_prometheus_enabled, config.metrics_prometheus_port) == (True, 9191)
     assert (config.metrics_statsd_host, config.metrics_statsd_port) == ("statsd.internal", 8125)
@@ -250,7 +252,7 @@ async def test_the_start_up_names_the_go_settings_it_leaves_alone(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("PITAYA_CONCURRENCY_HANDLER_DISPATCH", "25")
-    monkeypatch.setenv("PITAYA_SESSION_UNIQUE", "true")
+    monkeypatch.setenv("PITAYA_SESSION_DRAIN_PERIOD", "5s")
     caplog.set_level(logging.INFO, logger="actors")
     app = App(server_type="chat", server_id="chat-1")
     async with TestClient(app):
@@ -258,7 +260,7 @@ async def test_the_start_up_names_the_go_settings_it_leaves_alone(
     lines = [r.getMessage() for r in caplog.records if "no counterpart" in r.getMessage()]
     assert lines == [
         "[chat-1] Go Pitaya settings with no counterpart here, left alone: "
-        "PITAYA_CONCURRENCY_HANDLER_DISPATCH, PITAYA_SESSION_UNIQUE"
+        "PITAYA_CONCURRENCY_HANDLER_DISPATCH, PITAYA_SESSION_DRAIN_PERIOD"
     ]
 
 

@@ -480,6 +480,36 @@ async def test_unique_session_kicks_the_older_session_on_another_frontend() -> N
         assert await second.request("connector.entry.me") == {"uid": "ann", "data": {}}
 
 
+async def test_the_unique_session_option_runs_the_module_on_frontends_only() -> None:
+    """Go Pitaya's pitaya.session.unique: the module without registering it by hand."""
+    async with cluster(connectors=2, unique_session=True) as net:
+        assert isinstance(net.connectors[0].get_module("unique_session"), UniqueSession)
+        assert not [m for _, m in net.rooms[0].modules if isinstance(m, UniqueSession)]
+        first, second = await net.client(0), await net.client(1)
+        await first.request("connector.entry.login", {"uid": "ann"})
+        await second.request("connector.entry.login", {"uid": "ann"})
+        await first.wait_closed(timeout=2)
+        assert first.kicked and not second.closed
+
+
+async def test_without_unique_sessions_a_uid_may_be_bound_twice() -> None:
+    async with cluster(connectors=2) as net:
+        first, second = await net.client(0), await net.client(1)
+        await first.request("connector.entry.login", {"uid": "ann"})
+        await second.request("connector.entry.login", {"uid": "ann"})
+        for client in (first, second):
+            assert await client.request("connector.entry.me") == {"uid": "ann", "data": {}}
+
+
+async def test_a_unique_session_module_of_your_own_is_not_doubled_by_the_option() -> None:
+    def setup(connector: App) -> None:
+        connector.register_module(UniqueSession(connector), "mine")
+
+    async with cluster(connector_setup=setup, unique_session=True) as net:
+        names = [n for n, m in net.connectors[0].modules if isinstance(m, UniqueSession)]
+        assert names == ["mine"]
+
+
 # -- user RPCs, both ways ------------------------------------------------------------------
 
 
