@@ -16,11 +16,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import ssl as ssl_module
-from collections.abc import Iterable
 
-from transport.acceptor import ConnectionFactory, ConnectionLimits
-from transport.listener import DEFAULT_LIMITS, BufferedConnection, Listener
+from transport.acceptor import ConnectionFactory
+from transport.listener import BufferedConnection, Listener
 
 __all__ = ["TcpAcceptor", "TcpConnection"]
 
@@ -47,31 +45,6 @@ class TcpAcceptor(Listener):
     slow-reader disconnects. ``proxy_protocol``: each connection begins with a load
     balancer's PROXY header, read before TLS starts (:class:`~transport.listener.Listener`).
     """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        ssl: ssl_module.SSLContext | None = None,
-        limits: ConnectionLimits = DEFAULT_LIMITS,
-        backlog: int = 1024,
-        reuse_port: bool = False,
-        server_id: str = "",
-        proxy_protocol: bool = False,
-        proxy_protocol_trusted: Iterable[str] = (),
-    ) -> None:
-        super().__init__(
-            host,
-            port,
-            ssl=ssl,
-            limits=limits,
-            backlog=backlog,
-            reuse_port=reuse_port,
-            server_id=server_id,
-            proxy_protocol=proxy_protocol,
-            proxy_protocol_trusted=proxy_protocol_trusted,
-        )
 
     @property
     def kind(self) -> str:
