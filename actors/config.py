@@ -7,7 +7,6 @@ Environment variables win over code: ``PITAYA_`` + the field name in upper case,
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors import pitaya_env
+from transport import proxygate
 from transport.credentials import mask_url
 
 ENV_PREFIX = "PITAYA_"
@@ -484,7 +484,7 @@ def proxy_protocol_trusted(config: Config) -> tuple[str, ...]:
     cidrs = tuple(c.strip() for c in config.proxy_protocol_trusted.split(",") if c.strip())
     for cidr in cidrs:
         try:
-            ipaddress.ip_network(cidr, strict=False)
+            proxygate.network(cidr)
         except ValueError:
             raise ConfigError(
                 f"proxy_protocol_trusted: {cidr!r} is not a network in CIDR notation "

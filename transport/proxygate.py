@@ -38,9 +38,18 @@ from transport.peer import format_address
 from transport.proxyheader import ProxyHeader, ProxyHeaderError, ProxyHeaderParser
 from transport.stats import AcceptorStats
 
-__all__ = ["ProxyGate", "ProxyPolicy"]
+__all__ = ["ProxyGate", "ProxyPolicy", "network"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def network(cidr: str) -> Network:
+    """A trusted network from its CIDR (``"10.0.0.0/8"``; a bare address is one host; host
+    bits allowed); ValueError naming it when it is not one."""
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"not a network in CIDR notation: {cidr!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +67,7 @@ class ProxyPolicy:
     def from_cidrs(cls, cidrs: Iterable[str]) -> ProxyPolicy:
         """From CIDR strings (``"10.0.0.0/8"``, ``"2001:db8::/32"``, a bare address is one
         host); ValueError names the first that is not one."""
-        networks = []
-        for cidr in cidrs:
-            try:
-                networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
-            except ValueError:
-                raise ValueError(f"not a network in CIDR notation: {cidr!r}") from None
-        return cls(tuple(networks))
+        return cls(tuple(map(network, cidrs)))
 
     def trusts(self, host: str) -> bool:
         """Whether a peer at ``host`` (the socket's own address) may send the header."""
