@@ -108,8 +108,7 @@ class Modules:
                 f"{module!r} is not a module: it needs async init, after_init, "
                 "before_shutdown and shutdown (subclass actors.modules.ModuleBase)"
             )
-        if any(existing == name for existing, _ in self._order):
-            raise ValueError(f"a module named {name!r} is already registered")
+        self._refuse_taken(name)
         if first:
             self._order.insert(0, (name, module))
         else:
@@ -122,10 +121,13 @@ class Modules:
         if not self._frozen:
             self.register(module, name)
             return
-        if any(existing == name for existing, _ in self._order):
-            raise ValueError(f"a module named {name!r} is already registered")
+        self._refuse_taken(name)
         self._order.append((name, module))
         self._started.append((name, module))
+
+    def _refuse_taken(self, name: str) -> None:
+        if any(existing == name for existing, _ in self._order):
+            raise ValueError(f"a module named {name!r} is already registered")
 
     def get(self, name: str) -> Module:
         for existing, module in self._order:
