@@ -39,10 +39,10 @@ class Config:
     handshake_timeout: float = 10.0
     """Seconds a new connection has to complete the handshake."""
     upgrade_timeout: float = 5.0
-    """Seconds a new socket has for its TLS handshake and WebSocket upgrade, before the
-    Pitaya handshake (``handshake_timeout``, which also bounds this when it is shorter);
-    with ``proxy_protocol``, also for the PROXY header, each stage on its own.
-    Sockets still opening count toward
+    """Seconds from its accept a new socket has for its TLS handshake and WebSocket upgrade,
+    before the Pitaya handshake (``handshake_timeout``, which also bounds this when it is
+    shorter); with ``proxy_protocol``, for the PROXY header too: one budget for all these
+    stages together, not one each. Sockets still opening count toward
     ``max_connections``, so this bounds how long slowloris sockets can hold places there;
     real upgrades take milliseconds."""
     proxy_protocol: bool = False

@@ -32,9 +32,10 @@ class ConnectionLimits:
 
     ``max_write_buffer``: bytes queued for a client that does not read; past it the
     connection is aborted (a slow reader must not make the server buffer without bound).
-    ``open_timeout``: seconds a new connection has to finish each step of the transport's own
-    handshake (a PROXY header, TLS, the WebSocket upgrade) before it is aborted; until then
-    it is not handed to the layer above, so nothing else would ever time it out.
+    ``open_timeout``: seconds from its accept a new connection has to finish the steps of
+    the transport's own opening (a PROXY header, TLS, the WebSocket upgrade), all of them
+    together, before it is aborted; until then it is not handed to the layer above, so
+    nothing else would ever time it out.
     """
 
     max_write_buffer: int = 4 * 1024 * 1024

@@ -116,6 +116,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
     """
 
     __slots__ = (
+        "_accepted_at",
         "_admit",
         "_bursting",
         "_close_timer",
@@ -146,6 +147,9 @@ class BufferedConnection(asyncio.BufferedProtocol):
         self._limits = limits
         self._stats = stats
         self._loop = loop
+        self._accepted_at = loop.time()
+        """When the socket was accepted (the protocol is made then, before any TLS): the
+        opening stages share ``limits.open_timeout`` from here."""
         self._transport: asyncio.Transport | None = None
         self._handler: ConnectionHandler | None = None
         self._peer = "?"
@@ -247,6 +251,14 @@ class BufferedConnection(asyncio.BufferedProtocol):
         """The acceptor's own opening, once the socket is admitted: TCP hands the connection
         over at once, WebSocket waits for the upgrade."""
         raise NotImplementedError
+
+    def _open_time_left(self) -> float:
+        """Seconds left of ``limits.open_timeout`` since the accept (0 when it is spent).
+
+        One budget for every opening stage (a PROXY header, TLS, the WebSocket upgrade), not
+        one each: a peer that spends it slowly on the first stages has none left for the
+        next, so a slowloris socket holds its place for ``open_timeout`` at most."""
+        return max(0.0, self._limits.open_timeout - (self._loop.time() - self._accepted_at))
 
     def _relayed(self, transport: asyncio.BaseTransport, client: str | None) -> None:
         """The PROXY header was read: ``client`` (``host:port``; None for a header relaying

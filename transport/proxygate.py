@@ -17,7 +17,8 @@ handed over, the WebSocket waits for its upgrade) with the client's address as i
 wrapped, and with it on the gate is gone after the header.
 
 The socket is admitted (``max_connections``) and counted as opening from its accept, by the
-connection itself; the header must be whole within ``ConnectionLimits.open_timeout``. A
+connection itself; the header must be whole within ``ConnectionLimits.open_timeout`` of the
+accept, and the stages after it (TLS, the WebSocket upgrade) get what is left of it. A
 malformed or late header, or one from a peer outside ``trusted``, closes the socket: a
 warning names the server, the balancer's address and the reason (never the bytes), at most
 one per 10 s with the number not logged.
@@ -94,6 +95,7 @@ class ProxyGate(asyncio.BufferedProtocol):
         "_accept",
         "_buffer",
         "_connection",
+        "_deadline",
         "_early",
         "_kind",
         "_log",
@@ -134,6 +136,8 @@ class ProxyGate(asyncio.BufferedProtocol):
         self._policy = policy
         self._ssl = ssl
         self._timeout = timeout
+        self._deadline = loop.time() + timeout
+        """The end of the opening budget (made at accept): the header, then TLS, share it."""
         self._stats = stats
         self._log = log
         self._throttle = throttle
@@ -163,7 +167,7 @@ class ProxyGate(asyncio.BufferedProtocol):
         if not self._policy.trusts(host):
             self._refuse("the peer is not in the trusted networks")
             return
-        self._timer = self._loop.call_later(self._timeout, self._expired)
+        self._timer = self._loop.call_at(self._deadline, self._expired)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         buffer = self._connection.get_buffer(sizehint)
@@ -226,8 +230,11 @@ class ProxyGate(asyncio.BufferedProtocol):
     async def _start_tls(self, transport: asyncio.Transport, client: str | None) -> None:
         assert self._ssl is not None
         try:
+            # What the header took of the budget is not given again (at least a moment, as
+            # asyncio refuses a timeout of 0: a spent budget fails the handshake at once).
+            left = max(self._deadline - self._loop.time(), 0.001)
             tls = await self._loop.start_tls(
-                transport, self, self._ssl, server_side=True, ssl_handshake_timeout=self._timeout
+                transport, self, self._ssl, server_side=True, ssl_handshake_timeout=left
             )
         except Exception as exc:
             # As a failed TLS handshake at accept without the option: that socket only.

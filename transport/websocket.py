@@ -170,8 +170,9 @@ class WebSocketConnection(BufferedConnection):
         if self._partial_budget is not None:
             self._partial = self._partial_budget.hold(self.abort, f"ws peer {self._peer}")
         # Until the upgrade completes nobody above knows this socket: without this timer a
-        # peer that never finishes its HTTP request would hold it open forever.
-        self._open_timer = self._loop.call_later(self._limits.open_timeout, self._open_expired)
+        # peer that never finishes its HTTP request would hold it open forever. What a
+        # PROXY header or TLS took of the opening budget is not given again.
+        self._open_timer = self._loop.call_later(self._open_time_left(), self._open_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_open_timer()
@@ -311,7 +312,7 @@ class WebSocketConnection(BufferedConnection):
         self._open_timer = None
         if self._ws.state is CONNECTING and not self._lost:
             self._log.info(
-                "ws peer %s did not complete the upgrade within %ss; aborting it",
+                "ws peer %s did not complete the upgrade within %ss of its accept; aborting it",
                 self._peer,
                 self._limits.open_timeout,
             )

@@ -414,3 +414,82 @@ async def test_websocket_header_and_upgrade_in_one_write() -> None:
         handler = await hub.next()
         assert handler.conn.remote_address == "192.0.2.7:56324"
         await close_writer(writer)
+
+
+# -- One opening budget: the header, TLS and the upgrade share open_timeout ------------------
+
+BUDGET = 1.0
+"""The ``open_timeout`` of these tests: long enough that the slow stage below fits in it."""
+SLOW = 0.6
+"""How long the client takes over its first stage: within the budget, but too long for a
+second stage to have the whole budget again."""
+LATE = BUDGET + SLOW
+"""When a socket would close if each stage had the budget of its own."""
+
+UPGRADE_HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+"""An upgrade request never finished: the slowloris of the last stage."""
+
+
+async def closed_after(reader: asyncio.StreamReader, connected: float) -> float:
+    """Seconds from ``connected`` until the server closed the socket (what it sent before,
+    such as TLS session tickets, is not looked at)."""
+    await read_to_eof(reader)
+    return asyncio.get_running_loop().time() - connected
+
+
+async def test_a_slow_header_leaves_the_websocket_upgrade_only_what_is_left() -> None:
+    hub = Hub()
+    acceptor = WebSocketAcceptor(
+        HOST, 0, proxy_protocol=True, limits=ConnectionLimits(open_timeout=BUDGET)
+    )
+    loop = asyncio.get_running_loop()
+    async with running(acceptor, hub) as (_, port):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        connected = loop.time()
+        await asyncio.sleep(SLOW)  # the client's pace, not a synchronisation
+        writer.write(v1(CLIENT) + UPGRADE_HEAD)
+        elapsed = await closed_after(reader, connected)
+        assert BUDGET - 0.05 <= elapsed < (BUDGET + LATE) / 2
+        assert hub.calls == 0
+        await until(lambda: acceptor.stats.opening == 0)
+        assert acceptor.stats.proxy_refused == 0  # the header was good: the upgrade was late
+        await close_writer(writer)
+
+
+async def test_a_slow_header_leaves_tls_only_what_is_left() -> None:
+    server_ctx, _ = tls_contexts()
+    hub = Hub()
+    acceptor = proxied(ssl=server_ctx, limits=ConnectionLimits(open_timeout=BUDGET))
+    loop = asyncio.get_running_loop()
+    async with running(acceptor, hub) as (_, port):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        connected = loop.time()
+        await asyncio.sleep(SLOW)  # the client's pace, not a synchronisation
+        writer.write(v1(CLIENT))  # and then no ClientHello
+        elapsed = await closed_after(reader, connected)
+        assert BUDGET - 0.05 <= elapsed < (BUDGET + LATE) / 2
+        assert hub.calls == 0
+        await until(lambda: acceptor.stats.opening == 0)
+        await close_writer(writer)
+
+
+async def test_a_slow_tls_handshake_leaves_the_websocket_upgrade_only_what_is_left() -> None:
+    """Without the PROXY protocol too: TLS at accept, then the upgrade, one budget."""
+    server_ctx, client_ctx = tls_contexts()
+    hub = Hub()
+    acceptor = WebSocketAcceptor(
+        HOST, 0, ssl=server_ctx, limits=ConnectionLimits(open_timeout=BUDGET)
+    )
+    loop = asyncio.get_running_loop()
+    async with running(acceptor, hub) as (_, port):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        connected = loop.time()
+        await asyncio.sleep(SLOW)  # the client's pace, not a synchronisation
+        client = MemoryTlsClient(client_ctx)
+        await client.handshake(reader, writer, b"")
+        client.send(writer, UPGRADE_HEAD)
+        elapsed = await closed_after(reader, connected)
+        assert BUDGET - 0.05 <= elapsed < (BUDGET + LATE) / 2
+        assert hub.calls == 0
+        await until(lambda: acceptor.stats.opening == 0)
+        await close_writer(writer)
