@@ -374,6 +374,16 @@ class Config:
         self.metrics_statsd_host, self.metrics_statsd_port = split
 
 
+def option_default(name: str) -> Any:
+    """The default of option ``name``: where another class holds the same setting (the
+    worker's ``WorkerOptions`` and ``RetryOptions``), its default is read from here, so the
+    two cannot drift apart. AttributeError for a name that is no option."""
+    f = Config.__dataclass_fields__.get(name)
+    if f is None or f.default is dataclasses.MISSING:
+        raise AttributeError(f"Config has no option {name!r} with a plain default")
+    return f.default
+
+
 def env_option(environ: Mapping[str, str], name: str) -> Any:
     """Option ``name`` as a server started with ``environ`` reads it: its ``PITAYA_*``
     variable (or Go Pitaya's) parsed as :meth:`Config.apply_env` parses it, else the

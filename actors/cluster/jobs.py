@@ -28,6 +28,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from actors.cluster.gojson import to_go_json
+from actors.config import option_default
 
 __all__ = [
     "RPC_QUEUE",
@@ -68,19 +69,20 @@ class MalformedJob(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RetryOptions:
-    """Pitaya's ``EnqueueOpts`` (``pitaya.worker.retry.*``), its defaults included.
+    """Pitaya's ``EnqueueOpts`` (``pitaya.worker.retry.*``), its defaults included (those
+    of the ``worker_retry_*`` options).
 
     ``enabled``: retry failed jobs; ``max``: go-workers' ``retry_max``; the delay before retry
     number *n* (from 0) is ``min(n ** exponential + min_delay + r * (n + 1), max_delay)``
     seconds with ``r`` random in ``[0, max_random)``.
     """
 
-    enabled: bool = True
-    max: int = 2
-    exponential: int = 5
-    min_delay: int = 10
-    max_delay: int = 10
-    max_random: int = 0
+    enabled: bool = option_default("worker_retry_enabled")
+    max: int = option_default("worker_retry_max")
+    exponential: int = option_default("worker_retry_exponential")
+    min_delay: int = option_default("worker_retry_min_delay")
+    max_delay: int = option_default("worker_retry_max_delay")
+    max_random: int = option_default("worker_retry_max_random")
 
 
 @dataclass(frozen=True, slots=True)

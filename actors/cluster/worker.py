@@ -48,7 +48,7 @@ from actors.cluster.jobs import (
     retry_delay,
 )
 from actors.cluster.rpcjob import RpcCaller, RPCJob, RpcJob
-from actors.config import Config
+from actors.config import Config, option_default
 from actors.errors import PitayaError
 from actors.metrics.names import WORKER_JOBS_RETRY, WORKER_JOBS_TOTAL, WORKER_QUEUE_SIZE
 from actors.metrics.reporter import Metrics
@@ -70,20 +70,21 @@ weeks: all of them would grow without bound)."""
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    """The worker's options (``worker_*`` in :class:`~actors.config.Config`)."""
+    """The worker's options (``worker_*`` in :class:`~actors.config.Config`, whose defaults
+    these are)."""
 
-    redis_url: str = field(default="localhost:6379", repr=False)
+    redis_url: str = field(default=option_default("worker_redis_url"), repr=False)
     """May hold the password (``redis://:secret@host``): out of ``repr``, as the password."""
-    redis_password: str = field(default="", repr=False)
-    redis_pool: int = 10
-    namespace: str = ""
-    concurrency: int = 1
+    redis_password: str = field(default=option_default("worker_redis_password"), repr=False)
+    redis_pool: int = option_default("worker_redis_pool")
+    namespace: str = option_default("worker_namespace")
+    concurrency: int = option_default("worker_concurrency")
     retry: RetryOptions = field(default_factory=RetryOptions)
-    poll_interval: float = 15.0
-    process_id: str = ""
+    poll_interval: float = option_default("worker_poll_interval")
+    process_id: str = option_default("worker_process_id")
     """Names this process's in-progress list; empty: the host name (go-workers' choice)."""
-    stop_timeout: float = 5.0
-    metrics_period: float = 1.0
+    stop_timeout: float = option_default("worker_stop_timeout")
+    metrics_period: float = option_default("metrics_period")
 
 
 def worker_options(config: Config) -> WorkerOptions:

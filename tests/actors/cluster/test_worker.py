@@ -442,3 +442,7 @@ async def test_the_worker_reports_pitayas_gauges(harness: Harness) -> None:
     assert gauges.gauges[("worker_jobs_retry_total", ())] == 0
     assert gauges.gauges[("worker_queue_size", (("queue", "rpc"),))] == 1
     harness.calls.gates["room.slow.wait"].set()
+
+
+def test_the_worker_options_defaults_are_the_worker_options_of_a_default_config() -> None:
+    assert WorkerOptions() == worker_options(Config())
