@@ -408,7 +408,9 @@ class SessionActor(Actor):
             if message.type is MessageType.REQUEST:
                 self._respond_error(message, exc)
             if received_ns:
-                self._report_response(message.route, received_ns, exc)
+                # No server took it, so nothing says the route exists: a client may spell
+                # any number of them, and each must not open a time series of its own.
+                self._report_response(UNKNOWN_ROUTE, received_ns, exc)
             return True
         target = (server.id, message.route.rpartition(".")[0])
         pipelined = self.open > 0

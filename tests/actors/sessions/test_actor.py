@@ -926,11 +926,27 @@ async def test_forwarded_response_times_name_the_route_or_unknown() -> None:
 
         await until(lambda: len(handler_times()) == 4)
         assert sorted(handler_times()) == [
-            ("chat.x.y", "failed", "handler", "PIT-500"),
             ("room.ops.echo", "ok", "handler", ""),
             ("room.ops.echo", "ok", "handler", ""),
             ("unknown", "failed", "handler", "PIT-404"),
+            ("unknown", "failed", "handler", "PIT-500"),  # no server of type chat
         ]
+
+
+async def test_routes_of_server_types_with_no_server_make_no_time_series_of_their_own() -> None:
+    # A client can spell any number of "<type>.x.y" routes: when no server of the type takes
+    # them, they were served nowhere and must not each open a time series of the metric.
+    recorder = Recorder()
+    async with frontend_and_backend(lambda app: app.add_metrics_reporter(recorder)) as net:
+        count = 20
+        await net.raw.send(
+            b"".join(net.raw.request(f"made{i}.x.y") for i in range(count))
+            + b"".join(net.raw.notify(f"made{i}.x.z") for i in range(count))
+        )
+        for _ in range(count):
+            assert error_of(await net.raw.message()).code == "PIT-500"
+        await until(lambda: len(response_times(recorder)) == 2 * count)
+        assert {route for route, *_ in response_times(recorder)} == {"unknown"}
 
 
 async def test_forwarded_messages_are_traced() -> None:
