@@ -125,6 +125,8 @@ class App:
         """What all clients hold of unfinished packets, against ``max_partial_bytes``."""
         self.protocol_errors = Throttle()
         """Clients' protocol errors are logged at info once per 10 s (each at debug)."""
+        self.unknown_routes = Throttle()
+        """Clients' notifies to routes nobody serves: logged the same way."""
         self.serializer: Serializer = get_serializer(self.config.serializer)
         self.fallback_serializer: Serializer = JsonSerializer()
         self.handshake_validators: list[tuple[str, HandshakeValidator]] = []

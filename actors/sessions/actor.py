@@ -389,10 +389,15 @@ class SessionActor(Actor):
         if message.type is MessageType.REQUEST:
             self._respond_error(message, not_found)
         else:
-            self.log.info(
-                "session %s: notify to unknown route %s",
+            # Never answered, so a client may send one per packet: one line per 10 s at
+            # info (with how many were not), each one at debug.
+            more = self.app.unknown_routes.allow(self.clock())
+            self.log.log(
+                logging.DEBUG if more is None else logging.INFO,
+                "session %s: notify to unknown route %s%s",
                 self.session.id,
                 message.route,
+                more or "",
             )
 
     def _forward(self, message: Message, server_type: str, received_ns: int) -> bool:

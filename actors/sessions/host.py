@@ -105,6 +105,11 @@ class SessionHost(Protocol):
         ...
 
     @property
+    def unknown_routes(self) -> Throttle:
+        """How often a client's notify to a route nobody serves is logged at info."""
+        ...
+
+    @property
     def partial_budget(self) -> PartialBudget:
         """The server's one budget for its clients' unfinished packets."""
         ...

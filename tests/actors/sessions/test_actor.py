@@ -371,6 +371,32 @@ async def test_an_unknown_route_waits_its_turn_and_names_the_route(
         )
 
 
+async def test_notifies_to_unknown_routes_are_logged_at_info_once_per_10_s_each_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A notify is never answered, so a client may send one to a made-up route per packet,
+    on every connection: that made an info line each."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    app = make_app()
+    async with running(app) as test:
+        raw = await connect(test)
+        await raw.handshake()
+        await raw.send(b"".join(raw.notify(f"svc.gone{i}") for i in range(5)))
+        await raw.send(raw.request("svc.echo", b"1"))  # answered after the notifies
+        assert (await raw.message()).data == b"1"
+        lines = [r for r in caplog.records if "notify to unknown route" in r.getMessage()]
+        assert [r.levelno for r in lines] == [logging.INFO] + [logging.DEBUG] * 4
+        app.unknown_routes._last = -100.0  # 10 s later
+        await raw.send(raw.notify("svc.gone5") + raw.request("svc.echo", b"2"))
+        assert (await raw.message()).data == b"2"
+        last = [r for r in caplog.records if "notify to unknown route" in r.getMessage()][-1]
+        assert last.levelno == logging.INFO
+        assert last.getMessage() == (
+            "[s1] session 1: notify to unknown route svc.gone5 "
+            "(4 more since the last such line, not logged)"
+        )
+
+
 async def test_the_pending_queue_holds_exactly_max_pending_requests() -> None:
     app = make_app(max_pending_requests=2)
     async with running(app) as test:
