@@ -13,11 +13,12 @@ Handshake and heartbeat are per connection, so they live in the session actor (o
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from actors.actor import Actor
-from actors.logs import ServerLog
+from actors.logs import ServerLog, Throttle
 from actors.sessions.actor import SessionActor
 from actors.sessions.messages import ConnectionEvents
 from transport.acceptor import Acceptor, Connection, ConnectionHandler
@@ -57,6 +58,9 @@ class Gateway(Actor):
         self.app = app
         self.accepting = False
         self.log = ServerLog(log, app.server_id)
+        self.refusals = Throttle()
+        """Refused sockets come in floods (a server at its limit is when they come): one
+        line per 10 s at warning, with the count of the others, each at debug."""
 
     async def on_listen(self, msg: Listen) -> tuple[str, int]:
         """Open the listener; the asker (App.start) gets the bind error, if any, as is."""
@@ -84,11 +88,15 @@ class Gateway(Actor):
         if self.accepting and app.connection_count + opening < app.config.max_connections:
             return True
         app.stats.refused_connections += 1
-        self.log.warning(
-            "refusing a %s connection at accept (limit %s reached, %s still opening, or stopping)",
+        more = self.refusals.allow(time.monotonic())
+        self.log.log(
+            logging.DEBUG if more is None else logging.WARNING,
+            "refusing a %s connection at accept (limit %s reached, %s still opening, or "
+            "stopping)%s",
             self.acceptor.kind,
             app.config.max_connections,
             opening,
+            more or "",
         )
         return False
 
@@ -96,11 +104,14 @@ class Gateway(Actor):
         app = self.app
         if not self.accepting or app.connection_count >= app.config.max_connections:
             app.stats.refused_connections += 1
-            self.log.warning(
-                "refusing %s connection from %s (limit %s reached or stopping)",
+            more = self.refusals.allow(time.monotonic())
+            self.log.log(
+                logging.DEBUG if more is None else logging.WARNING,
+                "refusing %s connection from %s (limit %s reached or stopping)%s",
                 connection.kind,
                 connection.remote_address,
                 app.config.max_connections,
+                more or "",
             )
             connection.abort()
             return _Refused()

@@ -211,6 +211,30 @@ async def test_admit_refuses_everything_when_not_accepting(
     ]
 
 
+async def test_refusals_are_logged_at_warning_once_per_10_s_each_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server at its limit is when a flood of connections comes: each refused socket
+    wrote a warning, as fast as a peer could connect."""
+    caplog.set_level(logging.DEBUG, logger="actors.gateway")
+    listener = FakeListener()
+    app = host(listener, limit=1, connected=1)
+    async with ActorSystem() as system:
+        _, gateway = await listening(system, listener, app)
+        for _ in range(4):
+            assert gateway._admit() is False
+        for _ in range(2):
+            assert isinstance(gateway._on_connection(FakeConnection()), _Refused)  # type: ignore[arg-type]
+        assert app.stats.refused_connections == 6  # every one counted
+        refusals = [r for r in caplog.records if "refusing" in r.getMessage()]
+        assert [r.levelno for r in refusals] == [logging.WARNING] + [logging.DEBUG] * 5
+        gateway.refusals._last = -100.0  # 10 s later
+        assert gateway._admit() is False
+        last = [r for r in caplog.records if "refusing" in r.getMessage()][-1]
+        assert last.levelno == logging.WARNING
+        assert last.getMessage().endswith("(5 more since the last such line, not logged)")
+
+
 # -- handing a connection over ---------------------------------------------------------------
 
 
