@@ -31,6 +31,7 @@ places that know these bodies (through ``actors.cluster.codec``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -61,7 +62,7 @@ from actors.cluster.codec import (
 from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.session_events import CLOSE
 from actors.errors import BadRequest, InternalError, UserNotHere
-from actors.logs import ServerLog
+from actors.logs import ServerLog, Throttle
 from actors.session import KickSession, PushToClient, SendFrame
 
 if TYPE_CHECKING:
@@ -326,6 +327,9 @@ class ControlHandler:
         self.backend_session = backend_session
         self.handshakes = handshakes if handshakes is not None else HandshakeCache()
         """Backends: the handshakes of the sessions served (``actors.cluster.handshakes``)."""
+        self.unanswered_failures = Throttle()
+        """Failed controls nobody waits for are logged at warning once per 10 s (each at
+        debug): a push to a session that just closed is common, and a peer may flood."""
 
     def on_request(
         self,
@@ -385,7 +389,14 @@ class ControlHandler:
         if respond is not None:
             respond(encode_error(exc))
         else:
-            self.log.warning("%s failed: %s", route, exc)
+            more = self.unanswered_failures.allow(time.monotonic())
+            self.log.log(
+                logging.DEBUG if more is None else logging.WARNING,
+                "%s failed: %s%s",
+                route,
+                exc,
+                more or "",
+            )
         if finished is not None:
             finished(exc)
 

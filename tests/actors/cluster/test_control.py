@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -11,6 +12,7 @@ from actors.cluster.control import (
     CONTROL_ROUTES,
     GO_CONTROL_ROUTES,
     Control,
+    ControlHandler,
     HandshakeGet,
     SessionBind,
     SessionData,
@@ -23,7 +25,9 @@ from actors.cluster.control import (
     control_route,
     decode_control,
 )
-from actors.errors import BadRequest
+from actors.cluster.session_events import RemoteSessionEvents
+from actors.errors import BadRequest, InternalError
+from actors.sessions.registry import SessionRegistry
 from transport.protos import pitaya_pb2 as pb
 
 CASES: list[tuple[Control, str]] = [
@@ -101,3 +105,34 @@ def test_malformed_controls_raise() -> None:
     target = SessionSnapshot(1, "", "")
     with pytest.raises(CodecError, match="not UTF-8"):
         decode_control("pysys.kick", RpcRequest(USER, "pysys.kick", b"\xff", target))
+
+
+def test_failed_controls_nobody_waits_for_are_logged_at_warning_once_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A push or kick sent without a reply subject, to a session gone meanwhile (a room
+    pushing to a member who just left), or a peer's flood of them: a warning each."""
+    caplog.set_level(logging.DEBUG, logger="actors.cluster.control")
+    handler = ControlHandler(
+        server_id="front-1",
+        sessions=SessionRegistry(),
+        encode_push_packet=lambda route, data: b"",
+        session_events=RemoteSessionEvents(),
+        backend_session=lambda snapshot, read_only: None,  # type: ignore[arg-type,return-value]
+    )
+    finished: list[BaseException | None] = []
+    for sid in range(5):
+        request = control_request(SessionPush(sid, None, "onMsg", b"{}"), notify=True)
+        assert handler.on_request("pysys.push", request, None, finished.append) is None
+    assert [type(error) for error in finished] == [InternalError] * 5  # each one told
+    lines = [r for r in caplog.records if "pysys.push failed" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING] + [logging.DEBUG] * 4
+    handler.unanswered_failures._last = -100.0  # 10 s later
+    request = control_request(SessionKick(9, None, "bye"), notify=True)
+    handler.on_request("pysys.kick", request, None)
+    last = caplog.records[-1]
+    assert last.levelno == logging.WARNING
+    assert last.getMessage() == (
+        "[front-1] pysys.kick failed: PIT-500: session 9 not found on front-1 "
+        "(4 more since the last such line, not logged)"
+    )
