@@ -53,7 +53,7 @@ from nats.aio.msg import Msg
 
 from transport.credentials import mask_url, mask_urls_in
 from transport.errors import TransportError
-from transport.logs import ServerLog
+from transport.logs import ServerLog, Throttle
 from transport.nats_client import LeanClient
 from transport.nats_replies import OnAnswer, PendingReplies
 from transport.undo import undo_fully
@@ -184,6 +184,9 @@ class NatsPipe:
         """This outage's refusal was logged (once: the attempts repeat twice a second)."""
         self._summarised_at = 0.0
         """When this outage was last told (its start, or the last summary)."""
+        self._unanswerable = Throttle()
+        """Messages whose reply subject is not UTF-8 (a peer may name any bytes, and the
+        server relays them): dropped, logged once per 10 s."""
         self.on_closed: Callable[[str], None] | None = None
         """Called, with the cause, when the connection is closed for good without
         :meth:`close` (nats-py gives up on a connection the server sent an error on: it
@@ -313,6 +316,14 @@ class NatsPipe:
         except nats.errors.Error as exc:
             self.log.warning("publish to %s failed: %s", subject, exc)
 
+    def _drop_unanswerable(self) -> None:
+        more = self._unanswerable.allow(time.monotonic())
+        self.log.log(
+            logging.DEBUG if more is None else logging.WARNING,
+            "dropped a message whose reply subject is not UTF-8%s",
+            more or "",
+        )
+
     def answer_to(self, subject: str, payload: bytes) -> None:
         """:meth:`publish` to the reply subject of a message NATS delivered (a request's
         answer): valid by construction, so it is not checked again."""
@@ -416,7 +427,9 @@ class NatsPipe:
 
         sub = await nc.subscribe(subject, cb=deliver)
         if self._lean is not None:
-            self._lean.deliver_directly(sub, partial(_deliver_directly, on_message))
+            self._lean.deliver_directly(
+                sub, partial(_deliver_directly, on_message, self._drop_unanswerable)
+            )
         return sub
 
     async def subscribe_group(self, key: str, subjects: list[str], on_message: OnMessage) -> None:
@@ -575,17 +588,33 @@ def _no_responders(subject: str) -> NatsError:
 def _answered_directly(
     replies: PendingReplies, subject: bytes, _reply: bytes, data: bytes, headers: bytes | None
 ) -> None:
-    """An answer, straight from the parser (``LeanClient.deliver_directly``)."""
+    """An answer, straight from the parser (``LeanClient.deliver_directly``). Any peer may
+    publish on the inbox, in any bytes: a subject that is not UTF-8 is no token of ours
+    (those are hex), so it matches no request."""
+    token = subject.decode(errors="replace")
     if headers and headers.startswith(_NO_RESPONDERS_LINE):
-        replies.resolve(subject.decode(), None, _no_responders)
+        replies.resolve(token, None, _no_responders)
     else:
-        replies.resolve(subject.decode(), data)
+        replies.resolve(token, data)
 
 
 def _deliver_directly(
-    on_message: OnMessage, _subject: bytes, reply: bytes, data: bytes, _headers: bytes | None
+    on_message: OnMessage,
+    unanswerable: Callable[[], None],
+    _subject: bytes,
+    reply: bytes,
+    data: bytes,
+    _headers: bytes | None,
 ) -> None:
-    on_message(data, reply.decode() if reply else None)
+    if not reply:
+        on_message(data, None)
+        return
+    try:
+        subject = reply.decode()
+    except UnicodeDecodeError:
+        unanswerable()  # no answer could be sent to it: dropped
+        return
+    on_message(data, subject)
 
 
 def _request_error(exc: nats.errors.Error) -> NatsError:

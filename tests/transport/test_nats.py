@@ -4,6 +4,7 @@ subscription groups, failures as typed errors."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -121,3 +122,49 @@ async def test_an_unreachable_server_and_a_closed_pipe_fail_typed() -> None:
     pipe.publish("x", b"")  # dropped while down, never raises
     await pipe.publish_now("x", b"")
     await pipe.close()  # never connected: nothing to do
+
+
+async def _hostile_peer(url: str, commands: bytes) -> None:
+    """Another NATS client, speaking the protocol by hand: what nats-py would refuse to
+    send, the server relays as it is."""
+    host, port = url.removeprefix("nats://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await reader.readline()  # INFO
+        writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n')
+        writer.write(commands + b"PING\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readline(), 5) == b"PONG\r\n"
+    finally:
+        writer.close()
+
+
+async def test_a_reply_subject_that_is_not_utf8_drops_its_message_with_one_line(
+    pipe: NatsPipe, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer may name any bytes as the reply subject: the server relays them. Such a
+    message cannot be answered; it is dropped, the others are delivered, and a flood of
+    them writes no traceback per message."""
+    got: list[tuple[bytes, str | None]] = []
+    arrived = asyncio.Event()
+
+    def record(data: bytes, reply: str | None) -> None:
+        got.append((data, reply))
+        if data == b"last":
+            arrived.set()
+
+    await pipe.subscribe("hostile", record)
+    await pipe.flush(1)
+    bad = b"".join(b"PUB hostile \xffbad.%d 3\r\nbad\r\n" % i for i in range(5))
+    with_headers = b"HPUB hostile \xfe.reply 12 15\r\nNATS/1.0\r\n\r\nbad\r\n"
+    good = b"PUB hostile ok.reply 2\r\nok\r\nPUB hostile 4\r\nlast\r\n"
+    assert pipe._replies is not None  # answers to no request of ours, on our inbox
+    inbox = pipe._replies.prefix.encode()
+    stray = b"PUB %s\xff 3\r\nbad\r\nPUB %sffff 3\r\nbad\r\n" % (inbox, inbox)
+    await _hostile_peer(nats_server.url, bad + with_headers + stray + good)
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert got == [(b"ok", "ok.reply"), (b"last", None)]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    lines = [r for r in caplog.records if "reply subject" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING]
+    assert pipe.connected
