@@ -37,7 +37,6 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -57,6 +56,10 @@ MAX_REQUEST_HEAD = 16 * 1024
 """Largest request line plus headers the endpoint reads; scrapers send a few hundred bytes."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a scraper has to send its request before the connection is dropped."""
+RESPONSE_TIMEOUT = 10.0
+"""Seconds a scraper has to read the answer (once it no longer fits the socket's buffers),
+and the connection to close, before it is dropped: a peer that never reads would otherwise
+hold its connection and a rendered exposition for as long as it liked."""
 
 
 class _Declared:
@@ -235,16 +238,21 @@ class PrometheusReporter:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
             writer.write(self.respond(head))
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), RESPONSE_TIMEOUT)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.LimitOverrunError:
             writer.write(_response(431, "text/plain", b"request header too large\n"))
         finally:
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            writer.close()  # after what is still buffered is sent: within the timeout too
+            try:
+                await asyncio.wait_for(writer.wait_closed(), RESPONSE_TIMEOUT)
+            except TimeoutError:
+                writer.transport.abort()
+            except ConnectionError:
+                pass
+            finally:
+                self._writers.discard(writer)
 
     def respond(self, head: bytes) -> bytes:
         """The whole HTTP response to one request head (request line plus headers)."""

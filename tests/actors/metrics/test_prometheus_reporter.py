@@ -378,3 +378,41 @@ async def test_a_start_cancelled_once_bound_leaves_no_listening_port(
     assert port_is_free(port)
     await metrics.stop()  # what the start-up's undo calls: nothing left to do
     assert port_is_free(port)
+
+
+async def test_a_scraper_that_never_reads_its_answer_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its answer waited in the socket's buffer for good, and its connection with it: a few
+    such peers held a rendered exposition each, for as long as they liked."""
+    import actors.metrics.prometheus_reporter as module
+
+    monkeypatch.setattr(module, "RESPONSE_TIMEOUT", 0.2, raising=False)
+    large = b"# a large exposition\n" * (2 * 1024 * 1024)  # 42 MiB: more than socket buffers
+    monkeypatch.setattr(module, "render", lambda registry: large)
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, process_metrics=False)
+    await prometheus.start()
+    stalled = socket.socket()
+    try:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(prometheus.address)
+        stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        async def until(condition: Any) -> None:
+            for _ in range(500):  # polled every 10 ms, for 5 s at the most
+                if condition():
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("condition never held")
+
+        def held() -> int:
+            return sum(w.transport.get_write_buffer_size() for w in prometheus._writers)
+
+        await until(lambda: held() > 0)  # answered, and the answer is stuck
+        await until(lambda: not prometheus._writers)  # given up on: it holds nothing more
+        # The endpoint serves the others all along.
+        monkeypatch.setattr(module, "render", render)
+        assert (await http_get(prometheus.address)).startswith(b"HTTP/1.1 200 ")
+    finally:
+        stalled.close()
+        await asyncio.wait_for(prometheus.stop(), 5)
