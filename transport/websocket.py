@@ -38,6 +38,7 @@ import asyncio
 import http
 import logging
 import ssl as ssl_module
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ from websockets.server import ServerProtocol
 
 from transport.acceptor import ConnectionFactory, ConnectionLimits
 from transport.listener import DEFAULT_LIMITS, BufferedConnection, Listener
+from transport.logs import Throttle
 from transport.partial import PartialBudget, PartialHold
 from transport.stats import AcceptorStats
 
@@ -100,6 +102,7 @@ class WebSocketConnection(BufferedConnection):
         "_open_timer",
         "_partial",
         "_partial_budget",
+        "_peer_faults",
         "_ws",
     )
 
@@ -113,8 +116,12 @@ class WebSocketConnection(BufferedConnection):
         max_frame_size: int,
         http_handler: HttpHandler | None,
         partial_budget: PartialBudget | None = None,
+        peer_faults: Throttle | None = None,
     ) -> None:
         super().__init__(on_connection, limits, stats, loop)
+        self._peer_faults = peer_faults if peer_faults is not None else Throttle()
+        """How often a line about a peer's doing reaches info (see :meth:`_tell`): the
+        acceptor's, shared by its connections."""
         self._partial_budget = partial_budget
         self._partial: PartialHold | None = None
         """What this peer holds of ``partial_budget``: its unfinished frame and message."""
@@ -189,9 +196,7 @@ class WebSocketConnection(BufferedConnection):
         if handshaking and output == [SEND_EOF] and ws.handshake_exc is not None:
             # websockets drops a request it cannot parse without a word; answer it.
             reply = ws.reject(http.HTTPStatus.BAD_REQUEST, "Invalid HTTP request.\n")
-            self._log.info(
-                "ws peer %s sent an invalid HTTP request: %s", self._peer, ws.handshake_exc
-            )
+            self._tell("ws peer %s sent an invalid HTTP request: %s", self._peer, ws.handshake_exc)
             output = [reply.serialize(), SEND_EOF]
         self._queue_output(output)
         for event in events:
@@ -204,7 +209,7 @@ class WebSocketConnection(BufferedConnection):
             # the connection and queued a close frame): nothing more may be written.
             self._closed = True
             if ws.parser_exc is not None:
-                self._log.info("ws peer %s failed the connection: %s", self._peer, ws.parser_exc)
+                self._tell("ws peer %s failed the connection: %s", self._peer, ws.parser_exc)
         partial = self._partial
         if partial is not None:
             fragments = self._fragments
@@ -246,7 +251,7 @@ class WebSocketConnection(BufferedConnection):
             self._fragment_count += 1
             if self._fragment_count > self._max_fragments:
                 self._fragments = None
-                self._log.info(
+                self._tell(
                     "ws peer %s sent a message in more than %d frames",
                     self._peer,
                     self._max_fragments,
@@ -263,7 +268,7 @@ class WebSocketConnection(BufferedConnection):
             try:
                 message.decode("utf-8")
             except UnicodeDecodeError as exc:
-                self._log.info("ws peer %s sent a text frame that is not UTF-8", self._peer)
+                self._tell("ws peer %s sent a text frame that is not UTF-8", self._peer)
                 self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
                 return
         self._deliver(message)
@@ -283,7 +288,7 @@ class WebSocketConnection(BufferedConnection):
             # Bytes pipelined after the request were no WebSocket frames: the state machine
             # already failed the connection and queued its end; answering now would crash it.
             self._cancel_open_timer()
-            self._log.info("ws peer %s sent garbage after its HTTP request", self._peer)
+            self._tell("ws peer %s sent garbage after its HTTP request", self._peer)
             return
         response: Response | None = None
         if (
@@ -300,7 +305,7 @@ class WebSocketConnection(BufferedConnection):
         if ws.state is OPEN:
             self._open()
         else:
-            self._log.info(
+            self._tell(
                 "ws peer %s: %s %s answered %d",
                 self._peer,
                 request.method,
@@ -308,10 +313,19 @@ class WebSocketConnection(BufferedConnection):
                 response.status_code,
             )
 
+    def _tell(self, message: str, *args: object) -> None:
+        """A line about what a peer did (a bad request, a failed frame, a page served): any
+        peer can, as often as it connects, so at info once per 10 s per acceptor (with how
+        many were not), each one at debug."""
+        more = self._peer_faults.allow(time.monotonic())
+        self._log.log(
+            logging.DEBUG if more is None else logging.INFO, message + "%s", *args, more or ""
+        )
+
     def _open_expired(self) -> None:
         self._open_timer = None
         if self._ws.state is CONNECTING and not self._lost:
-            self._log.info(
+            self._tell(
                 "ws peer %s did not complete the upgrade within %ss of its accept; aborting it",
                 self._peer,
                 self._limits.open_timeout,
@@ -386,6 +400,8 @@ class WebSocketAcceptor(Listener):
         self._max_frame_size = max_frame_size
         self._http_handler = http_handler
         self._partial_budget = partial_budget
+        self._peer_faults = Throttle()
+        """Lines about what peers did, at info once per 10 s (``WebSocketConnection._tell``)."""
 
     _logger = logger
 
@@ -404,4 +420,5 @@ class WebSocketAcceptor(Listener):
             max_frame_size=self._max_frame_size,
             http_handler=self._http_handler,
             partial_budget=self._partial_budget,
+            peer_faults=self._peer_faults,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -401,3 +402,28 @@ async def test_unfinished_frames_and_messages_count_in_the_server_budget() -> No
         for writer in (hoarder, fragmenter, third):
             await close_writer(writer)
         await until(lambda: budget.held == 0)
+
+
+async def test_what_peers_do_wrong_is_logged_at_info_once_per_10_s_each_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any peer may send a bad request, a plain GET or an upgrade it never finishes, as
+    often as it connects: that made an info line per connection."""
+    caplog.set_level(logging.DEBUG, logger="transport.websocket")
+    acceptor = WebSocketAcceptor(HOST, 0)
+    async with running(acceptor, Hub()) as (_, port):
+        for _ in range(3):
+            response = await raw_http(port, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert response.startswith(b"HTTP/1.1 426 ")
+        for _ in range(2):
+            garbage = await raw_http(port, b"\x16\x03\x01 not http at all\r\n\r\n")
+            assert garbage.startswith(b"HTTP/1.1 400 ")
+        told = [r for r in caplog.records if "ws peer" in r.getMessage()]
+        assert [r.levelno for r in told] == [logging.INFO] + [logging.DEBUG] * 4
+        acceptor._peer_faults._last = -100.0  # 10 s later
+        await raw_http(port, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        last = [r for r in caplog.records if "ws peer" in r.getMessage()][-1]
+        assert last.levelno == logging.INFO
+        assert last.getMessage().endswith(
+            "answered 426 (4 more since the last such line, not logged)"
+        )
