@@ -306,7 +306,7 @@ class WebSocketConnection(BufferedConnection):
             self._open()
         else:
             self._tell(
-                "ws peer %s: %s %s answered %d",
+                "ws peer %s: %s %r answered %d",
                 self._peer,
                 request.method,
                 request.path,
@@ -343,7 +343,7 @@ class WebSocketConnection(BufferedConnection):
             reply = self._http_handler(request.path)
         except Exception:
             self._log.exception(
-                "http handler failed for ws peer %s on %s", self._peer, request.path
+                "http handler failed for ws peer %s on %r", self._peer, request.path
             )
             return self._ws.reject(http.HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error.\n")
         if reply is None:

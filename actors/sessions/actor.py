@@ -394,7 +394,7 @@ class SessionActor(Actor):
             more = self.app.unknown_routes.allow(self.clock())
             self.log.log(
                 logging.DEBUG if more is None else logging.INFO,
-                "session %s: notify to unknown route %s%s",
+                "session %s: notify to unknown route %r%s",
                 self.session.id,
                 message.route,
                 more or "",

@@ -425,5 +425,5 @@ async def test_what_peers_do_wrong_is_logged_at_info_once_per_10_s_each_at_debug
         last = [r for r in caplog.records if "ws peer" in r.getMessage()][-1]
         assert last.levelno == logging.INFO
         assert last.getMessage().endswith(
-            "answered 426 (4 more since the last such line, not logged)"
+            "/x' answered 426 (4 more since the last such line, not logged)"
         )

@@ -366,7 +366,7 @@ async def test_an_unknown_route_waits_its_turn_and_names_the_route(
         assert second.id == 2
         assert error_of(second) == ErrorBody("PIT-404", "route not found", {"route": "svc.nope"})
         await until(lambda: any("unknown route" in r.getMessage() for r in caplog.records))
-        assert logged(caplog, "[s1] session 1: notify to unknown route svc.gone").levelno == (
+        assert logged(caplog, "[s1] session 1: notify to unknown route 'svc.gone'").levelno == (
             logging.INFO
         )
 
@@ -392,9 +392,27 @@ async def test_notifies_to_unknown_routes_are_logged_at_info_once_per_10_s_each_
         last = [r for r in caplog.records if "notify to unknown route" in r.getMessage()][-1]
         assert last.levelno == logging.INFO
         assert last.getMessage() == (
-            "[s1] session 1: notify to unknown route svc.gone5 "
+            "[s1] session 1: notify to unknown route 'svc.gone5' "
             "(4 more since the last such line, not logged)"
         )
+
+
+async def test_a_route_with_a_line_break_cannot_forge_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The route is the client's text: logged quoted, its line breaks escaped, so it cannot
+    end the line and write one that looks like the server's own."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    app = make_app()
+    async with running(app) as test:
+        raw = await connect(test)
+        await raw.handshake()
+        forged = "svc.x\n2026-12-07 12:00:00 ERROR actors.app [s1] database is gone"
+        await raw.send(raw.notify(forged) + raw.request("svc.echo", b"1"))
+        assert (await raw.message()).data == b"1"
+        (line,) = [r.getMessage() for r in caplog.records if "unknown route" in r.getMessage()]
+        assert "\n" not in line
+        assert line == f"[s1] session 1: notify to unknown route {forged!r}"
 
 
 async def test_the_pending_queue_holds_exactly_max_pending_requests() -> None:
