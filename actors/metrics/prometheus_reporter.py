@@ -56,6 +56,11 @@ MAX_REQUEST_HEAD = 16 * 1024
 """Largest request line plus headers the endpoint reads; scrapers send a few hundred bytes."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a scraper has to send its request before the connection is dropped."""
+MAX_SCRAPE_CONNECTIONS = 64
+"""Scrape connections open at once (a Prometheus server opens one at a time); past it a new
+one is closed at once, unread. The process's file descriptors are the game
+server's too: a peer that opened connections to this port without end would take them
+from the clients."""
 RESPONSE_TIMEOUT = 10.0
 """Seconds a scraper has to read the answer (once it no longer fits the socket's buffers),
 and the connection to close, before it is dropped: a peer that never reads would otherwise
@@ -234,6 +239,14 @@ class PrometheusReporter:
         await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._writers) >= MAX_SCRAPE_CONNECTIONS:
+            # Closed unread, so a reset (an answer could be lost to it anyway): the
+            # scraper reports a failed scrape, and the next one is served.
+            self.log.debug(
+                "prometheus endpoint: %d connections open, refusing one", len(self._writers)
+            )
+            writer.transport.abort()
+            return
         self._writers.add(writer)
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)

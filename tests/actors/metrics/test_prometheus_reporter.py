@@ -416,3 +416,36 @@ async def test_a_scraper_that_never_reads_its_answer_is_dropped(
     finally:
         stalled.close()
         await asyncio.wait_for(prometheus.stop(), 5)
+
+
+async def test_connections_past_the_limit_are_closed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each open connection holds a file descriptor of the game server's process, for up to
+    REQUEST_TIMEOUT: a peer opening them without end would take them from the clients."""
+    import actors.metrics.prometheus_reporter as module
+    from tests.reliability.support import until
+
+    monkeypatch.setattr(module, "MAX_SCRAPE_CONNECTIONS", 3, raising=False)
+    prometheus = PrometheusReporter(host="127.0.0.1", port=0, process_metrics=False)
+    await prometheus.start()
+    idle = [await asyncio.open_connection(*prometheus.address) for _ in range(3)]
+    try:
+        await until(lambda: len(prometheus._writers) == 3)
+        reader, writer = await asyncio.open_connection(*prometheus.address)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            refused = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionResetError:
+            refused = b""
+        assert refused == b""  # closed at once, unanswered
+        writer.close()
+        assert len(prometheus._writers) == 3  # the refused one was never held
+        _, writer = idle.pop()
+        writer.close()
+        await until(lambda: len(prometheus._writers) == 2)
+        assert (await http_get(prometheus.address)).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for _, writer in idle:
+            writer.close()
+        await asyncio.wait_for(prometheus.stop(), 5)
