@@ -13,6 +13,8 @@ Installed with the package (entry point ``pytest11``), so a test file needs noth
 - An ``async def`` test that no other plugin runs (pytest-asyncio in auto mode or with its
   marker, anyio, trio) runs here, on a fresh event loop per test. With pytest-asyncio
   running a test, the fixtures below use its loop, so both kinds of test mix freely.
+- ``async def`` fixtures of such a test (``async with TestClient(app) as client: yield
+  client``) run in its loop too; they must be function-scoped (a new loop per test).
 - ``actor_system``: an :class:`~actors.system.ActorSystem`, shut down after the test.
 - ``test_client``: ``await test_client(app, **options)`` starts ``app`` the first time it
   sees it (an in-memory acceptor, see :class:`actors.testing.TestClient`) and returns a new
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -64,11 +66,82 @@ def _ours(item: pytest.Item) -> bool:
     )
 
 
+_TEST = pytest.StashKey["pytest.Item"]()
+"""The test being set up or run: the one whose fixtures are being made."""
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.config.stash[_TEST] = item
     # Set up the loop before the test's fixtures, so it is torn down after them.
     if isinstance(item, pytest.Function) and _ours(item) and _RUNNER not in item.fixturenames:
         item.fixturenames.insert(0, _RUNNER)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Iterator[Any]:
+    """Run the ``async def`` fixtures of the tests this plugin runs, in the test's loop.
+
+    Last of the plugins' wrappers, so a fixture another plugin runs (pytest-asyncio's in
+    auto mode or with its decorator, anyio's) no longer looks async here and is left alone.
+    """
+    function = fixturedef.func
+    is_async = inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+    test = request.config.stash.get(_TEST, None)
+    if not is_async or test is None or not _ours(test):
+        return (yield)
+    if fixturedef.scope != "function":
+        pytest.fail(
+            f"async fixture {fixturedef.argname!r} has scope {fixturedef.scope!r}: "
+            "the async fixtures of pitaya-actors' tests run in the test's own event loop "
+            "(a new one per test), so they must be function-scoped. Make it a function "
+            "fixture, or run the tests with pytest-asyncio and its loop_scope.",
+            pytrace=False,
+        )
+    runner = cast(asyncio.Runner, request.getfixturevalue(_RUNNER))
+    with pytest.MonkeyPatch.context() as patch:  # pytest calls fixturedef.func
+        patch.setattr(fixturedef, "func", _in_loop(function, runner, request))
+        return (yield)
+
+
+def _in_loop(
+    function: Callable[..., Any], runner: asyncio.Runner, request: pytest.FixtureRequest
+) -> Callable[..., Any]:
+    """A synchronous fixture function that runs the async one ``function`` in ``runner``."""
+    instance, bound_to = request.instance, getattr(function, "__self__", None)
+    if instance is not None and bound_to is not None and isinstance(instance, type(bound_to)):
+        # A fixture of the test's class: pytest binds it to the test's own instance.
+        function = function.__func__.__get__(instance)  # type: ignore[attr-defined]
+    name = request.fixturename
+
+    if not inspect.isasyncgenfunction(function):
+
+        def value(**kwargs: Any) -> Any:
+            return runner.run(function(**kwargs))
+
+        return value
+
+    async def setup(steps: AsyncIterator[Any]) -> Any:
+        try:
+            return await anext(steps)
+        except StopAsyncIteration:
+            raise ValueError(f"async fixture {name!r} did not yield a value") from None
+
+    async def teardown(steps: AsyncIterator[Any]) -> None:
+        try:
+            await anext(steps)
+        except StopAsyncIteration:
+            return
+        raise ValueError(f"async fixture {name!r} yields more than once")
+
+    def generator(**kwargs: Any) -> Iterator[Any]:
+        steps = function(**kwargs)
+        yield runner.run(setup(steps))
+        runner.run(teardown(steps))
+
+    return generator
 
 
 @pytest.hookimpl(wrapper=True)

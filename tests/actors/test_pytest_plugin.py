@@ -193,6 +193,96 @@ async def test_two():
     result.assert_outcomes(passed=2)
 
 
+ASYNC_FIXTURES = """
+import asyncio
+
+import pytest
+
+from actors.app import App
+from actors.handler import Handler, handler
+from actors.session import Session
+from actors.testing import TestClient
+
+EVENTS = []
+
+
+class Echo(Handler):
+    service = "echo"
+
+    @handler
+    def echo(self, session: Session, body: dict) -> dict:
+        return body
+
+
+@pytest.fixture
+async def app():
+    app = App(server_type="game", shutdown_timeout=0.1)
+    app.register(Echo)
+    EVENTS.append(("made", asyncio.get_running_loop()))
+    return app
+
+
+@pytest.fixture
+async def client(app):
+    async with TestClient(app) as client:
+        EVENTS.append(("started", asyncio.get_running_loop()))
+        yield client
+    EVENTS.append(("stopped", app.system.actor_count))
+
+
+async def test_a_server_started_by_a_fixture(client):
+    assert await client.request("echo.echo", {"a": 1}) == {"a": 1}
+    loop = asyncio.get_running_loop()
+    assert EVENTS == [("made", loop), ("started", loop)]
+
+
+class TestInAClass:
+    @pytest.fixture
+    async def doubled(self, client):
+        self.asked = True
+        return await client.request("echo.echo", {"b": 2})
+
+    async def test_a_method(self, doubled):
+        assert doubled == {"b": 2}
+        assert self.asked
+
+
+def test_the_fixtures_were_torn_down_in_the_loop():
+    assert [event for event in EVENTS if event[0] == "stopped"] == [("stopped", 0)] * 2
+"""
+
+WIDE_ASYNC_FIXTURE = """
+import pytest
+
+@pytest.fixture(scope="module")
+async def shared():
+    return 1
+
+async def test_uses_it(shared):
+    assert shared == 1
+"""
+
+
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "beside-pytest-asyncio"])
+def test_async_fixtures_run_in_the_tests_loop(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, alone: bool
+) -> None:
+    # A server a test needs is started by a fixture of its own, an async one; pytest-asyncio
+    # in its default (strict) mode leaves such a fixture to whoever runs the test.
+    pytester.makepyfile(test_fixtures=ASYNC_FIXTURES)
+    result = run_alone(pytester, monkeypatch) if alone else run(pytester)
+    result.assert_outcomes(passed=3)
+
+
+def test_an_async_fixture_wider_than_a_test_is_refused_with_a_reason(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_wide=WIDE_ASYNC_FIXTURE)
+    result = run_alone(pytester, monkeypatch)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*async fixture 'shared' has scope 'module'*"])
+
+
 async def test_the_fixtures_in_this_suite_share_its_loop(
     actor_system: ActorSystem, test_client: TestClientFactory
 ) -> None:
