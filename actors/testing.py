@@ -127,7 +127,7 @@ class TestClient(_Clients):
         async with test as ann:
             bob = await test.connect(handshake_user={"name": "bob"})
             await ann.request("room.join", {"name": "ann"})
-            push = await anext(aiter(bob.pushes()))
+            push = await bob.next_push("onJoin")  # fails in time if none comes
 
     ``options`` are :meth:`Client.over`'s (``serializer``, ``handshake_user``,
     ``request_timeout``, ``push_types`` ...), for every client; ``connect`` may override them.

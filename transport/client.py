@@ -34,7 +34,13 @@ from typing import Any
 import websockets.exceptions
 
 from transport.client_channels import CLOSE_TIMEOUT, Channel, open_channel
-from transport.client_errors import HandshakeRejected, RequestError, RequestTimeout, request_error
+from transport.client_errors import (
+    HandshakeRejected,
+    PushTimeout,
+    RequestError,
+    RequestTimeout,
+    request_error,
+)
 from transport.client_pushes import Push, PushDispatcher, decode_body
 from transport.connection import (
     ClientConnection,
@@ -56,6 +62,7 @@ __all__ = [
     "Client",
     "HandshakeRejected",
     "Push",
+    "PushTimeout",
     "RequestError",
     "RequestTimeout",
 ]
@@ -309,6 +316,27 @@ class Client:
         ``connect`` and the first iteration. Several iterators share one buffer.
         """
         return self._pushes.iterate()
+
+    async def next_push(self, route: str | None = None, *, timeout: float | None = None) -> Push:
+        """The next push on ``route`` (on any route if None), waiting up to ``timeout``
+        seconds (default: the request timeout); pushes on other routes stay for later.
+
+        For tests: ``assert await client.next_push("onJoin") == Push("onJoin", {...})``.
+        Raises :class:`PushTimeout` naming the routes that came instead, and
+        :class:`ConnectionClosed` (with the reason: kicked ...) once the connection is
+        closed with no such push left.
+        """
+        seconds = self._request_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(seconds):
+                push = await self._pushes.take(route)
+        except TimeoutError:
+            wanted = "no push" if route is None else f"no push on {route!r}"
+            came = ", ".join(self._pushes.routes()) or "none"
+            raise PushTimeout(f"{wanted} within {seconds:g} s (pushes waiting: {came})") from None
+        if push is None:
+            raise self._closed_error()
+        return push
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from transport.errorbody import ErrorBody
 from transport.errors import SerializationError, TransportError
 from transport.serializers import Serializer
 
-__all__ = ["HandshakeRejected", "RequestError", "RequestTimeout", "request_error"]
+__all__ = ["HandshakeRejected", "PushTimeout", "RequestError", "RequestTimeout", "request_error"]
 
 
 class RequestError(Exception):
@@ -29,6 +29,11 @@ class RequestError(Exception):
 
 class RequestTimeout(RequestError):
     """No response in time; code ``PIT-504`` as in Pitaya's Go client."""
+
+
+class PushTimeout(TimeoutError):
+    """:meth:`~transport.client.Client.next_push` saw no push of its route in time; the
+    message names the routes of the pushes that came meanwhile (left for later)."""
 
 
 class HandshakeRejected(TransportError):

@@ -78,6 +78,23 @@ class PushDispatcher:
         self._closed = True
         self._ready.set()
 
+    def routes(self) -> list[str]:
+        """The routes of the buffered pushes, oldest first."""
+        return [push.route for push in self._buffer]
+
+    async def take(self, route: str | None) -> Push | None:
+        """The oldest buffered push on ``route`` (any route if None), waiting for one; the
+        others stay buffered. None once the connection is closed and none is left."""
+        while True:
+            for index, push in enumerate(self._buffer):
+                if route is None or push.route == route:
+                    del self._buffer[index]
+                    return push
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+
     async def iterate(self) -> AsyncIterator[Push]:
         while True:
             while self._buffer:

@@ -16,7 +16,14 @@ import trustme
 from websockets.asyncio.server import ServerConnection as WsServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
-from transport.client import Client, HandshakeRejected, Push, RequestError, RequestTimeout
+from transport.client import (
+    Client,
+    HandshakeRejected,
+    Push,
+    PushTimeout,
+    RequestError,
+    RequestTimeout,
+)
 from transport.connection import (
     HandshakeReceived,
     HeartbeatReceived,
@@ -322,6 +329,31 @@ async def test_iterator_ends_when_the_connection_closes(client: Client) -> None:
     await client.request("test.echo")  # the push arrived before this response
     await client.close()
     assert await asyncio.wait_for(task, 2) == [Push("test.onNotify", 1)]
+
+
+async def test_next_push_takes_the_first_of_its_route_and_leaves_the_others(
+    client: Client,
+) -> None:
+    await client.request("test.push", {"n": 1})
+    await client.notify("test.notify", "hello")
+    await client.request("test.echo")  # both pushes arrived before this response
+    assert await client.next_push("test.onNotify") == Push("test.onNotify", "hello")
+    assert await client.next_push() == Push("test.onPush", {"n": 1})
+
+
+async def test_next_push_gives_up_naming_the_route_and_the_pushes_that_came(
+    client: Client,
+) -> None:
+    await client.request("test.push", {"n": 1})
+    with pytest.raises(PushTimeout, match=r"no push on 'test.onGone' within 0.05 s.*test\.onPush"):
+        await client.next_push("test.onGone", timeout=0.05)
+    assert await client.next_push() == Push("test.onPush", {"n": 1})  # still there
+
+
+async def test_next_push_on_a_closed_connection_says_why(client: Client) -> None:
+    await client.notify("test.kick")
+    with pytest.raises(ConnectionClosed, match="kicked"):
+        await client.next_push("test.onPush")
 
 
 async def test_kick(client: Client) -> None:
