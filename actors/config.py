@@ -306,6 +306,18 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form options for modules and user code."""
 
+    def __post_init__(self) -> None:
+        # An option in seconds given as a Go duration ("10s", "1m30s"), as its PITAYA_
+        # variable may be: read the same way. Anything else is left to check_config.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in SECONDS or not isinstance(value, str):
+                continue
+            seconds = pitaya_env.duration_seconds(value)
+            whole = type(f.default) is int
+            if seconds is not None and (not whole or seconds == int(seconds)):
+                setattr(self, f.name, int(seconds) if whole else seconds)
+
     def __repr__(self) -> str:
         """Every option but the secrets: passwords and tokens left out, credentials in
         ``nats_url`` and ``worker_redis_url`` masked (a config may end up in a log line)."""

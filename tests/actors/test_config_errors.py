@@ -155,6 +155,20 @@ async def test_the_environment_is_checked_the_same_way(monkeypatch: pytest.Monke
         await app.start()
 
 
+def test_options_in_seconds_take_go_durations_in_code_as_in_the_environment() -> None:
+    config = App(heartbeat_interval="10s", rpc_timeout="500ms", etcd_lease_ttl="1m").config
+    assert (config.heartbeat_interval, config.rpc_timeout) == (10.0, 0.5)
+    assert config.etcd_lease_ttl == 60 and type(config.etcd_lease_ttl) is int
+    check_config(config)
+
+
+async def test_a_go_duration_an_option_cannot_hold_stops_the_start() -> None:
+    app = App(etcd_lease_ttl="1.5s")  # a whole number of seconds
+    with pytest.raises(ConfigError) as caught:
+        await app.start()
+    assert str(caught.value) == "etcd_lease_ttl must be a whole number > 0, not '1.5s'"
+
+
 async def test_zero_is_taken_where_it_means_something() -> None:
     app = App(heartbeat_interval=0, shutdown_timeout=0, drain_timeout=0, gc_threshold=0)
     app.listen_tcp("127.0.0.1", 0)
