@@ -271,12 +271,26 @@ class Remote(Handler):
 def check_service(handler_class: type[Handler], registered: list[type[Handler]], kind: str) -> None:
     """Refuse, when it is registered, a class that could not serve: one whose service name a
     class of ``registered`` has already (two actors cannot take one name: the server would
-    fail to start), or one without any route method."""
+    fail to start), one without any route method, or one whose service or method name has
+    a dot (no route could name it)."""
     name = handler_class.service_name()
+    split = "routes are [serverType.]service.method, split at the dots, so no route would reach it"
+    if "." in name:
+        raise ValueError(
+            f"{handler_class.__name__}'s service name {name!r} has a dot: {split} "
+            f"(name it {name.replace('.', '_')!r}, say)"
+        )
     if any(cls.service_name() == name for cls in registered):
         raise ValueError(f"a {kind} for service {name!r} is already registered")
-    if not handler_class.method_specs():
+    specs = handler_class.method_specs()
+    if not specs:
         raise ValueError(f"{handler_class.__name__} declares no @handler method")
+    for spec in specs.values():
+        if "." in spec.route_name:
+            raise ValueError(
+                f"{handler_class.__name__}.{spec.attribute} serves the method name "
+                f"{spec.route_name!r}, which has a dot: {split}"
+            )
 
 
 def _collect_specs(cls: type) -> dict[str, MethodSpec]:

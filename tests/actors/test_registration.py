@@ -102,3 +102,40 @@ async def test_a_handler_and_a_remote_may_share_a_service_name() -> None:
     app.register_remote(StatsRemote)
     async with app:  # their actors have different names: both start
         assert app.ready_now()
+
+
+@pytest.mark.parametrize("kind", ["handler", "remote"])
+def test_a_service_name_with_a_dot_is_refused_no_route_could_reach_it(kind: str) -> None:
+    # Routes are [serverType.]service.method split at the dots: "room.my.room.join" reads as
+    # service "my", method "room.join", and "my.room.join" as server type "my".
+    base: type[Handler] = Handler if kind == "handler" else Remote
+
+    class Dotted(base):  # type: ignore[valid-type, misc]
+        service = "my.room"
+
+        @handler
+        def join(self, session: Session) -> str:
+            return "joined"
+
+    app = App()
+    register = app.register if kind == "handler" else app.register_remote
+    with pytest.raises(ValueError) as caught:
+        register(Dotted)
+    assert str(caught.value) == (
+        "Dotted's service name 'my.room' has a dot: routes are [serverType.]service.method, "
+        "split at the dots, so no route would reach it (name it 'my_room', say)"
+    )
+
+
+def test_a_route_method_name_with_a_dot_is_refused() -> None:
+    class Lobby(Handler):
+        @handler(name="enter.now")
+        def enter(self, session: Session) -> str:
+            return "entered"
+
+    with pytest.raises(ValueError) as caught:
+        App().register(Lobby)
+    assert str(caught.value) == (
+        "Lobby.enter serves the method name 'enter.now', which has a dot: routes are "
+        "[serverType.]service.method, split at the dots, so no route would reach it"
+    )
