@@ -462,9 +462,20 @@ def check_config(config: Config) -> None:
     """Raise :class:`ConfigError` naming the first option that cannot work: a number of the
     wrong type, not finite, or out of its range (sizes, limits, timeouts and intervals are
     positive; the options of :data:`_AT_LEAST_ZERO` may be 0; ports are at most 65535;
+    a server type is not empty and has no dot, since routes split at the dots;
     ``metrics_statsd_rate`` is a fraction; ``max_partial_bytes`` holds a largest packet
     twice). Run when the app starts, before anything uses them: a bad value otherwise
     surfaces later, for example as every handshake failing."""
+    if not config.server_type:
+        raise ConfigError(
+            "server_type must not be empty: routes name a server type ([serverType.]...)"
+        )
+    if "." in config.server_type:
+        raise ConfigError(
+            f"server_type {config.server_type!r} has a dot: routes are "
+            "[serverType.]service.method, split at the dots, so no route would reach its "
+            f"servers (name it {config.server_type.replace('.', '_')!r}, say)"
+        )
     for f in dataclasses.fields(config):
         default = f.default
         if type(default) not in (int, float):

@@ -169,6 +169,26 @@ async def test_a_go_duration_an_option_cannot_hold_stops_the_start() -> None:
     assert str(caught.value) == "etcd_lease_ttl must be a whole number > 0, not '1.5s'"
 
 
+@pytest.mark.parametrize(
+    ("server_type", "message"),
+    [
+        (
+            "game.eu",
+            "server_type 'game.eu' has a dot: routes are [serverType.]service.method, split "
+            "at the dots, so no route would reach its servers (name it 'game_eu', say)",
+        ),
+        ("", "server_type must not be empty: routes name a server type ([serverType.]...)"),
+    ],
+)
+async def test_a_server_type_no_route_could_name_stops_the_start(
+    server_type: str, message: str
+) -> None:
+    app = App(server_type=server_type)
+    with pytest.raises(ConfigError) as caught:
+        await app.start()
+    assert str(caught.value) == message
+
+
 async def test_zero_is_taken_where_it_means_something() -> None:
     app = App(heartbeat_interval=0, shutdown_timeout=0, drain_timeout=0, gc_threshold=0)
     app.listen_tcp("127.0.0.1", 0)
