@@ -171,8 +171,7 @@ class App:
 
     def register(self, handler_class: type[Handler], *args: Any, **kwargs: Any) -> None:
         """Serve ``handler_class(*args, **kwargs)`` as a handler actor (spawned on start)."""
-        if self._lifecycle.started:
-            raise RuntimeError("register handlers before the app starts")
+        self._lifecycle.require_not_started("register handlers")
         if not (isinstance(handler_class, type) and issubclass(handler_class, Handler)):
             raise TypeError(f"{handler_class!r} is not a Handler subclass")
         if issubclass(handler_class, Remote):
@@ -186,8 +185,7 @@ class App:
 
     def register_remote(self, remote_class: type[Remote], *args: Any, **kwargs: Any) -> None:
         """Serve ``remote_class`` as a remote actor: its routes answer user RPCs only."""
-        if self._lifecycle.started:
-            raise RuntimeError("register remotes before the app starts")
+        self._lifecycle.require_not_started("register remotes")
         if not (isinstance(remote_class, type) and issubclass(remote_class, Remote)):
             raise TypeError(f"{remote_class!r} is not a Remote subclass")
         check_service(remote_class, [cls for cls, _, _ in self._parts.remotes], "remote")
@@ -295,8 +293,7 @@ class App:
     def start_worker(self) -> None:
         """Run reliable RPCs on this server from its start on (Pitaya's ``StartWorker``):
         ``worker_concurrency`` at a time, through this server's cluster RPCs."""
-        if self._lifecycle.started:
-            raise RuntimeError("start the worker before the app starts")
+        self._lifecycle.require_not_started("start the worker")
         if self.config.mode != "cluster":
             raise ValueError("the worker runs RPCs: it needs mode='cluster'")
         self.worker.enable()
@@ -315,8 +312,7 @@ class App:
 
     def add_acceptor(self, acceptor: Acceptor) -> Acceptor:
         """Listen with any :class:`Acceptor` (TCP, WebSocket, or your own)."""
-        if self._lifecycle.started:
-            raise RuntimeError("add acceptors before the app starts")
+        self._lifecycle.require_not_started("add acceptors")
         self._parts.acceptors.append(acceptor)
         return acceptor
 
@@ -399,8 +395,7 @@ class App:
 
     def set_serializer(self, serializer: Serializer | str) -> None:
         """Choose the serializer announced in the handshake (default JSON)."""
-        if self._lifecycle.started:
-            raise RuntimeError("set the serializer before the app starts")
+        self._lifecycle.require_not_started("set the serializer")
         self.serializer = get_serializer(serializer) if isinstance(serializer, str) else serializer
         self.invoker.serializer = self.serializer
 
@@ -457,8 +452,7 @@ class App:
         (a backend's, a push's), which then travel as 2 bytes. This server's own routes get
         codes above them, unless ``route_dictionary`` is off (then only these are
         announced). ValueError for a code outside 1..65535 or used twice."""
-        if self._lifecycle.started:
-            raise RuntimeError("set the route dictionary before the app starts")
+        self._lifecycle.require_not_started("set the route dictionary")
         self._parts.dictionary = RouteDictionary(routes)
 
     def add_handshake_validator(self, name: str, validator: HandshakeValidator) -> None:
@@ -467,8 +461,7 @@ class App:
 
     def add_metrics_reporter(self, reporter: Reporter) -> None:
         """Report metrics to ``reporter`` too (several may be added); see ``actors.metrics``."""
-        if self._lifecycle.started:
-            raise RuntimeError("add metrics reporters before the app starts")
+        self._lifecycle.require_not_started("add metrics reporters")
         self.metrics.add(reporter)
 
     def enable_tracing(self, tracer_provider: TracerProvider | None = None) -> None:
@@ -484,16 +477,19 @@ class App:
         is joined, before listeners open), ``before_shutdown``/``shutdown`` in reverse order on
         stop (after sessions are kicked). Appended to the order, like
         :meth:`register_module_after`. Names are unique; see :meth:`get_module`."""
+        self._lifecycle.require_not_started("register modules")
         self.modules.register(module, name)
 
     def register_module_after(self, module: Module, name: str) -> None:
         """Register ``module`` after every module registered so far (Pitaya's
         ``RegisterModuleAfter``)."""
+        self._lifecycle.require_not_started("register modules")
         self.modules.register(module, name)
 
     def register_module_before(self, module: Module, name: str) -> None:
         """Register ``module`` before every module registered so far: it starts first and
         stops last (Pitaya's ``RegisterModuleBefore``)."""
+        self._lifecycle.require_not_started("register modules")
         self.modules.register(module, name, first=True)
 
     def get_module(self, name: str) -> Module:

@@ -149,6 +149,21 @@ class Lifecycle:
             return Readiness(False, "start-up failed")
         return Readiness(False, "starting" if self.started else "not started")
 
+    def require_not_started(self, todo: str) -> None:
+        """Raise RuntimeError once the app has started: ``todo`` ("add acceptors") is done
+        before the start. An app that has run and stopped says so: it does not start again
+        (a test sharing one app with the test before it)."""
+        self._refuse_if_ran()
+        if self.started:
+            raise RuntimeError(f"{todo} before the app starts")
+
+    def _refuse_if_ran(self) -> None:
+        if self.started and self._stopped.is_set():
+            raise RuntimeError(
+                f"{self._host.server_id} has run and stopped: an App starts once; make a new "
+                "one (in tests, one per test)"
+            )
+
     # -- start -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -165,6 +180,7 @@ class Lifecycle:
         is done. A caller cancelled meanwhile gets its cancellation once the undo is done
         (``transport.undo``): nothing is left registered, connected or running.
         """
+        self._refuse_if_ran()
         if self.started or self._starting is not None:
             raise RuntimeError("app already started")
         starting = self._starting = asyncio.get_running_loop().create_task(self._start_up())

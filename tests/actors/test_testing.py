@@ -299,6 +299,25 @@ async def test_the_app_is_stopped_when_the_body_raises() -> None:
     assert app.system.actor_count == 0
 
 
+async def test_an_app_that_ran_says_so_when_it_is_used_again() -> None:
+    # One app shared by two tests (made at module level, say): the second test's use of it
+    # must say that an app runs once, not that it should be set up "before the app starts".
+    app = make_app(server_id="game-1")
+    async with TestClient(app) as client:
+        await client.request("room.whoami")
+    ran = "game-1 has run and stopped: an App starts once; make a new one (in tests, one per test)"
+    with pytest.raises(RuntimeError) as caught:
+        async with TestClient(app):
+            pass
+    assert str(caught.value) == ran
+    with pytest.raises(RuntimeError) as caught:
+        await app.start()
+    assert str(caught.value) == ran
+    with pytest.raises(RuntimeError) as caught:
+        app.register(Room)
+    assert str(caught.value) == ran
+
+
 # -- TestSession and Call: a handler alone, no app ----------------------------------------
 
 
