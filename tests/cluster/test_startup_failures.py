@@ -165,7 +165,7 @@ async def test_a_stop_request_abandons_a_start_up_waiting_for_nats(
             )
         ]
         await app.stop()  # stopped already: nothing to do
-        with pytest.raises(RuntimeError, match="already started"):
+        with pytest.raises(RuntimeError, match="an App starts once"):
             await app.start()
 
 
