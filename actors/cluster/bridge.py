@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo
     from actors.cluster.rpc import BindListener, Respond, RPCClient
     from actors.invocation import Invoker, LocalRoute
+    from actors.tally import Tally
     from actors.tracing import Tracing
     from transport.serializers import Serializer
 
@@ -257,6 +258,11 @@ class RpcBridge(Actor):
         tracing = self.tracing
         invoker = self.invoker
         size = len(request.data)
+        # Counted from now until answered, not only while its handler runs: a message of a
+        # session waits here behind the one running (or for the decode budget, or for its
+        # handshake), and a graceful stop must wait for it too, as it was received.
+        in_flight = invoker.in_flight
+        in_flight.up()
         if (
             sys
             and snapshot is not None
@@ -279,6 +285,7 @@ class RpcBridge(Actor):
                     respond,
                     self.carry,
                     key,
+                    in_flight,
                 ),
             )
             return
@@ -300,6 +307,7 @@ class RpcBridge(Actor):
                 report_handler_time(metrics, name, received_ns, error, kind)
             if respond is not None:
                 _respond(respond, notify, result, error)
+            in_flight.down()
 
         carry = self.carry
         lane = (snapshot.frontend_id, snapshot.id) if sys and snapshot is not None else None
@@ -415,7 +423,17 @@ class _Forwarded:
     run its handler, answer, then ``finish``. One slotted object per message, not a partial
     and a closure: this is the path of nearly every forwarded message."""
 
-    __slots__ = ("carry", "finish", "invoker", "key", "request", "respond", "route", "session")
+    __slots__ = (
+        "carry",
+        "finish",
+        "in_flight",
+        "invoker",
+        "key",
+        "request",
+        "respond",
+        "route",
+        "session",
+    )
 
     def __init__(
         self,
@@ -426,6 +444,7 @@ class _Forwarded:
         respond: Respond | None,
         carry: SessionCarry,
         key: tuple[str, int],
+        in_flight: Tally,
     ) -> None:
         self.invoker = invoker
         self.route = route
@@ -434,6 +453,8 @@ class _Forwarded:
         self.respond = respond
         self.carry = carry
         self.key = key
+        self.in_flight = in_flight
+        """The server's count of requests in flight, this message counted until answered."""
         self.finish: Callable[[], None] | None = None
 
     def __call__(self, finish: Callable[[], None]) -> None:
@@ -450,6 +471,7 @@ class _Forwarded:
         respond = self.respond
         if respond is not None:
             _respond(respond, self.request.notify, result, error)
+        self.in_flight.down()
         if finish is not None:
             self.carry.finish(self.key, self.session, finish)
 

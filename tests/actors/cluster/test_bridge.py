@@ -47,6 +47,7 @@ from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import PitayaError
 from actors.logs import Throttle
 from actors.system import ActorSystem
+from actors.tally import Tally
 from actors.turns import SMALL_BODY
 
 JOIN, CALL = object(), object()
@@ -83,6 +84,8 @@ class Invoker:
 
     def __init__(self) -> None:
         self.metrics = SimpleNamespace(enabled=False)
+        self.in_flight = Tally()
+        """The server's count of requests in flight (the bridge counts what it received)."""
         self.calls: list[Invocation] = []
         self.answer: tuple[Any, BaseException | None] | None = (b"result", None)
         self._invoked = asyncio.Event()

@@ -25,12 +25,14 @@ from hypothesis import strategies as st
 
 from actors.app import App
 from actors.cluster.backend_session import BackendSession
+from actors.cluster.bridge import RpcBridge
 from actors.cluster.discovery import Registration, ServerInfo
 from actors.cluster.memory import MemoryDiscovery
 from actors.cluster.rpc import ClusterStartupError
 from actors.errors import FrontendOnly, PitayaError, RpcTimeout
 from actors.groups import GroupAlreadyExists
 from actors.handler import Handler, Remote, handler
+from actors.invocation import _Lane
 from actors.modules.unique_session import UniqueSession
 from actors.readiness import Readiness
 from actors.session import Session
@@ -346,6 +348,40 @@ async def test_a_stopped_server_is_not_chosen_and_rpcs_to_it_fail_at_once() -> N
         with pytest.raises(PitayaError) as caught:
             await net.connectors[0].rpc_to("room-1", "room.counts.caller", {})
         assert caught.value.code == "PIT-500"
+
+
+async def test_a_backend_s_stop_finishes_the_messages_queued_behind_a_running_one() -> None:
+    """A frontend pipelines a session's messages to one service: the backend received the
+    second while the first ran, and it waited there for its turn. The stop counted only the
+    running one, so it went on to close the cluster and the second ran against it: the
+    client got PIT-500 "cluster unavailable" for a request received before the stop."""
+    async with cluster(shutdown_timeout=30) as net:
+        client = await net.client()
+        room = net.rooms[0]
+        assert room.cluster is not None and room.cluster.bridge is not None
+        bridge = room.cluster.bridge._cell.actor
+        assert isinstance(bridge, RpcBridge)
+        waiting = asyncio.ensure_future(client.request("room.ops.wait"))
+        login = asyncio.ensure_future(client.request("room.ops.login", {"uid": "ann"}))
+        await until(lambda: _queued(bridge) == 1)  # the login waits behind the running wait
+        stopping = asyncio.ensure_future(room.stop())
+        front = net.connectors[0].cluster
+        assert front is not None
+        await until(lambda: not front.discovery.servers("room"))  # left: the stop waits now
+        ops = room.handler_instance("ops")
+        assert isinstance(ops, Ops)
+        ops.release.set()
+        assert await asyncio.wait_for(waiting, 5) == {}
+        assert await asyncio.wait_for(login, 5) == {"uid": "ann", "server_id": "room-1"}
+        await asyncio.wait_for(stopping, 10)
+        assert room.requests_in_flight.count == 0
+
+
+def _queued(bridge: RpcBridge) -> int:
+    """Forwarded messages waiting in the bridge's sequencer for their session's turn."""
+    return sum(
+        len(lane.jobs) for lane in bridge.sequencer._lanes.values() if isinstance(lane, _Lane)
+    )
 
 
 # -- forwarding ----------------------------------------------------------------------------
