@@ -31,6 +31,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from actors.cluster.discovery import DiscoveryListener, Registration, ServerInfo
 from actors.cluster.groups import EtcdGroupService, PushToUsers
@@ -52,6 +53,9 @@ from actors.cluster.rpc import (
 from actors.cluster.subjects import bindings_subject, server_subject, user_subject
 from actors.errors import RpcTimeout
 from actors.groups import GroupService
+
+if TYPE_CHECKING:
+    from actors.kernel import Reply
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +167,29 @@ class MemoryDiscovery:
             self.network._discoveries.remove(self)
 
 
+class _Call:
+    """One call's answer: handed back like any message, or :class:`RpcTimeout` once its
+    time is up; ``reply`` is called once."""
+
+    __slots__ = ("loop", "reply", "timer")
+
+    def __init__(self, reply: Reply, timeout: float) -> None:
+        self.reply: Reply | None = reply
+        self.loop = asyncio.get_running_loop()
+        self.timer = self.loop.call_later(timeout, self._settle, None, RpcTimeout())
+
+    def respond(self, data: bytes) -> None:
+        """A :data:`~actors.cluster.rpc.Respond`."""
+        self.loop.call_soon(self._settle, data, None)
+
+    def _settle(self, data: bytes | None, error: BaseException | None) -> None:
+        reply, self.reply = self.reply, None
+        if reply is None:
+            return  # answered after its time was up, or timed out after its answer
+        self.timer.cancel()
+        reply(data, error)
+
+
 def _answer(future: asyncio.Future[bytes], data: bytes) -> None:
     """A :data:`~actors.cluster.rpc.Respond`: hand the answer over like any message."""
     future.get_loop().call_soon(_settle, future, data)
@@ -214,20 +241,36 @@ class MemoryRpc:
         self._open = True
 
     async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def reply(result: bytes | None, error: BaseException | None) -> None:
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(result or b"")
+
+        self.start_call(server, request, timeout, reply)
+        return await answer
+
+    def start_call(self, server: ServerInfo, request: bytes, timeout: float, reply: Reply) -> None:
+        """:meth:`call` without a coroutine, as NATS's: the request is handed over in order
+        with the notifies before and after it, and ``reply(answer, error)`` runs when the
+        answer is handed back, in order with what the target sent before and after it (a
+        handler's push, a kick made once it answered); at once when it cannot be sent."""
         if not self._open:
-            raise ClusterUnavailable("cluster unavailable: the in-memory RPC is closed")
+            reply(None, ClusterUnavailable("cluster unavailable: the in-memory RPC is closed"))
+            return
         subject = server_subject(server.type, server.id)
         target = self.network._endpoints.get(subject)
         if target is None:
-            raise ServerUnreachable(
-                f"rpc client: server {server.id} is unreachable (no responders on {subject})"
+            reply(
+                None,
+                ServerUnreachable(
+                    f"rpc client: server {server.id} is unreachable (no responders on {subject})"
+                ),
             )
-        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        _send(target, REQUEST, request, partial(_answer, answer))
-        try:
-            return await asyncio.wait_for(answer, timeout)
-        except TimeoutError:
-            raise RpcTimeout() from None
+            return
+        _send(target, REQUEST, request, _Call(reply, timeout).respond)
 
     def notify(self, server: ServerInfo, request: bytes) -> None:
         if not self._open:

@@ -23,6 +23,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.actor import Actor
 from actors.app import App
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.bridge import RpcBridge
@@ -45,6 +46,13 @@ from transport.errors import ConnectionClosed
 GROUP = "lobby"
 
 
+class Kicker(Actor):
+    """Kicks the sessions it is told, in a turn of its own (as a room ending a match)."""
+
+    def on_session(self, session: Session) -> None:
+        session.kick("match over")
+
+
 class Ops(Handler):
     """A room server's routes (``room.ops.*``), each showing one thing a backend can do."""
 
@@ -53,6 +61,9 @@ class Ops(Handler):
     def __init__(self, notes: list[str] | None = None) -> None:
         self.notes = notes if notes is not None else []
         self.release = asyncio.Event()
+
+    def started(self) -> None:
+        self.kicker = self.spawn(Kicker)
 
     @handler
     def whoami(self, session: Session) -> dict[str, str]:
@@ -82,6 +93,11 @@ class Ops(Handler):
     def leave_me(self, session: Session) -> dict[str, Any]:
         session.kick("you asked")
         return {}
+
+    @handler
+    def bye(self, session: Session) -> dict[str, Any]:
+        self.kicker.tell(session)  # kicked once this answered: in the kicker's next turn
+        return {"bye": True}
 
     @handler
     def frontend_only(self, session: Session) -> dict[str, str]:
@@ -450,6 +466,17 @@ async def test_a_backend_kicks_its_client() -> None:
         # request sees the connection end.
         with pytest.raises(ConnectionClosed):
             await client.request("room.ops.leave_me")
+        await client.wait_closed(timeout=2)
+        assert client.kicked
+
+
+async def test_a_kick_made_after_a_backend_answered_reaches_the_client_after_the_answer() -> None:
+    """As over NATS: the answer left the backend first, so the client gets it first. The
+    frontend took the answer a few turns of the loop after it came (the call was a task of
+    the bridge) and the kick, sent later, went past it: the request saw the connection end."""
+    async with cluster() as net:
+        client = await net.client()
+        assert await client.request("room.ops.bye") == {"bye": True}
         await client.wait_closed(timeout=2)
         assert client.kicked
 
