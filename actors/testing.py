@@ -331,5 +331,7 @@ class TestSession(Session):
         return self._recorder.kicks[0] if self._recorder.kicks else None
 
     async def disconnect(self) -> None:
-        """The client went away: the session is closed and close callbacks run."""
-        await self.registry.closed(self)
+        """The client went away: the session is closed and close callbacks run (once, as on
+        a server: a second call does nothing)."""
+        if not self.closed:
+            await self.registry.closed(self)

@@ -380,6 +380,18 @@ async def test_a_test_session_disconnects_with_its_close_callbacks() -> None:
     assert session.registry.by_uid("ann") is None
 
 
+async def test_a_test_session_runs_its_close_callbacks_once_as_a_server_does() -> None:
+    """A connection goes away once: a second disconnect (a test tearing down a session its
+    body already closed) ran every close callback again, which no server does."""
+    session = TestSession()
+    closed: list[int] = []
+    session.on_close(lambda s: closed.append(s.id))
+    session.registry.on_session_close(lambda s: closed.append(-s.id))
+    await session.disconnect()
+    await session.disconnect()
+    assert closed == [1, -1]
+
+
 async def test_a_test_session_decodes_pushes_with_its_serializer() -> None:
     session = TestSession(serializer="msgpack")
     session.push("onBytes", {"raw": b"\x00\x01"})
