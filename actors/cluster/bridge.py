@@ -51,7 +51,7 @@ from actors.cluster.codec import (
     rpc_serializer,
     with_handshake,
 )
-from actors.cluster.control import control_route
+from actors.cluster.control import SESSION_EVENT_ROUTE, Finished, control_route
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.errors import BadRequest, RouteNotFound, TooManyRequests
 from actors.invocation import Sequencer
@@ -215,6 +215,27 @@ class RpcBridge(Actor):
             if respond is not None:
                 respond(encode_error(BadRequest(str(exc))))
 
+    def _session_event(
+        self,
+        control: str,
+        request: RpcRequest,
+        respond: Respond | None,
+        finished: Finished | None,
+        finish: Callable[[], None],
+    ) -> None:
+        """A session event's turn in its session's lane: handled, then ``finish`` (the
+        sequencer's) lets that session's next message run (through the carry, which drops
+        the session's record once its lane is empty: a close is a session's last)."""
+        assert request.session is not None
+        key = (request.session.frontend_id, request.session.id)
+        done = partial(self.carry.finish, key, None, finish)
+        later = self.controls.on_request(control, request, respond, finished)
+        if later is None:
+            done()
+            return
+        task = self.run_task(later)
+        task.add_done_callback(lambda _: done())
+
     def _request(self, request: RpcRequest, respond: Respond | None) -> None:
         sys = request.kind == SYS
         if not sys:
@@ -229,6 +250,16 @@ class RpcBridge(Actor):
                     if self.tracing.enabled and control.startswith(PITAYA_CONTROLS)
                     else None
                 )
+                snapshot = request.session
+                if control == SESSION_EVENT_ROUTE and snapshot is not None:
+                    # A session's bind or close, in turn with its messages: a close that
+                    # came while a forwarded ``join`` still ran (or waited) would otherwise
+                    # be handled first, and the join then add a member who never leaves.
+                    self.sequencer.submit(
+                        (snapshot.frontend_id, snapshot.id),
+                        partial(self._session_event, control, request, respond, finished),
+                    )
+                    return
                 later = self.controls.on_request(control, request, respond, finished)
                 if later is not None:
                     self.run_task(later)

@@ -499,6 +499,35 @@ async def test_backends_hear_of_binds_and_closes_of_the_sessions_they_served() -
         assert events == [("bind", "ann"), ("close", "ann")]
 
 
+async def test_a_close_waits_for_the_messages_of_its_session_the_backend_holds() -> None:
+    """Per session, in order, the close too: a close that came while a forwarded message
+    still ran (a slow ``join``) was handled first, and the join then added a member that no
+    close would ever remove."""
+    events: list[str] = []
+
+    def setup(room: App) -> None:
+        room.on_remote_session_close(lambda s: events.append("close"))
+
+    async with cluster(room_setup=setup) as net:
+        client = await net.client()
+        room = net.rooms[0]
+        assert room.cluster is not None and room.cluster.bridge is not None
+        bridge = room.cluster.bridge._cell.actor
+        assert isinstance(bridge, RpcBridge)
+        ops = room.handler_instance("ops")
+        assert isinstance(ops, Ops)
+        waiting = asyncio.ensure_future(client.request("room.ops.wait"))
+        await until(lambda: len(bridge.sequencer) == 1)  # the wait runs on the room
+        await client.close()
+        with pytest.raises(ConnectionClosed):  # the client gave up on it
+            await waiting
+        await until(lambda: _queued(bridge) == 1)  # the close waits for its turn
+        assert events == []
+        ops.release.set()
+        await until(lambda: events == ["close"])
+        await until(lambda: len(bridge.sequencer) == 0 and len(bridge.carry) == 0)
+
+
 # -- push and kick by uid across frontends -------------------------------------------------
 
 
