@@ -421,7 +421,9 @@ class NatsPipe:
         nc = self.nc
         if nc is None or not nc.is_connected:
             raise NatsDown("not connected to NATS")
+        return await self._subscribe(nc, subject, on_message)
 
+    async def _subscribe(self, nc: NatsClient, subject: str, on_message: OnMessage) -> Any:
         async def deliver(msg: Msg) -> None:
             on_message(msg.data, msg.reply or None)
 
@@ -434,10 +436,13 @@ class NatsPipe:
 
     async def subscribe_group(self, key: str, subjects: list[str], on_message: OnMessage) -> None:
         """Subscribe to ``subjects`` as the group ``key`` (a uid's push and kick subjects),
-        replacing the group's earlier subscriptions. Nothing while disconnected."""
-        if not self.connected:
+        replacing the group's earlier subscriptions. While reconnecting too: nats-py sends
+        the subscriptions it holds once it is back (a uid bound during an outage is reached
+        after it). Nothing once the connection is closed, or closing."""
+        nc = self.nc
+        if nc is None or nc.is_closed or nc.is_draining or self._closing:
             return
-        subs = [await self.subscribe(subject, on_message) for subject in subjects]
+        subs = [await self._subscribe(nc, subject, on_message) for subject in subjects]
         old = self._groups.pop(key, None)
         self._groups[key] = subs
         for sub in old or []:
