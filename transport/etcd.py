@@ -39,6 +39,11 @@ class EtcdUnavailable(TransportError):
     that handles it logs it at debug, not as one more warning."""
 
 
+class EtcdHistoryLost(EtcdUnavailable):
+    """etcd came back without its data (its revision went back): changes since the last
+    revision seen cannot be watched; what there is must be read again."""
+
+
 @dataclass(frozen=True, slots=True)
 class EtcdSecurity:
     """How to authenticate to etcd: ``user``/``password`` (etcd's auth, a token renewed
@@ -405,9 +410,12 @@ class EtcdClient:
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[KeyEvent]:
         """Changes under ``prefix`` from ``start_revision`` on; survives etcd restarts (the
         stream is opened again from the last revision seen, every second at most while etcd
-        is down). Raises EtcdUnavailable only if etcd refuses the watch itself."""
+        is down). Raises EtcdUnavailable only if etcd refuses the watch itself, and
+        EtcdHistoryLost if etcd came back without the revisions seen (read the prefix again
+        and watch from there)."""
         range_end = prefix_range_end(prefix)
         next_revision = start_revision
+        known = start_revision - 1  # the highest revision etcd told of (responses' headers)
         backoff = _WATCH_BACKOFF
         while True:
             # One stream written to and read from here (no request iterator: grpc would run
@@ -420,6 +428,16 @@ class EtcdClient:
                 await call.write(WatchRequest(create_request=create))
                 while (response := await call.read()) is not grpc.aio.EOF:
                     backoff = _WATCH_BACKOFF
+                    revision = response.header.revision
+                    if response.created and revision < known:
+                        # An etcd that lost its data (restarted empty) numbers its changes
+                        # from 1 again: a watch from our revision on would see none of them
+                        # until its count caught up. The caller must read the prefix again.
+                        raise EtcdHistoryLost(
+                            f"etcd's revision went back from {known} to {revision}: "
+                            "its data was lost"
+                        )
+                    known = max(known, revision)
                     for event in response.events:
                         # Resume after the last event delivered (a header's revision may be
                         # ahead of events still to come); replaying some is harmless.
