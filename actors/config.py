@@ -141,7 +141,8 @@ class Config:
     drain_timeout: float = 60.0
     """Longest wait for clients to leave when draining, seconds."""
     shutdown_timeout: float = 10.0
-    """Seconds a graceful stop waits for in-flight requests before closing sessions."""
+    """Seconds a graceful stop waits for in-flight requests before closing sessions, then for
+    the closed sessions' close callbacks (at least 2 s) before stopping the actors."""
     game: str = ""
     """Name of the game; the ``game`` constant label of Prometheus metrics (Pitaya's
     ``pitaya.game``)."""

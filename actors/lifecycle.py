@@ -59,6 +59,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CLOSE_WAIT = 2.0
+"""Seconds a stop gives its kicked sessions at least to close (their close callbacks
+included), however short ``shutdown_timeout`` is."""
+
 HandlerSpec = tuple[type[Handler], tuple[Any, ...], dict[str, Any]]
 RemoteSpec = tuple[type[Remote], tuple[Any, ...], dict[str, Any]]
 
@@ -496,8 +500,18 @@ class Lifecycle:
             host.invoker.cancel()
         for session in host.sessions:
             session.ref.tell(KickSession("server shutting down"))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(host.connections.zero.wait(), 2.0)
+        # The close callbacks run now (a player's state saved, a room left): the actor
+        # system's shutdown would cancel those still running, so they get their time.
+        closing = max(CLOSE_WAIT, host.config.shutdown_timeout)
+        try:
+            await asyncio.wait_for(host.connections.zero.wait(), closing)
+        except TimeoutError:
+            self.log.warning(
+                "%d session(s) still closing after %ss (shutdown_timeout): their close "
+                "callbacks are cancelled",
+                host.connections.count,
+                closing,
+            )
         await host.modules.stop()
         if host.cluster is not None:
             await host.cluster.close()

@@ -319,6 +319,25 @@ async def test_graceful_stop_finishes_in_flight_requests_then_kicks() -> None:
         await Client.connect(*app.address("tcp"), timeout=1)
 
 
+async def test_a_stop_lets_close_callbacks_finish_within_the_shutdown_timeout() -> None:
+    """A close callback saving a player's state took longer than a fixed 2 s: the actor
+    system's shutdown cancelled it, and the save was lost with the server's stop."""
+    app = make_app(shutdown_timeout=10)
+    saved: list[int] = []
+
+    async def save(session: Session) -> None:
+        await asyncio.sleep(2.5)  # a slow database, not a synchronisation
+        saved.append(session.id)
+
+    app.on_session_close(save)
+    async with serve(app) as server:
+        client = await server.connect()
+        assert await client.request("echo.echo", {"x": 1}) == {"x": 1}
+        await asyncio.wait_for(app.stop(), 15)
+        assert saved == [1]
+        await client.wait_closed(timeout=5)
+
+
 async def test_a_stop_waits_for_the_requests_queued_behind_a_running_one() -> None:
     """Received before the stop, they waited for their turn (the client's order): the stop
     counted only the running one and kicked the client with them unanswered."""
