@@ -247,7 +247,9 @@ class NatsRpc:
         await self.pipe.publish_now(bindings_subject(self.me.type), notice)
         try:
             await self.pipe.flush(self.pipe.connect_timeout)
-        except (NatsDown, NatsTimeout) as exc:
+        except NatsDown as exc:  # the outage is told once, by the pipe
+            self.log.debug("bind notice not confirmed by NATS: %s", exc)
+        except NatsTimeout as exc:
             self.log.warning("bind notice not confirmed by NATS: %s", exc)
 
     async def watch_binds(self, deliver: DeliverBytes) -> None:

@@ -5,6 +5,7 @@ pipe's errors become the RPC seam's. The same against a real nats-server is in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -270,6 +271,11 @@ async def test_binds_are_announced_and_watched_on_the_bindings_subject(
     assert [r.getMessage() for r in caplog.records] == [
         "[c-1] bind notice not confirmed by NATS: slow"
     ]
+    # NATS down: the pipe tells the outage once; a bind during it is no news (at debug).
+    pipe.flush_error = NatsDown("not connected to NATS")
+    await rpc.announce_bind(b"notice")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["[c-1] bind notice not confirmed by NATS: slow"]
     heard: list[bytes] = []
     pipe.connected = False
     await rpc.watch_binds(heard.append)  # not connected: not yet
