@@ -40,6 +40,7 @@ import grpc
 import grpc.aio
 
 from transport.errors import TransportError
+from transport.logs import Throttle
 from transport.undo import undo_fully
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+
+MAX_QUEUED_NOTIFIES = 10_000
+"""Notifies a channel holds for a peer that does not take them (hung, or cut off without a
+reset, until it leaves discovery: a lease's TTL); past it a notify is lost, as a NATS
+publish nobody receives is."""
+NOTIFY_WRITE_TIMEOUT = 5.0
+"""Seconds one notify may wait to be written (gRPC's flow control holds a write while the
+peer reads nothing); then the stream is given up and what waited behind it is lost."""
 
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     # gRPC sets SO_REUSEPORT by default on Linux: a second server on a taken port would bind
@@ -164,8 +173,9 @@ class GrpcChannel:
         self._idle = asyncio.Event()
         self._idle.set()
         self.lost_notifies = 0
-        """Notifies that could not be written (the peer was gone): fire-and-forget, like a
-        NATS publish nobody receives."""
+        """Notifies that could not be written (the peer was gone or took nothing), or found
+        the queue full: fire-and-forget, like a NATS publish nobody receives."""
+        self._lost_told = Throttle()
 
     @property
     def idle(self) -> bool:
@@ -192,7 +202,11 @@ class GrpcChannel:
         return response
 
     def notify(self, data: bytes) -> None:
-        """Queue ``data`` for the peer; sent in order on the notify stream. Never blocks."""
+        """Queue ``data`` for the peer; sent in order on the notify stream. Never blocks;
+        past :data:`MAX_QUEUED_NOTIFIES` waiting, ``data`` is lost (and counted)."""
+        if len(self._queue) >= MAX_QUEUED_NOTIFIES:
+            self._lose(1, f"{MAX_QUEUED_NOTIFIES} notifies already wait for it")
+            return
         self._queue.append(data)
         if self._pump is None:
             self._idle.clear()
@@ -214,13 +228,33 @@ class GrpcChannel:
             if self._stream is None or self._stream.done():
                 self._stream = self._open_stream()
             try:
-                await self._stream.write(message)
+                await asyncio.wait_for(self._stream.write(message), NOTIFY_WRITE_TIMEOUT)
+                return
+            except TimeoutError:
+                # The peer takes nothing (hung, or cut off): what waits would wait as long.
+                stream, self._stream = self._stream, None
+                stream.cancel()
+                lost = 1 + len(self._queue)
+                self._queue.clear()
+                self._lose(lost, f"not written within {NOTIFY_WRITE_TIMEOUT}s")
                 return
             except Exception as exc:  # AioRpcError, or InvalidStateError once it ended
                 self._stream = None
                 if attempt == 2:
-                    self.lost_notifies += 1
-                    log.info("notify to %s lost: %s", self.address, _describe(exc))
+                    self._lose(1, _describe(exc))
+
+    def _lose(self, count: int, why: str) -> None:
+        """Count ``count`` notifies lost; told at info once per 10 s (each at debug)."""
+        self.lost_notifies += count
+        more = self._lost_told.allow(asyncio.get_running_loop().time())
+        log.log(
+            logging.DEBUG if more is None else logging.INFO,
+            "%d notify(ies) to %s lost: %s%s",
+            count,
+            self.address,
+            why,
+            more or "",
+        )
 
     async def close(self, *, wait_idle: float = 0.0) -> None:
         """Close the connection, after up to ``wait_idle`` seconds for calls in flight and

@@ -199,3 +199,36 @@ async def test_a_listener_without_user_methods_answers_unimplemented(peer: Peer)
         assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
     finally:
         await channel.close()
+
+
+async def test_notifies_to_a_peer_that_takes_nothing_are_bounded_and_then_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer that accepts the connection and then reads nothing (hung, or cut off without
+    a reset) held every notify queued for it, without bound, until it left discovery."""
+    import transport.grpc_rpc as module
+    from tests.reliability.support import until
+
+    monkeypatch.setattr(module, "MAX_QUEUED_NOTIFIES", 5, raising=False)
+    monkeypatch.setattr(module, "NOTIFY_WRITE_TIMEOUT", 0.3, raising=False)
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted; never a byte of HTTP/2 back
+
+    hole = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    channel = GrpcChannel(f"127.0.0.1:{port}")
+    try:
+        for n in range(8):
+            channel.notify(b"n%d" % n)
+        # Five wait (none is written before this task yields): the three past them are
+        # lost at once.
+        assert channel.lost_notifies == 3
+        # Then the write times out, and what waited behind it is given up too.
+        await until(lambda: channel.lost_notifies == 8 and channel.idle)
+    finally:
+        await channel.close()
+        for writer in held:
+            writer.close()
+        hole.close()
