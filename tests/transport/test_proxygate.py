@@ -430,66 +430,61 @@ UPGRADE_HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
 """An upgrade request never finished: the slowloris of the last stage."""
 
 
-async def closed_after(reader: asyncio.StreamReader, connected: float) -> float:
-    """Seconds from ``connected`` until the server closed the socket (what it sent before,
-    such as TLS session tickets, is not looked at)."""
-    await read_to_eof(reader)
-    return asyncio.get_running_loop().time() - connected
+Stage = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""What a slow client sends once its first stage took :data:`SLOW`, and then no more."""
 
 
-async def test_a_slow_header_leaves_the_websocket_upgrade_only_what_is_left() -> None:
+async def slow_then_stalled(acceptor: TcpAcceptor | WebSocketAcceptor, then: Stage) -> None:
+    """A client that takes :data:`SLOW` over its first stage, then stalls in the next: the
+    server closes it :data:`BUDGET` after the accept, not later, and it never reaches the
+    layer above."""
     hub = Hub()
-    acceptor = WebSocketAcceptor(
-        HOST, 0, proxy_protocol=True, limits=ConnectionLimits(open_timeout=BUDGET)
-    )
     loop = asyncio.get_running_loop()
     async with running(acceptor, hub) as (_, port):
         reader, writer = await asyncio.open_connection(HOST, port)
         connected = loop.time()
         await asyncio.sleep(SLOW)  # the client's pace, not a synchronisation
-        writer.write(v1(CLIENT) + UPGRADE_HEAD)
-        elapsed = await closed_after(reader, connected)
+        await then(reader, writer)
+        await read_to_eof(reader)  # what came before (TLS session tickets) is not looked at
+        elapsed = loop.time() - connected
         assert BUDGET - 0.05 <= elapsed < (BUDGET + LATE) / 2
         assert hub.calls == 0
         await until(lambda: acceptor.stats.opening == 0)
-        assert acceptor.stats.proxy_refused == 0  # the header was good: the upgrade was late
         await close_writer(writer)
+
+
+async def test_a_slow_header_leaves_the_websocket_upgrade_only_what_is_left() -> None:
+    acceptor = WebSocketAcceptor(
+        HOST, 0, proxy_protocol=True, limits=ConnectionLimits(open_timeout=BUDGET)
+    )
+
+    async def header_then_half_an_upgrade(_: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(v1(CLIENT) + UPGRADE_HEAD)
+
+    await slow_then_stalled(acceptor, header_then_half_an_upgrade)
+    assert acceptor.stats.proxy_refused == 0  # the header was good: the upgrade was late
 
 
 async def test_a_slow_header_leaves_tls_only_what_is_left() -> None:
     server_ctx, _ = tls_contexts()
-    hub = Hub()
     acceptor = proxied(ssl=server_ctx, limits=ConnectionLimits(open_timeout=BUDGET))
-    loop = asyncio.get_running_loop()
-    async with running(acceptor, hub) as (_, port):
-        reader, writer = await asyncio.open_connection(HOST, port)
-        connected = loop.time()
-        await asyncio.sleep(SLOW)  # the client's pace, not a synchronisation
-        writer.write(v1(CLIENT))  # and then no ClientHello
-        elapsed = await closed_after(reader, connected)
-        assert BUDGET - 0.05 <= elapsed < (BUDGET + LATE) / 2
-        assert hub.calls == 0
-        await until(lambda: acceptor.stats.opening == 0)
-        await close_writer(writer)
+
+    async def header_then_no_client_hello(_: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(v1(CLIENT))
+
+    await slow_then_stalled(acceptor, header_then_no_client_hello)
 
 
 async def test_a_slow_tls_handshake_leaves_the_websocket_upgrade_only_what_is_left() -> None:
     """Without the PROXY protocol too: TLS at accept, then the upgrade, one budget."""
     server_ctx, client_ctx = tls_contexts()
-    hub = Hub()
     acceptor = WebSocketAcceptor(
         HOST, 0, ssl=server_ctx, limits=ConnectionLimits(open_timeout=BUDGET)
     )
-    loop = asyncio.get_running_loop()
-    async with running(acceptor, hub) as (_, port):
-        reader, writer = await asyncio.open_connection(HOST, port)
-        connected = loop.time()
-        await asyncio.sleep(SLOW)  # the client's pace, not a synchronisation
+
+    async def tls_then_half_an_upgrade(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         client = MemoryTlsClient(client_ctx)
-        await client.handshake(reader, writer, b"")
-        client.send(writer, UPGRADE_HEAD)
-        elapsed = await closed_after(reader, connected)
-        assert BUDGET - 0.05 <= elapsed < (BUDGET + LATE) / 2
-        assert hub.calls == 0
-        await until(lambda: acceptor.stats.opening == 0)
-        await close_writer(writer)
+        await client.handshake(r, w, b"")
+        client.send(w, UPGRADE_HEAD)
+
+    await slow_then_stalled(acceptor, tls_then_half_an_upgrade)

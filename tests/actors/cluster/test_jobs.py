@@ -23,7 +23,7 @@ from actors.cluster.jobs import (
     retried_job,
     retry_delay,
 )
-from actors.config import Config, option_default
+from actors.config import option_default
 from transport.protos.pitaya_pb2 import Error, KickMsg, Msg, Push, Response
 
 
@@ -204,18 +204,6 @@ def test_go_json_round_trips(
     assert from_go_json(Push, json.loads(json.dumps(to_go_json(push)))) == push
     response = Response(data=data, error=Error(code=code, metadata=metadata))
     assert from_go_json(Response, to_go_json(response)) == response
-
-
-def test_the_retry_defaults_are_the_worker_retry_options_defaults() -> None:
-    config = Config()
-    assert RetryOptions() == RetryOptions(
-        enabled=config.worker_retry_enabled,
-        max=config.worker_retry_max,
-        exponential=config.worker_retry_exponential,
-        min_delay=config.worker_retry_min_delay,
-        max_delay=config.worker_retry_max_delay,
-        max_random=config.worker_retry_max_random,
-    )
 
 
 def test_option_default_refuses_a_name_that_is_no_option() -> None:
