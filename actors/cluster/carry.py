@@ -61,4 +61,4 @@ class SessionCarry:
             self._pushed[key] = session.front_state
         finish()
         if self._pushed and key not in self._sequencer:
-            del self._pushed[key]
+            self._pushed.pop(key, None)  # this session may have none, while another has

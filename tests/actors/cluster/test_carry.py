@@ -127,3 +127,20 @@ def test_a_record_lives_while_its_session_has_messages_in_the_sequencer() -> Non
     assert pipelined.uid == "ann"
     carry.finish("s", None, finishes[1])  # refused before its handler: None
     assert len(carry) == 0 and "s" not in sequencer
+
+
+def test_a_session_without_a_record_finishes_while_another_holds_one() -> None:
+    """The record of one session (its lane busy) was taken for a sign that every finishing
+    session had one: the other's finish raised KeyError (a session event closing it, a
+    message that pushed nothing), out of the answer's path."""
+    sequencer = Sequencer()
+    carry = SessionCarry(sequencer)
+    finishes: list[Any] = []
+    sequencer.submit("a", finishes.append)
+    sequencer.submit("a", finishes.append)  # "a" stays busy after its first message
+    carry.finish("a", Copy("ann", changed=True), finishes[0])  # type: ignore[arg-type]
+    sequencer.submit("b", finishes.append)
+    carry.finish("b", Copy(), finishes[2])  # type: ignore[arg-type]
+    assert len(carry) == 1 and "b" not in sequencer  # "a"'s record kept, "b" done
+    carry.finish("a", None, finishes[1])
+    assert len(carry) == 0
