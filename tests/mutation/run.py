@@ -123,6 +123,41 @@ MODULES: dict[str, Module] = {
         "actors/modules/binding_storage.py", ("tests/actors/modules/test_binding_storage.py",)
     ),
     "orphans": Module("actors/launch/orphans.py", ("tests/launch/test_orphans.py",)),
+    "goduration": Module("transport/goduration.py", ("tests/transport/test_goduration.py",)),
+    "pitaya_env": Module("actors/pitaya_env.py", ("tests/actors/test_pitaya_env.py",)),
+    # Real loopback sockets, a few seconds a run (three tests wait out a 1 s budget).
+    "proxygate": Module(
+        "transport/proxygate.py",
+        ("tests/transport/test_proxygate.py", "tests/actors/test_proxy_protocol.py"),
+    ),
+    "jobs": Module(
+        "actors/cluster/jobs.py",
+        ("tests/actors/cluster/test_jobs.py", "tests/actors/cluster/test_worker.py"),
+    ),
+    "gojson": Module("actors/cluster/gojson.py", ("tests/actors/cluster/test_jobs.py",)),
+    # The store's contract runs on the fake and on a real redis-server: only the fake's half.
+    "jobstore_memory": Module(
+        "transport/jobstore_memory.py",
+        (
+            *(
+                f"tests/transport/test_jobstore.py::{test}[memory]"
+                for test in (
+                    "test_jobs_come_out_oldest_first_through_the_in_progress_list",
+                    "test_a_retry_is_scheduled_and_the_job_acknowledged_in_one_step",
+                    "test_a_job_that_cannot_run_goes_to_the_dead_set",
+                    "test_counters_are_go_workers_stats",
+                )
+            ),
+            "tests/transport/test_jobstore.py::test_the_memory_store_goes_down_and_wakes_a_blocked_fetch",
+            "tests/actors/cluster/test_worker.py",
+        ),
+    ),
+    "undo": Module("transport/undo.py", ("tests/transport/test_undo.py",)),
+    # On the in-memory job store; the real redis-server's tests (test_worker_redis.py) are left out.
+    "worker": Module(
+        "actors/cluster/worker.py",
+        ("tests/actors/cluster/test_worker.py", "tests/actors/cluster/test_worker_app.py"),
+    ),
 }
 ETCD_TESTS = ("tests/cluster/test_discovery_rpc.py",)
 
