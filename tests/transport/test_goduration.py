@@ -34,3 +34,25 @@ def test_string_writes_as_go_does(value: float, text: str) -> None:
 
 def test_the_module_examples() -> None:
     assert doctest.testmod(goduration).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1e-9, "1ns"), (999e-9, "999ns"), (1e-6, "1µs"), (1e-3, "1ms"), (1.0, "1s"),
+     (59.999, "59.999s"), (60.0, "1m0s"), (3600.0, "1h0m0s")],
+)  # fmt: skip
+def test_string_changes_unit_exactly_where_go_does(value: float, text: str) -> None:
+    assert goduration.string(value) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("0", 0.0), ("-0", 0.0), ("+0", 0.0), ("-1.5s", -1.5), ("+1.5s", 1.5), ("-1m30s", -90.0)],
+)
+def test_seconds_reads_a_sign_and_a_bare_zero_as_go_does(text: str, value: float) -> None:
+    assert goduration.seconds(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-", "+", "--1s", "+-1s", "1sx", "1s 2s", "s", "1.5"])
+def test_seconds_refuses_what_go_refuses(text: str) -> None:
+    assert goduration.seconds(text) is None
