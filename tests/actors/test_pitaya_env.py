@@ -95,8 +95,12 @@ def test_our_own_variables_and_go_ones_agreeing_is_fine_differing_is_an_error() 
         "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT": "nats://a:4222",
         "PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT": "nats://b:4222",
     }
-    with pytest.raises(ConfigError, match="set nats_url to different values"):
+    with pytest.raises(ConfigError, match="set nats_url to different values") as caught:
         Config.from_env(split)
+    assert str(caught.value).startswith(
+        "PITAYA_CLUSTER_RPC_CLIENT_NATS_CONNECT='nats://a:4222' and "
+        "PITAYA_CLUSTER_RPC_SERVER_NATS_CONNECT='nats://b:4222' set nats_url"
+    )
 
 
 def test_environment_wins_over_code_as_our_own_variables_do() -> None:
@@ -124,6 +128,58 @@ def test_a_value_go_would_refuse_is_a_config_error_naming_the_variable(
     with pytest.raises(ConfigError, match=message) as caught:
         Config.from_env({variable: raw})
     assert f"{variable}={raw!r}" in str(caught.value)
+
+
+def test_go_switches_and_serializer_types_set_what_the_code_chose_otherwise() -> None:
+    """Go's false and its serializer 1 (JSON) are values too, not only the true and the 2
+    a Go deployment usually sets: they win over the code's choice as our variables would."""
+    config = Config.from_env(
+        {"PITAYA_HANDLER_MESSAGES_COMPRESSION": "false", "PITAYA_SERIALIZERTYPE": "1"},
+        compress_data=True,
+        serializer="protobuf",
+    )
+    assert (config.compress_data, config.serializer) == (False, "json")
+
+
+def test_read_splits_go_statsd_host_into_our_host_and_port() -> None:
+    """Read alone (without ``own``), Go's ``host:port`` gives both options; Config reads the
+    variable itself, since its name is also ours."""
+    variable = "PITAYA_METRICS_STATSD_HOST"
+    assert pitaya_env.read({variable: "statsd.internal:8125"}) == {
+        "metrics_statsd_host": (variable, "statsd.internal"),
+        "metrics_statsd_port": (variable, "8125"),
+    }
+    with pytest.raises(pitaya_env.GoValueError) as caught:
+        pitaya_env.read({variable: "statsd.internal"})
+    assert str(caught.value) == (
+        f"environment variable {variable}='statsd.internal': "
+        "'statsd.internal' is not host:port (e.g. localhost:9125)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "split"),
+    [
+        ("statsd:8125", ("statsd", 8125)),
+        (" [::1]:8125 ", ("::1", 8125)),
+        ("::1", None),
+        (":8125", None),
+        ("statsd:", None),
+        ("[::1:8125", None),
+        ("::1]:8125", None),
+    ],
+)
+def test_host_and_port_splits_only_a_host_with_a_port(
+    raw: str, split: tuple[str, int] | None
+) -> None:
+    assert pitaya_env.host_and_port(raw) == split
+
+
+def test_an_endpoint_list_of_separators_only_is_refused_as_no_endpoint() -> None:
+    variable = "PITAYA_CLUSTER_SD_ETCD_ENDPOINTS"
+    with pytest.raises(pitaya_env.GoValueError) as caught:
+        pitaya_env.read({variable: " , "})
+    assert str(caught.value) == f"environment variable {variable}=' , ': no endpoint"
 
 
 def test_an_empty_go_variable_is_unset_as_in_go() -> None:

@@ -17,7 +17,10 @@ The score is ``(killed + timeout) / (mutants - skipped)``. Survivors judged equi
 listed, with the reason, in ``tests/mutation/equivalent.toml``; they are still reported as
 survivors (a mutant name can move when its function changes: re-check them then), and the
 table gives a second score that leaves them out. mutmut mutates function bodies only, not
-module-level constants or class attributes.
+module-level constants or class attributes; and it imports the tests before it picks a
+mutant, so a function that only runs at import (a factory building a module-level table)
+has survivors no test can kill here: apply them by hand (below) and list those the tests
+catch in ``equivalent.toml``, saying so.
 
 To look at one survivor afterwards: ``cd .mutation/<name> && mutmut show <mutant>``, or
 ``mutmut apply <mutant>`` there to try it in the copy.
