@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,9 @@ from tests.transport.test_tcp import (
     tls_contexts,
 )
 from transport.acceptor import ConnectionLimits
+from transport.logs import ServerLog, Throttle
+from transport.proxygate import ProxyGate, ProxyPolicy, network
+from transport.stats import AcceptorStats
 from transport.tcp import TcpAcceptor
 from transport.websocket import WebSocketAcceptor
 
@@ -190,7 +195,10 @@ async def test_only_trusted_networks_may_send_the_header(
             writer.write(v1(CLIENT) + b"ping")
             assert await read_to_eof(reader) == b""
         assert hub.calls == 0 and outsider.stats.proxy_refused == 1
-        assert "the peer is not in the trusted networks" in caplog.text
+        assert caplog.messages == [
+            f"[front-1] tcp peer {peer_of(writer)} closed: "
+            "PROXY protocol: the peer is not in the trusted networks"
+        ]
         await close_writer(writer)
     trusting = proxied(proxy_protocol_trusted=["10.0.0.0/8", "127.0.0.0/8"])
     async with running(trusting, hub) as (_, port):
@@ -200,6 +208,84 @@ async def test_only_trusted_networks_may_send_the_header(
         assert await handler.wait_bytes(4) == b"ping"
         assert handler.conn.remote_address == "192.0.2.7:56324"
         await close_writer(writer)
+
+
+@pytest.mark.parametrize(
+    ("cidr", "expected"),
+    [
+        ("10.1.2.3/8", "10.0.0.0/8"),  # host bits allowed, as in a balancer's own address
+        (" 10.1.2.3 ", "10.1.2.3/32"),
+        ("2001:db8::7/32", "2001:db8::/32"),
+    ],
+)
+def test_a_trusted_network_is_read_as_written_with_host_bits_allowed(
+    cidr: str, expected: str
+) -> None:
+    assert network(cidr) == ipaddress.ip_network(expected)
+
+
+@pytest.mark.parametrize(
+    ("host", "trusted"),
+    [
+        ("10.9.8.7", True),
+        ("192.0.2.7", False),
+        ("2001:db8::7", True),
+        ("2001:db9::7", False),
+        ("::ffff:10.9.8.7", True),  # an IPv4 balancer on a dual-stack socket
+        ("::ffff:192.0.2.7", False),
+        ("/run/balancer.sock", False),  # a UNIX socket is no listed balancer
+        ("", False),
+    ],
+)
+def test_the_policy_trusts_the_listed_networks_only(host: str, trusted: bool) -> None:
+    policy = ProxyPolicy.from_cidrs(["10.0.0.0/8", "2001:db8::/32"])
+    assert policy.trusts(host) is trusted
+    assert ProxyPolicy().trusts(host) is True  # none listed: every peer
+
+
+class UnixSocket(asyncio.Transport):
+    """A transport whose peer is a path, as a UNIX socket's is."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.aborted = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.path if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_a_peer_on_a_unix_socket_is_named_by_its_path_when_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stats = AcceptorStats()
+    gate = ProxyGate(
+        asyncio.BufferedProtocol(),
+        lambda transport: True,
+        lambda transport, client: pytest.fail("a refused peer is never relayed"),
+        kind="tcp",
+        policy=ProxyPolicy.from_cidrs(["10.0.0.0/8"]),
+        ssl=None,
+        timeout=TIMEOUT,
+        stats=stats,
+        log=ServerLog(logging.getLogger("transport.listener"), "front-1"),
+        throttle=Throttle(),
+        loop=asyncio.get_running_loop(),
+    )
+    transport = UnixSocket("/run/balancer.sock")
+    with caplog.at_level(logging.WARNING, logger="transport"):
+        gate.connection_made(transport)
+    assert transport.aborted and stats.proxy_refused == 1
+    assert caplog.messages == [
+        "[front-1] tcp peer /run/balancer.sock closed: "
+        "PROXY protocol: the peer is not in the trusted networks"
+    ]
 
 
 def test_trusted_networks_need_the_option_and_valid_cidrs() -> None:
@@ -355,10 +441,13 @@ async def test_a_tls_client_without_the_header_is_refused() -> None:
         assert acceptor.stats.proxy_refused == 1
 
 
-async def test_a_failed_tls_handshake_after_the_header_uncounts_the_socket() -> None:
+async def test_a_failed_tls_handshake_after_the_header_uncounts_the_socket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     server_ctx, _ = tls_contexts()
     acceptor = proxied(ssl=server_ctx)
     hub = Hub()
+    caplog.set_level(logging.DEBUG, logger="transport")
     async with running(acceptor, hub) as (_, port):
         reader, writer = await asyncio.open_connection(HOST, port)
         writer.write(v1(CLIENT) + b"\x16\x03\x01\x00\x05hello")  # not a ClientHello
@@ -366,6 +455,46 @@ async def test_a_failed_tls_handshake_after_the_header_uncounts_the_socket() -> 
         await close_writer(writer)
         await until(lambda: acceptor.stats.opening == 0)
         assert hub.calls == 0 and acceptor.stats.proxy_refused == 0
+    # A client's failure, as at accept without the option: a debug line naming the client
+    # and its balancer, with no traceback.
+    (record,) = [r for r in caplog.records if "TLS handshake" in r.getMessage()]
+    prefix = (
+        f"[front-1] tcp peer 192.0.2.7:56324 (relayed by {peer_of(writer)}) "
+        "failed the TLS handshake: "
+    )
+    assert record.getMessage().startswith(prefix)
+    assert re.fullmatch(r"\w+Error\(.*\)", record.getMessage().removeprefix(prefix))
+    assert record.levelno == logging.DEBUG and not record.exc_info
+
+
+async def test_a_tls_start_that_fails_by_a_bug_is_an_error_with_its_traceback(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a client's doing (no OSError): logged as an error with the traceback, and the
+    socket is dropped and uncounted all the same."""
+
+    async def broken_start_tls(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("start_tls is broken")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "start_tls", broken_start_tls)
+    server_ctx, _ = tls_contexts()
+    acceptor = proxied(ssl=server_ctx)
+    hub = Hub()
+    async with running(acceptor, hub) as (_, port):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        with caplog.at_level(logging.DEBUG, logger="transport"):
+            writer.write(v1(CLIENT))
+            assert await read_to_eof(reader) == b""
+            await until(lambda: acceptor.stats.opening == 0)
+        await close_writer(writer)
+        assert hub.calls == 0
+    (record,) = [r for r in caplog.records if "TLS handshake" in r.getMessage()]
+    assert record.getMessage() == (
+        f"[front-1] tcp peer 192.0.2.7:56324 (relayed by {peer_of(writer)}) "
+        "failed the TLS handshake: RuntimeError('start_tls is broken')"
+    )
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
 
 
 # -- WebSocket: the header before the HTTP upgrade -------------------------------------------
