@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -211,3 +212,77 @@ def test_option_default_refuses_a_name_that_is_no_option() -> None:
         option_default("worker_retry_maximum")
     with pytest.raises(AttributeError, match="extra"):  # a factory, no plain default
         option_default("extra")
+
+
+# -- go-workers' edges: error texts, defaults, time stamps ---------------------------------
+
+
+def test_a_job_is_compact_json_stamped_now_when_no_time_is_given() -> None:
+    before = time.time()
+    _, raw = encode_rpc_job("a.b.c", None, metadata=None, reply=None, options=RetryOptions())
+    after = time.time()
+    assert raw.startswith(b'{"queue":"rpc","class":"","args":{"Route":"a.b.c","Metadata":null,')
+    assert b", " not in raw and b": " not in raw  # json.Marshal's form, no spaces
+    assert before <= json.loads(raw)["enqueued_at"] <= after
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"x": NaN}', "not JSON (NaN is not JSON)"),
+        (b"[1, 2]", "not a JSON object but list"),
+    ],
+)
+def test_a_job_that_is_no_json_object_says_what_it_is(raw: bytes, message: str) -> None:
+    with pytest.raises(MalformedJob) as caught:
+        load_job(raw)
+    assert str(caught.value) == message
+    with pytest.raises(MalformedJob, match=r"^not JSON \(Expecting"):
+        load_job(b"{not json")
+    with pytest.raises(MalformedJob) as no_route:
+        parse_rpc_job({"args": {"Route": None}})
+    assert str(no_route.value) == "no args.Route string"
+
+
+def test_a_job_parses_with_its_reply_and_without_a_jid() -> None:
+    call = parse_rpc_job({"args": {"Route": "room.r.m", "Reply": {"route": "r"}}})
+    assert (call.reply, call.jid) == ({"route": "r"}, "")
+
+
+def test_retry_max_1_allows_the_retry_of_a_first_failure() -> None:
+    assert may_retry({"retry": True, "retry_max": 1})
+    assert may_retry({"retry": True, "retry_max": 1, "retry_count": 0})
+    assert not may_retry({"retry": True, "retry_max": 1, "retry_count": 1})
+
+
+class MaxJitter(random.Random):
+    """Always the largest jitter the bound allows."""
+
+    def randrange(self, stop: int, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        return stop - 1
+
+
+def test_the_delay_takes_a_default_for_each_missing_or_non_number_option() -> None:
+    # Jitter below 30 by default: at most 29 times (count + 1).
+    assert retry_delay(2, None, MaxJitter()) == 2**4 + 15 + 29 * 3
+    assert retry_delay(2, {}, MaxJitter()) == 2**4 + 15 + 29 * 3
+    assert retry_delay(2, {"min_delay": 3}, MaxJitter()) == 2**4 + 3 + 29 * 3
+    assert retry_delay(2, {"exp": 1, "max_rand": 0}) == 2 + 15
+    assert retry_delay(2, {"exp": 1, "max_rand": 0, "max_delay": 5}) == 5
+    not_numbers = {"exp": True, "min_delay": "3", "max_delay": None, "max_rand": [1]}
+    assert retry_delay(2, not_numbers, MaxJitter()) == 2**4 + 15 + 29 * 3
+
+
+def test_a_second_failure_is_stamped_retried_at() -> None:
+    _, raw = retried_job({"retry": True, "retry_count": 0}, "rpc", "boom", now=60.0)
+    job = json.loads(raw)
+    assert (job["retry_count"], job["retried_at"]) == (1, "1970-01-01 00:01:00 UTC")
+    assert "failed_at" not in job
+
+
+def test_a_due_job_with_an_empty_or_odd_queue_cannot_go_back() -> None:
+    assert requeued_job(b'{"queue": ""}', "ns:") is None
+    assert requeued_job(b'{"queue": 5}', "ns:") is None
+    before = time.time()
+    queue, back = requeued_job(b'{"queue": "ns:rpc"}', "ns:") or ("", b"")
+    assert queue == "rpc" and before <= json.loads(back)["enqueued_at"] <= time.time()
