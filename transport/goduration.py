@@ -70,7 +70,9 @@ def string(value: float) -> str:
     """``value`` seconds as Go's ``time.Duration.String`` writes it ("5s", "1.5s", "500µs",
     "1m30s", "1h0m0.5s"), for metadata Go Pitaya's callers may read."""
     ns = round(value * 1e9)
-    if ns <= 0:
+    if ns < 0:
+        return "-" + string(-value)  # as Go: the sign, then the duration
+    if ns == 0:
         return "0s"
     if ns < 1_000:
         return f"{ns}ns"

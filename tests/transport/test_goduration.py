@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from transport import goduration
 
 
-@given(st.integers(0, 10**15))
+@given(st.integers(-(10**15), 10**15))
 def test_what_string_writes_reads_back_to_the_nanosecond(ns: int) -> None:
     value = ns / 1e9
     assert goduration.seconds(goduration.string(value)) == pytest.approx(value, abs=1e-9)
@@ -26,7 +26,7 @@ def test_what_short_writes_reads_back(ms: int) -> None:
 @pytest.mark.parametrize(
     ("value", "text"),
     [(0, "0s"), (1e-7, "100ns"), (0.0005, "500µs"), (1.5, "1.5s"), (90.5, "1m30.5s"),
-     (3600.5, "1h0m0.5s")],
+     (3600.5, "1h0m0.5s"), (-1.5, "-1.5s"), (-90.5, "-1m30.5s"), (-1e-9, "-1ns")],
 )  # fmt: skip
 def test_string_writes_as_go_does(value: float, text: str) -> None:
     assert goduration.string(value) == text
