@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["format_address", "format_peer"]
+__all__ = ["format_address", "format_peer", "peer_host"]
 
 
 def format_address(host: str, port: int) -> str:
@@ -23,3 +23,10 @@ def format_peer(transport: asyncio.BaseTransport) -> str:
     if not isinstance(peer, tuple) or len(peer) < 2:
         return str(peer)
     return format_address(str(peer[0]), int(peer[1]))
+
+
+def peer_host(transport: asyncio.BaseTransport) -> str:
+    """The host of the transport's peer (``str`` of anything else, such as a UNIX socket's
+    path): what a trusted network is checked against."""
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)

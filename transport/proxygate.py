@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from transport.logs import ServerLog, Throttle
-from transport.peer import format_address
+from transport.peer import format_address, format_peer, peer_host
 from transport.proxyheader import ProxyHeader, ProxyHeaderError, ProxyHeaderParser
 from transport.stats import AcceptorStats
 
@@ -161,9 +161,8 @@ class ProxyGate(asyncio.BufferedProtocol):
         if not self._accept(transport):
             self._parser = None  # refused at accept (counted as such): not our refusal
             return
-        peer = transport.get_extra_info("peername")
-        host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
-        self._peer = format_address(host, int(peer[1])) if isinstance(peer, tuple) else host
+        host = peer_host(transport)
+        self._peer = format_peer(transport)
         if not self._policy.trusts(host):
             self._refuse("the peer is not in the trusted networks")
             return
