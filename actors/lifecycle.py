@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CANCEL_WAIT = 1.0
+"""Seconds a stop gives the handlers it cancelled to end (and be answered) before the kick;
+one that holds on past its cancellation is not waited for longer."""
 CLOSE_WAIT = 2.0
 """Seconds a stop gives its kicked sessions at least to close (their close callbacks
 included), however short ``shutdown_timeout`` is."""
@@ -498,6 +501,10 @@ class Lifecycle:
                 host.config.shutdown_timeout,
             )
             host.invoker.cancel()
+            # Their answers (PIT-500 "handler cancelled") go to the sessions before the kick
+            # does: a cancelled handler ends at its next await, and is answered then.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(in_flight.zero.wait(), CANCEL_WAIT)
         for session in host.sessions:
             session.ref.tell(KickSession("server shutting down"))
         # The close callbacks run now (a player's state saved, a room left): the actor

@@ -319,6 +319,24 @@ async def test_graceful_stop_finishes_in_flight_requests_then_kicks() -> None:
         await Client.connect(*app.address("tcp"), timeout=1)
 
 
+async def test_a_request_cancelled_by_the_stop_is_answered_before_the_kick() -> None:
+    """Past shutdown_timeout the handler is cancelled and answered PIT-500: the kick was
+    sent at once, before that answer, so the client never had it."""
+    app = make_app(shutdown_timeout=0.2)
+    async with serve(app) as server:
+        client = await server.connect()
+        held, _ = await holding(app, client)  # never released
+        await asyncio.wait_for(app.stop(), 10)
+        with pytest.raises(RequestError) as caught:
+            await asyncio.wait_for(held, 5)
+        assert (caught.value.code, caught.value.msg) == (
+            "PIT-500",
+            "handler cancelled (server stopping)",
+        )
+        await client.wait_closed(timeout=5)
+        assert client.kicked
+
+
 async def test_a_stop_lets_close_callbacks_finish_within_the_shutdown_timeout() -> None:
     """A close callback saving a player's state took longer than a fixed 2 s: the actor
     system's shutdown cancelled it, and the save was lost with the server's stop."""
