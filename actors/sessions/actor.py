@@ -191,7 +191,7 @@ class SessionActor(Actor):
             try:
                 validator(event.request)
             except Exception as exc:
-                self.log.info(
+                self._peer_fault(
                     "session %s: handshake validator %s refused: %s",
                     self.session.id,
                     name,
@@ -212,7 +212,7 @@ class SessionActor(Actor):
 
     def _accept(self, message: Message) -> None:
         if message.type is not MessageType.REQUEST and message.type is not MessageType.NOTIFY:
-            self.log.info(
+            self._peer_fault(
                 "session %s sent a %s message; closing",
                 self.session.id,
                 message.type.name,
@@ -322,16 +322,17 @@ class SessionActor(Actor):
         return data
 
     def _protocol_error(self, exc: ProtocolError) -> None:
-        # Any peer can send garbage, as often as it connects: one line per 10 s at info
-        # (with how many were not), each one at debug.
+        self._peer_fault(
+            "session %s: protocol error from %s: %s", self.session.id, self.conn.remote_address, exc
+        )
+
+    def _peer_fault(self, message: str, *args: object) -> None:
+        """A line about what a client did wrong (garbage, a refused handshake, none at all):
+        any peer can, as often as it connects, so one line per 10 s at info (with how many
+        were not), each one at debug."""
         more = self.app.protocol_errors.allow(self.clock())
         self.log.log(
-            logging.DEBUG if more is None else logging.INFO,
-            "session %s: protocol error from %s: %s%s",
-            self.session.id,
-            self.conn.remote_address,
-            exc,
-            more or "",
+            logging.DEBUG if more is None else logging.INFO, message + "%s", *args, more or ""
         )
 
     def _wake(self) -> None:
@@ -592,7 +593,7 @@ class SessionActor(Actor):
 
     def on_handshake_deadline(self, msg: HandshakeDeadline) -> None:
         if self.proto.state in (ServerState.AWAITING_HANDSHAKE, ServerState.AWAITING_ACK):
-            self.log.info(
+            self._peer_fault(
                 "session %s: no handshake within %ss",
                 self.session.id,
                 self.app.config.handshake_timeout,

@@ -331,6 +331,43 @@ async def test_a_refusing_validator_is_logged_and_answered_400(
         assert (await (await connect(test)).handshake({"name": "ann"})).ok
 
 
+async def test_what_clients_do_wrong_shares_one_line_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refused handshake, a connection that never handshakes: any peer can, as often as
+    it connects, and each wrote an info line; with protocol errors, one line per 10 s at
+    info (with the count of the others), each at debug."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    app = make_app(handshake_timeout=0.05)
+
+    def only_ann(request: Any) -> None:
+        if request.user.get("name") != "ann":
+            raise ValueError("ann only")
+
+    app.add_handshake_validator("only-ann", only_ann)
+    faults = ("handshake validator", "no handshake within")
+    async with running(app) as test:
+        for _ in range(3):
+            raw = await connect(test)
+            assert (await raw.handshake({"name": "eve"})).code == 400
+            await raw.until_closed()
+        await (await connect(test)).until_closed()  # silent: the handshake deadline
+        told = [r for r in caplog.records if any(f in r.getMessage() for f in faults)]
+        assert [r.levelno for r in told] == [logging.INFO] + [logging.DEBUG] * 3
+        app.protocol_errors._last = -100.0  # 10 s later
+        raw = await connect(test)
+        await raw.handshake({"name": "eve"})
+        await raw.until_closed()
+        assert (
+            logged(
+                caplog,
+                "[s1] session 5: handshake validator only-ann refused: ann only "
+                "(3 more since the last such line, not logged)",
+            ).levelno
+            == logging.INFO
+        )
+
+
 # -- requests, notifies and the pending queue -----------------------------------------------
 
 
