@@ -35,6 +35,7 @@ from actors.invocation import Invoker, LocalRoute
 from actors.kernel import ActorRef
 from actors.lifecycle import Blueprint, Lifecycle
 from actors.logs import ServerLog, Throttle, configure_logging
+from actors.metrics.handler import ForwardedRoutes
 from actors.metrics.reporter import Metrics, Reporter
 from actors.modules.base import Module, Modules
 from actors.payload import encode_result
@@ -125,6 +126,8 @@ class App:
         """What all clients hold of unfinished packets, against ``max_partial_bytes``."""
         self.protocol_errors = Throttle()
         """Clients' protocol errors are logged at info once per 10 s (each at debug)."""
+        self.forwarded_routes = ForwardedRoutes()
+        """The labels of forwarded routes' response times (made-up routes: ``unknown``)."""
         self.unknown_routes = Throttle()
         """Clients' notifies to routes nobody serves: logged the same way."""
         self.serializer: Serializer = get_serializer(self.config.serializer)

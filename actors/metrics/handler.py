@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from actors.errors import as_pitaya_error
-from actors.metrics.names import RESPONSE_TIME
+from actors.errors import PitayaError, RouteNotFound, as_pitaya_error
+from actors.metrics.names import RESPONSE_TIME, UNKNOWN_ROUTE
 
 if TYPE_CHECKING:
     from actors.metrics.reporter import Metrics
@@ -48,3 +48,37 @@ def report_handler_time(
         },
         time.monotonic_ns() - received_ns,
     )
+
+
+FORWARDED_ROUTES_KEPT = 4096
+"""Distinct forwarded routes a frontend labels its timings with; past it, new ones are
+``unknown`` (a game has hundreds of routes, not thousands)."""
+
+
+class ForwardedRoutes:
+    """The forwarded routes a frontend's timings are labelled with: those another server
+    took (answered, or failed in its handler), never more than :data:`FORWARDED_ROUTES_KEPT`.
+
+    A client names any route it likes: a made-up one that a server answers PIT-404 or that
+    fails here (no server, a timeout, the cluster down) is labelled ``unknown``, so it opens
+    no time series of its own, and each series holds quantile windows."""
+
+    __slots__ = ("_routes",)
+
+    def __init__(self) -> None:
+        self._routes: set[str] = set()
+
+    def label(self, route: str, error: BaseException | None) -> str:
+        """The label of a forwarded ``route`` answered with ``error`` (None: success)."""
+        routes = self._routes
+        if route in routes:
+            return route
+        # Taken by the server it was sent to: an error that server answered is a PitayaError
+        # as decoded, never one of the subclasses raised here for a failed call.
+        taken = error is None or (
+            type(error) is PitayaError and error.code != RouteNotFound.default_code
+        )
+        if taken and len(routes) < FORWARDED_ROUTES_KEPT:
+            routes.add(route)
+            return route
+        return UNKNOWN_ROUTE

@@ -494,12 +494,8 @@ class SessionActor(Actor):
             )
         if entry.received_ns:
             route = message.route
-            if (
-                error is not None
-                and route not in self.app.local_routes
-                and as_pitaya_error(error).code == RouteNotFound.default_code
-            ):
-                route = UNKNOWN_ROUTE  # forwarded, and the remote server has no such route
+            if entry.forwarded:  # labelled by what the server it went to made of it
+                route = self.app.forwarded_routes.label(route, error)
             self._report_response(route, entry.received_ns, error)
         if (
             entry.forwarded

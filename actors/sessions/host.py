@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from actors.config import Config
     from actors.invocation import Invoker, LocalRoute
     from actors.kernel import Reply
+    from actors.metrics.handler import ForwardedRoutes
     from actors.metrics.reporter import Metrics
     from actors.session import Session
     from actors.sessions.registry import SessionRegistry
@@ -102,6 +103,11 @@ class SessionHost(Protocol):
     @property
     def protocol_errors(self) -> Throttle:
         """How often a client's protocol error is logged at info (see the session actor)."""
+        ...
+
+    @property
+    def forwarded_routes(self) -> ForwardedRoutes:
+        """The labels of forwarded routes' timings (made-up routes are ``unknown``)."""
         ...
 
     @property
