@@ -45,6 +45,7 @@ other with no NATS, etcd or socket; drive the frontends with ``TestClient``::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -284,7 +285,9 @@ class TestSession(Session):
     ``registry`` (a fresh :class:`SessionRegistry` unless given; share one between sessions
     to look them up by uid); ``uid=`` makes a session that arrives already bound, as a
     backend sees it (no callback runs). :meth:`disconnect` plays the client going away (its
-    close callbacks run)::
+    close callbacks run); a kick closes the session too, as a server does once it sent the
+    kick packet (its close callbacks run in a task: ``await session.disconnect()`` to have
+    them done)::
 
         session = TestSession(7, uid="ann", data={"room": "lobby"})
         await room.ask(Call("leave", session))
@@ -292,7 +295,7 @@ class TestSession(Session):
     """
 
     __test__ = False  # not a pytest test class
-    __slots__ = ("_recorder", "registry")
+    __slots__ = ("_closing", "_recorder", "registry")
 
     def __init__(
         self,
@@ -312,6 +315,8 @@ class TestSession(Session):
             session_id, cast("ActorRef", recorder), self.registry.bind, codec, remote_address
         )
         self._recorder = recorder
+        self._closing: asyncio.Task[None] | None = None
+        """The close a kick started (a server closes a kicked session's connection)."""
         self.registry.add(self)
         self.data.update(data or {})
         self.uid = uid
@@ -330,8 +335,23 @@ class TestSession(Session):
         """The reason of the first kick, None if not kicked."""
         return self._recorder.kicks[0] if self._recorder.kicks else None
 
+    def kick(self, reason: str = "") -> None:
+        """Recorded (``kicked``, ``kick_reason``); then the session closes, as on a server:
+        its close callbacks run in a task (outside a running event loop, only recorded)."""
+        super().kick(reason)
+        if self._closing is None and not self.closed:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._closing = loop.create_task(self.disconnect())
+
     async def disconnect(self) -> None:
         """The client went away: the session is closed and close callbacks run (once, as on
-        a server: a second call does nothing)."""
+        a server: a second call does nothing). After a kick: the close it started, done."""
+        closing = self._closing
+        if closing is not None and closing is not asyncio.current_task():
+            await asyncio.shield(closing)
+            return
         if not self.closed:
             await self.registry.closed(self)

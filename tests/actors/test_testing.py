@@ -17,6 +17,7 @@ from actors.session import Session, SessionAlreadyBound
 from actors.sessions.registry import SessionRegistry
 from actors.system import ActorSystem
 from actors.testing import Push, TestClient, TestSession, serve
+from tests.reliability.support import until
 from transport.client import Client, HandshakeRejected, RequestError
 from transport.errors import ConnectionClosed, SerializationError
 from transport.handshake import HandshakeRequest, decode_handshake_response
@@ -355,6 +356,26 @@ async def test_a_test_session_records_kicks() -> None:
         assert not session.kicked and session.kick_reason is None
         await room.ask(Call("leave", session))
         assert session.kicked and session.kick_reason == "bye"
+
+
+async def test_a_kicked_test_session_closes_as_on_a_server() -> None:
+    """A server closes a kicked session's connection, and its close callbacks run: a test
+    session only recorded the kick, so a room's cleanup on close never ran in tests."""
+    async with ActorSystem() as system:
+        room = system.spawn(Room)
+        session = TestSession(3, uid="ann")
+        closed: list[int] = []
+        session.on_close(lambda s: closed.append(s.id))
+        await room.ask(Call("leave", session))
+        assert session.kicked
+        await session.disconnect()  # the close the kick started, done
+        assert session.closed and closed == [3]
+        await session.disconnect()  # once, as on a server
+        assert closed == [3]
+        other = TestSession(4)
+        other.on_close(lambda s: closed.append(s.id))
+        await room.ask(Call("leave", other))
+        await until(lambda: closed == [3, 4])  # without waiting: in a task of its own
 
 
 async def test_a_test_session_binds_through_its_registry() -> None:
