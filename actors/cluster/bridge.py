@@ -228,7 +228,12 @@ class RpcBridge(Actor):
         the session's record once its lane is empty: a close is a session's last)."""
         assert request.session is not None
         key = (request.session.frontend_id, request.session.id)
-        done = partial(self.carry.finish, key, None, finish)
+        in_flight = self.invoker.in_flight
+
+        def done() -> None:
+            in_flight.down()
+            self.carry.finish(key, None, finish)
+
         later = self.controls.on_request(control, request, respond, finished)
         if later is None:
             done()
@@ -255,6 +260,10 @@ class RpcBridge(Actor):
                     # A session's bind or close, in turn with its messages: a close that
                     # came while a forwarded ``join`` still ran (or waited) would otherwise
                     # be handled first, and the join then add a member who never leaves.
+                    # Counted in flight from now until handled, as a forwarded message is:
+                    # a graceful stop waits for a close received before it (its callbacks
+                    # save a player's state), queued or running.
+                    self.invoker.in_flight.up()
                     self.sequencer.submit(
                         (snapshot.frontend_id, snapshot.id),
                         partial(self._session_event, control, request, respond, finished),

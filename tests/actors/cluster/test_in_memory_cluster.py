@@ -528,6 +528,44 @@ async def test_a_close_waits_for_the_messages_of_its_session_the_backend_holds()
         await until(lambda: len(bridge.sequencer) == 0 and len(bridge.carry) == 0)
 
 
+async def test_a_backend_s_stop_waits_for_a_close_received_before_it() -> None:
+    """A close that waited behind its session's running message was not counted in flight:
+    once that message answered the count was zero, the stop went on and the actor system's
+    shutdown cancelled the close callback (a player's state being saved)."""
+    saving, saved = asyncio.Event(), asyncio.Event()
+    done: list[int] = []
+
+    async def save(session: Session) -> None:
+        saving.set()
+        await saved.wait()
+        done.append(session.id)
+
+    def setup(room: App) -> None:
+        room.on_remote_session_close(save)
+
+    async with cluster(room_setup=setup, shutdown_timeout=30) as net:
+        client = await net.client()
+        room = net.rooms[0]
+        assert room.cluster is not None and room.cluster.bridge is not None
+        bridge = room.cluster.bridge._cell.actor
+        assert isinstance(bridge, RpcBridge)
+        ops = room.handler_instance("ops")
+        assert isinstance(ops, Ops)
+        waiting = asyncio.ensure_future(client.request("room.ops.wait"))
+        await until(lambda: len(bridge.sequencer) == 1)  # the wait runs on the room
+        await client.close()
+        with pytest.raises(ConnectionClosed):
+            await waiting
+        await until(lambda: _queued(bridge) == 1)  # the close waits for its turn
+        stopping = asyncio.ensure_future(room.stop())
+        ops.release.set()
+        await asyncio.wait_for(saving.wait(), 5)
+        assert room.requests_in_flight.count == 1  # the stop waits for the close
+        saved.set()
+        await asyncio.wait_for(stopping, 10)
+        assert len(done) == 1
+
+
 # -- push and kick by uid across frontends -------------------------------------------------
 
 
