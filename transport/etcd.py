@@ -39,7 +39,15 @@ class EtcdUnavailable(TransportError):
     that handles it logs it at debug, not as one more warning."""
 
 
-class EtcdHistoryLost(EtcdUnavailable):
+class EtcdWatchBroken(EtcdUnavailable):
+    """A watch's stream broke (etcd restarted, or went away): read the prefix again and
+    watch from that read's revision. Resuming from the last revision seen is not safe: an
+    etcd that came back without its data numbers its changes from 1 again, and may be past
+    that revision already (its servers registering again), so a resumed watch would miss
+    every change below it."""
+
+
+class EtcdHistoryLost(EtcdWatchBroken):
     """etcd came back without its data (its revision went back): changes since the last
     revision seen cannot be watched; what there is must be read again."""
 
@@ -408,25 +416,26 @@ class EtcdClient:
         return items, int(response.header.revision)
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[KeyEvent]:
-        """Changes under ``prefix`` from ``start_revision`` on; survives etcd restarts (the
-        stream is opened again from the last revision seen, every second at most while etcd
-        is down). Raises EtcdUnavailable only if etcd refuses the watch itself, and
-        EtcdHistoryLost if etcd came back without the revisions seen (read the prefix again
-        and watch from there)."""
+        """Changes under ``prefix`` from ``start_revision`` on, while the stream lasts.
+        Raises :class:`EtcdWatchBroken` when it breaks (etcd restarted or went away; the
+        caller reads the prefix again and watches from there), EtcdHistoryLost when etcd's
+        revision went back, and EtcdUnavailable if etcd refuses the watch itself. Until the
+        stream was created, a transient failure is retried (every second at most)."""
         range_end = prefix_range_end(prefix)
-        next_revision = start_revision
         known = start_revision - 1  # the highest revision etcd told of (responses' headers)
         backoff = _WATCH_BACKOFF
         while True:
             # One stream written to and read from here (no request iterator: grpc would run
             # it in a task of its own, left pending when the stream breaks).
             call = self._watch_stub().Watch(metadata=self._token_metadata())
+            created = False  # a response came: from then on, a break is the caller's to mend
             try:
                 create = WatchCreateRequest(
-                    key=prefix.encode(), range_end=range_end, start_revision=next_revision
+                    key=prefix.encode(), range_end=range_end, start_revision=start_revision
                 )
                 await call.write(WatchRequest(create_request=create))
                 while (response := await call.read()) is not grpc.aio.EOF:
+                    created = True
                     backoff = _WATCH_BACKOFF
                     revision = response.header.revision
                     if response.created and revision < known:
@@ -439,9 +448,6 @@ class EtcdClient:
                         )
                     known = max(known, revision)
                     for event in response.events:
-                        # Resume after the last event delivered (a header's revision may be
-                        # ahead of events still to come); replaying some is harmless.
-                        next_revision = max(next_revision, event.kv.mod_revision + 1)
                         deleted = event.type == 1  # mvccpb.Event.DELETE
                         value = None if deleted else bytes(event.kv.value)
                         yield KeyEvent(event.kv.key.decode(), value)
@@ -449,16 +455,21 @@ class EtcdClient:
                         reason = response.cancel_reason
                         if not (self.security.user and "auth" in reason):
                             raise EtcdUnavailable(f"etcd cancelled the watch: {reason}")
-                        # Our token died (etcd restarted): authenticate, open it again.
+                        # Our token died (etcd restarted): authenticate, then the caller
+                        # reads again and watches again.
                         with contextlib.suppress(EtcdUnavailable):
                             await self._authenticate()
-                        break
+                        raise EtcdWatchBroken(f"etcd cancelled the watch: {reason}")
+                if created:
+                    raise EtcdWatchBroken("etcd ended the watch")
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED and self.security.user:
                     with contextlib.suppress(EtcdUnavailable):
                         await self._authenticate()
                 elif exc.code() not in _TRANSIENT:
                     raise EtcdUnavailable(f"etcd refused the watch: {_describe(exc)}") from exc
+                if created:
+                    raise EtcdWatchBroken(f"the watch broke: {_describe(exc)}") from None
             finally:
                 call.cancel()
             await asyncio.sleep(backoff)

@@ -41,7 +41,14 @@ from actors.actor import Actor
 from actors.cluster.groups import EtcdGroupService, PushToUsers
 from actors.errors import ActorError
 from actors.logs import ServerLog
-from transport.etcd import EtcdClient, EtcdSecurity, EtcdUnavailable, KeyEvent
+from transport.etcd import (
+    EtcdClient,
+    EtcdHistoryLost,
+    EtcdSecurity,
+    EtcdUnavailable,
+    EtcdWatchBroken,
+    KeyEvent,
+)
 from transport.undo import undo_fully
 
 if TYPE_CHECKING:
@@ -448,15 +455,23 @@ class DiscoveryActor(Actor):
                 async for event in self.etcd.watch_prefix(self.prefix, revision):
                     self.ref.tell(KeyChanged(event))
                 return
+            except EtcdHistoryLost as exc:
+                self.log.warning("%s; reading the server table again", exc)
+            except EtcdWatchBroken as exc:  # etcd restarted or went away: told by the client
+                self.log.debug("etcd watch broke (%s); reading the table again", exc)
             except Exception as exc:  # the watch gave up: resync and watch again
                 self.log.warning("etcd watch failed (%s); retrying", exc)
+            # Watched again only from a read of the table: from the revision seen before, a
+            # watch would miss the changes of an etcd that came back without its data.
+            while True:
                 await asyncio.sleep(1.0)
                 try:
                     items, last = await self.etcd.get_prefix(self.prefix)
-                    self.ref.tell(Resync(items))
-                    revision = last + 1
                 except EtcdUnavailable:
-                    pass
+                    continue
+                self.ref.tell(Resync(items))
+                revision = last + 1
+                break
 
     async def _sync(self) -> None:
         while True:

@@ -498,10 +498,13 @@ async def test_a_broken_watch_resyncs_and_watches_again_after_a_second(
         assert etcd.watch_from == [first, etcd.revision + 1]
         assert "missed" in n.table.by_id
         etcd.down = True
-        await asyncio.sleep(1)  # the resync fails: watch again from the same revision
-        etcd.down = False
+        await asyncio.sleep(1)  # the resync fails: no watch from the stale revision ...
         await settle()
-        assert etcd.watch_from[2] == etcd.watch_from[1]
+        assert len(etcd.watch_from) == 2
+        etcd.down = False
+        await asyncio.sleep(1)  # ... but from the next read's
+        await settle()
+        assert etcd.watch_from[2] == etcd.revision + 1
         assert caplog.messages.count("[me] etcd watch failed (watch broke); retrying") == 2
         etcd.end_watches()  # a watch that ends is not restarted
         await settle()
