@@ -514,8 +514,7 @@ class Lifecycle:
             await asyncio.wait_for(host.connections.zero.wait(), closing)
         except TimeoutError:
             self.log.warning(
-                "%d session(s) still closing after %ss (shutdown_timeout): their close "
-                "callbacks are cancelled",
+                "%d session(s) still closing after %ss: their close callbacks are cancelled",
                 host.connections.count,
                 closing,
             )
