@@ -137,7 +137,10 @@ MODULES: dict[str, Module] = {
         "actors/cluster/jobs.py",
         ("tests/actors/cluster/test_jobs.py", "tests/actors/cluster/test_worker.py"),
     ),
-    "gojson": Module("actors/cluster/gojson.py", ("tests/actors/cluster/test_jobs.py",)),
+    "gojson": Module(
+        "actors/cluster/gojson.py",
+        ("tests/actors/cluster/test_gojson.py", "tests/actors/cluster/test_jobs.py"),
+    ),
     # The store's contract runs on the fake and on a real redis-server: only the fake's half.
     "jobstore_memory": Module(
         "transport/jobstore_memory.py",
