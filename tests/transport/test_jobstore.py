@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.services import RedisServer
-from transport.jobstore import JobKeys, JobStore, JobStoreUnavailable, RedisJobStore
+from transport.jobstore import JobKeys, JobStats, JobStore, JobStoreUnavailable, RedisJobStore
 from transport.jobstore_memory import MemoryJobData, MemoryJobStore
 
 KEYS = JobKeys("ns", "host-1")
@@ -80,16 +80,30 @@ async def test_a_job_that_cannot_run_goes_to_the_dead_set(store: JobStore) -> No
     assert await store.in_progress("rpc") == []
     await store.retry_at("rpc", b"absent", 1.0, b"unreadable")
     assert await store.requeue_due(2.0, lambda raw: None) == 0  # also dead, not requeued
-    dead = await _dead(store)
-    assert dead == {b"{not json", b"unreadable"}
+    assert await _dead(store) == {b"{not json": 5.0, b"unreadable": 2.0}  # when each died
 
 
-async def _dead(store: JobStore) -> set[bytes]:
+async def _dead(store: JobStore) -> dict[bytes, float]:
+    """The dead set, each job with its score (when it died)."""
     if isinstance(store, MemoryJobStore):
-        return set(store.data.zsets.get(KEYS.dead, {}))
+        return dict(store.data.zsets.get(KEYS.dead, {}))
     assert isinstance(store, RedisJobStore)
-    found = await store._call("ZRANGE", KEYS.dead, 0, -1)
-    return {bytes(item) for item in found}
+    found = await store._call("ZRANGE", KEYS.dead, 0, -1, "WITHSCORES")  # [job, score] pairs
+    return {bytes(job): float(at) for job, at in found}
+
+
+async def _queues(store: JobStore) -> set[str]:
+    if isinstance(store, MemoryJobStore):
+        return set(store.data.sets.get(KEYS.queues, set()))
+    assert isinstance(store, RedisJobStore)
+    return {bytes(name).decode() for name in await store._call("SMEMBERS", KEYS.queues)}
+
+
+async def _counter(store: JobStore, key: str) -> int:
+    if isinstance(store, MemoryJobStore):
+        return store.data.counters.get(key, 0)
+    assert isinstance(store, RedisJobStore)
+    return int(await store._call("GET", key) or 0)
 
 
 async def test_counters_are_go_workers_stats(store: JobStore) -> None:
@@ -99,6 +113,64 @@ async def test_counters_are_go_workers_stats(store: JobStore) -> None:
     await store.push("rpc", b"waiting")
     stats = await store.stats(["rpc"])
     assert (stats.processed, stats.failed, stats.enqueued) == (2, 1, {"rpc": 1})
+    await store.count("processed", "2026-01-03")
+    day = [await _counter(store, KEYS.stat("processed", d)) for d in ("2026-01-02", "2026-01-03")]
+    assert day == [2, 1] and await _counter(store, KEYS.stat("processed")) == 3
+
+
+async def test_a_new_store_has_zero_counters_and_empty_queues(store: JobStore) -> None:
+    assert await store.stats(["rpc", "other"]) == JobStats(0, 0, 0, {"rpc": 0, "other": 0})
+
+
+async def test_a_push_names_its_queue_in_the_set_of_queues(store: JobStore) -> None:
+    await store.push("rpc", b"a")
+    await store.push("mail", b"b")
+    await store.push("rpc", b"c")
+    assert await _queues(store) == {"rpc", "mail"}
+
+
+async def test_acknowledging_removes_the_copy_nearest_the_tail_as_lrem_minus_1(
+    store: JobStore,
+) -> None:
+    for job in (b"same", b"other", b"same", b"last"):
+        await store.push("rpc", job)
+    for _ in range(4):
+        await store.fetch("rpc", 1)
+    assert await store.in_progress("rpc") == [b"last", b"same", b"other", b"same"]
+    await store.acknowledge("rpc", b"same")
+    assert await store.in_progress("rpc") == [b"last", b"same", b"other"]
+    await store.acknowledge("rpc", b"same")  # one step from the tail
+    assert await store.in_progress("rpc") == [b"last", b"other"]
+    await store.acknowledge("rpc", b"absent")
+    assert await store.in_progress("rpc") == [b"last", b"other"]
+
+
+async def test_due_jobs_go_back_in_the_order_they_fell_due_past_an_unreadable_one(
+    store: JobStore,
+) -> None:
+    # Scores against the jobs' byte order: "b" is due first.
+    for job, at in ((b"b", 1.0), (b"x-unreadable", 2.0), (b"a", 3.0), (b"c", 9.0)):
+        await store.push("rpc", job)
+        await store.fetch("rpc", 1)
+        await store.retry_at("rpc", job, at, job)
+
+    def rewrite(job: bytes) -> tuple[str, bytes] | None:
+        return None if job.startswith(b"x") else ("rpc", job)
+
+    assert await store.requeue_due(1.5, rewrite) == 1
+    assert await store.requeue_due(5.0, rewrite) == 1  # "a"; the unreadable one dies
+    assert await _dead(store) == {b"x-unreadable": 5.0}
+    assert [await store.fetch("rpc", 1) for _ in range(2)] == [b"b", b"a"]
+    assert (await store.stats(["rpc"])).retries == 1  # "c", not due yet
+    assert await store.requeue_due(10.0, rewrite) == 1
+
+
+async def test_several_due_jobs_are_counted(store: JobStore) -> None:
+    for job in (b"a", b"b", b"c"):
+        await store.push("rpc", job)
+        await store.fetch("rpc", 1)
+        await store.retry_at("rpc", job, 1.0, job)
+    assert await store.requeue_due(1.0, lambda raw: ("rpc", raw)) == 3
 
 
 async def test_redis_keeps_go_workers_layout(redis_server: RedisServer) -> None:
@@ -142,6 +214,19 @@ async def test_a_wrong_password_is_a_clear_error() -> None:
     finally:
         await store.close()
         server.close()
+
+
+async def test_the_memory_store_stands_alone_says_so_when_down_and_records_close() -> None:
+    store = MemoryJobStore()  # its own data and go-workers' keys with no namespace
+    assert store.address == "memory" and store.closed is False
+    await store.push("rpc", b"job")
+    assert store.data.lists == {"queue:rpc": [b"job"]}
+    await store.data.set_available(False)
+    with pytest.raises(JobStoreUnavailable) as caught:
+        await store.stats(["rpc"])
+    assert str(caught.value) == "memory: connection refused"
+    await store.close()
+    assert store.closed
 
 
 async def test_the_memory_store_goes_down_and_wakes_a_blocked_fetch() -> None:
