@@ -446,3 +446,145 @@ async def test_the_worker_reports_pitayas_gauges(harness: Harness) -> None:
 
 def test_the_worker_options_defaults_are_the_worker_options_of_a_default_config() -> None:
     assert WorkerOptions() == worker_options(Config())
+
+
+def _today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+async def test_each_failure_is_one_line_naming_the_job_its_route_and_the_error(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.calls.fail["room.grants.grant"] = -1
+    worker = harness.worker(retry=RetryOptions(enabled=True, max=1, min_delay=0, max_delay=0))
+    jid = await worker.enqueue("room.grants.grant", None)
+    await worker.start()
+    await worker.until(lambda: (jid, "dropped") in worker.outcomes)
+    error = "PIT-500: room.grants.grant failed"
+    assert messages(caplog, logging.WARNING) == [
+        f"[room-1] job {jid} (room.grants.grant) failed: {error}; retry 0 in 0s",
+        f"[room-1] job {jid} (room.grants.grant) failed: {error}; retry 1 in 0s",
+    ]
+    assert messages(caplog, logging.ERROR) == [
+        f"[room-1] job {jid} (room.grants.grant) failed: {error}; giving up"
+    ]
+
+
+async def test_an_error_that_is_no_pitaya_error_is_logged_as_its_repr(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    class NoServer(RpcJob):
+        def server_discovery(self, route: str, metadata: Mapping[str, Any]) -> str:
+            raise LookupError("no room server")
+
+    worker = harness.worker(retry=RetryOptions(enabled=False, max=0))
+    worker.register_job(NoServer())
+    jid = await worker.enqueue("room.grants.grant", None)
+    await worker.start()
+    await worker.until(outcome_of(worker, jid))
+    assert worker.outcomes == [(jid, "dropped")] and harness.calls.made == []
+    assert messages(caplog, logging.ERROR) == [
+        f"[room-1] job {jid} (room.grants.grant) failed: LookupError('no room server'); giving up"
+    ]
+
+
+async def test_a_malformed_job_is_logged_by_its_first_200_bytes_timed_and_counted(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    long = b"[" + b"1," * 150 + b"1]"  # JSON, but no object: 303 bytes
+    await MemoryJobStore(harness.data, KEYS).push("rpc", long)
+    worker = harness.worker()
+    before, day = time.time(), _today()
+    await worker.start()
+    await worker.until(lambda: len(worker.outcomes) == 1)
+    after = time.time()
+    assert worker.outcomes == [("", "dead")]
+    ((error,),) = [messages(caplog, logging.ERROR)]
+    assert error.startswith("[room-1] malformed job in queue rpc (")
+    assert error.endswith(f"), moved to dead: {long[:200]!r}")
+    ((buried, at),) = harness.data.zsets[KEYS.dead].items()
+    assert buried == long and before <= at <= after  # when it died
+    assert harness.counter("failed") == 1 and harness.counter("processed") == 0
+    days = {day, _today()}  # the run may cross midnight (UTC)
+    assert sum(harness.data.counters.get(KEYS.stat("failed", d), 0) for d in days) == 1
+
+
+async def test_reporting_rides_out_an_outage_and_says_so_at_debug(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.cluster.worker")
+    gauges = Gauges()
+    metrics = Metrics()
+    metrics.add(gauges)
+    worker = harness.worker(metrics=metrics, metrics_period=0.01)
+    seen = asyncio.Event()
+    watch = Watch("cannot read the worker's stats", seen)
+    logging.getLogger("actors.cluster.worker").addHandler(watch)
+    try:
+        await harness.data.set_available(False)
+        await worker.start()
+        await asyncio.wait_for(seen.wait(), 10)
+        await harness.data.set_available(True)
+        jid = await worker.enqueue("room.grants.grant", None)
+        await worker.until(outcome_of(worker, jid))
+        gauges.reported.clear()
+        await asyncio.wait_for(gauges.reported.wait(), 10)  # reporting again
+    finally:
+        logging.getLogger("actors.cluster.worker").removeHandler(watch)
+    assert "[room-1] cannot read the worker's stats: memory: connection refused" in messages(
+        caplog, logging.DEBUG
+    )
+
+
+def test_each_worker_option_comes_from_its_own_config_option() -> None:
+    config = Config(
+        worker_redis_url="redis://redis-9:6379/1",
+        worker_redis_password="pw",
+        worker_redis_pool=7,
+        worker_namespace="ns",
+        worker_concurrency=3,
+        worker_retry_enabled=False,
+        worker_retry_max=4,
+        worker_retry_exponential=3,
+        worker_retry_min_delay=2,
+        worker_retry_max_delay=60,
+        worker_retry_max_random=6,
+        worker_poll_interval=1.5,
+        worker_process_id="proc-1",
+        worker_stop_timeout=9.0,
+        metrics_period=2.5,
+    )
+    assert worker_options(config) == WorkerOptions(
+        redis_url="redis://redis-9:6379/1",
+        redis_password="pw",
+        redis_pool=7,
+        namespace="ns",
+        concurrency=3,
+        retry=RetryOptions(
+            enabled=False, max=4, exponential=3, min_delay=2, max_delay=60, max_random=6
+        ),
+        poll_interval=1.5,
+        process_id="proc-1",
+        stop_timeout=9.0,
+        metrics_period=2.5,
+    )
+
+
+async def test_start_stop_and_a_restart_with_jobs_left_each_say_so_in_one_line(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.cluster.worker")
+    harness.data.lists[KEYS.in_progress("rpc")] = [b"{left 1", b"{left 2"]
+    worker = harness.worker(concurrency=3)
+    await worker.start()
+    await worker.until(lambda: len(worker.outcomes) == 2)
+    await worker.stop()
+    assert messages(caplog, logging.INFO) == [
+        "[room-1] worker started: queue rpc at memory, 3 at a time",
+        "[room-1] running 2 job(s) a previous run left in progress",
+        "[room-1] worker stopped",
+    ]
