@@ -499,6 +499,25 @@ async def test_backends_hear_of_binds_and_closes_of_the_sessions_they_served() -
         assert events == [("bind", "ann"), ("close", "ann")]
 
 
+async def close_behind_a_wait(net: Net) -> tuple[RpcBridge, Ops]:
+    """A client's ``room.ops.wait`` runs on the room, then the client leaves: its session's
+    close waits on the room, behind the wait (until ``ops.release``)."""
+    room = net.rooms[0]
+    assert room.cluster is not None and room.cluster.bridge is not None
+    bridge = room.cluster.bridge._cell.actor
+    assert isinstance(bridge, RpcBridge)
+    ops = room.handler_instance("ops")
+    assert isinstance(ops, Ops)
+    client = await net.client()
+    waiting = asyncio.ensure_future(client.request("room.ops.wait"))
+    await until(lambda: len(bridge.sequencer) == 1)  # the wait runs on the room
+    await client.close()
+    with pytest.raises(ConnectionClosed):  # the client gave up on it
+        await waiting
+    await until(lambda: _queued(bridge) == 1)  # the close waits for its turn
+    return bridge, ops
+
+
 async def test_a_close_waits_for_the_messages_of_its_session_the_backend_holds() -> None:
     """Per session, in order, the close too: a close that came while a forwarded message
     still ran (a slow ``join``) was handled first, and the join then added a member that no
@@ -509,19 +528,7 @@ async def test_a_close_waits_for_the_messages_of_its_session_the_backend_holds()
         room.on_remote_session_close(lambda s: events.append("close"))
 
     async with cluster(room_setup=setup) as net:
-        client = await net.client()
-        room = net.rooms[0]
-        assert room.cluster is not None and room.cluster.bridge is not None
-        bridge = room.cluster.bridge._cell.actor
-        assert isinstance(bridge, RpcBridge)
-        ops = room.handler_instance("ops")
-        assert isinstance(ops, Ops)
-        waiting = asyncio.ensure_future(client.request("room.ops.wait"))
-        await until(lambda: len(bridge.sequencer) == 1)  # the wait runs on the room
-        await client.close()
-        with pytest.raises(ConnectionClosed):  # the client gave up on it
-            await waiting
-        await until(lambda: _queued(bridge) == 1)  # the close waits for its turn
+        bridge, ops = await close_behind_a_wait(net)
         assert events == []
         ops.release.set()
         await until(lambda: events == ["close"])
@@ -544,19 +551,8 @@ async def test_a_backend_s_stop_waits_for_a_close_received_before_it() -> None:
         room.on_remote_session_close(save)
 
     async with cluster(room_setup=setup, shutdown_timeout=30) as net:
-        client = await net.client()
         room = net.rooms[0]
-        assert room.cluster is not None and room.cluster.bridge is not None
-        bridge = room.cluster.bridge._cell.actor
-        assert isinstance(bridge, RpcBridge)
-        ops = room.handler_instance("ops")
-        assert isinstance(ops, Ops)
-        waiting = asyncio.ensure_future(client.request("room.ops.wait"))
-        await until(lambda: len(bridge.sequencer) == 1)  # the wait runs on the room
-        await client.close()
-        with pytest.raises(ConnectionClosed):
-            await waiting
-        await until(lambda: _queued(bridge) == 1)  # the close waits for its turn
+        _, ops = await close_behind_a_wait(net)
         stopping = asyncio.ensure_future(room.stop())
         ops.release.set()
         await asyncio.wait_for(saving.wait(), 5)
