@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING
 
 from actors.cluster.discovery import DiscoveryListener, Registration, ServerInfo
@@ -190,14 +189,19 @@ class _Call:
         reply(data, error)
 
 
-def _answer(future: asyncio.Future[bytes], data: bytes) -> None:
-    """A :data:`~actors.cluster.rpc.Respond`: hand the answer over like any message."""
-    future.get_loop().call_soon(_settle, future, data)
+def _into(future: asyncio.Future[bytes]) -> Reply:
+    """A reply that settles ``future``: the answer, or the call's error (unless its awaiter
+    gave up meanwhile, cancelled)."""
 
+    def reply(result: bytes | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or b"")
 
-def _settle(future: asyncio.Future[bytes], data: bytes) -> None:
-    if not future.done():  # the caller may have given up (timeout)
-        future.set_result(data)
+    return reply
 
 
 class MemoryRpc:
@@ -242,14 +246,7 @@ class MemoryRpc:
 
     async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-        def reply(result: bytes | None, error: BaseException | None) -> None:
-            if error is not None:
-                answer.set_exception(error)
-            else:
-                answer.set_result(result or b"")
-
-        self.start_call(server, request, timeout, reply)
+        self.start_call(server, request, timeout, _into(answer))
         return await answer
 
     def start_call(self, server: ServerInfo, request: bytes, timeout: float, reply: Reply) -> None:
@@ -359,11 +356,12 @@ class MemoryRpc:
         if not takers:
             return None  # no responders
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        call = _Call(_into(answer), timeout)
         for target in takers:  # the first answer wins, as a NATS request's
-            _send(target, _USER_KINDS[what], payload, partial(_answer, answer))
+            _send(target, _USER_KINDS[what], payload, call.respond)
         try:
-            return await asyncio.wait_for(answer, timeout)
-        except TimeoutError:
+            return await answer
+        except RpcTimeout:
             return None
 
     async def announce_bind(self, notice: bytes) -> None:

@@ -28,7 +28,7 @@ from actors.app import App
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.bridge import RpcBridge
 from actors.cluster.discovery import Registration, ServerInfo
-from actors.cluster.memory import MemoryDiscovery
+from actors.cluster.memory import MemoryDiscovery, MemoryRpc
 from actors.cluster.rpc import ClusterStartupError
 from actors.errors import FrontendOnly, PitayaError, RpcTimeout
 from actors.groups import GroupAlreadyExists
@@ -876,3 +876,30 @@ async def test_per_session_order_holds_across_a_forwarded_hop(sequences: list[li
         (session_id,) = {sid for sid, n, _ in journal if n == numbers[0]}
         events = [(n, what) for sid, n, what in journal if sid == session_id]
         assert events == [(n, what) for n in numbers for what in ("start", "end")]
+
+
+async def test_an_in_memory_call_given_up_by_its_caller_ends_quietly() -> None:
+    """The caller cancelled (its own timeout, a stop): the call's timer still fired and set
+    the abandoned future, an InvalidStateError in a loop callback."""
+    network = MemoryCluster()
+    silent, caller = network.rpc().client, network.rpc().client
+    assert isinstance(silent, MemoryRpc) and isinstance(caller, MemoryRpc)
+    await silent.connect()
+    await caller.connect()
+    me = ServerInfo(id="silent-1", type="silent", frontend=False)
+    await silent.start(me, lambda kind, data, respond: None)  # never answers
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        calling = asyncio.ensure_future(caller.call(me, b"x", timeout=0.05))
+        await asyncio.sleep(0)  # sent
+        calling.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await calling
+        timed_out = asyncio.Event()
+        loop.call_later(0.1, timed_out.set)  # past the call's timeout
+        await timed_out.wait()
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)
