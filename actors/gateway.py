@@ -88,15 +88,14 @@ class Gateway(Actor):
         if self.accepting and app.connection_count + opening < app.config.max_connections:
             return True
         app.stats.refused_connections += 1
-        more = self.refusals.allow(time.monotonic())
-        self.log.log(
-            logging.DEBUG if more is None else logging.WARNING,
-            "refusing a %s connection at accept (limit %s reached, %s still opening, or "
-            "stopping)%s",
+        self.refusals.log(
+            time.monotonic(),
+            self.log,
+            logging.WARNING,
+            "refusing a %s connection at accept (limit %s reached, %s still opening, or stopping)",
             self.acceptor.kind,
             app.config.max_connections,
             opening,
-            more or "",
         )
         return False
 
@@ -104,14 +103,14 @@ class Gateway(Actor):
         app = self.app
         if not self.accepting or app.connection_count >= app.config.max_connections:
             app.stats.refused_connections += 1
-            more = self.refusals.allow(time.monotonic())
-            self.log.log(
-                logging.DEBUG if more is None else logging.WARNING,
-                "refusing %s connection from %s (limit %s reached or stopping)%s",
+            self.refusals.log(
+                time.monotonic(),
+                self.log,
+                logging.WARNING,
+                "refusing %s connection from %s (limit %s reached or stopping)",
                 connection.kind,
                 connection.remote_address,
                 app.config.max_connections,
-                more or "",
             )
             connection.abort()
             return _Refused()

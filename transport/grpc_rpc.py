@@ -246,14 +246,14 @@ class GrpcChannel:
     def _lose(self, count: int, why: str) -> None:
         """Count ``count`` notifies lost; told at info once per 10 s (each at debug)."""
         self.lost_notifies += count
-        more = self._lost_told.allow(asyncio.get_running_loop().time())
-        log.log(
-            logging.DEBUG if more is None else logging.INFO,
-            "%d notify(ies) to %s lost: %s%s",
+        self._lost_told.log(
+            asyncio.get_running_loop().time(),
+            log,
+            logging.INFO,
+            "%d notify(ies) to %s lost: %s",
             count,
             self.address,
             why,
-            more or "",
         )
 
     async def close(self, *, wait_idle: float = 0.0) -> None:

@@ -89,3 +89,18 @@ class Throttle:
         self._last = now
         skipped, self._skipped = self._skipped, 0
         return f" ({skipped} more since the last such line, not logged)" if skipped else ""
+
+    def log(
+        self,
+        now: float,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        level: int,
+        message: str,
+        *args: object,
+    ) -> None:
+        """Log ``message % args`` at ``level`` when :meth:`allow` lets it (with the count of
+        those that were not), else at debug: the line every such event may write."""
+        more = self.allow(now)
+        level = logging.DEBUG if more is None else level
+        # stacklevel: the record names the caller's line, not this one.
+        logger.log(level, message + "%s", *args, more or "", stacklevel=2)

@@ -317,11 +317,11 @@ class NatsPipe:
             self.log.warning("publish to %s failed: %s", subject, exc)
 
     def _drop_unanswerable(self) -> None:
-        more = self._unanswerable.allow(time.monotonic())
-        self.log.log(
-            logging.DEBUG if more is None else logging.WARNING,
-            "dropped a message whose reply subject is not UTF-8%s",
-            more or "",
+        self._unanswerable.log(
+            time.monotonic(),
+            self.log,
+            logging.WARNING,
+            "dropped a message whose reply subject is not UTF-8",
         )
 
     def answer_to(self, subject: str, payload: bytes) -> None:

@@ -317,10 +317,7 @@ class WebSocketConnection(BufferedConnection):
         """A line about what a peer did (a bad request, a failed frame, a page served): any
         peer can, as often as it connects, so at info once per 10 s per acceptor (with how
         many were not), each one at debug."""
-        more = self._peer_faults.allow(time.monotonic())
-        self._log.log(
-            logging.DEBUG if more is None else logging.INFO, message + "%s", *args, more or ""
-        )
+        self._peer_faults.log(time.monotonic(), self._log, logging.INFO, message, *args)
 
     def _open_expired(self) -> None:
         self._open_timer = None

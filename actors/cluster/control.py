@@ -389,13 +389,8 @@ class ControlHandler:
         if respond is not None:
             respond(encode_error(exc))
         else:
-            more = self.unanswered_failures.allow(time.monotonic())
-            self.log.log(
-                logging.DEBUG if more is None else logging.WARNING,
-                "%s failed: %s%s",
-                route,
-                exc,
-                more or "",
+            self.unanswered_failures.log(
+                time.monotonic(), self.log, logging.WARNING, "%s failed: %s", route, exc
             )
         if finished is not None:
             finished(exc)

@@ -330,10 +330,7 @@ class SessionActor(Actor):
         """A line about what a client did wrong (garbage, a refused handshake, none at all):
         any peer can, as often as it connects, so one line per 10 s at info (with how many
         were not), each one at debug."""
-        more = self.app.protocol_errors.allow(self.clock())
-        self.log.log(
-            logging.DEBUG if more is None else logging.INFO, message + "%s", *args, more or ""
-        )
+        self.app.protocol_errors.log(self.clock(), self.log, logging.INFO, message, *args)
 
     def _wake(self) -> None:
         """Called by the decode budget on a later turn: the share is granted."""
@@ -392,13 +389,13 @@ class SessionActor(Actor):
         else:
             # Never answered, so a client may send one per packet: one line per 10 s at
             # info (with how many were not), each one at debug.
-            more = self.app.unknown_routes.allow(self.clock())
-            self.log.log(
-                logging.DEBUG if more is None else logging.INFO,
-                "session %s: notify to unknown route %r%s",
+            self.app.unknown_routes.log(
+                self.clock(),
+                self.log,
+                logging.INFO,
+                "session %s: notify to unknown route %r",
                 self.session.id,
                 message.route,
-                more or "",
             )
 
     def _forward(self, message: Message, server_type: str, received_ns: int) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from actors.app import App
 from actors.config import ConfigError
-from actors.logs import JsonFormatter, ServerLog, configure_logging
+from actors.logs import JsonFormatter, ServerLog, Throttle, configure_logging
 from actors.testing import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,3 +274,27 @@ async def test_app_run_writes_json_lines(mode: str) -> None:
             await process.wait()
     assert started["server_id"] == stopped["server_id"] == "tiny-7"
     assert (started["level"], started["logger"]) == ("INFO", "actors.lifecycle")
+
+
+def test_a_throttled_line_is_at_its_level_once_per_interval_and_names_its_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    log = ServerLog(logging.getLogger("test.throttle"), "s1")
+    throttle = Throttle(interval=10.0)
+    for now in (0.0, 1.0, 2.0, 11.0):
+        throttle.log(now, log, logging.WARNING, "peer %s did it", "p")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "[s1] peer p did it"),
+        (logging.DEBUG, "[s1] peer p did it"),
+        (logging.DEBUG, "[s1] peer p did it"),
+        (logging.WARNING, "[s1] peer p did it (2 more since the last such line, not logged)"),
+    ]
+    assert {r.funcName for r in caplog.records} == {
+        "test_a_throttled_line_is_at_its_level_once_per_interval_and_names_its_caller"
+    }
+    plain = logging.getLogger("test.throttle.plain")
+    Throttle().log(0.0, plain, logging.INFO, "once")
+    assert caplog.records[-1].funcName == (
+        "test_a_throttled_line_is_at_its_level_once_per_interval_and_names_its_caller"
+    )
