@@ -6,6 +6,7 @@ Environment variables win over code: ``PITAYA_`` + the field name in upper case,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -314,10 +315,10 @@ class Config:
             value = getattr(self, f.name)
             if f.name not in SECONDS or not isinstance(value, str):
                 continue
-            seconds = pitaya_env.duration_seconds(value)
-            whole = type(f.default) is int
-            if seconds is not None and (not whole or seconds == int(seconds)):
-                setattr(self, f.name, int(seconds) if whole else seconds)
+            with contextlib.suppress(ValueError):  # a fraction for whole seconds: refused later
+                seconds = _go_duration(value, type(f.default))
+                if seconds is not None:
+                    setattr(self, f.name, seconds)
 
     def __repr__(self) -> str:
         """Every option but the secrets: passwords and tokens left out, credentials in
@@ -555,13 +556,22 @@ SECONDS = frozenset(
 """Options in seconds: their variables take a number or a Go duration (``1m30s``)."""
 
 
+def _go_duration(raw: str, kind: type) -> Any:
+    """``raw`` read as a Go duration, in seconds of ``kind`` (``int`` or ``float``); None when
+    it is none; ValueError for a fraction of a second where ``kind`` is ``int``."""
+    seconds = pitaya_env.duration_seconds(raw)
+    if seconds is None:
+        return None
+    if kind is int and seconds != int(seconds):
+        raise ValueError(raw)
+    return kind(seconds)
+
+
 def _parse(name: str, raw: str, kind: type, variable: str = "") -> Any:
     variable = variable or ENV_PREFIX + name.upper()
     try:
-        if name in SECONDS and (seconds := pitaya_env.duration_seconds(raw)) is not None:
-            if kind is int and seconds != int(seconds):
-                raise ValueError(raw)
-            return kind(seconds)
+        if name in SECONDS and (seconds := _go_duration(raw, kind)) is not None:
+            return seconds
         if kind is bool:
             lowered = raw.strip().lower()
             if lowered not in TRUE_WORDS | FALSE_WORDS:
