@@ -421,8 +421,12 @@ class EtcdClient:
         caller reads the prefix again and watches from there), EtcdHistoryLost when etcd's
         revision went back, and EtcdUnavailable if etcd refuses the watch itself. Until the
         stream was created, a transient failure is retried (every second at most)."""
-        range_end = prefix_range_end(prefix)
-        known = start_revision - 1  # the highest revision etcd told of (responses' headers)
+        create = WatchCreateRequest(
+            key=prefix.encode(),
+            range_end=prefix_range_end(prefix),
+            start_revision=start_revision,
+        )
+        seen = start_revision - 1  # the revision the caller read: etcd's cannot be below it
         backoff = _WATCH_BACKOFF
         while True:
             # One stream written to and read from here (no request iterator: grpc would run
@@ -430,23 +434,18 @@ class EtcdClient:
             call = self._watch_stub().Watch(metadata=self._token_metadata())
             created = False  # a response came: from then on, a break is the caller's to mend
             try:
-                create = WatchCreateRequest(
-                    key=prefix.encode(), range_end=range_end, start_revision=start_revision
-                )
                 await call.write(WatchRequest(create_request=create))
                 while (response := await call.read()) is not grpc.aio.EOF:
                     created = True
-                    backoff = _WATCH_BACKOFF
                     revision = response.header.revision
-                    if response.created and revision < known:
+                    if response.created and revision < seen:
                         # An etcd that lost its data (restarted empty) numbers its changes
                         # from 1 again: a watch from our revision on would see none of them
                         # until its count caught up. The caller must read the prefix again.
                         raise EtcdHistoryLost(
-                            f"etcd's revision went back from {known} to {revision}: "
+                            f"etcd's revision went back from {seen} to {revision}: "
                             "its data was lost"
                         )
-                    known = max(known, revision)
                     for event in response.events:
                         deleted = event.type == 1  # mvccpb.Event.DELETE
                         value = None if deleted else bytes(event.kv.value)
