@@ -142,8 +142,9 @@ class Config:
     drain_timeout: float = 60.0
     """Longest wait for clients to leave when draining, seconds."""
     shutdown_timeout: float = 10.0
-    """Seconds a graceful stop waits for in-flight requests before closing sessions, then for
-    the closed sessions' close callbacks (at least 2 s) before stopping the actors."""
+    """Seconds a graceful stop may take (the drain aside), shared by its steps: the requests
+    in flight, then the closed sessions' close callbacks, then the modules' shutdown. Past
+    it, close callbacks still get 2 s and each module step 0.5 s (``actors.lifecycle``)."""
     game: str = ""
     """Name of the game; the ``game`` constant label of Prometheus metrics (Pitaya's
     ``pitaya.game``)."""

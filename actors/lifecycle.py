@@ -64,7 +64,11 @@ CANCEL_WAIT = 1.0
 one that holds on past its cancellation is not waited for longer."""
 CLOSE_WAIT = 2.0
 """Seconds a stop gives its kicked sessions at least to close (their close callbacks
-included), however short ``shutdown_timeout`` is."""
+included), however little of ``shutdown_timeout`` the requests in flight left."""
+STOP_GRACE = CANCEL_WAIT + CLOSE_WAIT
+"""Seconds a graceful stop may run past ``shutdown_timeout`` (the drain aside), besides the
+modules' floor (``actors.modules.base.MODULE_STEP_WAIT`` per step): the cancelled handlers'
+answers and the close callbacks' least time, when the requests in flight used the budget."""
 
 HandlerSpec = tuple[type[Handler], tuple[Any, ...], dict[str, Any]]
 RemoteSpec = tuple[type[Remote], tuple[Any, ...], dict[str, Any]]
@@ -484,41 +488,43 @@ class Lifecycle:
             self._stopped.set()
 
     async def _stop(self) -> None:
+        """The steps share one budget, ``shutdown_timeout`` from now (what a supervisor's
+        grace period must cover, the drain aside): each waits until the stop's deadline, with
+        a floor where skipping would lose work (:data:`STOP_GRACE`, the modules' steps)."""
         host = self._host
         self.log.info("stopping")
+        loop = asyncio.get_running_loop()
+        budget = host.config.shutdown_timeout
+        deadline = loop.time() + budget
         await self._stop_accepting()
         if host.cluster is not None:
             await host.cluster.leave()  # no new RPCs are routed here from now on
         for session in host.sessions:  # nor new client messages: what came in finishes
             session.ref.tell(StopAdmitting())
         in_flight = host.requests_in_flight
-        try:
-            await asyncio.wait_for(in_flight.zero.wait(), host.config.shutdown_timeout)
-        except TimeoutError:
+        if not await _reached(in_flight.zero, deadline - loop.time()):
             self.log.warning(
                 "%d request(s) still in flight after %ss (shutdown_timeout): cancelled",
                 in_flight.count,
-                host.config.shutdown_timeout,
+                budget,
             )
             host.invoker.cancel()
             # Their answers (PIT-500 "handler cancelled") go to the sessions before the kick
             # does: a cancelled handler ends at its next await, and is answered then.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(in_flight.zero.wait(), CANCEL_WAIT)
+            await _reached(in_flight.zero, CANCEL_WAIT)
         for session in host.sessions:
             session.ref.tell(KickSession("server shutting down"))
         # The close callbacks run now (a player's state saved, a room left): the actor
-        # system's shutdown would cancel those still running, so they get their time.
-        closing = max(CLOSE_WAIT, host.config.shutdown_timeout)
-        try:
-            await asyncio.wait_for(host.connections.zero.wait(), closing)
-        except TimeoutError:
+        # system's shutdown would cancel those still running, so they get what is left of
+        # the budget, and at least CLOSE_WAIT.
+        closing = max(CLOSE_WAIT, deadline - loop.time())
+        if not await _reached(host.connections.zero, closing):
             self.log.warning(
-                "%d session(s) still closing after %ss: their close callbacks are cancelled",
+                "%d session(s) still closing after %.1fs: their close callbacks are cancelled",
                 host.connections.count,
                 closing,
             )
-        await host.modules.stop()
+        await host.modules.stop(until=deadline)
         if host.cluster is not None:
             await host.cluster.close()
         await host.system.shutdown()
@@ -593,6 +599,20 @@ class Lifecycle:
 
     def _already_stopping(self, sig: signal.Signals) -> None:
         self.log.info("%s while stopping: the stop goes on", sig.name)
+
+
+async def _reached(event: asyncio.Event, seconds: float) -> bool:
+    """Whether ``event`` is set within ``seconds`` (at once if it is set already, even when
+    no time is left: ``wait_for`` with no time left would not look)."""
+    if event.is_set():
+        return True
+    if seconds <= 0:
+        return False
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -263,22 +263,29 @@ def drains(env: Mapping[str, str]) -> bool:
         return False
 
 
+STOP_GRACE = 3.0
+"""Seconds a server's graceful stop may run past ``shutdown_timeout`` (``STOP_GRACE`` of
+``actors.lifecycle``, which the launcher does not import: it would load the whole server)."""
+
+
 def _warn_if_killed_while_draining(env: Mapping[str, str], stop_timeout: float, where: str) -> bool:
     """A server told to drain its sessions (``PITAYA_DRAIN_SESSIONS``) may take
-    ``drain_timeout`` and then ``shutdown_timeout`` to stop: a shorter ``stop_timeout`` has
-    the launcher SIGKILL it halfway, its clients left without their kick. True if warned."""
+    ``drain_timeout`` and then ``shutdown_timeout`` (and :data:`STOP_GRACE`) to stop: a
+    shorter ``stop_timeout`` has the launcher SIGKILL it halfway, its clients left without
+    their kick. True if warned."""
     if not drains(env):
         return False
     try:
-        needs = env_option(env, "drain_timeout") + env_option(env, "shutdown_timeout")
+        needs = env_option(env, "drain_timeout") + env_option(env, "shutdown_timeout") + STOP_GRACE
     except ConfigError:
         return False  # the server itself says what is wrong with them
     if stop_timeout < needs:
         logging.getLogger(__name__).warning(
-            "%s: drains its sessions for up to %g s (drain_timeout + shutdown_timeout) but "
-            "is killed %g s after SIGTERM (stop_timeout): raise stop_timeout",
+            "%s: drains its sessions for up to %g s (drain_timeout + shutdown_timeout + "
+            "%g s of grace) but is killed %g s after SIGTERM (stop_timeout): raise stop_timeout",
             where,
             needs,
+            STOP_GRACE,
             stop_timeout,
         )
         return True

@@ -29,6 +29,10 @@ from transport.undo import undo_fully
 
 log = logging.getLogger(__name__)
 
+MODULE_STEP_WAIT = 0.5
+"""Seconds each module's ``before_shutdown`` and ``shutdown`` get at least in a stop whose
+deadline has passed (see :meth:`Modules.stop`)."""
+
 
 class ProcessHost(Protocol):
     """What a module that runs a process uses of its server (the binary module): who to
@@ -166,19 +170,28 @@ class Modules:
                 else:
                     self.log.info("module %s started", name)
 
-    async def stop(self) -> None:
-        """``before_shutdown`` then ``shutdown`` of the started modules, in reverse order."""
+    async def stop(self, until: float | None = None) -> None:
+        """``before_shutdown`` then ``shutdown`` of the started modules, in reverse order.
+
+        Each step may take ``step_timeout``; with ``until`` (a time of the loop's clock: the
+        app's stop deadline), no longer than what is left until then, and at least
+        :data:`MODULE_STEP_WAIT` (a module is never skipped: its shutdown may release what
+        outlives the process, a lock or a lease)."""
         started, self._started = self._started, []
+        loop = asyncio.get_running_loop()
         for step in ("before_shutdown", "shutdown"):
             for name, module in reversed(started):
+                timeout = self.step_timeout
+                if until is not None:
+                    timeout = min(timeout, max(MODULE_STEP_WAIT, until - loop.time()))
                 try:
-                    await asyncio.wait_for(getattr(module, step)(), self.step_timeout)
+                    await asyncio.wait_for(getattr(module, step)(), timeout)
                 except TimeoutError:
                     self.log.error(
-                        "module %s: %s took longer than %ss; going on",
+                        "module %s: %s took longer than %.1fs; going on",
                         name,
                         step,
-                        self.step_timeout,
+                        timeout,
                     )
                 except Exception:
                     self.log.exception("module %s failed in %s", name, step)

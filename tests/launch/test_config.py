@@ -216,8 +216,9 @@ def test_a_drain_written_with_placeholders_is_checked_as_the_server_gets_it(
         }
     )
     assert caplog.messages == [
-        "<config> [[servers]] #1: drains its sessions for up to 70 s (drain_timeout + "
-        "shutdown_timeout) but is killed 20 s after SIGTERM (stop_timeout): raise stop_timeout"
+        "<config> [[servers]] #1: drains its sessions for up to 73 s (drain_timeout + "
+        "shutdown_timeout + 3 s of grace) but is killed 20 s after SIGTERM (stop_timeout): "
+        "raise stop_timeout"
     ]
 
 
@@ -242,15 +243,34 @@ def test_a_draining_server_killed_before_its_drain_ends_is_warned_about(
     def servers(env: dict[str, str], **settings: object) -> dict[str, object]:
         return {"servers": [{"name": "c", "module": "m", "env": env, **settings}]}
 
-    parse_config(servers({"PITAYA_DRAIN_SESSIONS": "1"}))  # 60 + 10 s against 20 s
+    parse_config(servers({"PITAYA_DRAIN_SESSIONS": "1"}))  # 60 + 10 + 3 s against 20 s
     parse_config(servers({"PITAYA_DRAIN_SESSIONS": "1"}, stop_timeout=75))
     parse_config(servers({"PITAYA_DRAIN_SESSIONS": "0"}))
     parse_config(
-        servers({"PITAYA_DRAIN_SESSIONS": "yes", "PITAYA_DRAIN_TIMEOUT": "5"}, stop_timeout=16)
+        servers({"PITAYA_DRAIN_SESSIONS": "yes", "PITAYA_DRAIN_TIMEOUT": "5"}, stop_timeout=18)
     )
     assert caplog.messages == [
-        "<config> [[servers]] #1: drains its sessions for up to 70 s (drain_timeout + "
-        "shutdown_timeout) but is killed 20 s after SIGTERM (stop_timeout): raise stop_timeout"
+        "<config> [[servers]] #1: drains its sessions for up to 73 s (drain_timeout + "
+        "shutdown_timeout + 3 s of grace) but is killed 20 s after SIGTERM (stop_timeout): "
+        "raise stop_timeout"
+    ]
+
+
+def test_the_drain_warning_counts_the_stops_grace_past_shutdown_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """5 s of drain and 10 s of stop fit in 17 s, but the stop may run its grace (cancelled
+    handlers' answers, close callbacks' least time) past shutdown_timeout: 18 s."""
+    from actors.launch import config as launch_config
+    from actors.lifecycle import STOP_GRACE
+
+    assert launch_config.STOP_GRACE == STOP_GRACE  # the launcher's copy (it loads no server)
+    env = {"PITAYA_DRAIN_SESSIONS": "1", "PITAYA_DRAIN_TIMEOUT": "5"}
+    parse_config({"servers": [{"name": "c", "module": "m", "env": env, "stop_timeout": 17}]})
+    assert caplog.messages == [
+        "<config> [[servers]] #1: drains its sessions for up to 18 s (drain_timeout + "
+        "shutdown_timeout + 3 s of grace) but is killed 17 s after SIGTERM (stop_timeout): "
+        "raise stop_timeout"
     ]
 
 
@@ -328,8 +348,8 @@ def test_only_a_draining_server_is_warned_about_its_stop_timeout(
 @pytest.mark.parametrize(
     ("env", "stop_timeout"),
     [
-        ({}, 70),  # 60 + 10 s: just enough
-        ({"PITAYA_DRAIN_TIMEOUT": "5", "PITAYA_SHUTDOWN_TIMEOUT": "2.5"}, 7.5),
+        ({}, 73),  # 60 + 10 + 3 s of grace: just enough
+        ({"PITAYA_DRAIN_TIMEOUT": "5", "PITAYA_SHUTDOWN_TIMEOUT": "2.5"}, 10.5),
         ({"PITAYA_DRAIN_TIMEOUT": "soon"}, 1),  # the server itself refuses it
     ],
 )
