@@ -191,6 +191,8 @@ class NatsPipe:
         """Called, with the cause, when the connection is closed for good without
         :meth:`close` (nats-py gives up on a connection the server sent an error on: it
         never reconnects). Its owner decides what the server does then."""
+        self.on_reconnected: Callable[[], None] | None = None
+        """Called when the connection is back after an outage, subscriptions restored."""
 
     @property
     def connected(self) -> bool:
@@ -530,6 +532,11 @@ class NatsPipe:
             failed,
             "" if failed == 1 else "s",
         )
+        if self.on_reconnected is not None:
+            try:
+                self.on_reconnected()
+            except Exception:  # nats-py would log it as its own error and go on
+                self.log.exception("after reconnecting to NATS")
 
     async def _error(self, exc: Exception) -> None:
         if isinstance(exc, nats.errors.SlowConsumerError):

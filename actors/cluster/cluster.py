@@ -199,6 +199,10 @@ class Cluster:
         on_lost = getattr(self.rpc_client, "on_lost", None)  # NATS's: gRPC reconnects per call
         if on_lost is not None:
             on_lost(self._transport_lost)
+        on_reconnected = getattr(self.rpc_client, "on_reconnected", None)  # NATS's too
+        if on_reconnected is not None:
+            on_reconnected(self.users.transport_back)
+            self.users.holds_events = True
         try:
             await self.rpc_client.connect()
             await self.discovery.connect()
@@ -313,6 +317,7 @@ class Cluster:
 
     async def close(self) -> None:
         """Stop serving RPCs and release etcd and connections (after in-flight work)."""
+        self.users.held_events.forget()
         try:
             await self.discovery.close()
         except Exception:

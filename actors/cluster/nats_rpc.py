@@ -98,6 +98,11 @@ class NatsRpc:
     def connected(self) -> bool:
         return self.pipe.connected
 
+    def on_reconnected(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` each time the connection is back after an outage (its
+        subscriptions restored): what waited for it may go."""
+        self.pipe.on_reconnected = callback
+
     def on_lost(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(cause)`` if the connection is closed for good (see
         ``NatsPipe.on_closed``): a transport that cannot come back says so."""

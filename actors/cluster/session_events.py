@@ -10,6 +10,8 @@ subscribes globally or for one route::
     app.on_remote_session_close(save_progress, route="room.room.join")
 
 Callbacks get the session as a read-only :class:`BackendSession` (``uid``, ``data``, ids).
+Events of a NATS outage wait on the frontend and go out once it is back
+(``actors.cluster.held_events``).
 
 **The record is bounded** (:func:`record_served`, ``Session.served_by``): at most
 :data:`MAX_SERVED_SERVERS` servers per session and :data:`MAX_SERVED_ROUTES` routes per

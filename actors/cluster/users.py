@@ -46,6 +46,7 @@ from actors.cluster.codec import (
     without_handshake,
 )
 from actors.cluster.control import SessionEvent, control_request
+from actors.cluster.held_events import HeldEvents
 from actors.cluster.rpc import BindListener, ClusterUnavailable
 from actors.cluster.session_events import BIND, CLOSE
 from actors.cluster.subjects import uid_problem
@@ -156,6 +157,11 @@ class ClusterUsers:
         """Set when discovery lists a frontend, for the pushes waiting for one."""
         self._gave_up_at: float | None = None
         self._nobody = Throttle()
+        self.held_events = HeldEvents(client.notify, discovery, self.log)
+        """Session events held while the transport is down (``actors.cluster.held_events``),
+        when it says it is back (:meth:`transport_back`); otherwise they are sent, and lost
+        if it is down."""
+        self.holds_events = False
         discovery.add_listener(self._server_changed)
 
     # -- push and kick by uid --------------------------------------------------------------
@@ -437,4 +443,12 @@ class ClusterUsers:
             except CodecError as exc:
                 self.log.warning("session event to %s not sent: %s", server_id, exc)
                 continue
-            self.client.notify(server, data)
+            held = self.held_events
+            if self.holds_events and (len(held) or not self.client.connected):
+                held.hold(server_id, data)  # after those held before it, in order
+            else:
+                self.client.notify(server, data)
+
+    def transport_back(self) -> None:
+        """The RPC transport reconnected: the session events held meanwhile go out."""
+        self.held_events.release()

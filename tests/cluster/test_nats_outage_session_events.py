@@ -1,0 +1,84 @@
+"""Backends hear of the binds and closes of a NATS outage once NATS is back (real NATS and
+etcd, in-process servers).
+
+A frontend tells the backends that served a session of its bind and close with a notify;
+during an outage that notify was dropped, so a room never heard that a player left then and
+kept the member for as long as the room lived. The frontend now holds those events and sends
+them, in order, when it reconnects (``actors.cluster.held_events``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from actors.app import App
+from actors.session import Session
+from actors.testing import serve
+from samples.echo.server import Echo
+from tests.actors.cluster.test_carry import Account
+from tests.cluster.test_concurrency import cluster_options
+from tests.reliability.support import until
+from tests.services import EtcdServer, NatsServer
+
+
+async def test_a_bind_and_a_close_during_a_nats_outage_reach_the_backend_after_it(
+    nats_server: NatsServer, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.cluster.users")
+    common = cluster_options(nats_server, etcd_server)
+    room = App(server_type="room", server_id="room-1", frontend=False, **common)
+    room.register(Echo)
+    events: list[tuple[str, str | None]] = []
+    room.on_remote_session_bind(lambda s: events.append(("bind", s.uid)))
+    room.on_remote_session_close(lambda s: events.append(("close", s.uid)))
+    connector = App(server_type="connector", server_id="c-1", **common)
+    connector.register(Account)  # account.login binds the uid it is given, on the frontend
+    async with room, serve(connector) as server:
+        assert room.cluster is not None and connector.cluster is not None
+        await until(lambda: connector.cluster.discovery.server("room-1") is not None)
+        ann = await server.connect()
+        assert await ann.request("room.echo.echo", "hi") == "hi"  # served by the room
+        await asyncio.to_thread(nats_server.stop)
+        await until(lambda: not connector.cluster.rpc_client.connected)
+        assert await ann.request("account.login", {"uid": "ann"}) == {"uid": "ann"}
+        await ann.close()
+        await until(lambda: connector.connection_count == 0)
+        assert len(connector.cluster.users.held_events) == 2
+        assert events == []
+        await asyncio.to_thread(nats_server.start)
+        await until(lambda: events == [("bind", "ann"), ("close", "ann")], timeout=15)
+        assert len(connector.cluster.users.held_events) == 0
+    assert "sent 2 session event(s) held during the outage" in caplog.text
+
+
+async def test_events_held_when_the_frontend_stops_are_said_to_be_lost(
+    nats_server: NatsServer, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    common = cluster_options(nats_server, etcd_server)
+    room = App(server_type="room", server_id="room-1", frontend=False, **common)
+    room.register(Echo)
+    closed: list[int] = []
+
+    def left(session: Session) -> None:
+        closed.append(session.id)
+
+    room.on_remote_session_close(left)
+    connector = App(server_type="connector", server_id="c-1", shutdown_timeout=1, **common)
+    async with room:
+        async with serve(connector) as server:
+            assert connector.cluster is not None
+            await until(lambda: connector.cluster.discovery.server("room-1") is not None)
+            ann = await server.connect()
+            assert await ann.request("room.echo.echo", "hi") == "hi"
+            await asyncio.to_thread(nats_server.stop)
+            await until(lambda: not connector.cluster.rpc_client.connected)
+            await ann.close()
+            await until(lambda: len(connector.cluster.users.held_events) == 1)
+        await asyncio.to_thread(nats_server.start)
+    assert closed == []
+    assert (
+        "1 session event(s) held during the NATS outage not sent: the server stops" in caplog.text
+    )
