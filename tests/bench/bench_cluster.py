@@ -28,7 +28,10 @@ is what forwarding would cost if our two NATS ends cost what nats-py's do, and
 message codec, no framework) answers the same load too (``bare_cpu_us``): ``ceiling_cpu_ratio =
 raw / (raw + bare)`` is the best CPU ratio a server could reach whose forwarding cost what
 nats-py's two ends do and whose client side cost no more than that echo, i.e. with no framework
-at all; how far the ceiling lies above the target is what a framework may cost. On a shared
+at all; how far the ceiling lies above the target is what a framework may cost.
+``--room-without-framework`` measures the same with a room that has none (``cluster_server
+--without-framework``): the room's figure is then what our NATS end, the envelope and the
+echo cost alone. On a shared
 machine CPU per request is far steadier than req/s: each configuration runs ``--repeat``
 times, alternated, and the table shows medians.
 """
@@ -132,6 +135,8 @@ async def start_pair(
     pids = []
     for role in ROLES:
         profile = ["--profile", f"{args.profile}.{rpc}.{role}"] if args.profile else []
+        if role == "room" and rpc == "nats" and args.room_without_framework:
+            profile.append("--without-framework")
         child = await Child.start(
             "cluster_server", role, "--rpc", rpc, *common, *profile, *LIFETIME
         )
@@ -356,6 +361,12 @@ def main() -> None:
         help="sample connector and room with py-spy (--native) during each shape's first run "
         "into PREFIX.<transport>.<shape>.<role>.txt (collapsed stacks; read them with "
         "tests.bench.spy_report)",
+    )
+    parser.add_argument(
+        "--room-without-framework",
+        action="store_true",
+        help="the NATS room answers with no framework at all (cluster_server "
+        "--without-framework): what forwarding would cost if the room's framework cost nothing",
     )
     parser.add_argument(
         "--transports",
