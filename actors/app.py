@@ -130,6 +130,11 @@ class App:
         """The labels of forwarded routes' response times (made-up routes: ``unknown``)."""
         self.unknown_routes = Throttle()
         """Clients' notifies to routes nobody serves: logged the same way."""
+        self.kicks = Throttle()
+        """Kicked sessions: logged the same way (a stop, a maintenance kick by uid or a
+        network blip ends thousands of sessions at once: one line each was a flood)."""
+        self.heartbeat_timeouts = Throttle()
+        """Sessions ended by a heartbeat timeout: logged the same way."""
         self.serializer: Serializer = get_serializer(self.config.serializer)
         self.fallback_serializer: Serializer = JsonSerializer()
         self.handshake_validators: list[tuple[str, HandshakeValidator]] = []

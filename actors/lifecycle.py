@@ -512,6 +512,9 @@ class Lifecycle:
             # Their answers (PIT-500 "handler cancelled") go to the sessions before the kick
             # does: a cancelled handler ends at its next await, and is answered then.
             await _reached(in_flight.zero, CANCEL_WAIT)
+        if len(host.sessions):
+            # One line for them all (each session's own is throttled: there may be many).
+            self.log.info("kicking %d session(s): server shutting down", len(host.sessions))
         for session in host.sessions:
             session.ref.tell(KickSession("server shutting down"))
         # The close callbacks run now (a player's state saved, a room left): the actor

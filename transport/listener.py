@@ -42,6 +42,8 @@ from transport.stats import AcceptorStats
 logger = logging.getLogger(__name__)
 
 _NO_SERVER = ServerLog(logger, "")
+_UNLISTED_SLOW_READERS = Throttle()
+"""The slow-reader lines of connections no listener made (tests, subclasses used alone)."""
 
 DEFAULT_LIMITS = ConnectionLimits()
 """The limits an acceptor uses unless given others (a frozen value, safe to share)."""
@@ -132,6 +134,7 @@ class BufferedConnection(asyncio.BufferedProtocol):
         "_peer",
         "_pending",
         "_shared",
+        "_slow_readers",
         "_stats",
         "_transport",
     )
@@ -163,6 +166,9 @@ class BufferedConnection(asyncio.BufferedProtocol):
         """Set by :meth:`Listener.start`: asked at accept whether this socket may stay."""
         self._log = _NO_SERVER
         """Set by the listener: its server's logger, so a line says which server it is."""
+        self._slow_readers = _UNLISTED_SLOW_READERS
+        """Set by the listener: how often its slow readers' aborts are logged (one line per
+        10 s: a peer can open connections that do not read, as many as it likes)."""
         self._opening = False
         """Accepted, counted in ``stats.opening``, not handed over yet."""
         self._bursting = False
@@ -356,7 +362,10 @@ class BufferedConnection(asyncio.BufferedProtocol):
         transport.write(b"".join(pending))
         if transport.get_write_buffer_size() > self._limits.max_write_buffer:
             self._stats.slow_reader_disconnects += 1
-            self._log.warning(
+            self._slow_readers.log(
+                self._loop.time(),
+                self._log,
+                logging.WARNING,
                 "%s peer %s does not read: %d bytes buffered (limit %d); aborting it",
                 self.kind,
                 self._peer,
@@ -415,6 +424,7 @@ class Listener:
         self._proxy = ProxyPolicy.from_cidrs(trusted) if proxy_protocol else None
         """None: connections start at accept; else whose PROXY headers are believed."""
         self._proxy_throttle = Throttle()
+        self._slow_readers = Throttle()
         self.stats = AcceptorStats()
         self.log = ServerLog(self._logger, server_id)
         self.limits = limits
@@ -504,6 +514,7 @@ class Listener:
         connection = self._connection(on_connection, loop)
         connection._admit = self._admit
         connection._log = self.log
+        connection._slow_readers = self._slow_readers
         if self._proxy is None:
             return connection
         return ProxyGate(

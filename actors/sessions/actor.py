@@ -564,7 +564,10 @@ class SessionActor(Actor):
     def on_kick_session(self, msg: KickSession) -> None:
         if self.conn.closed:
             return
-        self.log.info(
+        self.app.kicks.log(
+            self.clock(),
+            self.log,
+            logging.INFO,
             "session %s kicked%s",
             self.session.id,
             f": {msg.reason}" if msg.reason else "",
@@ -578,7 +581,13 @@ class SessionActor(Actor):
     def on_heartbeat_tick(self, msg: HeartbeatTick) -> None:
         interval = self.app.config.heartbeat_interval
         if self.system.loop.time() - self.last_seen > 2 * interval:
-            self.log.info("session %s: heartbeat timeout", self.session.id)
+            self.app.heartbeat_timeouts.log(
+                self.clock(),
+                self.log,
+                logging.INFO,
+                "session %s: heartbeat timeout",
+                self.session.id,
+            )
             self.proto.close()
             self.conn.close()
         elif self.proto.state is ServerState.WORKING:

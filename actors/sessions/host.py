@@ -116,6 +116,16 @@ class SessionHost(Protocol):
         ...
 
     @property
+    def kicks(self) -> Throttle:
+        """How often a kicked session is logged at info."""
+        ...
+
+    @property
+    def heartbeat_timeouts(self) -> Throttle:
+        """How often a session's heartbeat timeout is logged at info."""
+        ...
+
+    @property
     def partial_budget(self) -> PartialBudget:
         """The server's one budget for its clients' unfinished packets."""
         ...

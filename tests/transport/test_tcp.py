@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import logging
 import ssl
 import struct
 from collections.abc import AsyncIterator
@@ -414,3 +415,28 @@ async def test_reuse_port_lets_two_acceptors_share_a_port_and_both_serve() -> No
             assert len(first_hub.all) + len(second_hub.all) == len(writers)
             for writer in writers:
                 await close_writer(writer)
+
+
+async def test_slow_readers_are_logged_at_warning_once_per_10_s_each_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A peer can open connections that never read, as many as it likes: one warning line
+    each was a flood."""
+    caplog.set_level(logging.DEBUG, logger="transport.listener")
+    hub = Hub()
+    acceptor = TcpAcceptor(HOST, 0, limits=ConnectionLimits(max_write_buffer=64 * 1024))
+    async with running(acceptor, hub) as (host, port):
+        writers = []
+        for _ in range(2):
+            _, writer = await asyncio.open_connection(host, port)  # never reads
+            writers.append(writer)
+            slow = await hub.next()
+            while not slow.conn.closed:
+                slow.conn.write(b"x" * (256 * 1024))
+                await asyncio.sleep(0)  # let the flush run: one chunk per iteration
+            await slow.wait_lost()
+        assert acceptor.stats.slow_reader_disconnects == 2
+        for writer in writers:
+            await close_writer(writer)
+    lines = [r for r in caplog.records if "does not read" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.DEBUG]

@@ -641,6 +641,38 @@ async def test_a_kick_is_logged_with_its_reason(
         assert logged(caplog, f"[s1] session 1 kicked{suffix}").levelno == logging.INFO
 
 
+async def test_kicks_and_heartbeat_timeouts_are_logged_at_info_once_per_10_s_each_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stop, a maintenance kick by uid or a network blip ends thousands of sessions at
+    once: one info line each was a flood. A stop says how many it kicks, in one line."""
+    caplog.set_level(logging.DEBUG)
+    app = make_app(heartbeat_interval=0.02)
+    async with running(app) as test:
+        quiet = [await connect(test) for _ in range(3)]
+        for raw in quiet:
+            await raw.handshake()  # then no heartbeat: each times out
+        for raw in quiet:
+            await raw.until_closed()
+        timeouts = [r for r in caplog.records if r.getMessage().endswith("heartbeat timeout")]
+        assert [r.levelno for r in timeouts] == [logging.INFO] + [logging.DEBUG] * 2
+    app = make_app()
+    async with running(app) as test:
+        kicked = [await connect(test) for _ in range(3)]
+        for raw in kicked:
+            await raw.handshake()
+        await app.stop()
+        for raw in kicked:
+            await raw.until_closed()
+    kicks = [r for r in caplog.records if "kicked: server shutting down" in r.getMessage()]
+    assert [r.levelno for r in kicks] == [logging.INFO] + [logging.DEBUG] * 2
+    logged_by_stop = [r.getMessage() for r in caplog.records if r.name == "actors.lifecycle"]
+    assert "[s1] kicking 3 session(s): server shutting down" in logged_by_stop
+    app.kicks._last = -100.0  # 10 s later: the next line says how many were not logged
+    more = app.kicks.allow(0.0)
+    assert more == " (2 more since the last such line, not logged)"
+
+
 async def test_a_kick_of_a_closed_connection_is_not_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
