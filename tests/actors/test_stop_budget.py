@@ -105,67 +105,39 @@ async def test_the_steps_share_the_budget_past_it_only_by_their_floors() -> None
     assert elapsed <= BUDGET + STOP_GRACE + 2 * MODULE_STEP_WAIT
 
 
+async def stop_after(request_seconds: float, save_seconds: float) -> tuple[float, list[int]]:
+    """Stop while a request of ``request_seconds`` runs, its session's close callback taking
+    ``save_seconds``: how long the stop took, and the sessions whose save finished."""
+    app = make_app()
+    saved: list[int] = []
+
+    async def save(session: Session) -> None:
+        await asyncio.sleep(save_seconds)
+        saved.append(session.id)
+
+    app.on_session_close(save)
+    loop = asyncio.get_running_loop()
+    async with TestClient(app) as client:
+        held = asyncio.ensure_future(client.request("work.take", request_seconds, timeout=60))
+        await started(app)
+        start = loop.time()
+        await app.stop()
+        elapsed = loop.time() - start
+        assert await held == "done"
+    return elapsed, saved
+
+
 async def test_close_callbacks_get_what_the_requests_left_of_the_budget() -> None:
     """A request done at 4 s leaves 6 s: a close callback of 5 s saves its player (it had
     the whole 10 s again before, and the stop took 14 s instead of 9)."""
-    app = make_app()
-    saved: list[int] = []
-
-    async def save(session: Session) -> None:
-        await asyncio.sleep(5)
-        saved.append(session.id)
-
-    app.on_session_close(save)
-    loop = asyncio.get_running_loop()
-    async with TestClient(app) as client:
-        held = asyncio.ensure_future(client.request("work.take", 4, timeout=60))
-        await started(app)
-        start = loop.time()
-        await app.stop()
-        elapsed = loop.time() - start
-        assert await held == "done"
-    assert saved == [1]
-    assert elapsed == pytest.approx(4 + 5)
+    assert await stop_after(4, 5) == (pytest.approx(4 + 5), [1])
 
 
 async def test_a_close_callback_past_what_is_left_is_cancelled_at_the_deadline() -> None:
-    app = make_app()
-    saved: list[int] = []
-
-    async def save(session: Session) -> None:
-        await asyncio.sleep(8)
-        saved.append(session.id)
-
-    app.on_session_close(save)
-    loop = asyncio.get_running_loop()
-    async with TestClient(app) as client:
-        held = asyncio.ensure_future(client.request("work.take", 4, timeout=60))
-        await started(app)
-        start = loop.time()
-        await app.stop()
-        elapsed = loop.time() - start
-        assert await held == "done"
-    assert saved == []
-    assert elapsed == pytest.approx(BUDGET)
+    assert await stop_after(4, 8) == (pytest.approx(BUDGET), [])
 
 
 async def test_close_callbacks_get_their_floor_when_the_requests_used_the_budget() -> None:
     """A request done just before the deadline: a short save still happens."""
-    app = make_app()
-    saved: list[int] = []
-
-    async def save(session: Session) -> None:
-        await asyncio.sleep(CLOSE_WAIT / 2)
-        saved.append(session.id)
-
-    app.on_session_close(save)
-    loop = asyncio.get_running_loop()
-    async with TestClient(app) as client:
-        held = asyncio.ensure_future(client.request("work.take", BUDGET - 0.5, timeout=60))
-        await started(app)
-        start = loop.time()
-        await app.stop()
-        elapsed = loop.time() - start
-        assert await held == "done"
-    assert saved == [1]
-    assert elapsed == pytest.approx(BUDGET - 0.5 + CLOSE_WAIT / 2)
+    elapsed, saved = await stop_after(BUDGET - 0.5, CLOSE_WAIT / 2)
+    assert (elapsed, saved) == (pytest.approx(BUDGET - 0.5 + CLOSE_WAIT / 2), [1])
