@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from transport import serializers
 from transport.errors import SerializationError
 from transport.serializers import (
     JsonSerializer,
@@ -168,7 +169,9 @@ class _Upper:
         return data.decode()
 
 
-def test_register_custom_serializer() -> None:
+def test_register_custom_serializer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a copy of the registry: the test runs again in the same process (mutation runs).
+    monkeypatch.setattr(serializers, "_registry", dict(serializers._registry))
     custom = _Upper()
     register_serializer(custom)
     assert get_serializer("upper-test") is custom
