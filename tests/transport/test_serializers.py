@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json as stdlib_json
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transport import serializers
+from transport.bounded import LARGE_BODY
 from transport.errors import SerializationError
 from transport.serializers import (
     JsonSerializer,
@@ -74,18 +77,36 @@ def test_msgpack_keeps_bytes_and_int_keys() -> None:
     assert msgpack.unmarshal(msgpack.marshal(value)) == value
 
 
-@pytest.mark.parametrize("value", [object(), {1, 2}, math.nan, math.inf, b"bytes", {"k": object()}])
-def test_json_marshal_errors(value: Any) -> None:
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(object(), "object"), ({1, 2}, "set"), (math.nan, "float"), (math.inf, "float"),
+     (b"bytes", "bytes"), ({"k": object()}, "dict"), (Player, "type")],
+)  # fmt: skip
+def test_json_marshal_errors(value: Any, kind: str) -> None:
     with pytest.raises(SerializationError) as info:
         JsonSerializer().marshal(value)
+    assert str(info.value) == f"cannot encode {kind} as JSON"
     assert info.value.__cause__ is not None
 
 
-@pytest.mark.parametrize("value", [object(), 2**64, {"k": {1, 2}}])
-def test_msgpack_marshal_errors(value: Any) -> None:
+@pytest.mark.parametrize(
+    ("value", "kind"), [(object(), "object"), (2**64, "int"), ({"k": {1, 2}}, "dict")]
+)
+def test_msgpack_marshal_errors(value: Any, kind: str) -> None:
     with pytest.raises(SerializationError) as info:
         MsgpackSerializer().marshal(value)
+    assert str(info.value) == f"cannot encode {kind} as msgpack"
     assert info.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("serializer", SERIALIZERS, ids=lambda s: s.name)
+@pytest.mark.parametrize(("value", "kind"), [(object(), "object"), (Player, "type")])
+def test_only_dataclass_instances_are_turned_into_maps(
+    serializer: Serializer, value: Any, kind: str
+) -> None:
+    with pytest.raises(SerializationError) as info:
+        serializer.marshal([value])
+    assert str(info.value.__cause__) == f"{kind} is not serializable"  # a class is no instance
 
 
 def test_deep_nesting_is_a_serialization_error() -> None:
@@ -101,16 +122,99 @@ def test_deep_nesting_is_a_serialization_error() -> None:
         MsgpackSerializer().unmarshal(b"\x91" * 100_000)
 
 
-@pytest.mark.parametrize("data", [b"{", b"nope", b"\xff", b'{"a":1}x'])
-def test_json_unmarshal_errors(data: bytes) -> None:
-    with pytest.raises(SerializationError):
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"{", "Expecting property name enclosed in double quotes: line 1 column 2"),
+        (b"nope", "Expecting value: line 1 column 1"),
+        (b"\xff", "'utf-8' codec can't decode byte 0xff in position 0"),
+        (b'{"a":1}x', "Extra data: line 1 column 8"),
+        (b"[1e999]", "number 1e999 is too large for a float"),
+    ],
+)
+def test_json_unmarshal_errors(data: bytes, error: str) -> None:
+    with pytest.raises(SerializationError) as info:
         JsonSerializer().unmarshal(data)
+    assert str(info.value).startswith(f"malformed JSON data: {error}")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 @pytest.mark.parametrize("data", [b"\xc1", b"\x92\x01", b"\x01\x02", b"\xa2\xff\xfe"])
 def test_msgpack_unmarshal_errors(data: bytes) -> None:
-    with pytest.raises(SerializationError):
+    with pytest.raises(SerializationError) as info:
         MsgpackSerializer().unmarshal(data)
+    assert str(info.value).startswith("malformed msgpack data: ")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_json_counts_brackets_from_bodies_of_twice_the_limit() -> None:
+    # The count is an upper bound (brackets in strings count too), taken from the bytes
+    # whenever the body is long enough to hold more containers than the limit.
+    json = JsonSerializer(max_containers=3)
+    assert json.unmarshal(b'"[[["') == "[[["  # 5 bytes: cannot hold 3 containers, not counted
+    with pytest.raises(SerializationError, match="may hold 4 arrays and objects; the limit is 3"):
+        json.unmarshal(b'"[[[["')  # 6 bytes: counted
+
+
+@pytest.mark.parametrize(
+    "serializer", [JsonSerializer(0), MsgpackSerializer(0)], ids=["json", "msgpack"]
+)
+def test_a_limit_of_zero_containers_leaves_only_scalars(serializer: Serializer) -> None:
+    assert serializer.unmarshal(serializer.marshal("text")) == "text"
+    for value in ([], {}):
+        with pytest.raises(SerializationError):
+            serializer.unmarshal(serializer.marshal(value))
+
+
+@pytest.fixture
+def collections() -> Iterator[Callable[[Callable[[], object]], int]]:
+    """Collections the collector started while a call ran (at a low threshold, so that a
+    decode building thousands of lists would start some)."""
+    threshold = gc.get_threshold()
+    started: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    def during(call: Callable[[], object]) -> int:
+        started.clear()
+        gc.callbacks.append(count)
+        try:
+            call()
+        finally:
+            gc.callbacks.remove(count)
+        return len(started)
+
+    gc.set_threshold(100, 10, 10)
+    try:
+        yield during
+    finally:
+        gc.set_threshold(*threshold)
+
+
+def empty_lists(size: int) -> bytes:
+    """A JSON array of empty arrays (thousands), padded with spaces to ``size`` bytes."""
+    body = b"[" + b"[]," * (size // 3 - 2) + b"[]]"
+    return body[:-1] + b" " * (size - len(body)) + b"]"
+
+
+def test_json_bodies_from_large_body_up_are_decoded_with_the_collector_paused(
+    collections: Callable[[Callable[[], object]], int],
+) -> None:
+    json = JsonSerializer()
+    short, large = empty_lists(LARGE_BODY - 1), empty_lists(LARGE_BODY)
+    assert collections(lambda: json.unmarshal(short)) > 10  # over 20,000 lists, 100 a collection
+    assert collections(lambda: json.unmarshal(large)) <= 1  # the one due once it resumes
+    assert gc.isenabled()
+
+
+def test_msgpack_counts_maps_and_arrays_in_bodies_longer_than_the_limit() -> None:
+    msgpack = MsgpackSerializer(max_containers=4)
+    value = {1: {"k": b"\x00" * 8}, "s": {2: "text"}}
+    assert msgpack.unmarshal(msgpack.marshal(value)) == value  # int keys, str and bytes kept
+    with pytest.raises(SerializationError, match="more than 4 arrays and maps"):
+        msgpack.unmarshal(msgpack.marshal({"a": {}, "b": {}, "c": {}, "d": {}}))
 
 
 @given(st.binary(max_size=64))
@@ -157,6 +261,17 @@ def test_registry() -> None:
     assert isinstance(get_serializer("msgpack"), MsgpackSerializer)
     with pytest.raises(ValueError, match=r"'yaml'.*json.*msgpack"):
         get_serializer("yaml")
+
+
+def test_an_unknown_name_is_told_the_registered_ones_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(serializers, "_registry", {})
+    register_serializer(MsgpackSerializer())
+    register_serializer(JsonSerializer())
+    with pytest.raises(ValueError) as info:
+        get_serializer("yaml")
+    assert str(info.value) == "unknown serializer 'yaml'; registered: json, msgpack"
 
 
 class _Upper:
