@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from actors.cluster.subjects import MAX_UID_BYTES, uid_problem, user_subject
+from actors.cluster.subjects import (
+    MAX_UID_BYTES,
+    bindings_subject,
+    server_subject,
+    uid_problem,
+    user_subject,
+)
 
 
 @pytest.mark.parametrize(
@@ -38,3 +44,10 @@ def test_uids_a_subject_cannot_carry(uid: str, problem: str) -> None:
 def test_the_longest_uid_makes_a_subject_well_within_a_nats_command_line() -> None:
     subject = user_subject("connector", "x" * MAX_UID_BYTES, "push")
     assert len(f"SUB {subject} 1000000\r\n") < 4096 // 4
+
+
+def test_the_subjects_are_spelled_as_go_pitaya_spells_them() -> None:
+    assert server_subject("room", "room-1") == "pitaya/servers/room/room-1"
+    assert user_subject("connector", "ann", "push") == "pitaya/connector/user/ann/push"
+    assert user_subject("connector", "ann", "kick") == "pitaya/connector/user/ann/kick"
+    assert bindings_subject("connector") == "pitaya/connector/bindings"
