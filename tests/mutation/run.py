@@ -165,6 +165,21 @@ MODULES: dict[str, Module] = {
         ),
     ),
     "undo": Module("transport/undo.py", ("tests/transport/test_undo.py",)),
+    # Untrusted bodies: what the decoders accept and refuse, and how much of them.
+    "bounded": Module(
+        "transport/bounded.py",
+        ("tests/transport/test_bounded.py", "tests/transport/test_serializers.py"),
+    ),
+    "serializers": Module(
+        "transport/serializers.py",
+        ("tests/transport/test_serializers.py", "tests/transport/test_bounded.py"),
+    ),
+    "jsonwire": Module(
+        "transport/jsonwire.py",
+        ("tests/transport/test_jsonwire.py", "tests/transport/test_serializers.py"),
+    ),
+    "turns": Module("actors/turns.py", ("tests/actors/test_turns.py",)),
+    "subjects": Module("actors/cluster/subjects.py", ("tests/actors/cluster/test_subjects.py",)),
     # On the in-memory job store; the real redis-server's tests (test_worker_redis.py) are left out.
     "worker": Module(
         "actors/cluster/worker.py",
