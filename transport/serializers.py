@@ -150,10 +150,12 @@ class MsgpackSerializer:
         if not data:
             return None
         try:
-            if len(data) <= self.max_containers:  # a container takes at least one byte
+            size = len(data)
+            if size < LARGE_BODY and size <= self.max_containers:  # the common case
                 return msgpack.unpackb(data, raw=False, strict_map_key=False)
-            counter = ContainerCounter(self.max_containers)
-            with collector_paused(len(data)):
+            # Counted only if it could pass the limit: a container takes at least one byte.
+            counter = ContainerCounter(self.max_containers) if size > self.max_containers else None
+            with collector_paused(size):
                 return msgpack.unpackb(
                     data,
                     raw=False,

@@ -193,19 +193,31 @@ def collections() -> Iterator[Callable[[Callable[[], object]], int]]:
         gc.set_threshold(*threshold)
 
 
-def empty_lists(size: int) -> bytes:
+def json_empty_lists(size: int) -> bytes:
     """A JSON array of empty arrays (thousands), padded with spaces to ``size`` bytes."""
     body = b"[" + b"[]," * (size // 3 - 2) + b"[]]"
     return body[:-1] + b" " * (size - len(body)) + b"]"
 
 
-def test_json_bodies_from_large_body_up_are_decoded_with_the_collector_paused(
+def msgpack_empty_lists(size: int) -> bytes:
+    """A msgpack array (array 16: 3 bytes) of empty arrays (a byte each), ``size`` bytes."""
+    return b"\xdc" + (size - 3).to_bytes(2, "big") + b"\x90" * (size - 3)
+
+
+@pytest.mark.parametrize(
+    ("serializer", "empty_lists"),
+    [(JsonSerializer(), json_empty_lists), (MsgpackSerializer(), msgpack_empty_lists)],
+    ids=["json", "msgpack"],
+)
+def test_bodies_from_large_body_up_are_decoded_with_the_collector_paused(
+    serializer: JsonSerializer | MsgpackSerializer,
+    empty_lists: Callable[[int], bytes],
     collections: Callable[[Callable[[], object]], int],
 ) -> None:
-    json = JsonSerializer()
+    assert serializer.max_containers > LARGE_BODY  # the pause is not the container limit's
     short, large = empty_lists(LARGE_BODY - 1), empty_lists(LARGE_BODY)
-    assert collections(lambda: json.unmarshal(short)) > 10  # over 20,000 lists, 100 a collection
-    assert collections(lambda: json.unmarshal(large)) <= 1  # the one due once it resumes
+    assert collections(lambda: serializer.unmarshal(short)) > 10  # 20,000+ lists, 100 a collection
+    assert collections(lambda: serializer.unmarshal(large)) <= 1  # the one due once it resumes
     assert gc.isenabled()
 
 
