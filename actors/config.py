@@ -36,7 +36,9 @@ class Config:
     """Unique id; generated when empty."""
     heartbeat_interval: float = 30.0
     """Seconds between server heartbeats; a client that sends no whole packet for twice this
-    is disconnected (the bytes of an unfinished packet do not count, as in Pitaya)."""
+    is disconnected, checked on the next heartbeat with a slack of 1 s (half the interval if
+    shorter) as Go Pitaya's whole-second check gives (the bytes of an unfinished packet do not
+    count, as in Pitaya)."""
     handshake_timeout: float = 10.0
     """Seconds a new connection has to complete the handshake."""
     upgrade_timeout: float = 5.0

@@ -73,6 +73,19 @@ MAX_PIPELINED = 64
 """Forwarded messages of one client in flight at once to the same server and service."""
 
 
+def heartbeat_slack(interval: float) -> float:
+    """Seconds a client may be silent past 2 heartbeat intervals before it is dropped.
+
+    A pomelo client (pomelo-jsclient-websocket and its ports) sends its heartbeat one
+    interval after it receives ours and ignores ours while its own is pending, so it often
+    sends one for two of ours: 2 intervals apart, give or take the loop's and the network's
+    milliseconds, which a rule of exactly 2 intervals dropped at random. Go Pitaya compares
+    whole seconds (``time.Unix()``), so it keeps such a client up to 1 s longer; we always
+    do, or half an interval when that is shorter (still clear of the next tick).
+    """
+    return min(1.0, interval / 2)
+
+
 class SessionActor(Actor):
     """Serves one connection; see the module docstring."""
 
@@ -580,7 +593,7 @@ class SessionActor(Actor):
 
     def on_heartbeat_tick(self, msg: HeartbeatTick) -> None:
         interval = self.app.config.heartbeat_interval
-        if self.system.loop.time() - self.last_seen > 2 * interval:
+        if self.system.loop.time() - self.last_seen > 2 * interval + heartbeat_slack(interval):
             self.app.heartbeat_timeouts.log(
                 self.clock(),
                 self.log,

@@ -86,7 +86,7 @@ class Target:
 def target() -> Iterator[Target]:
     app = make_app(
         handshake_timeout=0.3,  # a stream stuck mid-handshake (or mid-upgrade) ends fast
-        heartbeat_interval=0.3,  # ... and so does one stuck later (no heartbeats: 0.6 s)
+        heartbeat_interval=0.3,  # ... and so does one stuck later (no heartbeats: 0.75 s)
         max_packet_size=16 * 1024,
         max_route_length=64,
         max_pending_requests=4,

@@ -9,8 +9,10 @@ no wall-clock slack and no flake on a loaded machine.
 Rules under test (Pitaya's, see DESIGN.md "Wire protocol"):
 
 * heartbeat: the server sends one every ``heartbeat_interval``; a client silent for more than
-  2 x the interval is disconnected. The check runs on the heartbeat tick, so the close comes
-  between 2 and 3 intervals after the client's last packet. Any packet resets the silence.
+  2 x the interval and a slack (1 s, as Go Pitaya's whole-second check allows at most; half
+  an interval if shorter) is disconnected. The check runs on the heartbeat tick, so the close
+  comes between 2 and 3 intervals (and the slack) after the client's last packet. Any packet
+  resets the silence.
 * handshake: a connection that has not finished the handshake (handshake and ack) within
   ``handshake_timeout`` of its accept is closed, at that moment.
 * rate limit: ``rate_limit_packets`` per ``rate_limit_interval``, refilled continuously (one
@@ -30,6 +32,7 @@ import pytest
 from actors.app import App
 from actors.handler import Handler, handler
 from actors.session import Session
+from actors.sessions.actor import heartbeat_slack
 from actors.testing import serve
 from samples.echo.server import Echo
 from tests.rawclient import RawClient
@@ -132,6 +135,39 @@ async def test_a_client_silent_for_just_under_2_intervals_is_never_closed() -> N
         assert response.data == b'"alive"'
         assert len(server.app.sessions) == 1
         await raw.close()
+
+
+async def test_a_client_2_intervals_and_a_few_ms_apart_is_kept() -> None:
+    """A pomelo client sends its heartbeat one interval after ours and ignores ours while its
+    own is pending, so it often sends one for two of ours: 2 intervals apart, a few ms more
+    when our ticks run late (a busy loop). Go Pitaya's whole-second check keeps it; a rule of
+    exactly 2 intervals dropped it."""
+    async with serve(make_app(heartbeat_interval=INTERVAL)) as server:
+        raw = await RawClient.connect(*server.app.address("tcp"))
+        await raw.handshake()
+        # Just before the tick at 2 intervals, then just after every other tick: each of those
+        # ticks sees 2 intervals and 10 ms of silence.
+        await silent_after(raw, 2 * INTERVAL - 0.005)
+        for _ in range(10):
+            await silent_after(raw, 2 * INTERVAL + 0.01)
+            assert len(server.app.sessions) == 1
+        response = await raw.request("echo.echo", b'"kept"')
+        assert response.data == b'"kept"'
+        await raw.close()
+
+
+async def test_a_client_silent_past_the_slack_is_closed_on_the_next_tick() -> None:
+    assert heartbeat_slack(INTERVAL) == 1.0
+    assert heartbeat_slack(0.3) == 0.15  # half the interval when that is shorter
+    async with serve(make_app(heartbeat_interval=INTERVAL)) as server:
+        raw = await RawClient.connect(*server.app.address("tcp"))
+        await raw.handshake()
+        last_packet = await silent_after(raw, 0.95 * INTERVAL)
+        arrivals, closed = await heartbeats_until_closed(raw)
+        # The tick at 3 intervals sees 2 intervals and half a second of silence (within the
+        # slack): it heartbeats; the one at 4 closes.
+        assert closed - last_packet == pytest.approx(3.05 * INTERVAL)
+        assert len(arrivals) == 3
 
 
 async def test_any_packet_resets_the_silence() -> None:
