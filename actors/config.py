@@ -67,7 +67,8 @@ class Config:
     route_dictionary: bool = True
     """Announce a route dictionary in the handshake so clients can send 2-byte route codes."""
     compress_data: bool = False
-    """Deflate message payloads sent to clients (flag 0x10) when it makes them smaller."""
+    """Deflate message payloads sent to clients (flag 0x10) when it makes them smaller. Off,
+    unlike Go Pitaya's default: pomelo clients do not inflate, and fail to parse such a body."""
     max_packet_size: int = 1024 * 1024
     """Largest packet body accepted from a client, bytes; larger closes the connection."""
     max_route_length: int = 255
