@@ -31,6 +31,7 @@ Example (server)::
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,7 +64,6 @@ from transport.packet import (
     DEFAULT_MAX_PACKET_SIZE,
     HANDSHAKE_ACK_PACKET,
     HEARTBEAT_PACKET,
-    KICK_PACKET,
     MAX_BODY_LENGTH,
     PacketDecoder,
     PacketType,
@@ -363,10 +363,17 @@ class ServerConnection:
         """The heartbeat packet to write (Pitaya servers send one every interval)."""
         return HEARTBEAT_PACKET
 
-    def kick(self) -> bytes:
-        """Move to CLOSED and return the kick packet to write before closing the socket."""
+    def kick(self, reason: str = "") -> bytes:
+        """Move to CLOSED and return the kick packet to write before closing the socket.
+
+        Its body is ``{"reason": reason}`` in JSON, as pomelo servers send it: pomelo's own
+        web client parses the body as JSON and, given Go Pitaya's empty one, fails before it
+        tells the application it was kicked (and never reads the close that follows). Go
+        Pitaya's clients, libpitaya and ours ignore the body."""
         self._state = ServerState.CLOSED
-        return KICK_PACKET
+        return encode_packet(
+            PacketType.KICK, json.dumps({"reason": reason}, ensure_ascii=False).encode()
+        )
 
     def close(self) -> None:
         """Move to CLOSED (the socket went away, or the server drops the client)."""

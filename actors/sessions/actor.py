@@ -586,7 +586,7 @@ class SessionActor(Actor):
             f": {msg.reason}" if msg.reason else "",
         )
         if self.proto.state is not ServerState.CLOSED:
-            self.conn.write(self.proto.kick())
+            self.conn.write(self.proto.kick(msg.reason))
         self.conn.close()
 
     # -- timers ----------------------------------------------------------------------------

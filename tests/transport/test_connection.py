@@ -224,12 +224,25 @@ def test_reject_after_accept_is_a_bug() -> None:
 
 def test_kick() -> None:
     server, client = working_pair()
-    assert server.kick() == KICK_PACKET
+    kick = server.kick()
+    assert kick == encode_packet(PacketType.KICK, b'{"reason": ""}')
     assert server.state is ServerState.CLOSED
     push = encode_packet(PacketType.DATA, b"\x06\x01a")
-    assert client.receive_data(KICK_PACKET + push) == [KickReceived()]
+    assert client.receive_data(kick + push) == [KickReceived()]
     assert client.state is ClientState.CLOSED
     assert client.receive_data(push) == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "body"), [("bye", b'{"reason": "bye"}'), ("à+1", '{"reason": "à+1"}'.encode())]
+)
+def test_a_kick_carries_its_reason_as_pomelo_s_json(reason: str, body: bytes) -> None:
+    """pomelo's web client parses the kick's body as JSON (pomelo servers send the reason):
+    an empty body, as Go Pitaya sends, made it fail before it told the application."""
+    server, client = working_pair()
+    assert server.kick(reason) == encode_packet(PacketType.KICK, body)
+    assert json.loads(body) == {"reason": reason}
+    assert client.receive_data(KICK_PACKET) == [KickReceived()]  # an empty one still reads
 
 
 def test_close_ignores_further_data() -> None:

@@ -10,6 +10,7 @@ client), the response-time metric, tracing spans, the pending-queue limit and th
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -637,7 +638,8 @@ async def test_a_kick_is_logged_with_its_reason(
         body = b'{"reason":"%s"}' % reason.encode()
         await raw.send(raw.request("svc.kick_me", body))
         packets = await raw.until_closed()
-        assert PacketType.KICK in [p.type for p in packets]
+        [kick] = [p for p in packets if p.type is PacketType.KICK]
+        assert json.loads(kick.body) == {"reason": reason}  # as pomelo's clients read it
         assert logged(caplog, f"[s1] session 1 kicked{suffix}").levelno == logging.INFO
 
 
