@@ -591,12 +591,18 @@ class App:
         frame = SendFrame(self.encode_push_packet(route, payload))
         elsewhere: list[str] = []
         for uid in uids:
-            session = self.sessions.by_uid(uid) if self.is_frontend else None
+            session = self._local_session(uid)
             if session is None:
                 elsewhere.append(uid)
             else:
                 session.ref.tell(frame)
         return payload, elsewhere
+
+    def _local_session(self, uid: str) -> Session | None:
+        """The session ``uid`` is bound to here, None if none. A cluster backend holds no
+        sessions (its registry says so once started); any other app looks, one with no
+        listeners too: a handler test's app, whose sessions are ``TestSession`` objects."""
+        return self.sessions.by_uid(uid) if self.sessions.frontend else None
 
     async def send_kick_to_users(
         self, uids: list[str], reason: str = "", *, frontend_type: str | None = None
@@ -604,7 +610,7 @@ class App:
         """Kick users by uid (on any frontend in cluster mode); returns the unreached uids."""
         elsewhere: list[str] = []
         for uid in uids:
-            session = self.sessions.by_uid(uid) if self.is_frontend else None
+            session = self._local_session(uid)
             if session is None:
                 elsewhere.append(uid)
             else:

@@ -16,7 +16,7 @@ from actors.handler import Call, Handler, handler
 from actors.session import Session, SessionAlreadyBound
 from actors.sessions.registry import SessionRegistry
 from actors.system import ActorSystem
-from actors.testing import Push, TestClient, TestSession, serve
+from actors.testing import Push, TestClient, TestSession, serve, spawn_handler
 from tests.reliability.support import until
 from transport.client import Client, HandshakeRejected, RequestError
 from transport.errors import ConnectionClosed, SerializationError
@@ -451,3 +451,33 @@ async def test_serve_gives_tcp_and_websocket_clients(websocket: bool) -> None:
         assert {kind for kind, _, _ in app.addresses} == {"tcp", "ws"}
     assert client.closed and server.clients == []
     assert app.system.actor_count == 0
+
+
+class Notifier(Handler):
+    """Reaches players by uid through its app, as a room or a match does."""
+
+    service = "notifier"
+
+    @handler
+    async def tell(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        self.app.push_to_users("onTold", {"n": 1}, body["uids"])
+        unreached = await self.app.send_push_to_users("onSent", {"n": 2}, body["uids"])
+        return {"unreached": unreached}
+
+
+async def test_pushes_by_uid_reach_the_test_sessions_of_a_handler_spawned_with_an_app() -> None:
+    """spawn_handler's promise: sessions sharing the app's registry get its pushes by uid.
+    The app of a handler test has no listeners, and pushes by uid looked for local sessions
+    only on frontends (an app with listeners): every uid was unreached, while the same
+    app's group broadcasts did reach the sessions."""
+    app = App(server_type="game")
+    async with ActorSystem() as system:
+        notifier = spawn_handler(system, Notifier, app=app)
+        ann = TestSession(1, registry=app.sessions)
+        await ann.bind("ann")
+        reply = await notifier.ask(Call("tell", ann, {"uids": ["ann", "nobody"]}))
+        assert reply == {"unreached": ["nobody"]}
+        assert ann.pushes == [Push("onTold", {"n": 1}), Push("onSent", {"n": 2})]
+        assert await app.send_kick_to_users(["ann", "nobody"]) == ["nobody"]
+        assert ann.kicked
+
