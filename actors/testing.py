@@ -284,10 +284,10 @@ class TestSession(Session):
     ``kicked`` and ``kick_reason``. ``await session.bind(uid)`` runs the bind callbacks of
     ``registry`` (a fresh :class:`SessionRegistry` unless given; share one between sessions
     to look them up by uid); ``uid=`` makes a session that arrives already bound, as a
-    backend sees it (no callback runs). :meth:`disconnect` plays the client going away (its
-    close callbacks run); a kick closes the session too, as a server does once it sent the
-    kick packet (its close callbacks run in a task: ``await session.disconnect()`` to have
-    them done)::
+    backend sees it (no callback runs; the registry finds it by that uid).
+    :meth:`disconnect` plays the client going away (its close callbacks run); a kick closes
+    the session too, as a server does once it sent the kick packet (its close callbacks run
+    in a task: ``await session.disconnect()`` to have them done)::
 
         session = TestSession(7, uid="ann", data={"room": "lobby"})
         await room.ask(Call("leave", session))
@@ -317,9 +317,9 @@ class TestSession(Session):
         self._recorder = recorder
         self._closing: asyncio.Task[None] | None = None
         """The close a kick started (a server closes a kicked session's connection)."""
-        self.registry.add(self)
         self.data.update(data or {})
         self.uid = uid
+        self.registry.add(self)  # and by its uid, if it comes bound
 
     @property
     def pushes(self) -> list[Push]:

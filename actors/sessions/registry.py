@@ -118,7 +118,10 @@ class SessionRegistry:
     # -- lifecycle (called by session actors) ----------------------------------------------
 
     def add(self, session: Session) -> None:
+        """Register ``session``; one that comes bound (a test's) is found by its uid too."""
         self._by_id[session.id] = session
+        if session.uid is not None:
+            self._by_uid[session.uid] = session
 
     async def bind(self, session: Session, uid: str) -> None:
         """Bind ``uid`` to ``session``: waits for the uid's turn (no other bind of ``uid``

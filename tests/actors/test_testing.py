@@ -481,3 +481,18 @@ async def test_pushes_by_uid_reach_the_test_sessions_of_a_handler_spawned_with_a
         assert await app.send_kick_to_users(["ann", "nobody"]) == ["nobody"]
         assert ann.kicked
 
+
+async def test_a_test_session_made_bound_is_found_by_its_uid() -> None:
+    """``TestSession(uid=...)`` arrives bound: sharing the app's registry, it receives the
+    app's pushes by uid and group broadcasts as a session bound with ``bind`` does. It was
+    never indexed by uid, so both silently missed it."""
+    app = make_app()
+    ann = TestSession(1, uid="ann", registry=app.sessions)
+    assert app.sessions.by_uid("ann") is ann
+    await app.groups.create("lobby")
+    await app.groups.add("lobby", "ann")
+    assert await app.groups.broadcast("lobby", "onNews", {"n": 1}) == []
+    assert ann.pushes == [Push("onNews", {"n": 1})]
+    await ann.disconnect()
+    assert app.sessions.by_uid("ann") is None
+    await app.system.shutdown()
