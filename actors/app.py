@@ -431,7 +431,7 @@ class App:
     ) -> RemoteSessionCallback:
         """Cluster backends: ``callback(session)`` when a session this server served binds
         a uid on its frontend (only sessions that used ``route`` here, if given)."""
-        self.remote_session_events.subscribe(BIND, callback, route)
+        self.remote_session_events.subscribe(BIND, callback, self._event_route(route))
         return callback
 
     def on_remote_session_close(
@@ -439,8 +439,22 @@ class App:
     ) -> RemoteSessionCallback:
         """Cluster backends: ``callback(session)`` when a session this server served
         disconnects from its frontend (only sessions that used ``route`` here, if given)."""
-        self.remote_session_events.subscribe(CLOSE, callback, route)
+        self.remote_session_events.subscribe(CLOSE, callback, self._event_route(route))
         return callback
+
+    def _event_route(self, route: str | None) -> str | None:
+        """A session event's route filter, refused if no forwarded route can match it: the
+        frontend records a route as the client sent it, ``<this type>.<service>.<method>``."""
+        if route is None:
+            return None
+        parts = route.split(".")
+        if len(parts) == 3 and parts[0] == self.server_type and all(parts):
+            return route
+        hint = f" ({self.server_type}.{route}?)" if len(parts) == 2 and all(parts) else ""
+        raise ValueError(
+            f"route filter {route!r} matches no route forwarded to this server: clients "
+            f"send them as {self.server_type}.<service>.<method>{hint}"
+        )
 
     def _frontend_only(self, what: str) -> None:
         """Session lifecycle callbacks exist on frontends only (Pitaya's rule)."""

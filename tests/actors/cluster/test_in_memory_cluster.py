@@ -499,6 +499,19 @@ async def test_backends_hear_of_binds_and_closes_of_the_sessions_they_served() -
         assert events == [("bind", "ann"), ("close", "ann")]
 
 
+@pytest.mark.parametrize("route", ["room.whoami", "ops.whoami", "connector.ops.whoami"])
+def test_a_session_event_filter_no_forwarded_route_can_match_is_refused(route: str) -> None:
+    """A frontend records the routes it forwarded as the client sent them
+    (``room.ops.whoami``): a filter naming the route as its own server names it
+    (``ops.whoami``), or another server type's, never matched and its callback never ran."""
+    room = cluster_app(MemoryCluster(), "room", frontend=False)
+    for subscribe in (room.on_remote_session_close, room.on_remote_session_bind):
+        with pytest.raises(ValueError, match=r"as room\.<service>\.<method>") as refused:
+            subscribe(lambda s: None, route=route)
+        assert ("(room.ops.whoami?)" in str(refused.value)) == (route == "ops.whoami")
+    room.on_remote_session_close(lambda s: None, route="room.ops.whoami")  # fine
+
+
 async def close_behind_a_wait(net: Net) -> tuple[RpcBridge, Ops]:
     """A client's ``room.ops.wait`` runs on the room, then the client leaves: its session's
     close waits on the room, behind the wait (until ``ops.release``)."""
