@@ -88,7 +88,16 @@ class Actor:
 
     def unhandled(self, message: object) -> Any:
         """Called for a message no receiver declares; the default raises UnhandledMessage."""
-        raise UnhandledMessage(f"{type(self).__name__} has no receiver for {type(message)!r}")
+        from actors.dispatch import unannotated_receivers
+
+        text = f"{type(self).__name__} has no receiver for {type(message)!r}"
+        unannotated = unannotated_receivers(type(self))
+        if unannotated:
+            text += (
+                f" ({', '.join(unannotated)} receive nothing: a receiver's message parameter "
+                "must be annotated with a class)"
+            )
+        raise UnhandledMessage(text)
 
     # -- services --------------------------------------------------------------------------
 

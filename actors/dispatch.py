@@ -141,6 +141,25 @@ def _collect(actor_class: type) -> dict[type, Receiver | None]:
     return table
 
 
+def unannotated_receivers(actor_class: type) -> list[str]:
+    """The ``on_*`` methods of ``actor_class`` that take a message but receive none: their
+    message parameter has no annotation naming a class (for the error of a message nobody
+    receives: the method its author meant is usually one of these)."""
+    names: set[str] = set()
+    for klass in actor_class.__mro__:
+        for name, member in vars(klass).items():
+            if not name.startswith(RECEIVER_PREFIX) or not inspect.isfunction(member):
+                continue
+            if len(inspect.signature(member).parameters) < 2:
+                continue
+            try:
+                if not _message_classes(member):
+                    names.add(name)
+            except TypeError:  # an annotation that names something undefined
+                names.add(name)
+    return sorted(names)
+
+
 def _message_classes(function: Callable[..., Any]) -> list[type]:
     params = list(inspect.signature(function).parameters.values())
     if len(params) < 2:
@@ -152,7 +171,7 @@ def _message_classes(function: Callable[..., Any]) -> list[type]:
             f"cannot resolve the message annotation of {function.__qualname__}: {exc}"
         ) from exc
     annotation = hints.get(params[1].name)
-    if annotation is None:
+    if annotation is None or annotation is Any:  # Any is a class since Python 3.11
         return []
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return [arg for arg in typing.get_args(annotation) if isinstance(arg, type)]

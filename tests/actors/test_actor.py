@@ -305,3 +305,23 @@ async def test_stop_ends_the_actor_after_the_current_message() -> None:
         assert system.dead_letters == 1
         with pytest.raises(ActorStopped):
             await ref.ask(Who())
+
+
+class Unannotated(Actor):
+    def on_tick(self, msg):  # the mistake under test: no annotation
+        return "tick"
+
+    def on_other(self, msg: Any) -> None: ...
+
+
+async def test_a_receiver_whose_message_is_not_annotated_with_a_class_is_named() -> None:
+    """Receivers are found by their message parameter's annotation: an ``on_tick`` left
+    unannotated (or annotated ``Any``) is no receiver, and the error named the message only,
+    so its author looked for a typo in the method's name."""
+    with pytest.raises(UnhandledMessage, match=r"Unannotated has no receiver for") as error:
+        Unannotated().unhandled(Tick())
+    assert "on_other, on_tick" in str(error.value)
+    assert "annotated with a class" in str(error.value)
+    with pytest.raises(UnhandledMessage) as plain:
+        Probe().unhandled(Tick())
+    assert "annotated" not in str(plain.value)
