@@ -29,6 +29,11 @@ class ActorStopped(ActorError):
     """The target actor stopped before (or while) handling the message."""
 
 
+class AskedItself(ActorError, RuntimeError):
+    """An actor asked itself during its own turn: the answer would wait for that turn to
+    end, which waits for the answer (a deadlock until the ask's timeout, or for ever)."""
+
+
 class UnhandledMessage(ActorError, TypeError):
     """The actor declares no receiver for this message type."""
 

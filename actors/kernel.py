@@ -21,7 +21,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from actors.dispatch import DispatchTable, TimerTick, dispatch_table
-from actors.errors import ActorStopped, AskTimeout, MailboxFull
+from actors.errors import ActorStopped, AskedItself, AskTimeout, MailboxFull
 
 if TYPE_CHECKING:
     from actors.actor import Actor
@@ -448,7 +448,14 @@ class ActorRef:
 
         Raises the receiver's exception, :class:`AskTimeout` after ``timeout`` seconds, or
         :class:`ActorStopped` if the actor stops first. Never hangs when a timeout is given.
+        An actor asking itself from its own turn gets :class:`AskedItself` at once.
         """
+        cell = self._cell
+        if cell.busy and cell._task is not None and cell._task is asyncio.current_task():
+            raise AskedItself(
+                f"{self.name} asked itself for {type(message).__name__} during its own turn: "
+                "the answer would wait for the turn to end (call the method, or tell)"
+            )
         loop = self._cell.loop
         future: asyncio.Future[Any] = loop.create_future()
 

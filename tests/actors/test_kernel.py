@@ -13,7 +13,14 @@ import pytest
 
 from actors.actor import Actor
 from actors.dispatch import TimerTick, dispatch_table
-from actors.errors import ActorNameTaken, ActorStopped, AskTimeout, MailboxFull, UnhandledMessage
+from actors.errors import (
+    ActorNameTaken,
+    ActorStopped,
+    AskedItself,
+    AskTimeout,
+    MailboxFull,
+    UnhandledMessage,
+)
 from actors.kernel import DRAIN_BATCH, ActorRef, Timer
 from actors.system import ActorSystem
 
@@ -1091,3 +1098,32 @@ async def test_tell_now_to_a_stopped_actor_is_a_dead_letter() -> None:
         ref.tell_now(Join("late"))
         assert actor.log == []
         assert system.dead_letters == 1
+
+
+@dataclass(frozen=True, slots=True)
+class AskMyself:
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    pass
+
+
+class SelfAsker(Actor):
+    async def on_ask_myself(self, msg: AskMyself) -> str:
+        return str(await self.ref.ask(Answer(), timeout=msg.timeout))
+
+    def on_answer(self, msg: Answer) -> str:
+        return "answered"
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+async def test_an_actor_asking_itself_in_its_turn_fails_at_once(timeout: float | None) -> None:
+    """Its answer waits for the turn that awaits it: without a timeout the actor hung for
+    good, with one it failed with an AskTimeout that did not say why, after the timeout."""
+    async with ActorSystem() as system:
+        ref = system.spawn(SelfAsker)
+        with pytest.raises(AskedItself, match="SelfAsker-1 asked itself for Answer"):
+            await asyncio.wait_for(ref.ask(AskMyself(timeout), timeout=None), 1)
+        assert await ref.ask(Answer()) == "answered"  # and it goes on
