@@ -26,6 +26,7 @@ the handler ``ask``s (``samples/chat/room.py``). A handler is still an actor: it
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 import typing
@@ -245,6 +246,17 @@ class Handler(Actor):
         if spec is None:
             raise RouteNotFound(f"{self.service_name()}.{msg.method}")
         args = (msg.body,) if spec.takes_body else ()
+        wanted = spec.request_type
+        if (
+            spec.takes_body
+            and isinstance(wanted, type)
+            and dataclasses.is_dataclass(wanted)
+            and not isinstance(msg.body, wanted)
+        ):  # a test's mistake, said as such (the method would fail on the body's attributes)
+            raise TypeError(
+                f"Call({msg.method!r}) takes a {wanted.__name__} body, not a "
+                f"{type(msg.body).__name__}: a Call's body reaches the method as it is"
+            )
         result = getattr(self, spec.attribute)(msg.session, *args)
         if inspect.isawaitable(result):
             result = await result

@@ -253,6 +253,20 @@ async def test_call_runs_async_methods_and_methods_without_a_body() -> None:
         assert room._cell.actor.members == ["said hi"]  # type: ignore[attr-defined]
 
 
+async def test_call_with_a_map_for_a_dataclass_body_says_what_the_method_takes() -> None:
+    """A Call's body goes to the method as it is: a map for a method that takes a dataclass
+    failed inside the method (AttributeError: 'dict' object has no attribute 'name'), as if
+    the handler were wrong, where the test was."""
+    async with ActorSystem() as system:
+        room = system.spawn(Room)
+        with pytest.raises(TypeError, match=r"Call\('join'\) takes a Join body, not a dict"):
+            await room.ask(Call("join", TestSession(), {"name": "ann"}))
+        assert await room.ask(Call("join", TestSession(), Join("ann"))) == {
+            "members": ["ann"],
+            "session": 1,
+        }
+
+
 async def test_call_names_the_route_not_the_attribute() -> None:
     async with ActorSystem() as system:
         room = system.spawn(Room)
