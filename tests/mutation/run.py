@@ -185,6 +185,37 @@ MODULES: dict[str, Module] = {
         "actors/cluster/worker.py",
         ("tests/actors/cluster/test_worker.py", "tests/actors/cluster/test_worker_app.py"),
     ),
+    # The cluster's hot path: the hand-written protobuf of a forwarded request, the replies'
+    # inbox, the pushes carried between pipelined messages, the router and the codec.
+    "protowire": Module(
+        "actors/cluster/protowire.py",
+        ("tests/actors/cluster/test_protowire.py", "tests/actors/cluster/test_codec.py"),
+    ),
+    # Without the nats-server half of its tests.
+    "nats_replies": Module(
+        "transport/nats_replies.py",
+        tuple(
+            f"tests/transport/test_nats_replies.py::{test}"
+            for test in (
+                "test_each_answer_reaches_its_own_request_whatever_the_order",
+                "test_a_late_answer_after_the_timeout_is_dropped",
+                "test_timeouts_expire_per_value_in_order_with_one_timer_each",
+                "test_a_request_made_while_others_expire_gets_its_own_full_timeout",
+                "test_an_error_made_for_the_answer_and_fail_all",
+                "test_a_failing_answer_function_does_not_stop_the_others",
+                "test_no_request_times_out_before_its_own_timeout",
+            )
+        ),
+    ),
+    "carry": Module("actors/cluster/carry.py", ("tests/actors/cluster/test_carry.py",)),
+    "router": Module(
+        "actors/cluster/router.py",
+        ("tests/actors/cluster/test_router.py", "tests/actors/cluster/test_router_probation.py"),
+    ),
+    "codec": Module(
+        "actors/cluster/codec.py",
+        ("tests/actors/cluster/test_codec.py", "tests/actors/cluster/test_protowire.py"),
+    ),
 }
 ETCD_TESTS = ("tests/cluster/test_discovery_rpc.py",)
 
