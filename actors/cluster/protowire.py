@@ -25,6 +25,10 @@ _BYTES = tuple(bytes((value,)) for value in range(0x80))
 _UINT64 = (1 << 64) - 1
 _INT64_MIN = -(1 << 63)
 
+_LENGTH_BYTES = 5
+"""The most bytes the runtime reads a length in (a 32-bit size, padded or not): a longer
+one is corrupt to it."""
+
 
 def varint(value: int) -> bytes:
     """``value`` (0 .. 2**64-1) as a protobuf varint."""
@@ -114,7 +118,7 @@ def data_of_answer(answer: bytes) -> bytes | None:
         size &= 0x7F
         shift = 7
         while True:
-            if start >= len(answer) or shift > 63:
+            if start >= len(answer) or start > _LENGTH_BYTES:  # the length's bytes are 1..5
                 return None
             byte = answer[start]
             start += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -112,6 +113,7 @@ def test_an_answer_with_an_error_is_left_to_the_runtime(data: bytes, code: str) 
 @given(raw=st.binary(max_size=40) | BLOB.map(lambda data: encode_answer(data) + data[:3]))
 @example(b"\x0a\x00")
 @example(b"\x0a\x00\x0a\x00")
+@example(b"\x0a\x81\x80\x80\x80\x80\x00x")  # a length padded to six bytes
 def test_what_is_read_by_hand_is_what_the_runtime_reads(raw: bytes) -> None:
     data = protowire.data_of_answer(raw)
     if data is not None:
@@ -126,3 +128,17 @@ def test_what_is_read_by_hand_is_what_the_runtime_reads(raw: bytes) -> None:
 )
 def test_a_truncated_answer_is_left_to_the_runtime(answer: bytes) -> None:
     assert protowire.data_of_answer(answer) is None
+
+
+@pytest.mark.parametrize("padding", range(10))
+def test_a_padded_length_is_read_by_hand_as_far_as_the_runtime_reads_it(padding: int) -> None:
+    """A length of 1 written with needless continuation bytes: the runtime reads a length of
+    up to five bytes (a 32-bit size) and refuses a longer one as corrupt; so does the hand."""
+    raw = b"\x0a\x81" + b"\x80" * padding + b"\x00" + b"x"
+    readable = 2 + padding <= 5
+    if readable:
+        assert pb.Response.FromString(raw).data == b"x"
+    else:
+        with pytest.raises(DecodeError):
+            pb.Response.FromString(raw)
+    assert protowire.data_of_answer(raw) == (b"x" if readable else None)
