@@ -117,10 +117,7 @@ class PendingReplies:
             _call(on_answer, None, error)
 
     def _expire(self, timeout: float) -> None:
-        deadlines = self._deadlines.get(timeout)
-        if deadlines is None:  # fail_all ran
-            self._timers.pop(timeout, None)
-            return
+        deadlines = self._deadlines[timeout]  # fail_all cancels the timers it forgets
         now = self.loop.time() + _EARLY
         expired = []
         for token, deadline in deadlines.items():
@@ -133,6 +130,8 @@ class PendingReplies:
             entry = self._waiting.pop(token, None)
             if entry is not None:
                 _call(entry[0], None, self.on_timeout(entry[2], timeout))
+        if self._deadlines.get(timeout) is not deadlines:
+            return  # an answer function ran fail_all: a request it added since has its timer
         if deadlines:  # answers added while the expired ones were told are in it too
             oldest = next(iter(deadlines.values()))
             self._timers[timeout] = self.loop.call_at(oldest, self._expire, timeout)

@@ -121,6 +121,43 @@ async def test_a_failing_answer_function_does_not_stop_the_others(
     assert "answer function failed" in caplog.text
 
 
+@pytest.mark.looptime
+@pytest.mark.parametrize("again", [False, True], ids=["closed", "closed-and-sent-again"])
+async def test_an_answer_function_may_fail_all_while_its_request_expires(again: bool) -> None:
+    """An answer function told of a timeout may close the connection (``fail_all``) and
+    send again at once. The expiry running it then raised KeyError in the loop, and forgot
+    the request sent again, which waited for ever."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    replies = PendingReplies("_INBOX.test.", loop)
+    got: list[tuple[str, float, Exception | None]] = []
+
+    def note(name: str) -> OnAnswer:
+        return lambda data, error: got.append((name, loop.time(), error))
+
+    def close_and_send_again(data: bytes | None, error: Exception | None) -> None:
+        note("first")(data, error)
+        replies.fail_all(ConnectionError("closed"))
+        if again:
+            replies.add(note("again"), 0.05)
+
+    start = loop.time()
+    replies.add(close_and_send_again, 0.05)
+    await asyncio.sleep(0.2)
+    replies.add(note("later"), 0.05)
+    await asyncio.sleep(0.2)
+    assert errors == []
+    assert [name for name, _, _ in got] == ["first", *(["again"] if again else []), "later"]
+    assert all(isinstance(error, TimeoutError) for _, _, error in got)
+    times = {name: at - start for name, at, _ in got}
+    assert times["first"] == pytest.approx(0.05)
+    if again:
+        assert times["again"] == pytest.approx(0.1)  # its own full timeout
+    assert times["later"] == pytest.approx(0.25)
+    assert len(replies) == 0 and not replies._timers and not replies._deadlines
+
+
 # -- over a real nats-server -------------------------------------------------------------------
 
 
