@@ -204,6 +204,11 @@ MODULES: dict[str, Module] = {
                 "test_an_error_made_for_the_answer_and_fail_all",
                 "test_a_failing_answer_function_does_not_stop_the_others",
                 "test_no_request_times_out_before_its_own_timeout",
+                "test_an_answer_function_may_fail_all_while_its_request_expires",
+                "test_reply_subjects_count_requests_in_hex",
+                "test_a_cancelled_request_is_never_answered",
+                "test_the_timeout_error_is_made_from_what_add_was_told",
+                "test_requests_expiring_together_past_a_fail_all_are_told_once",
             )
         ),
     ),

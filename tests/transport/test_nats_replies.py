@@ -118,7 +118,9 @@ async def test_a_failing_answer_function_does_not_stop_the_others(
     replies.add(keep(got), 0.05)
     await asyncio.sleep(0.1)
     assert len(got) == 1
-    assert "answer function failed" in caplog.text
+    (record,) = caplog.records
+    assert record.getMessage() == "a NATS request's answer function failed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "boom"
 
 
 @pytest.mark.looptime
@@ -156,6 +158,69 @@ async def test_an_answer_function_may_fail_all_while_its_request_expires(again: 
         assert times["again"] == pytest.approx(0.1)  # its own full timeout
     assert times["later"] == pytest.approx(0.25)
     assert len(replies) == 0 and not replies._timers and not replies._deadlines
+
+
+async def test_reply_subjects_count_requests_in_hex() -> None:
+    """Short subjects (one is sent with every request), each used once."""
+    replies = PendingReplies("_INBOX.test.", asyncio.get_running_loop())
+    subjects = [replies.add(lambda data, error: None, 5.0) for _ in range(17)]
+    assert [s.removeprefix("_INBOX.test.") for s in subjects] == [
+        *"123456789abcdef",
+        "10",
+        "11",
+    ]
+    replies.fail_all(ConnectionError("closed"))
+
+
+@pytest.mark.looptime
+async def test_a_cancelled_request_is_never_answered() -> None:
+    """A request that could not be sent is forgotten: neither its answer nor its timeout
+    reaches it, and the others are unaffected."""
+    got, replies = recorder()
+    cancelled: list[Outcome] = []
+    unsent = replies.add(keep(cancelled), 0.05, "unsent")
+    sent = replies.add(keep(got), 0.05, "sent")
+    replies.cancel(unsent)
+    assert len(replies) == 1
+    assert not replies.resolve(unsent, b"late")
+    replies.cancel(unsent)  # twice, or after its answer: nothing to do
+    await asyncio.sleep(0.1)
+    assert cancelled == []
+    assert len(got) == 1 and isinstance(got[0][1], TimeoutError)
+    assert not replies.resolve(sent, b"late")
+    replies.cancel(sent)
+    assert len(replies) == 0 and not replies._timers
+
+
+@pytest.mark.looptime
+async def test_the_timeout_error_is_made_from_what_add_was_told() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[tuple[str, float]] = []
+
+    def on_timeout(about: str, timeout: float) -> Exception:
+        made.append((about, timeout))
+        return TimeoutError(about)
+
+    replies = PendingReplies("_INBOX.test.", loop, on_timeout)
+    replies.add(lambda data, error: None, 0.05, "room.join")
+    replies.add(lambda data, error: None, 0.07)
+    await asyncio.sleep(0.1)
+    assert made == [("room.join", 0.05), ("", 0.07)]
+
+
+@pytest.mark.looptime
+async def test_requests_expiring_together_past_a_fail_all_are_told_once() -> None:
+    """The first answer function of a batch closes the connection: the other request of the
+    batch is told by fail_all, and not again as expired."""
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+    got, replies = recorder()
+    replies.add(lambda data, error: replies.fail_all(ConnectionError("closed")), 0.05)
+    replies.add(keep(got), 0.05)
+    await asyncio.sleep(0.1)
+    assert [type(error) for _, error in got] == [ConnectionError]
+    assert errors == []
+    assert len(replies) == 0 and not replies._timers
 
 
 # -- over a real nats-server -------------------------------------------------------------------
