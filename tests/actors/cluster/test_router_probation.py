@@ -122,6 +122,20 @@ def test_a_custom_route_sees_only_servers_off_probation() -> None:
     assert seen == [["room-2", "room-3"], ["room-3"]]
 
 
+def test_a_custom_route_sees_the_rerouted_requests_session_and_route() -> None:
+    router, _, _ = router_over(room(1), room(2))
+    seen: list[tuple[object, str]] = []
+
+    def last(session: Any, route: str, servers: list[ServerInfo]) -> ServerInfo:
+        seen.append((session, route))
+        return servers[-1]
+
+    router.add_route("room", last)
+    session = object()
+    assert router.reroute("room", "room.room.join", session, {"room-1"}) == room(2)  # type: ignore[arg-type]
+    assert seen == [(session, "room.room.join")]
+
+
 def test_a_custom_route_returning_a_tried_server_ends_the_reroute() -> None:
     router, _, _ = router_over(room(1), room(2))
     router.add_route("room", lambda session, route, servers: room(1))
@@ -157,6 +171,29 @@ def test_the_probation_of_a_server_long_gone_is_forgotten() -> None:
     clock.now += FORGET_AFTER + 10
     router.unreachable(room(2))
     assert set(router.probation) == {"room-2"}
+
+
+def test_a_probation_is_forgotten_only_once_forget_after_has_passed_since_it_ended() -> None:
+    router, clock, _ = router_over(room(1), room(2), room(3))
+    router.unreachable(room(1))  # its probation ends 3 s from now
+    clock.now += 3.0 + FORGET_AFTER
+    router.unreachable(room(2))
+    assert set(router.probation) == {"room-1", "room-2"}  # exactly FORGET_AFTER: kept
+    clock.now += 0.5
+    router.unreachable(room(3))
+    assert set(router.probation) == {"room-2", "room-3"}
+
+
+def test_a_router_without_a_server_id_logs_without_a_prefix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    router = Router(Servers(room(1)), clock=Clock())  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, logger="actors.cluster.router")
+    router.unreachable(room(1))
+    assert [r.getMessage() for r in caplog.records] == [
+        "server room-1 (room) is unreachable (nobody receives its requests): "
+        "not chosen for 3s, then tried again"
+    ]
 
 
 def test_no_probation_costs_no_clock_reading() -> None:
