@@ -219,7 +219,12 @@ MODULES: dict[str, Module] = {
     ),
     "codec": Module(
         "actors/cluster/codec.py",
-        ("tests/actors/cluster/test_codec.py", "tests/actors/cluster/test_protowire.py"),
+        (
+            "tests/actors/cluster/test_codec.py",
+            "tests/actors/cluster/test_protowire.py",
+            "tests/actors/cluster/test_handshakes.py",
+            "tests/actors/cluster/test_outbound.py",
+        ),
     ),
 }
 ETCD_TESTS = ("tests/cluster/test_discovery_rpc.py",)

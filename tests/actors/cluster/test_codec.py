@@ -475,3 +475,41 @@ def test_a_server_that_is_not_ours_is_sent_no_extras() -> None:
     }
     ours = json.loads(pb.Request.FromString(encode_request(request, "c-1", "c", 5)).metadata)
     assert {SESSION_KEY, "py.args"} <= ours.keys()
+
+
+def test_only_small_session_data_is_kept_decoded() -> None:
+    """Session data up to 256 bytes is decoded once for the same bytes; larger data, each
+    time (and, malformed, is still named in the error)."""
+    codec._SESSION_DATA.clear()
+
+    def data_of(raw: bytes) -> dict[str, Any]:
+        wire = pb.Request(msg=pb.Msg(route="r"), session=pb.Session(id=1, data=raw))
+        request = decode_request(wire.SerializeToString())
+        assert request.session is not None
+        return request.session.data
+
+    small = b'{"k":"' + b"x" * 248 + b'"}'
+    large = b'{"k":"' + b"x" * 249 + b'"}'
+    assert (len(small), len(large)) == (256, 257)
+    assert data_of(small) == {"k": "x" * 248}
+    assert data_of(small) is data_of(small)
+    assert data_of(large) == {"k": "x" * 249}
+    assert data_of(large) is not data_of(large)
+    assert list(codec._SESSION_DATA) == [small]
+    with pytest.raises(CodecError, match=r"^session data is not JSON"):
+        data_of(large[:-1])
+
+
+def test_a_sessions_handshake_is_written_for_its_own_frontend_type_each_time() -> None:
+    """The text of ``py.session`` is kept per handshake object: the same object sent again,
+    or by a session of another frontend type, reads as it was sent."""
+    handshake = {"sys": {"platform": "web"}}
+
+    def extras_of(frontend_type: str) -> Any:
+        session = SessionSnapshot(7, "c-1", frontend_type, "ann", {}, handshake)
+        wire = encode_request(RpcRequest(USER, "room.r.x", b"", session), "c-1", "c", 5)
+        return json.loads(pb.Request.FromString(wire).metadata)[SESSION_KEY]
+
+    for _ in range(2):
+        assert extras_of("connector") == {"ftype": "connector", "hs": handshake}
+        assert extras_of("gate") == {"ftype": "gate", "hs": handshake}
