@@ -4,9 +4,12 @@ When a session binds a uid that another session already holds:
 
 * ``on_conflict="kick"`` (default, Pitaya's behaviour): the old session is kicked (a kick
   packet, then the connection closes) and the new bind stands. On this frontend this happens
-  during the bind; on other frontends of the same type it happens when they receive this
-  frontend's ``BindNotice``: over NATS published on ``pitaya/<frontendType>/bindings`` at every
-  bind; over gRPC sent to the frontend the binding storage names for the uid (Pitaya's way).
+  during the bind, which goes on once the older session's close callbacks ran (at most
+  :data:`OLDER_CLOSE_WAIT`): run later, they would undo the new login. On other frontends of
+  the same type it happens when they receive this frontend's ``BindNotice``: over NATS
+  published on ``pitaya/<frontendType>/bindings`` at every bind; over gRPC sent to the
+  frontend the binding storage names for the uid (Pitaya's way). Nobody acknowledges a
+  notice, so there the older session's close callbacks may run after the new bind.
 * ``on_conflict="refuse"``: the new bind fails with :class:`UidAlreadyBound` (``PIT-409``)
   and the old session stays. Across frontends this needs to know where the uid is bound *now*,
   which is what the binding storage module keeps: register
@@ -47,6 +50,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KICK_REASON = "logged in elsewhere"
+
+OLDER_CLOSE_WAIT = 5.0
+"""Seconds a bind that kicked the uid's older session on this frontend waits for that
+session's close callbacks to run (as Go Pitaya runs them during the kick): run later, they
+would undo what the new session's bind and login did (a player marked offline)."""
 
 
 class UidAlreadyBound(PitayaError):
@@ -116,6 +124,14 @@ class UniqueSession(ModuleBase):
             if self.on_conflict == "refuse":
                 raise UidAlreadyBound(uid, self.app.server_id)
             self._kick(old, f"uid {uid} bound again by session {session.id}")
+            if not await self.app.sessions.wait_closed(old, OLDER_CLOSE_WAIT):
+                self.log.session(session.id).warning(
+                    "the older session %d of uid %s is still closing after %ss: the bind "
+                    "goes on (its close callbacks may run after it)",
+                    old.id,
+                    uid,
+                    OLDER_CLOSE_WAIT,
+                )
         if self._storage is not None:
             try:
                 holder = await self._storage.claim(uid)

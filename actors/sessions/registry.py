@@ -53,6 +53,11 @@ class SessionRegistry:
         """Ids of the sessions with a bind under way (waiting for their turn or running)."""
         self._close: list[SessionCallback] = []
         self._closing: list[ClosingCallback] = []
+        self._closing_now: set[int] = set()
+        """Ids of the sessions whose close callbacks run now."""
+        self._close_done: dict[int, asyncio.Event] = {}
+        """Set when the close callbacks of the session with that id have run (made by
+        :meth:`wait_closed`, for a session it waits for)."""
         self.frontend = True
         """False on a cluster backend: sessions live on frontends, lookups here are errors."""
 
@@ -178,19 +183,42 @@ class SessionRegistry:
     async def closed(self, session: Session) -> None:
         """Forget ``session`` and run its close callbacks, then the app-wide ones."""
         session.closed = True
+        self._closing_now.add(session.id)
         self._by_id.pop(session.id, None)
         if session.uid is not None and self._by_uid.get(session.uid) is session:
             del self._by_uid[session.uid]
-        for closing in self._closing:
-            try:
-                closing(session)
-            except Exception:
-                log.exception("closing callback failed for session %s", session.id)
-        for callback in [*session._close_callbacks, *self._close]:
-            try:
-                await _call(callback, session)
-            except Exception:
-                log.exception("close callback failed for session %s", session.id)
+        try:
+            for closing in self._closing:
+                try:
+                    closing(session)
+                except Exception:
+                    log.exception("closing callback failed for session %s", session.id)
+            for callback in [*session._close_callbacks, *self._close]:
+                try:
+                    await _call(callback, session)
+                except Exception:
+                    log.exception("close callback failed for session %s", session.id)
+        finally:
+            self._closing_now.discard(session.id)
+            done = self._close_done.pop(session.id, None)
+            if done is not None:
+                done.set()
+
+    async def wait_closed(self, session: Session, timeout: float) -> bool:
+        """Whether the close callbacks of ``session`` (closing, or about to: kicked) ran
+        within ``timeout`` seconds. A bind that kicked the uid's older session waits so:
+        the older session's callbacks (a player marked offline, a seat freed) must not run
+        after the new session's bind, and undo it."""
+        if session.closed and session.id not in self._closing_now:
+            return True
+        done = self._close_done.get(session.id)
+        if done is None:
+            done = self._close_done[session.id] = asyncio.Event()
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 async def _call(callback: SessionCallback, session: Session) -> None:

@@ -16,15 +16,22 @@ from typing import Any
 
 import pytest
 
+from actors.app import App
 from actors.cluster.codec import BindNotice
 from actors.config import Config
 from actors.errors import PitayaError
+from actors.handler import Handler, handler
 from actors.modules import binding_storage
 from actors.modules.binding_storage import BindingStorage
-from actors.modules.unique_session import KICK_REASON, UidAlreadyBound, UniqueSession
-from actors.session import SessionClosed
+from actors.modules.unique_session import (
+    KICK_REASON,
+    OLDER_CLOSE_WAIT,
+    UidAlreadyBound,
+    UniqueSession,
+)
+from actors.session import Session, SessionClosed
 from actors.sessions.registry import SessionRegistry
-from actors.testing import TestSession
+from actors.testing import TestClient, TestSession
 from tests.actors.modules.etcd_fake import FakeEtcd
 from transport.etcd import EtcdUnavailable
 
@@ -394,3 +401,78 @@ async def test_a_refused_bind_keeps_the_claim_of_the_session_that_holds_the_uid(
         await session(one, 2).bind("ann")  # refused here, before any claim
     assert await etcd.get("pitaya/bindings/connector/ann") == b"fe-1"
     await first.shutdown()
+
+
+# -- a bind waits for the older session's close callbacks ----------------------------------
+
+
+class Login(Handler):
+    """``login.enter``: bind the uid, mark it online until this session closes."""
+
+    service = "login"
+
+    def __init__(self) -> None:
+        self.online: set[str] = set()
+        self.hang_closes = False
+
+    @handler
+    async def enter(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        uid = body["uid"]
+        await session.bind(uid)  # kicks the older session of uid
+        online = self.online
+
+        async def offline(_: Session) -> None:
+            if self.hang_closes:
+                await asyncio.Event().wait()  # a database that does not answer
+            online.discard(uid)
+
+        session.on_close(offline)
+        online.add(uid)
+        return {"online": sorted(online)}
+
+    @handler
+    def who(self, session: Session) -> dict[str, Any]:
+        return {"online": sorted(self.online)}
+
+
+def login_app() -> App:
+    app = App(server_type="connector", unique_session=True, shutdown_timeout=0.1)
+    app.register(Login)
+    return app
+
+
+async def test_a_relogin_is_not_undone_by_the_older_session_s_close_callbacks() -> None:
+    """The bind returned once the kick was sent; the older session's close callback (mark
+    the uid offline) ran afterwards and undid the new login."""
+    app = login_app()
+    test = TestClient(app)
+    async with test as old:
+        assert await old.request("login.enter", {"uid": "ann"}) == {"online": ["ann"]}
+        new = await test.connect()
+        assert await new.request("login.enter", {"uid": "ann"}) == {"online": ["ann"]}
+        await old.wait_closed(timeout=2)
+        assert old.kicked
+        assert await new.request("login.who") == {"online": ["ann"]}
+
+
+@pytest.mark.looptime
+async def test_a_bind_waits_for_a_hung_close_callback_only_so_long(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = login_app()
+    login = None
+    test = TestClient(app)
+    loop = asyncio.get_running_loop()
+    async with test as old:
+        await old.request("login.enter", {"uid": "ann"})
+        login = app.handler_instance("login")
+        assert isinstance(login, Login)
+        login.hang_closes = True
+        new = await test.connect()
+        start = loop.time()
+        assert await new.request("login.enter", {"uid": "ann"}, timeout=60) == {"online": ["ann"]}
+        assert loop.time() - start == pytest.approx(OLDER_CLOSE_WAIT)
+    assert (
+        f"the older session 1 of uid ann is still closing after {OLDER_CLOSE_WAIT}s: the bind "
+        "goes on (its close callbacks may run after it)"
+    ) in caplog.text

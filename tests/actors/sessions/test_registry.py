@@ -444,3 +444,35 @@ async def test_closing_an_unknown_or_unbound_session_is_harmless() -> None:
     await registry.closed(lone)
     await registry.closed(lone)  # twice: nothing left to forget
     assert len(registry) == 0
+
+
+# -- waiting for a close ---------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_wait_closed_waits_for_the_close_callbacks_bounded() -> None:
+    registry = SessionRegistry()
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def slow(closed: Session) -> None:
+        await release.wait()
+        done.append(closed.id)
+
+    registry.on_session_close(slow)
+    a, b = session(registry), session(registry)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert not await registry.wait_closed(a, 3)  # not even closing: waited, in vain
+    assert loop.time() - start == pytest.approx(3)
+    closing = asyncio.ensure_future(registry.closed(a))
+    waiting = asyncio.ensure_future(registry.wait_closed(a, 60))
+    loop.call_later(2, release.set)
+    assert await waiting and done == [a.id]  # once the callbacks ran, not before
+    await closing
+    start = loop.time()
+    assert await registry.wait_closed(a, 60)  # closed already: at once
+    assert loop.time() == start
+    later = asyncio.ensure_future(registry.wait_closed(b, 60))  # before it starts closing
+    await registry.closed(b)
+    assert await later
