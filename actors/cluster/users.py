@@ -417,8 +417,13 @@ class ClusterUsers:
         self.session_event(session, CLOSE)
         uid = session.uid
         subjects = self.subjects
-        if uid is None or subjects is None or self.sessions.by_uid(uid) is not None:
-            return  # no subjects, or another session holds the uid now
+        if uid is None or subjects is None:
+            return
+        sessions = self.sessions
+        if sessions.by_uid(uid) is not None or sessions.binding(uid):
+            # Another session holds the uid now, or is binding it (the unique session's
+            # kick of this one): unsubscribing would race with that bind's subscribing.
+            return
         task = asyncio.get_running_loop().create_task(subjects.forget_user(uid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

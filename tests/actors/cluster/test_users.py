@@ -173,9 +173,14 @@ class Bindings:
 class Sessions:
     def __init__(self) -> None:
         self.uids: dict[str, Any] = {}
+        self.binding_uids: set[str] = set()
+        """Uids with a bind under way."""
 
     def by_uid(self, uid: str) -> Any:
         return self.uids.get(uid)
+
+    def binding(self, uid: str) -> bool:
+        return uid in self.binding_uids
 
 
 @dataclass
@@ -619,12 +624,17 @@ async def test_without_direct_calls_no_bind_notice_is_looked_up() -> None:
 
 
 async def test_closing_drops_the_uids_subjects_unless_another_session_holds_it() -> None:
+    """Or is binding it: a unique session's bind kicks the uid's older session and waits
+    for its close, whose unsubscribing then raced with the new bind's subscribing (the uid
+    unreachable by push and kick, for the new session's life, when it came last)."""
     subjects = Subjects()
     cluster = users(subjects=subjects)
     cluster.closing(FrontSession(1, "ann"))  # type: ignore[arg-type]
     cluster.sessions.uids["bob"] = object()  # type: ignore[attr-defined]
     cluster.closing(FrontSession(2, "bob"))  # type: ignore[arg-type]
     cluster.closing(FrontSession(3))  # type: ignore[arg-type]
+    cluster.sessions.binding_uids.add("cid")  # type: ignore[attr-defined]
+    cluster.closing(FrontSession(4, "cid"))  # type: ignore[arg-type]
     await asyncio.gather(*cluster._tasks)
     assert subjects.forgotten == ["ann"]
 
