@@ -417,16 +417,20 @@ class ClusterUsers:
         self.session_event(session, CLOSE)
         uid = session.uid
         subjects = self.subjects
-        if uid is None or subjects is None:
-            return
-        sessions = self.sessions
-        if sessions.by_uid(uid) is not None or sessions.binding(uid):
-            # Another session holds the uid now, or is binding it (the unique session's
-            # kick of this one): unsubscribing would race with that bind's subscribing.
-            return
-        task = asyncio.get_running_loop().create_task(subjects.forget_user(uid))
+        if uid is None or subjects is None or self.sessions.by_uid(uid) is not None:
+            return  # no subjects, or another session holds the uid now
+        task = asyncio.get_running_loop().create_task(self._forget_user(uid, subjects))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _forget_user(self, uid: str, subjects: UserSubjects) -> None:
+        """Drop ``uid``'s subjects in its turn, unless a session holds it by then: a bind of
+        the uid under way (the unique session's kick of the closed session) subscribes
+        them, and unsubscribing meanwhile would race with it; one that fails leaves them
+        to this."""
+        async with self.sessions.turn(uid):
+            if self.sessions.by_uid(uid) is None:
+                await subjects.forget_user(uid)
 
     def session_event(self, session: Session, event: str) -> None:
         """Tell every backend of ours that served ``session`` that it bound or closed (a Go

@@ -18,7 +18,8 @@ import asyncio
 import inspect
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from actors.errors import FrontendOnly
@@ -118,7 +119,8 @@ class SessionRegistry:
         return len(self._by_id)
 
     def binding(self, uid: str) -> bool:
-        """Whether a bind of ``uid`` is under way here (waiting for its turn or running)."""
+        """Whether a bind of ``uid`` is under way here (waiting for its turn or running), or
+        anything else holds or waits for its :meth:`turn`."""
         return uid in self._turns
 
     def __iter__(self) -> Iterator[Session]:
@@ -141,15 +143,25 @@ class SessionRegistry:
         if session.id in self._binding:
             raise SessionAlreadyBound(f"session {session.id} is already binding a uid")
         self._binding.add(session.id)
+        try:
+            async with self.turn(uid):
+                await self._run_bind(session, uid)
+        finally:
+            self._binding.discard(session.id)
+
+    @asynccontextmanager
+    async def turn(self, uid: str) -> AsyncIterator[None]:
+        """Hold ``uid``'s turn: no bind of ``uid`` runs meanwhile (waits for the one under
+        way, and those before it). What must see how the binds of a uid ended takes it: a
+        closed session's uid subjects are dropped in it (``ClusterUsers.closing``)."""
         turn = self._turns.get(uid)
         if turn is None:
             turn = self._turns[uid] = _UidTurn()
         turn.binds += 1
         try:
             async with turn.lock:
-                await self._run_bind(session, uid)
+                yield
         finally:
-            self._binding.discard(session.id)
             turn.binds -= 1
             if not turn.binds:
                 del self._turns[uid]

@@ -30,7 +30,7 @@ from actors.cluster.bridge import RpcBridge
 from actors.cluster.discovery import Registration, ServerInfo
 from actors.cluster.memory import MemoryDiscovery, MemoryRpc
 from actors.cluster.rpc import ClusterStartupError
-from actors.errors import FrontendOnly, PitayaError, RpcTimeout
+from actors.errors import BadRequest, FrontendOnly, PitayaError, RpcTimeout
 from actors.groups import GroupAlreadyExists
 from actors.handler import Handler, Remote, handler
 from actors.invocation import _Lane
@@ -617,6 +617,30 @@ async def test_unique_session_kicks_the_older_session_on_another_frontend() -> N
         await first.wait_closed(timeout=2)
         assert first.kicked and not second.closed
         assert await second.request("connector.entry.me") == {"uid": "ann", "data": {}}
+
+
+async def test_a_bind_refused_after_its_kick_leaves_the_uid_to_the_frontend_holding_it() -> None:
+    """A bind of ann kicked her older session on c-1, then a later bind callback refused it:
+    the older session's close had left ann's subjects (a bind of ann was under way), and
+    nothing dropped them. Logged in on c-2 afterwards, ann was still answered for by c-1,
+    as not here: a push by uid reached her but was reported failed."""
+
+    def refuse(session: Session) -> None:
+        raise BadRequest("closed for the night")
+
+    async with cluster(connectors=2, unique_session=True) as net:
+        old, new, elsewhere = await net.client(0), await net.client(0), await net.client(1)
+        await old.request("connector.entry.login", {"uid": "ann"})
+        net.connectors[0].sessions.on_session_bind(refuse)  # after the unique session's
+        with pytest.raises(RequestError) as refused:
+            await new.request("connector.entry.login", {"uid": "ann"})
+        assert refused.value.code == "PIT-400"
+        await old.wait_closed(timeout=2)
+        assert old.kicked
+        await elsewhere.request("connector.entry.login", {"uid": "ann"})
+        for _ in range(3):
+            assert await net.rooms[0].send_push_to_users("onPoke", {}, ["ann"]) == []
+            assert (await next_push(elsewhere, "onPoke")).body == {}
 
 
 async def test_the_unique_session_option_runs_the_module_on_frontends_only() -> None:

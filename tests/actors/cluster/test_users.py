@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,14 +175,16 @@ class Bindings:
 class Sessions:
     def __init__(self) -> None:
         self.uids: dict[str, Any] = {}
-        self.binding_uids: set[str] = set()
-        """Uids with a bind under way."""
+        self.turns: dict[str, asyncio.Lock] = {}
+        """The uids' turns (a bind under way holds its uid's)."""
 
     def by_uid(self, uid: str) -> Any:
         return self.uids.get(uid)
 
-    def binding(self, uid: str) -> bool:
-        return uid in self.binding_uids
+    @asynccontextmanager
+    async def turn(self, uid: str) -> AsyncIterator[None]:
+        async with self.turns.setdefault(uid, asyncio.Lock()):
+            yield
 
 
 @dataclass
@@ -624,19 +628,28 @@ async def test_without_direct_calls_no_bind_notice_is_looked_up() -> None:
 
 
 async def test_closing_drops_the_uids_subjects_unless_another_session_holds_it() -> None:
-    """Or is binding it: a unique session's bind kicks the uid's older session and waits
-    for its close, whose unsubscribing then raced with the new bind's subscribing (the uid
-    unreachable by push and kick, for the new session's life, when it came last)."""
+    """Or a bind of the uid under way ends holding it: a unique session's bind kicks the
+    uid's older session and waits for its close, whose unsubscribing then raced with the new
+    bind's subscribing (the uid unreachable by push and kick, for the new session's life,
+    when it came last). A bind that fails after the kick leaves them to the close: skipped,
+    they stayed subscribed with nobody holding the uid, and this frontend answered for it
+    (not here) when it was bound elsewhere."""
     subjects = Subjects()
     cluster = users(subjects=subjects)
+    sessions: Any = cluster.sessions
     cluster.closing(FrontSession(1, "ann"))  # type: ignore[arg-type]
-    cluster.sessions.uids["bob"] = object()  # type: ignore[attr-defined]
+    sessions.uids["bob"] = object()
     cluster.closing(FrontSession(2, "bob"))  # type: ignore[arg-type]
     cluster.closing(FrontSession(3))  # type: ignore[arg-type]
-    cluster.sessions.binding_uids.add("cid")  # type: ignore[attr-defined]
+    for uid in ("cid", "dan"):  # a bind of each under way: it kicked session 4, or 5
+        await sessions.turns.setdefault(uid, asyncio.Lock()).acquire()
     cluster.closing(FrontSession(4, "cid"))  # type: ignore[arg-type]
+    cluster.closing(FrontSession(5, "dan"))  # type: ignore[arg-type]
+    sessions.uids["cid"] = object()  # cid's bind succeeds, dan's fails
+    for uid in ("cid", "dan"):
+        sessions.turns[uid].release()
     await asyncio.gather(*cluster._tasks)
-    assert subjects.forgotten == ["ann"]
+    assert subjects.forgotten == ["ann", "dan"]
 
 
 async def test_session_events_go_to_the_backends_of_ours_that_served_the_session() -> None:
