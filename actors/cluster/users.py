@@ -459,5 +459,8 @@ class ClusterUsers:
                 self.client.notify(server, data)
 
     def transport_back(self) -> None:
-        """The RPC transport reconnected: the session events held meanwhile go out."""
-        self.held_events.release()
+        """The RPC transport reconnected: the session events held meanwhile go out. Unless
+        it is down again already (a flapping connection): they would be dropped, and wait
+        for the next reconnection instead."""
+        if self.client.connected:
+            self.held_events.release()

@@ -131,9 +131,12 @@ class Client:
     def __init__(self, direct: Direct | None = None) -> None:
         self.direct = direct
         self.notified: list[tuple[str, bytes]] = []
+        self.connected = True
+        """Notifies are dropped while False (NATS's are)."""
 
     def notify(self, target: ServerInfo, request: bytes) -> None:
-        self.notified.append((target.id, request))
+        if self.connected:
+            self.notified.append((target.id, request))
 
 
 class Bindings:
@@ -650,6 +653,24 @@ async def test_closing_drops_the_uids_subjects_unless_another_session_holds_it()
         sessions.turns[uid].release()
     await asyncio.gather(*cluster._tasks)
     assert subjects.forgotten == ["ann", "dan"]
+
+
+def test_held_session_events_wait_for_a_connection_that_is_up() -> None:
+    """The transport said it was back, and was down again by the time its callback ran (a
+    flapping connection): what was held went out to the dropped connection, lost, though
+    the next reconnection would have sent it."""
+    client = Client()
+    cluster = users(server("room-1", "room", frontend=False), client=client)
+    cluster.holds_events = True
+    client.connected = False
+    session = FrontSession(7, "ann", served_by={"room-1": {"room.r.join"}})
+    cluster.session_event(session, "close")  # type: ignore[arg-type]
+    cluster.transport_back()  # down again already
+    assert (len(cluster.held_events), client.notified) == (1, [])
+    client.connected = True
+    cluster.transport_back()
+    assert len(cluster.held_events) == 0
+    assert [target for target, _ in client.notified] == ["room-1"]
 
 
 async def test_session_events_go_to_the_backends_of_ours_that_served_the_session() -> None:
