@@ -118,11 +118,6 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def binding(self, uid: str) -> bool:
-        """Whether a bind of ``uid`` is under way here (waiting for its turn or running), or
-        anything else holds or waits for its :meth:`turn`."""
-        return uid in self._turns
-
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_id.values()))
 

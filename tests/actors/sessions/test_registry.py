@@ -476,22 +476,3 @@ async def test_wait_closed_waits_for_the_close_callbacks_bounded() -> None:
     later = asyncio.ensure_future(registry.wait_closed(b, 60))  # before it starts closing
     await registry.closed(b)
     assert await later
-
-
-async def test_binding_tells_a_bind_of_the_uid_under_way() -> None:
-    registry = SessionRegistry()
-    entered, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(_: Session) -> None:
-        entered.set()
-        await release.wait()
-
-    registry.on_session_bind(slow)
-    ann = session(registry)
-    assert not registry.binding("ann")
-    bind = asyncio.ensure_future(ann.bind("ann"))
-    await entered.wait()
-    assert registry.binding("ann") and not registry.binding("bob")
-    release.set()
-    await bind
-    assert not registry.binding("ann")
