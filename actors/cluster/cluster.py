@@ -317,7 +317,7 @@ class Cluster:
 
     async def close(self) -> None:
         """Stop serving RPCs and release etcd and connections (after in-flight work)."""
-        self.users.held_events.forget()
+        await self.users.held_events.close()
         try:
             await self.discovery.close()
         except Exception:

@@ -7,17 +7,29 @@ member who was gone, for as long as the room lived. Those events now wait here, 
 and go out when the transport reconnects, before any event that comes after them (so one
 session's bind still reaches a backend before its close).
 
+**Acknowledged.** NATS keeps nothing for a subject nobody subscribes to, and after an outage
+the servers reconnect one by one, in no set order: a backend that is not back yet would miss
+what a notify sent it. So a held event goes out as a request, which the backend answers once
+its callbacks ran. "No responders" (nobody subscribed yet) is tried again, backing off, for up
+to :data:`RELEASE_PATIENCE` seconds; a timeout or an error is not (the backend may have run
+the event: running it twice would run its close callbacks twice). The events of one server go
+one after another, in order; those of different servers at once.
+
 Bounded: at most :data:`MAX_HELD` events (some hundred bytes each); past it the oldest is
-dropped and counted, and the count is logged once the events are sent (or the server
-stops). An event to a server that left discovery meanwhile is not sent: that server is gone,
-and so is the state it kept of the session.
+dropped and counted. What was sent, dropped or lost is logged in one line per release. An
+event to a server that left discovery meanwhile is not sent: that server is gone, and so is
+the state it kept of the session.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo, ServiceDiscovery
@@ -25,29 +37,62 @@ if TYPE_CHECKING:
 
 MAX_HELD = 10_000
 """Session events held during one outage (all servers together)."""
+RELEASE_PATIENCE = 30.0
+"""Seconds a held event is tried again while its server has no subscriber yet (it
+reconnects after this one), before it is given up."""
+RETRY_UNAVAILABLE = 1.0
+"""Seconds before events are tried again after this server's own transport refused them
+(it went down again, or its buffer is full)."""
+FIRST_RETRY = 0.1
+"""Seconds before the first retry of an event nobody was subscribed for (doubling, to 1 s)."""
+
+Call = Callable[["ServerInfo", bytes, float], Awaitable[bytes]]
+"""``RPCClient.call``: a request to one server, its answer (raises when there is none)."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What one release did."""
+
+    sent: int = 0
+    gone: int = 0
+    """Events to servers gone from discovery: not sent."""
+    lost: int = 0
+    """Events given up: no subscriber within RELEASE_PATIENCE, a timeout, an error."""
 
 
 class HeldEvents:
-    """Encoded session events for servers of ours, waiting for the transport; ``send``
-    notifies one server (``RPCClient.notify``)."""
+    """Encoded session events for servers of ours, waiting for the transport; ``call`` sends
+    one and waits for its acknowledgement (``RPCClient.call``); ``connected`` says whether the
+    transport is up; ``timeout`` is how long an acknowledgement may take."""
 
     def __init__(
         self,
-        send: Callable[[ServerInfo, bytes], None],
+        call: Call,
+        connected: Callable[[], bool],
         discovery: ServiceDiscovery,
         log: ServerLog,
+        timeout: float,
         limit: int = MAX_HELD,
     ) -> None:
-        self._send = send
+        self._call = call
+        self._connected = connected
         self._discovery = discovery
         self._log = log
+        self._timeout = timeout
         self._limit = limit
         self._held: deque[tuple[str, bytes]] = deque()
+        self._releasing: asyncio.Task[None] | None = None
         self.dropped = 0
         """Events dropped (the oldest, past ``limit``) since the last release."""
 
     def __len__(self) -> int:
         return len(self._held)
+
+    @property
+    def busy(self) -> bool:
+        """Events are held or being sent: a new one waits behind them (in order)."""
+        return bool(self._held) or self._releasing is not None
 
     def hold(self, server_id: str, data: bytes) -> None:
         if len(self._held) >= self._limit:
@@ -55,30 +100,85 @@ class HeldEvents:
             self.dropped += 1
         self._held.append((server_id, data))
 
-    def release(self) -> None:
-        """Send what is held, oldest first (the transport is back)."""
-        held, self._held = self._held, deque()
-        sent = gone = 0
-        for server_id, data in held:
-            server = self._discovery.server(server_id)
-            if server is None:
-                gone += 1
-                continue
-            self._send(server, data)
-            sent += 1
-        if held or self.dropped:
+    def release(self) -> asyncio.Task[None] | None:
+        """Send what is held, in order per server (the transport is back); what comes
+        meanwhile is held and sent after it. Returns the release under way, if any."""
+        if self._releasing is None and self._held:
+            self._releasing = asyncio.get_running_loop().create_task(self._send_held())
+        return self._releasing
+
+    async def _send_held(self) -> None:
+        tally = _Tally()
+        try:
+            while self._held and self._connected():
+                batch, self._held = self._held, deque()
+                per_server: dict[str, list[bytes]] = {}
+                for server_id, data in batch:
+                    per_server.setdefault(server_id, []).append(data)
+                unsent = await asyncio.gather(
+                    *(
+                        self._send(server_id, events, tally)
+                        for server_id, events in per_server.items()
+                    )
+                )
+                # The transport went down again: what is left waits, before what came since,
+                # for the next reconnection (or, should it not have gone down, a while).
+                for server_id, events in zip(per_server, unsent, strict=True):
+                    self._held.extendleft((server_id, data) for data in reversed(events))
+                if any(unsent):
+                    await asyncio.sleep(RETRY_UNAVAILABLE)
+        finally:
+            self._releasing = None
+        if tally.sent or tally.gone or tally.lost or self.dropped:
             self._log.info(
                 "sent %d session event(s) held during the outage (%d to servers gone since, "
-                "not sent; %d dropped past %d held)",
-                sent,
-                gone,
+                "not sent; %d lost; %d dropped past %d held)",
+                tally.sent,
+                tally.gone,
+                tally.lost,
                 self.dropped,
                 self._limit,
             )
         self.dropped = 0
 
-    def forget(self) -> None:
-        """The server stops before the transport came back: what is held is lost (said)."""
+    async def _send(self, server_id: str, events: list[bytes], tally: _Tally) -> list[bytes]:
+        """Send ``events`` to ``server_id`` one after another; returns those left unsent
+        because this server's own transport went down meanwhile."""
+        loop = asyncio.get_running_loop()
+        for index, data in enumerate(events):
+            give_up = loop.time() + RELEASE_PATIENCE
+            delay = FIRST_RETRY
+            while True:
+                server = self._discovery.server(server_id)
+                if server is None:
+                    tally.gone += len(events) - index
+                    return []
+                try:
+                    await self._call(server, data, self._timeout)
+                except ServerUnreachable:  # nobody subscribed yet: it reconnects after us
+                    if loop.time() + delay > give_up:
+                        tally.lost += 1
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, 1.0)
+                    continue
+                except ClusterUnavailable:
+                    return events[index:]
+                except Exception as exc:  # a timeout or its error: it may have run it
+                    self._log.debug("a held session event to %s: %s", server_id, exc)
+                    tally.lost += 1
+                else:
+                    tally.sent += 1
+                break
+        return []
+
+    async def close(self) -> None:
+        """The server stops: a release under way is cancelled; what is held is lost
+        (said)."""
+        task, self._releasing = self._releasing, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if self._held or self.dropped:
             self._log.warning(
                 "%d session event(s) held during the NATS outage not sent: the server stops",

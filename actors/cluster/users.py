@@ -157,7 +157,9 @@ class ClusterUsers:
         """Set when discovery lists a frontend, for the pushes waiting for one."""
         self._gave_up_at: float | None = None
         self._nobody = Throttle()
-        self.held_events = HeldEvents(client.notify, discovery, self.log)
+        self.held_events = HeldEvents(
+            client.call, lambda: client.connected, discovery, self.log, rpc_timeout
+        )
         """Session events held while the transport is down (``actors.cluster.held_events``),
         when it says it is back (:meth:`transport_back`); otherwise they are sent, and lost
         if it is down."""
@@ -453,7 +455,7 @@ class ClusterUsers:
                 self.log.warning("session event to %s not sent: %s", server_id, exc)
                 continue
             held = self.held_events
-            if self.holds_events and (len(held) or not self.client.connected):
+            if self.holds_events and (held.busy or not self.client.connected):
                 held.hold(server_id, data)  # after those held before it, in order
             else:
                 self.client.notify(server, data)
