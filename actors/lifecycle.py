@@ -488,17 +488,19 @@ class Lifecycle:
             self._stopped.set()
 
     async def _stop(self) -> None:
-        """The steps share one budget, ``shutdown_timeout`` from now (what a supervisor's
-        grace period must cover, the drain aside): each waits until the stop's deadline, with
-        a floor where skipping would lose work (:data:`STOP_GRACE`, the modules' steps)."""
+        """The steps share one budget, ``shutdown_timeout`` from the moment the server has
+        stopped accepting and left discovery (what a supervisor's grace period must cover,
+        with the drain): each waits until the stop's deadline, with a floor where skipping
+        would lose work (:data:`STOP_GRACE`, the modules' steps). Leaving discovery has its
+        own bound (etcd's timeouts): a slow etcd must not cancel the requests in flight."""
         host = self._host
         self.log.info("stopping")
         loop = asyncio.get_running_loop()
         budget = host.config.shutdown_timeout
-        deadline = loop.time() + budget
         await self._stop_accepting()
         if host.cluster is not None:
             await host.cluster.leave()  # no new RPCs are routed here from now on
+        deadline = loop.time() + budget
         for session in host.sessions:  # nor new client messages: what came in finishes
             session.ref.tell(StopAdmitting())
         in_flight = host.requests_in_flight

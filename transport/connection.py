@@ -136,6 +136,8 @@ Event: TypeAlias = (
 # The payload-free events carry nothing, so one instance of each serves every packet.
 _ACKED = HandshakeAcked()
 _HEARTBEAT = HeartbeatReceived()
+MAX_KICK_REASON = 1024
+"""Characters of a kick's reason sent to the client (the rest is cut)."""
 _KICKED = KickReceived()
 
 
@@ -369,11 +371,12 @@ class ServerConnection:
         Its body is ``{"reason": reason}`` in JSON, as pomelo servers send it: pomelo's own
         web client parses the body as JSON and, given Go Pitaya's empty one, fails before it
         tells the application it was kicked (and never reads the close that follows). Go
-        Pitaya's clients, libpitaya and ours ignore the body."""
+        Pitaya's clients, libpitaya and ours ignore the body. The reason is cut to
+        :data:`MAX_KICK_REASON` characters and written in ASCII (escapes), so any string an
+        application passes makes a valid, small packet."""
         self._state = ServerState.CLOSED
-        return encode_packet(
-            PacketType.KICK, json.dumps({"reason": reason}, ensure_ascii=False).encode()
-        )
+        body = json.dumps({"reason": reason[:MAX_KICK_REASON]}).encode("ascii")
+        return encode_packet(PacketType.KICK, body)
 
     def close(self) -> None:
         """Move to CLOSED (the socket went away, or the server drops the client)."""

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transport.connection import (
+    MAX_KICK_REASON,
     ClientConnection,
     ClientState,
     HandshakeAcked,
@@ -234,7 +235,12 @@ def test_kick() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "body"), [("bye", b'{"reason": "bye"}'), ("à+1", '{"reason": "à+1"}'.encode())]
+    ("reason", "body"),
+    [
+        ("bye", b'{"reason": "bye"}'),
+        ("à+1", b'{"reason": "\\u00e0+1"}'),
+        ("\ud800", b'{"reason": "\\ud800"}'),  # a lone surrogate: no UTF-8, still sent
+    ],
 )
 def test_a_kick_carries_its_reason_as_pomelo_s_json(reason: str, body: bytes) -> None:
     """pomelo's web client parses the kick's body as JSON (pomelo servers send the reason):
@@ -243,6 +249,12 @@ def test_a_kick_carries_its_reason_as_pomelo_s_json(reason: str, body: bytes) ->
     assert server.kick(reason) == encode_packet(PacketType.KICK, body)
     assert json.loads(body) == {"reason": reason}
     assert client.receive_data(KICK_PACKET) == [KickReceived()]  # an empty one still reads
+
+
+def test_a_kick_s_reason_is_cut_to_its_limit() -> None:
+    server, _ = working_pair()
+    kick = server.kick("x" * (MAX_KICK_REASON + 10))
+    assert json.loads(kick[4:]) == {"reason": "x" * MAX_KICK_REASON}
 
 
 def test_close_ignores_further_data() -> None:
