@@ -34,18 +34,22 @@ from actors.cluster.codec import (
     UserKick,
     UserPush,
     decode_bind,
+    decode_json_body,
     decode_kick,
     decode_push,
     decode_request,
     decode_session_body,
+    decode_text_body,
     encode_answer,
     encode_bind,
     encode_error,
+    encode_json_body,
     encode_kick,
     encode_kick_answer,
     encode_push,
     encode_request,
     encode_session_body,
+    encode_text_body,
     go_duration,
     has_extras,
     is_refusal,
@@ -190,29 +194,36 @@ def test_a_go_session_relayed_by_another_server_has_no_known_frontend_type() -> 
 
 def test_session_data_that_json_cannot_carry_is_a_codec_error() -> None:
     session = SessionSnapshot(1, "f", "t", data={"when": object()})
-    with pytest.raises(CodecError, match="cannot encode the request for r"):
+    with pytest.raises(
+        CodecError, match=r"^cannot encode the request for r: object is not JSON serializable$"
+    ):
         encode_request(RpcRequest(SYS, "r", b"", session), "f", "t", 5)
-    with pytest.raises(CodecError):
+    with pytest.raises(
+        CodecError, match=r"^session data is not a JSON object: bytes is not JSON serializable$"
+    ):
         encode_session_body(1, "ann", {"raw": b"bytes"})
 
 
 @pytest.mark.parametrize(
     ("message", "error"),
     [
-        (pb.Request(), "without msg"),
-        (pb.Request(msg=pb.Msg()), "without a route"),
+        (pb.Request(), "protos.Request without msg"),
+        (pb.Request(msg=pb.Msg()), "protos.Request without a route"),
         (pb.Request(type=7, msg=pb.Msg(route="r")), "unknown RPC type 7"),  # type: ignore[arg-type]
         (pb.Request(msg=pb.Msg(route="r"), metadata=b"{not json"), "metadata is not JSON"),
-        (pb.Request(msg=pb.Msg(route="r"), metadata=b"[1]"), "metadata must be a JSON object"),
+        (
+            pb.Request(msg=pb.Msg(route="r"), metadata=b"[1]"),
+            "metadata must be a JSON object, got list",
+        ),
         (
             pb.Request(msg=pb.Msg(route="r"), session=pb.Session(id=1, data=b'"x"')),
-            "session data must be a JSON object",
+            "session data must be a JSON object, got str",
         ),
         (
             pb.Request(
                 msg=pb.Msg(route="r"), session=pb.Session(id=1), metadata=b'{"py.session":3}'
             ),
-            "py.session must be an object",
+            "metadata py.session must be an object",
         ),
         (
             pb.Request(
@@ -220,7 +231,7 @@ def test_session_data_that_json_cannot_carry_is_a_codec_error() -> None:
                 session=pb.Session(id=1),
                 metadata=b'{"py.session":{"ftype":1}}',
             ),
-            "ftype must be a string",
+            "metadata py.session.ftype must be a string",
         ),
         (
             pb.Request(msg=pb.Msg(route="r"), session=pb.Session(id=1, data=b'{"x":NaN}')),
@@ -237,8 +248,13 @@ def test_session_data_that_json_cannot_carry_is_a_codec_error() -> None:
     ],
 )
 def test_malformed_requests_say_what_is_wrong(message: Any, error: str) -> None:
-    with pytest.raises(CodecError, match=re.escape(error)):
+    with pytest.raises(CodecError, match="^" + re.escape(error)):
         decode_request(message.SerializeToString())
+
+
+def test_bytes_that_are_no_request_say_so() -> None:
+    with pytest.raises(CodecError, match=r"^not a protos\.Request: "):
+        decode_request(b"\xff\xff")
 
 
 def test_only_small_metadata_is_kept_decoded() -> None:
@@ -373,13 +389,29 @@ def test_kicks_and_binds_are_gos_messages() -> None:
 
 
 def test_empty_push_kick_and_bind_are_refused() -> None:
-    with pytest.raises(CodecError, match="needs a uid and a route"):
+    with pytest.raises(CodecError, match=r"^protos\.Push needs a uid and a route$"):
         decode_push(pb.Push(route="r").SerializeToString())
     assert decode_push(pb.Push(route="r").SerializeToString(), uid_required=False).route == "r"
-    with pytest.raises(CodecError, match="needs a userId"):
+    with pytest.raises(CodecError, match=r"^protos\.KickMsg needs a userId$"):
         decode_kick(b"")
-    with pytest.raises(CodecError, match="needs a uid and a fid"):
+    with pytest.raises(CodecError, match=r"^protos\.BindMsg needs a uid and a fid$"):
         decode_bind(pb.BindMsg(uid="ann").SerializeToString())
+
+
+@pytest.mark.parametrize(
+    ("decode", "name"),
+    [
+        (decode_push, "Push"),
+        (decode_kick, "KickMsg"),
+        (decode_bind, "BindMsg"),
+        (decode_session_body, "Session"),
+    ],
+)
+def test_bytes_that_are_no_push_kick_bind_or_session_name_the_message(
+    decode: Any, name: str
+) -> None:
+    with pytest.raises(CodecError, match=rf"^not a protos\.{name}: "):
+        decode(b"\xff\xff")
 
 
 def test_session_bodies_are_protos_session_with_json_data() -> None:
@@ -388,6 +420,32 @@ def test_session_bodies_are_protos_session_with_json_data() -> None:
     assert (message.id, message.uid, json.loads(message.data)) == (7, "ann", {"level": 3})
     assert decode_session_body(body) == (7, "ann", {"level": 3})
     assert decode_session_body(encode_session_body(7, "ann", None)) == (7, "ann", None)
+    unbound = encode_session_body(7, None, None)  # no uid: Go's empty string
+    assert pb.Session.FromString(unbound) == pb.Session(id=7)
+    assert decode_session_body(unbound) == (7, None, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"{", "session data is not JSON: "),
+        (b"[1]", "session data must be a JSON object, got list"),
+    ],
+)
+def test_a_session_body_whose_data_is_no_json_object_says_so(data: bytes, error: str) -> None:
+    with pytest.raises(CodecError, match="^" + re.escape(error)):
+        decode_session_body(pb.Session(id=7, data=data).SerializeToString())
+
+
+def test_json_and_text_bodies_round_trip_and_name_what_is_wrong() -> None:
+    assert decode_json_body(encode_json_body({"uid": "ann", "n": 1})) == {"uid": "ann", "n": 1}
+    with pytest.raises(CodecError, match=r"^body is not JSON: "):
+        decode_json_body(b"{")
+    with pytest.raises(CodecError, match=r"^body must be a JSON object, got int$"):
+        decode_json_body(b"3")
+    assert decode_text_body(encode_text_body("bye \u00e9")) == "bye \u00e9"
+    with pytest.raises(CodecError, match=r"^body is not UTF-8: "):
+        decode_text_body(b"\xff")
 
 
 # -- user RPC serializers and discovery -------------------------------------------------------
@@ -401,9 +459,18 @@ def test_user_rpc_arguments_are_protobuf_unless_marked_msgpack() -> None:
     assert PROTOBUF_RPC_SERIALIZER.marshal(push) == push.SerializeToString()
     assert PROTOBUF_RPC_SERIALIZER.unmarshal(push.SerializeToString(), pb.Push) == push
     assert PROTOBUF_RPC_SERIALIZER.unmarshal(b"") is None
-    with pytest.raises(SerializationError, match="declare the remote's parameter"):
+    assert PROTOBUF_RPC_SERIALIZER.marshal(None) == b""  # a remote returning nothing
+    declare = re.escape(
+        "the caller sent a protobuf argument (Pitaya's remotes): declare the remote's "
+        "parameter as a protobuf message class or bytes"
+    )
+    with pytest.raises(SerializationError, match=f"^{declare}$"):
         PROTOBUF_RPC_SERIALIZER.unmarshal(b"\x0a\x01r")
-    with pytest.raises(SerializationError, match="return a protobuf message"):
+    # A parameter of a class that is no protobuf message is no message to parse into.
+    assert PROTOBUF_RPC_SERIALIZER.unmarshal(b"", dict) is None
+    with pytest.raises(SerializationError, match=f"^{declare}$"):
+        PROTOBUF_RPC_SERIALIZER.unmarshal(b"\x0a\x01r", dict)
+    with pytest.raises(SerializationError, match=r"return a protobuf message or bytes, not dict$"):
         PROTOBUF_RPC_SERIALIZER.marshal({"n": 1})
     with pytest.raises(SerializationError, match="not a Push"):
         PROTOBUF_RPC_SERIALIZER.unmarshal(b"\xff\xff", pb.Push)
