@@ -59,6 +59,8 @@ from actors.cluster.codec import (
     read_kick_answer,
     rpc_serializer,
     snapshot,
+    with_handshake,
+    without_handshake,
 )
 from actors.errors import InternalError, PitayaError, RouteNotFound, UserNotHere
 from transport.errors import ProtocolError, SerializationError
@@ -580,3 +582,91 @@ def test_a_sessions_handshake_is_written_for_its_own_frontend_type_each_time() -
     for _ in range(2):
         assert extras_of("connector") == {"ftype": "connector", "hs": handshake}
         assert extras_of("gate") == {"ftype": "gate", "hs": handshake}
+
+
+def test_a_handshake_left_out_and_put_back_keeps_every_other_field() -> None:
+    data = {"level": 3}
+    handshake = {"sys": {"platform": "web"}, "user": {"v": 1}}
+    full = SessionSnapshot(7, "c-1", "connector", "ann", data, handshake)
+    omitted = without_handshake(full)
+    assert omitted == SessionSnapshot(7, "c-1", "connector", "ann", data, None, True, True)
+    assert omitted.data is data  # shared, read only: not copied per forward
+    kept = with_handshake(omitted, handshake)
+    assert kept == SessionSnapshot(7, "c-1", "connector", "ann", data, handshake, True, False)
+    assert kept == full and kept.data is data
+    assert with_handshake(omitted, None) == SessionSnapshot(
+        7, "c-1", "connector", "ann", data, None, True, False
+    )  # fetched, and the session turned out to have none
+
+
+# -- what is made once per handshake, and the caches' bounds ------------------------------------
+
+
+def test_a_snapshot_of_the_same_handshake_reuses_its_value_and_text() -> None:
+    """A handshake's ``{"sys", "user"}`` is made once per handshake object, and its
+    ``py.session`` text once per handshake and frontend type (per forward, they would be
+    rebuilt and re-encoded)."""
+    session = FrontendSession()
+    first = snapshot(session, "connector-1", "connector")
+    second = snapshot(session, "connector-1", "connector")
+    assert first.handshake is not None and first.handshake is second.handshake
+    assert codec._session_extras(first) is codec._session_extras(second)
+    assert json.loads(codec._session_extras(first)) == {
+        "ftype": "connector",
+        "hs": {"sys": {"platform": "web"}, "user": {"v": 1}},
+    }
+    other = FrontendSession()  # an equal handshake, another object: its own value
+    assert snapshot(other, "connector-1", "connector").handshake is not first.handshake
+
+
+def test_an_entry_left_by_a_dead_handshake_at_the_same_id_is_not_taken() -> None:
+    """The caches are keyed by id(); a handshake freed and another allocated at its address
+    must not be read as the old one (simulated: an entry for another object at that id)."""
+    session = FrontendSession()
+    assert session.handshake is not None
+    codec._HANDSHAKES[id(session.handshake)] = (object(), {"sys": {"platform": "stale"}})
+    snap = snapshot(session, "connector-1", "connector")
+    assert snap.handshake == {"sys": {"platform": "web"}, "user": {"v": 1}}
+    assert snap.handshake is not None
+    codec._EXTRAS_CACHE[id(snap.handshake)] = (object(), "connector", '{"ftype":"stale"}')
+    wire = encode_request(RpcRequest(USER, "room.r.x", b"", snap), "connector-1", "connector", 5)
+    assert json.loads(pb.Request.FromString(wire).metadata)[SESSION_KEY] == {
+        "ftype": "connector",
+        "hs": snap.handshake,
+    }
+
+
+def test_the_handshake_caches_hold_at_most_their_size() -> None:
+    codec._HANDSHAKES.clear()
+    codec._EXTRAS_CACHE.clear()
+    sessions = []
+    for _ in range(codec._EXTRAS_CACHE_SIZE + 1):
+        session = FrontendSession()  # each its own handshake object, alive to the end
+        sessions.append(session)
+        snap = snapshot(session, "connector-1", "connector")
+        encode_request(RpcRequest(USER, "r", b"", snap), "connector-1", "connector", 5)
+        assert len(codec._HANDSHAKES) <= codec._EXTRAS_CACHE_SIZE
+        assert len(codec._EXTRAS_CACHE) <= codec._EXTRAS_CACHE_SIZE
+    assert len(sessions) == codec._EXTRAS_CACHE_SIZE + 1
+
+
+def test_decoded_metadata_and_session_data_are_kept_up_to_their_bounds() -> None:
+    """At most 1,024 metadata and 1,024 session data are kept; metadata of exactly 1,024
+    bytes is still small (kept), of 1,025 not."""
+    codec._METADATA.clear()
+    codec._SESSION_DATA.clear()
+    for n in range(codec._METADATA_SIZE + 1):
+        wire = pb.Request(
+            msg=pb.Msg(route="r"),
+            session=pb.Session(id=1, data=f'{{"n":{n}}}'.encode()),
+            metadata=f'{{"n":{n}}}'.encode(),
+        )
+        assert decode_request(wire.SerializeToString()).metadata == {"n": n}
+        assert len(codec._METADATA) <= codec._METADATA_SIZE
+        assert len(codec._SESSION_DATA) <= codec._SESSION_DATA_SIZE
+    codec._METADATA.clear()
+    for size, kept in ((1024, True), (1025, False)):
+        raw = b'{"k":"' + b"x" * (size - 8) + b'"}'
+        assert len(raw) == size
+        wire = pb.Request(msg=pb.Msg(route="r"), metadata=raw).SerializeToString()
+        assert (decode_request(wire).metadata is decode_request(wire).metadata) is kept
