@@ -10,10 +10,12 @@ session's bind still reaches a backend before its close).
 **Acknowledged.** NATS keeps nothing for a subject nobody subscribes to, and after an outage
 the servers reconnect one by one, in no set order: a backend that is not back yet would miss
 what a notify sent it. So a held event goes out as a request, which the backend answers once
-its callbacks ran. "No responders" (nobody subscribed yet) is tried again, backing off, for up
-to :data:`RELEASE_PATIENCE` seconds; a timeout or an error is not (the backend may have run
-the event: running it twice would run its close callbacks twice). The events of one server go
-one after another, in order; those of different servers at once.
+its callbacks ran. "No responders" (nobody subscribed yet) is tried again, backing off; a
+timeout or an error is not (the backend may have run the event: running it twice would run its
+close callbacks twice). The events of one server go one after another, in order, within
+:data:`RELEASE_PATIENCE` seconds for them all (the rest are given up: a server still listed
+but dead, or hung, does not hold the others' events for long); those of different servers go
+at once.
 
 Bounded: at most :data:`MAX_HELD` events (some hundred bytes each); past it the oldest is
 dropped and counted. What was sent, dropped or lost is logged in one line per release. An
@@ -38,8 +40,9 @@ if TYPE_CHECKING:
 MAX_HELD = 10_000
 """Session events held during one outage (all servers together)."""
 RELEASE_PATIENCE = 30.0
-"""Seconds a held event is tried again while its server has no subscriber yet (it
-reconnects after this one), before it is given up."""
+"""Seconds the held events of one server are tried, all together, while it has no
+subscriber yet (it reconnects after this one) or does not answer, before the rest are given
+up."""
 RETRY_UNAVAILABLE = 1.0
 """Seconds before events are tried again after this server's own transport refused them
 (it went down again, or its buffer is full)."""
@@ -142,11 +145,13 @@ class HeldEvents:
         self.dropped = 0
 
     async def _send(self, server_id: str, events: list[bytes], tally: _Tally) -> list[bytes]:
-        """Send ``events`` to ``server_id`` one after another; returns those left unsent
+        """Send ``events`` to ``server_id`` one after another, within RELEASE_PATIENCE for
+        them all (a server listed but dead, or hung, must not hold the events of the others,
+        which wait behind this release, for a patience per event); returns those left unsent
         because this server's own transport went down meanwhile."""
         loop = asyncio.get_running_loop()
+        give_up = loop.time() + RELEASE_PATIENCE
         for index, data in enumerate(events):
-            give_up = loop.time() + RELEASE_PATIENCE
             delay = FIRST_RETRY
             while True:
                 server = self._discovery.server(server_id)
@@ -157,8 +162,8 @@ class HeldEvents:
                     await self._call(server, data, self._timeout)
                 except ServerUnreachable:  # nobody subscribed yet: it reconnects after us
                     if loop.time() + delay > give_up:
-                        tally.lost += 1
-                        break
+                        tally.lost += len(events) - index
+                        return []
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, 1.0)
                     continue
@@ -167,6 +172,9 @@ class HeldEvents:
                 except Exception as exc:  # a timeout or its error: it may have run it
                     self._log.debug("a held session event to %s: %s", server_id, exc)
                     tally.lost += 1
+                    if loop.time() > give_up:
+                        tally.lost += len(events) - index - 1
+                        return []
                 else:
                     tally.sent += 1
                 break

@@ -237,3 +237,47 @@ async def test_close_cancels_a_release_under_way() -> None:
     assert events.busy
     await events.close()
     assert not events.busy and backends.got == []
+
+
+async def test_the_patience_is_one_server_s_for_all_its_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server still listed but not subscribed (dead, its lease not expired yet) held a
+    release for the patience once per event: 100 events, 50 minutes, with every other
+    server's new events waiting behind it."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    backends = Backends()
+    backends.failures["dead-1"] = [ServerUnreachable("no responders") for _ in range(1000)]
+    events = held(Servers("dead-1", "room-1"), backends)
+    for n in range(100):
+        events.hold("dead-1", b"close-%d" % n)
+    events.hold("room-1", b"close")
+    start = asyncio.get_running_loop().time()
+    await released(events)
+    assert asyncio.get_running_loop().time() - start <= RELEASE_PATIENCE
+    assert [(s, d) for s, d, _ in backends.got] == [("room-1", b"close")]
+    assert "(0 to servers gone since, not sent; 100 lost;" in lines(caplog)[-1]
+
+
+async def test_a_server_that_does_not_answer_is_given_up_after_the_patience() -> None:
+    backends = Backends()
+
+    async def hung(server: ServerInfo, data: bytes, timeout: float) -> bytes:
+        if server.id == "hung-1":
+            await asyncio.sleep(timeout)
+            raise RpcTimeout(f"no answer within {timeout}s")
+        return await backends.call(server, data, timeout)
+
+    events = HeldEvents(
+        hung,
+        lambda: True,
+        Servers("hung-1"),  # type: ignore[arg-type]
+        log,
+        timeout=5.0,
+    )
+    for n in range(100):
+        events.hold("hung-1", b"close-%d" % n)
+    start = asyncio.get_running_loop().time()
+    await released(events)
+    # Timeouts of 5 s until the patience is spent: 7 tries, not 100.
+    assert asyncio.get_running_loop().time() - start == pytest.approx(7 * 5.0)
