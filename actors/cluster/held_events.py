@@ -63,6 +63,10 @@ class _Tally:
     lost: int = 0
     """Events given up: no subscriber within RELEASE_PATIENCE, a timeout, an error."""
 
+    @property
+    def settled(self) -> int:
+        return self.sent + self.gone + self.lost
+
 
 class HeldEvents:
     """Encoded session events for servers of ours, waiting for the transport; ``call`` sends
@@ -86,6 +90,9 @@ class HeldEvents:
         self._limit = limit
         self._held: deque[tuple[str, bytes]] = deque()
         self._releasing: asyncio.Task[None] | None = None
+        self._round: tuple[_Tally, int, int] | None = None
+        """The round being sent: its release's tally, what that tally had settled before
+        it, how many events it took (a close counts those it did not settle as lost)."""
         self.dropped = 0
         """Events dropped (the oldest, past ``limit``) since the last release."""
 
@@ -118,12 +125,14 @@ class HeldEvents:
                 per_server: dict[str, list[bytes]] = {}
                 for server_id, data in batch:
                     per_server.setdefault(server_id, []).append(data)
+                self._round = (tally, tally.settled, len(batch))
                 unsent = await asyncio.gather(
                     *(
                         self._send(server_id, events, tally)
                         for server_id, events in per_server.items()
                     )
                 )
+                self._round = None
                 # The transport went down again: what is left waits, before what came since,
                 # for the next reconnection (or, should it not have gone down, a while).
                 for server_id, events in zip(per_server, unsent, strict=True):
@@ -132,6 +141,7 @@ class HeldEvents:
                     await asyncio.sleep(RETRY_UNAVAILABLE)
         finally:
             self._releasing = None
+            self._round = None
         if tally.sent or tally.gone or tally.lost or self.dropped:
             self._log.info(
                 "sent %d session event(s) held during the outage (%d to servers gone since, "
@@ -184,13 +194,18 @@ class HeldEvents:
         """The server stops: a release under way is cancelled; what is held is lost
         (said)."""
         task, self._releasing = self._releasing, None
+        sending, self._round = self._round, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if self._held or self.dropped:
+        unsent = len(self._held) + self.dropped
+        if sending is not None:  # those of the round cancelled that it had not settled
+            tally, settled_before, size = sending
+            unsent += size - (tally.settled - settled_before)
+        if unsent:
             self._log.warning(
                 "%d session event(s) held during the NATS outage not sent: the server stops",
-                len(self._held) + self.dropped,
+                unsent,
             )
         self._held.clear()
         self.dropped = 0

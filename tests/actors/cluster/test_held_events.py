@@ -281,3 +281,25 @@ async def test_a_server_that_does_not_answer_is_given_up_after_the_patience() ->
     await released(events)
     # Timeouts of 5 s until the patience is spent: 7 tries, not 100.
     assert asyncio.get_running_loop().time() - start == pytest.approx(7 * 5.0)
+
+
+async def test_events_of_the_release_under_way_at_close_are_counted_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A release takes what is held out of the queue as it starts: cancelled by the close,
+    the events it had not sent yet are lost as much as those still held."""
+    backends = Backends()
+    backends.failures["room-1"] = [ServerUnreachable("no responders") for _ in range(100)]
+    events = held(Servers("room-1", "room-2"), backends)
+    events.hold("room-2", b"close")
+    events.hold("room-1", b"bind")
+    events.hold("room-1", b"close")
+    events.release()
+    await asyncio.sleep(FIRST_RETRY * 3)
+    events.hold("room-2", b"bind")  # came meanwhile: waits behind the release
+    assert [(s, d) for s, d, _ in backends.got] == [("room-2", b"close")]
+    await events.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "[c-1] 3 session event(s) held during the NATS outage not sent: the server stops"
+    ]
