@@ -303,3 +303,26 @@ async def test_events_of_the_release_under_way_at_close_are_counted_too(
     assert warnings == [
         "[c-1] 3 session event(s) held during the NATS outage not sent: the server stops"
     ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a release is one round for all servers: what comes during it waits for its end",
+)
+async def test_a_new_event_to_a_healthy_server_does_not_wait_for_a_dead_one_s_patience() -> None:
+    """While a release runs, every new event is held behind it (``busy``), and the round
+    ends when its slowest server does: a dead server still listed (its lease not expired)
+    keeps a close to a healthy backend from it for RELEASE_PATIENCE, again each round."""
+    backends = Backends()
+    backends.failures["dead-1"] = [ServerUnreachable("no responders") for _ in range(1000)]
+    events = held(Servers("dead-1", "room-1"), backends)
+    events.hold("dead-1", b"close")
+    releasing = events.release()
+    await asyncio.sleep(1.0)
+    assert events.busy  # the transport is up: session_event holds it only for the order
+    events.hold("room-1", b"close")
+    held_at = asyncio.get_running_loop().time()
+    assert releasing is not None
+    await releasing
+    sent_at = {(s, d): at for s, d, at in backends.got}[("room-1", b"close")]
+    assert sent_at - held_at < RETRY_UNAVAILABLE
