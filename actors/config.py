@@ -145,9 +145,10 @@ class Config:
     drain_timeout: float = 60.0
     """Longest wait for clients to leave when draining, seconds."""
     shutdown_timeout: float = 10.0
-    """Seconds a graceful stop may take (the drain aside), shared by its steps: the requests
-    in flight, then the closed sessions' close callbacks, then the modules' shutdown. Past
-    it, close callbacks still get 2 s and each module step 0.5 s (``actors.lifecycle``)."""
+    """Seconds the steps of a graceful stop share once the server has stopped accepting and
+    left discovery (the drain aside): the requests in flight, then the closed sessions'
+    close callbacks, then the modules' shutdown. Past it, close callbacks still get 2 s and
+    each module step 0.5 s; closing NATS and etcd comes after (``actors.lifecycle``)."""
     game: str = ""
     """Name of the game; the ``game`` constant label of Prometheus metrics (Pitaya's
     ``pitaya.game``)."""
