@@ -12,10 +12,11 @@ the servers reconnect one by one, in no set order: a backend that is not back ye
 what a notify sent it. So a held event goes out as a request, which the backend answers once
 its callbacks ran. "No responders" (nobody subscribed yet) is tried again, backing off; a
 timeout or an error is not (the backend may have run the event: running it twice would run its
-close callbacks twice). The events of one server go one after another, in order, within
-:data:`RELEASE_PATIENCE` seconds for them all (the rest are given up: a server still listed
-but dead, or hung, does not hold the others' events for long); those of different servers go
-at once.
+close callbacks twice). The events of one server go one after another, in order, by a sender
+of its own; those of different servers at once, so a server still listed but dead (its lease
+not expired yet), or hung, holds up only its own. Its events are given up after
+:data:`RELEASE_PATIENCE` seconds with none acknowledged. While a server has events here, its
+new ones queue behind them; the others' go out at once.
 
 Bounded: at most :data:`MAX_HELD` events (some hundred bytes each); past it the oldest is
 dropped and counted. What was sent, dropped or lost is logged in one line per release. An
@@ -63,10 +64,6 @@ class _Tally:
     lost: int = 0
     """Events given up: no subscriber within RELEASE_PATIENCE, a timeout, an error."""
 
-    @property
-    def settled(self) -> int:
-        return self.sent + self.gone + self.lost
-
 
 class HeldEvents:
     """Encoded session events for servers of ours, waiting for the transport; ``call`` sends
@@ -88,60 +85,69 @@ class HeldEvents:
         self._log = log
         self._timeout = timeout
         self._limit = limit
-        self._held: deque[tuple[str, bytes]] = deque()
+        self._queues: dict[str, deque[tuple[int, bytes]]] = {}
+        """Per server, its events in order (numbered, oldest first); the first one is being
+        sent while its sender runs, and leaves the queue once settled."""
+        self._count = 0
+        self._numbers = 0
+        self._senders: dict[str, asyncio.Task[None]] = {}
         self._releasing: asyncio.Task[None] | None = None
-        self._round: tuple[_Tally, int, int] | None = None
-        """The round being sent: its release's tally, what that tally had settled before
-        it, how many events it took (a close counts those it did not settle as lost)."""
+        """Until every sender of this release ended (then the release's line is logged)."""
+        self._tally = _Tally()
+        self._closed = False
         self.dropped = 0
         """Events dropped (the oldest, past ``limit``) since the last release."""
 
     def __len__(self) -> int:
-        return len(self._held)
+        return self._count
 
     @property
     def busy(self) -> bool:
-        """Events are held or being sent: a new one waits behind them (in order)."""
-        return bool(self._held) or self._releasing is not None
+        """Events are held or being sent."""
+        return bool(self._queues)
+
+    def busy_for(self, server_id: str) -> bool:
+        """``server_id`` has events held or being sent: a new one queues behind them."""
+        return server_id in self._queues
 
     def hold(self, server_id: str, data: bytes) -> None:
-        if len(self._held) >= self._limit:
-            self._held.popleft()
-            self.dropped += 1
-        self._held.append((server_id, data))
+        if self._count >= self._limit:
+            self._drop_oldest()
+        self._numbers += 1
+        queue = self._queues.get(server_id)
+        if queue is None:
+            queue = self._queues[server_id] = deque()
+        queue.append((self._numbers, data))
+        self._count += 1
+        if self._releasing is not None and server_id not in self._senders:
+            self._start(server_id)  # a release is under way: this server's goes now
+
+    def _drop_oldest(self) -> None:
+        server_id = min(self._queues, key=lambda key: self._queues[key][0][0])
+        queue = self._queues[server_id]
+        queue.popleft()
+        self._count -= 1
+        self.dropped += 1
+        if not queue:
+            del self._queues[server_id]
 
     def release(self) -> asyncio.Task[None] | None:
-        """Send what is held, in order per server (the transport is back); what comes
-        meanwhile is held and sent after it. Returns the release under way, if any."""
-        if self._releasing is None and self._held:
-            self._releasing = asyncio.get_running_loop().create_task(self._send_held())
+        """Send what is held (the transport is back): a sender per server, in order; what
+        comes meanwhile queues behind its server's. Returns the release under way, if any
+        (it ends when every sender has)."""
+        if self._releasing is None and self._queues and not self._closed:
+            self._releasing = asyncio.get_running_loop().create_task(self._release())
         return self._releasing
 
-    async def _send_held(self) -> None:
-        tally = _Tally()
+    async def _release(self) -> None:
         try:
-            while self._held and self._connected():
-                batch, self._held = self._held, deque()
-                per_server: dict[str, list[bytes]] = {}
-                for server_id, data in batch:
-                    per_server.setdefault(server_id, []).append(data)
-                self._round = (tally, tally.settled, len(batch))
-                unsent = await asyncio.gather(
-                    *(
-                        self._send(server_id, events, tally)
-                        for server_id, events in per_server.items()
-                    )
-                )
-                self._round = None
-                # The transport went down again: what is left waits, before what came since,
-                # for the next reconnection (or, should it not have gone down, a while).
-                for server_id, events in zip(per_server, unsent, strict=True):
-                    self._held.extendleft((server_id, data) for data in reversed(events))
-                if any(unsent):
-                    await asyncio.sleep(RETRY_UNAVAILABLE)
+            for server_id in list(self._queues):
+                self._start(server_id)
+            while self._senders:
+                await asyncio.wait(list(self._senders.values()))
         finally:
             self._releasing = None
-            self._round = None
+        tally, self._tally = self._tally, _Tally()
         if tally.sent or tally.gone or tally.lost or self.dropped:
             self._log.info(
                 "sent %d session event(s) held during the outage (%d to servers gone since, "
@@ -154,58 +160,87 @@ class HeldEvents:
             )
         self.dropped = 0
 
-    async def _send(self, server_id: str, events: list[bytes], tally: _Tally) -> list[bytes]:
-        """Send ``events`` to ``server_id`` one after another, within RELEASE_PATIENCE for
-        them all (a server listed but dead, or hung, must not hold the events of the others,
-        which wait behind this release, for a patience per event); returns those left unsent
-        because this server's own transport went down meanwhile."""
+    def _start(self, server_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(server_id))
+        self._senders[server_id] = task
+
+    async def _send(self, server_id: str) -> None:
+        """Send the events of ``server_id`` one after another while the transport is up
+        (else they wait for the next release); given up after RELEASE_PATIENCE with none
+        acknowledged."""
         loop = asyncio.get_running_loop()
+        tally = self._tally
         give_up = loop.time() + RELEASE_PATIENCE
-        for index, data in enumerate(events):
-            delay = FIRST_RETRY
-            while True:
+        delay = FIRST_RETRY
+        try:
+            while (queue := self._queues.get(server_id)) and self._connected():
+                number, data = queue[0]
                 server = self._discovery.server(server_id)
                 if server is None:
-                    tally.gone += len(events) - index
-                    return []
+                    tally.gone += self._forget(server_id)
+                    return
                 try:
                     await self._call(server, data, self._timeout)
                 except ServerUnreachable:  # nobody subscribed yet: it reconnects after us
                     if loop.time() + delay > give_up:
-                        tally.lost += len(events) - index
-                        return []
+                        tally.lost += self._forget(server_id)
+                        return
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, 1.0)
                     continue
-                except ClusterUnavailable:
-                    return events[index:]
+                except ClusterUnavailable:  # down again, or its buffer is full
+                    await asyncio.sleep(RETRY_UNAVAILABLE)
+                    continue
                 except Exception as exc:  # a timeout or its error: it may have run it
                     self._log.debug("a held session event to %s: %s", server_id, exc)
-                    tally.lost += 1
+                    tally.lost += self._settle(server_id, number)
                     if loop.time() > give_up:
-                        tally.lost += len(events) - index - 1
-                        return []
-                else:
-                    tally.sent += 1
-                break
-        return []
+                        tally.lost += self._forget(server_id)
+                        return
+                    continue
+                tally.sent += self._settle(server_id, number)
+                give_up = loop.time() + RELEASE_PATIENCE  # it answers: patience anew
+                delay = FIRST_RETRY
+        finally:
+            if self._senders.get(server_id) is asyncio.current_task():
+                del self._senders[server_id]
+
+    def _settle(self, server_id: str, number: int) -> int:
+        """The event ``number`` of ``server_id`` is settled: out of its queue (1), unless it
+        was dropped meanwhile (0)."""
+        queue = self._queues.get(server_id)
+        if not queue or queue[0][0] != number:
+            return 0
+        queue.popleft()
+        self._count -= 1
+        if not queue:
+            del self._queues[server_id]
+        return 1
+
+    def _forget(self, server_id: str) -> int:
+        queue = self._queues.pop(server_id, None)
+        if queue is None:
+            return 0
+        self._count -= len(queue)
+        return len(queue)
 
     async def close(self) -> None:
-        """The server stops: a release under way is cancelled; what is held is lost
-        (said)."""
-        task, self._releasing = self._releasing, None
-        sending, self._round = self._round, None
-        if task is not None:
+        """The server stops: the senders are cancelled; what is held or was being sent is
+        lost (said)."""
+        self._closed = True  # a reconnection from now on releases nothing
+        tasks = [*self._senders.values()]
+        if self._releasing is not None:
+            tasks.append(self._releasing)
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        unsent = len(self._held) + self.dropped
-        if sending is not None:  # those of the round cancelled that it had not settled
-            tally, settled_before, size = sending
-            unsent += size - (tally.settled - settled_before)
-        if unsent:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._senders.clear()
+        lost = self._count + self.dropped
+        if lost:
             self._log.warning(
                 "%d session event(s) held during the NATS outage not sent: the server stops",
-                unsent,
+                lost,
             )
-        self._held.clear()
+        self._queues.clear()
+        self._count = 0
         self.dropped = 0

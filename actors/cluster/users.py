@@ -455,7 +455,7 @@ class ClusterUsers:
                 self.log.warning("session event to %s not sent: %s", server_id, exc)
                 continue
             held = self.held_events
-            if self.holds_events and (held.busy or not self.client.connected):
+            if self.holds_events and (held.busy_for(server_id) or not self.client.connected):
                 held.hold(server_id, data)  # after those held before it, in order
             else:
                 self.client.notify(server, data)
