@@ -47,6 +47,7 @@ from actors.sessions.host import GatewayHost
 from actors.sessions.messages import StopAdmitting
 from transport.message import RouteDictionary
 from transport.undo import undo_fully, undoing
+from transport.waiting import set_within
 
 if TYPE_CHECKING:
     from actors.cluster.cluster import Cluster
@@ -504,7 +505,7 @@ class Lifecycle:
         for session in host.sessions:  # nor new client messages: what came in finishes
             session.ref.tell(StopAdmitting())
         in_flight = host.requests_in_flight
-        if not await _reached(in_flight.zero, deadline - loop.time()):
+        if not await set_within(in_flight.zero, deadline - loop.time()):
             self.log.warning(
                 "%d request(s) still in flight after %ss (shutdown_timeout): cancelled",
                 in_flight.count,
@@ -513,7 +514,7 @@ class Lifecycle:
             host.invoker.cancel()
             # Their answers (PIT-500 "handler cancelled") go to the sessions before the kick
             # does: a cancelled handler ends at its next await, and is answered then.
-            await _reached(in_flight.zero, CANCEL_WAIT)
+            await set_within(in_flight.zero, CANCEL_WAIT)
         if len(host.sessions):
             # One line for them all (each session's own is throttled: there may be many).
             self.log.info("kicking %d session(s): server shutting down", len(host.sessions))
@@ -523,7 +524,7 @@ class Lifecycle:
         # system's shutdown would cancel those still running, so they get what is left of
         # the budget, and at least CLOSE_WAIT.
         closing = max(CLOSE_WAIT, deadline - loop.time())
-        if not await _reached(host.connections.zero, closing):
+        if not await set_within(host.connections.zero, closing):
             self.log.warning(
                 "%d session(s) still closing after %.1fs: their close callbacks are cancelled",
                 host.connections.count,
@@ -604,20 +605,6 @@ class Lifecycle:
 
     def _already_stopping(self, sig: signal.Signals) -> None:
         self.log.info("%s while stopping: the stop goes on", sig.name)
-
-
-async def _reached(event: asyncio.Event, seconds: float) -> bool:
-    """Whether ``event`` is set within ``seconds`` (at once if it is set already, even when
-    no time is left: ``wait_for`` with no time left would not look)."""
-    if event.is_set():
-        return True
-    if seconds <= 0:
-        return False
-    try:
-        await asyncio.wait_for(event.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

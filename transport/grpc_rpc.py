@@ -42,6 +42,7 @@ import grpc.aio
 from transport.errors import TransportError
 from transport.logs import Throttle
 from transport.undo import undo_fully
+from transport.waiting import set_within
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +260,8 @@ class GrpcChannel:
     async def close(self, *, wait_idle: float = 0.0) -> None:
         """Close the connection, after up to ``wait_idle`` seconds for calls in flight and
         queued notifies; what is still pending then is cancelled."""
-        if wait_idle > 0 and not self.idle:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), wait_idle)
+        if not self.idle:
+            await set_within(self._idle, wait_idle)
         if self._pump is not None:
             self._pump.cancel()
         stream, self._stream = self._stream, None

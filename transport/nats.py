@@ -57,6 +57,7 @@ from transport.logs import ServerLog, Throttle
 from transport.nats_client import LeanClient
 from transport.nats_replies import OnAnswer, PendingReplies
 from transport.undo import undo_fully
+from transport.waiting import settles
 
 log = logging.getLogger(__name__)
 
@@ -294,16 +295,7 @@ class NatsPipe:
     async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
         """The answer to ``payload`` on ``subject``; NatsTimeout, NatsNoResponders, NatsDown."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-        def answered(data: bytes | None, error: Exception | None) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(data or b"")
-
-        self.send_request(subject, payload, timeout, answered)
+        self.send_request(subject, payload, timeout, settles(future))
         return await future
 
     def publish(self, subject: str, payload: bytes) -> None:

@@ -52,6 +52,7 @@ from actors.cluster.rpc import (
 from actors.cluster.subjects import bindings_subject, server_subject, user_subject
 from actors.errors import RpcTimeout
 from actors.groups import GroupService
+from transport.waiting import settles
 
 if TYPE_CHECKING:
     from actors.kernel import Reply
@@ -189,21 +190,6 @@ class _Call:
         reply(data, error)
 
 
-def _into(future: asyncio.Future[bytes]) -> Reply:
-    """A reply that settles ``future``: the answer, or the call's error (unless its awaiter
-    gave up meanwhile, cancelled)."""
-
-    def reply(result: bytes | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result or b"")
-
-    return reply
-
-
 class MemoryRpc:
     """Loopback :class:`~actors.cluster.rpc.RPCClient`, :class:`~actors.cluster.rpc.RPCServer`
     and :class:`~actors.cluster.rpc.UserSubjects` of a :class:`MemoryCluster`."""
@@ -246,7 +232,7 @@ class MemoryRpc:
 
     async def call(self, server: ServerInfo, request: bytes, timeout: float) -> bytes:
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.start_call(server, request, timeout, _into(answer))
+        self.start_call(server, request, timeout, settles(answer))
         return await answer
 
     def start_call(self, server: ServerInfo, request: bytes, timeout: float, reply: Reply) -> None:
@@ -356,7 +342,7 @@ class MemoryRpc:
         if not takers:
             return None  # no responders
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        call = _Call(_into(answer), timeout)
+        call = _Call(settles(answer), timeout)
         for target in takers:  # the first answer wins, as a NATS request's
             _send(target, _USER_KINDS[what], payload, call.respond)
         try:

@@ -53,6 +53,7 @@ from actors.cluster.subjects import uid_problem
 from actors.errors import BadRequest
 from actors.logs import ServerLog, Throttle
 from transport.etcd import EtcdUnavailable
+from transport.waiting import set_within
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo, ServiceDiscovery
@@ -276,9 +277,7 @@ class ClusterUsers:
             listed = self._frontend_listed
             if listed is None or listed.is_set():
                 listed = self._frontend_listed = asyncio.Event()
-            try:
-                await asyncio.wait_for(listed.wait(), FRONTEND_WAIT)
-            except TimeoutError:
+            if not await set_within(listed, FRONTEND_WAIT):
                 self._gave_up_at = loop.time()
             types = self._frontend_types()
         if not types:

@@ -25,7 +25,6 @@ leaves the others in the in-progress list for the next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -54,6 +53,7 @@ from actors.metrics.names import WORKER_JOBS_RETRY, WORKER_JOBS_TOTAL, WORKER_QU
 from actors.metrics.reporter import Metrics
 from transport.jobstore import JobKeys, JobStore, JobStoreUnavailable, RedisJobStore
 from transport.logs import ServerLog
+from transport.waiting import set_within
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +255,7 @@ class Worker:
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less if the worker stops meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await set_within(self._stopping, seconds)
 
     async def _attempt(self, what: Callable[[], Awaitable[Any]]) -> Any:
         """``what()`` until Redis answers it, pausing longer after each failure; None once

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from actors.errors import FrontendOnly
 from actors.session import Session, SessionAlreadyBound, SessionClosed
+from transport.waiting import set_within
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +226,7 @@ class SessionRegistry:
         done = self._close_done.get(session.id)
         if done is None:
             done = self._close_done[session.id] = asyncio.Event()
-        try:
-            await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await set_within(done, timeout)
 
 
 async def _call(callback: SessionCallback, session: Session) -> None:
