@@ -99,12 +99,8 @@ class HeldEvents:
         """Events dropped (the oldest, past ``limit``) since the last release."""
 
     def __len__(self) -> int:
+        """Events held or being sent."""
         return self._count
-
-    @property
-    def busy(self) -> bool:
-        """Events are held or being sent."""
-        return bool(self._queues)
 
     def busy_for(self, server_id: str) -> bool:
         """``server_id`` has events held or being sent: a new one queues behind them."""
@@ -124,12 +120,8 @@ class HeldEvents:
 
     def _drop_oldest(self) -> None:
         server_id = min(self._queues, key=lambda key: self._queues[key][0][0])
-        queue = self._queues[server_id]
-        queue.popleft()
-        self._count -= 1
+        self._pop_first(server_id)
         self.dropped += 1
-        if not queue:
-            del self._queues[server_id]
 
     def release(self) -> asyncio.Task[None] | None:
         """Send what is held (the transport is back): a sender per server, in order; what
@@ -211,11 +203,16 @@ class HeldEvents:
         queue = self._queues.get(server_id)
         if not queue or queue[0][0] != number:
             return 0
+        self._pop_first(server_id)
+        return 1
+
+    def _pop_first(self, server_id: str) -> None:
+        """The first event of ``server_id``'s queue out (and the queue, once empty)."""
+        queue = self._queues[server_id]
         queue.popleft()
         self._count -= 1
         if not queue:
             del self._queues[server_id]
-        return 1
 
     def _forget(self, server_id: str) -> int:
         queue = self._queues.pop(server_id, None)

@@ -678,7 +678,7 @@ async def test_held_session_events_wait_for_a_connection_that_is_up() -> None:
     assert (len(cluster.held_events), client.called) == (1, [])
     client.connected = True
     cluster.transport_back()
-    await until(lambda: not cluster.held_events.busy)
+    await until(lambda: len(cluster.held_events) == 0)
     assert [target for target, _ in client.called] == ["room-1"]
     assert client.notified == []  # sent as requests, acknowledged
 
