@@ -9,9 +9,14 @@ A handler annotates its body parameter; the annotation decides the decoding:
   a dataclass (also within ``X | None``, ``list[X]``, ``dict[str, X]``) is built from its
   map the same way, so ``body.to.x`` works as the annotation says; a union of several types
   or ``Any`` is taken as it is;
-* ``dict``: the payload must be an object (``PIT-400`` otherwise);
+* ``dict``: the payload must be an object (``PIT-400`` otherwise), and the values of a
+  ``dict[str, X]`` are checked or built as a field's would be;
+* ``str``, ``int``, ``float``, ``bool``, ``list`` (and ``list[X]``'s items), ``X | None``:
+  checked as a field of that type is (``PIT-400`` "the body must be int"), since a handler
+  that says ``int`` means it, and would otherwise meet a map where it counts;
 * a protobuf message class: decoded by the serializer (``into=``), for the protobuf serializer;
-* anything else (``Any``, no annotation): whatever the serializer produced.
+* anything else (``Any``, no annotation, a union of several types, a ``TypedDict``): whatever
+  the serializer produced.
 
 Results go the other way: bytes pass through, dataclasses become maps, the rest is handed to
 the serializer.
@@ -24,6 +29,7 @@ import heapq
 import types
 import typing
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from actors.errors import BadRequest, as_pitaya_error
@@ -50,12 +56,15 @@ def decoder_for(annotation: Any) -> Decoder:
         return lambda data, _serializer: data
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return _dataclass_decoder(annotation)
-    origin = typing.get_origin(annotation) or annotation
-    if origin is dict:
-        return _dict_decoder
     if isinstance(annotation, type) and _is_protobuf(annotation):
         return lambda data, serializer: _unmarshal(data, serializer, annotation)
-    return _unmarshal  # whatever the serializer makes of it: the decoder itself
+    convert = _converter(annotation, {})
+    if convert is None:
+        return _unmarshal  # whatever the serializer makes of it: the decoder itself
+    origin = typing.get_origin(annotation) or annotation
+    if origin is dict:
+        return partial(_dict_decoder, convert)
+    return partial(_checked_decoder, convert)
 
 
 _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, tuple})
@@ -99,11 +108,33 @@ def _unmarshal(data: bytes, serializer: Serializer, into: type | None = None) ->
         raise BadRequest(f"cannot decode the {serializer.name} body: {exc}") from exc
 
 
-def _dict_decoder(data: bytes, serializer: Serializer) -> dict[str, Any]:
+def _object(data: bytes, serializer: Serializer) -> dict[str, Any]:
     value = _unmarshal(data, serializer)
     if not isinstance(value, dict):
         raise BadRequest(f"the body must be an object, got {type(value).__name__}")
     return value
+
+
+def _dict_decoder(convert: Convert, data: bytes, serializer: Serializer) -> dict[str, Any]:
+    result: dict[str, Any] = _converted(convert, _object(data, serializer))
+    return result
+
+
+def _checked_decoder(convert: Convert, data: bytes, serializer: Serializer) -> Any:
+    return _converted(convert, _unmarshal(data, serializer))
+
+
+def _converted(convert: Convert, value: Any) -> Any:
+    try:
+        return convert(value, _BODY)
+    except RecursionError:
+        # A dataclass that contains itself, nested deeper than Python's stack: about
+        # 300 levels, a 1 KiB body. The client's fault, not the server's (PIT-500).
+        raise BadRequest("the body is nested too deeply") from None
+
+
+_BODY = "the body"
+"""How a ``PIT-400`` names the body itself (a field is named ``field 'x' of Cls``)."""
 
 
 Convert = Callable[[Any, str], Any]
@@ -115,9 +146,9 @@ def _dataclass_decoder(cls: type) -> Decoder:
     convert = _dataclass_converter(cls, {})
 
     def decode(data: bytes, serializer: Serializer) -> Any:
-        value = _dict_decoder(data, serializer)
+        value = _object(data, serializer)
         try:
-            return convert(value, "the body")
+            return convert(value, _BODY)
         except RecursionError:
             # A dataclass that contains itself, nested deeper than Python's stack: about
             # 300 levels, a 1 KiB body. The client's fault, not the server's (PIT-500).
