@@ -524,6 +524,7 @@ class Lifecycle:
         # system's shutdown would cancel those still running, so they get what is left of
         # the budget, and at least CLOSE_WAIT.
         closing = max(CLOSE_WAIT, deadline - loop.time())
+        closed_by = loop.time() + closing
         if not await set_within(host.connections.zero, closing):
             self.log.warning(
                 "%d session(s) still closing after %.1fs: their close callbacks are cancelled",
@@ -532,7 +533,9 @@ class Lifecycle:
             )
         await host.modules.stop(until=deadline)
         if host.cluster is not None:
-            await host.cluster.close()
+            # The closes just made still reach the backends (acknowledged), within the time
+            # the close callbacks had.
+            await host.cluster.close(events_within=closed_by - loop.time())
         await host.system.shutdown()
         await host.metrics.stop()
         if self._holds_gc_threshold:

@@ -200,9 +200,10 @@ class Cluster:
         if on_lost is not None:
             on_lost(self._transport_lost)
         on_reconnected = getattr(self.rpc_client, "on_reconnected", None)  # NATS's too
-        if on_reconnected is not None:
+        start_call = getattr(self.rpc_client, "start_call", None)
+        if on_reconnected is not None and start_call is not None:
             on_reconnected(self.users.transport_back)
-            self.users.holds_events = True
+            self.users.hold_events(start_call)
         try:
             await self.rpc_client.connect()
             await self.discovery.connect()
@@ -315,9 +316,15 @@ class Cluster:
         except Exception:
             self.log.exception("leaving discovery failed")
 
-    async def close(self) -> None:
-        """Stop serving RPCs and release etcd and connections (after in-flight work)."""
-        await self.users.held_events.close()
+    async def close(self, events_within: float = 0.0) -> None:
+        """Stop serving RPCs and release etcd and connections (after in-flight work), once
+        the session events sent to backends are acknowledged (at most ``events_within``
+        seconds: the stop's budget)."""
+        held = self.users.held_events
+        if held is not None:
+            if not await held.settled(events_within):
+                self.log.debug("%d session event(s) unacknowledged at the stop", len(held))
+            await held.close()
         try:
             await self.discovery.close()
         except Exception:

@@ -1,126 +1,257 @@
-"""Session events held while the RPC transport is down, sent once it is back.
+"""Session events to backends, acknowledged: held while NATS or the backend is unreachable.
 
 A frontend tells the backends that served a session of its bind and close
-(``actors.cluster.session_events``) with a notify. While NATS was down that notify was
-dropped: a backend never heard that a player left during the outage, and a room kept a
-member who was gone, for as long as the room lived. Those events now wait here, in order,
-and go out when the transport reconnects, before any event that comes after them (so one
-session's bind still reaches a backend before its close).
+(``actors.cluster.session_events``). That used to be a notify, which NATS drops when nobody
+subscribes to its subject: while NATS was down, and while a backend had lost its own NATS
+connection (reconnecting, its subscription gone), a backend never heard that a player left,
+and a room kept a member who was gone for as long as the room lived. Each event is now a
+request the backend answers once its callbacks ran, and what does not reach it waits here, in
+order, to be sent again.
 
-**Acknowledged.** NATS keeps nothing for a subject nobody subscribes to, and after an outage
-the servers reconnect one by one, in no set order: a backend that is not back yet would miss
-what a notify sent it. So a held event goes out as a request, which the backend answers once
-its callbacks ran. "No responders" (nobody subscribed yet) is tried again, backing off; a
-timeout or an error is not (the backend may have run the event: running it twice would run its
-close callbacks twice). The events of one server go one after another, in order, by a sender
-of its own; those of different servers at once, so a server still listed but dead (its lease
-not expired yet), or hung, holds up only its own. Its events are given up after
-:data:`RELEASE_PATIENCE` seconds with none acknowledged. While a server has events here, its
-new ones queue behind them; the others' go out at once.
+**At once, in order.** With the transport up and nothing of that server held, an event is
+handed to the connection as it is made (``start_call``), in order with the session's messages
+before and after it, as the notify was. An event that finds no subscriber ("no responders")
+or the transport refusing it, and every later event to that server, is held, in order. So is
+every event made while the transport is down: those go out when it is back
+(:meth:`HeldEvents.release`).
+
+**Tried again.** A server's held events go out in rounds of at most :data:`ROUND` requests at
+once, by a sender of its own (a server still listed but dead, its lease not expired yet, holds
+up only its own). "No responders" is tried again, backing off from :data:`FIRST_RETRY` to
+1 s; a refusal of our own transport after :data:`RETRY_UNAVAILABLE`; a timeout or an error
+is not (the backend may have run the event: running it twice would run its close callbacks
+twice). A server's events are given up after :data:`RELEASE_PATIENCE` seconds with none
+acknowledged. An event to a server that left discovery meanwhile is not sent: that server is
+gone, and so is the state it kept of the session.
+
+**One order per session.** A bind tried again is dropped once the same session's close was
+acknowledged: the close overtook it (the backend resubscribed between the two), and a bind
+run after the close would bring back a player who left.
 
 Bounded: at most :data:`MAX_HELD` events (some hundred bytes each); past it the oldest is
-dropped and counted. What was sent, dropped or lost is logged in one line per release. An
-event to a server that left discovery meanwhile is not sent: that server is gone, and so is
-the state it kept of the session.
+dropped and counted. Events held, dropped or lost are logged in one line once the senders are
+done; a graceful stop waits for the events to be acknowledged (:meth:`HeldEvents.settled`)
+and says how many were not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
+from actors.cluster.session_events import BIND, CLOSE
+from transport.waiting import set_within
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServerInfo, ServiceDiscovery
+    from actors.kernel import Reply
     from actors.logs import ServerLog
 
 MAX_HELD = 10_000
-"""Session events held during one outage (all servers together)."""
+"""Session events held at once (all servers together)."""
+ROUND = 64
+"""Held events of one server sent at once, before their answers are awaited."""
 RELEASE_PATIENCE = 30.0
 """Seconds the held events of one server are tried, all together, while it has no
-subscriber yet (it reconnects after this one) or does not answer, before the rest are given
-up."""
+subscriber (it reconnects after this one, or lost its NATS connection) or does not answer,
+before the rest are given up."""
 RETRY_UNAVAILABLE = 1.0
 """Seconds before events are tried again after this server's own transport refused them
 (it went down again, or its buffer is full)."""
 FIRST_RETRY = 0.1
 """Seconds before the first retry of an event nobody was subscribed for (doubling, to 1 s)."""
 
-Call = Callable[["ServerInfo", bytes, float], Awaitable[bytes]]
-"""``RPCClient.call``: a request to one server, its answer (raises when there is none)."""
+StartCall = Callable[["ServerInfo", bytes, float, "Reply"], None]
+"""``NatsRpc.start_call``: a request to one server, on the connection when this returns (in
+order with what is sent before and after it); ``reply(answer, error)`` once it is known, at
+once when it cannot be sent (raising nothing)."""
+
+_NOT_YET = object()
+"""A round's outcome not known yet."""
+
+
+@dataclass(slots=True)
+class _Event:
+    """One encoded session event for one server."""
+
+    number: int
+    """Its place in the order of all events (oldest first)."""
+    data: bytes
+    session: int | None
+    """The session's id (None: never dropped for a close that overtook it)."""
+    kind: str
+    """:data:`BIND` or :data:`CLOSE`."""
 
 
 @dataclass(slots=True)
 class _Tally:
-    """What one release did."""
+    """What became of held events since the last line."""
 
     sent: int = 0
     gone: int = 0
     """Events to servers gone from discovery: not sent."""
-    lost: int = 0
-    """Events given up: no subscriber within RELEASE_PATIENCE, a timeout, an error."""
+    given_up: int = 0
+    """Events with no subscriber within RELEASE_PATIENCE."""
+    unanswered: int = 0
+    """Timeouts and errors of our own transport: the backend may have run them."""
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.gone or self.given_up or self.unanswered)
 
 
 class HeldEvents:
-    """Encoded session events for servers of ours, waiting for the transport; ``call`` sends
-    one and waits for its acknowledgement (``RPCClient.call``); ``connected`` says whether the
-    transport is up; ``timeout`` is how long an acknowledgement may take."""
+    """Encoded session events for servers of ours; ``start_call`` sends one and hands over
+    its acknowledgement (:data:`StartCall`); ``connected`` says whether the transport is up;
+    ``timeout`` is how long an acknowledgement may take."""
 
     def __init__(
         self,
-        call: Call,
+        start_call: StartCall,
         connected: Callable[[], bool],
         discovery: ServiceDiscovery,
         log: ServerLog,
         timeout: float,
         limit: int = MAX_HELD,
     ) -> None:
-        self._call = call
+        self._start_call = start_call
         self._connected = connected
         self._discovery = discovery
         self._log = log
         self._timeout = timeout
         self._limit = limit
-        self._queues: dict[str, deque[tuple[int, bytes]]] = {}
-        """Per server, its events in order (numbered, oldest first); the first one is being
-        sent while its sender runs, and leaves the queue once settled."""
+        self._queues: dict[str, deque[_Event]] = {}
+        """Per server, its held events in order (oldest first); those of a round under way
+        stay in it until settled."""
+        self._in_flight: dict[str, int] = {}
+        """Per server, events sent at once and not answered yet: its sender waits for them
+        (one not delivered is held, in its place)."""
         self._count = 0
+        """Events held, or sent and not settled yet."""
+        self._held = 0
+        """Events in the queues (bounded by ``limit``)."""
         self._numbers = 0
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._releasing: asyncio.Task[None] | None = None
         """Until every sender of this release ended (then the release's line is logged)."""
+        self._settled: asyncio.Event | None = None
+        """Set when no event is held or unanswered (for :meth:`settled`)."""
         self._tally = _Tally()
         self._closed = False
         self.dropped = 0
-        """Events dropped (the oldest, past ``limit``) since the last release."""
+        """Events dropped (the oldest, past ``limit``) since the last line."""
 
     def __len__(self) -> int:
-        """Events held or being sent."""
+        """Events held, or sent and not acknowledged yet."""
         return self._count
 
     def busy_for(self, server_id: str) -> bool:
-        """``server_id`` has events held or being sent: a new one queues behind them."""
+        """``server_id`` has events held: a new one queues behind them."""
         return server_id in self._queues
 
-    def hold(self, server_id: str, data: bytes) -> None:
-        if self._count >= self._limit:
+    def send(self, server: ServerInfo, data: bytes, session: int | None, kind: str) -> None:
+        """Send a session event (``kind``, of ``session``) to ``server``: at once when the
+        transport is up and none of this server's is held, else held behind those."""
+        if self._closed:
+            self._log.debug("a session event to %s after the stop: not sent", server.id)
+            return
+        if server.id in self._queues or not self._connected():
+            self.hold(server.id, data, session, kind)
+            return
+        self._numbers += 1
+        event = _Event(self._numbers, data, session, kind)
+        self._add()
+        self._in_flight[server.id] = self._in_flight.get(server.id, 0) + 1
+        self._start_call(server, data, self._timeout, partial(self._answered, server.id, event))
+
+    def hold(self, server_id: str, data: bytes, session: int | None = None, kind: str = "") -> None:
+        """Hold an event for ``server_id``, behind those held before it (the transport is
+        down: it goes out with them once it is back)."""
+        if self._held >= self._limit:
             self._drop_oldest()
         self._numbers += 1
+        self._add()
+        self._held += 1
+        self._queue(server_id).append(_Event(self._numbers, data, session, kind))
+        if self._releasing is not None:
+            self._start(server_id)  # a release is under way: this server's goes now
+
+    def _queue(self, server_id: str) -> deque[_Event]:
         queue = self._queues.get(server_id)
         if queue is None:
             queue = self._queues[server_id] = deque()
-        queue.append((self._numbers, data))
+        return queue
+
+    def _add(self) -> None:
         self._count += 1
-        if self._releasing is not None and server_id not in self._senders:
-            self._start(server_id)  # a release is under way: this server's goes now
+        if self._settled is not None:
+            self._settled.clear()
+
+    def _remove(self, count: int = 1) -> None:
+        self._count -= count
+        if self._count == 0 and self._settled is not None:
+            self._settled.set()
+
+    def _answered(
+        self, server_id: str, event: _Event, _answer: object, error: BaseException | None
+    ) -> None:
+        """The outcome of an event sent at once: settled, or held in its place (by its
+        number: behind those held before it, before those sent after it)."""
+        if self._closed:
+            return
+        left = self._in_flight[server_id] - 1
+        if left:
+            self._in_flight[server_id] = left
+        else:
+            del self._in_flight[server_id]
+        if isinstance(error, ServerUnreachable | ClusterUnavailable):
+            if self._held >= self._limit:
+                self._drop_oldest()
+            self._held += 1
+            queue = self._queue(server_id)
+            queue.insert(bisect.bisect(queue, event.number, key=_number), event)
+        else:
+            self._remove()
+            if error is None:
+                if event.kind == CLOSE:
+                    self._drop_overtaken(server_id, {event.session})
+            else:
+                self._log.debug("a session event to %s: %s", server_id, error)
+                self._tally.unanswered += 1
+        if not left and server_id in self._queues:
+            self._start(server_id)
+        elif (self._tally or self.dropped) and not self._senders and self._releasing is None:
+            self._say()
+
+    def _drop_overtaken(self, server_id: str, closed: set[int | None]) -> None:
+        """Held binds of sessions whose close ``server_id`` acknowledged: dropped (see the
+        module docstring)."""
+        queue = self._queues.get(server_id)
+        if not queue:
+            return
+        kept = deque(e for e in queue if not (e.kind == BIND and e.session in closed))
+        if len(kept) != len(queue):
+            self._held -= len(queue) - len(kept)
+            self._remove(len(queue) - len(kept))
+            if kept:
+                self._queues[server_id] = kept
+            else:
+                del self._queues[server_id]
 
     def _drop_oldest(self) -> None:
-        server_id = min(self._queues, key=lambda key: self._queues[key][0][0])
-        self._pop_first(server_id)
+        server_id = min(self._queues, key=lambda key: self._queues[key][0].number)
+        queue = self._queues[server_id]
+        queue.popleft()
+        if not queue:
+            del self._queues[server_id]
+        self._held -= 1
+        self._remove()
         self.dropped += 1
 
     def release(self) -> asyncio.Task[None] | None:
@@ -139,91 +270,154 @@ class HeldEvents:
                 await asyncio.wait(list(self._senders.values()))
         finally:
             self._releasing = None
+        self._say()
+
+    def _say(self) -> None:
+        """One line for what became of the held events since the last one (if anything)."""
         tally, self._tally = self._tally, _Tally()
-        if tally.sent or tally.gone or tally.lost or self.dropped:
+        dropped, self.dropped = self.dropped, 0
+        if tally or dropped:
             self._log.info(
-                "sent %d session event(s) held during the outage (%d to servers gone since, "
-                "not sent; %d lost; %d dropped past %d held)",
+                "sent %d session event(s) held during an outage of the transport or of their "
+                "server (%d to servers gone since, not sent; %d given up, no subscriber within "
+                "%.0fs; %d unanswered; %d dropped past %d held)",
                 tally.sent,
                 tally.gone,
-                tally.lost,
-                self.dropped,
+                tally.given_up,
+                RELEASE_PATIENCE,
+                tally.unanswered,
+                dropped,
                 self._limit,
             )
-        self.dropped = 0
 
     def _start(self, server_id: str) -> None:
+        """Start ``server_id``'s sender, unless it runs, or events sent at once are not
+        answered yet (the last answer starts it)."""
+        if server_id in self._senders or self._in_flight.get(server_id) or self._closed:
+            return
         task = asyncio.get_running_loop().create_task(self._send(server_id))
         self._senders[server_id] = task
+        task.add_done_callback(partial(self._sender_ended, server_id))
+
+    def _sender_ended(self, server_id: str, task: asyncio.Task[None]) -> None:
+        if self._senders.get(server_id) is task:
+            del self._senders[server_id]
+        if not self._senders and self._releasing is None and not self._closed:
+            self._say()
 
     async def _send(self, server_id: str) -> None:
-        """Send the events of ``server_id`` one after another while the transport is up
-        (else they wait for the next release); given up after RELEASE_PATIENCE with none
+        """Send the held events of ``server_id`` in rounds while the transport is up (else
+        they wait for the next release); given up after RELEASE_PATIENCE with none
         acknowledged."""
         loop = asyncio.get_running_loop()
-        tally = self._tally
         give_up = loop.time() + RELEASE_PATIENCE
         delay = FIRST_RETRY
-        try:
-            while (queue := self._queues.get(server_id)) and self._connected():
-                number, data = queue[0]
-                server = self._discovery.server(server_id)
-                if server is None:
-                    tally.gone += self._forget(server_id)
-                    return
-                try:
-                    await self._call(server, data, self._timeout)
-                except ServerUnreachable:  # nobody subscribed yet: it reconnects after us
-                    if loop.time() + delay > give_up:
-                        tally.lost += self._forget(server_id)
-                        return
-                    await asyncio.sleep(delay)
-                    delay = min(2 * delay, 1.0)
-                    continue
-                except ClusterUnavailable:  # down again, or its buffer is full
-                    await asyncio.sleep(RETRY_UNAVAILABLE)
-                    continue
-                except Exception as exc:  # a timeout or its error: it may have run it
-                    self._log.debug("a held session event to %s: %s", server_id, exc)
-                    tally.lost += self._settle(server_id, number)
-                    if loop.time() > give_up:
-                        tally.lost += self._forget(server_id)
-                        return
-                    continue
-                tally.sent += self._settle(server_id, number)
+        while (queue := self._queues.get(server_id)) and self._connected():
+            server = self._discovery.server(server_id)
+            if server is None:
+                self._tally.gone += self._forget(server_id)
+                return
+            batch = list(islice(queue, ROUND))
+            outcomes = await self._round(server, batch)
+            acknowledged, unsubscribed, refused = self._settle(server_id, batch, outcomes)
+            if acknowledged:
                 give_up = loop.time() + RELEASE_PATIENCE  # it answers: patience anew
                 delay = FIRST_RETRY
-        finally:
-            if self._senders.get(server_id) is asyncio.current_task():
-                del self._senders[server_id]
+            if refused:  # down again, or its buffer is full
+                await asyncio.sleep(RETRY_UNAVAILABLE)
+            elif unsubscribed:  # nobody subscribed: it reconnects after us
+                if loop.time() + delay > give_up:
+                    self._tally.given_up += self._forget(server_id)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 1.0)
+            elif loop.time() > give_up:  # timeouts only, past the patience
+                self._tally.unanswered += self._forget(server_id)
+                return
 
-    def _settle(self, server_id: str, number: int) -> int:
-        """The event ``number`` of ``server_id`` is settled: out of its queue (1), unless it
-        was dropped meanwhile (0)."""
+    async def _round(self, server: ServerInfo, batch: list[_Event]) -> list[object]:
+        """Send ``batch`` at once, in order; each one's error, or None, once all are known."""
+        outcomes: list[object] = [_NOT_YET] * len(batch)
+        waiting = len(batch)
+        done = asyncio.get_running_loop().create_future()
+
+        def answered(index: int, _answer: object, error: BaseException | None) -> None:
+            nonlocal waiting
+            outcomes[index] = error
+            waiting -= 1
+            if not waiting and not done.done():
+                done.set_result(None)
+
+        for index, event in enumerate(batch):
+            self._start_call(server, event.data, self._timeout, partial(answered, index))
+        await done
+        return outcomes
+
+    def _settle(
+        self, server_id: str, batch: list[_Event], outcomes: list[object]
+    ) -> tuple[bool, bool, bool]:
+        """Out of the queue: the events of ``batch`` acknowledged or failed for good; held
+        still, at its front: those nobody received. Whether any was acknowledged, found no
+        subscriber, was refused by our transport."""
         queue = self._queues.get(server_id)
-        if not queue or queue[0][0] != number:
-            return 0
-        self._pop_first(server_id)
-        return 1
-
-    def _pop_first(self, server_id: str) -> None:
-        """The first event of ``server_id``'s queue out (and the queue, once empty)."""
-        queue = self._queues[server_id]
-        queue.popleft()
-        self._count -= 1
-        if not queue:
+        last = batch[-1].number
+        present: list[_Event] = []
+        while queue and queue[0].number <= last:  # the batch (but those dropped meanwhile)
+            present.append(queue.popleft())
+        self._held -= len(present)
+        outcome = {event.number: error for event, error in zip(batch, outcomes, strict=True)}
+        acknowledged = unsubscribed = refused = False
+        closed: set[int | None] = set()
+        kept: list[_Event] = []
+        tally = self._tally
+        for event in present:
+            error = outcome[event.number]
+            if isinstance(error, ServerUnreachable):
+                unsubscribed = True
+                kept.append(event)
+            elif isinstance(error, ClusterUnavailable):
+                refused = True
+                kept.append(event)
+            else:
+                self._remove()
+                if error is None:
+                    acknowledged = True
+                    tally.sent += 1
+                    if event.kind == CLOSE:
+                        closed.add(event.session)
+                else:
+                    self._log.debug("a held session event to %s: %s", server_id, error)
+                    tally.unanswered += 1
+        if kept:
+            self._held += len(kept)
+            queue = self._queue(server_id)
+            queue.extendleft(reversed(kept))
+        elif queue is not None and not queue:
             del self._queues[server_id]
+        if closed:
+            self._drop_overtaken(server_id, closed)
+        return acknowledged, unsubscribed, refused
 
     def _forget(self, server_id: str) -> int:
         queue = self._queues.pop(server_id, None)
         if queue is None:
             return 0
-        self._count -= len(queue)
+        self._held -= len(queue)
+        self._remove(len(queue))
         return len(queue)
 
+    async def settled(self, timeout: float) -> bool:
+        """Wait, at most ``timeout`` seconds, until every event was acknowledged or given up
+        (a stop's last chance to send them); whether they all were."""
+        if self._count == 0:
+            return True
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        return await set_within(self._settled, timeout)
+
     async def close(self) -> None:
-        """The server stops: the senders are cancelled; what is held or was being sent is
-        lost (said)."""
+        """The server stops: the senders are cancelled; what is held or unanswered is lost
+        (said)."""
         self._closed = True  # a reconnection from now on releases nothing
         tasks = [*self._senders.values()]
         if self._releasing is not None:
@@ -235,9 +429,15 @@ class HeldEvents:
         lost = self._count + self.dropped
         if lost:
             self._log.warning(
-                "%d session event(s) held during the NATS outage not sent: the server stops",
+                "%d session event(s) not acknowledged by their server (held during an outage "
+                "of the transport or of their server, or not answered yet): the server stops",
                 lost,
             )
         self._queues.clear()
-        self._count = 0
+        self._in_flight.clear()
+        self._count = self._held = 0
         self.dropped = 0
+
+
+def _number(event: _Event) -> int:
+    return event.number

@@ -2,16 +2,16 @@
 
 In Pitaya a backend never learns that a player it served bound a uid or disconnected. Here a
 frontend remembers, per session, which backend servers handled its messages and through which
-routes; when the session binds or closes it sends those servers a ``sys.sessionevent`` notify
-(:class:`~actors.cluster.control.SessionEvent`) with a snapshot of the session. A backend
+routes; when the session binds or closes it sends those servers a ``pysys.sessionevent``
+(:class:`~actors.cluster.control.SessionEvent`) with a snapshot of the session: over NATS a
+request the backend acknowledges, held while it cannot be delivered
+(``actors.cluster.held_events``); over gRPC a notify. A backend
 subscribes globally or for one route::
 
     app.on_remote_session_close(lambda s: rooms.tell(PlayerLeft(s.uid)))
     app.on_remote_session_close(save_progress, route="room.room.join")
 
 Callbacks get the session as a read-only :class:`BackendSession` (``uid``, ``data``, ids).
-Events of a NATS outage wait on the frontend and go out once it is back
-(``actors.cluster.held_events``).
 
 **The record is bounded** (:func:`record_served`, ``Session.served_by``): at most
 :data:`MAX_SERVED_SERVERS` servers per session and :data:`MAX_SERVED_ROUTES` routes per

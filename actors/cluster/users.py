@@ -46,7 +46,7 @@ from actors.cluster.codec import (
     without_handshake,
 )
 from actors.cluster.control import SessionEvent, control_request
-from actors.cluster.held_events import HeldEvents
+from actors.cluster.held_events import HeldEvents, StartCall
 from actors.cluster.rpc import BindListener, ClusterUnavailable
 from actors.cluster.session_events import BIND, CLOSE
 from actors.cluster.subjects import uid_problem
@@ -158,13 +158,11 @@ class ClusterUsers:
         """Set when discovery lists a frontend, for the pushes waiting for one."""
         self._gave_up_at: float | None = None
         self._nobody = Throttle()
-        self.held_events = HeldEvents(
-            client.call, lambda: client.connected, discovery, self.log, rpc_timeout
-        )
-        """Session events held while the transport is down (``actors.cluster.held_events``),
-        when it says it is back (:meth:`transport_back`); otherwise they are sent, and lost
-        if it is down."""
-        self.holds_events = False
+        self.held_events: HeldEvents | None = None
+        """Session events to backends, acknowledged, and held while the transport or the
+        backend is unreachable (``actors.cluster.held_events``) until the transport says it
+        is back (:meth:`transport_back`): set by :meth:`hold_events` (NATS). Without it
+        they are notifies, lost while the transport or the backend is down."""
         discovery.add_listener(self._server_changed)
 
     # -- push and kick by uid --------------------------------------------------------------
@@ -454,14 +452,22 @@ class ClusterUsers:
                 self.log.warning("session event to %s not sent: %s", server_id, exc)
                 continue
             held = self.held_events
-            if self.holds_events and (held.busy_for(server_id) or not self.client.connected):
-                held.hold(server_id, data)  # after those held before it, in order
+            if held is not None:
+                held.send(server, data, session.id, event)
             else:
                 self.client.notify(server, data)
+
+    def hold_events(self, start_call: StartCall) -> None:
+        """Send session events as acknowledged requests through ``start_call``, held while
+        they cannot be delivered (the transport tells :meth:`transport_back`)."""
+        client = self.client
+        self.held_events = HeldEvents(
+            start_call, lambda: client.connected, self.discovery, self.log, self.rpc_timeout
+        )
 
     def transport_back(self) -> None:
         """The RPC transport reconnected: the session events held meanwhile go out. Unless
         it is down again already (a flapping connection): they would be dropped, and wait
         for the next reconnection instead."""
-        if self.client.connected:
+        if self.client.connected and self.held_events is not None:
             self.held_events.release()
