@@ -233,3 +233,41 @@ async def test_events_a_backend_missed_while_it_alone_lost_nats_reach_it_once_ba
         "sent 2 session event(s) held during an outage of the transport or of their server"
         in caplog.text
     )
+
+
+async def test_a_graceful_stop_waits_for_the_backends_to_acknowledge_its_closes(
+    nats_server: NatsServer, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stop kicks its sessions, and their closes go to the backends that served them:
+    the stop waits (within its budget) until those are acknowledged, rather than close the
+    connection under them and say they were lost."""
+    common = cluster_options(nats_server, etcd_server)
+    room = App(server_type="room", server_id="room-1", frontend=False, **common)
+    room.register(Echo)
+    running = asyncio.Event()
+    finish = asyncio.Event()
+    closed: list[int] = []
+
+    async def left(session: Session) -> None:
+        running.set()
+        await finish.wait()  # a player's state being saved
+        closed.append(session.id)
+
+    room.on_remote_session_close(left)
+    connector = App(server_type="connector", server_id="c-1", shutdown_timeout=5, **common)
+    async with room:
+        async with serve(connector) as server:
+            assert connector.cluster is not None
+            held = connector.cluster.users.held_events
+            assert held is not None
+            await until(lambda: connector.cluster.discovery.server("room-1") is not None)
+            ann = await server.connect()
+            assert await ann.request("room.echo.echo", "hi") == "hi"
+            stopping = asyncio.create_task(connector.stop())
+            await asyncio.wait_for(running.wait(), 5)
+            assert len(held) == 1 and not stopping.done()  # sent, not acknowledged yet
+            finish.set()
+            await asyncio.wait_for(stopping, 5)
+            await ann.close()
+    assert len(closed) == 1
+    assert "not acknowledged" not in caplog.text
