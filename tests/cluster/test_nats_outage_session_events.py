@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 
 from actors.app import App
+from actors.cluster.held_events import HeldEvents
 from actors.session import Session
 from actors.testing import serve
 from samples.echo.server import Echo
@@ -23,6 +27,7 @@ from tests.actors.cluster.test_carry import Account
 from tests.cluster.test_concurrency import cluster_options
 from tests.reliability.support import until
 from tests.services import EtcdServer, NatsServer
+from transport.client import Client
 
 
 async def test_a_bind_and_a_close_during_a_nats_outage_reach_the_backend_after_it(
@@ -149,13 +154,23 @@ class Gate:
             task.add_done_callback(self._tasks.discard)
 
 
-async def test_held_events_reach_a_backend_that_reconnects_after_the_frontend(
-    nats_server: NatsServer, etcd_server: EtcdServer
-) -> None:
-    """After a NATS restart every server reconnects at its next attempt, in any order: the
-    room here gets back after the frontend released what it held."""
-    common = cluster_options(nats_server, etcd_server)
-    async with Gate(nats_server.port) as gate:
+@dataclass
+class GatedRoom:
+    """A room behind a :class:`Gate` that records its session events, a connector (with
+    ``account.login``) not behind it, and a client of the connector the room served once."""
+
+    gate: Gate
+    room: App
+    connector: App
+    held: HeldEvents
+    ann: Client
+    events: list[tuple[str, str | None]]
+
+
+@asynccontextmanager
+async def gated_room(nats: NatsServer, etcd: EtcdServer) -> AsyncIterator[GatedRoom]:
+    common = cluster_options(nats, etcd)
+    async with Gate(nats.port) as gate:
         room = App(
             server_type="room",
             server_id="room-1",
@@ -169,26 +184,41 @@ async def test_held_events_reach_a_backend_that_reconnects_after_the_frontend(
         connector = App(server_type="connector", server_id="c-1", **common)
         connector.register(Account)
         async with room, serve(connector) as server:
-            assert room.cluster is not None and connector.cluster is not None
+            assert connector.cluster is not None
+            held = connector.cluster.users.held_events
+            assert held is not None
             await until(lambda: connector.cluster.discovery.server("room-1") is not None)
             ann = await server.connect()
             assert await ann.request("room.echo.echo", "hi") == "hi"
-            gate.open = False
-            await asyncio.to_thread(nats_server.stop)
-            await until(lambda: not connector.cluster.rpc_client.connected)
-            await until(lambda: not room.cluster.rpc_client.connected)
-            assert await ann.request("account.login", {"uid": "ann"}) == {"uid": "ann"}
-            await ann.close()
-            await until(lambda: len(connector.cluster.users.held_events) == 2)
-            await asyncio.to_thread(nats_server.start)
-            # Released as the frontend got back: tried since, nobody subscribed for them yet.
-            await until(lambda: connector.cluster.rpc_client.connected, timeout=15)
-            held = connector.cluster.users.held_events
-            assert held.busy_for("room-1") and len(held) == 2
-            assert not room.cluster.rpc_client.connected
-            gate.open = True
-            await until(lambda: room.cluster.rpc_client.connected, timeout=15)
-            await until(lambda: events == [("bind", "ann"), ("close", "ann")], timeout=5)
+            yield GatedRoom(gate, room, connector, held, ann, events)
+
+
+def connected(app: App) -> bool:
+    assert app.cluster is not None
+    return app.cluster.rpc_client.connected
+
+
+async def test_held_events_reach_a_backend_that_reconnects_after_the_frontend(
+    nats_server: NatsServer, etcd_server: EtcdServer
+) -> None:
+    """After a NATS restart every server reconnects at its next attempt, in any order: the
+    room here gets back after the frontend released what it held."""
+    async with gated_room(nats_server, etcd_server) as cluster:
+        cluster.gate.open = False
+        await asyncio.to_thread(nats_server.stop)
+        await until(lambda: not connected(cluster.connector))
+        await until(lambda: not connected(cluster.room))
+        assert await cluster.ann.request("account.login", {"uid": "ann"}) == {"uid": "ann"}
+        await cluster.ann.close()
+        await until(lambda: len(cluster.held) == 2)
+        await asyncio.to_thread(nats_server.start)
+        # Released as the frontend got back: tried since, nobody subscribed for them yet.
+        await until(lambda: connected(cluster.connector), timeout=15)
+        assert cluster.held.busy_for("room-1") and len(cluster.held) == 2
+        assert not connected(cluster.room)
+        cluster.gate.open = True
+        await until(lambda: connected(cluster.room), timeout=15)
+        await until(lambda: cluster.events == [("bind", "ann"), ("close", "ann")], timeout=5)
 
 
 async def test_events_a_backend_missed_while_it_alone_lost_nats_reach_it_once_back(
@@ -198,37 +228,17 @@ async def test_events_a_backend_missed_while_it_alone_lost_nats_reach_it_once_ba
     player's bind and close found no subscriber and was gone, and the room kept the player
     for as long as it lived. Acknowledged, the events wait and reach the room once back."""
     caplog.set_level(logging.INFO, logger="actors.cluster.users")
-    common = cluster_options(nats_server, etcd_server)
-    async with Gate(nats_server.port) as gate:
-        room = App(
-            server_type="room",
-            server_id="room-1",
-            frontend=False,
-            **{**common, "nats_url": gate.url},
-        )
-        room.register(Echo)
-        events: list[tuple[str, str | None]] = []
-        room.on_remote_session_bind(lambda s: events.append(("bind", s.uid)))
-        room.on_remote_session_close(lambda s: events.append(("close", s.uid)))
-        connector = App(server_type="connector", server_id="c-1", **common)
-        connector.register(Account)
-        async with room, serve(connector) as server:
-            assert room.cluster is not None and connector.cluster is not None
-            held = connector.cluster.users.held_events
-            assert held is not None
-            await until(lambda: connector.cluster.discovery.server("room-1") is not None)
-            ann = await server.connect()
-            assert await ann.request("room.echo.echo", "hi") == "hi"
-            gate.open = False
-            gate.cut()
-            await until(lambda: not room.cluster.rpc_client.connected)
-            assert await ann.request("account.login", {"uid": "ann"}) == {"uid": "ann"}
-            await ann.close()
-            await until(lambda: held.busy_for("room-1") and len(held) == 2)
-            assert connector.cluster.rpc_client.connected and events == []
-            gate.open = True
-            await until(lambda: events == [("bind", "ann"), ("close", "ann")], timeout=15)
-            await until(lambda: len(held) == 0)
+    async with gated_room(nats_server, etcd_server) as cluster:
+        cluster.gate.open = False
+        cluster.gate.cut()
+        await until(lambda: not connected(cluster.room))
+        assert await cluster.ann.request("account.login", {"uid": "ann"}) == {"uid": "ann"}
+        await cluster.ann.close()
+        await until(lambda: cluster.held.busy_for("room-1") and len(cluster.held) == 2)
+        assert connected(cluster.connector) and cluster.events == []
+        cluster.gate.open = True
+        await until(lambda: cluster.events == [("bind", "ann"), ("close", "ann")], timeout=15)
+        await until(lambda: len(cluster.held) == 0)
     assert (
         "sent 2 session event(s) held during an outage of the transport or of their server"
         in caplog.text
@@ -255,19 +265,18 @@ async def test_a_graceful_stop_waits_for_the_backends_to_acknowledge_its_closes(
 
     room.on_remote_session_close(left)
     connector = App(server_type="connector", server_id="c-1", shutdown_timeout=5, **common)
-    async with room:
-        async with serve(connector) as server:
-            assert connector.cluster is not None
-            held = connector.cluster.users.held_events
-            assert held is not None
-            await until(lambda: connector.cluster.discovery.server("room-1") is not None)
-            ann = await server.connect()
-            assert await ann.request("room.echo.echo", "hi") == "hi"
-            stopping = asyncio.create_task(connector.stop())
-            await asyncio.wait_for(running.wait(), 5)
-            assert len(held) == 1 and not stopping.done()  # sent, not acknowledged yet
-            finish.set()
-            await asyncio.wait_for(stopping, 5)
-            await ann.close()
+    async with room, serve(connector) as server:
+        assert connector.cluster is not None
+        held = connector.cluster.users.held_events
+        assert held is not None
+        await until(lambda: connector.cluster.discovery.server("room-1") is not None)
+        ann = await server.connect()
+        assert await ann.request("room.echo.echo", "hi") == "hi"
+        stopping = asyncio.create_task(connector.stop())
+        await asyncio.wait_for(running.wait(), 5)
+        assert len(held) == 1 and not stopping.done()  # sent, not acknowledged yet
+        finish.set()
+        await asyncio.wait_for(stopping, 5)
+        await ann.close()
     assert len(closed) == 1
     assert "not acknowledged" not in caplog.text
