@@ -29,6 +29,11 @@ from tests.reliability.support import until
 from tests.services import EtcdServer, NatsServer
 from transport.client import Client
 
+SENT_BIND_AND_CLOSE = (
+    "sent 2 session event(s) held during an outage of the transport or of their server"
+)
+"""What the frontend says once the bind and close it held reached the room."""
+
 
 async def test_a_bind_and_a_close_during_a_nats_outage_reach_the_backend_after_it(
     nats_server: NatsServer, etcd_server: EtcdServer, caplog: pytest.LogCaptureFixture
@@ -57,10 +62,7 @@ async def test_a_bind_and_a_close_during_a_nats_outage_reach_the_backend_after_i
         await asyncio.to_thread(nats_server.start)
         await until(lambda: events == [("bind", "ann"), ("close", "ann")], timeout=15)
         assert len(connector.cluster.users.held_events) == 0
-    assert (
-        "sent 2 session event(s) held during an outage of the transport or of their server"
-        in caplog.text
-    )
+    assert SENT_BIND_AND_CLOSE in caplog.text
 
 
 async def test_events_held_when_the_frontend_stops_are_said_to_be_lost(
@@ -239,10 +241,7 @@ async def test_events_a_backend_missed_while_it_alone_lost_nats_reach_it_once_ba
         cluster.gate.open = True
         await until(lambda: cluster.events == [("bind", "ann"), ("close", "ann")], timeout=15)
         await until(lambda: len(cluster.held) == 0)
-    assert (
-        "sent 2 session event(s) held during an outage of the transport or of their server"
-        in caplog.text
-    )
+    assert SENT_BIND_AND_CLOSE in caplog.text
 
 
 async def test_a_graceful_stop_waits_for_the_backends_to_acknowledge_its_closes(
