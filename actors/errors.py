@@ -112,6 +112,16 @@ class InternalError(PitayaError):
         super().__init__(PIT_500, msg)
 
 
+class AnswerTooLarge(InternalError):
+    """``PIT-500``: a handler's answer does not fit a packet (24-bit length: 16 MiB); the
+    client is told so instead of never hearing back."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"answer of {length} bytes exceeds the packet limit of {limit} bytes")
+        self.length = length
+        self.limit = limit
+
+
 class RpcTimeout(PitayaError):
     """``PIT-408``: a remote server did not answer within the RPC timeout (Pitaya's code)."""
 

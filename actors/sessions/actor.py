@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from actors.actor import Actor
 from actors.errors import (
+    AnswerTooLarge,
     InternalError,
     PitayaError,
     RouteNotFound,
@@ -58,7 +59,7 @@ from transport.connection import (
     ServerConnection,
     ServerState,
 )
-from transport.errors import HandshakeError, ProtocolError
+from transport.errors import HandshakeError, PacketTooLarge, ProtocolError
 from transport.message import Message, MessageType
 
 if TYPE_CHECKING:
@@ -558,14 +559,41 @@ class SessionActor(Actor):
 
     def _write_response(self, message_id: int, data: bytes, *, error: bool = False) -> None:
         """Answer request ``message_id``: every request comes here, so without building a
-        :class:`Message` unless the payload may be compressed (0.8 µs a request)."""
-        if self.app.config.compress_data:
-            self._write(Message(MessageType.RESPONSE, message_id, data=data, error=error))
-        elif self.proto.state is ServerState.WORKING:
-            self.conn.write(self.proto.encode_response(message_id, data, error=error))
+        :class:`Message` unless the payload may be compressed (0.8 µs a request).
+
+        An answer too large for a packet's 24-bit length is answered ``PIT-500`` instead:
+        raising here would leave the request unanswered and every later message of this
+        client waiting behind it."""
+        try:
+            if self.app.config.compress_data:
+                self._write(Message(MessageType.RESPONSE, message_id, data=data, error=error))
+            elif self.proto.state is ServerState.WORKING:
+                self.conn.write(self.proto.encode_response(message_id, data, error=error))
+        except PacketTooLarge as exc:
+            if error:
+                raise  # error bodies are cut to size (actors.payload): a bug of ours
+            self._oversized(f"the answer to request {message_id}", exc)
+            refused = AnswerTooLarge(exc.length, exc.limit)
+            app = self.app
+            data = encode_error(refused, app.serializer, app.fallback_serializer)
+            self._write_response(message_id, data, error=True)
+
+    def _oversized(self, what: str, exc: PacketTooLarge) -> None:
+        self.app.oversized_answers.log(
+            self.clock(),
+            self.log,
+            logging.WARNING,
+            "session %s: %s was not written: %s",
+            self.session.id,
+            what,
+            exc,
+        )
 
     def on_push_to_client(self, msg: PushToClient) -> None:
-        self._write(Message(MessageType.PUSH, route=msg.route, data=msg.payload))
+        try:
+            self._write(Message(MessageType.PUSH, route=msg.route, data=msg.payload))
+        except PacketTooLarge as exc:
+            self._oversized(f"push {msg.route!r}", exc)
 
     def on_send_frame(self, msg: SendFrame) -> None:
         if self.proto.state is ServerState.WORKING:

@@ -126,6 +126,11 @@ class SessionHost(Protocol):
         ...
 
     @property
+    def oversized_answers(self) -> Throttle:
+        """How often an answer or push too large for a packet is logged at warning."""
+        ...
+
+    @property
     def partial_budget(self) -> PartialBudget:
         """The server's one budget for its clients' unfinished packets."""
         ...

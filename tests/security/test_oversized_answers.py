@@ -1,0 +1,90 @@
+"""Answers and pushes too large for a packet (a 24-bit length: 16 MiB).
+
+Found in review: a handler whose answer serialized past 16 MiB made the session actor raise
+while writing it (an ERROR traceback each time); the request was never answered and, when
+the answer came from an awaiting handler, every later message of that client waited behind
+it for ever. A push as large raised the same way. The client now gets ``PIT-500`` saying
+why, the push is dropped, one warning line per 10 s says so, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from actors.app import App
+from actors.handler import Handler, handler
+from actors.session import Session
+from actors.testing import serve
+from samples.echo.server import Echo
+from transport.client import RequestError
+from transport.packet import MAX_BODY_LENGTH
+
+TOO_LARGE = MAX_BODY_LENGTH + 1
+
+
+class Large(Handler):
+    """``large.answer`` (awaits, then answers ``body`` characters), ``large.push`` (pushes
+    them, answers a small body)."""
+
+    service = "large"
+
+    @handler
+    async def answer(self, session: Session, body: int) -> str:
+        await asyncio.sleep(0)  # answered from the mailbox, not inline
+        return "x" * body
+
+    @handler
+    def push(self, session: Session, body: int) -> dict[str, int]:
+        session.push("onLarge", "y" * body)
+        return {"pushed": body}
+
+
+def make_app(**options: Any) -> App:
+    app = App(server_type="large", **options)
+    app.register(Echo)
+    app.register(Large)
+    return app
+
+
+@pytest.mark.parametrize("compress", [False, True])
+async def test_an_answer_too_large_for_a_packet_is_a_pit_500_and_the_next_requests_run(
+    compress: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serve(make_app(compress_data=compress)) as server:
+        client = await server.connect()
+        # "x" * n compresses well: past the limit only without compression.
+        size = TOO_LARGE if not compress else 64
+        large = asyncio.ensure_future(client.request("large.answer", size, timeout=10))
+        after = asyncio.ensure_future(client.request("echo.echo", "after", timeout=10))
+        if compress:
+            assert await large == "x" * size
+        else:
+            with pytest.raises(RequestError) as caught:
+                await large
+            assert caught.value.code == "PIT-500"
+            assert "exceeds the packet limit" in str(caught.value)
+        assert await after == "after"
+        assert await client.request("echo.echo", "again", timeout=10) == "again"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+async def test_a_push_too_large_for_a_packet_is_dropped_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with serve(make_app()) as server:
+        client = await server.connect()
+        for _ in range(3):
+            assert await client.request("large.push", TOO_LARGE, timeout=10) == {
+                "pushed": TOO_LARGE
+            }
+        assert await client.request("echo.echo", "still here", timeout=10) == "still here"
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    warned = [r for r in caplog.records if "was not written" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert "push 'onLarge'" in warned[0].getMessage()
