@@ -43,6 +43,15 @@ GONE_FOR = 60.0
 timeout, 5 s), short enough that a uid used again later (a connector restarted after a crash
 numbers its sessions from 1 again) joins as anyone does."""
 
+MAX_NAME = 40
+"""Characters a member's name may have (the page's name field holds as many). Every join is
+answered with every member's name: unbounded names let a few members make each newcomer's
+answer megabytes long (past a client's packet limit: its connection failed)."""
+
+MAX_CONTENT = 4096
+"""Characters a message may have: each is pushed to every member, so one member's 1 MB
+message cost the server a megabyte per member, and cut off clients with a 1 MiB packet limit."""
+
 Push = Callable[[str, Any, list[str]], None]
 """Push ``(route, body, uids)`` without waiting: ``App.push_to_users``."""
 
@@ -136,13 +145,23 @@ class ChatRoom(Actor):
 
 
 def joining_name(session: Session, body: JoinRequest) -> str:
-    """The display name of a join, or ``PIT-400`` (empty name, or this session joined)."""
+    """The display name of a join, or ``PIT-400`` (empty or longer than :data:`MAX_NAME`, or
+    this session joined)."""
     name = body.name.strip()
     if not name:
         raise BadRequest("name must not be empty")
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"name must be at most {MAX_NAME} characters")
     if session.uid is not None:
         raise BadRequest("already joined")
     return name
+
+
+def said_content(body: ChatMessage) -> str:
+    """The content of a message, or ``PIT-400`` (longer than :data:`MAX_CONTENT`)."""
+    if len(body.content) > MAX_CONTENT:
+        raise BadRequest(f"content must be at most {MAX_CONTENT} characters")
+    return body.content
 
 
 class Room(Handler):
@@ -168,7 +187,7 @@ class Room(Handler):
     async def message(self, session: Session, body: ChatMessage) -> dict[str, str]:
         if session.uid is None:
             raise BadRequest("join the room first")
-        await self.room.ask(Say(session.uid, body.content))
+        await self.room.ask(Say(session.uid, said_content(body)))
         return {"result": "success"}
 
 

@@ -38,6 +38,7 @@ from samples.chat.room import (
     MemberLeft,
     Say,
     joining_name,
+    said_content,
 )
 from samples.chat.static import chat_page
 
@@ -119,7 +120,7 @@ class Room(Handler):
     async def message(self, session: Session, body: ChatMessage) -> dict[str, str]:
         if session.uid is None:
             raise BadRequest("join the room first")
-        await chat_room(self).ask(Say(session.uid, body.content))
+        await chat_room(self).ask(Say(session.uid, said_content(body)))
         return {"result": "success"}
 
     @handler

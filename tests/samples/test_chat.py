@@ -100,6 +100,31 @@ async def test_chat_errors() -> None:
         assert (await client.request("room.join", {"name": "late"}))["members"] == ["late"]
 
 
+async def test_long_names_and_messages_are_refused() -> None:
+    """Found in review: names and messages had no bound. Two members named with 600 kB each
+    made every later join's answer (all the names) larger than a client's 1 MiB packet
+    limit, so a newcomer's connection failed as it joined; a 600 kB message reached every
+    member as a push (a megabyte sent per member for one received)."""
+    async with serve(build_app(tcp_port=0, ws_port=0)) as server:
+        ann = await server.connect()
+        ann_pushes = ann.pushes()
+        for body in ({"name": "n" * 600_000}, {"name": "n" * 41}):
+            with pytest.raises(RequestError) as info:
+                await ann.request("room.join", body)
+            assert info.value.code == "PIT-400"
+            assert "at most 40 characters" in info.value.msg
+        longest = "a" * 40
+        assert (await ann.request("room.join", {"name": f"  {longest}  "}))["members"] == [longest]
+        with pytest.raises(RequestError) as info:
+            await ann.request("room.message", {"content": "c" * 600_000})
+        assert info.value.code == "PIT-400"
+        assert "at most 4096 characters" in info.value.msg
+        await ann.notify("room.message", {"content": "c" * 600_000})  # dropped, not pushed
+        assert await ann.request("room.message", {"content": "m" * 4096}) == {"result": "success"}
+        push = await next_push(ann_pushes, "onMessage")
+        assert push.body == {"name": longest, "content": "m" * 4096}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
