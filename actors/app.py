@@ -135,9 +135,9 @@ class App:
         network blip ends thousands of sessions at once: one line each was a flood)."""
         self.heartbeat_timeouts = Throttle()
         """Sessions ended by a heartbeat timeout: logged the same way."""
-        self.oversized_answers = Throttle()
-        """Answers and pushes too large for a packet (never written): at warning, the same
-        way (a client may ask for one again and again)."""
+        self.unwritable = Throttle()
+        """Answers and pushes no packet can carry (too large, a route too long), never
+        written: at warning, the same way (a client may ask for one again and again)."""
         self.serializer: Serializer = get_serializer(self.config.serializer)
         self.fallback_serializer: Serializer = JsonSerializer()
         self.handshake_validators: list[tuple[str, HandshakeValidator]] = []

@@ -60,6 +60,7 @@ from transport.bounded import (
 )
 from transport.errors import ProtocolError, SerializationError
 from transport.jsonwire import WireJson
+from transport.message import MAX_ROUTE_LENGTH
 from transport.protobuf import is_message_class
 from transport.protos import pitaya_pb2 as pb
 from transport.serializers import MsgpackSerializer
@@ -553,6 +554,11 @@ def decode_push(data: bytes, *, uid_required: bool = True) -> UserPush:
     message = _parse(pb.Push, data)
     if not message.route or (uid_required and not message.uid):
         raise CodecError("protos.Push needs a uid and a route")
+    # A route no client message can carry (one length byte) must be refused here: found
+    # later, while framing the push, it raised out of the bridge (a traceback per message,
+    # and an acknowledged push never answered).
+    if len(message.route.encode("utf-8", "surrogatepass")) > MAX_ROUTE_LENGTH:
+        raise CodecError(f"protos.Push route is longer than {MAX_ROUTE_LENGTH} bytes")
     return UserPush(message.uid, message.route, message.data)
 
 

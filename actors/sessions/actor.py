@@ -572,14 +572,14 @@ class SessionActor(Actor):
         except PacketTooLarge as exc:
             if error:
                 raise  # error bodies are cut to size (actors.payload): a bug of ours
-            self._oversized(f"the answer to request {message_id}", exc)
+            self._unwritable(f"the answer to request {message_id}", exc)
             refused = AnswerTooLarge(exc.length, exc.limit)
             app = self.app
             data = encode_error(refused, app.serializer, app.fallback_serializer)
             self._write_response(message_id, data, error=True)
 
-    def _oversized(self, what: str, exc: PacketTooLarge) -> None:
-        self.app.oversized_answers.log(
+    def _unwritable(self, what: str, exc: ProtocolError) -> None:
+        self.app.unwritable.log(
             self.clock(),
             self.log,
             logging.WARNING,
@@ -592,8 +592,8 @@ class SessionActor(Actor):
     def on_push_to_client(self, msg: PushToClient) -> None:
         try:
             self._write(Message(MessageType.PUSH, route=msg.route, data=msg.payload))
-        except PacketTooLarge as exc:
-            self._oversized(f"push {msg.route!r}", exc)
+        except ProtocolError as exc:  # too large, or a route no message can carry
+            self._unwritable(f"push {msg.route[:64]!r}", exc)
 
     def on_send_frame(self, msg: SendFrame) -> None:
         if self.proto.state is ServerState.WORKING:

@@ -126,8 +126,8 @@ class SessionHost(Protocol):
         ...
 
     @property
-    def oversized_answers(self) -> Throttle:
-        """How often an answer or push too large for a packet is logged at warning."""
+    def unwritable(self) -> Throttle:
+        """How often an answer or push no packet can carry is logged at warning."""
         ...
 
     @property

@@ -1,10 +1,11 @@
-"""Answers and pushes too large for a packet (a 24-bit length: 16 MiB).
+"""Answers and pushes no packet can carry (a 24-bit length: 16 MiB; a route: 255 bytes).
 
 Found in review: a handler whose answer serialized past 16 MiB made the session actor raise
 while writing it (an ERROR traceback each time); the request was never answered and, when
 the answer came from an awaiting handler, every later message of that client waited behind
-it for ever. A push as large raised the same way. The client now gets ``PIT-500`` saying
-why, the push is dropped, one warning line per 10 s says so, and the session goes on.
+it for ever. A push as large, or on a route over 255 bytes, raised the same way. The client
+now gets ``PIT-500`` saying why, the push is dropped, one warning line per 10 s says so, and
+the session goes on.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class Large(Handler):
         return "x" * body
 
     @handler
-    def push(self, session: Session, body: int) -> dict[str, int]:
-        session.push("onLarge", "y" * body)
-        return {"pushed": body}
+    def push(self, session: Session, body: dict[str, Any]) -> dict[str, int]:
+        session.push(body["route"], "y" * body["size"])
+        return {"pushed": body["size"]}
 
 
 def make_app(**options: Any) -> App:
@@ -73,18 +74,22 @@ async def test_an_answer_too_large_for_a_packet_is_a_pit_500_and_the_next_reques
     assert errors == []
 
 
-async def test_a_push_too_large_for_a_packet_is_dropped_and_said_once(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize(
+    ("route", "size", "reason"),
+    [("onLarge", TOO_LARGE, "exceeds the limit"), ("r" * 300, 1, "route of 300 bytes")],
+)
+async def test_a_push_no_packet_can_carry_is_dropped_and_said_once(
+    route: str, size: int, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     async with serve(make_app()) as server:
         client = await server.connect()
         for _ in range(3):
-            assert await client.request("large.push", TOO_LARGE, timeout=10) == {
-                "pushed": TOO_LARGE
-            }
+            body = {"route": route, "size": size}
+            assert await client.request("large.push", body, timeout=10) == {"pushed": size}
         assert await client.request("echo.echo", "still here", timeout=10) == "still here"
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     warned = [r for r in caplog.records if "was not written" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
-    assert "push 'onLarge'" in warned[0].getMessage()
+    assert f"push {route[:64]!r}" in warned[0].getMessage()
+    assert reason in warned[0].getMessage()
