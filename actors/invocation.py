@@ -273,11 +273,7 @@ def _answer(
     if result is None:
         # Pitaya's rule: a request must be answered with something. The client's error does
         # not say which code forgot to; this line does (as a failing handler's does).
-        failures.log.warning(
-            "handler %s returned None to a request: answered PIT-000 'reply must not be "
-            "null' (return a value, or annotate it -> None to make the route notify-only)",
-            name,
-        )
+        failures.null_reply(name)
         done(None, PitayaError("PIT-000", "reply must not be null", {"route": name}))
         return
     try:
@@ -306,7 +302,7 @@ def _internal(
     if isinstance(exc, SessionClosed):
         # The client left while its handler awaited (a bind, say): nobody to answer, and
         # no fault of the code's.
-        failures.log.info("handler %s stopped: %s", route, exc)
+        failures.stopped(route, exc)
     else:
         failures.failed(route, exc, session)
     error = InternalError(str(exc) or type(exc).__name__)
@@ -323,20 +319,44 @@ class FailureLog:
     __slots__ = ("_kinds", "log")
 
     MAX_KINDS = 4096
-    """(route, exception class) pairs followed at once: a bound, not a limit."""
+    """(route, exception class; None: a null reply) pairs followed at once: a bound, not a
+    limit."""
 
     def __init__(self, log: ServerLog) -> None:
         self.log = log
-        self._kinds: dict[tuple[str, type], Throttle] = {}
+        self._kinds: dict[tuple[str, type | None], Throttle] = {}
 
-    def failed(self, route: str, exc: BaseException, session: Session | None) -> None:
-        kind = (route, type(exc))
-        throttle = self._kinds.get(kind)
+    def _throttle(self, route: str, kind: type | None) -> Throttle:
+        key = (route, kind)
+        throttle = self._kinds.get(key)
         if throttle is None:
             if len(self._kinds) >= self.MAX_KINDS:
                 self._kinds.clear()
-            throttle = self._kinds[kind] = Throttle()
-        more = throttle.allow(time.monotonic())
+            throttle = self._kinds[key] = Throttle()
+        return throttle
+
+    def null_reply(self, route: str) -> None:
+        """A handler returned None to a request (answered ``PIT-000``): at warning, for one
+        route at most once per 10 s (a client chooses the body that makes it: ``echo.echo``
+        given ``null``, each request a line otherwise)."""
+        self._throttle(route, None).log(
+            time.monotonic(),
+            self.log,
+            logging.WARNING,
+            "handler %s returned None to a request: answered PIT-000 'reply must not be "
+            "null' (return a value, or annotate it -> None to make the route notify-only)",
+            route,
+        )
+
+    def stopped(self, route: str, exc: SessionClosed) -> None:
+        """A handler stopped because its client left: at info, the same way (a client may
+        leave in the middle of every request it sends)."""
+        self._throttle(route, SessionClosed).log(
+            time.monotonic(), self.log, logging.INFO, "handler %s stopped: %s", route, exc
+        )
+
+    def failed(self, route: str, exc: BaseException, session: Session | None) -> None:
+        more = self._throttle(route, type(exc)).allow(time.monotonic())
         log = self.log if session is None else self.log.session(session.id)
         who = "" if session is None else f" (session {session.id}, uid {session.uid})"
         if more is None:

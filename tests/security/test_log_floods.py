@@ -1,0 +1,77 @@
+"""Lines a client can make the server log, one per message it sends.
+
+Found in review: ``echo.echo`` given ``null`` (or an empty body) returns None, answered
+``PIT-000``, and each such request wrote a warning line; a client leaving while its handler
+awaited wrote an info line each time. Both are now told once per 10 s per route (with how
+many were not), each one at debug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from actors.app import App
+from actors.handler import Handler, handler
+from actors.session import Session
+from actors.testing import serve
+from samples.echo.server import Echo, build_app
+from tests.reliability.support import until
+
+
+def lines(caplog: pytest.LogCaptureFixture, text: str, level: int) -> int:
+    return len([r for r in caplog.records if text in r.getMessage() and r.levelno == level])
+
+
+async def test_null_replies_a_client_asks_for_are_logged_once_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.invocation")
+    async with serve(build_app(tcp_port=0, ws_port=0)) as server:
+        client = await server.connect()
+        for body in (b"null", b"") * 25:
+            answer = await client.request_raw("echo.echo", body)
+            assert answer.error and b"PIT-000" in answer.data
+    assert lines(caplog, "returned None", logging.WARNING) == 1
+    assert lines(caplog, "returned None", logging.DEBUG) == 49
+
+
+class Leaving(Handler):
+    """``leaving.wait``: awaits ``release``, then registers a close callback (which raises
+    ``SessionClosed`` once the client left)."""
+
+    service = "leaving"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    @handler
+    async def wait(self, session: Session) -> dict[str, str]:
+        self.waiting += 1
+        await self.release.wait()
+        session.on_close(lambda s: None)
+        return {"ok": "yes"}
+
+
+async def test_handlers_stopped_by_clients_leaving_are_logged_once_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.invocation")
+    app = App(server_type="leave")
+    app.register(Echo)
+    app.register(Leaving)
+    async with serve(app) as server:
+        actor = app.handler_instance("leaving")
+        assert isinstance(actor, Leaving)
+        for left in range(1, 21):
+            client = await server.connect()
+            await client.notify("leaving.wait", {})
+            await until(lambda left=left: actor.waiting == left)
+            await client.close()
+            await until(lambda: len(app.sessions) == 0)
+        actor.release.set()
+        await until(lambda: lines(caplog, "stopped", logging.DEBUG) == 19)
+        assert lines(caplog, "stopped", logging.INFO) == 1
