@@ -113,11 +113,12 @@ class InternalError(PitayaError):
 
 
 class AnswerTooLarge(InternalError):
-    """``PIT-500``: a handler's answer does not fit a packet (24-bit length: 16 MiB); the
-    client is told so instead of never hearing back."""
+    """``PIT-500``: a handler's answer does not fit what carries it (a packet's 24-bit
+    length, 16 MiB; NATS's max payload, 1 MiB by default); the caller is told so instead of
+    never hearing back."""
 
-    def __init__(self, length: int, limit: int) -> None:
-        super().__init__(f"answer of {length} bytes exceeds the packet limit of {limit} bytes")
+    def __init__(self, length: int, limit: int, what: str = "the packet limit") -> None:
+        super().__init__(f"answer of {length} bytes exceeds {what} of {limit} bytes")
         self.length = length
         self.limit = limit
 

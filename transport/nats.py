@@ -188,6 +188,8 @@ class NatsPipe:
         self._unanswerable = Throttle()
         """Messages whose reply subject is not UTF-8 (a peer may name any bytes, and the
         server relays them): dropped, logged once per 10 s."""
+        self._unsent_answers = Throttle()
+        """Answers nats-py refused (too large, its buffer full): logged once per 10 s."""
         self.on_closed: Callable[[str], None] | None = None
         """Called, with the cause, when the connection is closed for good without
         :meth:`close` (nats-py gives up on a connection the server sent an error on: it
@@ -198,6 +200,13 @@ class NatsPipe:
     @property
     def connected(self) -> bool:
         return self.nc is not None and self.nc.is_connected
+
+    @property
+    def max_payload(self) -> int | None:
+        """The largest payload the server takes (from its INFO), None before a connection:
+        a larger one is refused by nats-py (``MaxPayloadError``), never sent."""
+        nc = self.nc
+        return None if nc is None else nc.max_payload
 
     async def connect(self) -> None:
         """Connect (reconnecting forever afterwards); NatsUnreachable if the first connection
@@ -328,7 +337,10 @@ class NatsPipe:
         try:
             self._put(nc, subject, payload, "", delivered=True)
         except nats.errors.Error as exc:
-            self.log.warning("answer to %s failed: %s", subject, exc)
+            # A peer can ask again and again: once per 10 s, each at debug.
+            self._unsent_answers.log(
+                time.monotonic(), self.log, logging.WARNING, "answer to %s failed: %s", subject, exc
+            )
 
     def _put(
         self,

@@ -22,10 +22,12 @@ while NATS is down fail at once with ``PIT-500``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from actors.cluster.codec import encode_error
 from actors.cluster.rpc import (
     KICK,
     PUSH,
@@ -38,8 +40,8 @@ from actors.cluster.rpc import (
     UserSubjects,
 )
 from actors.cluster.subjects import bindings_subject, server_subject, uid_problem, user_subject
-from actors.errors import InternalError, RpcTimeout
-from actors.logs import ServerLog
+from actors.errors import AnswerTooLarge, InternalError, RpcTimeout
+from actors.logs import ServerLog, Throttle
 from transport.nats import (
     NatsDown,
     NatsError,
@@ -93,6 +95,9 @@ class NatsRpc:
         """This server, once :meth:`start` was called."""
         self._deliver: DeliverInbound | None = None
         self._watching_binds = False
+        self._oversized = Throttle()
+        """Answers too large for NATS (:meth:`_answer`): logged once per 10 s."""
+        self.log = ServerLog(log, name)
 
     @property
     def connected(self) -> bool:
@@ -184,7 +189,24 @@ class NatsRpc:
 
     def _inbound(self, data: bytes, reply: str | None) -> None:
         if self._deliver is not None:
-            self._deliver(REQUEST, data, partial(self.pipe.answer_to, reply) if reply else None)
+            self._deliver(REQUEST, data, partial(self._answer, reply) if reply else None)
+
+    def _answer(self, reply: str, answer: bytes) -> None:
+        """Send ``answer`` to a request; one larger than NATS takes is answered ``PIT-500``
+        saying so: nats-py refuses to send it, and the caller waited for its timeout (a
+        ``PIT-408`` that said nothing of why) while a warning was logged each time."""
+        limit = self.pipe.max_payload
+        if limit is not None and len(answer) > limit:
+            self._oversized.log(
+                time.monotonic(),
+                self.log,
+                logging.WARNING,
+                "an answer of %d bytes exceeds NATS's max payload (%d): answered PIT-500",
+                len(answer),
+                limit,
+            )
+            answer = encode_error(AnswerTooLarge(len(answer), limit, "NATS's max payload"))
+        self.pipe.answer_to(reply, answer)
 
     def _user_push(self, data: bytes, reply: str | None) -> None:
         if self._deliver is not None:

@@ -47,6 +47,7 @@ class Pipe:
         self.answer = b"answer"
         self.error: Exception | None = None
         self.flush_error: Exception | None = None
+        self.max_payload: int | None = 1024 * 1024
 
     async def connect(self) -> None:
         if self.error is not None:
