@@ -41,6 +41,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
@@ -57,6 +58,20 @@ from transport.stats import AcceptorStats
 __all__ = ["HttpHandler", "HttpResponse", "WebSocketAcceptor", "WebSocketConnection"]
 
 logger = logging.getLogger(__name__)
+
+
+class _OneStepDown(logging.LoggerAdapter[logging.Logger]):
+    """websockets' own lines, its info lines at debug: it says "connection open" and "HTTP
+    response sent" at info for every peer, with no server id and no bound, while what a
+    peer does is logged here once per 10 s (:meth:`WebSocketConnection._tell`); a loop of
+    connections wrote a line each."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
+
+
+_PROTOCOL_LOG = _OneStepDown(logging.getLogger("websockets.server"))
+"""The logger every connection's state machine writes to (one, shared)."""
 
 
 MIN_FRAGMENT_AVERAGE = 512
@@ -125,7 +140,7 @@ class WebSocketConnection(BufferedConnection):
         self._partial_budget = partial_budget
         self._partial: PartialHold | None = None
         """What this peer holds of ``partial_budget``: its unfinished frame and message."""
-        self._ws = ServerProtocol(max_size=max_frame_size)
+        self._ws = ServerProtocol(max_size=max_frame_size, logger=_PROTOCOL_LOG)
         self._http_handler = http_handler
         self._fragments: bytearray | None = None
         """The message being reassembled (None between messages)."""

@@ -3,7 +3,9 @@
 Found in review: ``echo.echo`` given ``null`` (or an empty body) returns None, answered
 ``PIT-000``, and each such request wrote a warning line; a client leaving while its handler
 awaited wrote an info line each time. Both are now told once per 10 s per route (with how
-many were not), each one at debug.
+many were not), each one at debug. The WebSocket library itself wrote an info line for every
+upgrade and every plain HTTP answer (no server id, no bound): those are at debug now, and
+the acceptor's own throttled line tells what peers do.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from actors.app import App
 from actors.handler import Handler, handler
 from actors.session import Session
 from actors.testing import serve
+from samples.chat.room import build_app as chat_app
 from samples.echo.server import Echo, build_app
 from tests.reliability.support import until
 
@@ -75,3 +78,23 @@ async def test_handlers_stopped_by_clients_leaving_are_logged_once_per_10_s(
         actor.release.set()
         await until(lambda: lines(caplog, "stopped", logging.DEBUG) == 19)
         assert lines(caplog, "stopped", logging.INFO) == 1
+
+
+async def test_websocket_connections_and_pages_write_no_line_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="websockets")
+    async with serve(chat_app(tcp_port=0, ws_port=0)) as server:
+        for _ in range(3):
+            client = await server.connect(websocket=True)
+            await client.close()
+        host, port = server.app.address("ws")
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 404")
+            writer.close()
+    mine = [r for r in caplog.records if r.name.startswith("websockets")]
+    assert [r for r in mine if r.levelno >= logging.INFO] == []
+    assert lines(caplog, "connection open", logging.DEBUG) == 3
+    assert lines(caplog, "HTTP response sent (404 Not Found)", logging.DEBUG) == 3
