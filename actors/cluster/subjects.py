@@ -39,3 +39,16 @@ def uid_problem(uid: str) -> str | None:
         if part in ("*", ">"):
             return f"it has {part!r} as a dot-separated part (a NATS wildcard)"
     return None
+
+
+def frontend_problem(server_type: str, server_id: str) -> str | None:
+    """Why a frontend that only a peer's request names (its ``frontendID`` and the session's
+    frontend type, before discovery lists it) cannot be sent to (None: it can). Its subject
+    is made of them: a forged id of 5,000 characters made a backend send a command line NATS
+    refuses, which ended the backend's connection for good, and the backend stopped. The
+    rules are a uid's (:func:`uid_problem`)."""
+    for what, text in (("type", server_type), ("id", server_id)):
+        problem = uid_problem(text)
+        if problem is not None:
+            return f"its {what} cannot be in a subject: {problem}"
+    return None

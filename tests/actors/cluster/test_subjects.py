@@ -7,6 +7,7 @@ import pytest
 from actors.cluster.subjects import (
     MAX_UID_BYTES,
     bindings_subject,
+    frontend_problem,
     server_subject,
     uid_problem,
     user_subject,
@@ -51,3 +52,16 @@ def test_the_subjects_are_spelled_as_go_pitaya_spells_them() -> None:
     assert user_subject("connector", "ann", "push") == "pitaya/connector/user/ann/push"
     assert user_subject("connector", "ann", "kick") == "pitaya/connector/user/ann/kick"
     assert bindings_subject("connector") == "pitaya/connector/bindings"
+
+
+def test_a_frontend_named_only_by_a_request_must_make_a_valid_subject() -> None:
+    assert frontend_problem("connector", "c-1") is None
+    assert frontend_problem("connector", "3f2b9c1e-7a51-4a8e-9d7e-8c2f0b3f4a11") is None
+    assert frontend_problem("connector", "A" * 5000) == (
+        f"its id cannot be in a subject: longer than {MAX_UID_BYTES} bytes"
+    )
+    assert frontend_problem("con nector", "c-1") == (
+        "its type cannot be in a subject: it holds whitespace or control characters"
+    )
+    assert frontend_problem("connector", "") is not None
+    assert frontend_problem("connector", ">") is not None
