@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from actors.actor import Actor
 from actors.cluster.groups import EtcdGroupService, PushToUsers
+from actors.cluster.subjects import server_problem
 from actors.errors import ActorError
 from actors.logs import ServerLog
 from transport.etcd import (
@@ -563,6 +564,10 @@ def _parse(key: str, value: bytes) -> ServerInfo | None:
         if not key.endswith(f"/{server.type}/{server.id}"):
             # An entry under another server's key would replace that server in every table.
             raise ValueError(f"it names server {server.type}/{server.id}, not its key's")
+        problem = server_problem(server.type, server.id)
+        if problem is not None:
+            # Sending to it would end the sender's NATS connection, or fail every time.
+            raise ValueError(problem)
         return server
     except Exception as exc:  # ValueError, TypeError, AttributeError, RecursionError, ...
         if key not in _warned_keys:

@@ -58,7 +58,7 @@ from actors.cluster.control import (
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
-from actors.cluster.subjects import frontend_problem
+from actors.cluster.subjects import server_problem
 from actors.errors import BadRequest, InternalError, PitayaError, RpcTimeout, detached
 from actors.logs import ServerLog
 from actors.metrics.rpc import observe_rpc
@@ -399,7 +399,7 @@ class Outbound:
         reachable."""
         server = self.discovery.server(frontend_id)
         if server is None and frontend_type:
-            if frontend_problem(frontend_type, frontend_id) is not None:
+            if server_problem(frontend_type, frontend_id) is not None:
                 return None  # named by a request only, and no subject can carry it
             metadata = {EXTRAS_KEY: EXTRAS_VERSION} if extras else {}
             server = ServerInfo(

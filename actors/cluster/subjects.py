@@ -41,11 +41,11 @@ def uid_problem(uid: str) -> str | None:
     return None
 
 
-def frontend_problem(server_type: str, server_id: str) -> str | None:
-    """Why a frontend that only a peer's request names (its ``frontendID`` and the session's
-    frontend type, before discovery lists it) cannot be sent to (None: it can). Its subject
-    is made of them: a forged id of 5,000 characters made a backend send a command line NATS
-    refuses, which ended the backend's connection for good, and the backend stopped. The
+def server_problem(server_type: str, server_id: str) -> str | None:
+    """Why a server cannot be sent to over NATS (None: it can): its subject is made of its
+    type and id, which come from peers (an entry in etcd; a request naming its frontend,
+    before discovery lists it). A type or id of 5,000 characters made a server send a command
+    line NATS refuses, which ended that server's connection for good, and it stopped. The
     rules are a uid's (:func:`uid_problem`)."""
     for what, text in (("type", server_type), ("id", server_id)):
         problem = uid_problem(text)

@@ -7,7 +7,7 @@ import pytest
 from actors.cluster.subjects import (
     MAX_UID_BYTES,
     bindings_subject,
-    frontend_problem,
+    server_problem,
     server_subject,
     uid_problem,
     user_subject,
@@ -55,13 +55,13 @@ def test_the_subjects_are_spelled_as_go_pitaya_spells_them() -> None:
 
 
 def test_a_frontend_named_only_by_a_request_must_make_a_valid_subject() -> None:
-    assert frontend_problem("connector", "c-1") is None
-    assert frontend_problem("connector", "3f2b9c1e-7a51-4a8e-9d7e-8c2f0b3f4a11") is None
-    assert frontend_problem("connector", "A" * 5000) == (
+    assert server_problem("connector", "c-1") is None
+    assert server_problem("connector", "3f2b9c1e-7a51-4a8e-9d7e-8c2f0b3f4a11") is None
+    assert server_problem("connector", "A" * 5000) == (
         f"its id cannot be in a subject: longer than {MAX_UID_BYTES} bytes"
     )
-    assert frontend_problem("con nector", "c-1") == (
+    assert server_problem("con nector", "c-1") == (
         "its type cannot be in a subject: it holds whitespace or control characters"
     )
-    assert frontend_problem("connector", "") is not None
-    assert frontend_problem("connector", ">") is not None
+    assert server_problem("connector", "") is not None
+    assert server_problem("connector", ">") is not None
