@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,7 @@ from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
 from actors.cluster.subjects import server_problem
 from actors.errors import BadRequest, InternalError, PitayaError, RpcTimeout, detached
-from actors.logs import ServerLog
+from actors.logs import ServerLog, Throttle
 from actors.metrics.rpc import observe_rpc
 from actors.payload import Decoder, decoder_for, encode_result
 from transport import goduration
@@ -78,6 +79,9 @@ if TYPE_CHECKING:
     from actors.tracing import Tracing
 
 log = logging.getLogger(__name__)
+
+MAX_LOGGED_ID = 100
+"""Characters of a server id a log line shows (one a request names may be any length)."""
 
 StartCall = Callable[["ServerInfo", bytes, float, "Reply"], None]
 """``start_call(server, request, timeout, reply)`` of an RPC client that has one."""
@@ -131,6 +135,8 @@ class Outbound:
         straight too, so they keep their place among the calls. While it is down it answers
         a call at once with ``ClusterUnavailable`` itself."""
         self._past_cap_told = False
+        self._dropped_controls = Throttle()
+        """Controls for a session's frontend that cannot reach it: logged once per 10 s."""
 
     @property
     def ordered(self) -> bool:
@@ -458,7 +464,16 @@ class Outbound:
         """A control to a frontend expecting no answer (logged and dropped if unknown)."""
         server = self._frontend(frontend_id, frontend_type, extras)
         if server is None:
-            self.log.warning("frontend %s unknown; dropping %s", frontend_id, control.route)
+            # The id comes from a request, which any peer on NATS may forge: cut, and once
+            # per 10 s (a handler pushing to its session would write a line per request).
+            self._dropped_controls.log(
+                time.monotonic(),
+                self.log,
+                logging.WARNING,
+                "frontend %r unknown; dropping %s",
+                frontend_id[:MAX_LOGGED_ID],
+                control.route,
+            )
             return
         if isinstance(control, SessionPush | SessionKick | SessionEvent) and not has_extras(
             server.metadata
@@ -494,11 +509,14 @@ class Outbound:
             return
         uid = control.uid
         if not uid:
-            self.log.warning(
+            self._dropped_controls.log(
+                time.monotonic(),
+                self.log,
+                logging.WARNING,
                 "%s to session %d on %s dropped: a Go frontend reaches only bound sessions",
                 control.route,
                 control.sid,
-                server.id,
+                server.id[:MAX_LOGGED_ID],
             )
             return
         if isinstance(control, SessionKick):

@@ -582,7 +582,7 @@ async def test_a_control_to_an_unknown_frontend_without_its_type_is_dropped_and_
     out.frontend_notify("c-9", SessionKick(7, "ann", "bye"))
     assert wire.notified == [] and wire.sent == []
     assert [r.getMessage() for r in caplog.records] == [
-        "[c-1] frontend c-9 unknown; dropping pysys.kick"
+        "[c-1] frontend 'c-9' unknown; dropping pysys.kick"
     ]
 
 
