@@ -52,6 +52,7 @@ from actors.tracing import end_span
 from actors.turns import COMPRESSED_ESTIMATE, SMALL_BODY, turns_for
 from transport.acceptor import Connection
 from transport.connection import (
+    MAX_KICK_REASON,
     HandshakeAcked,
     HandshakeReceived,
     HeartbeatReceived,
@@ -611,7 +612,8 @@ class SessionActor(Actor):
             logging.INFO,
             "session %s kicked%s",
             self.session.id,
-            f": {msg.reason}" if msg.reason else "",
+            # As the client is told it: a reason may come from a peer on NATS (sys.kick).
+            f": {msg.reason[:MAX_KICK_REASON]}" if msg.reason else "",
         )
         if self.proto.state is not ServerState.CLOSED:
             self.conn.write(self.proto.kick(msg.reason))

@@ -98,3 +98,30 @@ async def test_websocket_connections_and_pages_write_no_line_each(
     assert [r for r in mine if r.levelno >= logging.INFO] == []
     assert lines(caplog, "connection open", logging.DEBUG) == 3
     assert lines(caplog, "HTTP response sent (404 Not Found)", logging.DEBUG) == 3
+
+
+class Kicker(Handler):
+    """``kicker.out``: kicks the caller with the reason it sends (as a peer on NATS may, with
+    ``sys.kick``)."""
+
+    service = "kicker"
+
+    @handler
+    def out(self, session: Session, body: str) -> dict[str, str]:
+        session.kick(body)
+        return {"kicked": "yes"}
+
+
+async def test_a_kick_s_reason_is_logged_as_the_client_is_told_it_cut(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.sessions.actor")
+    app = App(server_type="kick")
+    app.register(Kicker)
+    async with serve(app) as server:
+        client = await server.connect()
+        await client.notify("kicker.out", "r" * 100_000)
+        await until(lambda: len(app.sessions) == 0)
+    kicked = [r.getMessage() for r in caplog.records if "kicked" in r.getMessage()]
+    assert len(kicked) == 1
+    assert "r" * 1024 in kicked[0] and len(kicked[0]) < 1200
