@@ -14,6 +14,7 @@ Or inside a running loop (tests, embedding): ``async with app: ...``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import ssl
 import sys
@@ -481,7 +482,19 @@ class App:
         self._parts.dictionary = RouteDictionary(routes)
 
     def add_handshake_validator(self, name: str, validator: HandshakeValidator) -> None:
-        """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400)."""
+        """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400).
+
+        A validator is synchronous: it runs in the session's turn, as Pitaya's do. An
+        ``async def`` one is refused here with a ``TypeError``: called, it would only make a
+        coroutine, never run, and every handshake would pass (one that returns an awaitable
+        all the same refuses every handshake). Check what needs the network in a handler
+        (a login route) instead.
+        """
+        if inspect.iscoroutinefunction(validator):
+            raise TypeError(
+                f"handshake validator {name!r} is a coroutine function: validators must be "
+                "synchronous (it would never run, and every handshake would pass)"
+            )
         self.handshake_validators.append((name, validator))
 
     def add_metrics_reporter(self, reporter: Reporter) -> None:

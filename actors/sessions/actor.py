@@ -18,6 +18,7 @@ sending bodies costly to decode cannot keep the others waiting.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import time
 from collections import deque
@@ -204,7 +205,11 @@ class SessionActor(Actor):
         self.session.handshake = event.request
         for name, validator in app.handshake_validators:
             try:
-                validator(event.request)
+                if inspect.isawaitable(outcome := validator(event.request)):
+                    # Never awaited here: what it checks would not be checked (fail closed).
+                    if inspect.iscoroutine(outcome):
+                        outcome.close()
+                    raise TypeError(f"handshake validator {name} is not synchronous")
             except Exception as exc:
                 self._peer_fault(
                     "session %s: handshake validator %s refused: %s",
