@@ -185,6 +185,12 @@ class Session:
     def get_bool(self, key: str, default: bool = False) -> bool:
         return self.get_typed(key, bool, default)
 
+    async def push_to_front(self) -> None:
+        """Send ``data`` to the client's frontend (Pitaya's ``PushToFront``). A backend's copy
+        of a session sends it (``actors.cluster.backend_session``); this session is the
+        frontend's own, so its data is there already and nothing is sent. One handler thus
+        calls it whether it serves as a backend, standalone, or in a test."""
+
     # -- talking to the client -------------------------------------------------------------
 
     def push(self, route: str, body: Any) -> None:

@@ -284,7 +284,8 @@ class TestSession(Session):
     ``kicked`` and ``kick_reason``. ``await session.bind(uid)`` runs the bind callbacks of
     ``registry`` (a fresh :class:`SessionRegistry` unless given; share one between sessions
     to look them up by uid); ``uid=`` makes a session that arrives already bound, as a
-    backend sees it (no callback runs; the registry finds it by that uid).
+    backend sees it (no callback runs; the registry finds it by that uid);
+    ``await session.push_to_front()`` is recorded in ``pushed_to_front``.
     :meth:`disconnect` plays the client going away (its close callbacks run); a kick closes
     the session too, as a server does once it sent the kick packet (its close callbacks run
     in a task: ``await session.disconnect()`` to have them done)::
@@ -295,7 +296,7 @@ class TestSession(Session):
     """
 
     __test__ = False  # not a pytest test class
-    __slots__ = ("_closing", "_recorder", "registry")
+    __slots__ = ("_closing", "_recorder", "pushed_to_front", "registry")
 
     def __init__(
         self,
@@ -317,6 +318,8 @@ class TestSession(Session):
         self._recorder = recorder
         self._closing: asyncio.Task[None] | None = None
         """The close a kick started (a server closes a kicked session's connection)."""
+        self.pushed_to_front: list[dict[str, Any]] = []
+        """``data`` as each :meth:`push_to_front` sent it, oldest first."""
         self.data.update(data or {})
         self.uid = uid
         self.registry.add(self)  # and by its uid, if it comes bound
@@ -334,6 +337,11 @@ class TestSession(Session):
     def kick_reason(self) -> str | None:
         """The reason of the first kick, None if not kicked."""
         return self._recorder.kicks[0] if self._recorder.kicks else None
+
+    async def push_to_front(self) -> None:
+        """Recorded in :attr:`pushed_to_front`, as a backend session would send it: a
+        backend handler's test checks what reached the frontend."""
+        self.pushed_to_front.append(dict(self.data))
 
     def kick(self, reason: str = "") -> None:
         """Recorded (``kicked``, ``kick_reason``); then the session closes, as on a server:

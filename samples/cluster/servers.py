@@ -90,7 +90,7 @@ class Room(Handler):
         uid = f"{getattr(session, 'frontend_id', '')}:{session.id}"
         await session.bind(uid)  # binds on the frontend, across NATS
         session.set("name", name)
-        await session.push_to_front()  # type: ignore[attr-defined]
+        await session.push_to_front()
         await self._add_member(uid)
         try:
             members = await chat_room(self).ask(Join(uid, name))

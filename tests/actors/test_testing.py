@@ -440,6 +440,42 @@ async def test_a_test_session_is_a_session() -> None:
     assert session.ref.alive
 
 
+class Seats(Handler):
+    """A handler written for a backend: it writes the session's data back to the frontend."""
+
+    service = "seats"
+
+    @handler
+    async def sit(self, session: Session, body: dict[str, int]) -> dict[str, int]:
+        session.set("seat", body["seat"])
+        await session.push_to_front()
+        return {"seat": body["seat"]}
+
+    @handler
+    def seat(self, session: Session) -> dict[str, Any]:
+        return {"seat": session.get("seat")}
+
+
+async def test_a_backend_handler_pushes_its_data_to_front_from_a_test_session() -> None:
+    """A backend handler's push_to_front failed with AttributeError on a TestSession (and on
+    any session but a backend's): its data is recorded as it reached the frontend."""
+    async with ActorSystem() as system:
+        seats = system.spawn(Seats)
+        session = TestSession(1, uid="ann")
+        assert await seats.ask(Call("sit", session, {"seat": 2})) == {"seat": 2}
+        assert session.pushed_to_front == [{"seat": 2}]
+
+
+async def test_a_handler_that_pushes_to_front_serves_standalone_too() -> None:
+    """On the frontend (a standalone server) the session's data is the frontend's already:
+    push_to_front sends nothing, and the route works as it does behind a frontend."""
+    app = App(server_type="game")
+    app.register(Seats)
+    async with TestClient(app) as client:
+        assert await client.request("seats.sit", {"seat": 3}) == {"seat": 3}
+        assert await client.request("seats.seat") == {"seat": 3}
+
+
 # -- serve(): real sockets ----------------------------------------------------------------
 
 
