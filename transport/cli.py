@@ -316,7 +316,8 @@ class Cli:
             self._push_arrived.set()
         self._push_arrived.set()  # wake ``wait``, which then sees the closed client
         if self._client is client:  # not closed by us
-            self.print(f"disconnected: {client.close_reason}")
+            why = f" ({client.kick_reason})" if client.kick_reason else ""
+            self.print(f"disconnected: {client.close_reason}{why}")
 
 
 class _UsageError(Exception):

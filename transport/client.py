@@ -105,6 +105,7 @@ class Client:
         self._close_reason = "connection closed"
         self._close_cause: BaseException | None = None
         self._kicked = False
+        self._kick_reason: str | None = None
         self._heartbeats_received = 0
         self._last_received = asyncio.get_running_loop().time()
         self._response: HandshakeResponse | None = None
@@ -235,6 +236,12 @@ class Client:
     def kicked(self) -> bool:
         """True once the server sent a KICK packet."""
         return self._kicked
+
+    @property
+    def kick_reason(self) -> str | None:
+        """The reason the server's kick gave (``session.kick("cheating")``: ``"cheating"``;
+        ``""`` when it gave none, as Go Pitaya's kicks); None if not kicked."""
+        return self._kick_reason
 
     @property
     def handshake_response(self) -> HandshakeResponse:
@@ -464,3 +471,4 @@ class Client:
             self._heartbeats_received += 1
         elif isinstance(event, KickReceived):
             self._kicked = True
+            self._kick_reason = event.reason

@@ -121,7 +121,11 @@ class HandshakeResponseReceived:
 
 @dataclass(frozen=True, slots=True)
 class KickReceived:
-    """Client side: the server kicked us; the connection is closed."""
+    """Client side: the server kicked us; the connection is closed. ``reason``: what the
+    kick's body says (``{"reason": ...}``, as our servers and pomelo's send it); empty when
+    the body has none (Go Pitaya sends an empty body)."""
+
+    reason: str = ""
 
 
 Event: TypeAlias = (
@@ -138,7 +142,17 @@ _ACKED = HandshakeAcked()
 _HEARTBEAT = HeartbeatReceived()
 MAX_KICK_REASON = 1024
 """Characters of a kick's reason sent to the client (the rest is cut)."""
-_KICKED = KickReceived()
+
+
+def kick_reason(body: bytes) -> str:
+    """The reason a kick's body carries, ``""`` if none. Never raises: the body is a courtesy
+    (Go Pitaya's is empty), and a kick ends the connection whatever it holds."""
+    try:
+        decoded = json.loads(body) if body else None
+    except ValueError:  # not JSON, or not UTF-8
+        return ""
+    reason = decoded.get("reason") if isinstance(decoded, dict) else None
+    return reason[:MAX_KICK_REASON] if isinstance(reason, str) else ""
 
 
 class ServerState(Enum):
@@ -453,7 +467,7 @@ class ClientConnection:
             for kind, body in self._decoder.feed_raw(data):
                 event = self._handle(kind, body)
                 events.append(event)
-                if event is _KICKED or (
+                if isinstance(event, KickReceived) or (
                     isinstance(event, HandshakeResponseReceived) and not event.response.ok
                 ):
                     break  # the connection is over; nothing after a kick or rejection counts
@@ -478,7 +492,7 @@ class ClientConnection:
             return _HEARTBEAT
         if kind is PacketType.KICK:
             self._state = ClientState.CLOSED
-            return _KICKED
+            return KickReceived(kick_reason(body))
         if kind is PacketType.HANDSHAKE and state is ClientState.AWAITING_RESPONSE:
             response = decode_handshake_response(body)
             self._response = response

@@ -160,6 +160,7 @@ async def test_a_kick_closes_the_client() -> None:
         await client.wait_closed(TIMEOUT)
         assert client.kicked
         assert client.close_reason == "kicked by the server"
+        assert client.kick_reason == "bye"  # what the handler's session.kick("bye") said
         with pytest.raises(ConnectionClosed):
             await client.request("room.whoami")
 

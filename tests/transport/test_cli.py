@@ -131,7 +131,8 @@ async def test_a_server_that_goes_away_is_reported() -> None:
     assert not await cli.execute("exit")
     await cli.close()
     lines = out.getvalue().splitlines()
-    assert lines[-3].startswith("disconnected: ")  # the app kicks its clients as it stops
+    # The app kicks its clients as it stops, saying why.
+    assert lines[-3] == "disconnected: kicked by the server (server shutting down)"
     assert lines[-2] == "error: not connected"
     assert lines[-1] == 'error: not connected (use "connect <host:port>")'
 

@@ -251,6 +251,24 @@ def test_a_kick_carries_its_reason_as_pomelo_s_json(reason: str, body: bytes) ->
     assert client.receive_data(KICK_PACKET) == [KickReceived()]  # an empty one still reads
 
 
+@pytest.mark.parametrize("reason", ["cheating", "à+1", "\ud800", "x" * MAX_KICK_REASON])
+def test_the_client_reads_the_kick_s_reason(reason: str) -> None:
+    """The client dropped the reason the server sent: a kicked player could not be told
+    why (cheating, logged in elsewhere)."""
+    server, client = working_pair()
+    assert client.receive_data(server.kick(reason)) == [KickReceived(reason)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{}", b"not json", b"\xff\xfe", b"[1]", b'{"reason": 7}', b'"bye"', b"null"],
+)
+def test_a_kick_without_a_readable_reason_still_closes(body: bytes) -> None:
+    _, client = working_pair()
+    assert client.receive_data(encode_packet(PacketType.KICK, body)) == [KickReceived("")]
+    assert client.state is ClientState.CLOSED
+
+
 def test_a_kick_s_reason_is_cut_to_its_limit() -> None:
     server, _ = working_pair()
     kick = server.kick("x" * (MAX_KICK_REASON + 10))
