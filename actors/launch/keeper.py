@@ -116,6 +116,8 @@ class KeptServer:
         """When the first of the starts refused in a row because the server id was still
         held in discovery (exit status 75) ended; None when the last one was not refused."""
         self.started_at = 0.0
+        self.last_exit: int | None = None
+        """The exit status of its last process; None before any exited."""
         self.restart_at: float | None = None
         self.stop_requester: Any = None
         self.stop_deadline = 0.0
@@ -173,6 +175,7 @@ class KeptServer:
                 self._check_held_id_freed()
                 return None
             self.process = None
+            self.last_exit = returncode
             uptime = time.monotonic() - self.started_at
             if returncode == EXIT_ID_HELD and command.settings.should_restart(returncode):
                 return self._id_held(process.pid, uptime)
@@ -245,11 +248,17 @@ class KeptServer:
         return delay
 
     def begin_stop(self, requester: Any) -> ServerStopped | None:
-        """SIGTERM the process; its :class:`ServerStopped` now if it is not running."""
+        """SIGTERM the process; its :class:`ServerStopped` now if it is not running: a server
+        waiting to be started again reports the status its last process exited with (75
+        while its id is held, a crash's status in its backoff), one not to be restarted
+        None."""
+        waiting = self.restart_at is not None
         self.restart_at = None
         process = self.process
         if process is None or process.poll() is not None:
-            return self._finish(process.returncode if process is not None else None)
+            if process is not None:
+                return self._finish(process.returncode)
+            return self._finish(self.last_exit if waiting else None)
         log.info("stopping %s (pid %d)", self.command.name, process.pid)
         process.terminate()
         self.stop_requester = requester

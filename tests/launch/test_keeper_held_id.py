@@ -91,3 +91,19 @@ def test_a_server_that_runs_after_its_id_was_held_is_told_once(
 def test_a_held_id_follows_the_restart_policy() -> None:
     never = kept(exiting(EXIT_ID_HELD), restart="never")
     assert exit_of(never, exiting(EXIT_ID_HELD)).restart_in is None
+
+
+@pytest.mark.parametrize("code", [EXIT_ID_HELD, 3])
+def test_a_server_waiting_for_its_restart_stops_with_its_last_exit_status(code: int) -> None:
+    """Stopped while it waited to be started again, a server was reported with no status
+    (None), which the launcher counts as unclean: a deployment stopped while a server waited
+    for its id held in discovery exited 1 though nothing crashed."""
+    server = kept(exiting(code))
+    exit_of(server, exiting(code))
+    assert server.process is None and server.restart_at is not None
+    stopped = server.begin_stop(requester=None)
+    assert stopped is not None and stopped.returncode == code
+    assert kept(exiting(0)).begin_stop(requester=None).returncode is None  # never ran
+    given_up = kept(exiting(code), restart="never")  # not waiting: nothing to say, as before
+    exit_of(given_up, exiting(code))
+    assert given_up.begin_stop(requester=None).returncode is None

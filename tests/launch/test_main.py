@@ -16,6 +16,7 @@ import pytest
 from actors.launch import __main__ as main_module
 from actors.launch.__main__ import main, parse_vars
 from actors.launch.launcher import LaunchError
+from actors.startup import EXIT_ID_HELD
 
 
 def test_vars_are_split_at_their_first_equals_sign() -> None:
@@ -94,6 +95,9 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     [
         ({"s": 0, "t": 0}, 0),
         ({"s": 0, "t": -9}, 1),
+        # Waiting for its id, held in discovery, at the stop: no crash (exit 1 before).
+        ({"s": 0, "t": EXIT_ID_HELD}, 0),
+        ({"s": EXIT_ID_HELD, "t": 3}, 1),
         (LaunchError("the supervisor did not answer 'stop' within 30.0s"), 1),
     ],
 )
