@@ -21,7 +21,8 @@ if it is refused again, the probation starts over, silently. A trial that gets n
 at all (a timeout) does not count either way: another trial comes :data:`PROBATION` seconds
 later. When every server of a type is on probation the router chooses among all of them, as
 it would without probation (a refused request fails at once, so nothing is lost by trying).
-A custom route function sees only the servers not on probation.
+A custom route function sees only the servers not on probation; asked for another server,
+one that raises declines (the request fails as unreachable, ``PIT-408``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from actors.cluster.discovery import ServerInfo, ServiceDiscovery
-from actors.errors import InternalError
+from actors.errors import InternalError, PitayaError
 from actors.logs import ServerLog
 
 if TYPE_CHECKING:
@@ -98,13 +99,24 @@ class Router:
     ) -> ServerInfo | None:
         """Another server for a request that provably reached none of ``tried`` (ids): one
         of the type not tried and not on probation, chosen as :meth:`pick` does; None when
-        there is none."""
+        there is none, or when a custom route function declines by raising (a game pinning
+        a player to the server of its match has no other). Its error is not the request's:
+        the request failed because its server was unreachable, and is answered so; a route
+        function that fails otherwise than with a ``PitayaError`` is logged."""
         servers = [s for s in self.discovery.servers(server_type) if s.id not in tried]
         if self.probation:
             servers = self._eligible(servers)
         if not servers:
             return None
-        chosen = self._choose(server_type, route, session, servers)
+        try:
+            chosen = self._choose(server_type, route, session, servers)
+        except PitayaError:
+            return None
+        except Exception:
+            self.log.exception(
+                "custom route for %s failed choosing another server for %s", server_type, route
+            )
+            return None
         return None if chosen.id in tried else chosen
 
     def unreachable(self, server: ServerInfo) -> None:

@@ -231,3 +231,62 @@ def test_grpc_unavailable_is_unreachable_only_when_no_connection_was_made(
 
 def room_info() -> ServerInfo:
     return ServerInfo(id="room-1", type="room", hostname="h")
+
+
+def pinned_to_room_1(session: Session | None, route: str, servers: list[ServerInfo]) -> ServerInfo:
+    """A router that pins every request to room-1 (a match lives there) and refuses the
+    rest, as a game's router refuses a player who is in no match."""
+    for server in servers:
+        if server.id == "room-1":
+            return server
+    raise PitayaError("PIT-404", "your match's server is not in discovery")
+
+
+@pytest.mark.parametrize(
+    ("refusal", "code"),
+    [(PitayaError("PIT-404", "in no match"), "PIT-404"), (RuntimeError("a bug"), "PIT-500")],
+)
+async def test_a_custom_router_that_refuses_another_server_answers_the_request(
+    refusal: Exception, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Asked for another server after its choice proved unreachable, a custom router that
+    raised left the request unanswered for good (its error escaped from the answer
+    callback and was logged as the NATS pipe's): the client waited for its own timeout.
+    The router declining is as if no other server were left: PIT-408, at once."""
+    counts: Counter[str] = Counter()
+
+    def pinned(session: Session | None, route: str, servers: list[ServerInfo]) -> ServerInfo:
+        if any(s.id == "room-1" for s in servers):
+            return pinned_to_room_1(session, route, servers)
+        raise refusal
+
+    def setup(connector: App) -> None:
+        connector.add_route("room", pinned)
+
+    async with cluster(rooms=2, room_setup=counting(counts), connector_setup=setup) as net:
+        client = await net.client(request_timeout=2)
+        await kill(net, 0)
+        with pytest.raises(RequestError) as caught:  # room-1 chosen, and refused
+            await client.request("room.runs.count", {"id": "a"})
+        assert caught.value.code == "PIT-408"
+        assert "server room-1 is unreachable" in caught.value.msg
+        with pytest.raises(RequestError) as caught:  # room-1 on probation: the router refuses
+            await client.request("room.runs.count", {"id": "b"})
+        assert caught.value.code == code
+        assert not counts
+        assert await client.request("connector.entry.me") is not None  # the session serves
+    answered_by_the_pipe = [r for r in caplog.records if "answer function failed" in r.message]
+    assert answered_by_the_pipe == []
+
+
+async def test_a_user_rpc_whose_custom_router_refuses_another_server_fails_as_unreachable() -> None:
+    counts: Counter[str] = Counter()
+
+    def setup(connector: App) -> None:
+        connector.add_route("room", pinned_to_room_1)
+
+    async with cluster(rooms=2, room_setup=counting(counts), connector_setup=setup) as net:
+        await kill(net, 0)
+        with pytest.raises(ServerUnreachable):
+            await net.connectors[0].rpc("room.runsremote.count", {"id": "u"})
+        assert not counts
