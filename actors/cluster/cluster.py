@@ -70,6 +70,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_HELD_INBOUND = 10_000
+"""RPC messages held while the server registers in discovery (see ``Cluster.join``); past
+it they are dropped, unanswered."""
+
 
 class Cluster:
     """The cluster side of one server: discovery, router, RPC client and server, bridge.
@@ -258,15 +262,29 @@ class Cluster:
             name="rpc-bridge",
         )
 
+        # The RPC server starts before the registration: peers that see the entry must reach
+        # this server (gRPC: they read from the entry how). Until discovery grants the id,
+        # though, its subject may be a live server's (a second server started with its id):
+        # NATS hands each request to every subscriber, so this one would run that server's
+        # requests too, or answer them first. What arrives meanwhile waits; registered, it
+        # is handled in order; refused, it is dropped unanswered (the id's holder answers).
+        held: list[Inbound] | None = []
+
         def deliver(kind: str, data: bytes, respond: Respond | None) -> None:
-            bridge.tell(Inbound(kind, data, respond))
+            if held is None:
+                bridge.tell(Inbound(kind, data, respond))
+            elif len(held) < MAX_HELD_INBOUND:
+                held.append(Inbound(kind, data, respond))
 
         try:
             await self.rpc_server.start(self.me, deliver)
-            # Before registering: peers read how to reach this server from discovery (gRPC).
             self.me.metadata.update(self.rpc_server.metadata)
             await self.discovery.start(self.me)
+            arrived, held = held or [], None
+            for inbound in arrived:
+                bridge.tell(inbound)
         except BaseException as exc:
+            held = []
             # All of it, even if a stop comes meanwhile: cut short, the NATS connection (or
             # the etcd one) would stay open.
             await undo_fully(self.close())
