@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import signal
 import socket
@@ -30,14 +31,21 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
-async def _start(args: list[str], ready: str) -> asyncio.subprocess.Process:
+async def _start(
+    args: list[str], ready: str, seen: list[str] | None = None
+) -> asyncio.subprocess.Process:
+    """Start ``args`` and relay its output; returns once it logs ``ready`` (the lines until
+    then are appended to ``seen``)."""
     process = await asyncio.create_subprocess_exec(*args, stderr=asyncio.subprocess.PIPE)
     assert process.stderr is not None
     while True:
         line = await asyncio.wait_for(process.stderr.readline(), 30)
         if not line:
             raise SystemExit(f"{args[0]} exited at start")
-        sys.stderr.write(line.decode(errors="replace"))
+        text = line.decode(errors="replace")
+        sys.stderr.write(text)
+        if seen is not None:
+            seen.append(text)
         if ready.encode() in line:
             break
 
@@ -97,6 +105,7 @@ async def _run(host: str, tcp_port: int, ws_port: int) -> None:
                     "started",
                 )
             )
+        connector_log: list[str] = []
         processes.append(
             await _start(
                 [
@@ -115,8 +124,12 @@ async def _run(host: str, tcp_port: int, ws_port: int) -> None:
                     *common,
                 ],
                 "started",
+                connector_log,
             )
         )
+        # Where it listens, as it says: port 0 (any free one) is only known once it listens.
+        tcp_port = listening_port(connector_log, "tcp", tcp_port)
+        ws_port = listening_port(connector_log, "ws", ws_port)
         print(summary(host, tcp_port, ws_port, nats_url, etcd), file=sys.stderr, flush=True)
         await stop.wait()
     finally:
@@ -130,6 +143,15 @@ async def _run(host: str, tcp_port: int, ws_port: int) -> None:
                     await process.wait()
         with contextlib.suppress(OSError):
             shutil.rmtree(data_dir)
+
+
+def listening_port(log: list[str], kind: str, asked: int) -> int:
+    """The port a server's ``<kind> listening on <host>:<port>`` line names, else ``asked``."""
+    for line in log:
+        found = re.search(rf"\] {kind} listening on \S+:(\d+)", line)
+        if found:
+            return int(found.group(1))
+    return asked
 
 
 def summary(host: str, tcp_port: int, ws_port: int, nats_url: str, etcd: str) -> str:
