@@ -53,6 +53,7 @@ from actors.cluster.rpc import (
     RPCServer,
     ServerIdTaken,
 )
+from actors.cluster.serializer_check import SERIALIZER_KEY, SerializerCheck
 from actors.cluster.subjects import server_subject, user_subject
 from actors.cluster.users import ClusterUsers, UserDelivery
 from actors.errors import RpcTimeout
@@ -97,7 +98,11 @@ class Cluster:
             id=app.server_id,
             type=app.server_type,
             frontend=app.is_frontend,
-            metadata={**config.metadata, EXTRAS_KEY: EXTRAS_VERSION},
+            metadata={
+                **config.metadata,
+                EXTRAS_KEY: EXTRAS_VERSION,
+                SERIALIZER_KEY: app.serializer.name,
+            },
         )
         self.log = ServerLog(log, app.server_id)
         self.lost: str | None = None
@@ -295,6 +300,7 @@ class Cluster:
             if isinstance(exc, DuplicateServerId):
                 raise ServerIdTaken(str(exc)) from None
             raise
+        SerializerCheck(self.me, self.log).watch(self.discovery)
         if self.me.frontend:
             app.sessions.on_session_bind(self.users.check_uid)
             app.sessions.on_after_session_bind(self.users.bound)
