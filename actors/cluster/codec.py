@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from actors.cluster import protowire
 from actors.errors import InternalError, PitayaError, as_pitaya_error
@@ -531,9 +532,10 @@ class UserPush:
 
 @dataclass(frozen=True, slots=True)
 class UserKick:
-    """A ``protos.KickMsg``: kick the client of ``uid``."""
+    """A ``protos.KickMsg``: kick the client of ``uid``, telling it ``reason``."""
 
     uid: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,15 +564,30 @@ def decode_push(data: bytes, *, uid_required: bool = True) -> UserPush:
     return UserPush(message.uid, message.route, message.data)
 
 
+KICK_REASON_FIELD = 2
+"""The field of a ``protos.KickMsg`` that carries the kick's reason between our servers. Go's
+message has only ``userId`` (1): a Go server skips this one as an unknown field, and a Go
+server's kick has none (the reason is empty)."""
+_KICK_REASON_TAG = protowire.varint(KICK_REASON_FIELD << 3 | 2)  # length-delimited
+
+
 def encode_kick(kick: UserKick) -> bytes:
-    return pb.KickMsg(userId=kick.uid).SerializeToString()  # type: ignore[no-any-return]
+    message: bytes = pb.KickMsg(userId=kick.uid).SerializeToString()
+    if not kick.reason:
+        return message
+    reason = kick.reason.encode("utf-8", "backslashreplace")
+    return message + _KICK_REASON_TAG + protowire.varint(len(reason)) + reason
 
 
 def decode_kick(data: bytes) -> UserKick:
     message = _parse(pb.KickMsg, data)
     if not message.userId:
         raise CodecError("protos.KickMsg needs a userId")
-    return UserKick(message.userId)
+    reason = ""
+    for extra in UnknownFieldSet(message):
+        if extra.field_number == KICK_REASON_FIELD and isinstance(extra.data, bytes):
+            reason = extra.data.decode("utf-8", "replace")
+    return UserKick(message.userId, reason)
 
 
 def encode_bind(notice: BindNotice) -> bytes:

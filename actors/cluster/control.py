@@ -11,7 +11,7 @@ class                  route                    body                         ans
 =====================  =======================  ===========================  ================
 :class:`SessionBind`   ``sys.bindsession``      ``Session{id, uid}``         Response{Response}
 :class:`SessionData`   ``sys.pushsession``      ``Session{id, uid, data}``   Response{Response}
-:class:`UidKick`       ``sys.kick``             ``KickMsg{userId}``          Response{KickAnswer}
+:class:`UidKick`       ``sys.kick``             ``KickMsg{userId}`` (*)      Response{KickAnswer}
 :class:`SessionPush`   ``pysys.push``           ``Push``; session ``{id}``   ack (notify)
 :class:`SessionKick`   ``pysys.kick``           reason (text); ``{id}``      ack (notify)
 :class:`UidPush`       ``pysys.pushuser``       ``Push``                     ack / PIT-404
@@ -19,6 +19,7 @@ class                  route                    body                         ans
 :class:`HandshakeGet`  ``pysys.handshake``      empty; session ``{id}``      ``{"hs": ...}``
 =====================  =======================  ===========================  ================
 
+(*) and the kick's reason in a field Go's message has not (``codec.KICK_REASON_FIELD``).
 The first three are Go Pitaya's ``remote.Sys`` (answers nested as Go's user RPC path nests
 them). A Go frontend has no ``pysys.*`` routes: toward it ``actors.cluster.outbound`` pushes
 by uid the Go way (``protos.Push`` on the uid's subject, or gRPC ``PushToUser``) and kicks a
@@ -126,8 +127,8 @@ class UidPush:
 
 @dataclass(frozen=True, slots=True)
 class UidKick:
-    """Kick ``uid``, bound on the target frontend (binding storage). ``reason`` stays here
-    (Pitaya's ``KickMsg`` has none)."""
+    """Kick ``uid``, bound on the target frontend (binding storage), telling it ``reason``
+    (in a field of ``KickMsg`` Go's has not: ``actors.cluster.codec.KICK_REASON_FIELD``)."""
 
     route: ClassVar[str] = "sys.kick"
     uid: str
@@ -207,7 +208,7 @@ def control_request(control: Control, notify: bool = False) -> RpcRequest:
     elif isinstance(control, SessionData):
         body = encode_session_body(control.sid, control.uid, control.data)
     elif isinstance(control, UidKick):
-        body = encode_kick(UserKick(control.uid))
+        body = encode_kick(UserKick(control.uid, control.reason))
     elif isinstance(control, UidPush):
         body = encode_push(UserPush(control.uid, control.push_route, control.data))
     elif isinstance(control, SessionPush):
@@ -243,7 +244,8 @@ def decode_control(route: str, request: RpcRequest) -> Control:
         sid, uid, data = decode_session_body(body)
         return SessionData(sid, uid, data if data is not None else {})
     if route == UidKick.route:
-        return UidKick(decode_kick(body).uid)
+        kick = decode_kick(body)
+        return UidKick(kick.uid, kick.reason)
     if route == UidPush.route:
         push = decode_push(body)
         return UidPush(push.uid, push.route, push.data)
@@ -407,7 +409,7 @@ class ControlHandler:
             self.to_uid(UserPush(control.uid, control.push_route, control.data))
             return ACK
         if isinstance(control, UidKick):
-            self.to_uid(UserKick(control.uid))
+            self.to_uid(UserKick(control.uid, control.reason))
             return encode_kick_answer(True)
         assert not isinstance(control, SessionBind | SessionEvent)  # _act_later's
         session = self._session(control.sid)
@@ -444,7 +446,7 @@ class ControlHandler:
         if session is None:
             raise UserNotHere(message.uid)
         if isinstance(message, UserKick):
-            session.kick()
+            session.kick(message.reason)
         else:
             session.ref.tell(SendFrame(self.encode_push_packet(message.route, message.data)))
 

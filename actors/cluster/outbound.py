@@ -520,7 +520,7 @@ class Outbound:
             )
             return
         if isinstance(control, SessionKick):
-            self.notify(server, control_request(UidKick(uid)))
+            self.notify(server, control_request(UidKick(uid, control.reason)))
             return
         push = encode_push(UserPush(uid, control.push_route, control.data))
         direct = self.client.direct

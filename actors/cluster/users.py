@@ -253,7 +253,7 @@ class ClusterUsers:
         else:
             failed, unknown = [], list(uids)
         return failed + await self._by_subject(
-            unknown, types, lambda uid: encode_kick(UserKick(uid)), "kick"
+            unknown, types, lambda uid: encode_kick(UserKick(uid, reason)), "kick"
         )
 
     def _frontend_types(self) -> list[str]:

@@ -273,6 +273,19 @@ def test_only_small_metadata_is_kept_decoded() -> None:
     assert len(codec._METADATA) == 1
 
 
+texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
+
+
+@given(texts.filter(bool), texts)
+def test_a_kick_by_uid_carries_its_reason_and_go_reads_its_uid(uid: str, reason: str) -> None:
+    """A kick by uid from another server lost its reason (Go's KickMsg has none): the
+    kicked player was not told why. It rides in a field Go's message has not."""
+    encoded = encode_kick(UserKick(uid, reason))
+    assert decode_kick(encoded) == UserKick(uid, reason)
+    assert pb.KickMsg.FromString(encoded).userId == uid  # what a Go server reads
+    assert decode_kick(pb.KickMsg(userId=uid).SerializeToString()) == UserKick(uid, "")
+
+
 @given(st.binary(max_size=200))
 def test_random_bytes_decode_or_raise_codec_error(data: bytes) -> None:
     for decode in (decode_request, decode_push, decode_kick, decode_bind, decode_session_body):

@@ -34,6 +34,7 @@ CASES: list[tuple[Control, str]] = [
     (SessionBind(7, "ann"), "sys.bindsession"),
     (SessionData(7, "ann", {"level": 3}), "sys.pushsession"),
     (UidKick("ann"), "sys.kick"),
+    (UidKick("ann", "cheating"), "sys.kick"),
     (SessionPush(7, None, "onMsg", b"{}"), "pysys.push"),
     (SessionKick(7, "ann", "bye"), "pysys.kick"),
     (UidPush("ann", "onMsg", b"{}"), "pysys.pushuser"),
@@ -63,6 +64,13 @@ def test_gos_controls_carry_gos_bodies() -> None:
     data = pb.Session.FromString(control_request(SessionData(7, "ann", {"level": 3})).data)
     assert (data.id, data.uid, json.loads(data.data)) == (7, "ann", {"level": 3})
     assert pb.KickMsg.FromString(control_request(UidKick("ann")).data).userId == "ann"
+    # A reason rides in a field Go's KickMsg has not: a Go frontend reads the uid alone.
+    kick = pb.KickMsg.FromString(control_request(UidKick("ann", "cheating")).data)
+    assert (
+        kick.userId == "ann"
+        and kick.SerializeToString()
+        == pb.KickMsg(userId="ann").SerializeToString() + b"\x12\x08cheating"
+    )
 
 
 def test_a_go_backends_controls_decode() -> None:

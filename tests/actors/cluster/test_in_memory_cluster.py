@@ -601,6 +601,7 @@ async def test_push_and_kick_by_uid_reach_users_on_another_frontend() -> None:
         }
         await bob.wait_closed(timeout=2)
         assert bob.kicked and not ann.closed
+        assert bob.kick_reason == "by uid"  # the backend's reason, across servers
         # Gone with its session: unreachable now, answered at once.
         await until(lambda: net.connectors[1].sessions.by_uid("bob") is None)
         assert await net.rooms[0].send_push_to_users("onPoke", {}, ["bob"]) == ["bob"]

@@ -570,7 +570,8 @@ async def test_a_frontend_not_yet_in_discovery_is_reached_by_its_type() -> None:
         await out.frontend_call("c-9", UidKick("ann"))
     assert caught.value.msg == "frontend c-9 not found in discovery"
     out.frontend_notify("c-9", SessionKick(7, "ann", "bye"), "connector", False)
-    assert decode_control(wire.sent[-1].request.route, wire.sent[-1].request) == UidKick("ann")
+    sent = wire.sent[-1].request  # Go reads the uid; a frontend of ours the reason too
+    assert decode_control(sent.route, sent) == UidKick("ann", "bye")
     assert wire.sent[-1].target.type == "connector"
 
 
@@ -632,7 +633,7 @@ async def test_session_controls_to_a_go_frontend_reach_bound_sessions_by_uid(
     out = outbound(go, wire=wire)
     out.frontend_notify("go-1", SessionKick(7, "ann", "bye"))
     request = wire.sent[0].request  # a call: Go answers every request
-    assert decode_control(request.route, request) == UidKick("ann")
+    assert decode_control(request.route, request) == UidKick("ann", "bye")  # Go: the uid
     out.frontend_notify("go-1", SessionPush(7, "ann", "onMsg", b"x"))
     assert [(t, u, w, decode_push(p)) for t, u, w, p in published] == [
         ("connector", "ann", "push", UserPush("ann", "onMsg", b"x"))

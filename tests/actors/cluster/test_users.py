@@ -300,7 +300,7 @@ async def test_a_kick_by_uid_goes_on_the_kick_subjects() -> None:
     subjects = Subjects({("connector", "ann"): ACKED})
     assert await users(subjects=subjects).kick_users(["ann", "bob"], "bye", None) == ["bob"]
     assert [(u, w) for _, u, w, *_ in subjects.requested] == [("ann", "kick"), ("bob", "kick")]
-    assert decode_kick(subjects.requested[0][3]) == UserKick("ann")
+    assert decode_kick(subjects.requested[0][3]) == UserKick("ann", "bye")
     gate = server("g-1", "gate", frontend=True)
     subjects = Subjects()
     assert await users(gate, subjects=subjects).kick_users(["ann"], "", "gate") == ["ann"]
