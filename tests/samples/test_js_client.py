@@ -153,7 +153,8 @@ async def test_client_in_chromium_against_a_live_server(tmp_path: Path) -> None:
         )
         await page.wait_for("'waiting for kick' in window.steps || 'failed' in window.steps")
         assert await page.evaluate("window.steps.failed || null") is None
-        assert await app.send_kick_to_users([s.uid for s in app.sessions if s.uid]) == []
+        kicked = await app.send_kick_to_users([s.uid for s in app.sessions if s.uid], "bye")
+        assert kicked == []
         await page.wait_for("'after close' in window.steps || 'failed' in window.steps")
         steps: dict[str, Any] = await page.evaluate("window.steps")
         assert page.errors == []
@@ -168,5 +169,6 @@ async def test_client_in_chromium_against_a_live_server(tmp_path: Path) -> None:
     assert steps["message"] == steps["after heartbeats"] == {"result": "success"}
     assert steps["pushes"] == ["long", "short", "still here"]
     assert steps["slow.wait"]["code"] == "PIT-504"
-    assert steps["events"] == [["kick", None], ["close", "kicked by the server"]]
+    # The kick's reason, which the client dropped (its event had no detail).
+    assert steps["events"] == [["kick", "bye"], ["close", "kicked by the server"]]
     assert steps["after close"]["code"] == "PIT-498"

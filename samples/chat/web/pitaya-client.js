@@ -224,13 +224,25 @@ export function encodeHandshake(clientVersion, user) {
   return encodePacket(PacketType.HANDSHAKE, encodeJson({ sys, user }));
 }
 
+/** The reason a kick's body carries (`{"reason": ...}`, as our servers and pomelo's send it);
+ * "" when it has none (Go Pitaya sends an empty body) or is no such JSON. */
+function kickReason(body) {
+  try {
+    const reason = decodeJson(body)?.reason;
+    return typeof reason === "string" ? reason : "";
+  } catch {
+    return "";
+  }
+}
+
 const looksZlib = (b) => b.length > 2 && (b[0] & 0x0f) === 8 && ((b[0] << 8) | b[1]) % 31 === 0;
 
 // -- the client ---------------------------------------------------------------------------
 
 /**
  * A connected client. Events (an EventTarget; read `event.detail`):
- * `kick` (the server kicked us; `close` follows), `close` ({reason}), `error` ({error}).
+ * `kick` ({reason}: the server's, "" if it gave none; `close` follows), `close` ({reason}),
+ * `error` ({error}).
  */
 export class PitayaClient extends EventTarget {
   /**
@@ -357,7 +369,7 @@ export class PitayaClient extends EventTarget {
         this._later(() => this._onData(body));
       } else if (type === PacketType.KICK) {
         this._later(() => {
-          this._emit("kick", {});
+          this._emit("kick", { reason: kickReason(body) });
           this._shutdown("kicked by the server");
         });
       } // HEARTBEAT: nothing more to do
