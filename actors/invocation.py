@@ -60,10 +60,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class LocalRoute:
-    """A route served in this process: the handler (an actor) and its method."""
+    """A route served in this process: the handler (an actor) and its method. ``name``: the
+    route as this server names it, ``service.method`` (a remote's: with the server type),
+    whichever of its spellings a client sent."""
 
     handler: Handler
     spec: MethodSpec
+    name: str
 
     @property
     def ref(self) -> ActorRef:

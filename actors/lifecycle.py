@@ -439,8 +439,8 @@ class Lifecycle:
             actor.app = host
             self.handlers[service] = ref
             for method, spec in cls.method_specs().items():
-                route = LocalRoute(actor, spec)
-                host.local_routes[f"{service}.{method}"] = route
+                route = LocalRoute(actor, spec, f"{service}.{method}")
+                host.local_routes[route.name] = route
                 host.local_routes[f"{host.server_type}.{service}.{method}"] = route
         for cls, args, kwargs in self.parts.remotes:
             service = cls.service_name()
@@ -450,9 +450,8 @@ class Lifecycle:
             assert isinstance(actor, Remote)
             actor.app = host
             for method, spec in cls.method_specs().items():
-                host.remote_routes[f"{host.server_type}.{service}.{method}"] = LocalRoute(
-                    actor, spec
-                )
+                name = f"{host.server_type}.{service}.{method}"
+                host.remote_routes[name] = LocalRoute(actor, spec, name)
         given = self.parts.dictionary
         if host.config.route_dictionary and host.local_routes:
             host.route_dictionary = (

@@ -15,6 +15,9 @@ Hooks run in the handler actor, in registration order, around every route method
     app.pipeline.before(require_login)
     app.pipeline.after(stamp)
 
+``route`` is the route as this server names it: ``service.method`` for a client's message to
+this server, however the client spelled it (``room.login`` or ``game.room.login``), and
+``serverType.service.method`` for a message a frontend forwarded here (a backend's routes).
 A before-hook returns the (possibly transformed) body or raises a :class:`PitayaError` that the
 client receives. An after-hook returns ``(response, error)``; it may turn an error into a
 response or the other way round. Hooks may be plain functions or coroutines.

@@ -26,6 +26,7 @@ from actors.metrics.names import PROCESS_DELAY
 from actors.session import Session, SessionClosed
 from actors.testing import TestClient, TestSession
 from tests.actors.metrics.recorder import Recorder
+from transport.client import RequestError
 from transport.logs import ServerLog
 from transport.serializers import MsgpackSerializer
 
@@ -705,3 +706,38 @@ def test_jobs_that_finish_at_once_run_in_one_pass() -> None:
         sequencer.submit("k", instant(name))
     assert log == ["outer", "inner", "x", "y", "z"]
     assert len(sequencer) == 0
+
+
+class Admin(Handler):
+    service = "admin"
+
+    @handler
+    def reset(self, session: Session) -> dict[str, bool]:
+        return {"reset": True}
+
+    @handler
+    def hello(self, session: Session) -> dict[str, bool]:
+        return {"hello": True}
+
+
+async def test_hooks_see_one_name_per_route_however_the_client_spells_it() -> None:
+    """A route is reachable as ``admin.reset`` and ``game.admin.reset``, and hooks saw what
+    the client sent: a hook refusing ``admin.reset`` let ``game.admin.reset`` through."""
+    seen: list[str] = []
+    app = App(server_type="game")
+    app.register(Admin)
+
+    @app.pipeline.before
+    def admins_only(session: Session, route: str, body: Any) -> Any:
+        seen.append(route)
+        if route == "admin.reset":
+            raise PitayaError("PIT-403", "admins only")
+        return body
+
+    async with TestClient(app) as client:
+        for spelling in ("admin.reset", "game.admin.reset"):
+            with pytest.raises(RequestError) as refused:
+                await client.request(spelling)
+            assert refused.value.code == "PIT-403"
+        assert await client.request("game.admin.hello") == {"hello": True}
+    assert seen == ["admin.reset", "admin.reset", "admin.hello"]
