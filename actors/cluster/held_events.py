@@ -258,8 +258,15 @@ class HeldEvents:
         """Send what is held (the transport is back): a sender per server, in order; what
         comes meanwhile queues behind its server's. Returns the release under way, if any
         (it ends when every sender has)."""
-        if self._releasing is None and self._queues and not self._closed:
+        if self._closed or not self._queues:
+            return self._releasing
+        if self._releasing is None:
             self._releasing = asyncio.get_running_loop().create_task(self._release())
+        else:
+            # Back while a release still runs (a sender retrying): the senders that ended
+            # while the transport was down start again, and this release waits for them.
+            for server_id in list(self._queues):
+                self._start(server_id)
         return self._releasing
 
     async def _release(self) -> None:
@@ -293,7 +300,10 @@ class HeldEvents:
     def _start(self, server_id: str) -> None:
         """Start ``server_id``'s sender, unless it runs, or events sent at once are not
         answered yet (the last answer starts it)."""
-        if server_id in self._senders or self._in_flight.get(server_id) or self._closed:
+        running = self._senders.get(server_id)
+        if (running is not None and not running.done()) or self._in_flight.get(server_id):
+            return  # (one that has ended, its callback not run yet, is replaced)
+        if self._closed:
             return
         task = asyncio.get_running_loop().create_task(self._send(server_id))
         self._senders[server_id] = task

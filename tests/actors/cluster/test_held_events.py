@@ -471,3 +471,25 @@ async def test_a_new_event_to_a_healthy_server_does_not_wait_for_a_dead_one_s_pa
     assert releasing is not None
     await releasing
     assert [(s, d) for s, d, _ in backends.got] == [("room-1", b"close")]
+
+
+async def test_a_reconnection_during_a_release_sends_what_was_held_while_it_was_down() -> None:
+    """The transport went down and came back while a release was still retrying a dead
+    server: what was held for another server meanwhile waited for the next outage, since the
+    release under way was returned as it was, and its sender (started while the transport
+    was down) had ended at once."""
+    backends = Backends()
+    backends.unsubscribed("dead-1")
+    servers = Servers("dead-1", "room-1")
+    events = held(servers, backends)
+    events.hold("dead-1", b"close")
+    events.release()
+    await asyncio.sleep(FIRST_RETRY / 2)  # dead-1's sender waits to try again
+    backends.connected = False
+    events.send(servers.listed["room-1"], b"close", 7, CLOSE)
+    await asyncio.sleep(0.01)
+    backends.connected = True
+    events.release()  # the transport is back
+    await asyncio.sleep(0.5)
+    assert [(s, d) for s, d, _ in backends.got] == [("room-1", b"close")]
+    await events.close()
