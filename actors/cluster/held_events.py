@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import BIND, CLOSE
+from actors.logs import Throttle
 from transport.waiting import set_within
 
 if TYPE_CHECKING:
@@ -143,6 +146,8 @@ class HeldEvents:
         self._settled: asyncio.Event | None = None
         """Set when no event is held or unanswered (for :meth:`settled`)."""
         self._tally = _Tally()
+        self._unanswered = Throttle()
+        """Events sent at once and not acknowledged (a timeout, an error): a line per 10 s."""
         self._closed = False
         self.dropped = 0
         """Events dropped (the oldest, past ``limit``) since the last line."""
@@ -221,9 +226,17 @@ class HeldEvents:
             if error is None:
                 if event.kind == CLOSE:
                     self._drop_overtaken(server_id, {event.session})
-            else:
-                self._log.debug("a session event to %s: %s", server_id, error)
-                self._tally.unanswered += 1
+            else:  # sent at once, never held: not said with those that were
+                self._unanswered.log(
+                    time.monotonic(),
+                    self._log,
+                    logging.INFO,
+                    "a session event to %s was not acknowledged (not sent again: it may "
+                    "have run): %s: %s",
+                    server_id,
+                    type(error).__name__,
+                    error,
+                )
         if not left and server_id in self._queues:
             self._start(server_id)
         elif (self._tally or self.dropped) and not self._senders and self._releasing is None:

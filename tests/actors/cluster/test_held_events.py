@@ -493,3 +493,23 @@ async def test_a_reconnection_during_a_release_sends_what_was_held_while_it_was_
     await asyncio.sleep(0.5)
     assert [(s, d) for s, d, _ in backends.got] == [("room-1", b"close")]
     await events.close()
+
+
+async def test_events_sent_at_once_and_unanswered_are_not_said_held_one_line_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A backend slow to answer (its close callbacks run long): each close sent at once
+    and timed out made a line of its own saying it was held during an outage, and sent 0."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    backends = Backends()
+    backends.hung.add("room-1")
+    servers = Servers("room-1")
+    events = held(servers, backends)
+    for n in range(3):
+        events.send(servers.listed["room-1"], b"close-%d" % n, n, CLOSE)
+        await asyncio.sleep(0.01)
+    assert await events.settled(10.0)
+    assert not events.busy_for("room-1") and len(backends.sent) == 3  # not sent again
+    said = lines(caplog)
+    assert len(said) == 1 and "held during an outage" not in said[0]
+    assert "not acknowledged" in said[0] and "RpcTimeout" in said[0]
