@@ -343,9 +343,11 @@ class Cluster:
     async def close(self, events_within: float = 0.0) -> None:
         """Stop serving RPCs and release etcd and connections (after in-flight work), once
         the session events sent to backends are acknowledged (at most ``events_within``
-        seconds: the stop's budget)."""
+        seconds: the stop's budget; none once the transport is gone for good)."""
         held = self.users.held_events
         if held is not None:
+            if self.lost is not None:  # the transport cannot come back: nothing more goes
+                events_within = 0.0
             if not await held.settled(events_within):
                 self.log.debug("%d session event(s) unacknowledged at the stop", len(held))
             await held.close()
