@@ -231,7 +231,7 @@ class HeldEvents:
                     time.monotonic(),
                     self._log,
                     logging.INFO,
-                    "a session event to %s was not acknowledged (not sent again: it may "
+                    "a session event to %s got no acknowledgement (not sent again: it may "
                     "have run): %s: %s",
                     server_id,
                     type(error).__name__,

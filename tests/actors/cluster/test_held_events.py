@@ -512,4 +512,4 @@ async def test_events_sent_at_once_and_unanswered_are_not_said_held_one_line_eac
     assert not events.busy_for("room-1") and len(backends.sent) == 3  # not sent again
     said = lines(caplog)
     assert len(said) == 1 and "held during an outage" not in said[0]
-    assert "not acknowledged" in said[0] and "RpcTimeout" in said[0]
+    assert "got no acknowledgement" in said[0] and "RpcTimeout" in said[0]
