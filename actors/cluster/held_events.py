@@ -30,8 +30,10 @@ run after the close would bring back a player who left.
 
 Bounded: at most :data:`MAX_HELD` events (some hundred bytes each); past it the oldest is
 dropped and counted. Events held, dropped or lost are logged in one line once the senders are
-done; a graceful stop waits for the events to be acknowledged (:meth:`HeldEvents.settled`)
-and says how many were not.
+done (one sent at once and never held, but not acknowledged, has a line apart, at most one
+per 10 s); a graceful stop waits for the events to be acknowledged
+(:meth:`HeldEvents.settled`), unless the transport is gone for good, and says how many were
+not.
 """
 
 from __future__ import annotations
