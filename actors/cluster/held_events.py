@@ -103,7 +103,7 @@ class _Tally:
     gone: int = 0
     """Events to servers gone from discovery: not sent."""
     given_up: int = 0
-    """Events with no subscriber within RELEASE_PATIENCE."""
+    """Events given up: none of their server's acknowledged within RELEASE_PATIENCE."""
     unanswered: int = 0
     """Timeouts and errors of our own transport: the backend may have run them."""
 
@@ -301,8 +301,8 @@ class HeldEvents:
         if tally or dropped:
             self._log.info(
                 "sent %d session event(s) held during an outage of the transport or of their "
-                "server (%d to servers gone since, not sent; %d given up, no subscriber within "
-                "%.0fs; %d unanswered; %d dropped past %d held)",
+                "server (%d to servers gone since, not sent; %d given up, none acknowledged "
+                "within %.0fs; %d unanswered; %d dropped past %d held)",
                 tally.sent,
                 tally.gone,
                 tally.given_up,
@@ -338,6 +338,10 @@ class HeldEvents:
         give_up = loop.time() + RELEASE_PATIENCE
         delay = FIRST_RETRY
         while (queue := self._queues.get(server_id)) and self._connected():
+            if self._in_flight.get(server_id):
+                # Sent at once meanwhile (the queue emptied while this one slept): their
+                # answers may put them before what is held, so the last one starts a sender.
+                return
             server = self._discovery.server(server_id)
             if server is None:
                 self._tally.gone += self._forget(server_id)
@@ -357,7 +361,7 @@ class HeldEvents:
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 1.0)
             elif loop.time() > give_up:  # timeouts only, past the patience
-                self._tally.unanswered += self._forget(server_id)
+                self._tally.given_up += self._forget(server_id)
                 return
 
     async def _round(self, server: ServerInfo, batch: list[_Event]) -> list[object]:

@@ -118,8 +118,8 @@ def line(
 ) -> str:
     return (
         f"[c-1] sent {sent} session event(s) held during an outage of the transport or of "
-        f"their server ({gone} to servers gone since, not sent; {given_up} given up, no "
-        f"subscriber within 30s; {unanswered} unanswered; {dropped} dropped past {limit} held)"
+        f"their server ({gone} to servers gone since, not sent; {given_up} given up, none "
+        f"acknowledged within 30s; {unanswered} unanswered; {dropped} dropped past {limit} held)"
     )
 
 
@@ -513,3 +513,48 @@ async def test_events_sent_at_once_and_unanswered_are_not_said_held_one_line_eac
     said = lines(caplog)
     assert len(said) == 1 and "held during an outage" not in said[0]
     assert "got no acknowledgement" in said[0] and "RpcTimeout" in said[0]
+
+
+async def test_a_sender_waits_for_the_events_sent_at_once_before_its_next_round() -> None:
+    """A sleeping sender's last event was dropped (past the limit), so the next two went at
+    once; the second found nobody first and was held, and the sender woke to send it while
+    the first was still out. Found nobody too, the first was put before it, into the round
+    under way: the round's settling met an event it had not sent, and the sender died."""
+    sent: list[bytes] = []
+    replies: dict[bytes, Any] = {}
+
+    def start_call(server: ServerInfo, data: bytes, timeout: float, reply: Any) -> None:
+        sent.append(data)
+        replies[data] = reply  # answered by the test, in the order it chooses
+
+    servers = Servers("room-1", "room-2")
+    room = servers.listed["room-1"]
+    events = HeldEvents(start_call, lambda: True, servers, log, timeout=5.0, limit=3)  # type: ignore[arg-type]
+
+    async def answer(data: bytes, error: Exception | None) -> None:
+        for _ in range(10):  # a few passes of the loop: the release's task, then the sender's
+            if data in replies:
+                break
+            await asyncio.sleep(0)
+        replies.pop(data)(None if error else b"", error)
+
+    events.hold("room-1", b"old")
+    releasing = events.release()
+    await answer(b"old", ServerUnreachable("no responders"))  # the sender sleeps
+    for data in (b"x", b"y", b"z"):
+        events.hold("room-2", data)  # past the limit: room-1's "old" dropped
+    assert not events.busy_for("room-1")
+    events.send(room, b"e2", 2, CLOSE)
+    events.send(room, b"e3", 3, CLOSE)
+    await answer(b"e3", ServerUnreachable("no responders"))
+    await asyncio.sleep(FIRST_RETRY * 2)  # the sender is awake: e2 is still out
+    await answer(b"e2", ServerUnreachable("no responders"))
+    for _ in range(10):
+        await asyncio.sleep(FIRST_RETRY)
+        for data in list(replies):
+            replies.pop(data)(b"", None)
+    assert releasing is not None
+    await releasing
+    assert releasing.exception() is None
+    assert len(events) == 0
+    assert [d for d in sent if d in (b"e2", b"e3")][-2:] == [b"e2", b"e3"], sent
