@@ -39,18 +39,16 @@ not.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
 from typing import TYPE_CHECKING
 
+from actors.cluster.event_queues import Event, EventQueues
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
-from actors.cluster.session_events import BIND, CLOSE
+from actors.cluster.session_events import CLOSE
 from actors.logs import Throttle
 from transport.waiting import set_within
 
@@ -80,19 +78,6 @@ once when it cannot be sent (raising nothing)."""
 
 _NOT_YET = object()
 """A round's outcome not known yet."""
-
-
-@dataclass(slots=True)
-class _Event:
-    """One encoded session event for one server."""
-
-    number: int
-    """Its place in the order of all events (oldest first)."""
-    data: bytes
-    session: int | None
-    """The session's id (None: never dropped for a close that overtook it)."""
-    kind: str
-    """:data:`BIND` or :data:`CLOSE`."""
 
 
 @dataclass(slots=True)
@@ -130,8 +115,7 @@ class HeldEvents:
         self._discovery = discovery
         self._log = log
         self._timeout = timeout
-        self._limit = limit
-        self._queues: dict[str, deque[_Event]] = {}
+        self._queues = EventQueues(limit)
         """Per server, its held events in order (oldest first); those of a round under way
         stay in it until settled."""
         self._in_flight: dict[str, int] = {}
@@ -139,8 +123,6 @@ class HeldEvents:
         (one not delivered is held, in its place)."""
         self._count = 0
         """Events held, or sent and not settled yet."""
-        self._held = 0
-        """Events in the queues (bounded by ``limit``)."""
         self._numbers = 0
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._releasing: asyncio.Task[None] | None = None
@@ -151,12 +133,15 @@ class HeldEvents:
         self._unanswered = Throttle()
         """Events sent at once and not acknowledged (a timeout, an error): a line per 10 s."""
         self._closed = False
-        self.dropped = 0
-        """Events dropped (the oldest, past ``limit``) since the last line."""
 
     def __len__(self) -> int:
         """Events held, or sent and not acknowledged yet."""
         return self._count
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped (the oldest, past the limit) since the last line."""
+        return self._queues.dropped
 
     def busy_for(self, server_id: str) -> bool:
         """``server_id`` has events held: a new one queues behind them."""
@@ -172,7 +157,7 @@ class HeldEvents:
             self.hold(server.id, data, session, kind)
             return
         self._numbers += 1
-        event = _Event(self._numbers, data, session, kind)
+        event = Event(self._numbers, data, session, kind)
         self._add()
         self._in_flight[server.id] = self._in_flight.get(server.id, 0) + 1
         self._start_call(server, data, self._timeout, partial(self._answered, server.id, event))
@@ -180,20 +165,11 @@ class HeldEvents:
     def hold(self, server_id: str, data: bytes, session: int | None = None, kind: str = "") -> None:
         """Hold an event for ``server_id``, behind those held before it (the transport is
         down: it goes out with them once it is back)."""
-        if self._held >= self._limit:
-            self._drop_oldest()
         self._numbers += 1
         self._add()
-        self._held += 1
-        self._queue(server_id).append(_Event(self._numbers, data, session, kind))
+        self._remove(self._queues.append(server_id, Event(self._numbers, data, session, kind)))
         if self._releasing is not None:
             self._start(server_id)  # a release is under way: this server's goes now
-
-    def _queue(self, server_id: str) -> deque[_Event]:
-        queue = self._queues.get(server_id)
-        if queue is None:
-            queue = self._queues[server_id] = deque()
-        return queue
 
     def _add(self) -> None:
         self._count += 1
@@ -206,7 +182,7 @@ class HeldEvents:
             self._settled.set()
 
     def _answered(
-        self, server_id: str, event: _Event, _answer: object, error: BaseException | None
+        self, server_id: str, event: Event, _answer: object, error: BaseException | None
     ) -> None:
         """The outcome of an event sent at once: settled, or held in its place (by its
         number: behind those held before it, before those sent after it)."""
@@ -218,16 +194,12 @@ class HeldEvents:
         else:
             del self._in_flight[server_id]
         if isinstance(error, ServerUnreachable | ClusterUnavailable):
-            if self._held >= self._limit:
-                self._drop_oldest()
-            self._held += 1
-            queue = self._queue(server_id)
-            queue.insert(bisect.bisect(queue, event.number, key=_number), event)
+            self._remove(self._queues.put_back(server_id, event))
         else:
             self._remove()
             if error is None:
                 if event.kind == CLOSE:
-                    self._drop_overtaken(server_id, {event.session})
+                    self._remove(self._queues.drop_binds(server_id, (event.session,)))
             else:  # sent at once, never held: not said with those that were
                 self._unanswered.log(
                     time.monotonic(),
@@ -244,49 +216,24 @@ class HeldEvents:
         elif (self._tally or self.dropped) and not self._senders and self._releasing is None:
             self._say()
 
-    def _drop_overtaken(self, server_id: str, closed: set[int | None]) -> None:
-        """Held binds of sessions whose close ``server_id`` acknowledged: dropped (see the
-        module docstring)."""
-        queue = self._queues.get(server_id)
-        if not queue:
-            return
-        kept = deque(e for e in queue if not (e.kind == BIND and e.session in closed))
-        if len(kept) != len(queue):
-            self._held -= len(queue) - len(kept)
-            self._remove(len(queue) - len(kept))
-            if kept:
-                self._queues[server_id] = kept
-            else:
-                del self._queues[server_id]
-
-    def _drop_oldest(self) -> None:
-        server_id = min(self._queues, key=lambda key: self._queues[key][0].number)
-        queue = self._queues[server_id]
-        queue.popleft()
-        if not queue:
-            del self._queues[server_id]
-        self._held -= 1
-        self._remove()
-        self.dropped += 1
-
     def release(self) -> asyncio.Task[None] | None:
         """Send what is held (the transport is back): a sender per server, in order; what
         comes meanwhile queues behind its server's. Returns the release under way, if any
         (it ends when every sender has)."""
-        if self._closed or not self._queues:
+        if self._closed or not len(self._queues):
             return self._releasing
         if self._releasing is None:
             self._releasing = asyncio.get_running_loop().create_task(self._release())
         else:
             # Back while a release still runs (a sender retrying): the senders that ended
             # while the transport was down start again, and this release waits for them.
-            for server_id in list(self._queues):
+            for server_id in self._queues.servers():
                 self._start(server_id)
         return self._releasing
 
     async def _release(self) -> None:
         try:
-            for server_id in list(self._queues):
+            for server_id in self._queues.servers():
                 self._start(server_id)
             while self._senders:
                 await asyncio.wait(list(self._senders.values()))
@@ -297,7 +244,7 @@ class HeldEvents:
     def _say(self) -> None:
         """One line for what became of the held events since the last one (if anything)."""
         tally, self._tally = self._tally, _Tally()
-        dropped, self.dropped = self.dropped, 0
+        dropped, self._queues.dropped = self._queues.dropped, 0
         if tally or dropped:
             self._log.info(
                 "sent %d session event(s) held during an outage of the transport or of their "
@@ -309,7 +256,7 @@ class HeldEvents:
                 RELEASE_PATIENCE,
                 tally.unanswered,
                 dropped,
-                self._limit,
+                self._queues.limit,
             )
 
     def _start(self, server_id: str) -> None:
@@ -337,7 +284,7 @@ class HeldEvents:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + RELEASE_PATIENCE
         delay = FIRST_RETRY
-        while (queue := self._queues.get(server_id)) and self._connected():
+        while server_id in self._queues and self._connected():
             if self._in_flight.get(server_id):
                 # Sent at once meanwhile (the queue emptied while this one slept): their
                 # answers may put them before what is held, so the last one starts a sender.
@@ -346,7 +293,7 @@ class HeldEvents:
             if server is None:
                 self._tally.gone += self._forget(server_id)
                 return
-            batch = list(islice(queue, ROUND))
+            batch = self._queues.front(server_id, ROUND)
             outcomes = await self._round(server, batch)
             acknowledged, unsubscribed, refused = self._settle(server_id, batch, outcomes)
             if acknowledged:
@@ -364,7 +311,7 @@ class HeldEvents:
                 self._tally.given_up += self._forget(server_id)
                 return
 
-    async def _round(self, server: ServerInfo, batch: list[_Event]) -> list[object]:
+    async def _round(self, server: ServerInfo, batch: list[Event]) -> list[object]:
         """Send ``batch`` at once, in order; each one's error, or None, once all are known."""
         outcomes: list[object] = [_NOT_YET] * len(batch)
         waiting = len(batch)
@@ -383,23 +330,17 @@ class HeldEvents:
         return outcomes
 
     def _settle(
-        self, server_id: str, batch: list[_Event], outcomes: list[object]
+        self, server_id: str, batch: list[Event], outcomes: list[object]
     ) -> tuple[bool, bool, bool]:
         """Out of the queue: the events of ``batch`` acknowledged or failed for good; held
         still, at its front: those nobody received. Whether any was acknowledged, found no
         subscriber, was refused by our transport."""
-        queue = self._queues.get(server_id)
-        last = batch[-1].number
-        present: list[_Event] = []
-        while queue and queue[0].number <= last:  # the batch (but those dropped meanwhile)
-            present.append(queue.popleft())
-        self._held -= len(present)
         outcome = {event.number: error for event, error in zip(batch, outcomes, strict=True)}
         acknowledged = unsubscribed = refused = False
-        closed: set[int | None] = set()
-        kept: list[_Event] = []
+        closed: list[int | None] = []
+        kept: list[Event] = []
         tally = self._tally
-        for event in present:
+        for event in self._queues.take(server_id, batch):
             error = outcome[event.number]
             if isinstance(error, ServerUnreachable):
                 unsubscribed = True
@@ -413,27 +354,18 @@ class HeldEvents:
                     acknowledged = True
                     tally.sent += 1
                     if event.kind == CLOSE:
-                        closed.add(event.session)
+                        closed.append(event.session)
                 else:
                     self._log.debug("a held session event to %s: %s", server_id, error)
                     tally.unanswered += 1
-        if kept:
-            self._held += len(kept)
-            queue = self._queue(server_id)
-            queue.extendleft(reversed(kept))
-        elif queue is not None and not queue:
-            del self._queues[server_id]
-        if closed:
-            self._drop_overtaken(server_id, closed)
+        self._queues.put_front(server_id, kept)
+        self._remove(self._queues.drop_binds(server_id, closed))
         return acknowledged, unsubscribed, refused
 
     def _forget(self, server_id: str) -> int:
-        queue = self._queues.pop(server_id, None)
-        if queue is None:
-            return 0
-        self._held -= len(queue)
-        self._remove(len(queue))
-        return len(queue)
+        forgotten = self._queues.forget(server_id)
+        self._remove(forgotten)
+        return forgotten
 
     async def settled(self, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds, until every event was acknowledged or given up
@@ -455,7 +387,7 @@ class HeldEvents:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._senders.clear()
-        lost = self._count + self.dropped
+        lost = self._count + self._queues.dropped
         if lost:
             self._log.warning(
                 "%d session event(s) not acknowledged by their server (held during an outage "
@@ -464,9 +396,4 @@ class HeldEvents:
             )
         self._queues.clear()
         self._in_flight.clear()
-        self._count = self._held = 0
-        self.dropped = 0
-
-
-def _number(event: _Event) -> int:
-    return event.number
+        self._count = 0
