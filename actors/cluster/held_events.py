@@ -388,6 +388,8 @@ class HeldEvents:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._senders.clear()
         lost = self._count + self._queues.dropped
+        self._queues.dropped = 0
+        self._say()  # what the release cut short had done
         if lost:
             self._log.warning(
                 "%d session event(s) not acknowledged by their server (held during an outage "

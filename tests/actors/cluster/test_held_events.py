@@ -444,7 +444,9 @@ async def test_events_of_the_release_under_way_at_close_are_counted_too(
     events.hold("room-1", b"bind-2")  # came meanwhile: queues behind room-1's
     assert [(s, d) for s, d, _ in backends.got] == [("room-2", b"close")]
     assert events.busy_for("room-1") and not events.busy_for("room-2")
+    caplog.set_level(logging.INFO, logger=LOGGER)
     await events.close()
+    assert lines(caplog)[0] == line(sent=1)  # what the release had done, said all the same
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         "[c-1] 3 session event(s) not acknowledged by their server (held during an "
