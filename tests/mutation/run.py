@@ -226,6 +226,11 @@ MODULES: dict[str, Module] = {
             "tests/actors/cluster/test_outbound.py",
         ),
     ),
+    # Real loopback sockets with websockets' client as the peer; about a second a run.
+    "websocket": Module(
+        "transport/websocket.py",
+        ("tests/transport/test_websocket.py", "tests/transport/test_partial.py"),
+    ),
 }
 ETCD_TESTS = ("tests/cluster/test_discovery_rpc.py",)
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidHandshake
-from websockets.frames import Close, Frame, Opcode
+from websockets.frames import Close, CloseCode, Frame, Opcode
 
 from tests.reliability.support import until
 from tests.transport.test_tcp import (
@@ -371,10 +377,12 @@ def binary_frame(size: int, *, fin: bool = True, continuation: bool = False) -> 
     return Frame(opcode, bytes(size), fin=fin).serialize(mask=True)
 
 
-async def test_unfinished_frames_and_messages_count_in_the_server_budget() -> None:
+async def test_unfinished_frames_and_messages_count_in_the_server_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A peer's partial frame (websockets' read buffer, past the frame's 8-byte header) and
     the fragments of its unfinished message both count; past the budget the largest holder
-    is aborted, the others kept."""
+    is aborted (the line says which peer), the others kept."""
     budget = PartialBudget(120_000)
     hub = Hub(echo=False)
     acceptor = WebSocketAcceptor(HOST, 0, partial_budget=budget)
@@ -396,6 +404,8 @@ async def test_unfinished_frames_and_messages_count_in_the_server_budget() -> No
         assert await hoarder_handler.wait_lost() is None
         await until(lambda: budget.held == 70_000)
         assert budget.dropped == 1
+        [dropping] = [r.getMessage() for r in caplog.records if "dropping" in r.getMessage()]
+        assert f"dropping ws peer {peer_of(hoarder)}, which held 55000" in dropping
         fragmenter.write(binary_frame(10, continuation=True))  # the message ends
         assert len(await fragmenter_handler.wait_bytes(50_010)) == 50_010
         await until(lambda: budget.held == 20_000)
@@ -427,3 +437,398 @@ async def test_what_peers_do_wrong_is_logged_at_info_once_per_10_s_each_at_debug
         assert last.getMessage().endswith(
             "/x' answered 426 (4 more since the last such line, not logged)"
         )
+
+
+# -- what a peer's frames and bytes do ---------------------------------------------------------
+
+
+def frame(opcode: Opcode, data: bytes, *, fin: bool = True) -> bytes:
+    """One frame as a client sends it (masked)."""
+    return Frame(opcode, data, fin=fin).serialize(mask=True, extensions=[])
+
+
+def server_close_frame(code: int, reason: str = "") -> bytes:
+    """The close frame the server sends (unmasked) with ``code`` and ``reason``."""
+    return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False, extensions=[])
+
+
+def fragments(count: int) -> list[bytes]:
+    """A message of ``count`` bytes in ``count`` frames."""
+    return [
+        frame(Opcode.BINARY if i == 0 else Opcode.CONT, b"x", fin=i == count - 1)
+        for i in range(count)
+    ]
+
+
+def peer_of(writer: asyncio.StreamWriter) -> str:
+    """``host:port`` of our end of the socket, as the server names its peer."""
+    return "{}:{}".format(*writer.get_extra_info("sockname"))
+
+
+def told(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The lines about what peers did (each at info or debug: see the throttle test)."""
+    return [r.getMessage() for r in caplog.records if "ws peer" in r.getMessage()]
+
+
+@contextlib.contextmanager
+def loop_errors() -> Iterator[list[dict[str, object]]]:
+    """What reaches the running loop's exception handler (a protocol callback that raised)."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(previous)
+
+
+def test_a_message_may_come_in_64_frames_whatever_its_size_limit() -> None:
+    assert max_fragments(0) == 64
+    assert max_fragments(64 * 512) == 64
+    assert max_fragments(64 * 512 + 511) == 64
+    assert max_fragments(65 * 512) == 65
+    assert max_fragments(1024 * 1024) == 2048
+
+
+async def test_a_message_in_exactly_max_fragments_frames_is_delivered_one_more_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The limit counts every frame of the message, the first one too; frames the peer sent
+    after the one over the limit (in the same write) are neither delivered nor told again."""
+    caplog.set_level(logging.DEBUG, logger="transport.websocket")
+    hub = Hub(echo=False)
+    acceptor = WebSocketAcceptor(HOST, 0, max_frame_size=1024)
+    async with running(acceptor, hub) as (_, port):
+        _, writer = await upgraded(port)
+        handler = await hub.next()
+        writer.write(b"".join(fragments(64)))
+        assert await handler.wait_bytes(64) == b"x" * 64
+        assert handler.chunks == [b"x" * 64]
+        await close_writer(writer)
+        reader, writer = await upgraded(port)
+        handler = await hub.next()
+        writer.write(b"".join(fragments(67)) + frame(Opcode.BINARY, b"after"))
+        assert await read_to_eof(reader) == server_close_frame(
+            1008, "message in too many fragments"
+        )
+        assert await handler.wait_lost() is None
+        assert handler.chunks == []
+        assert told(caplog) == [f"ws peer {peer_of(writer)} sent a message in more than 64 frames"]
+        await close_writer(writer)
+
+
+async def test_control_frames_between_fragments_do_not_end_the_message() -> None:
+    """RFC 6455 lets a ping come between the fragments of a message: it is answered, and the
+    message is the fragments' bytes alone."""
+    hub = Hub(echo=False)
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        reader, writer = await upgraded(port)
+        handler = await hub.next()
+        writer.write(
+            frame(Opcode.BINARY, b"ab", fin=False)
+            + frame(Opcode.PING, b"p")
+            + frame(Opcode.PONG, b"q")
+            + frame(Opcode.CONT, b"cd")
+        )
+        pong = Frame(Opcode.PONG, b"p").serialize(mask=False, extensions=[])
+        assert await asyncio.wait_for(reader.readexactly(len(pong)), TIMEOUT) == pong
+        assert await handler.wait_bytes(4) == b"abcd"
+        assert handler.chunks == [b"abcd"]
+        await close_writer(writer)
+
+
+async def test_binary_messages_need_not_be_utf8() -> None:
+    hub = Hub(echo=False)
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port), client(port) as ws:
+        handler = await hub.next()
+        await ws.send(b"\xff\xfe")
+        await ws.send([b"\xc3", b"\x28"])
+        assert await handler.wait_bytes(4) == b"\xff\xfe\xc3\x28"
+        assert handler.chunks == [b"\xff\xfe", b"\xc3\x28"]
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [frame(Opcode.TEXT, b"ok\xff")],
+        [frame(Opcode.TEXT, b"ok", fin=False), frame(Opcode.CONT, b"\xff")],
+    ],
+    ids=["one frame", "fragments"],
+)
+async def test_a_text_message_that_is_not_utf8_fails_the_connection_with_1007(
+    frames: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing of it reaches the handler, nor a binary message sent after it."""
+    caplog.set_level(logging.DEBUG, logger="transport.websocket")
+    hub = Hub(echo=False)
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        reader, writer = await upgraded(port)
+        handler = await hub.next()
+        writer.write(b"".join(frames) + frame(Opcode.BINARY, b"after"))
+        assert await read_to_eof(reader) == server_close_frame(
+            CloseCode.INVALID_DATA, "invalid UTF-8 at position 2"
+        )
+        assert await handler.wait_lost() is None
+        assert handler.chunks == []
+        assert told(caplog) == [f"ws peer {peer_of(writer)} sent a text frame that is not UTF-8"]
+        await close_writer(writer)
+
+
+async def test_a_character_split_between_text_fragments_is_delivered() -> None:
+    hub = Hub(echo=False)
+    euro = "€".encode()
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        _, writer = await upgraded(port)
+        handler = await hub.next()
+        writer.write(frame(Opcode.TEXT, euro[:1], fin=False) + frame(Opcode.CONT, euro[1:]))
+        assert await handler.wait_bytes(3) == euro
+        await close_writer(writer)
+
+
+async def test_frames_the_peer_sends_after_the_server_closed_are_not_delivered() -> None:
+    hub = Hub(echo=False)
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        reader, writer = await upgraded(port)
+        handler = await hub.next()
+        handler.conn.close()
+        writer.write(
+            frame(Opcode.BINARY, b"too late") + frame(Opcode.CLOSE, Close(1000, "").serialize())
+        )
+        assert await read_to_eof(reader) == server_close_frame(1000)
+        assert await handler.wait_lost() is None
+        assert handler.chunks == []
+        await close_writer(writer)
+
+
+async def test_a_peer_that_ends_its_stream_without_a_close_frame_is_lost_without_error() -> None:
+    hub = Hub(echo=False)
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        reader, writer = await upgraded(port)
+        handler = await hub.next()
+        with loop_errors() as errors:
+            writer.write_eof()
+            assert await handler.wait_lost() is None
+            assert await read_to_eof(reader) == b""  # an abnormal closure sends no close frame
+        assert errors == []
+        await close_writer(writer)
+
+
+async def test_a_reset_by_the_peer_reaches_the_handler_as_its_error() -> None:
+    hub = Hub(echo=False)
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        _, writer = await upgraded(port)
+        handler = await hub.next()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # closed with linger 0: a reset
+        assert isinstance(await handler.wait_lost(), ConnectionResetError)
+
+
+async def test_a_protocol_error_is_told_with_the_peer_and_the_error_a_close_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="transport.websocket")
+    hub = Hub(echo=False)
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        reader, writer = await upgraded(port)
+        handler = await hub.next()
+        writer.write(Frame(Opcode.BINARY, b"unmasked").serialize(mask=False, extensions=[]))
+        assert await read_to_eof(reader) == server_close_frame(
+            CloseCode.PROTOCOL_ERROR, "incorrect masking"
+        )
+        assert await handler.wait_lost() is None
+        assert told(caplog) == [
+            f"ws peer {peer_of(writer)} failed the connection: incorrect masking"
+        ]
+        await close_writer(writer)
+        async with client(port):
+            pass
+        assert await (await hub.next()).wait_lost() is None
+        assert len(told(caplog)) == 1
+
+
+# -- plain HTTP on the WebSocket port ------------------------------------------------------------
+
+
+async def raw_http_from(port: int, request: bytes) -> tuple[str, bytes]:
+    """Like :func:`raw_http`, with the name the server gives this peer."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(request)
+    response = await read_to_eof(reader)
+    await close_writer(writer)
+    return peer_of(writer), response
+
+
+def parse_response(response: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """Status line, headers (names lower-cased: HTTP compares them so) and body."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+async def test_a_page_says_its_length_and_that_the_connection_closes() -> None:
+    async with running(
+        WebSocketAcceptor(HOST, 0, http_handler=lambda _: HttpResponse(200, "text/plain", b"hi!")),
+        Hub(),
+    ) as (_, port):
+        status, headers, body = parse_response(
+            await raw_http(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        )
+        assert status == b"HTTP/1.1 200 OK"
+        assert headers == {
+            "content-type": "text/plain",
+            "content-length": "3",
+            "connection": "close",
+        }
+        assert body == b"hi!"
+
+
+async def test_a_status_without_a_standard_phrase_has_an_empty_one() -> None:
+    page = HttpResponse(599, "text/plain", b"odd")
+    async with running(WebSocketAcceptor(HOST, 0, http_handler=lambda _: page), Hub()) as (
+        _,
+        port,
+    ):
+        served = await raw_http(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert served.startswith(b"HTTP/1.1 599 \r\n")
+        assert served.endswith(b"\r\n\r\nodd")
+
+
+async def test_an_http_handler_that_raises_answers_500_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def page(path: str) -> HttpResponse | None:
+        raise RuntimeError("the page broke")
+
+    hub = Hub()
+    async with running(WebSocketAcceptor(HOST, 0, http_handler=page), hub) as (_, port):
+        peer, served = await raw_http_from(port, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = parse_response(served)
+        assert status == b"HTTP/1.1 500 Internal Server Error"
+        assert body == b"Internal error.\n"
+        async with client(port) as ws:  # the listener goes on
+            await ws.send(b"hi")
+            assert await recv(ws) == b"hi"
+    [failed] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failed.getMessage() == f"http handler failed for ws peer {peer} on '/boom'"
+    assert failed.exc_info is not None
+    assert str(failed.exc_info[1]) == "the page broke"
+
+
+async def test_a_request_that_is_no_http_is_answered_400_and_told(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="transport.websocket")
+    async with running(WebSocketAcceptor(HOST, 0, server_id="edge-1"), Hub()) as (_, port):
+        peer, served = await raw_http_from(port, b"\x16\x03\x01 not http at all\r\n\r\n")
+        status, _, body = parse_response(served)
+        assert status == b"HTTP/1.1 400 Bad Request"
+        assert body == b"Invalid HTTP request.\n"
+    assert told(caplog) == [
+        f"[edge-1] ws peer {peer} sent an invalid HTTP request: "
+        "did not receive a valid HTTP request"
+    ]
+
+
+async def test_over_long_request_lines_and_headers_keep_their_own_answers() -> None:
+    """websockets answers these itself (414, 431); they are no unparsable request (400)."""
+    async with running(WebSocketAcceptor(HOST, 0), Hub()) as (_, port):
+        long_line = await raw_http(port, b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n")
+        assert long_line.startswith(b"HTTP/1.1 414 ")
+        headers = b"".join(b"X-%d: y\r\n" % i for i in range(200))
+        many = await raw_http(port, b"GET / HTTP/1.1\r\n" + headers + b"\r\n")
+        assert many.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_what_a_plain_get_was_answered_is_told_with_peer_method_and_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="transport.websocket")
+    async with running(WebSocketAcceptor(HOST, 0), Hub()) as (_, port):
+        peer, served = await raw_http_from(port, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert served.startswith(b"HTTP/1.1 426 ")
+        garbage_peer, _ = await raw_http_from(port, UPGRADE_REQUEST + b"not a frame")
+    assert told(caplog) == [
+        f"ws peer {peer}: GET '/x' answered 426",
+        f"ws peer {garbage_peer} sent garbage after its HTTP request",
+    ]
+
+
+async def test_an_unfinished_upgrade_is_told_and_aborted_without_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="transport.websocket")
+    acceptor = WebSocketAcceptor(HOST, 0, limits=ConnectionLimits(open_timeout=0.05))
+    async with running(acceptor, Hub()) as (_, port):
+        with loop_errors() as errors:
+            peer, served = await raw_http_from(port, b"GET / HTTP/1.1\r\n")
+            assert served == b""
+            await until(lambda: acceptor.stats.opening == 0)
+        assert errors == []
+    assert told(caplog) == [
+        f"ws peer {peer} did not complete the upgrade within 0.05s of its accept; aborting it"
+    ]
+
+
+# -- the acceptor --------------------------------------------------------------------------------
+
+
+async def test_a_socket_refused_at_accept_is_closed_without_error() -> None:
+    hub = Hub()
+    acceptor = WebSocketAcceptor(HOST, 0)
+    with loop_errors() as errors:
+        await acceptor.start(hub, admit=lambda: False)
+        try:
+            assert await raw_http(acceptor.address[1], UPGRADE_REQUEST) == b""
+            await until(lambda: acceptor.stats.refused == 1 and acceptor.stats.opening == 0)
+        finally:
+            await acceptor.stop()
+    assert errors == []
+    assert hub.calls == 0
+
+
+def test_the_address_is_the_one_asked_for_until_started() -> None:
+    assert WebSocketAcceptor("0.0.0.0", 3251).address == ("0.0.0.0", 3251)
+
+
+def test_proxy_protocol_is_off_unless_asked_and_trusted_peers_need_it() -> None:
+    assert not WebSocketAcceptor(HOST, 0).proxy_protocol
+    assert WebSocketAcceptor(HOST, 0, proxy_protocol=True).proxy_protocol
+    with pytest.raises(ValueError, match="proxy_protocol is off"):
+        WebSocketAcceptor(HOST, 0, proxy_protocol_trusted=["10.0.0.0/8"])
+
+
+async def test_a_port_is_shared_only_when_both_acceptors_ask() -> None:
+    hub = Hub()
+    async with running(WebSocketAcceptor(HOST, 0), hub) as (_, port):
+        with pytest.raises(OSError):
+            await WebSocketAcceptor(HOST, port).start(hub)
+    first = WebSocketAcceptor(HOST, 0, reuse_port=True)
+    async with running(first, hub) as (_, port):
+        second = WebSocketAcceptor(HOST, port, reuse_port=True)
+        async with running(second, hub):
+            assert second.address[1] == port
+
+
+def listen_backlog(acceptor: WebSocketAcceptor) -> int:
+    """The backlog of the acceptor's listening socket, as Linux reports it (``tcpi_sacked``
+    of a listening socket's TCP_INFO). Private access: nothing public hands out the socket."""
+    listening = acceptor._server.sockets[0]  # type: ignore[union-attr]
+    info = listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int(struct.unpack_from("I", info, 28)[0])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a listening socket's TCP_INFO is Linux's")
+async def test_the_listen_backlog_is_the_one_asked_for_1024_by_default() -> None:
+    somaxconn = int(await asyncio.to_thread(Path("/proc/sys/net/core/somaxconn").read_text))
+    acceptor = WebSocketAcceptor(HOST, 0, backlog=7)
+    async with running(acceptor, Hub()):
+        assert listen_backlog(acceptor) == 7
+    acceptor = WebSocketAcceptor(HOST, 0)
+    async with running(acceptor, Hub()):
+        assert listen_backlog(acceptor) == min(1024, somaxconn)
