@@ -131,10 +131,10 @@ class WebSocketConnection(BufferedConnection):
         max_frame_size: int,
         http_handler: HttpHandler | None,
         partial_budget: PartialBudget | None = None,
-        peer_faults: Throttle | None = None,
+        peer_faults: Throttle,
     ) -> None:
         super().__init__(on_connection, limits, stats, loop)
-        self._peer_faults = peer_faults if peer_faults is not None else Throttle()
+        self._peer_faults = peer_faults
         """How often a line about a peer's doing reaches info (see :meth:`_tell`): the
         acceptor's, shared by its connections."""
         self._partial_budget = partial_budget
@@ -335,8 +335,9 @@ class WebSocketConnection(BufferedConnection):
         self._peer_faults.log(time.monotonic(), self._log, logging.INFO, message, *args)
 
     def _open_expired(self) -> None:
+        # Never after connection_lost: it cancels this timer.
         self._open_timer = None
-        if self._ws.state is CONNECTING and not self._lost:
+        if self._ws.state is CONNECTING:
             self._tell(
                 "ws peer %s did not complete the upgrade within %ss of its accept; aborting it",
                 self._peer,
