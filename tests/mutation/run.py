@@ -231,6 +231,8 @@ MODULES: dict[str, Module] = {
         "transport/websocket.py",
         ("tests/transport/test_websocket.py", "tests/transport/test_partial.py"),
     ),
+    "errorbody": Module("transport/errorbody.py", ("tests/transport/test_errorbody.py",)),
+    "partial": Module("transport/partial.py", ("tests/transport/test_partial.py",)),
 }
 ETCD_TESTS = ("tests/cluster/test_discovery_rpc.py",)
 
