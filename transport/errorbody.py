@@ -82,7 +82,8 @@ class ErrorBody:
         """
         metadata = self.metadata
         if (
-            _fits(self.msg, MAX_MSG_LENGTH)
+            _fits(self.code, MAX_METADATA_KEY)
+            and _fits(self.msg, MAX_MSG_LENGTH)
             and len(metadata) <= MAX_METADATA_ITEMS
             and all(
                 _fits(k, MAX_METADATA_KEY) and _fits(v, MAX_METADATA_VALUE)

@@ -120,13 +120,15 @@ def test_metadata_keeps_its_first_pairs_up_to_the_limit() -> None:
 
 @pytest.mark.parametrize("part", ["key", "value"])
 def test_one_metadata_key_or_value_over_its_limit_is_cut_and_the_rest_kept(part: str) -> None:
+    """The rest whole, even the parts exactly at their limits."""
     limit = MAX_METADATA_KEY if part == "key" else MAX_METADATA_VALUE
     long = "x" * (limit + 1)
     cut = "x" * (limit - 3) + "..."
     pair = {long: "v"} if part == "key" else {"k": long}
-    body = ErrorBody(PIT_400, "bad", {"route": "r", **pair})
+    code, msg = "C" * MAX_METADATA_KEY, "m" * MAX_MSG_LENGTH
+    body = ErrorBody(code, msg, {"route": "r", **pair})
     assert body.bounded() == ErrorBody(
-        PIT_400, "bad", {"route": "r", **({cut: "v"} if part == "key" else {"k": cut})}
+        code, msg, {"route": "r", **({cut: "v"} if part == "key" else {"k": cut})}
     )
 
 
@@ -139,3 +141,10 @@ def test_metadata_that_is_not_text_is_left_as_it_is_when_the_rest_is_cut() -> No
     assert len(bounded.msg) == MAX_MSG_LENGTH
     fitting = ErrorBody(PIT_500, "short", odd)
     assert fitting.bounded() is fitting
+
+
+def test_a_code_over_its_limit_is_cut_even_when_the_rest_fits() -> None:
+    """A code may come from a handler or a remote server: it is bounded like a metadata key,
+    on its own too (it was cut only when something else was)."""
+    body = ErrorBody("E" * 100, "bad", {"route": "x"})
+    assert body.bounded() == ErrorBody("E" * (MAX_METADATA_KEY - 3) + "...", "bad", {"route": "x"})
