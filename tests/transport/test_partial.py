@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from transport import partial
+from transport.logs import ServerLog
 from transport.partial import PartialBudget, PartialHold
 
 
@@ -166,3 +167,36 @@ def test_the_warning_after_a_quiet_spell_counts_the_drops_not_logged(
         "clients hold 130 bytes of unfinished packets, over max_partial_bytes (100): "
         "dropping last, which held 90 (2 more since the last such line, not logged)",
     ]
+
+
+def test_each_hold_s_bytes_are_what_it_counts_in_the_total() -> None:
+    """A dropped holder counts nothing from its drop on: its ``bytes`` say 0, so that the
+    total is always the sum of the holds' bytes."""
+    budget = PartialBudget(1000)
+    peers = [Peer(budget, str(n)) for n in range(3)]
+    for peer, size in zip(peers, (600, 300, 200), strict=True):
+        peer.hold.set(size)
+        assert budget.held == sum(p.hold.bytes for p in peers)
+    assert [p.hold.bytes for p in peers] == [0, 300, 200]
+    peers[0].hold.set(50)  # read after its drop: still nothing
+    assert budget.held == sum(p.hold.bytes for p in peers) == 500
+
+
+def test_a_connection_that_never_held_anything_may_go() -> None:
+    """Every connection reports 0 when it goes, most of them having held nothing."""
+    budget = PartialBudget(1000)
+    other = Peer(budget, "other")
+    other.hold.set(10)
+    quiet = Peer(budget, "quiet")
+    quiet.hold.set(0)
+    assert (budget.held, quiet.dropped, other.dropped) == (10, 0, 0)
+
+
+def test_the_warning_is_the_server_s(caplog: pytest.LogCaptureFixture) -> None:
+    log = ServerLog(logging.getLogger("transport.partial"), "connector-1")
+    budget = PartialBudget(100, log)
+    with caplog.at_level(logging.WARNING, logger="transport.partial"):
+        Peer(budget, "p").hold.set(150)
+    [record] = caplog.records
+    assert record.getMessage().startswith("[connector-1] clients hold 150 bytes")
+    assert record.server_id == "connector-1"  # type: ignore[attr-defined]
