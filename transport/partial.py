@@ -98,14 +98,14 @@ class PartialHold:
         if self.dropped:
             return
         budget = self._budget
-        grew = held > self.bytes
         budget.held += held - self.bytes
         self.bytes = held
         if held:
             budget._holders[self] = None
         else:
             budget._holders.pop(self, None)
-        if grew and budget.held > budget.limit:
+        # Every set leaves the total within the limit: only one that grew can put it over.
+        if budget.held > budget.limit:
             budget._shed()
 
 
