@@ -229,7 +229,12 @@ MODULES: dict[str, Module] = {
     # Real loopback sockets with websockets' client as the peer; about a second a run.
     "websocket": Module(
         "transport/websocket.py",
-        ("tests/transport/test_websocket.py", "tests/transport/test_partial.py"),
+        (
+            "tests/transport/test_websocket.py",
+            "tests/transport/test_websocket_frames.py",
+            "tests/transport/test_websocket_http.py",
+            "tests/transport/test_partial.py",
+        ),
     ),
     "errorbody": Module("transport/errorbody.py", ("tests/transport/test_errorbody.py",)),
     "partial": Module("transport/partial.py", ("tests/transport/test_partial.py",)),
