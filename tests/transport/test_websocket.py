@@ -369,8 +369,48 @@ async def upgraded(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
 
 
 def binary_frame(size: int, *, fin: bool = True, continuation: bool = False) -> bytes:
-    opcode = Opcode.CONT if continuation else Opcode.BINARY
-    return Frame(opcode, bytes(size), fin=fin).serialize(mask=True)
+    return frame(Opcode.CONT if continuation else Opcode.BINARY, bytes(size), fin=fin)
+
+
+def frame(opcode: Opcode, data: bytes, *, fin: bool = True) -> bytes:
+    """One frame as a client sends it (masked)."""
+    return Frame(opcode, data, fin=fin).serialize(mask=True, extensions=[])
+
+
+def server_close_frame(code: int, reason: str = "") -> bytes:
+    """The close frame the server sends (unmasked) with ``code`` and ``reason``."""
+    return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False, extensions=[])
+
+
+def fragments(count: int) -> list[bytes]:
+    """A message of ``count`` bytes in ``count`` frames."""
+    return [
+        frame(Opcode.BINARY if i == 0 else Opcode.CONT, b"x", fin=i == count - 1)
+        for i in range(count)
+    ]
+
+
+def peer_of(writer: asyncio.StreamWriter) -> str:
+    """``host:port`` of our end of the socket, as the server names its peer."""
+    return "{}:{}".format(*writer.get_extra_info("sockname"))
+
+
+def told(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The lines about what peers did (each at info or debug: see the throttle test)."""
+    return [r.getMessage() for r in caplog.records if "ws peer" in r.getMessage()]
+
+
+@contextlib.contextmanager
+def loop_errors() -> Iterator[list[dict[str, object]]]:
+    """What reaches the running loop's exception handler (a protocol callback that raised)."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(previous)
 
 
 async def test_unfinished_frames_and_messages_count_in_the_server_budget(
@@ -433,47 +473,3 @@ async def test_what_peers_do_wrong_is_logged_at_info_once_per_10_s_each_at_debug
         assert last.getMessage().endswith(
             "/x' answered 426 (4 more since the last such line, not logged)"
         )
-
-
-# -- helpers (test_websocket_frames.py and test_websocket_http.py use them too) ---------------
-
-
-def frame(opcode: Opcode, data: bytes, *, fin: bool = True) -> bytes:
-    """One frame as a client sends it (masked)."""
-    return Frame(opcode, data, fin=fin).serialize(mask=True, extensions=[])
-
-
-def server_close_frame(code: int, reason: str = "") -> bytes:
-    """The close frame the server sends (unmasked) with ``code`` and ``reason``."""
-    return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False, extensions=[])
-
-
-def fragments(count: int) -> list[bytes]:
-    """A message of ``count`` bytes in ``count`` frames."""
-    return [
-        frame(Opcode.BINARY if i == 0 else Opcode.CONT, b"x", fin=i == count - 1)
-        for i in range(count)
-    ]
-
-
-def peer_of(writer: asyncio.StreamWriter) -> str:
-    """``host:port`` of our end of the socket, as the server names its peer."""
-    return "{}:{}".format(*writer.get_extra_info("sockname"))
-
-
-def told(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The lines about what peers did (each at info or debug: see the throttle test)."""
-    return [r.getMessage() for r in caplog.records if "ws peer" in r.getMessage()]
-
-
-@contextlib.contextmanager
-def loop_errors() -> Iterator[list[dict[str, object]]]:
-    """What reaches the running loop's exception handler (a protocol callback that raised)."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    try:
-        yield errors
-    finally:
-        loop.set_exception_handler(previous)
