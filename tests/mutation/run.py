@@ -233,7 +233,6 @@ MODULES: dict[str, Module] = {
             "tests/transport/test_websocket.py",
             "tests/transport/test_websocket_frames.py",
             "tests/transport/test_websocket_http.py",
-            "tests/transport/test_partial.py",
         ),
     ),
     "errorbody": Module("transport/errorbody.py", ("tests/transport/test_errorbody.py",)),
