@@ -53,6 +53,7 @@ from actors.cluster.codec import (
 )
 from actors.cluster.control import SESSION_EVENT_ROUTE, Finished, control_route
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
+from actors.cluster.subjects import MAX_LOGGED_ID
 from actors.errors import BadRequest, RouteNotFound, TooManyRequests
 from actors.invocation import Sequencer
 from actors.logs import ServerLog, Throttle
@@ -170,6 +171,9 @@ class RpcBridge(Actor):
         """Forwarded messages of one session run one after another, in arrival order."""
         self._malformed = Throttle()
         """Malformed messages are counted always, logged once per 10 s (a peer may flood)."""
+        self._unfetched = Throttle()
+        """Handshakes a frontend could not be asked for: logged once per 10 s (a request
+        forged on NATS names any frontend, and each one would write a line)."""
         self.carry = SessionCarry(self.sequencer)
         """What a session's messages pushed to its frontend, for its pipelined next ones."""
         self.waiting_bytes = 0
@@ -446,11 +450,14 @@ class RpcBridge(Actor):
                 snapshot.frontend_id, snapshot.id, snapshot.frontend_type
             )
         except Exception as exc:  # the handler runs all the same, without it
-            self.log.info(
-                "handshake of session %s of %s not fetched: %s",
+            self._unfetched.log(
+                time.monotonic(),
+                self.log,
+                logging.INFO,
+                "handshake of session %s of %r not fetched: %s",
                 snapshot.id,
-                snapshot.frontend_id,
-                exc,
+                snapshot.frontend_id[:MAX_LOGGED_ID],
+                str(exc)[:200],
             )
             handshake = None
         if handshake is not None:

@@ -59,7 +59,7 @@ from actors.cluster.control import (
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ClusterUnavailable, ServerUnreachable
 from actors.cluster.session_events import MAX_SERVED_SERVERS, record_served
-from actors.cluster.subjects import server_problem
+from actors.cluster.subjects import MAX_LOGGED_ID, server_problem
 from actors.errors import BadRequest, InternalError, PitayaError, RpcTimeout, detached
 from actors.logs import ServerLog, Throttle
 from actors.metrics.rpc import observe_rpc
@@ -79,9 +79,6 @@ if TYPE_CHECKING:
     from actors.tracing import Tracing
 
 log = logging.getLogger(__name__)
-
-MAX_LOGGED_ID = 100
-"""Characters of a server id a log line shows (one a request names may be any length)."""
 
 StartCall = Callable[["ServerInfo", bytes, float, "Reply"], None]
 """``start_call(server, request, timeout, reply)`` of an RPC client that has one."""
@@ -423,7 +420,7 @@ class Outbound:
         """A control request to a frontend; raises its error."""
         server = self._frontend(frontend_id, frontend_type, extras)
         if server is None:
-            raise InternalError(f"frontend {frontend_id} not found in discovery")
+            raise InternalError(f"frontend {frontend_id[:MAX_LOGGED_ID]} not found in discovery")
         if isinstance(control, UidPush):
             await self._push_to_user(server, control)
         elif isinstance(control, UidKick) and not has_extras(server.metadata):
@@ -449,7 +446,7 @@ class Outbound:
         ours), asked with ``pysys.handshake``; raises the frontend's error."""
         server = self._frontend(frontend_id, frontend_type, True)
         if server is None:
-            raise InternalError(f"frontend {frontend_id} not found in discovery")
+            raise InternalError(f"frontend {frontend_id[:MAX_LOGGED_ID]} not found in discovery")
         answer = await self.ask(server, control_request(HandshakeGet(session_id)), self.rpc_timeout)
         handshake = decode_json_body(answer).get("hs")
         return handshake if isinstance(handshake, dict) else None

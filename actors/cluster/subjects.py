@@ -6,6 +6,9 @@ MAX_UID_BYTES = 512
 """Longest uid (UTF-8 bytes) that goes into a subject: NATS refuses a command line longer
 than 4 KiB (``max_control_line``) with an error that ends the connection for good."""
 
+MAX_LOGGED_ID = 100
+"""Characters of a server id a log line shows (one a request names may be any length)."""
+
 
 def server_subject(server_type: str, server_id: str) -> str:
     """Requests to one server: forwarded messages, user RPCs, frontend controls."""

@@ -70,6 +70,7 @@ async def test_a_frontend_no_subject_can_carry_is_unknown_and_the_backend_stays_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="actors.cluster.outbound")
+    caplog.set_level(logging.DEBUG, logger="actors.cluster.bridge")
     common = cluster_options(nats_server, etcd_server)
     room = App(server_type="room", server_id="room-1", frontend=False, **common)
     room.register(Sizes)
@@ -94,3 +95,8 @@ async def test_a_frontend_no_subject_can_carry_is_unknown_and_the_backend_stays_
     dropped = [r for r in caplog.records if "unknown; dropping" in r.getMessage()]
     assert [r.levelno for r in dropped] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
     assert all(len(r.getMessage()) < 300 for r in dropped)
+    # The handshake the backend could not ask for: a line per forged request, the id in
+    # full twice (10 kB each), before.
+    unfetched = [r for r in caplog.records if "not fetched" in r.getMessage()]
+    assert [r.levelno for r in unfetched] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+    assert all(len(r.getMessage()) < 400 for r in unfetched)
