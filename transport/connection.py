@@ -149,7 +149,7 @@ def kick_reason(body: bytes) -> str:
     (Go Pitaya's is empty), and a kick ends the connection whatever it holds."""
     try:
         decoded = json.loads(body) if body else None
-    except ValueError:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
         return ""
     reason = decoded.get("reason") if isinstance(decoded, dict) else None
     return reason[:MAX_KICK_REASON] if isinstance(reason, str) else ""
