@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 
 import pytest
 
 from actors.app import App
+from actors.cluster.cluster import MAX_HELD_BYTES, MAX_HELD_INBOUND
 from actors.cluster.codec import USER, RpcRequest, encode_request, read_answer
 from actors.cluster.discovery import DuplicateServerId, ServerInfo
 from actors.cluster.memory import MemoryCluster, MemoryDiscovery, MemoryRpc
@@ -18,6 +21,7 @@ from actors.errors import UnhandledMessage
 from actors.handler import Remote, handler
 from actors.session import Session
 from actors.system import ActorSystem
+from tests.reliability.support import until
 
 hits: list[str] = []
 
@@ -89,3 +93,93 @@ async def test_a_request_that_arrives_while_the_server_registers_waits_for_its_i
     async with room:  # registered: handled then, and answered
         assert read_answer(await asyncio.wait_for(rpc.answer, 5)) == b"ok"
         assert hits == ["hit"]
+
+
+class FloodOnSubscribe(MemoryRpc):
+    """Its subject gets ``count`` requests of ``size`` bytes each the moment it is served
+    (one bytes object: the test itself holds no more than one)."""
+
+    def __init__(self, network: MemoryCluster, count: int, size: int) -> None:
+        super().__init__(network)
+        self.count = count
+        self.size = size
+        self.deliver: DeliverInbound | None = None
+
+    async def start(self, me: ServerInfo, deliver: DeliverInbound) -> None:
+        await super().start(me, deliver)
+        self.deliver = deliver
+        data = encoded(self.size)
+        for _ in range(self.count):
+            deliver(REQUEST, data, None)
+
+
+class Counting(Registering):
+    """Registers (or refuses), noting how many inbound messages were dropped by then."""
+
+    def __init__(self, network: MemoryCluster, refuse: bool) -> None:
+        super().__init__(network, refuse)
+        self.app: App | None = None
+        self.dropped_then = -1
+
+    async def start(self, me: ServerInfo) -> None:
+        assert self.app is not None and self.app.cluster is not None
+        self.dropped_then = self.app.cluster.dropped_messages
+        await super().start(me)
+
+
+def flooded(count: int, size: int, refuse: bool = False) -> tuple[App, FloodOnSubscribe, Counting]:
+    network = MemoryCluster()
+    rpc = FloodOnSubscribe(network, count, size)
+    discovery = Counting(network, refuse=refuse)
+    room = App(
+        server_type="room",
+        server_id="room-1",
+        mode="cluster",
+        frontend=False,
+        discovery=discovery,
+        rpc=RpcPair(rpc, rpc),
+    )
+    discovery.system = room.system
+    discovery.app = room
+    room.register_remote(Tally)
+    return room, rpc, discovery
+
+
+def encoded(size: int) -> bytes:
+    return encode_request(RpcRequest(USER, "room.tally.hit", b"x" * size), "c-1", "connector", 5.0)
+
+
+@pytest.mark.parametrize(("count", "size"), [(MAX_HELD_INBOUND + 3, 10), (80, 1024 * 1024)])
+async def test_what_is_held_is_bounded_and_what_is_dropped_is_counted(
+    count: int, size: int
+) -> None:
+    """Held messages were bounded by their number only (10,000 of up to NATS's max payload
+    each: gigabytes), and those past it were dropped unanswered without a trace (Pitaya's
+    ``rpc_server_dropped_messages`` counts them)."""
+    hits.clear()
+    held = min(MAX_HELD_INBOUND, MAX_HELD_BYTES // len(encoded(size)))
+    assert held < count
+    room, _, discovery = flooded(count, size)
+    async with room:
+        assert discovery.dropped_then == count - held
+        await until(lambda: len(hits) == held, timeout=30)
+
+
+async def test_what_arrives_after_a_refusal_is_not_kept() -> None:
+    """Refused its id, the server closes its connection, which delivers what was pending
+    (NATS drains): that was appended to a list its RPC server kept for good."""
+    room, rpc, _ = flooded(1, 10, refuse=True)
+    with pytest.raises(ServerIdTaken):
+        await room.start()
+    assert rpc.deliver is not None
+
+    class Answer:
+        def __call__(self, data: bytes) -> None:
+            raise AssertionError("answered a request for the id's holder")
+
+    answer = Answer()
+    kept = weakref.ref(answer)
+    rpc.deliver(REQUEST, encoded(0), answer)
+    del answer
+    gc.collect()
+    assert kept() is None
