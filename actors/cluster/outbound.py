@@ -133,7 +133,11 @@ class Outbound:
         a call at once with ``ClusterUnavailable`` itself."""
         self._past_cap_told = False
         self._dropped_controls = Throttle()
-        """Controls for a session's frontend that cannot reach it: logged once per 10 s."""
+        """Controls for a frontend unknown here (a request may be forged): logged once per
+        10 s."""
+        self._unbound_on_go = Throttle()
+        """Controls for an unbound session of a Go frontend: the same way, apart (a forged
+        flood of the above must not hide this one, a game's mistake)."""
 
     @property
     def ordered(self) -> bool:
@@ -506,7 +510,7 @@ class Outbound:
             return
         uid = control.uid
         if not uid:
-            self._dropped_controls.log(
+            self._unbound_on_go.log(
                 time.monotonic(),
                 self.log,
                 logging.WARNING,

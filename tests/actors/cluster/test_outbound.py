@@ -831,3 +831,20 @@ def test_a_notify_that_cannot_be_encoded_is_logged(caplog: pytest.LogCaptureFixt
 )
 def test_a_timeout_is_written_as_go_writes_a_duration(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
+
+
+async def test_controls_forged_for_unknown_frontends_hide_no_unbound_go_session_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Both dropped-control lines shared one throttle: requests forged on NATS naming
+    unknown frontends (any peer's, as often as it likes) turned the first warning about a
+    Go frontend's unbound session (a game's mistake, to be seen) into a debug line."""
+    go = server("go-1", "connector", ours=False, frontend=True)
+    out = outbound(go, wire=Wire(ok(b"")))
+    with caplog.at_level(logging.WARNING):
+        out.frontend_notify("forged", SessionPush(7, None, "onMsg", b"x"))
+        out.frontend_notify("go-1", SessionPush(8, None, "onMsg", b"x"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "[c-1] frontend 'forged' unknown; dropping pysys.push",
+        "[c-1] pysys.push to session 8 on go-1 dropped: a Go frontend reaches only bound sessions",
+    ]
