@@ -251,7 +251,6 @@ class Cluster:
         controls = ControlHandler(
             server_id=self.me.id,
             sessions=app.sessions,
-            encode_push_packet=app.encode_push_packet,
             session_events=app.remote_session_events,
             backend_session=self._backend_session,
             handshakes=self.handshakes,

@@ -64,7 +64,7 @@ from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.session_events import CLOSE
 from actors.errors import BadRequest, InternalError, UserNotHere
 from actors.logs import ServerLog, Throttle
-from actors.session import KickSession, PushToClient, SendFrame
+from actors.session import KickSession, PushToClient
 
 if TYPE_CHECKING:
     from actors.cluster.rpc import Respond
@@ -307,8 +307,8 @@ BackendSessionFactory = Callable[[SessionSnapshot, bool], "Session"]
 
 class ControlHandler:
     """What this server does with the controls it receives: on a frontend, act on its
-    sessions (``sessions``; pushes framed by ``encode_push_packet``); on a backend, run the
-    session-event callbacks (``session_events``) with a session made by ``backend_session``.
+    sessions (``sessions``); on a backend, run the session-event callbacks
+    (``session_events``) with a session made by ``backend_session``.
     """
 
     def __init__(
@@ -316,7 +316,6 @@ class ControlHandler:
         *,
         server_id: str,
         sessions: SessionRegistry,
-        encode_push_packet: Callable[[str, bytes], bytes],
         session_events: RemoteSessionEvents,
         backend_session: BackendSessionFactory,
         handshakes: HandshakeCache | None = None,
@@ -324,7 +323,6 @@ class ControlHandler:
         self.server_id = server_id
         self.log = ServerLog(log, server_id)
         self.sessions = sessions
-        self.encode_push_packet = encode_push_packet
         self.session_events = session_events
         self.backend_session = backend_session
         self.handshakes = handshakes if handshakes is not None else HandshakeCache()
@@ -448,7 +446,10 @@ class ControlHandler:
         if isinstance(message, UserKick):
             session.kick(message.reason)
         else:
-            session.ref.tell(SendFrame(self.encode_push_packet(message.route, message.data)))
+            # Framed by the session, as a session's push: one no packet can carry (over
+            # 16 MiB: NATS takes up to 64) is dropped there with a warning; framed here, it
+            # raised out of the bridge, and an acknowledged push was never answered.
+            session.ref.tell(PushToClient(message.route, message.data))
 
     async def _session_event(self, control: SessionEvent, snapshot: SessionSnapshot | None) -> None:
         """Backend side: a session this server served bound or closed on its frontend."""

@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 
 from actors.app import App
+from actors.cluster.codec import UserPush, encode_push, read_answer
+from actors.cluster.memory import MemoryCluster, MemoryRpc
 from actors.handler import Handler, handler
 from actors.session import Session
-from actors.testing import serve
+from actors.testing import cluster_app, serve
 from samples.echo.server import Echo
+from tests.actors.cluster.test_carry import Account
 from transport.client import RequestError
 from transport.packet import MAX_BODY_LENGTH
 
@@ -93,3 +96,32 @@ async def test_a_push_no_packet_can_carry_is_dropped_and_said_once(
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
     assert f"push {route[:64]!r}" in warned[0].getMessage()
     assert reason in warned[0].getMessage()
+
+
+async def test_a_push_by_uid_no_packet_can_carry_is_dropped_and_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A push by uid (a peer's ``protos.Push`` on the uid's subject, or gRPC's PushToUser)
+    is framed by the frontend: one past 16 MiB (NATS's max payload may be up to 64 MiB)
+    raised out of its bridge, an ERROR traceback per push, and an acknowledged one was never
+    answered (its sender waited the RPC timeout). It is dropped as a session's push is."""
+    caplog.set_level(logging.INFO)
+    network = MemoryCluster()
+    connector = cluster_app(network, "connector", server_id="c-1")
+    connector.register(Account)
+    peer = MemoryRpc(network)
+    await peer.connect()
+    async with serve(connector) as server:
+        client = await server.connect()
+        pushes = client.pushes()
+        assert await client.request("account.login", {"uid": "ann"}) == {"uid": "ann"}
+        large = encode_push(UserPush("ann", "onLarge", b"y" * TOO_LARGE))
+        answer = await peer.request_user("connector", "ann", "push", large, timeout=30)
+        assert answer is not None and read_answer(answer) == b"ack"
+        small = encode_push(UserPush("ann", "onSmall", b'{"n":1}'))
+        peer.publish_user("connector", "ann", "push", small)
+        push = await asyncio.wait_for(anext(pushes), 10)
+        assert (push.route, push.body) == ("onSmall", {"n": 1})
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    warned = [r for r in caplog.records if "was not written" in r.getMessage()]
+    assert len(warned) == 1 and "push 'onLarge'" in warned[0].getMessage()

@@ -124,7 +124,6 @@ def test_failed_controls_nobody_waits_for_are_logged_at_warning_once_per_10_s(
     handler = ControlHandler(
         server_id="front-1",
         sessions=SessionRegistry(),
-        encode_push_packet=lambda route, data: b"",
         session_events=RemoteSessionEvents(),
         backend_session=lambda snapshot, read_only: None,  # type: ignore[arg-type,return-value]
     )
