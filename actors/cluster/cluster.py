@@ -54,7 +54,12 @@ from actors.cluster.rpc import (
     ServerIdTaken,
 )
 from actors.cluster.serializer_check import SERIALIZER_KEY, SerializerCheck
-from actors.cluster.subjects import server_subject, user_subject
+from actors.cluster.subjects import (
+    MAX_LOGGED_ID,
+    server_problem,
+    server_subject,
+    user_subject,
+)
 from actors.cluster.users import ClusterUsers, UserDelivery
 from actors.errors import RpcTimeout
 from actors.logs import ServerLog
@@ -208,6 +213,13 @@ class Cluster:
         """Reach the RPC transport and etcd; ClusterStartupError names what cannot be
         reached (or what is missing)."""
         config = self.app.config
+        problem = server_problem(self.me.type, self.me.id)
+        if problem is not None:
+            # Every peer's discovery skips it: registered, it would be reached by none.
+            raise ClusterStartupError(
+                f"server {self.me.type[:MAX_LOGGED_ID]!r}/{self.me.id[:MAX_LOGGED_ID]!r} "
+                f"cannot join the cluster: {problem}"
+            )
         if self.rpc_client.user_subjects is None:
             self._require_user_delivery()
         on_lost = getattr(self.rpc_client, "on_lost", None)  # NATS's: gRPC reconnects per call

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 from actors.app import App
+from actors.cluster.memory import MemoryCluster
+from actors.cluster.rpc import ClusterStartupError
 from actors.handler import Handler, handler
 from actors.session import Session
-from actors.testing import serve
+from actors.testing import cluster_app, serve
 from tests.cluster.test_concurrency import cluster_options
 from tests.reliability.support import until
 from tests.services import EtcdServer, NatsServer
@@ -68,3 +70,20 @@ async def test_a_server_no_subject_can_carry_is_skipped_and_the_frontend_stays_u
     finally:
         await etcd.close()
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(
+    ("server_type", "server_id"), [("room", "r" * 600), ("room", "room-1."), ("ro om", "room-1")]
+)
+async def test_a_server_no_subject_can_carry_is_refused_at_its_start(
+    server_type: str, server_id: str
+) -> None:
+    """Every peer's discovery skips a server whose type or id no subject can carry: one
+    with such an id (600 characters worked before) registered and served, and no peer
+    reached it, each saying so in its own log only; another raised NATS's bare "invalid
+    subject". It is refused at its start, saying why."""
+    network = MemoryCluster()
+    app = cluster_app(network, server_type, server_id=server_id, frontend=False)
+    with pytest.raises(ClusterStartupError, match="cannot be in a subject"):
+        await app.start()
+    assert network.servers == {}
