@@ -132,6 +132,7 @@ class Invoker:
         received_ns: int = 0,
         span: Span | None = None,
         delay_type: str = DELAY_LOCAL,
+        hook_route: str | None = None,
     ) -> None:
         """Run ``route``'s method for one message; ``done(payload, error)`` is called once.
 
@@ -140,7 +141,9 @@ class Invoker:
         before this returns. ``serializer`` overrides the server's (user RPCs);
         ``received_ns`` (``time.monotonic_ns()`` at arrival, 0 when metrics are off) feeds the
         process-delay metric, whose ``type`` is ``delay_type`` (``DELAY_REMOTE`` for a message
-        that came by RPC); ``span`` is made current while the method runs.
+        that came by RPC); ``span`` is made current while the method runs. The pipeline's
+        hooks see ``hook_route`` (a client's message: :attr:`LocalRoute.name`, however the
+        client spelled it), ``name`` when None; series and logs ``name``.
         """
         if received_ns:
             self.metrics.report_summary(
@@ -172,7 +175,13 @@ class Invoker:
                 return
             if self.pipeline.active:
                 call = _run_async(
-                    self.pipeline, route.handler, spec, name, session, args, self.failures
+                    self.pipeline,
+                    route.handler,
+                    spec,
+                    hook_route or name,
+                    session,
+                    args,
+                    self.failures,
                 )
             else:  # the method's own coroutine: one frame less on every resume
                 call = getattr(route.handler, spec.attribute)(session, *args)

@@ -276,10 +276,8 @@ class SessionActor(Actor):
             self._respond_error(message, refused)
             if received_ns:
                 # Not yet routed: only a route served here may name a time series.
-                local = self.app.local_routes.get(message.route)
-                self._report_response(
-                    UNKNOWN_ROUTE if local is None else local.name, received_ns, refused
-                )
+                route = message.route if message.route in self.app.local_routes else UNKNOWN_ROUTE
+                self._report_response(route, received_ns, refused)
         else:
             self.app.stats.dropped_notifies += 1
 
@@ -366,10 +364,6 @@ class SessionActor(Actor):
 
     def _invoke(self, route: LocalRoute, message: Message, data: bytes, received_ns: int) -> None:
         app = self.app
-        # One name per route, however the client spelled it (``room.join`` or
-        # ``game.room.join``): the pipeline's hooks, metrics and logs see that one (a hook
-        # refusing ``room.admin`` was passed by ``game.room.admin``).
-        message.route = route.name
         span = self._start_span(message) if app.tracing.enabled else None
         entry = HandlerDone(self.ref, message, received_ns, span, forwarded=False)
         # A synchronous handler answers before invoke returns. Its answer is written here,
@@ -391,6 +385,10 @@ class SessionActor(Actor):
             entry,
             received_ns=received_ns,
             span=span,
+            # One name per route, however the client spelled it (``room.join`` or
+            # ``game.room.join``): a hook refusing ``room.admin`` was passed by
+            # ``game.room.admin``. Series and spans keep the route as sent, as Go Pitaya's.
+            hook_route=route.name,
         )
         entry.inline = False
         if started:  # a budgeted body: tell the loop's budget what its decoding cost

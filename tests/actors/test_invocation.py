@@ -22,7 +22,7 @@ from actors.app import App
 from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests
 from actors.handler import Handler, handler
 from actors.invocation import FailureLog, Sequencer
-from actors.metrics.names import PROCESS_DELAY
+from actors.metrics.names import PROCESS_DELAY, RESPONSE_TIME
 from actors.session import Session, SessionClosed
 from actors.testing import TestClient, TestSession
 from tests.actors.metrics.recorder import Recorder
@@ -741,3 +741,30 @@ async def test_hooks_see_one_name_per_route_however_the_client_spells_it() -> No
             assert refused.value.code == "PIT-403"
         assert await client.request("game.admin.hello") == {"hello": True}
     assert seen == ["admin.reset", "admin.reset", "admin.hello"]
+
+
+async def test_series_and_spans_name_a_route_as_the_client_spelled_it() -> None:
+    """Hooks see one name per route, but Pitaya's metrics name a route as the client sent
+    it (Go's ``RouteKey`` is the message's route): a cluster's clients spell a frontend's own
+    routes in full (``connector.entry.login``), and their series, named so before and by a
+    Go frontend beside it, lost the server type."""
+    recorder = Recorder()
+    seen: list[str] = []
+    app = App(server_type="game")
+    app.register(Admin)
+    app.add_metrics_reporter(recorder)
+
+    @app.pipeline.before
+    def note(session: Session, route: str, body: Any) -> Any:
+        seen.append(route)
+        return body
+
+    async with TestClient(app) as client:
+        for spelling in ("game.admin.hello", "admin.hello"):
+            mark = len(recorder.calls)
+            assert await client.request(spelling) == {"hello": True}
+            await recorder.wait_for(lambda c: c.metric == RESPONSE_TIME, since=mark)
+    assert seen == ["admin.hello", "admin.hello"]
+    for metric in (RESPONSE_TIME, PROCESS_DELAY):
+        routes = [c.tags["route"] for c in recorder.find(lambda c, m=metric: c.metric == m)]
+        assert routes == ["game.admin.hello", "admin.hello"], metric
