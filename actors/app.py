@@ -485,12 +485,14 @@ class App:
         """Run ``validator(handshake)`` on every handshake, in order; raising refuses it (400).
 
         A validator is synchronous: it runs in the session's turn, as Pitaya's do. An
-        ``async def`` one is refused here with a ``TypeError``: called, it would only make a
-        coroutine, never run, and every handshake would pass (one that returns an awaitable
-        all the same refuses every handshake). Check what needs the network in a handler
-        (a login route) instead.
+        ``async def`` one (or an object with an ``async def __call__``) is refused here with
+        a ``TypeError``: called, it would only make a coroutine, never run, and every
+        handshake would pass (one that returns an awaitable all the same refuses every
+        handshake). Check what needs the network in a handler (a login route) instead.
         """
-        if inspect.iscoroutinefunction(validator):
+        if inspect.iscoroutinefunction(validator) or inspect.iscoroutinefunction(
+            type(validator).__call__  # an object whose __call__ is async def
+        ):
             raise TypeError(
                 f"handshake validator {name!r} is a coroutine function: validators must be "
                 "synchronous (it would never run, and every handshake would pass)"

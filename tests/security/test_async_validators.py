@@ -49,3 +49,19 @@ async def test_a_validator_returning_an_awaitable_refuses_every_handshake(token:
     assert refused.value.code == 400
     assert "not synchronous" in refused.value.message
     assert len(made) == 1 and made[0].cr_frame is None  # closed: no "never awaited" warning
+
+
+class TokenCheck:
+    """A validator object whose ``__call__`` is a coroutine function."""
+
+    async def __call__(self, handshake: HandshakeRequest) -> None:
+        await token_ok(handshake)
+
+
+def test_an_object_with_an_async_call_is_refused_when_added() -> None:
+    """Accepted, it refused every handshake (every client turned away, the cause told at
+    info only, among the peers' faults)."""
+    app = build_app(tcp_port=0, ws_port=0)
+    with pytest.raises(TypeError, match="validators must be synchronous"):
+        app.add_handshake_validator("token", TokenCheck())
+    assert app.handshake_validators == []
