@@ -77,3 +77,11 @@ def test_only_the_binds_of_the_closed_sessions_are_dropped() -> None:
     queues.append("room-1", event(5))
     queues.clear()
     assert (len(queues), queues.servers(), queues.dropped) == (0, [], 0)
+
+
+def test_a_server_with_nothing_held_has_nothing_to_take_drop_or_forget() -> None:
+    queues = EventQueues(limit=10)
+    assert queues.front("room-1", 3) == []
+    assert queues.drop_binds("room-1", [7]) == 0
+    assert queues.forget("room-1") == 0
+    assert len(queues) == 0

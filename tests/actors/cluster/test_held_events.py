@@ -51,14 +51,16 @@ class Servers:
 class Backends:
     """``NatsRpc.start_call`` toward backends: each request is on the connection when the call
     returns (``sent``) and acknowledged a round trip (1 ms) later (``got``), unless the server
-    has no subscriber until a moment (``unsubscribed_until``: "no responders"), is told to fail
-    (``failures[server_id]``: errors, one per call), or is ``hung`` (a timeout)."""
+    has no subscriber until a moment (``unsubscribed_until``, or per event ``subscribed_at``:
+    "no responders"), is told to fail (``failures[server_id]``: an error, or None to deliver,
+    one per call), or is ``hung`` (a timeout)."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
         self.got: list[tuple[str, bytes, float]] = []
-        self.failures: dict[str, list[Exception]] = {}
+        self.failures: dict[str, list[Exception | None]] = {}
         self.unsubscribed_until: dict[str, float] = {}
+        self.subscribed_at: dict[bytes, float] = {}
         self.hung: set[str] = set()
         self.connected = True
         self._answers: deque[Callable[[], None]] = deque()
@@ -73,9 +75,12 @@ class Backends:
         if server.id in self.hung:
             loop.call_later(timeout, reply, None, RpcTimeout(f"no answer within {timeout}s"))
             return
-        if failures:
-            outcome: Callable[[], None] = partial(reply, None, failures.pop(0))
-        elif loop.time() < self.unsubscribed_until.get(server.id, -1.0):
+        failure = failures.pop(0) if failures else None
+        if failure is not None:
+            outcome: Callable[[], None] = partial(reply, None, failure)
+        elif loop.time() < max(
+            self.unsubscribed_until.get(server.id, -1.0), self.subscribed_at.get(data, -1.0)
+        ):
             outcome = partial(reply, None, ServerUnreachable("no responders"))
         else:
             outcome = partial(self._deliver, server.id, data, reply)
@@ -193,13 +198,14 @@ async def test_an_event_a_backend_missed_while_it_lost_nats_reaches_it_once_back
 async def test_a_bind_tried_again_is_dropped_once_its_session_s_close_was_acknowledged(
     at_once: bool,
 ) -> None:
-    """The backend resubscribed between the two: the bind found nobody, the close reached it.
-    Sent again, the bind would run after the close: a player who left, back in the room."""
+    """The backend resubscribed between them: the binds found nobody, the close reached it.
+    Sent again, the bind of the closed session would run after its close: a player who left,
+    back in the room. The other session's bind still goes."""
     backends = Backends()
     servers = Servers("room-1")
     room = servers.listed["room-1"]
     events = held(servers, backends)
-    backends.failures["room-1"] = [ServerUnreachable("no responders")]
+    backends.failures["room-1"] = [ServerUnreachable("no responders") for _ in range(2)]
     if at_once:
         events.send(room, b"bind-7", 7, BIND)
         events.send(room, b"bind-8", 8, BIND)
@@ -210,8 +216,26 @@ async def test_a_bind_tried_again_is_dropped_once_its_session_s_close_was_acknow
         events.hold("room-1", b"bind-8", 8, BIND)
         events.hold("room-1", b"close-7", 7, CLOSE)
         await released(events)
-    assert [d for _, d, _ in backends.got] == [b"bind-8", b"close-7"]
+    assert [d for _, d, _ in backends.got] == [b"close-7", b"bind-8"]
     assert len(events) == 0 and not events.busy_for("room-1")
+
+
+async def test_events_sent_while_a_server_s_are_held_keep_their_session_and_kind() -> None:
+    """Held behind the server's earlier events, a bind that found nobody in its round is
+    dropped when its session's close in the same round was acknowledged."""
+    backends = Backends()
+    servers = Servers("room-1")
+    room = servers.listed["room-1"]
+    events = held(servers, backends)
+    backends.connected = False
+    events.send(room, b"first", 1, CLOSE)
+    backends.connected = True
+    events.send(room, b"bind-7", 7, BIND)  # behind "first": held with its session and kind
+    events.send(room, b"close-7", 7, CLOSE)
+    backends.failures["room-1"] = [None, ServerUnreachable("no responders")]
+    await released(events)
+    assert [d for _, d, _ in backends.got] == [b"first", b"close-7"]
+    assert len(events) == 0
 
 
 async def test_a_server_with_no_subscriber_yet_is_tried_again_backing_off() -> None:
@@ -560,3 +584,106 @@ async def test_a_sender_waits_for_the_events_sent_at_once_before_its_next_round(
     assert releasing.exception() is None
     assert len(events) == 0
     assert [d for d in sent if d in (b"e2", b"e3")][-2:] == [b"e2", b"e3"], sent
+
+
+async def test_each_acknowledgement_renews_the_patience_and_the_backoff() -> None:
+    """One event reached the server after 25 s, the other not before 50: the server answers,
+    so its events are tried on (30 s from its last acknowledgement), from the first backoff."""
+    backends = Backends()
+    backends.subscribed_at[b"a"] = 25.0 + asyncio.get_running_loop().time()
+    backends.subscribed_at[b"b"] = 50.0 + asyncio.get_running_loop().time()
+    events = held(Servers("room-1"), backends)
+    events.hold("room-1", b"a")
+    events.hold("room-1", b"b")
+    start = asyncio.get_running_loop().time()
+    await released(events)
+    at = {d: t - start for _, d, t in backends.got}
+    assert 25.0 <= at[b"a"] <= 26.1
+    assert 50.0 <= at[b"b"] <= 51.1
+    assert len(events) == 0
+
+
+async def test_the_counts_of_the_line_add_up_over_servers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Given up: a dead server's (no subscriber for 30 s) and what a hung one had left when its
+    30 s were spent on timeouts; gone: two servers that left discovery."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    servers = Servers("dead-1", "hung-1", "gone-1", "gone-2")
+    backends = Backends()
+    backends.unsubscribed("dead-1")
+    backends.hung.add("hung-1")
+    events = held(servers, backends)
+    events.hold("dead-1", b"close")
+    for n in range(500):
+        events.hold("hung-1", b"close-%d" % n)
+    events.hold("gone-1", b"close")
+    events.hold("gone-2", b"close")
+    del servers.listed["gone-1"], servers.listed["gone-2"]
+    await released(events)
+    # Rounds of 64 time out at 5 s each: past 30 s after the 7th, the rest is given up.
+    assert lines(caplog) == [
+        line(sent=0, gone=2, given_up=1 + 500 - 7 * ROUND, unanswered=7 * ROUND)
+    ]
+    assert len(events) == 0 and not events.busy_for("hung-1")
+
+
+async def test_one_sender_per_server_even_when_more_comes_during_a_release() -> None:
+    backends = Backends()
+    backends.unsubscribed("room-1", 0.3)
+    events = held(Servers("room-1"), backends)
+    events.hold("room-1", b"first")
+    releasing = events.release()
+    await asyncio.sleep(0.05)  # the sender waits to try again
+    events.hold("room-1", b"late")  # a release is under way: a sender runs already
+    assert releasing is not None
+    await releasing
+    assert [d for _, d, _ in backends.got] == [b"first", b"late"]  # each once
+
+
+async def test_the_line_waits_for_every_sender(caplog: pytest.LogCaptureFixture) -> None:
+    """One line for what became of the held events, once no sender runs: not one when one
+    server's are settled while another's are still tried."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    backends = Backends()
+    servers = Servers("room-1", "room-2", "room-3")
+    events = held(servers, backends)
+    backends.unsubscribed("room-1", 0.5)
+    backends.failures["room-2"] = [ServerUnreachable("no responders"), ValueError("failed")]
+    events.send(servers.listed["room-1"], b"close", 1, CLOSE)
+    events.send(servers.listed["room-2"], b"close", 2, CLOSE)
+    await asyncio.sleep(0.1)  # room-2's was held, then failed; room-1's is still tried
+    assert events.busy_for("room-1") and not events.busy_for("room-2")
+    events.send(servers.listed["room-3"], b"close", 3, CLOSE)  # at once, acknowledged
+    await asyncio.sleep(0.01)
+    assert lines(caplog) == []
+    assert await events.settled(5.0)
+    await asyncio.sleep(0)
+    assert lines(caplog) == [line(sent=1, unanswered=1)]
+
+
+async def test_what_is_said_at_debug_of_events_not_sent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    backends = Backends()
+    servers = Servers("room-1", "room-2")
+    events = held(servers, backends)
+    backends.failures["room-1"] = [ServerUnreachable("no responders"), ValueError("it failed")]
+    events.send(servers.listed["room-1"], b"close", 1, CLOSE)
+    assert await events.settled(5.0)
+    assert "[c-1] a held session event to room-1: it failed" in lines(caplog)
+    backends.failures["room-2"] = [ValueError("no good")]
+    events.send(servers.listed["room-2"], b"close", 2, CLOSE)
+    assert await events.settled(5.0)
+    assert (
+        "[c-1] a session event to room-2 got no acknowledgement (not sent again: it may have "
+        "run): ValueError: no good"
+    ) in lines(caplog)
+    await events.close()
+    events.send(servers.listed["room-2"], b"close", 3, CLOSE)
+    assert lines(caplog)[-1] == "[c-1] a session event to room-2 after the stop: not sent"
+
+
+async def test_with_nothing_out_there_is_nothing_to_wait_for_or_release() -> None:
+    events = held(Servers("room-1"), Backends())
+    assert await events.settled(0)
+    assert events.release() is None
