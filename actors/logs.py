@@ -38,6 +38,7 @@ __all__ = [
     "TEXT_FORMAT",
     "JsonFormatter",
     "ServerLog",
+    "TextFormatter",
     "Throttle",
     "check_log_format",
     "configure_logging",
@@ -93,10 +94,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT_FORMAT`, one line per record: a line break in the message is written
+    ``\\n`` (``\\r``), so text a peer chose (a kick's reason from NATS, a route, a uid) cannot
+    forge a line of its own; a traceback follows on its lines, as Python writes it."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        if "\n" in message or "\r" in message:
+            record.message = message.replace("\r", "\\r").replace("\n", "\\n")
+        return super().formatMessage(record)
+
+
 def formatter_for(log_format: str) -> logging.Formatter:
-    """The formatter of ``log_format``: ``text`` (:data:`TEXT_FORMAT`) or ``json``."""
+    """The formatter of ``log_format``: ``text`` (:class:`TextFormatter`) or ``json``."""
     check_log_format(log_format)
-    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
 def check_log_format(log_format: str) -> None:

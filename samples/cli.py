@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-from actors.logs import TEXT_FORMAT
+from actors.logs import configure_logging
 
 
 def program(module: str) -> str:
@@ -33,5 +32,6 @@ def server_arguments(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str) -> None:
-    """Plain-text lines (``App.run`` turns them to JSON with ``PITAYA_LOG_FORMAT=json``)."""
-    logging.basicConfig(level=level, format=TEXT_FORMAT)
+    """Plain-text lines, one per record (``App.run`` turns them to JSON with
+    ``PITAYA_LOG_FORMAT=json``)."""
+    configure_logging("text", level=level)

@@ -50,7 +50,7 @@ from actors.launch.orphans import (
     thespian_processes,
 )
 from actors.launch.supervisor import Supervisor
-from actors.logs import TEXT_FORMAT, ServerLog, check_log_format
+from actors.logs import ServerLog, check_log_format
 
 log = ServerLog(logging.getLogger(__name__), "launch")
 
@@ -75,7 +75,9 @@ def thespian_log_defs(level: str | int, log_format: str = "text") -> dict[str, A
     the keepers' ``actors.launch`` lines go to the launcher's stderr, in ``log_format``."""
     check_log_format(log_format)
     formatter = (
-        {"()": "actors.logs.JsonFormatter"} if log_format == "json" else {"format": TEXT_FORMAT}
+        {"()": "actors.logs.JsonFormatter"}
+        if log_format == "json"
+        else {"()": "actors.logs.TextFormatter"}
     )
     return {
         "version": 1,

@@ -17,7 +17,7 @@ import pytest
 
 from actors.app import App
 from actors.config import ConfigError
-from actors.logs import JsonFormatter, ServerLog, Throttle, configure_logging
+from actors.logs import JsonFormatter, ServerLog, Throttle, configure_logging, formatter_for
 from actors.testing import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +134,29 @@ def test_the_json_formatter_writes_the_fields_and_the_exception(
     }
     assert entry["exception"].startswith("Traceback (most recent call last):")
     assert 'ValueError: bad "move"\nline two' in entry["exception"]
+
+
+def test_a_text_line_is_one_line_whatever_text_a_peer_chose(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A kick's reason a NATS peer sends, logged as it came, wrote a line of its own: a
+    forged ``... ERROR ...`` line in the server's log."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    log = ServerLog(logging.getLogger(LOGGER), "room-1")
+    log.info("session %s kicked: %s", 7, "bye\n2026-12-07 00:00:00,000 ERROR forged\r")
+    text = formatter_for("text")
+    line = text.format(record_of(caplog))
+    assert line.endswith("[room-1] session 7 kicked: bye\\n2026-12-07 00:00:00,000 ERROR forged\\r")
+    assert "\n" not in line and "\r" not in line
+    caplog.clear()
+    try:
+        raise ValueError("first\nsecond")
+    except ValueError:
+        log.exception("move failed")
+    lines = text.format(record_of(caplog)).splitlines()
+    assert lines[0].endswith("[room-1] move failed")
+    assert lines[1] == "Traceback (most recent call last):"  # Python's, on its own lines
+    assert lines[-2:] == ["ValueError: first", "second"]
 
 
 def test_a_plain_record_has_no_server_fields(caplog: pytest.LogCaptureFixture) -> None:
