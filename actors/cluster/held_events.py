@@ -212,9 +212,7 @@ class HeldEvents:
                     error,
                 )
         if not left and server_id in self._queues:
-            self._start(server_id)
-        elif (self._tally or self.dropped) and not self._senders and self._releasing is None:
-            self._say()
+            self._start(server_id)  # whose end says what became of them (and of a drop)
 
     def release(self) -> asyncio.Task[None] | None:
         """Send what is held (the transport is back): a sender per server, in order; what

@@ -213,6 +213,17 @@ MODULES: dict[str, Module] = {
         ),
     ),
     "carry": Module("actors/cluster/carry.py", ("tests/actors/cluster/test_carry.py",)),
+    "held_events": Module(
+        "actors/cluster/held_events.py",
+        ("tests/actors/cluster/test_held_events.py", "tests/actors/cluster/test_users.py"),
+    ),
+    "event_queues": Module(
+        "actors/cluster/event_queues.py",
+        (
+            "tests/actors/cluster/test_event_queues.py",
+            "tests/actors/cluster/test_held_events.py",
+        ),
+    ),
     "router": Module(
         "actors/cluster/router.py",
         ("tests/actors/cluster/test_router.py", "tests/actors/cluster/test_router_probation.py"),

@@ -231,10 +231,12 @@ async def test_events_sent_while_a_server_s_are_held_keep_their_session_and_kind
     events.send(room, b"first", 1, CLOSE)
     backends.connected = True
     events.send(room, b"bind-7", 7, BIND)  # behind "first": held with its session and kind
+    events.send(room, b"bind-8", 8, BIND)
     events.send(room, b"close-7", 7, CLOSE)
-    backends.failures["room-1"] = [None, ServerUnreachable("no responders")]
+    unreachable = ServerUnreachable("no responders")
+    backends.failures["room-1"] = [None, unreachable, unreachable]
     await released(events)
-    assert [d for _, d, _ in backends.got] == [b"first", b"close-7"]
+    assert [d for _, d, _ in backends.got] == [b"first", b"close-7", b"bind-8"]
     assert len(events) == 0
 
 
@@ -609,12 +611,14 @@ async def test_the_counts_of_the_line_add_up_over_servers(
     """Given up: a dead server's (no subscriber for 30 s) and what a hung one had left when its
     30 s were spent on timeouts; gone: two servers that left discovery."""
     caplog.set_level(logging.INFO, logger=LOGGER)
-    servers = Servers("dead-1", "hung-1", "gone-1", "gone-2")
+    servers = Servers("dead-1", "dead-2", "hung-1", "gone-1", "gone-2")
     backends = Backends()
     backends.unsubscribed("dead-1")
+    backends.unsubscribed("dead-2")
     backends.hung.add("hung-1")
     events = held(servers, backends)
     events.hold("dead-1", b"close")
+    events.hold("dead-2", b"close")
     for n in range(500):
         events.hold("hung-1", b"close-%d" % n)
     events.hold("gone-1", b"close")
@@ -623,18 +627,29 @@ async def test_the_counts_of_the_line_add_up_over_servers(
     await released(events)
     # Rounds of 64 time out at 5 s each: past 30 s after the 7th, the rest is given up.
     assert lines(caplog) == [
-        line(sent=0, gone=2, given_up=1 + 500 - 7 * ROUND, unanswered=7 * ROUND)
+        line(sent=0, gone=2, given_up=2 + 500 - 7 * ROUND, unanswered=7 * ROUND)
     ]
     assert len(events) == 0 and not events.busy_for("hung-1")
 
 
-async def test_one_sender_per_server_even_when_more_comes_during_a_release() -> None:
+@pytest.mark.parametrize("moment", ["sleeping", "sending"])
+async def test_one_sender_per_server_even_when_more_comes_during_a_release(moment: str) -> None:
+    """Two senders of one server would send its events twice, the second round while the
+    first one's answers are still to come."""
     backends = Backends()
-    backends.unsubscribed("room-1", 0.3)
+    if moment == "sleeping":
+        backends.unsubscribed("room-1", 0.3)
     events = held(Servers("room-1"), backends)
     events.hold("room-1", b"first")
     releasing = events.release()
-    await asyncio.sleep(0.05)  # the sender waits to try again
+    if moment == "sleeping":
+        await asyncio.sleep(0.05)  # the sender waits to try again
+    else:
+        for _ in range(10):  # the release's task, then the sender's: a round is out
+            if backends.sent:
+                break
+            await asyncio.sleep(0)
+        assert backends.sent and not backends.got
     events.hold("room-1", b"late")  # a release is under way: a sender runs already
     assert releasing is not None
     await releasing
@@ -687,3 +702,14 @@ async def test_with_nothing_out_there_is_nothing_to_wait_for_or_release() -> Non
     events = held(Servers("room-1"), Backends())
     assert await events.settled(0)
     assert events.release() is None
+
+
+async def test_the_backoff_grows_to_one_second_and_no_further() -> None:
+    backends = Backends()
+    backends.unsubscribed("room-1", 4.0)
+    events = held(Servers("room-1"), backends)
+    events.hold("room-1", b"close")
+    start = asyncio.get_running_loop().time()
+    await released(events)
+    # Tried at 0, then after 0.1, 0.2, 0.4, 0.8, 1, 1 and 1 s (each round 1 ms).
+    assert backends.got[0][2] - start == pytest.approx(4.5 + 8 * 0.001)
