@@ -21,7 +21,7 @@ import pytest
 from actors.app import App
 from actors.cluster.held_events import HeldEvents
 from actors.session import Session
-from actors.testing import serve
+from actors.testing import TestServer, serve
 from samples.echo.server import Echo
 from tests.actors.cluster.test_carry import Account
 from tests.cluster.test_concurrency import cluster_options
@@ -186,13 +186,20 @@ async def gated_room(nats: NatsServer, etcd: EtcdServer) -> AsyncIterator[GatedR
         connector = App(server_type="connector", server_id="c-1", **common)
         connector.register(Account)
         async with room, serve(connector) as server:
-            assert connector.cluster is not None
-            held = connector.cluster.users.held_events
-            assert held is not None
-            await until(lambda: connector.cluster.discovery.server("room-1") is not None)
-            ann = await server.connect()
-            assert await ann.request("room.echo.echo", "hi") == "hi"
+            held, ann = await a_client_the_room_served(connector, server)
             yield GatedRoom(gate, room, connector, held, ann, events)
+
+
+async def a_client_the_room_served(connector: App, server: TestServer) -> tuple[HeldEvents, Client]:
+    """A client of ``connector`` whose session ``room-1`` served once, and the connector's
+    held events."""
+    assert connector.cluster is not None
+    held = connector.cluster.users.held_events
+    assert held is not None
+    await until(lambda: connector.cluster.discovery.server("room-1") is not None)
+    ann = await server.connect()
+    assert await ann.request("room.echo.echo", "hi") == "hi"
+    return held, ann
 
 
 def connected(app: App) -> bool:
@@ -265,12 +272,7 @@ async def test_a_graceful_stop_waits_for_the_backends_to_acknowledge_its_closes(
     room.on_remote_session_close(left)
     connector = App(server_type="connector", server_id="c-1", shutdown_timeout=5, **common)
     async with room, serve(connector) as server:
-        assert connector.cluster is not None
-        held = connector.cluster.users.held_events
-        assert held is not None
-        await until(lambda: connector.cluster.discovery.server("room-1") is not None)
-        ann = await server.connect()
-        assert await ann.request("room.echo.echo", "hi") == "hi"
+        held, ann = await a_client_the_room_served(connector, server)
         stopping = asyncio.create_task(connector.stop())
         await asyncio.wait_for(running.wait(), 5)
         assert len(held) == 1 and not stopping.done()  # sent, not acknowledged yet

@@ -75,16 +75,7 @@ async def test_a_request_that_arrives_while_the_server_registers_waits_for_its_i
     network = MemoryCluster()
     rpc = RequestOnSubscribe(network)
     discovery = Registering(network, refuse=refused)
-    room = App(
-        server_type="room",
-        server_id="room-1",
-        mode="cluster",
-        frontend=False,
-        discovery=discovery,
-        rpc=RpcPair(rpc, rpc),
-    )
-    discovery.system = room.system
-    room.register_remote(Tally)
+    room = remote_room(discovery, rpc)
     if refused:
         with pytest.raises(ServerIdTaken):
             await room.start()
@@ -131,6 +122,13 @@ def flooded(count: int, size: int, refuse: bool = False) -> tuple[App, FloodOnSu
     network = MemoryCluster()
     rpc = FloodOnSubscribe(network, count, size)
     discovery = Counting(network, refuse=refuse)
+    room = remote_room(discovery, rpc)
+    discovery.app = room
+    return room, rpc, discovery
+
+
+def remote_room(discovery: Registering, rpc: MemoryRpc) -> App:
+    """``room-1`` serving :class:`Tally` as a remote, on ``discovery`` and ``rpc``."""
     room = App(
         server_type="room",
         server_id="room-1",
@@ -140,9 +138,8 @@ def flooded(count: int, size: int, refuse: bool = False) -> tuple[App, FloodOnSu
         rpc=RpcPair(rpc, rpc),
     )
     discovery.system = room.system
-    discovery.app = room
     room.register_remote(Tally)
-    return room, rpc, discovery
+    return room
 
 
 def encoded(size: int) -> bytes:
