@@ -47,6 +47,10 @@ class SessionRegistry:
         self._ids = itertools.count(1)
         self._by_id: dict[int, Session] = {}
         self._by_uid: dict[str, Session] = {}
+        self._shadowed: dict[str, list[Session]] = {}
+        """Per uid, its older sessions still open (bound before the one ``_by_uid`` names,
+        without the unique session module): the newest found by the uid, the one before it
+        again once the newest closes (it was unreachable by its uid for good)."""
         self._bind: list[SessionCallback] = []
         self._after_bind: list[SessionCallback] = []
         self._bind_failed: list[SessionCallback] = []
@@ -128,7 +132,7 @@ class SessionRegistry:
         """Register ``session``; one that comes bound (a test's) is found by its uid too."""
         self._by_id[session.id] = session
         if session.uid is not None:
-            self._by_uid[session.uid] = session
+            self._index(session.uid, session)
 
     async def bind(self, session: Session, uid: str) -> None:
         """Bind ``uid`` to ``session``: waits for the uid's turn (no other bind of ``uid``
@@ -177,7 +181,7 @@ class SessionRegistry:
         if session.closed:  # the connection went away while a callback awaited
             await self._failed(session)
             raise SessionClosed(f"session {session.id} closed while it was being bound")
-        self._by_uid[uid] = session
+        self._index(uid, session)
         for callback in self._after_bind:
             try:
                 await _call(callback, session)
@@ -197,8 +201,8 @@ class SessionRegistry:
         session.closed = True
         self._closing_now.add(session.id)
         self._by_id.pop(session.id, None)
-        if session.uid is not None and self._by_uid.get(session.uid) is session:
-            del self._by_uid[session.uid]
+        if session.uid is not None:
+            self._unindex(session.uid, session)
         try:
             for closing in self._closing:
                 try:
@@ -215,6 +219,26 @@ class SessionRegistry:
             done = self._close_done.pop(session.id, None)
             if done is not None:
                 done.set()
+
+    def _index(self, uid: str, session: Session) -> None:
+        older = self._by_uid.get(uid)
+        if older is not None and older is not session and not older.closed:
+            self._shadowed.setdefault(uid, []).append(older)
+        self._by_uid[uid] = session
+
+    def _unindex(self, uid: str, session: Session) -> None:
+        shadowed = self._shadowed.get(uid)
+        if self._by_uid.get(uid) is session:
+            del self._by_uid[uid]
+            while shadowed:  # the newest of the older ones still open takes the uid back
+                older = shadowed.pop()
+                if not older.closed:
+                    self._by_uid[uid] = older
+                    break
+        elif shadowed and session in shadowed:
+            shadowed.remove(session)
+        if shadowed is not None and not shadowed:
+            del self._shadowed[uid]
 
     async def wait_closed(self, session: Session, timeout: float) -> bool:
         """Whether the close callbacks of ``session`` (closing, or about to: kicked) ran

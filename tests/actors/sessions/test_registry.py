@@ -371,6 +371,34 @@ async def test_binding_a_uid_again_points_it_at_the_newer_session() -> None:
     assert registry.by_uid("ann") is None
 
 
+async def test_once_the_newest_session_of_a_uid_closes_the_one_before_it_has_the_uid() -> None:
+    """Without the unique session module a uid may be bound by several sessions: the newest
+    is found by it. Once that one closed, an older one still open was found by nothing: no
+    push or kick by uid reached it, for as long as it stayed."""
+    registry = SessionRegistry()
+    first, second, third = session(registry), session(registry), session(registry)
+    for each in (first, second, third):
+        await each.bind("ann")
+    assert registry.by_uid("ann") is third
+    await third.disconnect()
+    assert registry.by_uid("ann") is second
+    await first.disconnect()  # an older one leaving: the uid stays with the newer
+    assert registry.by_uid("ann") is second
+    await second.disconnect()
+    assert registry.by_uid("ann") is None
+    assert registry._shadowed == {}  # nothing kept of a uid no session holds
+
+
+async def test_a_session_added_bound_shadows_the_uid_s_older_one_too() -> None:
+    registry = SessionRegistry()
+    older = session(registry)
+    await older.bind("ann")
+    newer = TestSession(registry.next_id(), uid="ann", registry=registry)  # added bound
+    assert registry.by_uid("ann") is newer
+    await newer.disconnect()
+    assert registry.by_uid("ann") is older
+
+
 # -- close -----------------------------------------------------------------------------------
 
 
