@@ -5,8 +5,7 @@ Per server, the events not delivered yet, oldest first: appended as they are hel
 in their place (by number: their order of making) when one sent at once found nobody, taken
 from the front in rounds, and put back at the front when a round did not reach the server.
 At most ``limit`` in all: past it the oldest of all servers is dropped, and counted in
-:attr:`EventQueues.dropped`. Each method that removes events says how many, for the owner's
-count of events not settled.
+:attr:`EventQueues.dropped`. Each method that removes events says how many.
 """
 
 from __future__ import annotations

@@ -121,14 +121,12 @@ class HeldEvents:
         self._in_flight: dict[str, int] = {}
         """Per server, events sent at once and not answered yet: its sender waits for them
         (one not delivered is held, in its place)."""
-        self._count = 0
-        """Events held, or sent and not settled yet."""
         self._numbers = 0
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._releasing: asyncio.Task[None] | None = None
         """Until every sender of this release ended (then the release's line is logged)."""
         self._settled: asyncio.Event | None = None
-        """Set when no event is held or unanswered (for :meth:`settled`)."""
+        """Set once no event is held or unanswered, for whoever waits in :meth:`settled`."""
         self._tally = _Tally()
         self._unanswered = Throttle()
         """Events sent at once and not acknowledged (a timeout, an error): a line per 10 s."""
@@ -136,7 +134,7 @@ class HeldEvents:
 
     def __len__(self) -> int:
         """Events held, or sent and not acknowledged yet."""
-        return self._count
+        return len(self._queues) + sum(self._in_flight.values())
 
     @property
     def dropped(self) -> int:
@@ -158,7 +156,6 @@ class HeldEvents:
             return
         self._numbers += 1
         event = Event(self._numbers, data, session, kind)
-        self._add()
         self._in_flight[server.id] = self._in_flight.get(server.id, 0) + 1
         self._start_call(server, data, self._timeout, partial(self._answered, server.id, event))
 
@@ -166,20 +163,15 @@ class HeldEvents:
         """Hold an event for ``server_id``, behind those held before it (the transport is
         down: it goes out with them once it is back)."""
         self._numbers += 1
-        self._add()
-        self._remove(self._queues.append(server_id, Event(self._numbers, data, session, kind)))
+        self._queues.append(server_id, Event(self._numbers, data, session, kind))
         if self._releasing is not None:
             self._start(server_id)  # a release is under way: this server's goes now
 
-    def _add(self) -> None:
-        self._count += 1
-        if self._settled is not None:
-            self._settled.clear()
-
-    def _remove(self, count: int = 1) -> None:
-        self._count -= count
-        if self._count == 0 and self._settled is not None:
+    def _maybe_settled(self) -> None:
+        """Wake whoever waits in :meth:`settled` once nothing is held or unanswered."""
+        if self._settled is not None and not len(self):
             self._settled.set()
+            self._settled = None
 
     def _answered(
         self, server_id: str, event: Event, _answer: object, error: BaseException | None
@@ -194,25 +186,24 @@ class HeldEvents:
         else:
             del self._in_flight[server_id]
         if isinstance(error, ServerUnreachable | ClusterUnavailable):
-            self._remove(self._queues.put_back(server_id, event))
-        else:
-            self._remove()
-            if error is None:
-                if event.kind == CLOSE:
-                    self._remove(self._queues.drop_binds(server_id, (event.session,)))
-            else:  # sent at once, never held: not said with those that were
-                self._unanswered.log(
-                    time.monotonic(),
-                    self._log,
-                    logging.INFO,
-                    "a session event to %s got no acknowledgement (not sent again: it may "
-                    "have run): %s: %s",
-                    server_id,
-                    type(error).__name__,
-                    error,
-                )
+            self._queues.put_back(server_id, event)
+        elif error is None:
+            if event.kind == CLOSE:
+                self._queues.drop_binds(server_id, (event.session,))
+        else:  # sent at once, never held: not said with those that were
+            self._unanswered.log(
+                time.monotonic(),
+                self._log,
+                logging.INFO,
+                "a session event to %s got no acknowledgement (not sent again: it may "
+                "have run): %s: %s",
+                server_id,
+                type(error).__name__,
+                error,
+            )
         if not left and server_id in self._queues:
             self._start(server_id)  # whose end says what became of them (and of a drop)
+        self._maybe_settled()
 
     def release(self) -> asyncio.Task[None] | None:
         """Send what is held (the transport is back): a sender per server, in order; what
@@ -220,19 +211,16 @@ class HeldEvents:
         (it ends when every sender has)."""
         if self._closed or not len(self._queues):
             return self._releasing
+        # Back while a release still runs (a sender retrying): the senders that ended while
+        # the transport was down start again, and that release waits for them too.
+        for server_id in self._queues.servers():
+            self._start(server_id)
         if self._releasing is None:
             self._releasing = asyncio.get_running_loop().create_task(self._release())
-        else:
-            # Back while a release still runs (a sender retrying): the senders that ended
-            # while the transport was down start again, and this release waits for them.
-            for server_id in self._queues.servers():
-                self._start(server_id)
         return self._releasing
 
     async def _release(self) -> None:
         try:
-            for server_id in self._queues.servers():
-                self._start(server_id)
             while self._senders:
                 await asyncio.wait(list(self._senders.values()))
         finally:
@@ -346,29 +334,28 @@ class HeldEvents:
             elif isinstance(error, ClusterUnavailable):
                 refused = True
                 kept.append(event)
+            elif error is None:
+                acknowledged = True
+                tally.sent += 1
+                if event.kind == CLOSE:
+                    closed.append(event.session)
             else:
-                self._remove()
-                if error is None:
-                    acknowledged = True
-                    tally.sent += 1
-                    if event.kind == CLOSE:
-                        closed.append(event.session)
-                else:
-                    self._log.debug("a held session event to %s: %s", server_id, error)
-                    tally.unanswered += 1
+                self._log.debug("a held session event to %s: %s", server_id, error)
+                tally.unanswered += 1
         self._queues.put_front(server_id, kept)
-        self._remove(self._queues.drop_binds(server_id, closed))
+        self._queues.drop_binds(server_id, closed)
+        self._maybe_settled()
         return acknowledged, unsubscribed, refused
 
     def _forget(self, server_id: str) -> int:
         forgotten = self._queues.forget(server_id)
-        self._remove(forgotten)
+        self._maybe_settled()
         return forgotten
 
     async def settled(self, timeout: float) -> bool:
         """Wait, at most ``timeout`` seconds, until every event was acknowledged or given up
         (a stop's last chance to send them); whether they all were."""
-        if self._count == 0:
+        if not len(self):
             return True
         if self._settled is None:
             self._settled = asyncio.Event()
@@ -385,7 +372,7 @@ class HeldEvents:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._senders.clear()
-        lost = self._count + self._queues.dropped
+        lost = len(self) + self._queues.dropped
         self._queues.dropped = 0
         self._say()  # what the release cut short had done
         if lost:
@@ -396,4 +383,3 @@ class HeldEvents:
             )
         self._queues.clear()
         self._in_flight.clear()
-        self._count = 0
