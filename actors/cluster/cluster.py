@@ -29,7 +29,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from actors.cluster.backend_session import BackendSession
-from actors.cluster.bridge import MAX_WAITING_BYTES, Inbound, RpcBridge
+from actors.cluster.bridge import RpcBridge
 from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION
 from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
@@ -41,6 +41,7 @@ from actors.cluster.discovery import (
 )
 from actors.cluster.groups import GroupsUnavailable
 from actors.cluster.handshakes import HandshakeCache
+from actors.cluster.join_gate import JoinGate
 from actors.cluster.outbound import Outbound
 from actors.cluster.router import Router
 from actors.cluster.rpc import (
@@ -48,7 +49,6 @@ from actors.cluster.rpc import (
     NATS,
     ClusterStartupError,
     ClusterUnavailable,
-    Respond,
     RPCClient,
     RPCServer,
     ServerIdTaken,
@@ -75,15 +75,6 @@ if TYPE_CHECKING:
     from actors.session import Session
 
 log = logging.getLogger(__name__)
-
-MAX_HELD_INBOUND = 10_000
-"""RPC messages held while the server registers in discovery (see ``Cluster.join``); past
-it, or past :data:`MAX_HELD_BYTES`, they are dropped unanswered (counted: Pitaya's
-``rpc_server_dropped_messages``)."""
-MAX_HELD_BYTES = MAX_WAITING_BYTES
-"""Bytes of the messages held meanwhile: a message may be as large as NATS takes (1 MiB by
-default, up to 64 MiB), so their number alone bounds nothing (the bridge's bound for the
-bodies that wait for their turn)."""
 
 
 class Cluster:
@@ -283,40 +274,16 @@ class Cluster:
             name="rpc-bridge",
         )
 
-        # The RPC server starts before the registration: peers that see the entry must reach
-        # this server (gRPC: they read from the entry how). Until discovery grants the id,
-        # though, its subject may be a live server's (a second server started with its id):
-        # NATS hands each request to every subscriber, so this one would run that server's
-        # requests too, or answer them first. What arrives meanwhile waits; registered, it
-        # is handled in order; refused, it is dropped unanswered (the id's holder answers),
-        # and so is what comes after (closing, NATS delivers what is pending).
-        held: list[Inbound] | None = []
-        held_bytes = 0
-        refused = False
-
-        def deliver(kind: str, data: bytes, respond: Respond | None) -> None:
-            nonlocal held_bytes
-            if held is None:
-                bridge.tell(Inbound(kind, data, respond))
-            elif refused:
-                pass
-            elif len(held) < MAX_HELD_INBOUND and held_bytes + len(data) <= MAX_HELD_BYTES:
-                held.append(Inbound(kind, data, respond))
-                held_bytes += len(data)
-            else:
-                self._dropped()
-
+        # The RPC server starts before the registration (peers that see the entry must reach
+        # it); what arrives until discovery grants the id waits at the gate.
+        gate = JoinGate(on_dropped=self._dropped)
         try:
-            await self.rpc_server.start(self.me, deliver)
+            await self.rpc_server.start(self.me, gate.deliver)
             self.me.metadata.update(self.rpc_server.metadata)
             await self.discovery.start(self.me)
-            arrived, held = held or [], None
-            for inbound in arrived:
-                bridge.tell(inbound)
+            gate.open(bridge.tell)
         except BaseException as exc:
-            refused = True
-            if held is not None:
-                held.clear()
+            gate.refuse()
             # All of it, even if a stop comes meanwhile: cut short, the NATS connection (or
             # the etcd one) would stay open.
             await undo_fully(self.close())

@@ -12,9 +12,9 @@ import weakref
 import pytest
 
 from actors.app import App
-from actors.cluster.cluster import MAX_HELD_BYTES, MAX_HELD_INBOUND
 from actors.cluster.codec import USER, RpcRequest, encode_request, read_answer
 from actors.cluster.discovery import DuplicateServerId, ServerInfo
+from actors.cluster.join_gate import MAX_HELD_BYTES, MAX_HELD_INBOUND
 from actors.cluster.memory import MemoryCluster, MemoryDiscovery, MemoryRpc
 from actors.cluster.rpc import REQUEST, DeliverInbound, RpcPair, ServerIdTaken
 from actors.errors import UnhandledMessage
