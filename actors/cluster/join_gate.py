@@ -64,7 +64,7 @@ class JoinGate:
         everything after it."""
         if self._refused:
             raise RuntimeError("the join gate was refused: it cannot open")
-        held, self._held, self._held_bytes = self._held, [], 0
+        held, self._held = self._held, []
         self._tell = tell
         for inbound in held:
             tell(inbound)
@@ -75,4 +75,3 @@ class JoinGate:
         self._refused = True
         self._tell = None
         self._held.clear()
-        self._held_bytes = 0

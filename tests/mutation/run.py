@@ -224,6 +224,13 @@ MODULES: dict[str, Module] = {
             "tests/actors/cluster/test_held_events.py",
         ),
     ),
+    "join_gate": Module(
+        "actors/cluster/join_gate.py",
+        (
+            "tests/actors/cluster/test_join_gate.py",
+            "tests/actors/cluster/test_join_held.py",
+        ),
+    ),
     "router": Module(
         "actors/cluster/router.py",
         ("tests/actors/cluster/test_router.py", "tests/actors/cluster/test_router_probation.py"),

@@ -6,7 +6,7 @@ import pytest
 
 from actors.cluster.bridge import Inbound
 from actors.cluster.join_gate import MAX_HELD_BYTES, MAX_HELD_INBOUND, JoinGate
-from actors.cluster.rpc import REQUEST
+from actors.cluster.rpc import PUSH, REQUEST
 
 
 def test_what_came_before_the_grant_is_told_first_and_in_order() -> None:
@@ -17,18 +17,23 @@ def test_what_came_before_the_grant_is_told_first_and_in_order() -> None:
     gate.deliver(REQUEST, b"2", None)
     assert told == []
     gate.open(told.append)
-    gate.deliver(REQUEST, b"3", None)
-    assert [inbound.data for inbound in told] == [b"1", b"2", b"3"]
+    respond = told.append  # any callable: it is handed over as it is
+    gate.deliver(PUSH, b"3", respond)
+    assert told == [
+        Inbound(REQUEST, b"1", None),
+        Inbound(REQUEST, b"2", None),
+        Inbound(PUSH, b"3", respond),
+    ]
     assert dropped == []
 
 
 def test_a_refused_gate_drops_what_it_held_and_what_comes_later_uncounted() -> None:
     dropped: list[None] = []
     gate = JoinGate(on_dropped=lambda: dropped.append(None))
-    gate.deliver(REQUEST, b"for the id's holder", None)
+    gate.deliver(PUSH, b"for the id's holder", lambda data: None)
     gate.refuse()
     gate.deliver(REQUEST, b"pending, delivered while closing", None)
-    with pytest.raises(RuntimeError, match="refused"):
+    with pytest.raises(RuntimeError, match="^the join gate was refused: it cannot open$"):
         gate.open(lambda inbound: None)
     assert dropped == []
 
