@@ -33,7 +33,7 @@ def test_a_refused_gate_drops_what_it_held_and_what_comes_later_uncounted() -> N
     gate.deliver(PUSH, b"for the id's holder", lambda data: None)
     gate.refuse()
     gate.deliver(REQUEST, b"pending, delivered while closing", None)
-    with pytest.raises(RuntimeError, match="^the join gate was refused: it cannot open$"):
+    with pytest.raises(RuntimeError, match=r"^the join gate was refused: it cannot open$"):
         gate.open(lambda inbound: None)
     assert dropped == []
 
