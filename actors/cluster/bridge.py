@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from actors.cluster.control import ControlHandler, FrontendLink
     from actors.cluster.discovery import ServerInfo
     from actors.cluster.rpc import BindListener, Respond, RPCClient
+    from actors.cluster.served_sessions import ServedSession
     from actors.invocation import Invoker, LocalRoute
     from actors.tally import Tally
     from actors.tracing import Tracing
@@ -120,6 +121,14 @@ class Inbound:
     kind: str
     data: bytes
     respond: Respond | None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseHere:
+    """Run the close callbacks of ``sessions``, whose frontend is gone without sending their
+    close events (``actors.cluster.served_sessions``), each in its session's turn."""
+
+    sessions: list[ServedSession]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,18 +236,39 @@ class RpcBridge(Actor):
         finished: Finished | None,
         finish: Callable[[], None],
     ) -> None:
-        """A session event's turn in its session's lane: handled, then ``finish`` (the
-        sequencer's) lets that session's next message run (through the carry, which drops
-        the session's record once its lane is empty: a close is a session's last)."""
+        """A session event's turn in its session's lane."""
         assert request.session is not None
         key = (request.session.frontend_id, request.session.id)
+        self._in_lane(key, self.controls.on_request(control, request, respond, finished), finish)
+
+    def on_close_here(self, msg: CloseHere) -> None:
+        in_flight = self.invoker.in_flight
+        for served in msg.sessions:
+            snapshot = served.snapshot
+            in_flight.up()  # as a close event received: a graceful stop waits for it
+            self.sequencer.submit(
+                (snapshot.frontend_id, snapshot.id), partial(self._close_here, served)
+            )
+
+    def _close_here(self, served: ServedSession, finish: Callable[[], None]) -> None:
+        snapshot = served.snapshot
+        self._in_lane((snapshot.frontend_id, snapshot.id), self.controls.close_here(served), finish)
+
+    def _in_lane(
+        self,
+        key: tuple[str, int],
+        later: Coroutine[Any, Any, None] | None,
+        finish: Callable[[], None],
+    ) -> None:
+        """Run ``later`` (a session event's handling, if it awaits), then ``finish`` (the
+        sequencer's) lets that session's next message run (through the carry, which drops
+        the session's record once its lane is empty: a close is a session's last)."""
         in_flight = self.invoker.in_flight
 
         def done() -> None:
             in_flight.down()
             self.carry.finish(key, None, finish)
 
-        later = self.controls.on_request(control, request, respond, finished)
         if later is None:
             done()
             return
@@ -289,6 +319,9 @@ class RpcBridge(Actor):
             return
         fetch = False
         if snapshot is not None and snapshot.extras:
+            served = self.controls.served_sessions
+            if sys and served is not None:  # a client's message: closed here if its frontend dies
+                served.served(snapshot, request.route)
             # Handshakes come once per session and server (actors.cluster.handshakes).
             handshakes = self.controls.handshakes
             if snapshot.handshake is not None:

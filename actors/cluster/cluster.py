@@ -26,10 +26,11 @@ A target that does not answer within ``rpc_timeout`` (or cannot be reached) give
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING
 
 from actors.cluster.backend_session import BackendSession
-from actors.cluster.bridge import RpcBridge
+from actors.cluster.bridge import CloseHere, RpcBridge
 from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION
 from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
@@ -54,6 +55,7 @@ from actors.cluster.rpc import (
     ServerIdTaken,
 )
 from actors.cluster.serializer_check import SERIALIZER_KEY, SerializerCheck
+from actors.cluster.served_sessions import INCARNATION_KEY, ServedSession, ServedSessions
 from actors.cluster.subjects import (
     MAX_LOGGED_ID,
     server_problem,
@@ -103,6 +105,7 @@ class Cluster:
                 **config.metadata,
                 EXTRAS_KEY: EXTRAS_VERSION,
                 SERIALIZER_KEY: app.serializer.name,
+                INCARNATION_KEY: secrets.token_hex(8),
             },
         )
         self.log = ServerLog(log, app.server_id)
@@ -144,6 +147,9 @@ class Cluster:
             rpc_timeout=config.rpc_timeout,
         )
         self.bridge: ActorRef | None = None
+        self.served_sessions: ServedSessions | None = None
+        """The sessions of our frontends served here, closed here if their frontend dies
+        (``actors.cluster.served_sessions``); from :meth:`join` on."""
         # The calls the app and the session actors make, bound once (no wrapper per call).
         self.forward = self.outbound.forward
         self.pipelines_to = self.outbound.pipelines_to
@@ -251,12 +257,21 @@ class Cluster:
     async def join(self) -> None:
         """Serve RPCs and register in discovery (the local actors are spawned by now)."""
         app = self.app
+        events = app.remote_session_events
+        self.served_sessions = ServedSessions(
+            self.discovery,
+            probe=self._probe_frontend,
+            close_here=self._close_here,
+            wanted=lambda: events.closes_wanted,
+            server_id=self.me.id,
+        )
         controls = ControlHandler(
             server_id=self.me.id,
             sessions=app.sessions,
-            session_events=app.remote_session_events,
+            session_events=events,
             backend_session=self._backend_session,
             handshakes=self.handshakes,
+            served_sessions=self.served_sessions,
         )
         bridge = self.bridge = self.outbound.bridge = app.system.spawn(
             RpcBridge,
@@ -305,6 +320,16 @@ class Cluster:
             type(self.discovery).__name__,
         )
 
+    async def _probe_frontend(self, frontend_id: str, frontend_type: str) -> None:
+        """Ask a frontend that left discovery whether it still runs: any answer (here the
+        error "session 0 not found": sessions count from 1) says a process serves its id;
+        ServerUnreachable that none does."""
+        await self.outbound.fetch_handshake(frontend_id, 0, frontend_type)
+
+    def _close_here(self, sessions: list[ServedSession]) -> None:
+        if self.bridge is not None:
+            self.bridge.tell(CloseHere(sessions))
+
     def group_service(self) -> GroupService:
         """The group service the discovery keeps (etcd groups by default), the cluster's
         default; members leave on disconnect. ClusterStartupError if it keeps none."""
@@ -338,6 +363,8 @@ class Cluster:
         """Stop serving RPCs and release etcd and connections (after in-flight work), once
         the session events sent to backends are acknowledged (at most ``events_within``
         seconds: the stop's budget; none once the transport is gone for good)."""
+        if self.served_sessions is not None:
+            await self.served_sessions.close()
         held = self.users.held_events
         if held is not None:
             if self.lost is not None:  # the transport cannot come back: nothing more goes

@@ -68,6 +68,7 @@ from actors.session import KickSession, PushToClient
 
 if TYPE_CHECKING:
     from actors.cluster.rpc import Respond
+    from actors.cluster.served_sessions import ServedSession, ServedSessions
     from actors.cluster.session_events import RemoteSessionEvents
     from actors.session import Session
     from actors.sessions.registry import SessionRegistry
@@ -308,7 +309,8 @@ BackendSessionFactory = Callable[[SessionSnapshot, bool], "Session"]
 class ControlHandler:
     """What this server does with the controls it receives: on a frontend, act on its
     sessions (``sessions``); on a backend, run the session-event callbacks
-    (``session_events``) with a session made by ``backend_session``.
+    (``session_events``) with a session made by ``backend_session``, and keep
+    ``served_sessions`` told of the closes (``actors.cluster.served_sessions``).
     """
 
     def __init__(
@@ -319,6 +321,7 @@ class ControlHandler:
         session_events: RemoteSessionEvents,
         backend_session: BackendSessionFactory,
         handshakes: HandshakeCache | None = None,
+        served_sessions: ServedSessions | None = None,
     ) -> None:
         self.server_id = server_id
         self.log = ServerLog(log, server_id)
@@ -327,6 +330,8 @@ class ControlHandler:
         self.backend_session = backend_session
         self.handshakes = handshakes if handshakes is not None else HandshakeCache()
         """Backends: the handshakes of the sessions served (``actors.cluster.handshakes``)."""
+        self.served_sessions = served_sessions
+        """The sessions of our frontends served here, closed here if their frontend dies."""
         self.unanswered_failures = Throttle()
         """Failed controls nobody waits for are logged at warning once per 10 s (each at
         debug): a push to a session that just closed is common, and a peer may flood."""
@@ -455,6 +460,12 @@ class ControlHandler:
         """Backend side: a session this server served bound or closed on its frontend."""
         if snapshot is None:
             raise BadRequest("session event without a session")
+        served = self.served_sessions
+        if served is not None:
+            if control.event != CLOSE:
+                served.bound(snapshot)
+            elif not served.closing(snapshot.frontend_id, snapshot.id):
+                return  # closed here already: its frontend was taken for gone, came back
         handshakes = self.handshakes
         if snapshot.handshake_omitted:  # the one kept here, if any (the session may be gone)
             kept = handshakes.get(snapshot.frontend_id, snapshot.id)
@@ -465,3 +476,15 @@ class ControlHandler:
         finally:
             if control.event == CLOSE:
                 handshakes.drop(snapshot.frontend_id, snapshot.id)
+
+    async def close_here(self, served: ServedSession) -> None:
+        """Backend side: run the close callbacks of a session whose frontend is gone without
+        sending its close (``actors.cluster.served_sessions``), as its close event would."""
+        snapshot = served.snapshot
+        handshakes = self.handshakes
+        kept = handshakes.get(snapshot.frontend_id, snapshot.id)
+        session = self.backend_session(with_handshake(snapshot, kept), True)
+        try:
+            await self.session_events.emit(CLOSE, session, set(served.routes))
+        finally:
+            handshakes.drop(snapshot.frontend_id, snapshot.id)

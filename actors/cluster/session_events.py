@@ -12,6 +12,8 @@ subscribes globally or for one route::
     app.on_remote_session_close(save_progress, route="room.room.join")
 
 Callbacks get the session as a read-only :class:`BackendSession` (``uid``, ``data``, ids).
+A frontend that dies without stopping sends no close: the backend closes its sessions itself
+(``actors.cluster.served_sessions``).
 
 **The record is bounded** (:func:`record_served`, ``Session.served_by``): at most
 :data:`MAX_SERVED_SERVERS` servers per session and :data:`MAX_SERVED_ROUTES` routes per
@@ -81,6 +83,12 @@ class RemoteSessionEvents:
     @property
     def wanted(self) -> bool:
         return any(self._subscriptions.values())
+
+    @property
+    def closes_wanted(self) -> bool:
+        """A close callback is subscribed (``actors.cluster.served_sessions`` remembers
+        sessions only then)."""
+        return bool(self._subscriptions[CLOSE])
 
     async def emit(self, event: str, session: Session, routes: set[str]) -> None:
         """Run the callbacks of ``event`` whose route filter matches ``routes``

@@ -125,6 +125,7 @@ class Invoker:
 class Controls:
     def __init__(self) -> None:
         self.handshakes = HandshakeCache()
+        self.served_sessions = None
         self.requests: list[tuple[str, RpcRequest, Any]] = []
         self.user_messages: list[tuple[Any, Any]] = []
         self.handled = asyncio.Event()

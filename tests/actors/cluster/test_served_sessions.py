@@ -1,0 +1,283 @@
+"""A backend closes the sessions of a frontend that died without sending their closes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from actors.app import App
+from actors.cluster import served_sessions
+from actors.cluster.codec import SessionSnapshot
+from actors.cluster.discovery import ServerInfo
+from actors.cluster.rpc import ServerUnreachable
+from actors.cluster.served_sessions import (
+    INCARNATION_KEY,
+    ServedSession,
+    ServedSessions,
+)
+from actors.cluster.session_events import EVERY_ROUTE, MAX_SERVED_ROUTES
+from actors.errors import InternalError, RpcTimeout
+from tests.actors.cluster.test_in_memory_cluster import cluster
+from tests.reliability.support import until
+
+HANDSHAKE = {"sys": {"platform": "test"}, "user": {}}
+
+
+class Table:
+    """The part of discovery the sessions read: servers by id."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, ServerInfo] = {}
+
+    def server(self, server_id: str) -> ServerInfo | None:
+        return self.servers.get(server_id)
+
+    def list(self, server_id: str, incarnation: str | None) -> None:
+        metadata = {} if incarnation is None else {INCARNATION_KEY: incarnation}
+        self.servers[server_id] = ServerInfo(server_id, "connector", True, metadata=metadata)
+
+
+class Probe:
+    """Answers with ``outcome``: None (someone is there) or the error it raises."""
+
+    def __init__(self) -> None:
+        self.outcome: Exception | None = None
+        self.asked: list[tuple[str, str]] = []
+        self.answered = asyncio.Event()
+
+    async def __call__(self, frontend_id: str, frontend_type: str) -> None:
+        self.asked.append((frontend_id, frontend_type))
+        self.answered.set()
+        if self.outcome is not None:
+            raise self.outcome
+
+
+class Sessions:
+    def __init__(self, wanted: bool = True, limit: int = 100) -> None:
+        self.table = Table()
+        self.probe = Probe()
+        self.closed: list[ServedSession] = []
+        self.wanted = wanted
+        self.served = ServedSessions(
+            self.table,  # type: ignore[arg-type]
+            self.probe,
+            self.closed.extend,
+            lambda: self.wanted,
+            "room-1",
+            interval=3600,
+            limit=limit,
+        )
+
+    def message(
+        self, sid: int, route: str = "room.room.join", frontend: str = "c-1", **fields: Any
+    ) -> None:
+        self.served.served(snapshot(sid, frontend, **fields), route)
+
+    async def settle(self) -> None:
+        """Let the probes started by a check answer."""
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+def snapshot(
+    sid: int, frontend: str = "c-1", uid: str | None = None, handshake: Any = None
+) -> SessionSnapshot:
+    return SessionSnapshot(sid, frontend, "connector", uid, {}, handshake, handshake is None)
+
+
+async def test_a_frontend_that_restarted_has_its_old_sessions_closed_as_last_seen() -> None:
+    s = Sessions()
+    s.table.list("c-1", "first")
+    s.message(1, handshake=HANDSHAKE)
+    s.message(1, "room.room.chat", uid="ann")
+    s.message(2)
+    s.table.list("c-1", "first")
+    s.served.check()
+    assert s.closed == []
+    s.table.list("c-1", "second")  # the same id, another process
+    s.served.check()
+    assert [(c.snapshot.id, c.snapshot.uid, c.routes) for c in s.closed] == [
+        (1, "ann", {"room.room.join", "room.room.chat"}),
+        (2, None, {"room.room.join"}),
+    ]
+    assert s.closed[0].snapshot.handshake is None  # the backend keeps it, not each session
+    assert len(s.served) == 0
+    s.served.check()
+    assert len(s.closed) == 2  # once
+
+
+async def test_a_frontend_gone_from_discovery_is_probed_and_closed_when_nobody_answers() -> None:
+    s = Sessions()
+    s.table.list("c-1", "one")
+    s.message(1)
+    del s.table.servers["c-1"]
+    s.probe.outcome = RpcTimeout()  # not known: asked again at the next check
+    s.served.check()
+    await s.settle()
+    s.probe.outcome = None  # it answers: it drains, and still sends its closes
+    s.served.check()
+    await s.settle()
+    assert s.closed == [] and len(s.served) == 1
+    s.probe.outcome = ServerUnreachable("nobody subscribed")
+    s.served.check()
+    await s.settle()
+    assert [c.snapshot.id for c in s.closed] == [1]
+    assert s.probe.asked == [("c-1", "connector")] * 3
+
+
+async def test_a_frontend_back_in_discovery_before_the_probe_answers_is_not_closed() -> None:
+    s = Sessions()
+    s.table.list("c-1", "one")
+    s.message(1)
+    del s.table.servers["c-1"]
+    s.probe.outcome = ServerUnreachable("a reconnection under way")
+    s.table.list("c-1", "one")  # listed again by the time the probe fails
+    s.served.check()  # (listed: no probe)
+    assert s.probe.asked == []
+    del s.table.servers["c-1"]
+    gate = asyncio.Event()
+
+    async def late(frontend_id: str, frontend_type: str) -> None:
+        await gate.wait()
+        raise ServerUnreachable("nobody")
+
+    s.served._probe = late
+    s.served.check()
+    s.table.list("c-1", "one")
+    gate.set()
+    await s.settle()
+    assert s.closed == []
+
+
+async def test_the_close_event_of_a_session_forgets_it_and_a_late_one_runs_nothing() -> None:
+    s = Sessions()
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.message(2)
+    assert s.served.closing("c-1", 1)  # its frontend's close event: callbacks run
+    assert len(s.served) == 1
+    s.table.list("c-1", "two")
+    s.served.check()
+    assert [c.snapshot.id for c in s.closed] == [2]
+    assert not s.served.closing("c-1", 2)  # held by a frontend cut off, sent once back
+    assert s.served.closing("c-1", 2)  # (once only: a later one is a new life's)
+
+
+async def test_a_session_closed_here_that_sends_again_lives_and_closes_again() -> None:
+    s = Sessions()
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.table.list("c-1", "two")
+    s.served.check()
+    s.message(1)  # it was not gone after all: known again
+    assert len(s.served) == 1
+    assert s.served.closing("c-1", 1)  # its close event runs the callbacks
+
+
+async def test_nothing_is_remembered_without_close_callbacks_or_past_the_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Sessions(wanted=False)
+    s.message(1)
+    assert len(s.served) == 0
+    s = Sessions(limit=2)
+    for sid in (1, 2, 3, 4):
+        s.message(sid)
+    assert len(s.served) == 2
+    assert caplog.text.count("sessions of frontends remembered, the most") == 1  # throttled
+
+
+async def test_a_frontend_no_subject_can_name_is_not_remembered() -> None:
+    """A forged request may name any frontend: one no probe can reach would be probed every
+    check, for ever."""
+    s = Sessions()
+    s.message(1, frontend="c 1")
+    s.message(2, frontend="c-1")
+    assert len(s.served) == 1
+
+
+async def test_past_the_route_cap_a_session_matches_every_route_filter() -> None:
+    s = Sessions()
+    s.table.list("c-1", "one")
+    for n in range(MAX_SERVED_ROUTES + 1):
+        s.message(1, f"room.r.m{n}")
+    s.table.list("c-1", "two")
+    s.served.check()
+    assert s.closed[0].routes == {EVERY_ROUTE}
+
+
+async def test_a_frontend_not_listed_at_its_first_session_takes_its_incarnation_later() -> None:
+    s = Sessions()
+    s.message(1)  # the watch has not shown it yet
+    s.table.list("c-1", "one")
+    s.served.check()
+    s.served.check()
+    assert s.closed == []
+    s.table.list("c-1", "two")
+    s.served.check()
+    assert len(s.closed) == 1
+
+
+async def test_the_checks_run_by_themselves_while_sessions_are_remembered() -> None:
+    s = Sessions()
+    s.served._interval = 0.01
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.table.list("c-1", "two")
+    await until(lambda: len(s.closed) == 1)
+    await until(lambda: s.served._sweep is None)  # nothing left: the checks stop
+    await s.served.close()
+
+
+async def test_a_probe_that_fails_otherwise_is_asked_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Sessions()
+    s.message(1)
+    s.probe.outcome = InternalError("frontend not found")
+    s.served.check()
+    await s.settle()
+    s.served.check()
+    await s.settle()
+    assert len(s.probe.asked) == 2 and s.closed == []
+
+
+# -- on an in-memory cluster -------------------------------------------------------------------
+
+
+async def test_a_room_closes_the_session_of_a_frontend_that_died_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The frontend leaves discovery and stops serving its subject without a word (as a
+    SIGKILL leaves it): the room probes it, nobody answers, the session is closed there with
+    its uid. When the frontend stops for real later, its close event runs nothing again."""
+    monkeypatch.setattr(served_sessions, "SWEEP_INTERVAL", 0.05)
+    events: list[tuple[str, str | None]] = []
+
+    def setup(room: App) -> None:
+        room.on_remote_session_close(lambda s: events.append(("close", s.uid)))
+        room.on_remote_session_close(
+            lambda s: events.append(("close-whoami", s.uid)), route="room.ops.whoami"
+        )
+        room.on_remote_session_close(
+            lambda s: events.append(("close-never", s.uid)), route="room.ops.wait"
+        )
+
+    async with cluster(room_setup=setup) as net:
+        client = await net.client()
+        await client.request("connector.entry.login", {"uid": "ann"})
+        await client.request("room.ops.whoami")
+        front = net.connectors[0].cluster
+        room = net.rooms[0].cluster
+        assert front is not None and room is not None and room.served_sessions is not None
+        assert len(room.served_sessions) == 1
+        await front.discovery.stop()
+        await front.rpc_server.stop()
+        await until(lambda: len(events) == 2, timeout=5)
+        assert sorted(events) == [("close", "ann"), ("close-whoami", "ann")]
+        assert len(room.served_sessions) == 0
+        await client.close()
+        await until(lambda: net.connectors[0].connection_count == 0)
+    assert len(events) == 2
