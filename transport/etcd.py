@@ -210,6 +210,10 @@ class EtcdClient:
         )
         self._connected = False
         self._keepalive: Any = None
+        self._keepalive_turn = asyncio.Lock()
+        """One write and its answer at a time on the shared keep-alive stream: gRPC refuses
+        a second write or read while one is pending (every caller failed), and answers carry
+        no caller, only the lease id."""
         self._token: str | None = None
 
     async def connect(self) -> None:
@@ -295,6 +299,22 @@ class EtcdClient:
         return ttl
 
     async def _keep_alive_once(self, lease_id: int) -> int:
+        # The wait for the turn is bounded too: behind a caller that waits for a silent
+        # etcd, the others fail with it, not one timeout after another.
+        turn = self._keepalive_turn
+        try:
+            async with asyncio.timeout(self.timeout):
+                await turn.acquire()
+        except TimeoutError:
+            raise EtcdUnavailable(
+                "etcd lease keep-alive failed: no answer to the one before"
+            ) from None
+        try:
+            return await self._keep_alive_turn(lease_id)
+        finally:
+            turn.release()
+
+    async def _keep_alive_turn(self, lease_id: int) -> int:
         try:
             if self._keepalive is None:
                 metadata = self._token_metadata()
@@ -302,6 +322,10 @@ class EtcdClient:
             call = self._keepalive
             await asyncio.wait_for(call.write(LeaseKeepAliveRequest(ID=lease_id)), self.timeout)
             response = await asyncio.wait_for(call.read(), self.timeout)
+        except asyncio.CancelledError:
+            # Its answer may still come: the next caller would read it as its own.
+            self._drop_keepalive()
+            raise
         except (grpc.aio.AioRpcError, TimeoutError, asyncio.InvalidStateError) as exc:
             self._drop_keepalive()
             if (
