@@ -126,7 +126,9 @@ class EtcdGroupService:
     @_store_errors
     async def delete(self, name: str) -> None:
         lease = await self._lease(name)
-        await self.etcd.delete_prefix(self._group_key(name) + "/")
+        # Its members only, as Go's GroupDelete: under "<name>/" are also the groups whose
+        # names go on from it ("lobby/eu" below "lobby").
+        await self.etcd.delete_prefix(self._member_key(name, ""))
         await self.etcd.delete(self._group_key(name))
         if lease:
             await self.etcd.revoke(lease)
