@@ -10,7 +10,8 @@ and frames the packet *once*, then hands the same bytes to every member's sessio
     await app.groups.broadcast("room:1", "onMessage", {"text": "hi"})
     await app.groups.multicast("room:1", "onTeam", body, where=lambda uid: uid in red_team)
 
-A uid whose session disconnects leaves every group it was in.
+A uid whose session disconnects leaves every group it was in, unless another session still
+holds it (bound twice, without the unique session module).
 """
 
 from __future__ import annotations
@@ -379,5 +380,6 @@ class MemoryGroupService:
         self._of_uid.pop(uid, None)
 
     async def _session_closed(self, session: Session) -> None:
-        if session.uid is not None:
+        # The registry forgot the closed session first: a uid found still is connected.
+        if session.uid is not None and self.sessions.by_uid(session.uid) is None:
             await self.leave_all(session.uid)

@@ -332,7 +332,8 @@ class Cluster:
 
     def group_service(self) -> GroupService:
         """The group service the discovery keeps (etcd groups by default), the cluster's
-        default; members leave on disconnect. ClusterStartupError if it keeps none."""
+        default; members leave on disconnect (unless the uid is still bound here, by another
+        session). ClusterStartupError if it keeps none."""
         groups = self.discovery.group_service(self.app.send_push_to_users)
         if groups is None:
             raise ClusterStartupError(
@@ -342,7 +343,7 @@ class Cluster:
         if self.me.frontend:
 
             async def leave(session: Session) -> None:
-                if session.uid is not None:
+                if session.uid is not None and self.app.sessions.by_uid(session.uid) is None:
                     try:
                         await groups.leave_all(session.uid)
                     except (EtcdUnavailable, GroupsUnavailable) as exc:

@@ -151,6 +151,22 @@ async def test_disconnected_member_leaves_every_group() -> None:
         assert await app.groups.members("g2") == ["stays"]
 
 
+async def test_a_uid_still_connected_on_another_session_stays_in_its_groups() -> None:
+    app = make_app()  # no unique session module: one uid may be bound by two sessions
+    left = asyncio.Event()
+    app.on_session_close(lambda session: left.set())
+    async with serve(app) as server:
+        await app.groups.create("g")
+        first = await login(server, "ann")
+        await login(server, "ann")
+        await app.groups.add("g", "ann")
+        await first.close()
+        await asyncio.wait_for(left.wait(), 5)
+        # The uid left the group with its first session, though its second one is open.
+        assert await app.groups.members("g") == ["ann"]
+        assert await app.groups.broadcast("g", "onHi", {}) == []
+
+
 async def test_group_with_ttl_expires_when_idle() -> None:
     async with serve(make_app()) as server:
         groups = server.app.groups

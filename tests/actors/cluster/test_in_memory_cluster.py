@@ -786,6 +786,20 @@ async def test_groups_are_shared_by_every_server_and_reach_members_anywhere() ->
         assert await net.rooms[1].groups.members(GROUP) == ["ann"]
 
 
+async def test_a_uid_still_connected_on_its_frontend_stays_in_its_groups() -> None:
+    async with cluster() as net:
+        first, second = await net.client(0), await net.client(0)
+        for client in (first, second):  # no unique session module: both stay bound
+            await client.request("connector.entry.login", {"uid": "ann"})
+        await first.request("room.ops.join_group")
+        await first.close()
+        await until(lambda: net.connectors[0].connection_count == 1)  # its teardown is done
+        # The uid left the group with its first session, though its second one is open.
+        assert await net.rooms[0].groups.members(GROUP) == ["ann"]
+        reply = await second.request("room.ops.shout", {"text": "hi"})
+        assert reply["unreached"] == []
+
+
 @pytest.mark.looptime
 async def test_a_group_with_a_ttl_expires_unless_used() -> None:
     async with cluster(rooms=2) as net:
