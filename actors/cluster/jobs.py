@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 
 from actors.cluster.gojson import to_go_json
 from actors.config import option_default
+from transport.bounded import finite_float
 
 __all__ = [
     "RPC_QUEUE",
@@ -154,7 +155,9 @@ def _not_json(constant: str) -> Any:
 def load_job(raw: bytes) -> dict[str, Any]:
     """The job object; :class:`MalformedJob` when it is not a JSON object."""
     try:
-        job = json.loads(raw, parse_constant=_not_json)
+        # A number too large for a float (1e400) is read as an infinity, which the job
+        # written back (a retry, a due job requeued) cannot hold, nor can Go read it.
+        job = json.loads(raw, parse_constant=_not_json, parse_float=finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise MalformedJob(f"not JSON ({exc})") from None
     if not isinstance(job, dict):

@@ -230,6 +230,27 @@ async def test_odd_but_valid_json_neither_kills_the_poller_nor_sticks_in_progres
     assert harness.in_progress == []
 
 
+async def test_a_number_too_large_for_a_float_is_a_malformed_job_wherever_it_is_read(
+    harness: Harness,
+) -> None:
+    # Valid JSON that Python reads as an infinity, which no job written back can hold (nor
+    # Go read): due for a retry ahead of an ordinary job, it killed the poller (retries and
+    # scheduled jobs stopped for good, unlogged); fetched and failed, its retry could not be
+    # written and it stuck in progress.
+    huge = b'{"queue":"rpc","jid":"huge","retry":true,"args":{"Route":"room.a.b","Arg":1e400}}'
+    harness.data.zsets[KEYS.due("goretry")] = {huge: 1.0}
+    harness.calls.fail["room.a.b"] = -1
+    worker = harness.worker()
+    later = await worker.enqueue("room.grants.grant", None)
+    harness.data.zsets[KEYS.due("goretry")][harness.queue.pop()] = 3.0
+    await MemoryJobStore(harness.data, KEYS).push("rpc", huge)  # and one fetched as it is
+    await worker.start()
+    await worker.until(lambda: outcome_of(worker, later)() and ("", "dead") in worker.outcomes)
+    assert harness.data.zsets[KEYS.due("goretry")] == {}
+    assert set(harness.data.zsets[KEYS.dead]) == {huge}
+    assert harness.in_progress == []
+
+
 async def test_a_long_running_worker_keeps_a_bounded_record_of_outcomes(
     harness: Harness,
 ) -> None:
