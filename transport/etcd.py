@@ -364,6 +364,24 @@ class EtcdClient:
         )
         return bool(response.succeeded)
 
+    async def put_if_absent_while(
+        self, key: str, value: bytes, *, present: str, lease: int = 0
+    ) -> bool:
+        """Create ``key`` only if it does not exist and ``present`` does (one transaction),
+        so a key that belongs to another (a group's member) is never written after that one
+        was deleted; True if created."""
+        kv = self._kv()
+        response = await self._call(
+            kv.txn,
+            [
+                kv.txn_compare_version(key, 0),
+                kv.txn_compare_version(present, 0, result=Compare.GREATER),
+            ],
+            [kv.txn_op_put(key, value, lease=lease)],
+            timeout=self.timeout,
+        )
+        return bool(response.succeeded)
+
     async def put_if_value(
         self, key: str, expected: bytes, value: bytes, *, lease: int = 0
     ) -> bool:

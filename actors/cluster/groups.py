@@ -80,6 +80,9 @@ class KeyValueStore(Protocol):
     async def keep_alive(self, lease_id: int) -> int: ...
     async def revoke(self, lease_id: int) -> None: ...
     async def put_if_absent(self, key: str, value: bytes, *, lease: int = 0) -> bool: ...
+    async def put_if_absent_while(
+        self, key: str, value: bytes, *, present: str, lease: int = 0
+    ) -> bool: ...
     async def delete(self, key: str) -> bool: ...
     async def delete_prefix(self, prefix: str) -> int: ...
     async def get(self, key: str) -> bytes | None: ...
@@ -140,7 +143,14 @@ class EtcdGroupService:
     @_store_errors
     async def add(self, name: str, uid: str) -> None:
         lease = await self._lease(name)
-        if not await self.etcd.put_if_absent(self._member_key(name, uid), b"", lease=lease):
+        group = self._group_key(name)
+        # While the group exists, in the write itself (as Go's GroupAddMember): deleted since
+        # it was read, the member would outlive it (and join a group made again by that
+        # name), or name its revoked lease.
+        member = self._member_key(name, uid)
+        if not await self.etcd.put_if_absent_while(member, b"", present=group, lease=lease):
+            if await self.etcd.get(group) is None:
+                raise GroupNotFound(name)
             raise MemberAlreadyExists(name, uid)
 
     @_store_errors

@@ -73,6 +73,14 @@ class MemoryStore:
         self._put(key, value, lease)
         return True
 
+    async def put_if_absent_while(
+        self, key: str, value: bytes, *, present: str, lease: int = 0
+    ) -> bool:
+        if key in self.data or present not in self.data:
+            return False
+        self._put(key, value, lease)
+        return True
+
     async def put_if_value(
         self, key: str, expected: bytes, value: bytes, *, lease: int = 0
     ) -> bool:

@@ -23,6 +23,15 @@ async def test_keys_prefixes_and_conditional_puts() -> None:
     assert store.data == {"b/1": b"w"}
 
 
+async def test_a_key_is_created_only_while_the_key_it_belongs_to_exists() -> None:
+    store = MemoryStore()
+    assert not await store.put_if_absent_while("g/uids/a", b"", present="g")
+    await store.put("g", b"")
+    assert await store.put_if_absent_while("g/uids/a", b"", present="g")
+    assert not await store.put_if_absent_while("g/uids/a", b"x", present="g")
+    assert store.data == {"g": b"", "g/uids/a": b""}
+
+
 @pytest.mark.looptime
 async def test_a_lease_ends_its_keys_unless_kept_alive() -> None:
     store = MemoryStore()
