@@ -414,6 +414,18 @@ class EtcdClient:
         )
         return bool(response.succeeded)
 
+    async def delete_with_prefix(self, key: str, prefix: str) -> bool:
+        """Delete ``key`` and every key under ``prefix`` (one transaction: nothing can be
+        written under it between the two); True if ``key`` existed."""
+        kv = self._kv()
+        response = await self._call(
+            kv.txn,
+            [],
+            [kv.txn_op_delete(key), kv.txn_op_delete(prefix, range_end=prefix_range_end(prefix))],
+            timeout=self.timeout,
+        )
+        return bool(response.responses[0].response_delete_range.deleted)
+
     async def delete_prefix(self, prefix: str) -> int:
         response = await self._call(
             self._kv().delete, prefix, range_end=prefix_range_end(prefix), timeout=self.timeout

@@ -97,6 +97,11 @@ class MemoryStore:
             return False
         return self._remove(key)
 
+    async def delete_with_prefix(self, key: str, prefix: str) -> bool:
+        existed = self._remove(key)
+        await self.delete_prefix(prefix)
+        return existed
+
     async def delete_prefix(self, prefix: str) -> int:
         return sum(self._remove(key) for key in [k for k in self.data if k.startswith(prefix)])
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -18,6 +19,8 @@ class Interleaved(EtcdClient):
     group: what another server does between that read and the operation's write."""
 
     meanwhile: Callable[[], Awaitable[None]] | None = None
+    before_delete: Callable[[], Awaitable[None]] | None = None
+    """Run before each delete: what another server does between them."""
 
     async def get_with_lease(self, key: str) -> tuple[bytes, int] | None:
         found = await super().get_with_lease(key)
@@ -25,6 +28,22 @@ class Interleaved(EtcdClient):
         if step is not None:
             await step()
         return found
+
+    async def _deleting(self) -> None:
+        if self.before_delete is not None:
+            await self.before_delete()
+
+    async def delete(self, key: str) -> bool:
+        await self._deleting()
+        return await super().delete(key)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        await self._deleting()
+        return await super().delete_prefix(prefix)
+
+    async def delete_with_prefix(self, key: str, prefix: str) -> bool:
+        await self._deleting()
+        return await super().delete_with_prefix(key, prefix)
 
 
 async def _nobody(route: str, body: object, uids: list[str]) -> list[str]:
@@ -70,6 +89,26 @@ async def test_a_member_added_as_its_group_is_deleted_is_not_left_in_etcd(
     await groups.create("room:1", ttl=ttl)
     assert await groups.members("room:1") == []
     assert groups.etcd.outage.since is None
+
+
+async def test_a_member_added_while_its_group_is_deleted_goes_with_it(
+    groups: EtcdGroupService,
+) -> None:
+    assert isinstance(groups.etcd, Interleaved)
+    await groups.create("room:1")
+    joining = iter(["ann", "bob", "carl"])
+
+    async def join() -> None:
+        with contextlib.suppress(GroupNotFound):
+            await groups.add("room:1", next(joining))
+
+    groups.etcd.before_delete = join
+    await groups.delete("room:1")
+    groups.etcd.before_delete = None
+    # The members' keys, then the group's, were deleted one after the other: a member
+    # added between the two outlived its group, and joined the one made again by its name.
+    await groups.create("room:1")
+    assert await groups.members("room:1") == []
 
 
 async def test_a_member_added_twice_is_told_so(groups: EtcdGroupService) -> None:

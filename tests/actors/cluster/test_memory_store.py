@@ -32,6 +32,15 @@ async def test_a_key_is_created_only_while_the_key_it_belongs_to_exists() -> Non
     assert store.data == {"g": b"", "g/uids/a": b""}
 
 
+async def test_a_key_and_the_keys_under_a_prefix_are_deleted_together() -> None:
+    store = MemoryStore()
+    for key in ("g", "g/uids/a", "g/x", "h"):
+        await store.put(key, b"")
+    assert await store.delete_with_prefix("g", "g/uids/")
+    assert store.data == {"g/x": b"", "h": b""}
+    assert not await store.delete_with_prefix("g", "g/uids/")
+
+
 @pytest.mark.looptime
 async def test_a_lease_ends_its_keys_unless_kept_alive() -> None:
     store = MemoryStore()
