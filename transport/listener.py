@@ -233,7 +233,8 @@ class BufferedConnection(asyncio.BufferedProtocol):
             transport.resume_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Accepted (after TLS, with TLS): admitted, then the acceptor's own opening."""
+        """Accepted: admitted, then the acceptor's own opening (with TLS or the PROXY
+        protocol a gate in front of it takes the two steps, :mod:`transport.proxygate`)."""
         if self._accept(transport):
             self._begin()
 
@@ -474,16 +475,14 @@ class Listener:
             raise RuntimeError(f"{self.kind} acceptor already started")
         loop = asyncio.get_running_loop()
         self._admit = admit
-        # With the PROXY protocol TLS starts after the header, from the gate, not at accept.
-        ssl = self._ssl if self._proxy is None else None
+        # TLS starts from the gate (after the PROXY header, if any), not in asyncio's accept:
+        # there the socket would be admitted, and counted, only after its handshake.
         self._server = await loop.create_server(
             lambda: self._accepted(on_connection, loop),
             self._host,
             self._port,
-            ssl=ssl,
             backlog=self._backlog,
             reuse_port=self._reuse_port or None,
-            ssl_handshake_timeout=self.limits.open_timeout if ssl is not None else None,
         )
         sockname = self._server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
@@ -515,20 +514,21 @@ class Listener:
         connection._admit = self._admit
         connection._log = self.log
         connection._slow_readers = self._slow_readers
-        if self._proxy is None:
+        if self._proxy is None and self._ssl is None:
             return connection
         return ProxyGate(
             connection,
             connection._accept,
             connection._relayed,
             kind=self.kind,
-            policy=self._proxy,
+            policy=self._proxy or ProxyPolicy(),
             ssl=self._ssl,
             timeout=self.limits.open_timeout,
             stats=self.stats,
             log=self.log,
             throttle=self._proxy_throttle,
             loop=loop,
+            header=self._proxy is not None,
         )
 
     def _connection(

@@ -1,7 +1,7 @@
-"""The PROXY header stage of an acceptor: read the header, then hand the socket on.
+"""The opening stages of an acceptor before its connection: a PROXY header, then TLS.
 
-With ``proxy_protocol`` on, a listener's factory returns a :class:`ProxyGate` in front of
-each connection instead of the connection itself. The gate is the socket's asyncio protocol
+With ``proxy_protocol`` on, or TLS, a listener's factory returns a :class:`ProxyGate` in front
+of each connection instead of the connection itself. The gate is the socket's asyncio protocol
 until the header (:mod:`transport.proxyheader`) is read; then it steps aside for good:
 
 - without TLS, ``transport.set_protocol(connection)``, and the bytes that came after the
@@ -15,6 +15,11 @@ Either way the connection then begins as it would have at accept (the TCP connec
 handed over, the WebSocket waits for its upgrade) with the client's address as its
 ``remote_address``. Its hot path never sees the gate: with the option off nothing is
 wrapped, and with it on the gate is gone after the header.
+
+TLS without the PROXY protocol starts from the gate too (``header=False``: there is none to
+read, TLS starts at the accept): asyncio's own TLS at accept makes the protocol only once the
+handshake is done, so a socket in its handshake would be neither admitted nor counted, and a
+slowloris could hold any number of them for ``open_timeout`` each.
 
 The socket is admitted (``max_connections``) and counted as opening from its accept, by the
 connection itself; the header must be whole within ``ConnectionLimits.open_timeout`` of the
@@ -89,6 +94,7 @@ class ProxyGate(asyncio.BufferedProtocol):
     ``connection`` is the acceptor's connection (an ``asyncio.BufferedProtocol``) and
     ``accept``/``relayed`` its two steps: admit the socket at accept (False: refused), and
     begin once the header named the client (with the transport to use from then on).
+    ``header=False``: no PROXY header comes, only TLS (``ssl``), started at the accept.
     """
 
     __slots__ = (
@@ -128,7 +134,10 @@ class ProxyGate(asyncio.BufferedProtocol):
         log: ServerLog,
         throttle: Throttle,
         loop: asyncio.AbstractEventLoop,
+        header: bool = True,
     ) -> None:
+        if not header and ssl is None:
+            raise ValueError("a gate without a PROXY header is there for TLS")
         self._connection = connection
         self._accept = accept
         self._relayed = relayed
@@ -142,8 +151,9 @@ class ProxyGate(asyncio.BufferedProtocol):
         self._log = log
         self._throttle = throttle
         self._loop = loop
-        self._parser: ProxyHeaderParser | None = ProxyHeaderParser()
-        """None once the header was read or the socket refused: nothing more is fed."""
+        self._parser: ProxyHeaderParser | None = ProxyHeaderParser() if header else None
+        """None once the header was read or the socket refused (or with no header to read):
+        nothing more is fed."""
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._buffer = memoryview(b"")
@@ -158,11 +168,15 @@ class ProxyGate(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        header = self._parser is not None
         if not self._accept(transport):
             self._parser = None  # refused at accept (counted as such): not our refusal
             return
         host = peer_host(transport)
         self._peer = format_peer(transport)
+        if not header:  # TLS only: it starts now
+            self._pass_on(_NO_HEADER)
+            return
         if not self._policy.trusts(host):
             self._refuse("the peer is not in the trusted networks")
             return
@@ -240,10 +254,9 @@ class ProxyGate(asyncio.BufferedProtocol):
             expected = isinstance(exc, OSError | ssl_module.SSLError | TimeoutError)
             self._log.log(
                 logging.DEBUG if expected else logging.ERROR,
-                "%s peer %s (relayed by %s) failed the TLS handshake: %r",
+                "%s peer %s failed the TLS handshake: %r",
                 self._kind,
-                client,
-                self._peer,
+                self._peer if client is None else f"{client} (relayed by {self._peer})",
                 exc,
                 exc_info=not expected,
             )
@@ -284,6 +297,10 @@ class ProxyGate(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+_NO_HEADER = ProxyHeader(0, None, None)
+"""What a gate without a PROXY header goes on with: no client address relayed."""
 
 
 def _hand(protocol: asyncio.BufferedProtocol, data: bytes) -> None:

@@ -39,8 +39,9 @@ class TcpConnection(BufferedConnection):
 class TcpAcceptor(Listener):
     """Listens on ``host:port``; with ``ssl`` every connection is TLS.
 
-    A client failing the TLS handshake never reaches ``on_connection``: asyncio completes
-    the handshake before ``connection_made``, and a failure only drops that socket.
+    A client failing the TLS handshake never reaches ``on_connection``: the handshake is
+    done before the connection begins (:mod:`transport.proxygate`), and a failure only drops
+    that socket.
     ``stats`` (:class:`~transport.stats.AcceptorStats`) counts accepted, active and
     slow-reader disconnects. ``proxy_protocol``: each connection begins with a load
     balancer's PROXY header, read before TLS starts (:class:`~transport.listener.Listener`).

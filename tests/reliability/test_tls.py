@@ -15,7 +15,7 @@ import pytest
 from actors.app import App
 from actors.testing import TestServer, serve
 from tests.rawclient import RawClient
-from tests.reliability.support import HOST, make_app, tls_contexts
+from tests.reliability.support import HOST, make_app, tls_contexts, until
 from transport.client import Client
 from transport.errors import ConnectionClosed
 
@@ -60,3 +60,25 @@ async def test_clients_failing_the_tls_handshake_never_get_a_session(websocket: 
         assert await good.request("echo.echo", "unaffected") == "unaffected"
         again = await server.connect(websocket=websocket, ssl=client_ctx)
         assert await again.request("echo.echo", 2) == 2
+
+
+async def test_sockets_in_their_tls_handshake_count_toward_max_connections(
+    websocket: bool,
+) -> None:
+    async with tls_server(max_connections=2) as (server, client_ctx):
+        app = server.app
+        host, port = app.address("ws" if websocket else "tcp")
+        silent = [await RawClient.connect(host, port) for _ in range(2)]  # never start TLS
+        # Admitted at their accept, as plain sockets are: the limit counts them, so a
+        # slowloris holds no more than max_connections sockets. They were admitted only
+        # once their handshake was done: any number of them held open_timeout each.
+        late = await RawClient.connect(host, port)
+        assert await late.read_until_closed(timeout=5) == []
+        await until(lambda: app.stats.refused_connections == 1)
+        for client in (*silent, late):
+            await client.close()
+        await until(
+            lambda: app.connection_count == 0 and sum(a.stats.opening for a in app.acceptors) == 0
+        )
+        good = await server.connect(websocket=websocket, ssl=client_ctx)  # room again
+        assert await good.request("echo.echo", "served") == "served"
