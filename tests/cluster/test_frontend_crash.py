@@ -9,7 +9,6 @@ close callbacks of the session, with the uid the room bound, once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -60,10 +59,14 @@ async def test_the_room_closes_the_sessions_of_a_frontend_killed_with_sigkill(
 
 
 async def test_a_frontend_that_stops_gracefully_has_its_closes_run_once(
-    nats_server: NatsServer, etcd_server: EtcdServer, nodes: list[Node]
+    nats_server: NatsServer,
+    etcd_server: EtcdServer,
+    nodes: list[Node],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Stopping, the frontend leaves discovery first and drains: the room probes it, it
     answers, so the room waits; its close event runs the callbacks, the room none of its own."""
+    caplog.set_level(logging.INFO, logger="actors.cluster.served_sessions")
     room: App = build_room("room-1", nats_server.url, etcd_server.endpoint, etcd_lease_ttl=2)
     closed: list[str | None] = []
     room.on_remote_session_close(lambda session: closed.append(session.uid))
@@ -71,10 +74,11 @@ async def test_a_frontend_that_stops_gracefully_has_its_closes_run_once(
         connector = await start_node(nodes, "connector", "c-1", nats_server, etcd_server)
         client = await Client.connect("127.0.0.1", connector.ports["tcp"], request_timeout=10)
         await client.request("room.room.join", {"name": "ann"})
-        assert await connector.stop() == 0
-        await until(lambda: closed != [], timeout=20)
         assert room.cluster is not None and room.cluster.served_sessions is not None
-        await until(lambda: len(room.cluster.served_sessions) == 0)  # type: ignore[union-attr]
-        await asyncio.sleep(0)
+        served = room.cluster.served_sessions
+        assert len(served) == 1
+        assert await connector.stop() == 0
+        await until(lambda: closed != [] and len(served) == 0, timeout=20)
         await client.close()
     assert closed == ["c-1:1"]
+    assert "closing here" not in caplog.text  # the frontend's close event ran them

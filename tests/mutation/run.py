@@ -231,6 +231,10 @@ MODULES: dict[str, Module] = {
             "tests/actors/cluster/test_join_held.py",
         ),
     ),
+    "served_sessions": Module(
+        "actors/cluster/served_sessions.py",
+        ("tests/actors/cluster/test_served_sessions.py",),
+    ),
     "router": Module(
         "actors/cluster/router.py",
         ("tests/actors/cluster/test_router.py", "tests/actors/cluster/test_router_probation.py"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ class Probe:
 
 
 class Sessions:
-    def __init__(self, wanted: bool = True, limit: int = 100) -> None:
+    def __init__(self, wanted: bool = True, limit: int = 100, interval: float = 3600) -> None:
         self.table = Table()
         self.probe = Probe()
         self.closed: list[ServedSession] = []
@@ -66,7 +67,7 @@ class Sessions:
             self.closed.extend,
             lambda: self.wanted,
             "room-1",
-            interval=3600,
+            interval=interval,
             limit=limit,
         )
 
@@ -156,7 +157,11 @@ async def test_the_close_event_of_a_session_forgets_it_and_a_late_one_runs_nothi
     s.table.list("c-1", "one")
     s.message(1)
     s.message(2)
+    s.message(3)
     assert s.served.closing("c-1", 1)  # its frontend's close event: callbacks run
+    assert len(s.served) == 2
+    assert s.served.closing("c-1", 99)  # one it never served: nothing to forget
+    assert s.served.closing("c-1", 3)
     assert len(s.served) == 1
     s.table.list("c-1", "two")
     s.served.check()
@@ -186,7 +191,11 @@ async def test_nothing_is_remembered_without_close_callbacks_or_past_the_limit(
     for sid in (1, 2, 3, 4):
         s.message(sid)
     assert len(s.served) == 2
-    assert caplog.text.count("sessions of frontends remembered, the most") == 1  # throttled
+    told = (
+        "[room-1] 2 sessions of frontends remembered, the most: a session past it is closed "
+        "here only by its frontend's close event (not if its frontend dies)"
+    )
+    assert caplog.text.count(told) == 1  # throttled
 
 
 async def test_a_frontend_no_subject_can_name_is_not_remembered() -> None:
@@ -201,8 +210,19 @@ async def test_a_frontend_no_subject_can_name_is_not_remembered() -> None:
 async def test_past_the_route_cap_a_session_matches_every_route_filter() -> None:
     s = Sessions()
     s.table.list("c-1", "one")
+    for n in range(MAX_SERVED_ROUTES):
+        s.message(1, f"room.r.m{n}")
+    s.message(2)
+    s.served.closing("c-1", 2)
+    s.table.list("c-1", "two")
+    s.served.check()
+    assert len(s.closed[0].routes) == MAX_SERVED_ROUTES  # up to the cap, each its own
+    s.closed.clear()
+    s.table.list("c-1", "one")
     for n in range(MAX_SERVED_ROUTES + 1):
         s.message(1, f"room.r.m{n}")
+    assert s.served._frontends["c-1"].sessions[1].routes == {EVERY_ROUTE}  # one past the cap
+    s.message(1, "room.r.more")
     s.table.list("c-1", "two")
     s.served.check()
     assert s.closed[0].routes == {EVERY_ROUTE}
@@ -220,9 +240,11 @@ async def test_a_frontend_not_listed_at_its_first_session_takes_its_incarnation_
     assert len(s.closed) == 1
 
 
-async def test_the_checks_run_by_themselves_while_sessions_are_remembered() -> None:
-    s = Sessions()
-    s.served._interval = 0.01
+async def test_the_checks_run_by_themselves_while_sessions_are_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(served_sessions, "SWEEP_INTERVAL", 3600)  # the interval given counts
+    s = Sessions(interval=0.01)
     s.table.list("c-1", "one")
     s.message(1)
     s.table.list("c-1", "two")
@@ -281,3 +303,101 @@ async def test_a_room_closes_the_session_of_a_frontend_that_died_once(
         await client.close()
         await until(lambda: net.connectors[0].connection_count == 0)
     assert len(events) == 2
+
+
+async def test_its_bind_gives_a_remembered_session_its_uid() -> None:
+    """A handler that binds (a room's join) reaches the backend's record through the bind
+    event, not through a message: closed here, the session had no uid."""
+    s = Sessions()
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.served.bound(snapshot(1, uid="ann"))
+    s.served.bound(snapshot(2, uid="bob"))  # not served here: not remembered
+    s.served.bound(snapshot(1, "c-9", uid="cid"))  # nor any session of that frontend
+    s.table.list("c-1", "two")
+    s.served.check()
+    assert [(c.snapshot.id, c.snapshot.uid) for c in s.closed] == [(1, "ann")]
+
+
+async def test_each_frontend_is_checked_and_probed_once_at_a_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.cluster.served_sessions")
+    s = Sessions()
+    gate = asyncio.Event()
+    asked: list[str] = []
+
+    async def slow(frontend_id: str, frontend_type: str) -> None:
+        asked.append(frontend_id)
+        await gate.wait()
+        raise ServerUnreachable("nobody")
+
+    s.served._probe = slow
+    s.message(1, frontend="c-1")  # never listed: probed
+    s.table.list("c-2", "one")
+    s.message(1, frontend="c-2")
+    s.message(2, frontend="c-2")
+    s.table.list("c-2", "two")  # restarted
+    s.served.check()
+    s.served.check()  # c-1's probe still waits: not asked twice
+    await s.settle()
+    assert asked == ["c-1"]
+    assert [(c.snapshot.frontend_id, c.snapshot.id) for c in s.closed] == [("c-2", 1), ("c-2", 2)]
+    assert (
+        "[room-1] frontend c-2 restarted: closing here the 2 session(s) of it this server "
+        "served (their close events never came)"
+    ) in caplog.text
+    gate.set()
+    await s.settle()
+    assert [c.snapshot.frontend_id for c in s.closed] == ["c-2", "c-2", "c-1"]
+    assert "frontend c-1 gone from discovery, and nobody answers for it: closing here the 1" in (
+        caplog.text
+    )
+    assert not s.served._probes  # done, and forgotten
+
+
+async def test_a_probe_that_cannot_tell_is_logged_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actors.cluster.served_sessions")
+    s = Sessions()
+    s.message(1)
+    s.probe.outcome = RpcTimeout("no answer within 5s")
+    s.served.check()
+    await s.settle()
+    assert "[room-1] frontend c-1 not probed: " in caplog.text
+    assert "no answer within 5s" in caplog.text
+
+
+async def test_the_closes_made_here_kept_against_late_events_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(served_sessions, "MAX_CLOSED_HERE", 2)
+    s = Sessions()
+    s.table.list("c-1", "one")
+    for sid in (1, 2, 3):
+        s.message(sid)
+    s.table.list("c-1", "two")
+    s.served.check()
+    assert len(s.closed) == 3
+    assert s.served.closing("c-1", 1)  # the oldest is forgotten: its late event runs
+    assert not s.served.closing("c-1", 2)
+    assert not s.served.closing("c-1", 3)
+
+
+async def test_once_closed_it_remembers_nothing_and_checks_no_more() -> None:
+    s = Sessions(interval=0.01)
+    gate = asyncio.Event()
+
+    async def stuck(frontend_id: str, frontend_type: str) -> None:
+        await gate.wait()
+
+    s.served._probe = stuck
+    s.message(1)  # not listed: probed, the probe never answers
+    await until(lambda: bool(s.served._probes))
+    tasks = [*s.served._probes, s.served._sweep]
+    await s.served.close()
+    assert all(task is not None and task.done() for task in tasks)
+    assert len(s.served) == 0
+    s.message(2)
+    assert len(s.served) == 0 and s.served._sweep is None
