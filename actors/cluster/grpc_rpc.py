@@ -49,7 +49,7 @@ from actors.cluster.rpc import (
     ServerUnreachable,
 )
 from actors.errors import InternalError, PitayaError, RpcTimeout
-from actors.logs import ServerLog
+from actors.logs import ServerLog, Throttle
 from transport.grpc_rpc import (
     KICK_USER,
     PUSH_TO_USER,
@@ -127,6 +127,7 @@ class GrpcRPCClient:
         """Notifies to servers whose channel is being opened, in order."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._open = False
+        self._failures = Throttle()
         discovery.add_listener(self._server_changed)
 
     @property
@@ -144,7 +145,27 @@ class GrpcRPCClient:
         try:
             return await peer.channel.call(request, timeout)
         except GrpcCallError as exc:
-            raise _pitaya_error(exc, server) from None
+            raise self._failed(exc, server) from None
+
+    def _failed(self, exc: GrpcCallError, server: ServerInfo) -> Exception:
+        """The error a failed call to ``server`` raises. It may reach a game client, so it
+        names the server only; what gRPC said (the peer's address, its own debug text) is
+        logged here instead, at most once per 10 s with the count of the failures between.
+        A handler's own refusal (``UNKNOWN``) and a call cancelled here are no failure of
+        the peer: not logged."""
+        if exc.code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED):
+            self._failures.log(
+                asyncio.get_running_loop().time(),
+                self.log,
+                logging.WARNING,
+                "gRPC call to server %s (%s) at %s failed: %s: %s",
+                server.id,
+                server.type,
+                exc.address,
+                exc.code.name,
+                exc.details,
+            )
+        return _pitaya_error(exc, server)
 
     # -- DirectUserCalls: Go's other methods ---------------------------------------------------
 
@@ -159,7 +180,7 @@ class GrpcRPCClient:
         try:
             return await peer.channel.invoke(method, data, timeout)
         except GrpcCallError as exc:
-            raise _pitaya_error(exc, server) from None
+            raise self._failed(exc, server) from None
 
     async def push_to_user(self, server: ServerInfo, push: bytes, timeout: float) -> bytes:
         return await self._invoke(server, PUSH_TO_USER, push, timeout)
@@ -277,21 +298,25 @@ is not proof (the peer may have run it) and stays a plain ``RpcTimeout``."""
 
 
 def _pitaya_error(exc: GrpcCallError, server: ServerInfo) -> Exception:
+    """The Pitaya error for a failed call to ``server``: by id and type, never by address
+    (``exc`` is logged by the caller); the same words as over NATS where the case is the
+    same (unreachable, timeout)."""
     code = exc.code
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RpcTimeout()
     if code == grpc.StatusCode.UNAVAILABLE:
         if exc.details.startswith(NEVER_CONNECTED):
-            return ServerUnreachable(
-                f"rpc client: server {server.id} is unreachable ({exc.details})"
-            )
+            return ServerUnreachable.of(server)
         # A connection that broke mid-call ("Socket closed"): the peer may have run it.
-        return RpcTimeout(f"rpc client: server {server.id} unreachable ({exc.details})")
+        return RpcTimeout(
+            f"rpc client: the connection to server {server.id} ({server.type}) broke "
+            "before it answered"
+        )
     if code == grpc.StatusCode.CANCELLED:
         return ClusterUnavailable(f"cluster unavailable: call to {server.id} cancelled")
     if code == grpc.StatusCode.UNKNOWN:  # the handler's own error (Go: "session not found")
         return PitayaError("PIT-000", exc.details or "unknown error", {"server": server.id})
-    return InternalError(f"rpc client: call to {server.id} failed: {exc}")
+    return InternalError(f"rpc client: call to server {server.id} ({server.type}) failed")
 
 
 class GrpcRPCServer:

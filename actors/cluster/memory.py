@@ -246,12 +246,7 @@ class MemoryRpc:
         subject = server_subject(server.type, server.id)
         target = self.network._endpoints.get(subject)
         if target is None:
-            reply(
-                None,
-                ServerUnreachable(
-                    f"rpc client: server {server.id} is unreachable (no responders on {subject})"
-                ),
-            )
+            reply(None, ServerUnreachable.of(server))
             return
         _send(target, REQUEST, request, _Call(reply, timeout).respond)
 

@@ -141,9 +141,9 @@ class NatsRpc:
         try:
             return await self.pipe.request(subject, request, timeout)
         except NatsTimeout as exc:  # no responders too: nothing more to say
-            raise _call_error(exc, server, subject) from None
+            raise _call_error(exc, server) from None
         except NatsError as exc:
-            raise _call_error(exc, server, subject) from exc
+            raise _call_error(exc, server) from exc
 
     def start_call(self, server: ServerInfo, request: bytes, timeout: float, reply: Reply) -> None:
         """:meth:`call` without a coroutine: ``reply(answer, error)`` once it is known (at
@@ -155,7 +155,7 @@ class NatsRpc:
             if error is None:
                 reply(data, None)
             else:
-                reply(None, _call_error(error, server, subject))
+                reply(None, _call_error(error, server))
 
         self.pipe.send_request(subject, request, timeout, answered)
 
@@ -291,13 +291,11 @@ class NatsRpc:
         )
 
 
-def _call_error(exc: Exception, server: ServerInfo, subject: str) -> Exception:
+def _call_error(exc: Exception, server: ServerInfo) -> Exception:
     """The RPC error for what the pipe reported of a call to ``server``."""
     if isinstance(exc, NatsNoResponders):
         # The NATS server had nobody subscribed to the subject: nobody received it.
-        return ServerUnreachable(
-            f"rpc client: server {server.id} is unreachable (no responders on {subject})"
-        )
+        return ServerUnreachable.of(server)
     if isinstance(exc, NatsTimeout):
         return RpcTimeout()
     if isinstance(exc, NatsDown):

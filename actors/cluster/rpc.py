@@ -83,6 +83,13 @@ class ServerUnreachable(RpcTimeout):
     connection was made). Unlike a timeout it is safe to send the request to another
     server; the router stops choosing this one for a while (``actors.cluster.router``)."""
 
+    @classmethod
+    def of(cls, server: ServerInfo) -> ServerUnreachable:
+        """The error for ``server``, the same over every transport. It reaches the game
+        client, so it names the server by id and type only: never its address, its subject
+        or the transport's own words (a transport logs those itself)."""
+        return cls(f"rpc client: server {server.id} ({server.type}) is unreachable")
+
 
 class RPCClient(Protocol):
     """Sends requests to other servers."""

@@ -113,7 +113,7 @@ async def test_a_user_rpc_by_route_goes_elsewhere_and_one_by_id_fails_at_once() 
             await connector.rpc_to("room-1", "room.runsremote.count", {"id": "by-id"})
         error = caught.value
         assert isinstance(error, PitayaError) and error.code == "PIT-408"
-        assert "server room-1 is unreachable" in error.msg
+        assert "server room-1 (room) is unreachable" in error.msg
         assert set(counts.values()) == {1} and len(counts) == 20
 
 
@@ -269,7 +269,7 @@ async def test_a_custom_router_that_refuses_another_server_answers_the_request(
         with pytest.raises(RequestError) as caught:  # room-1 chosen, and refused
             await client.request("room.runs.count", {"id": "a"})
         assert caught.value.code == "PIT-408"
-        assert "server room-1 is unreachable" in caught.value.msg
+        assert "server room-1 (room) is unreachable" in caught.value.msg
         with pytest.raises(RequestError) as caught:  # room-1 on probation: the router refuses
             await client.request("room.runs.count", {"id": "b"})
         assert caught.value.code == code

@@ -158,8 +158,7 @@ async def test_calls_and_notifies_go_on_the_servers_subject() -> None:
         (
             NatsNoResponders("no responders"),
             ServerUnreachable,
-            "rpc client: server room-1 is unreachable "
-            "(no responders on pitaya/servers/room/room-1)",
+            "rpc client: server room-1 (room) is unreachable",
         ),
         (NatsTimeout("timeout"), RpcTimeout, "rpc client: request timeout"),
         (NatsDown("down"), ClusterUnavailable, "cluster unavailable: down"),
