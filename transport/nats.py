@@ -190,6 +190,10 @@ class NatsPipe:
         server relays them): dropped, logged once per 10 s."""
         self._unsent_answers = Throttle()
         """Answers nats-py refused (too large, its buffer full): logged once per 10 s."""
+        self._unsent = Throttle()
+        """Publishes nats-py refused (its buffer full while the server reads nothing, the
+        connection closing under them): each message fails the same way, so a line per
+        message would flood the log for as long as it lasts; once per 10 s."""
         self.on_closed: Callable[[str], None] | None = None
         """Called, with the cause, when the connection is closed for good without
         :meth:`close` (nats-py gives up on a connection the server sent an error on: it
@@ -317,7 +321,12 @@ class NatsPipe:
         try:
             self._put(nc, subject, payload, "")
         except nats.errors.Error as exc:
-            self.log.warning("publish to %s failed: %s", subject, exc)
+            self._publish_failed(subject, exc)
+
+    def _publish_failed(self, subject: str, exc: BaseException) -> None:
+        self._unsent.log(
+            time.monotonic(), self.log, logging.WARNING, "publish to %s failed: %s", subject, exc
+        )
 
     def _drop_unanswerable(self) -> None:
         self._unanswerable.log(
@@ -369,7 +378,7 @@ class NatsPipe:
             waiting = step.send(None)
         except StopIteration:
             return
-        self._flusher = asyncio.get_running_loop().create_task(self._flush(step, waiting))
+        self._flusher = asyncio.get_running_loop().create_task(self._flush(subject, step, waiting))
 
     async def publish_now(self, subject: str, payload: bytes) -> None:
         """Publish from this coroutine's first step, not behind the queue (tasks started in
@@ -381,10 +390,11 @@ class NatsPipe:
         try:
             await nc.publish(subject, payload)
         except nats.errors.Error as exc:
-            self.log.warning("publish to %s failed: %s", subject, exc)
+            self._publish_failed(subject, exc)
 
-    async def _flush(self, step: Coroutine[Any, Any, None], waiting: Any) -> None:
-        """Finish the publish ``step`` (suspended on ``waiting``), then the queued ones."""
+    async def _flush(self, first: str, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        """Finish the publish ``step`` to ``first`` (suspended on ``waiting``), then the
+        queued ones."""
         try:
             while True:  # drive ``step`` as a task would
                 if waiting is not None:
@@ -402,14 +412,14 @@ class NatsPipe:
                 except StopIteration:
                     break
                 except Exception as exc:
-                    self.log.warning("publish failed: %s", exc)
+                    self._publish_failed(first, exc)
                     break
             while self._outbox and self.nc is not None:
                 subject, payload, reply = self._outbox.popleft()
                 try:
                     await self.nc.publish(subject, payload, reply=reply)
                 except nats.errors.Error as exc:
-                    self.log.warning("publish to %s failed: %s", subject, exc)
+                    self._publish_failed(subject, exc)
         finally:
             self._flusher = None
 

@@ -138,6 +138,9 @@ class Outbound:
         self._unbound_on_go = Throttle()
         """Controls for an unbound session of a Go frontend: the same way, apart (a forged
         flood of the above must not hide this one, a game's mistake)."""
+        self._failed_notifies = Throttle()
+        """Notifies (and pushes) whose only answer is their failure: a server that is down
+        fails each one, so a line per message would flood the log; once per 10 s."""
 
     @property
     def ordered(self) -> bool:
@@ -195,7 +198,7 @@ class Outbound:
         if not self.client.connected:
             return
         if not has_extras(server.metadata):
-            self.call(server, request, _log_failure(self.me.id, request.route), self.rpc_timeout)
+            self.call(server, request, self._log_failure(request.route), self.rpc_timeout)
             return
         me = self.me
         try:
@@ -529,22 +532,23 @@ class Outbound:
             task = asyncio.get_running_loop().create_task(
                 direct.push_to_user(server, push, self.rpc_timeout)
             )
-            task.add_done_callback(_log_task_failure)
+            task.add_done_callback(self._log_push_failure)
         elif (subjects := self.client.user_subjects) is not None:
             subjects.publish_user(server.type, uid, "push", push)
 
+    def _log_failure(self, route: str) -> Reply:
+        def logged(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                self._failed("%s failed: %s", route, error)
 
-def _log_failure(server_id: str, route: str) -> Reply:
-    def logged(_result: Any, error: BaseException | None) -> None:
-        if error is not None:
-            ServerLog(log, server_id).warning("%s failed: %s", route, error)
+        return logged
 
-    return logged
+    def _log_push_failure(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._failed("push failed: %s", task.exception())
 
-
-def _log_task_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("push failed: %s", task.exception())
+    def _failed(self, message: str, *args: object) -> None:
+        self._failed_notifies.log(time.monotonic(), self.log, logging.WARNING, message, *args)
 
 
 def _server_type(route: str) -> str:

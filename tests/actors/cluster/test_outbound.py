@@ -418,6 +418,29 @@ def test_a_notify_to_ours_is_a_notify_and_to_go_a_call_whose_error_is_logged(
     assert len(wire.notified) == 1
 
 
+def test_notifies_to_a_go_server_that_is_down_are_told_once_per_10_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each failed notify to a Go server logged a warning: a line per client message for
+    as long as the server was down."""
+    wire = Wire(lambda s, r: (None, RpcTimeout()))
+    go = server("go-1", ours=False)
+    out = outbound(go, wire=wire)
+    for i in range(30):
+        out.notify(go, RpcRequest(USER, f"room.r.note{i % 2}", b"n", notify=True))
+    assert len(wire.sent) == 30
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "[c-1] room.r.note0 failed: PIT-408: rpc client: request timeout"
+    ]
+    caplog.clear()
+    out._failed_notifies._last = -100.0  # 10 s later: told again, with how many were not
+    out.notify(go, RpcRequest(USER, "room.r.note%s", b"n", notify=True))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "[c-1] room.r.note%s failed: PIT-408: rpc client: request timeout "
+        "(29 more since the last such line, not logged)"
+    ]
+
+
 # -- user RPCs -----------------------------------------------------------------------------
 
 
@@ -759,7 +782,7 @@ async def test_a_push_to_a_go_frontends_session_goes_direct_over_grpc() -> None:
         ("go-1", UserPush("ann", "onMsg", b"x"), 2.5),
         ("go-1", UserPush("ann", "onMsg", b"y"), 2.5),
     ]
-    assert told.lines == ["push failed: PIT-404: not bound here"]
+    assert told.lines == ["[c-1] push failed: PIT-404: not bound here"]
 
 
 async def test_rpc_by_route_carries_its_argument_session_timeout_and_reply_class() -> None:
