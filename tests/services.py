@@ -56,6 +56,8 @@ class ServiceProcess:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[str] | None = None
+        self.pump: threading.Thread | None = None
+        """The thread reading the process's stderr into :attr:`log`, until it exits."""
         self.log: list[str] = []
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"pitaya-{self.name}-"))
         self._served = False
@@ -108,12 +110,14 @@ class ServiceProcess:
         assert stream is not None
 
         def pump() -> None:
-            for line in stream:
-                self.log.append(line.rstrip())
-                lines.put(line)
+            with stream:  # closed at its end (the process exited), not left to the collector
+                for line in stream:
+                    self.log.append(line.rstrip())
+                    lines.put(line)
             lines.put(None)
 
-        threading.Thread(target=pump, daemon=True, name=f"{self.name}-log").start()
+        self.pump = threading.Thread(target=pump, daemon=True, name=f"{self.name}-log")
+        self.pump.start()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             remaining = deadline - time.monotonic()

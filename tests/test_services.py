@@ -43,6 +43,21 @@ def test_a_taken_port_is_chosen_again_on_first_start(
         server.close()
 
 
+def test_a_stopped_service_leaves_no_pipe_open() -> None:
+    """Its stderr pipe was left to the collector: a ResourceWarning in whichever test ran
+    when it was collected."""
+    server = NatsServer()
+    try:
+        server.start()
+        process, pump = server.process, server.pump
+        assert process is not None and process.stderr is not None and pump is not None
+        server.stop()
+        pump.join(10)  # it reads until the process's end of the pipe is gone
+        assert not pump.is_alive() and process.stderr.closed
+    finally:
+        server.close()
+
+
 def test_a_restart_keeps_its_port_and_says_when_it_is_taken() -> None:
     server = NatsServer()
     try:

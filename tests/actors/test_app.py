@@ -249,6 +249,7 @@ async def test_handshake_timeout_closes_the_connection() -> None:
     async with serve(make_app(handshake_timeout=0.05)) as server:
         raw = await RawClient.connect(*server.app.address("tcp"))
         assert await raw.read_until_closed(timeout=5) == []
+        assert raw.writer.is_closing()  # ours too, not left to the collector
 
 
 async def test_kick_sends_a_kick_packet_then_closes(websocket: bool) -> None:
