@@ -94,12 +94,19 @@ class BadRequest(PitayaError):
 
 
 class RouteNotFound(PitayaError):
-    """``PIT-404``: no handler serves the route."""
+    """``PIT-404``: no handler serves the route, or no remote (``remote=True``).
+
+    The message names the route as Go Pitaya's handler does (``pitaya/handler: room.room.nope
+    not found``: the route as it was sent, with its server type when it had one); the
+    metadata carries it too (``route``). A remote says ``pitaya/remote: ...``, the words Go
+    logs for it (Go answers "route not found" there, the route in the metadata only).
+    """
 
     default_code = PIT_404
 
-    def __init__(self, route: str) -> None:
-        super().__init__(PIT_404, "route not found", {"route": route})
+    def __init__(self, route: str, *, remote: bool = False) -> None:
+        kind = "remote" if remote else "handler"
+        super().__init__(PIT_404, f"pitaya/{kind}: {route} not found", {"route": route})
         self.route = route
 
 

@@ -310,7 +310,7 @@ class RpcBridge(Actor):
         route = (self.local_routes if sys else self.remote_routes).get(request.route)
         if route is None:
             if respond is not None:
-                respond(encode_error(RouteNotFound(request.route)))
+                respond(encode_error(RouteNotFound(request.route, remote=not sys)))
             return
         snapshot = request.session
         if snapshot is None and sys:

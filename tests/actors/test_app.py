@@ -103,10 +103,12 @@ async def test_unknown_route_is_pit_404(websocket: bool) -> None:
         with pytest.raises(RequestError) as info:
             await client.request("nope.nothing", {})
         assert info.value.code == "PIT-404"
+        assert info.value.msg == "pitaya/handler: nope.nothing not found"  # as Go's handler
         assert info.value.metadata == {"route": "nope.nothing"}
         with pytest.raises(RequestError) as info:
             await client.request("other.echo.echo", {})  # another server type's route
         assert info.value.code == "PIT-404"
+        assert info.value.msg == "pitaya/handler: other.echo.echo not found"
 
 
 async def test_bad_payloads_are_pit_400_and_session_stays_usable() -> None:

@@ -79,7 +79,18 @@ def test_a_pitaya_error_without_code_msg_or_metadata() -> None:
         # Built inside the test, not at collection: a mutation tool sees the constructor run.
         (lambda: BadRequest(), "PIT-400", "bad request", {}),
         (lambda: BadRequest("no name", {"field": "name"}), "PIT-400", "no name", {"field": "name"}),
-        (lambda: RouteNotFound("a.b"), "PIT-404", "route not found", {"route": "a.b"}),
+        (
+            lambda: RouteNotFound("a.b"),
+            "PIT-404",
+            "pitaya/handler: a.b not found",
+            {"route": "a.b"},
+        ),
+        (
+            lambda: RouteNotFound("s.a.b", remote=True),
+            "PIT-404",
+            "pitaya/remote: s.a.b not found",
+            {"route": "s.a.b"},
+        ),
         (lambda: InternalError(), "PIT-500", "internal server error", {}),
         (lambda: InternalError("db down"), "PIT-500", "db down", {}),
         (lambda: RpcTimeout(), "PIT-408", "rpc client: request timeout", {}),

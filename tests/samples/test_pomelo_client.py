@@ -97,7 +97,7 @@ async def test_a_published_pomelo_client_chats(pomelo_client: Path) -> None:
     # the error flag, which leaves the message type it reads unchanged).
     assert result["unknownRoute"] == {
         "code": "PIT-404",
-        "msg": "route not found",
+        "msg": "pitaya/handler: room.nope not found",
         "metadata": {"route": "room.nope"},
     }
     assert result["emptyName"] == {"code": "PIT-400", "msg": "name must not be empty"}

@@ -70,7 +70,7 @@ async def test_scripted_session_over_tcp() -> None:
     assert 'response room.join {"result":"success","members":["ann"]}' in lines
     assert "notified room.message" in lines
     assert 'push onMessage {"name":"ann","content":"hello there"}' in lines
-    assert 'error PIT-404: route not found {"route":"nope.nothing"}' in lines
+    assert 'error PIT-404: pitaya/handler: nope.nothing not found {"route":"nope.nothing"}' in lines
     assert any(line.startswith("error: invalid JSON body") for line in lines)
     assert "error: unknown command 'dance' (try \"help\")" in lines
     assert sum(line.startswith("response room.join") for line in lines) == 1

@@ -351,7 +351,7 @@ def test_an_error_answer_is_raised_with_its_pitaya_code() -> None:
     error = pb.Response.FromString(answer).error
     assert (error.code, error.msg, dict(error.metadata)) == (
         "PIT-404",
-        "route not found",
+        "pitaya/handler: room.room.nope not found",
         {"route": "room.room.nope"},
     )
     with pytest.raises(PitayaError) as info:

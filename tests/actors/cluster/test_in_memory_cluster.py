@@ -413,6 +413,13 @@ async def test_requests_and_notifies_are_forwarded_with_the_backends_errors() ->
         with pytest.raises(RequestError) as caught:
             await client.request("room.ops.nope")
         assert caught.value.code == "PIT-404"
+        assert caught.value.msg == "pitaya/handler: room.ops.nope not found"  # as Go's
+        with pytest.raises(RequestError) as caught:  # a service the backend does not have
+            await client.request("room.nosuch.thing")
+        assert (caught.value.code, caught.value.msg) == (
+            "PIT-404",
+            "pitaya/handler: room.nosuch.thing not found",
+        )
         with pytest.raises(RequestError) as caught:
             await client.request("room.ops.refuse")
         assert (caught.value.code, caught.value.metadata) == ("PIT-403", {"why": "test"})
@@ -704,6 +711,7 @@ async def test_user_rpcs_from_a_frontend_to_a_backend_and_back() -> None:
         with pytest.raises(PitayaError) as caught:
             await net.connectors[0].rpc("room.counts.nope")
         assert caught.value.code == "PIT-404"
+        assert caught.value.msg == "pitaya/remote: room.counts.nope not found"
         with pytest.raises(PitayaError) as caught:
             await room.rpc("counts.caller")
         assert caught.value.code == "PIT-400"

@@ -402,7 +402,9 @@ async def test_an_unknown_route_waits_its_turn_and_names_the_route(
         first, second = await raw.message(), await raw.message()
         assert (first.id, first.error) == (1, False)
         assert second.id == 2
-        assert error_of(second) == ErrorBody("PIT-404", "route not found", {"route": "svc.nope"})
+        assert error_of(second) == ErrorBody(
+            "PIT-404", "pitaya/handler: svc.nope not found", {"route": "svc.nope"}
+        )
         await until(lambda: any("unknown route" in r.getMessage() for r in caplog.records))
         assert logged(caplog, "[s1] session 1: notify to unknown route 'svc.gone'").levelno == (
             logging.INFO
