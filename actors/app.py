@@ -172,6 +172,7 @@ class App:
             self.requests_in_flight,
             self.config.max_concurrent_handlers,
             self.server_id,
+            ignore_unknown_fields=self.config.unknown_body_fields == "ignore",
         )
         """Runs route methods for clients and forwarded messages (``actors.invocation``)."""
         self._lifecycle = Lifecycle(self, self._parts)

@@ -20,6 +20,9 @@ from transport.credentials import mask_url
 
 ENV_PREFIX = "PITAYA_"
 
+UNKNOWN_BODY_FIELDS = ("refuse", "ignore")
+"""The values of ``unknown_body_fields``."""
+
 
 class ConfigError(ValueError):
     """An option that cannot work, found when the app starts (or its environment variable is
@@ -133,6 +136,13 @@ class Config:
     """Over the limit: ``drop`` the message (Pitaya's behaviour) or ``error``: answer a
     request with ``PIT-429`` (a notify is dropped either way). Always counted
     (``app.stats.rate_limited``, metric ``exceeded_rate_limiting``)."""
+    unknown_body_fields: str = "refuse"
+    """What a handler's (or remote's) dataclass body does with keys of the client's map that
+    are no field of it, its own or a nested dataclass's: ``refuse`` them (``PIT-400``
+    naming them) or ``ignore`` them (dropped), as Go Pitaya does (``encoding/json`` drops
+    unknown fields), so a newer client sending a field an older server does not know yet
+    keeps working. Decided where the body is decoded: for a forwarded message, by the
+    backend that runs its handler."""
     unique_session: bool = False
     """One session per uid on a frontend: binding a uid kicks its older session, here or on
     another frontend of the type (the ``UniqueSession`` module, registered at start unless
@@ -511,6 +521,11 @@ def check_config(config: Config) -> None:
             "packet must fit, twice over (its WebSocket frame, then the packet)"
         )
     proxy_protocol_trusted(config)
+    if config.unknown_body_fields not in UNKNOWN_BODY_FIELDS:
+        raise ConfigError(
+            f"unknown_body_fields must be one of {', '.join(UNKNOWN_BODY_FIELDS)}, "
+            f"not {config.unknown_body_fields!r}"
+        )
     if config.metrics_statsd_rate > 1:
         raise ConfigError(
             f"metrics_statsd_rate is the fraction of reports sent (0 < rate <= 1), "

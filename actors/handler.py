@@ -78,6 +78,9 @@ class MethodSpec:
     notify_only: bool
     takes_body: bool
     decode: Decoder
+    decode_ignoring_unknown: Decoder
+    """``decode``, dropping a dataclass body's keys that are no field instead of refusing
+    them (the app's ``unknown_body_fields="ignore"``)."""
     request_type: Any
     response_type: Any
     is_async: bool
@@ -339,6 +342,7 @@ def _collect_specs(cls: type) -> dict[str, MethodSpec]:
             notify_only=returns is type(None),
             takes_body=len(params) == 2,
             decode=decoder_for(body_type),
+            decode_ignoring_unknown=decoder_for(body_type, ignore_unknown=True),
             request_type=body_type,
             response_type=returns,
             is_async=inspect.iscoroutinefunction(function),

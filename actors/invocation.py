@@ -85,6 +85,7 @@ class Invoker:
         "_loop",
         "_tasks",
         "failures",
+        "ignore_unknown_fields",
         "in_flight",
         "limit",
         "log",
@@ -102,6 +103,7 @@ class Invoker:
         in_flight: Tally,
         limit: int,
         server_id: str = "",
+        ignore_unknown_fields: bool = False,
     ) -> None:
         self.log = ServerLog(log, server_id)
         self.failures = FailureLog(self.log)
@@ -111,6 +113,9 @@ class Invoker:
         self.metrics = metrics
         self.in_flight = in_flight
         self.limit = limit
+        self.ignore_unknown_fields = ignore_unknown_fields
+        """A dataclass body's keys that are no field are dropped, not refused with
+        ``PIT-400`` (``unknown_body_fields="ignore"``)."""
         self.running = 0
         """Invocations whose method is still running (awaiting something)."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -162,7 +167,10 @@ class Invoker:
             return
         codec = serializer or self.serializer
         try:
-            args = (spec.decode(data, codec),) if spec.takes_body else ()
+            args: tuple[Any, ...] = ()
+            if spec.takes_body:
+                decode = spec.decode_ignoring_unknown if self.ignore_unknown_fields else spec.decode
+                args = (decode(data, codec),)
         except PitayaError as exc:
             done(None, detached(exc))
             return

@@ -4,11 +4,13 @@ A handler annotates its body parameter; the annotation decides the decoding:
 
 * ``bytes``: the raw payload, untouched;
 * a dataclass: the serialized object must be a map whose keys are its fields (``PIT-400``
-  otherwise); fields of simple types (str, int, float, bool, list, dict) are checked, and
-  so are the items of ``list[...]`` and values of ``dict[str, ...]`` fields; a field that is
-  a dataclass (also within ``X | None``, ``list[X]``, ``dict[str, X]``) is built from its
-  map the same way, so ``body.to.x`` works as the annotation says; a union of several types
-  or ``Any`` is taken as it is;
+  otherwise; with ``ignore_unknown``, keys that are no field are dropped instead, as Go's
+  ``encoding/json`` drops them, so a newer client's extra field does not break an older
+  server: the app's ``unknown_body_fields="ignore"``); fields of simple types (str, int,
+  float, bool, list, dict) are checked, and so are the items of ``list[...]`` and values of
+  ``dict[str, ...]`` fields; a field that is a dataclass (also within ``X | None``,
+  ``list[X]``, ``dict[str, X]``) is built from its map the same way, so ``body.to.x`` works
+  as the annotation says; a union of several types or ``Any`` is taken as it is;
 * ``dict``: the payload must be an object (``PIT-400`` otherwise), and the values of a
   ``dict[str, X]`` are checked or built as a field's would be;
 * ``str``, ``int``, ``float``, ``bool``, ``list`` (and ``list[X]``'s items), ``X | None``:
@@ -50,15 +52,17 @@ _SIMPLE_TYPES: dict[Any, tuple[type, ...]] = {
 }
 
 
-def decoder_for(annotation: Any) -> Decoder:
-    """Build (once per handler method) the function that decodes its body."""
+def decoder_for(annotation: Any, *, ignore_unknown: bool = False) -> Decoder:
+    """Build (once per handler method) the function that decodes its body; with
+    ``ignore_unknown``, a dataclass's map (its own, or one nested in it) may have keys that
+    are no field of it: they are dropped, not refused."""
     if annotation is bytes:
         return lambda data, _serializer: data
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return _dataclass_decoder(annotation)
+        return _dataclass_decoder(annotation, ignore_unknown)
     if isinstance(annotation, type) and _is_protobuf(annotation):
         return lambda data, serializer: _unmarshal(data, serializer, annotation)
-    convert = _converter(annotation, {})
+    convert = _converter(annotation, _Build(ignore_unknown))
     if convert is None:
         return _unmarshal  # whatever the serializer makes of it: the decoder itself
     origin = typing.get_origin(annotation) or annotation
@@ -142,8 +146,20 @@ Convert = Callable[[Any, str], Any]
 nested dataclass from its map); ``where`` names the value in the ``PIT-400`` message."""
 
 
-def _dataclass_decoder(cls: type) -> Decoder:
-    convert = _dataclass_converter(cls, {})
+class _Build:
+    """What one decoder's converters share while they are built: the dataclasses being built
+    (``memo``, so a dataclass may contain itself) and whether keys that are no field are
+    dropped (``ignore_unknown``) or refused."""
+
+    __slots__ = ("ignore_unknown", "memo")
+
+    def __init__(self, ignore_unknown: bool) -> None:
+        self.ignore_unknown = ignore_unknown
+        self.memo: dict[type, Convert] = {}
+
+
+def _dataclass_decoder(cls: type, ignore_unknown: bool) -> Decoder:
+    convert = _dataclass_converter(cls, _Build(ignore_unknown))
 
     def decode(data: bytes, serializer: Serializer) -> Any:
         value = _object(data, serializer)
@@ -157,9 +173,10 @@ def _dataclass_decoder(cls: type) -> Decoder:
     return decode
 
 
-def _dataclass_converter(cls: type, memo: dict[type, Convert]) -> Convert:
-    """A map into ``cls``: no unknown field, none missing, each field of its type. ``memo``
-    holds the classes being built, so a dataclass may contain itself (a tree)."""
+def _dataclass_converter(cls: type, build: _Build) -> Convert:
+    """A map into ``cls``: no unknown field (or those dropped, see :class:`_Build`), none
+    missing, each field of its type."""
+    memo = build.memo
     known = memo.get(cls)
     if known is not None:
         return known
@@ -182,16 +199,19 @@ def _dataclass_converter(cls: type, memo: dict[type, Convert]) -> Convert:
     builders = {
         name: builder
         for name in fields
-        if name not in checks and (builder := _converter(hints[name], memo)) is not None
+        if name not in checks and (builder := _converter(hints[name], build)) is not None
     }
     name_of = cls.__name__
+    ignore_unknown = build.ignore_unknown
 
     def convert(value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise BadRequest(f"{where} must be an object, got {type(value).__name__}")
         unknown = value.keys() - fields.keys()
         if unknown:
-            raise BadRequest(f"unknown field(s) {_some(unknown)} for {name_of}")
+            if not ignore_unknown:
+                raise BadRequest(f"unknown field(s) {_some(unknown)} for {name_of}")
+            value = {name: v for name, v in value.items() if name in fields}
         missing = required - value.keys()
         if missing:
             raise BadRequest(f"missing field(s) {sorted(missing)} for {name_of}")
@@ -211,25 +231,25 @@ def _dataclass_converter(cls: type, memo: dict[type, Convert]) -> Convert:
     return convert
 
 
-def _converter(annotation: Any, memo: dict[type, Convert]) -> Convert | None:
+def _converter(annotation: Any, build: _Build) -> Convert | None:
     """What a value of ``annotation`` needs: None when it is taken as it is (``Any``, a union
     of several types, a type no serializer makes), else the check or the build."""
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return _dataclass_converter(annotation, memo)
+        return _dataclass_converter(annotation, build)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Union or origin is types.UnionType:
         others = [arg for arg in args if arg is not type(None)]
         if len(others) != 1 or len(args) != 2:
             return None
-        inner = _converter(others[0], memo)
+        inner = _converter(others[0], build)
         if inner is None:
             return None
         return lambda value, where: None if value is None else inner(value, where)
     if origin is list:
-        return _list_converter(_converter(args[0], memo) if args else None)
+        return _list_converter(_converter(args[0], build) if args else None)
     if origin is dict:
-        return _dict_converter(_converter(args[1], memo) if len(args) == 2 else None)
+        return _dict_converter(_converter(args[1], build) if len(args) == 2 else None)
     allowed = _SIMPLE_TYPES.get(annotation)
     if allowed is None:
         return None

@@ -54,6 +54,10 @@ def run(
         ({"event_loop": "trio"}, "event_loop must be one of auto, asyncio, uvloop, not 'trio'"),
         ({"rate_limit_action": "ban"}, "rate_limit_action must be one of"),
         (
+            {"unknown_body_fields": "drop"},
+            "unknown_body_fields must be one of refuse, ignore, not 'drop'",
+        ),
+        (
             {"mode": "cluster", "rpc_transport": "grpc", "grpc_tls_ca": "ca.pem"},
             "gRPC mutual TLS needs grpc_tls_ca, grpc_tls_cert and grpc_tls_key together",
         ),

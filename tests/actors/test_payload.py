@@ -15,9 +15,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.app import App
 from actors.errors import BadRequest
+from actors.handler import Handler, handler
 from actors.payload import _some, decoder_for, encode_result
+from actors.session import Session
+from actors.testing import MemoryCluster, TestClient, cluster_app
 from tests.pbmessages import JoinRequest
+from transport.client import RequestError
 from transport.errors import SerializationError
 from transport.serializers import get_serializer
 
@@ -202,6 +207,81 @@ def test_a_dataclass_field_is_built_from_its_map_also_in_optional_list_and_dict(
 def test_msgpack_bodies_build_nested_dataclasses_too() -> None:
     body = MSGPACK.marshal({"to": {"x": 1, "y": 2}, "path": [{"x": 3, "y": 4}]})
     assert decode(Move, body, MSGPACK) == Move(Pos(1, 2), [Pos(3, 4)])
+
+
+def test_ignoring_unknown_fields_drops_them_at_every_level_and_checks_the_rest() -> None:
+    """Go's encoding/json drops keys that are no field: a newer client's extra field must
+    not break a server that chose the same (``unknown_body_fields="ignore"``)."""
+    lenient = decoder_for(Move, ignore_unknown=True)
+    body = (
+        b'{"to":{"x":1,"y":2,"z":3},"path":[{"x":3,"y":4,"w":0}],'
+        b'"marks":{"a":{"x":5,"y":6,"v":1}},"new":"field"}'
+    )
+    assert lenient(body, JSON) == Move(Pos(1, 2), [Pos(3, 4)], {"a": Pos(5, 6)})
+    assert decoder_for(Player, ignore_unknown=True)(
+        MSGPACK.marshal({"name": "a", "level": 1, 7: "x", "size": 2}), MSGPACK
+    ) == Player("a", 1)
+    with pytest.raises(BadRequest, match=r"missing field\(s\) \['y'\] for Pos"):
+        lenient(b'{"to":{"x":1,"z":3}}', JSON)  # what is there is still checked
+    with pytest.raises(BadRequest, match="field 'x' of Pos must be int"):
+        lenient(b'{"to":{"x":"1","y":2,"z":3}}', JSON)
+    with pytest.raises(BadRequest, match=r"unknown field\(s\) \['z'\] for Pos"):
+        decode(Move, b'{"to":{"x":1,"y":2,"z":3}}')  # refused by default
+
+
+class Moves(Handler):
+    """``moves.move``: a dataclass body, answered as the handler saw it."""
+
+    service = "moves"
+
+    @handler
+    def move(self, session: Session, body: Move) -> dict[str, Any]:
+        return dataclasses.asdict(body)
+
+
+NEWER_CLIENT = {"to": {"x": 1, "y": 2, "z": 3}, "speed": 9}
+"""A body with fields this server's ``Move`` (and ``Pos``) do not have."""
+AS_SEEN = {"to": {"x": 1, "y": 2}, "path": [], "marks": {}, "steps": [], "either": 0}
+
+
+async def move_of(client: Any, route: str) -> Any:
+    """The handler's answer to :data:`NEWER_CLIENT`, or the code and message it was refused
+    with."""
+    try:
+        return await client.request(route, NEWER_CLIENT)
+    except RequestError as exc:
+        return exc.code, exc.msg
+
+
+REFUSED = ("PIT-400", "unknown field(s) ['speed'] for Move")
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"), [({}, REFUSED), ({"unknown_body_fields": "ignore"}, AS_SEEN)]
+)
+async def test_a_local_handler_refuses_unknown_fields_unless_its_app_ignores_them(
+    options: dict[str, str], expected: Any
+) -> None:
+    app = App(server_type="game", **options)  # the default: refused, as before
+    app.register(Moves)
+    async with TestClient(app) as client:
+        assert await move_of(client, "moves.move") == expected
+
+
+@pytest.mark.parametrize(
+    ("room", "connector", "expected"),
+    [("refuse", "refuse", REFUSED), ("ignore", "refuse", AS_SEEN), ("refuse", "ignore", REFUSED)],
+)
+async def test_a_forwarded_body_is_decoded_as_the_backend_that_runs_it_says(
+    room: str, connector: str, expected: Any
+) -> None:
+    network = MemoryCluster()
+    backend = cluster_app(network, "room", frontend=False, unknown_body_fields=room)
+    backend.register(Moves)
+    async with backend:
+        frontend = cluster_app(network, "connector", unknown_body_fields=connector)
+        async with TestClient(frontend) as client:
+            assert await move_of(client, "room.moves.move") == expected
 
 
 @dataclass
