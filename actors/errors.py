@@ -98,15 +98,15 @@ class RouteNotFound(PitayaError):
 
     The message names the route as Go Pitaya's handler does (``pitaya/handler: room.room.nope
     not found``: the route as it was sent, with its server type when it had one); the
-    metadata carries it too (``route``). A remote says ``pitaya/remote: ...``, the words Go
-    logs for it (Go answers "route not found" there, the route in the metadata only).
+    metadata carries it too (``route``). A remote says "route not found", as Go answers for
+    an unknown remote (the route in the metadata only).
     """
 
     default_code = PIT_404
 
     def __init__(self, route: str, *, remote: bool = False) -> None:
-        kind = "remote" if remote else "handler"
-        super().__init__(PIT_404, f"pitaya/{kind}: {route} not found", {"route": route})
+        message = "route not found" if remote else f"pitaya/handler: {route} not found"
+        super().__init__(PIT_404, message, {"route": route})
         self.route = route
 
 

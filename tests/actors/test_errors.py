@@ -88,7 +88,7 @@ def test_a_pitaya_error_without_code_msg_or_metadata() -> None:
         (
             lambda: RouteNotFound("s.a.b", remote=True),
             "PIT-404",
-            "pitaya/remote: s.a.b not found",
+            "route not found",
             {"route": "s.a.b"},
         ),
         (lambda: InternalError(), "PIT-500", "internal server error", {}),

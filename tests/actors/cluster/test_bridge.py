@@ -329,7 +329,7 @@ async def test_unknown_routes_and_a_forward_without_session_are_answered_not_run
             errors.append((caught.value.code, caught.value.msg, caught.value.metadata))
         assert errors == [
             ("PIT-404", "pitaya/handler: room.r.nope not found", {"route": "room.r.nope"}),
-            ("PIT-404", "pitaya/remote: room.r.join not found", {"route": "room.r.join"}),
+            ("PIT-404", "route not found", {"route": "room.r.join"}),
             ("PIT-400", "forwarded message without session", {}),
         ]
         assert b.invoker.calls == []
