@@ -531,7 +531,9 @@ class NatsPipe:
             cause,
         )
         if self._replies is not None:
-            self._replies.fail_all(NatsDown(f"the NATS connection is closed: {cause}"))
+            # Not the cause: it reaches game clients (PIT-500) and may name NATS's address;
+            # the line above logs it.
+            self._replies.fail_all(NatsDown("the NATS connection is closed"))
         if self.on_closed is not None:
             self.on_closed(cause)
 

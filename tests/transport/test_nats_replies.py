@@ -328,3 +328,17 @@ async def test_no_request_times_out_before_its_own_timeout() -> None:
     assert set(expired) == {"first", "second"}
     for name in ("first", "second"):
         assert expired[name] - added[name] >= 0.05, name
+
+
+async def test_requests_failed_by_a_connection_closed_for_good_do_not_carry_its_cause() -> None:
+    """The cause (nats-py's text: an address, a refusal) went into the error every waiting
+    request got, which reaches game clients as PIT-500; it is logged, not told them."""
+    pipe = NatsPipe("nats://10.1.2.3:4222", name="room-1", connect_timeout=1)
+    pipe.nc = object()  # type: ignore[assignment]  # connected once: not a failed first try
+    pipe._last_error = "Connect call failed ('10.1.2.3', 4222)"
+    pipe._replies = PendingReplies("_INBOX.t.", asyncio.get_running_loop())
+    outcomes: list[Exception | None] = []
+    pipe._replies.add(lambda data, error: outcomes.append(error), 5.0, about="room.r.join")
+    await pipe._closed_cb()
+    assert len(outcomes) == 1 and isinstance(outcomes[0], NatsDown)
+    assert str(outcomes[0]) == "the NATS connection is closed"
