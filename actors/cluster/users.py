@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -67,6 +68,15 @@ FRONTEND_WAIT = 2.0
 """Seconds a push or kick by uid waits for discovery to list a frontend when it lists none:
 a frontend accepts clients once registered, and this server's table hears of it a moment
 later (a backend started first, a connector restarted), while its players already act."""
+
+MAX_QUEUED_PUSHES = 10_000
+"""Pushes by uid made without waiting (``publish_push``) that may wait in this server's queue
+(for a frontend to be listed; with the binding storage, for the pushes before them, each
+looked up in etcd): past it, or past :data:`MAX_QUEUED_PUSH_BYTES`, a new one is dropped, with
+a warning per 10 s (a handler pushing faster than etcd or the frontends answer grew the queue
+without end)."""
+MAX_QUEUED_PUSH_BYTES = 64 * 1024 * 1024
+"""Bytes of the pushes waiting in that queue."""
 
 FRONTEND_WAIT_AGAIN = 10.0
 """Seconds after a wait for a frontend came to nothing during which pushes do not wait
@@ -154,6 +164,9 @@ class ClusterUsers:
         route, each uid with its encoded push, the frontend type asked for."""
         self._publisher = QueueWorker(self._publish_when_listed)
         """Works ``_unsent`` off once a frontend is listed."""
+        self._queued_bytes = 0
+        """Bytes of the pushes in ``_pushes`` and ``_unsent`` (bounded with their number)."""
+        self._queue_full = Throttle()
         self._frontend_listed: asyncio.Event | None = None
         """Set when discovery lists a frontend, for the pushes waiting for one."""
         self._gave_up_at: float | None = None
@@ -197,13 +210,36 @@ class ClusterUsers:
             encoded = [(uid, encode_push(UserPush(uid, route, payload))) for uid in uids]
             if not types or self._unsent:
                 # No frontend listed yet: published once one is, after those before it.
-                self._unsent.append((route, encoded, frontend_type))
-                self._publisher.wake()
+                size = sum(len(data) for _, data in encoded)
+                if self._may_queue(route, size):
+                    self._unsent.append((route, encoded, frontend_type))
+                    self._queued_bytes += size
+                    self._publisher.wake()
                 return
             self._publish(subjects, encoded, types)
             return
-        self._pushes.append((route, payload, list(uids), types))
-        self._pusher.wake()
+        if self._may_queue(route, len(payload)):
+            self._pushes.append((route, payload, list(uids), types))
+            self._queued_bytes += len(payload)
+            self._pusher.wake()
+
+    def _may_queue(self, route: str, size: int) -> bool:
+        """Whether a push of ``size`` bytes fits in the queue (else it is dropped, told)."""
+        queued = len(self._pushes) + len(self._unsent)
+        if queued < MAX_QUEUED_PUSHES and self._queued_bytes + size <= MAX_QUEUED_PUSH_BYTES:
+            return True
+        self._queue_full.log(
+            time.monotonic(),
+            self.log,
+            logging.WARNING,
+            "push %s dropped: %d pushes (%d bytes) wait already to go out (at most %d, %d bytes)",
+            route,
+            queued,
+            self._queued_bytes,
+            MAX_QUEUED_PUSHES,
+            MAX_QUEUED_PUSH_BYTES,
+        )
+        return False
 
     @staticmethod
     def _publish(
@@ -221,6 +257,7 @@ class ClusterUsers:
             route, encoded, frontend_type = unsent[0]
             types = [frontend_type] if frontend_type else await self._frontend_types_soon(route)
             unsent.popleft()
+            self._queued_bytes -= sum(len(data) for _, data in encoded)
             try:
                 self._publish(subjects, encoded, types)
             except Exception as exc:  # one push's failure is not the next one's
@@ -229,6 +266,7 @@ class ClusterUsers:
     async def _work_off_pushes(self) -> None:
         while self._pushes:
             route, payload, uids, types = self._pushes.popleft()
+            self._queued_bytes -= len(payload)
             if not types:
                 types = await self._frontend_types_soon(route)
             if not types:

@@ -754,3 +754,44 @@ async def test_a_session_event_that_cannot_be_encoded_is_logged_not_sent(
     told = [r.getMessage() for r in caplog.records]
     assert len(told) == 2  # one per server: the second one is tried too
     assert told[0].startswith("[c-1] session event to room-1 not sent: cannot encode")
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "queued"),
+    [
+        (users_module.MAX_QUEUED_PUSHES + 3, 1, users_module.MAX_QUEUED_PUSHES),
+        (5, users_module.MAX_QUEUED_PUSH_BYTES // 2, 2),
+    ],
+)
+async def test_pushes_made_without_waiting_queue_within_bounds_and_are_dropped_past_them(
+    count: int, size: int, queued: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the binding storage a push waits for those before it (each looked up in etcd):
+    a handler pushing faster than they went grew the queue without end."""
+    bindings = Bindings()
+    cluster = users(bindings=bindings)
+    for n in range(count):
+        cluster.publish_push(f"r{n}", b"x" * size, ["ann"], "connector")
+    assert len(cluster._pushes) == queued
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1  # one line per 10 s, however many
+    assert dropped[0].startswith(f"[c-1] push r{queued} dropped: {queued} pushes (")
+    assert cluster._pusher.task is not None
+    await cluster._pusher.task
+    assert [call[1] for call in bindings.calls] == [f"r{n}" for n in range(queued)]
+    assert cluster._queued_bytes == 0  # what went out left room
+    cluster.publish_push("later", b"x" * size, ["ann"], "connector")
+    assert len(cluster._pushes) == 1
+
+
+async def test_pushes_waiting_for_a_frontend_are_bounded_too() -> None:
+    # A backend that lists no frontend yet: they wait for one.
+    cluster = users(subjects=Subjects(), me=server("room-1", "room", frontend=False))
+    for n in range(users_module.MAX_QUEUED_PUSHES + 2):
+        cluster.publish_push(f"r{n}", b"p", ["ann"], None)
+    assert len(cluster._unsent) == users_module.MAX_QUEUED_PUSHES
+    assert cluster._queued_bytes == sum(
+        len(data) for _, encoded, _ in cluster._unsent for _, data in encoded
+    )
+    assert cluster._publisher.task is not None
+    cluster._publisher.task.cancel()
