@@ -72,6 +72,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "actors.ratelimit",
             "actors.handler",
             "actors.invocation",
+            "actors.propagation",
             "actors.pipeline",
             "actors.groups",
             "actors.docs",

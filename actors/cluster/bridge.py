@@ -59,6 +59,7 @@ from actors.invocation import Sequencer
 from actors.logs import ServerLog, Throttle
 from actors.metrics.handler import HANDLER, REMOTE, report_handler_time
 from actors.metrics.names import DELAY_REMOTE
+from actors.propagation import run_with
 from actors.tracing import end_span
 from actors.turns import SMALL_BODY, turns_for
 
@@ -412,13 +413,17 @@ class RpcBridge(Actor):
                     self._in_turn(
                         len(data),
                         partial(
-                            invoke, route, request.route, session, data, notify, done,
-                            serializer=serializer, received_ns=received_ns, span=span,
-                            delay_type=DELAY_REMOTE,
+                            run_with, request.propagated, invoke, route, request.route,
+                            session, data, notify, done, serializer=serializer,
+                            received_ns=received_ns, span=span, delay_type=DELAY_REMOTE,
                         ),
                     )  # fmt: skip
                     return
-                invoke(
+                # What the caller propagated is current while the handler runs (and in its
+                # task): the RPCs it makes pass it on, as a Go server's do.
+                run_with(
+                    request.propagated,
+                    invoke,
                     route,
                     request.route,
                     session,
@@ -541,8 +546,15 @@ class _Forwarded:
         self.finish = finish
         request = self.request
         self.carry.resume(self.key, self.session, request)
-        self.invoker.invoke(
-            self.route, request.route, self.session, request.data, request.notify, self.done
+        run_with(
+            request.propagated,
+            self.invoker.invoke,
+            self.route,
+            request.route,
+            self.session,
+            request.data,
+            request.notify,
+            self.done,
         )
 
     def done(self, result: Any, error: BaseException | None) -> None:

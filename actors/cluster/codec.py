@@ -52,6 +52,8 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from actors.cluster import protowire
 from actors.errors import InternalError, PitayaError, as_pitaya_error
+from actors.propagation import EMPTY as EMPTY_PROPAGATED
+from actors.propagation import propagated_of
 from transport import goduration
 from transport.bounded import (
     DEFAULT_MAX_CONTAINERS,
@@ -147,6 +149,10 @@ class RpcRequest:
     notify: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     mid: int = 0
+    propagated: Mapping[str, Any] | None = field(default=None, compare=False)
+    """Of a decoded request: the values its sender propagated (``actors.propagation``), which
+    the handler it reaches passes on (None: none); read from ``metadata``, so not compared.
+    To send some, put them in ``metadata``."""
 
 
 def encode_request(
@@ -224,7 +230,7 @@ def decode_request(data: bytes) -> RpcRequest:
     if kind != _SYS and kind != _USER:
         raise CodecError(f"unknown RPC type {kind}")
     raw = message.metadata
-    metadata, extras = _metadata(raw) if raw else _NO_METADATA
+    metadata, extras, propagated = _metadata(raw) if raw else _NO_METADATA
     session = None
     if message.HasField("session"):
         session = _decode_session(message.session, message.frontendID, metadata, extras)
@@ -236,6 +242,7 @@ def decode_request(data: bytes) -> RpcRequest:
         msg.type == _NOTIFY,
         metadata,
         msg.id,
+        propagated,
     )
 
 
@@ -244,7 +251,7 @@ _Extras = tuple[str, "dict[str, Any] | None", bool] | str | None
 as (frontend type, handshake, omitted); None without it (a Go frontend); the error text when
 it is malformed (raised only if the request carries a session)."""
 
-_NO_METADATA: tuple[dict[str, Any], _Extras] = ({}, None)
+_NO_METADATA: tuple[dict[str, Any], _Extras, Mapping[str, Any]] = ({}, None, EMPTY_PROPAGATED)
 
 
 def _session_extras_of(metadata: dict[str, Any]) -> _Extras:
@@ -373,7 +380,7 @@ def with_handshake(session: SessionSnapshot, handshake: dict[str, Any] | None) -
     )
 
 
-_METADATA: dict[bytes, tuple[dict[str, Any], _Extras]] = {}
+_METADATA: dict[bytes, tuple[dict[str, Any], _Extras, Mapping[str, Any]]] = {}
 _METADATA_SIZE = 1024
 _SMALL_METADATA = 1024
 """Metadata up to this size is decoded once for the same bytes (the peer, the timeout, the
@@ -382,13 +389,14 @@ larger metadata (a session's first message, with its handshake) is decoded each 
 cache of any size let a peer pin 1,024 decodes of a megabyte each: 22 GB."""
 
 
-def _metadata(raw: bytes) -> tuple[dict[str, Any], _Extras]:
-    """The metadata object of ``raw`` and what it says of the session, read once for the
-    same small bytes: one session's requests repeat theirs. The dict is shared: read only."""
+def _metadata(raw: bytes) -> tuple[dict[str, Any], _Extras, Mapping[str, Any]]:
+    """The metadata object of ``raw``, what it says of the session and the values it
+    propagates, read once for the same small bytes: one session's requests repeat theirs.
+    The dicts are shared: read only."""
     cached = _METADATA.get(raw)
     if cached is None:
         metadata = _json_object(raw, "metadata")
-        cached = (metadata, _session_extras_of(metadata))
+        cached = (metadata, _session_extras_of(metadata), propagated_of(metadata))
         if len(raw) <= _SMALL_METADATA:
             if len(_METADATA) >= _METADATA_SIZE:
                 _METADATA.clear()

@@ -64,6 +64,7 @@ from actors.errors import BadRequest, InternalError, PitayaError, RpcTimeout, de
 from actors.logs import ServerLog, Throttle
 from actors.metrics.rpc import observe_rpc
 from actors.payload import Decoder, decoder_for, encode_result
+from actors.propagation import current as current_propagated
 from transport import goduration
 from transport.protobuf import is_message_class
 
@@ -360,7 +361,10 @@ class Outbound:
         server = self.discovery.server(server_id)
         if server is None:
             raise InternalError(f"server {server_id} not found in discovery")
-        metadata: dict[str, Any] = {}
+        # The values the calling handler's request brought (or it added) go on with the
+        # call, as Go Pitaya passes its propagated context on (actors.propagation).
+        propagated = current_propagated()
+        metadata: dict[str, Any] = dict(propagated) if propagated else {}
         if isinstance(arg, ProtoMessage):
             data = arg.SerializeToString()
         elif isinstance(arg, bytes | bytearray | memoryview):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from typing import Any
 
@@ -21,6 +22,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 from actors.app import App
 from actors.errors import PitayaError
 from actors.handler import Handler, Remote, handler
+from actors.propagation import add_to_propagated, get_propagated
 from actors.session import Session
 
 
@@ -172,6 +174,8 @@ class Ops(Handler):
 
     @handler
     async def rpc(self, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+        for key, value in dict(body.get("propagate") or {}).items():
+            add_to_propagated(str(key), value)
         if body.get("dict"):  # a JSON-style argument: fine between our servers only
             route, target = str(body["route"]), str(body.get("server_id", ""))
             arg = {"msg": body.get("msg", "")}
@@ -218,6 +222,17 @@ class RoomRemote(Remote):
     @handler
     def trace(self, caller: Session | None, body: StringValue) -> StringValue:
         return StringValue(value=_trace_id())
+
+    @handler
+    def ctx(self, caller: Session | None, body: StringValue) -> StringValue:
+        """The propagated value named by the value, as JSON (``null`` when absent)."""
+        return StringValue(value=json.dumps(get_propagated(body.value), separators=(",", ":")))
+
+    @handler
+    async def relay(self, caller: Session | None, body: StringValue) -> StringValue:
+        """A user RPC made while handling this one: the value is JSON ``{"route", "msg"}``."""
+        call = json.loads(body.value)
+        return StringValue(value=await call_remote(self.app, call["route"], call["msg"]))
 
     @handler
     def fail(self, caller: Session | None, body: StringValue) -> StringValue:

@@ -116,6 +116,9 @@ def test_every_request_round_trips(request: RpcRequest) -> None:
         metadata,
         request.mid,
     )
+    # What the sender propagates: its metadata but Go's per-hop keys and ours.
+    expected = {k: v for k, v in request.metadata.items() if k != "py.args"}
+    assert dict(decoded.propagated or {}) == expected
 
 
 def test_a_forwarded_request_is_the_protos_request_go_reads() -> None:

@@ -2,6 +2,7 @@ package servers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -302,7 +303,18 @@ func (o *Ops) Trace(ctx context.Context, body *Body) (*Reply, error) {
 // Rpc makes a user RPC: body["route"] with a StringValue body["msg"], to the server
 // body["server_id"] when given (RPCTo), else to one the router picks (RPC). The remote's
 // error is answered as it came.
+//
+// body["propagate"] (an object) is added to the call's propagated context first
+// (pitaya.AddToPropagateCtx); the answer's "request_id" is the request id Pitaya's frontend
+// gave this request ("request.id" in the propagated context).
 func (o *Ops) Rpc(ctx context.Context, body *Body) (*Reply, error) {
+	if body != nil {
+		if extra, ok := (*body)["propagate"].(map[string]any); ok {
+			for k, v := range extra {
+				ctx = pitaya.AddToPropagateCtx(ctx, k, v)
+			}
+		}
+	}
 	arg := wrapperspb.String(body.str("msg", ""))
 	reply := &wrapperspb.StringValue{}
 	var err error
@@ -316,6 +328,7 @@ func (o *Ops) Rpc(ctx context.Context, body *Body) (*Reply, error) {
 	}
 	r := o.who()
 	r["reply"] = reply.GetValue()
+	r["request_id"] = pitaya.GetFromPropagateCtx(ctx, constants.RequestIDKey)
 	return &r, nil
 }
 
@@ -361,6 +374,33 @@ func (r *Remote) Fail(ctx context.Context, msg *wrapperspb.StringValue) (*wrappe
 // Trace answers the trace id this call runs in (32 hex digits; zeros without tracing).
 func (r *Remote) Trace(ctx context.Context, msg *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 	return wrapperspb.String(trace.SpanContextFromContext(ctx).TraceID().String()), nil
+}
+
+// Ctx answers the value of the propagated context's key named by the value, as JSON
+// (pitaya.GetFromPropagateCtx; "null" when absent).
+func (r *Remote) Ctx(ctx context.Context, msg *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	value, err := json.Marshal(pitaya.GetFromPropagateCtx(ctx, msg.GetValue()))
+	if err != nil {
+		return nil, err
+	}
+	return wrapperspb.String(string(value)), nil
+}
+
+// Relay makes a user RPC in this call's context: the value is JSON {"route", "msg"}, the
+// remote "route" is called with the StringValue "msg", and its answer is answered.
+func (r *Remote) Relay(ctx context.Context, msg *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+	var call struct {
+		Route string `json:"route"`
+		Msg   string `json:"msg"`
+	}
+	if err := json.Unmarshal([]byte(msg.GetValue()), &call); err != nil {
+		return nil, pitaya.Error(err, "PIT-400")
+	}
+	reply := &wrapperspb.StringValue{}
+	if err := r.server.App.RPC(ctx, call.Route, reply, wrapperspb.String(call.Msg)); err != nil {
+		return nil, err
+	}
+	return reply, nil
 }
 
 // Silent answers after the value in seconds (default 30): the caller times out first.
