@@ -203,7 +203,8 @@ class Config:
     frontend: bool | None = None
     """Whether clients connect to this server; None: true when it has listeners."""
     metadata: dict[str, str] = field(default_factory=dict)
-    """Published in service discovery (e.g. region, version); routers may read it."""
+    """Published in service discovery (e.g. region, version); routers may read it. Strings
+    only, keys and values: Go Pitaya reads it as ``map[string]string`` (checked at start)."""
     rpc_transport: str = "nats"
     """How cluster servers send each other RPCs: ``nats`` (Pitaya's default) or ``grpc``
     (each server listens on ``grpc_host:grpc_port``; needs the binding storage module and no
@@ -493,6 +494,7 @@ def check_config(config: Config) -> None:
             "[serverType.]service.method, split at the dots, so no route would reach its "
             f"servers (name it {config.server_type.replace('.', '_')!r}, say)"
         )
+    _check_metadata(config.metadata)
     for f in dataclasses.fields(config):
         default = f.default
         if type(default) not in (int, float):
@@ -531,6 +533,21 @@ def check_config(config: Config) -> None:
             f"metrics_statsd_rate is the fraction of reports sent (0 < rate <= 1), "
             f"not {config.metrics_statsd_rate!r}"
         )
+
+
+def _check_metadata(metadata: object) -> None:
+    """Discovery metadata is Go Pitaya's ``map[string]string``: a Go server reads a server's
+    etcd entry into it, and one value of another type (a number, a bool) fails the whole
+    entry, so every Go server skips this one (a warning in its own log) while our servers,
+    which read any value as text, route to it. Refused at the start, naming the key."""
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"metadata must be a dict of strings, not {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError(
+                f"metadata {key!r}: {value!r} is not a string: keys and values are strings, "
+                "as Go Pitaya reads them (a Go server would skip this server)"
+            )
 
 
 def proxy_protocol_trusted(config: Config) -> tuple[str, ...]:

@@ -193,6 +193,38 @@ async def test_a_server_type_no_route_could_name_stops_the_start(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        (
+            {"region": "eu", "capacity": 100},
+            "metadata 'capacity': 100 is not a string: keys and values are strings, as Go "
+            "Pitaya reads them (a Go server would skip this server)",
+        ),
+        (
+            {"beta": True},
+            "metadata 'beta': True is not a string: keys and values are strings, as Go "
+            "Pitaya reads them (a Go server would skip this server)",
+        ),
+        (
+            {1: "one"},
+            "metadata 1: 'one' is not a string: keys and values are strings, as Go Pitaya "
+            "reads them (a Go server would skip this server)",
+        ),
+    ],
+)
+async def test_discovery_metadata_go_cannot_read_stops_the_start(
+    metadata: dict[object, object], message: str
+) -> None:
+    """Go Pitaya reads a server's etcd entry into map[string]string: a number or a bool in
+    it fails the whole entry, and every Go server skips ours (its log says so, ours nothing)."""
+    app = App(server_type="room", metadata=metadata)
+    with pytest.raises(ConfigError) as caught:
+        await app.start()
+    assert str(caught.value) == message
+    check_config(Config(server_type="room", metadata={"region": "eu", "grpcPort": "3434"}))
+
+
 async def test_zero_is_taken_where_it_means_something() -> None:
     app = App(heartbeat_interval=0, shutdown_timeout=0, drain_timeout=0, gc_threshold=0)
     app.listen_tcp("127.0.0.1", 0)
