@@ -253,11 +253,21 @@ class Config:
     etcd_endpoints: str = "127.0.0.1:2379"
     """etcd endpoints ``host:port`` for service discovery, comma-separated."""
     etcd_prefix: str = "pitaya/"
-    """Prefix of every key in etcd: servers ``<prefix>servers/<type>/<id>``, binding storage
-    ``<prefix>bindings/<frontendType>/<uid>``, groups ``<prefix>groups/<name>`` (Go Pitaya's
-    ``pitaya.cluster.sd.etcd.prefix``, and its groups' and binding storage's ``prefix``, all
-    ``pitaya/`` by default). Servers see each other only with the same prefix; one etcd can
-    host several clusters with different prefixes."""
+    """Prefix of the keys in etcd: servers ``<prefix>servers/<type>/<id>`` (Go Pitaya's
+    ``pitaya.cluster.sd.etcd.prefix``), and the groups' and binding storage's unless their
+    own prefixes say otherwise. Servers see each other only with the same prefix; one etcd
+    can host several clusters with different prefixes."""
+    groups_etcd_prefix: str = ""
+    """Prefix of the etcd groups' keys, ``<prefix>groups/<name>`` (Go Pitaya's
+    ``pitaya.groups.etcd.prefix``); empty: ``etcd_prefix``. Go Pitaya's three prefixes are
+    set apart, each ``pitaya/`` by default: a server given Go's discovery variable
+    (``PITAYA_CLUSTER_SD_ETCD_PREFIX``) takes Go's layout, this one ``pitaya/`` unless
+    ``PITAYA_GROUPS_ETCD_PREFIX`` (or this option) says otherwise."""
+    binding_storage_etcd_prefix: str = ""
+    """Prefix of the binding storage's keys, ``<prefix>bindings/<frontendType>/<uid>`` (Go
+    Pitaya's ``pitaya.modules.bindingstorage.etcd.prefix``); empty: ``etcd_prefix``. As
+    ``groups_etcd_prefix``: ``pitaya/`` beside Go's discovery variable, as in Go, unless
+    ``PITAYA_MODULES_BINDINGSTORAGE_ETCD_PREFIX`` says otherwise."""
     etcd_user: str = ""
     """etcd user (etcd's ``auth enable``; Go Pitaya's ``pitaya.cluster.sd.etcd.user``)."""
     etcd_password: str = field(default="", repr=False)
@@ -387,6 +397,12 @@ class Config:
                 value = go_value
             if value is not None:
                 setattr(self, f.name, value)
+        if "etcd_prefix" in theirs:
+            # Go's variable, Go's layout: its groups and binding storage keep prefixes of
+            # their own, "pitaya/" unless their variables (read above) set them.
+            for name in ("groups_etcd_prefix", "binding_storage_etcd_prefix"):
+                if not getattr(self, name):
+                    setattr(self, name, GO_DEFAULT_ETCD_PREFIX)
         self._split_statsd_host(environ)
 
     def _split_statsd_host(self, environ: Mapping[str, str]) -> None:
@@ -402,6 +418,21 @@ class Config:
                 f"{environ[port_variable]!r} name different ports: keep one of them"
             )
         self.metrics_statsd_host, self.metrics_statsd_port = split
+
+
+GO_DEFAULT_ETCD_PREFIX = "pitaya/"
+"""Go Pitaya's default for each of its etcd prefixes (discovery, groups, binding storage)."""
+
+
+def groups_prefix(config: Config) -> str:
+    """Where the etcd groups' keys live: ``groups_etcd_prefix``, else ``etcd_prefix``."""
+    return config.groups_etcd_prefix or config.etcd_prefix
+
+
+def bindings_prefix(config: Config) -> str:
+    """Where the binding storage's keys live: ``binding_storage_etcd_prefix``, else
+    ``etcd_prefix``."""
+    return config.binding_storage_etcd_prefix or config.etcd_prefix
 
 
 def option_default(name: str) -> Any:

@@ -163,6 +163,8 @@ GO_SETTINGS: tuple[GoSetting, ...] = (
     GoSetting("pitaya.cluster.rpc.server.grpc.port", _same("grpc_port")),
     GoSetting("pitaya.cluster.sd.etcd.endpoints", _endpoints),
     GoSetting("pitaya.cluster.sd.etcd.prefix", _same("etcd_prefix")),
+    GoSetting("pitaya.groups.etcd.prefix", _same("groups_etcd_prefix")),
+    GoSetting("pitaya.modules.bindingstorage.etcd.prefix", _same("binding_storage_etcd_prefix")),
     GoSetting("pitaya.cluster.sd.etcd.heartbeat.ttl", _whole_seconds("etcd_lease_ttl")),
     GoSetting("pitaya.cluster.sd.etcd.syncservers.interval", _seconds("server_sync_interval")),
     # pitaya.worker.{concurrency, redis.url, redis.pool, retry.enabled, retry.max,
@@ -212,7 +214,6 @@ GO_ONLY: tuple[str, ...] = (
     "pitaya.defaultpipelines.structvalidation.enabled",
     "pitaya.groups.etcd.dialtimeout",
     "pitaya.groups.etcd.endpoints",
-    "pitaya.groups.etcd.prefix",
     "pitaya.groups.etcd.transactiontimeout",
     "pitaya.groups.memory.tickduration",
     "pitaya.metrics.additionalLabels",
@@ -221,7 +222,6 @@ GO_ONLY: tuple[str, ...] = (
     "pitaya.modules.bindingstorage.etcd.dialtimeout",
     "pitaya.modules.bindingstorage.etcd.endpoints",
     "pitaya.modules.bindingstorage.etcd.leasettl",
-    "pitaya.modules.bindingstorage.etcd.prefix",
     "pitaya.session.drain.period",
 )
 """Go Pitaya's keys with no counterpart here: a server leaves them alone (and says so)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from actors.cluster.discovery import EtcdServiceDiscovery, etcd_endpoints, etcd_security
 from actors.cluster.rpc import GRPC, NATS, TRANSPORTS, RpcPair
-from actors.config import ConfigError
+from actors.config import ConfigError, groups_prefix
 
 if TYPE_CHECKING:
     from actors.cluster.discovery import ServiceDiscovery
@@ -35,6 +35,7 @@ def default_discovery(config: Config, system: ActorSystem) -> EtcdServiceDiscove
         lease_ttl=config.etcd_lease_ttl,
         sync_interval=config.server_sync_interval,
         prefix=config.etcd_prefix,
+        groups_prefix=groups_prefix(config),
         security=etcd_security(config),
         outage_summary_interval=config.etcd_outage_log_interval,
     )

@@ -619,7 +619,8 @@ class EtcdServiceDiscovery:
     ``system``: where its :class:`DiscoveryActor` runs; ``endpoints``: etcd's ``host:port``
     list; ``timeout``: per etcd operation (and twice that for the first registration);
     ``lease_ttl`` and ``sync_interval``: seconds, see the module docstring; ``prefix``: where
-    the keys live (``etcd_prefix``); ``security``: etcd credentials and TLS;
+    the keys live (``etcd_prefix``), the groups' under ``groups_prefix`` when given (Go
+    Pitaya's groups have a prefix of their own); ``security``: etcd credentials and TLS;
     ``outage_summary_interval``: seconds between summaries of an etcd outage.
     """
 
@@ -632,11 +633,13 @@ class EtcdServiceDiscovery:
         lease_ttl: int,
         sync_interval: float,
         prefix: str = DEFAULT_PREFIX,
+        groups_prefix: str | None = None,
         security: EtcdSecurity | None = None,
         outage_summary_interval: float = 30.0,
     ) -> None:
         self.system = system
         self.prefix = prefix
+        self.groups_prefix = groups_prefix or prefix
         self.etcd = EtcdClient(
             endpoints,
             timeout=timeout,
@@ -733,7 +736,7 @@ class EtcdServiceDiscovery:
         return _parse(key, value) if value is not None else None
 
     def group_service(self, push: PushToUsers) -> GroupService:
-        return EtcdGroupService(self.etcd, push, prefix=self.prefix)
+        return EtcdGroupService(self.etcd, push, prefix=self.groups_prefix)
 
     async def stop(self) -> None:
         """Deregister; the watch goes on until :meth:`close` (a draining frontend keeps

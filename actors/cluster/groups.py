@@ -2,9 +2,9 @@
 servers share groups).
 
 ``<prefix>groups/<name>`` marks the group and ``<prefix>groups/<name>/uids/<uid>`` each member,
-all with empty values (``prefix``: the ``etcd_prefix`` option, ``pitaya/`` by default, as Go
-Pitaya's ``pitaya.groups.etcd.prefix``); a group created with a TTL has its key and its
-members' keys on one lease, read from the group key itself.
+all with empty values (``prefix``: the ``groups_etcd_prefix`` option, else ``etcd_prefix``;
+``pitaya/`` by default, as Go Pitaya's ``pitaya.groups.etcd.prefix``); a group created with a
+TTL has its key and its members' keys on one lease, read from the group key itself.
 
 Any server can manage a group and broadcast to it; members are reached on whatever frontend
 they are bound to, as any push by uid (``actors.cluster.users``: the binding storage, or NATS's

@@ -2,12 +2,12 @@
 
 Without it, a push or kick by uid is a NATS request on ``pitaya/<frontendType>/user/<uid>/...``
 tried for every frontend type. With it, the sender reads
-``<prefix>bindings/<frontendType>/<uid>`` -> frontend id (``prefix``: the ``etcd_prefix`` option,
-``pitaya/`` by default) and sends one RPC (the controls
-``sys.pushuser`` / ``sys.kickuser`` of ``actors.cluster.control``) to that frontend: no fan-out
-over types, and an unknown uid fails at once instead of after a NATS timeout. With
-``rpc_transport="grpc"`` it is the only way (there are no per-uid subjects), so every server
-must register it, as in Pitaya.
+``<prefix>bindings/<frontendType>/<uid>`` -> frontend id (``prefix``: the
+``binding_storage_etcd_prefix`` option, else ``etcd_prefix``; ``pitaya/`` by default) and sends
+one RPC (the controls ``sys.pushuser`` / ``sys.kickuser`` of ``actors.cluster.control``) to that
+frontend: no fan-out over types, and an unknown uid fails at once instead of after a NATS
+timeout. With ``rpc_transport="grpc"`` it is the only way (there are no per-uid subjects), so
+every server must register it, as in Pitaya.
 
 Register it on every server that pushes or kicks by uid (backends included); on frontends it
 also maintains the entries:
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from actors.cluster.control import Control, UidKick, UidPush
 from actors.cluster.discovery import etcd_client
 from actors.cluster.users import UserDelivery
+from actors.config import bindings_prefix
 from actors.logs import ServerLog
 from actors.modules.base import ModuleBase
 from transport.etcd import EtcdClient, EtcdUnavailable
@@ -128,8 +129,9 @@ class BindingStorage(ModuleBase):
         """The id of the frontend ``uid`` is bound on (first of ``frontend_types`` that has
         it), None if it is bound nowhere. Raises EtcdUnavailable."""
         etcd = self._require_etcd()
+        prefix = bindings_prefix(self.app.config)
         for frontend_type in frontend_types:
-            value = await etcd.get(binding_key(frontend_type, uid, self.app.config.etcd_prefix))
+            value = await etcd.get(binding_key(frontend_type, uid, prefix))
             if value is not None:
                 return value.decode()
         return None
@@ -147,7 +149,7 @@ class BindingStorage(ModuleBase):
         """
         etcd = self._require_etcd()
         server_type, server_id = self._me
-        key = binding_key(server_type, uid, self.app.config.etcd_prefix)
+        key = binding_key(server_type, uid, bindings_prefix(self.app.config))
         mine, lease = server_id.encode(), self.lease or 0
         holder_id = ""
         for _ in range(CLAIM_ATTEMPTS):
@@ -219,7 +221,7 @@ class BindingStorage(ModuleBase):
         server_type, server_id = self._me
         try:
             await self.etcd.put(
-                binding_key(server_type, session.uid, self.app.config.etcd_prefix),
+                binding_key(server_type, session.uid, bindings_prefix(self.app.config)),
                 server_id.encode(),
                 lease=self.lease or 0,
             )
@@ -249,7 +251,7 @@ class BindingStorage(ModuleBase):
         """Delete ``uid``'s entry if it still names this frontend (one transaction)."""
         assert self.etcd is not None
         server_type, server_id = self._me
-        key = binding_key(server_type, uid, self.app.config.etcd_prefix)
+        key = binding_key(server_type, uid, bindings_prefix(self.app.config))
         try:
             await self.etcd.delete_if_value(key, server_id.encode())
         except EtcdUnavailable as exc:

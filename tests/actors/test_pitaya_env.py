@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from actors import pitaya_env
 from actors.app import App
-from actors.config import Config, ConfigError, misspelt_env
+from actors.config import Config, ConfigError, bindings_prefix, groups_prefix, misspelt_env
 from actors.pitaya_env import duration_seconds
 from actors.testing import TestClient
 
@@ -77,6 +77,34 @@ def test_a_go_deployments_environment_sets_the_shared_options() -> None:
         config.worker_retry_max_random,
     ) == (3, 30, 2)
     assert misspelt_env(GO_DEPLOYMENT) == []  # MAXDELAY is Go's, not a typo of MAX_DELAY
+
+
+def test_go_etcd_prefixes_keep_go_layout() -> None:
+    """Go Pitaya's discovery, groups and binding storage prefixes are three settings, each
+    "pitaya/" by default: Go's discovery variable alone leaves the other two there, as a Go
+    server does; their own variables move them. Our own option keeps one prefix for all."""
+    sd_only = Config.from_env({"PITAYA_CLUSTER_SD_ETCD_PREFIX": "game/"})
+    assert (sd_only.etcd_prefix, groups_prefix(sd_only), bindings_prefix(sd_only)) == (
+        "game/",
+        "pitaya/",
+        "pitaya/",
+    )
+    all_three = Config.from_env(
+        {
+            "PITAYA_CLUSTER_SD_ETCD_PREFIX": "game/",
+            "PITAYA_GROUPS_ETCD_PREFIX": "game-groups/",
+            "PITAYA_MODULES_BINDINGSTORAGE_ETCD_PREFIX": "game-bindings/",
+        }
+    )
+    assert (groups_prefix(all_three), bindings_prefix(all_three)) == (
+        "game-groups/",
+        "game-bindings/",
+    )
+    ours = Config.from_env({"PITAYA_ETCD_PREFIX": "game/"})
+    assert (groups_prefix(ours), bindings_prefix(ours)) == ("game/", "game/")
+    in_code = Config.from_env({}, etcd_prefix="game/", groups_etcd_prefix="g/")
+    assert (groups_prefix(in_code), bindings_prefix(in_code)) == ("g/", "game/")
+    assert pitaya_env.unused({"PITAYA_GROUPS_ETCD_PREFIX": "g/"}) == []
 
 
 def test_our_own_variables_and_go_ones_agreeing_is_fine_differing_is_an_error() -> None:

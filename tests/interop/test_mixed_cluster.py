@@ -180,6 +180,50 @@ async def test_custom_etcd_prefix(
     assert "room-default-prefix" not in known
 
 
+async def test_go_prefix_variables_keep_groups_and_bindings_where_go_has_them(
+    direction: str,
+    rpc_transport: str,
+    nats_server: NatsServer,
+    etcd_server: EtcdServer,
+    go_servers: Any,
+    py_nodes: Any,
+    go_clients: Callable[..., GoClient],
+) -> None:
+    """Go Pitaya has three etcd prefixes (discovery, groups, binding storage), each
+    "pitaya/" by default. A cluster that sets only discovery's (its variable
+    PITAYA_CLUSTER_SD_ETCD_PREFIX, given to the Python servers too) keeps its groups and
+    bindings under "pitaya/": both languages share them there, so groups hold the members
+    either adds, and over gRPC a push by uid finds the frontend in the binding storage."""
+    front, back = direction.split("-")
+    go_only_sd = ["-groups-prefix", "pitaya/", "-bindings-prefix", "pitaya/"]
+
+    async def start_under(lang: str, role: str, server_id: str) -> Server:
+        if lang == "go":
+            server: Server = await go_servers(
+                role, server_id, nats_server, etcd_server, prefix="game-b/", args=go_only_sd
+            )
+        else:
+            server = await py_nodes(
+                role, server_id, nats_server, etcd_server, PITAYA_CLUSTER_SD_ETCD_PREFIX="game-b/"
+            )
+        return server
+
+    backend = await start_under(back, "room", f"room-{back}-b")
+    frontend = await start_under(front, "connector", f"connector-{front}-b")
+    cluster = Mixed(frontend, backend, rpc_transport, go_clients)
+    ann, bob = await cluster.client(), await cluster.client()
+    await ann.request("connector.me.bind", {"uid": "ann"})
+    await bob.request("connector.me.bind", {"uid": "bob"})
+    await ann.request("connector.me.groupadd", {"group": "g", "uid": "ann"})
+    await bob.request("room.room.groupadd", {"group": "g", "uid": "bob"})
+    for route in ("connector.me.groupmembers", "room.room.groupmembers"):
+        assert (await ann.request(route, {"group": "g"}))["members"] == ["ann", "bob"]
+
+    reply = await bob.request("room.room.pushto", {"uids": ["ann"], "body": "hi"})
+    assert reply["failed"] == []
+    assert (await ann.push("onPushTo"))["body"] == "hi"
+
+
 async def test_a_go_server_logs_no_error_and_never_sees_our_extras(mixed: Mixed) -> None:
     """A whole session's life (bind from the backend, session data, pushes, user RPCs both
     ways, a disconnect) leaves no error in the Go server's log, and none of our extra routes

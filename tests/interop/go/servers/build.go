@@ -29,7 +29,8 @@ type Server struct {
 	acceptors map[string]acceptor.Acceptor
 }
 
-// Build makes a Pitaya app in cluster mode: etcd discovery under Options.Prefix, and RPC over
+// Build makes a Pitaya app in cluster mode: etcd discovery under Options.Prefix (groups and
+// the binding storage under their own prefixes, Prefix unless given), and RPC over
 // NATS or over gRPC (then with Pitaya's etcd binding storage, which its gRPC client needs).
 func Build(serverType string, frontend bool, o Options) *Server {
 	setupLogging(o.LogLevel)
@@ -58,9 +59,9 @@ func Build(serverType string, frontend bool, o Options) *Server {
 	conf.Cluster.RPC.Server.Grpc.Port = o.GRPCPort
 	bs := &conf.Modules.BindingStorage.Etcd
 	bs.Endpoints = o.Etcd
-	bs.Prefix = o.Prefix
+	bs.Prefix = o.BindingsPrefix
 	conf.Groups.Etcd.Endpoints = o.Etcd
-	conf.Groups.Etcd.Prefix = o.Prefix
+	conf.Groups.Etcd.Prefix = o.GroupsPrefix
 
 	metadata := map[string]string{"lang": "go"}
 	if o.RPC == "grpc" {

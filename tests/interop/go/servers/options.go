@@ -29,6 +29,10 @@ type Options struct {
 	Heartbeat  time.Duration
 	LogLevel   string
 	Tracing    bool
+	// Pitaya's pitaya.groups.etcd.prefix and pitaya.modules.bindingstorage.etcd.prefix
+	// (Prefix when not given).
+	GroupsPrefix   string
+	BindingsPrefix string
 }
 
 func env(name, fallback string) string {
@@ -60,6 +64,8 @@ func ParseOptions(role string) Options {
 	flag.StringVar(&o.NatsURL, "nats", env("nats", "nats://127.0.0.1:4222"), "NATS url")
 	flag.StringVar(&etcd, "etcd", env("etcd", "127.0.0.1:2379"), "etcd endpoints, comma separated")
 	flag.StringVar(&o.Prefix, "prefix", env("prefix", "pitaya/"), "etcd key prefix")
+	flag.StringVar(&o.GroupsPrefix, "groups-prefix", env("groups-prefix", ""), "etcd groups' key prefix (empty: -prefix)")
+	flag.StringVar(&o.BindingsPrefix, "bindings-prefix", env("bindings-prefix", ""), "binding storage's key prefix (empty: -prefix)")
 	flag.StringVar(&o.RPC, "rpc", env("rpc", "nats"), "RPC transport: nats or grpc")
 	flag.IntVar(&o.GRPCPort, "grpc-port", 0, "gRPC server port (rpc=grpc)")
 	if frontend {
@@ -79,6 +85,12 @@ func ParseOptions(role string) Options {
 		}
 	}
 	o.Etcd = strings.Split(etcd, ",")
+	if o.GroupsPrefix == "" {
+		o.GroupsPrefix = o.Prefix
+	}
+	if o.BindingsPrefix == "" {
+		o.BindingsPrefix = o.Prefix
+	}
 	if o.RPC != "nats" && o.RPC != "grpc" {
 		fmt.Fprintf(os.Stderr, "-rpc must be nats or grpc, not %q\n", o.RPC)
 		os.Exit(2)
