@@ -237,6 +237,12 @@ class Config:
     unless ``metadata`` sets ``grpcHost``; ``0.0.0.0`` advertises this machine's hostname."""
     grpc_port: int = 0
     """Port of the gRPC RPC server; 0 picks a free one. Advertised as ``grpcPort``."""
+    region: str = ""
+    """This server's region (Go Pitaya's ``pitaya.cluster.info.region``). Over gRPC a peer
+    that advertises ``grpc-external-host``/``grpc-external-port`` (Go's
+    ``AddGRPCInfoToMetadata``) is dialed there when its ``region`` differs from this one, or
+    when it names none, as Go's client does. To be reached that way too, put ``region`` and
+    the external keys in ``metadata``."""
     grpc_tls_ca: str = ""
     """PEM file of the CA of the cluster's gRPC certificates. With ``grpc_tls_cert`` and
     ``grpc_tls_key`` it turns on mutual TLS: the gRPC server presents its certificate and

@@ -161,6 +161,7 @@ GO_SETTINGS: tuple[GoSetting, ...] = (
         "pitaya.cluster.rpc.client.nats.connectiontimeout", _seconds("cluster_connect_timeout")
     ),
     GoSetting("pitaya.cluster.rpc.server.grpc.port", _same("grpc_port")),
+    GoSetting("pitaya.cluster.info.region", _same("region")),
     GoSetting("pitaya.cluster.sd.etcd.endpoints", _endpoints),
     GoSetting("pitaya.cluster.sd.etcd.prefix", _same("etcd_prefix")),
     GoSetting("pitaya.groups.etcd.prefix", _same("groups_etcd_prefix")),
@@ -179,7 +180,6 @@ GO_ONLY: tuple[str, ...] = (
     "pitaya.buffer.agent.messages",
     "pitaya.buffer.handler.localprocess",
     "pitaya.buffer.handler.remoteprocess",
-    "pitaya.cluster.info.region",
     "pitaya.cluster.rpc.client.grpc.dialtimeout",
     "pitaya.cluster.rpc.client.grpc.requesttimeout",
     "pitaya.cluster.rpc.client.grpc.lazyconnection",

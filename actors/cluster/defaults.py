@@ -98,7 +98,11 @@ def default_rpc(
         tls = grpc_tls(config)
         return RpcPair(
             GrpcRPCClient(
-                discovery, name=config.server_id, rpc_timeout=config.rpc_timeout, tls=tls
+                discovery,
+                name=config.server_id,
+                rpc_timeout=config.rpc_timeout,
+                tls=tls,
+                region=config.region,
             ),
             GrpcRPCServer(config.grpc_host, config.grpc_port, metadata=config.metadata, tls=tls),
         )

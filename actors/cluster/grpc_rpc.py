@@ -68,16 +68,29 @@ GRPC_HOST_KEY = "grpcHost"
 """Discovery metadata key of the host a server's gRPC server is reached on (Pitaya's)."""
 GRPC_PORT_KEY = "grpcPort"
 """Discovery metadata key of its port (Pitaya's)."""
+REGION_KEY = "region"
+GRPC_EXTERNAL_HOST_KEY = "grpc-external-host"
+GRPC_EXTERNAL_PORT_KEY = "grpc-external-port"
+"""Pitaya's keys of a server's region and the address peers of other regions dial."""
 
 STOP_GRACE = 0.25
 """Seconds the gRPC server waits on stop for calls still open. The app has already waited for
 its in-flight work by then; what is still open is mostly the peers' idle notify streams."""
 
 
-def grpc_address(server: ServerInfo) -> str | None:
-    """``host:port`` from ``server``'s discovery metadata, None if it advertises none."""
-    host = server.metadata.get(GRPC_HOST_KEY)
-    port = server.metadata.get(GRPC_PORT_KEY)
+def grpc_address(server: ServerInfo, region: str = "") -> str | None:
+    """``host:port`` from ``server``'s discovery metadata, None if it advertises none.
+
+    Chosen as Go Pitaya's gRPC client chooses (``region``: this server's, Go's
+    ``pitaya.cluster.info.region``): the external address when ``server`` has one and is of
+    another region, or names no region; its ``grpcHost`` otherwise."""
+    metadata = server.metadata
+    keys = (GRPC_HOST_KEY, GRPC_PORT_KEY)
+    theirs = metadata.get(REGION_KEY, "")
+    if metadata.get(GRPC_EXTERNAL_HOST_KEY) and (not theirs or theirs != region):
+        keys = (GRPC_EXTERNAL_HOST_KEY, GRPC_EXTERNAL_PORT_KEY)
+    host = metadata.get(keys[0])
+    port = metadata.get(keys[1])
     if not host or not port:
         return None
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -98,7 +111,9 @@ class GrpcRPCClient:
 
     ``discovery``: where peers' addresses are read (and followed); ``name``: this server's
     id (for logs); ``rpc_timeout``: how long a call may take (a retired channel lives that
-    long for the calls still on it); ``tls``: mutual TLS with the peers (None: plain text).
+    long for the calls still on it); ``tls``: mutual TLS with the peers (None: plain text);
+    ``region``: this server's, which decides the address of a peer that advertises one for
+    other regions (:func:`grpc_address`).
     """
 
     ordered = False
@@ -114,9 +129,11 @@ class GrpcRPCClient:
         name: str,
         rpc_timeout: float,
         tls: GrpcTls | None = None,
+        region: str = "",
     ) -> None:
         self.discovery = discovery
         self.tls = tls
+        self.region = region
         self.server_id = name
         self.log = ServerLog(log, name)
         self.rpc_timeout = rpc_timeout
@@ -196,7 +213,9 @@ class GrpcRPCClient:
 
     def notify(self, server: ServerInfo, request: bytes) -> None:
         peer = self._peers.get(server.id)
-        if peer is not None and (peer.server is server or grpc_address(server) is None):
+        if peer is not None and (
+            peer.server is server or grpc_address(server, self.region) is None
+        ):
             peer.channel.notify(request)  # the peer, or a stand-in without metadata for it
             return
         waiting = self._resolving.get(server.id)
@@ -222,7 +241,7 @@ class GrpcRPCClient:
         """The peer of ``server.id``, opened (or reopened on a new address) as needed."""
         if not self._open:
             raise ClusterUnavailable("cluster unavailable: the gRPC client is closed")
-        address = grpc_address(server)
+        address = grpc_address(server, self.region)
         if address is not None:
             self._addresses[server.id] = address
         else:  # a stand-in ServerInfo, without metadata
@@ -250,7 +269,7 @@ class GrpcRPCClient:
             known = self.discovery.server(server.id) or await self.discovery.lookup(
                 server.type, server.id
             )
-            address = grpc_address(known) if known is not None else None
+            address = grpc_address(known, self.region) if known is not None else None
         if address is None:
             raise InternalError(
                 f"server {server.id} advertises no gRPC address ({GRPC_HOST_KEY}/"
@@ -260,7 +279,7 @@ class GrpcRPCClient:
         return address
 
     def _server_changed(self, server: ServerInfo, added: bool) -> None:
-        address = grpc_address(server)
+        address = grpc_address(server, self.region)
         if added and address is not None:
             self._addresses[server.id] = address
         elif not added:

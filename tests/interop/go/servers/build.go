@@ -65,9 +65,15 @@ func Build(serverType string, frontend bool, o Options) *Server {
 
 	metadata := map[string]string{"lang": "go"}
 	if o.RPC == "grpc" {
-		metadata[constants.GRPCHostKey] = "127.0.0.1"
-		metadata[constants.GRPCPortKey] = strconv.Itoa(o.GRPCPort)
+		port := strconv.Itoa(o.GRPCPort)
+		metadata[constants.GRPCHostKey] = o.GRPCHost
+		metadata[constants.GRPCPortKey] = port
+		if o.GRPCExternalHost != "" {
+			// Pitaya's multi-region layout: peers of another region dial the external host.
+			metadata = pitaya.AddGRPCInfoToMetadata(metadata, o.Region, o.GRPCHost, port, o.GRPCExternalHost, port)
+		}
 	}
+	conf.Cluster.Info.Region = o.Region
 	builder := pitaya.NewDefaultBuilder(frontend, serverType, pitaya.Cluster, metadata, *conf)
 	// The builder names the server with a random uuid; the tests address it by a known id.
 	// Every component holds the same *cluster.Server and reads the id when it starts.

@@ -33,6 +33,10 @@ type Options struct {
 	// (Prefix when not given).
 	GroupsPrefix   string
 	BindingsPrefix string
+	// gRPC's advertised hosts and this server's region (pitaya.cluster.info.region).
+	GRPCHost         string
+	GRPCExternalHost string
+	Region           string
 }
 
 func env(name, fallback string) string {
@@ -66,6 +70,9 @@ func ParseOptions(role string) Options {
 	flag.StringVar(&o.Prefix, "prefix", env("prefix", "pitaya/"), "etcd key prefix")
 	flag.StringVar(&o.GroupsPrefix, "groups-prefix", env("groups-prefix", ""), "etcd groups' key prefix (empty: -prefix)")
 	flag.StringVar(&o.BindingsPrefix, "bindings-prefix", env("bindings-prefix", ""), "binding storage's key prefix (empty: -prefix)")
+	flag.StringVar(&o.GRPCHost, "grpc-host", env("grpc-host", "127.0.0.1"), "gRPC host advertised (grpcHost)")
+	flag.StringVar(&o.GRPCExternalHost, "grpc-external-host", env("grpc-external-host", ""), "gRPC host advertised to other regions (empty: none)")
+	flag.StringVar(&o.Region, "region", env("region", ""), "this server's region")
 	flag.StringVar(&o.RPC, "rpc", env("rpc", "nats"), "RPC transport: nats or grpc")
 	flag.IntVar(&o.GRPCPort, "grpc-port", 0, "gRPC server port (rpc=grpc)")
 	if frontend {
