@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 from actors.errors import BadRequest, InternalError, PitayaError, TooManyRequests, detached
 from actors.metrics.names import DELAY_LOCAL, PROCESS_DELAY
 from actors.payload import encode_result
+from actors.propagation import current as current_propagated
+from actors.propagation import restore as restore_propagated
 from actors.session import SessionClosed
 from actors.tracing import run_in_span
 from transport.logs import ServerLog, Throttle
@@ -198,15 +200,19 @@ class Invoker:
             self._start(call, name, session, notify, codec, done)
             return
         # Synchronous: it runs to its end right here, so no in-flight count is needed (a
-        # graceful stop cannot look in between).
+        # graceful stop cannot look in between). It runs in its caller's context (an actor's
+        # turn: the kernel's, shared by every turn), so what it propagated ends with it.
+        propagated = current_propagated()
         try:
             if span is None:
                 result = getattr(route.handler, spec.attribute)(session, *args)
             else:
                 result = run_in_span(span, getattr(route.handler, spec.attribute), session, *args)
         except Exception as exc:
+            restore_propagated(propagated)
             _answer_error(self.failures, done, name, exc, session)
             return
+        restore_propagated(propagated)
         _answer(self.failures, done, name, notify, result, codec, session)
 
     def _start(

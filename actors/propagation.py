@@ -87,6 +87,14 @@ def current() -> Mapping[str, Any]:
     return _VALUES.get()
 
 
+def restore(values: Mapping[str, Any]) -> None:
+    """Make ``values`` (:func:`current` before a synchronous handler ran) current again: it
+    ran in its caller's context (an actor's turn: the kernel's, which every turn shares),
+    and what it added would have stayed there for every later message."""
+    if _VALUES.get() is not values:
+        _VALUES.set(values)
+
+
 def run_with(
     values: Mapping[str, Any] | None, function: Callable[..., R], *args: Any, **kwargs: Any
 ) -> R:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from actors.app import App
-from actors.handler import Remote, handler
+from actors.handler import Handler, Remote, handler
 from actors.propagation import (
     add_to_propagated,
     get_propagated,
@@ -21,7 +21,7 @@ from actors.propagation import (
     run_with,
 )
 from actors.session import Session
-from actors.testing import MemoryCluster, cluster_app
+from actors.testing import MemoryCluster, TestClient, cluster_app
 
 
 class Shop(Remote):
@@ -122,3 +122,35 @@ def test_values_are_current_only_while_the_function_runs() -> None:
     assert run_with(None, get_propagated, "a", "none") == "none"
     # A request without values, run inside one with values, sees none.
     assert run_with({"a": 1}, run_with, None, propagated) == {}
+
+
+class Front(Handler):
+    """A frontend's own handlers: one adds a value and makes no RPC, one makes an RPC."""
+
+    service = "front"
+
+    @handler
+    def tag(self, session: Session) -> dict[str, bool]:
+        add_to_propagated("tenant", "from-tag")
+        return {"tagged": True}
+
+    @handler
+    async def ask(self, session: Session) -> Any:
+        return await self.app.rpc("shop.shop.seen", {})
+
+
+async def test_a_value_a_synchronous_handler_adds_ends_with_its_message() -> None:
+    """A synchronous handler runs in its session's turn, in the actor kernel's context: a
+    value it added stayed there, and every later message's RPCs (another player's too)
+    carried it."""
+    network = MemoryCluster()
+    shop = cluster_app(network, "shop", server_id="shop-1")
+    shop.register_remote(Shop)
+    front = cluster_app(network, "connector", server_id="c-1")
+    front.register(Front)
+    test = TestClient(front)
+    async with shop, test as ann:
+        bob = await test.connect()
+        await ann.request("connector.front.tag")
+        assert await ann.request("connector.front.ask") == {}
+        assert await bob.request("connector.front.ask") == {}
