@@ -32,6 +32,7 @@ from actors.config import option_default
 from transport.bounded import finite_float
 
 __all__ = [
+    "MAX_RETRY_DELAY",
     "RPC_QUEUE",
     "MalformedJob",
     "RetryOptions",
@@ -206,6 +207,11 @@ def may_retry(job: dict[str, Any]) -> bool:
     return retry and count < limit
 
 
+MAX_RETRY_DELAY = 365 * 24 * 3600
+"""Seconds before a retry whose options give no finite delay (a huge ``exp`` and no
+``max_delay``, a NaN): a year, where ``int()`` of an infinity raised."""
+
+
 def retry_delay(count: int, options: Any, rand: random.Random | None = None) -> int:
     """Seconds before retry ``count``: go-workers' ``secondsToDelay`` with the job's
     ``retry_options`` (defaults for a missing one: exp 4, min_delay 15, no max_delay,
@@ -216,9 +222,18 @@ def retry_delay(count: int, options: Any, rand: random.Random | None = None) -> 
         min_delay = _number(options.get("min_delay"), min_delay)
         max_delay = _number(options.get("max_delay"), max_delay)
         max_rand = _number(options.get("max_rand"), max_rand)
-    power = float(count) ** exp
-    jitter = (rand or random).randrange(int(max_rand)) if max_rand > 0 else 0
-    return int(min(power + min_delay + jitter * (count + 1), max_delay))
+    try:
+        power = float(count) ** exp
+    except OverflowError:  # Go's math.Pow gives +Inf, then capped by max_delay
+        power = math.inf
+    # int(max_rand) may be 0 (a max_rand below 1) or not exist (an infinity, a NaN): no jitter
+    # then, where randrange raised and the failed job stuck in progress until a restart.
+    limit = int(max_rand) if math.isfinite(max_rand) else 0
+    jitter = (rand or random).randrange(limit) if limit > 0 else 0
+    delay = min(power + min_delay + jitter * (count + 1), max_delay)
+    if not math.isfinite(delay):  # no bound (or a NaN): the longest delay a retry may have
+        return MAX_RETRY_DELAY
+    return int(delay)
 
 
 def _number(value: Any, default: float) -> float:

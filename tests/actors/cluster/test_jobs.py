@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from actors.cluster.gojson import GoJsonError, from_go_json, to_go_json
 from actors.cluster.jobs import (
+    MAX_RETRY_DELAY,
     MalformedJob,
     RetryOptions,
     encode_rpc_job,
@@ -286,3 +287,21 @@ def test_a_due_job_with_an_empty_or_odd_queue_cannot_go_back() -> None:
     before = time.time()
     queue, back = requeued_job(b'{"queue": "ns:rpc"}', "ns:") or ("", b"")
     assert queue == "rpc" and before <= json.loads(back)["enqueued_at"] <= time.time()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"exp": 1, "min_delay": 0, "max_rand": 0.5}, 3),  # below 1: no jitter
+        ({"exp": 1, "min_delay": 0, "max_rand": float("inf")}, 3),
+        ({"exp": 1, "min_delay": 0, "max_rand": float("nan")}, 3),
+        ({"exp": 1e6, "max_rand": 0, "max_delay": 60}, 60),  # Go: +Inf, capped
+        ({"exp": 1e6, "max_rand": 0}, MAX_RETRY_DELAY),  # nothing caps it
+        ({"exp": 1, "min_delay": float("nan"), "max_rand": 0}, MAX_RETRY_DELAY),
+    ],
+)
+def test_options_go_never_writes_still_give_a_delay(options: dict[str, Any], expected: int) -> None:
+    """A job is read from Redis, where anything may have written it: these raised
+    (``randrange(0)``, an overflow, ``int`` of an infinity) and the failed job stuck in
+    progress until the worker's next start."""
+    assert retry_delay(3, options) == expected
