@@ -320,11 +320,12 @@ class Cluster:
             type(self.discovery).__name__,
         )
 
-    async def _probe_frontend(self, frontend_id: str, frontend_type: str) -> None:
-        """Ask a frontend that left discovery whether it still runs: any answer (here the
-        error "session 0 not found": sessions count from 1) says a process serves its id;
-        ServerUnreachable that none does."""
-        await self.outbound.fetch_handshake(frontend_id, 0, frontend_type)
+    async def _probe_frontend(
+        self, frontend_id: str, frontend_type: str, ids: list[int]
+    ) -> list[int]:
+        """Which of ``ids`` are open sessions of that frontend; ServerUnreachable when no
+        process serves its id."""
+        return await self.outbound.sessions_open(frontend_id, frontend_type, ids)
 
     def _close_here(self, sessions: list[ServedSession]) -> None:
         if self.bridge is not None:

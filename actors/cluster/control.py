@@ -17,6 +17,7 @@ class                  route                    body                         ans
 :class:`UidPush`       ``pysys.pushuser``       ``Push``                     ack / PIT-404
 :class:`SessionEvent`  ``pysys.sessionevent``   ``{"event", "routes"}``      ack (notify)
 :class:`HandshakeGet`  ``pysys.handshake``      empty; session ``{id}``      ``{"hs": ...}``
+:class:`SessionsOpen`  ``pysys.sessionsopen``   ``{"ids": [...]}``           ``{"open": [...]}``
 =====================  =======================  ===========================  ================
 
 (*) and the kick's reason in a field Go's message has not (``codec.KICK_REASON_FIELD``).
@@ -155,6 +156,18 @@ class HandshakeGet:
     sid: int
 
 
+@dataclass(frozen=True, slots=True)
+class SessionsOpen:
+    """To a frontend: which of its sessions ``ids`` are still open (a backend's check of the
+    sessions it remembers, ``actors.cluster.served_sessions``)."""
+
+    route: ClassVar[str] = "pysys.sessionsopen"
+    ids: tuple[int, ...]
+
+
+MAX_SESSIONS_ASKED = 10_000
+"""Session ids one :class:`SessionsOpen` may ask about."""
+
 Control = (
     SessionBind
     | SessionData
@@ -164,6 +177,7 @@ Control = (
     | UidKick
     | SessionEvent
     | HandshakeGet
+    | SessionsOpen
 )
 
 SESSION_EVENT_ROUTE = SessionEvent.route
@@ -181,6 +195,7 @@ CONTROL_ROUTES = GO_CONTROL_ROUTES | {
     UidPush.route,
     SessionEvent.route,
     HandshakeGet.route,
+    SessionsOpen.route,
 }
 """The routes that are controls, not remotes."""
 
@@ -227,6 +242,8 @@ def control_request(control: Control, notify: bool = False) -> RpcRequest:
         )
     elif isinstance(control, HandshakeGet):
         return RpcRequest(USER, control.route, b"", _target(control.sid, None), notify)
+    elif isinstance(control, SessionsOpen):
+        body = encode_json_body({"ids": list(control.ids)})
     else:
         body = encode_json_body({"event": control.event, "routes": sorted(control.routes)})
     return RpcRequest(USER, control.route, body, notify=notify)
@@ -256,6 +273,15 @@ def decode_control(route: str, request: RpcRequest) -> Control:
         if not isinstance(event, str) or not isinstance(routes, list):
             raise BadRequest("a session event needs an event name and a list of routes")
         return SessionEvent(event, frozenset(str(r) for r in routes))
+    if route == SessionsOpen.route:
+        ids = decode_json_body(body).get("ids")
+        if (
+            not isinstance(ids, list)
+            or len(ids) > MAX_SESSIONS_ASKED
+            or not all(type(sid) is int for sid in ids)
+        ):
+            raise BadRequest(f"{route} needs a list of at most {MAX_SESSIONS_ASKED} session ids")
+        return SessionsOpen(tuple(ids))
     target = request.session
     if target is None:
         raise BadRequest(f"{route} without the target session")
@@ -415,6 +441,10 @@ class ControlHandler:
             self.to_uid(UserKick(control.uid, control.reason))
             return encode_kick_answer(True)
         assert not isinstance(control, SessionBind | SessionEvent)  # _act_later's
+        if isinstance(control, SessionsOpen):
+            sessions = self.sessions
+            open_ids = [sid for sid in control.ids if sessions.get(sid) is not None]
+            return encode_answer(encode_json_body({"open": open_ids}))
         session = self._session(control.sid)
         if isinstance(control, HandshakeGet):
             handshake = session.handshake

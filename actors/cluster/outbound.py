@@ -52,6 +52,7 @@ from actors.cluster.control import (
     SessionEvent,
     SessionKick,
     SessionPush,
+    SessionsOpen,
     UidKick,
     UidPush,
     control_request,
@@ -461,6 +462,21 @@ class Outbound:
         answer = await self.ask(server, control_request(HandshakeGet(session_id)), self.rpc_timeout)
         handshake = decode_json_body(answer).get("hs")
         return handshake if isinstance(handshake, dict) else None
+
+    async def sessions_open(
+        self, frontend_id: str, frontend_type: str, ids: list[int]
+    ) -> list[int]:
+        """Which of ``ids`` are open sessions of the frontend ``frontend_id`` (one of ours),
+        asked with ``pysys.sessionsopen``; raises its error (ServerUnreachable: nobody is
+        there)."""
+        server = self._frontend(frontend_id, frontend_type, True)
+        if server is None:
+            raise InternalError(f"frontend {frontend_id[:MAX_LOGGED_ID]} cannot be asked")
+        answer = await self.ask(server, control_request(SessionsOpen(tuple(ids))), self.rpc_timeout)
+        open_ids = decode_json_body(answer).get("open")
+        if not isinstance(open_ids, list):
+            raise InternalError(f"frontend {frontend_id[:MAX_LOGGED_ID]} answered no session ids")
+        return [sid for sid in open_ids if type(sid) is int]
 
     def frontend_notify(
         self,

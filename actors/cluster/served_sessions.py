@@ -9,14 +9,20 @@ its close event, and closes here those of a frontend that is gone:
 
 * **restarted**: discovery lists its id with another incarnation (:data:`INCARNATION_KEY`, a
   token each server of ours draws when it starts): no session of the old process is left;
-* **dead**: discovery does not list it (its lease expired, or it left to drain) and a probe
-  finds nobody there (NATS's "no responders"; over gRPC, no connection could be made). A
-  frontend that left discovery to drain answers the probe: it still sends its closes.
+* **dead**: discovery does not list it (its lease expired, or it left to drain) and asking
+  it finds nobody there (NATS's "no responders"; over gRPC, no connection could be made). A
+  frontend that left discovery to drain answers: it still sends its closes;
+* **a close lost**: the frontend lives, but says a session is not open, twice at least
+  :data:`CONFIRM_AFTER` seconds apart (its close event was given up during an outage, or
+  never sent): the second time, however late a message sent before the close is, it was
+  handled.
 
-Checked every :data:`SWEEP_INTERVAL` seconds while sessions are remembered (one probe per
-frontend at a time). The closes are handed to the bridge (``close_here``), which runs each in
-its session's turn, after the messages of that session still running or waiting, with the
-callbacks the frontend's close event would have run.
+Checked every :data:`SWEEP_INTERVAL` seconds while sessions are remembered. A frontend not
+listed is asked each time, a listed one every :data:`AUDIT_INTERVAL` seconds, which of at
+most :data:`AUDIT_BATCH` of its sessions are open (``pysys.sessionsopen``: the longest
+unasked first), one question per frontend at a time. The closes are handed to the bridge
+(``close_here``), which runs each in its session's turn, after the messages of that session
+still running or waiting, with the callbacks the frontend's close event would have run.
 
 **Once per session.** A close event that comes after a close made here (a frontend cut off
 from NATS and etcd for longer than its lease, which then came back with the closes it held)
@@ -36,6 +42,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from actors.cluster.codec import SessionSnapshot, without_handshake
@@ -54,15 +61,23 @@ INCARNATION_KEY = "pitayaActorsIncarnation"
 same id has another)."""
 SWEEP_INTERVAL = 2.0
 """Seconds between two checks of the frontends whose sessions are remembered."""
+AUDIT_INTERVAL = 30.0
+"""Seconds between two questions to a listed frontend about which sessions are open."""
+AUDIT_BATCH = 1_000
+"""Session ids one question asks about."""
+CONFIRM_AFTER = 10.0
+"""Seconds a frontend must say a session is not open, asked again, before it is closed here:
+a message of the session sent before its close may still be on its way (its close event,
+lost, kept no order with it)."""
 MAX_SESSIONS = 100_000
 """Sessions remembered in all (a few hundred bytes each, with their last snapshot)."""
 MAX_CLOSED_HERE = 10_000
 """Closes made here remembered, so that a late close event of the same session runs none of
 its callbacks again."""
 
-Probe = Callable[[str, str], Awaitable[object]]
-"""Asks the frontend (id, type) anything: raises ServerUnreachable when nobody is there; any
-answer, an error too, says a process serves that id."""
+Probe = Callable[[str, str, list[int]], Awaitable[list[int]]]
+"""Asks the frontend (id, type) which of the session ids are open: raises ServerUnreachable
+when nobody is there; another error says nothing (asked again later)."""
 
 
 @dataclass(slots=True)
@@ -82,6 +97,11 @@ class _Frontend:
     """From discovery when its first session came (None: not listed then, or an older
     server of ours: taken at the next check)."""
     sessions: dict[int, ServedSession] = field(default_factory=dict)
+    """Oldest asked about (or remembered) first."""
+    asked_at: float = 0.0
+    """Loop time of the last question (or of its first session)."""
+    not_open: dict[int, float] = field(default_factory=dict)
+    """Sessions it said are not open, with the loop time it first said so."""
     probing: bool = False
 
 
@@ -99,6 +119,7 @@ class ServedSessions:
         wanted: Callable[[], bool],
         server_id: str,
         interval: float | None = None,
+        audit_interval: float | None = None,
         limit: int = MAX_SESSIONS,
     ) -> None:
         self._discovery = discovery
@@ -107,6 +128,7 @@ class ServedSessions:
         self._wanted = wanted
         self._log = ServerLog(log, server_id)
         self._interval = SWEEP_INTERVAL if interval is None else interval
+        self._audit_interval = AUDIT_INTERVAL if audit_interval is None else audit_interval
         self._limit = limit
         self._frontends: dict[str, _Frontend] = {}
         self._count = 0
@@ -155,6 +177,7 @@ class ServedSessions:
             frontend = self._frontends[snapshot.frontend_id] = _Frontend(
                 snapshot.frontend_type,
                 listed.metadata.get(INCARNATION_KEY) if listed is not None else None,
+                asked_at=asyncio.get_running_loop().time(),
             )
         frontend.sessions[snapshot.id] = ServedSession(without_handshake(snapshot), {route})
         self._count += 1
@@ -181,6 +204,7 @@ class ServedSessions:
         frontend = self._frontends.get(frontend_id)
         if frontend is not None and frontend.sessions.pop(session_id, None) is not None:
             self._count -= 1
+            frontend.not_open.pop(session_id, None)
             if not frontend.sessions:
                 del self._frontends[frontend_id]
         return True
@@ -194,27 +218,31 @@ class ServedSessions:
             self._sweep = None
 
     def check(self) -> None:
-        """Close the sessions of the frontends gone; probe those discovery does not list."""
+        """Close the sessions of the frontends gone; ask those discovery does not list, and
+        the others once per :data:`AUDIT_INTERVAL`, which sessions are open."""
+        now = asyncio.get_running_loop().time()
         for frontend_id, frontend in list(self._frontends.items()):
             listed = self._discovery.server(frontend_id)
-            if listed is None:
-                if not frontend.probing:
-                    frontend.probing = True
-                    task = asyncio.get_running_loop().create_task(
-                        self._probing(frontend_id, frontend)
-                    )
-                    self._probes.add(task)
-                    task.add_done_callback(self._probes.discard)
-                continue
-            incarnation = listed.metadata.get(INCARNATION_KEY)
-            if frontend.incarnation is None:
-                frontend.incarnation = incarnation
-            elif incarnation != frontend.incarnation:
-                self._lost(frontend_id, "restarted")
+            if listed is not None:
+                incarnation = listed.metadata.get(INCARNATION_KEY)
+                if frontend.incarnation is None:
+                    frontend.incarnation = incarnation
+                elif incarnation != frontend.incarnation:
+                    self._lost(frontend_id, "restarted")
+                    continue
+                if now - frontend.asked_at < self._audit_interval:
+                    continue
+            if not frontend.probing:
+                frontend.probing = True
+                frontend.asked_at = now
+                task = asyncio.get_running_loop().create_task(self._probing(frontend_id, frontend))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
 
     async def _probing(self, frontend_id: str, frontend: _Frontend) -> None:
+        asked = list(islice(frontend.sessions, AUDIT_BATCH))
         try:
-            await self._probe(frontend_id, frontend.frontend_type)
+            open_ids = await self._probe(frontend_id, frontend.frontend_type, asked)
         except ServerUnreachable:
             if (
                 self._frontends.get(frontend_id) is frontend
@@ -222,14 +250,50 @@ class ServedSessions:
             ):
                 self._lost(frontend_id, "gone from discovery, and nobody answers for it")
         except Exception as exc:  # a timeout, our own transport down: not known, asked again
-            self._log.debug("frontend %s not probed: %s", frontend_id[:MAX_LOGGED_ID], exc)
+            self._log.debug("frontend %s not asked: %s", frontend_id[:MAX_LOGGED_ID], exc)
+        else:
+            if self._frontends.get(frontend_id) is frontend:
+                self._answered(frontend_id, frontend, asked, set(open_ids))
         finally:
             frontend.probing = False
+
+    def _answered(
+        self, frontend_id: str, frontend: _Frontend, asked: list[int], open_ids: set[int]
+    ) -> None:
+        """Close the sessions it said twice, :data:`CONFIRM_AFTER` apart, are not open."""
+        now = asyncio.get_running_loop().time()
+        sessions, not_open = frontend.sessions, frontend.not_open
+        closed: list[ServedSession] = []
+        for sid in asked:
+            seen = sessions.pop(sid, None)
+            if seen is None:  # its close event came meanwhile
+                not_open.pop(sid, None)
+            elif sid in open_ids:
+                not_open.pop(sid, None)
+                sessions[sid] = seen  # to the end: the next question asks of others first
+            elif now - not_open.setdefault(sid, now) >= CONFIRM_AFTER:
+                not_open.pop(sid)
+                closed.append(seen)
+            else:
+                sessions[sid] = seen
+        if not closed:
+            return
+        self._count -= len(closed)
+        if not sessions:
+            del self._frontends[frontend_id]
+        self._closing_here(
+            frontend_id,
+            "says they are not open",
+            closed,
+        )
 
     def _lost(self, frontend_id: str, why: str) -> None:
         frontend = self._frontends.pop(frontend_id)
         sessions = list(frontend.sessions.values())
         self._count -= len(sessions)
+        self._closing_here(frontend_id, why, sessions)
+
+    def _closing_here(self, frontend_id: str, why: str, sessions: list[ServedSession]) -> None:
         closed_here = self._closed_here
         for session in sessions:
             closed_here[(frontend_id, session.snapshot.id)] = None

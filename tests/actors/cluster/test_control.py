@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 
-from actors.cluster.codec import USER, CodecError, RpcRequest, SessionSnapshot
+from actors.cluster.codec import USER, CodecError, RpcRequest, SessionSnapshot, read_answer
 from actors.cluster.control import (
     CONTROL_ROUTES,
     GO_CONTROL_ROUTES,
@@ -19,6 +20,7 @@ from actors.cluster.control import (
     SessionEvent,
     SessionKick,
     SessionPush,
+    SessionsOpen,
     UidKick,
     UidPush,
     control_request,
@@ -40,6 +42,7 @@ CASES: list[tuple[Control, str]] = [
     (UidPush("ann", "onMsg", b"{}"), "pysys.pushuser"),
     (SessionEvent("close", frozenset({"room.room.join", "room.room.chat"})), "pysys.sessionevent"),
     (HandshakeGet(7), "pysys.handshake"),
+    (SessionsOpen((1, 7, 9)), "pysys.sessionsopen"),
 ]
 
 
@@ -53,7 +56,7 @@ def test_each_control_is_a_user_rpc_on_its_route_and_decodes_back(
     assert decode_control(route, request) == control
 
 
-def test_the_control_routes_are_exactly_the_eight_and_three_are_gos() -> None:
+def test_the_control_routes_are_exactly_the_nine_and_three_are_gos() -> None:
     assert {route for _, route in CASES} == CONTROL_ROUTES
     assert {"sys.bindsession", "sys.pushsession", "sys.kick"} == GO_CONTROL_ROUTES
 
@@ -143,3 +146,37 @@ def test_failed_controls_nobody_waits_for_are_logged_at_warning_once_per_10_s(
         "[front-1] pysys.kick failed: PIT-500: session 9 not found on front-1 "
         "(4 more since the last such line, not logged)"
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"ids": "1"}', b'{"ids": [1, "2"]}', b'{"ids": [true]}', b'{"ids": [1.5]}', b"{}"],
+)
+def test_a_malformed_question_of_open_sessions_is_refused(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="needs a list of at most 10000 session ids"):
+        decode_control("pysys.sessionsopen", RpcRequest(USER, "pysys.sessionsopen", body))
+
+
+def test_too_many_session_ids_in_one_question_are_refused() -> None:
+    request = control_request(SessionsOpen(tuple(range(10_001))))
+    with pytest.raises(BadRequest):
+        decode_control("pysys.sessionsopen", request)
+    request = control_request(SessionsOpen(tuple(range(10_000))))
+    assert len(decode_control("pysys.sessionsopen", request).ids) == 10_000  # type: ignore[union-attr]
+
+
+async def test_a_frontend_says_which_of_the_sessions_asked_of_are_open() -> None:
+    sessions = SessionRegistry()
+    open_ids = [sessions.next_id() for _ in range(3)]
+    for sid in open_ids:
+        sessions.add(SimpleNamespace(id=sid, uid=None))  # type: ignore[arg-type]
+    handler = ControlHandler(
+        server_id="front-1",
+        sessions=sessions,
+        session_events=RemoteSessionEvents(),
+        backend_session=lambda snapshot, read_only: None,  # type: ignore[arg-type,return-value]
+    )
+    answers: list[bytes] = []
+    asked = SessionsOpen((open_ids[0], 99, open_ids[2]))
+    handler.on_request("pysys.sessionsopen", control_request(asked), answers.append)
+    assert [json.loads(read_answer(a)) for a in answers] == [{"open": [open_ids[0], open_ids[2]]}]

@@ -41,22 +41,30 @@ class Table:
 
 
 class Probe:
-    """Answers with ``outcome``: None (someone is there) or the error it raises."""
+    """Raises ``outcome`` if set; else says the sessions asked are open, but ``closed``."""
 
     def __init__(self) -> None:
         self.outcome: Exception | None = None
+        self.closed: set[int] = set()
         self.asked: list[tuple[str, str]] = []
-        self.answered = asyncio.Event()
+        self.ids: list[list[int]] = []
 
-    async def __call__(self, frontend_id: str, frontend_type: str) -> None:
+    async def __call__(self, frontend_id: str, frontend_type: str, ids: list[int]) -> list[int]:
         self.asked.append((frontend_id, frontend_type))
-        self.answered.set()
+        self.ids.append(ids)
         if self.outcome is not None:
             raise self.outcome
+        return [sid for sid in ids if sid not in self.closed]
 
 
 class Sessions:
-    def __init__(self, wanted: bool = True, limit: int = 100, interval: float = 3600) -> None:
+    def __init__(
+        self,
+        wanted: bool = True,
+        limit: int = 100,
+        interval: float = 3600,
+        audit_interval: float = 3600,
+    ) -> None:
         self.table = Table()
         self.probe = Probe()
         self.closed: list[ServedSession] = []
@@ -68,6 +76,7 @@ class Sessions:
             lambda: self.wanted,
             "room-1",
             interval=interval,
+            audit_interval=audit_interval,
             limit=limit,
         )
 
@@ -140,7 +149,7 @@ async def test_a_frontend_back_in_discovery_before_the_probe_answers_is_not_clos
     del s.table.servers["c-1"]
     gate = asyncio.Event()
 
-    async def late(frontend_id: str, frontend_type: str) -> None:
+    async def late(frontend_id: str, frontend_type: str, ids: list[int]) -> list[int]:
         await gate.wait()
         raise ServerUnreachable("nobody")
 
@@ -327,7 +336,7 @@ async def test_each_frontend_is_checked_and_probed_once_at_a_time(
     gate = asyncio.Event()
     asked: list[str] = []
 
-    async def slow(frontend_id: str, frontend_type: str) -> None:
+    async def slow(frontend_id: str, frontend_type: str, ids: list[int]) -> list[int]:
         asked.append(frontend_id)
         await gate.wait()
         raise ServerUnreachable("nobody")
@@ -365,7 +374,7 @@ async def test_a_probe_that_cannot_tell_is_logged_at_debug(
     s.probe.outcome = RpcTimeout("no answer within 5s")
     s.served.check()
     await s.settle()
-    assert "[room-1] frontend c-1 not probed: " in caplog.text
+    assert "[room-1] frontend c-1 not asked: " in caplog.text
     assert "no answer within 5s" in caplog.text
 
 
@@ -389,8 +398,9 @@ async def test_once_closed_it_remembers_nothing_and_checks_no_more() -> None:
     s = Sessions(interval=0.01)
     gate = asyncio.Event()
 
-    async def stuck(frontend_id: str, frontend_type: str) -> None:
+    async def stuck(frontend_id: str, frontend_type: str, ids: list[int]) -> list[int]:
         await gate.wait()
+        return ids
 
     s.served._probe = stuck
     s.message(1)  # not listed: probed, the probe never answers
@@ -401,3 +411,146 @@ async def test_once_closed_it_remembers_nothing_and_checks_no_more() -> None:
     assert len(s.served) == 0
     s.message(2)
     assert len(s.served) == 0 and s.served._sweep is None
+
+
+# -- a close event lost while its frontend lives -----------------------------------------------
+
+
+def said_not_open_long_ago(s: Sessions, frontend: str = "c-1") -> None:
+    """As if the frontend first said so CONFIRM_AFTER seconds ago (no sleep in the test)."""
+    not_open = s.served._frontends[frontend].not_open
+    for sid in not_open:
+        not_open[sid] -= served_sessions.CONFIRM_AFTER
+
+
+async def test_a_session_its_frontend_says_twice_is_not_open_is_closed_here(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.cluster.served_sessions")
+    s = Sessions(audit_interval=0)
+    s.table.list("c-1", "one")
+    for sid in (1, 2, 3):
+        s.message(sid, uid=f"u{sid}")
+    s.probe.closed = {2}  # its close event was given up during an outage
+    s.served.check()
+    await s.settle()
+    assert s.closed == [] and len(s.served) == 3  # once is not enough: a message may lag
+    s.served.check()
+    await s.settle()
+    assert s.closed == []  # nor twice at once
+    said_not_open_long_ago(s)
+    s.served.check()
+    await s.settle()
+    assert [(c.snapshot.id, c.snapshot.uid) for c in s.closed] == [(2, "u2")]
+    assert len(s.served) == 2
+    assert "frontend c-1 says they are not open: closing here the 1 session(s)" in caplog.text
+    assert not s.served.closing("c-1", 2)  # its event, if it comes after all, runs nothing
+
+
+async def test_a_session_said_not_open_once_then_open_again_stays() -> None:
+    s = Sessions(audit_interval=0)
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.probe.closed = {1}
+    s.served.check()
+    await s.settle()
+    s.probe.closed = set()  # (a frontend's answer raced its registry: it is open)
+    s.served.check()
+    await s.settle()
+    said_not_open_long_ago(s)  # nothing to age: it was cleared
+    s.probe.closed = {1}
+    s.served.check()
+    await s.settle()
+    assert s.closed == []  # said not open once more, not twice in a row
+    said_not_open_long_ago(s)
+    s.served.check()
+    await s.settle()
+    assert [c.snapshot.id for c in s.closed] == [1]
+
+
+async def test_a_listed_frontend_is_asked_once_per_audit_interval() -> None:
+    s = Sessions(audit_interval=3600)
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.served.check()
+    await s.settle()
+    assert s.probe.asked == []  # its first session is new: not asked yet
+    s.served._frontends["c-1"].asked_at -= 3600
+    s.served.check()
+    s.served.check()
+    await s.settle()
+    assert s.probe.asked == [("c-1", "connector")]
+
+
+async def test_each_question_asks_first_of_the_sessions_asked_of_longest_ago(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(served_sessions, "AUDIT_BATCH", 2)
+    s = Sessions(audit_interval=0)
+    s.table.list("c-1", "one")
+    for sid in (1, 2, 3, 4, 5):
+        s.message(sid)
+    for _ in range(3):
+        s.served.check()
+        await s.settle()
+    assert s.probe.ids == [[1, 2], [3, 4], [5, 1]]
+
+
+async def test_a_close_event_that_comes_while_the_frontend_is_asked_is_not_repeated() -> None:
+    s = Sessions(audit_interval=0)
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.message(2)
+    s.probe.closed = {1}
+    s.served.check()
+    await s.settle()
+    assert s.served.closing("c-1", 1)  # its event came: forgotten, with what was said of it
+    assert s.served._frontends["c-1"].not_open == {}
+    gate = asyncio.Event()
+
+    async def slow(frontend_id: str, frontend_type: str, ids: list[int]) -> list[int]:
+        await gate.wait()
+        return []  # none open by the time it answers
+
+    s.served._probe = slow
+    s.served.check()  # asks of 2
+    assert s.served.closing("c-1", 2)  # whose event comes before the answer
+    gate.set()
+    await s.settle()
+    assert s.closed == [] and len(s.served) == 0 and "c-1" not in s.served._frontends
+
+
+async def test_a_room_closes_a_session_whose_close_event_was_lost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The frontend lives, but the close event of one session never reached the room (given
+    up during an outage): the room asks the frontend, and closes it after CONFIRM_AFTER."""
+    monkeypatch.setattr(served_sessions, "SWEEP_INTERVAL", 0.02)
+    monkeypatch.setattr(served_sessions, "AUDIT_INTERVAL", 0.02)
+    monkeypatch.setattr(served_sessions, "CONFIRM_AFTER", 0.1)
+    caplog.set_level(logging.INFO, logger="actors.cluster.served_sessions")
+    events: list[str | None] = []
+
+    def setup(room: App) -> None:
+        room.on_remote_session_close(lambda s: events.append(s.uid))
+
+    async with cluster(room_setup=setup) as net:
+        front = net.connectors[0].cluster
+        assert front is not None
+        lost = front.users.session_event
+
+        def lose_closes(session: Any, event: str) -> None:
+            if event != "close":
+                lost(session, event)
+
+        monkeypatch.setattr(front.users, "session_event", lose_closes)
+        ann, bob = await net.client(), await net.client()
+        await ann.request("connector.entry.login", {"uid": "ann"})
+        await bob.request("connector.entry.login", {"uid": "bob"})
+        await ann.request("room.ops.whoami")
+        await bob.request("room.ops.whoami")
+        await ann.close()
+        await until(lambda: events == ["ann"], timeout=5)
+        assert "frontend c-1 says they are not open: closing here the 1 session(s)" in caplog.text
+        await bob.request("room.ops.whoami")  # still open: not closed here
+        assert events == ["ann"]
