@@ -266,9 +266,9 @@ class ServedSessions:
         closed: list[ServedSession] = []
         for sid in asked:
             seen = sessions.pop(sid, None)
-            if seen is None:  # its close event came meanwhile
-                not_open.pop(sid, None)
-            elif sid in open_ids:
+            if seen is None:  # its close event came meanwhile (which forgot it whole)
+                continue
+            if sid in open_ids:
                 not_open.pop(sid, None)
                 sessions[sid] = seen  # to the end: the next question asks of others first
             elif now - not_open.setdefault(sid, now) >= CONFIRM_AFTER:

@@ -445,6 +445,14 @@ async def test_a_session_its_frontend_says_twice_is_not_open_is_closed_here(
     assert len(s.served) == 2
     assert "frontend c-1 says they are not open: closing here the 1 session(s)" in caplog.text
     assert not s.served.closing("c-1", 2)  # its event, if it comes after all, runs nothing
+    s.probe.closed = {1, 3}  # the others, asked of again, close in their turn
+    s.served.check()
+    await s.settle()
+    said_not_open_long_ago(s)
+    s.served.check()
+    await s.settle()
+    assert [c.snapshot.id for c in s.closed] == [2, 1, 3]
+    assert len(s.served) == 0 and "c-1" not in s.served._frontends  # nothing left of it
 
 
 async def test_a_session_said_not_open_once_then_open_again_stays() -> None:
@@ -499,25 +507,29 @@ async def test_each_question_asks_first_of_the_sessions_asked_of_longest_ago(
 async def test_a_close_event_that_comes_while_the_frontend_is_asked_is_not_repeated() -> None:
     s = Sessions(audit_interval=0)
     s.table.list("c-1", "one")
-    s.message(1)
-    s.message(2)
+    for sid in (1, 2, 3):
+        s.message(sid)
     s.probe.closed = {1}
     s.served.check()
     await s.settle()
     assert s.served.closing("c-1", 1)  # its event came: forgotten, with what was said of it
     assert s.served._frontends["c-1"].not_open == {}
-    gate = asyncio.Event()
+    gate, asked = asyncio.Event(), asyncio.Event()
 
     async def slow(frontend_id: str, frontend_type: str, ids: list[int]) -> list[int]:
+        assert ids == [2, 3]
+        asked.set()
         await gate.wait()
-        return []  # none open by the time it answers
+        return []  # neither is open by the time it answers
 
     s.served._probe = slow
-    s.served.check()  # asks of 2
+    s.served.check()
+    await asked.wait()
     assert s.served.closing("c-1", 2)  # whose event comes before the answer
     gate.set()
     await s.settle()
-    assert s.closed == [] and len(s.served) == 0 and "c-1" not in s.served._frontends
+    assert s.closed == [] and len(s.served) == 1
+    assert list(s.served._frontends["c-1"].not_open) == [3]  # 3 is said not open, once
 
 
 async def test_a_room_closes_a_session_whose_close_event_was_lost(
@@ -554,3 +566,17 @@ async def test_a_room_closes_a_session_whose_close_event_was_lost(
         assert "frontend c-1 says they are not open: closing here the 1 session(s)" in caplog.text
         await bob.request("room.ops.whoami")  # still open: not closed here
         assert events == ["ann"]
+
+
+async def test_every_frontend_is_checked_whatever_the_one_before_it() -> None:
+    """A frontend restarted, or not due for a question, is no reason to skip the next."""
+    s = Sessions(audit_interval=3600)
+    for frontend in ("c-1", "c-2", "c-3"):
+        s.table.list(frontend, "one")
+        s.message(1, frontend=frontend)
+    s.table.list("c-1", "two")  # restarted
+    s.served._frontends["c-3"].asked_at -= 3600  # c-2 is not due, c-3 is
+    s.served.check()
+    await s.settle()
+    assert [c.snapshot.frontend_id for c in s.closed] == ["c-1"]
+    assert s.probe.asked == [("c-3", "connector")]
