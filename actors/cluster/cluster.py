@@ -262,7 +262,7 @@ class Cluster:
             self.discovery,
             probe=self._probe_frontend,
             close_here=self._close_here,
-            wanted=lambda: events.closes_wanted,
+            events=events,
             server_id=self.me.id,
         )
         controls = ControlHandler(

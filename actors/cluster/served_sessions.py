@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from actors.cluster.codec import SessionSnapshot, without_handshake
 from actors.cluster.rpc import ServerUnreachable
@@ -74,6 +74,13 @@ MAX_SESSIONS = 100_000
 MAX_CLOSED_HERE = 10_000
 """Closes made here remembered, so that a late close event of the same session runs none of
 its callbacks again."""
+
+
+class CloseSubscriptions(Protocol):
+    """Whether a close callback is subscribed (``RemoteSessionEvents``)."""
+
+    closes_wanted: bool
+
 
 Probe = Callable[[str, str, list[int]], Awaitable[list[int]]]
 """Asks the frontend (id, type) which of the session ids are open: raises ServerUnreachable
@@ -107,8 +114,8 @@ class _Frontend:
 
 class ServedSessions:
     """The sessions of our frontends served here, closed here when their frontend is gone
-    (module docstring). ``wanted()``: whether a close callback is subscribed (else nothing
-    is remembered; read at each session's first message here); ``close_here(sessions)``:
+    (module docstring). ``events.closes_wanted``: whether a close callback is subscribed
+    (else nothing is remembered; read for every message here); ``close_here(sessions)``:
     run their close callbacks, each in its session's turn."""
 
     def __init__(
@@ -116,7 +123,7 @@ class ServedSessions:
         discovery: ServiceDiscovery,
         probe: Probe,
         close_here: Callable[[list[ServedSession]], None],
-        wanted: Callable[[], bool],
+        events: CloseSubscriptions,
         server_id: str,
         interval: float | None = None,
         audit_interval: float | None = None,
@@ -125,7 +132,7 @@ class ServedSessions:
         self._discovery = discovery
         self._probe = probe
         self._close_here = close_here
-        self._wanted = wanted
+        self._events = events
         self._log = ServerLog(log, server_id)
         self._interval = SWEEP_INTERVAL if interval is None else interval
         self._audit_interval = AUDIT_INTERVAL if audit_interval is None else audit_interval
@@ -144,6 +151,8 @@ class ServedSessions:
 
     def served(self, snapshot: SessionSnapshot, route: str) -> None:
         """A message of ``snapshot``'s session (from one of our frontends) for ``route``."""
+        if not self._events.closes_wanted:
+            return  # most backends: nothing to do per message
         frontend = self._frontends.get(snapshot.frontend_id)
         if frontend is not None:
             seen = frontend.sessions.get(snapshot.id)
@@ -158,7 +167,7 @@ class ServedSessions:
                     else:
                         routes.add(route)
                 return
-        if self._stopped or not self._wanted():
+        if self._stopped:
             return
         if self._count >= self._limit:
             self._full.log(

@@ -76,19 +76,17 @@ class RemoteSessionEvents:
             BIND: [],
             CLOSE: [],
         }
+        self.closes_wanted = False
+        """A close callback is subscribed (``actors.cluster.served_sessions`` remembers
+        sessions only then; read for every forwarded message, so an attribute)."""
 
     def subscribe(self, event: str, callback: RemoteSessionCallback, route: str | None) -> None:
         self._subscriptions[event].append((route, callback))
+        self.closes_wanted = bool(self._subscriptions[CLOSE])
 
     @property
     def wanted(self) -> bool:
         return any(self._subscriptions.values())
-
-    @property
-    def closes_wanted(self) -> bool:
-        """A close callback is subscribed (``actors.cluster.served_sessions`` remembers
-        sessions only then)."""
-        return bool(self._subscriptions[CLOSE])
 
     async def emit(self, event: str, session: Session, routes: set[str]) -> None:
         """Run the callbacks of ``event`` whose route filter matches ``routes``

@@ -68,12 +68,12 @@ class Sessions:
         self.table = Table()
         self.probe = Probe()
         self.closed: list[ServedSession] = []
-        self.wanted = wanted
+        self.closes_wanted = wanted
         self.served = ServedSessions(
             self.table,  # type: ignore[arg-type]
             self.probe,
             self.closed.extend,
-            lambda: self.wanted,
+            self,
             "room-1",
             interval=interval,
             audit_interval=audit_interval,
