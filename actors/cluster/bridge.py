@@ -46,12 +46,12 @@ from actors.cluster.codec import (
     decode_kick,
     decode_push,
     decode_request,
-    encode_answer,
     encode_error,
     rpc_serializer,
     with_handshake,
 )
 from actors.cluster.control import SESSION_EVENT_ROUTE, Finished, control_route
+from actors.cluster.forwarded import Forwarded, refuse, respond_to
 from actors.cluster.rpc import BIND, KICK, PUSH, REQUEST
 from actors.cluster.subjects import MAX_LOGGED_ID
 from actors.errors import BadRequest, RouteNotFound, TooManyRequests
@@ -69,7 +69,6 @@ if TYPE_CHECKING:
     from actors.cluster.rpc import BindListener, Respond, RPCClient
     from actors.cluster.served_sessions import ServedSession
     from actors.invocation import Invoker, LocalRoute
-    from actors.tally import Tally
     from actors.tracing import Tracing
     from transport.serializers import Serializer
 
@@ -355,7 +354,7 @@ class RpcBridge(Actor):
             key = (snapshot.frontend_id, snapshot.id)
             self.sequencer.submit(
                 key,
-                _Forwarded(
+                Forwarded(
                     self.invoker,
                     route,
                     BackendSession(snapshot, self.frontend, self.serializer),
@@ -384,7 +383,7 @@ class RpcBridge(Actor):
                 kind = HANDLER if sys else REMOTE
                 report_handler_time(metrics, name, received_ns, error, kind)
             if respond is not None:
-                _respond(respond, notify, result, error)
+                respond_to(respond, notify, result, error)
             in_flight.down()
 
         carry = self.carry
@@ -448,7 +447,7 @@ class RpcBridge(Actor):
                 self.on_dropped()
                 # Refused in its session's order, its body dropped now.
                 refused = TooManyRequests("too many large bodies waiting")
-                job = partial(_refuse, reply, refused, carry=carry, lane=lane)
+                job = partial(refuse, reply, refused, carry=carry, lane=lane)
             else:
                 self.waiting_bytes += size
         if lane is not None:
@@ -501,94 +500,3 @@ class RpcBridge(Actor):
         if handshake is not None:
             self.controls.handshakes.put(snapshot.frontend_id, snapshot.id, handshake)
         then(with_handshake(snapshot, handshake))
-
-
-class _Forwarded:
-    """A small forwarded message, the sequencer's job (see :meth:`RpcBridge._request`):
-    run its handler, answer, then ``finish``. One slotted object per message, not a partial
-    and a closure: this is the path of nearly every forwarded message."""
-
-    __slots__ = (
-        "carry",
-        "finish",
-        "in_flight",
-        "invoker",
-        "key",
-        "request",
-        "respond",
-        "route",
-        "session",
-    )
-
-    def __init__(
-        self,
-        invoker: Invoker,
-        route: LocalRoute,
-        session: BackendSession,
-        request: RpcRequest,
-        respond: Respond | None,
-        carry: SessionCarry,
-        key: tuple[str, int],
-        in_flight: Tally,
-    ) -> None:
-        self.invoker = invoker
-        self.route = route
-        self.session = session
-        self.request = request
-        self.respond = respond
-        self.carry = carry
-        self.key = key
-        self.in_flight = in_flight
-        """The server's count of requests in flight, this message counted until answered."""
-        self.finish: Callable[[], None] | None = None
-
-    def __call__(self, finish: Callable[[], None]) -> None:
-        self.finish = finish
-        request = self.request
-        self.carry.resume(self.key, self.session, request)
-        run_with(
-            request.propagated,
-            self.invoker.invoke,
-            self.route,
-            request.route,
-            self.session,
-            request.data,
-            request.notify,
-            self.done,
-        )
-
-    def done(self, result: Any, error: BaseException | None) -> None:
-        # ``finish`` is dropped first: the sequencer's finish refers to this job (a cycle).
-        finish, self.finish = self.finish, None
-        respond = self.respond
-        if respond is not None:
-            _respond(respond, self.request.notify, result, error)
-        self.in_flight.down()
-        if finish is not None:
-            self.carry.finish(self.key, self.session, finish)
-
-
-def _respond(respond: Respond, notify: bool, result: Any, error: BaseException | None) -> None:
-    """Answer a forwarded message or RPC: its error, ``ack`` for a notify (as Go does), or
-    the handler's encoded result."""
-    if error is not None:
-        respond(encode_error(error))
-    elif notify:
-        respond(ACK)
-    else:
-        respond(encode_answer(result or b""))
-
-
-def _refuse(
-    reply: Callable[[Any, BaseException | None], None],
-    error: BaseException,
-    finish: Callable[[], None] | None = None,
-    *,
-    carry: SessionCarry,
-    lane: tuple[str, int] | None,
-) -> None:
-    """A message's job that answers ``error`` (a :class:`~actors.invocation.Sequencer` job)."""
-    reply(None, error)
-    if finish is not None:  # a sequencer's job: one of a session's messages
-        assert lane is not None
-        carry.finish(lane, None, finish)  # if it was the session's last, its record goes
