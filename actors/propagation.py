@@ -87,6 +87,13 @@ def current() -> Mapping[str, Any]:
     return _VALUES.get()
 
 
+def adopt(values: Mapping[str, Any] | None) -> None:
+    """Make ``values`` (a request's) current in the running task, for the rest of it: only
+    in a task of the request's own (a task's context is its own copy)."""
+    if values:
+        _VALUES.set(values)
+
+
 def restore(values: Mapping[str, Any]) -> None:
     """Make ``values`` (:func:`current` before a synchronous handler ran) current again: it
     ran in its caller's context (an actor's turn: the kernel's, which every turn shares),

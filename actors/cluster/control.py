@@ -65,6 +65,7 @@ from actors.cluster.handshakes import HandshakeCache
 from actors.cluster.session_events import CLOSE
 from actors.errors import BadRequest, InternalError, UserNotHere
 from actors.logs import ServerLog, Throttle
+from actors.propagation import adopt as adopt_propagated
 from actors.session import KickSession, PushToClient
 
 if TYPE_CHECKING:
@@ -404,6 +405,9 @@ class ControlHandler:
                 answer = ACK
             else:
                 session = self._session(control.sid)
+                # What the backend's handler propagated is current for the bind callbacks
+                # (as Go's get its context); this coroutine is a task of its own.
+                adopt_propagated(request.propagated)
                 await session.bind(control.uid)
                 answer = CONTROL_ACK
         except Exception as exc:

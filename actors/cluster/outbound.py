@@ -429,15 +429,20 @@ class Outbound:
         frontend_type: str | None = None,
         extras: bool | None = None,
     ) -> None:
-        """A control request to a frontend; raises its error."""
+        """A control request to a frontend, with the values the calling handler propagates
+        (a Go frontend's bind callbacks read them, as ours do); raises its error."""
         server = self._frontend(frontend_id, frontend_type, extras)
         if server is None:
             raise InternalError(f"frontend {frontend_id[:MAX_LOGGED_ID]} not found in discovery")
+        request = control_request(control)
+        propagated = current_propagated()
+        if propagated:
+            request.metadata.update(propagated)
         if isinstance(control, UidPush):
             await self._push_to_user(server, control)
         elif isinstance(control, UidKick) and not has_extras(server.metadata):
             try:
-                await self.ask(server, control_request(control), self.rpc_timeout)
+                await self.ask(server, request, self.rpc_timeout)
             except PitayaError as exc:
                 # A Go frontend writes the kick packet, then closes the session; a client
                 # that closes first makes that close fail, and sys.kick answers this error
@@ -449,7 +454,7 @@ class Outbound:
         ):
             self._to_go_frontend(server, control)
         else:
-            await self.ask(server, control_request(control), self.rpc_timeout)
+            await self.ask(server, request, self.rpc_timeout)
 
     async def fetch_handshake(
         self, frontend_id: str, session_id: int, frontend_type: str

@@ -154,3 +154,30 @@ async def test_a_value_a_synchronous_handler_adds_ends_with_its_message() -> Non
         await ann.request("connector.front.tag")
         assert await ann.request("connector.front.ask") == {}
         assert await bob.request("connector.front.ask") == {}
+
+
+class Lobby(Handler):
+    """A backend's handler that binds its session with a value propagated."""
+
+    service = "lobby"
+
+    @handler
+    async def enter(self, session: Session) -> dict[str, bool]:
+        add_to_propagated("tenant", "t-9")
+        await session.bind("ann")
+        return {"in": True}
+
+
+async def test_the_values_of_a_backend_handler_reach_the_frontends_bind_callbacks() -> None:
+    """A backend's bind went to the frontend without them: its bind callbacks (Go's get
+    the caller's context) could not read what the request carried."""
+    network = MemoryCluster()
+    room = cluster_app(network, "room", server_id="room-1", frontend=False)
+    room.register(Lobby)
+    front = cluster_app(network, "connector", server_id="c-1")
+    seen: list[Any] = []
+    front.on_session_bind(lambda session: seen.append((session.uid, get_propagated("tenant"))))
+    async with room, TestClient(front) as client:
+        assert await client.request("room.lobby.enter") == {"in": True}
+    assert seen == [("ann", "t-9")]
+    assert get_propagated("tenant") is None
