@@ -8,7 +8,9 @@ they used here, and the session as its last message carried it: uid, data), forg
 its close event, and closes here those of a frontend that is gone:
 
 * **restarted**: discovery lists its id with another incarnation (:data:`INCARNATION_KEY`, a
-  token each server of ours draws when it starts): no session of the old process is left;
+  token each server of ours draws when it starts): no session of the old process is left.
+  Seen at the next check, or at a message of the new process before it (its session ids
+  begin from 1 again: one may bear the id of an old session);
 * **dead**: discovery does not list it (its lease expired, or it left to drain) and asking
   it finds nobody there (NATS's "no responders"; over gRPC, no connection could be made). A
   frontend that left discovery to drain answers: it still sends its closes;
@@ -154,6 +156,13 @@ class ServedSessions:
         if not self._events.closes_wanted:
             return  # most backends: nothing to do per message
         frontend = self._frontends.get(snapshot.frontend_id)
+        if frontend is not None and frontend.incarnation is not None:
+            # A restarted frontend numbers its sessions from 1 again: its clients, back
+            # before the next check, must not be taken for (and closed with) the old ones.
+            listed = self._discovery.server(snapshot.frontend_id)
+            if listed is not None and listed.metadata.get(INCARNATION_KEY) != frontend.incarnation:
+                self._lost(snapshot.frontend_id, "restarted")
+                frontend = None
         if frontend is not None:
             seen = frontend.sessions.get(snapshot.id)
             if seen is not None:

@@ -580,3 +580,23 @@ async def test_every_frontend_is_checked_whatever_the_one_before_it() -> None:
     await s.settle()
     assert [c.snapshot.frontend_id for c in s.closed] == ["c-1"]
     assert s.probe.asked == [("c-3", "connector")]
+
+
+async def test_the_sessions_of_a_restarted_frontend_are_not_closed_with_its_old_ones() -> None:
+    """Its session ids start again from 1: a message of the new process, come before the
+    check that sees the restart, is no message of the old session of that id."""
+    s = Sessions()
+    s.table.list("c-1", "first")
+    s.message(1, uid="ann")
+    s.message(2, uid="bob")
+    s.table.list("c-1", "second")  # restarted; its clients are back before the next check
+    s.message(1, "room.room.chat", uid="carl")
+    s.message(3, uid="dan")
+    assert [(c.snapshot.id, c.snapshot.uid, c.routes) for c in s.closed] == [
+        (1, "ann", {"room.room.join"}),
+        (2, "bob", {"room.room.join"}),
+    ]
+    s.served.check()
+    assert len(s.closed) == 2  # carl and dan live
+    assert len(s.served) == 2
+    assert s.served.closing("c-1", 1) is True  # carl's own close event runs its callbacks
