@@ -176,6 +176,9 @@ class ServedSessions:
                     else:
                         routes.add(route)
                 return
+        # Closed here before, yet it sends messages: it lives (its frontend came back), and
+        # its close event must run the callbacks, remembered here again or not.
+        self._closed_here.pop((snapshot.frontend_id, snapshot.id), None)
         if self._stopped:
             return
         if self._count >= self._limit:
@@ -199,8 +202,6 @@ class ServedSessions:
             )
         frontend.sessions[snapshot.id] = ServedSession(without_handshake(snapshot), {route})
         self._count += 1
-        # Closed here before, yet it sends messages: it lives (its frontend came back).
-        self._closed_here.pop((snapshot.frontend_id, snapshot.id), None)
         if self._sweep is None:
             self._sweep = asyncio.get_running_loop().create_task(self._sweeping())
 

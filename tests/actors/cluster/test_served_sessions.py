@@ -600,3 +600,17 @@ async def test_the_sessions_of_a_restarted_frontend_are_not_closed_with_its_old_
     assert len(s.closed) == 2  # carl and dan live
     assert len(s.served) == 2
     assert s.served.closing("c-1", 1) is True  # carl's own close event runs its callbacks
+
+
+async def test_a_session_closed_here_that_sends_again_past_the_limit_still_closes() -> None:
+    """Not remembered again (the limit), its close event must still run the callbacks: the
+    message it sent may have joined it to a room again."""
+    s = Sessions(limit=1)
+    s.table.list("c-1", "one")
+    s.message(1)
+    s.table.list("c-1", "two")
+    s.served.check()
+    s.message(5, frontend="c-2")  # the one remembered
+    s.message(1)  # it was not gone after all, but no room is left to remember it
+    assert len(s.served) == 1
+    assert s.served.closing("c-1", 1)
