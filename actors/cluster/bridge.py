@@ -321,7 +321,9 @@ class RpcBridge(Actor):
         if snapshot is not None and snapshot.extras:
             served = self.controls.served_sessions
             if sys and served is not None:  # a client's message: closed here if its frontend dies
-                served.served(snapshot, request.route)
+                lost = served.served(snapshot, request.route)
+                if lost:  # its frontend restarted: the old sessions' closes go first in turn
+                    self.on_close_here(CloseHere(lost))
             # Handshakes come once per session and server (actors.cluster.handshakes).
             handshakes = self.controls.handshakes
             if snapshot.handshake is not None:

@@ -151,17 +151,22 @@ class ServedSessions:
         """Sessions remembered."""
         return self._count
 
-    def served(self, snapshot: SessionSnapshot, route: str) -> None:
-        """A message of ``snapshot``'s session (from one of our frontends) for ``route``."""
+    def served(self, snapshot: SessionSnapshot, route: str) -> list[ServedSession] | None:
+        """A message of ``snapshot``'s session (from one of our frontends) for ``route``.
+        Returns the sessions of its frontend's previous process when the message shows it
+        restarted: the caller closes them before it hands the message on (a player back on
+        the new process must not be dropped by the old session's close run after its
+        message); None otherwise."""
         if not self._events.closes_wanted:
-            return  # most backends: nothing to do per message
+            return None  # most backends: nothing to do per message
         frontend = self._frontends.get(snapshot.frontend_id)
+        lost = None
         if frontend is not None and frontend.incarnation is not None:
             # A restarted frontend numbers its sessions from 1 again: its clients, back
             # before the next check, must not be taken for (and closed with) the old ones.
             listed = self._discovery.server(snapshot.frontend_id)
             if listed is not None and listed.metadata.get(INCARNATION_KEY) != frontend.incarnation:
-                self._lost(snapshot.frontend_id, "restarted")
+                lost = self._lost(snapshot.frontend_id, "restarted", hand=False)
                 frontend = None
         if frontend is not None:
             seen = frontend.sessions.get(snapshot.id)
@@ -175,12 +180,12 @@ class ServedSessions:
                         routes.add(EVERY_ROUTE)
                     else:
                         routes.add(route)
-                return
+                return None
         # Closed here before, yet it sends messages: it lives (its frontend came back), and
         # its close event must run the callbacks, remembered here again or not.
         self._closed_here.pop((snapshot.frontend_id, snapshot.id), None)
         if self._stopped:
-            return
+            return lost
         if self._count >= self._limit:
             self._full.log(
                 time.monotonic(),
@@ -190,10 +195,10 @@ class ServedSessions:
                 "here only by its frontend's close event (not if its frontend dies)",
                 self._limit,
             )
-            return
+            return lost
         if frontend is None:
             if server_problem(snapshot.frontend_type, snapshot.frontend_id) is not None:
-                return  # named by a forged request: no probe could ever reach it
+                return None  # named by a forged request: no probe could ever reach it
             listed = self._discovery.server(snapshot.frontend_id)
             frontend = self._frontends[snapshot.frontend_id] = _Frontend(
                 snapshot.frontend_type,
@@ -204,6 +209,7 @@ class ServedSessions:
         self._count += 1
         if self._sweep is None:
             self._sweep = asyncio.get_running_loop().create_task(self._sweeping())
+        return lost
 
     def bound(self, snapshot: SessionSnapshot) -> None:
         """The session's bind event: its uid, for a close made here later (a bind during a
@@ -306,13 +312,17 @@ class ServedSessions:
             closed,
         )
 
-    def _lost(self, frontend_id: str, why: str) -> None:
+    def _lost(self, frontend_id: str, why: str, hand: bool = True) -> list[ServedSession]:
+        """Close here every session of that frontend (``hand=False``: the caller does)."""
         frontend = self._frontends.pop(frontend_id)
         sessions = list(frontend.sessions.values())
         self._count -= len(sessions)
-        self._closing_here(frontend_id, why, sessions)
+        self._closing_here(frontend_id, why, sessions, hand)
+        return sessions
 
-    def _closing_here(self, frontend_id: str, why: str, sessions: list[ServedSession]) -> None:
+    def _closing_here(
+        self, frontend_id: str, why: str, sessions: list[ServedSession], hand: bool = True
+    ) -> None:
         closed_here = self._closed_here
         for session in sessions:
             closed_here[(frontend_id, session.snapshot.id)] = None
@@ -325,7 +335,8 @@ class ServedSessions:
             why,
             len(sessions),
         )
-        self._close_here(sessions)
+        if hand:
+            self._close_here(sessions)
 
     async def close(self) -> None:
         """The server stops: no more checks."""
