@@ -323,6 +323,7 @@ class RpcBridge(Actor):
             if sys and served is not None:  # a client's message: closed here if its frontend dies
                 lost = served.served(snapshot, request.route)
                 if lost:  # its frontend restarted: the old sessions' closes go first in turn
+                    self.controls.take_handshakes(lost)
                     self.on_close_here(CloseHere(lost))
             # Handshakes come once per session and server (actors.cluster.handshakes).
             handshakes = self.controls.handshakes

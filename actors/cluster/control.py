@@ -516,9 +516,23 @@ class ControlHandler:
         sending its close (``actors.cluster.served_sessions``), as its close event would."""
         snapshot = served.snapshot
         handshakes = self.handshakes
-        kept = handshakes.get(snapshot.frontend_id, snapshot.id)
+        if served.handshake_taken:
+            kept = served.handshake
+        else:
+            kept = handshakes.get(snapshot.frontend_id, snapshot.id)
         session = self.backend_session(with_handshake(snapshot, kept), True)
         try:
             await self.session_events.emit(CLOSE, session, set(served.routes))
         finally:
+            if not served.handshake_taken:
+                handshakes.drop(snapshot.frontend_id, snapshot.id)
+
+    def take_handshakes(self, sessions: list[ServedSession]) -> None:
+        """Before a message of a restarted frontend's new process puts its handshake where
+        the old session of the same id had its own: the old sessions' closes keep theirs."""
+        handshakes = self.handshakes
+        for served in sessions:
+            snapshot = served.snapshot
+            served.handshake = handshakes.get(snapshot.frontend_id, snapshot.id)
+            served.handshake_taken = True
             handshakes.drop(snapshot.frontend_id, snapshot.id)

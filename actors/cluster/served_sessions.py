@@ -45,7 +45,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors.cluster.codec import SessionSnapshot, without_handshake
 from actors.cluster.rpc import ServerUnreachable
@@ -97,6 +97,11 @@ class ServedSession:
     """As its last message carried it (its handshake left out: the backend keeps that)."""
     routes: set[str]
     """The routes it used here, as clients send them (:data:`EVERY_ROUTE` past the cap)."""
+    handshake: dict[str, Any] | None = None
+    handshake_taken: bool = False
+    """True when ``handshake`` is the one the backend kept for it, taken out before its
+    close ran: closed at a message of its frontend's next process, whose session of the same
+    id keeps its own under that id (else the close reads, and drops, the one kept)."""
 
 
 @dataclass(slots=True)

@@ -624,17 +624,22 @@ async def test_a_player_back_on_a_restarted_frontend_is_not_dropped_by_its_old_s
 ) -> None:
     """The frontend dies without a word and starts again under its id before the room's next
     check: the old session (ann, id 1) is closed there before the first message of the new
-    one (ann again, id 1 again) runs, not after it (a room keyed by uid would drop her)."""
+    one (ann again, id 1 again) runs, not after it (a room keyed by uid would drop her), with
+    its own handshake (the new one's, kept under the same id, stays)."""
     monkeypatch.setattr(served_sessions, "SWEEP_INTERVAL", 3600)
-    notes_at_close: list[tuple[str | None, list[str]]] = []
+    notes_at_close: list[tuple[str | None, list[str], Any]] = []
     seen: list[list[str]] = []
 
     def setup(room: App) -> None:
-        room.on_remote_session_close(lambda s: notes_at_close.append((s.uid, list(seen[0]))))
+        room.on_remote_session_close(
+            lambda s: notes_at_close.append(
+                (s.uid, list(seen[0]), s.handshake and s.handshake.user)
+            )
+        )
 
     async with cluster(room_setup=setup) as net:
         seen.append(net.notes)
-        old = await net.client()
+        old = await net.client(handshake_user={"life": 1})
         await old.request("connector.entry.login", {"uid": "ann"})
         await old.notify("room.ops.note", {"text": "first life"})
         await until(lambda: net.notes == ["first life"], timeout=5)
@@ -648,11 +653,15 @@ async def test_a_player_back_on_a_restarted_frontend_is_not_dropped_by_its_old_s
         test = TestClient(again, request_timeout=5)
         await test.start()
         try:
-            client = await test.connect()
+            client = await test.connect(handshake_user={"life": 2})
             await client.request("connector.entry.login", {"uid": "ann"})
             await client.notify("room.ops.note", {"text": "second life"})
             await until(lambda: len(net.notes) == 2 and len(notes_at_close) == 1, timeout=5)
-            assert notes_at_close == [("ann", ["first life"])]
+            assert notes_at_close == [("ann", ["first life"], {"life": 1})]
+            room = net.rooms[0].cluster
+            assert room is not None
+            kept = room.handshakes.get("c-1", 1)
+            assert kept is not None and kept["user"] == {"life": 2}
             await client.close()
         finally:
             await test.stop()
