@@ -321,7 +321,7 @@ class RpcBridge(Actor):
         if snapshot is not None and snapshot.extras:
             served = self.controls.served_sessions
             if sys and served is not None:  # a client's message: closed here if its frontend dies
-                lost = served.served(snapshot, request.route)
+                lost = served.served(snapshot, request.route, request.metadata)
                 if lost:  # its frontend restarted: the old sessions' closes go first in turn
                     self.controls.take_handshakes(lost)
                     self.on_close_here(CloseHere(lost))

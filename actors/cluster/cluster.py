@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from actors.cluster.backend_session import BackendSession
 from actors.cluster.bridge import CloseHere, RpcBridge
-from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION
+from actors.cluster.codec import EXTRAS_KEY, EXTRAS_VERSION, INCARNATION_KEY
 from actors.cluster.control import ControlHandler
 from actors.cluster.defaults import default_discovery, default_rpc
 from actors.cluster.discovery import (
@@ -55,7 +55,7 @@ from actors.cluster.rpc import (
     ServerIdTaken,
 )
 from actors.cluster.serializer_check import SERIALIZER_KEY, SerializerCheck
-from actors.cluster.served_sessions import INCARNATION_KEY, ServedSession, ServedSessions
+from actors.cluster.served_sessions import ServedSession, ServedSessions
 from actors.cluster.subjects import (
     MAX_LOGGED_ID,
     server_problem,

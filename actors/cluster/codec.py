@@ -95,6 +95,13 @@ _EXTRA_PREFIX = "py."
 EXTRAS_KEY = "pitayaActors"
 """Discovery metadata key a server of ours advertises (value :data:`EXTRAS_VERSION`)."""
 EXTRAS_VERSION = "1"
+INCARNATION_KEY = "pitayaActorsIncarnation"
+"""Discovery metadata key: a token a server of ours draws when it starts (a restart with the
+same id has another: ``actors.cluster.served_sessions``)."""
+SENDER_INCARNATION_KEY = "py.inc"
+"""Our metadata key: the sending server's incarnation (:data:`INCARNATION_KEY`), on every
+request to a server of ours: a backend tells a restarted frontend's sessions, whose ids begin
+from 1 again, from the old process's before its discovery shows the restart."""
 
 
 class CodecError(ProtocolError):
@@ -156,16 +163,22 @@ class RpcRequest:
 
 
 def encode_request(
-    request: RpcRequest, sender_id: str, sender_type: str, timeout: float, extras: bool = True
+    request: RpcRequest,
+    sender_id: str,
+    sender_type: str,
+    timeout: float,
+    extras: bool = True,
+    incarnation: str = "",
 ) -> bytes:
     """``request`` as the ``protos.Request`` bytes a Go server reads; ``sender_*``: this
     server; ``timeout``: the caller's, as ``reqTimeout``; ``extras``: the target is one of
-    ours (else no ``py.*`` key is written: a Go server never sees our extras). Raises
+    ours (else no ``py.*`` key is written: a Go server never sees our extras);
+    ``incarnation``: this server's (:data:`SENDER_INCARNATION_KEY`, to ours). Raises
     CodecError when the session's data is not a JSON object."""
     # The metadata is written as text: its fixed part is made once per sender and timeout,
     # and a session's py.session entry once per session; the message itself is written by
     # hand (actors.cluster.protowire): this is the hot path of forwarding.
-    metadata = _metadata_head(sender_id, sender_type, timeout)
+    metadata = _metadata_head(sender_id, sender_type, timeout, incarnation if extras else "")
     try:
         if request.metadata:
             metadata += "".join(
@@ -309,12 +322,17 @@ _json_value = _JSON.loads
 
 
 @lru_cache(maxsize=256)
-def _metadata_head(sender_id: str, sender_type: str, timeout: float) -> str:
-    """The JSON text of Go's metadata keys, without the closing brace."""
-    head = _json_text(
-        {PEER_ID_KEY: sender_id, PEER_SERVICE_KEY: sender_type, TIMEOUT_KEY: go_duration(timeout)}
-    )
-    return head[:-1]
+def _metadata_head(sender_id: str, sender_type: str, timeout: float, incarnation: str) -> str:
+    """The JSON text of Go's metadata keys (and the sender's incarnation, to one of ours),
+    without the closing brace."""
+    head: dict[str, Any] = {
+        PEER_ID_KEY: sender_id,
+        PEER_SERVICE_KEY: sender_type,
+        TIMEOUT_KEY: go_duration(timeout),
+    }
+    if incarnation:
+        head[SENDER_INCARNATION_KEY] = incarnation
+    return _json_text(head)[:-1]
 
 
 _EXTRAS_CACHE: dict[int, tuple[Any, str, str]] = {}

@@ -30,6 +30,7 @@ from actors.cluster.codec import (
     ARGS_KEY,
     EXTRAS_KEY,
     EXTRAS_VERSION,
+    INCARNATION_KEY,
     MSGPACK_ARGS,
     PIPELINED_KEY,
     RPC_SERIALIZER,
@@ -119,6 +120,9 @@ class Outbound:
         via: str,
     ) -> None:
         self.me = me
+        self.incarnation = me.metadata.get(INCARNATION_KEY, "")
+        """This server's incarnation, sent to ours with every request (a backend tells a
+        restarted frontend's sessions from the old process's by it)."""
         self.log = ServerLog(log, me.id)
         self.discovery = discovery
         self.router = router
@@ -183,7 +187,9 @@ class Outbound:
             )
         me = self.me
         try:
-            payload = encode_request(request, me.id, me.type, timeout, has_extras(server.metadata))
+            payload = encode_request(
+                request, me.id, me.type, timeout, has_extras(server.metadata), self.incarnation
+            )
         except Exception as exc:
             reply(None, UnsendableRequest(f"cannot send {request.route} to {server.id}: {exc}"))
             return

@@ -7,10 +7,12 @@ backend with close callbacks remembers the sessions of our frontends it served (
 they used here, and the session as its last message carried it: uid, data), forgets each at
 its close event, and closes here those of a frontend that is gone:
 
-* **restarted**: discovery lists its id with another incarnation (:data:`INCARNATION_KEY`, a
-  token each server of ours draws when it starts): no session of the old process is left.
-  Seen at the next check, or at a message of the new process before it (its session ids
-  begin from 1 again: one may bear the id of an old session);
+* **restarted**: a message of it names another incarnation than its sessions' (every
+  request of ours names its sender's, ``SENDER_INCARNATION_KEY``: a token each server draws
+  when it starts), or discovery lists its id with another one (:data:`INCARNATION_KEY`): no
+  session of the old process is left. Seen at the new process's first message here, before
+  this server's discovery may show it: its session ids begin from 1 again, and one bearing
+  an old session's id is a new session (a late message of the old process is ignored);
 * **dead**: discovery does not list it (its lease expired, or it left to drain) and asking
   it finds nobody there (NATS's "no responders"; over gRPC, no connection could be made). A
   frontend that left discovery to drain answers: it still sends its closes;
@@ -42,12 +44,17 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors.cluster.codec import SessionSnapshot, without_handshake
+from actors.cluster.codec import (
+    INCARNATION_KEY,
+    SENDER_INCARNATION_KEY,
+    SessionSnapshot,
+    without_handshake,
+)
 from actors.cluster.rpc import ServerUnreachable
 from actors.cluster.session_events import EVERY_ROUTE, MAX_SERVED_ROUTES
 from actors.cluster.subjects import MAX_LOGGED_ID, server_problem
@@ -58,9 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INCARNATION_KEY = "pitayaActorsIncarnation"
-"""Discovery metadata key: a token a server of ours draws when it starts (a restart with the
-same id has another)."""
 SWEEP_INTERVAL = 2.0
 """Seconds between two checks of the frontends whose sessions are remembered."""
 AUDIT_INTERVAL = 30.0
@@ -73,6 +77,9 @@ a message of the session sent before its close may still be on its way (its clos
 lost, kept no order with it)."""
 MAX_SESSIONS = 100_000
 """Sessions remembered in all (a few hundred bytes each, with their last snapshot)."""
+MAX_RETIRED = 4
+"""Incarnations of one frontend id remembered as restarted from: a message that still comes
+from one of those processes is not taken for a restart back to it."""
 MAX_CLOSED_HERE = 10_000
 """Closes made here remembered, so that a late close event of the same session runs none of
 its callbacks again."""
@@ -147,6 +154,8 @@ class ServedSessions:
         self._frontends: dict[str, _Frontend] = {}
         self._count = 0
         self._closed_here: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._retired: OrderedDict[str, list[str]] = OrderedDict()
+        """Per frontend id, the incarnations it restarted from (a few, for a few frontends)."""
         self._sweep: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._full = Throttle()
@@ -156,23 +165,35 @@ class ServedSessions:
         """Sessions remembered."""
         return self._count
 
-    def served(self, snapshot: SessionSnapshot, route: str) -> list[ServedSession] | None:
-        """A message of ``snapshot``'s session (from one of our frontends) for ``route``.
-        Returns the sessions of its frontend's previous process when the message shows it
-        restarted: the caller closes them before it hands the message on (a player back on
-        the new process must not be dropped by the old session's close run after its
-        message); None otherwise."""
+    def served(
+        self, snapshot: SessionSnapshot, route: str, metadata: Mapping[str, Any]
+    ) -> list[ServedSession] | None:
+        """A message of ``snapshot``'s session (from one of our frontends) for ``route``,
+        with its request's ``metadata`` (which names the frontend's incarnation). Returns the
+        sessions of its frontend's previous process when the message shows it restarted: the
+        caller closes them before it hands the message on (a player back on the new process
+        must not be dropped by the old session's close run after its message); None
+        otherwise."""
         if not self._events.closes_wanted:
             return None  # most backends: nothing to do per message
+        incarnation = metadata.get(SENDER_INCARNATION_KEY)
+        if incarnation is not None and incarnation in self._retired.get(snapshot.frontend_id, ()):
+            return None  # a late message of a process that restarted since: not remembered
         frontend = self._frontends.get(snapshot.frontend_id)
         lost = None
-        if frontend is not None and frontend.incarnation is not None:
+        if frontend is not None:
             # A restarted frontend numbers its sessions from 1 again: its clients, back
-            # before the next check, must not be taken for (and closed with) the old ones.
-            listed = self._discovery.server(snapshot.frontend_id)
-            if listed is not None and listed.metadata.get(INCARNATION_KEY) != frontend.incarnation:
-                lost = self._lost(snapshot.frontend_id, "restarted", hand=False)
-                frontend = None
+            # before the next check (or before this server's discovery shows the restart),
+            # must not be taken for (and closed with) the old ones.
+            if not isinstance(incarnation, str):  # an older frontend of ours: discovery says
+                listed = self._discovery.server(snapshot.frontend_id)
+                incarnation = listed.metadata.get(INCARNATION_KEY) if listed else None
+            if incarnation is not None and incarnation != frontend.incarnation:
+                if frontend.incarnation is None:
+                    frontend.incarnation = incarnation  # its first sessions came unnamed
+                else:
+                    lost = self._lost(snapshot.frontend_id, "restarted", hand=False)
+                    frontend = None
         if frontend is not None:
             seen = frontend.sessions.get(snapshot.id)
             if seen is not None:
@@ -204,10 +225,12 @@ class ServedSessions:
         if frontend is None:
             if server_problem(snapshot.frontend_type, snapshot.frontend_id) is not None:
                 return None  # named by a forged request: no probe could ever reach it
-            listed = self._discovery.server(snapshot.frontend_id)
+            if not isinstance(incarnation, str):
+                listed = self._discovery.server(snapshot.frontend_id)
+                incarnation = listed.metadata.get(INCARNATION_KEY) if listed is not None else None
             frontend = self._frontends[snapshot.frontend_id] = _Frontend(
                 snapshot.frontend_type,
-                listed.metadata.get(INCARNATION_KEY) if listed is not None else None,
+                incarnation,
                 asked_at=asyncio.get_running_loop().time(),
             )
         frontend.sessions[snapshot.id] = ServedSession(without_handshake(snapshot), {route})
@@ -320,6 +343,12 @@ class ServedSessions:
     def _lost(self, frontend_id: str, why: str, hand: bool = True) -> list[ServedSession]:
         """Close here every session of that frontend (``hand=False``: the caller does)."""
         frontend = self._frontends.pop(frontend_id)
+        if frontend.incarnation is not None:
+            retired = self._retired.setdefault(frontend_id, [])
+            retired[:] = [*retired[-(MAX_RETIRED - 1) :], frontend.incarnation]
+            self._retired.move_to_end(frontend_id)
+            while len(self._retired) > MAX_CLOSED_HERE:
+                self._retired.popitem(last=False)
         sessions = list(frontend.sessions.values())
         self._count -= len(sessions)
         self._closing_here(frontend_id, why, sessions, hand)

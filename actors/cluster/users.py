@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from actors.cluster.codec import (
+    INCARNATION_KEY,
     BindNotice,
     CodecError,
     UserKick,
@@ -150,6 +151,8 @@ class ClusterUsers:
         self.discovery = discovery
         self.sessions = sessions
         self.rpc_timeout = rpc_timeout
+        self.incarnation = me.metadata.get(INCARNATION_KEY, "")
+        """Sent with the session events (``actors.cluster.codec.SENDER_INCARNATION_KEY``)."""
         self.bindings: UserDelivery | None = None
         """Set by the binding storage module: pushes and kicks by uid go straight to the
         frontend each uid is bound on (the only way without per-uid subjects, as gRPC)."""
@@ -485,7 +488,9 @@ class ClusterUsers:
                 session=without_handshake(snapshot(session, me.id, me.type)),
             )
             try:
-                data = encode_request(request, me.id, me.type, self.rpc_timeout)
+                data = encode_request(
+                    request, me.id, me.type, self.rpc_timeout, True, self.incarnation
+                )
             except CodecError as exc:
                 self.log.warning("session event to %s not sent: %s", server_id, exc)
                 continue

@@ -24,6 +24,7 @@ from actors.cluster.codec import (
     EXTRAS_KEY,
     PROTOBUF_RPC_SERIALIZER,
     RPC_SERIALIZER,
+    SENDER_INCARNATION_KEY,
     SESSION_KEY,
     SYS,
     USER,
@@ -686,3 +687,16 @@ def test_decoded_metadata_and_session_data_are_kept_up_to_their_bounds() -> None
         assert len(raw) == size
         wire = pb.Request(msg=pb.Msg(route="r"), metadata=raw).SerializeToString()
         assert (decode_request(wire).metadata is decode_request(wire).metadata) is kept
+
+
+def test_the_senders_incarnation_goes_to_servers_of_ours_only() -> None:
+    """A backend tells a restarted frontend's sessions from the old process's by it; a Go
+    server never sees our keys."""
+    request = RpcRequest(SYS, "room.room.join", b"{}", SessionSnapshot(1, "c-1", "connector"))
+    ours = decode_request(encode_request(request, "c-1", "connector", 5.0, True, "a1b2"))
+    assert ours.metadata[SENDER_INCARNATION_KEY] == "a1b2"
+    assert SENDER_INCARNATION_KEY not in (ours.propagated or {})  # not a propagated value
+    go = decode_request(encode_request(request, "c-1", "connector", 5.0, False, "a1b2"))
+    assert SENDER_INCARNATION_KEY not in go.metadata
+    unnamed = decode_request(encode_request(request, "c-1", "connector", 5.0))
+    assert SENDER_INCARNATION_KEY not in unnamed.metadata

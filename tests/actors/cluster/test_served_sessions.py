@@ -10,14 +10,10 @@ import pytest
 
 from actors.app import App
 from actors.cluster import served_sessions
-from actors.cluster.codec import SessionSnapshot
+from actors.cluster.codec import INCARNATION_KEY, SENDER_INCARNATION_KEY, SessionSnapshot
 from actors.cluster.discovery import ServerInfo
 from actors.cluster.rpc import ServerUnreachable
-from actors.cluster.served_sessions import (
-    INCARNATION_KEY,
-    ServedSession,
-    ServedSessions,
-)
+from actors.cluster.served_sessions import ServedSession, ServedSessions
 from actors.cluster.session_events import EVERY_ROUTE, MAX_SERVED_ROUTES
 from actors.errors import InternalError, RpcTimeout
 from actors.testing import TestClient
@@ -82,9 +78,17 @@ class Sessions:
         )
 
     def message(
-        self, sid: int, route: str = "room.room.join", frontend: str = "c-1", **fields: Any
-    ) -> None:
-        self.served.served(snapshot(sid, frontend, **fields), route)
+        self,
+        sid: int,
+        route: str = "room.room.join",
+        frontend: str = "c-1",
+        inc: str | None = None,
+        **fields: Any,
+    ) -> list[ServedSession] | None:
+        """A message of a session; ``inc``: its frontend's incarnation, as the request names
+        it (None: a frontend that does not, whose incarnation discovery gives)."""
+        metadata = {} if inc is None else {SENDER_INCARNATION_KEY: inc}
+        return self.served.served(snapshot(sid, frontend, **fields), route, metadata)
 
     async def settle(self) -> None:
         """Let the probes started by a check answer."""
@@ -591,8 +595,8 @@ async def test_the_sessions_of_a_restarted_frontend_are_not_closed_with_its_old_
     s.message(1, uid="ann")
     s.message(2, uid="bob")
     s.table.list("c-1", "second")  # restarted; its clients are back before the next check
-    lost = s.served.served(snapshot(1, uid="carl"), "room.room.chat")
-    assert s.served.served(snapshot(3, uid="dan"), "room.room.join") is None
+    lost = s.message(1, "room.room.chat", uid="carl")
+    assert s.message(3, uid="dan") is None
     # Handed to the caller, which closes them before it runs carl's message.
     assert [(c.snapshot.id, c.snapshot.uid, c.routes) for c in lost or ()] == [
         (1, "ann", {"room.room.join"}),
@@ -666,3 +670,32 @@ async def test_a_player_back_on_a_restarted_frontend_is_not_dropped_by_its_old_s
         finally:
             await test.stop()
         await old.close()
+
+
+async def test_a_restart_is_seen_at_the_new_process_s_first_message_whatever_discovery_says() -> (
+    None
+):
+    """The new process's messages name its incarnation: before this server's discovery shows
+    the restart (its watch lags), they were taken for the old process's sessions of the same
+    ids, and closed with them once it did."""
+    s = Sessions()
+    s.table.list("c-1", "first")  # and it stays so here for now
+    s.message(1, uid="ann", inc="first")
+    s.message(2, uid="bob", inc="first")
+    lost = s.message(1, uid="carl", inc="second")
+    assert [(c.snapshot.id, c.snapshot.uid) for c in lost or ()] == [(1, "ann"), (2, "bob")]
+    assert s.message(2, uid="dan", inc="second") is None
+    s.table.list("c-1", "second")  # discovery catches up
+    s.served.check()
+    assert s.closed == [] and len(s.served) == 2  # carl and dan live on
+    # A late message of the old process is no restart back to it, nor remembered.
+    assert s.message(7, inc="first") is None
+    assert len(s.served) == 2 and s.message(1, inc="second") is None
+
+
+async def test_a_frontend_whose_first_sessions_came_unnamed_takes_the_name_it_sends_later() -> None:
+    s = Sessions()
+    s.message(1)  # not listed, no name: unknown
+    assert s.message(2, inc="one") is None  # named now: the same process, not a restart
+    assert s.message(3, inc="one") is None and len(s.served) == 3
+    assert s.message(1, inc="two") is not None  # another one: a restart
