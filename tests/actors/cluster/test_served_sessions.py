@@ -699,3 +699,41 @@ async def test_a_frontend_whose_first_sessions_came_unnamed_takes_the_name_it_se
     assert s.message(2, inc="one") is None  # named now: the same process, not a restart
     assert s.message(3, inc="one") is None and len(s.served) == 3
     assert s.message(1, inc="two") is not None  # another one: a restart
+
+
+async def test_a_restart_seen_at_a_message_is_told_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.cluster.served_sessions")
+    s = Sessions()
+    s.message(1, inc="one")
+    s.message(2, inc="one")
+    assert s.message(3, inc="two") is not None
+    assert (
+        caplog.text.count(
+            "[room-1] frontend c-1 restarted: closing here the 2 session(s) of it this server "
+            "served (their close events never came)"
+        )
+        == 1
+    )
+    assert s.closed == []  # handed to the caller, which runs them in their turns
+
+
+async def test_the_incarnations_a_frontend_restarted_from_are_remembered_within_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(served_sessions, "MAX_RETIRED", 2)
+    monkeypatch.setattr(served_sessions, "MAX_CLOSED_HERE", 2)
+    s = Sessions()
+    for inc in ("A", "B", "C", "D"):
+        s.message(1, inc=inc)
+    assert s.message(2, inc="C") is None and s.message(3, inc="B") is None  # the last 2
+    assert len(s.served) == 1
+    assert s.message(4, inc="A") is not None  # forgotten: taken for a restart (to A)
+    for frontend in ("f-1", "f-2", "f-3"):
+        s.message(1, frontend=frontend, inc="old")
+        s.message(1, frontend=frontend, inc="new")
+    # The last 2 frontends' are remembered; the first's is forgotten.
+    assert s.message(2, frontend="f-3", inc="old") is None
+    assert s.message(2, frontend="f-2", inc="old") is None
+    assert s.message(2, frontend="f-1", inc="old") is not None
