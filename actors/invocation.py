@@ -212,7 +212,8 @@ class Invoker:
             restore_propagated(propagated)
             _answer_error(self.failures, done, name, exc, session)
             return
-        restore_propagated(propagated)
+        if current_propagated() is not propagated:  # it added some: they end with it
+            restore_propagated(propagated)
         _answer(self.failures, done, name, notify, result, codec, session)
 
     def _start(
