@@ -66,15 +66,22 @@ class Forwarded:
         self.finish = finish
         request = self.request
         self.carry.resume(self.key, self.session, request)
-        run_with(
-            request.propagated,
-            self.invoker.invoke,
-            self.route,
-            request.route,
-            self.session,
-            request.data,
-            request.notify,
-            self.done,
+        if request.propagated:  # its caller's values are current while its handler runs
+            run_with(
+                request.propagated,
+                self.invoker.invoke,
+                self.route,
+                request.route,
+                self.session,
+                request.data,
+                request.notify,
+                self.done,
+            )
+            return
+        # None (nearly every message from our frontends): the bridge's turn has none current
+        # either (a synchronous handler's additions end with it), so nothing to set.
+        self.invoker.invoke(
+            self.route, request.route, self.session, request.data, request.notify, self.done
         )
 
     def done(self, result: Any, error: BaseException | None) -> None:
