@@ -56,7 +56,7 @@ from actors.cluster.codec import (
     without_handshake,
 )
 from actors.cluster.rpc import ServerUnreachable
-from actors.cluster.session_events import EVERY_ROUTE, MAX_SERVED_ROUTES
+from actors.cluster.session_events import add_route
 from actors.cluster.subjects import MAX_LOGGED_ID, server_problem
 from actors.logs import ServerLog, Throttle
 
@@ -103,7 +103,8 @@ class ServedSession:
     snapshot: SessionSnapshot
     """As its last message carried it (its handshake left out: the backend keeps that)."""
     routes: set[str]
-    """The routes it used here, as clients send them (:data:`EVERY_ROUTE` past the cap)."""
+    """The routes it used here, as clients send them (past the cap: every route,
+    ``actors.cluster.session_events.add_route``)."""
     handshake: dict[str, Any] | None = None
     handshake_taken: bool = False
     """True when ``handshake`` is the one the backend kept for it, taken out before its
@@ -199,13 +200,8 @@ class ServedSessions:
             if seen is not None:
                 if snapshot.handshake is None:
                     seen.snapshot = snapshot
-                routes = seen.routes
-                if route not in routes and EVERY_ROUTE not in routes:
-                    if len(routes) >= MAX_SERVED_ROUTES:
-                        routes.clear()
-                        routes.add(EVERY_ROUTE)
-                    else:
-                        routes.add(route)
+                if route not in seen.routes:  # (a call only for a route new to the record)
+                    add_route(seen.routes, route)
                 return None
         # Closed here before, yet it sends messages: it lives (its frontend came back), and
         # its close event must run the callbacks, remembered here again or not.

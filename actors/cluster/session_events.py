@@ -59,13 +59,21 @@ def record_served(served_by: dict[str, set[str]], server_id: str, route: str) ->
         if len(served_by) >= MAX_SERVED_SERVERS:
             return False
         served_by[server_id] = {route}
-    elif route not in routes and EVERY_ROUTE not in routes:
-        if len(routes) >= MAX_SERVED_ROUTES:
-            routes.clear()
-            routes.add(EVERY_ROUTE)
-        else:
-            routes.add(route)
+    elif route not in routes:
+        add_route(routes, route)
     return True
+
+
+def add_route(routes: set[str], route: str) -> None:
+    """Add ``route`` to a record of the routes a session used on a server: past
+    :data:`MAX_SERVED_ROUTES` the record is :data:`EVERY_ROUTE` (it matches every filter)."""
+    if route in routes or EVERY_ROUTE in routes:
+        return
+    if len(routes) >= MAX_SERVED_ROUTES:
+        routes.clear()
+        routes.add(EVERY_ROUTE)
+    else:
+        routes.add(route)
 
 
 class RemoteSessionEvents:
