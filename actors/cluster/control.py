@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -500,39 +500,40 @@ class ControlHandler:
                 served.bound(snapshot)
             elif not served.closing(snapshot.frontend_id, snapshot.id):
                 return  # closed here already: its frontend was taken for gone, came back
+        await self._emit(control.event, snapshot, control.routes, control.event == CLOSE)
+
+    async def close_here(self, served: ServedSession) -> None:
+        """Backend side: run the close callbacks of a session whose frontend is gone without
+        sending its close (``actors.cluster.served_sessions``), as its close event would. A
+        handshake taken out for it (:meth:`take_handshakes`) is its own: what is kept under
+        its id is the new session's then, and stays."""
+        snapshot = served.snapshot
+        await self._emit(CLOSE, snapshot, served.routes, snapshot.handshake_omitted)
+
+    async def _emit(
+        self, event: str, snapshot: SessionSnapshot, routes: Iterable[str], drop: bool
+    ) -> None:
+        """Run ``event``'s callbacks with a read-only session of ``snapshot`` and the
+        handshake kept here when it was omitted (the session may be gone); then forget the
+        handshake kept (``drop``: the session's close)."""
         handshakes = self.handshakes
-        if snapshot.handshake_omitted:  # the one kept here, if any (the session may be gone)
+        if snapshot.handshake_omitted:
             kept = handshakes.get(snapshot.frontend_id, snapshot.id)
             snapshot = with_handshake(snapshot, kept)
         session = self.backend_session(snapshot, True)
         try:
-            await self.session_events.emit(control.event, session, set(control.routes))
+            await self.session_events.emit(event, session, set(routes))
         finally:
-            if control.event == CLOSE:
-                handshakes.drop(snapshot.frontend_id, snapshot.id)
-
-    async def close_here(self, served: ServedSession) -> None:
-        """Backend side: run the close callbacks of a session whose frontend is gone without
-        sending its close (``actors.cluster.served_sessions``), as its close event would."""
-        snapshot = served.snapshot
-        handshakes = self.handshakes
-        if served.handshake_taken:
-            kept = served.handshake
-        else:
-            kept = handshakes.get(snapshot.frontend_id, snapshot.id)
-        session = self.backend_session(with_handshake(snapshot, kept), True)
-        try:
-            await self.session_events.emit(CLOSE, session, set(served.routes))
-        finally:
-            if not served.handshake_taken:
+            if drop:
                 handshakes.drop(snapshot.frontend_id, snapshot.id)
 
     def take_handshakes(self, sessions: list[ServedSession]) -> None:
         """Before a message of a restarted frontend's new process puts its handshake where
-        the old session of the same id had its own: the old sessions' closes keep theirs."""
+        the old session of the same id had its own: the old sessions' closes keep theirs,
+        put back in their snapshots."""
         handshakes = self.handshakes
         for served in sessions:
             snapshot = served.snapshot
-            served.handshake = handshakes.get(snapshot.frontend_id, snapshot.id)
-            served.handshake_taken = True
+            kept = handshakes.get(snapshot.frontend_id, snapshot.id)
+            served.snapshot = with_handshake(snapshot, kept)
             handshakes.drop(snapshot.frontend_id, snapshot.id)

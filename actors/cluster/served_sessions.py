@@ -101,15 +101,12 @@ class ServedSession:
     """A session of one of our frontends this backend served."""
 
     snapshot: SessionSnapshot
-    """As its last message carried it (its handshake left out: the backend keeps that)."""
+    """As its last message carried it, its handshake left out (the backend keeps that), or
+    put back in (``ControlHandler.take_handshakes``: a restarted frontend's new session of
+    the same id keeps its own under that id)."""
     routes: set[str]
     """The routes it used here, as clients send them (past the cap: every route,
     ``actors.cluster.session_events.add_route``)."""
-    handshake: dict[str, Any] | None = None
-    handshake_taken: bool = False
-    """True when ``handshake`` is the one the backend kept for it, taken out before its
-    close ran: closed at a message of its frontend's next process, whose session of the same
-    id keeps its own under that id (else the close reads, and drops, the one kept)."""
 
 
 @dataclass(slots=True)
@@ -153,7 +150,6 @@ class ServedSessions:
         self._audit_interval = AUDIT_INTERVAL if audit_interval is None else audit_interval
         self._limit = limit
         self._frontends: dict[str, _Frontend] = {}
-        self._count = 0
         self._closed_here: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._retired: OrderedDict[str, list[str]] = OrderedDict()
         """Per frontend id, the incarnations it restarted from (a few, for a few frontends)."""
@@ -163,8 +159,8 @@ class ServedSessions:
         self._stopped = False
 
     def __len__(self) -> int:
-        """Sessions remembered."""
-        return self._count
+        """Sessions remembered (read at a session's first message only: a few frontends)."""
+        return sum(len(frontend.sessions) for frontend in self._frontends.values())
 
     def served(
         self, snapshot: SessionSnapshot, route: str, metadata: Mapping[str, Any]
@@ -180,21 +176,20 @@ class ServedSessions:
         incarnation = metadata.get(SENDER_INCARNATION_KEY)
         if incarnation is not None and incarnation in self._retired.get(snapshot.frontend_id, ()):
             return None  # a late message of a process that restarted since: not remembered
+        if not isinstance(incarnation, str):  # an older frontend of ours: discovery says
+            listed = self._discovery.server(snapshot.frontend_id)
+            incarnation = listed.metadata.get(INCARNATION_KEY) if listed is not None else None
         frontend = self._frontends.get(snapshot.frontend_id)
         lost = None
-        if frontend is not None:
-            # A restarted frontend numbers its sessions from 1 again: its clients, back
-            # before the next check (or before this server's discovery shows the restart),
-            # must not be taken for (and closed with) the old ones.
-            if not isinstance(incarnation, str):  # an older frontend of ours: discovery says
-                listed = self._discovery.server(snapshot.frontend_id)
-                incarnation = listed.metadata.get(INCARNATION_KEY) if listed else None
-            if incarnation is not None and incarnation != frontend.incarnation:
-                if frontend.incarnation is None:
-                    frontend.incarnation = incarnation  # its first sessions came unnamed
-                else:
-                    lost = self._lost(snapshot.frontend_id, "restarted", hand=False)
-                    frontend = None
+        # A restarted frontend numbers its sessions from 1 again: its clients, back before
+        # the next check (or before this server's discovery shows the restart), must not be
+        # taken for (and closed with) the old ones.
+        if frontend is not None and incarnation is not None and incarnation != frontend.incarnation:
+            if frontend.incarnation is None:
+                frontend.incarnation = incarnation  # its first sessions came unnamed
+            else:
+                lost = self._lost(snapshot.frontend_id, "restarted", hand=False)
+                frontend = None
         if frontend is not None:
             seen = frontend.sessions.get(snapshot.id)
             if seen is not None:
@@ -208,7 +203,7 @@ class ServedSessions:
         self._closed_here.pop((snapshot.frontend_id, snapshot.id), None)
         if self._stopped:
             return lost
-        if self._count >= self._limit:
+        if len(self) >= self._limit:
             self._full.log(
                 time.monotonic(),
                 self._log,
@@ -221,16 +216,12 @@ class ServedSessions:
         if frontend is None:
             if server_problem(snapshot.frontend_type, snapshot.frontend_id) is not None:
                 return None  # named by a forged request: no probe could ever reach it
-            if not isinstance(incarnation, str):
-                listed = self._discovery.server(snapshot.frontend_id)
-                incarnation = listed.metadata.get(INCARNATION_KEY) if listed is not None else None
             frontend = self._frontends[snapshot.frontend_id] = _Frontend(
                 snapshot.frontend_type,
                 incarnation,
                 asked_at=asyncio.get_running_loop().time(),
             )
         frontend.sessions[snapshot.id] = ServedSession(without_handshake(snapshot), {route})
-        self._count += 1
         if self._sweep is None:
             self._sweep = asyncio.get_running_loop().create_task(self._sweeping())
         return lost
@@ -252,7 +243,6 @@ class ServedSessions:
             return False
         frontend = self._frontends.get(frontend_id)
         if frontend is not None and frontend.sessions.pop(session_id, None) is not None:
-            self._count -= 1
             frontend.not_open.pop(session_id, None)
             if not frontend.sessions:
                 del self._frontends[frontend_id]
@@ -327,7 +317,6 @@ class ServedSessions:
                 sessions[sid] = seen
         if not closed:
             return
-        self._count -= len(closed)
         if not sessions:
             del self._frontends[frontend_id]
         self._closing_here(
@@ -346,7 +335,6 @@ class ServedSessions:
             while len(self._retired) > MAX_CLOSED_HERE:
                 self._retired.popitem(last=False)
         sessions = list(frontend.sessions.values())
-        self._count -= len(sessions)
         self._closing_here(frontend_id, why, sessions, hand)
         return sessions
 
@@ -376,4 +364,3 @@ class ServedSessions:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._frontends.clear()
-        self._count = 0
